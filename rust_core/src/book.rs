@@ -1,0 +1,197 @@
+//! Order storage and the per-product book: price levels in price order, each a FIFO
+//! queue of resting orders kept as an intrusive doubly linked list in one slab, so that
+//! cancelling from the middle of a queue is O(1) and a level lookup is O(log levels).
+
+use std::collections::BTreeMap;
+
+use crate::capacity::ClusterHandle;
+use crate::types::*;
+
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// A resting order as the book holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestingOrder {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub product: ProductHandle,
+    pub side: Side,
+    pub price: Price,
+    /// Open quantity.
+    pub remaining: Qty,
+    /// Quantity traded so far.
+    pub filled: Qty,
+    pub tif: TimeInForce,
+    pub post_only: bool,
+    pub stp: SelfTradePrevention,
+    pub gang: u32,
+    pub cluster: Option<ClusterHandle>,
+    /// Index of the cluster-hour an ask draws on (`NIL` for bids).
+    pub(crate) cluster_hour: u32,
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+}
+
+/// All resting orders of the engine, addressed by slot.
+#[derive(Default, Clone, Debug)]
+pub struct Slab {
+    pub(crate) slots: Vec<RestingOrder>,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    pub fn insert(&mut self, order: RestingOrder) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = order;
+                i
+            }
+            None => {
+                self.slots.push(order);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    pub fn release(&mut self, i: u32) {
+        self.free.push(i);
+    }
+
+    #[inline]
+    pub fn get(&self, i: u32) -> &RestingOrder {
+        &self.slots[i as usize]
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, i: u32) -> &mut RestingOrder {
+        &mut self.slots[i as usize]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub(crate) head: u32,
+    pub(crate) tail: u32,
+    pub total: Qty,
+    pub count: u32,
+}
+
+/// One product's two sides.
+#[derive(Default, Clone, Debug)]
+pub struct Book {
+    pub bids: BTreeMap<Price, Level>,
+    pub asks: BTreeMap<Price, Level>,
+}
+
+impl Book {
+    pub fn side(&self, side: Side) -> &BTreeMap<Price, Level> {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    fn side_mut(&mut self, side: Side) -> &mut BTreeMap<Price, Level> {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    pub fn best_bid(&self) -> Option<Price> {
+        self.bids.last_key_value().map(|(p, _)| *p)
+    }
+
+    pub fn best_ask(&self) -> Option<Price> {
+        self.asks.first_key_value().map(|(p, _)| *p)
+    }
+
+    /// Best level of `side` at or behind `from` in priority order (`None` = from the top).
+    pub fn next_level(&self, side: Side, from: Option<Price>) -> Option<(Price, Level)> {
+        match (side, from) {
+            (Side::Buy, None) => self.bids.last_key_value(),
+            (Side::Buy, Some(p)) => self.bids.range(..=p).next_back(),
+            (Side::Sell, None) => self.asks.first_key_value(),
+            (Side::Sell, Some(p)) => self.asks.range(p..).next(),
+        }
+        .map(|(p, l)| (*p, *l))
+    }
+
+    /// Appends the order in slot `i` at the back of its price level.
+    pub fn push_back(&mut self, slab: &mut Slab, i: u32) {
+        let (side, price, qty) = {
+            let o = slab.get(i);
+            (o.side, o.price, o.remaining)
+        };
+        let level = self.side_mut(side).entry(price).or_insert(Level {
+            head: NIL,
+            tail: NIL,
+            total: 0,
+            count: 0,
+        });
+        let tail = level.tail;
+        {
+            let o = slab.get_mut(i);
+            o.prev = tail;
+            o.next = NIL;
+        }
+        if tail == NIL {
+            level.head = i;
+        } else {
+            slab.get_mut(tail).next = i;
+        }
+        level.tail = i;
+        level.total += qty;
+        level.count += 1;
+    }
+
+    /// Takes the order in slot `i` out of its level (the slot itself stays allocated).
+    pub fn unlink(&mut self, slab: &mut Slab, i: u32) {
+        let (side, price, qty, prev, next) = {
+            let o = slab.get(i);
+            (o.side, o.price, o.remaining, o.prev, o.next)
+        };
+        let levels = self.side_mut(side);
+        let level = levels.get_mut(&price).expect("resting order without its level");
+        if prev == NIL {
+            level.head = next;
+        } else {
+            slab.get_mut(prev).next = next;
+        }
+        if next == NIL {
+            level.tail = prev;
+        } else {
+            slab.get_mut(next).prev = prev;
+        }
+        level.total -= qty;
+        level.count -= 1;
+        if level.count == 0 {
+            levels.remove(&price);
+        }
+    }
+
+    /// Lowers the open quantity of a resting order in place, keeping its priority.
+    pub fn reduce(&mut self, slab: &mut Slab, i: u32, by: Qty) {
+        let o = slab.get_mut(i);
+        o.remaining -= by;
+        let (side, price) = (o.side, o.price);
+        self.side_mut(side).get_mut(&price).expect("resting order without its level").total -= by;
+    }
+
+    /// Slots of one side in priority order.
+    pub fn orders(&self, slab: &Slab, side: Side) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut walk = |level: &Level| {
+            let mut i = level.head;
+            while i != NIL {
+                out.push(i);
+                i = slab.get(i).next;
+            }
+        };
+        match side {
+            Side::Buy => self.bids.values().rev().for_each(&mut walk),
+            Side::Sell => self.asks.values().for_each(&mut walk),
+        }
+        out
+    }
+}

@@ -1,0 +1,187 @@
+//! Commands into the engine and the events that come out, in the order the engine emits them.
+
+use crate::capacity::{ClusterHandle, ClusterSpec, Slot};
+use crate::product::ProductSpec;
+use crate::reject::Reject;
+use crate::types::*;
+
+/// A new order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub account: AccountId,
+    pub product: ProductHandle,
+    pub side: Side,
+    pub order_type: OrderType,
+    /// Limit price, or the protection price of a market order.
+    pub price: Price,
+    pub qty: Qty,
+    pub tif: TimeInForce,
+    pub post_only: bool,
+    pub stp: SelfTradePrevention,
+    /// Asks: the cluster the GPUs come from. Bids: none.
+    pub cluster: Option<ClusterHandle>,
+    /// Bids: GPUs must come in groups of this many on one node (1 = no constraint).
+    pub gang: u32,
+}
+
+impl NewOrder {
+    /// A plain good-till-close limit order without placement terms.
+    pub fn limit(
+        account: AccountId,
+        product: ProductHandle,
+        side: Side,
+        price: Price,
+        qty: Qty,
+    ) -> NewOrder {
+        NewOrder {
+            account,
+            product,
+            side,
+            order_type: OrderType::Limit,
+            price,
+            qty,
+            tif: TimeInForce::GoodTillClose,
+            post_only: false,
+            stp: SelfTradePrevention::CancelNewest,
+            cluster: None,
+            gang: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    CreateProduct(ProductSpec),
+    Halt { product: ProductHandle },
+    Resume { product: ProductHandle },
+    /// Gate closure now: the product closes and every resting order in it expires.
+    Close { product: ProductHandle },
+    RegisterCapacity { account: AccountId, spec: ClusterSpec },
+    /// Takes the free (unsold) GPUs of the given nodes (all nodes when empty) out of sale
+    /// for the hours `[from_hour, to_hour)` that the cluster covers.
+    WithdrawCapacity {
+        account: AccountId,
+        cluster: ClusterHandle,
+        from_hour: i64,
+        to_hour: i64,
+        nodes: Vec<String>,
+    },
+    Place(NewOrder),
+    Cancel { account: AccountId, order_id: OrderId },
+    /// `price`/`qty` of `None` keep the current value; `qty` is the new remaining quantity.
+    Amend { account: AccountId, order_id: OrderId, price: Option<Price>, qty: Option<Qty> },
+    /// Only moves time forward (expiring orders and closing products whose time has come).
+    AdvanceTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CancelReason {
+    /// The owner asked.
+    Requested,
+    /// Self-trade prevention.
+    SelfTrade,
+    /// The unfilled rest of an IOC or market order.
+    Unfilled,
+    /// A fill-or-kill order that could not fill completely.
+    FillOrKill,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::Requested => "requested",
+            CancelReason::SelfTrade => "self_trade",
+            CancelReason::Unfilled => "unfilled",
+            CancelReason::FillOrKill => "fill_or_kill",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExpireReason {
+    GoodTillTime,
+    GateClosure,
+}
+
+impl ExpireReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpireReason::GoodTillTime => "good_till_time",
+            ExpireReason::GateClosure => "gate_closure",
+        }
+    }
+}
+
+/// The GPUs a buyer received for one trade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    pub trade_id: TradeId,
+    pub product: ProductHandle,
+    pub cluster: ClusterHandle,
+    pub hour: i64,
+    pub buyer: AccountId,
+    pub seller: AccountId,
+    pub buy_order: OrderId,
+    pub sell_order: OrderId,
+    pub price: Price,
+    pub slots: Vec<Slot>,
+}
+
+impl Allocation {
+    pub fn qty(&self) -> Qty {
+        self.slots.iter().map(|s| s.gpus.count_ones() as Qty).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    ProductCreated { product: ProductHandle },
+    ProductState { product: ProductHandle, state: ProductState },
+    CapacityRegistered { cluster: ClusterHandle, account: AccountId },
+    CapacityWithdrawn { cluster: ClusterHandle, account: AccountId, gpu_hours: Qty },
+    Rejected { reason: Reject },
+    Accepted {
+        order_id: OrderId,
+        account: AccountId,
+        product: ProductHandle,
+        side: Side,
+        price: Price,
+        qty: Qty,
+    },
+    Trade {
+        trade_id: TradeId,
+        product: ProductHandle,
+        price: Price,
+        qty: Qty,
+        /// Side of the incoming (aggressing) order.
+        aggressor: Side,
+        maker_order: OrderId,
+        maker_account: AccountId,
+        taker_order: OrderId,
+        taker_account: AccountId,
+    },
+    Allocated(Allocation),
+    Cancelled {
+        order_id: OrderId,
+        account: AccountId,
+        product: ProductHandle,
+        /// Quantity that was still open and is now gone.
+        qty: Qty,
+        reason: CancelReason,
+    },
+    Expired {
+        order_id: OrderId,
+        account: AccountId,
+        product: ProductHandle,
+        qty: Qty,
+        reason: ExpireReason,
+    },
+    Amended {
+        order_id: OrderId,
+        account: AccountId,
+        product: ProductHandle,
+        price: Price,
+        qty: Qty,
+        priority_kept: bool,
+    },
+}

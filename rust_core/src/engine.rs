@@ -1,0 +1,1012 @@
+//! The engine: owns every product's book, every cluster's capacity and every allocation,
+//! applies commands one at a time and emits their events in a deterministic order.
+//!
+//! Matching rule: price-time priority, trades at the resting order's price. A bid's gang
+//! constraint limits what it takes from each ask to what the ask's cluster can place in
+//! whole gangs; an ask that can place nothing is passed over and keeps its priority.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
+
+use crate::book::{Book, Level, RestingOrder, Slab, NIL};
+use crate::capacity::{Cluster, ClusterHandle, ClusterHour, ClusterSpec, MAX_GPUS_PER_NODE};
+use crate::command::*;
+use crate::product::{Product, ProductSpec};
+use crate::reject::Reject;
+use crate::types::*;
+
+/// The incoming side of a match: a new order, or an amended one re-entering the book.
+struct Taker {
+    id: OrderId,
+    account: AccountId,
+    product: ProductHandle,
+    side: Side,
+    price: Price,
+    remaining: Qty,
+    filled: Qty,
+    tif: TimeInForce,
+    post_only: bool,
+    stp: SelfTradePrevention,
+    gang: u32,
+    cluster: Option<ClusterHandle>,
+    cluster_hour: u32,
+}
+
+/// Sold / offered / idle GPU-hours of one cluster for one hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Utilisation {
+    pub capacity: Qty,
+    pub sold: Qty,
+    pub offered: Qty,
+    pub idle: Qty,
+    pub withdrawn: Qty,
+}
+
+#[derive(Default, Clone)]
+pub struct Engine {
+    now: Timestamp,
+    products: Vec<Product>,
+    books: Vec<Book>,
+    product_index: FxHashMap<String, ProductHandle>,
+    clusters: Vec<Cluster>,
+    cluster_index: FxHashMap<String, ClusterHandle>,
+    cluster_hours: Vec<ClusterHour>,
+    cluster_hour_index: FxHashMap<(ClusterHandle, i64), u32>,
+    slab: Slab,
+    order_index: FxHashMap<OrderId, u32>,
+    next_order_id: OrderId,
+    next_trade_id: TradeId,
+    /// Good-till-time expiries, lazily pruned: an entry whose order is gone is skipped.
+    expiries: BinaryHeap<Reverse<(Timestamp, OrderId)>>,
+    closures: BinaryHeap<Reverse<(Timestamp, ProductHandle)>>,
+    allocations: Vec<Allocation>,
+    allocations_by_account: FxHashMap<AccountId, Vec<u32>>,
+}
+
+fn crosses(taker: Side, limit: Price, resting: Price) -> bool {
+    match taker {
+        Side::Buy => resting <= limit,
+        Side::Sell => resting >= limit,
+    }
+}
+
+impl Engine {
+    pub fn new() -> Engine {
+        Engine { next_order_id: 1, next_trade_id: 1, ..Default::default() }
+    }
+
+    /// The engine's time: the largest timestamp it has been given.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Applies one command stamped `ts`. Time first moves to `ts` (never backwards),
+    /// expiring what is due; then the command runs. Events go to `out`; a refused command
+    /// emits one `Rejected` event, returns the reason and changes nothing.
+    pub fn apply(
+        &mut self,
+        ts: Timestamp,
+        cmd: &Command,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        self.advance(ts, out);
+        let result = match cmd {
+            Command::CreateProduct(spec) => self.create_product(spec, out),
+            Command::Halt { product } => self.set_state(*product, ProductState::Halted, out),
+            Command::Resume { product } => self.set_state(*product, ProductState::Open, out),
+            Command::Close { product } => {
+                let p = self.product(*product)?;
+                if p.state == ProductState::Closed {
+                    Err(Reject::ProductClosed)
+                } else {
+                    self.close(*product, out);
+                    Ok(())
+                }
+            }
+            Command::RegisterCapacity { account, spec } => {
+                self.register_capacity(*account, spec, out)
+            }
+            Command::WithdrawCapacity { account, cluster, from_hour, to_hour, nodes } => {
+                self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out)
+            }
+            Command::Place(order) => self.place(order, out),
+            Command::Cancel { account, order_id } => self.cancel(*account, *order_id, out),
+            Command::Amend { account, order_id, price, qty } => {
+                self.amend(*account, *order_id, *price, *qty, out)
+            }
+            Command::AdvanceTime => Ok(()),
+        };
+        if let Err(reason) = result {
+            out.push(Event::Rejected { reason });
+        }
+        result
+    }
+
+    // ---- time ----------------------------------------------------------------------
+
+    /// Moves time to `ts` and processes what fell due, in time order; at equal times,
+    /// good-till-time expiries before gate closures.
+    fn advance(&mut self, ts: Timestamp, out: &mut Vec<Event>) {
+        if ts <= self.now {
+            return;
+        }
+        self.now = ts;
+        loop {
+            let expiry = self.expiries.peek().map(|r| r.0).filter(|(t, _)| *t <= ts);
+            let closure = self.closures.peek().map(|r| r.0).filter(|(t, _)| *t <= ts);
+            match (expiry, closure) {
+                (Some((te, id)), c) if c.is_none_or(|(tc, _)| te <= tc) => {
+                    self.expiries.pop();
+                    if let Some(&i) = self.order_index.get(&id) {
+                        if self.slab.get(i).tif == TimeInForce::GoodTillTime(te) {
+                            self.remove_resting(i, out, |o| Event::Expired {
+                                order_id: o.id,
+                                account: o.account,
+                                product: o.product,
+                                qty: o.remaining,
+                                reason: ExpireReason::GoodTillTime,
+                            });
+                        }
+                    }
+                }
+                (_, Some((_, p))) => {
+                    self.closures.pop();
+                    if self.products[p as usize].state != ProductState::Closed {
+                        self.close(p, out);
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    // ---- products ------------------------------------------------------------------
+
+    fn product(&self, h: ProductHandle) -> Result<&Product, Reject> {
+        self.products.get(h as usize).ok_or(Reject::UnknownProduct)
+    }
+
+    pub fn product_handle(&self, id: &str) -> Option<ProductHandle> {
+        self.product_index.get(id).copied()
+    }
+
+    pub fn products(&self) -> &[Product] {
+        &self.products
+    }
+
+    fn create_product(&mut self, spec: &ProductSpec, out: &mut Vec<Event>) -> Result<(), Reject> {
+        let product = Product::new(spec.clone())?;
+        if self.product_index.contains_key(&spec.id) {
+            return Err(Reject::DuplicateProduct);
+        }
+        if spec.close_at <= self.now {
+            return Err(Reject::InvalidSchedule);
+        }
+        let h = self.products.len() as ProductHandle;
+        self.product_index.insert(spec.id.clone(), h);
+        self.closures.push(Reverse((spec.close_at, h)));
+        self.products.push(product);
+        self.books.push(Book::default());
+        out.push(Event::ProductCreated { product: h });
+        Ok(())
+    }
+
+    fn set_state(
+        &mut self,
+        h: ProductHandle,
+        state: ProductState,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        let p = self.product(h)?;
+        if p.state == ProductState::Closed {
+            return Err(Reject::ProductClosed);
+        }
+        if p.state != state {
+            self.products[h as usize].state = state;
+            out.push(Event::ProductState { product: h, state });
+        }
+        Ok(())
+    }
+
+    /// Gate closure: every resting order expires, in order-id order.
+    fn close(&mut self, h: ProductHandle, out: &mut Vec<Event>) {
+        self.products[h as usize].state = ProductState::Closed;
+        out.push(Event::ProductState { product: h, state: ProductState::Closed });
+        let book = &self.books[h as usize];
+        let mut slots = book.orders(&self.slab, Side::Buy);
+        slots.extend(book.orders(&self.slab, Side::Sell));
+        slots.sort_by_key(|&i| self.slab.get(i).id);
+        for i in slots {
+            self.remove_resting(i, out, |o| Event::Expired {
+                order_id: o.id,
+                account: o.account,
+                product: o.product,
+                qty: o.remaining,
+                reason: ExpireReason::GateClosure,
+            });
+        }
+    }
+
+    // ---- capacity ------------------------------------------------------------------
+
+    pub fn cluster_handle(&self, id: &str) -> Option<ClusterHandle> {
+        self.cluster_index.get(id).copied()
+    }
+
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    fn register_capacity(
+        &mut self,
+        account: AccountId,
+        spec: &ClusterSpec,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        let cluster = Cluster::new(account, spec.clone())?;
+        if self.cluster_index.contains_key(&spec.id) {
+            return Err(Reject::DuplicateCluster);
+        }
+        let h = self.clusters.len() as ClusterHandle;
+        self.cluster_index.insert(spec.id.clone(), h);
+        self.clusters.push(cluster);
+        out.push(Event::CapacityRegistered { cluster: h, account });
+        Ok(())
+    }
+
+    fn withdraw_capacity(
+        &mut self,
+        account: AccountId,
+        cluster: ClusterHandle,
+        from_hour: i64,
+        to_hour: i64,
+        nodes: &[String],
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        let c = self.clusters.get(cluster as usize).ok_or(Reject::UnknownCluster)?;
+        if c.seller != account {
+            return Err(Reject::ClusterMismatch);
+        }
+        if from_hour >= to_hour {
+            return Err(Reject::InvalidCapacity);
+        }
+        let node_ix: Vec<u32> = if nodes.is_empty() {
+            (0..c.spec.nodes.len() as u32).collect()
+        } else {
+            let mut ix = Vec::with_capacity(nodes.len());
+            for n in nodes {
+                let i = c.spec.nodes.iter().position(|s| &s.id == n).ok_or(Reject::InvalidCapacity)?;
+                ix.push(i as u32);
+            }
+            ix.sort_unstable();
+            ix.dedup();
+            ix
+        };
+        let from = from_hour.max(c.spec.from_hour);
+        let to = to_hour.min(c.spec.to_hour);
+        // Check every hour before touching any, so a refusal changes nothing.
+        for hour in from..to {
+            if let Some(&i) = self.cluster_hour_index.get(&(cluster, hour)) {
+                let ch = &self.cluster_hours[i as usize];
+                if ch.withdrawal_leaves(&node_ix) < ch.offered {
+                    return Err(Reject::InsufficientCapacity);
+                }
+            }
+        }
+        let mut gpu_hours = 0;
+        for hour in from..to {
+            let i = self.cluster_hour(cluster, hour);
+            let ch = &mut self.cluster_hours[i as usize];
+            let before = ch.free_total;
+            ch.withdraw(&node_ix);
+            gpu_hours += before - ch.free_total;
+        }
+        out.push(Event::CapacityWithdrawn { cluster, account, gpu_hours });
+        Ok(())
+    }
+
+    /// Index of the cluster-hour, created on first use with every GPU free.
+    fn cluster_hour(&mut self, cluster: ClusterHandle, hour: i64) -> u32 {
+        if let Some(&i) = self.cluster_hour_index.get(&(cluster, hour)) {
+            return i;
+        }
+        let i = self.cluster_hours.len() as u32;
+        self.cluster_hours.push(ClusterHour::new(cluster, hour, &self.clusters[cluster as usize]));
+        self.cluster_hour_index.insert((cluster, hour), i);
+        i
+    }
+
+    fn unreserved(&self, cluster: ClusterHandle, hour: i64) -> Qty {
+        match self.cluster_hour_index.get(&(cluster, hour)) {
+            Some(&i) => self.cluster_hours[i as usize].unreserved(),
+            None => self.clusters[cluster as usize].total_gpus,
+        }
+    }
+
+    pub fn utilisation(&self, cluster: ClusterHandle, hour: i64) -> Option<Utilisation> {
+        let c = self.clusters.get(cluster as usize)?;
+        if !c.covers(hour) {
+            return None;
+        }
+        Some(match self.cluster_hour_index.get(&(cluster, hour)) {
+            None => Utilisation {
+                capacity: c.total_gpus,
+                sold: 0,
+                offered: 0,
+                idle: c.total_gpus,
+                withdrawn: 0,
+            },
+            Some(&i) => {
+                let ch = &self.cluster_hours[i as usize];
+                let sold: Qty = ch.sold.iter().map(|m| m.count_ones() as Qty).sum();
+                Utilisation {
+                    capacity: c.total_gpus,
+                    sold,
+                    offered: ch.offered,
+                    idle: ch.free_total - ch.offered,
+                    withdrawn: c.total_gpus - sold - ch.free_total,
+                }
+            }
+        })
+    }
+
+    // ---- orders --------------------------------------------------------------------
+
+    fn check_price(&self, p: &Product, price: Price) -> Result<(), Reject> {
+        if price <= 0 {
+            Err(Reject::NonPositivePrice)
+        } else if price > MAX_PRICE {
+            Err(Reject::PriceTooHigh)
+        } else if price % p.spec.tick != 0 {
+            Err(Reject::PriceOffTick)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_qty(&self, p: &Product, qty: Qty, gang: u32) -> Result<(), Reject> {
+        if qty <= 0 {
+            Err(Reject::NonPositiveQuantity)
+        } else if qty > MAX_QTY {
+            Err(Reject::QuantityTooLarge)
+        } else if qty % p.spec.lot != 0 {
+            Err(Reject::QuantityOffLot)
+        } else if qty % gang as Qty != 0 {
+            Err(Reject::QuantityOffGang)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn would_cross(&self, product: ProductHandle, side: Side, price: Price) -> bool {
+        let book = &self.books[product as usize];
+        match side {
+            Side::Buy => book.best_ask().is_some_and(|a| a <= price),
+            Side::Sell => book.best_bid().is_some_and(|b| b >= price),
+        }
+    }
+
+    /// Validates a new order completely before anything changes.
+    fn validate(&self, o: &NewOrder) -> Result<(), Reject> {
+        let p = self.product(o.product)?;
+        match p.state {
+            ProductState::Closed => return Err(Reject::ProductClosed),
+            ProductState::Halted => return Err(Reject::ProductHalted),
+            ProductState::Open if self.now < p.spec.open_at => return Err(Reject::ProductNotOpen),
+            ProductState::Open => {}
+        }
+        self.check_price(p, o.price)?;
+        if !o.gang.is_power_of_two() || o.gang > MAX_GPUS_PER_NODE || (o.side == Side::Sell && o.gang != 1)
+        {
+            return Err(Reject::InvalidGang);
+        }
+        self.check_qty(p, o.qty, o.gang)?;
+        let tif_ok = match o.order_type {
+            OrderType::Market => !o.tif.rests() && !o.post_only,
+            OrderType::Limit => !o.post_only || o.tif.rests(),
+        };
+        if !tif_ok {
+            return Err(Reject::InvalidTimeInForce);
+        }
+        if let TimeInForce::GoodTillTime(t) = o.tif {
+            if t <= self.now {
+                return Err(Reject::InvalidExpiry);
+            }
+        }
+        match (o.side, o.cluster) {
+            (Side::Buy, Some(_)) => return Err(Reject::ClusterNotAllowed),
+            (Side::Buy, None) => {}
+            (Side::Sell, None) => return Err(Reject::ClusterRequired),
+            (Side::Sell, Some(c)) => {
+                let cluster = self.clusters.get(c as usize).ok_or(Reject::UnknownCluster)?;
+                if cluster.seller != o.account || cluster.spec.sku != p.sku || cluster.spec.region != p.region {
+                    return Err(Reject::ClusterMismatch);
+                }
+                if !cluster.covers(p.hour) {
+                    return Err(Reject::OutsideAvailability);
+                }
+                if self.unreserved(c, p.hour) < o.qty {
+                    return Err(Reject::InsufficientCapacity);
+                }
+            }
+        }
+        if o.post_only && self.would_cross(o.product, o.side, o.price) {
+            return Err(Reject::PostOnlyWouldCross);
+        }
+        Ok(())
+    }
+
+    fn place(&mut self, o: &NewOrder, out: &mut Vec<Event>) -> Result<(), Reject> {
+        self.validate(o)?;
+        let id = self.next_order_id;
+        self.next_order_id += 1;
+        out.push(Event::Accepted {
+            order_id: id,
+            account: o.account,
+            product: o.product,
+            side: o.side,
+            price: o.price,
+            qty: o.qty,
+        });
+        let cluster_hour = match o.cluster {
+            Some(c) => self.cluster_hour(c, self.products[o.product as usize].hour),
+            None => NIL,
+        };
+        let mut taker = Taker {
+            id,
+            account: o.account,
+            product: o.product,
+            side: o.side,
+            price: o.price,
+            remaining: o.qty,
+            filled: 0,
+            tif: o.tif,
+            post_only: o.post_only,
+            stp: o.stp,
+            gang: o.gang,
+            cluster: o.cluster,
+            cluster_hour,
+        };
+        if o.tif == TimeInForce::FillOrKill && !self.fills_completely(&taker) {
+            out.push(Event::Cancelled {
+                order_id: id,
+                account: o.account,
+                product: o.product,
+                qty: o.qty,
+                reason: CancelReason::FillOrKill,
+            });
+            return Ok(());
+        }
+        self.match_and_rest(&mut taker, out);
+        Ok(())
+    }
+
+    /// Matches the taker against the book, then rests what is left (or cancels it).
+    fn match_and_rest(&mut self, t: &mut Taker, out: &mut Vec<Event>) {
+        if !self.match_taker(t, out) {
+            return;
+        }
+        if t.remaining == 0 {
+            return;
+        }
+        if !t.tif.rests() {
+            out.push(Event::Cancelled {
+                order_id: t.id,
+                account: t.account,
+                product: t.product,
+                qty: t.remaining,
+                reason: CancelReason::Unfilled,
+            });
+            return;
+        }
+        if t.cluster_hour != NIL {
+            self.cluster_hours[t.cluster_hour as usize].offered += t.remaining;
+        }
+        if let TimeInForce::GoodTillTime(at) = t.tif {
+            self.expiries.push(Reverse((at, t.id)));
+        }
+        let i = self.slab.insert(RestingOrder {
+            id: t.id,
+            account: t.account,
+            product: t.product,
+            side: t.side,
+            price: t.price,
+            remaining: t.remaining,
+            filled: t.filled,
+            tif: t.tif,
+            post_only: t.post_only,
+            stp: t.stp,
+            gang: t.gang,
+            cluster: t.cluster,
+            cluster_hour: t.cluster_hour,
+            prev: NIL,
+            next: NIL,
+        });
+        self.order_index.insert(t.id, i);
+        self.books[t.product as usize].push_back(&mut self.slab, i);
+    }
+
+    /// Takes a resting order out of the book and forgets it, emitting `event(order)`.
+    fn remove_resting(
+        &mut self,
+        i: u32,
+        out: &mut Vec<Event>,
+        event: impl FnOnce(&RestingOrder) -> Event,
+    ) {
+        let o = self.slab.get(i);
+        out.push(event(o));
+        let (id, product, ch, remaining) = (o.id, o.product, o.cluster_hour, o.remaining);
+        if ch != NIL {
+            self.cluster_hours[ch as usize].offered -= remaining;
+        }
+        self.books[product as usize].unlink(&mut self.slab, i);
+        self.order_index.remove(&id);
+        self.slab.release(i);
+    }
+
+    /// The matching loop. Returns false when self-trade prevention cancelled the taker.
+    fn match_taker(&mut self, t: &mut Taker, out: &mut Vec<Event>) -> bool {
+        let book_side = t.side.opposite();
+        let mut from: Option<Price> = None;
+        'levels: while t.remaining > 0 {
+            let Some((px, level)) = self.books[t.product as usize].next_level(book_side, from) else {
+                break;
+            };
+            if !crosses(t.side, t.price, px) {
+                break;
+            }
+            let mut i = level.head;
+            while i != NIL {
+                let m = self.slab.get(i);
+                let (next, m_account, m_remaining, m_cluster_hour, m_gang) =
+                    (m.next, m.account, m.remaining, m.cluster_hour, m.gang);
+                if m_account == t.account {
+                    let cancel_resting = t.stp != SelfTradePrevention::CancelNewest;
+                    let cancel_taker = t.stp != SelfTradePrevention::CancelOldest;
+                    if cancel_resting {
+                        self.remove_resting(i, out, |o| Event::Cancelled {
+                            order_id: o.id,
+                            account: o.account,
+                            product: o.product,
+                            qty: o.remaining,
+                            reason: CancelReason::SelfTrade,
+                        });
+                    }
+                    if cancel_taker {
+                        out.push(Event::Cancelled {
+                            order_id: t.id,
+                            account: t.account,
+                            product: t.product,
+                            qty: t.remaining,
+                            reason: CancelReason::SelfTrade,
+                        });
+                        t.remaining = 0;
+                        return false;
+                    }
+                    i = next;
+                    continue;
+                }
+                let want = t.remaining.min(m_remaining);
+                let (ch, gang) = match t.side {
+                    Side::Buy => (m_cluster_hour, t.gang),
+                    Side::Sell => (t.cluster_hour, m_gang),
+                };
+                let qty = if gang == 1 {
+                    want
+                } else {
+                    self.cluster_hours[ch as usize].placeable(gang, want)
+                };
+                if qty > 0 {
+                    self.trade(t, i, px, qty, ch, gang, out);
+                    if t.remaining == 0 {
+                        break 'levels;
+                    }
+                }
+                i = next;
+            }
+            from = Some(match book_side {
+                Side::Buy => px - 1,
+                Side::Sell => px + 1,
+            });
+        }
+        true
+    }
+
+    /// One fill between the taker and the resting order in slot `i`, with its allocation.
+    #[allow(clippy::too_many_arguments)]
+    fn trade(
+        &mut self,
+        t: &mut Taker,
+        i: u32,
+        price: Price,
+        qty: Qty,
+        ch: u32,
+        gang: u32,
+        out: &mut Vec<Event>,
+    ) {
+        let trade_id = self.next_trade_id;
+        self.next_trade_id += 1;
+        let (maker_order, maker_account, product) = {
+            let m = self.slab.get(i);
+            (m.id, m.account, m.product)
+        };
+        out.push(Event::Trade {
+            trade_id,
+            product,
+            price,
+            qty,
+            aggressor: t.side,
+            maker_order,
+            maker_account,
+            taker_order: t.id,
+            taker_account: t.account,
+        });
+        let cluster_hour = &mut self.cluster_hours[ch as usize];
+        if t.side == Side::Buy {
+            // the maker is the ask: its reservation turns into sold GPUs
+            cluster_hour.offered -= qty;
+        }
+        let slots = cluster_hour.allocate(gang, qty);
+        let (buyer, seller, buy_order, sell_order) = match t.side {
+            Side::Buy => (t.account, maker_account, t.id, maker_order),
+            Side::Sell => (maker_account, t.account, maker_order, t.id),
+        };
+        let allocation = Allocation {
+            trade_id,
+            product,
+            cluster: cluster_hour.cluster,
+            hour: cluster_hour.hour,
+            buyer,
+            seller,
+            buy_order,
+            sell_order,
+            price,
+            slots,
+        };
+        let n = self.allocations.len() as u32;
+        self.allocations_by_account.entry(buyer).or_default().push(n);
+        if seller != buyer {
+            self.allocations_by_account.entry(seller).or_default().push(n);
+        }
+        out.push(Event::Allocated(allocation.clone()));
+        self.allocations.push(allocation);
+
+        t.remaining -= qty;
+        t.filled += qty;
+        let book = &mut self.books[product as usize];
+        book.reduce(&mut self.slab, i, qty);
+        let m = self.slab.get_mut(i);
+        m.filled += qty;
+        if m.remaining == 0 {
+            let id = m.id;
+            book.unlink(&mut self.slab, i);
+            self.order_index.remove(&id);
+            self.slab.release(i);
+        }
+    }
+
+    /// Dry run of `match_taker` for fill-or-kill: could the taker fill completely now?
+    /// Mirrors the matching loop without changing anything; placement is simulated on
+    /// private copies of the cluster-hours it would draw on.
+    fn fills_completely(&self, t: &Taker) -> bool {
+        let book = &self.books[t.product as usize];
+        let book_side = t.side.opposite();
+        let mut need = t.remaining;
+        // Bids draw on many cluster-hours, all with the taker's gang: each gang placed
+        // lowers that cluster-hour's gang count by exactly one, so a count suffices.
+        let mut gangs_used: Vec<(u32, Qty)> = Vec::new();
+        // Asks draw on one cluster-hour for bids of any gang: simulate on a copy, made
+        // when the first gang bid is met; single-GPU fills before that are replayed.
+        let mut copy: Option<ClusterHour> = None;
+        let mut singles: Qty = 0;
+        let mut from: Option<Price> = None;
+        while let Some((px, level)) = book.next_level(book_side, from) {
+            if !crosses(t.side, t.price, px) {
+                break;
+            }
+            let mut i = level.head;
+            while i != NIL {
+                let m = self.slab.get(i);
+                i = m.next;
+                if m.account == t.account {
+                    if t.stp == SelfTradePrevention::CancelOldest {
+                        continue;
+                    }
+                    return false;
+                }
+                let want = need.min(m.remaining);
+                let qty = match t.side {
+                    Side::Buy if t.gang == 1 => want,
+                    Side::Buy => {
+                        let ch = &self.cluster_hours[m.cluster_hour as usize];
+                        let g = t.gang as Qty;
+                        let pos = gangs_used.iter().position(|(c, _)| *c == m.cluster_hour);
+                        let used = pos.map_or(0, |p| gangs_used[p].1);
+                        let free_gangs = ch.placeable(t.gang, Qty::MAX) / g - used;
+                        let take = (want / g).min(free_gangs);
+                        match pos {
+                            Some(p) => gangs_used[p].1 += take,
+                            None => gangs_used.push((m.cluster_hour, take)),
+                        }
+                        take * g
+                    }
+                    Side::Sell => match (&mut copy, m.gang) {
+                        (None, 1) => {
+                            singles += want;
+                            want
+                        }
+                        (slot, gang) => {
+                            let ch = slot.get_or_insert_with(|| {
+                                let mut c = self.cluster_hours[t.cluster_hour as usize].clone();
+                                c.allocate(1, singles);
+                                c
+                            });
+                            let q = ch.placeable(gang, want);
+                            ch.allocate(gang, q);
+                            q
+                        }
+                    },
+                };
+                need -= qty;
+                if need == 0 {
+                    return true;
+                }
+            }
+            from = Some(match book_side {
+                Side::Buy => px - 1,
+                Side::Sell => px + 1,
+            });
+        }
+        false
+    }
+
+    fn owned(&self, account: AccountId, order_id: OrderId) -> Result<u32, Reject> {
+        let &i = self.order_index.get(&order_id).ok_or(Reject::UnknownOrder)?;
+        if self.slab.get(i).account != account {
+            return Err(Reject::NotOwner);
+        }
+        Ok(i)
+    }
+
+    fn cancel(&mut self, account: AccountId, order_id: OrderId, out: &mut Vec<Event>) -> Result<(), Reject> {
+        let i = self.owned(account, order_id)?;
+        self.remove_resting(i, out, |o| Event::Cancelled {
+            order_id: o.id,
+            account: o.account,
+            product: o.product,
+            qty: o.remaining,
+            reason: CancelReason::Requested,
+        });
+        Ok(())
+    }
+
+    fn amend(
+        &mut self,
+        account: AccountId,
+        order_id: OrderId,
+        price: Option<Price>,
+        qty: Option<Qty>,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        let i = self.owned(account, order_id)?;
+        let o = self.slab.get(i).clone();
+        let p = &self.products[o.product as usize];
+        if p.state == ProductState::Halted {
+            return Err(Reject::ProductHalted);
+        }
+        if let Some(px) = price {
+            self.check_price(p, px)?;
+        }
+        if let Some(q) = qty {
+            self.check_qty(p, q, o.gang)?;
+        }
+        let new_price = price.unwrap_or(o.price);
+        let new_qty = qty.unwrap_or(o.remaining);
+        if new_price == o.price && new_qty == o.remaining {
+            return Err(Reject::NothingToAmend);
+        }
+        if o.cluster_hour != NIL
+            && new_qty > o.remaining
+            && self.cluster_hours[o.cluster_hour as usize].unreserved() < new_qty - o.remaining
+        {
+            return Err(Reject::InsufficientCapacity);
+        }
+        if o.post_only && new_price != o.price && self.would_cross(o.product, o.side, new_price) {
+            return Err(Reject::PostOnlyWouldCross);
+        }
+        if new_price == o.price && new_qty < o.remaining {
+            let by = o.remaining - new_qty;
+            self.books[o.product as usize].reduce(&mut self.slab, i, by);
+            if o.cluster_hour != NIL {
+                self.cluster_hours[o.cluster_hour as usize].offered -= by;
+            }
+            out.push(Event::Amended {
+                order_id,
+                account,
+                product: o.product,
+                price: new_price,
+                qty: new_qty,
+                priority_kept: true,
+            });
+            return Ok(());
+        }
+        // Loses priority: leaves the book and re-enters as a taker at the new terms.
+        if o.cluster_hour != NIL {
+            self.cluster_hours[o.cluster_hour as usize].offered -= o.remaining;
+        }
+        self.books[o.product as usize].unlink(&mut self.slab, i);
+        self.order_index.remove(&order_id);
+        self.slab.release(i);
+        out.push(Event::Amended {
+            order_id,
+            account,
+            product: o.product,
+            price: new_price,
+            qty: new_qty,
+            priority_kept: false,
+        });
+        let mut taker = Taker {
+            id: o.id,
+            account: o.account,
+            product: o.product,
+            side: o.side,
+            price: new_price,
+            remaining: new_qty,
+            filled: o.filled,
+            tif: o.tif,
+            post_only: o.post_only,
+            stp: o.stp,
+            gang: o.gang,
+            cluster: o.cluster,
+            cluster_hour: o.cluster_hour,
+        };
+        // The GTD heap already holds this order's expiry; do not push it twice.
+        let tif = taker.tif;
+        taker.tif = match tif {
+            TimeInForce::GoodTillTime(_) => TimeInForce::GoodTillClose,
+            other => other,
+        };
+        self.match_and_rest(&mut taker, out);
+        if let Some(&j) = self.order_index.get(&order_id) {
+            self.slab.get_mut(j).tif = tif;
+        }
+        Ok(())
+    }
+
+    // ---- views ---------------------------------------------------------------------
+
+    /// A resting order by id (`None` once it is filled, cancelled or expired).
+    pub fn order(&self, order_id: OrderId) -> Option<&RestingOrder> {
+        self.order_index.get(&order_id).map(|&i| self.slab.get(i))
+    }
+
+    pub fn book(&self, product: ProductHandle) -> Option<&Book> {
+        self.books.get(product as usize)
+    }
+
+    /// Aggregated levels, best first: (price, quantity, order count).
+    pub fn l2(&self, product: ProductHandle, side: Side, depth: usize) -> Vec<(Price, Qty, u32)> {
+        let Some(book) = self.books.get(product as usize) else {
+            return Vec::new();
+        };
+        let f = |(p, l): (&Price, &Level)| (*p, l.total, l.count);
+        match side {
+            Side::Buy => book.bids.iter().rev().take(depth).map(f).collect(),
+            Side::Sell => book.asks.iter().take(depth).map(f).collect(),
+        }
+    }
+
+    /// Every resting order of one side, in priority order.
+    pub fn l3(&self, product: ProductHandle, side: Side) -> Vec<&RestingOrder> {
+        let Some(book) = self.books.get(product as usize) else {
+            return Vec::new();
+        };
+        book.orders(&self.slab, side).into_iter().map(|i| self.slab.get(i)).collect()
+    }
+
+    pub fn open_order_count(&self) -> usize {
+        self.order_index.len()
+    }
+
+    /// Allocations where the account is buyer or seller, in trade order.
+    pub fn allocations_of(&self, account: AccountId) -> Vec<&Allocation> {
+        self.allocations_by_account
+            .get(&account)
+            .map(|v| v.iter().map(|&i| &self.allocations[i as usize]).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn allocations(&self) -> &[Allocation] {
+        &self.allocations
+    }
+
+    /// SHA-256 over the whole engine state in a canonical order, as lowercase hex.
+    /// Equal command sequences give equal hashes on every machine.
+    pub fn state_hash(&self) -> String {
+        let mut h = Sha256::new();
+        let mut put = |x: i64| h.update(x.to_le_bytes());
+        put(self.now);
+        put(self.next_order_id as i64);
+        put(self.next_trade_id as i64);
+        put(self.products.len() as i64);
+        let mut text = Vec::new();
+        for (p, book) in self.products.iter().zip(&self.books) {
+            text.push(p.spec.id.clone());
+            for x in [p.spec.tick, p.spec.lot, p.spec.open_at, p.spec.close_at, p.state as i64] {
+                put(x);
+            }
+            for side in [Side::Buy, Side::Sell] {
+                put(-1);
+                for i in book.orders(&self.slab, side) {
+                    let o = self.slab.get(i);
+                    let (tif, at) = match o.tif {
+                        TimeInForce::GoodTillClose => (0, 0),
+                        TimeInForce::GoodTillTime(t) => (1, t),
+                        TimeInForce::ImmediateOrCancel => (2, 0),
+                        TimeInForce::FillOrKill => (3, 0),
+                    };
+                    for x in [
+                        o.id as i64,
+                        o.account as i64,
+                        o.side as i64,
+                        o.price,
+                        o.remaining,
+                        o.filled,
+                        tif,
+                        at,
+                        o.post_only as i64,
+                        o.stp as i64,
+                        o.gang as i64,
+                        o.cluster.map_or(-1, |c| c as i64),
+                    ] {
+                        put(x);
+                    }
+                }
+            }
+        }
+        put(self.clusters.len() as i64);
+        for c in &self.clusters {
+            text.push(c.spec.id.clone());
+            text.push(c.spec.sku.clone());
+            text.push(c.spec.region.clone());
+            put(c.seller as i64);
+            put(c.spec.from_hour);
+            put(c.spec.to_hour);
+            for n in &c.spec.nodes {
+                text.push(n.id.clone());
+                put(n.gpus as i64);
+            }
+        }
+        let mut keys: Vec<_> = self.cluster_hour_index.iter().collect();
+        keys.sort();
+        put(keys.len() as i64);
+        for (&(c, hour), &i) in keys {
+            let ch = &self.cluster_hours[i as usize];
+            put(c as i64);
+            put(hour);
+            put(ch.offered);
+            for (f, s) in ch.free.iter().zip(&ch.sold) {
+                put(*f as i64);
+                put(*s as i64);
+            }
+        }
+        put(self.allocations.len() as i64);
+        for a in &self.allocations {
+            for x in [a.trade_id as i64, a.buy_order as i64, a.sell_order as i64, a.price] {
+                put(x);
+            }
+            for s in &a.slots {
+                put(s.node as i64);
+                put(s.gpus as i64);
+            }
+        }
+        for s in text {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

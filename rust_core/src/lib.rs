@@ -1,0 +1,21 @@
+//! spotex-core: the deterministic engine of the spotex GPU-hour exchange.
+//!
+//! Pure Rust with no I/O and no clock: the caller stamps every command with its time.
+//! Same commands in, same events and the same [`Engine::state_hash`] out.
+
+pub mod batch;
+pub mod book;
+pub mod capacity;
+pub mod command;
+pub mod engine;
+pub mod product;
+pub mod reject;
+pub mod types;
+
+pub use book::RestingOrder;
+pub use capacity::{Cluster, ClusterHandle, ClusterSpec, NodeSpec, Slot};
+pub use command::{Allocation, CancelReason, Command, Event, ExpireReason, NewOrder};
+pub use engine::{Engine, Utilisation};
+pub use product::{Product, ProductSpec};
+pub use reject::Reject;
+pub use types::*;

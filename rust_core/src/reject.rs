@@ -1,0 +1,177 @@
+//! Why a command was refused. A rejected command changes nothing.
+
+use std::fmt;
+
+/// Every reason the engine refuses a command. The string codes are the machine-readable
+/// reasons that the bindings and the service expose; they never change meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    // products
+    InvalidProductId,
+    DuplicateProduct,
+    InvalidTickSize,
+    InvalidLotSize,
+    InvalidSchedule,
+    UnknownProduct,
+    ProductNotOpen,
+    ProductHalted,
+    ProductClosed,
+    // order terms
+    NonPositivePrice,
+    PriceTooHigh,
+    PriceOffTick,
+    NonPositiveQuantity,
+    QuantityTooLarge,
+    QuantityOffLot,
+    InvalidTimeInForce,
+    InvalidExpiry,
+    PostOnlyWouldCross,
+    // order lifecycle
+    UnknownOrder,
+    NotOwner,
+    NothingToAmend,
+    // capacity and placement
+    InvalidGang,
+    QuantityOffGang,
+    ClusterRequired,
+    ClusterNotAllowed,
+    UnknownCluster,
+    DuplicateCluster,
+    InvalidCapacity,
+    ClusterMismatch,
+    OutsideAvailability,
+    InsufficientCapacity,
+    // batch entry
+    InvalidBatchRecord,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 32] = [
+        Reject::InvalidProductId,
+        Reject::DuplicateProduct,
+        Reject::InvalidTickSize,
+        Reject::InvalidLotSize,
+        Reject::InvalidSchedule,
+        Reject::UnknownProduct,
+        Reject::ProductNotOpen,
+        Reject::ProductHalted,
+        Reject::ProductClosed,
+        Reject::NonPositivePrice,
+        Reject::PriceTooHigh,
+        Reject::PriceOffTick,
+        Reject::NonPositiveQuantity,
+        Reject::QuantityTooLarge,
+        Reject::QuantityOffLot,
+        Reject::InvalidTimeInForce,
+        Reject::InvalidExpiry,
+        Reject::PostOnlyWouldCross,
+        Reject::UnknownOrder,
+        Reject::NotOwner,
+        Reject::NothingToAmend,
+        Reject::InvalidGang,
+        Reject::QuantityOffGang,
+        Reject::ClusterRequired,
+        Reject::ClusterNotAllowed,
+        Reject::UnknownCluster,
+        Reject::DuplicateCluster,
+        Reject::InvalidCapacity,
+        Reject::ClusterMismatch,
+        Reject::OutsideAvailability,
+        Reject::InsufficientCapacity,
+        Reject::InvalidBatchRecord,
+    ];
+
+    /// Stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reject::InvalidProductId => "INVALID_PRODUCT_ID",
+            Reject::DuplicateProduct => "DUPLICATE_PRODUCT",
+            Reject::InvalidTickSize => "INVALID_TICK_SIZE",
+            Reject::InvalidLotSize => "INVALID_LOT_SIZE",
+            Reject::InvalidSchedule => "INVALID_SCHEDULE",
+            Reject::UnknownProduct => "UNKNOWN_PRODUCT",
+            Reject::ProductNotOpen => "PRODUCT_NOT_OPEN",
+            Reject::ProductHalted => "PRODUCT_HALTED",
+            Reject::ProductClosed => "PRODUCT_CLOSED",
+            Reject::NonPositivePrice => "NON_POSITIVE_PRICE",
+            Reject::PriceTooHigh => "PRICE_TOO_HIGH",
+            Reject::PriceOffTick => "PRICE_OFF_TICK",
+            Reject::NonPositiveQuantity => "NON_POSITIVE_QUANTITY",
+            Reject::QuantityTooLarge => "QUANTITY_TOO_LARGE",
+            Reject::QuantityOffLot => "QUANTITY_OFF_LOT",
+            Reject::InvalidTimeInForce => "INVALID_TIME_IN_FORCE",
+            Reject::InvalidExpiry => "INVALID_EXPIRY",
+            Reject::PostOnlyWouldCross => "POST_ONLY_WOULD_CROSS",
+            Reject::UnknownOrder => "UNKNOWN_ORDER",
+            Reject::NotOwner => "NOT_OWNER",
+            Reject::NothingToAmend => "NOTHING_TO_AMEND",
+            Reject::InvalidGang => "INVALID_GANG",
+            Reject::QuantityOffGang => "QUANTITY_OFF_GANG",
+            Reject::ClusterRequired => "CLUSTER_REQUIRED",
+            Reject::ClusterNotAllowed => "CLUSTER_NOT_ALLOWED",
+            Reject::UnknownCluster => "UNKNOWN_CLUSTER",
+            Reject::DuplicateCluster => "DUPLICATE_CLUSTER",
+            Reject::InvalidCapacity => "INVALID_CAPACITY",
+            Reject::ClusterMismatch => "CLUSTER_MISMATCH",
+            Reject::OutsideAvailability => "OUTSIDE_AVAILABILITY",
+            Reject::InsufficientCapacity => "INSUFFICIENT_CAPACITY",
+            Reject::InvalidBatchRecord => "INVALID_BATCH_RECORD",
+        }
+    }
+
+    /// Human-readable explanation, for error messages.
+    pub fn message(self) -> &'static str {
+        match self {
+            Reject::InvalidProductId => "product id must look like SKU/region/YYYY-MM-DDTHH",
+            Reject::DuplicateProduct => "a product with this id already exists",
+            Reject::InvalidTickSize => "tick size must be a positive number of micro-dollars",
+            Reject::InvalidLotSize => "lot size must be a positive number of GPUs",
+            Reject::InvalidSchedule => {
+                "product must open before its gate closure, and close no later than delivery"
+            }
+            Reject::UnknownProduct => "no such product",
+            Reject::ProductNotOpen => "the product is not open for trading yet",
+            Reject::ProductHalted => "trading in the product is halted",
+            Reject::ProductClosed => "the product is past gate closure",
+            Reject::NonPositivePrice => "price must be positive",
+            Reject::PriceTooHigh => "price exceeds the maximum of $1,000,000 per GPU-hour",
+            Reject::PriceOffTick => "price is not a multiple of the product's tick size",
+            Reject::NonPositiveQuantity => "quantity must be positive",
+            Reject::QuantityTooLarge => "quantity exceeds the maximum of 10,000,000 GPUs",
+            Reject::QuantityOffLot => "quantity is not a multiple of the product's lot size",
+            Reject::InvalidTimeInForce => {
+                "time in force does not fit the order type (market: IOC or FOK; post-only: GTC or GTD)"
+            }
+            Reject::InvalidExpiry => "good-till-time expiry must be after the current time",
+            Reject::PostOnlyWouldCross => "post-only order would trade on arrival",
+            Reject::UnknownOrder => "no such open order (never placed, or already done)",
+            Reject::NotOwner => "the order belongs to another account",
+            Reject::NothingToAmend => "the amendment changes neither price nor quantity",
+            Reject::InvalidGang => "gang size must be a power of two from 1 to 64",
+            Reject::QuantityOffGang => "quantity is not a multiple of the gang size",
+            Reject::ClusterRequired => "an ask must name the cluster it sells from",
+            Reject::ClusterNotAllowed => "only asks name a cluster; bids use placement constraints",
+            Reject::UnknownCluster => "no such cluster",
+            Reject::DuplicateCluster => "a cluster with this id already exists",
+            Reject::InvalidCapacity => {
+                "capacity needs at least one node, distinct node ids, 1 to 64 GPUs per node and a non-empty hour range"
+            }
+            Reject::ClusterMismatch => {
+                "the cluster belongs to another seller, or its SKU or region differ from the product's"
+            }
+            Reject::OutsideAvailability => "the cluster is not available in the product's delivery hour",
+            Reject::InsufficientCapacity => {
+                "not enough unsold, unoffered GPUs in the cluster for this hour"
+            }
+            Reject::InvalidBatchRecord => "the batch record has an unknown kind or enum value",
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.message())
+    }
+}
+
+impl std::error::Error for Reject {}
