@@ -1,1 +1,702 @@
+//! `spotex._core`: the thin PyO3 face of spotex-core. Types in, types out; every engine
+//! rejection becomes a named Python exception; the GIL is released while the core works.
 
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use spotex_core as core;
+use spotex_core::{
+    CancelReason, Command, Engine as CoreEngine, Event as CoreEvent, NewOrder, OrderType, Reject,
+    SelfTradePrevention, Side, TimeInForce,
+};
+
+create_exception!(_core, SpotexError, PyException, "Base class of every spotex error.");
+create_exception!(_core, InvalidOrderError, SpotexError, "The order's terms are invalid.");
+create_exception!(_core, PostOnlyWouldCrossError, InvalidOrderError, "A post-only order would trade on arrival.");
+create_exception!(_core, InvalidProductError, SpotexError, "The product definition is invalid or exists already.");
+create_exception!(_core, UnknownProductError, SpotexError, "No such product.");
+create_exception!(_core, ProductStateError, SpotexError, "The product is not open, halted, or closed.");
+create_exception!(_core, UnknownOrderError, SpotexError, "No such open order.");
+create_exception!(_core, NotOwnerError, SpotexError, "The order or cluster belongs to another account.");
+create_exception!(_core, CapacityError, SpotexError, "Capacity or placement terms are invalid or insufficient.");
+
+/// One arm per rejection class; the instance carries the machine-readable `reason`.
+fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
+    use Reject::*;
+    let msg = r.message();
+    let err = match r {
+        InvalidProductId | DuplicateProduct | InvalidTickSize | InvalidLotSize | InvalidSchedule => {
+            InvalidProductError::new_err(msg)
+        }
+        UnknownProduct => UnknownProductError::new_err(msg),
+        ProductNotOpen | ProductHalted | ProductClosed => ProductStateError::new_err(msg),
+        PostOnlyWouldCross => PostOnlyWouldCrossError::new_err(msg),
+        NonPositivePrice | PriceTooHigh | PriceOffTick | NonPositiveQuantity | QuantityTooLarge
+        | QuantityOffLot | InvalidTimeInForce | InvalidExpiry | NothingToAmend | InvalidGang
+        | QuantityOffGang | InvalidBatchRecord => InvalidOrderError::new_err(msg),
+        UnknownOrder => UnknownOrderError::new_err(msg),
+        NotOwner => NotOwnerError::new_err(msg),
+        ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster | InvalidCapacity
+        | ClusterMismatch | OutsideAvailability | InsufficientCapacity => CapacityError::new_err(msg),
+    };
+    // Exceptions have a __dict__, so this cannot fail in practice; ignore if it did.
+    let _ = err.value(py).setattr("reason", r.code());
+    err
+}
+
+fn invalid(py: Python<'_>, what: &str) -> PyErr {
+    let err = InvalidOrderError::new_err(what.to_string());
+    let _ = err.value(py).setattr("reason", "INVALID_ARGUMENT");
+    err
+}
+
+/// One engine event, flattened: fields that do not apply to `kind` are `None`.
+#[pyclass(frozen, get_all, module = "spotex._core")]
+struct Event {
+    kind: &'static str,
+    product: Option<String>,
+    order_id: Option<u64>,
+    account: Option<u64>,
+    side: Option<&'static str>,
+    price: Option<i64>,
+    qty: Option<i64>,
+    reason: Option<&'static str>,
+    trade_id: Option<u64>,
+    maker_order: Option<u64>,
+    maker_account: Option<u64>,
+    priority_kept: Option<bool>,
+    state: Option<&'static str>,
+    cluster: Option<String>,
+    allocation: Option<Py<Allocation>>,
+}
+
+#[pymethods]
+impl Event {
+    fn __repr__(&self) -> String {
+        let mut parts = vec![format!("kind={:?}", self.kind)];
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                parts.push(format!("{k}={v}"));
+            }
+        };
+        add("product", self.product.as_ref().map(|p| format!("{p:?}")));
+        add("order_id", self.order_id.map(|v| v.to_string()));
+        add("account", self.account.map(|v| v.to_string()));
+        add("side", self.side.map(|v| format!("{v:?}")));
+        add("price", self.price.map(|v| v.to_string()));
+        add("qty", self.qty.map(|v| v.to_string()));
+        add("reason", self.reason.map(|v| format!("{v:?}")));
+        add("trade_id", self.trade_id.map(|v| v.to_string()));
+        add("maker_order", self.maker_order.map(|v| v.to_string()));
+        add("maker_account", self.maker_account.map(|v| v.to_string()));
+        add("priority_kept", self.priority_kept.map(|v| if v { "True".into() } else { "False".into() }));
+        add("state", self.state.map(|v| format!("{v:?}")));
+        add("cluster", self.cluster.as_ref().map(|v| format!("{v:?}")));
+        format!("Event({})", parts.join(", "))
+    }
+}
+
+/// The GPUs a buyer got for one trade.
+#[pyclass(frozen, get_all, module = "spotex._core")]
+#[derive(Clone)]
+struct Allocation {
+    trade_id: u64,
+    product: String,
+    cluster: String,
+    hour: i64,
+    buyer: u64,
+    seller: u64,
+    buy_order: u64,
+    sell_order: u64,
+    price: i64,
+    qty: i64,
+    /// `(node_id, [gpu indices])`, in node order.
+    slots: Vec<(String, Vec<u32>)>,
+}
+
+#[pymethods]
+impl Allocation {
+    fn __repr__(&self) -> String {
+        format!(
+            "Allocation(trade_id={}, product={:?}, cluster={:?}, buyer={}, seller={}, qty={}, price={}, slots={:?})",
+            self.trade_id, self.product, self.cluster, self.buyer, self.seller, self.qty, self.price, self.slots
+        )
+    }
+}
+
+/// A resting order.
+#[pyclass(frozen, get_all, module = "spotex._core")]
+struct Order {
+    order_id: u64,
+    account: u64,
+    product: String,
+    side: &'static str,
+    price: i64,
+    remaining: i64,
+    filled: i64,
+    tif: &'static str,
+    expire_at: Option<i64>,
+    post_only: bool,
+    stp: &'static str,
+    gang: u32,
+    cluster: Option<String>,
+}
+
+#[pymethods]
+impl Order {
+    fn __repr__(&self) -> String {
+        format!(
+            "Order(order_id={}, account={}, product={:?}, side={:?}, price={}, remaining={}, filled={})",
+            self.order_id, self.account, self.product, self.side, self.price, self.remaining, self.filled
+        )
+    }
+}
+
+/// Sold / offered / idle / withdrawn GPU-hours of a cluster for one hour.
+#[pyclass(frozen, get_all, module = "spotex._core")]
+struct Utilisation {
+    capacity: i64,
+    sold: i64,
+    offered: i64,
+    idle: i64,
+    withdrawn: i64,
+}
+
+#[pymethods]
+impl Utilisation {
+    fn __repr__(&self) -> String {
+        format!(
+            "Utilisation(capacity={}, sold={}, offered={}, idle={}, withdrawn={})",
+            self.capacity, self.sold, self.offered, self.idle, self.withdrawn
+        )
+    }
+}
+
+fn stp_name(s: SelfTradePrevention) -> &'static str {
+    match s {
+        SelfTradePrevention::CancelNewest => "cancel_newest",
+        SelfTradePrevention::CancelOldest => "cancel_oldest",
+        SelfTradePrevention::CancelBoth => "cancel_both",
+    }
+}
+
+fn tif_name(t: TimeInForce) -> (&'static str, Option<i64>) {
+    match t {
+        TimeInForce::GoodTillClose => ("gtc", None),
+        TimeInForce::GoodTillTime(at) => ("gtd", Some(at)),
+        TimeInForce::ImmediateOrCancel => ("ioc", None),
+        TimeInForce::FillOrKill => ("fok", None),
+    }
+}
+
+#[pyclass(module = "spotex._core")]
+struct Engine {
+    inner: CoreEngine,
+    scratch: Vec<CoreEvent>,
+}
+
+impl Engine {
+    fn product_id(&self, h: u32) -> String {
+        self.inner.products()[h as usize].spec.id.clone()
+    }
+
+    fn cluster_id(&self, h: u32) -> String {
+        self.inner.clusters()[h as usize].spec.id.clone()
+    }
+
+    fn product(&self, py: Python<'_>, id: &str) -> PyResult<u32> {
+        self.inner.product_handle(id).ok_or_else(|| reject_to_pyerr(py, Reject::UnknownProduct))
+    }
+
+    fn cluster(&self, py: Python<'_>, id: &str) -> PyResult<u32> {
+        self.inner.cluster_handle(id).ok_or_else(|| reject_to_pyerr(py, Reject::UnknownCluster))
+    }
+
+    fn allocation(&self, a: &core::Allocation) -> Allocation {
+        let c = &self.inner.clusters()[a.cluster as usize];
+        Allocation {
+            trade_id: a.trade_id,
+            product: self.product_id(a.product),
+            cluster: c.spec.id.clone(),
+            hour: a.hour,
+            buyer: a.buyer,
+            seller: a.seller,
+            buy_order: a.buy_order,
+            sell_order: a.sell_order,
+            price: a.price,
+            qty: a.qty(),
+            slots: a
+                .slots
+                .iter()
+                .map(|s| {
+                    let gpus = (0..64).filter(|b| s.gpus & (1u64 << b) != 0).collect();
+                    (c.spec.nodes[s.node as usize].id.clone(), gpus)
+                })
+                .collect(),
+        }
+    }
+
+    fn convert(&self, py: Python<'_>, e: &CoreEvent) -> PyResult<Event> {
+        let mut ev = Event {
+            kind: "",
+            product: None,
+            order_id: None,
+            account: None,
+            side: None,
+            price: None,
+            qty: None,
+            reason: None,
+            trade_id: None,
+            maker_order: None,
+            maker_account: None,
+            priority_kept: None,
+            state: None,
+            cluster: None,
+            allocation: None,
+        };
+        match e {
+            CoreEvent::ProductCreated { product } => {
+                ev.kind = "product_created";
+                ev.product = Some(self.product_id(*product));
+            }
+            CoreEvent::ProductState { product, state } => {
+                ev.kind = "product_state";
+                ev.product = Some(self.product_id(*product));
+                ev.state = Some(state.as_str());
+            }
+            CoreEvent::CapacityRegistered { cluster, account } => {
+                ev.kind = "capacity_registered";
+                ev.cluster = Some(self.cluster_id(*cluster));
+                ev.account = Some(*account);
+            }
+            CoreEvent::CapacityWithdrawn { cluster, account, gpu_hours } => {
+                ev.kind = "capacity_withdrawn";
+                ev.cluster = Some(self.cluster_id(*cluster));
+                ev.account = Some(*account);
+                ev.qty = Some(*gpu_hours);
+            }
+            CoreEvent::Rejected { reason } => {
+                ev.kind = "rejected";
+                ev.reason = Some(reason.code());
+            }
+            CoreEvent::Accepted { order_id, account, product, side, price, qty } => {
+                ev.kind = "accepted";
+                ev.order_id = Some(*order_id);
+                ev.account = Some(*account);
+                ev.product = Some(self.product_id(*product));
+                ev.side = Some(side.as_str());
+                ev.price = Some(*price);
+                ev.qty = Some(*qty);
+            }
+            CoreEvent::Trade {
+                trade_id, product, price, qty, aggressor, maker_order, maker_account,
+                taker_order, taker_account,
+            } => {
+                ev.kind = "trade";
+                ev.trade_id = Some(*trade_id);
+                ev.product = Some(self.product_id(*product));
+                ev.price = Some(*price);
+                ev.qty = Some(*qty);
+                ev.side = Some(aggressor.as_str());
+                ev.maker_order = Some(*maker_order);
+                ev.maker_account = Some(*maker_account);
+                ev.order_id = Some(*taker_order);
+                ev.account = Some(*taker_account);
+            }
+            CoreEvent::Allocated(a) => {
+                ev.kind = "allocated";
+                ev.trade_id = Some(a.trade_id);
+                ev.product = Some(self.product_id(a.product));
+                ev.order_id = Some(a.buy_order);
+                ev.account = Some(a.buyer);
+                ev.price = Some(a.price);
+                ev.qty = Some(a.qty());
+                ev.cluster = Some(self.cluster_id(a.cluster));
+                ev.allocation = Some(Py::new(py, self.allocation(a))?);
+            }
+            CoreEvent::Cancelled { order_id, account, product, qty, reason } => {
+                ev.kind = "cancelled";
+                ev.order_id = Some(*order_id);
+                ev.account = Some(*account);
+                ev.product = Some(self.product_id(*product));
+                ev.qty = Some(*qty);
+                ev.reason = Some(reason.as_str());
+            }
+            CoreEvent::Expired { order_id, account, product, qty, reason } => {
+                ev.kind = "expired";
+                ev.order_id = Some(*order_id);
+                ev.account = Some(*account);
+                ev.product = Some(self.product_id(*product));
+                ev.qty = Some(*qty);
+                ev.reason = Some(reason.as_str());
+            }
+            CoreEvent::Amended { order_id, account, product, price, qty, priority_kept } => {
+                ev.kind = "amended";
+                ev.order_id = Some(*order_id);
+                ev.account = Some(*account);
+                ev.product = Some(self.product_id(*product));
+                ev.price = Some(*price);
+                ev.qty = Some(*qty);
+                ev.priority_kept = Some(*priority_kept);
+            }
+        }
+        Ok(ev)
+    }
+
+    /// Runs one command with the GIL released; a rejection raises, otherwise the events
+    /// come back as Python objects.
+    fn run(&mut self, py: Python<'_>, ts: i64, cmd: Command) -> PyResult<Vec<Event>> {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let inner = &mut self.inner;
+        let result = py.detach(|| inner.apply(ts, &cmd, &mut out));
+        let converted = out.iter().map(|e| self.convert(py, e)).collect::<PyResult<Vec<_>>>();
+        self.scratch = out;
+        match result {
+            Err(r) => {
+                // Time moved before the command was refused: what fell due (expiries,
+                // gate closures) happened all the same and travels on the exception.
+                let err = reject_to_pyerr(py, r);
+                let mut due = converted?;
+                due.pop(); // the `rejected` event itself
+                err.value(py).setattr("events", due)?;
+                Err(err)
+            }
+            Ok(()) => converted,
+        }
+    }
+}
+
+fn parse_side(py: Python<'_>, s: &str) -> PyResult<Side> {
+    match s {
+        "buy" | "bid" => Ok(Side::Buy),
+        "sell" | "ask" => Ok(Side::Sell),
+        _ => Err(invalid(py, "side must be 'buy' or 'sell'")),
+    }
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    fn new() -> Self {
+        Engine { inner: CoreEngine::new(), scratch: Vec::with_capacity(16) }
+    }
+
+    /// The engine's time in microseconds since the epoch (the largest timestamp seen).
+    #[getter]
+    fn now(&self) -> i64 {
+        self.inner.now()
+    }
+
+    #[pyo3(signature = (product_id, *, tick, lot, open_at, close_at, ts))]
+    fn create_product(
+        &mut self,
+        py: Python<'_>,
+        product_id: String,
+        tick: i64,
+        lot: i64,
+        open_at: i64,
+        close_at: i64,
+        ts: i64,
+    ) -> PyResult<Vec<Event>> {
+        let spec = core::ProductSpec { id: product_id, tick, lot, open_at, close_at };
+        self.run(py, ts, Command::CreateProduct(spec))
+    }
+
+    #[pyo3(signature = (product_id, *, ts))]
+    fn halt(&mut self, py: Python<'_>, product_id: &str, ts: i64) -> PyResult<Vec<Event>> {
+        let product = self.product(py, product_id)?;
+        self.run(py, ts, Command::Halt { product })
+    }
+
+    #[pyo3(signature = (product_id, *, ts))]
+    fn resume(&mut self, py: Python<'_>, product_id: &str, ts: i64) -> PyResult<Vec<Event>> {
+        let product = self.product(py, product_id)?;
+        self.run(py, ts, Command::Resume { product })
+    }
+
+    #[pyo3(signature = (product_id, *, ts))]
+    fn close(&mut self, py: Python<'_>, product_id: &str, ts: i64) -> PyResult<Vec<Event>> {
+        let product = self.product(py, product_id)?;
+        self.run(py, ts, Command::Close { product })
+    }
+
+    #[pyo3(signature = (ts))]
+    fn advance_time(&mut self, py: Python<'_>, ts: i64) -> PyResult<Vec<Event>> {
+        self.run(py, ts, Command::AdvanceTime)
+    }
+
+    #[pyo3(signature = (account, cluster_id, *, sku, region, nodes, from_hour, to_hour, ts))]
+    #[allow(clippy::too_many_arguments)]
+    fn register_capacity(
+        &mut self,
+        py: Python<'_>,
+        account: u64,
+        cluster_id: String,
+        sku: String,
+        region: String,
+        nodes: Vec<(String, u32)>,
+        from_hour: i64,
+        to_hour: i64,
+        ts: i64,
+    ) -> PyResult<Vec<Event>> {
+        let spec = core::ClusterSpec {
+            id: cluster_id,
+            sku,
+            region,
+            nodes: nodes.into_iter().map(|(id, gpus)| core::NodeSpec { id, gpus }).collect(),
+            from_hour,
+            to_hour,
+        };
+        self.run(py, ts, Command::RegisterCapacity { account, spec })
+    }
+
+    #[pyo3(signature = (account, cluster_id, *, from_hour, to_hour, nodes=None, ts))]
+    #[allow(clippy::too_many_arguments)]
+    fn withdraw_capacity(
+        &mut self,
+        py: Python<'_>,
+        account: u64,
+        cluster_id: &str,
+        from_hour: i64,
+        to_hour: i64,
+        nodes: Option<Vec<String>>,
+        ts: i64,
+    ) -> PyResult<Vec<Event>> {
+        let cluster = self.cluster(py, cluster_id)?;
+        let nodes = nodes.unwrap_or_default();
+        self.run(py, ts, Command::WithdrawCapacity { account, cluster, from_hour, to_hour, nodes })
+    }
+
+    /// Places an order. `side` is "buy" or "sell"; `order_type` "limit" or "market"
+    /// (`price` is then the protection price); `tif` one of "gtc", "gtd" (with
+    /// `expire_at`), "ioc", "fok"; `stp` one of "cancel_newest", "cancel_oldest",
+    /// "cancel_both".
+    #[pyo3(signature = (account, product_id, side, price, qty, *, ts, order_type="limit", tif="gtc",
+        expire_at=None, post_only=false, stp="cancel_newest", cluster_id=None, gang=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        py: Python<'_>,
+        account: u64,
+        product_id: &str,
+        side: &str,
+        price: i64,
+        qty: i64,
+        ts: i64,
+        order_type: &str,
+        tif: &str,
+        expire_at: Option<i64>,
+        post_only: bool,
+        stp: &str,
+        cluster_id: Option<&str>,
+        gang: u32,
+    ) -> PyResult<Vec<Event>> {
+        let product = self.product(py, product_id)?;
+        let side = parse_side(py, side)?;
+        let order_type = match order_type {
+            "limit" => OrderType::Limit,
+            "market" => OrderType::Market,
+            _ => return Err(invalid(py, "order_type must be 'limit' or 'market'")),
+        };
+        let tif = match (tif, expire_at) {
+            ("gtc", None) => TimeInForce::GoodTillClose,
+            ("gtd", Some(at)) => TimeInForce::GoodTillTime(at),
+            ("ioc", None) => TimeInForce::ImmediateOrCancel,
+            ("fok", None) => TimeInForce::FillOrKill,
+            ("gtd", None) => return Err(invalid(py, "tif 'gtd' needs expire_at")),
+            ("gtc" | "ioc" | "fok", Some(_)) => return Err(invalid(py, "expire_at goes with tif 'gtd' only")),
+            _ => return Err(invalid(py, "tif must be 'gtc', 'gtd', 'ioc' or 'fok'")),
+        };
+        let stp = match stp {
+            "cancel_newest" => SelfTradePrevention::CancelNewest,
+            "cancel_oldest" => SelfTradePrevention::CancelOldest,
+            "cancel_both" => SelfTradePrevention::CancelBoth,
+            _ => return Err(invalid(py, "stp must be 'cancel_newest', 'cancel_oldest' or 'cancel_both'")),
+        };
+        let cluster = match cluster_id {
+            Some(c) => Some(self.cluster(py, c)?),
+            None => None,
+        };
+        let order = NewOrder {
+            account,
+            product,
+            side,
+            order_type,
+            price,
+            qty,
+            tif,
+            post_only,
+            stp,
+            cluster,
+            gang,
+        };
+        self.run(py, ts, Command::Place(order))
+    }
+
+    #[pyo3(signature = (account, order_id, *, ts))]
+    fn cancel(&mut self, py: Python<'_>, account: u64, order_id: u64, ts: i64) -> PyResult<Vec<Event>> {
+        self.run(py, ts, Command::Cancel { account, order_id })
+    }
+
+    /// Changes price and/or remaining quantity. Lowering the quantity keeps priority;
+    /// a new price or a higher quantity sends the order to the back of its level.
+    #[pyo3(signature = (account, order_id, *, price=None, qty=None, ts))]
+    fn amend(
+        &mut self,
+        py: Python<'_>,
+        account: u64,
+        order_id: u64,
+        price: Option<i64>,
+        qty: Option<i64>,
+        ts: i64,
+    ) -> PyResult<Vec<Event>> {
+        self.run(py, ts, Command::Amend { account, order_id, price, qty })
+    }
+
+    /// Applies packed 64-byte command records (see `spotex.batch`) and returns packed
+    /// 64-byte event records. Rejections are events here, not exceptions.
+    fn apply_batch<'py>(&mut self, py: Python<'py>, records: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = &mut self.inner;
+        let mut out = Vec::with_capacity(records.len() * 2);
+        py.detach(|| core::batch::apply_batch(inner, records, &mut out))
+            .map_err(|_| invalid(py, "batch length must be a multiple of 64 bytes"))?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    fn product_handle(&self, py: Python<'_>, product_id: &str) -> PyResult<u32> {
+        self.product(py, product_id)
+    }
+
+    fn cluster_handle(&self, py: Python<'_>, cluster_id: &str) -> PyResult<u32> {
+        self.cluster(py, cluster_id)
+    }
+
+    /// `[(product_id, state, tick, lot, open_at, close_at)]` in listing order.
+    fn products(&self) -> Vec<(String, &'static str, i64, i64, i64, i64)> {
+        self.inner
+            .products()
+            .iter()
+            .map(|p| {
+                let s = &p.spec;
+                (s.id.clone(), p.state.as_str(), s.tick, s.lot, s.open_at, s.close_at)
+            })
+            .collect()
+    }
+
+    /// Aggregated book, best first on each side: `([(price, qty, orders)], [...])`.
+    #[pyo3(signature = (product_id, depth=10))]
+    #[allow(clippy::type_complexity)]
+    fn l2(&self, py: Python<'_>, product_id: &str, depth: usize) -> PyResult<(Vec<(i64, i64, u32)>, Vec<(i64, i64, u32)>)> {
+        let h = self.product(py, product_id)?;
+        Ok((self.inner.l2(h, Side::Buy, depth), self.inner.l2(h, Side::Sell, depth)))
+    }
+
+    /// Every resting order, in priority order: `(bids, asks)`.
+    fn l3(&self, py: Python<'_>, product_id: &str) -> PyResult<(Vec<Order>, Vec<Order>)> {
+        let h = self.product(py, product_id)?;
+        let f = |side| self.inner.l3(h, side).into_iter().map(|o| self.order_view(o)).collect();
+        Ok((f(Side::Buy), f(Side::Sell)))
+    }
+
+    /// A resting order, or None once it is filled, cancelled or expired.
+    fn order(&self, order_id: u64) -> Option<Order> {
+        self.inner.order(order_id).map(|o| self.order_view(o))
+    }
+
+    fn open_order_count(&self) -> usize {
+        self.inner.open_order_count()
+    }
+
+    /// Allocations where `account` is buyer or seller, in trade order.
+    fn allocations(&self, account: u64) -> Vec<Allocation> {
+        self.inner.allocations_of(account).into_iter().map(|a| self.allocation(a)).collect()
+    }
+
+    fn utilisation(&self, py: Python<'_>, cluster_id: &str, hour: i64) -> PyResult<Option<Utilisation>> {
+        let c = self.cluster(py, cluster_id)?;
+        Ok(self.inner.utilisation(c, hour).map(|u| Utilisation {
+            capacity: u.capacity,
+            sold: u.sold,
+            offered: u.offered,
+            idle: u.idle,
+            withdrawn: u.withdrawn,
+        }))
+    }
+
+    /// `[(cluster_id, node_ids)]` registered by `account`.
+    fn clusters(&self, account: u64) -> Vec<(String, Vec<String>)> {
+        self.inner
+            .clusters()
+            .iter()
+            .filter(|c| c.seller == account)
+            .map(|c| (c.spec.id.clone(), c.spec.nodes.iter().map(|n| n.id.clone()).collect()))
+            .collect()
+    }
+
+    fn state_hash(&self, py: Python<'_>) -> String {
+        let inner = &self.inner;
+        py.detach(|| inner.state_hash())
+    }
+}
+
+impl Engine {
+    fn order_view(&self, o: &core::RestingOrder) -> Order {
+        let (tif, expire_at) = tif_name(o.tif);
+        Order {
+            order_id: o.id,
+            account: o.account,
+            product: self.product_id(o.product),
+            side: o.side.as_str(),
+            price: o.price,
+            remaining: o.remaining,
+            filled: o.filled,
+            tif,
+            expire_at,
+            post_only: o.post_only,
+            stp: stp_name(o.stp),
+            gang: o.gang,
+            cluster: o.cluster.map(|c| self.cluster_id(c)),
+        }
+    }
+}
+
+/// Machine-readable reject codes, indexed like the `code` byte of batch event records.
+#[pyfunction]
+fn reject_codes() -> Vec<&'static str> {
+    Reject::ALL.iter().map(|r| r.code()).collect()
+}
+
+/// Cancel reasons, indexed like the `code` byte of batch `cancelled` records.
+#[pyfunction]
+fn cancel_reasons() -> Vec<&'static str> {
+    [CancelReason::Requested, CancelReason::SelfTrade, CancelReason::Unfilled, CancelReason::FillOrKill]
+        .iter()
+        .map(|r| r.as_str())
+        .collect()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Engine>()?;
+    m.add_class::<Event>()?;
+    m.add_class::<Order>()?;
+    m.add_class::<Allocation>()?;
+    m.add_class::<Utilisation>()?;
+    m.add_function(wrap_pyfunction!(reject_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(cancel_reasons, m)?)?;
+    m.add("SpotexError", py.get_type::<SpotexError>())?;
+    m.add("InvalidOrderError", py.get_type::<InvalidOrderError>())?;
+    m.add("PostOnlyWouldCrossError", py.get_type::<PostOnlyWouldCrossError>())?;
+    m.add("InvalidProductError", py.get_type::<InvalidProductError>())?;
+    m.add("UnknownProductError", py.get_type::<UnknownProductError>())?;
+    m.add("ProductStateError", py.get_type::<ProductStateError>())?;
+    m.add("UnknownOrderError", py.get_type::<UnknownOrderError>())?;
+    m.add("NotOwnerError", py.get_type::<NotOwnerError>())?;
+    m.add("CapacityError", py.get_type::<CapacityError>())?;
+    m.add("MICROS_PER_HOUR", core::MICROS_PER_HOUR)?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+"""The exceptions spotex raises. Every rejection by the engine raises one of these, with a
+stable machine-readable code in ``err.reason`` (for example ``"PRICE_OFF_TICK"``)."""
+
+from spotex._core import (
+    CapacityError,
+    InvalidOrderError,
+    InvalidProductError,
+    NotOwnerError,
+    PostOnlyWouldCrossError,
+    ProductStateError,
+    SpotexError,
+    UnknownOrderError,
+    UnknownProductError,
+)
+
+__all__ = [
+    "CapacityError",
+    "InvalidOrderError",
+    "InvalidProductError",
+    "NotOwnerError",
+    "PostOnlyWouldCrossError",
+    "ProductStateError",
+    "SpotexError",
+    "UnknownOrderError",
+    "UnknownProductError",
+]
