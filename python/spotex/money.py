@@ -7,7 +7,7 @@ MICROS_PER_DOLLAR = 1_000_000
 
 
 def parse_price(price: Decimal | str | int) -> int:
-    """Dollars per GPU-hour to micro-dollars, exactly; refuses anything finer than a micro-dollar."""
+    """Dollars per GPU-hour to micro-dollars, exactly; refuses sub-micro-dollar amounts."""
     if isinstance(price, bool) or isinstance(price, float):
         raise TypeError("prices are Decimal, str or int dollars, never float")
     try:

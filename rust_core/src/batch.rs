@@ -223,42 +223,156 @@ fn push_event(
 }
 
 pub fn reject_index(r: Reject) -> u8 {
-    Reject::ALL.iter().position(|x| *x == r).unwrap_or(u8::MAX as usize) as u8
+    Reject::ALL
+        .iter()
+        .position(|x| *x == r)
+        .unwrap_or(u8::MAX as usize) as u8
 }
 
 /// Appends the records of one command's events.
 pub fn encode_events(index: u32, events: &[Event], out: &mut Vec<u8>) {
     for e in events {
         match e {
-            Event::Accepted { order_id, account, product, side, price, qty } => push_event(
-                out, index, event_kind::ACCEPTED, 0, *side as u8, *order_id, *account, 0, 0,
-                *price, *qty, *product, 0,
+            Event::Accepted {
+                order_id,
+                account,
+                product,
+                side,
+                price,
+                qty,
+            } => push_event(
+                out,
+                index,
+                event_kind::ACCEPTED,
+                0,
+                *side as u8,
+                *order_id,
+                *account,
+                0,
+                0,
+                *price,
+                *qty,
+                *product,
+                0,
             ),
             Event::Rejected { reason } => push_event(
-                out, index, event_kind::REJECTED, reject_index(*reason), 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                out,
+                index,
+                event_kind::REJECTED,
+                reject_index(*reason),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
             ),
             Event::Trade {
-                product, price, qty, aggressor, maker_order, maker_account, taker_order,
-                taker_account, ..
+                product,
+                price,
+                qty,
+                aggressor,
+                maker_order,
+                maker_account,
+                taker_order,
+                taker_account,
+                ..
             } => push_event(
-                out, index, event_kind::TRADE, 0, *aggressor as u8, *taker_order, *taker_account,
-                *maker_order, *maker_account, *price, *qty, *product, 0,
+                out,
+                index,
+                event_kind::TRADE,
+                0,
+                *aggressor as u8,
+                *taker_order,
+                *taker_account,
+                *maker_order,
+                *maker_account,
+                *price,
+                *qty,
+                *product,
+                0,
             ),
-            Event::Cancelled { order_id, account, product, qty, reason } => push_event(
-                out, index, event_kind::CANCELLED, *reason as u8, 0, *order_id, *account, 0, 0, 0,
-                *qty, *product, 0,
+            Event::Cancelled {
+                order_id,
+                account,
+                product,
+                qty,
+                reason,
+            } => push_event(
+                out,
+                index,
+                event_kind::CANCELLED,
+                *reason as u8,
+                0,
+                *order_id,
+                *account,
+                0,
+                0,
+                0,
+                *qty,
+                *product,
+                0,
             ),
-            Event::Expired { order_id, account, product, qty, reason } => push_event(
-                out, index, event_kind::EXPIRED, *reason as u8, 0, *order_id, *account, 0, 0, 0,
-                *qty, *product, 0,
+            Event::Expired {
+                order_id,
+                account,
+                product,
+                qty,
+                reason,
+            } => push_event(
+                out,
+                index,
+                event_kind::EXPIRED,
+                *reason as u8,
+                0,
+                *order_id,
+                *account,
+                0,
+                0,
+                0,
+                *qty,
+                *product,
+                0,
             ),
-            Event::Amended { order_id, account, product, price, qty, priority_kept } => push_event(
-                out, index, event_kind::AMENDED, *priority_kept as u8, 0, *order_id, *account, 0,
-                0, *price, *qty, *product, 0,
+            Event::Amended {
+                order_id,
+                account,
+                product,
+                price,
+                qty,
+                priority_kept,
+            } => push_event(
+                out,
+                index,
+                event_kind::AMENDED,
+                *priority_kept as u8,
+                0,
+                *order_id,
+                *account,
+                0,
+                0,
+                *price,
+                *qty,
+                *product,
+                0,
             ),
             Event::Allocated(a) => push_event(
-                out, index, event_kind::ALLOCATED, 0, 0, a.buy_order, a.buyer, a.trade_id,
-                a.seller, a.price, a.qty(), a.product, a.cluster,
+                out,
+                index,
+                event_kind::ALLOCATED,
+                0,
+                0,
+                a.buy_order,
+                a.buyer,
+                a.trade_id,
+                a.seller,
+                a.price,
+                a.qty(),
+                a.product,
+                a.cluster,
             ),
             _ => push_event(out, index, event_kind::OTHER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         }
@@ -268,7 +382,11 @@ pub fn encode_events(index: u32, events: &[Event], out: &mut Vec<u8>) {
 /// Applies every record of `records` in order and appends their event records to `out`.
 /// A malformed record is rejected (`InvalidBatchRecord`) like any other bad command.
 /// Returns the number of commands applied; `records.len()` must be a multiple of 64.
-pub fn apply_batch(engine: &mut Engine, records: &[u8], out: &mut Vec<u8>) -> Result<usize, Reject> {
+pub fn apply_batch(
+    engine: &mut Engine,
+    records: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, Reject> {
     if records.len() % RECORD != 0 {
         return Err(Reject::InvalidBatchRecord);
     }

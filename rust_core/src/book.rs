@@ -1,8 +1,6 @@
-//! Order storage and the per-product book: price levels in price order, each a FIFO
+//! Order storage and the per-product book: price levels in priority order, each a FIFO
 //! queue of resting orders kept as an intrusive doubly linked list in one slab, so that
-//! cancelling from the middle of a queue is O(1) and a level lookup is O(log levels).
-
-use std::collections::BTreeMap;
+//! cancelling from the middle of a queue is O(1) and a level lookup is a binary search.
 
 use crate::capacity::ClusterHandle;
 use crate::types::*;
@@ -76,22 +74,119 @@ pub struct Level {
     pub count: u32,
 }
 
+/// The price levels of one side, sorted so that the best level is last: bids by
+/// ascending price, asks by descending price. Books hold tens to hundreds of levels
+/// with activity near the touch, where a sorted vector beats a tree: the best level is
+/// one load away and inserting near the end moves little.
+#[derive(Clone, Debug)]
+pub struct Levels {
+    side: Side,
+    levels: Vec<(Price, Level)>,
+}
+
+impl Levels {
+    fn new(side: Side) -> Levels {
+        Levels {
+            side,
+            levels: Vec::new(),
+        }
+    }
+
+    /// Index where `price` is, or would be inserted.
+    fn search(&self, price: Price) -> Result<usize, usize> {
+        match self.side {
+            Side::Buy => self.levels.binary_search_by(|(p, _)| p.cmp(&price)),
+            Side::Sell => self.levels.binary_search_by(|(p, _)| price.cmp(p)),
+        }
+    }
+
+    fn get_mut(&mut self, price: Price) -> Option<&mut Level> {
+        self.search(price).ok().map(|i| &mut self.levels[i].1)
+    }
+
+    fn remove(&mut self, price: Price) {
+        if let Ok(i) = self.search(price) {
+            self.levels.remove(i);
+        }
+    }
+
+    fn entry(&mut self, price: Price) -> &mut Level {
+        let i = match self.search(price) {
+            Ok(i) => i,
+            Err(i) => {
+                self.levels.insert(
+                    i,
+                    (
+                        price,
+                        Level {
+                            head: NIL,
+                            tail: NIL,
+                            total: 0,
+                            count: 0,
+                        },
+                    ),
+                );
+                i
+            }
+        };
+        &mut self.levels[i].1
+    }
+
+    pub fn best(&self) -> Option<Price> {
+        self.levels.last().map(|(p, _)| *p)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Levels best first: `(price, level)`.
+    pub fn iter(&self) -> impl Iterator<Item = (Price, &Level)> {
+        self.levels.iter().rev().map(|(p, l)| (*p, l))
+    }
+
+    /// The best level at `from` or worse (`None` = the best level).
+    fn at_or_behind(&self, from: Option<Price>) -> Option<(Price, Level)> {
+        let end = match from {
+            None => self.levels.len(),
+            Some(p) => match self.search(p) {
+                Ok(i) => i + 1,
+                Err(i) => i,
+            },
+        };
+        end.checked_sub(1).map(|i| self.levels[i])
+    }
+}
+
 /// One product's two sides.
-#[derive(Default, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub struct Book {
-    pub bids: BTreeMap<Price, Level>,
-    pub asks: BTreeMap<Price, Level>,
+    pub bids: Levels,
+    pub asks: Levels,
+}
+
+impl Default for Book {
+    fn default() -> Self {
+        Book {
+            bids: Levels::new(Side::Buy),
+            asks: Levels::new(Side::Sell),
+        }
+    }
 }
 
 impl Book {
-    pub fn side(&self, side: Side) -> &BTreeMap<Price, Level> {
+    pub fn side(&self, side: Side) -> &Levels {
         match side {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         }
     }
 
-    fn side_mut(&mut self, side: Side) -> &mut BTreeMap<Price, Level> {
+    fn side_mut(&mut self, side: Side) -> &mut Levels {
         match side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
@@ -99,22 +194,16 @@ impl Book {
     }
 
     pub fn best_bid(&self) -> Option<Price> {
-        self.bids.last_key_value().map(|(p, _)| *p)
+        self.bids.best()
     }
 
     pub fn best_ask(&self) -> Option<Price> {
-        self.asks.first_key_value().map(|(p, _)| *p)
+        self.asks.best()
     }
 
     /// Best level of `side` at or behind `from` in priority order (`None` = from the top).
     pub fn next_level(&self, side: Side, from: Option<Price>) -> Option<(Price, Level)> {
-        match (side, from) {
-            (Side::Buy, None) => self.bids.last_key_value(),
-            (Side::Buy, Some(p)) => self.bids.range(..=p).next_back(),
-            (Side::Sell, None) => self.asks.first_key_value(),
-            (Side::Sell, Some(p)) => self.asks.range(p..).next(),
-        }
-        .map(|(p, l)| (*p, *l))
+        self.side(side).at_or_behind(from)
     }
 
     /// Appends the order in slot `i` at the back of its price level.
@@ -123,12 +212,7 @@ impl Book {
             let o = slab.get(i);
             (o.side, o.price, o.remaining)
         };
-        let level = self.side_mut(side).entry(price).or_insert(Level {
-            head: NIL,
-            tail: NIL,
-            total: 0,
-            count: 0,
-        });
+        let level = self.side_mut(side).entry(price);
         let tail = level.tail;
         {
             let o = slab.get_mut(i);
@@ -152,7 +236,9 @@ impl Book {
             (o.side, o.price, o.remaining, o.prev, o.next)
         };
         let levels = self.side_mut(side);
-        let level = levels.get_mut(&price).expect("resting order without its level");
+        let level = levels
+            .get_mut(price)
+            .expect("resting order without its level");
         if prev == NIL {
             level.head = next;
         } else {
@@ -166,7 +252,7 @@ impl Book {
         level.total -= qty;
         level.count -= 1;
         if level.count == 0 {
-            levels.remove(&price);
+            levels.remove(price);
         }
     }
 
@@ -175,7 +261,10 @@ impl Book {
         let o = slab.get_mut(i);
         o.remaining -= by;
         let (side, price) = (o.side, o.price);
-        self.side_mut(side).get_mut(&price).expect("resting order without its level").total -= by;
+        self.side_mut(side)
+            .get_mut(price)
+            .expect("resting order without its level")
+            .total -= by;
     }
 
     /// Slots of one side in priority order.
@@ -188,10 +277,7 @@ impl Book {
                 i = slab.get(i).next;
             }
         };
-        match side {
-            Side::Buy => self.bids.values().rev().for_each(&mut walk),
-            Side::Sell => self.asks.values().for_each(&mut walk),
-        }
+        self.side(side).iter().for_each(|(_, l)| walk(l));
         out
     }
 }

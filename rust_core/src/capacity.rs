@@ -47,7 +47,8 @@ impl Cluster {
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         };
         if !name_ok(&spec.id) || !name_ok(&spec.sku) || !name_ok(&spec.region) {
             return Err(Reject::InvalidCapacity);
@@ -65,7 +66,11 @@ impl Cluster {
             }
         }
         let total_gpus = spec.nodes.iter().map(|n| n.gpus as Qty).sum();
-        Ok(Cluster { spec, seller, total_gpus })
+        Ok(Cluster {
+            spec,
+            seller,
+            total_gpus,
+        })
     }
 
     pub fn covers(&self, hour: i64) -> bool {
@@ -185,7 +190,10 @@ impl ClusterHour {
             self.sold[node] |= taken;
             match slots.iter_mut().find(|s| s.node == node as u32) {
                 Some(s) => s.gpus |= taken,
-                None => slots.push(Slot { node: node as u32, gpus: taken }),
+                None => slots.push(Slot {
+                    node: node as u32,
+                    gpus: taken,
+                }),
             }
         }
         slots.sort();
@@ -194,7 +202,10 @@ impl ClusterHour {
 
     /// Free GPUs that would remain if the given nodes were withdrawn.
     pub fn withdrawal_leaves(&self, nodes: &[u32]) -> Qty {
-        let removed: Qty = nodes.iter().map(|&n| self.free[n as usize].count_ones() as Qty).sum();
+        let removed: Qty = nodes
+            .iter()
+            .map(|&n| self.free[n as usize].count_ones() as Qty)
+            .sum();
         self.free_total - removed
     }
 
@@ -221,7 +232,10 @@ mod tests {
                 nodes: gpus
                     .iter()
                     .enumerate()
-                    .map(|(i, &g)| NodeSpec { id: format!("n{i}"), gpus: g })
+                    .map(|(i, &g)| NodeSpec {
+                        id: format!("n{i}"),
+                        gpus: g,
+                    })
                     .collect(),
                 from_hour: 0,
                 to_hour: 10,
@@ -235,11 +249,29 @@ mod tests {
         let c = cluster(&[8, 8, 8]);
         let mut ch = ClusterHour::new(0, 0, &c);
         // 6 GPUs on node 0 leaves it with 2 free
-        assert_eq!(ch.allocate(2, 6), vec![Slot { node: 0, gpus: 0b111111 }]);
+        assert_eq!(
+            ch.allocate(2, 6),
+            vec![Slot {
+                node: 0,
+                gpus: 0b111111
+            }]
+        );
         // a gang of 2 fits node 0 exactly: no new node broken
-        assert_eq!(ch.allocate(2, 2), vec![Slot { node: 0, gpus: 0b11000000 }]);
+        assert_eq!(
+            ch.allocate(2, 2),
+            vec![Slot {
+                node: 0,
+                gpus: 0b11000000
+            }]
+        );
         // a gang of 4 goes to node 1 (tie with node 2 broken by index)
-        assert_eq!(ch.allocate(4, 4), vec![Slot { node: 1, gpus: 0b1111 }]);
+        assert_eq!(
+            ch.allocate(4, 4),
+            vec![Slot {
+                node: 1,
+                gpus: 0b1111
+            }]
+        );
         assert_eq!(ch.placeable(8, 100), 8);
         assert_eq!(ch.placeable(4, 100), 12);
         assert_eq!(ch.placeable(1, 5), 5);
@@ -251,7 +283,13 @@ mod tests {
         let c = cluster(&[8, 4]);
         let mut ch = ClusterHour::new(0, 0, &c);
         // best fit puts the 3 GPUs on the smaller node
-        assert_eq!(ch.allocate(1, 3), vec![Slot { node: 1, gpus: 0b111 }]);
+        assert_eq!(
+            ch.allocate(1, 3),
+            vec![Slot {
+                node: 1,
+                gpus: 0b111
+            }]
+        );
         assert_eq!(ch.withdrawal_leaves(&[0]), 1);
         ch.withdraw(&[0]);
         assert_eq!(ch.free_total, 1);
@@ -263,11 +301,20 @@ mod tests {
     #[test]
     fn rejects_bad_capacity() {
         let mut spec = cluster(&[8]).spec;
-        spec.nodes.push(NodeSpec { id: "n0".into(), gpus: 8 });
-        assert_eq!(Cluster::new(1, spec.clone()).unwrap_err(), Reject::InvalidCapacity);
+        spec.nodes.push(NodeSpec {
+            id: "n0".into(),
+            gpus: 8,
+        });
+        assert_eq!(
+            Cluster::new(1, spec.clone()).unwrap_err(),
+            Reject::InvalidCapacity
+        );
         spec.nodes.truncate(1);
         spec.nodes[0].gpus = 65;
-        assert_eq!(Cluster::new(1, spec.clone()).unwrap_err(), Reject::InvalidCapacity);
+        assert_eq!(
+            Cluster::new(1, spec.clone()).unwrap_err(),
+            Reject::InvalidCapacity
+        );
         spec.nodes[0].gpus = 8;
         spec.to_hour = spec.from_hour;
         assert_eq!(Cluster::new(1, spec).unwrap_err(), Reject::InvalidCapacity);

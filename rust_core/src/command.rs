@@ -52,11 +52,20 @@ impl NewOrder {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     CreateProduct(ProductSpec),
-    Halt { product: ProductHandle },
-    Resume { product: ProductHandle },
+    Halt {
+        product: ProductHandle,
+    },
+    Resume {
+        product: ProductHandle,
+    },
     /// Gate closure now: the product closes and every resting order in it expires.
-    Close { product: ProductHandle },
-    RegisterCapacity { account: AccountId, spec: ClusterSpec },
+    Close {
+        product: ProductHandle,
+    },
+    RegisterCapacity {
+        account: AccountId,
+        spec: ClusterSpec,
+    },
     /// Takes the free (unsold) GPUs of the given nodes (all nodes when empty) out of sale
     /// for the hours `[from_hour, to_hour)` that the cluster covers.
     WithdrawCapacity {
@@ -67,9 +76,17 @@ pub enum Command {
         nodes: Vec<String>,
     },
     Place(NewOrder),
-    Cancel { account: AccountId, order_id: OrderId },
+    Cancel {
+        account: AccountId,
+        order_id: OrderId,
+    },
     /// `price`/`qty` of `None` keep the current value; `qty` is the new remaining quantity.
-    Amend { account: AccountId, order_id: OrderId, price: Option<Price>, qty: Option<Qty> },
+    Amend {
+        account: AccountId,
+        order_id: OrderId,
+        price: Option<Price>,
+        qty: Option<Qty>,
+    },
     /// Only moves time forward (expiring orders and closing products whose time has come).
     AdvanceTime,
 }
@@ -135,11 +152,25 @@ impl Allocation {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    ProductCreated { product: ProductHandle },
-    ProductState { product: ProductHandle, state: ProductState },
-    CapacityRegistered { cluster: ClusterHandle, account: AccountId },
-    CapacityWithdrawn { cluster: ClusterHandle, account: AccountId, gpu_hours: Qty },
-    Rejected { reason: Reject },
+    ProductCreated {
+        product: ProductHandle,
+    },
+    ProductState {
+        product: ProductHandle,
+        state: ProductState,
+    },
+    CapacityRegistered {
+        cluster: ClusterHandle,
+        account: AccountId,
+    },
+    CapacityWithdrawn {
+        cluster: ClusterHandle,
+        account: AccountId,
+        gpu_hours: Qty,
+    },
+    Rejected {
+        reason: Reject,
+    },
     Accepted {
         order_id: OrderId,
         account: AccountId,

@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
-use crate::book::{Book, Level, RestingOrder, Slab, NIL};
+use crate::book::{Book, RestingOrder, Slab, NIL};
 use crate::capacity::{Cluster, ClusterHandle, ClusterHour, ClusterSpec, MAX_GPUS_PER_NODE};
 use crate::command::*;
 use crate::product::{Product, ProductSpec};
@@ -75,7 +75,11 @@ fn crosses(taker: Side, limit: Price, resting: Price) -> bool {
 
 impl Engine {
     pub fn new() -> Engine {
-        Engine { next_order_id: 1, next_trade_id: 1, ..Default::default() }
+        Engine {
+            next_order_id: 1,
+            next_trade_id: 1,
+            ..Default::default()
+        }
     }
 
     /// The engine's time: the largest timestamp it has been given.
@@ -109,14 +113,21 @@ impl Engine {
             Command::RegisterCapacity { account, spec } => {
                 self.register_capacity(*account, spec, out)
             }
-            Command::WithdrawCapacity { account, cluster, from_hour, to_hour, nodes } => {
-                self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out)
-            }
+            Command::WithdrawCapacity {
+                account,
+                cluster,
+                from_hour,
+                to_hour,
+                nodes,
+            } => self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out),
             Command::Place(order) => self.place(order, out),
             Command::Cancel { account, order_id } => self.cancel(*account, *order_id, out),
-            Command::Amend { account, order_id, price, qty } => {
-                self.amend(*account, *order_id, *price, *qty, out)
-            }
+            Command::Amend {
+                account,
+                order_id,
+                price,
+                qty,
+            } => self.amend(*account, *order_id, *price, *qty, out),
             Command::AdvanceTime => Ok(()),
         };
         if let Err(reason) = result {
@@ -214,7 +225,10 @@ impl Engine {
     /// Gate closure: every resting order expires, in order-id order.
     fn close(&mut self, h: ProductHandle, out: &mut Vec<Event>) {
         self.products[h as usize].state = ProductState::Closed;
-        out.push(Event::ProductState { product: h, state: ProductState::Closed });
+        out.push(Event::ProductState {
+            product: h,
+            state: ProductState::Closed,
+        });
         let book = &self.books[h as usize];
         let mut slots = book.orders(&self.slab, Side::Buy);
         slots.extend(book.orders(&self.slab, Side::Sell));
@@ -253,7 +267,10 @@ impl Engine {
         let h = self.clusters.len() as ClusterHandle;
         self.cluster_index.insert(spec.id.clone(), h);
         self.clusters.push(cluster);
-        out.push(Event::CapacityRegistered { cluster: h, account });
+        out.push(Event::CapacityRegistered {
+            cluster: h,
+            account,
+        });
         Ok(())
     }
 
@@ -266,7 +283,10 @@ impl Engine {
         nodes: &[String],
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
-        let c = self.clusters.get(cluster as usize).ok_or(Reject::UnknownCluster)?;
+        let c = self
+            .clusters
+            .get(cluster as usize)
+            .ok_or(Reject::UnknownCluster)?;
         if c.seller != account {
             return Err(Reject::ClusterMismatch);
         }
@@ -278,7 +298,12 @@ impl Engine {
         } else {
             let mut ix = Vec::with_capacity(nodes.len());
             for n in nodes {
-                let i = c.spec.nodes.iter().position(|s| &s.id == n).ok_or(Reject::InvalidCapacity)?;
+                let i = c
+                    .spec
+                    .nodes
+                    .iter()
+                    .position(|s| &s.id == n)
+                    .ok_or(Reject::InvalidCapacity)?;
                 ix.push(i as u32);
             }
             ix.sort_unstable();
@@ -304,7 +329,11 @@ impl Engine {
             ch.withdraw(&node_ix);
             gpu_hours += before - ch.free_total;
         }
-        out.push(Event::CapacityWithdrawn { cluster, account, gpu_hours });
+        out.push(Event::CapacityWithdrawn {
+            cluster,
+            account,
+            gpu_hours,
+        });
         Ok(())
     }
 
@@ -314,7 +343,11 @@ impl Engine {
             return i;
         }
         let i = self.cluster_hours.len() as u32;
-        self.cluster_hours.push(ClusterHour::new(cluster, hour, &self.clusters[cluster as usize]));
+        self.cluster_hours.push(ClusterHour::new(
+            cluster,
+            hour,
+            &self.clusters[cluster as usize],
+        ));
         self.cluster_hour_index.insert((cluster, hour), i);
         i
     }
@@ -399,7 +432,9 @@ impl Engine {
             ProductState::Open => {}
         }
         self.check_price(p, o.price)?;
-        if !o.gang.is_power_of_two() || o.gang > MAX_GPUS_PER_NODE || (o.side == Side::Sell && o.gang != 1)
+        if !o.gang.is_power_of_two()
+            || o.gang > MAX_GPUS_PER_NODE
+            || (o.side == Side::Sell && o.gang != 1)
         {
             return Err(Reject::InvalidGang);
         }
@@ -421,8 +456,14 @@ impl Engine {
             (Side::Buy, None) => {}
             (Side::Sell, None) => return Err(Reject::ClusterRequired),
             (Side::Sell, Some(c)) => {
-                let cluster = self.clusters.get(c as usize).ok_or(Reject::UnknownCluster)?;
-                if cluster.seller != o.account || cluster.spec.sku != p.sku || cluster.spec.region != p.region {
+                let cluster = self
+                    .clusters
+                    .get(c as usize)
+                    .ok_or(Reject::UnknownCluster)?;
+                if cluster.seller != o.account
+                    || cluster.spec.sku != p.sku
+                    || cluster.spec.region != p.region
+                {
                     return Err(Reject::ClusterMismatch);
                 }
                 if !cluster.covers(p.hour) {
@@ -552,7 +593,8 @@ impl Engine {
         let book_side = t.side.opposite();
         let mut from: Option<Price> = None;
         'levels: while t.remaining > 0 {
-            let Some((px, level)) = self.books[t.product as usize].next_level(book_side, from) else {
+            let Some((px, level)) = self.books[t.product as usize].next_level(book_side, from)
+            else {
                 break;
             };
             if !crosses(t.side, t.price, px) {
@@ -667,9 +709,15 @@ impl Engine {
             slots,
         };
         let n = self.allocations.len() as u32;
-        self.allocations_by_account.entry(buyer).or_default().push(n);
+        self.allocations_by_account
+            .entry(buyer)
+            .or_default()
+            .push(n);
         if seller != buyer {
-            self.allocations_by_account.entry(seller).or_default().push(n);
+            self.allocations_by_account
+                .entry(seller)
+                .or_default()
+                .push(n);
         }
         out.push(Event::Allocated(allocation.clone()));
         self.allocations.push(allocation);
@@ -764,14 +812,22 @@ impl Engine {
     }
 
     fn owned(&self, account: AccountId, order_id: OrderId) -> Result<u32, Reject> {
-        let &i = self.order_index.get(&order_id).ok_or(Reject::UnknownOrder)?;
+        let &i = self
+            .order_index
+            .get(&order_id)
+            .ok_or(Reject::UnknownOrder)?;
         if self.slab.get(i).account != account {
             return Err(Reject::NotOwner);
         }
         Ok(i)
     }
 
-    fn cancel(&mut self, account: AccountId, order_id: OrderId, out: &mut Vec<Event>) -> Result<(), Reject> {
+    fn cancel(
+        &mut self,
+        account: AccountId,
+        order_id: OrderId,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
         let i = self.owned(account, order_id)?;
         self.remove_resting(i, out, |o| Event::Cancelled {
             order_id: o.id,
@@ -892,11 +948,11 @@ impl Engine {
         let Some(book) = self.books.get(product as usize) else {
             return Vec::new();
         };
-        let f = |(p, l): (&Price, &Level)| (*p, l.total, l.count);
-        match side {
-            Side::Buy => book.bids.iter().rev().take(depth).map(f).collect(),
-            Side::Sell => book.asks.iter().take(depth).map(f).collect(),
-        }
+        book.side(side)
+            .iter()
+            .take(depth)
+            .map(|(p, l)| (p, l.total, l.count))
+            .collect()
     }
 
     /// Every resting order of one side, in priority order.
@@ -904,7 +960,10 @@ impl Engine {
         let Some(book) = self.books.get(product as usize) else {
             return Vec::new();
         };
-        book.orders(&self.slab, side).into_iter().map(|i| self.slab.get(i)).collect()
+        book.orders(&self.slab, side)
+            .into_iter()
+            .map(|i| self.slab.get(i))
+            .collect()
     }
 
     pub fn open_order_count(&self) -> usize {
@@ -935,7 +994,13 @@ impl Engine {
         let mut text = Vec::new();
         for (p, book) in self.products.iter().zip(&self.books) {
             text.push(p.spec.id.clone());
-            for x in [p.spec.tick, p.spec.lot, p.spec.open_at, p.spec.close_at, p.state as i64] {
+            for x in [
+                p.spec.tick,
+                p.spec.lot,
+                p.spec.open_at,
+                p.spec.close_at,
+                p.state as i64,
+            ] {
                 put(x);
             }
             for side in [Side::Buy, Side::Sell] {
@@ -995,7 +1060,12 @@ impl Engine {
         }
         put(self.allocations.len() as i64);
         for a in &self.allocations {
-            for x in [a.trade_id as i64, a.buy_order as i64, a.sell_order as i64, a.price] {
+            for x in [
+                a.trade_id as i64,
+                a.buy_order as i64,
+                a.sell_order as i64,
+                a.price,
+            ] {
                 put(x);
             }
             for s in &a.slots {

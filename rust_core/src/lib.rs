@@ -11,6 +11,7 @@ pub mod engine;
 pub mod product;
 pub mod reject;
 pub mod types;
+pub mod workload;
 
 pub use book::RestingOrder;
 pub use capacity::{Cluster, ClusterHandle, ClusterSpec, NodeSpec, Slot};

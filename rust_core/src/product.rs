@@ -57,7 +57,8 @@ impl Product {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// Splits `SKU/region/YYYY-MM-DDTHH` into its parts; the hour comes back as hours since the epoch.
@@ -163,7 +164,10 @@ mod tests {
         assert_eq!(parse_hour("1970-01-02T03"), Some(27));
         // 2026-11-23T14:00Z = 1795442400 s
         assert_eq!(parse_hour("2026-11-23T14"), Some(1_795_442_400 / 3600));
-        assert_eq!(parse_hour("2024-02-29T23").map(format_hour).as_deref(), Some("2024-02-29T23"));
+        assert_eq!(
+            parse_hour("2024-02-29T23").map(format_hour).as_deref(),
+            Some("2024-02-29T23")
+        );
         for h in [0, 1, 24 * 365, 24 * 366 * 30 + 5, 500_000] {
             assert_eq!(parse_hour(&format_hour(h)), Some(h));
         }
@@ -184,7 +188,11 @@ mod tests {
             "/us-east/2026-11-23T14",
             "H100/us-east/2026-11-23T+4",
         ] {
-            assert_eq!(parse_product_id(bad), Err(Reject::InvalidProductId), "{bad}");
+            assert_eq!(
+                parse_product_id(bad),
+                Err(Reject::InvalidProductId),
+                "{bad}"
+            );
         }
         assert_eq!(
             parse_product_id("H100-SXM/us-east/2026-11-23T14"),

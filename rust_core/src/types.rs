@@ -67,7 +67,10 @@ pub enum TimeInForce {
 
 impl TimeInForce {
     pub fn rests(self) -> bool {
-        matches!(self, TimeInForce::GoodTillClose | TimeInForce::GoodTillTime(_))
+        matches!(
+            self,
+            TimeInForce::GoodTillClose | TimeInForce::GoodTillTime(_)
+        )
     }
 }
 

@@ -18,12 +18,21 @@ struct Market {
 }
 
 fn product_id() -> String {
-    format!("H100-SXM/us-east/{}", spotex_core::product::format_hour(DELIVERY / HOUR))
+    format!(
+        "H100-SXM/us-east/{}",
+        spotex_core::product::format_hour(DELIVERY / HOUR)
+    )
 }
 
 impl Market {
     fn new() -> Market {
-        let mut m = Market { e: Engine::new(), ts: T0, product: 0, cluster: 0, cluster2: 1 };
+        let mut m = Market {
+            e: Engine::new(),
+            ts: T0,
+            product: 0,
+            cluster: 0,
+            cluster2: 1,
+        };
         m.ok(Command::CreateProduct(ProductSpec {
             id: product_id(),
             tick: 10_000,
@@ -38,7 +47,12 @@ impl Market {
                     id: id.into(),
                     sku: "H100-SXM".into(),
                     region: "us-east".into(),
-                    nodes: (0..4).map(|i| NodeSpec { id: format!("n{i}"), gpus: 8 }).collect(),
+                    nodes: (0..4)
+                        .map(|i| NodeSpec {
+                            id: format!("n{i}"),
+                            gpus: 8,
+                        })
+                        .collect(),
                     from_hour: DELIVERY / HOUR - 5,
                     to_hour: DELIVERY / HOUR + 5,
                 },
@@ -65,14 +79,24 @@ impl Market {
         self.ok(Command::AdvanceTime);
         let before = self.e.state_hash();
         let mut out = Vec::new();
-        let reason = self.e.apply(self.ts, &cmd, &mut out).expect_err("command should be rejected");
+        let reason = self
+            .e
+            .apply(self.ts, &cmd, &mut out)
+            .expect_err("command should be rejected");
         assert_eq!(out, vec![Event::Rejected { reason }]);
-        assert_eq!(before, self.e.state_hash(), "a rejected command changed the state");
+        assert_eq!(
+            before,
+            self.e.state_hash(),
+            "a rejected command changed the state"
+        );
         reason
     }
 
     fn ask(&self, price: Price, qty: Qty) -> NewOrder {
-        NewOrder { cluster: Some(self.cluster), ..NewOrder::limit(SELLER, self.product, Side::Sell, price, qty) }
+        NewOrder {
+            cluster: Some(self.cluster),
+            ..NewOrder::limit(SELLER, self.product, Side::Sell, price, qty)
+        }
     }
 
     fn bid(&self, price: Price, qty: Qty) -> NewOrder {
@@ -81,14 +105,21 @@ impl Market {
 
     fn place(&mut self, o: NewOrder) -> (OrderId, Vec<Event>) {
         let out = self.ok(Command::Place(o));
-        let Event::Accepted { order_id, .. } = out[0] else { panic!("{out:?}") };
+        let Event::Accepted { order_id, .. } = out[0] else {
+            panic!("{out:?}")
+        };
         (order_id, out)
     }
 
     fn trades(out: &[Event]) -> Vec<(Price, Qty, OrderId)> {
         out.iter()
             .filter_map(|e| match e {
-                Event::Trade { price, qty, maker_order, .. } => Some((*price, *qty, *maker_order)),
+                Event::Trade {
+                    price,
+                    qty,
+                    maker_order,
+                    ..
+                } => Some((*price, *qty, *maker_order)),
                 _ => None,
             })
             .collect()
@@ -119,11 +150,20 @@ fn limit_orders_rest_and_trade_at_the_resting_price() {
     let mut m = Market::new();
     let (a1, _) = m.place(m.ask(2_100_000, 8));
     let (a2, _) = m.place(m.ask(2_000_000, 4));
-    assert_eq!(m.levels(Side::Sell), vec![(2_000_000, 4, 1), (2_100_000, 8, 1)]);
+    assert_eq!(
+        m.levels(Side::Sell),
+        vec![(2_000_000, 4, 1), (2_100_000, 8, 1)]
+    );
     // a bid at 2.20 for 10 sweeps the better ask first, then part of the next
     let (b, out) = m.place(m.bid(2_200_000, 10));
-    assert_eq!(Market::trades(&out), vec![(2_000_000, 4, a2), (2_100_000, 6, a1)]);
-    assert_eq!(ids(&out), ["accepted", "trade", "allocated", "trade", "allocated"]);
+    assert_eq!(
+        Market::trades(&out),
+        vec![(2_000_000, 4, a2), (2_100_000, 6, a1)]
+    );
+    assert_eq!(
+        ids(&out),
+        ["accepted", "trade", "allocated", "trade", "allocated"]
+    );
     assert!(m.e.order(b).is_none());
     assert_eq!(m.e.order(a1).unwrap().remaining, 2);
     assert_eq!(m.e.order(a1).unwrap().filled, 6);
@@ -137,9 +177,15 @@ fn time_priority_within_a_level() {
     let (a2, _) = m.place(m.ask(2_000_000, 2));
     let (a3, _) = m.place(m.ask(2_000_000, 2));
     // cancel in the middle of the FIFO queue
-    m.ok(Command::Cancel { account: SELLER, order_id: a2 });
+    m.ok(Command::Cancel {
+        account: SELLER,
+        order_id: a2,
+    });
     let (_, out) = m.place(m.bid(2_000_000, 3));
-    assert_eq!(Market::trades(&out), vec![(2_000_000, 2, a1), (2_000_000, 1, a3)]);
+    assert_eq!(
+        Market::trades(&out),
+        vec![(2_000_000, 2, a1), (2_000_000, 1, a3)]
+    );
     // the residual of a3 is now the touch
     assert_eq!(m.levels(Side::Sell), vec![(2_000_000, 1, 1)]);
 }
@@ -148,10 +194,20 @@ fn time_priority_within_a_level() {
 fn ioc_fills_what_it_can_and_cancels_the_rest() {
     let mut m = Market::new();
     m.place(m.ask(2_000_000, 3));
-    let o = NewOrder { tif: TimeInForce::ImmediateOrCancel, ..m.bid(2_000_000, 5) };
+    let o = NewOrder {
+        tif: TimeInForce::ImmediateOrCancel,
+        ..m.bid(2_000_000, 5)
+    };
     let (_, out) = m.place(o);
     assert_eq!(ids(&out), ["accepted", "trade", "allocated", "cancelled"]);
-    assert!(matches!(out[3], Event::Cancelled { qty: 2, reason: CancelReason::Unfilled, .. }));
+    assert!(matches!(
+        out[3],
+        Event::Cancelled {
+            qty: 2,
+            reason: CancelReason::Unfilled,
+            ..
+        }
+    ));
     assert!(m.levels(Side::Buy).is_empty());
 }
 
@@ -160,14 +216,27 @@ fn fok_fills_completely_or_not_at_all() {
     let mut m = Market::new();
     m.place(m.ask(2_000_000, 3));
     let before = m.e.state_hash();
-    let o = NewOrder { tif: TimeInForce::FillOrKill, ..m.bid(2_000_000, 5) };
+    let o = NewOrder {
+        tif: TimeInForce::FillOrKill,
+        ..m.bid(2_000_000, 5)
+    };
     let (_, out) = m.place(o.clone());
     assert_eq!(ids(&out), ["accepted", "cancelled"]);
-    assert!(matches!(out[1], Event::Cancelled { qty: 5, reason: CancelReason::FillOrKill, .. }));
+    assert!(matches!(
+        out[1],
+        Event::Cancelled {
+            qty: 5,
+            reason: CancelReason::FillOrKill,
+            ..
+        }
+    ));
     assert_eq!(m.levels(Side::Sell), vec![(2_000_000, 3, 1)]);
     assert_ne!(before, m.e.state_hash(), "order ids still advance");
     m.place(m.ask(2_010_000, 2));
-    let (_, out) = m.place(NewOrder { price: 2_010_000, ..o });
+    let (_, out) = m.place(NewOrder {
+        price: 2_010_000,
+        ..o
+    });
     assert_eq!(Market::trades(&out).len(), 2);
     assert!(m.levels(Side::Sell).is_empty());
 }
@@ -183,17 +252,36 @@ fn market_order_respects_its_protection_price() {
         ..m.bid(2_500_000, 4)
     };
     let (_, out) = m.place(o);
-    assert_eq!(Market::trades(&out).iter().map(|t| t.0).collect::<Vec<_>>(), vec![2_000_000]);
-    assert!(matches!(out.last(), Some(Event::Cancelled { qty: 2, reason: CancelReason::Unfilled, .. })));
+    assert_eq!(
+        Market::trades(&out).iter().map(|t| t.0).collect::<Vec<_>>(),
+        vec![2_000_000]
+    );
+    assert!(matches!(
+        out.last(),
+        Some(Event::Cancelled {
+            qty: 2,
+            reason: CancelReason::Unfilled,
+            ..
+        })
+    ));
 }
 
 #[test]
 fn post_only_rests_or_is_rejected() {
     let mut m = Market::new();
     m.place(m.ask(2_000_000, 2));
-    let o = NewOrder { post_only: true, ..m.bid(2_000_000, 1) };
-    assert_eq!(m.reject(Command::Place(o.clone())), Reject::PostOnlyWouldCross);
-    let (id, out) = m.place(NewOrder { price: 1_990_000, ..o });
+    let o = NewOrder {
+        post_only: true,
+        ..m.bid(2_000_000, 1)
+    };
+    assert_eq!(
+        m.reject(Command::Place(o.clone())),
+        Reject::PostOnlyWouldCross
+    );
+    let (id, out) = m.place(NewOrder {
+        price: 1_990_000,
+        ..o
+    });
     assert_eq!(ids(&out), ["accepted"]);
     assert!(m.e.order(id).is_some());
 }
@@ -202,7 +290,10 @@ fn post_only_rests_or_is_rejected() {
 fn good_till_time_expires_when_time_passes() {
     let mut m = Market::new();
     let at = m.ts + 100;
-    let (id, _) = m.place(NewOrder { tif: TimeInForce::GoodTillTime(at), ..m.bid(2_000_000, 1) });
+    let (id, _) = m.place(NewOrder {
+        tif: TimeInForce::GoodTillTime(at),
+        ..m.bid(2_000_000, 1)
+    });
     m.ts = at - 2;
     assert!(m.ok(Command::AdvanceTime).is_empty());
     let out = m.ok(Command::AdvanceTime);
@@ -216,8 +307,17 @@ fn good_till_time_expires_when_time_passes() {
             reason: ExpireReason::GoodTillTime
         }]
     );
-    assert_eq!(m.reject(Command::Cancel { account: BUYER, order_id: id }), Reject::UnknownOrder);
-    let past = NewOrder { tif: TimeInForce::GoodTillTime(m.ts), ..m.bid(2_000_000, 1) };
+    assert_eq!(
+        m.reject(Command::Cancel {
+            account: BUYER,
+            order_id: id
+        }),
+        Reject::UnknownOrder
+    );
+    let past = NewOrder {
+        tif: TimeInForce::GoodTillTime(m.ts),
+        ..m.bid(2_000_000, 1)
+    };
     assert_eq!(m.reject(Command::Place(past)), Reject::InvalidExpiry);
 }
 
@@ -229,9 +329,14 @@ fn gate_closure_expires_everything_and_refuses_orders() {
     m.ts = DELIVERY - HOUR - 1;
     let out = m.ok(Command::AdvanceTime);
     assert_eq!(ids(&out), ["other", "expired", "expired"]);
-    assert!(matches!(out[1], Event::Expired { order_id, reason: ExpireReason::GateClosure, .. } if order_id == a));
+    assert!(
+        matches!(out[1], Event::Expired { order_id, reason: ExpireReason::GateClosure, .. } if order_id == a)
+    );
     assert!(matches!(out[2], Event::Expired { order_id, .. } if order_id == b));
-    assert_eq!(m.reject(Command::Place(m.bid(1_000_000, 1))), Reject::ProductClosed);
+    assert_eq!(
+        m.reject(Command::Place(m.bid(1_000_000, 1))),
+        Reject::ProductClosed
+    );
     // the ask's reservation is released
     let u = m.e.utilisation(m.cluster, DELIVERY / HOUR).unwrap();
     assert_eq!((u.offered, u.sold, u.idle), (0, 0, 32));
@@ -242,12 +347,21 @@ fn operator_close_halt_and_resume() {
     let mut m = Market::new();
     m.place(m.ask(2_000_000, 2));
     m.ok(Command::Halt { product: m.product });
-    assert_eq!(m.reject(Command::Place(m.bid(2_000_000, 1))), Reject::ProductHalted);
+    assert_eq!(
+        m.reject(Command::Place(m.bid(2_000_000, 1))),
+        Reject::ProductHalted
+    );
     m.ok(Command::Resume { product: m.product });
     m.ok(Command::Close { product: m.product });
     assert!(m.levels(Side::Sell).is_empty());
-    assert_eq!(m.reject(Command::Close { product: m.product }), Reject::ProductClosed);
-    assert_eq!(m.reject(Command::Resume { product: m.product }), Reject::ProductClosed);
+    assert_eq!(
+        m.reject(Command::Close { product: m.product }),
+        Reject::ProductClosed
+    );
+    assert_eq!(
+        m.reject(Command::Resume { product: m.product }),
+        Reject::ProductClosed
+    );
 }
 
 #[test]
@@ -255,14 +369,50 @@ fn amend_down_keeps_priority_up_or_reprice_loses_it() {
     let mut m = Market::new();
     let (a1, _) = m.place(m.ask(2_000_000, 4));
     let (a2, _) = m.place(m.ask(2_000_000, 4));
-    let out = m.ok(Command::Amend { account: SELLER, order_id: a1, price: None, qty: Some(2) });
-    assert!(matches!(out[0], Event::Amended { priority_kept: true, qty: 2, .. }));
-    let ids_at = |m: &Market| m.e.l3(m.product, Side::Sell).iter().map(|o| o.id).collect::<Vec<_>>();
+    let out = m.ok(Command::Amend {
+        account: SELLER,
+        order_id: a1,
+        price: None,
+        qty: Some(2),
+    });
+    assert!(matches!(
+        out[0],
+        Event::Amended {
+            priority_kept: true,
+            qty: 2,
+            ..
+        }
+    ));
+    let ids_at = |m: &Market| {
+        m.e.l3(m.product, Side::Sell)
+            .iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids_at(&m), vec![a1, a2]);
-    let out = m.ok(Command::Amend { account: SELLER, order_id: a1, price: None, qty: Some(3) });
-    assert!(matches!(out[0], Event::Amended { priority_kept: false, .. }));
+    let out = m.ok(Command::Amend {
+        account: SELLER,
+        order_id: a1,
+        price: None,
+        qty: Some(3),
+    });
+    assert!(matches!(
+        out[0],
+        Event::Amended {
+            priority_kept: false,
+            ..
+        }
+    ));
     assert_eq!(ids_at(&m), vec![a2, a1]);
-    assert_eq!(m.reject(Command::Amend { account: SELLER, order_id: a1, price: None, qty: Some(3) }), Reject::NothingToAmend);
+    assert_eq!(
+        m.reject(Command::Amend {
+            account: SELLER,
+            order_id: a1,
+            price: None,
+            qty: Some(3)
+        }),
+        Reject::NothingToAmend
+    );
 }
 
 #[test]
@@ -270,7 +420,12 @@ fn amend_into_a_cross_trades() {
     let mut m = Market::new();
     let (a, _) = m.place(m.ask(2_000_000, 4));
     let (b, _) = m.place(m.bid(1_900_000, 2));
-    let out = m.ok(Command::Amend { account: BUYER, order_id: b, price: Some(2_000_000), qty: None });
+    let out = m.ok(Command::Amend {
+        account: BUYER,
+        order_id: b,
+        price: Some(2_000_000),
+        qty: None,
+    });
     assert_eq!(ids(&out), ["amended", "trade", "allocated"]);
     assert_eq!(Market::trades(&out), vec![(2_000_000, 2, a)]);
     assert!(m.e.order(b).is_none());
@@ -283,16 +438,32 @@ fn self_trade_prevention_modes() {
     let (a, _) = m.place(m.ask(2_000_000, 2));
     let mine = NewOrder::limit(SELLER, m.product, Side::Buy, 2_000_000, 2);
     let (id, out) = m.place(mine.clone());
-    assert!(matches!(out[1], Event::Cancelled { order_id, reason: CancelReason::SelfTrade, .. } if order_id == id));
+    assert!(
+        matches!(out[1], Event::Cancelled { order_id, reason: CancelReason::SelfTrade, .. } if order_id == id)
+    );
     assert!(m.e.order(a).is_some());
 
-    let (_, out) = m.place(NewOrder { stp: SelfTradePrevention::CancelOldest, ..mine.clone() });
+    let (_, out) = m.place(NewOrder {
+        stp: SelfTradePrevention::CancelOldest,
+        ..mine.clone()
+    });
     assert!(matches!(out[1], Event::Cancelled { order_id, .. } if order_id == a));
-    assert_eq!(m.levels(Side::Buy), vec![(2_000_000, 2, 1)], "the new bid rests");
+    assert_eq!(
+        m.levels(Side::Buy),
+        vec![(2_000_000, 2, 1)],
+        "the new bid rests"
+    );
 
     let (a2, _) = m.place(m.ask(2_100_000, 2));
-    let both = NewOrder { stp: SelfTradePrevention::CancelBoth, price: 2_100_000, ..mine };
-    let (b2, out) = m.place(NewOrder { account: SELLER, ..both });
+    let both = NewOrder {
+        stp: SelfTradePrevention::CancelBoth,
+        price: 2_100_000,
+        ..mine
+    };
+    let (b2, out) = m.place(NewOrder {
+        account: SELLER,
+        ..both
+    });
     let cancelled: Vec<_> = out
         .iter()
         .filter_map(|e| match e {
@@ -307,11 +478,29 @@ fn self_trade_prevention_modes() {
 fn cancel_rules() {
     let mut m = Market::new();
     let (a, _) = m.place(m.ask(2_000_000, 2));
-    assert_eq!(m.reject(Command::Cancel { account: BUYER, order_id: a }), Reject::NotOwner);
-    assert_eq!(m.reject(Command::Cancel { account: SELLER, order_id: 999 }), Reject::UnknownOrder);
+    assert_eq!(
+        m.reject(Command::Cancel {
+            account: BUYER,
+            order_id: a
+        }),
+        Reject::NotOwner
+    );
+    assert_eq!(
+        m.reject(Command::Cancel {
+            account: SELLER,
+            order_id: 999
+        }),
+        Reject::UnknownOrder
+    );
     m.place(m.bid(2_000_000, 2));
     // stale cancel after a full fill
-    assert_eq!(m.reject(Command::Cancel { account: SELLER, order_id: a }), Reject::UnknownOrder);
+    assert_eq!(
+        m.reject(Command::Cancel {
+            account: SELLER,
+            order_id: a
+        }),
+        Reject::UnknownOrder
+    );
 }
 
 #[test]
@@ -319,23 +508,130 @@ fn order_term_rejections() {
     let mut m = Market::new();
     let b = m.bid(2_000_000, 1);
     let cases: Vec<(NewOrder, Reject)> = vec![
-        (NewOrder { product: 99, ..b.clone() }, Reject::UnknownProduct),
-        (NewOrder { price: 0, ..b.clone() }, Reject::NonPositivePrice),
-        (NewOrder { price: -10_000, ..b.clone() }, Reject::NonPositivePrice),
-        (NewOrder { price: MAX_PRICE + 10_000, ..b.clone() }, Reject::PriceTooHigh),
-        (NewOrder { price: 2_000_001, ..b.clone() }, Reject::PriceOffTick),
-        (NewOrder { qty: 0, ..b.clone() }, Reject::NonPositiveQuantity),
-        (NewOrder { qty: MAX_QTY + 1, ..b.clone() }, Reject::QuantityTooLarge),
-        (NewOrder { order_type: OrderType::Market, ..b.clone() }, Reject::InvalidTimeInForce),
-        (NewOrder { post_only: true, tif: TimeInForce::ImmediateOrCancel, ..b.clone() }, Reject::InvalidTimeInForce),
-        (NewOrder { gang: 3, qty: 3, ..b.clone() }, Reject::InvalidGang),
-        (NewOrder { gang: 128, qty: 128, ..b.clone() }, Reject::InvalidGang),
-        (NewOrder { gang: 8, qty: 4, ..b.clone() }, Reject::QuantityOffGang),
-        (NewOrder { cluster: Some(m.cluster), ..b.clone() }, Reject::ClusterNotAllowed),
-        (NewOrder { cluster: None, ..m.ask(2_000_000, 1) }, Reject::ClusterRequired),
-        (NewOrder { cluster: Some(9), ..m.ask(2_000_000, 1) }, Reject::UnknownCluster),
-        (NewOrder { cluster: Some(m.cluster2), ..m.ask(2_000_000, 1) }, Reject::ClusterMismatch),
-        (NewOrder { gang: 2, qty: 2, ..m.ask(2_000_000, 2) }, Reject::InvalidGang),
+        (
+            NewOrder {
+                product: 99,
+                ..b.clone()
+            },
+            Reject::UnknownProduct,
+        ),
+        (
+            NewOrder {
+                price: 0,
+                ..b.clone()
+            },
+            Reject::NonPositivePrice,
+        ),
+        (
+            NewOrder {
+                price: -10_000,
+                ..b.clone()
+            },
+            Reject::NonPositivePrice,
+        ),
+        (
+            NewOrder {
+                price: MAX_PRICE + 10_000,
+                ..b.clone()
+            },
+            Reject::PriceTooHigh,
+        ),
+        (
+            NewOrder {
+                price: 2_000_001,
+                ..b.clone()
+            },
+            Reject::PriceOffTick,
+        ),
+        (
+            NewOrder {
+                qty: 0,
+                ..b.clone()
+            },
+            Reject::NonPositiveQuantity,
+        ),
+        (
+            NewOrder {
+                qty: MAX_QTY + 1,
+                ..b.clone()
+            },
+            Reject::QuantityTooLarge,
+        ),
+        (
+            NewOrder {
+                order_type: OrderType::Market,
+                ..b.clone()
+            },
+            Reject::InvalidTimeInForce,
+        ),
+        (
+            NewOrder {
+                post_only: true,
+                tif: TimeInForce::ImmediateOrCancel,
+                ..b.clone()
+            },
+            Reject::InvalidTimeInForce,
+        ),
+        (
+            NewOrder {
+                gang: 3,
+                qty: 3,
+                ..b.clone()
+            },
+            Reject::InvalidGang,
+        ),
+        (
+            NewOrder {
+                gang: 128,
+                qty: 128,
+                ..b.clone()
+            },
+            Reject::InvalidGang,
+        ),
+        (
+            NewOrder {
+                gang: 8,
+                qty: 4,
+                ..b.clone()
+            },
+            Reject::QuantityOffGang,
+        ),
+        (
+            NewOrder {
+                cluster: Some(m.cluster),
+                ..b.clone()
+            },
+            Reject::ClusterNotAllowed,
+        ),
+        (
+            NewOrder {
+                cluster: None,
+                ..m.ask(2_000_000, 1)
+            },
+            Reject::ClusterRequired,
+        ),
+        (
+            NewOrder {
+                cluster: Some(9),
+                ..m.ask(2_000_000, 1)
+            },
+            Reject::UnknownCluster,
+        ),
+        (
+            NewOrder {
+                cluster: Some(m.cluster2),
+                ..m.ask(2_000_000, 1)
+            },
+            Reject::ClusterMismatch,
+        ),
+        (
+            NewOrder {
+                gang: 2,
+                qty: 2,
+                ..m.ask(2_000_000, 2)
+            },
+            Reject::InvalidGang,
+        ),
         (m.ask(2_000_000, 33), Reject::InsufficientCapacity),
     ];
     for (o, want) in cases {
@@ -346,22 +642,70 @@ fn order_term_rejections() {
 #[test]
 fn lot_size_and_product_rejections() {
     let mut m = Market::new();
-    let id = format!("H200/us-east/{}", spotex_core::product::format_hour(DELIVERY / HOUR));
-    let spec = ProductSpec { id: id.clone(), tick: 10_000, lot: 8, open_at: m.ts + 50, close_at: DELIVERY };
+    let id = format!(
+        "H200/us-east/{}",
+        spotex_core::product::format_hour(DELIVERY / HOUR)
+    );
+    let spec = ProductSpec {
+        id: id.clone(),
+        tick: 10_000,
+        lot: 8,
+        open_at: m.ts + 50,
+        close_at: DELIVERY,
+    };
     m.ok(Command::CreateProduct(spec.clone()));
-    assert_eq!(m.reject(Command::CreateProduct(spec.clone())), Reject::DuplicateProduct);
-    assert_eq!(m.reject(Command::CreateProduct(ProductSpec { id: "junk".into(), ..spec.clone() })), Reject::InvalidProductId);
-    assert_eq!(m.reject(Command::CreateProduct(ProductSpec { id: id.replace("H200", "B200"), tick: 0, ..spec.clone() })), Reject::InvalidTickSize);
-    assert_eq!(m.reject(Command::CreateProduct(ProductSpec { id: id.replace("H200", "B200"), lot: -1, ..spec.clone() })), Reject::InvalidLotSize);
-    assert_eq!(m.reject(Command::CreateProduct(ProductSpec { id: id.replace("H200", "B200"), close_at: DELIVERY + 1, ..spec.clone() })), Reject::InvalidSchedule);
+    assert_eq!(
+        m.reject(Command::CreateProduct(spec.clone())),
+        Reject::DuplicateProduct
+    );
+    assert_eq!(
+        m.reject(Command::CreateProduct(ProductSpec {
+            id: "junk".into(),
+            ..spec.clone()
+        })),
+        Reject::InvalidProductId
+    );
+    assert_eq!(
+        m.reject(Command::CreateProduct(ProductSpec {
+            id: id.replace("H200", "B200"),
+            tick: 0,
+            ..spec.clone()
+        })),
+        Reject::InvalidTickSize
+    );
+    assert_eq!(
+        m.reject(Command::CreateProduct(ProductSpec {
+            id: id.replace("H200", "B200"),
+            lot: -1,
+            ..spec.clone()
+        })),
+        Reject::InvalidLotSize
+    );
+    assert_eq!(
+        m.reject(Command::CreateProduct(ProductSpec {
+            id: id.replace("H200", "B200"),
+            close_at: DELIVERY + 1,
+            ..spec.clone()
+        })),
+        Reject::InvalidSchedule
+    );
     let h = m.e.product_handle(&id).unwrap();
     let b = NewOrder::limit(BUYER, h, Side::Buy, 2_000_000, 8);
     assert_eq!(m.reject(Command::Place(b.clone())), Reject::ProductNotOpen);
     m.ts += 100;
-    assert_eq!(m.reject(Command::Place(NewOrder { qty: 4, ..b.clone() })), Reject::QuantityOffLot);
+    assert_eq!(
+        m.reject(Command::Place(NewOrder {
+            qty: 4,
+            ..b.clone()
+        })),
+        Reject::QuantityOffLot
+    );
     m.ok(Command::Place(b));
     // an ask for an H200 product from an H100 cluster
-    let ask = NewOrder { cluster: Some(m.cluster), ..NewOrder::limit(SELLER, h, Side::Sell, 2_000_000, 8) };
+    let ask = NewOrder {
+        cluster: Some(m.cluster),
+        ..NewOrder::limit(SELLER, h, Side::Sell, 2_000_000, 8)
+    };
     assert_eq!(m.reject(Command::Place(ask)), Reject::ClusterMismatch);
 }
 
@@ -369,15 +713,34 @@ fn lot_size_and_product_rejections() {
 fn amend_rejections() {
     let mut m = Market::new();
     let (a, _) = m.place(m.ask(2_000_000, 4));
-    let amend = |price, qty| Command::Amend { account: SELLER, order_id: a, price, qty };
+    let amend = |price, qty| Command::Amend {
+        account: SELLER,
+        order_id: a,
+        price,
+        qty,
+    };
     assert_eq!(m.reject(amend(Some(5), None)), Reject::PriceOffTick);
     assert_eq!(m.reject(amend(None, Some(0))), Reject::NonPositiveQuantity);
-    assert_eq!(m.reject(amend(None, Some(33))), Reject::InsufficientCapacity);
-    assert_eq!(m.reject(Command::Amend { account: BUYER, order_id: a, price: None, qty: Some(1) }), Reject::NotOwner);
+    assert_eq!(
+        m.reject(amend(None, Some(33))),
+        Reject::InsufficientCapacity
+    );
+    assert_eq!(
+        m.reject(Command::Amend {
+            account: BUYER,
+            order_id: a,
+            price: None,
+            qty: Some(1)
+        }),
+        Reject::NotOwner
+    );
     m.ok(Command::Halt { product: m.product });
     assert_eq!(m.reject(amend(None, Some(1))), Reject::ProductHalted);
     // cancelling stays possible while halted
-    m.ok(Command::Cancel { account: SELLER, order_id: a });
+    m.ok(Command::Cancel {
+        account: SELLER,
+        order_id: a,
+    });
 }
 
 #[test]

@@ -1,0 +1,187 @@
+"""Type stubs for the Rust extension ``spotex._core``."""
+
+from typing import Literal, final
+
+__all__ = [
+    "Allocation",
+    "CapacityError",
+    "Engine",
+    "Event",
+    "InvalidOrderError",
+    "InvalidProductError",
+    "MICROS_PER_HOUR",
+    "NotOwnerError",
+    "Order",
+    "PostOnlyWouldCrossError",
+    "ProductStateError",
+    "SpotexError",
+    "UnknownOrderError",
+    "UnknownProductError",
+    "Utilisation",
+    "cancel_reasons",
+    "reject_codes",
+    "workload",
+]
+
+MICROS_PER_HOUR: int
+
+class SpotexError(Exception):
+    reason: str
+    events: list[Event]
+
+class InvalidOrderError(SpotexError): ...
+class PostOnlyWouldCrossError(InvalidOrderError): ...
+class InvalidProductError(SpotexError): ...
+class UnknownProductError(SpotexError): ...
+class ProductStateError(SpotexError): ...
+class UnknownOrderError(SpotexError): ...
+class NotOwnerError(SpotexError): ...
+class CapacityError(SpotexError): ...
+
+@final
+class Allocation:
+    trade_id: int
+    product: str
+    cluster: str
+    hour: int
+    buyer: int
+    seller: int
+    buy_order: int
+    sell_order: int
+    price: int
+    qty: int
+    slots: list[tuple[str, list[int]]]
+
+@final
+class Event:
+    kind: Literal[
+        "product_created", "product_state", "capacity_registered", "capacity_withdrawn",
+        "rejected", "accepted", "trade", "allocated", "cancelled", "expired", "amended",
+    ]
+    product: str | None
+    order_id: int | None
+    account: int | None
+    side: Literal["buy", "sell"] | None
+    price: int | None
+    qty: int | None
+    reason: str | None
+    trade_id: int | None
+    maker_order: int | None
+    maker_account: int | None
+    priority_kept: bool | None
+    state: Literal["open", "halted", "closed"] | None
+    cluster: str | None
+    allocation: Allocation | None
+
+@final
+class Order:
+    order_id: int
+    account: int
+    product: str
+    side: Literal["buy", "sell"]
+    price: int
+    remaining: int
+    filled: int
+    tif: Literal["gtc", "gtd", "ioc", "fok"]
+    expire_at: int | None
+    post_only: bool
+    stp: Literal["cancel_newest", "cancel_oldest", "cancel_both"]
+    gang: int
+    cluster: str | None
+
+@final
+class Utilisation:
+    capacity: int
+    sold: int
+    offered: int
+    idle: int
+    withdrawn: int
+
+_Level = tuple[int, int, int]
+
+@final
+class Engine:
+    def __init__(self) -> None: ...
+    @property
+    def now(self) -> int: ...
+    def create_product(
+        self, product_id: str, *, tick: int, lot: int, open_at: int, close_at: int, ts: int
+    ) -> list[Event]: ...
+    def halt(self, product_id: str, *, ts: int) -> list[Event]: ...
+    def resume(self, product_id: str, *, ts: int) -> list[Event]: ...
+    def close(self, product_id: str, *, ts: int) -> list[Event]: ...
+    def advance_time(self, ts: int) -> list[Event]: ...
+    def register_capacity(
+        self,
+        account: int,
+        cluster_id: str,
+        *,
+        sku: str,
+        region: str,
+        nodes: list[tuple[str, int]],
+        from_hour: int,
+        to_hour: int,
+        ts: int,
+    ) -> list[Event]: ...
+    def withdraw_capacity(
+        self,
+        account: int,
+        cluster_id: str,
+        *,
+        from_hour: int,
+        to_hour: int,
+        nodes: list[str] | None = None,
+        ts: int,
+    ) -> list[Event]: ...
+    def place(
+        self,
+        account: int,
+        product_id: str,
+        side: Literal["buy", "sell", "bid", "ask"],
+        price: int,
+        qty: int,
+        *,
+        ts: int,
+        order_type: Literal["limit", "market"] = "limit",
+        tif: Literal["gtc", "gtd", "ioc", "fok"] = "gtc",
+        expire_at: int | None = None,
+        post_only: bool = False,
+        stp: Literal["cancel_newest", "cancel_oldest", "cancel_both"] = "cancel_newest",
+        cluster_id: str | None = None,
+        gang: int = 1,
+    ) -> list[Event]: ...
+    def cancel(self, account: int, order_id: int, *, ts: int) -> list[Event]: ...
+    def amend(
+        self, account: int, order_id: int, *, price: int | None = None, qty: int | None = None,
+        ts: int,
+    ) -> list[Event]: ...
+    def apply_batch(self, records: bytes) -> bytes: ...
+    def apply_batch_timed(
+        self, records: bytes, per_op: bool = False
+    ) -> tuple[int, int, int, int]: ...
+    def product_handle(self, product_id: str) -> int: ...
+    def cluster_handle(self, cluster_id: str) -> int: ...
+    def products(self) -> list[tuple[str, str, int, int, int, int]]: ...
+    def l2(self, product_id: str, depth: int = 10) -> tuple[list[_Level], list[_Level]]: ...
+    def l3(self, product_id: str) -> tuple[list[Order], list[Order]]: ...
+    def order(self, order_id: int) -> Order | None: ...
+    def open_order_count(self) -> int: ...
+    def allocations(self, account: int) -> list[Allocation]: ...
+    def utilisation(self, cluster_id: str, hour: int) -> Utilisation | None: ...
+    def clusters(self, account: int) -> list[tuple[str, list[str]]]: ...
+    def state_hash(self) -> str: ...
+
+def reject_codes() -> list[str]: ...
+def cancel_reasons() -> list[str]: ...
+def workload(
+    seed: int = 42,
+    ops: int = 1_000_000,
+    products: int = 24,
+    sellers: int = 4,
+    nodes_per_cluster: int = 2_500,
+    max_live: int = 1_000,
+) -> tuple[
+    list[tuple[str, int, int, int, int]],
+    list[tuple[int, str, str, str, list[tuple[str, int]], int, int]],
+    bytes,
+]: ...
