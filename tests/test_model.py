@@ -219,10 +219,21 @@ class EngineVersusModel(RuleBasedStateMachine):
             mb, ma = self.model.l3(pid)
             assert [order_key(o) for o in eb] == [order_key(o) for o in mb]
             assert [order_key(o) for o in ea] == [order_key(o) for o in ma]
-            if eb and ea:
-                assert eb[0].price < ea[0].price, "crossed book at rest"
+            self.no_tradeable_cross(pid, eb, ea)
             assert [o.price for o in eb] == sorted((o.price for o in eb), reverse=True)
             assert [o.price for o in ea] == sorted(o.price for o in ea)
+
+    def no_tradeable_cross(self, pid: str, bids: list[Any], asks: list[Any]) -> None:
+        """A bid may rest at or above an ask only when that ask's cluster cannot place one
+        gang of the bid (gang bids pass over such asks); any other cross must have traded."""
+        for b in bids:
+            for a in asks:
+                if b.price < a.price:
+                    break
+                assert b.gang > 1, f"crossed book at rest: {order_key(b)} / {order_key(a)}"
+                free = self.model.clusters[a.cluster].hour_free(HOURS[pid])
+                gangs = sum(len(f) // b.gang for f in free)
+                assert a.remaining < b.gang or gangs == 0, "a placeable cross did not trade"
 
     @invariant()
     def quantity_is_conserved(self) -> None:

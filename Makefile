@@ -1,0 +1,37 @@
+# spotex developer tasks. `make help` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: help install demo test test-rs test-py lint bench bench-rs
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs bindings/python/src/*.rs
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## build the Rust extension (release) into .venv with the test tools
+
+demo: install ## run the demo market: sellers, buyers, trades and GPU allocations
+	$(PY) -m spotex.demo
+
+test: install test-rs test-py ## everything CI runs
+
+test-rs: ## cargo tests of the engine
+	cargo test --release -p spotex-core
+
+test-py: install ## pytest + hypothesis, stub check, lint
+	$(PY) -m mypy.stubtest spotex._core
+	$(PY) -m mypy
+	$(VENV)/bin/ruff check python tests bench
+	$(PY) -m pytest
+
+bench: install ## core benchmark: pure Rust, per-call, batch, reference model
+	$(PY) bench/bench_core.py
+	$(PY) bench/fragmentation.py
+
+bench-rs: ## criterion benchmark of the engine
+	cargo bench -p spotex-core
