@@ -55,7 +55,7 @@ def main() -> None:
                 events = e.place(buyer, pid, "buy", price, gang * rng.randint(1, 3), ts=ts,
                                  gang=gang)
         except SpotexError as err:
-            print(f"  rejected: {err.reason}")  # type: ignore[attr-defined]
+            print(f"  rejected: {err.reason}")
             continue
         trades += [ev for ev in events if ev.kind == "allocated"]
 
@@ -63,9 +63,9 @@ def main() -> None:
     bids, asks = e.l2(pid, depth=8)
     print(f"{'bid qty':>10} {'bid':>8} | {'ask':<8} {'ask qty':<10}")
     for i in range(max(len(bids), len(asks))):
-        b = f"{bids[i][1]:>10} {format_price(bids[i][0]):>8}" if i < len(bids) else " " * 19
-        a = f"{format_price(asks[i][0]):<8} {asks[i][1]:<10}" if i < len(asks) else ""
-        print(f"{b} | {a}")
+        bid = f"{bids[i][1]:>10} {format_price(bids[i][0]):>8}" if i < len(bids) else " " * 19
+        ask = f"{format_price(asks[i][0]):<8} {asks[i][1]:<10}" if i < len(asks) else ""
+        print(f"{bid} | {ask}")
     print("(a bid for whole 8-GPU nodes may rest above an ask that cannot place a whole node)")
     print("\nallocations (buyer <- seller: GPUs on nodes)")
     for ev in trades[-8:]:
