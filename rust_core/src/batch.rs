@@ -393,13 +393,24 @@ pub fn apply_batch(
     let mut events = Vec::with_capacity(16);
     for (index, r) in records.chunks_exact(RECORD).enumerate() {
         events.clear();
-        match decode_command(r) {
-            Ok((ts, cmd)) => {
-                let _ = engine.apply(ts, &cmd, &mut events);
-            }
-            Err(reason) => events.push(Event::Rejected { reason }),
-        }
+        let _ = apply_record(engine, r, &mut events);
         encode_events(index as u32, &events, out);
     }
     Ok(records.len() / RECORD)
+}
+
+/// Decodes and applies one record; a malformed record is rejected like a bad command
+/// (one `Rejected` event, nothing changes, time does not move).
+pub fn apply_record(
+    engine: &mut Engine,
+    record: &[u8],
+    events: &mut Vec<Event>,
+) -> Result<(), Reject> {
+    match decode_command(record) {
+        Ok((ts, cmd)) => engine.apply(ts, &cmd, events),
+        Err(reason) => {
+            events.push(Event::Rejected { reason });
+            Err(reason)
+        }
+    }
 }

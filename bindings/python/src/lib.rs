@@ -709,7 +709,7 @@ impl Engine {
         records: &[u8],
         per_op: bool,
     ) -> PyResult<(u64, u64, u64, u64)> {
-        use core::batch::{decode_command, RECORD};
+        use core::batch::RECORD;
         if records.len() % RECORD != 0 {
             return Err(invalid(py, "batch length must be a multiple of 64 bytes"));
         }
@@ -723,11 +723,7 @@ impl Engine {
             for r in records.chunks_exact(RECORD) {
                 let t = per_op.then(std::time::Instant::now);
                 out.clear();
-                let ok = match decode_command(r) {
-                    Ok((ts, cmd)) => inner.apply(ts, &cmd, &mut out).is_ok(),
-                    Err(_) => false,
-                };
-                rejected += u64::from(!ok);
+                rejected += u64::from(core::batch::apply_record(inner, r, &mut out).is_err());
                 if let Some(t) = t {
                     lat.push(t.elapsed().as_nanos() as u64);
                 }
