@@ -196,6 +196,7 @@ pub fn encode_order_command(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn push_event(
     out: &mut Vec<u8>,
     index: u32,
@@ -211,15 +212,19 @@ fn push_event(
     product: u32,
     cluster: u32,
 ) {
-    out.extend_from_slice(&index.to_le_bytes());
-    out.extend_from_slice(&[kind, code, side, 0]);
-    for x in [a, b, c, d] {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.extend_from_slice(&price.to_le_bytes());
-    out.extend_from_slice(&qty.to_le_bytes());
-    out.extend_from_slice(&product.to_le_bytes());
-    out.extend_from_slice(&cluster.to_le_bytes());
+    // one stack record, one append: cheaper than eleven bounds-checked appends
+    let mut r = [0u8; RECORD];
+    r[0..4].copy_from_slice(&index.to_le_bytes());
+    r[4..8].copy_from_slice(&[kind, code, side, 0]);
+    r[8..16].copy_from_slice(&a.to_le_bytes());
+    r[16..24].copy_from_slice(&b.to_le_bytes());
+    r[24..32].copy_from_slice(&c.to_le_bytes());
+    r[32..40].copy_from_slice(&d.to_le_bytes());
+    r[40..48].copy_from_slice(&price.to_le_bytes());
+    r[48..56].copy_from_slice(&qty.to_le_bytes());
+    r[56..60].copy_from_slice(&product.to_le_bytes());
+    r[60..64].copy_from_slice(&cluster.to_le_bytes());
+    out.extend_from_slice(&r);
 }
 
 pub fn reject_index(r: Reject) -> u8 {
@@ -230,7 +235,7 @@ pub fn reject_index(r: Reject) -> u8 {
 }
 
 /// Appends the records of one command's events.
-pub fn encode_events(index: u32, events: &[Event], out: &mut Vec<u8>) {
+pub fn encode_events(engine: &Engine, index: u32, events: &[Event], out: &mut Vec<u8>) {
     for e in events {
         match e {
             Event::Accepted {
@@ -359,21 +364,24 @@ pub fn encode_events(index: u32, events: &[Event], out: &mut Vec<u8>) {
                 *product,
                 0,
             ),
-            Event::Allocated(a) => push_event(
-                out,
-                index,
-                event_kind::ALLOCATED,
-                0,
-                0,
-                a.buy_order,
-                a.buyer,
-                a.trade_id,
-                a.seller,
-                a.price,
-                a.qty(),
-                a.product,
-                a.cluster,
-            ),
+            Event::Allocated { allocation } => {
+                let a = &engine.allocations()[*allocation as usize];
+                push_event(
+                    out,
+                    index,
+                    event_kind::ALLOCATED,
+                    0,
+                    0,
+                    a.buy_order,
+                    a.buyer,
+                    a.trade_id,
+                    a.seller,
+                    a.price,
+                    a.qty(),
+                    a.product,
+                    a.cluster,
+                )
+            }
             _ => push_event(out, index, event_kind::OTHER, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         }
     }
@@ -394,7 +402,7 @@ pub fn apply_batch(
     for (index, r) in records.chunks_exact(RECORD).enumerate() {
         events.clear();
         let _ = apply_record(engine, r, &mut events);
-        encode_events(index as u32, &events, out);
+        encode_events(engine, index as u32, &events, out);
     }
     Ok(records.len() / RECORD)
 }

@@ -90,6 +90,63 @@ pub fn mask_of(gpus: u32) -> u64 {
     }
 }
 
+/// A set of node indices with O(1) insert and remove and a fast lowest member: one bit per
+/// node, plus one summary bit per 64-node word. No allocation after construction.
+#[derive(Clone, Debug)]
+pub struct NodeSet {
+    words: Vec<u64>,
+    summary: Vec<u64>,
+    len: usize,
+}
+
+impl NodeSet {
+    pub fn new(nodes: usize) -> NodeSet {
+        let words = nodes.div_ceil(64);
+        NodeSet {
+            words: vec![0; words],
+            summary: vec![0; words.div_ceil(64)],
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn insert(&mut self, i: u32) {
+        let (w, b) = (i as usize / 64, i % 64);
+        if self.words[w] & (1 << b) == 0 {
+            self.words[w] |= 1 << b;
+            self.summary[w / 64] |= 1 << (w % 64);
+            self.len += 1;
+        }
+    }
+
+    pub fn remove(&mut self, i: u32) {
+        let (w, b) = (i as usize / 64, i % 64);
+        if self.words[w] & (1 << b) != 0 {
+            self.words[w] &= !(1 << b);
+            if self.words[w] == 0 {
+                self.summary[w / 64] &= !(1 << (w % 64));
+            }
+            self.len -= 1;
+        }
+    }
+
+    pub fn first(&self) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let (s, bits) = self.summary.iter().enumerate().find(|(_, x)| **x != 0)?;
+        let w = s * 64 + bits.trailing_zeros() as usize;
+        Some((w * 64) as u32 + self.words[w].trailing_zeros())
+    }
+}
+
 /// One concrete placement: these GPUs (bit i = GPU index i) of this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Slot {
@@ -113,14 +170,16 @@ pub struct ClusterHour {
     /// Nodes grouped by their free count: `by_free[f]` holds node indices with exactly f
     /// free GPUs. Best fit for a gang of g is the lowest index in the first non-empty
     /// bucket at or above g.
-    by_free: Vec<BTreeSet<u32>>,
+    by_free: Vec<NodeSet>,
 }
 
 impl ClusterHour {
     pub fn new(handle: ClusterHandle, hour: i64, cluster: &Cluster) -> ClusterHour {
         let n = cluster.spec.nodes.len();
         let free: Vec<u64> = (0..n).map(|i| cluster.full_mask(i)).collect();
-        let mut by_free = vec![BTreeSet::new(); MAX_GPUS_PER_NODE as usize + 1];
+        // buckets only up to the largest node: most fleets are all 8-GPU nodes
+        let widest = cluster.spec.nodes.iter().map(|n| n.gpus).max().unwrap_or(0) as usize;
+        let mut by_free = vec![NodeSet::new(n); widest + 1];
         for (i, m) in free.iter().enumerate() {
             by_free[m.count_ones() as usize].insert(i as u32);
         }
@@ -144,7 +203,7 @@ impl ClusterHour {
         let before = self.free[node].count_ones() as usize;
         let after = mask.count_ones() as usize;
         if before != after {
-            self.by_free[before].remove(&(node as u32));
+            self.by_free[before].remove(node as u32);
             self.by_free[after].insert(node as u32);
         }
         self.free_total += after as Qty - before as Qty;
@@ -173,15 +232,20 @@ impl ClusterHour {
     pub fn allocate(&mut self, gang: u32, qty: Qty) -> Vec<Slot> {
         debug_assert!(qty % gang as Qty == 0);
         let g = gang as usize;
+        let mut gangs_left = qty / gang as Qty;
         let mut slots: Vec<Slot> = Vec::new();
-        for _ in 0..qty / gang as Qty {
-            let node = (g..self.by_free.len())
-                .find_map(|f| self.by_free[f].first().copied())
-                .expect("allocate called beyond placeable capacity")
-                as usize;
+        while gangs_left > 0 {
+            let (f, node) = (g..self.by_free.len())
+                .find_map(|f| self.by_free[f].first().map(|n| (f, n as usize)))
+                .expect("allocate called beyond placeable capacity");
+            // Gang by gang, best fit keeps choosing this node while it still holds a gang:
+            // its new free count is below every other non-empty bucket at or above g
+            // (there were none between g and f). So take those gangs at once.
+            let take = ((f / g) as Qty).min(gangs_left);
+            gangs_left -= take;
             let mut taken = 0u64;
             let mut free = self.free[node];
-            for _ in 0..g {
+            for _ in 0..take as usize * g {
                 let bit = free & free.wrapping_neg();
                 taken |= bit;
                 free &= !bit;

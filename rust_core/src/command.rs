@@ -191,7 +191,11 @@ pub enum Event {
         taker_order: OrderId,
         taker_account: AccountId,
     },
-    Allocated(Allocation),
+    /// A trade's GPUs: index into [`crate::Engine::allocations`], where the allocation is
+    /// kept (the event does not copy its slots).
+    Allocated {
+        allocation: u32,
+    },
     Cancelled {
         order_id: OrderId,
         account: AccountId,

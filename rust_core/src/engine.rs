@@ -719,7 +719,7 @@ impl Engine {
                 .or_default()
                 .push(n);
         }
-        out.push(Event::Allocated(allocation.clone()));
+        out.push(Event::Allocated { allocation: n });
         self.allocations.push(allocation);
 
         t.remaining -= qty;

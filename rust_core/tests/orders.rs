@@ -136,7 +136,7 @@ fn ids(out: &[Event]) -> Vec<&'static str> {
             Event::Accepted { .. } => "accepted",
             Event::Rejected { .. } => "rejected",
             Event::Trade { .. } => "trade",
-            Event::Allocated(_) => "allocated",
+            Event::Allocated { .. } => "allocated",
             Event::Cancelled { .. } => "cancelled",
             Event::Expired { .. } => "expired",
             Event::Amended { .. } => "amended",

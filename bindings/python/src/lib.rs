@@ -367,7 +367,8 @@ impl Engine {
                 ev.order_id = Some(*taker_order);
                 ev.account = Some(*taker_account);
             }
-            CoreEvent::Allocated(a) => {
+            CoreEvent::Allocated { allocation } => {
+                let a = &self.inner.allocations()[*allocation as usize];
                 ev.kind = "allocated";
                 ev.trade_id = Some(a.trade_id);
                 ev.product = Some(self.product_id(a.product));
