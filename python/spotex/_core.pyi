@@ -2,6 +2,8 @@
 
 from typing import Literal, final
 
+from typing_extensions import Buffer
+
 __all__ = [
     "Allocation",
     "CapacityError",
@@ -155,9 +157,9 @@ class Engine:
         self, account: int, order_id: int, *, price: int | None = None, qty: int | None = None,
         ts: int,
     ) -> list[Event]: ...
-    def apply_batch(self, records: bytes) -> bytes: ...
+    def apply_batch(self, records: Buffer) -> bytes: ...
     def apply_batch_timed(
-        self, records: bytes, per_op: bool = False
+        self, records: Buffer, per_op: bool = False
     ) -> tuple[int, int, int, int]: ...
     def product_handle(self, product_id: str) -> int: ...
     def cluster_handle(self, cluster_id: str) -> int: ...

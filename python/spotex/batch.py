@@ -54,5 +54,8 @@ def commands(n: int) -> Commands:
 
 def apply(engine: Engine, cmds: Commands | bytes) -> npt.NDArray[Any]:
     """Applies the commands in order; returns one event record per event."""
-    raw = cmds if isinstance(cmds, bytes) else np.ascontiguousarray(cmds, COMMAND_DTYPE).tobytes()
+    if isinstance(cmds, bytes):
+        raw = memoryview(cmds)
+    else:  # no copy: the core reads the array's memory as bytes
+        raw = np.ascontiguousarray(cmds, COMMAND_DTYPE).view(np.uint8).data
     return np.frombuffer(engine.apply_batch(raw), dtype=EVENT_DTYPE)

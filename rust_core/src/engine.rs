@@ -405,9 +405,10 @@ impl Engine {
             Err(Reject::NonPositiveQuantity)
         } else if qty > MAX_QTY {
             Err(Reject::QuantityTooLarge)
-        } else if qty % p.spec.lot != 0 {
+        } else if p.spec.lot != 1 && qty % p.spec.lot != 0 {
             Err(Reject::QuantityOffLot)
-        } else if qty % gang as Qty != 0 {
+        } else if qty & (gang as Qty - 1) != 0 {
+            // gangs are powers of two (checked before)
             Err(Reject::QuantityOffGang)
         } else {
             Ok(())

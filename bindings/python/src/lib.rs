@@ -1,6 +1,7 @@
 //! `spotex._core`: the thin PyO3 face of spotex-core. Types in, types out; every engine
 //! rejection becomes a named Python exception; the GIL is released while the core works.
 
+use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -235,6 +236,24 @@ fn tif_name(t: TimeInForce) -> (&'static str, Option<i64>) {
 struct Engine {
     inner: CoreEngine,
     scratch: Vec<CoreEvent>,
+    /// Kept between batch calls so its pages stay mapped: first-touch page faults
+    /// cost more than the encoding itself.
+    batch_out: Vec<u8>,
+}
+
+/// The bytes behind any C-contiguous buffer of unsigned bytes (bytes, bytearray,
+/// memoryview, `ndarray.view(np.uint8)`), without copying. The caller must not resize
+/// or write the buffer while the call runs.
+fn record_slice<'a>(py: Python<'_>, buf: &'a PyBuffer<u8>) -> PyResult<&'a [u8]> {
+    if !buf.is_c_contiguous() {
+        return Err(invalid(
+            py,
+            "batch records must be a C-contiguous byte buffer",
+        ));
+    }
+    // SAFETY: the buffer is contiguous, `len_bytes` long, and `buf` keeps the exporter
+    // alive (and its memory pinned) for the lifetime of the returned slice.
+    Ok(unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) })
 }
 
 impl Engine {
@@ -469,6 +488,7 @@ impl Engine {
         Engine {
             inner: CoreEngine::new(),
             scratch: Vec::with_capacity(16),
+            batch_out: Vec::new(),
         }
     }
 
@@ -690,13 +710,16 @@ impl Engine {
     fn apply_batch<'py>(
         &mut self,
         py: Python<'py>,
-        records: &[u8],
+        records: PyBuffer<u8>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let inner = &mut self.inner;
-        let mut out = Vec::with_capacity(records.len() * 2);
-        py.detach(|| core::batch::apply_batch(inner, records, &mut out))
+        let records = record_slice(py, &records)?;
+        let Engine {
+            inner, batch_out, ..
+        } = self;
+        batch_out.clear();
+        py.detach(|| core::batch::apply_batch(inner, records, batch_out))
             .map_err(|_| invalid(py, "batch length must be a multiple of 64 bytes"))?;
-        Ok(PyBytes::new(py, &out))
+        Ok(PyBytes::new(py, batch_out))
     }
 
     /// Benchmark helper: applies the records one by one in Rust without making any Python
@@ -707,10 +730,11 @@ impl Engine {
     fn apply_batch_timed(
         &mut self,
         py: Python<'_>,
-        records: &[u8],
+        records: PyBuffer<u8>,
         per_op: bool,
     ) -> PyResult<(u64, u64, u64, u64)> {
         use core::batch::RECORD;
+        let records = record_slice(py, &records)?;
         if records.len() % RECORD != 0 {
             return Err(invalid(py, "batch length must be a multiple of 64 bytes"));
         }
