@@ -7,16 +7,18 @@ PIP := $(VENV)/bin/pip
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs bindings/python/src/*.rs
+$(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs bindings/python/src/*.rs protos/spotex/v1/*.proto
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q grpcio-tools==1.85.1
+	$(PY) scripts/gen_protos.py
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed ## build the Rust extension (release) into .venv with the test tools
 
-demo: install ## run the demo market: sellers, buyers, trades and GPU allocations
-	$(PY) -m spotex.demo
+demo: install ## run a demo market on loopback: sellers, buyers, trades, GPU allocations
+	$(VENV)/bin/spotex demo
 
 test: install test-rs test-py ## everything CI runs
 
@@ -26,7 +28,7 @@ test-rs: ## cargo tests of the engine
 test-py: install ## pytest + hypothesis, stub check, lint
 	$(PY) -m mypy.stubtest spotex._core
 	$(PY) -m mypy
-	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff check python tests bench scripts
 	$(PY) -m pytest
 
 bench: install ## core benchmark: pure Rust, per-call, batch, reference model

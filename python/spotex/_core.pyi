@@ -139,16 +139,16 @@ class Engine:
         self,
         account: int,
         product_id: str,
-        side: Literal["buy", "sell", "bid", "ask"],
+        side: str,  # "buy" | "sell"
         price: int,
         qty: int,
         *,
         ts: int,
-        order_type: Literal["limit", "market"] = "limit",
-        tif: Literal["gtc", "gtd", "ioc", "fok"] = "gtc",
+        order_type: str = "limit",  # "limit" | "market"
+        tif: str = "gtc",  # "gtc" | "gtd" | "ioc" | "fok"
         expire_at: int | None = None,
         post_only: bool = False,
-        stp: Literal["cancel_newest", "cancel_oldest", "cancel_both"] = "cancel_newest",
+        stp: str = "cancel_newest",  # "cancel_newest" | "cancel_oldest" | "cancel_both"
         cluster_id: str | None = None,
         gang: int = 1,
     ) -> list[Event]: ...

@@ -1,85 +1,126 @@
-"""A demo market in one process: two sellers list H100 capacity for the next hours, buyers
-bid with and without gang constraints, and the engine prints the book, the trades and the
-concrete GPUs each buyer received.
-
-    python -m spotex.demo [--seed N]
-"""
+"""A demo market: a real server on loopback, two sellers listing H100 and H200 capacity,
+three buyers bidding (some for whole 8-GPU nodes), all through the SDK. Prints the book,
+the trades and the GPUs each buyer got, and the tokens to connect with while it runs."""
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
+import asyncio
 import random
+import secrets
+import threading
+import time
+from decimal import Decimal
 
-from spotex import Engine, SpotexError, format_price, parse_price
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
 
-HOUR = 3_600_000_000
-SELLERS = {101: ("hyperscaler-iad-1", 16), 102: ("neocloud-iad-7", 6)}
-BUYERS = {201: "startup", 202: "lab", 203: "enterprise"}
+from spotex.client import Client, RpcError
+from spotex.server import Server
+
+SELLERS = {"hyperscaler": ("iad-1", 16), "neocloud": ("iad-7", 6)}
+BUYERS = ["startup", "lab", "enterprise"]
+# spot price ranges per GPU-hour, 2026 market
+PRICES = {"H100-SXM": (Decimal("1.80"), Decimal("2.60")),
+          "H200": (Decimal("2.80"), Decimal("4.50"))}
 
 
-def hour_id(h: int) -> str:
-    return dt.datetime.fromtimestamp(h * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
+def start_server(listen: str, operator_token: str) -> tuple[Server, asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    box: dict[str, Server] = {}
+    ready = threading.Event()
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            box["s"] = await Server.start(listen, None, operator_token)
+            ready.set()
+        loop.run_until_complete(boot())
+        loop.run_forever()
+    threading.Thread(target=main, daemon=True, name="spotex-server").start()
+    if not ready.wait(30):
+        raise RuntimeError("server did not start")
+    return box["s"], loop
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
-    rng = random.Random(args.seed)
+def book_table(client: Client, product_id: str) -> Table:
+    book = client.get_book(product_id, depth=8)
+    t = Table(title=f"{product_id}  (sequence {book.sequence})")
+    for col in ("bid GPUs", "bid $", "ask $", "ask GPUs"):
+        t.add_column(col, justify="right")
+    for i in range(max(len(book.bids), len(book.asks))):
+        b = book.bids[i] if i < len(book.bids) else None
+        a = book.asks[i] if i < len(book.asks) else None
+        t.add_row(str(b.quantity) if b else "", f"{b.price:.2f}" if b else "",
+                  f"{a.price:.2f}" if a else "", str(a.quantity) if a else "")
+    return t
 
-    now_hour = int(dt.datetime.now(dt.UTC).timestamp()) // 3600
-    ts = now_hour * HOUR
-    e = Engine()
-    delivery = now_hour + 3
-    pid = f"H100-SXM/us-east/{hour_id(delivery)}"
-    e.create_product(pid, tick=10_000, lot=1, open_at=ts, close_at=(delivery - 1) * HOUR, ts=ts)
-    for seller, (cluster, nodes) in SELLERS.items():
-        e.register_capacity(seller, cluster, sku="H100-SXM", region="us-east",
-                            nodes=[(f"node-{i:03}", 8) for i in range(nodes)],
-                            from_hour=now_hour, to_hour=now_hour + 24, ts=ts)
 
-    trades = []
-    for _ in range(60):
-        ts += rng.randint(1_000, 5_000_000)
+def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
+             linger: float = 0.0, console: Console | None = None) -> None:
+    console = console or Console()
+    rng = random.Random(seed)
+    op_token = secrets.token_urlsafe(16)
+    server, loop = start_server(listen, op_token)
+    target = f"127.0.0.1:{server.port}"
+    op = Client(target, op_token)
+    now_hour = int(time.time()) // 3600
+    products = op.create_products(skus=list(PRICES), regions=["us-east"],
+                                  from_hour=now_hour + 2, to_hour=now_hour + 8)
+    sellers = {}
+    for name, (cluster, nodes) in SELLERS.items():
+        acct = op.create_account(name, ["seller"])
+        c = Client(target, acct.token)
+        for sku in PRICES:
+            c.register_capacity(f"{cluster}-{sku.lower()}", sku=sku, region="us-east",
+                                nodes=[(f"node-{i:03}", 8) for i in range(nodes)],
+                                from_hour=now_hour, to_hour=now_hour + 24)
+        sellers[name] = c
+    buyers = {}
+    tokens = {"operator": op_token}
+    for name in BUYERS:
+        acct = op.create_account(name, ["buyer"])
+        buyers[name] = Client(target, acct.token)
+        tokens[name] = acct.token
+
+    rejected = 0
+    for _ in track(range(rounds), description="trading", console=console):
+        p = rng.choice(products)
+        sku = p.product_id.split("/")[0]
+        lo, hi = PRICES[sku]
+        price = (lo + (hi - lo) * Decimal(rng.random())).quantize(Decimal("0.01"))
         try:
             if rng.random() < 0.45:
-                seller = rng.choice(list(SELLERS))
-                price = parse_price(f"{rng.uniform(1.8, 2.6):.2f}")
-                events = e.place(seller, pid, "sell", price, rng.choice([4, 8, 8, 16]), ts=ts,
-                                 cluster_id=SELLERS[seller][0])
+                name = rng.choice(list(sellers))
+                sellers[name].place_order(p.product_id, "sell", price, rng.choice([4, 8, 8, 16]),
+                                          cluster_id=f"{SELLERS[name][0]}-{sku.lower()}")
             else:
-                buyer = rng.choice(list(BUYERS))
                 gang = rng.choice([1, 1, 8])
-                price = parse_price(f"{rng.uniform(1.6, 2.4):.2f}")
-                events = e.place(buyer, pid, "buy", price, gang * rng.randint(1, 3), ts=ts,
-                                 gang=gang)
-        except SpotexError as err:
-            print(f"  rejected: {err.reason}")
-            continue
-        trades += [ev for ev in events if ev.kind == "allocated"]
+                buyers[rng.choice(BUYERS)].place_order(p.product_id, "buy", price - lo / 10,
+                                                       gang * rng.randint(1, 3), gang=gang)
+        except RpcError:
+            rejected += 1
 
-    print(f"\n{pid}: {len(trades)} trades\n")
-    bids, asks = e.l2(pid, depth=8)
-    print(f"{'bid qty':>10} {'bid':>8} | {'ask':<8} {'ask qty':<10}")
-    for i in range(max(len(bids), len(asks))):
-        bid = f"{bids[i][1]:>10} {format_price(bids[i][0]):>8}" if i < len(bids) else " " * 19
-        ask = f"{format_price(asks[i][0]):<8} {asks[i][1]:<10}" if i < len(asks) else ""
-        print(f"{bid} | {ask}")
-    print("(a bid for whole 8-GPU nodes may rest above an ask that cannot place a whole node)")
-    print("\nallocations (buyer <- seller: GPUs on nodes)")
-    for ev in trades[-8:]:
-        a = ev.allocation
-        assert a is not None
+    busiest = max(products, key=lambda p: len(op.get_book(p.product_id, 50).asks))
+    console.print(book_table(op, busiest.product_id))
+    console.print("[dim]bids for whole 8-GPU nodes may rest above asks that cannot place "
+                  "a whole node[/dim]")
+    t = Table(title="allocations (most recent)")
+    for col in ("buyer", "product", "cluster", "GPUs", "$/GPU-h", "where"):
+        t.add_column(col)
+    rows = [(n, a) for n, c in buyers.items() for a in c.list_allocations()]
+    rows.sort(key=lambda x: x[1].trade_id)
+    for name, a in rows[-10:]:
         where = ", ".join(f"{node}[{','.join(map(str, g))}]" for node, g in a.slots)
-        print(f"  {BUYERS[a.buyer]:<10} <- {a.cluster:<18} {a.qty:>3} GPUs "
-              f"@ ${format_price(a.price)}: {where}")
-    for cluster, _ in SELLERS.values():
-        u = e.utilisation(cluster, delivery)
-        assert u is not None
-        print(f"\n{cluster}: sold {u.sold}, offered {u.offered}, idle {u.idle} of {u.capacity}")
-    print(f"\nstate hash {e.state_hash()}")
-
-
-if __name__ == "__main__":
-    main()
+        t.add_row(name, a.product_id, a.cluster_id, str(a.quantity), f"{a.price:.2f}", where)
+    console.print(t)
+    seq, h = op.state_hash()
+    console.print(f"{len(rows)} trades, {rejected} orders refused; sequence {seq}, "
+                  f"state hash {h[:16]}...")
+    if linger:
+        console.print(f"server on {target} for {linger:.0f}s more; tokens:")
+        for name, tok in tokens.items():
+            console.print(f"  {name:<11} {tok}")
+        time.sleep(linger)
+    asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(10)

@@ -1,0 +1,167 @@
+"""The ``spotex`` command: run the server or a demo market, and trade from a terminal.
+
+The server address comes from ``--server`` or ``SPOTEX_SERVER`` (default
+127.0.0.1:50551) and the token from ``--token`` or ``SPOTEX_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from spotex.client import Client, Order, RpcError
+
+console = Console()
+DEFAULT_SERVER = "127.0.0.1:50551"
+
+
+def _client(ctx: click.Context) -> Client:
+    token = ctx.obj["token"]
+    if not token:
+        raise click.UsageError("give --token or set SPOTEX_TOKEN")
+    return Client(ctx.obj["server"], token)
+
+
+@click.group()
+@click.option("--server", envvar="SPOTEX_SERVER", default=DEFAULT_SERVER, show_default=True,
+              help="host:port of the spotex server")
+@click.option("--token", envvar="SPOTEX_TOKEN", default="", help="bearer token")
+@click.pass_context
+def main(ctx: click.Context, server: str, token: str) -> None:
+    """spotex: an exchange for GPU-hours."""
+    ctx.obj = {"server": server, "token": token}
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:50551", show_default=True,
+              help="host:port to listen on (loopback by default)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("spotex-data"),
+              show_default=True, help="where accounts are kept")
+@click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default=None,
+              help="token of the operator account (or SPOTEX_OPERATOR_TOKEN)")
+def serve(listen: str, data_dir: Path, operator_token: str | None) -> None:
+    """Run the spotex server until SIGTERM or Ctrl-C."""
+    from spotex.server import serve as run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not operator_token:
+        console.print("[yellow]no --operator-token / SPOTEX_OPERATOR_TOKEN: operator calls "
+                      "are disabled[/yellow]")
+    asyncio.run(run(listen, data_dir, operator_token))
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:0", show_default=True)
+@click.option("--rounds", default=300, show_default=True, help="orders the agents send")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--linger", default=0.0, show_default=True,
+              help="seconds to keep the server up afterwards, with tokens printed")
+def demo(listen: str, rounds: int, seed: int, linger: float) -> None:
+    """Start a server with demo sellers and buyers trading, and show the result."""
+    from spotex.demo import run_demo
+
+    run_demo(listen, rounds, seed, linger, console)
+
+
+@main.command()
+@click.pass_context
+def products(ctx: click.Context) -> None:
+    """List products."""
+    t = Table("product", "state", "tick $", "lot", "gate closure (UTC)")
+    for p in _client(ctx).list_products():
+        t.add_row(p.product_id, p.state, str(p.tick), str(p.lot), f"{p.close_at:%Y-%m-%d %H:%M}")
+    console.print(t)
+
+
+@main.command()
+@click.argument("product_id")
+@click.option("--depth", default=10, show_default=True)
+@click.pass_context
+def book(ctx: click.Context, product_id: str, depth: int) -> None:
+    """Show a product's order book."""
+    from spotex.demo import book_table
+
+    console.print(book_table(_client(ctx), product_id) if depth else "")
+
+
+def _order_row(t: Table, o: Order) -> None:
+    t.add_row(str(o.order_id), o.product_id, o.side, f"{o.price:.2f}", str(o.quantity),
+              str(o.filled), o.state, o.reason)
+
+
+def _orders_table(orders: list[Order]) -> Table:
+    t = Table("id", "product", "side", "$", "qty", "filled", "state", "reason")
+    for o in orders:
+        _order_row(t, o)
+    return t
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except RpcError as err:
+        raise click.ClickException(f"{err.code.name} {err.reason}: {err.message}") from None
+
+
+@main.command()
+@click.argument("side", type=click.Choice(["buy", "sell"]))
+@click.argument("product_id")
+@click.argument("quantity", type=int)
+@click.argument("price")
+@click.option("--tif", type=click.Choice(["gtc", "gtd", "ioc", "fok"]), default="gtc")
+@click.option("--cluster", default=None, help="asks: the cluster the GPUs come from")
+@click.option("--gang", default=1, show_default=True, help="bids: GPUs per node group")
+@click.option("--post-only", is_flag=True)
+@click.option("--client-order-id", default="")
+@click.pass_context
+def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: str, tif: str,
+          cluster: str | None, gang: int, post_only: bool, client_order_id: str) -> None:
+    """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
+    c = _client(ctx)
+    o = _run(lambda: c.place_order(product_id, side, Decimal(price), quantity,  # type: ignore[arg-type]
+                                   tif=tif, cluster_id=cluster, gang=gang, post_only=post_only,
+                                   client_order_id=client_order_id))
+    console.print(_orders_table([o]))
+
+
+@main.command()
+@click.argument("order_id", type=int)
+@click.pass_context
+def cancel(ctx: click.Context, order_id: int) -> None:
+    """Cancel an order."""
+    c = _client(ctx)
+    console.print(_orders_table([_run(lambda: c.cancel_order(order_id))]))
+
+
+@main.command()
+@click.option("--product", default="")
+@click.option("--open", "open_only", is_flag=True)
+@click.pass_context
+def orders(ctx: click.Context, product: str, open_only: bool) -> None:
+    """List your orders."""
+    console.print(_orders_table(_client(ctx).list_orders(product, open_only=open_only)))
+
+
+@main.command()
+@click.option("--product", default="")
+@click.pass_context
+def allocations(ctx: click.Context, product: str) -> None:
+    """List the GPUs you bought (or sold)."""
+    t = Table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where")
+    for a in _client(ctx).list_allocations(product):
+        where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in a.slots)
+        t.add_row(str(a.trade_id), a.product_id, a.cluster_id, "buyer" if a.as_buyer else "seller",
+                  str(a.quantity), f"{a.price:.2f}", where)
+    console.print(t)
+
+
+if __name__ == "__main__":
+    main(prog_name=os.path.basename(__file__))

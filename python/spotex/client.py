@@ -1,0 +1,568 @@
+"""The spotex SDK: ``Client`` (blocking) and ``AsyncClient`` (asyncio).
+
+Prices go in as ``Decimal`` or strings of dollars per GPU-hour and come back as
+``Decimal``; they travel as exact integer micro-dollars. Calls raise ``RpcError`` (a
+``SpotexError``) with the gRPC status code and spotex's machine-readable reason.
+Users never see a protobuf message: every call is described once here as a request and
+a converter, and the two clients only differ in how they send it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import grpc
+import grpc.aio
+
+from spotex import wire
+from spotex._core import SpotexError
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.money import parse_price
+
+T = TypeVar("T")
+Side = Literal["buy", "sell"]
+
+
+class RpcError(SpotexError):
+    """A call the server refused: ``code`` (grpc.StatusCode), ``reason`` (e.g.
+    ``PRICE_OFF_TICK``) and ``message``."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        super().__init__(f"{code.name} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+def _rpc_error(err: grpc.RpcError) -> RpcError:
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    reason = ""
+    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == "spotex-reason":
+            reason = value
+    details = err.details() if hasattr(err, "details") else str(err)
+    return RpcError(code, reason or code.name, details or "")
+
+
+def _price(micros: int) -> Decimal:
+    return Decimal(micros) / 1_000_000
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    state: str
+    tick: Decimal
+    lot: int
+    open_at: dt.datetime
+    close_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Fill:
+    trade_id: int
+    price: Decimal
+    quantity: int
+    maker: bool
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: int
+    client_order_id: str
+    product_id: str
+    side: Side
+    order_type: str
+    price: Decimal
+    quantity: int
+    filled: int
+    remaining: int
+    state: str  # open, partially_filled, filled, cancelled, expired
+    time_in_force: str
+    cluster_id: str | None
+    gang: int
+    fills: tuple[Fill, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Allocation:
+    trade_id: int
+    product_id: str
+    cluster_id: str
+    hour: int
+    price: Decimal
+    quantity: int
+    slots: tuple[tuple[str, tuple[int, ...]], ...]  # (node id, GPU indices)
+    as_buyer: bool
+
+
+@dataclass(frozen=True)
+class Level:
+    price: Decimal
+    quantity: int
+    orders: int
+
+
+@dataclass(frozen=True)
+class Book:
+    product_id: str
+    sequence: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+@dataclass(frozen=True)
+class MarketEvent:
+    """One market-data message. ``kind``: snapshot (``book``), level (``side``, ``price``,
+    ``quantity`` 0 = level gone), trade (``price``, ``quantity``, ``side`` = aggressor),
+    or state (``state``)."""
+
+    kind: str
+    product_id: str
+    sequence: int
+    book: Book | None = None
+    side: Side | None = None
+    price: Decimal | None = None
+    quantity: int | None = None
+    orders: int | None = None
+    trade_id: int | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    sequence: int
+    kind: str  # accepted, trade, allocated, cancelled, expired, amended
+    order: Order | None
+    fill: Fill | None
+    allocation: Allocation | None
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: int
+    token: str
+
+
+def _ts(micros: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC)
+
+
+def _fill(f: Any) -> Fill:
+    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker)
+
+
+def _order(o: Any) -> Order:
+    return Order(o.order_id, o.client_order_id, o.product_id, wire.SIDE_FROM_PB[o.side],  # type: ignore[arg-type]
+                 wire.TYPE_FROM_PB[o.order_type], _price(o.price_micros), o.quantity,
+                 o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
+                 wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
+                 tuple(_fill(f) for f in o.fills), o.reason)
+
+
+def _allocation(a: Any) -> Allocation:
+    return Allocation(a.trade_id, a.product_id, a.cluster_id, a.hour, _price(a.price_micros),
+                      a.quantity, tuple((s.node_id, tuple(s.gpu_indices)) for s in a.slots),
+                      a.as_buyer)
+
+
+def _book(b: Any) -> Book:
+    def levels(xs: Any) -> tuple[Level, ...]:
+        return tuple(Level(_price(x.price_micros), x.quantity, x.orders) for x in xs)
+    return Book(b.product_id, b.sequence, levels(b.bids), levels(b.asks))
+
+
+def _product(p: Any) -> Product:
+    return Product(p.product_id, p.state, _price(p.tick_micros), p.lot, _ts(p.open_at_micros),
+                   _ts(p.close_at_micros))
+
+
+def _market_event(m: Any) -> MarketEvent:
+    which = m.WhichOneof("payload")
+    if which == "snapshot":
+        return MarketEvent("snapshot", m.product_id, m.sequence, book=_book(m.snapshot))
+    if which == "level":
+        x = m.level
+        return MarketEvent("level", m.product_id, m.sequence, side=wire.SIDE_FROM_PB[x.side],  # type: ignore[arg-type]
+                           price=_price(x.price_micros), quantity=x.quantity, orders=x.orders)
+    if which == "trade":
+        x = m.trade
+        return MarketEvent("trade", m.product_id, m.sequence,
+                           side=wire.SIDE_FROM_PB[x.aggressor], price=_price(x.price_micros),  # type: ignore[arg-type]
+                           quantity=x.quantity, trade_id=x.trade_id)
+    return MarketEvent("state", m.product_id, m.sequence, state=m.state)
+
+
+def _execution(e: Any) -> Execution:
+    return Execution(e.sequence, e.kind, _order(e.order) if e.HasField("order") else None,
+                     _fill(e.fill) if e.HasField("fill") else None,
+                     _allocation(e.allocation) if e.HasField("allocation") else None)
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    service: Literal["market", "operator"]
+    method: str
+    request: Any
+    convert: Callable[[Any], T]
+
+
+def _order_request(product_id: str, side: Side, price: Decimal | str | int, quantity: int, *,
+                   client_order_id: str = "", order_type: str = "limit", tif: str = "gtc",
+                   expire_at: dt.datetime | None = None, post_only: bool = False,
+                   stp: str = "cancel_newest", cluster_id: str | None = None,
+                   gang: int = 1) -> Any:
+    if side not in wire.SIDE_TO_PB:
+        raise ValueError("side must be 'buy' or 'sell'")
+    return pb.PlaceOrderRequest(
+        client_order_id=client_order_id, product_id=product_id, side=wire.SIDE_TO_PB[side],
+        order_type=wire.TYPE_TO_PB[order_type], price_micros=parse_price(price),
+        quantity=quantity, time_in_force=wire.TIF_TO_PB[tif],
+        expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
+        post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang)
+
+
+class _Calls:
+    """Every unary call, described once."""
+
+    @staticmethod
+    def list_products() -> _Call[list[Product]]:
+        return _Call("market", "ListProducts", pb.ListProductsRequest(),
+                     lambda r: [_product(p) for p in r.products])
+
+    @staticmethod
+    def register_capacity(cluster_id: str, sku: str, region: str, nodes: Iterable[tuple[str, int]],
+                          from_hour: int, to_hour: int) -> _Call[str]:
+        return _Call("market", "RegisterCapacity", pb.RegisterCapacityRequest(
+            cluster_id=cluster_id, sku=sku, region=region,
+            nodes=[pb.Node(node_id=n, gpus=g) for n, g in nodes], from_hour=from_hour,
+            to_hour=to_hour), lambda r: r.cluster_id)
+
+    @staticmethod
+    def withdraw_capacity(cluster_id: str, from_hour: int, to_hour: int,
+                          node_ids: Iterable[str] = ()) -> _Call[int]:
+        return _Call("market", "WithdrawCapacity", pb.WithdrawCapacityRequest(
+            cluster_id=cluster_id, from_hour=from_hour, to_hour=to_hour,
+            node_ids=list(node_ids)), lambda r: r.gpu_hours_withdrawn)
+
+    @staticmethod
+    def place_order(request: Any) -> _Call[Order]:
+        return _Call("market", "PlaceOrder", request, lambda r: _order(r.order))
+
+    @staticmethod
+    def cancel_order(order_id: int) -> _Call[Order]:
+        return _Call("market", "CancelOrder", pb.CancelOrderRequest(order_id=order_id),
+                     lambda r: _order(r.order))
+
+    @staticmethod
+    def amend_order(order_id: int, price: Decimal | str | int | None,
+                    quantity: int | None) -> _Call[Order]:
+        return _Call("market", "AmendOrder", pb.AmendOrderRequest(
+            order_id=order_id, price_micros=parse_price(price) if price is not None else 0,
+            quantity=quantity or 0), lambda r: _order(r.order))
+
+    @staticmethod
+    def get_order(order_id: int) -> _Call[Order]:
+        return _Call("market", "GetOrder", pb.GetOrderRequest(order_id=order_id),
+                     lambda r: _order(r.order))
+
+    @staticmethod
+    def list_orders(product_id: str = "", open_only: bool = False) -> _Call[list[Order]]:
+        return _Call("market", "ListOrders", pb.ListOrdersRequest(
+            product_id=product_id, open_only=open_only), lambda r: [_order(o) for o in r.orders])
+
+    @staticmethod
+    def get_book(product_id: str, depth: int = 20) -> _Call[Book]:
+        return _Call("market", "GetBook", pb.GetBookRequest(product_id=product_id, depth=depth),
+                     lambda r: _book(r.book))
+
+    @staticmethod
+    def list_allocations(product_id: str = "") -> _Call[list[Allocation]]:
+        return _Call("market", "ListAllocations", pb.ListAllocationsRequest(
+            product_id=product_id), lambda r: [_allocation(a) for a in r.allocations])
+
+    @staticmethod
+    def create_products(skus: Iterable[str], regions: Iterable[str], from_hour: int,
+                        to_hour: int, tick: Decimal | str | int, lot: int,
+                        gate_closure_lead: dt.timedelta) -> _Call[list[Product]]:
+        return _Call("operator", "CreateProducts", pb.CreateProductsRequest(
+            skus=list(skus), regions=list(regions), from_hour=from_hour, to_hour=to_hour,
+            tick_micros=parse_price(tick), lot=lot,
+            gate_closure_lead_micros=int(gate_closure_lead.total_seconds() * 1_000_000)),
+            lambda r: [_product(p) for p in r.products])
+
+    @staticmethod
+    def create_account(name: str, roles: Iterable[str]) -> _Call[Account]:
+        return _Call("operator", "CreateAccount", pb.CreateAccountRequest(
+            name=name, roles=[wire.ROLE_TO_PB[x] for x in roles]),
+            lambda r: Account(r.account_id, r.token))
+
+    @staticmethod
+    def product_state(method: str, product_id: str) -> _Call[Product]:
+        return _Call("operator", method, pb.ProductRequest(product_id=product_id),
+                     lambda r: _product(r.product))
+
+    @staticmethod
+    def state_hash() -> _Call[tuple[int, str]]:
+        return _Call("operator", "GetStateHash", pb.GetStateHashRequest(),
+                     lambda r: (r.sequence, r.state_hash))
+
+
+class _Book:
+    """Tracks per-product sequences of a market-data stream to spot a gap."""
+
+    def __init__(self) -> None:
+        self.seq: dict[str, int] = {}
+
+    def gap(self, e: MarketEvent) -> bool:
+        if e.kind == "snapshot":
+            self.seq[e.product_id] = e.sequence
+            return False
+        last = self.seq.get(e.product_id)
+        self.seq[e.product_id] = e.sequence
+        return last is None or e.sequence != last + 1
+
+
+class Client:
+    """Blocking client. ``Client("127.0.0.1:50551", token)``; use as a context manager."""
+
+    def __init__(self, target: str, token: str, *, timeout: float = 10.0) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._md = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout
+        self._stubs: dict[str, Any] = {"market": pb_grpc.MarketStub(self._channel),
+                       "operator": pb_grpc.OperatorStub(self._channel)}
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, c: _Call[T]) -> T:
+        try:
+            reply = getattr(self._stubs[c.service], c.method)(
+                c.request, metadata=self._md, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise _rpc_error(err) from None
+        return c.convert(reply)
+
+    def list_products(self) -> list[Product]:
+        return self._call(_Calls.list_products())
+
+    def register_capacity(self, cluster_id: str, *, sku: str, region: str,
+                          nodes: Iterable[tuple[str, int]], from_hour: int,
+                          to_hour: int) -> str:
+        return self._call(_Calls.register_capacity(cluster_id, sku, region, nodes, from_hour,
+                                                   to_hour))
+
+    def withdraw_capacity(self, cluster_id: str, *, from_hour: int, to_hour: int,
+                          node_ids: Iterable[str] = ()) -> int:
+        return self._call(_Calls.withdraw_capacity(cluster_id, from_hour, to_hour, node_ids))
+
+    def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
+                    quantity: int, **terms: Any) -> Order:
+        """Terms: client_order_id, order_type, tif, expire_at, post_only, stp,
+        cluster_id (asks), gang (bids)."""
+        return self._call(_Calls.place_order(
+            _order_request(product_id, side, price, quantity, **terms)))
+
+    def cancel_order(self, order_id: int) -> Order:
+        return self._call(_Calls.cancel_order(order_id))
+
+    def amend_order(self, order_id: int, *, price: Decimal | str | int | None = None,
+                    quantity: int | None = None) -> Order:
+        return self._call(_Calls.amend_order(order_id, price, quantity))
+
+    def get_order(self, order_id: int) -> Order:
+        return self._call(_Calls.get_order(order_id))
+
+    def list_orders(self, product_id: str = "", *, open_only: bool = False) -> list[Order]:
+        return self._call(_Calls.list_orders(product_id, open_only))
+
+    def get_book(self, product_id: str, depth: int = 20) -> Book:
+        return self._call(_Calls.get_book(product_id, depth))
+
+    def list_allocations(self, product_id: str = "") -> list[Allocation]:
+        return self._call(_Calls.list_allocations(product_id))
+
+    def create_products(self, *, skus: Iterable[str], regions: Iterable[str], from_hour: int,
+                        to_hour: int, tick: Decimal | str | int = "0.01", lot: int = 1,
+                        gate_closure_lead: dt.timedelta = dt.timedelta(hours=1)
+                        ) -> list[Product]:
+        return self._call(_Calls.create_products(skus, regions, from_hour, to_hour, tick, lot,
+                                                 gate_closure_lead))
+
+    def create_account(self, name: str, roles: Iterable[str]) -> Account:
+        return self._call(_Calls.create_account(name, roles))
+
+    def halt(self, product_id: str) -> Product:
+        return self._call(_Calls.product_state("Halt", product_id))
+
+    def resume(self, product_id: str) -> Product:
+        return self._call(_Calls.product_state("Resume", product_id))
+
+    def close_product(self, product_id: str) -> Product:
+        return self._call(_Calls.product_state("CloseProduct", product_id))
+
+    def state_hash(self) -> tuple[int, str]:
+        return self._call(_Calls.state_hash())
+
+    def market_data(self, product_ids: Iterable[str] = (), *,
+                    resubscribe: bool = True) -> Iterator[MarketEvent]:
+        """Snapshot, then changes, per product. On a sequence gap or when the server drops
+        a lagging stream, resubscribes and starts again from a fresh snapshot."""
+        ids = list(product_ids)
+        while True:
+            call = self._stubs["market"].StreamMarketData(
+                pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
+            seen = _Book()
+            try:
+                for m in call:
+                    e = _market_event(m)
+                    if seen.gap(e):
+                        call.cancel()
+                        break
+                    yield e
+                else:
+                    return
+            except grpc.RpcError as err:
+                if not resubscribe or err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _rpc_error(err) from None
+            finally:
+                call.cancel()
+            if not resubscribe:
+                return
+
+    def executions(self) -> Iterator[Execution]:
+        """The caller's own order events, fills and allocations, as they happen."""
+        call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
+                                                      metadata=self._md)
+        try:
+            for m in call:
+                yield _execution(m)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                raise _rpc_error(err) from None
+        finally:
+            call.cancel()
+
+    def submit_orders(self, orders: Iterable[dict[str, Any]]
+                      ) -> Iterator[Order | RpcError]:
+        """Bulk entry over one stream: each dict holds place_order's arguments; yields, in
+        order, the order or the error for each."""
+        requests = (pb.SubmitOrdersRequest(order=_order_request(**o)) for o in orders)
+        try:
+            for r in self._stubs["market"].SubmitOrders(requests, metadata=self._md):
+                if r.code:
+                    yield RpcError(_code(r.code), r.reason, r.message)
+                else:
+                    yield _order(r.order)
+        except grpc.RpcError as err:
+            raise _rpc_error(err) from None
+
+
+def _code(n: int) -> grpc.StatusCode:
+    return next(c for c in grpc.StatusCode if c.value[0] == n)
+
+
+class AsyncClient:
+    """asyncio client with the same calls as ``Client``, each awaited."""
+
+    def __init__(self, target: str, token: str, *, timeout: float = 10.0) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self._md = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout
+        self._stubs: dict[str, Any] = {"market": pb_grpc.MarketStub(self._channel),
+                       "operator": pb_grpc.OperatorStub(self._channel)}
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, c: _Call[T]) -> T:
+        try:
+            reply = await getattr(self._stubs[c.service], c.method)(
+                c.request, metadata=self._md, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise _rpc_error(err) from None
+        return c.convert(reply)
+
+    async def list_products(self) -> list[Product]:
+        return await self._call(_Calls.list_products())
+
+    async def register_capacity(self, cluster_id: str, *, sku: str, region: str,
+                                nodes: Iterable[tuple[str, int]], from_hour: int,
+                                to_hour: int) -> str:
+        return await self._call(_Calls.register_capacity(cluster_id, sku, region, nodes,
+                                                         from_hour, to_hour))
+
+    async def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
+                          quantity: int, **terms: Any) -> Order:
+        return await self._call(_Calls.place_order(
+            _order_request(product_id, side, price, quantity, **terms)))
+
+    async def cancel_order(self, order_id: int) -> Order:
+        return await self._call(_Calls.cancel_order(order_id))
+
+    async def amend_order(self, order_id: int, *, price: Decimal | str | int | None = None,
+                          quantity: int | None = None) -> Order:
+        return await self._call(_Calls.amend_order(order_id, price, quantity))
+
+    async def get_order(self, order_id: int) -> Order:
+        return await self._call(_Calls.get_order(order_id))
+
+    async def list_orders(self, product_id: str = "", *, open_only: bool = False
+                          ) -> list[Order]:
+        return await self._call(_Calls.list_orders(product_id, open_only))
+
+    async def get_book(self, product_id: str, depth: int = 20) -> Book:
+        return await self._call(_Calls.get_book(product_id, depth))
+
+    async def list_allocations(self, product_id: str = "") -> list[Allocation]:
+        return await self._call(_Calls.list_allocations(product_id))
+
+    async def market_data(self, product_ids: Iterable[str] = ()) -> AsyncIterator[MarketEvent]:
+        """As ``Client.market_data``: resubscribes from a snapshot after a gap or a drop."""
+        ids = list(product_ids)
+        while True:
+            call = self._stubs["market"].StreamMarketData(
+                pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
+            seen = _Book()
+            try:
+                async for m in call:
+                    e = _market_event(m)
+                    if seen.gap(e):
+                        break
+                    yield e
+                else:
+                    return
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _rpc_error(err) from None
+            finally:
+                call.cancel()
+
+    async def executions(self) -> AsyncIterator[Execution]:
+        call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
+                                                      metadata=self._md)
+        try:
+            async for m in call:
+                yield _execution(m)
+        finally:
+            call.cancel()

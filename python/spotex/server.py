@@ -1,0 +1,461 @@
+"""The gRPC service (``spotex.v1.Market`` and ``spotex.v1.Operator``) on ``grpc.aio``.
+
+Handlers authenticate the caller, check its role, validate what the engine cannot, and
+hand commands to the gateway's single writer thread; they never touch the engine
+themselves. Market data and executions fan out from the writer to bounded per-subscriber
+queues on the event loop. Health checking and reflection are served too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from spotex import wire
+from spotex._core import SpotexError
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
+from spotex.gateway import Gateway, GatewayError, Published
+
+log = logging.getLogger("spotex.server")
+T = TypeVar("T")
+HOUR = 3_600_000_000
+MAX_PRODUCTS_PER_CALL = 20_000
+SUBSCRIBER_QUEUE = 10_000
+_LAGGED = object()
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")),
+              grpc.Status):
+    pass
+
+
+async def _fail(context: grpc.aio.ServicerContext, reason: str, message: str,
+                code: grpc.StatusCode | None = None) -> NoReturn:
+    code = code or wire.status_for(reason)
+    info = error_details_pb2.ErrorInfo(reason=reason, domain="spotex")
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    await context.abort_with_status(_Status(code, message, (
+        ("grpc-status-details-bin", status.SerializeToString()), ("spotex-reason", reason))))
+    raise AssertionError("unreachable")  # abort_with_status raises
+
+
+class Hub:
+    """Subscribers' bounded queues, fed on the event loop. A subscriber that falls a whole
+    queue behind is dropped with a clear status instead of growing memory."""
+
+    def __init__(self) -> None:
+        self.market: list[tuple[set[str] | None, asyncio.Queue[Any]]] = []
+        self.executions: dict[int, list[asyncio.Queue[Any]]] = {}
+
+    def dispatch(self, out: Published) -> None:
+        if self.market and out.market:
+            msgs = [(p, _market_pb(p, seq, kind, payload)) for p, seq, kind, payload in out.market]
+            for products, q in self.market:
+                for p, m in msgs:
+                    if products is None or p in products:
+                        _offer(q, m)
+        for account, seq, kind, rec, fill, alloc in out.executions:
+            queues = self.executions.get(account)
+            if not queues:
+                continue
+            m = pb.Execution(sequence=seq, kind=kind,
+                             order=wire.order_pb(rec, with_fills=False) if rec else None,
+                             fill=wire.fill_pb(fill) if fill else None,
+                             allocation=wire.allocation_pb(alloc, account) if alloc else None)
+            for q in queues:
+                _offer(q, m)
+
+
+def _offer(q: asyncio.Queue[Any], m: Any) -> None:
+    if q.full():
+        return
+    if q.qsize() == q.maxsize - 1:
+        q.put_nowait(_LAGGED)
+    else:
+        q.put_nowait(m)
+
+
+def _market_pb(product: str, seq: int, kind: str, payload: Any) -> Any:
+    if kind == "trade":
+        trade_id, price, qty, side, ts = payload
+        return pb.MarketData(product_id=product, sequence=seq, trade=pb.Trade(
+            trade_id=trade_id, price_micros=price, quantity=qty,
+            aggressor=wire.SIDE_TO_PB[side], time_micros=ts))
+    if kind == "level":
+        side, price, qty, orders = payload
+        return pb.MarketData(product_id=product, sequence=seq, level=pb.LevelUpdate(
+            side=wire.SIDE_TO_PB[side], price_micros=price, quantity=qty, orders=orders))
+    return pb.MarketData(product_id=product, sequence=seq, state=payload)
+
+
+class Service:
+    def __init__(self, gateway: Gateway, accounts: Accounts, hub: Hub) -> None:
+        self.gw = gateway
+        self.accounts = accounts
+        self.hub = hub
+
+    async def writer(self, fn: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self.gw.submit(fn))
+
+    async def auth(self, context: grpc.aio.ServicerContext, *roles: str) -> Account:
+        token = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+                token = value[len("Bearer "):]
+        account = self.accounts.authenticate(token) if token else None
+        if account is None:
+            await _fail(context, "UNAUTHENTICATED", "missing or unknown bearer token")
+        if roles and not any(account.has(r) for r in roles):
+            await _fail(context, "ROLE_REQUIRED", f"this call needs the role {' or '.join(roles)}")
+        return account
+
+    async def command(self, context: grpc.aio.ServicerContext, fn: Callable[[], T]) -> T:
+        try:
+            return await self.writer(fn)
+        except (SpotexError, GatewayError) as err:
+            await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
+
+
+class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
+    def __init__(self, s: Service) -> None:
+        self.s = s
+
+    async def ListProducts(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context)
+        rows = await self.s.writer(self.s.gw.engine.products)
+        return pb.ListProductsResponse(products=[wire.product_pb(r) for r in rows])
+
+    async def RegisterCapacity(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context, SELLER)
+        nodes = [(n.node_id, n.gpus) for n in request.nodes]
+        gw = self.s.gw
+        await self.s.command(context, lambda: gw.run(lambda ts: gw.engine.register_capacity(
+            a.account_id, request.cluster_id, sku=request.sku, region=request.region,
+            nodes=nodes, from_hour=request.from_hour, to_hour=request.to_hour, ts=ts)))
+        return pb.RegisterCapacityResponse(cluster_id=request.cluster_id)
+
+    async def WithdrawCapacity(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context, SELLER)
+        gw = self.s.gw
+
+        def go() -> int:
+            if request.cluster_id not in dict(gw.engine.clusters(a.account_id)):
+                raise GatewayError("UNKNOWN_CLUSTER", "no such cluster of yours")
+            events = gw.run(lambda ts: gw.engine.withdraw_capacity(
+                a.account_id, request.cluster_id, from_hour=request.from_hour,
+                to_hour=request.to_hour, nodes=list(request.node_ids) or None, ts=ts))
+            return sum(e.qty or 0 for e in events if e.kind == "capacity_withdrawn")
+        n = await self.s.command(context, go)
+        return pb.WithdrawCapacityResponse(gpu_hours_withdrawn=n)
+
+    def _place(self, a: Account, r: Any) -> Any:
+        """Validates and places one order on the writer; raises on refusal."""
+        side = wire.SIDE_FROM_PB.get(r.side)
+        if side is None:
+            raise GatewayError("INVALID_SIDE", "side must be SIDE_BUY or SIDE_SELL")
+        if not a.has(BUYER if side == "buy" else SELLER):
+            raise GatewayError("ROLE_REQUIRED", f"placing a {side} order needs the role "
+                               f"{BUYER if side == 'buy' else SELLER}")
+        order_type = wire.TYPE_FROM_PB.get(r.order_type)
+        tif = wire.TIF_FROM_PB.get(r.time_in_force)
+        stp = wire.STP_FROM_PB.get(r.stp)
+        if order_type is None or tif is None or stp is None:
+            raise GatewayError("INVALID_ENUM", "unknown order_type, time_in_force or stp")
+        if len(r.client_order_id) > 64:
+            raise GatewayError("INVALID_CLIENT_ORDER_ID", "client_order_id is at most 64 chars")
+        if r.gang > 64:
+            raise GatewayError("INVALID_GANG", "gang must be a power of two from 1 to 64")
+        gw = self.s.gw
+        return gw.place(a.account_id, r.client_order_id, r.product_id, side, r.price_micros,
+                        r.quantity, order_type=order_type, tif=tif,
+                        expire_at=r.expire_at_micros if tif == "gtd" else None,
+                        post_only=r.post_only, stp=stp, cluster=r.cluster_id or None,
+                        gang=r.gang or 1)
+
+    async def PlaceOrder(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context, BUYER, SELLER)
+        rec = await self.s.command(context, lambda: wire.order_pb(self._place(a, request)))
+        return pb.PlaceOrderResponse(order=rec)
+
+    async def CancelOrder(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context, BUYER, SELLER)
+        gw = self.s.gw
+        rec = await self.s.command(
+            context, lambda: wire.order_pb(gw.cancel(a.account_id, request.order_id)))
+        return pb.CancelOrderResponse(order=rec)
+
+    async def AmendOrder(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context, BUYER, SELLER)
+        gw = self.s.gw
+        rec = await self.s.command(context, lambda: wire.order_pb(gw.amend(
+            a.account_id, request.order_id, request.price_micros or None,
+            request.quantity or None)))
+        return pb.AmendOrderResponse(order=rec)
+
+    async def GetOrder(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context)
+        gw = self.s.gw
+
+        def go() -> Any:
+            rec = gw.orders.get(request.order_id)
+            if rec is None:
+                raise GatewayError("UNKNOWN_ORDER", "no such order")
+            if rec.account != a.account_id:
+                raise GatewayError("NOT_OWNER", "the order belongs to another account")
+            return wire.order_pb(rec)
+        return pb.GetOrderResponse(order=await self.s.command(context, go))
+
+    async def ListOrders(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context)
+        gw = self.s.gw
+
+        def go() -> list[Any]:
+            return [wire.order_pb(r) for r in gw.orders.values()
+                    if r.account == a.account_id
+                    and (not request.product_id or r.product == request.product_id)
+                    and (not request.open_only or r.remaining > 0)]
+        return pb.ListOrdersResponse(orders=await self.s.command(context, go))
+
+    async def GetBook(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context)
+        gw = self.s.gw
+        depth = request.depth or 20
+        seq, bids, asks = await self.s.command(
+            context, lambda: gw.book(request.product_id, depth))
+        return pb.GetBookResponse(book=wire.book_pb(request.product_id, seq, bids, asks))
+
+    async def ListAllocations(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context)
+        gw = self.s.gw
+        rows = await self.s.writer(lambda: gw.engine.allocations(a.account_id))
+        return pb.ListAllocationsResponse(allocations=[
+            wire.allocation_pb(x, a.account_id) for x in rows
+            if not request.product_id or x.product == request.product_id])
+
+    async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        await self.s.auth(context)
+        gw, hub = self.s.gw, self.s.hub
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[Any] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        wanted = set(request.product_ids) or None
+        entry = (wanted, q)
+
+        def subscribe() -> None:
+            known = {row[0] for row in gw.engine.products()}
+            if wanted and not wanted <= known:
+                raise GatewayError("UNKNOWN_PRODUCT", "no such product: "
+                                   + ", ".join(sorted(wanted - known)))
+            snaps = [(p, *gw.book(p, 1 << 30)) for p in sorted(wanted or known)]
+
+            def register() -> None:
+                for p, seq, bids, asks in snaps:
+                    q.put_nowait(pb.MarketData(product_id=p, sequence=seq,
+                                               snapshot=wire.book_pb(p, seq, bids, asks)))
+                hub.market.append(entry)
+            loop.call_soon_threadsafe(register)
+        await self.s.command(context, subscribe)
+        try:
+            while True:
+                m = await q.get()
+                if m is _LAGGED:
+                    await _fail(context, "SUBSCRIBER_LAGGED",
+                                "the stream fell behind; resubscribe for a fresh snapshot",
+                                grpc.StatusCode.RESOURCE_EXHAUSTED)
+                yield m
+        finally:
+            if entry in hub.market:
+                hub.market.remove(entry)
+
+    async def StreamExecutions(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        a = await self.s.auth(context)
+        hub = self.s.hub
+        q: asyncio.Queue[Any] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        # registered on the loop, so it sees every execution published after this point
+        await self.s.writer(lambda: None)
+        hub.executions.setdefault(a.account_id, []).append(q)
+        try:
+            while True:
+                m = await q.get()
+                if m is _LAGGED:
+                    await _fail(context, "SUBSCRIBER_LAGGED",
+                                "the stream fell behind; list your orders to catch up",
+                                grpc.StatusCode.RESOURCE_EXHAUSTED)
+                yield m
+        finally:
+            hub.executions[a.account_id].remove(q)
+
+    async def SubmitOrders(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        a = await self.s.auth(context, BUYER, SELLER)
+        async for req in request_iterator:
+            try:
+                order = req.order
+
+                def go(r: Any = order) -> Any:
+                    return wire.order_pb(self._place(a, r))
+                rec = await self.s.writer(go)
+                yield pb.SubmitOrdersResponse(order=rec)
+            except (SpotexError, GatewayError) as err:
+                reason = err.reason  # type: ignore[attr-defined]
+                yield pb.SubmitOrdersResponse(code=wire.status_for(reason).value[0],
+                                              reason=reason, message=str(err))
+
+
+class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
+    def __init__(self, s: Service) -> None:
+        self.s = s
+
+    async def CreateProducts(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        r = request
+        hours = r.to_hour - r.from_hour
+        count = hours * len(r.skus) * len(r.regions)
+        if hours <= 0 or count == 0:
+            await _fail(context, "INVALID_SCHEDULE", "need skus, regions and from_hour < to_hour")
+        if count > MAX_PRODUCTS_PER_CALL:
+            await _fail(context, "TOO_MANY_PRODUCTS",
+                        f"at most {MAX_PRODUCTS_PER_CALL} products per call")
+        if r.gate_closure_lead_micros < 0:
+            await _fail(context, "INVALID_SCHEDULE", "gate closure lead must not be negative")
+        gw = self.s.gw
+
+        def go() -> list[Any]:
+            created = []
+            existing = {row[0] for row in gw.engine.products()}
+            for sku in r.skus:
+                for region in r.regions:
+                    for h in range(r.from_hour, r.to_hour):
+                        when = dt.datetime.fromtimestamp(h * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
+                        pid = f"{sku}/{region}/{when}"
+                        if pid in existing:
+                            continue  # listing again is harmless
+                        def create(ts: int, pid: str = pid, h: int = h) -> Any:
+                            return gw.engine.create_product(
+                                pid, tick=r.tick_micros, lot=r.lot,
+                                open_at=r.open_at_micros or ts,
+                                close_at=h * HOUR - r.gate_closure_lead_micros, ts=ts)
+                        gw.run(create)
+                        created.append(pid)
+            rows = {row[0]: row for row in gw.engine.products()}
+            return [wire.product_pb(rows[p]) for p in created]
+        return pb.CreateProductsResponse(products=await self.s.command(context, go))
+
+    async def CreateAccount(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        roles = [wire.ROLE_FROM_PB.get(x, "") for x in request.roles]
+        try:
+            acct, token = self.s.accounts.create(request.name, roles)
+        except ValueError as err:
+            await _fail(context, "INVALID_ACCOUNT", str(err))
+        return pb.CreateAccountResponse(account_id=acct.account_id, token=token)
+
+    async def _state(self, context: Any, request: Any, what: str) -> Any:
+        await self.s.auth(context, OPERATOR)
+        gw = self.s.gw
+
+        def go() -> Any:
+            fn = getattr(gw.engine, what)
+            gw.run(lambda ts: fn(request.product_id, ts=ts))
+            row = next(x for x in gw.engine.products() if x[0] == request.product_id)
+            return wire.product_pb(row)
+        return pb.ProductResponse(product=await self.s.command(context, go))
+
+    async def Halt(self, request: Any, context: Any) -> Any:
+        return await self._state(context, request, "halt")
+
+    async def Resume(self, request: Any, context: Any) -> Any:
+        return await self._state(context, request, "resume")
+
+    async def CloseProduct(self, request: Any, context: Any) -> Any:
+        return await self._state(context, request, "close")
+
+    async def GetStateHash(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        gw = self.s.gw
+        seq, h = await self.s.writer(lambda: (gw.sequence, gw.engine.state_hash()))
+        return pb.GetStateHashResponse(sequence=seq, state_hash=h)
+
+
+class Server:
+    """A running spotex server: ``await Server.start(...)``, then ``await stop()``."""
+
+    def __init__(self, grpc_server: grpc.aio.Server, port: int, gateway: Gateway,
+                 ticker: asyncio.Task[None]) -> None:
+        self.grpc = grpc_server
+        self.port = port
+        self.gateway = gateway
+        self._ticker = ticker
+
+    @classmethod
+    async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
+                    operator_token: str | None = None, tick_seconds: float = 0.5) -> Server:
+        loop = asyncio.get_running_loop()
+        hub = Hub()
+        def publish(out: Published) -> None:
+            loop.call_soon_threadsafe(hub.dispatch, out)
+        gateway = Gateway(publish=publish)
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
+        s = Service(gateway, accounts, hub)
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 << 20)])
+        pb_grpc.add_MarketServicer_to_server(MarketService(s), server)
+        pb_grpc.add_OperatorServicer_to_server(OperatorService(s), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = (pb.DESCRIPTOR.services_by_name["Market"].full_name,
+                 pb.DESCRIPTOR.services_by_name["Operator"].full_name,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        port = server.add_insecure_port(listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {listen}")
+        await server.start()
+        for name in ("", *names[:2]):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        async def tick() -> None:
+            # gate closure and good-till-time expiry happen on their own as time passes
+            while True:
+                await asyncio.sleep(tick_seconds)
+                await asyncio.wrap_future(gateway.submit(
+                    lambda: gateway.run(lambda ts: gateway.engine.advance_time(ts))))
+        ticker = asyncio.create_task(tick())
+        log.info("spotex listening on %s", listen.rsplit(":", 1)[0] + f":{port}")
+        return cls(server, port, gateway, ticker)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        self._ticker.cancel()
+        await self.grpc.stop(grace)
+        self.gateway.close()
+
+
+async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
+                ready: Callable[[Server], None] | None = None) -> None:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    server = await Server.start(listen, data_dir, operator_token)
+    if ready:
+        ready(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
