@@ -224,7 +224,7 @@ def test_bulk_entry_answers_each_order_in_order(market: dict[str, Any]) -> None:
     orders = [{"product_id": pid, "side": "buy", "price": f"1.{i:02d}", "quantity": 1}
               for i in range(1, 21)]
     orders[5]["price"] = "1.005"  # off tick
-    results = list(b.submit_orders(orders))
+    results = list(b.submit_orders(orders, per_message=7))
     assert len(results) == 20
     assert isinstance(results[5], RpcError) and results[5].reason == "PRICE_OFF_TICK"
     placed = [r for r in results if not isinstance(r, RpcError)]

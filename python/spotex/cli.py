@@ -89,7 +89,8 @@ def book(ctx: click.Context, product_id: str, depth: int) -> None:
     """Show a product's order book."""
     from spotex.demo import book_table
 
-    console.print(book_table(_client(ctx), product_id) if depth else "")
+    c = _client(ctx)
+    console.print(_run(lambda: book_table(c, product_id, depth)))
 
 
 def _order_row(t: Table, o: Order) -> None:

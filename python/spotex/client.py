@@ -457,17 +457,26 @@ class Client:
         finally:
             call.cancel()
 
-    def submit_orders(self, orders: Iterable[dict[str, Any]]
+    def submit_orders(self, orders: Iterable[dict[str, Any]], *, per_message: int = 100
                       ) -> Iterator[Order | RpcError]:
-        """Bulk entry over one stream: each dict holds place_order's arguments; yields, in
-        order, the order or the error for each."""
-        requests = (pb.SubmitOrdersRequest(order=_order_request(**o)) for o in orders)
+        """Bulk entry over one stream: each dict holds place_order's arguments; they travel
+        ``per_message`` to a message. Yields, in order, the order or the error for each."""
+        def requests() -> Iterator[Any]:
+            batch: list[Any] = []
+            for o in orders:
+                batch.append(_order_request(**o))
+                if len(batch) == per_message:
+                    yield pb.SubmitOrdersRequest(orders=batch)
+                    batch = []
+            if batch:
+                yield pb.SubmitOrdersRequest(orders=batch)
         try:
-            for r in self._stubs["market"].SubmitOrders(requests, metadata=self._md):
-                if r.code:
-                    yield RpcError(_code(r.code), r.reason, r.message)
-                else:
-                    yield _order(r.order)
+            for r in self._stubs["market"].SubmitOrders(requests(), metadata=self._md):
+                for x in r.results:
+                    if x.code:
+                        yield RpcError(_code(x.code), x.reason, x.message)
+                    else:
+                        yield _order(x.order)
         except grpc.RpcError as err:
             raise _rpc_error(err) from None
 

@@ -44,8 +44,8 @@ def start_server(listen: str, operator_token: str) -> tuple[Server, asyncio.Abst
     return box["s"], loop
 
 
-def book_table(client: Client, product_id: str) -> Table:
-    book = client.get_book(product_id, depth=8)
+def book_table(client: Client, product_id: str, depth: int = 8) -> Table:
+    book = client.get_book(product_id, depth=depth)
     t = Table(title=f"{product_id}  (sequence {book.sequence})")
     for col in ("bid GPUs", "bid $", "ask $", "ask GPUs"):
         t.add_column(col, justify="right")

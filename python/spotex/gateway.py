@@ -9,17 +9,18 @@ that it hands to a publisher. It validates and sequences; it does not match.
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from spotex._core import Engine, Event, SpotexError
 
 T = TypeVar("T")
-
-ALL_DEPTH = 1 << 30
 
 
 class GatewayError(Exception):
@@ -74,19 +75,89 @@ class Published:
         default_factory=list)
 
 
+class Writer:
+    """The single thread that runs every command, in submission order. It drains its
+    queue in batches: what a batch published goes out in one hand-off, then the batch's
+    results, so a busy server pays one cross-thread wake-up per batch, not per command."""
+
+    MAX_BATCH = 1024
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._flush = flush
+        self._thread = threading.Thread(target=self._run, name="spotex-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        f: Future[T] = Future()
+        self._q.put((fn, f, None))
+        return f
+
+    def submit_async(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        f: asyncio.Future[T] = loop.create_future()
+        self._q.put((fn, f, loop))
+        return f
+
+    def stop(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            batch = [item]
+            while item is not None and len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+            done: dict[Any, list[tuple[Any, bool, Any]]] = {}
+            for it in batch:
+                if it is None:
+                    continue
+                fn, fut, loop = it
+                try:
+                    ok, value = True, fn()
+                except BaseException as err:  # noqa: BLE001 - handed to the caller
+                    ok, value = False, err
+                if loop is None:
+                    fut.set_result(value) if ok else fut.set_exception(value)
+                else:
+                    done.setdefault(loop, []).append((fut, ok, value))
+            self._flush()
+            for loop, results in done.items():
+                loop.call_soon_threadsafe(_deliver, results)
+            if batch[-1] is None:
+                return
+
+
+def _deliver(results: list[tuple[Any, bool, Any]]) -> None:
+    for fut, ok, value in results:
+        if fut.cancelled():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
 class Gateway:
-    def __init__(self, publish: Callable[[Published], None] | None = None,
+    def __init__(self, publish: Callable[[list[Published]], None] | None = None,
                  clock: Callable[[], int] | None = None) -> None:
         self.engine = Engine()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotex-writer")
         self._publish = publish or (lambda p: None)
+        self._outbox: list[Published] = []
+        self._writer = Writer(self.flush)
         self._clock = clock or (lambda: time.time_ns() // 1000)
         self.sequence = 0  # accepted commands
         self.last_ts = 0
         self.orders: dict[int, OrderRecord] = {}
         self.by_client_id: dict[tuple[int, str], int] = {}
         self.md_sequence: dict[str, int] = {}
-        self.books: dict[str, tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]] = {}
+        # the last published (quantity, orders) of every level, per (product, side)
+        self.levels: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
         self.exec_sequence: dict[int, int] = {}
         self._pending: OrderRecord | None = None
 
@@ -96,11 +167,21 @@ class Gateway:
         """Runs ``fn`` on the writer thread, after everything submitted before it."""
         return self._writer.submit(fn)
 
+    def submit_async(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """As ``submit``, for a caller on an event loop: the result arrives on that loop."""
+        return self._writer.submit_async(fn)
+
+    def flush(self) -> None:
+        """On the writer: hands what was published so far to the publisher, in order."""
+        if self._outbox:
+            out, self._outbox = self._outbox, []
+            self._publish(out)
+
     def call(self, fn: Callable[[], T]) -> T:
         return self.submit(fn).result()
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.stop()
 
     def stamp(self) -> int:
         self.last_ts = max(self.last_ts, self._clock())
@@ -163,17 +244,17 @@ class Gateway:
         if not events:
             return
         out = Published()
-        touched: list[str] = []
+        # levels the events may have changed: (product, side, price)
+        touched: dict[tuple[str, str, int], None] = {}
         for e in events:
             kind = e.kind
-            if e.product is not None and e.product not in touched:
-                touched.append(e.product)
             if kind == "accepted":
                 p = self._pending
                 assert p is not None and e.order_id is not None
                 p.order_id = e.order_id
                 p.created_at = ts
                 self.orders[e.order_id] = p
+                touched[(p.product, p.side, p.price)] = None
                 if p.client_order_id:
                     self.by_client_id[(p.account, p.client_order_id)] = e.order_id
                 self._execution(out, p.account, "accepted", p)
@@ -181,6 +262,8 @@ class Gateway:
                 assert e.order_id is not None and e.maker_order is not None
                 assert e.price is not None and e.qty is not None and e.trade_id is not None
                 assert e.product is not None
+                maker_rec = self.orders[e.maker_order]
+                touched[(maker_rec.product, maker_rec.side, maker_rec.price)] = None
                 for oid, maker in ((e.maker_order, True), (e.order_id, False)):
                     rec = self.orders[oid]
                     fill = FillRecord(e.trade_id, e.price, e.qty, maker, ts)
@@ -200,6 +283,7 @@ class Gateway:
             elif kind in ("cancelled", "expired"):
                 assert e.order_id is not None
                 rec = self.orders[e.order_id]
+                touched[(rec.product, rec.side, rec.price)] = None
                 rec.remaining = 0
                 rec.state = kind
                 rec.reason = e.reason or ""
@@ -207,6 +291,8 @@ class Gateway:
             elif kind == "amended":
                 assert e.order_id is not None and e.qty is not None and e.price is not None
                 rec = self.orders[e.order_id]
+                touched[(rec.product, rec.side, rec.price)] = None
+                touched[(rec.product, rec.side, e.price)] = None
                 rec.price = e.price
                 rec.remaining = e.qty
                 rec.quantity = rec.filled + e.qty
@@ -214,9 +300,17 @@ class Gateway:
             elif kind == "product_state":
                 assert e.product is not None
                 out.market.append((e.product, self._md_next(e.product), "state", e.state))
-        for product in touched:
-            self._level_updates(out, product)
-        self._publish(out)
+        for product, side, price in touched:
+            level = self.engine.level(product, side, price)
+            known = self.levels.setdefault((product, side), {})
+            if known.get(price, (0, 0)) != level:
+                if level[0]:
+                    known[price] = level
+                else:
+                    known.pop(price, None)
+                out.market.append((product, self._md_next(product), "level",
+                                   (side, price, *level)))
+        self._outbox.append(out)
 
     def _md_next(self, product: str) -> int:
         n = self.md_sequence.get(product, 0) + 1
@@ -228,20 +322,6 @@ class Gateway:
         n = self.exec_sequence.get(account, 0) + 1
         self.exec_sequence[account] = n
         out.executions.append((account, n, kind, rec, fill, allocation))
-
-    def _level_updates(self, out: Published, product: str) -> None:
-        """Diffs the product's book against the last one published."""
-        new = self.engine.l2(product, ALL_DEPTH)
-        old = self.books.get(product, ([], []))
-        self.books[product] = new
-        for side, o, n in (("buy", old[0], new[0]), ("sell", old[1], new[1])):
-            before = {px: (q, c) for px, q, c in o}
-            after = {px: (q, c) for px, q, c in n}
-            for px in sorted(before.keys() | after.keys(), reverse=side == "buy"):
-                if before.get(px) != after.get(px):
-                    q, c = after.get(px, (0, 0))
-                    out.market.append((product, self._md_next(product), "level",
-                                       (side, px, q, c)))
 
     # ---- views (call on the writer for a consistent answer) ------------------------
 

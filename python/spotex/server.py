@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ T = TypeVar("T")
 HOUR = 3_600_000_000
 MAX_PRODUCTS_PER_CALL = 20_000
 SUBSCRIBER_QUEUE = 10_000
+MAX_ORDERS_PER_MESSAGE = 1_000
 _LAGGED = object()
 
 
@@ -62,6 +64,10 @@ class Hub:
     def __init__(self) -> None:
         self.market: list[tuple[set[str] | None, asyncio.Queue[Any]]] = []
         self.executions: dict[int, list[asyncio.Queue[Any]]] = {}
+
+    def dispatch_all(self, outs: list[Published]) -> None:
+        for out in outs:
+            self.dispatch(out)
 
     def dispatch(self, out: Published) -> None:
         if self.market and out.market:
@@ -111,7 +117,7 @@ class Service:
         self.hub = hub
 
     async def writer(self, fn: Callable[[], T]) -> T:
-        return await asyncio.wrap_future(self.gw.submit(fn))
+        return await self.gw.submit_async(fn)
 
     async def auth(self, context: grpc.aio.ServicerContext, *roles: str) -> Account:
         token = ""
@@ -257,6 +263,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         entry = (wanted, q)
 
         def subscribe() -> None:
+            gw.flush()  # what came before the snapshot goes out before it registers
             known = {row[0] for row in gw.engine.products()}
             if wanted and not wanted <= known:
                 raise GatewayError("UNKNOWN_PRODUCT", "no such product: "
@@ -302,18 +309,38 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def SubmitOrders(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         a = await self.s.auth(context, BUYER, SELLER)
-        async for req in request_iterator:
-            try:
-                order = req.order
+        # Pipelined: orders go to the writer as they arrive, answers come back in order.
+        # The bounded queue is the back-pressure on a client that sends faster than we match.
+        pending: asyncio.Queue[asyncio.Future[Any] | None] = asyncio.Queue(1024)
 
-                def go(r: Any = order) -> Any:
-                    return wire.order_pb(self._place(a, r))
-                rec = await self.s.writer(go)
-                yield pb.SubmitOrdersResponse(order=rec)
-            except (SpotexError, GatewayError) as err:
-                reason = err.reason  # type: ignore[attr-defined]
-                yield pb.SubmitOrdersResponse(code=wire.status_for(reason).value[0],
-                                              reason=reason, message=str(err))
+        async def read() -> None:
+            try:
+                async for req in request_iterator:
+                    if len(req.orders) > MAX_ORDERS_PER_MESSAGE:
+                        await _fail(context, "TOO_MANY_ORDERS", "at most "
+                                    f"{MAX_ORDERS_PER_MESSAGE} orders per message")
+                    await pending.put(self.s.gw.submit_async(
+                        functools.partial(self._results, a, list(req.orders))))
+            finally:
+                await pending.put(None)
+        reader = asyncio.create_task(read())
+        try:
+            while (fut := await pending.get()) is not None:
+                yield pb.SubmitOrdersResponse(results=await fut)
+        finally:
+            reader.cancel()
+
+    def _results(self, a: Account, orders: list[Any]) -> list[Any]:
+        return [self._result(a, o) for o in orders]
+
+    def _result(self, a: Account, order: Any) -> Any:
+        """On the writer: one order of a bulk message, refused or placed."""
+        try:
+            return pb.OrderResult(order=wire.order_pb(self._place(a, order)))
+        except (SpotexError, GatewayError) as err:
+            reason = err.reason  # type: ignore[attr-defined]
+            return pb.OrderResult(code=wire.status_for(reason).value[0], reason=reason,
+                                  message=str(err))
 
 
 class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
@@ -406,8 +433,8 @@ class Server:
                     operator_token: str | None = None, tick_seconds: float = 0.5) -> Server:
         loop = asyncio.get_running_loop()
         hub = Hub()
-        def publish(out: Published) -> None:
-            loop.call_soon_threadsafe(hub.dispatch, out)
+        def publish(outs: list[Published]) -> None:
+            loop.call_soon_threadsafe(hub.dispatch_all, outs)
         gateway = Gateway(publish=publish)
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -434,8 +461,8 @@ class Server:
             # gate closure and good-till-time expiry happen on their own as time passes
             while True:
                 await asyncio.sleep(tick_seconds)
-                await asyncio.wrap_future(gateway.submit(
-                    lambda: gateway.run(lambda ts: gateway.engine.advance_time(ts))))
+                await gateway.submit_async(
+                    lambda: gateway.run(lambda ts: gateway.engine.advance_time(ts)))
         ticker = asyncio.create_task(tick())
         log.info("spotex listening on %s", listen.rsplit(":", 1)[0] + f":{port}")
         return cls(server, port, gateway, ticker)

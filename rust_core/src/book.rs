@@ -132,6 +132,11 @@ impl Levels {
         &mut self.levels[i].1
     }
 
+    /// The level at exactly `price`, if any orders rest there.
+    pub fn at(&self, price: Price) -> Option<&Level> {
+        self.search(price).ok().map(|i| &self.levels[i].1)
+    }
+
     pub fn best(&self) -> Option<Price> {
         self.levels.last().map(|(p, _)| *p)
     }

@@ -956,6 +956,14 @@ impl Engine {
             .collect()
     }
 
+    /// One level: (quantity, order count), zeros when nothing rests at `price`.
+    pub fn level(&self, product: ProductHandle, side: Side, price: Price) -> (Qty, u32) {
+        self.books
+            .get(product as usize)
+            .and_then(|b| b.side(side).at(price))
+            .map_or((0, 0), |l| (l.total, l.count))
+    }
+
     /// Every resting order of one side, in priority order.
     pub fn l3(&self, product: ProductHandle, side: Side) -> Vec<&RestingOrder> {
         let Some(book) = self.books.get(product as usize) else {

@@ -807,6 +807,18 @@ impl Engine {
         ))
     }
 
+    /// One level of the book: `(quantity, orders)`, `(0, 0)` when nothing rests there.
+    fn level(
+        &self,
+        py: Python<'_>,
+        product_id: &str,
+        side: &str,
+        price: i64,
+    ) -> PyResult<(i64, u32)> {
+        let h = self.product(py, product_id)?;
+        Ok(self.inner.level(h, parse_side(py, side)?, price))
+    }
+
     /// Every resting order, in priority order: `(bids, asks)`.
     fn l3(&self, py: Python<'_>, product_id: &str) -> PyResult<(Vec<Order>, Vec<Order>)> {
         let h = self.product(py, product_id)?;
