@@ -277,3 +277,46 @@ def test_a_client_built_from_the_proto_alone(running: Running, market: dict[str,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok ")
+
+
+def test_async_client_trades_and_streams(running: Running, market: dict[str, Any]) -> None:
+    import asyncio
+
+    from spotex.client import AsyncClient
+
+    pid = market["products"][1].product_id
+    token = market["op"].create_account("async-buyer", ["buyer"]).token
+
+    async def go() -> None:
+        async with AsyncClient(running.target, token) as c:
+            stream = c.market_data([pid])
+            first = await stream.__anext__()
+            assert first.kind == "snapshot"
+            o = await c.place_order(pid, "buy", "1.11", 3)
+            nxt = await asyncio.wait_for(stream.__anext__(), 5)
+            assert (nxt.kind, nxt.side, nxt.price, nxt.sequence) == (
+                "level", "buy", Decimal("1.11"), first.sequence + 1)
+            await stream.aclose()
+            assert (await c.cancel_order(o.order_id)).state == "cancelled"
+    asyncio.run(go())
+
+
+def test_serve_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "spotex.cli", "serve", "--listen",
+                             "127.0.0.1:0", "--data-dir", str(tmp_path), "--operator-token",
+                             "t"], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    try:
+        line = ""
+        deadline = time.monotonic() + 30
+        while "listening on" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+        target = line.rsplit(" ", 1)[-1].strip()
+        assert Client(target, "t").list_products() == []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

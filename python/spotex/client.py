@@ -521,6 +521,34 @@ class AsyncClient:
         return await self._call(_Calls.register_capacity(cluster_id, sku, region, nodes,
                                                          from_hour, to_hour))
 
+    async def withdraw_capacity(self, cluster_id: str, *, from_hour: int, to_hour: int,
+                                node_ids: Iterable[str] = ()) -> int:
+        return await self._call(_Calls.withdraw_capacity(cluster_id, from_hour, to_hour,
+                                                         node_ids))
+
+    async def create_products(self, *, skus: Iterable[str], regions: Iterable[str],
+                              from_hour: int, to_hour: int, tick: Decimal | str | int = "0.01",
+                              lot: int = 1,
+                              gate_closure_lead: dt.timedelta = dt.timedelta(hours=1)
+                              ) -> list[Product]:
+        return await self._call(_Calls.create_products(skus, regions, from_hour, to_hour, tick,
+                                                       lot, gate_closure_lead))
+
+    async def create_account(self, name: str, roles: Iterable[str]) -> Account:
+        return await self._call(_Calls.create_account(name, roles))
+
+    async def halt(self, product_id: str) -> Product:
+        return await self._call(_Calls.product_state("Halt", product_id))
+
+    async def resume(self, product_id: str) -> Product:
+        return await self._call(_Calls.product_state("Resume", product_id))
+
+    async def close_product(self, product_id: str) -> Product:
+        return await self._call(_Calls.product_state("CloseProduct", product_id))
+
+    async def state_hash(self) -> tuple[int, str]:
+        return await self._call(_Calls.state_hash())
+
     async def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
                           quantity: int, **terms: Any) -> Order:
         return await self._call(_Calls.place_order(
