@@ -194,6 +194,24 @@ impl ClusterHour {
         }
     }
 
+    /// Rebuilds a cluster-hour from its stored masks (snapshot restore).
+    pub fn restore(
+        handle: ClusterHandle,
+        hour: i64,
+        cluster: &Cluster,
+        free: Vec<u64>,
+        sold: Vec<u64>,
+        offered: Qty,
+    ) -> ClusterHour {
+        let mut ch = ClusterHour::new(handle, hour, cluster);
+        for (i, m) in free.iter().enumerate() {
+            ch.set_free(i, *m);
+        }
+        ch.sold = sold;
+        ch.offered = offered;
+        ch
+    }
+
     /// GPUs neither sold, withdrawn nor reserved by an ask.
     pub fn unreserved(&self) -> Qty {
         self.free_total - self.offered

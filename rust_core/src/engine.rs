@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::book::{Book, RestingOrder, Slab, NIL};
 use crate::capacity::{Cluster, ClusterHandle, ClusterHour, ClusterSpec, MAX_GPUS_PER_NODE};
+use crate::codec::{self, CodecError, Dec, Enc};
 use crate::command::*;
 use crate::product::{Product, ProductSpec};
 use crate::reject::Reject;
@@ -65,6 +66,9 @@ pub struct Engine {
     allocations: Vec<Allocation>,
     allocations_by_account: FxHashMap<AccountId, Vec<u32>>,
 }
+
+/// Bumped whenever the snapshot layout changes.
+pub const SNAPSHOT_VERSION: u32 = 1;
 
 fn crosses(taker: Side, limit: Price, resting: Price) -> bool {
     match taker {
@@ -931,6 +935,161 @@ impl Engine {
             self.slab.get_mut(j).tif = tif;
         }
         Ok(())
+    }
+
+    // ---- snapshots -----------------------------------------------------------------
+
+    /// The whole engine state as bytes; `restore` gives back an engine with the same
+    /// state hash that behaves identically from there on.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut e = Enc::default();
+        e.u32(SNAPSHOT_VERSION);
+        e.i64(self.now);
+        e.u64(self.next_order_id);
+        e.u64(self.next_trade_id);
+        e.u32(self.products.len() as u32);
+        for (p, book) in self.products.iter().zip(&self.books) {
+            codec::put_product_spec(&mut e, &p.spec);
+            e.u8(p.state as u8);
+            for side in [Side::Buy, Side::Sell] {
+                let slots = book.orders(&self.slab, side);
+                e.u32(slots.len() as u32);
+                for i in slots {
+                    let o = self.slab.get(i);
+                    e.u64(o.id);
+                    e.u64(o.account);
+                    e.i64(o.price);
+                    e.i64(o.remaining);
+                    e.i64(o.filled);
+                    codec::put_tif(&mut e, o.tif);
+                    e.u8(o.post_only as u8);
+                    e.u8(o.stp as u8);
+                    e.u32(o.gang);
+                    e.opt_u32(o.cluster);
+                }
+            }
+        }
+        e.u32(self.clusters.len() as u32);
+        for c in &self.clusters {
+            e.u64(c.seller);
+            codec::put_cluster_spec(&mut e, &c.spec);
+        }
+        e.u32(self.cluster_hours.len() as u32);
+        for ch in &self.cluster_hours {
+            e.u32(ch.cluster);
+            e.i64(ch.hour);
+            e.i64(ch.offered);
+            for (f, s) in ch.free.iter().zip(&ch.sold) {
+                e.u64(*f);
+                e.u64(*s);
+            }
+        }
+        e.u32(self.allocations.len() as u32);
+        for a in &self.allocations {
+            codec::put_allocation(&mut e, a);
+        }
+        e.0
+    }
+
+    pub fn restore(buf: &[u8]) -> Result<Engine, CodecError> {
+        let mut d = Dec::new(buf);
+        if d.u32()? != SNAPSHOT_VERSION {
+            return Err(CodecError("unknown snapshot version"));
+        }
+        let mut en = Engine::new();
+        en.now = d.i64()?;
+        en.next_order_id = d.u64()?;
+        en.next_trade_id = d.u64()?;
+        let n = d.count(40)?;
+        for h in 0..n as ProductHandle {
+            let spec = codec::get_product_spec(&mut d)?;
+            let mut p = Product::new(spec).map_err(|_| CodecError("invalid product"))?;
+            p.state = codec::state_of(d.u8()?)?;
+            en.product_index.insert(p.spec.id.clone(), h);
+            en.closures.push(Reverse((p.spec.close_at, h)));
+            en.products.push(p);
+            en.books.push(Book::default());
+            for side in [Side::Buy, Side::Sell] {
+                for _ in 0..d.count(50)? {
+                    let (id, account, price, remaining, filled) =
+                        (d.u64()?, d.u64()?, d.i64()?, d.i64()?, d.i64()?);
+                    let tif = codec::get_tif(&mut d)?;
+                    let (post_only, stp) = (d.u8()? != 0, codec::stp_of(d.u8()?)?);
+                    let (gang, cluster) = (d.u32()?, d.opt_u32()?);
+                    let i = en.slab.insert(RestingOrder {
+                        id,
+                        account,
+                        product: h,
+                        side,
+                        price,
+                        remaining,
+                        filled,
+                        tif,
+                        post_only,
+                        stp,
+                        gang,
+                        cluster,
+                        cluster_hour: NIL, // linked below, once cluster-hours exist
+                        prev: NIL,
+                        next: NIL,
+                    });
+                    en.order_index.insert(id, i);
+                    if let TimeInForce::GoodTillTime(at) = tif {
+                        en.expiries.push(Reverse((at, id)));
+                    }
+                    en.books[h as usize].push_back(&mut en.slab, i);
+                }
+            }
+        }
+        for h in 0..d.count(20)? as ClusterHandle {
+            let seller = d.u64()?;
+            let spec = codec::get_cluster_spec(&mut d)?;
+            let c = Cluster::new(seller, spec).map_err(|_| CodecError("invalid cluster"))?;
+            en.cluster_index.insert(c.spec.id.clone(), h);
+            en.clusters.push(c);
+        }
+        for i in 0..d.count(20)? as u32 {
+            let (cluster, hour, offered) = (d.u32()?, d.i64()?, d.i64()?);
+            let c = en
+                .clusters
+                .get(cluster as usize)
+                .ok_or(CodecError("cluster handle"))?;
+            let n = c.spec.nodes.len();
+            let (mut free, mut sold) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for _ in 0..n {
+                free.push(d.u64()?);
+                sold.push(d.u64()?);
+            }
+            en.cluster_hours
+                .push(ClusterHour::restore(cluster, hour, c, free, sold, offered));
+            en.cluster_hour_index.insert((cluster, hour), i);
+        }
+        for i in 0..d.count(60)? as u32 {
+            let a = codec::get_allocation(&mut d)?;
+            en.allocations_by_account
+                .entry(a.buyer)
+                .or_default()
+                .push(i);
+            if a.seller != a.buyer {
+                en.allocations_by_account
+                    .entry(a.seller)
+                    .or_default()
+                    .push(i);
+            }
+            en.allocations.push(a);
+        }
+        d.done()?;
+        // asks draw on their cluster-hour
+        for o in en.slab.slots.iter_mut() {
+            if let Some(c) = o.cluster {
+                let hour = en.products[o.product as usize].hour;
+                o.cluster_hour = *en
+                    .cluster_hour_index
+                    .get(&(c, hour))
+                    .ok_or(CodecError("ask without its cluster-hour"))?;
+            }
+        }
+        Ok(en)
     }
 
     // ---- views ---------------------------------------------------------------------

@@ -6,8 +6,10 @@
 pub mod batch;
 pub mod book;
 pub mod capacity;
+pub mod codec;
 pub mod command;
 pub mod engine;
+pub mod journal;
 pub mod product;
 pub mod reject;
 pub mod types;
