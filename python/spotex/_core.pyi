@@ -1,5 +1,6 @@
 """Type stubs for the Rust extension ``spotex._core``."""
 
+import os
 from typing import Literal, final
 
 from typing_extensions import Buffer
@@ -11,6 +12,8 @@ __all__ = [
     "Event",
     "InvalidOrderError",
     "InvalidProductError",
+    "JournalError",
+    "JournalWriter",
     "MICROS_PER_HOUR",
     "NotOwnerError",
     "Order",
@@ -21,7 +24,10 @@ __all__ = [
     "UnknownProductError",
     "Utilisation",
     "cancel_reasons",
+    "read_journal",
     "reject_codes",
+    "replay_journal",
+    "truncate_journal",
     "workload",
 ]
 
@@ -161,6 +167,11 @@ class Engine:
     def apply_batch_timed(
         self, records: Buffer, per_op: bool = False
     ) -> tuple[int, int, int, int]: ...
+    def last_command(self) -> bytes | None: ...
+    def apply_command(self, ts: int, command: bytes) -> list[Event]: ...
+    def snapshot(self) -> bytes: ...
+    @staticmethod
+    def restore(snapshot: bytes) -> Engine: ...
     def product_handle(self, product_id: str) -> int: ...
     def cluster_handle(self, cluster_id: str) -> int: ...
     def products(self) -> list[tuple[str, str, int, int, int, int]]: ...
@@ -188,3 +199,25 @@ def workload(
     list[tuple[int, str, str, str, list[tuple[str, int]], int, int]],
     bytes,
 ]: ...
+
+class JournalError(SpotexError): ...
+
+@final
+class JournalWriter:
+    def __new__(cls, path: str | os.PathLike[str]) -> JournalWriter: ...
+    def append(self, seq: int, ts: int, command: bytes, meta: bytes) -> None: ...
+    def sync(self) -> None: ...
+    def close(self) -> None: ...
+
+def read_journal(
+    path: str | os.PathLike[str],
+) -> tuple[list[tuple[int, int, bytes, bytes]], tuple[int, int] | None]: ...
+def truncate_journal(path: str | os.PathLike[str], offset: int) -> None: ...
+def replay_journal(
+    path: str | os.PathLike[str],
+    *,
+    until_seq: int | None = None,
+    until_ts: int | None = None,
+    snapshot: bytes | None = None,
+    snapshot_seq: int = 0,
+) -> tuple[Engine, int, list[tuple[int, int, int, str, int, int, str]]]: ...

@@ -53,6 +53,12 @@ create_exception!(
 );
 create_exception!(
     _core,
+    JournalError,
+    SpotexError,
+    "The journal or a snapshot is corrupt or unreadable."
+);
+create_exception!(
+    _core,
     CapacityError,
     SpotexError,
     "Capacity or placement terms are invalid or insufficient."
@@ -239,6 +245,12 @@ struct Engine {
     /// Kept between batch calls so its pages stay mapped: first-touch page faults
     /// cost more than the encoding itself.
     batch_out: Vec<u8>,
+    /// The last command applied without refusal, for the journal.
+    last: Option<Command>,
+}
+
+fn journal_error(msg: String) -> PyErr {
+    JournalError::new_err(msg)
 }
 
 /// The bytes behind any C-contiguous buffer of unsigned bytes (bytes, bytearray,
@@ -458,6 +470,7 @@ impl Engine {
             .map(|e| self.convert(py, e))
             .collect::<PyResult<Vec<_>>>();
         self.scratch = out;
+        self.last = result.is_ok().then_some(cmd);
         match result {
             Err(r) => {
                 // Time moved before the command was refused: what fell due (expiries,
@@ -489,6 +502,7 @@ impl Engine {
             inner: CoreEngine::new(),
             scratch: Vec::with_capacity(16),
             batch_out: Vec::new(),
+            last: None,
         }
     }
 
@@ -764,6 +778,36 @@ impl Engine {
         }))
     }
 
+    /// The encoded form of the last command applied without refusal (the journal's
+    /// payload), or None.
+    fn last_command<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.last
+            .as_ref()
+            .map(|c| PyBytes::new(py, &core::codec::encode_command(c)))
+    }
+
+    /// Applies an encoded command (from the journal) stamped `ts`, like the typed calls.
+    fn apply_command(&mut self, py: Python<'_>, ts: i64, command: &[u8]) -> PyResult<Vec<Event>> {
+        let cmd = core::codec::decode_command(command).map_err(|e| journal_error(e.to_string()))?;
+        self.run(py, ts, cmd)
+    }
+
+    /// The whole engine state as bytes (see `Engine.restore`).
+    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let inner = &self.inner;
+        let bytes = py.detach(|| inner.snapshot());
+        PyBytes::new(py, &bytes)
+    }
+
+    /// An engine rebuilt from `snapshot()` bytes, with the same state hash.
+    #[staticmethod]
+    fn restore(py: Python<'_>, snapshot: &[u8]) -> PyResult<Engine> {
+        let inner = py
+            .detach(|| CoreEngine::restore(snapshot))
+            .map_err(|e| journal_error(format!("snapshot: {e}")))?;
+        Ok(Engine::wrap(inner))
+    }
+
     fn product_handle(&self, py: Python<'_>, product_id: &str) -> PyResult<u32> {
         self.product(py, product_id)
     }
@@ -888,6 +932,15 @@ impl Engine {
 }
 
 impl Engine {
+    fn wrap(inner: CoreEngine) -> Engine {
+        Engine {
+            inner,
+            scratch: Vec::with_capacity(16),
+            batch_out: Vec::new(),
+            last: None,
+        }
+    }
+
     fn order_view(&self, o: &core::RestingOrder) -> Order {
         let (tif, expire_at) = tif_name(o.tif);
         Order {
@@ -977,6 +1030,159 @@ fn workload<'py>(
     Ok((ps, cs, PyBytes::new(py, &recs)))
 }
 
+/// Appends checksummed records to a journal file; `sync` makes them durable.
+#[pyclass(module = "spotex._core")]
+struct JournalWriter {
+    inner: Option<core::journal::FileJournal>,
+}
+
+#[pymethods]
+impl JournalWriter {
+    #[new]
+    fn new(path: std::path::PathBuf) -> PyResult<Self> {
+        let j = core::journal::FileJournal::open(&path)
+            .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
+        Ok(JournalWriter { inner: Some(j) })
+    }
+
+    fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> PyResult<()> {
+        use core::journal::Journal;
+        let j = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| journal_error("journal closed".into()))?;
+        j.append(seq, ts, command, meta)
+            .map_err(|e| journal_error(format!("append: {e}")))
+    }
+
+    fn sync(&mut self, py: Python<'_>) -> PyResult<()> {
+        use core::journal::Journal;
+        let j = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| journal_error("journal closed".into()))?;
+        py.detach(|| j.sync())
+            .map_err(|e| journal_error(format!("sync: {e}")))
+    }
+
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.inner.is_some() {
+            self.sync(py)?;
+        }
+        self.inner = None;
+        Ok(())
+    }
+}
+
+type RecordRow<'py> = (u64, i64, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
+/// Every record of a journal file as `(seq, ts, command, meta)`, and the torn tail as
+/// `(offset, bytes)` or None. Corruption followed by good records raises JournalError.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn read_journal<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+) -> PyResult<(Vec<RecordRow<'py>>, Option<(u64, u64)>)> {
+    let (recs, tail) = py
+        .detach(|| core::journal::read(&path))
+        .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
+    let rows = recs
+        .iter()
+        .map(|r| {
+            (
+                r.seq,
+                r.ts,
+                PyBytes::new(py, &r.command),
+                PyBytes::new(py, &r.meta),
+            )
+        })
+        .collect();
+    let tail = match tail {
+        core::journal::Tail::Clean => None,
+        core::journal::Tail::Torn { offset, bytes } => Some((offset, bytes)),
+    };
+    Ok((rows, tail))
+}
+
+/// Cuts a journal at `offset`, dropping a torn tail.
+#[pyfunction]
+fn truncate_journal(path: std::path::PathBuf, offset: u64) -> PyResult<()> {
+    core::journal::truncate(&path, offset).map_err(|e| journal_error(format!("truncate: {e}")))
+}
+
+type TradeRow = (u64, i64, u64, String, i64, i64, &'static str);
+type CoreTrade = (u64, i64, u64, u32, i64, i64, Side);
+
+/// Rebuilds an engine from the journal in Rust: from `snapshot` (taken at `snapshot_seq`)
+/// or from nothing, applying records up to `until_seq` / `until_ts`. Returns the engine,
+/// the last sequence applied, and the trades seen on the way as
+/// `(seq, ts, trade_id, product, price, qty, aggressor)`.
+#[pyfunction]
+#[pyo3(signature = (path, *, until_seq=None, until_ts=None, snapshot=None, snapshot_seq=0))]
+fn replay_journal(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    until_seq: Option<u64>,
+    until_ts: Option<i64>,
+    snapshot: Option<&[u8]>,
+    snapshot_seq: u64,
+) -> PyResult<(Engine, u64, Vec<TradeRow>)> {
+    let result = py.detach(|| -> Result<(CoreEngine, u64, Vec<CoreTrade>), String> {
+        let mut engine = match snapshot {
+            Some(b) => CoreEngine::restore(b).map_err(|e| format!("snapshot: {e}"))?,
+            None => CoreEngine::new(),
+        };
+        let (recs, _) = core::journal::read(&path).map_err(|e| e.to_string())?;
+        let mut last = snapshot_seq;
+        let mut trades = Vec::new();
+        let mut out = Vec::new();
+        for r in recs {
+            if r.seq <= snapshot_seq {
+                continue;
+            }
+            if until_seq.is_some_and(|s| r.seq > s) || until_ts.is_some_and(|t| r.ts > t) {
+                break;
+            }
+            let cmd = core::codec::decode_command(&r.command)
+                .map_err(|e| format!("record {}: {e}", r.seq))?;
+            out.clear();
+            let _ = engine.apply(r.ts, &cmd, &mut out);
+            for e in &out {
+                if let CoreEvent::Trade {
+                    trade_id,
+                    product,
+                    price,
+                    qty,
+                    aggressor,
+                    ..
+                } = e
+                {
+                    trades.push((r.seq, r.ts, *trade_id, *product, *price, *qty, *aggressor));
+                }
+            }
+            last = r.seq;
+        }
+        Ok((engine, last, trades))
+    });
+    let (inner, last, trades) = result.map_err(journal_error)?;
+    let rows = trades
+        .into_iter()
+        .map(|(seq, ts, id, p, price, qty, side)| {
+            (
+                seq,
+                ts,
+                id,
+                inner.products()[p as usize].spec.id.clone(),
+                price,
+                qty,
+                side.as_str(),
+            )
+        })
+        .collect();
+    Ok((Engine::wrap(inner), last, rows))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -988,6 +1194,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reject_codes, m)?)?;
     m.add_function(wrap_pyfunction!(cancel_reasons, m)?)?;
     m.add_function(wrap_pyfunction!(workload, m)?)?;
+    m.add_class::<JournalWriter>()?;
+    m.add_function(wrap_pyfunction!(read_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
+    m.add("JournalError", py.get_type::<JournalError>())?;
     m.add("SpotexError", py.get_type::<SpotexError>())?;
     m.add("InvalidOrderError", py.get_type::<InvalidOrderError>())?;
     m.add(
