@@ -44,18 +44,26 @@ def main(ctx: click.Context, server: str, token: str) -> None:
 @click.option("--listen", default="127.0.0.1:50551", show_default=True,
               help="host:port to listen on (loopback by default)")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("spotex-data"),
-              show_default=True, help="where accounts are kept")
+              show_default=True, help="journal, snapshots and accounts")
 @click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default=None,
               help="token of the operator account (or SPOTEX_OPERATOR_TOKEN)")
-def serve(listen: str, data_dir: Path, operator_token: str | None) -> None:
-    """Run the spotex server until SIGTERM or Ctrl-C."""
+@click.option("--fsync", type=click.Choice(["batch", "none"]), default="batch",
+              show_default=True,
+              help="batch: one fsync per group of commands before any is acknowledged; "
+                   "none: leave it to the OS (loses acknowledged orders on power loss)")
+@click.option("--snapshot-every", default=200_000, show_default=True,
+              help="commands between automatic snapshots")
+def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
+          snapshot_every: int) -> None:
+    """Run the spotex server until SIGTERM or Ctrl-C (recovering from --data-dir first)."""
     from spotex.server import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not operator_token:
         console.print("[yellow]no --operator-token / SPOTEX_OPERATOR_TOKEN: operator calls "
                       "are disabled[/yellow]")
-    asyncio.run(run(listen, data_dir, operator_token))
+    asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
+                    snapshot_every=snapshot_every))
 
 
 @main.command()

@@ -10,17 +10,86 @@ that it hands to a publisher. It validates and sequences; it does not match.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import queue
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from spotex._core import Engine, Event, SpotexError
+from spotex._core import (
+    Engine,
+    Event,
+    JournalError,
+    JournalWriter,
+    SpotexError,
+    read_journal,
+    truncate_journal,
+)
 
 T = TypeVar("T")
+
+
+JOURNAL = "journal.log"
+SNAPSHOTS = "snapshots"
+_SNAP_MAGIC = b"SPXSNAP1"
+log = logging.getLogger("spotex.gateway")
+
+
+def _op(name: str, **kw: Any) -> dict[str, Any]:
+    return {"op": name, "kw": kw}
+
+
+def write_snapshot(directory: Path, seq: int, engine: bytes, gateway: bytes,
+                   keep: int = 3) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    body = (_SNAP_MAGIC + struct.pack("<QQ", seq, len(engine)) + engine
+            + struct.pack("<Q", len(gateway)) + gateway)
+    body += struct.pack("<I", zlib.crc32(body))
+    final = directory / f"snapshot-{seq:016d}.bin"
+    tmp = final.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    for old in sorted(directory.glob("snapshot-*.bin"))[:-keep]:
+        old.unlink()
+    return final
+
+
+def read_snapshot(path: Path) -> tuple[int, bytes, bytes]:
+    body = path.read_bytes()
+    if len(body) < 32 or body[:8] != _SNAP_MAGIC:
+        raise JournalError(f"{path}: not a spotex snapshot")
+    if zlib.crc32(body[:-4]) != struct.unpack("<I", body[-4:])[0]:
+        raise JournalError(f"{path}: checksum mismatch")
+    seq, n = struct.unpack("<QQ", body[8:24])
+    engine = body[24:24 + n]
+    (m,) = struct.unpack("<Q", body[24 + n:32 + n])
+    return seq, engine, body[32 + n:32 + n + m]
+
+
+def newest_snapshot(directory: Path) -> tuple[int, bytes, bytes] | None:
+    """The newest snapshot that reads back whole; damaged ones are reported and passed."""
+    for path in sorted(directory.glob("snapshot-*.bin"), reverse=True):
+        try:
+            return read_snapshot(path)
+        except JournalError as err:
+            log.warning("skipping snapshot: %s", err)
+    return None
 
 
 class GatewayError(Exception):
@@ -82,9 +151,10 @@ class Writer:
 
     MAX_BATCH = 1024
 
-    def __init__(self, flush: Callable[[], None]) -> None:
+    def __init__(self, flush: Callable[[], None], commit: Callable[[], None]) -> None:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._flush = flush
+        self._commit = commit
         self._thread = threading.Thread(target=self._run, name="spotex-writer", daemon=True)
         self._thread.start()
 
@@ -122,13 +192,20 @@ class Writer:
                     ok, value = True, fn()
                 except BaseException as err:  # noqa: BLE001 - handed to the caller
                     ok, value = False, err
-                if loop is None:
-                    fut.set_result(value) if ok else fut.set_exception(value)
-                else:
-                    done.setdefault(loop, []).append((fut, ok, value))
+                done.setdefault(loop, []).append((fut, ok, value))
+            # Durable first; only then may results or market data of the batch leave.
+            try:
+                self._commit()
+            except BaseException as err:  # noqa: BLE001 - nothing of the batch may be acked
+                log.error("journal commit failed: %s", err)
+                failed = JournalError(f"could not make the command durable: {err}")
+                done = {lp: [(f, False, failed) for f, _, _ in rs] for lp, rs in done.items()}
             self._flush()
             for loop, results in done.items():
-                loop.call_soon_threadsafe(_deliver, results)
+                if loop is None:
+                    _deliver(results)
+                else:
+                    loop.call_soon_threadsafe(_deliver, results)
             if batch[-1] is None:
                 return
 
@@ -143,14 +220,30 @@ def _deliver(results: list[tuple[Any, bool, Any]]) -> None:
             fut.set_exception(value)
 
 
+FSYNC_POLICIES = ("batch", "none")
+
+
 class Gateway:
+    """Owns the engine. With a ``data_dir`` every accepted command is journaled before
+    anyone hears of it (``fsync="batch"``: one fsync per writer batch; ``"none"``: the OS
+    decides, for tests and benchmarks only), snapshots bound recovery, and construction
+    recovers: newest valid snapshot, then the journal tail, to the same state."""
+
     def __init__(self, publish: Callable[[list[Published]], None] | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, data_dir: Path | None = None,
+                 fsync: str = "batch", snapshot_every: int = 200_000) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         self.engine = Engine()
         self._publish = publish or (lambda p: None)
         self._outbox: list[Published] = []
-        self._writer = Writer(self.flush)
         self._clock = clock or (lambda: time.time_ns() // 1000)
+        self._fsync = fsync
+        self._snapshot_every = snapshot_every
+        self._forced_ts: int | None = None
+        self.journal: JournalWriter | None = None
+        self.snapshot_seq = 0
+        self.recovery: dict[str, Any] = {}
         self.sequence = 0  # accepted commands
         self.last_ts = 0
         self.orders: dict[int, OrderRecord] = {}
@@ -160,6 +253,11 @@ class Gateway:
         self.levels: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
         self.exec_sequence: dict[int, int] = {}
         self._pending: OrderRecord | None = None
+        self.data_dir = data_dir
+        if data_dir is not None:
+            self._recover(data_dir)
+            self.journal = JournalWriter(data_dir / JOURNAL)
+        self._writer = Writer(self.flush, self.commit)
 
     # ---- the writer ----------------------------------------------------------------
 
@@ -182,14 +280,22 @@ class Gateway:
 
     def close(self) -> None:
         self._writer.stop()
+        if self.journal is not None:
+            self.journal.close()
 
     def stamp(self) -> int:
-        self.last_ts = max(self.last_ts, self._clock())
+        if self._forced_ts is not None:  # replaying the journal
+            self.last_ts = self._forced_ts
+        else:
+            self.last_ts = max(self.last_ts, self._clock())
         return self.last_ts
 
-    def run(self, command: Callable[[int], list[Event]]) -> list[Event]:
-        """On the writer: stamps and applies one engine command, then records and
-        publishes its events. Refusals raise; events time produced first still count."""
+    def run(self, command: Callable[[int], list[Event]],
+            meta: dict[str, Any] | None = None) -> list[Event]:
+        """On the writer: stamps and applies one engine command, journals it (``meta``
+        names the gateway operation, for recovery), then records and publishes its
+        events. Refusals raise and are not journaled; events that time produced before
+        the refusal still count (a replay produces them at the next command anyway)."""
         ts = self.stamp()
         try:
             events = command(ts)
@@ -197,8 +303,59 @@ class Gateway:
             self._absorb(getattr(err, "events", []), ts)
             raise
         self.sequence += 1
+        if self.journal is not None:
+            encoded = self.engine.last_command()
+            assert encoded is not None
+            self.journal.append(self.sequence, ts, encoded,
+                                json.dumps(meta or {}, separators=(",", ":")).encode())
         self._absorb(events, ts)
         return events
+
+    def commit(self) -> None:
+        """On the writer, after a batch: makes its journal records durable, before any
+        result or market data of the batch leaves; takes a snapshot when one is due."""
+        if self.journal is None:
+            return
+        if self._fsync == "batch":
+            self.journal.sync()
+        if self.sequence - self.snapshot_seq >= self._snapshot_every:
+            self.take_snapshot()
+
+    # ---- operations (call these on the writer); each is one journaled command -------
+
+    def create_product(self, product_id: str, tick: int, lot: int, close_at: int,
+                       open_at: int | None = None) -> list[Event]:
+        return self.run(lambda ts: self.engine.create_product(
+            product_id, tick=tick, lot=lot, open_at=ts if open_at is None else open_at,
+            close_at=close_at, ts=ts), _op("create_product", product_id=product_id, tick=tick,
+                                          lot=lot, close_at=close_at, open_at=open_at))
+
+    def register_capacity(self, account: int, cluster_id: str, sku: str, region: str,
+                          nodes: list[tuple[str, int]], from_hour: int,
+                          to_hour: int) -> list[Event]:
+        return self.run(lambda ts: self.engine.register_capacity(
+            account, cluster_id, sku=sku, region=region, nodes=nodes, from_hour=from_hour,
+            to_hour=to_hour, ts=ts), _op("register_capacity", account=account,
+                                         cluster_id=cluster_id, sku=sku, region=region,
+                                         nodes=nodes, from_hour=from_hour, to_hour=to_hour))
+
+    def withdraw_capacity(self, account: int, cluster_id: str, from_hour: int, to_hour: int,
+                          nodes: list[str] | None) -> list[Event]:
+        return self.run(lambda ts: self.engine.withdraw_capacity(
+            account, cluster_id, from_hour=from_hour, to_hour=to_hour, nodes=nodes, ts=ts),
+            _op("withdraw_capacity", account=account, cluster_id=cluster_id,
+                from_hour=from_hour, to_hour=to_hour, nodes=nodes))
+
+    def set_state(self, what: str, product_id: str) -> list[Event]:
+        """``what``: halt, resume or close."""
+        if what not in ("halt", "resume", "close"):
+            raise ValueError(what)
+        fn = getattr(self.engine, what)
+        return self.run(lambda ts: fn(product_id, ts=ts),
+                        _op("set_state", what=what, product_id=product_id))
+
+    def advance_time(self) -> list[Event]:
+        return self.run(lambda ts: self.engine.advance_time(ts), _op("advance_time"))
 
     # ---- commands (call these on the writer) ---------------------------------------
 
@@ -213,24 +370,30 @@ class Gateway:
         pending = OrderRecord(0, account, client_order_id, product, side, order_type, price, qty,
                               tif, expire_at, cluster, gang, 0, remaining=qty)
         self._pending = pending
+        meta = _op("place", account=account, client_order_id=client_order_id, product=product,
+                   side=side, price=price, qty=qty, order_type=order_type, tif=tif,
+                   expire_at=expire_at, post_only=post_only, stp=stp, cluster=cluster,
+                   gang=gang)
         try:
             self.run(lambda ts: self.engine.place(
                 account, product, side, price, qty, ts=ts, order_type=order_type, tif=tif,
                 expire_at=expire_at, post_only=post_only, stp=stp, cluster_id=cluster,
-                gang=gang))
+                gang=gang), meta)
         finally:
             self._pending = None
         return self.orders[pending.order_id]
 
     def cancel(self, account: int, order_id: int) -> OrderRecord:
         self._check_owner(account, order_id)
-        self.run(lambda ts: self.engine.cancel(account, order_id, ts=ts))
+        self.run(lambda ts: self.engine.cancel(account, order_id, ts=ts),
+                 _op("cancel", account=account, order_id=order_id))
         return self.orders[order_id]
 
     def amend(self, account: int, order_id: int, price: int | None,
               qty: int | None) -> OrderRecord:
         self._check_owner(account, order_id)
-        self.run(lambda ts: self.engine.amend(account, order_id, price=price, qty=qty, ts=ts))
+        self.run(lambda ts: self.engine.amend(account, order_id, price=price, qty=qty, ts=ts),
+                 _op("amend", account=account, order_id=order_id, price=price, qty=qty))
         return self.orders[order_id]
 
     def _check_owner(self, account: int, order_id: int) -> None:
@@ -322,6 +485,76 @@ class Gateway:
         n = self.exec_sequence.get(account, 0) + 1
         self.exec_sequence[account] = n
         out.executions.append((account, n, kind, rec, fill, allocation))
+
+    # ---- snapshots and recovery ----------------------------------------------------
+
+    def take_snapshot(self) -> tuple[int, str]:
+        """On the writer: writes the engine and gateway state at the current sequence,
+        atomically (temporary file, fsync, rename). Keeps the three newest."""
+        assert self.data_dir is not None
+        if self.journal is not None:
+            self.journal.sync()
+        state_hash = self.engine.state_hash()
+        gateway = {"sequence": self.sequence, "last_ts": self.last_ts, "state_hash": state_hash,
+                   "md_sequence": self.md_sequence,
+                   "exec_sequence": {str(k): v for k, v in self.exec_sequence.items()},
+                   "orders": [asdict(r) for r in self.orders.values()]}
+        write_snapshot(self.data_dir / SNAPSHOTS, self.sequence, self.engine.snapshot(),
+                       json.dumps(gateway).encode())
+        self.snapshot_seq = self.sequence
+        return self.sequence, state_hash
+
+    def _recover(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        snap = newest_snapshot(data_dir / SNAPSHOTS)
+        if snap is not None:
+            seq, engine_bytes, gateway_bytes = snap
+            self.engine = Engine.restore(engine_bytes)
+            g = json.loads(gateway_bytes)
+            self.sequence = self.snapshot_seq = g["sequence"]
+            self.last_ts = g["last_ts"]
+            self.md_sequence = g["md_sequence"]
+            self.exec_sequence = {int(k): v for k, v in g["exec_sequence"].items()}
+            for row in g["orders"]:
+                row["fills"] = [FillRecord(**f) for f in row["fills"]]
+                rec = OrderRecord(**row)
+                self.orders[rec.order_id] = rec
+                if rec.client_order_id:
+                    self.by_client_id[(rec.account, rec.client_order_id)] = rec.order_id
+            if self.engine.state_hash() != g["state_hash"]:
+                raise JournalError(f"snapshot {seq}: state hash does not match its record")
+        path = data_dir / JOURNAL
+        records, torn = read_journal(path)
+        if torn is not None:
+            offset, nbytes = torn
+            log.warning("journal %s: torn tail of %d bytes at offset %d (a crash mid-write); "
+                        "recovering to the last good record", path, nbytes, offset)
+            truncate_journal(path, offset)
+        replayed = 0
+        for seq, ts, _command, meta in records:
+            if seq <= self.sequence:
+                continue
+            if seq != self.sequence + 1:
+                raise JournalError(f"journal starts at {seq}, snapshot ends at {self.sequence}")
+            m = json.loads(meta)
+            self._forced_ts = ts
+            try:
+                getattr(self, m["op"])(**m["kw"])
+            except (SpotexError, GatewayError) as err:
+                raise JournalError(f"replay of record {seq} was refused: {err}") from err
+            finally:
+                self._forced_ts = None
+            replayed += 1
+        self._outbox.clear()  # recovery publishes nothing: subscribers start from snapshots
+        for product, *_ in self.engine.products():
+            bids, asks = self.engine.l2(product, 1 << 30)
+            self.levels[(product, "buy")] = {p: (q, n) for p, q, n in bids}
+            self.levels[(product, "sell")] = {p: (q, n) for p, q, n in asks}
+        self.recovery = {"snapshot_seq": self.snapshot_seq, "replayed": replayed,
+                         "sequence": self.sequence, "torn_tail": torn}
+        if snap is not None or replayed:
+            log.info("recovered to sequence %d (snapshot %d + %d journal records)",
+                     self.sequence, self.snapshot_seq, replayed)
 
     # ---- views (call on the writer for a consistent answer) ------------------------
 

@@ -151,9 +151,9 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         a = await self.s.auth(context, SELLER)
         nodes = [(n.node_id, n.gpus) for n in request.nodes]
         gw = self.s.gw
-        await self.s.command(context, lambda: gw.run(lambda ts: gw.engine.register_capacity(
-            a.account_id, request.cluster_id, sku=request.sku, region=request.region,
-            nodes=nodes, from_hour=request.from_hour, to_hour=request.to_hour, ts=ts)))
+        await self.s.command(context, lambda: gw.register_capacity(
+            a.account_id, request.cluster_id, request.sku, request.region, nodes,
+            request.from_hour, request.to_hour))
         return pb.RegisterCapacityResponse(cluster_id=request.cluster_id)
 
     async def WithdrawCapacity(self, request: Any, context: Any) -> Any:
@@ -163,9 +163,8 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         def go() -> int:
             if request.cluster_id not in dict(gw.engine.clusters(a.account_id)):
                 raise GatewayError("UNKNOWN_CLUSTER", "no such cluster of yours")
-            events = gw.run(lambda ts: gw.engine.withdraw_capacity(
-                a.account_id, request.cluster_id, from_hour=request.from_hour,
-                to_hour=request.to_hour, nodes=list(request.node_ids) or None, ts=ts))
+            events = gw.withdraw_capacity(a.account_id, request.cluster_id, request.from_hour,
+                                          request.to_hour, list(request.node_ids) or None)
             return sum(e.qty or 0 for e in events if e.kind == "capacity_withdrawn")
         n = await self.s.command(context, go)
         return pb.WithdrawCapacityResponse(gpu_hours_withdrawn=n)
@@ -371,12 +370,9 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
                         pid = f"{sku}/{region}/{when}"
                         if pid in existing:
                             continue  # listing again is harmless
-                        def create(ts: int, pid: str = pid, h: int = h) -> Any:
-                            return gw.engine.create_product(
-                                pid, tick=r.tick_micros, lot=r.lot,
-                                open_at=r.open_at_micros or ts,
-                                close_at=h * HOUR - r.gate_closure_lead_micros, ts=ts)
-                        gw.run(create)
+                        gw.create_product(pid, r.tick_micros, r.lot,
+                                          h * HOUR - r.gate_closure_lead_micros,
+                                          r.open_at_micros or None)
                         created.append(pid)
             rows = {row[0]: row for row in gw.engine.products()}
             return [wire.product_pb(rows[p]) for p in created]
@@ -396,8 +392,7 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
         gw = self.s.gw
 
         def go() -> Any:
-            fn = getattr(gw.engine, what)
-            gw.run(lambda ts: fn(request.product_id, ts=ts))
+            gw.set_state(what, request.product_id)
             row = next(x for x in gw.engine.products() if x[0] == request.product_id)
             return wire.product_pb(row)
         return pb.ProductResponse(product=await self.s.command(context, go))
@@ -410,6 +405,15 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
 
     async def CloseProduct(self, request: Any, context: Any) -> Any:
         return await self._state(context, request, "close")
+
+    async def TakeSnapshot(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        gw = self.s.gw
+        if gw.data_dir is None:
+            await _fail(context, "NO_DATA_DIR", "the server runs without a data directory",
+                        grpc.StatusCode.FAILED_PRECONDITION)
+        seq, h = await self.s.writer(gw.take_snapshot)
+        return pb.GetStateHashResponse(sequence=seq, state_hash=h)
 
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
@@ -430,14 +434,18 @@ class Server:
 
     @classmethod
     async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
-                    operator_token: str | None = None, tick_seconds: float = 0.5) -> Server:
+                    operator_token: str | None = None, tick_seconds: float = 0.5,
+                    fsync: str = "batch", snapshot_every: int = 200_000) -> Server:
+        """Recovers from ``data_dir`` (snapshot + journal), then listens."""
         loop = asyncio.get_running_loop()
         hub = Hub()
+
         def publish(outs: list[Published]) -> None:
             loop.call_soon_threadsafe(hub.dispatch_all, outs)
-        gateway = Gateway(publish=publish)
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
+        gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
+                                          snapshot_every)
         accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
         s = Service(gateway, accounts, hub)
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 << 20)])
@@ -461,8 +469,7 @@ class Server:
             # gate closure and good-till-time expiry happen on their own as time passes
             while True:
                 await asyncio.sleep(tick_seconds)
-                await gateway.submit_async(
-                    lambda: gateway.run(lambda ts: gateway.engine.advance_time(ts)))
+                await gateway.submit_async(gateway.advance_time)
         ticker = asyncio.create_task(tick())
         log.info("spotex listening on %s", listen.rsplit(":", 1)[0] + f":{port}")
         return cls(server, port, gateway, ticker)
@@ -470,13 +477,18 @@ class Server:
     async def stop(self, grace: float = 2.0) -> None:
         self._ticker.cancel()
         await self.grpc.stop(grace)
-        self.gateway.close()
+        gw = self.gateway
+        seq, h = await gw.submit_async(lambda: (gw.sequence, gw.engine.state_hash()))
+        gw.close()
+        log.info("stopped at sequence %d, state hash %s", seq, h)
 
 
 async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
-                ready: Callable[[Server], None] | None = None) -> None:
+                ready: Callable[[Server], None] | None = None, fsync: str = "batch",
+                snapshot_every: int = 200_000) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
-    server = await Server.start(listen, data_dir, operator_token)
+    server = await Server.start(listen, data_dir, operator_token, fsync=fsync,
+                                snapshot_every=snapshot_every)
     if ready:
         ready(server)
     stop = asyncio.Event()
