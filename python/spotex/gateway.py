@@ -333,6 +333,7 @@ class Gateway:
     def register_capacity(self, account: int, cluster_id: str, sku: str, region: str,
                           nodes: list[tuple[str, int]], from_hour: int,
                           to_hour: int) -> list[Event]:
+        nodes = [(str(n), int(g)) for n, g in nodes]  # the journal keeps pairs as lists
         return self.run(lambda ts: self.engine.register_capacity(
             account, cluster_id, sku=sku, region=region, nodes=nodes, from_hour=from_hour,
             to_hour=to_hour, ts=ts), _op("register_capacity", account=account,
