@@ -172,5 +172,63 @@ def allocations(ctx: click.Context, product: str) -> None:
     console.print(t)
 
 
+@main.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--seq", "until_seq", type=int, default=None, help="replay up to this sequence")
+@click.option("--time", "until", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
+              default=None, help="replay up to this UTC time")
+@click.option("--product", default=None, help="show this product's book, trades, allocations")
+@click.option("--verify", is_flag=True, help="check every snapshot's hash against a replay")
+@click.option("--trades-csv", type=click.Path(path_type=Path), default=None)
+@click.option("--charts", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="write depth.png, prices.png and report.html for --product here")
+def replay(data_dir: Path, until_seq: int | None, until: Any, product: str | None,
+           verify: bool, trades_csv: Path | None, charts: Path | None) -> None:
+    """Rebuild the books from a data directory's journal (never changes it)."""
+    import datetime as dt
+
+    from spotex import replay as rp
+    from spotex.demo import book_rows
+
+    when = until.replace(tzinfo=dt.UTC) if until else None
+    with console.status("replaying the journal"):
+        r = rp.rebuild(data_dir, until_seq, when)
+    if r.torn_tail:
+        console.print(f"[yellow]journal has a torn tail: {r.torn_tail[1]} bytes at offset "
+                      f"{r.torn_tail[0]} (ignored)[/yellow]")
+    console.print(f"replayed {r.sequence} of {r.records} records; "
+                  f"state hash {r.engine.state_hash()}")
+    if verify:
+        t = Table("snapshot seq", "recorded hash", "replayed hash", "ok")
+        results = rp.verify(data_dir)
+        for seq, recorded, replayed, ok in results:
+            t.add_row(str(seq), recorded[:16], replayed[:16], "yes" if ok else "[red]NO[/red]")
+        console.print(t if results else "no snapshots to verify against")
+        if not all(ok for *_, ok in results):
+            raise click.ClickException("a replayed state hash differs from the recorded one")
+    if trades_csv:
+        n = rp.trades_csv(r.trades, trades_csv, product)
+        console.print(f"wrote {n} trades to {trades_csv}")
+    if product:
+        if product not in {p[0] for p in r.engine.products()}:
+            raise click.ClickException(f"no product {product} at that point")
+        t = Table("bid GPUs", "bid $", "ask $", "ask GPUs", title=f"{product} book")
+        for row in book_rows(*r.engine.l2(product, 15)):
+            t.add_row(*row)
+        console.print(t)
+        mine = [x for x in r.trades if x[3] == product]
+        console.print(f"{len(mine)} trades; last: "
+                      + ", ".join(f"{q}@{rp._dollars(px)}" for *_, px, q, _ in mine[-5:]))
+        allocs = [a for a in r.engine.all_allocations() if a.product == product]
+        console.print(f"{len(allocs)} allocations, {sum(a.qty for a in allocs)} GPUs")
+        if charts:
+            charts.mkdir(parents=True, exist_ok=True)
+            depth, prices = rp.depth_chart(r.engine, product), rp.price_history(r.trades, product)
+            (charts / "depth.png").write_bytes(depth)
+            (charts / "prices.png").write_bytes(prices)
+            (charts / "report.html").write_text(rp.html_report(r, product, depth, prices))
+            console.print(f"wrote depth.png, prices.png and report.html to {charts}")
+
+
 if __name__ == "__main__":
     main(prog_name=os.path.basename(__file__))

@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from decimal import Decimal
+from typing import Any
 
 from rich.console import Console
 from rich.progress import track
@@ -44,16 +45,28 @@ def start_server(listen: str, operator_token: str) -> tuple[Server, asyncio.Abst
     return box["s"], loop
 
 
+def book_rows(bids: Any, asks: Any) -> list[tuple[str, str, str, str]]:
+    """Side-by-side rows of (price, qty, orders) levels, prices in dollars."""
+    def px(micros: int) -> str:
+        return f"{Decimal(micros) / 1_000_000:.2f}"
+    rows = []
+    for i in range(max(len(bids), len(asks))):
+        b = bids[i] if i < len(bids) else None
+        a = asks[i] if i < len(asks) else None
+        rows.append((str(b[1]) if b else "", px(b[0]) if b else "",
+                     px(a[0]) if a else "", str(a[1]) if a else ""))
+    return rows
+
+
 def book_table(client: Client, product_id: str, depth: int = 8) -> Table:
     book = client.get_book(product_id, depth=depth)
-    t = Table(title=f"{product_id}  (sequence {book.sequence})")
-    for col in ("bid GPUs", "bid $", "ask $", "ask GPUs"):
-        t.add_column(col, justify="right")
-    for i in range(max(len(book.bids), len(book.asks))):
-        b = book.bids[i] if i < len(book.bids) else None
-        a = book.asks[i] if i < len(book.asks) else None
-        t.add_row(str(b.quantity) if b else "", f"{b.price:.2f}" if b else "",
-                  f"{a.price:.2f}" if a else "", str(a.quantity) if a else "")
+    t = Table("bid GPUs", "bid $", "ask $", "ask GPUs",
+              title=f"{product_id}  (sequence {book.sequence})")
+
+    def levels(xs: Any) -> list[tuple[int, int, int]]:
+        return [(int(x.price * 1_000_000), x.quantity, x.orders) for x in xs]
+    for row in book_rows(levels(book.bids), levels(book.asks)):
+        t.add_row(*row)
     return t
 
 

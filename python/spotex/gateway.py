@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 
 JOURNAL = "journal.log"
+# The core's encoding of an AdvanceTime command (rust_core/src/codec.rs, kind 10).
+ADVANCE_TIME_COMMAND = bytes([10])
 SNAPSHOTS = "snapshots"
 _SNAP_MAGIC = b"SPXSNAP1"
 log = logging.getLogger("spotex.gateway")
@@ -297,19 +299,27 @@ class Gateway:
         events. Refusals raise and are not journaled; events that time produced before
         the refusal still count (a replay produces them at the next command anyway)."""
         ts = self.stamp()
+        before = self.engine.now
         try:
             events = command(ts)
         except SpotexError as err:
+            if self.engine.now != before:
+                # The refused command still moved the clock (and what fell due expired):
+                # journal that as a time step, so a replay passes through the same states.
+                self._journal(ts, ADVANCE_TIME_COMMAND, _op("advance_time"))
             self._absorb(getattr(err, "events", []), ts)
             raise
-        self.sequence += 1
-        if self.journal is not None:
-            encoded = self.engine.last_command()
-            assert encoded is not None
-            self.journal.append(self.sequence, ts, encoded,
-                                json.dumps(meta or {}, separators=(",", ":")).encode())
+        encoded = self.engine.last_command()
+        assert encoded is not None
+        self._journal(ts, encoded, meta or {})
         self._absorb(events, ts)
         return events
+
+    def _journal(self, ts: int, command: bytes, meta: dict[str, Any]) -> None:
+        self.sequence += 1
+        if self.journal is not None:
+            self.journal.append(self.sequence, ts, command,
+                                json.dumps(meta, separators=(",", ":")).encode())
 
     def commit(self) -> None:
         """On the writer, after a batch: makes its journal records durable, before any

@@ -885,6 +885,11 @@ impl Engine {
         self.inner.open_order_count()
     }
 
+    /// Every allocation, in trade order (for operators and replay).
+    fn all_allocations(&self) -> Vec<Allocation> {
+        self.inner.allocations().iter().map(|a| self.allocation(a)).collect()
+    }
+
     /// Allocations where `account` is buyer or seller, in trade order.
     fn allocations(&self, account: u64) -> Vec<Allocation> {
         self.inner
