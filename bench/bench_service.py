@@ -31,10 +31,10 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(len(s) * q))]
 
 
-def start_server(token: str, data: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(token: str, data: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "spotex.cli", "serve", "--listen", "127.0.0.1:0",
-         "--data-dir", data, "--operator-token", token],
+         "--data-dir", data, "--operator-token", token, *extra],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert proc.stderr is not None
     deadline = time.monotonic() + 30
