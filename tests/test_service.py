@@ -218,6 +218,20 @@ def test_operator_halts_resumes_and_closes(market: dict[str, Any]) -> None:
     assert states[pid] == "closed"
 
 
+def test_operator_takes_a_snapshot_on_demand(running: Running, market: dict[str, Any]) -> None:
+    import json
+
+    from spotex.gateway import read_snapshot
+
+    seq, h = market["op"].take_snapshot()
+    assert seq <= market["op"].state_hash()[0]  # the clock ticker may have moved on since
+    data_dir = running.server.gateway.data_dir
+    assert data_dir is not None
+    got_seq, _, gateway = read_snapshot(data_dir / "snapshots" / f"snapshot-{seq:016d}.bin")
+    assert (got_seq, json.loads(gateway)["state_hash"]) == (seq, h)
+    assert code_of(lambda: market["buyer"].take_snapshot())[1] == "ROLE_REQUIRED"
+
+
 def test_bulk_entry_answers_each_order_in_order(market: dict[str, Any]) -> None:
     pid = market["products"][1].product_id
     b = market["buyer"]

@@ -314,6 +314,11 @@ class _Calls:
         return _Call("operator", "GetStateHash", pb.GetStateHashRequest(),
                      lambda r: (r.sequence, r.state_hash))
 
+    @staticmethod
+    def take_snapshot() -> _Call[tuple[int, str]]:
+        return _Call("operator", "TakeSnapshot", pb.TakeSnapshotRequest(),
+                     lambda r: (r.sequence, r.state_hash))
+
 
 class _Book:
     """Tracks per-product sequences of a market-data stream to spot a gap."""
@@ -417,6 +422,10 @@ class Client:
 
     def state_hash(self) -> tuple[int, str]:
         return self._call(_Calls.state_hash())
+
+    def take_snapshot(self) -> tuple[int, str]:
+        """Writes a snapshot now; returns its sequence and state hash."""
+        return self._call(_Calls.take_snapshot())
 
     def market_data(self, product_ids: Iterable[str] = (), *,
                     resubscribe: bool = True) -> Iterator[MarketEvent]:
@@ -548,6 +557,9 @@ class AsyncClient:
 
     async def state_hash(self) -> tuple[int, str]:
         return await self._call(_Calls.state_hash())
+
+    async def take_snapshot(self) -> tuple[int, str]:
+        return await self._call(_Calls.take_snapshot())
 
     async def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
                           quantity: int, **terms: Any) -> Order:
