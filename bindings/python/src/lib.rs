@@ -887,7 +887,11 @@ impl Engine {
 
     /// Every allocation, in trade order (for operators and replay).
     fn all_allocations(&self) -> Vec<Allocation> {
-        self.inner.allocations().iter().map(|a| self.allocation(a)).collect()
+        self.inner
+            .allocations()
+            .iter()
+            .map(|a| self.allocation(a))
+            .collect()
     }
 
     /// Allocations where `account` is buyer or seller, in trade order.
