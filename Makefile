@@ -31,9 +31,11 @@ test-py: install ## pytest + hypothesis, stub check, lint
 	$(VENV)/bin/ruff check python tests bench scripts
 	$(PY) -m pytest
 
-bench: install ## core benchmark: pure Rust, per-call, batch, reference model
+bench: install ## every benchmark: core, fragmentation, service, durability
 	$(PY) bench/bench_core.py
 	$(PY) bench/fragmentation.py
+	$(PY) bench/bench_service.py
+	$(PY) bench/bench_durability.py
 
 bench-rs: ## criterion benchmark of the engine
 	cargo bench -p spotex-core
