@@ -20,12 +20,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_core import calls, market  # noqa: E402
-from bench_service import start_server  # noqa: E402
+from bench_service import bench_market, start_server  # noqa: E402
 
 from spotex import SpotexError  # noqa: E402
 from spotex._core import replay_journal, workload  # noqa: E402
 from spotex._proto.spotex.v1 import spotex_pb2 as pb  # noqa: E402
-from spotex.client import Client  # noqa: E402
 from spotex.gateway import JOURNAL, Gateway, GatewayError  # noqa: E402
 
 
@@ -115,11 +114,7 @@ def main() -> None:
 
 
 def acked(target: str, token: str, args: argparse.Namespace) -> dict[str, float]:
-    op = Client(target, token)
-    h = int(time.time()) // 3600
-    pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=h + 3,
-                             to_hour=h + 4)[0].product_id
-    c = Client(target, op.create_account("bench", ["buyer"]).token)
+    pid, c, buyer_token = bench_market(target, token)
     t = time.perf_counter()
     for i in range(args.unary):
         c.place_order(pid, "buy", "1.00", 1 + i % 8)
@@ -127,7 +122,7 @@ def acked(target: str, token: str, args: argparse.Namespace) -> dict[str, float]
     orders = [pb.PlaceOrderRequest(product_id=pid, side=pb.SIDE_BUY, price_micros=900_000,
                                    quantity=1) for _ in range(args.stream)]
     reqs = [pb.SubmitOrdersRequest(orders=orders[i:i + 100]) for i in range(0, len(orders), 100)]
-    md = (("authorization", f"Bearer {c._md[0][1][7:]}"),)
+    md = (("authorization", f"Bearer {buyer_token}"),)
     t = time.perf_counter()
     ok = sum(1 for r in c._stubs["market"].SubmitOrders(iter(reqs), metadata=md)
              for x in r.results if not x.code)

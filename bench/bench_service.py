@@ -72,13 +72,18 @@ def main() -> None:
                               indent=2))
 
 
-def run(target: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+def bench_market(target: str, token: str) -> tuple[str, Client, str]:
+    """One product three hours out and a buyer: (product id, buyer client, buyer token)."""
     op = Client(target, token)
     now_hour = int(time.time()) // 3600
     pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=now_hour + 3,
                              to_hour=now_hour + 4)[0].product_id
     buyer = op.create_account("bench", ["buyer"])
-    c = Client(target, buyer.token)
+    return pid, Client(target, buyer.token), buyer.token
+
+
+def run(target: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    pid, c, buyer_token = bench_market(target, token)
     results: dict[str, Any] = {}
 
     # (0) the peer in the same run: a bare gRPC health check against the same server
@@ -111,7 +116,7 @@ def run(target: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
     # (b) unary throughput with concurrent callers on one channel
     async def concurrent() -> tuple[float, list[float]]:
         lat: list[float] = []
-        async with AsyncClient(target, buyer.token) as ac:
+        async with AsyncClient(target, buyer_token) as ac:
             per = args.concurrent_orders // args.concurrent
 
             async def worker(w: int) -> None:
@@ -129,7 +134,7 @@ def run(target: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
                                    "p999_ms": pct(lat, .999) * 1e3}
 
     # (c) streaming bulk entry: one order per message, then market-maker batches
-    md = (("authorization", f"Bearer {buyer.token}"),)
+    md = (("authorization", f"Bearer {buyer_token}"),)
     for per in (1, args.per_message):
         orders = [pb.PlaceOrderRequest(product_id=pid, side=pb.SIDE_BUY,
                                        price_micros=500_000 + (i % 50) * 10_000,

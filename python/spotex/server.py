@@ -97,6 +97,16 @@ def _offer(q: asyncio.Queue[Any], m: Any) -> None:
         q.put_nowait(m)
 
 
+async def _drain(q: asyncio.Queue[Any], context: Any, hint: str) -> AsyncIterator[Any]:
+    """A subscriber's messages until it falls a whole queue behind, then a clear status."""
+    while True:
+        m = await q.get()
+        if m is _LAGGED:
+            await _fail(context, "SUBSCRIBER_LAGGED", f"the stream fell behind; {hint}",
+                        grpc.StatusCode.RESOURCE_EXHAUSTED)
+        yield m
+
+
 def _market_pb(product: str, seq: int, kind: str, payload: Any) -> Any:
     if kind == "trade":
         trade_id, price, qty, side, ts = payload
@@ -277,12 +287,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
             loop.call_soon_threadsafe(register)
         await self.s.command(context, subscribe)
         try:
-            while True:
-                m = await q.get()
-                if m is _LAGGED:
-                    await _fail(context, "SUBSCRIBER_LAGGED",
-                                "the stream fell behind; resubscribe for a fresh snapshot",
-                                grpc.StatusCode.RESOURCE_EXHAUSTED)
+            async for m in _drain(q, context, "resubscribe for a fresh snapshot"):
                 yield m
         finally:
             if entry in hub.market:
@@ -296,12 +301,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         await self.s.writer(lambda: None)
         hub.executions.setdefault(a.account_id, []).append(q)
         try:
-            while True:
-                m = await q.get()
-                if m is _LAGGED:
-                    await _fail(context, "SUBSCRIBER_LAGGED",
-                                "the stream fell behind; list your orders to catch up",
-                                grpc.StatusCode.RESOURCE_EXHAUSTED)
+            async for m in _drain(q, context, "list your orders to catch up"):
                 yield m
         finally:
             hub.executions[a.account_id].remove(q)
