@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spotex.client import Client, Order, RpcError
+from spotex.limits import Limits, TlsConfig
 
 console = Console()
 DEFAULT_SERVER = "127.0.0.1:50551"
@@ -53,8 +54,23 @@ def main(ctx: click.Context, server: str, token: str) -> None:
                    "none: leave it to the OS (loses acknowledged orders on power loss)")
 @click.option("--snapshot-every", default=200_000, show_default=True,
               help="commands between automatic snapshots")
+@click.option("--max-open-orders", default=Limits.max_open_orders_per_account,
+              show_default=True, help="resting orders per account")
+@click.option("--orders-per-second", default=Limits.orders_per_second, show_default=True,
+              help="sustained order-entry rate per account")
+@click.option("--order-burst", default=Limits.order_burst, show_default=True,
+              help="orders per account at once above that rate")
+@click.option("--max-message-bytes", default=Limits.max_message_bytes, show_default=True)
+@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None,
+              help="PEM server certificate chain: serve TLS instead of plaintext")
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None,
+              help="PEM private key of --tls-cert")
+@click.option("--tls-client-ca", type=click.Path(exists=True, path_type=Path), default=None,
+              help="PEM CA bundle: require client certificates signed by it")
 def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
-          snapshot_every: int) -> None:
+          snapshot_every: int, max_open_orders: int, orders_per_second: float,
+          order_burst: int, max_message_bytes: int, tls_cert: Path | None,
+          tls_key: Path | None, tls_client_ca: Path | None) -> None:
     """Run the spotex server until SIGTERM or Ctrl-C (recovering from --data-dir first)."""
     from spotex.server import serve as run
 
@@ -62,8 +78,16 @@ def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
     if not operator_token:
         console.print("[yellow]no --operator-token / SPOTEX_OPERATOR_TOKEN: operator calls "
                       "are disabled[/yellow]")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca and not tls_cert:
+        raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    limits = Limits(max_open_orders_per_account=max_open_orders,
+                    orders_per_second=orders_per_second, order_burst=order_burst,
+                    max_message_bytes=max_message_bytes)
+    tls = TlsConfig(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
-                    snapshot_every=snapshot_every))
+                    snapshot_every=snapshot_every, limits=limits, tls=tls))
 
 
 @main.command()

@@ -335,11 +335,23 @@ class _Book:
         return last is None or e.sequence != last + 1
 
 
-class Client:
-    """Blocking client. ``Client("127.0.0.1:50551", token)``; use as a context manager."""
+def _credentials(ca: bytes | None, cert: bytes | None, key: bytes | None) -> Any:
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                        certificate_chain=cert)
 
-    def __init__(self, target: str, token: str, *, timeout: float = 10.0) -> None:
-        self._channel = grpc.insecure_channel(target)
+
+class Client:
+    """Blocking client. ``Client("127.0.0.1:50551", token)``; use as a context manager.
+    For a TLS server pass ``tls_ca`` (PEM bytes of the CA that signed it), and
+    ``tls_cert``/``tls_key`` when the server asks for client certificates."""
+
+    def __init__(self, target: str, token: str, *, timeout: float = 10.0,
+                 tls_ca: bytes | None = None, tls_cert: bytes | None = None,
+                 tls_key: bytes | None = None) -> None:
+        if tls_ca is None and tls_cert is None:
+            self._channel = grpc.insecure_channel(target)
+        else:
+            self._channel = grpc.secure_channel(target, _credentials(tls_ca, tls_cert, tls_key))
         self._md = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
         self._stubs: dict[str, Any] = {"market": pb_grpc.MarketStub(self._channel),
@@ -497,8 +509,14 @@ def _code(n: int) -> grpc.StatusCode:
 class AsyncClient:
     """asyncio client with the same calls as ``Client``, each awaited."""
 
-    def __init__(self, target: str, token: str, *, timeout: float = 10.0) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, token: str, *, timeout: float = 10.0,
+                 tls_ca: bytes | None = None, tls_cert: bytes | None = None,
+                 tls_key: bytes | None = None) -> None:
+        if tls_ca is None and tls_cert is None:
+            self._channel = grpc.aio.insecure_channel(target)
+        else:
+            self._channel = grpc.aio.secure_channel(
+                target, _credentials(tls_ca, tls_cert, tls_key))
         self._md = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
         self._stubs: dict[str, Any] = {"market": pb_grpc.MarketStub(self._channel),

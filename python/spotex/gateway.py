@@ -201,6 +201,7 @@ class Writer:
             except BaseException as err:  # noqa: BLE001 - nothing of the batch may be acked
                 log.error("journal commit failed: %s", err)
                 failed = JournalError(f"could not make the command durable: {err}")
+                failed.reason = "JOURNAL_UNAVAILABLE"
                 done = {lp: [(f, False, failed) for f, _, _ in rs] for lp, rs in done.items()}
             self._flush()
             for loop, results in done.items():
@@ -233,7 +234,8 @@ class Gateway:
 
     def __init__(self, publish: Callable[[list[Published]], None] | None = None,
                  clock: Callable[[], int] | None = None, data_dir: Path | None = None,
-                 fsync: str = "batch", snapshot_every: int = 200_000) -> None:
+                 fsync: str = "batch", snapshot_every: int = 200_000,
+                 max_open_orders: int = 10_000) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         self.engine = Engine()
@@ -243,23 +245,31 @@ class Gateway:
         self._fsync = fsync
         self._snapshot_every = snapshot_every
         self._forced_ts: int | None = None
+        self.max_open_orders = max_open_orders
         self.journal: JournalWriter | None = None
-        self.snapshot_seq = 0
         self.recovery: dict[str, Any] = {}
-        self.sequence = 0  # accepted commands
         self.last_ts = 0
-        self.orders: dict[int, OrderRecord] = {}
-        self.by_client_id: dict[tuple[int, str], int] = {}
-        self.md_sequence: dict[str, int] = {}
-        # the last published (quantity, orders) of every level, per (product, side)
-        self.levels: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
-        self.exec_sequence: dict[int, int] = {}
-        self._pending: OrderRecord | None = None
+        # why commands are refused right now (the journal could not be written), or None
+        self.unavailable: str | None = None
+        self._reset_state()
         self.data_dir = data_dir
         if data_dir is not None:
             self._recover(data_dir)
             self.journal = JournalWriter(data_dir / JOURNAL)
         self._writer = Writer(self.flush, self.commit)
+
+    def _reset_state(self) -> None:
+        self.engine = Engine()
+        self.snapshot_seq = 0
+        self.sequence = 0  # accepted commands
+        self.orders: dict[int, OrderRecord] = {}
+        self.by_client_id: dict[tuple[int, str], int] = {}
+        self.open_orders: dict[int, int] = {}  # resting orders per account
+        self.md_sequence: dict[str, int] = {}
+        # the last published (quantity, orders) of every level, per (product, side)
+        self.levels: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+        self.exec_sequence: dict[int, int] = {}
+        self._pending: OrderRecord | None = None
 
     # ---- the writer ----------------------------------------------------------------
 
@@ -298,6 +308,9 @@ class Gateway:
         names the gateway operation, for recovery), then records and publishes its
         events. Refusals raise and are not journaled; events that time produced before
         the refusal still count (a replay produces them at the next command anyway)."""
+        if self.unavailable is not None:
+            raise GatewayError("JOURNAL_UNAVAILABLE", "the journal cannot be written "
+                               f"({self.unavailable}); nothing is accepted until it can")
         ts = self.stamp()
         before = self.engine.now
         try:
@@ -326,10 +339,44 @@ class Gateway:
         result or market data of the batch leaves; takes a snapshot when one is due."""
         if self.journal is None:
             return
-        if self._fsync == "batch":
-            self.journal.sync()
+        try:
+            if self._fsync == "batch":
+                self.journal.sync()
+        except Exception as err:
+            # Nothing of this batch may be acknowledged or published; stop accepting
+            # until the journal can be written again (see try_resume).
+            self.unavailable = str(err)
+            self._outbox.clear()
+            log.error("journal write failed, refusing commands until it recovers: %s", err)
+            raise
         if self.sequence - self.snapshot_seq >= self._snapshot_every:
             self.take_snapshot()
+
+    def try_resume(self) -> bool:
+        """On the writer, after a journal failure: cuts the journal back to what was
+        durable, rebuilds every piece of state from disk (so no command whose caller was
+        told it failed survives in memory), reopens the journal and accepts again.
+        Returns whether commands are accepted."""
+        if self.unavailable is None:
+            return True
+        assert self.data_dir is not None and self.journal is not None
+        try:
+            durable = self.journal.synced_len()
+            try:
+                self.journal.close()
+            except Exception:  # noqa: BLE001 - it failed already; the file is cut below
+                pass
+            truncate_journal(self.data_dir / JOURNAL, durable)
+            self._reset_state()
+            self._recover(self.data_dir)
+            self.journal = JournalWriter(self.data_dir / JOURNAL)
+            self.journal.sync()
+        except Exception as err:  # noqa: BLE001 - still failing: stay unavailable
+            self.unavailable = str(err)
+            return False
+        log.warning("journal writable again: resumed at sequence %d", self.sequence)
+        self.unavailable = None
+        return True
 
     # ---- operations (call these on the writer); each is one journaled command -------
 
@@ -375,6 +422,9 @@ class Gateway:
               expire_at: int | None = None, post_only: bool = False,
               stp: str = "cancel_newest", cluster: str | None = None,
               gang: int = 1) -> OrderRecord:
+        if self.open_orders.get(account, 0) >= self.max_open_orders:
+            raise GatewayError("TOO_MANY_OPEN_ORDERS", f"at most {self.max_open_orders} "
+                               "open orders per account; cancel some first")
         if client_order_id and (account, client_order_id) in self.by_client_id:
             raise GatewayError("DUPLICATE_CLIENT_ORDER_ID",
                                f"client_order_id {client_order_id!r} was used before")
@@ -428,6 +478,7 @@ class Gateway:
                 p.order_id = e.order_id
                 p.created_at = ts
                 self.orders[e.order_id] = p
+                self.open_orders[p.account] = self.open_orders.get(p.account, 0) + 1
                 touched[(p.product, p.side, p.price)] = None
                 if p.client_order_id:
                     self.by_client_id[(p.account, p.client_order_id)] = e.order_id
@@ -445,6 +496,8 @@ class Gateway:
                     rec.filled += e.qty
                     rec.remaining -= e.qty
                     rec.state = "filled" if rec.remaining == 0 else "partially_filled"
+                    if rec.remaining == 0:
+                        self.open_orders[rec.account] -= 1
                     self._execution(out, rec.account, "trade", rec, fill)
                 out.market.append((e.product, self._md_next(e.product), "trade",
                                    (e.trade_id, e.price, e.qty, e.side, ts)))
@@ -460,6 +513,7 @@ class Gateway:
                 touched[(rec.product, rec.side, rec.price)] = None
                 rec.remaining = 0
                 rec.state = kind
+                self.open_orders[rec.account] -= 1
                 rec.reason = e.reason or ""
                 self._execution(out, rec.account, kind, rec)
             elif kind == "amended":
@@ -530,6 +584,8 @@ class Gateway:
                 row["fills"] = [FillRecord(**f) for f in row["fills"]]
                 rec = OrderRecord(**row)
                 self.orders[rec.order_id] = rec
+                if rec.remaining > 0:
+                    self.open_orders[rec.account] = self.open_orders.get(rec.account, 0) + 1
                 if rec.client_order_id:
                     self.by_client_id[(rec.account, rec.client_order_id)] = rec.order_id
             if self.engine.state_hash() != g["state_hash"]:

@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -30,13 +31,11 @@ from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.gateway import Gateway, GatewayError, Published
+from spotex.limits import Limits, TlsConfig, TokenBucket
 
 log = logging.getLogger("spotex.server")
 T = TypeVar("T")
 HOUR = 3_600_000_000
-MAX_PRODUCTS_PER_CALL = 20_000
-SUBSCRIBER_QUEUE = 10_000
-MAX_ORDERS_PER_MESSAGE = 1_000
 _LAGGED = object()
 
 
@@ -46,14 +45,19 @@ class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_me
 
 
 async def _fail(context: grpc.aio.ServicerContext, reason: str, message: str,
-                code: grpc.StatusCode | None = None) -> NoReturn:
+                code: grpc.StatusCode | None = None, retry_after: float | None = None) -> NoReturn:
     code = code or wire.status_for(reason)
     info = error_details_pb2.ErrorInfo(reason=reason, domain="spotex")
+    trailing = [("spotex-reason", reason)]
+    if retry_after is not None:
+        ms = str(max(1, int(retry_after * 1000)))
+        info.metadata["retry_after_ms"] = ms
+        trailing.append(("retry-after-ms", ms))
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
     await context.abort_with_status(_Status(code, message, (
-        ("grpc-status-details-bin", status.SerializeToString()), ("spotex-reason", reason))))
+        ("grpc-status-details-bin", status.SerializeToString()), *trailing)))
     raise AssertionError("unreachable")  # abort_with_status raises
 
 
@@ -64,6 +68,15 @@ class Hub:
     def __init__(self) -> None:
         self.market: list[tuple[set[str] | None, asyncio.Queue[Any]]] = []
         self.executions: dict[int, list[asyncio.Queue[Any]]] = {}
+
+    def drop_all(self) -> None:
+        """Ends every stream (they resubscribe): after the state was rebuilt from disk,
+        sequence numbers start again from the durable state."""
+        for _, q in self.market:
+            _force_lagged(q)
+        for qs in self.executions.values():
+            for q in qs:
+                _force_lagged(q)
 
     def dispatch_all(self, outs: list[Published]) -> None:
         for out in outs:
@@ -86,6 +99,12 @@ class Hub:
                              allocation=wire.allocation_pb(alloc, account) if alloc else None)
             for q in queues:
                 _offer(q, m)
+
+
+def _force_lagged(q: asyncio.Queue[Any]) -> None:
+    while q.full():
+        q.get_nowait()
+    q.put_nowait(_LAGGED)
 
 
 def _offer(q: asyncio.Queue[Any], m: Any) -> None:
@@ -121,10 +140,28 @@ def _market_pb(product: str, seq: int, kind: str, payload: Any) -> Any:
 
 
 class Service:
-    def __init__(self, gateway: Gateway, accounts: Accounts, hub: Hub) -> None:
+    def __init__(self, gateway: Gateway, accounts: Accounts, hub: Hub, limits: Limits) -> None:
         self.gw = gateway
         self.accounts = accounts
         self.hub = hub
+        self.limits = limits
+        self.bucket = TokenBucket(limits.orders_per_second, limits.order_burst)
+
+    async def throttle(self, context: Any, account: Account, n: int = 1) -> None:
+        wait = self.bucket.take(account.account_id, n, time.monotonic())
+        if wait:
+            await _fail(context, "RATE_LIMITED", f"over {self.limits.orders_per_second:g} "
+                        "orders per second; retry later", retry_after=wait)
+
+    async def bounded(self, context: Any, strings: tuple[str, ...] = (),
+                      lists: tuple[Any, ...] = ()) -> None:
+        """Refuses over-long ids, names and lists before they reach anything else."""
+        if any(len(x) > self.limits.max_string for x in strings):
+            await _fail(context, "FIELD_TOO_LONG",
+                        f"ids and names have at most {self.limits.max_string} characters")
+        if any(len(x) > self.limits.max_list for x in lists):
+            await _fail(context, "LIST_TOO_LONG",
+                        f"lists have at most {self.limits.max_list} items")
 
     async def writer(self, fn: Callable[[], T]) -> T:
         return await self.gw.submit_async(fn)
@@ -142,8 +179,18 @@ class Service:
         return account
 
     async def command(self, context: grpc.aio.ServicerContext, fn: Callable[[], T]) -> T:
+        """Runs ``fn`` on the writer unless the caller's deadline passes first: a command
+        whose caller stopped waiting is not applied."""
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+
+        def guarded() -> T:
+            if deadline is not None and time.monotonic() > deadline:
+                raise GatewayError("DEADLINE_EXCEEDED", "the deadline passed before the "
+                                   "command reached the engine; it was not applied")
+            return fn()
         try:
-            return await self.writer(fn)
+            return await self.writer(guarded)
         except (SpotexError, GatewayError) as err:
             await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
 
@@ -159,6 +206,8 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def RegisterCapacity(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, SELLER)
+        await self.s.bounded(context, (request.cluster_id, request.sku, request.region,
+                                       *(n.node_id for n in request.nodes)), (request.nodes,))
         nodes = [(n.node_id, n.gpus) for n in request.nodes]
         gw = self.s.gw
         await self.s.command(context, lambda: gw.register_capacity(
@@ -168,6 +217,8 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def WithdrawCapacity(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, SELLER)
+        await self.s.bounded(context, (request.cluster_id, *request.node_ids),
+                             (request.node_ids,))
         gw = self.s.gw
 
         def go() -> int:
@@ -205,11 +256,14 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def PlaceOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, BUYER, SELLER)
+        await self.s.bounded(context, (request.product_id, request.cluster_id))
+        await self.s.throttle(context, a)
         rec = await self.s.command(context, lambda: wire.order_pb(self._place(a, request)))
         return pb.PlaceOrderResponse(order=rec)
 
     async def CancelOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, BUYER, SELLER)
+        await self.s.throttle(context, a)
         gw = self.s.gw
         rec = await self.s.command(
             context, lambda: wire.order_pb(gw.cancel(a.account_id, request.order_id)))
@@ -217,6 +271,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def AmendOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, BUYER, SELLER)
+        await self.s.throttle(context, a)
         gw = self.s.gw
         rec = await self.s.command(context, lambda: wire.order_pb(gw.amend(
             a.account_id, request.order_id, request.price_micros or None,
@@ -238,6 +293,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def ListOrders(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
+        await self.s.bounded(context, (request.product_id,))
         gw = self.s.gw
 
         def go() -> list[Any]:
@@ -249,8 +305,9 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def GetBook(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
+        await self.s.bounded(context, (request.product_id,))
         gw = self.s.gw
-        depth = request.depth or 20
+        depth = min(request.depth or 20, 10_000)
         seq, bids, asks = await self.s.command(
             context, lambda: gw.book(request.product_id, depth))
         return pb.GetBookResponse(book=wire.book_pb(request.product_id, seq, bids, asks))
@@ -265,9 +322,10 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await self.s.auth(context)
+        await self.s.bounded(context, tuple(request.product_ids), (request.product_ids,))
         gw, hub = self.s.gw, self.s.hub
         loop = asyncio.get_running_loop()
-        q: asyncio.Queue[Any] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        q: asyncio.Queue[Any] = asyncio.Queue(self.s.limits.subscriber_queue)
         wanted = set(request.product_ids) or None
         entry = (wanted, q)
 
@@ -296,7 +354,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
     async def StreamExecutions(self, request: Any, context: Any) -> AsyncIterator[Any]:
         a = await self.s.auth(context)
         hub = self.s.hub
-        q: asyncio.Queue[Any] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        q: asyncio.Queue[Any] = asyncio.Queue(self.s.limits.subscriber_queue)
         # registered on the loop, so it sees every execution published after this point
         await self.s.writer(lambda: None)
         hub.executions.setdefault(a.account_id, []).append(q)
@@ -315,9 +373,18 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         async def read() -> None:
             try:
                 async for req in request_iterator:
-                    if len(req.orders) > MAX_ORDERS_PER_MESSAGE:
-                        await _fail(context, "TOO_MANY_ORDERS", "at most "
-                                    f"{MAX_ORDERS_PER_MESSAGE} orders per message")
+                    limit = self.s.limits.max_orders_per_message
+                    if len(req.orders) > limit:
+                        await _fail(context, "TOO_MANY_ORDERS",
+                                    f"at most {limit} orders per message")
+                    wait = self.s.bucket.take(a.account_id, len(req.orders), time.monotonic())
+                    if wait:
+                        await pending.put(_resolved([pb.OrderResult(
+                            code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+                            reason="RATE_LIMITED",
+                            message=f"over the order rate; retry in {wait * 1000:.0f} ms")
+                            for _ in req.orders]))
+                        continue
                     await pending.put(self.s.gw.submit_async(
                         functools.partial(self._results, a, list(req.orders))))
             finally:
@@ -330,6 +397,9 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
             reader.cancel()
 
     def _results(self, a: Account, orders: list[Any]) -> list[Any]:
+        for o in orders:
+            if len(o.product_id) > self.s.limits.max_string or len(o.cluster_id) > 64:
+                raise GatewayError("FIELD_TOO_LONG", "an id in the message is too long")
         return [self._result(a, o) for o in orders]
 
     def _result(self, a: Account, order: Any) -> Any:
@@ -353,9 +423,10 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
         count = hours * len(r.skus) * len(r.regions)
         if hours <= 0 or count == 0:
             await _fail(context, "INVALID_SCHEDULE", "need skus, regions and from_hour < to_hour")
-        if count > MAX_PRODUCTS_PER_CALL:
+        await self.s.bounded(context, (*r.skus, *r.regions), (r.skus, r.regions))
+        if count > self.s.limits.max_products_per_call:
             await _fail(context, "TOO_MANY_PRODUCTS",
-                        f"at most {MAX_PRODUCTS_PER_CALL} products per call")
+                        f"at most {self.s.limits.max_products_per_call} products per call")
         if r.gate_closure_lead_micros < 0:
             await _fail(context, "INVALID_SCHEDULE", "gate closure lead must not be negative")
         gw = self.s.gw
@@ -389,6 +460,7 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
 
     async def _state(self, context: Any, request: Any, what: str) -> Any:
         await self.s.auth(context, OPERATOR)
+        await self.s.bounded(context, (request.product_id,))
         gw = self.s.gw
 
         def go() -> Any:
@@ -435,7 +507,8 @@ class Server:
     @classmethod
     async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
                     operator_token: str | None = None, tick_seconds: float = 0.5,
-                    fsync: str = "batch", snapshot_every: int = 200_000) -> Server:
+                    fsync: str = "batch", snapshot_every: int = 200_000,
+                    limits: Limits | None = None, tls: TlsConfig | None = None) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens."""
         loop = asyncio.get_running_loop()
         hub = Hub()
@@ -444,11 +517,13 @@ class Server:
             loop.call_soon_threadsafe(hub.dispatch_all, outs)
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
+        limits = limits or Limits()
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
-                                          snapshot_every)
+                                          snapshot_every, limits.max_open_orders_per_account)
         accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
-        s = Service(gateway, accounts, hub)
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 << 20)])
+        s = Service(gateway, accounts, hub, limits)
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limits.max_message_bytes)])
         pb_grpc.add_MarketServicer_to_server(MarketService(s), server)
         pb_grpc.add_OperatorServicer_to_server(OperatorService(s), server)
         health_servicer = health.aio.HealthServicer()
@@ -458,7 +533,14 @@ class Server:
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(listen)
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(tls.key.read_bytes(), tls.cert.read_bytes())],
+                root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
+                require_client_auth=tls.client_ca is not None)
+            port = server.add_secure_port(listen, creds)
         if port == 0:
             raise OSError(f"cannot listen on {listen}")
         await server.start()
@@ -469,7 +551,14 @@ class Server:
             # gate closure and good-till-time expiry happen on their own as time passes
             while True:
                 await asyncio.sleep(tick_seconds)
-                await gateway.submit_async(gateway.advance_time)
+                if gateway.unavailable is not None:
+                    if await gateway.submit_async(gateway.try_resume):
+                        hub.drop_all()
+                    continue
+                try:
+                    await gateway.submit_async(gateway.advance_time)
+                except (SpotexError, GatewayError):
+                    pass  # the journal failed under it; the next tick tries to resume
         ticker = asyncio.create_task(tick())
         log.info("spotex listening on %s", listen.rsplit(":", 1)[0] + f":{port}")
         return cls(server, port, gateway, ticker)
@@ -485,10 +574,11 @@ class Server:
 
 async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 ready: Callable[[Server], None] | None = None, fsync: str = "batch",
-                snapshot_every: int = 200_000) -> None:
+                snapshot_every: int = 200_000, limits: Limits | None = None,
+                tls: TlsConfig | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     server = await Server.start(listen, data_dir, operator_token, fsync=fsync,
-                                snapshot_every=snapshot_every)
+                                snapshot_every=snapshot_every, limits=limits, tls=tls)
     if ready:
         ready(server)
     stop = asyncio.Event()
@@ -498,3 +588,9 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+
+
+def _resolved(value: Any) -> asyncio.Future[Any]:
+    f: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    f.set_result(value)
+    return f

@@ -38,6 +38,10 @@ for _code, _reasons in {
                                           "POST_ONLY_WOULD_CROSS", "INSUFFICIENT_CAPACITY"],
     grpc.StatusCode.PERMISSION_DENIED: ["NOT_OWNER", "ROLE_REQUIRED"],
     grpc.StatusCode.UNAUTHENTICATED: ["UNAUTHENTICATED"],
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ["RATE_LIMITED", "TOO_MANY_OPEN_ORDERS", "TOO_MANY_ORDERS",
+                                         "TOO_MANY_PRODUCTS", "SUBSCRIBER_LAGGED"],
+    grpc.StatusCode.DEADLINE_EXCEEDED: ["DEADLINE_EXCEEDED"],
+    grpc.StatusCode.UNAVAILABLE: ["JOURNAL_UNAVAILABLE"],
 }.items():
     for _r in _reasons:
         _CODES[_r] = _code

@@ -25,15 +25,26 @@ const MAX_RECORD: usize = 64 << 20;
 
 pub struct FileJournal {
     out: BufWriter<File>,
+    written: u64,
+    synced: u64,
 }
 
 impl FileJournal {
     /// Opens (creating if needed) for appending at the end.
     pub fn open(path: &Path) -> io::Result<FileJournal> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
         Ok(FileJournal {
             out: BufWriter::with_capacity(1 << 20, file),
+            written: len,
+            synced: len,
         })
+    }
+
+    /// File length up to which every record is known to be durable: after a failed
+    /// sync, cut the file back to this before anything else reads it.
+    pub fn synced_len(&self) -> u64 {
+        self.synced
     }
 }
 
@@ -54,12 +65,16 @@ pub fn frame(seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> Vec<u8> {
 
 impl Journal for FileJournal {
     fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> io::Result<()> {
-        self.out.write_all(&frame(seq, ts, command, meta))
+        let record = frame(seq, ts, command, meta);
+        self.written += record.len() as u64;
+        self.out.write_all(&record)
     }
 
     fn sync(&mut self) -> io::Result<()> {
         self.out.flush()?;
-        self.out.get_ref().sync_data()
+        self.out.get_ref().sync_data()?;
+        self.synced = self.written;
+        Ok(())
     }
 }
 

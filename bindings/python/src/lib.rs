@@ -1074,6 +1074,11 @@ impl JournalWriter {
             .map_err(|e| journal_error(format!("sync: {e}")))
     }
 
+    /// File length up to which every record is durable (cut back to it after a failure).
+    fn synced_len(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |j| j.synced_len())
+    }
+
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
         if self.inner.is_some() {
             self.sync(py)?;
