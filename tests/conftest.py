@@ -1,12 +1,14 @@
-"""A real spotex server on a free loopback port, run on its own event-loop thread."""
+"""Real spotex servers on free loopback ports, each run on its own event-loop thread."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,28 +24,43 @@ class Running:
     loop: asyncio.AbstractEventLoop
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    data_dir: Path = tmp_path_factory.mktemp("spotex-data")
+@contextlib.contextmanager
+def serving(data_dir: Path, **options: Any) -> Iterator[Running]:
+    """``Server.start`` on 127.0.0.1:0 in a thread; stops it on exit."""
     loop = asyncio.new_event_loop()
     started: dict[str, Server] = {}
+    failed: list[BaseException] = []
     ready = threading.Event()
 
     def main() -> None:
         asyncio.set_event_loop(loop)
 
         async def boot() -> None:
-            started["s"] = await Server.start("127.0.0.1:0", data_dir, OPERATOR_TOKEN,
-                                              tick_seconds=0.2)
+            try:
+                started["s"] = await Server.start("127.0.0.1:0", data_dir, OPERATOR_TOKEN,
+                                                  **options)
+            except BaseException as err:  # noqa: BLE001 - reported to the test
+                failed.append(err)
             ready.set()
         loop.run_until_complete(boot())
-        loop.run_forever()
+        if not failed:
+            loop.run_forever()
 
     t = threading.Thread(target=main, daemon=True)
     t.start()
-    assert ready.wait(20), "server did not start"
+    assert ready.wait(30), "server did not start"
+    if failed:
+        raise failed[0]
     server = started["s"]
-    yield Running(server, f"127.0.0.1:{server.port}", loop)
-    asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
+    try:
+        yield Running(server, f"127.0.0.1:{server.port}", loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with serving(tmp_path_factory.mktemp("spotex-data"), tick_seconds=0.2) as r:
+        yield r

@@ -61,6 +61,8 @@ def main(ctx: click.Context, server: str, token: str) -> None:
 @click.option("--order-burst", default=Limits.order_burst, show_default=True,
               help="orders per account at once above that rate")
 @click.option("--max-message-bytes", default=Limits.max_message_bytes, show_default=True)
+@click.option("--subscriber-queue", default=Limits.subscriber_queue, show_default=True,
+              help="messages a stream may fall behind before it is dropped")
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None,
               help="PEM server certificate chain: serve TLS instead of plaintext")
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None,
@@ -69,7 +71,8 @@ def main(ctx: click.Context, server: str, token: str) -> None:
               help="PEM CA bundle: require client certificates signed by it")
 def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
           snapshot_every: int, max_open_orders: int, orders_per_second: float,
-          order_burst: int, max_message_bytes: int, tls_cert: Path | None,
+          order_burst: int, max_message_bytes: int, subscriber_queue: int,
+          tls_cert: Path | None,
           tls_key: Path | None, tls_client_ca: Path | None) -> None:
     """Run the spotex server until SIGTERM or Ctrl-C (recovering from --data-dir first)."""
     from spotex.server import serve as run
@@ -84,7 +87,7 @@ def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
         raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
     limits = Limits(max_open_orders_per_account=max_open_orders,
                     orders_per_second=orders_per_second, order_burst=order_burst,
-                    max_message_bytes=max_message_bytes)
+                    max_message_bytes=max_message_bytes, subscriber_queue=subscriber_queue)
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
                     snapshot_every=snapshot_every, limits=limits, tls=tls))

@@ -308,9 +308,7 @@ class Gateway:
         names the gateway operation, for recovery), then records and publishes its
         events. Refusals raise and are not journaled; events that time produced before
         the refusal still count (a replay produces them at the next command anyway)."""
-        if self.unavailable is not None:
-            raise GatewayError("JOURNAL_UNAVAILABLE", "the journal cannot be written "
-                               f"({self.unavailable}); nothing is accepted until it can")
+        self._check_available()
         ts = self.stamp()
         before = self.engine.now
         try:
@@ -334,18 +332,23 @@ class Gateway:
             self.journal.append(self.sequence, ts, command,
                                 json.dumps(meta, separators=(",", ":")).encode())
 
+    def _check_available(self) -> None:
+        if self.unavailable is not None:
+            raise GatewayError("JOURNAL_UNAVAILABLE", "the journal cannot be written "
+                               f"({self.unavailable}); nothing is accepted until it can")
+
     def commit(self) -> None:
         """On the writer, after a batch: makes its journal records durable, before any
         result or market data of the batch leaves; takes a snapshot when one is due."""
-        if self.journal is None:
-            return
+        if self.journal is None or self.unavailable is not None:
+            return  # nothing was appended since the failure; try_resume takes it from here
         try:
             if self._fsync == "batch":
                 self.journal.sync()
         except Exception as err:
             # Nothing of this batch may be acknowledged or published; stop accepting
             # until the journal can be written again (see try_resume).
-            self.unavailable = str(err)
+            self.unavailable = f"{type(err).__name__}: {err}"[:200]
             self._outbox.clear()
             log.error("journal write failed, refusing commands until it recovers: %s", err)
             raise
@@ -360,20 +363,24 @@ class Gateway:
         if self.unavailable is None:
             return True
         assert self.data_dir is not None and self.journal is not None
+        path = self.data_dir / JOURNAL
         try:
             durable = self.journal.synced_len()
             try:
                 self.journal.close()
             except Exception:  # noqa: BLE001 - it failed already; the file is cut below
                 pass
-            truncate_journal(self.data_dir / JOURNAL, durable)
-            self._reset_state()
-            self._recover(self.data_dir)
-            self.journal = JournalWriter(self.data_dir / JOURNAL)
-            self.journal.sync()
+            truncate_journal(path, durable)
+            self.journal = JournalWriter(path)
+            self.journal.sync()  # the probe: raises while the disk still fails
         except Exception as err:  # noqa: BLE001 - still failing: stay unavailable
-            self.unavailable = str(err)
+            self.unavailable = f"{type(err).__name__}: {err}"[:200]
             return False
+        self.unavailable = None  # recovery re-runs commands through the normal path
+        journal, self.journal = self.journal, None  # ... and must not journal them again
+        self._reset_state()
+        self._recover(self.data_dir)
+        self.journal = journal
         log.warning("journal writable again: resumed at sequence %d", self.sequence)
         self.unavailable = None
         return True
@@ -422,6 +429,7 @@ class Gateway:
               expire_at: int | None = None, post_only: bool = False,
               stp: str = "cancel_newest", cluster: str | None = None,
               gang: int = 1) -> OrderRecord:
+        self._check_available()
         if self.open_orders.get(account, 0) >= self.max_open_orders:
             raise GatewayError("TOO_MANY_OPEN_ORDERS", f"at most {self.max_open_orders} "
                                "open orders per account; cancel some first")

@@ -1150,12 +1150,14 @@ impl Engine {
         &self.allocations
     }
 
-    /// SHA-256 over the whole engine state in a canonical order, as lowercase hex.
-    /// Equal command sequences give equal hashes on every machine.
+    /// SHA-256 over the whole market state in a canonical order, as lowercase hex:
+    /// products, books (every resting order in priority order), capacity, allocations
+    /// and the id counters. Equal command sequences give equal hashes on every machine.
+    /// The clock itself is left out, so a refused command changes nothing the hash
+    /// sees; what time did (expiries, gate closures) is in the books and products.
     pub fn state_hash(&self) -> String {
         let mut h = Sha256::new();
         let mut put = |x: i64| h.update(x.to_le_bytes());
-        put(self.now);
         put(self.next_order_id as i64);
         put(self.next_trade_id as i64);
         put(self.products.len() as i64);

@@ -1,0 +1,449 @@
+"""Hostile input, role isolation, limits, slow consumers and journal failure, against real
+servers on loopback."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from conftest import OPERATOR_TOKEN, Running, serving
+from google.protobuf.descriptor import FieldDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import spotex.gateway as gateway_module
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
+from spotex.client import Client, RpcError
+from spotex.limits import Limits, TlsConfig
+
+NOW_HOUR = int(time.time()) // 3600
+C = grpc.StatusCode
+
+
+def hour_id(h: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(h * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
+
+
+class World:
+    """A market with one account per role, and the raw stubs a generic client uses."""
+
+    def __init__(self, r: Running) -> None:
+        self.r = r
+        op = Client(r.target, OPERATOR_TOKEN)
+        self.pid = op.create_products(skus=["H100-SXM"], regions=["us-east"],
+                                      from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 6)[0].product_id
+        self.pid2 = f"H100-SXM/us-east/{hour_id(NOW_HOUR + 5)}"
+        self.tokens = {"none": "", "operator": OPERATOR_TOKEN}
+        for role in ("buyer", "seller", "other"):
+            self.tokens[role] = op.create_account(role, ["seller" if role == "seller" else
+                                                         "buyer"]).token
+        self.client = {k: Client(r.target, t) for k, t in self.tokens.items() if t}
+        self.client["seller"].register_capacity("c1", sku="H100-SXM", region="us-east",
+                                                nodes=[("n0", 8), ("n1", 8)],
+                                                from_hour=NOW_HOUR, to_hour=NOW_HOUR + 24)
+        self.channel = grpc.insecure_channel(r.target)
+        self.market = rpc.MarketStub(self.channel)
+        self.operator = rpc.OperatorStub(self.channel)
+        self.n = 0
+
+    def md(self, role: str) -> tuple[tuple[str, str], ...]:
+        t = self.tokens[role]
+        return (("authorization", f"Bearer {t}"),) if t else ()
+
+    def fresh_order(self) -> int:
+        return self.client["buyer"].place_order(self.pid, "buy", "1.00", 1).order_id
+
+    def unique(self) -> str:
+        self.n += 1
+        return f"x{self.n}"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    # no clock ticks here, so the state hash moves only when a command is accepted
+    limits = Limits(orders_per_second=10**6, order_burst=10**6, max_list=50, max_string=64)
+    with serving(tmp_path_factory.mktemp("hardening"), tick_seconds=3600, limits=limits) as r:
+        yield World(r)
+
+
+def call(w: World, stub: str, method: str, request: Any, role: str) -> C:
+    """The status code of one call; a server stream counts as OK once it stays open."""
+    fn = getattr(getattr(w, stub), method)
+    try:
+        if method.startswith("Stream"):
+            it = fn(request, metadata=w.md(role), timeout=0.5)
+            next(iter(it), None)
+        elif method == "SubmitOrders":
+            list(fn(iter([request]), metadata=w.md(role), timeout=5))
+        else:
+            fn(request, metadata=w.md(role), timeout=5)
+    except grpc.RpcError as err:
+        code: C = err.code()
+        return C.OK if code == C.DEADLINE_EXCEEDED and method.startswith("Stream") else code
+    return C.OK
+
+
+ROLES = ("none", "buyer", "seller", "operator", "other")
+UN, OK, NO = C.UNAUTHENTICATED, C.OK, C.PERMISSION_DENIED
+
+
+def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
+    """(service, RPC, request builder, expected code for none/buyer/seller/operator/other)."""
+    bid = lambda: pb.PlaceOrderRequest(product_id=w.pid, side=pb.SIDE_BUY,  # noqa: E731
+                                       price_micros=1_000_000, quantity=1)
+    everyone = (UN, OK, OK, OK, OK)
+    ops = (UN, NO, NO, OK, NO)
+    return [
+        ("market", "ListProducts", pb.ListProductsRequest, everyone),
+        ("market", "RegisterCapacity", lambda: pb.RegisterCapacityRequest(
+            cluster_id=w.unique(), sku="H100-SXM", region="us-east",
+            nodes=[pb.Node(node_id="n", gpus=8)], from_hour=NOW_HOUR, to_hour=NOW_HOUR + 1),
+         (UN, NO, OK, NO, NO)),
+        ("market", "WithdrawCapacity", lambda: pb.WithdrawCapacityRequest(
+            cluster_id="c1", from_hour=NOW_HOUR + 20, to_hour=NOW_HOUR + 21),
+         (UN, NO, OK, NO, NO)),
+        ("market", "PlaceOrder", bid, (UN, OK, NO, NO, OK)),
+        ("market", "CancelOrder", lambda: pb.CancelOrderRequest(order_id=w.fresh_order()),
+         (UN, OK, NO, NO, NO)),
+        ("market", "AmendOrder", lambda: pb.AmendOrderRequest(order_id=w.fresh_order(),
+                                                              price_micros=1_010_000),
+         (UN, OK, NO, NO, NO)),
+        ("market", "GetOrder", lambda: pb.GetOrderRequest(order_id=w.fresh_order()),
+         (UN, OK, NO, NO, NO)),
+        ("market", "ListOrders", pb.ListOrdersRequest, everyone),
+        ("market", "GetBook", lambda: pb.GetBookRequest(product_id=w.pid), everyone),
+        ("market", "ListAllocations", pb.ListAllocationsRequest, everyone),
+        ("market", "StreamMarketData", lambda: pb.StreamMarketDataRequest(product_ids=[w.pid]),
+         everyone),
+        ("market", "StreamExecutions", pb.StreamExecutionsRequest, everyone),
+        ("market", "SubmitOrders", lambda: pb.SubmitOrdersRequest(orders=[bid()]),
+         (UN, OK, OK, NO, OK)),
+        ("operator", "CreateProducts", lambda: pb.CreateProductsRequest(
+            skus=["H200"], regions=["us-east"], from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 4,
+            tick_micros=10_000, lot=1), ops),
+        ("operator", "CreateAccount", lambda: pb.CreateAccountRequest(
+            name="n", roles=[pb.ROLE_BUYER]), ops),
+        ("operator", "Halt", lambda: pb.ProductRequest(product_id=w.pid2), ops),
+        ("operator", "Resume", lambda: pb.ProductRequest(product_id=w.pid2), ops),
+        ("operator", "GetStateHash", pb.GetStateHashRequest, ops),
+        ("operator", "TakeSnapshot", pb.TakeSnapshotRequest, ops),
+        ("operator", "CloseProduct", lambda: pb.ProductRequest(product_id=w.pid2), ops),
+    ]
+
+
+def test_every_rpc_for_every_role(world: World) -> None:
+    names = {m.name for s in pb.DESCRIPTOR.services_by_name.values() for m in s.methods}
+    rows = matrix(world)
+    assert {r[1] for r in rows} == names, "the matrix must cover every RPC"
+    got = {}
+    for service, method, build, expected in rows:
+        for role, want in zip(ROLES, expected, strict=True):
+            got[(method, role)] = call(world, service, method, build(), role)
+            assert got[(method, role)] == want, (method, role, got[(method, role)])
+
+
+# ---- requests generated from the .proto descriptors --------------------------------
+
+INTS = {FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+        FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+        FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+        FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1)}
+
+
+def message(desc: Any, w: World, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Any message of this type: extreme integers, empty and huge strings, unknown enum
+    values, real and foreign ids."""
+    def field_value(f: Any) -> st.SearchStrategy[Any]:
+        if f.type in INTS:
+            lo, hi = INTS[f.type]
+            return st.one_of(st.sampled_from([0, 1, -1 if lo < 0 else 2, lo, hi]),
+                             st.integers(lo, hi), st.integers(1, 20) if lo >= 0
+                             else st.integers(-5, 3_000_000))
+        if f.type == FieldDescriptor.TYPE_BOOL:
+            return st.booleans()
+        if f.type == FieldDescriptor.TYPE_STRING:
+            return st.one_of(st.sampled_from(["", w.pid, "c1", "n0", "x" * 100_000,
+                                              "H100-SXM", "us-east", "\u0000\u202e"]),
+                             st.text(max_size=30))
+        if f.type == FieldDescriptor.TYPE_ENUM:
+            return st.one_of(st.sampled_from([v.number for v in f.enum_type.values]),
+                             st.integers(-3, 1000))
+        if f.type == FieldDescriptor.TYPE_MESSAGE:
+            if depth > 2:
+                return st.none()
+            return message(f.message_type, w, depth + 1)
+        return st.none()
+
+    fields = {}
+    for f in desc.fields:
+        v = field_value(f)
+        is_repeated = f.is_repeated
+        fields[f.name] = st.lists(v, max_size=3) if is_repeated else v
+    cls = pb.__dict__.get(desc.name)
+
+    def build(values: dict[str, Any]) -> Any:
+        kwargs = {k: v for k, v in values.items() if v is not None}
+        return cls(**kwargs)
+    return st.fixed_dictionaries(fields).map(build)
+
+
+DOCUMENTED = {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, C.ALREADY_EXISTS,
+              C.FAILED_PRECONDITION, C.PERMISSION_DENIED, C.UNAUTHENTICATED,
+              C.RESOURCE_EXHAUSTED}
+UNARY = [(svc, m) for svc, sd in (("market", "Market"), ("operator", "Operator"))
+         for m in pb.DESCRIPTOR.services_by_name[sd].methods
+         if not m.server_streaming and not m.client_streaming]
+MUTATING = {"RegisterCapacity", "WithdrawCapacity", "PlaceOrder", "CancelOrder", "AmendOrder",
+            "CreateProducts", "Halt", "Resume", "CloseProduct"}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_generated_requests_get_documented_codes_and_change_nothing_when_refused(
+        world: World, data: st.DataObject) -> None:
+    service, method = data.draw(st.sampled_from(UNARY))
+    role = data.draw(st.sampled_from(ROLES))
+    request = data.draw(message(method.input_type, world))
+    state = world.client["operator"].state_hash
+    before = state()[1]
+    code = call(world, service, method.name, request, role)
+    assert code in DOCUMENTED, (method.name, role, code, request)
+    health = health_pb2_grpc.HealthStub(world.channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == (
+        health_pb2.HealthCheckResponse.SERVING)
+    after = state()[1]
+    if code != C.OK or method.name not in MUTATING:
+        assert after == before, (method.name, role, code)
+
+
+# ---- limits --------------------------------------------------------------------------
+
+@pytest.fixture()
+def tight(tmp_path: Path) -> Iterator[Running]:
+    limits = Limits(orders_per_second=20, order_burst=10, max_open_orders_per_account=5,
+                    max_message_bytes=64 << 10, max_list=100)
+    with serving(tmp_path, tick_seconds=3600, limits=limits) as r:
+        yield r
+
+
+def _buyer(r: Running) -> tuple[Client, str]:
+    op = Client(r.target, OPERATOR_TOKEN)
+    pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=NOW_HOUR + 3,
+                             to_hour=NOW_HOUR + 4)[0].product_id
+    return Client(r.target, op.create_account("b", ["buyer"]).token), pid
+
+
+def test_limits_refuse_with_clear_codes(tight: Running) -> None:
+    b, pid = _buyer(tight)
+    placed, errors = [], []
+    for _ in range(15):
+        try:
+            placed.append(b.place_order(pid, "buy", "1.00", 1, tif="ioc"))
+        except RpcError as err:
+            errors.append(err)
+    # the burst is 10: the rest are refused with a retry hint
+    assert len(placed) == 10 and {e.reason for e in errors} == {"RATE_LIMITED"}
+    assert all(e.code == C.RESOURCE_EXHAUSTED for e in errors)
+    time.sleep(0.6)  # 20/s refills a dozen tokens
+    rest = [b.place_order(pid, "buy", "1.00", 1) for _ in range(5)]
+    with pytest.raises(RpcError) as info:
+        b.place_order(pid, "buy", "1.00", 1)
+    assert (info.value.code, info.value.reason) == (C.RESOURCE_EXHAUSTED, "TOO_MANY_OPEN_ORDERS")
+    b.cancel_order(rest[0].order_id)
+    time.sleep(0.2)
+    b.place_order(pid, "buy", "1.00", 1)  # room again
+    with pytest.raises(RpcError) as info:
+        b.get_book("x" * 1000)
+    assert (info.value.code, info.value.reason) == (C.INVALID_ARGUMENT, "FIELD_TOO_LONG")
+    with pytest.raises(RpcError) as info:
+        b.list_orders("y" * 100_000)  # larger than the 64 KiB message limit
+    assert info.value.code == C.RESOURCE_EXHAUSTED
+
+
+def test_rate_limit_carries_a_retry_hint(tight: Running) -> None:
+    b, pid = _buyer(tight)
+    stub = rpc.MarketStub(grpc.insecure_channel(tight.target))
+    md = b._md
+    req = pb.PlaceOrderRequest(product_id=pid, side=pb.SIDE_BUY, price_micros=1_000_000,
+                               quantity=1, time_in_force=pb.TIME_IN_FORCE_IOC)
+    for _ in range(30):
+        try:
+            stub.PlaceOrder(req, metadata=md, timeout=5)
+        except grpc.RpcError as err:
+            trailing = dict(err.trailing_metadata())
+            assert trailing["spotex-reason"] == "RATE_LIMITED"
+            assert int(trailing["retry-after-ms"]) > 0
+            return
+    raise AssertionError("never rate limited")
+
+
+def test_a_command_past_its_deadline_is_not_applied(tight: Running) -> None:
+    b, pid = _buyer(tight)
+    gw = tight.server.gateway
+    block = threading.Event()
+    gw.submit(block.wait)  # hold the writer
+    with pytest.raises(RpcError) as info:
+        Client(tight.target, b._md[0][1][7:], timeout=0.3).place_order(
+            pid, "buy", "1.00", 1, client_order_id="late")
+    assert info.value.code == C.DEADLINE_EXCEEDED
+    block.set()
+    gw.call(lambda: None)
+    assert all(o.client_order_id != "late" for o in b.list_orders())
+
+
+# ---- journal failure -------------------------------------------------------------------
+
+class FlakyDisk:
+    """Stands for a full disk: syncs fail while ``full`` is set."""
+
+    full = False
+
+    def __init__(self, path: Path) -> None:
+        self.inner = REAL_WRITER(path)
+
+    def append(self, *a: Any) -> None:
+        self.inner.append(*a)
+
+    def sync(self) -> None:
+        if FlakyDisk.full:
+            raise OSError(28, "No space left on device")
+        self.inner.sync()
+
+    def synced_len(self) -> int:
+        return int(self.inner.synced_len())
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+REAL_WRITER = gateway_module.JournalWriter
+
+
+def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gateway_module, "JournalWriter", FlakyDisk)
+    FlakyDisk.full = False
+    with serving(tmp_path, tick_seconds=0.1) as r:
+        b, pid = _buyer(r)
+        kept = b.place_order(pid, "buy", "1.00", 2)
+        FlakyDisk.full = True
+        for _ in range(3):
+            with pytest.raises(RpcError) as info:
+                b.place_order(pid, "buy", "1.10", 1, client_order_id="lost")
+            assert info.value.code == C.UNAVAILABLE
+            assert info.value.reason == "JOURNAL_UNAVAILABLE"
+            time.sleep(0.25)  # the ticker tries to resume and fails: still full
+        FlakyDisk.full = False
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                b.place_order(pid, "buy", "1.20", 1)
+                break
+            except RpcError:
+                assert time.monotonic() < deadline, "never resumed"
+                time.sleep(0.1)
+        orders = b.list_orders(pid)
+        assert kept.order_id in {o.order_id for o in orders}
+        assert "lost" not in {o.client_order_id for o in orders}, "an unacked order survived"
+        seq, h = Client(r.target, OPERATOR_TOKEN).state_hash()
+    # after the failure the journal on disk replays to exactly the live state
+    from spotex._core import replay_journal
+
+    engine, last, _ = replay_journal(tmp_path / "journal.log")
+    assert engine.state_hash() == h and last >= seq
+
+
+# ---- TLS ---------------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_with_and_without_client_certificates(tmp_path: Path) -> None:
+    def make(name: str, *extra: str) -> tuple[Path, Path]:
+        key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "1", "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+                        *extra], check=True, capture_output=True)
+        return cert, key
+    cert, key = make("localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+    ccert, ckey = make("client")
+    with serving(tmp_path / "a", tls=TlsConfig(cert, key)) as r:
+        assert Client(r.target, OPERATOR_TOKEN, tls_ca=cert.read_bytes()).list_products() == []
+        with pytest.raises(RpcError) as info:
+            Client(r.target, OPERATOR_TOKEN, timeout=3).list_products()  # plaintext
+        assert info.value.code == C.UNAVAILABLE
+    with serving(tmp_path / "b", tls=TlsConfig(cert, key, client_ca=ccert)) as r:
+        ok = Client(r.target, OPERATOR_TOKEN, tls_ca=cert.read_bytes(),
+                    tls_cert=ccert.read_bytes(), tls_key=ckey.read_bytes())
+        assert ok.list_products() == []
+        with pytest.raises(RpcError):
+            Client(r.target, OPERATOR_TOKEN, tls_ca=cert.read_bytes(), timeout=3).list_products()
+
+
+# ---- slow consumers ------------------------------------------------------------------------
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_soak_with_slow_subscribers_keeps_memory_flat(tmp_path: Path) -> None:
+    """Sustained order traffic for a fixed time while subscribers that never read hang on;
+    the server's resident memory is sampled and must level off, and a stalled subscriber
+    is told it fell behind."""
+    proc = subprocess.Popen([sys.executable, "-m", "spotex.cli", "serve", "--listen",
+                             "127.0.0.1:0", "--data-dir", str(tmp_path), "--operator-token",
+                             OPERATOR_TOKEN, "--subscriber-queue", "2000", "--fsync", "none"],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    try:
+        while not (m := re.search(r"listening on (\S+)", proc.stderr.readline())):
+            assert proc.poll() is None
+        target = m.group(1)
+        b, pid = _buyer(Running(None, target, None))  # type: ignore[arg-type]
+        # subscribers that never read, on channels that do not grow their receive window,
+        # so the server sees them stall instead of the client library buffering for them
+        slow_channel = grpc.insecure_channel(target, options=[("grpc.http2.bdp_probe", 0)])
+        md = (("authorization", f"Bearer {OPERATOR_TOKEN}"),)
+        slow = [rpc.MarketStub(slow_channel).StreamMarketData(
+            pb.StreamMarketDataRequest(product_ids=[pid]), metadata=md, timeout=60)
+            for _ in range(3)]
+        for s in slow:
+            assert next(s).WhichOneof("payload") == "snapshot"
+        # load that makes market data but keeps no new records: re-pricing one order
+        order = b.place_order(pid, "buy", "1.00", 1)
+        stub = rpc.MarketStub(grpc.insecure_channel(target))
+        samples, stop = [], time.monotonic() + 10
+        i = 1
+        while time.monotonic() < stop:
+            stub.AmendOrder(pb.AmendOrderRequest(order_id=order.order_id,
+                                                 price_micros=1_000_000 + (i % 2) * 10_000),
+                            metadata=b._md, timeout=5)
+            i += 1
+            if i % 100 == 0:
+                samples.append(_rss_kb(proc.pid))
+        assert i >= 2_000, "not enough load to overflow the queue and the transport"
+        third = len(samples) // 3
+        early, late = max(samples[:third]), max(samples[-third:])
+        assert late < early + 40_000, f"resident memory kept growing: {samples}"
+        with pytest.raises(grpc.RpcError) as info:
+            for _ in slow[0]:
+                pass
+        assert info.value.code() == C.RESOURCE_EXHAUSTED, info.value
+        assert dict(info.value.trailing_metadata())["spotex-reason"] == "SUBSCRIBER_LAGGED"
+    finally:
+        proc.terminate()
+        proc.wait(10)
