@@ -34,7 +34,10 @@ def pct(xs: list[float], q: float) -> float:
 def start_server(token: str, data: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "spotex.cli", "serve", "--listen", "127.0.0.1:0",
-         "--data-dir", data, "--operator-token", token, *extra],
+         "--data-dir", data, "--operator-token", token,
+         # a benchmark account is a market maker: lift the per-account defaults
+         "--orders-per-second", "1e9", "--order-burst", "1000000000",
+         "--max-open-orders", "10000000", *extra],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert proc.stderr is not None
     deadline = time.monotonic() + 30
