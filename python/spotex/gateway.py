@@ -42,6 +42,9 @@ JOURNAL = "journal.log"
 ADVANCE_TIME_COMMAND = bytes([10])
 SNAPSHOTS = "snapshots"
 _SNAP_MAGIC = b"SPXSNAP1"
+# the gateway operations a journal record may name
+REPLAYABLE = frozenset({"create_product", "register_capacity", "withdraw_capacity",
+                        "set_state", "advance_time", "place", "cancel", "amend"})
 log = logging.getLogger("spotex.gateway")
 
 
@@ -430,7 +433,8 @@ class Gateway:
               stp: str = "cancel_newest", cluster: str | None = None,
               gang: int = 1) -> OrderRecord:
         self._check_available()
-        if self.open_orders.get(account, 0) >= self.max_open_orders:
+        replaying = self._forced_ts is not None  # policy limits may have changed since
+        if not replaying and self.open_orders.get(account, 0) >= self.max_open_orders:
             raise GatewayError("TOO_MANY_OPEN_ORDERS", f"at most {self.max_open_orders} "
                                "open orders per account; cancel some first")
         if client_order_id and (account, client_order_id) in self.by_client_id:
@@ -611,11 +615,13 @@ class Gateway:
                 continue
             if seq != self.sequence + 1:
                 raise JournalError(f"journal starts at {seq}, snapshot ends at {self.sequence}")
-            m = json.loads(meta)
             self._forced_ts = ts
             try:
+                m = json.loads(meta)
+                if m.get("op") not in REPLAYABLE:
+                    raise JournalError(f"record {seq}: unknown operation {m.get('op')!r}")
                 getattr(self, m["op"])(**m["kw"])
-            except (SpotexError, GatewayError) as err:
+            except (SpotexError, GatewayError, ValueError, TypeError, KeyError) as err:
                 raise JournalError(f"replay of record {seq} was refused: {err}") from err
             finally:
                 self._forced_ts = None
