@@ -9,6 +9,7 @@ pub mod capacity;
 pub mod codec;
 pub mod command;
 pub mod engine;
+pub mod flow;
 pub mod journal;
 pub mod product;
 pub mod reject;
