@@ -188,6 +188,19 @@ class Engine:
 
 def reject_codes() -> list[str]: ...
 def cancel_reasons() -> list[str]: ...
+def flow(
+    scenario: str,
+    *,
+    seed: int = 42,
+    new_orders: int = 1_000_000,
+    sellers: int = 4,
+) -> tuple[
+    list[tuple[str, int, int, int, int]],
+    list[tuple[int, str, str, str, list[tuple[str, int]], int, int]],
+    bytes,
+    dict[str, int],
+]: ...
+
 def workload(
     seed: int = 42,
     ops: int = 1_000_000,

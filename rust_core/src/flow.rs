@@ -9,9 +9,12 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::batch::{encode_order_command, encode_place, kind, RECORD};
-use crate::command::NewOrder;
+use crate::capacity::NodeSpec;
+use crate::command::{Command, NewOrder};
+use crate::engine::Engine;
 use crate::types::*;
-use crate::workload::{seller_account, Rng, MID, T0, TICK};
+use crate::workload::{seller_account, setup_commands as workload_setup, Rng, WorkloadSpec};
+use crate::workload::{MID, T0, TICK};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -61,6 +64,9 @@ pub struct FlowCounts {
     pub cancels: usize,
     pub duplicate_cancels: usize,
     pub messages: usize,
+    /// Per seller: the GPUs of all its asks plus all its amends, a bound on what its
+    /// cluster must hold for the stream never to meet a capacity refusal.
+    pub seller_gpus: Vec<Qty>,
 }
 
 enum Later {
@@ -77,11 +83,56 @@ enum Later {
     },
 }
 
+/// GPUs per node in the flow's clusters (the most a node may have).
+const NODE_GPUS: u32 = 64;
+
+/// The market the flow trades in: one product (handle 0) and one cluster per seller
+/// (handles 0..sellers), each large enough that capacity never refuses an ask, so the
+/// stream means the same to engines that know nothing of capacity: a seller's cluster
+/// holds every GPU its asks and amends in `counts` could ever reserve or sell.
+pub fn setup_commands(spec: &FlowSpec, counts: &FlowCounts) -> Vec<Command> {
+    let mut cmds = workload_setup(&WorkloadSpec {
+        products: 1,
+        sellers: spec.sellers,
+        nodes_per_cluster: 0,
+        ..WorkloadSpec::default()
+    });
+    for c in &mut cmds {
+        if let Command::RegisterCapacity {
+            account,
+            spec: cluster,
+        } = c
+        {
+            let seller = (*account - seller_account(0)) as usize;
+            let gpus = counts.seller_gpus.get(seller).copied().unwrap_or(0) as u64;
+            let nodes = gpus.div_ceil(NODE_GPUS as u64).max(1);
+            cluster.nodes = (0..nodes)
+                .map(|n| NodeSpec {
+                    id: format!("node-{n}"),
+                    gpus: NODE_GPUS,
+                })
+                .collect();
+        }
+    }
+    cmds
+}
+
+/// Applies [`setup_commands`] to an engine.
+pub fn setup(engine: &mut Engine, spec: &FlowSpec, counts: &FlowCounts) {
+    let mut out = Vec::new();
+    for c in setup_commands(spec, counts) {
+        engine.apply(T0, &c, &mut out).expect("flow setup is valid");
+    }
+}
+
 /// The records (64 bytes each, see `batch`) and what they contain.
 pub fn generate(spec: &FlowSpec) -> (Vec<u8>, FlowCounts) {
     let mut rng = Rng(spec.seed ^ 0x5107_F10E);
     let mut out = Vec::with_capacity(spec.new_orders * 2 * RECORD);
-    let mut counts = FlowCounts::default();
+    let mut counts = FlowCounts {
+        seller_gpus: vec![0; spec.sellers as usize],
+        ..FlowCounts::default()
+    };
     // actions due at a later message index; the slot breaks ties deterministically
     let mut due: Due = BinaryHeap::new();
     let mut actions: Vec<Option<Later>> = Vec::new();
@@ -135,6 +186,9 @@ pub fn generate(spec: &FlowSpec) -> (Vec<u8>, FlowCounts) {
         };
         out.extend_from_slice(&encode_place(&order, ts(msg)));
         msg += 1;
+        if side == Side::Sell {
+            counts.seller_gpus[seller as usize] += qty;
+        }
         counts.new_orders += 1;
         let id = next_id;
         next_id += 1;
@@ -151,6 +205,9 @@ pub fn generate(spec: &FlowSpec) -> (Vec<u8>, FlowCounts) {
             } else {
                 qty
             };
+            if side == Side::Sell {
+                counts.seller_gpus[seller as usize] += new_qty;
+            }
             let amend = Later::Amend {
                 id,
                 account,
@@ -237,8 +294,6 @@ fn emit(out: &mut Vec<u8>, what: Option<Later>, ts: Timestamp, counts: &mut Flow
 mod tests {
     use super::*;
     use crate::batch::apply_batch;
-    use crate::workload::{setup, WorkloadSpec};
-    use crate::Engine;
 
     #[test]
     fn the_mix_is_as_documented_and_reproducible() {
@@ -264,21 +319,22 @@ mod tests {
             assert!(c.duplicate_cancels > 0);
             // an engine takes it: the duplicates and cancels of filled orders are refused
             let mut engine = Engine::new();
-            setup(
-                &mut engine,
-                &WorkloadSpec {
-                    products: 1,
-                    sellers: 4,
-                    ..WorkloadSpec::default()
-                },
-            );
+            setup(&mut engine, &spec, &c);
             let mut events = Vec::new();
             apply_batch(&mut engine, &bytes, &mut events).unwrap();
-            let rejected = events.chunks_exact(RECORD).filter(|e| e[4] == 2).count();
+            let rejected: Vec<&[u8]> = events.chunks_exact(RECORD).filter(|e| e[4] == 2).collect();
             assert!(
-                rejected >= c.duplicate_cancels && rejected < c.messages / 4,
-                "{rejected}"
+                rejected.len() >= c.duplicate_cancels && rejected.len() < c.messages / 4,
+                "{}",
+                rejected.len()
             );
+            // only cancels and amends of orders no longer live are refused: never a
+            // new order, so capacity never binds
+            let is_place = |e: &&&[u8]| {
+                let at = u32::from_le_bytes(e[0..4].try_into().unwrap()) as usize * RECORD;
+                bytes[at] == kind::PLACE
+            };
+            assert_eq!(rejected.iter().filter(is_place).count(), 0);
         }
     }
 }

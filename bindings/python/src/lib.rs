@@ -3,7 +3,7 @@
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -1018,9 +1018,19 @@ fn workload<'py>(
         nodes_per_cluster,
         max_live,
     };
+    let (ps, cs) = market_of(core::workload::setup_commands(&spec));
+    let recs = py.detach(|| core::workload::records(&spec));
+    Ok((ps, cs, PyBytes::new(py, &recs)))
+}
+
+type ProductRow = (String, i64, i64, i64, i64);
+type ClusterRow = (u64, String, String, String, Vec<(String, u32)>, i64, i64);
+
+/// Setup commands as plain rows a caller can replay through the public API.
+fn market_of(cmds: Vec<Command>) -> (Vec<ProductRow>, Vec<ClusterRow>) {
     let mut ps = Vec::new();
     let mut cs = Vec::new();
-    for c in core::workload::setup_commands(&spec) {
+    for c in cmds {
         match c {
             Command::CreateProduct(p) => ps.push((p.id, p.tick, p.lot, p.open_at, p.close_at)),
             Command::RegisterCapacity { account, spec: c } => cs.push((
@@ -1035,8 +1045,54 @@ fn workload<'py>(
             _ => {}
         }
     }
-    let recs = py.detach(|| core::workload::records(&spec));
-    Ok((ps, cs, PyBytes::new(py, &recs)))
+    (ps, cs)
+}
+
+/// The realistic order flow for engine comparisons (see `spotex_core::flow`):
+/// `(products, clusters, records, counts)`, shaped like [`workload`]. `scenario` is one
+/// of `calm`, `trending`, `volatile`, `crash`.
+#[pyfunction]
+#[pyo3(signature = (scenario, *, seed=42, new_orders=1_000_000, sellers=4))]
+#[allow(clippy::type_complexity)]
+fn flow<'py>(
+    py: Python<'py>,
+    scenario: &str,
+    seed: u64,
+    new_orders: usize,
+    sellers: u32,
+) -> PyResult<(
+    Vec<ProductRow>,
+    Vec<ClusterRow>,
+    Bound<'py, PyBytes>,
+    std::collections::BTreeMap<&'static str, usize>,
+)> {
+    use core::flow::{FlowSpec, Scenario};
+    let scenario = Scenario::ALL
+        .into_iter()
+        .find(|s| s.name() == scenario)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown scenario {scenario:?}")))?;
+    if sellers == 0 {
+        return Err(PyValueError::new_err("sellers must be at least 1"));
+    }
+    let spec = FlowSpec {
+        seed,
+        new_orders,
+        scenario,
+        sellers,
+    };
+    let (recs, counts) = py.detach(|| core::flow::generate(&spec));
+    let (ps, cs) = market_of(core::flow::setup_commands(&spec, &counts));
+    let summary = [
+        ("new_orders", counts.new_orders),
+        ("ioc", counts.ioc),
+        ("amends", counts.amends),
+        ("cancels", counts.cancels),
+        ("duplicate_cancels", counts.duplicate_cancels),
+        ("messages", counts.messages),
+    ]
+    .into_iter()
+    .collect();
+    Ok((ps, cs, PyBytes::new(py, &recs), summary))
 }
 
 /// Appends checksummed records to a journal file; `sync` makes them durable.
@@ -1208,6 +1264,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reject_codes, m)?)?;
     m.add_function(wrap_pyfunction!(cancel_reasons, m)?)?;
     m.add_function(wrap_pyfunction!(workload, m)?)?;
+    m.add_function(wrap_pyfunction!(flow, m)?)?;
     m.add_class::<JournalWriter>()?;
     m.add_function(wrap_pyfunction!(read_journal, m)?)?;
     m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
