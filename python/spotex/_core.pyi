@@ -24,6 +24,7 @@ __all__ = [
     "UnknownProductError",
     "Utilisation",
     "cancel_reasons",
+    "flow",
     "read_journal",
     "reject_codes",
     "replay_journal",
