@@ -107,6 +107,69 @@ def demo(listen: str, rounds: int, seed: int, linger: float) -> None:
 
 
 @main.command()
+@click.option("--target", default=None,
+              help="host:port of a running server to load (with --operator-token); "
+                   "default: start one on loopback with a fresh data directory")
+@click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default=None)
+@click.option("--clients", default=8, show_default=True, help="concurrent clients")
+@click.option("--duration", default=10.0, show_default=True, help="seconds per phase, at most")
+@click.option("--max-orders", default=200_000, show_default=True, help="orders per phase, at most")
+@click.option("--per-message", default=100, show_default=True,
+              help="orders per SubmitOrders message")
+@click.option("--md-subscribers", default=2, show_default=True)
+@click.option("--exec-subscribers", default=2, show_default=True)
+@click.option("--phase", "phases", multiple=True, type=click.Choice(["unary-latency", "unary",
+              "stream"]), help="run only these phases (repeatable); default: all")
+@click.option("--fsync", type=click.Choice(["batch", "none"]), default="batch",
+              show_default=True, help="the started server's fsync policy")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("bench/results/loadgen.json"), show_default=True)
+def bench(target: str | None, operator_token: str | None, clients: int, duration: float,
+          max_orders: int, per_message: int, md_subscribers: int, exec_subscribers: int,
+          phases: tuple[str, ...], fsync: str, out: Path) -> None:
+    """Load a server with N concurrent clients and report throughput and latency."""
+    import contextlib
+    import json
+
+    from spotex import loadgen
+
+    cfg = loadgen.BenchConfig(clients=clients, duration=duration, max_orders=max_orders,
+                              per_message=per_message, md_subscribers=md_subscribers,
+                              exec_subscribers=exec_subscribers)
+    if target and not operator_token:
+        raise click.UsageError("--target needs --operator-token (or SPOTEX_OPERATOR_TOKEN)")
+    with contextlib.ExitStack() as stack:
+        if not target:
+            target, operator_token = stack.enter_context(loadgen.local_server(fsync))
+        assert operator_token is not None
+        with console.status(f"loading {target} with {clients} clients"):
+            report = loadgen.run(cfg, target, operator_token, list(phases) or loadgen.PHASES)
+    if not phases or "stream" in phases:
+        report["config"]["fsync"] = fsync
+    res = report["results"]
+    t = Table("phase", "clients", "per second", "p50 ms", "p99 ms", "p99.9 ms", "max ms",
+              title=f"spotex bench: {report['machine']['cpu']}, {report['machine']['cores']} cores")
+    floor = res["grpc_health_check"]
+    t.add_row("grpc health check (floor)", "1", "", f"{floor['p50']:.2f}", f"{floor['p99']:.2f}",
+              f"{floor['p99_9']:.2f}", f"{floor['max']:.2f}")
+    for name, r in res.items():
+        if not isinstance(r, dict) or ("latency_ms" not in r and "message_latency_ms" not in r):
+            continue
+        lat = r.get("latency_ms") or r["message_latency_ms"]
+        rate = (f"{r['orders_per_sec']:,.0f} orders" if "orders_per_sec" in r
+                else f"{r['calls_per_sec']:,.0f} calls")
+        label = name + (f" ({r['orders_per_message']}/msg, per message)"
+                        if "orders_per_message" in r else "")
+        t.add_row(label, str(r.get("clients", 1)), rate, f"{lat['p50']:.2f}",
+                  f"{lat['p99']:.2f}", f"{lat['p99_9']:.2f}", f"{lat['max']:.2f}")
+    console.print(t)
+    console.print(f"subscribers attached: {res['subscribers']}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {out}")
+
+
+@main.command()
 @click.pass_context
 def products(ctx: click.Context) -> None:
     """List products."""
