@@ -427,7 +427,7 @@ def test_soak_with_slow_subscribers_keeps_memory_flat(tmp_path: Path) -> None:
             pb.StreamMarketDataRequest(product_ids=[pid]), metadata=md, timeout=60)
             for _ in range(3)]
         for s in slow:
-            assert next(s).WhichOneof("payload") == "snapshot"
+            assert next(s).updates[0].WhichOneof("payload") == "snapshot"
         # load that makes market data but keeps no new records: re-pricing one order
         order = b.place_order(pid, "buy", "1.00", 1)
         stub = rpc.MarketStub(grpc.insecure_channel(target))

@@ -449,7 +449,7 @@ class Client:
                 pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
             seen = _Book()
             try:
-                for m in call:
+                for m in _updates(call):
                     e = _market_event(m)
                     if seen.gap(e):
                         call.cancel()
@@ -470,8 +470,9 @@ class Client:
         call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
                                                       metadata=self._md)
         try:
-            for m in call:
-                yield _execution(m)
+            for batch in call:
+                for m in batch.executions:
+                    yield _execution(m)
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 raise _rpc_error(err) from None
@@ -500,6 +501,12 @@ class Client:
                         yield _order(x.order)
         except grpc.RpcError as err:
             raise _rpc_error(err) from None
+
+
+def _updates(call: Any) -> Iterator[Any]:
+    """The market-data updates of a stream of batches, one at a time."""
+    for batch in call:
+        yield from batch.updates
 
 
 def _code(n: int) -> grpc.StatusCode:
@@ -612,11 +619,15 @@ class AsyncClient:
                 pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
             seen = _Book()
             try:
-                async for m in call:
-                    e = _market_event(m)
-                    if seen.gap(e):
-                        break
-                    yield e
+                async for batch in call:
+                    for m in batch.updates:
+                        e = _market_event(m)
+                        if seen.gap(e):
+                            break
+                        yield e
+                    else:
+                        continue
+                    break  # a gap: resubscribe
                 else:
                     return
             except grpc.RpcError as err:
@@ -629,7 +640,8 @@ class AsyncClient:
         call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
                                                       metadata=self._md)
         try:
-            async for m in call:
-                yield _execution(m)
+            async for batch in call:
+                for m in batch.executions:
+                    yield _execution(m)
         finally:
             call.cancel()

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from spotex._core import (
     Engine,
     Event,
@@ -332,8 +334,7 @@ class Gateway:
     def _journal(self, ts: int, command: bytes, meta: dict[str, Any]) -> None:
         self.sequence += 1
         if self.journal is not None:
-            self.journal.append(self.sequence, ts, command,
-                                json.dumps(meta, separators=(",", ":")).encode())
+            self.journal.append(self.sequence, ts, command, orjson.dumps(meta))
 
     def _check_available(self) -> None:
         if self.unavailable is not None:

@@ -250,8 +250,8 @@ class Subscribers:
         while True:
             call = t.stub.StreamMarketData(pb.StreamMarketDataRequest(), metadata=t.md)
             try:
-                async for _ in call:
-                    self.market_data += 1
+                async for batch in call:
+                    self.market_data += len(batch.updates)
                 return
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -261,8 +261,8 @@ class Subscribers:
     async def _exec(self, m: Market, t: Trader) -> None:
         call = t.stub.StreamExecutions(pb.StreamExecutionsRequest(), metadata=t.md)
         with contextlib.suppress(grpc.aio.AioRpcError):
-            async for _ in call:
-                self.executions += 1
+            async for batch in call:
+                self.executions += len(batch.executions)
 
     async def stop(self) -> None:
         for task in self.tasks:

@@ -79,26 +79,30 @@ class Hub:
                 _force_lagged(q)
 
     def dispatch_all(self, outs: list[Published]) -> None:
-        for out in outs:
-            self.dispatch(out)
-
-    def dispatch(self, out: Published) -> None:
-        if self.market and out.market:
-            msgs = [(p, _market_pb(p, seq, kind, payload)) for p, seq, kind, payload in out.market]
-            for products, q in self.market:
-                for p, m in msgs:
-                    if products is None or p in products:
-                        _offer(q, m)
-        for account, seq, kind, rec, fill, alloc in out.executions:
-            queues = self.executions.get(account)
-            if not queues:
-                continue
-            m = pb.Execution(sequence=seq, kind=kind,
-                             order=wire.order_pb(rec, with_fills=False) if rec else None,
-                             fill=wire.fill_pb(fill) if fill else None,
-                             allocation=wire.allocation_pb(alloc, account) if alloc else None)
-            for q in queues:
-                _offer(q, m)
+        """One round of the writer: each subscriber gets what it is due from it as one
+        queue entry, which travels as one stream message."""
+        if self.market:
+            msgs = [(p, _market_pb(p, seq, kind, payload))
+                    for out in outs for p, seq, kind, payload in out.market]
+            if msgs:
+                for products, q in self.market:
+                    mine = [m for p, m in msgs if products is None or p in products]
+                    if mine:
+                        _offer(q, mine)
+        if self.executions:
+            due: dict[int, list[Any]] = {}
+            for out in outs:
+                for account, seq, kind, rec, fill, alloc in out.executions:
+                    if account not in self.executions:
+                        continue
+                    due.setdefault(account, []).append(pb.Execution(
+                        sequence=seq, kind=kind,
+                        order=wire.order_pb(rec, with_fills=False) if rec else None,
+                        fill=wire.fill_pb(fill) if fill else None,
+                        allocation=wire.allocation_pb(alloc, account) if alloc else None))
+            for account, ms in due.items():
+                for q in self.executions.get(account, ()):
+                    _offer(q, ms)
 
 
 def _force_lagged(q: asyncio.Queue[Any]) -> None:
@@ -116,14 +120,27 @@ def _offer(q: asyncio.Queue[Any], m: Any) -> None:
         q.put_nowait(m)
 
 
-async def _drain(q: asyncio.Queue[Any], context: Any, hint: str) -> AsyncIterator[Any]:
-    """A subscriber's messages until it falls a whole queue behind, then a clear status."""
+# the most updates one stream message carries when a subscriber has a backlog
+MAX_UPDATES_PER_MESSAGE = 4096
+
+
+async def _drain(q: asyncio.Queue[Any], context: Any, hint: str,
+                 wrap: Callable[[list[Any]], Any]) -> AsyncIterator[Any]:
+    """A subscriber's messages until it falls a whole queue behind, then a clear status.
+    Entries waiting in the queue go out together, as one message."""
     while True:
-        m = await q.get()
-        if m is _LAGGED:
+        entry = await q.get()
+        merged: list[Any] = []
+        while entry is not _LAGGED:
+            merged.extend(entry)
+            if q.empty() or len(merged) >= MAX_UPDATES_PER_MESSAGE:
+                break
+            entry = q.get_nowait()
+        if merged:
+            yield wrap(merged)
+        if entry is _LAGGED:
             await _fail(context, "SUBSCRIBER_LAGGED", f"the stream fell behind; {hint}",
                         grpc.StatusCode.RESOURCE_EXHAUSTED)
-        yield m
 
 
 def _market_pb(product: str, seq: int, kind: str, payload: Any) -> Any:
@@ -338,14 +355,15 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
             snaps = [(p, *gw.book(p, 1 << 30)) for p in sorted(wanted or known)]
 
             def register() -> None:
-                for p, seq, bids, asks in snaps:
-                    q.put_nowait(pb.MarketData(product_id=p, sequence=seq,
-                                               snapshot=wire.book_pb(p, seq, bids, asks)))
+                q.put_nowait([pb.MarketData(product_id=p, sequence=seq,
+                                            snapshot=wire.book_pb(p, seq, bids, asks))
+                              for p, seq, bids, asks in snaps])
                 hub.market.append(entry)
             loop.call_soon_threadsafe(register)
         await self.s.command(context, subscribe)
         try:
-            async for m in _drain(q, context, "resubscribe for a fresh snapshot"):
+            async for m in _drain(q, context, "resubscribe for a fresh snapshot",
+                                  lambda ms: pb.MarketDataBatch(updates=ms)):
                 yield m
         finally:
             if entry in hub.market:
@@ -359,7 +377,8 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         await self.s.writer(lambda: None)
         hub.executions.setdefault(a.account_id, []).append(q)
         try:
-            async for m in _drain(q, context, "list your orders to catch up"):
+            async for m in _drain(q, context, "list your orders to catch up",
+                                  lambda ms: pb.ExecutionBatch(executions=ms)):
                 yield m
         finally:
             hub.executions[a.account_id].remove(q)
