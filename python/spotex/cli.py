@@ -170,6 +170,59 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
 
 
 @main.command()
+@click.option("--target", default=None,
+              help="host:port of a running server (with --operator-token); default: start "
+                   "one on loopback")
+@click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default=None)
+@click.option("--steps", default=3_000, show_default=True, help="agent actions")
+@click.option("--buyers", default=24, show_default=True)
+@click.option("--sellers", default=8, show_default=True, help="besides the large seller")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("bench/results"), show_default=True,
+              help="simulate.json, simulate_prices.png and simulate_supply_demand.png")
+def simulate(target: str | None, operator_token: str | None, steps: int, buyers: int,
+             sellers: int, seed: int, out_dir: Path) -> None:
+    """Zero-intelligence agents trade one delivery hour through the SDK; prints
+    allocative efficiency, volume, prices and utilisation, and draws them."""
+    import json
+    import secrets
+
+    from spotex import simulate as sim
+    from spotex.demo import start_server
+
+    if target and not operator_token:
+        raise click.UsageError("--target needs --operator-token (or SPOTEX_OPERATOR_TOKEN)")
+    cfg = sim.SimConfig(seed=seed, steps=steps, buyers=buyers, sellers=sellers)
+    server = None
+    if not target:
+        operator_token = secrets.token_urlsafe(16)
+        server, loop = start_server("127.0.0.1:0", operator_token)
+        target = f"127.0.0.1:{server.port}"
+    assert operator_token is not None
+    try:
+        with console.status(f"{buyers} buyers and {sellers + 1} sellers trading on {target}"):
+            result = sim.run(target, operator_token, cfg)
+    finally:
+        if server is not None:
+            asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(10)
+    summary = result.summary()
+    t = Table("measure", "value", title=f"simulation, seed {seed}, {steps} steps")
+    for k, v in summary.items():
+        t.add_row(k.replace("_", " "), str(v))
+    console.print(t)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prices, sd = sim.charts(result)
+    (out_dir / "simulate_prices.png").write_bytes(prices)
+    (out_dir / "simulate_supply_demand.png").write_bytes(sd)
+    (out_dir / "simulate.json").write_text(json.dumps(
+        {"config": {k: v for k, v in cfg.__dict__.items()}, "summary": summary,
+         "price_path_usd": [p / 1_000_000 for _, p, _ in result.trades]}, indent=2))
+    console.print(f"wrote simulate.json, simulate_prices.png, simulate_supply_demand.png "
+                  f"to {out_dir}")
+
+
+@main.command()
 @click.pass_context
 def products(ctx: click.Context) -> None:
     """List products."""
