@@ -169,10 +169,10 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
     again.close()
 
 
-def _start(data: Path, token: str) -> tuple[subprocess.Popen[str], str]:
+def _start(data: Path, token: str, fsync: str = "batch") -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "spotex.cli", "serve", "--listen",
                              "127.0.0.1:0", "--data-dir", str(data), "--operator-token", token,
-                             "--snapshot-every", "500"],
+                             "--snapshot-every", "500", "--fsync", fsync],
                             stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     deadline = time.monotonic() + 30
@@ -184,9 +184,12 @@ def _start(data: Path, token: str) -> tuple[subprocess.Popen[str], str]:
     raise AssertionError("server did not start")
 
 
-def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
+# "none" leaves the fsync to the OS, but a crash of the process alone (SIGKILL, the OS
+# survives) must still lose nothing acknowledged
+@pytest.mark.parametrize("fsync", ["batch", "none"])
+def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: str) -> None:
     data, token = tmp_path / "data", "op"
-    proc, target = _start(data, token)
+    proc, target = _start(data, token, fsync)
     op = Client(target, token)
     now_hour = int(time.time()) // 3600
     pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=now_hour + 3,
@@ -220,7 +223,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
         stop.set()
         for t in threads:
             t.join(10)
-        proc, target = _start(data, token)
+        proc, target = _start(data, token, fsync)
         assert acked, "the load produced no acknowledged order"
         owners = [Client(target, t) for t in tokens]
         found = {o.order_id: o for c in owners for o in c.list_orders(pid)}

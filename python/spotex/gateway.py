@@ -349,6 +349,10 @@ class Gateway:
         try:
             if self._fsync == "batch":
                 self.journal.sync()
+            else:
+                # "none" still writes every record out before acknowledging it: a crash
+                # of this process loses nothing; only the OS decides when it hits the disk
+                self.journal.flush()
         except Exception as err:
             # Nothing of this batch may be acknowledged or published; stop accepting
             # until the journal can be written again (see try_resume).

@@ -14,6 +14,9 @@ use std::path::Path;
 /// Where commands go to be durable. A replicated log can implement it later.
 pub trait Journal {
     fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> io::Result<()>;
+    /// Hands every appended record to the operating system: it survives the process
+    /// dying, not the machine losing power.
+    fn flush(&mut self) -> io::Result<()>;
     /// Makes every appended record durable.
     fn sync(&mut self) -> io::Result<()>;
 }
@@ -68,6 +71,10 @@ impl Journal for FileJournal {
         let record = frame(seq, ts, command, meta);
         self.written += record.len() as u64;
         self.out.write_all(&record)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 
     fn sync(&mut self) -> io::Result<()> {

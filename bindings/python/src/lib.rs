@@ -1133,6 +1133,17 @@ impl JournalWriter {
             .map_err(|e| journal_error(format!("append: {e}")))
     }
 
+    /// Hands what was appended to the operating system (survives a crash of this
+    /// process, not a power loss).
+    fn flush(&mut self) -> PyResult<()> {
+        use core::journal::Journal;
+        let j = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| journal_error("journal closed".into()))?;
+        j.flush().map_err(|e| journal_error(format!("flush: {e}")))
+    }
+
     fn sync(&mut self, py: Python<'_>) -> PyResult<()> {
         use core::journal::Journal;
         let j = self
