@@ -198,8 +198,9 @@ pub fn generate(spec: &FlowSpec) -> (Vec<u8>, FlowCounts) {
         }
         // the resting order's future: amended (20%), cancelled (95%), cancelled twice (2%)
         let life = 1 + (4_000 / (1 + rng.below(1_000))) as usize;
-        if rng.below(100) < 20 {
-            let new_price = order.price + if side == Side::Buy { -TICK } else { TICK };
+        // (a bid already at one tick cannot step lower: no amend for it)
+        let new_price = order.price + if side == Side::Buy { -TICK } else { TICK };
+        if rng.below(100) < 20 && new_price > 0 {
             let new_qty = if rng.below(2) == 0 {
                 (qty / 2).max(1)
             } else {
@@ -317,6 +318,11 @@ mod tests {
                 "{c:?}"
             );
             assert!(c.duplicate_cancels > 0);
+            // every amend moves the price, to a positive one (0 means "unchanged" in a
+            // record): engines without that convention read the stream the same way
+            for r in bytes.chunks_exact(RECORD).filter(|r| r[0] == kind::AMEND) {
+                assert!(i64::from_le_bytes(r[32..40].try_into().unwrap()) > 0);
+            }
             // an engine takes it: the duplicates and cancels of filled orders are refused
             let mut engine = Engine::new();
             setup(&mut engine, &spec, &c);
