@@ -37,7 +37,8 @@ def test_load_generator_runs_every_phase_within_its_bounds(tmp_path: Path) -> No
     assert st["message_latency_ms"]["count"] == st["orders"] // 20
     for phase in ("unary-latency", "unary", "stream"):
         assert res[phase]["subscribers"]["market_data_messages_per_sec"] > 0
-    assert res["grpc_health_check"]["count"] == 2_000
+    assert res["grpc_health_check"]["count"] == 2_000 and res["fsync"]["count"] == 500
+    assert res["unary"]["cpu_us_per_order"]["load_generator"] > 0
     assert 0 < res["grpc_health_check"]["p50"] <= res["grpc_health_check"]["p99"]
     # every accepted call reached the engine: the sequence moved past the setup
     assert seq > 60 + 400

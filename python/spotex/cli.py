@@ -138,20 +138,26 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
                               exec_subscribers=exec_subscribers)
     if target and not operator_token:
         raise click.UsageError("--target needs --operator-token (or SPOTEX_OPERATOR_TOKEN)")
+    pid = None
     with contextlib.ExitStack() as stack:
         if not target:
-            target, operator_token = stack.enter_context(loadgen.local_server(fsync))
+            target, operator_token, pid = stack.enter_context(loadgen.local_server(fsync))
         assert operator_token is not None
         with console.status(f"loading {target} with {clients} clients"):
-            report = loadgen.run(cfg, target, operator_token, list(phases) or loadgen.PHASES)
+            report = loadgen.run(cfg, target, operator_token, list(phases) or loadgen.PHASES,
+                                 pid)
     if not phases or "stream" in phases:
         report["config"]["fsync"] = fsync
     res = report["results"]
     t = Table("phase", "clients", "per second", "p50 ms", "p99 ms", "p99.9 ms", "max ms",
+              "server CPU µs/order",
               title=f"spotex bench: {report['machine']['cpu']}, {report['machine']['cores']} cores")
     floor = res["grpc_health_check"]
     t.add_row("grpc health check (floor)", "1", "", f"{floor['p50']:.2f}", f"{floor['p99']:.2f}",
-              f"{floor['p99_9']:.2f}", f"{floor['max']:.2f}")
+              f"{floor['p99_9']:.2f}", f"{floor['max']:.2f}", "")
+    fs = res["fsync"]
+    t.add_row("fdatasync of a journal append (floor)", "1", "", f"{fs['p50']:.2f}",
+              f"{fs['p99']:.2f}", f"{fs['p99_9']:.2f}", f"{fs['max']:.2f}", "")
     for name, r in res.items():
         if not isinstance(r, dict) or ("latency_ms" not in r and "message_latency_ms" not in r):
             continue
@@ -160,8 +166,10 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
                 else f"{r['calls_per_sec']:,.0f} calls")
         label = name + (f" ({r['orders_per_message']}/msg, per message)"
                         if "orders_per_message" in r else "")
+        cpu = r["cpu_us_per_order"]["server"]
         t.add_row(label, str(r.get("clients", 1)), rate, f"{lat['p50']:.2f}",
-                  f"{lat['p99']:.2f}", f"{lat['p99_9']:.2f}", f"{lat['max']:.2f}")
+                  f"{lat['p99']:.2f}", f"{lat['p99_9']:.2f}", f"{lat['max']:.2f}",
+                  f"{cpu:.0f}" if cpu is not None else "-")
     console.print(t)
     console.print(f"subscribers attached: {res['subscribers']}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,10 +78,10 @@ def summary(h: HdrHistogram) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def local_server(fsync: str = "batch") -> Iterator[tuple[str, str]]:
+def local_server(fsync: str = "batch") -> Iterator[tuple[str, str, int]]:
     """``spotex serve`` in its own process on a free loopback port with a fresh data
     directory and the per-account limits lifted (a benchmark account is a market maker).
-    Yields ``(target, operator token)``; stops the server at the end."""
+    Yields ``(target, operator token, server pid)``; stops the server at the end."""
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="spotex-bench-") as data:
         proc = subprocess.Popen(
@@ -91,7 +91,7 @@ def local_server(fsync: str = "batch") -> Iterator[tuple[str, str]]:
              "--max-open-orders", "10000000"],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         try:
-            yield _listening(proc), token
+            yield _listening(proc), token, proc.pid
         finally:
             proc.terminate()
             try:
@@ -282,6 +282,24 @@ async def health_floor(target: str, calls: int) -> dict[str, float]:
     return summary(h)
 
 
+def fsync_floor(calls: int = 500) -> dict[str, float]:
+    """The other floor under a durable acknowledgement: appending a small record to a file
+    in the temporary directory (where the started server keeps its journal) and
+    fsyncing it, one at a time, as the writer does once per round."""
+    h = histogram()
+    with tempfile.TemporaryDirectory(prefix="spotex-fsync-") as d:
+        fd = os.open(os.path.join(d, "probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for _ in range(calls):
+                os.write(fd, b"x" * 128)
+                t = time.perf_counter_ns()
+                os.fdatasync(fd)
+                h.record_value(max(1, (time.perf_counter_ns() - t) // 1000))
+        finally:
+            os.close(fd)
+    return summary(h)
+
+
 async def unary_latency(m: Market, cfg: BenchConfig) -> dict[str, Any]:
     """One trader, one call at a time, the unary mix."""
     t = m.traders[0]
@@ -365,14 +383,30 @@ async def stream(m: Market, cfg: BenchConfig) -> dict[str, Any]:
             "results": dict(codes)}
 
 
-async def run_phases(m: Market, cfg: BenchConfig, phases: list[str]) -> dict[str, Any]:
+def cpu_seconds(pid: int | None) -> tuple[float, float]:
+    """CPU time (user + system) of the server process, if known, and of this one."""
+    mine = os.times()
+    server = 0.0
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # utime and stime are fields 14 and 15 of stat(5); [0] here is field 3
+            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return server, mine.user + mine.system
+
+
+async def run_phases(m: Market, cfg: BenchConfig, phases: list[str],
+                     server_pid: int | None = None) -> dict[str, Any]:
     connect(m)
     subs = Subscribers()
     subs.start(m, cfg)
-    out: dict[str, Any] = {"grpc_health_check": await health_floor(m.target, 2_000)}
+    out: dict[str, Any] = {"grpc_health_check": await health_floor(m.target, 2_000),
+                           "fsync": fsync_floor()}
     try:
         for phase in phases:
             md0, ex0 = subs.market_data, subs.executions
+            cpu0 = cpu_seconds(server_pid)
             t0 = time.perf_counter()
             if phase == "unary-latency":
                 out[phase] = await unary_latency(m, cfg)
@@ -381,6 +415,11 @@ async def run_phases(m: Market, cfg: BenchConfig, phases: list[str]) -> dict[str
             elif phase == "stream":
                 out[phase] = await stream(m, cfg)
             secs = time.perf_counter() - t0
+            cpu1 = cpu_seconds(server_pid)
+            done = out[phase].get("orders") or out[phase]["calls"]
+            out[phase]["cpu_us_per_order"] = {
+                "server": (cpu1[0] - cpu0[0]) / done * 1e6 if server_pid else None,
+                "load_generator": (cpu1[1] - cpu0[1]) / done * 1e6}
             out[phase]["subscribers"] = {
                 "market_data_messages_per_sec": (subs.market_data - md0) / secs,
                 "execution_messages_per_sec": (subs.executions - ex0) / secs}
@@ -398,10 +437,11 @@ PHASES = ["unary-latency", "unary", "stream"]
 
 
 def run(cfg: BenchConfig, target: str, operator_token: str,
-        phases: list[str] = PHASES) -> dict[str, Any]:
-    """Sets up a market on the server at ``target`` and runs the phases against it."""
+        phases: list[str] = PHASES, server_pid: int | None = None) -> dict[str, Any]:
+    """Sets up a market on the server at ``target`` and runs the phases against it
+    (with the server's pid, its CPU time per order is measured too)."""
     m = setup(target, operator_token, cfg)
-    results = asyncio.run(run_phases(m, cfg, phases))
+    results = asyncio.run(run_phases(m, cfg, phases, server_pid))
     return {"machine": machine(), "config": cfg.__dict__, "results": results}
 
 
