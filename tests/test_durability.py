@@ -199,40 +199,44 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     lock = threading.Lock()
     rng = random.Random(11)
 
-    for _round in range(3):
-        stop = threading.Event()
+    try:
+        for _round in range(3):
+            stop = threading.Event()
 
-        def client(tok: str, target: str = target, stop: threading.Event = stop) -> None:
-            c = Client(target, tok, timeout=5)
-            while not stop.is_set():
-                try:
-                    o = c.place_order(pid, "buy", "1.00", 1 + rng.randrange(8))
-                    with lock:
-                        acked[o.order_id] = o.state
-                    if rng.random() < 0.4:
+            def client(tok: str, target: str = target, stop: threading.Event = stop) -> None:
+                c = Client(target, tok, timeout=5)
+                while not stop.is_set():
+                    try:
+                        o = c.place_order(pid, "buy", "1.00", 1 + rng.randrange(8))
                         with lock:
-                            acked[o.order_id] = c.cancel_order(o.order_id).state
-                except (RpcError, grpc.RpcError):
-                    return
-        threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
-        for t in threads:
-            t.start()
-        time.sleep(0.3 + rng.random() * 0.7)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        stop.set()
-        for t in threads:
-            t.join(10)
-        proc, target = _start(data, token, fsync)
-        assert acked, "the load produced no acknowledged order"
-        owners = [Client(target, t) for t in tokens]
-        found = {o.order_id: o for c in owners for o in c.list_orders(pid)}
-        with lock:
-            for oid, state in acked.items():
-                assert oid in found, f"acknowledged order {oid} lost"
-                assert found[oid].state == state or (state, found[oid].state) == (
-                    "open", "cancelled"), (oid, state, found[oid].state)
-        assert all(o.filled == 0 for o in found.values()), "something filled without a seller"
+                            acked[o.order_id] = o.state
+                        if rng.random() < 0.4:
+                            with lock:
+                                acked[o.order_id] = c.cancel_order(o.order_id).state
+                    except (RpcError, grpc.RpcError):
+                        return
+            threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
+            for t in threads:
+                t.start()
+            time.sleep(0.3 + rng.random() * 0.7)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            stop.set()
+            for t in threads:
+                t.join(10)
+            proc, target = _start(data, token, fsync)
+            assert acked, "the load produced no acknowledged order"
+            owners = [Client(target, t) for t in tokens]
+            found = {o.order_id: o for c in owners for o in c.list_orders(pid)}
+            with lock:
+                for oid, state in acked.items():
+                    assert oid in found, f"acknowledged order {oid} lost"
+                    assert found[oid].state == state or (state, found[oid].state) == (
+                        "open", "cancelled"), (oid, state, found[oid].state)
+            assert all(o.filled == 0 for o in found.values()), "something filled without a seller"
+    except BaseException:
+        proc.kill()  # a failed round leaves no server behind
+        raise
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     m = re.search(r"stopped at sequence (\d+), state hash (\w+)", err)
