@@ -31,11 +31,17 @@ test-py: install ## pytest + hypothesis, stub check, lint
 	$(VENV)/bin/ruff check python tests bench scripts
 	$(PY) -m pytest
 
-bench: install ## every benchmark: core, fragmentation, service, durability
+$(VENV)/.bench: $(VENV)/.installed
+	$(PIP) install -q -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service load, durability, simulation
+	$(PY) bench/bench_peers.py
 	$(PY) bench/bench_core.py
 	$(PY) bench/fragmentation.py
-	$(PY) bench/bench_service.py
+	$(VENV)/bin/spotex bench
 	$(PY) bench/bench_durability.py
+	$(VENV)/bin/spotex simulate
 
 bench-rs: ## criterion benchmark of the engine
 	cargo bench -p spotex-core

@@ -1,7 +1,7 @@
-"""Durability benchmark: (a) replay speed from disk, in the Rust core and through the
-gateway's recovery, on a journal of the core benchmark's workload; (b) acknowledged
-orders per second over loopback under each fsync policy (unary one at a time, and
-streaming 100 orders per message). Writes bench/results/durability.json.
+"""Durability benchmark: replay speed from disk, in the Rust core and through the
+gateway's recovery, on a journal of the core benchmark's workload. Writes
+bench/results/durability.json. (Acknowledged orders per second under each fsync policy:
+``spotex bench --fsync batch`` and ``--fsync none``.)
 
     python bench/bench_durability.py [--ops 200000]
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -20,11 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_core import calls, market  # noqa: E402
-from bench_service import bench_market, start_server  # noqa: E402
 
 from spotex import SpotexError  # noqa: E402
 from spotex._core import replay_journal, workload  # noqa: E402
-from spotex._proto.spotex.v1 import spotex_pb2 as pb  # noqa: E402
 from spotex.gateway import JOURNAL, Gateway, GatewayError  # noqa: E402
 
 
@@ -73,8 +70,6 @@ def build_journal(d: Path, ops: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--ops", type=int, default=200_000)
-    ap.add_argument("--unary", type=int, default=1000)
-    ap.add_argument("--stream", type=int, default=20_000)
     ap.add_argument("--out", default="bench/results/durability.json")
     args = ap.parse_args()
     results: dict[str, Any] = {}
@@ -97,37 +92,11 @@ def main() -> None:
         gw.close()
         results["recovery_gateway"] = {"records_per_sec": n / secs, "seconds": secs}
 
-    for policy in ("batch", "none"):
-        token = secrets.token_urlsafe(12)
-        with tempfile.TemporaryDirectory() as data:
-            proc, target = start_server(token, data, "--fsync", policy)
-            try:
-                results[f"fsync_{policy}"] = acked(target, token, args)
-            finally:
-                proc.terminate()
-                proc.wait(10)
     print(json.dumps(results, indent=2))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": {"cores": os.cpu_count()}, "results": results},
                               indent=2))
-
-
-def acked(target: str, token: str, args: argparse.Namespace) -> dict[str, float]:
-    pid, c, buyer_token = bench_market(target, token)
-    t = time.perf_counter()
-    for i in range(args.unary):
-        c.place_order(pid, "buy", "1.00", 1 + i % 8)
-    unary = args.unary / (time.perf_counter() - t)
-    orders = [pb.PlaceOrderRequest(product_id=pid, side=pb.SIDE_BUY, price_micros=900_000,
-                                   quantity=1) for _ in range(args.stream)]
-    reqs = [pb.SubmitOrdersRequest(orders=orders[i:i + 100]) for i in range(0, len(orders), 100)]
-    md = (("authorization", f"Bearer {buyer_token}"),)
-    t = time.perf_counter()
-    ok = sum(1 for r in c._stubs["market"].SubmitOrders(iter(reqs), metadata=md)
-             for x in r.results if not x.code)
-    stream = ok / (time.perf_counter() - t)
-    return {"unary_acked_per_sec": unary, "stream_acked_per_sec": stream}
 
 
 if __name__ == "__main__":
