@@ -62,7 +62,7 @@ def main(ctx: click.Context, server: str, token: str) -> None:
               help="orders per account at once above that rate")
 @click.option("--max-message-bytes", default=Limits.max_message_bytes, show_default=True)
 @click.option("--subscriber-queue", default=Limits.subscriber_queue, show_default=True,
-              help="messages a stream may fall behind before it is dropped")
+              help="updates a stream may fall behind before it is dropped")
 @click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None,
               help="PEM server certificate chain: serve TLS instead of plaintext")
 @click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None,

@@ -36,7 +36,6 @@ from spotex.limits import Limits, TlsConfig, TokenBucket
 log = logging.getLogger("spotex.server")
 T = TypeVar("T")
 HOUR = 3_600_000_000
-_LAGGED = object()
 
 
 class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")),
@@ -66,17 +65,17 @@ class Hub:
     queue behind is dropped with a clear status instead of growing memory."""
 
     def __init__(self) -> None:
-        self.market: list[tuple[set[str] | None, asyncio.Queue[Any]]] = []
-        self.executions: dict[int, list[asyncio.Queue[Any]]] = {}
+        self.market: list[tuple[set[str] | None, Backlog]] = []
+        self.executions: dict[int, list[Backlog]] = {}
 
     def drop_all(self) -> None:
         """Ends every stream (they resubscribe): after the state was rebuilt from disk,
         sequence numbers start again from the durable state."""
         for _, q in self.market:
-            _force_lagged(q)
+            q.lag()
         for qs in self.executions.values():
             for q in qs:
-                _force_lagged(q)
+                q.lag()
 
     def dispatch_all(self, outs: list[Published]) -> None:
         """One round of the writer: each subscriber gets what it is due from it as one
@@ -88,7 +87,7 @@ class Hub:
                 for products, q in self.market:
                     mine = [m for p, m in msgs if products is None or p in products]
                     if mine:
-                        _offer(q, mine)
+                        q.offer(mine)
         if self.executions:
             due: dict[int, list[Any]] = {}
             for out in outs:
@@ -102,45 +101,62 @@ class Hub:
                         allocation=wire.allocation_pb(alloc, account) if alloc else None))
             for account, ms in due.items():
                 for q in self.executions.get(account, ()):
-                    _offer(q, ms)
+                    q.offer(ms)
 
 
-def _force_lagged(q: asyncio.Queue[Any]) -> None:
-    while q.full():
-        q.get_nowait()
-    q.put_nowait(_LAGGED)
+class Backlog:
+    """What one subscriber has yet to receive, bounded in updates (whatever the writer's
+    rounds hold). Past the bound the subscriber has fallen behind: it gets what is queued,
+    then a clear status, and nothing more is kept for it."""
 
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries: collections.deque[list[Any]] = collections.deque()
+        self.size = 0
+        self.lagged = False
+        self._ready = asyncio.Event()
 
-def _offer(q: asyncio.Queue[Any], m: Any) -> None:
-    if q.full():
-        return
-    if q.qsize() == q.maxsize - 1:
-        q.put_nowait(_LAGGED)
-    else:
-        q.put_nowait(m)
+    def offer(self, entry: list[Any], force: bool = False) -> None:
+        if self.lagged:
+            return
+        if not force and self.size + len(entry) > self.limit:
+            self.lagged = True
+        else:
+            self.entries.append(entry)
+            self.size += len(entry)
+        self._ready.set()
+
+    def lag(self) -> None:
+        self.lagged = True
+        self._ready.set()
+
+    async def take(self, most: int) -> list[Any] | None:
+        """Every queued update (about ``most`` at a time), or None once lagged and drained."""
+        while not self.entries:
+            if self.lagged:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        out: list[Any] = []
+        while self.entries and len(out) < most:
+            entry = self.entries.popleft()
+            self.size -= len(entry)
+            out.extend(entry)
+        return out
 
 
 # the most updates one stream message carries when a subscriber has a backlog
 MAX_UPDATES_PER_MESSAGE = 4096
 
 
-async def _drain(q: asyncio.Queue[Any], context: Any, hint: str,
+async def _drain(q: Backlog, context: Any, hint: str,
                  wrap: Callable[[list[Any]], Any]) -> AsyncIterator[Any]:
-    """A subscriber's messages until it falls a whole queue behind, then a clear status.
-    Entries waiting in the queue go out together, as one message."""
-    while True:
-        entry = await q.get()
-        merged: list[Any] = []
-        while entry is not _LAGGED:
-            merged.extend(entry)
-            if q.empty() or len(merged) >= MAX_UPDATES_PER_MESSAGE:
-                break
-            entry = q.get_nowait()
-        if merged:
-            yield wrap(merged)
-        if entry is _LAGGED:
-            await _fail(context, "SUBSCRIBER_LAGGED", f"the stream fell behind; {hint}",
-                        grpc.StatusCode.RESOURCE_EXHAUSTED)
+    """A subscriber's messages until it falls too far behind, then a clear status.
+    Updates waiting in its backlog go out together, as one message."""
+    while (updates := await q.take(MAX_UPDATES_PER_MESSAGE)) is not None:
+        yield wrap(updates)
+    await _fail(context, "SUBSCRIBER_LAGGED", f"the stream fell behind; {hint}",
+                grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def _market_pb(product: str, seq: int, kind: str, payload: Any) -> Any:
@@ -342,7 +358,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         await self.s.bounded(context, tuple(request.product_ids), (request.product_ids,))
         gw, hub = self.s.gw, self.s.hub
         loop = asyncio.get_running_loop()
-        q: asyncio.Queue[Any] = asyncio.Queue(self.s.limits.subscriber_queue)
+        q = Backlog(self.s.limits.subscriber_queue)
         wanted = set(request.product_ids) or None
         entry = (wanted, q)
 
@@ -355,9 +371,9 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
             snaps = [(p, *gw.book(p, 1 << 30)) for p in sorted(wanted or known)]
 
             def register() -> None:
-                q.put_nowait([pb.MarketData(product_id=p, sequence=seq,
-                                            snapshot=wire.book_pb(p, seq, bids, asks))
-                              for p, seq, bids, asks in snaps])
+                q.offer([pb.MarketData(product_id=p, sequence=seq,
+                                       snapshot=wire.book_pb(p, seq, bids, asks))
+                         for p, seq, bids, asks in snaps], force=True)
                 hub.market.append(entry)
             loop.call_soon_threadsafe(register)
         await self.s.command(context, subscribe)
@@ -372,7 +388,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
     async def StreamExecutions(self, request: Any, context: Any) -> AsyncIterator[Any]:
         a = await self.s.auth(context)
         hub = self.s.hub
-        q: asyncio.Queue[Any] = asyncio.Queue(self.s.limits.subscriber_queue)
+        q = Backlog(self.s.limits.subscriber_queue)
         # registered on the loop, so it sees every execution published after this point
         await self.s.writer(lambda: None)
         hub.executions.setdefault(a.account_id, []).append(q)
