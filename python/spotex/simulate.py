@@ -47,7 +47,7 @@ class SimConfig:
     value_range: tuple[int, int] = (1_500_000, 4_000_000)  # buyers' values, $/GPU-h
     cost_range: tuple[int, int] = (1_000_000, 3_500_000)  # sellers' costs
     large_seller_cost: int = 1_200_000
-    requote: float = 0.15  # chance an agent cancels its oldest resting order first
+    requote: float = 0.35  # chance an agent cancels its oldest resting order first
 
 
 @dataclass
@@ -124,7 +124,7 @@ class SimResult:
             "competitive_price_usd": [lo / MICROS, hi / MICROS],
             "first_price_usd": prices[0] / MICROS if prices else None,
             "last_price_usd": prices[-1] / MICROS if prices else None,
-            "mean_price_usd": sum(prices) / len(prices) / MICROS if prices else None,
+            "mean_price_usd": round(sum(prices) / len(prices) / MICROS, 4) if prices else None,
             "capacity_gpu_hours": self.capacity,
             "utilisation": round(self.utilisation, 4),
             "gang_buyers_filled": f"{self.gang_fill[0]} of {self.gang_fill[1]} GPUs",
@@ -283,8 +283,11 @@ def charts(r: SimResult) -> tuple[bytes, bytes]:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(range(1, len(r.trades) + 1), [p / MICROS for _, p, _ in r.trades], ".-",
             lw=0.8, ms=3, label="trade price")
-    ax.axhspan(lo / MICROS, hi / MICROS, color="tab:green", alpha=0.2,
-               label="competitive price")
+    if hi - lo >= TICK:
+        ax.axhspan(lo / MICROS, hi / MICROS, color="tab:green", alpha=0.2,
+                   label="competitive price")
+    else:
+        ax.axhline(lo / MICROS, color="tab:green", ls="--", label="competitive price")
     ax.set(xlabel="trade", ylabel="$ per GPU-hour",
            title=f"price path: {len(r.trades)} trades, efficiency {r.efficiency:.1%}")
     ax.legend()
