@@ -22,8 +22,11 @@ demo: install ## run a demo market on loopback: sellers, buyers, trades, GPU all
 
 test: install test-rs test-py ## everything CI runs
 
-test-rs: ## cargo tests of the engine
+test-rs: ## cargo tests of the engine, and of the peer benchmark with a small run that must agree
 	cargo test --release -p spotex-core
+	cargo test --release --manifest-path bench/peers-rs/Cargo.toml
+	cargo run --release -q --manifest-path bench/peers-rs/Cargo.toml -- \
+		--orders 20000 --runs 1 --out "$$(mktemp -d)/peers_rs.json"
 
 test-py: install ## pytest + hypothesis, stub check, lint
 	$(PY) -m mypy.stubtest spotex._core

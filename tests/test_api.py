@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import spotex
 from spotex import batch
-from spotex._core import workload
+from spotex._core import flow, workload
 
 HOUR = spotex.MICROS_PER_HOUR
 T0 = 490_000 * HOUR
@@ -148,3 +148,28 @@ def test_prices_convert_exactly() -> None:
         spotex.parse_price("2.1000001")
     with pytest.raises(TypeError):
         spotex.parse_price(2.1)  # type: ignore[arg-type]
+
+
+def test_the_flow_is_reproducible_and_refuses_bad_specs() -> None:
+    products, clusters, records, counts = flow("crash", seed=3, new_orders=2_000)
+    assert flow("crash", seed=3, new_orders=2_000)[2] == records
+    assert flow("calm", seed=3, new_orders=2_000)[2] != records
+    assert len(records) == 64 * counts["messages"] and counts["new_orders"] == 2_000
+    assert len(products) == 1 and len(clusters) == 4
+    # the whole stream goes through the batch path; of the new orders none is refused
+    e = spotex.Engine()
+    for pid, tick, lot, open_at, close_at in products:
+        e.create_product(pid, tick=tick, lot=lot, open_at=open_at, close_at=close_at,
+                         ts=open_at)
+    for account, cid, sku, region, nodes, h0, h1 in clusters:
+        e.register_capacity(account, cid, sku=sku, region=region, nodes=nodes, from_hour=h0,
+                            to_hour=h1, ts=products[0][3])
+    events = np.frombuffer(e.apply_batch(records), dtype=batch.EVENT_DTYPE)
+    commands = np.frombuffer(records, dtype=batch.COMMAND_DTYPE)
+    refused = events[events["kind"] == batch.REJECTED]
+    assert len(refused) >= counts["duplicate_cancels"]
+    assert (commands["kind"][refused["command"]] != batch.PLACE).all()
+    with pytest.raises(ValueError, match="unknown scenario"):
+        flow("meltdown")
+    with pytest.raises(ValueError, match="sellers"):
+        flow("calm", sellers=0)
