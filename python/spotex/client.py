@@ -509,6 +509,13 @@ def _updates(call: Any) -> Iterator[Any]:
         yield from batch.updates
 
 
+async def _aupdates(call: Any) -> AsyncIterator[Any]:
+    """As ``_updates``, for the asyncio client."""
+    async for batch in call:
+        for m in batch.updates:
+            yield m
+
+
 def _code(n: int) -> grpc.StatusCode:
     return next(c for c in grpc.StatusCode if c.value[0] == n)
 
@@ -619,15 +626,11 @@ class AsyncClient:
                 pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
             seen = _Book()
             try:
-                async for batch in call:
-                    for m in batch.updates:
-                        e = _market_event(m)
-                        if seen.gap(e):
-                            break
-                        yield e
-                    else:
-                        continue
-                    break  # a gap: resubscribe
+                async for m in _aupdates(call):
+                    e = _market_event(m)
+                    if seen.gap(e):
+                        break
+                    yield e
                 else:
                     return
             except grpc.RpcError as err:
