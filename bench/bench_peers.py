@@ -60,6 +60,9 @@ from spotex import batch
 from spotex._core import flow
 from spotex.reference import ReferenceEngine, Rejected
 
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_core  # noqa: E402  (the market set-up the core benchmark uses too)
+
 SCENARIOS = ("calm", "trending", "volatile", "crash")
 CHUNK = 16_384  # records per apply_batch call, as in bench_core.py
 
@@ -193,12 +196,7 @@ def first_difference(a: str, b: str) -> tuple[int, str, str] | None:
 
 
 def market(engine: Any, s: Stream) -> None:
-    t0 = s.products[0][3]
-    for pid, tick, lot, open_at, close_at in s.products:
-        engine.create_product(pid, tick=tick, lot=lot, open_at=open_at, close_at=close_at, ts=t0)
-    for account, cid, sku, region, nodes, h0, h1 in s.clusters:
-        engine.register_capacity(account, cid, sku=sku, region=region, nodes=nodes,
-                                 from_hour=h0, to_hour=h1, ts=t0)
+    bench_core.market(engine, s.products, s.clusters)
 
 
 def call_ops(s: Stream) -> list[tuple[Any, ...]]:
