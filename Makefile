@@ -3,15 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: help install demo test test-rs test-py lint bench bench-rs
+.PHONY: help install demo test test-rs test-py check-install protos bench bench-rs
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs bindings/python/src/*.rs protos/spotex/v1/*.proto
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q grpcio-tools==1.85.1
-	$(PY) scripts/gen_protos.py
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
@@ -20,7 +18,7 @@ install: $(VENV)/.installed ## build the Rust extension (release) into .venv wit
 demo: install ## run a demo market on loopback: sellers, buyers, trades, GPU allocations
 	$(VENV)/bin/spotex demo
 
-test: install test-rs test-py ## everything CI runs
+test: install test-rs test-py check-install ## everything CI runs
 
 test-rs: ## cargo tests of the engine, and of the peer benchmark with a small run that must agree
 	cargo test --release -p spotex-core
@@ -28,11 +26,18 @@ test-rs: ## cargo tests of the engine, and of the peer benchmark with a small ru
 	cargo run --release -q --manifest-path bench/peers-rs/Cargo.toml -- \
 		--orders 20000 --runs 1 --out "$$(mktemp -d)/peers_rs.json"
 
-test-py: install ## pytest + hypothesis, stub check, lint
+test-py: install ## pytest + hypothesis, stub check, lint, generated code up to date
+	$(PY) scripts/gen_protos.py --check
 	$(PY) -m mypy.stubtest spotex._core
 	$(PY) -m mypy
 	$(VENV)/bin/ruff check python tests bench scripts
 	$(PY) -m pytest
+
+check-install: install ## build a wheel as pip does, install it in a fresh venv, serve and trade
+	PYTHON=$(PY) scripts/check_install.sh
+
+protos: install ## regenerate python/spotex/_proto/ after changing protos/ (commit the result)
+	$(PY) scripts/gen_protos.py
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(PIP) install -q -e '.[test,bench]'

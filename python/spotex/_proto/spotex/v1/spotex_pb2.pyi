@@ -1,0 +1,536 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Side(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIDE_UNSPECIFIED: _ClassVar[Side]
+    SIDE_BUY: _ClassVar[Side]
+    SIDE_SELL: _ClassVar[Side]
+
+class OrderType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDER_TYPE_LIMIT: _ClassVar[OrderType]
+    ORDER_TYPE_MARKET: _ClassVar[OrderType]
+
+class TimeInForce(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIME_IN_FORCE_GTC: _ClassVar[TimeInForce]
+    TIME_IN_FORCE_GTD: _ClassVar[TimeInForce]
+    TIME_IN_FORCE_IOC: _ClassVar[TimeInForce]
+    TIME_IN_FORCE_FOK: _ClassVar[TimeInForce]
+
+class SelfTradePrevention(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STP_CANCEL_NEWEST: _ClassVar[SelfTradePrevention]
+    STP_CANCEL_OLDEST: _ClassVar[SelfTradePrevention]
+    STP_CANCEL_BOTH: _ClassVar[SelfTradePrevention]
+
+class OrderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDER_STATE_UNSPECIFIED: _ClassVar[OrderState]
+    ORDER_STATE_OPEN: _ClassVar[OrderState]
+    ORDER_STATE_PARTIALLY_FILLED: _ClassVar[OrderState]
+    ORDER_STATE_FILLED: _ClassVar[OrderState]
+    ORDER_STATE_CANCELLED: _ClassVar[OrderState]
+    ORDER_STATE_EXPIRED: _ClassVar[OrderState]
+    ORDER_STATE_REJECTED: _ClassVar[OrderState]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_BUYER: _ClassVar[Role]
+    ROLE_SELLER: _ClassVar[Role]
+    ROLE_OPERATOR: _ClassVar[Role]
+SIDE_UNSPECIFIED: Side
+SIDE_BUY: Side
+SIDE_SELL: Side
+ORDER_TYPE_LIMIT: OrderType
+ORDER_TYPE_MARKET: OrderType
+TIME_IN_FORCE_GTC: TimeInForce
+TIME_IN_FORCE_GTD: TimeInForce
+TIME_IN_FORCE_IOC: TimeInForce
+TIME_IN_FORCE_FOK: TimeInForce
+STP_CANCEL_NEWEST: SelfTradePrevention
+STP_CANCEL_OLDEST: SelfTradePrevention
+STP_CANCEL_BOTH: SelfTradePrevention
+ORDER_STATE_UNSPECIFIED: OrderState
+ORDER_STATE_OPEN: OrderState
+ORDER_STATE_PARTIALLY_FILLED: OrderState
+ORDER_STATE_FILLED: OrderState
+ORDER_STATE_CANCELLED: OrderState
+ORDER_STATE_EXPIRED: OrderState
+ORDER_STATE_REJECTED: OrderState
+ROLE_UNSPECIFIED: Role
+ROLE_BUYER: Role
+ROLE_SELLER: Role
+ROLE_OPERATOR: Role
+
+class Product(_message.Message):
+    __slots__ = ("product_id", "state", "tick_micros", "lot", "open_at_micros", "close_at_micros")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TICK_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LOT_FIELD_NUMBER: _ClassVar[int]
+    OPEN_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    state: str
+    tick_micros: int
+    lot: int
+    open_at_micros: int
+    close_at_micros: int
+    def __init__(self, product_id: _Optional[str] = ..., state: _Optional[str] = ..., tick_micros: _Optional[int] = ..., lot: _Optional[int] = ..., open_at_micros: _Optional[int] = ..., close_at_micros: _Optional[int] = ...) -> None: ...
+
+class ListProductsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProductsResponse(_message.Message):
+    __slots__ = ("products",)
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    products: _containers.RepeatedCompositeFieldContainer[Product]
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("node_id", "gpus")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    gpus: int
+    def __init__(self, node_id: _Optional[str] = ..., gpus: _Optional[int] = ...) -> None: ...
+
+class RegisterCapacityRequest(_message.Message):
+    __slots__ = ("cluster_id", "sku", "region", "nodes", "from_hour", "to_hour")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    sku: str
+    region: str
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    from_hour: int
+    to_hour: int
+    def __init__(self, cluster_id: _Optional[str] = ..., sku: _Optional[str] = ..., region: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ...) -> None: ...
+
+class RegisterCapacityResponse(_message.Message):
+    __slots__ = ("cluster_id",)
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    def __init__(self, cluster_id: _Optional[str] = ...) -> None: ...
+
+class WithdrawCapacityRequest(_message.Message):
+    __slots__ = ("cluster_id", "from_hour", "to_hour", "node_ids")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    from_hour: int
+    to_hour: int
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cluster_id: _Optional[str] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., node_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WithdrawCapacityResponse(_message.Message):
+    __slots__ = ("gpu_hours_withdrawn",)
+    GPU_HOURS_WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
+    gpu_hours_withdrawn: int
+    def __init__(self, gpu_hours_withdrawn: _Optional[int] = ...) -> None: ...
+
+class PlaceOrderRequest(_message.Message):
+    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang")
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    POST_ONLY_FIELD_NUMBER: _ClassVar[int]
+    STP_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    GANG_FIELD_NUMBER: _ClassVar[int]
+    client_order_id: str
+    product_id: str
+    side: Side
+    order_type: OrderType
+    price_micros: int
+    quantity: int
+    time_in_force: TimeInForce
+    expire_at_micros: int
+    post_only: bool
+    stp: SelfTradePrevention
+    cluster_id: str
+    gang: int
+    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ...) -> None: ...
+
+class Fill(_message.Message):
+    __slots__ = ("trade_id", "price_micros", "quantity", "maker", "time_micros")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MAKER_FIELD_NUMBER: _ClassVar[int]
+    TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    price_micros: int
+    quantity: int
+    maker: bool
+    time_micros: int
+    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., maker: _Optional[bool] = ..., time_micros: _Optional[int] = ...) -> None: ...
+
+class Order(_message.Message):
+    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    FILLED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    GANG_FIELD_NUMBER: _ClassVar[int]
+    FILLS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    client_order_id: str
+    product_id: str
+    side: Side
+    order_type: OrderType
+    price_micros: int
+    quantity: int
+    filled_quantity: int
+    remaining_quantity: int
+    state: OrderState
+    time_in_force: TimeInForce
+    cluster_id: str
+    gang: int
+    fills: _containers.RepeatedCompositeFieldContainer[Fill]
+    created_at_micros: int
+    reason: str
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PlaceOrderResponse(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+
+class CancelOrderRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    def __init__(self, order_id: _Optional[int] = ...) -> None: ...
+
+class CancelOrderResponse(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+
+class AmendOrderRequest(_message.Message):
+    __slots__ = ("order_id", "price_micros", "quantity")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    price_micros: int
+    quantity: int
+    def __init__(self, order_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class AmendOrderResponse(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+
+class GetOrderRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    def __init__(self, order_id: _Optional[int] = ...) -> None: ...
+
+class GetOrderResponse(_message.Message):
+    __slots__ = ("order",)
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+
+class ListOrdersRequest(_message.Message):
+    __slots__ = ("product_id", "open_only")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPEN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    open_only: bool
+    def __init__(self, product_id: _Optional[str] = ..., open_only: _Optional[bool] = ...) -> None: ...
+
+class ListOrdersResponse(_message.Message):
+    __slots__ = ("orders",)
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[Order]
+    def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ...) -> None: ...
+
+class Level(_message.Message):
+    __slots__ = ("price_micros", "quantity", "orders")
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    price_micros: int
+    quantity: int
+    orders: int
+    def __init__(self, price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., orders: _Optional[int] = ...) -> None: ...
+
+class GetBookRequest(_message.Message):
+    __slots__ = ("product_id", "depth")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    depth: int
+    def __init__(self, product_id: _Optional[str] = ..., depth: _Optional[int] = ...) -> None: ...
+
+class Book(_message.Message):
+    __slots__ = ("product_id", "sequence", "bids", "asks")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    ASKS_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    sequence: int
+    bids: _containers.RepeatedCompositeFieldContainer[Level]
+    asks: _containers.RepeatedCompositeFieldContainer[Level]
+    def __init__(self, product_id: _Optional[str] = ..., sequence: _Optional[int] = ..., bids: _Optional[_Iterable[_Union[Level, _Mapping]]] = ..., asks: _Optional[_Iterable[_Union[Level, _Mapping]]] = ...) -> None: ...
+
+class GetBookResponse(_message.Message):
+    __slots__ = ("book",)
+    BOOK_FIELD_NUMBER: _ClassVar[int]
+    book: Book
+    def __init__(self, book: _Optional[_Union[Book, _Mapping]] = ...) -> None: ...
+
+class Slot(_message.Message):
+    __slots__ = ("node_id", "gpu_indices")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    gpu_indices: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, node_id: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Allocation(_message.Message):
+    __slots__ = ("trade_id", "product_id", "cluster_id", "hour", "buy_order_id", "sell_order_id", "price_micros", "quantity", "slots", "as_buyer")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    BUY_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SELL_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    AS_BUYER_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    product_id: str
+    cluster_id: str
+    hour: int
+    buy_order_id: int
+    sell_order_id: int
+    price_micros: int
+    quantity: int
+    slots: _containers.RepeatedCompositeFieldContainer[Slot]
+    as_buyer: bool
+    def __init__(self, trade_id: _Optional[int] = ..., product_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., hour: _Optional[int] = ..., buy_order_id: _Optional[int] = ..., sell_order_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., as_buyer: _Optional[bool] = ...) -> None: ...
+
+class ListAllocationsRequest(_message.Message):
+    __slots__ = ("product_id",)
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+
+class ListAllocationsResponse(_message.Message):
+    __slots__ = ("allocations",)
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    allocations: _containers.RepeatedCompositeFieldContainer[Allocation]
+    def __init__(self, allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ...) -> None: ...
+
+class StreamMarketDataRequest(_message.Message):
+    __slots__ = ("product_ids",)
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LevelUpdate(_message.Message):
+    __slots__ = ("side", "price_micros", "quantity", "orders")
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    side: Side
+    price_micros: int
+    quantity: int
+    orders: int
+    def __init__(self, side: _Optional[_Union[Side, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., orders: _Optional[int] = ...) -> None: ...
+
+class Trade(_message.Message):
+    __slots__ = ("trade_id", "price_micros", "quantity", "aggressor", "time_micros")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AGGRESSOR_FIELD_NUMBER: _ClassVar[int]
+    TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    price_micros: int
+    quantity: int
+    aggressor: Side
+    time_micros: int
+    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., aggressor: _Optional[_Union[Side, str]] = ..., time_micros: _Optional[int] = ...) -> None: ...
+
+class MarketData(_message.Message):
+    __slots__ = ("product_id", "sequence", "snapshot", "level", "trade", "state")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRADE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    sequence: int
+    snapshot: Book
+    level: LevelUpdate
+    trade: Trade
+    state: str
+    def __init__(self, product_id: _Optional[str] = ..., sequence: _Optional[int] = ..., snapshot: _Optional[_Union[Book, _Mapping]] = ..., level: _Optional[_Union[LevelUpdate, _Mapping]] = ..., trade: _Optional[_Union[Trade, _Mapping]] = ..., state: _Optional[str] = ...) -> None: ...
+
+class MarketDataBatch(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[MarketData]
+    def __init__(self, updates: _Optional[_Iterable[_Union[MarketData, _Mapping]]] = ...) -> None: ...
+
+class StreamExecutionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Execution(_message.Message):
+    __slots__ = ("sequence", "kind", "order", "fill", "allocation")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    FILL_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    kind: str
+    order: Order
+    fill: Fill
+    allocation: Allocation
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, _Mapping]] = ...) -> None: ...
+
+class ExecutionBatch(_message.Message):
+    __slots__ = ("executions",)
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    executions: _containers.RepeatedCompositeFieldContainer[Execution]
+    def __init__(self, executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ...) -> None: ...
+
+class SubmitOrdersRequest(_message.Message):
+    __slots__ = ("orders",)
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[PlaceOrderRequest]
+    def __init__(self, orders: _Optional[_Iterable[_Union[PlaceOrderRequest, _Mapping]]] = ...) -> None: ...
+
+class OrderResult(_message.Message):
+    __slots__ = ("order", "code", "reason", "message")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    order: Order
+    code: int
+    reason: str
+    message: str
+    def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ..., code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SubmitOrdersResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[OrderResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[OrderResult, _Mapping]]] = ...) -> None: ...
+
+class CreateProductsRequest(_message.Message):
+    __slots__ = ("skus", "regions", "from_hour", "to_hour", "tick_micros", "lot", "gate_closure_lead_micros", "open_at_micros")
+    SKUS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TICK_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LOT_FIELD_NUMBER: _ClassVar[int]
+    GATE_CLOSURE_LEAD_MICROS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    skus: _containers.RepeatedScalarFieldContainer[str]
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    from_hour: int
+    to_hour: int
+    tick_micros: int
+    lot: int
+    gate_closure_lead_micros: int
+    open_at_micros: int
+    def __init__(self, skus: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., tick_micros: _Optional[int] = ..., lot: _Optional[int] = ..., gate_closure_lead_micros: _Optional[int] = ..., open_at_micros: _Optional[int] = ...) -> None: ...
+
+class CreateProductsResponse(_message.Message):
+    __slots__ = ("products",)
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    products: _containers.RepeatedCompositeFieldContainer[Product]
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
+
+class CreateAccountRequest(_message.Message):
+    __slots__ = ("name", "roles")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[Role]
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[_Union[Role, str]]] = ...) -> None: ...
+
+class CreateAccountResponse(_message.Message):
+    __slots__ = ("account_id", "token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    token: str
+    def __init__(self, account_id: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ProductRequest(_message.Message):
+    __slots__ = ("product_id",)
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+
+class ProductResponse(_message.Message):
+    __slots__ = ("product",)
+    PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    product: Product
+    def __init__(self, product: _Optional[_Union[Product, _Mapping]] = ...) -> None: ...
+
+class GetStateHashRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TakeSnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStateHashResponse(_message.Message):
+    __slots__ = ("sequence", "state_hash")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STATE_HASH_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    state_hash: str
+    def __init__(self, sequence: _Optional[int] = ..., state_hash: _Optional[str] = ...) -> None: ...
