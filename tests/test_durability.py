@@ -11,9 +11,6 @@ from __future__ import annotations
 import random
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +27,7 @@ from spotex import JournalError, SpotexError
 from spotex._core import read_journal, replay_journal
 from spotex.client import Client, RpcError
 from spotex.gateway import JOURNAL, SNAPSHOTS, Gateway, GatewayError, read_snapshot
+from spotex.testing import ServerProcess
 
 HOUR = 3_600_000_000
 T0 = 490_000 * HOUR
@@ -169,19 +167,10 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
     again.close()
 
 
-def _start(data: Path, token: str, fsync: str = "batch") -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "spotex.cli", "serve", "--listen",
-                             "127.0.0.1:0", "--data-dir", str(data), "--operator-token", token,
-                             "--snapshot-every", "500", "--fsync", fsync],
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if m := re.search(r"listening on (\S+)", line):
-            return proc, m.group(1)
-    proc.kill()
-    raise AssertionError("server did not start")
+def _start(data: Path, token: str, fsync: str = "batch") -> tuple[ServerProcess, str]:
+    server = ServerProcess(data, token, "--snapshot-every", "500", "--fsync", fsync,
+                           timeout=30)
+    return server, server.target
 
 
 # "none" leaves the fsync to the OS, but a crash of the process alone (SIGKILL, the OS
@@ -219,8 +208,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
             for t in threads:
                 t.start()
             time.sleep(0.3 + rng.random() * 0.7)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+            proc.kill()
             stop.set()
             for t in threads:
                 t.join(10)
@@ -237,10 +225,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     except BaseException:
         proc.kill()  # a failed round leaves no server behind
         raise
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    m = re.search(r"stopped at sequence (\d+), state hash (\w+)", err)
-    assert m, err
+    assert proc.stop(20) == 0
+    m = re.search(r"stopped at sequence (\d+), state hash (\w+)", proc.text())
+    assert m, proc.text()
     engine, last, _ = replay_journal(data / JOURNAL)
     assert (last, engine.state_hash()) == (int(m.group(1)), m.group(2))
     shutil.rmtree(data)

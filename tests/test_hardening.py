@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
 from spotex.client import Client, RpcError
 from spotex.limits import Limits, TlsConfig
+from spotex.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
 C = grpc.StatusCode
@@ -410,15 +409,10 @@ def test_soak_with_slow_subscribers_keeps_memory_flat(tmp_path: Path) -> None:
     """Sustained order traffic for a fixed time while subscribers that never read hang on;
     the server's resident memory is sampled and must level off, and a stalled subscriber
     is told it fell behind."""
-    proc = subprocess.Popen([sys.executable, "-m", "spotex.cli", "serve", "--listen",
-                             "127.0.0.1:0", "--data-dir", str(tmp_path), "--operator-token",
-                             OPERATOR_TOKEN, "--subscriber-queue", "2000", "--fsync", "none"],
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
+    server = ServerProcess(tmp_path, OPERATOR_TOKEN, "--subscriber-queue", "2000",
+                           "--fsync", "none")
+    proc, target = server.proc, server.target
     try:
-        while not (m := re.search(r"listening on (\S+)", proc.stderr.readline())):
-            assert proc.poll() is None
-        target = m.group(1)
         b, pid = _buyer(Running(None, target, None))  # type: ignore[arg-type]
         # subscribers that never read, on channels that do not grow their receive window,
         # so the server sees them stall instead of the client library buffering for them
@@ -451,8 +445,7 @@ def test_soak_with_slow_subscribers_keeps_memory_flat(tmp_path: Path) -> None:
         assert info.value.code() == C.RESOURCE_EXHAUSTED, info.value
         assert dict(info.value.trailing_metadata())["spotex-reason"] == "SUBSCRIBER_LAGGED"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop(10)
 
 
 def test_a_subscriber_backlog_is_bounded_in_updates_then_ends_clearly() -> None:

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from spotex.client import Client, MarketEvent, RpcError
+from spotex.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW_HOUR = int(time.time()) // 3600
@@ -318,19 +319,10 @@ def test_async_client_trades_and_streams(running: Running, market: dict[str, Any
 def test_serve_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "spotex.cli", "serve", "--listen",
-                             "127.0.0.1:0", "--data-dir", str(tmp_path), "--operator-token",
-                             "t"], stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
+    server = ServerProcess(tmp_path, "t")
     try:
-        line = ""
-        deadline = time.monotonic() + 30
-        while "listening on" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-        target = line.rsplit(" ", 1)[-1].strip()
-        assert Client(target, "t").list_products() == []
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+        assert Client(server.target, "t").list_products() == []
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        server.kill()

@@ -89,8 +89,15 @@ def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
                     orders_per_second=orders_per_second, order_burst=order_burst,
                     max_message_bytes=max_message_bytes, subscriber_queue=subscriber_queue)
     tls = TlsConfig(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
-    asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
-                    snapshot_every=snapshot_every, limits=limits, tls=tls))
+    from spotex._core import JournalError
+    from spotex.datadir import DataDirInUse
+    from spotex.server import ListenError
+    try:
+        asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
+                        snapshot_every=snapshot_every, limits=limits, tls=tls))
+    except (DataDirInUse, ListenError, JournalError) as e:
+        # an operator's mistake or a damaged journal: one line, not a traceback
+        raise click.ClickException(str(e)) from None
 
 
 @main.command()

@@ -35,6 +35,7 @@ from spotex._core import (
     read_journal,
     truncate_journal,
 )
+from spotex.datadir import DataDirLock
 
 T = TypeVar("T")
 
@@ -258,9 +259,16 @@ class Gateway:
         self.unavailable: str | None = None
         self._reset_state()
         self.data_dir = data_dir
+        self._lock: DataDirLock | None = None
         if data_dir is not None:
-            self._recover(data_dir)
-            self.journal = JournalWriter(data_dir / JOURNAL)
+            # before anything is read: a second owner would interleave the journal
+            self._lock = DataDirLock(data_dir)
+            try:
+                self._recover(data_dir)
+                self.journal = JournalWriter(data_dir / JOURNAL)
+            except BaseException:
+                self._lock.release()
+                raise
         self._writer = Writer(self.flush, self.commit)
 
     def _reset_state(self) -> None:
@@ -299,6 +307,8 @@ class Gateway:
         self._writer.stop()
         if self.journal is not None:
             self.journal.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def stamp(self) -> int:
         if self._forced_ts is not None:  # replaying the journal

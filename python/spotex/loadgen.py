@@ -24,12 +24,8 @@ import contextlib
 import os
 import platform
 import random
-import re
 import secrets
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -43,6 +39,7 @@ from hdrh.histogram import HdrHistogram
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
+from spotex.testing import ServerProcess
 
 TICK = 10_000
 MID = 2_000_000
@@ -85,36 +82,13 @@ def local_server(fsync: str = "batch") -> Iterator[tuple[str, str, int]]:
     Yields ``(target, operator token, server pid)``; stops the server at the end."""
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="spotex-bench-") as data:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "spotex.cli", "serve", "--listen", "127.0.0.1:0",
-             "--data-dir", data, "--operator-token", token, "--fsync", fsync,
-             "--orders-per-second", "1e9", "--order-burst", "1000000000",
-             "--max-open-orders", "10000000"],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        server = ServerProcess(data, token, "--fsync", fsync,
+                               "--orders-per-second", "1e9", "--order-burst", "1000000000",
+                               "--max-open-orders", "10000000")
         try:
-            yield _listening(proc), token, proc.pid
+            yield server.target, token, server.pid
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _listening(proc: subprocess.Popen[str]) -> str:
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line and proc.poll() is not None:
-            break
-        m = re.search(r"listening on (\S+)", line)
-        if m:
-            # keep draining the log so the server never blocks on a full pipe
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return m.group(1)
-    proc.kill()
-    raise RuntimeError("the server did not start")
+            server.stop(15)
 
 
 @dataclass

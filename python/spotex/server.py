@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import errno
 import functools
 import logging
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -529,6 +531,68 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
 
 
+class ListenError(OSError):
+    """The server cannot take its address (in use, or not an address of this host)."""
+
+
+def _check_listen(listen: str) -> None:
+    """Refuses an address another process listens on, with a clear message, before any
+    work; gRPC's own bind (with port sharing off) is the guard against a race."""
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        addrs = socket.getaddrinfo(host.strip("[]") or None, int(port),
+                                   type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ListenError(f"cannot listen on {listen}: {e.strerror}") from None
+    for family, kind, proto, _, addr in addrs:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise ListenError(f"cannot listen on {listen}: the address is in use "
+                                      "(another spotex server?)") from None
+                raise ListenError(f"cannot listen on {listen}: {e.strerror}") from None
+
+
+def _listen(listen: str, gateway: Gateway, data_dir: Path | None,
+            operator_token: str | None, hub: Hub, limits: Limits,
+            tls: TlsConfig | None) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
+    accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
+    s = Service(gateway, accounts, hub, limits)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        # grpcio shares ports by default: a second server on the same port would take
+        # half of the calls, each against its own engine
+        ("grpc.so_reuseport", 0)])
+    pb_grpc.add_MarketServicer_to_server(MarketService(s), server)
+    pb_grpc.add_OperatorServicer_to_server(OperatorService(s), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (pb.DESCRIPTOR.services_by_name["Market"].full_name,
+             pb.DESCRIPTOR.services_by_name["Operator"].full_name,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(tls.key.read_bytes(), tls.cert.read_bytes())],
+                root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
+                require_client_auth=tls.client_ca is not None)
+            port = server.add_secure_port(listen, creds)
+    except RuntimeError:  # grpcio's "Failed to bind"
+        port = 0
+    if port == 0:
+        raise ListenError(f"cannot listen on {listen} (in use, or not this host's address)")
+    return server, port, health_servicer, names
+
+
 class Server:
     """A running spotex server: ``await Server.start(...)``, then ``await stop()``."""
 
@@ -550,34 +614,17 @@ class Server:
 
         def publish(outs: list[Published]) -> None:
             loop.call_soon_threadsafe(hub.dispatch_all, outs)
-        if data_dir is not None:
-            data_dir.mkdir(parents=True, exist_ok=True)
+        _check_listen(listen)  # before recovery, which may take a while
         limits = limits or Limits()
+        # the gateway locks the data directory before it reads it (DataDirInUse)
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
                                           snapshot_every, limits.max_open_orders_per_account)
-        accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
-        s = Service(gateway, accounts, hub, limits)
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", limits.max_message_bytes)])
-        pb_grpc.add_MarketServicer_to_server(MarketService(s), server)
-        pb_grpc.add_OperatorServicer_to_server(OperatorService(s), server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        names = (pb.DESCRIPTOR.services_by_name["Market"].full_name,
-                 pb.DESCRIPTOR.services_by_name["Operator"].full_name,
-                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server)
-        if tls is None:
-            port = server.add_insecure_port(listen)
-        else:
-            creds = grpc.ssl_server_credentials(
-                [(tls.key.read_bytes(), tls.cert.read_bytes())],
-                root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
-                require_client_auth=tls.client_ca is not None)
-            port = server.add_secure_port(listen, creds)
-        if port == 0:
-            raise OSError(f"cannot listen on {listen}")
+        try:
+            server, port, health_servicer, names = _listen(
+                listen, gateway, data_dir, operator_token, hub, limits, tls)
+        except BaseException:
+            gateway.close()
+            raise
         await server.start()
         for name in ("", *names[:2]):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
