@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_core import calls, market  # noqa: E402
 
 from spotex import SpotexError  # noqa: E402
-from spotex._core import replay_journal, workload  # noqa: E402
+from spotex._core import journal_segments, replay_journal, workload  # noqa: E402
 from spotex.gateway import JOURNAL, Gateway, GatewayError  # noqa: E402
 
 
@@ -77,7 +77,8 @@ def main() -> None:
         d = Path(tmp) / "data"
         t = time.perf_counter()
         n = build_journal(d, args.ops)
-        results["journal"] = {"records": n, "bytes": (d / JOURNAL).stat().st_size,
+        size = sum(p.stat().st_size for _, p in journal_segments(d / JOURNAL))
+        results["journal"] = {"records": n, "bytes": size,
                               "build_seconds": time.perf_counter() - t}
         t = time.perf_counter()
         engine, last, trades = replay_journal(d / JOURNAL)

@@ -5,9 +5,12 @@ outside the checkout, so nothing but the installed package is imported."""
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import spotex
 from spotex.client import Client
@@ -16,8 +19,20 @@ from spotex.testing import ServerProcess
 TOKEN = "smoke-operator"
 
 
+def extras_stay_out() -> None:
+    """The base install is what a trader needs; charts, numpy and the load generator's
+    histograms are extras, and a command that needs one says which."""
+    for module in ("numpy", "matplotlib", "hdrh"):
+        assert importlib.util.find_spec(module) is None, f"{module} is in the base install"
+    spotex_cmd = str(Path(sys.executable).with_name("spotex"))
+    out = subprocess.run([spotex_cmd, "bench"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    assert "pip install 'spotex[bench]'" in out.stderr, out.stderr
+
+
 def main() -> None:
     assert "site-packages" in (spotex.__file__ or ""), f"not the installed spotex: {spotex}"
+    extras_stay_out()
     with tempfile.TemporaryDirectory(prefix="spotex-smoke-") as data:
         server = ServerProcess(data, TOKEN)
         try:

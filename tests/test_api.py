@@ -173,3 +173,24 @@ def test_the_flow_is_reproducible_and_refuses_bad_specs() -> None:
         flow("meltdown")
     with pytest.raises(ValueError, match="sellers"):
         flow("calm", sellers=0)
+
+
+def test_the_sdk_loads_neither_the_engine_nor_the_server_nor_the_extras() -> None:
+    import subprocess
+    import sys
+
+    heavy = ("spotex._core", "spotex.gateway", "spotex.server", "numpy", "matplotlib", "hdrh")
+    code = ("import sys, spotex, spotex.client\n"
+            "from spotex.client import RpcError\n"
+            "assert issubclass(RpcError, spotex.SpotexError)\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+    # the engine's names still load on first use, under the same base class
+    import spotex
+    from spotex.client import RpcError
+
+    assert issubclass(spotex.InvalidOrderError, spotex.SpotexError)
+    assert issubclass(RpcError, spotex.SpotexError) and spotex.Engine is not None

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spotex import JournalError, SpotexError
-from spotex._core import read_journal, replay_journal
+from spotex._core import journal_segments, read_journal, replay_journal
 from spotex.client import Client, RpcError
 from spotex.gateway import JOURNAL, SNAPSHOTS, Gateway, GatewayError, read_snapshot
 from spotex.testing import ServerProcess
@@ -56,27 +56,32 @@ def drive(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
         for account in (1, 2, 3):
             gw.register_capacity(account, f"c{account}", "H100-SXM", "us-east",
                                  [("n0", 8), ("n1", 8)], 490_000, 490_100)
-        for kind, account, px, qty, pick in plan:
-            try:
-                if kind in ("bid", "ask"):
-                    gw.place(account, "", PID, "buy" if kind == "bid" else "sell",
-                             2_000_000 + px * 10_000, qty,
-                             cluster=f"c{account}" if kind == "ask" else None,
-                             gang=8 if kind == "bid" and qty % 8 == 0 else 1)
-                elif kind in ("cancel", "amend") and gw.orders:
-                    oid = list(gw.orders)[pick % len(gw.orders)]
-                    if kind == "cancel":
-                        gw.cancel(account, oid)
-                    else:
-                        gw.amend(account, oid, None, qty)
-                elif kind == "tick":
-                    gw.advance_time()
-                elif kind == "snapshot" and gw.data_dir is not None:
-                    gw.take_snapshot()
-            except (SpotexError, GatewayError):
-                pass
-        gw.advance_time()  # end on a journaled command, so live and replay share the clock
+        apply(gw, plan)
     gw.call(go)
+
+
+def apply(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
+    """On the writer: the plan's orders, cancels, amends, ticks and snapshots."""
+    for kind, account, px, qty, pick in plan:
+        try:
+            if kind in ("bid", "ask"):
+                gw.place(account, "", PID, "buy" if kind == "bid" else "sell",
+                         2_000_000 + px * 10_000, qty,
+                         cluster=f"c{account}" if kind == "ask" else None,
+                         gang=8 if kind == "bid" and qty % 8 == 0 else 1)
+            elif kind in ("cancel", "amend") and gw.orders:
+                oid = list(gw.orders)[pick % len(gw.orders)]
+                if kind == "cancel":
+                    gw.cancel(account, oid)
+                else:
+                    gw.amend(account, oid, None, qty)
+            elif kind == "tick":
+                gw.advance_time()
+            elif kind == "snapshot" and gw.data_dir is not None:
+                gw.take_snapshot()
+        except (SpotexError, GatewayError):
+            pass
+    gw.advance_time()  # time moves on (a quiet step is not journaled: the hash has no clock)
 
 
 @settings(max_examples=25, deadline=None,
@@ -133,9 +138,10 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
     drive(gw, [("bid", 1, -1, 2, 0)] * 20)
     h, n = gw.call(gw.engine.state_hash), gw.sequence
     gw.close()
-    journal = d / JOURNAL
+    journal_dir = d / JOURNAL
+    [(_, journal)] = journal_segments(journal_dir)  # one segment at this size
     good = journal.read_bytes()
-    records, tail = read_journal(journal)
+    records, tail = read_journal(journal_dir)
     assert tail is None and len(records) == n
     last_offset = len(good) - len(records[-1][2]) - len(records[-1][3]) - 28
     rng = random.Random(3)
@@ -143,12 +149,13 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
         # a crash mid-write: the last record is cut short or garbled
         cut = rng.randrange(1, len(good) - last_offset)
         journal.write_bytes(good[:-cut])
-        records, tail = read_journal(journal)
-        assert len(records) == n - 1 and tail == (last_offset, len(good) - cut - last_offset)
+        records, tail = read_journal(journal_dir)
+        assert len(records) == n - 1
+        assert tail == (journal, last_offset, len(good) - cut - last_offset)
         flipped = bytearray(good)
         flipped[rng.randrange(last_offset, len(good))] ^= 0x10
         journal.write_bytes(bytes(flipped))
-        assert len(read_journal(journal)[0]) == n - 1
+        assert len(read_journal(journal_dir)[0]) == n - 1
     # recovery reports the torn tail, cuts it and continues from the last good record
     journal.write_bytes(good[:-5])
     back = Gateway(clock=Clock(), data_dir=d, fsync="none")
@@ -255,7 +262,7 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     r = CliRunner().invoke(main, ["replay", str(d), "--product", PID, "--verify",
                                   "--trades-csv", str(csv_path), "--charts", str(charts)])
     assert r.exit_code == 0, r.output
-    assert f"replayed {seq} of {seq} records" in r.output and live in r.output
+    assert f"replayed to sequence {seq} ({seq} journal records" in r.output and live in r.output
     assert "NO" not in r.output and "yes" in r.output
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("sequence,time_utc,trade_id") and len(lines) > 1
@@ -264,7 +271,7 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     assert (charts / "report.html").read_text().count("data:image/png;base64,") == 2
     # replaying to an earlier point gives that point's state
     early = CliRunner().invoke(main, ["replay", str(d), "--seq", "5"])
-    assert "replayed 5 of" in early.output
+    assert "replayed to sequence 5 (" in early.output
     assert replay_journal(d / JOURNAL, until_seq=5)[0].state_hash() in early.output
 
 

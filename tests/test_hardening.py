@@ -316,8 +316,8 @@ class FlakyDisk:
 
     full = False
 
-    def __init__(self, path: Path) -> None:
-        self.inner = REAL_WRITER(path)
+    def __init__(self, path: Path, segment_bytes: int) -> None:
+        self.inner = REAL_WRITER(path, segment_bytes)
 
     def append(self, *a: Any) -> None:
         self.inner.append(*a)
@@ -327,8 +327,8 @@ class FlakyDisk:
             raise OSError(28, "No space left on device")
         self.inner.sync()
 
-    def synced_len(self) -> int:
-        return int(self.inner.synced_len())
+    def durable_point(self) -> tuple[Path, int] | None:
+        return self.inner.durable_point()
 
     def close(self) -> None:
         self.inner.close()
@@ -367,7 +367,7 @@ def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path,
     # after the failure the journal on disk replays to exactly the live state
     from spotex._core import replay_journal
 
-    engine, last, _ = replay_journal(tmp_path / "journal.log")
+    engine, last, _ = replay_journal(tmp_path / gateway_module.JOURNAL)
     assert engine.state_hash() == h and last >= seq
 
 

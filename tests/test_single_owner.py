@@ -14,12 +14,16 @@ import pytest
 from conftest import OPERATOR_TOKEN, serving
 
 import spotex.server as server_module
-from spotex._core import replay_journal
+from spotex._core import journal_segments, replay_journal
 from spotex.client import Client
 from spotex.datadir import DataDirInUse, DataDirLock
 from spotex.gateway import JOURNAL, Gateway
 from spotex.server import ListenError, Server
 from spotex.testing import ServerProcess
+
+
+def _journal_bytes(data: Path) -> bytes:
+    return b"".join(path.read_bytes() for _, path in journal_segments(data / JOURNAL))
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +57,7 @@ def test_second_server_on_a_data_dir_or_a_port_refuses_to_start(tmp_path: Path) 
     first = ServerProcess(data, OPERATOR_TOKEN)
     try:
         buyer, pid = _trade(first.target)
-        journal_before = (data / JOURNAL).read_bytes()
+        journal_before = _journal_bytes(data)
 
         same_dir = _serve("--listen", "127.0.0.1:0", "--data-dir", str(data),
                           "--operator-token", OPERATOR_TOKEN)
@@ -70,7 +74,7 @@ def test_second_server_on_a_data_dir_or_a_port_refuses_to_start(tmp_path: Path) 
         assert not other.exists(), "a refused server must not create its data directory"
 
         # the refused servers wrote nothing; the first still serves and still journals
-        assert (data / JOURNAL).read_bytes().startswith(journal_before)
+        assert _journal_bytes(data).startswith(journal_before)
         assert buyer.place_order(pid, "buy", "2.00", 4).state == "open"
         assert len(buyer.list_allocations(pid)) == 1
         # the replay tool only reads, so it runs beside the live server

@@ -1,9 +1,12 @@
 """Type stubs for the Rust extension ``spotex._core``."""
 
 import os
+import pathlib
 from typing import Literal, final
 
 from typing_extensions import Buffer
+
+from spotex.errors import SpotexError as SpotexError
 
 __all__ = [
     "Allocation",
@@ -14,6 +17,9 @@ __all__ = [
     "InvalidProductError",
     "JournalError",
     "JournalWriter",
+    "adopt_single_file_journal",
+    "journal_segments",
+    "retire_journal",
     "MICROS_PER_HOUR",
     "NotOwnerError",
     "Order",
@@ -34,9 +40,6 @@ __all__ = [
 
 MICROS_PER_HOUR: int
 
-class SpotexError(Exception):
-    reason: str
-    events: list[Event]
 
 class InvalidOrderError(SpotexError): ...
 class PostOnlyWouldCrossError(InvalidOrderError): ...
@@ -219,16 +222,25 @@ class JournalError(SpotexError): ...
 
 @final
 class JournalWriter:
-    def __new__(cls, path: str | os.PathLike[str]) -> JournalWriter: ...
+    def __new__(
+        cls, path: str | os.PathLike[str], segment_bytes: int = ...
+    ) -> JournalWriter: ...
     def append(self, seq: int, ts: int, command: bytes, meta: bytes) -> None: ...
     def flush(self) -> None: ...
     def sync(self) -> None: ...
-    def synced_len(self) -> int: ...
+    def durable_point(self) -> tuple[pathlib.Path, int] | None: ...
     def close(self) -> None: ...
 
 def read_journal(
-    path: str | os.PathLike[str],
-) -> tuple[list[tuple[int, int, bytes, bytes]], tuple[int, int] | None]: ...
+    path: str | os.PathLike[str], after: int = 0
+) -> tuple[list[tuple[int, int, bytes, bytes]], tuple[pathlib.Path, int, int] | None]: ...
+def journal_segments(path: str | os.PathLike[str]) -> list[tuple[int, pathlib.Path]]: ...
+def retire_journal(
+    path: str | os.PathLike[str], upto: int, archive: str | os.PathLike[str] | None = None
+) -> list[pathlib.Path]: ...
+def adopt_single_file_journal(
+    file: str | os.PathLike[str], path: str | os.PathLike[str]
+) -> bool: ...
 def truncate_journal(path: str | os.PathLike[str], offset: int) -> None: ...
 def replay_journal(
     path: str | os.PathLike[str],

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
+from spotex.extras import require
 
-from spotex._core import Engine, cancel_reasons, reject_codes
+require("numpy", "batch", "spotex.batch")  # a clear message when the extra is missing
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+from spotex._core import Engine, cancel_reasons, reject_codes  # noqa: E402
 
 PLACE, CANCEL, AMEND, ADVANCE_TIME = 1, 2, 3, 4
 BUY, SELL = 0, 1

@@ -18,10 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from spotex.client import Client, Order, RpcError
+from spotex.extras import MissingExtra, available, require
 from spotex.limits import Limits, TlsConfig
 
 console = Console()
 DEFAULT_SERVER = "127.0.0.1:50551"
+
+
+def _require(module: str, extra: str, feature: str) -> None:
+    try:
+        require(module, extra, feature)
+    except MissingExtra as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _client(ctx: click.Context) -> Client:
@@ -53,7 +61,14 @@ def main(ctx: click.Context, server: str, token: str) -> None:
               help="batch: one fsync per group of commands before any is acknowledged; "
                    "none: leave it to the OS (loses acknowledged orders on power loss)")
 @click.option("--snapshot-every", default=200_000, show_default=True,
-              help="commands between automatic snapshots")
+              help="commands between automatic snapshots (one is also taken on a graceful "
+                   "stop)")
+@click.option("--journal-segment-mb", default=64, show_default=True,
+              type=click.IntRange(1, 4096), help="size past which a journal segment rolls over")
+@click.option("--journal-retention", type=click.Choice(["delete", "archive", "keep"]),
+              default="delete", show_default=True,
+              help="segments wholly before the oldest kept snapshot: delete them, move them "
+                   "to DATA_DIR/journal-archive, or keep them (full replay from the start)")
 @click.option("--max-open-orders", default=Limits.max_open_orders_per_account,
               show_default=True, help="resting orders per account")
 @click.option("--orders-per-second", default=Limits.orders_per_second, show_default=True,
@@ -70,7 +85,8 @@ def main(ctx: click.Context, server: str, token: str) -> None:
 @click.option("--tls-client-ca", type=click.Path(exists=True, path_type=Path), default=None,
               help="PEM CA bundle: require client certificates signed by it")
 def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
-          snapshot_every: int, max_open_orders: int, orders_per_second: float,
+          snapshot_every: int, journal_segment_mb: int, journal_retention: str,
+          max_open_orders: int, orders_per_second: float,
           order_burst: int, max_message_bytes: int, subscriber_queue: int,
           tls_cert: Path | None,
           tls_key: Path | None, tls_client_ca: Path | None) -> None:
@@ -94,7 +110,9 @@ def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
     from spotex.server import ListenError
     try:
         asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
-                        snapshot_every=snapshot_every, limits=limits, tls=tls))
+                        snapshot_every=snapshot_every, limits=limits, tls=tls,
+                        segment_bytes=journal_segment_mb << 20,
+                        retention=journal_retention))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
         raise click.ClickException(str(e)) from None
@@ -138,6 +156,7 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
     import contextlib
     import json
 
+    _require("hdrh", "bench", "spotex bench")
     from spotex import loadgen
 
     cfg = loadgen.BenchConfig(clients=clients, duration=duration, max_orders=max_orders,
@@ -227,12 +246,16 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
         t.add_row(k.replace("_", " "), str(v))
     console.print(t)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prices, sd = sim.charts(result)
-    (out_dir / "simulate_prices.png").write_bytes(prices)
-    (out_dir / "simulate_supply_demand.png").write_bytes(sd)
     (out_dir / "simulate.json").write_text(json.dumps(
         {"config": {k: v for k, v in cfg.__dict__.items()}, "summary": summary,
          "price_path_usd": [p / 1_000_000 for _, p, _ in result.trades]}, indent=2))
+    if not available("matplotlib"):
+        console.print(f"wrote simulate.json to {out_dir}; no charts without matplotlib "
+                      "(pip install 'spotex[charts]')")
+        return
+    prices, sd = sim.charts(result)
+    (out_dir / "simulate_prices.png").write_bytes(prices)
+    (out_dir / "simulate_supply_demand.png").write_bytes(sd)
     console.print(f"wrote simulate.json, simulate_prices.png, simulate_supply_demand.png "
                   f"to {out_dir}")
 
@@ -348,14 +371,23 @@ def replay(data_dir: Path, until_seq: int | None, until: Any, product: str | Non
     from spotex import replay as rp
     from spotex.demo import book_rows
 
+    if charts is not None:
+        _require("matplotlib", "charts", "--charts")
     when = until.replace(tzinfo=dt.UTC) if until else None
-    with console.status("replaying the journal"):
-        r = rp.rebuild(data_dir, until_seq, when)
+    from spotex._core import JournalError
+
+    try:
+        with console.status("replaying the journal"):
+            r = rp.rebuild(data_dir, until_seq, when)
+    except JournalError as e:
+        raise click.ClickException(str(e)) from None
     if r.torn_tail:
-        console.print(f"[yellow]journal has a torn tail: {r.torn_tail[1]} bytes at offset "
-                      f"{r.torn_tail[0]} (ignored)[/yellow]")
-    console.print(f"replayed {r.sequence} of {r.records} records; "
-                  f"state hash {r.engine.state_hash()}")
+        segment, offset, nbytes = r.torn_tail
+        console.print(f"[yellow]journal has a torn tail: {nbytes} bytes at offset {offset} "
+                      f"of {segment.name} (ignored)[/yellow]")
+    began = f" from the snapshot at {r.start}" if r.start else ""
+    console.print(f"replayed to sequence {r.sequence}{began} ({r.records} journal records "
+                  f"kept); state hash {r.engine.state_hash()}")
     if verify:
         t = Table("snapshot seq", "recorded hash", "replayed hash", "ok")
         results = rp.verify(data_dir)

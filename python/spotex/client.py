@@ -19,9 +19,9 @@ import grpc
 import grpc.aio
 
 from spotex import wire
-from spotex._core import SpotexError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.errors import SpotexError
 from spotex.money import parse_price
 
 T = TypeVar("T")

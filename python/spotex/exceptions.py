@@ -9,10 +9,10 @@ from spotex._core import (
     NotOwnerError,
     PostOnlyWouldCrossError,
     ProductStateError,
-    SpotexError,
     UnknownOrderError,
     UnknownProductError,
 )
+from spotex.errors import SpotexError
 
 __all__ = [
     "CapacityError",

@@ -32,7 +32,9 @@ from spotex._core import (
     JournalError,
     JournalWriter,
     SpotexError,
+    adopt_single_file_journal,
     read_journal,
+    retire_journal,
     truncate_journal,
 )
 from spotex.datadir import DataDirLock
@@ -40,7 +42,11 @@ from spotex.datadir import DataDirLock
 T = TypeVar("T")
 
 
-JOURNAL = "journal.log"
+JOURNAL = "journal"  # a directory of segments (rust_core/src/journal.rs)
+LEGACY_JOURNAL = "journal.log"  # the single-file layout before segments; adopted on start
+ARCHIVE = "journal-archive"
+# what happens to segments wholly before the oldest kept snapshot
+RETENTION = ("delete", "archive", "keep")
 # The core's encoding of an AdvanceTime command (rust_core/src/codec.rs, kind 10).
 ADVANCE_TIME_COMMAND = bytes([10])
 SNAPSHOTS = "snapshots"
@@ -241,9 +247,14 @@ class Gateway:
     def __init__(self, publish: Callable[[list[Published]], None] | None = None,
                  clock: Callable[[], int] | None = None, data_dir: Path | None = None,
                  fsync: str = "batch", snapshot_every: int = 200_000,
-                 max_open_orders: int = 10_000) -> None:
+                 max_open_orders: int = 10_000, segment_bytes: int = 64 << 20,
+                 retention: str = "delete") -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
+        if retention not in RETENTION:
+            raise ValueError(f"journal retention must be one of {RETENTION}")
+        self._segment_bytes = segment_bytes
+        self._retention = retention
         self.engine = Engine()
         self._publish = publish or (lambda p: None)
         self._outbox: list[Published] = []
@@ -265,7 +276,7 @@ class Gateway:
             self._lock = DataDirLock(data_dir)
             try:
                 self._recover(data_dir)
-                self.journal = JournalWriter(data_dir / JOURNAL)
+                self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
             except BaseException:
                 self._lock.release()
                 raise
@@ -381,15 +392,16 @@ class Gateway:
         if self.unavailable is None:
             return True
         assert self.data_dir is not None and self.journal is not None
-        path = self.data_dir / JOURNAL
         try:
-            durable = self.journal.synced_len()
+            # only the newest segment can hold records that are not durable
+            durable = self.journal.durable_point()
             try:
                 self.journal.close()
             except Exception:  # noqa: BLE001 - it failed already; the file is cut below
                 pass
-            truncate_journal(path, durable)
-            self.journal = JournalWriter(path)
+            if durable is not None:
+                truncate_journal(*durable)
+            self.journal = JournalWriter(self.data_dir / JOURNAL, self._segment_bytes)
             self.journal.sync()  # the probe: raises while the disk still fails
         except Exception as err:  # noqa: BLE001 - still failing: stay unavailable
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
@@ -438,7 +450,19 @@ class Gateway:
                         _op("set_state", what=what, product_id=product_id))
 
     def advance_time(self) -> list[Event]:
-        return self.run(lambda ts: self.engine.advance_time(ts), _op("advance_time"))
+        """Moves the engine's clock to now: gate closures and expiries that fell due. A
+        quiet step (nothing fell due) is not journaled, so an idle venue's journal stays
+        still; the next command carries a later time anyway, and the state hash does not
+        cover the clock."""
+        if self._forced_ts is not None:  # replaying a journaled step
+            return self.run(lambda ts: self.engine.advance_time(ts), _op("advance_time"))
+        self._check_available()
+        ts = self.stamp()
+        events = self.engine.advance_time(ts)
+        if events:
+            self._journal(ts, ADVANCE_TIME_COMMAND, _op("advance_time"))
+            self._absorb(events, ts)
+        return events
 
     # ---- commands (call these on the writer) ---------------------------------------
 
@@ -594,7 +618,22 @@ class Gateway:
         write_snapshot(self.data_dir / SNAPSHOTS, self.sequence, self.engine.snapshot(),
                        json.dumps(gateway).encode())
         self.snapshot_seq = self.sequence
+        self._retire_segments()
         return self.sequence, state_hash
+
+    def _retire_segments(self) -> None:
+        """Segments wholly before the oldest kept snapshot are not needed to recover
+        (any kept snapshot plus the journal after it is): remove or archive them."""
+        assert self.data_dir is not None
+        kept = sorted((self.data_dir / SNAPSHOTS).glob("snapshot-*.bin"))
+        if self._retention == "keep" or not kept:
+            return
+        oldest = int(kept[0].stem.split("-")[1])
+        archive = self.data_dir / ARCHIVE if self._retention == "archive" else None
+        retired = retire_journal(self.data_dir / JOURNAL, oldest, archive)
+        if retired:
+            log.info("journal: %s %d segment(s) before sequence %d",
+                     "archived" if archive else "removed", len(retired), oldest + 1)
 
     def _recover(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -618,12 +657,14 @@ class Gateway:
             if self.engine.state_hash() != g["state_hash"]:
                 raise JournalError(f"snapshot {seq}: state hash does not match its record")
         path = data_dir / JOURNAL
-        records, torn = read_journal(path)
+        if adopt_single_file_journal(data_dir / LEGACY_JOURNAL, path):
+            log.info("journal: moved %s into %s as its first segment", LEGACY_JOURNAL, path)
+        records, torn = read_journal(path, self.sequence)
         if torn is not None:
-            offset, nbytes = torn
+            segment, offset, nbytes = torn
             log.warning("journal %s: torn tail of %d bytes at offset %d (a crash mid-write); "
-                        "recovering to the last good record", path, nbytes, offset)
-            truncate_journal(path, offset)
+                        "recovering to the last good record", segment, nbytes, offset)
+            truncate_journal(segment, offset)
         replayed = 0
         for seq, ts, _command, meta in records:
             if seq <= self.sequence:

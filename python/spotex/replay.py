@@ -16,8 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from spotex._core import Engine, read_journal, replay_journal
-from spotex.gateway import JOURNAL, SNAPSHOTS, read_snapshot
+from spotex._core import Engine, JournalError, journal_segments, read_journal, replay_journal
+from spotex.gateway import JOURNAL, LEGACY_JOURNAL, SNAPSHOTS, read_snapshot
 
 Trade = tuple[int, int, int, str, int, int, str]
 
@@ -28,7 +28,10 @@ class Replay:
     sequence: int
     trades: list[Trade]
     records: int
-    torn_tail: tuple[int, int] | None
+    torn_tail: tuple[Path, int, int] | None
+    # where the replay began: 0 (the first command), or the snapshot it started from
+    # when older journal segments were retired
+    start: int = 0
 
 
 def _dollars(micros: int) -> Decimal:
@@ -39,28 +42,76 @@ def _iso(micros: int) -> str:
     return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _journal(data_dir: Path) -> Path:
+    journal = data_dir / JOURNAL
+    if (data_dir / LEGACY_JOURNAL).exists() and not journal_segments(journal):
+        raise JournalError(f"{data_dir} holds a journal of the single-file layout "
+                           f"({LEGACY_JOURNAL}); start spotex serve on it once to move it "
+                           "into segments (the replay tool never writes)")
+    return journal
+
+
 def rebuild(data_dir: Path, until_seq: int | None = None,
             until: dt.datetime | None = None) -> Replay:
-    """Replays the whole journal from the start (so every trade is listed) up to the
-    given sequence number or time."""
-    journal = data_dir / JOURNAL
+    """Replays the journal up to the given sequence number or time: from the first
+    command when the whole journal is kept (so every trade is listed), otherwise from the
+    oldest snapshot the kept segments continue."""
+    journal = _journal(data_dir)
     records, torn = read_journal(journal)
+    snapshots = sorted((data_dir / SNAPSHOTS).glob("snapshot-*.bin"))
+    if not records and not snapshots:
+        raise JournalError(f"{data_dir} holds no journal records and no snapshots")
     until_ts = int(until.timestamp() * 1_000_000) if until else None
-    engine, seq, trades = replay_journal(journal, until_seq=until_seq, until_ts=until_ts)
-    return Replay(engine, seq, trades, len(records), torn)
+    first = records[0][0] if records else None
+    start, base = 0, None
+    if first is None or first > 1:  # older segments were retired: begin at a snapshot
+        for path in snapshots:
+            seq, engine_bytes, gateway = read_snapshot(path)
+            if first is not None and seq < first - 1:
+                continue  # the journal no longer continues it
+            if (until_seq is not None and seq > until_seq) or (
+                    until_ts is not None and json.loads(gateway)["last_ts"] > until_ts):
+                break
+            start, base = seq, engine_bytes
+            break
+        else:
+            base = None
+        if base is None:
+            oldest = (first or 1) - 1
+            raise JournalError(f"the journal before sequence {oldest + 1} was retired: the "
+                               f"oldest state that can be rebuilt is at sequence {oldest} "
+                               "(serve with --journal-retention keep or archive to keep more)")
+    last = records[-1][0] if records else start
+    if until_seq is not None and until_seq > last:
+        raise JournalError(f"sequence {until_seq} is past the end of the journal ({last})")
+    engine, seq, trades = replay_journal(journal, until_seq=until_seq, until_ts=until_ts,
+                                         snapshot=base, snapshot_seq=start)
+    return Replay(engine, seq, trades, len(records), torn, start)
 
 
 def verify(data_dir: Path) -> list[tuple[int, str, str, bool]]:
-    """For every snapshot: (sequence, hash recorded in it, hash of a fresh replay of the
-    journal to that sequence, equal?). Also checks the snapshot's own engine bytes."""
+    """For every snapshot: (sequence, hash recorded in it, hash of a replay of the journal
+    to that sequence, equal?). The replay starts from the previous snapshot (or the first
+    command), so the journal between every two snapshots is checked; the snapshot's own
+    engine bytes are checked too. Where the journal before the oldest snapshot was
+    retired, that snapshot is checked against its own bytes alone."""
     out = []
-    journal = data_dir / JOURNAL
+    journal = _journal(data_dir)
+    segments = journal_segments(journal)
+    base: tuple[bytes | None, int] | None = (None, 0) if segments and segments[0][0] <= 1 \
+        else None
     for path in sorted((data_dir / SNAPSHOTS).glob("snapshot-*.bin")):
         seq, engine_bytes, gateway = read_snapshot(path)
         recorded = json.loads(gateway)["state_hash"]
-        replayed = replay_journal(journal, until_seq=seq)[0].state_hash()
         restored = Engine.restore(engine_bytes).state_hash()
-        out.append((seq, recorded, replayed, recorded == replayed == restored))
+        if base is not None:
+            replayed = replay_journal(journal, until_seq=seq, snapshot=base[0],
+                                      snapshot_seq=base[1])[0].state_hash()
+            ok = recorded == replayed == restored
+        else:
+            replayed, ok = "(journal retired)", recorded == restored
+        out.append((seq, recorded, replayed, ok))
+        base = (engine_bytes, seq)
     return out
 
 

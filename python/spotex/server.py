@@ -32,7 +32,7 @@ from spotex._core import SpotexError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
-from spotex.gateway import Gateway, GatewayError, Published
+from spotex.gateway import FillRecord, Gateway, GatewayError, OrderRecord, Published
 from spotex.limits import Limits, TlsConfig, TokenBucket
 
 log = logging.getLogger("spotex.server")
@@ -98,9 +98,9 @@ class Hub:
                         continue
                     due.setdefault(account, []).append(pb.Execution(
                         sequence=seq, kind=kind,
-                        order=wire.order_pb(rec, with_fills=False) if rec else None,
-                        fill=wire.fill_pb(fill) if fill else None,
-                        allocation=wire.allocation_pb(alloc, account) if alloc else None))
+                        order=order_pb(rec, with_fills=False) if rec else None,
+                        fill=fill_pb(fill) if fill else None,
+                        allocation=allocation_pb(alloc, account) if alloc else None))
             for account, ms in due.items():
                 for q in self.executions.get(account, ()):
                     q.offer(ms)
@@ -237,7 +237,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
     async def ListProducts(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
         rows = await self.s.writer(self.s.gw.engine.products)
-        return pb.ListProductsResponse(products=[wire.product_pb(r) for r in rows])
+        return pb.ListProductsResponse(products=[product_pb(r) for r in rows])
 
     async def RegisterCapacity(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, SELLER)
@@ -293,7 +293,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.bounded(context, (request.product_id, request.cluster_id))
         await self.s.throttle(context, a)
-        rec = await self.s.command(context, lambda: wire.order_pb(self._place(a, request)))
+        rec = await self.s.command(context, lambda: order_pb(self._place(a, request)))
         return pb.PlaceOrderResponse(order=rec)
 
     async def CancelOrder(self, request: Any, context: Any) -> Any:
@@ -301,14 +301,14 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         await self.s.throttle(context, a)
         gw = self.s.gw
         rec = await self.s.command(
-            context, lambda: wire.order_pb(gw.cancel(a.account_id, request.order_id)))
+            context, lambda: order_pb(gw.cancel(a.account_id, request.order_id)))
         return pb.CancelOrderResponse(order=rec)
 
     async def AmendOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
         gw = self.s.gw
-        rec = await self.s.command(context, lambda: wire.order_pb(gw.amend(
+        rec = await self.s.command(context, lambda: order_pb(gw.amend(
             a.account_id, request.order_id, request.price_micros or None,
             request.quantity or None)))
         return pb.AmendOrderResponse(order=rec)
@@ -323,7 +323,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
                 raise GatewayError("UNKNOWN_ORDER", "no such order")
             if rec.account != a.account_id:
                 raise GatewayError("NOT_OWNER", "the order belongs to another account")
-            return wire.order_pb(rec)
+            return order_pb(rec)
         return pb.GetOrderResponse(order=await self.s.command(context, go))
 
     async def ListOrders(self, request: Any, context: Any) -> Any:
@@ -332,7 +332,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         gw = self.s.gw
 
         def go() -> list[Any]:
-            return [wire.order_pb(r) for r in gw.orders.values()
+            return [order_pb(r) for r in gw.orders.values()
                     if r.account == a.account_id
                     and (not request.product_id or r.product == request.product_id)
                     and (not request.open_only or r.remaining > 0)]
@@ -345,14 +345,14 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         depth = min(request.depth or 20, 10_000)
         seq, bids, asks = await self.s.command(
             context, lambda: gw.book(request.product_id, depth))
-        return pb.GetBookResponse(book=wire.book_pb(request.product_id, seq, bids, asks))
+        return pb.GetBookResponse(book=book_pb(request.product_id, seq, bids, asks))
 
     async def ListAllocations(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         gw = self.s.gw
         rows = await self.s.writer(lambda: gw.engine.allocations(a.account_id))
         return pb.ListAllocationsResponse(allocations=[
-            wire.allocation_pb(x, a.account_id) for x in rows
+            allocation_pb(x, a.account_id) for x in rows
             if not request.product_id or x.product == request.product_id])
 
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[Any]:
@@ -374,7 +374,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
             def register() -> None:
                 q.offer([pb.MarketData(product_id=p, sequence=seq,
-                                       snapshot=wire.book_pb(p, seq, bids, asks))
+                                       snapshot=book_pb(p, seq, bids, asks))
                          for p, seq, bids, asks in snaps], force=True)
                 hub.market.append(entry)
             loop.call_soon_threadsafe(register)
@@ -442,7 +442,7 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
     def _result(self, a: Account, order: Any) -> Any:
         """On the writer: one order of a bulk message, refused or placed."""
         try:
-            return pb.OrderResult(order=wire.order_pb(self._place(a, order)))
+            return pb.OrderResult(order=order_pb(self._place(a, order)))
         except (SpotexError, GatewayError) as err:
             reason = err.reason  # type: ignore[attr-defined]
             return pb.OrderResult(code=wire.status_for(reason).value[0], reason=reason,
@@ -483,7 +483,7 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
                                           r.open_at_micros or None)
                         created.append(pid)
             rows = {row[0]: row for row in gw.engine.products()}
-            return [wire.product_pb(rows[p]) for p in created]
+            return [product_pb(rows[p]) for p in created]
         return pb.CreateProductsResponse(products=await self.s.command(context, go))
 
     async def CreateAccount(self, request: Any, context: Any) -> Any:
@@ -503,7 +503,7 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
         def go() -> Any:
             gw.set_state(what, request.product_id)
             row = next(x for x in gw.engine.products() if x[0] == request.product_id)
-            return wire.product_pb(row)
+            return product_pb(row)
         return pb.ProductResponse(product=await self.s.command(context, go))
 
     async def Halt(self, request: Any, context: Any) -> Any:
@@ -607,7 +607,8 @@ class Server:
     async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
                     operator_token: str | None = None, tick_seconds: float = 0.5,
                     fsync: str = "batch", snapshot_every: int = 200_000,
-                    limits: Limits | None = None, tls: TlsConfig | None = None) -> Server:
+                    limits: Limits | None = None, tls: TlsConfig | None = None,
+                    segment_bytes: int = 64 << 20, retention: str = "delete") -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens."""
         loop = asyncio.get_running_loop()
         hub = Hub()
@@ -618,7 +619,8 @@ class Server:
         limits = limits or Limits()
         # the gateway locks the data directory before it reads it (DataDirInUse)
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
-                                          snapshot_every, limits.max_open_orders_per_account)
+                                          snapshot_every, limits.max_open_orders_per_account,
+                                          segment_bytes, retention)
         try:
             server, port, health_servicer, names = _listen(
                 listen, gateway, data_dir, operator_token, hub, limits, tls)
@@ -650,6 +652,13 @@ class Server:
         await self.grpc.stop(grace)
         gw = self.gateway
         seq, h = await gw.submit_async(lambda: (gw.sequence, gw.engine.state_hash()))
+        if gw.data_dir is not None and gw.unavailable is None and seq > gw.snapshot_seq:
+            # the next start recovers from here without replaying the journal
+            try:
+                await gw.submit_async(gw.take_snapshot)
+                log.info("snapshot at sequence %d", seq)
+            except Exception as err:  # noqa: BLE001 - the journal still holds everything
+                log.error("no snapshot on stop (%s); the next start replays the journal", err)
         gw.close()
         log.info("stopped at sequence %d, state hash %s", seq, h)
 
@@ -657,10 +666,12 @@ class Server:
 async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 ready: Callable[[Server], None] | None = None, fsync: str = "batch",
                 snapshot_every: int = 200_000, limits: Limits | None = None,
-                tls: TlsConfig | None = None) -> None:
+                tls: TlsConfig | None = None, segment_bytes: int = 64 << 20,
+                retention: str = "delete") -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     server = await Server.start(listen, data_dir, operator_token, fsync=fsync,
-                                snapshot_every=snapshot_every, limits=limits, tls=tls)
+                                snapshot_every=snapshot_every, limits=limits, tls=tls,
+                                segment_bytes=segment_bytes, retention=retention)
     if ready:
         ready(server)
     stop = asyncio.Event()
@@ -676,3 +687,44 @@ def _resolved(value: Any) -> asyncio.Future[Any]:
     f: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     f.set_result(value)
     return f
+
+
+# ---- the gateway's records as contract messages -------------------------------------
+
+def fill_pb(f: FillRecord) -> Any:
+    return pb.Fill(trade_id=f.trade_id, price_micros=f.price, quantity=f.qty, maker=f.maker,
+                   time_micros=f.ts)
+
+
+def order_pb(r: OrderRecord, with_fills: bool = True) -> Any:
+    return pb.Order(
+        order_id=r.order_id, client_order_id=r.client_order_id, product_id=r.product,
+        side=wire.SIDE_TO_PB[r.side], order_type=wire.TYPE_TO_PB[r.order_type],
+        price_micros=r.price, quantity=r.quantity, filled_quantity=r.filled,
+        remaining_quantity=r.remaining, state=wire.STATE_TO_PB[r.state],
+        time_in_force=wire.TIF_TO_PB[r.tif], cluster_id=r.cluster or "",
+        gang=r.gang, fills=[fill_pb(f) for f in r.fills] if with_fills else [],
+        created_at_micros=r.created_at, reason=r.reason)
+
+
+def allocation_pb(a: Any, account: int) -> Any:
+    return pb.Allocation(
+        trade_id=a.trade_id, product_id=a.product, cluster_id=a.cluster, hour=a.hour,
+        buy_order_id=a.buy_order, sell_order_id=a.sell_order, price_micros=a.price,
+        quantity=a.qty, slots=[pb.Slot(node_id=n, gpu_indices=g) for n, g in a.slots],
+        as_buyer=a.buyer == account)
+
+
+def level_pb(level: tuple[int, int, int]) -> Any:
+    return pb.Level(price_micros=level[0], quantity=level[1], orders=level[2])
+
+
+def book_pb(product: str, sequence: int, bids: list[Any], asks: list[Any]) -> Any:
+    return pb.Book(product_id=product, sequence=sequence, bids=[level_pb(x) for x in bids],
+                   asks=[level_pb(x) for x in asks])
+
+
+def product_pb(row: tuple[str, str, int, int, int, int]) -> Any:
+    pid, state, tick, lot, open_at, close_at = row
+    return pb.Product(product_id=pid, state=state, tick_micros=tick, lot=lot,
+                      open_at_micros=open_at, close_at_micros=close_at)

@@ -1,15 +1,12 @@
-"""The one boundary between the generated protobuf messages and everything else: enum
-names, order records to ``Order`` messages, allocations to ``Allocation`` messages, and
-engine rejection codes to gRPC status codes."""
+"""The contract's words in Python: enum names to and from the generated protobuf enums,
+and rejection reasons to gRPC status codes. Shared by the SDK and the server, so it
+imports neither the engine nor the server."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import grpc
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex.gateway import FillRecord, OrderRecord
 
 SIDE_TO_PB = {"buy": pb.SIDE_BUY, "sell": pb.SIDE_SELL}
 SIDE_FROM_PB = {pb.SIDE_BUY: "buy", pb.SIDE_SELL: "sell"}
@@ -49,41 +46,3 @@ for _code, _reasons in {
 
 def status_for(reason: str) -> grpc.StatusCode:
     return _CODES.get(reason, grpc.StatusCode.INVALID_ARGUMENT)
-
-
-def fill_pb(f: FillRecord) -> Any:
-    return pb.Fill(trade_id=f.trade_id, price_micros=f.price, quantity=f.qty, maker=f.maker,
-                   time_micros=f.ts)
-
-
-def order_pb(r: OrderRecord, with_fills: bool = True) -> Any:
-    return pb.Order(
-        order_id=r.order_id, client_order_id=r.client_order_id, product_id=r.product,
-        side=SIDE_TO_PB[r.side], order_type=TYPE_TO_PB[r.order_type], price_micros=r.price,
-        quantity=r.quantity, filled_quantity=r.filled, remaining_quantity=r.remaining,
-        state=STATE_TO_PB[r.state], time_in_force=TIF_TO_PB[r.tif], cluster_id=r.cluster or "",
-        gang=r.gang, fills=[fill_pb(f) for f in r.fills] if with_fills else [],
-        created_at_micros=r.created_at, reason=r.reason)
-
-
-def allocation_pb(a: Any, account: int) -> Any:
-    return pb.Allocation(
-        trade_id=a.trade_id, product_id=a.product, cluster_id=a.cluster, hour=a.hour,
-        buy_order_id=a.buy_order, sell_order_id=a.sell_order, price_micros=a.price,
-        quantity=a.qty, slots=[pb.Slot(node_id=n, gpu_indices=g) for n, g in a.slots],
-        as_buyer=a.buyer == account)
-
-
-def level_pb(level: tuple[int, int, int]) -> Any:
-    return pb.Level(price_micros=level[0], quantity=level[1], orders=level[2])
-
-
-def book_pb(product: str, sequence: int, bids: list[Any], asks: list[Any]) -> Any:
-    return pb.Book(product_id=product, sequence=sequence, bids=[level_pb(x) for x in bids],
-                   asks=[level_pb(x) for x in asks])
-
-
-def product_pb(row: tuple[str, str, int, int, int, int]) -> Any:
-    pid, state, tick, lot, open_at, close_at = row
-    return pb.Product(product_id=pid, state=state, tick_micros=tick, lot=lot,
-                      open_at_micros=open_at, close_at_micros=close_at)

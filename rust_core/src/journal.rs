@@ -6,10 +6,16 @@
 //! that the gateway keeps beside it. Sequence numbers increase by one from record to
 //! record. A damaged or missing tail (a crash mid-write) is reported and can be cut
 //! off; damage followed by good records is corruption in the middle and is refused.
+//!
+//! A journal is a directory of segments ([`Segments`]), each a file of whole records named
+//! by the sequence number of its first record (`00000000000000000001.log`). A segment
+//! rolls over once it passes a size, always at a record boundary and only after it was
+//! made durable, so everything before the newest segment is durable. Segments wholly
+//! before a snapshot can be retired (removed or archived) without losing recovery.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where commands go to be durable. A replicated log can implement it later.
 pub trait Journal {
@@ -48,6 +54,15 @@ impl FileJournal {
     /// sync, cut the file back to this before anything else reads it.
     pub fn synced_len(&self) -> u64 {
         self.synced
+    }
+
+    /// Bytes in the file, appended but not yet durable included.
+    pub fn len(&self) -> u64 {
+        self.written
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
     }
 }
 
@@ -239,6 +254,238 @@ pub fn truncate(path: &Path, offset: u64) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Default size past which a segment rolls over.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+const SEGMENT_SUFFIX: &str = ".log";
+
+fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}{SEGMENT_SUFFIX}")
+}
+
+/// The segments of a journal directory as `(first sequence, path)`, oldest first. Files
+/// that are not segments are ignored.
+pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) {
+            if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(seq) = stem.parse::<u64>() {
+                    out.push((seq, path));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A journal kept as a directory of segments; appends go to the newest one.
+pub struct Segments {
+    dir: PathBuf,
+    segment_bytes: u64,
+    current: Option<(PathBuf, FileJournal)>,
+}
+
+impl Segments {
+    /// Opens `dir` (creating it) to append after its newest segment.
+    pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<Segments> {
+        fs::create_dir_all(dir)?;
+        let current = match segments(dir)?.pop() {
+            Some((_, path)) => {
+                let j = FileJournal::open(&path)?;
+                Some((path, j))
+            }
+            None => None,
+        };
+        Ok(Segments {
+            dir: dir.to_path_buf(),
+            segment_bytes: segment_bytes.max(1),
+            current,
+        })
+    }
+
+    /// The newest segment and the length up to which it is durable. Every older segment
+    /// is durable whole: after a failed sync, cut this file back to this length.
+    pub fn durable_point(&self) -> Option<(PathBuf, u64)> {
+        self.current
+            .as_ref()
+            .map(|(p, j)| (p.clone(), j.synced_len()))
+    }
+
+    /// Starts a new segment at `seq` once the current one is full: the full one is made
+    /// durable first, and the new file's name is made durable in the directory.
+    fn roll_if_full(&mut self, seq: u64) -> io::Result<()> {
+        if let Some((_, j)) = &mut self.current {
+            if j.len() < self.segment_bytes {
+                return Ok(());
+            }
+            j.sync()?;
+        }
+        let path = self.dir.join(segment_name(seq));
+        let j = FileJournal::open(&path)?;
+        sync_dir(&self.dir)?;
+        self.current = Some((path, j));
+        Ok(())
+    }
+}
+
+impl Journal for Segments {
+    fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> io::Result<()> {
+        self.roll_if_full(seq)?;
+        let (_, j) = self.current.as_mut().expect("a segment after roll_if_full");
+        j.append(seq, ts, command, meta)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.current {
+            Some((_, j)) => j.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match &mut self.current {
+            Some((_, j)) => j.sync(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What was found after the last good record of a journal directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The newest segment, the only one that may end torn.
+    pub path: PathBuf,
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+/// Reads the records of a journal directory with a sequence above `after` (0: all),
+/// skipping segments that hold nothing above it. Sequences must run on by one across
+/// segments, each segment must start at the sequence its name gives, and only the newest
+/// segment may end in a torn record.
+pub fn read_dir(dir: &Path, after: u64) -> Result<(Vec<Record>, Option<TornTail>), ReadError> {
+    let all = segments(dir).map_err(ReadError::Io)?;
+    // the first segment that can hold a record above `after`
+    let start = all
+        .iter()
+        .rposition(|(first, _)| *first <= after + 1)
+        .unwrap_or(0);
+    let mut records: Vec<Record> = Vec::new();
+    let mut torn = None;
+    let mut prev: Option<u64> = None;
+    for (i, (first, path)) in all.iter().enumerate().skip(start) {
+        let (recs, tail) = read(path)?;
+        let newest = i + 1 == all.len();
+        if let Tail::Torn { offset, bytes } = tail {
+            if !newest {
+                return Err(ReadError::Corrupt {
+                    offset,
+                    why: "damaged record in a segment that is not the newest",
+                });
+            }
+            torn = Some(TornTail {
+                path: path.clone(),
+                offset,
+                bytes,
+            });
+        }
+        match recs.first() {
+            Some(r) if r.seq != *first => {
+                return Err(ReadError::Corrupt {
+                    offset: 0,
+                    why: "segment does not start at the sequence its name gives",
+                })
+            }
+            None if !newest => {
+                return Err(ReadError::Corrupt {
+                    offset: 0,
+                    why: "empty segment that is not the newest",
+                })
+            }
+            _ => {}
+        }
+        if let (Some(p), Some(r)) = (prev, recs.first()) {
+            if r.seq != p + 1 {
+                return Err(ReadError::Corrupt {
+                    offset: 0,
+                    why: "sequence gap between segments",
+                });
+            }
+        }
+        prev = recs.last().map(|r| r.seq).or(prev);
+        records.extend(recs.into_iter().filter(|r| r.seq > after));
+    }
+    Ok((records, torn))
+}
+
+/// Retires the segments that hold only records at or below `upto` (never the newest):
+/// moves them into `archive` when given, removes them otherwise. Returns their paths.
+pub fn retire(dir: &Path, upto: u64, archive: Option<&Path>) -> io::Result<Vec<PathBuf>> {
+    let all = segments(dir)?;
+    let mut retired = Vec::new();
+    for pair in all.windows(2) {
+        let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+        if *next_first > upto + 1 {
+            break;
+        }
+        match archive {
+            Some(to) => {
+                fs::create_dir_all(to)?;
+                fs::rename(
+                    path,
+                    to.join(path.file_name().expect("a segment file name")),
+                )?;
+            }
+            None => fs::remove_file(path)?,
+        }
+        retired.push(path.clone());
+    }
+    if !retired.is_empty() {
+        sync_dir(dir)?;
+        if let Some(to) = archive {
+            sync_dir(to)?;
+        }
+    }
+    Ok(retired)
+}
+
+/// Moves a journal of the single-file layout (`journal.log`) into `dir` as its first
+/// segment, named by its first record. Returns whether there was one to move.
+pub fn adopt_single_file(file: &Path, dir: &Path) -> Result<bool, ReadError> {
+    if !file.exists() {
+        return Ok(false);
+    }
+    if !segments(dir).map_err(ReadError::Io)?.is_empty() {
+        return Err(ReadError::Corrupt {
+            offset: 0,
+            why: "both a single-file journal and journal segments exist",
+        });
+    }
+    let (recs, _) = read(file)?;
+    fs::create_dir_all(dir).map_err(ReadError::Io)?;
+    match recs.first() {
+        Some(r) => fs::rename(file, dir.join(segment_name(r.seq))).map_err(ReadError::Io)?,
+        None => fs::remove_file(file).map_err(ReadError::Io)?,
+    }
+    sync_dir(dir).map_err(ReadError::Io)?;
+    if let Some(parent) = file.parent() {
+        sync_dir(parent).map_err(ReadError::Io)?;
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +544,119 @@ mod tests {
                 ..
             })
         ));
+    }
+    fn write_segments(dir: &Path, n: u64, segment_bytes: u64) {
+        let mut j = Segments::open(dir, segment_bytes).unwrap();
+        for s in 1..=n {
+            j.append(s, s as i64, &[s as u8; 5], b"m").unwrap();
+            if s % 3 == 0 {
+                j.sync().unwrap();
+            }
+        }
+        j.sync().unwrap();
+    }
+
+    fn seqs(recs: &[Record]) -> Vec<u64> {
+        recs.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn segments_roll_read_back_and_retire() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let one = frame(1, 1, &[1; 5], b"m").len() as u64;
+        write_segments(&dir, 20, 4 * one); // four records a segment
+        let segs = segments(&dir).unwrap();
+        assert_eq!(
+            segs.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![1, 5, 9, 13, 17]
+        );
+        let (recs, torn) = read_dir(&dir, 0).unwrap();
+        assert_eq!((seqs(&recs), torn), ((1..=20).collect(), None));
+        // reading after a sequence skips what lies before it
+        assert_eq!(
+            seqs(&read_dir(&dir, 10).unwrap().0),
+            (11..=20).collect::<Vec<_>>()
+        );
+        // reopening appends to the newest segment, continuing the sequence
+        write_segments_from(&dir, 21, 22, 4 * one);
+        assert_eq!(
+            seqs(&read_dir(&dir, 0).unwrap().0),
+            (1..=22).collect::<Vec<_>>()
+        );
+
+        // retire what a snapshot at 10 covers: segments 1-4 and 5-8, not 9-12
+        let archive = tmp.path().join("archive");
+        let gone = retire(&dir, 10, Some(&archive)).unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(segments(&archive).unwrap().len(), 2);
+        assert_eq!(
+            seqs(&read_dir(&dir, 10).unwrap().0),
+            (11..=22).collect::<Vec<_>>()
+        );
+        assert_eq!(read_dir(&dir, 0).unwrap().0[0].seq, 9);
+        // the newest segment is never retired, whatever the bound
+        retire(&dir, u64::MAX - 1, None).unwrap();
+        assert_eq!(segments(&dir).unwrap().len(), 1);
+    }
+
+    fn write_segments_from(dir: &Path, from: u64, to: u64, segment_bytes: u64) {
+        let mut j = Segments::open(dir, segment_bytes).unwrap();
+        for s in from..=to {
+            j.append(s, s as i64, &[s as u8; 5], b"m").unwrap();
+        }
+        j.sync().unwrap();
+    }
+
+    #[test]
+    fn only_the_newest_segment_may_end_torn() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let one = frame(1, 1, &[1; 5], b"m").len() as u64;
+        write_segments(&dir, 10, 4 * one);
+        let segs = segments(&dir).unwrap();
+        let newest = &segs.last().unwrap().1;
+        let len = fs::metadata(newest).unwrap().len();
+        truncate(newest, len - 3).unwrap();
+        let (recs, torn) = read_dir(&dir, 0).unwrap();
+        assert_eq!(recs.len(), 9);
+        let torn = torn.unwrap();
+        assert_eq!((&torn.path, torn.offset), (newest, one));
+        // the same damage in an older segment is corruption
+        let older = &segs[0].1;
+        let len = fs::metadata(older).unwrap().len();
+        truncate(older, len - 3).unwrap();
+        assert!(matches!(read_dir(&dir, 0), Err(ReadError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_missing_segment_is_a_gap_not_a_skip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let one = frame(1, 1, &[1; 5], b"m").len() as u64;
+        write_segments(&dir, 12, 4 * one);
+        fs::remove_file(&segments(&dir).unwrap()[1].1).unwrap();
+        assert!(matches!(
+            read_dir(&dir, 0),
+            Err(ReadError::Corrupt {
+                why: "sequence gap between segments",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_single_file_journal_becomes_the_first_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("journal.log");
+        fs::write(&file, log(5)).unwrap();
+        let dir = tmp.path().join("journal");
+        assert!(adopt_single_file(&file, &dir).unwrap());
+        assert!(!file.exists());
+        assert_eq!(seqs(&read_dir(&dir, 0).unwrap().0), vec![1, 2, 3, 4, 5]);
+        assert!(!adopt_single_file(&file, &dir).unwrap());
+        // both layouts at once is refused, never merged by guess
+        fs::write(&file, log(2)).unwrap();
+        assert!(adopt_single_file(&file, &dir).is_err());
     }
 }

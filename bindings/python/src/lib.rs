@@ -3,7 +3,7 @@
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -13,12 +13,9 @@ use spotex_core::{
     SelfTradePrevention, Side, TimeInForce,
 };
 
-create_exception!(
-    _core,
-    SpotexError,
-    PyException,
-    "Base class of every spotex error."
-);
+// The base class is pure Python (spotex/errors.py), so the SDK raises the same base
+// without loading this extension.
+pyo3::import_exception!(spotex.errors, SpotexError);
 create_exception!(
     _core,
     InvalidOrderError,
@@ -1108,28 +1105,35 @@ fn flow<'py>(
     Ok((ps, cs, PyBytes::new(py, &recs), summary))
 }
 
-/// Appends checksummed records to a journal file; `sync` makes them durable.
+/// Appends checksummed records to a journal directory of segments; `sync` makes them
+/// durable.
 #[pyclass(module = "spotex._core")]
 struct JournalWriter {
-    inner: Option<core::journal::FileJournal>,
+    inner: Option<core::journal::Segments>,
+}
+
+impl JournalWriter {
+    fn journal(&mut self) -> PyResult<&mut core::journal::Segments> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| journal_error("journal closed".into()))
+    }
 }
 
 #[pymethods]
 impl JournalWriter {
     #[new]
-    fn new(path: std::path::PathBuf) -> PyResult<Self> {
-        let j = core::journal::FileJournal::open(&path)
+    #[pyo3(signature = (path, segment_bytes=core::journal::SEGMENT_BYTES))]
+    fn new(path: std::path::PathBuf, segment_bytes: u64) -> PyResult<Self> {
+        let j = core::journal::Segments::open(&path, segment_bytes)
             .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
         Ok(JournalWriter { inner: Some(j) })
     }
 
     fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> PyResult<()> {
         use core::journal::Journal;
-        let j = self
-            .inner
-            .as_mut()
-            .ok_or_else(|| journal_error("journal closed".into()))?;
-        j.append(seq, ts, command, meta)
+        self.journal()?
+            .append(seq, ts, command, meta)
             .map_err(|e| journal_error(format!("append: {e}")))
     }
 
@@ -1137,26 +1141,22 @@ impl JournalWriter {
     /// process, not a power loss).
     fn flush(&mut self) -> PyResult<()> {
         use core::journal::Journal;
-        let j = self
-            .inner
-            .as_mut()
-            .ok_or_else(|| journal_error("journal closed".into()))?;
-        j.flush().map_err(|e| journal_error(format!("flush: {e}")))
+        self.journal()?
+            .flush()
+            .map_err(|e| journal_error(format!("flush: {e}")))
     }
 
     fn sync(&mut self, py: Python<'_>) -> PyResult<()> {
         use core::journal::Journal;
-        let j = self
-            .inner
-            .as_mut()
-            .ok_or_else(|| journal_error("journal closed".into()))?;
+        let j = self.journal()?;
         py.detach(|| j.sync())
             .map_err(|e| journal_error(format!("sync: {e}")))
     }
 
-    /// File length up to which every record is durable (cut back to it after a failure).
-    fn synced_len(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |j| j.synced_len())
+    /// The newest segment and the length up to which it is durable (cut it back to this
+    /// after a failure; older segments are durable whole), or None before any record.
+    fn durable_point(&self) -> Option<(std::path::PathBuf, u64)> {
+        self.inner.as_ref().and_then(|j| j.durable_point())
     }
 
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
@@ -1169,17 +1169,21 @@ impl JournalWriter {
 }
 
 type RecordRow<'py> = (u64, i64, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+type TornRow = (std::path::PathBuf, u64, u64);
 
-/// Every record of a journal file as `(seq, ts, command, meta)`, and the torn tail as
-/// `(offset, bytes)` or None. Corruption followed by good records raises JournalError.
+/// The records of a journal directory with a sequence above `after` as `(seq, ts, command,
+/// meta)`, and the torn tail as `(segment path, offset, bytes)` or None. Corruption
+/// followed by good records, or a gap between segments, raises JournalError.
 #[pyfunction]
+#[pyo3(signature = (path, after=0))]
 #[allow(clippy::type_complexity)]
 fn read_journal<'py>(
     py: Python<'py>,
     path: std::path::PathBuf,
-) -> PyResult<(Vec<RecordRow<'py>>, Option<(u64, u64)>)> {
-    let (recs, tail) = py
-        .detach(|| core::journal::read(&path))
+    after: u64,
+) -> PyResult<(Vec<RecordRow<'py>>, Option<TornRow>)> {
+    let (recs, torn) = py
+        .detach(|| core::journal::read_dir(&path, after))
         .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
     let rows = recs
         .iter()
@@ -1192,11 +1196,34 @@ fn read_journal<'py>(
             )
         })
         .collect();
-    let tail = match tail {
-        core::journal::Tail::Clean => None,
-        core::journal::Tail::Torn { offset, bytes } => Some((offset, bytes)),
-    };
-    Ok((rows, tail))
+    Ok((rows, torn.map(|t| (t.path, t.offset, t.bytes))))
+}
+
+/// The segments of a journal directory as `(first sequence, path)`, oldest first.
+#[pyfunction]
+fn journal_segments(path: std::path::PathBuf) -> PyResult<Vec<(u64, std::path::PathBuf)>> {
+    core::journal::segments(&path).map_err(|e| journal_error(format!("{}: {e}", path.display())))
+}
+
+/// Removes (or moves into `archive`) the segments holding only records at or below
+/// `upto`; never the newest. Returns the retired paths.
+#[pyfunction]
+#[pyo3(signature = (path, upto, archive=None))]
+fn retire_journal(
+    path: std::path::PathBuf,
+    upto: u64,
+    archive: Option<std::path::PathBuf>,
+) -> PyResult<Vec<std::path::PathBuf>> {
+    core::journal::retire(&path, upto, archive.as_deref())
+        .map_err(|e| journal_error(format!("retiring segments of {}: {e}", path.display())))
+}
+
+/// Moves a single-file journal (the layout before segments) into `path` as its first
+/// segment. Returns whether there was one.
+#[pyfunction]
+fn adopt_single_file_journal(file: std::path::PathBuf, path: std::path::PathBuf) -> PyResult<bool> {
+    core::journal::adopt_single_file(&file, &path)
+        .map_err(|e| journal_error(format!("{}: {e}", file.display())))
 }
 
 /// Cuts a journal at `offset`, dropping a torn tail.
@@ -1227,7 +1254,7 @@ fn replay_journal(
             Some(b) => CoreEngine::restore(b).map_err(|e| format!("snapshot: {e}"))?,
             None => CoreEngine::new(),
         };
-        let (recs, _) = core::journal::read(&path).map_err(|e| e.to_string())?;
+        let (recs, _) = core::journal::read_dir(&path, snapshot_seq).map_err(|e| e.to_string())?;
         let mut last = snapshot_seq;
         let mut trades = Vec::new();
         let mut out = Vec::new();
@@ -1293,6 +1320,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_journal, m)?)?;
     m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
     m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(journal_segments, m)?)?;
+    m.add_function(wrap_pyfunction!(retire_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(adopt_single_file_journal, m)?)?;
     m.add("JournalError", py.get_type::<JournalError>())?;
     m.add("SpotexError", py.get_type::<SpotexError>())?;
     m.add("InvalidOrderError", py.get_type::<InvalidOrderError>())?;
