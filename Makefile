@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs bindings/python/src/*.rs protos/spotex/v1/*.proto
+$(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs rust_exchange/src/*.rs bindings/python/src/*.rs protos/spotex/v1/*.proto
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test]'
@@ -20,8 +20,8 @@ demo: install ## run a demo market on loopback: sellers, buyers, trades, GPU all
 
 test: install test-rs test-py check-install ## everything CI runs
 
-test-rs: ## cargo tests of the engine, and of the peer benchmark with a small run that must agree
-	cargo test --release -p spotex-core
+test-rs: ## cargo tests of the engine and the exchange, and of the peer benchmark with a small run that must agree
+	cargo test --release -p spotex-core -p spotex-exchange
 	cargo test --release --manifest-path bench/peers-rs/Cargo.toml
 	cargo run --release -q --manifest-path bench/peers-rs/Cargo.toml -- \
 		--orders 20000 --runs 1 --out "$$(mktemp -d)/peers_rs.json"

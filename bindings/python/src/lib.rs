@@ -1,6 +1,8 @@
 //! `spotex._core`: the thin PyO3 face of spotex-core. Types in, types out; every engine
 //! rejection becomes a named Python exception; the GIL is released while the core works.
 
+mod exchange;
+
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -1308,6 +1310,8 @@ fn replay_journal(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Engine>()?;
+    m.add_class::<exchange::Exchange>()?;
+    m.add("RefusedError", py.get_type::<exchange::RefusedError>())?;
     m.add_class::<Event>()?;
     m.add_class::<Order>()?;
     m.add_class::<Allocation>()?;

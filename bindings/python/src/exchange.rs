@@ -1,0 +1,230 @@
+//! `spotex._core.Exchange`: the Rust exchange (spotex-exchange) behind protobuf bytes.
+//! Requests go in as the contract's serialized messages with the caller's identity and
+//! the time; responses and the round's stream messages come out serialized. A refusal
+//! raises `RefusedError` with the machine-readable `reason`.
+
+use prost::Message;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use spotex_exchange::{pb, Caller, Exchange as CoreExchange, Refusal};
+
+use crate::SpotexError;
+
+pyo3::create_exception!(
+    _core,
+    RefusedError,
+    SpotexError,
+    "The exchange refused a request; `reason` is the machine-readable code."
+);
+
+fn refused(py: Python<'_>, r: Refusal) -> PyErr {
+    let err = RefusedError::new_err(r.message);
+    let _ = err.value(py).setattr("reason", r.reason);
+    err
+}
+
+fn decode<M: Message + Default>(py: Python<'_>, bytes: &[u8]) -> PyResult<M> {
+    M::decode(bytes).map_err(|e| {
+        refused(
+            py,
+            Refusal::new("INVALID_ARGUMENT", format!("malformed request: {e}")),
+        )
+    })
+}
+
+fn encode<'py>(py: Python<'py>, m: &impl Message) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &m.encode_to_vec())
+}
+
+type Outcome<'py> = PyResult<Bound<'py, PyBytes>>;
+
+#[pyclass(module = "spotex._core")]
+pub struct Exchange {
+    inner: CoreExchange,
+}
+
+fn caller(account: u64, buyer: bool, seller: bool) -> Caller {
+    Caller {
+        account,
+        buyer,
+        seller,
+    }
+}
+
+#[pymethods]
+impl Exchange {
+    #[new]
+    #[pyo3(signature = (max_open_orders=10_000))]
+    fn new(max_open_orders: u32) -> Self {
+        Exchange {
+            inner: CoreExchange::new(max_open_orders),
+        }
+    }
+
+    #[getter]
+    fn sequence(&self) -> u64 {
+        self.inner.sequence()
+    }
+
+    fn state_hash(&self) -> String {
+        self.inner.state_hash()
+    }
+
+    #[pyo3(signature = (ts, product_id, tick, lot, close_at, open_at=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_product(
+        &mut self,
+        py: Python<'_>,
+        ts: i64,
+        product_id: &str,
+        tick: i64,
+        lot: i64,
+        close_at: i64,
+        open_at: Option<i64>,
+    ) -> PyResult<()> {
+        self.inner
+            .create_product(ts, product_id, tick, lot, close_at, open_at)
+            .map_err(|r| refused(py, r))
+    }
+
+    /// `what`: halt, resume or close.
+    fn set_state(&mut self, py: Python<'_>, ts: i64, what: &str, product_id: &str) -> PyResult<()> {
+        self.inner
+            .set_state(ts, what, product_id)
+            .map_err(|r| refused(py, r))
+    }
+
+    fn register_capacity(
+        &mut self,
+        py: Python<'_>,
+        ts: i64,
+        account: u64,
+        request: &[u8],
+    ) -> PyResult<()> {
+        let r = decode(py, request)?;
+        self.inner
+            .register_capacity(ts, caller(account, false, true), &r)
+            .map_err(|e| refused(py, e))
+    }
+
+    fn withdraw_capacity(
+        &mut self,
+        py: Python<'_>,
+        ts: i64,
+        account: u64,
+        request: &[u8],
+    ) -> PyResult<i64> {
+        let r = decode(py, request)?;
+        self.inner
+            .withdraw_capacity(ts, caller(account, false, true), &r)
+            .map_err(|e| refused(py, e))
+    }
+
+    fn advance_time(&mut self, ts: i64) {
+        self.inner.advance_time(ts)
+    }
+
+    /// `PlaceOrderRequest` bytes in, `Order` bytes out.
+    #[pyo3(signature = (ts, account, request, *, buyer, seller))]
+    fn place_order<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts: i64,
+        account: u64,
+        request: &[u8],
+        buyer: bool,
+        seller: bool,
+    ) -> Outcome<'py> {
+        let r = decode(py, request)?;
+        let o = self
+            .inner
+            .place_order(ts, caller(account, buyer, seller), &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &o))
+    }
+
+    /// `CancelOrderRequest` bytes in, `Order` bytes out.
+    fn cancel_order<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts: i64,
+        account: u64,
+        request: &[u8],
+    ) -> Outcome<'py> {
+        let r = decode(py, request)?;
+        let o = self
+            .inner
+            .cancel_order(ts, caller(account, false, false), &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &o))
+    }
+
+    /// `AmendOrderRequest` bytes in, `Order` bytes out.
+    fn amend_order<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts: i64,
+        account: u64,
+        request: &[u8],
+    ) -> Outcome<'py> {
+        let r = decode(py, request)?;
+        let o = self
+            .inner
+            .amend_order(ts, caller(account, false, false), &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &o))
+    }
+
+    /// `GetOrderRequest` bytes in, `Order` bytes out.
+    fn get_order<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
+        let r = decode(py, request)?;
+        let o = self
+            .inner
+            .get_order(caller(account, false, false), &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &o))
+    }
+
+    /// `ListOrdersRequest` bytes in, `ListOrdersResponse` bytes out.
+    fn list_orders<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
+        let r: pb::ListOrdersRequest = decode(py, request)?;
+        Ok(encode(
+            py,
+            &self.inner.list_orders(caller(account, false, false), &r),
+        ))
+    }
+
+    /// What the round produced for the streams, and a new round: a `MarketDataBatch`
+    /// (every update, each encoded once), and per account in order of first appearance an
+    /// `ExecutionBatch`.
+    #[allow(clippy::type_complexity)]
+    fn take_round<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> (Bound<'py, PyBytes>, Vec<(u64, Bound<'py, PyBytes>)>) {
+        let round = self.inner.take_round();
+        let market = pb::MarketDataBatch {
+            updates: round.market,
+        };
+        let mut accounts: Vec<u64> = Vec::new();
+        let mut batches: Vec<pb::ExecutionBatch> = Vec::new();
+        for (account, e) in round.executions {
+            let i = match accounts.iter().position(|&a| a == account) {
+                Some(i) => i,
+                None => {
+                    accounts.push(account);
+                    batches.push(pb::ExecutionBatch::default());
+                    accounts.len() - 1
+                }
+            };
+            batches[i].executions.push(e);
+        }
+        let executions = accounts
+            .into_iter()
+            .zip(batches)
+            .map(|(a, b)| (a, encode(py, &b)))
+            .collect();
+        (encode(py, &market), executions)
+    }
+}

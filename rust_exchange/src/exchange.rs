@@ -1,0 +1,677 @@
+//! The exchange: one engine and everything the venue keeps per order around it.
+//!
+//! Each request is decoded from the contract, checked against the caller's account and
+//! roles, stamped with the time it is given, and applied to the engine; what the engine
+//! emits becomes order records, executions (per-account sequences) and market-data
+//! deltas (per-product sequences), gathered in a [`Round`] that the caller takes after
+//! each writer round. A refused request changes nothing but the clock: what fell due
+//! before it (expiries, gate closures) still happens, as it would at the next command.
+//!
+//! Deterministic: no clock, no I/O, no hash-map iteration order in any result.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use spotex_core::{
+    Allocation, ClusterSpec, Command, Engine, Event, NewOrder, NodeSpec, OrderType, ProductHandle,
+    ProductSpec, SelfTradePrevention, Side, TimeInForce,
+};
+
+use crate::pb;
+use crate::records::{side_to_pb, FillRecord, OrderRecord, OrderState};
+use crate::refusal::Refusal;
+
+/// Who is asking: the authenticated account and the roles the edge found on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub account: u64,
+    pub buyer: bool,
+    pub seller: bool,
+}
+
+/// What the requests of one writer round produced for the streams, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Round {
+    pub market: Vec<pb::MarketData>,
+    /// `(account, execution)`: each account's private stream.
+    pub executions: Vec<(u64, pb::Execution)>,
+}
+
+/// The longest client order id.
+pub const MAX_CLIENT_ORDER_ID: usize = 64;
+
+pub struct Exchange {
+    engine: Engine,
+    /// Accepted commands, refused ones that moved the clock included (each is one
+    /// journal record).
+    sequence: u64,
+    orders: BTreeMap<u64, OrderRecord>,
+    by_client_id: FxHashMap<(u64, String), u64>,
+    open_orders: FxHashMap<u64, u32>,
+    max_open_orders: u32,
+    md_sequence: Vec<u64>,
+    /// The last published `(quantity, orders)` of every level, per product and side.
+    levels: FxHashMap<(ProductHandle, Side), BTreeMap<i64, (i64, u32)>>,
+    exec_sequence: FxHashMap<u64, u64>,
+    round: Round,
+    scratch: Vec<Event>,
+}
+
+/// An order waiting for the engine's verdict: becomes a record when accepted.
+struct Pending {
+    record: OrderRecord,
+    product: ProductHandle,
+}
+
+impl Exchange {
+    pub fn new(max_open_orders: u32) -> Exchange {
+        Exchange {
+            engine: Engine::new(),
+            sequence: 0,
+            orders: BTreeMap::new(),
+            by_client_id: FxHashMap::default(),
+            open_orders: FxHashMap::default(),
+            max_open_orders,
+            md_sequence: Vec::new(),
+            levels: FxHashMap::default(),
+            exec_sequence: FxHashMap::default(),
+            round: Round::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    pub fn state_hash(&self) -> String {
+        self.engine.state_hash()
+    }
+
+    /// What the round so far produced for the streams; starts a new round.
+    pub fn take_round(&mut self) -> Round {
+        std::mem::take(&mut self.round)
+    }
+
+    // ---- operator and seller commands ------------------------------------------------
+
+    pub fn create_product(
+        &mut self,
+        ts: i64,
+        id: &str,
+        tick: i64,
+        lot: i64,
+        close_at: i64,
+        open_at: Option<i64>,
+    ) -> Result<(), Refusal> {
+        let spec = ProductSpec {
+            id: id.to_string(),
+            tick,
+            lot,
+            open_at: open_at.unwrap_or(ts),
+            close_at,
+        };
+        self.run(ts, &Command::CreateProduct(spec), None).map(drop)
+    }
+
+    /// `what`: halt, resume or close.
+    pub fn set_state(&mut self, ts: i64, what: &str, product_id: &str) -> Result<(), Refusal> {
+        let product = self.product(product_id)?;
+        let cmd = match what {
+            "halt" => Command::Halt { product },
+            "resume" => Command::Resume { product },
+            "close" => Command::Close { product },
+            _ => return Err(Refusal::new("INVALID_ARGUMENT", "halt, resume or close")),
+        };
+        self.run(ts, &cmd, None).map(drop)
+    }
+
+    pub fn register_capacity(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::RegisterCapacityRequest,
+    ) -> Result<(), Refusal> {
+        let spec = ClusterSpec {
+            id: r.cluster_id.clone(),
+            sku: r.sku.clone(),
+            region: r.region.clone(),
+            nodes: r
+                .nodes
+                .iter()
+                .map(|n| NodeSpec {
+                    id: n.node_id.clone(),
+                    gpus: n.gpus,
+                })
+                .collect(),
+            from_hour: r.from_hour,
+            to_hour: r.to_hour,
+        };
+        let account = caller.account;
+        self.run(ts, &Command::RegisterCapacity { account, spec }, None)
+            .map(drop)
+    }
+
+    /// Returns the GPU-hours taken out of sale.
+    pub fn withdraw_capacity(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::WithdrawCapacityRequest,
+    ) -> Result<i64, Refusal> {
+        let cluster = self
+            .engine
+            .cluster_handle(&r.cluster_id)
+            .filter(|&c| self.engine.clusters()[c as usize].seller == caller.account)
+            .ok_or_else(|| Refusal::new("UNKNOWN_CLUSTER", "no such cluster of yours"))?;
+        let cmd = Command::WithdrawCapacity {
+            account: caller.account,
+            cluster,
+            from_hour: r.from_hour,
+            to_hour: r.to_hour,
+            nodes: r.node_ids.clone(),
+        };
+        self.run(ts, &cmd, None)?;
+        Ok(self
+            .scratch
+            .iter()
+            .map(|e| match e {
+                Event::CapacityWithdrawn { gpu_hours, .. } => *gpu_hours,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    /// Moves time to `ts`: gate closures and expiries that fell due. A quiet step
+    /// (nothing fell due) is not a command: it is not sequenced or journaled.
+    pub fn advance_time(&mut self, ts: i64) {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let _ = self.engine.apply(ts, &Command::AdvanceTime, &mut out);
+        if !out.is_empty() {
+            self.sequence += 1;
+            self.absorb(&out, ts, None);
+        }
+        self.scratch = out;
+    }
+
+    // ---- orders ----------------------------------------------------------------------
+
+    pub fn place_order(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::PlaceOrderRequest,
+    ) -> Result<pb::Order, Refusal> {
+        let side = match pb::Side::try_from(r.side) {
+            Ok(pb::Side::Buy) => Side::Buy,
+            Ok(pb::Side::Sell) => Side::Sell,
+            _ => {
+                return Err(Refusal::new(
+                    "INVALID_SIDE",
+                    "side must be SIDE_BUY or SIDE_SELL",
+                ))
+            }
+        };
+        let (may, role) = match side {
+            Side::Buy => (caller.buyer, "buyer"),
+            Side::Sell => (caller.seller, "seller"),
+        };
+        if !may {
+            return Err(Refusal::new(
+                "ROLE_REQUIRED",
+                format!("placing a {} order needs the role {role}", side.as_str()),
+            ));
+        }
+        let terms = (
+            pb::OrderType::try_from(r.order_type),
+            pb::TimeInForce::try_from(r.time_in_force),
+            pb::SelfTradePrevention::try_from(r.stp),
+        );
+        let (Ok(order_type), Ok(tif), Ok(stp)) = terms else {
+            return Err(Refusal::new(
+                "INVALID_ENUM",
+                "unknown order_type, time_in_force or stp",
+            ));
+        };
+        if r.client_order_id.len() > MAX_CLIENT_ORDER_ID {
+            return Err(Refusal::new(
+                "INVALID_CLIENT_ORDER_ID",
+                "client_order_id is at most 64 chars",
+            ));
+        }
+        if r.gang > 64 {
+            return Err(Refusal::new(
+                "INVALID_GANG",
+                "gang must be a power of two from 1 to 64",
+            ));
+        }
+        let open = self.open_orders.get(&caller.account).copied().unwrap_or(0);
+        if open >= self.max_open_orders {
+            return Err(Refusal::new(
+                "TOO_MANY_OPEN_ORDERS",
+                format!(
+                    "at most {} open orders per account; cancel some first",
+                    self.max_open_orders
+                ),
+            ));
+        }
+        let key = (caller.account, r.client_order_id.clone());
+        if !r.client_order_id.is_empty() && self.by_client_id.contains_key(&key) {
+            return Err(Refusal::new(
+                "DUPLICATE_CLIENT_ORDER_ID",
+                format!("client_order_id {:?} was used before", r.client_order_id),
+            ));
+        }
+        let product = self.product(&r.product_id)?;
+        let cluster = if r.cluster_id.is_empty() {
+            None
+        } else {
+            Some(
+                self.engine
+                    .cluster_handle(&r.cluster_id)
+                    .ok_or(spotex_core::Reject::UnknownCluster)?,
+            )
+        };
+        let order_type = match order_type {
+            pb::OrderType::Limit => OrderType::Limit,
+            pb::OrderType::Market => OrderType::Market,
+        };
+        let tif = match tif {
+            pb::TimeInForce::Gtc => TimeInForce::GoodTillClose,
+            pb::TimeInForce::Gtd => TimeInForce::GoodTillTime(r.expire_at_micros),
+            pb::TimeInForce::Ioc => TimeInForce::ImmediateOrCancel,
+            pb::TimeInForce::Fok => TimeInForce::FillOrKill,
+        };
+        let stp = match stp {
+            pb::SelfTradePrevention::StpCancelNewest => SelfTradePrevention::CancelNewest,
+            pb::SelfTradePrevention::StpCancelOldest => SelfTradePrevention::CancelOldest,
+            pb::SelfTradePrevention::StpCancelBoth => SelfTradePrevention::CancelBoth,
+        };
+        let gang = r.gang.max(1);
+        let order = NewOrder {
+            account: caller.account,
+            product,
+            side,
+            order_type,
+            price: r.price_micros,
+            qty: r.quantity,
+            tif,
+            post_only: r.post_only,
+            stp,
+            cluster,
+            gang,
+        };
+        let pending = Pending {
+            product,
+            record: OrderRecord {
+                order_id: 0,
+                account: caller.account,
+                client_order_id: r.client_order_id.clone(),
+                product: r.product_id.clone(),
+                side,
+                order_type,
+                price: r.price_micros,
+                quantity: r.quantity,
+                tif,
+                cluster: r.cluster_id.clone(),
+                gang,
+                created_at: ts,
+                filled: 0,
+                remaining: r.quantity,
+                state: OrderState::Open,
+                reason: "",
+                fills: Vec::new(),
+            },
+        };
+        let accepted = self.run(ts, &Command::Place(order), Some(pending))?;
+        let id = accepted.expect("an accepted order has an id");
+        Ok(self.orders[&id].to_pb(true))
+    }
+
+    pub fn cancel_order(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::CancelOrderRequest,
+    ) -> Result<pb::Order, Refusal> {
+        self.check_owner(caller, r.order_id)?;
+        let cmd = Command::Cancel {
+            account: caller.account,
+            order_id: r.order_id,
+        };
+        self.run(ts, &cmd, None)?;
+        Ok(self.orders[&r.order_id].to_pb(true))
+    }
+
+    /// A price or quantity of 0 keeps the current one; the quantity is the new remaining.
+    pub fn amend_order(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::AmendOrderRequest,
+    ) -> Result<pb::Order, Refusal> {
+        self.check_owner(caller, r.order_id)?;
+        let cmd = Command::Amend {
+            account: caller.account,
+            order_id: r.order_id,
+            price: (r.price_micros != 0).then_some(r.price_micros),
+            qty: (r.quantity != 0).then_some(r.quantity),
+        };
+        self.run(ts, &cmd, None)?;
+        Ok(self.orders[&r.order_id].to_pb(true))
+    }
+
+    pub fn get_order(&self, caller: Caller, r: &pb::GetOrderRequest) -> Result<pb::Order, Refusal> {
+        let rec = self
+            .orders
+            .get(&r.order_id)
+            .ok_or_else(|| Refusal::new("UNKNOWN_ORDER", "no such order"))?;
+        if rec.account != caller.account {
+            return Err(Refusal::new(
+                "NOT_OWNER",
+                "the order belongs to another account",
+            ));
+        }
+        Ok(rec.to_pb(true))
+    }
+
+    /// The caller's orders, oldest first.
+    pub fn list_orders(&self, caller: Caller, r: &pb::ListOrdersRequest) -> pb::ListOrdersResponse {
+        let orders = self
+            .orders
+            .values()
+            .filter(|o| o.account == caller.account)
+            .filter(|o| r.product_id.is_empty() || o.product == r.product_id)
+            .filter(|o| !r.open_only || o.is_open())
+            .map(|o| o.to_pb(true))
+            .collect();
+        pb::ListOrdersResponse { orders }
+    }
+
+    fn check_owner(&self, caller: Caller, order_id: u64) -> Result<(), Refusal> {
+        match self.orders.get(&order_id) {
+            Some(rec) if rec.account != caller.account => Err(Refusal::new(
+                "NOT_OWNER",
+                "the order belongs to another account",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn product(&self, id: &str) -> Result<ProductHandle, Refusal> {
+        self.engine
+            .product_handle(id)
+            .ok_or_else(|| spotex_core::Reject::UnknownProduct.into())
+    }
+
+    // ---- applying a command ----------------------------------------------------------
+
+    /// Applies one command at `ts`. Returns the id of an accepted new order.
+    fn run(
+        &mut self,
+        ts: i64,
+        cmd: &Command,
+        pending: Option<Pending>,
+    ) -> Result<Option<u64>, Refusal> {
+        let before = self.engine.now();
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let result = self.engine.apply(ts, cmd, &mut out);
+        let outcome = match result {
+            Ok(()) => {
+                self.sequence += 1;
+                Ok(self.absorb(&out, ts, pending))
+            }
+            Err(reject) => {
+                if self.engine.now() != before {
+                    // the clock moved before the refusal: a time step of its own
+                    self.sequence += 1;
+                }
+                out.pop(); // the `Rejected` event
+                self.absorb(&out, ts, None);
+                Err(reject.into())
+            }
+        };
+        self.scratch = out;
+        outcome
+    }
+
+    /// Turns the engine's events into records, executions and market-data deltas.
+    fn absorb(&mut self, events: &[Event], ts: i64, mut pending: Option<Pending>) -> Option<u64> {
+        let mut accepted = None;
+        // levels the events may have changed, in the order first touched
+        let mut touched: Vec<(ProductHandle, Side, i64)> = Vec::new();
+        let mut seen: FxHashSet<(ProductHandle, Side, i64)> = FxHashSet::default();
+        let mut touch = |key: (ProductHandle, Side, i64)| {
+            if seen.insert(key) {
+                touched.push(key);
+            }
+        };
+        for e in events {
+            match e {
+                Event::Accepted { order_id, .. } => {
+                    let Pending {
+                        mut record,
+                        product,
+                    } = pending.take().expect("an accepted order was pending");
+                    record.order_id = *order_id;
+                    touch((product, record.side, record.price));
+                    *self.open_orders.entry(record.account).or_default() += 1;
+                    if !record.client_order_id.is_empty() {
+                        self.by_client_id
+                            .insert((record.account, record.client_order_id.clone()), *order_id);
+                    }
+                    let account = record.account;
+                    self.orders.insert(*order_id, record);
+                    self.execution(account, "accepted", Some(*order_id), None, None);
+                    accepted = Some(*order_id);
+                }
+                Event::Trade {
+                    trade_id,
+                    product,
+                    price,
+                    qty,
+                    aggressor,
+                    maker_order,
+                    taker_order,
+                    ..
+                } => {
+                    let maker = &self.orders[maker_order];
+                    touch((*product, maker.side, maker.price));
+                    for (oid, is_maker) in [(*maker_order, true), (*taker_order, false)] {
+                        let fill = FillRecord {
+                            trade_id: *trade_id,
+                            price: *price,
+                            qty: *qty,
+                            maker: is_maker,
+                            ts,
+                        };
+                        let rec = self.orders.get_mut(&oid).expect("a record per order");
+                        rec.fills.push(fill.clone());
+                        rec.filled += qty;
+                        rec.remaining -= qty;
+                        rec.state = if rec.remaining == 0 {
+                            OrderState::Filled
+                        } else {
+                            OrderState::PartiallyFilled
+                        };
+                        let account = rec.account;
+                        if rec.remaining == 0 {
+                            self.close_one(account);
+                        }
+                        self.execution(account, "trade", Some(oid), Some(fill), None);
+                    }
+                    let trade = pb::Trade {
+                        trade_id: *trade_id,
+                        price_micros: *price,
+                        quantity: *qty,
+                        aggressor: side_to_pb(*aggressor) as i32,
+                        time_micros: ts,
+                    };
+                    self.market(*product, pb::market_data::Payload::Trade(trade));
+                }
+                Event::Allocated { allocation } => {
+                    let a = self.engine.allocations()[*allocation as usize].clone();
+                    self.execution(a.buyer, "allocated", Some(a.buy_order), None, Some(&a));
+                    if a.seller != a.buyer {
+                        self.execution(a.seller, "allocated", Some(a.sell_order), None, Some(&a));
+                    }
+                }
+                Event::Cancelled {
+                    order_id,
+                    product,
+                    reason,
+                    ..
+                } => {
+                    let side = self.end(*order_id, OrderState::Cancelled, reason.as_str());
+                    touch((*product, side.0, side.1));
+                }
+                Event::Expired {
+                    order_id,
+                    product,
+                    reason,
+                    ..
+                } => {
+                    let side = self.end(*order_id, OrderState::Expired, reason.as_str());
+                    touch((*product, side.0, side.1));
+                }
+                Event::Amended {
+                    order_id,
+                    product,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    let rec = self.orders.get_mut(order_id).expect("a record per order");
+                    touch((*product, rec.side, rec.price));
+                    touch((*product, rec.side, *price));
+                    rec.price = *price;
+                    rec.remaining = *qty;
+                    rec.quantity = rec.filled + qty;
+                    let account = rec.account;
+                    self.execution(account, "amended", Some(*order_id), None, None);
+                }
+                Event::ProductState { product, state } => {
+                    let state = state.as_str().to_string();
+                    self.market(*product, pb::market_data::Payload::State(state));
+                }
+                Event::ProductCreated { .. }
+                | Event::CapacityRegistered { .. }
+                | Event::CapacityWithdrawn { .. }
+                | Event::Rejected { .. } => {}
+            }
+        }
+        for (product, side, price) in touched {
+            let level = self.engine.level(product, side, price);
+            let known = self.levels.entry((product, side)).or_default();
+            if known.get(&price).copied().unwrap_or((0, 0)) != level {
+                if level.0 != 0 {
+                    known.insert(price, level);
+                } else {
+                    known.remove(&price);
+                }
+                let update = pb::LevelUpdate {
+                    side: side_to_pb(side) as i32,
+                    price_micros: price,
+                    quantity: level.0,
+                    orders: level.1,
+                };
+                self.market(product, pb::market_data::Payload::Level(update));
+            }
+        }
+        accepted
+    }
+
+    /// An order's end (cancelled or expired); returns its side and price, whose level
+    /// changed.
+    fn end(&mut self, order_id: u64, state: OrderState, reason: &'static str) -> (Side, i64) {
+        let rec = self.orders.get_mut(&order_id).expect("a record per order");
+        rec.remaining = 0;
+        rec.state = state;
+        rec.reason = reason;
+        let (account, level) = (rec.account, (rec.side, rec.price));
+        self.close_one(account);
+        let kind = match state {
+            OrderState::Expired => "expired",
+            _ => "cancelled",
+        };
+        self.execution(account, kind, Some(order_id), None, None);
+        level
+    }
+
+    fn close_one(&mut self, account: u64) {
+        if let Some(n) = self.open_orders.get_mut(&account) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn market(&mut self, product: ProductHandle, payload: pb::market_data::Payload) {
+        let i = product as usize;
+        if self.md_sequence.len() <= i {
+            self.md_sequence.resize(i + 1, 0);
+        }
+        self.md_sequence[i] += 1;
+        self.round.market.push(pb::MarketData {
+            product_id: self.engine.products()[i].spec.id.clone(),
+            sequence: self.md_sequence[i],
+            payload: Some(payload),
+        });
+    }
+
+    /// One execution on `account`'s stream; the order as it stands at this point.
+    fn execution(
+        &mut self,
+        account: u64,
+        kind: &str,
+        order_id: Option<u64>,
+        fill: Option<FillRecord>,
+        allocation: Option<&Allocation>,
+    ) {
+        let n = self.exec_sequence.entry(account).or_default();
+        *n += 1;
+        let sequence = *n;
+        let order = order_id
+            .and_then(|id| self.orders.get(&id))
+            .map(|r| r.to_pb(false));
+        let allocation = allocation.map(|a| self.allocation_pb(a, account));
+        self.round.executions.push((
+            account,
+            pb::Execution {
+                sequence,
+                kind: kind.to_string(),
+                order,
+                fill: fill.as_ref().map(FillRecord::to_pb),
+                allocation,
+            },
+        ));
+    }
+
+    /// An allocation as `account` sees it (buyer or seller).
+    pub fn allocation_pb(&self, a: &Allocation, account: u64) -> pb::Allocation {
+        let cluster = &self.engine.clusters()[a.cluster as usize];
+        pb::Allocation {
+            trade_id: a.trade_id,
+            product_id: self.engine.products()[a.product as usize].spec.id.clone(),
+            cluster_id: cluster.spec.id.clone(),
+            hour: a.hour,
+            buy_order_id: a.buy_order,
+            sell_order_id: a.sell_order,
+            price_micros: a.price,
+            quantity: a.qty(),
+            slots: a
+                .slots
+                .iter()
+                .map(|s| pb::Slot {
+                    node_id: cluster.spec.nodes[s.node as usize].id.clone(),
+                    gpu_indices: (0..64).filter(|b| s.gpus & (1u64 << b) != 0).collect(),
+                })
+                .collect(),
+            as_buyer: a.buyer == account,
+        }
+    }
+}

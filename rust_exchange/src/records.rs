@@ -1,0 +1,117 @@
+//! Order records: what the exchange remembers of every order it accepted, resting or
+//! done, and how a record reads as the contract's `Order`.
+
+use crate::pb;
+use spotex_core::{OrderType, Side, TimeInForce};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FillRecord {
+    pub trade_id: u64,
+    pub price: i64,
+    pub qty: i64,
+    pub maker: bool,
+    pub ts: i64,
+}
+
+impl FillRecord {
+    pub fn to_pb(&self) -> pb::Fill {
+        pb::Fill {
+            trade_id: self.trade_id,
+            price_micros: self.price,
+            quantity: self.qty,
+            maker: self.maker,
+            time_micros: self.ts,
+        }
+    }
+}
+
+/// Where an order is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderState {
+    Open,
+    PartiallyFilled,
+    Filled,
+    Cancelled,
+    Expired,
+}
+
+impl OrderState {
+    fn to_pb(self) -> pb::OrderState {
+        match self {
+            OrderState::Open => pb::OrderState::Open,
+            OrderState::PartiallyFilled => pb::OrderState::PartiallyFilled,
+            OrderState::Filled => pb::OrderState::Filled,
+            OrderState::Cancelled => pb::OrderState::Cancelled,
+            OrderState::Expired => pb::OrderState::Expired,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order_id: u64,
+    pub account: u64,
+    pub client_order_id: String,
+    pub product: String,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub price: i64,
+    pub quantity: i64,
+    pub tif: TimeInForce,
+    pub cluster: String,
+    pub gang: u32,
+    pub created_at: i64,
+    pub filled: i64,
+    pub remaining: i64,
+    pub state: OrderState,
+    pub reason: &'static str,
+    pub fills: Vec<FillRecord>,
+}
+
+pub fn side_to_pb(side: Side) -> pb::Side {
+    match side {
+        Side::Buy => pb::Side::Buy,
+        Side::Sell => pb::Side::Sell,
+    }
+}
+
+impl OrderRecord {
+    pub fn is_open(&self) -> bool {
+        self.remaining > 0
+    }
+
+    /// The contract's `Order`; executions carry it without its fills (the fill travels
+    /// beside it), responses and queries with them.
+    pub fn to_pb(&self, with_fills: bool) -> pb::Order {
+        pb::Order {
+            order_id: self.order_id,
+            client_order_id: self.client_order_id.clone(),
+            product_id: self.product.clone(),
+            side: side_to_pb(self.side) as i32,
+            order_type: match self.order_type {
+                OrderType::Limit => pb::OrderType::Limit,
+                OrderType::Market => pb::OrderType::Market,
+            } as i32,
+            price_micros: self.price,
+            quantity: self.quantity,
+            filled_quantity: self.filled,
+            remaining_quantity: self.remaining,
+            state: self.state.to_pb() as i32,
+            time_in_force: match self.tif {
+                TimeInForce::GoodTillClose => pb::TimeInForce::Gtc,
+                TimeInForce::GoodTillTime(_) => pb::TimeInForce::Gtd,
+                TimeInForce::ImmediateOrCancel => pb::TimeInForce::Ioc,
+                TimeInForce::FillOrKill => pb::TimeInForce::Fok,
+            } as i32,
+            cluster_id: self.cluster.clone(),
+            gang: self.gang,
+            fills: if with_fills {
+                self.fills.iter().map(FillRecord::to_pb).collect()
+            } else {
+                Vec::new()
+            },
+            created_at_micros: self.created_at,
+            reason: self.reason.to_string(),
+        }
+    }
+}

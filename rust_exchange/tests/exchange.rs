@@ -1,0 +1,277 @@
+//! The exchange's rules of an order's life, one scenario each: records and fills,
+//! executions and market data with their sequences, refusals that change nothing,
+//! client-order-id dedupe, the open-order limit, and time.
+
+use prost::Message;
+use spotex_exchange::pb::{self, market_data::Payload};
+use spotex_exchange::{Caller, Exchange};
+
+const HOUR: i64 = 3_600_000_000;
+const T0: i64 = 490_000 * HOUR;
+const PID: &str = "H100-SXM/us-east/2025-11-26T16";
+const SELLER: Caller = Caller {
+    account: 1,
+    buyer: false,
+    seller: true,
+};
+const BUYER: Caller = Caller {
+    account: 2,
+    buyer: true,
+    seller: false,
+};
+
+fn market() -> Exchange {
+    let mut ex = Exchange::new(3);
+    ex.create_product(T0, PID, 10_000, 1, T0 + 2 * HOUR, None)
+        .unwrap();
+    let cap = pb::RegisterCapacityRequest {
+        cluster_id: "c1".into(),
+        sku: "H100-SXM".into(),
+        region: "us-east".into(),
+        nodes: vec![
+            pb::Node {
+                node_id: "n0".into(),
+                gpus: 8,
+            },
+            pb::Node {
+                node_id: "n1".into(),
+                gpus: 8,
+            },
+        ],
+        from_hour: 490_000,
+        to_hour: 490_100,
+    };
+    ex.register_capacity(T0, SELLER, &cap).unwrap();
+    ex.take_round();
+    ex
+}
+
+fn order(side: pb::Side, price: i64, qty: i64) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        product_id: PID.into(),
+        side: side as i32,
+        price_micros: price,
+        quantity: qty,
+        cluster_id: if side == pb::Side::Sell {
+            "c1".into()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_partial_fill_then_an_amend_keeps_the_record_whole() {
+    let mut ex = market();
+    let ask = ex
+        .place_order(T0 + 1, SELLER, &order(pb::Side::Sell, 2_000_000, 8))
+        .unwrap();
+    let bid = ex
+        .place_order(T0 + 2, BUYER, &order(pb::Side::Buy, 2_100_000, 3))
+        .unwrap();
+    assert_eq!(bid.state, pb::OrderState::Filled as i32);
+    assert_eq!(bid.fills.len(), 1);
+    assert_eq!(
+        (bid.fills[0].price_micros, bid.fills[0].maker),
+        (2_000_000, false)
+    );
+    let amended = ex
+        .amend_order(
+            T0 + 3,
+            SELLER,
+            &pb::AmendOrderRequest {
+                order_id: ask.order_id,
+                price_micros: 0,
+                quantity: 2,
+            },
+        )
+        .unwrap();
+    // quantity is what was filled plus the new remaining
+    assert_eq!(
+        (
+            amended.quantity,
+            amended.filled_quantity,
+            amended.remaining_quantity
+        ),
+        (5, 3, 2)
+    );
+    assert_eq!(amended.state, pb::OrderState::PartiallyFilled as i32);
+    assert_eq!(ex.sequence(), 2 + 3, "two set-up commands and three orders");
+}
+
+#[test]
+fn executions_and_market_data_carry_gapless_sequences() {
+    let mut ex = market();
+    ex.place_order(T0 + 1, SELLER, &order(pb::Side::Sell, 2_000_000, 8))
+        .unwrap();
+    ex.place_order(T0 + 2, BUYER, &order(pb::Side::Buy, 2_000_000, 8))
+        .unwrap();
+    let round = ex.take_round();
+    let kinds = |account: u64| -> Vec<(u64, String)> {
+        round
+            .executions
+            .iter()
+            .filter(|(a, _)| *a == account)
+            .map(|(_, e)| (e.sequence, e.kind.clone()))
+            .collect()
+    };
+    assert_eq!(
+        kinds(1),
+        [(1, "accepted"), (2, "trade"), (3, "allocated")]
+            .map(|(s, k)| (s, k.to_string()))
+            .to_vec()
+    );
+    assert_eq!(
+        kinds(2),
+        [(1, "accepted"), (2, "trade"), (3, "allocated")]
+            .map(|(s, k)| (s, k.to_string()))
+            .to_vec()
+    );
+    let seqs: Vec<u64> = round.market.iter().map(|m| m.sequence).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    // the ask's level appears, then the trade, then the level is gone
+    let payloads: Vec<&Payload> = round
+        .market
+        .iter()
+        .map(|m| m.payload.as_ref().unwrap())
+        .collect();
+    assert!(matches!(payloads[0], Payload::Level(l) if l.quantity == 8));
+    assert!(matches!(payloads[1], Payload::Trade(t) if t.quantity == 8));
+    assert!(matches!(payloads[2], Payload::Level(l) if l.quantity == 0));
+    // the buyer's allocation names the GPUs, as the buyer sees it
+    let allocation = |account: u64| {
+        round
+            .executions
+            .iter()
+            .find(|(a, e)| *a == account && e.kind == "allocated")
+            .and_then(|(_, e)| e.allocation.clone())
+            .unwrap()
+    };
+    let (bought, sold) = (allocation(2), allocation(1));
+    assert!(bought.as_buyer && !sold.as_buyer);
+    assert_eq!((bought.quantity, bought.slots.len()), (8, 1));
+    assert_eq!(bought.slots, sold.slots);
+}
+
+#[test]
+fn refusals_change_nothing_but_time() {
+    let mut ex = market();
+    let (seq, hash) = (ex.sequence(), ex.state_hash());
+    let mut bad = order(pb::Side::Buy, 2_005_000, 1); // off tick
+    assert_eq!(
+        ex.place_order(T0, BUYER, &bad).unwrap_err().reason,
+        "PRICE_OFF_TICK"
+    );
+    bad.product_id = "garbage".into();
+    assert_eq!(
+        ex.place_order(T0, BUYER, &bad).unwrap_err().reason,
+        "UNKNOWN_PRODUCT"
+    );
+    assert_eq!(
+        ex.place_order(T0, SELLER, &order(pb::Side::Buy, 2_000_000, 1))
+            .unwrap_err()
+            .reason,
+        "ROLE_REQUIRED"
+    );
+    assert_eq!((ex.sequence(), ex.state_hash()), (seq, hash));
+    assert_eq!(ex.take_round(), Default::default());
+
+    // a resting good-till-time order expires when time passes it; a refused command
+    // that moves time past it still expires it, as one sequenced time step
+    let mut gtd = order(pb::Side::Buy, 1_000_000, 1);
+    gtd.time_in_force = pb::TimeInForce::Gtd as i32;
+    gtd.expire_at_micros = T0 + 100;
+    ex.place_order(T0 + 1, BUYER, &gtd).unwrap();
+    ex.take_round();
+    let seq = ex.sequence();
+    let mut late = order(pb::Side::Buy, 2_005_000, 1);
+    late.client_order_id = "late".into();
+    assert!(ex.place_order(T0 + 200, BUYER, &late).is_err());
+    assert_eq!(ex.sequence(), seq + 1);
+    let round = ex.take_round();
+    assert_eq!(round.executions[0].1.kind, "expired");
+}
+
+#[test]
+fn client_order_ids_and_the_open_order_limit() {
+    let mut ex = market();
+    let mut o = order(pb::Side::Buy, 1_000_000, 1);
+    o.client_order_id = "x".into();
+    ex.place_order(T0 + 1, BUYER, &o).unwrap();
+    assert_eq!(
+        ex.place_order(T0 + 2, BUYER, &o).unwrap_err().reason,
+        "DUPLICATE_CLIENT_ORDER_ID"
+    );
+    o.client_order_id.clear();
+    ex.place_order(T0 + 3, BUYER, &o).unwrap();
+    let third = ex.place_order(T0 + 4, BUYER, &o).unwrap();
+    assert_eq!(
+        ex.place_order(T0 + 5, BUYER, &o).unwrap_err().reason,
+        "TOO_MANY_OPEN_ORDERS"
+    );
+    // a cancel frees a place; another account's order is not yours to cancel
+    let cancel = pb::CancelOrderRequest {
+        order_id: third.order_id,
+    };
+    assert_eq!(
+        ex.cancel_order(T0 + 6, SELLER, &cancel).unwrap_err().reason,
+        "NOT_OWNER"
+    );
+    let done = ex.cancel_order(T0 + 6, BUYER, &cancel).unwrap();
+    assert_eq!(
+        (done.state, done.reason.as_str()),
+        (pb::OrderState::Cancelled as i32, "requested")
+    );
+    ex.place_order(T0 + 7, BUYER, &o).unwrap();
+    let open = ex.list_orders(
+        BUYER,
+        &pb::ListOrdersRequest {
+            product_id: String::new(),
+            open_only: true,
+        },
+    );
+    assert_eq!(open.orders.len(), 3);
+    let all = ex.list_orders(BUYER, &Default::default());
+    let ids: Vec<u64> = all.orders.iter().map(|o| o.order_id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!((ids.len(), &ids), (4, &sorted), "oldest first");
+}
+
+#[test]
+fn a_quiet_clock_step_is_not_a_command() {
+    let mut ex = market();
+    let seq = ex.sequence();
+    for k in 1..50 {
+        ex.advance_time(T0 + k);
+    }
+    assert_eq!(ex.sequence(), seq);
+    // gate closure falls due: one sequenced step, the product's state on the stream
+    ex.advance_time(T0 + 2 * HOUR);
+    assert_eq!(ex.sequence(), seq + 1);
+    let round = ex.take_round();
+    assert!(matches!(
+        round.market[0].payload.as_ref().unwrap(),
+        Payload::State(s) if s == "closed"
+    ));
+}
+
+#[test]
+fn responses_are_the_contract_s_messages() {
+    let mut ex = market();
+    let o = ex
+        .place_order(T0 + 1, BUYER, &order(pb::Side::Buy, 1_000_000, 2))
+        .unwrap();
+    let bytes = pb::PlaceOrderResponse { order: Some(o) }.encode_to_vec();
+    let back = pb::PlaceOrderResponse::decode(bytes.as_slice()).unwrap();
+    let got = ex
+        .get_order(
+            BUYER,
+            &pb::GetOrderRequest {
+                order_id: back.order.as_ref().unwrap().order_id,
+            },
+        )
+        .unwrap();
+    assert_eq!(back.order.unwrap(), got);
+}
