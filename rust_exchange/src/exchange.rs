@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use spotex_core::{
     Allocation, ClusterSpec, Command, Engine, Event, NewOrder, NodeSpec, OrderType, ProductHandle,
@@ -20,6 +21,7 @@ use spotex_core::{
 use crate::pb;
 use crate::records::{side_to_pb, FillRecord, OrderRecord, OrderState};
 use crate::refusal::Refusal;
+use crate::store::{self, command::Kind};
 
 /// Who is asking: the authenticated account and the roles the edge found on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,42 @@ pub struct Round {
 /// The longest client order id.
 pub const MAX_CLIENT_ORDER_ID: usize = 64;
 
+/// One command for the journal: its sequence number, its time, and the encoded
+/// [`store::Command`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub ts: i64,
+    pub command: Vec<u8>,
+}
+
+/// Why a journal or a snapshot cannot be applied: never guessed past.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn journaled(caller: Caller, kind: Kind) -> store::Command {
+    store::Command {
+        account: caller.account,
+        buyer: caller.buyer,
+        seller: caller.seller,
+        kind: Some(kind),
+    }
+}
+
+const NOBODY: Caller = Caller {
+    account: 0,
+    buyer: false,
+    seller: false,
+};
+
 pub struct Exchange {
     engine: Engine,
     /// Accepted commands, refused ones that moved the clock included (each is one
@@ -54,6 +92,9 @@ pub struct Exchange {
     levels: FxHashMap<(ProductHandle, Side), BTreeMap<i64, (i64, u32)>>,
     exec_sequence: FxHashMap<u64, u64>,
     round: Round,
+    journal: Vec<JournalEntry>,
+    /// Applying the journal: policy limits are not checked again, nothing is journaled.
+    replaying: bool,
     scratch: Vec<Event>,
 }
 
@@ -76,8 +117,15 @@ impl Exchange {
             levels: FxHashMap::default(),
             exec_sequence: FxHashMap::default(),
             round: Round::default(),
+            journal: Vec::new(),
+            replaying: false,
             scratch: Vec::new(),
         }
+    }
+
+    /// The journal entries of the commands applied since the last call, in order.
+    pub fn take_journal(&mut self) -> Vec<JournalEntry> {
+        std::mem::take(&mut self.journal)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -108,14 +156,26 @@ impl Exchange {
         close_at: i64,
         open_at: Option<i64>,
     ) -> Result<(), Refusal> {
+        let open_at = open_at.unwrap_or(ts);
         let spec = ProductSpec {
             id: id.to_string(),
             tick,
             lot,
-            open_at: open_at.unwrap_or(ts),
+            open_at,
             close_at,
         };
-        self.run(ts, &Command::CreateProduct(spec), None).map(drop)
+        let journal = journaled(
+            NOBODY,
+            Kind::CreateProduct(store::CreateProduct {
+                product_id: id.to_string(),
+                tick_micros: tick,
+                lot,
+                close_at_micros: close_at,
+                open_at_micros: open_at,
+            }),
+        );
+        self.run(ts, &Command::CreateProduct(spec), None, journal)
+            .map(drop)
     }
 
     /// `what`: halt, resume or close.
@@ -127,7 +187,14 @@ impl Exchange {
             "close" => Command::Close { product },
             _ => return Err(Refusal::new("INVALID_ARGUMENT", "halt, resume or close")),
         };
-        self.run(ts, &cmd, None).map(drop)
+        let journal = journaled(
+            NOBODY,
+            Kind::SetState(store::SetState {
+                what: what.to_string(),
+                product_id: product_id.to_string(),
+            }),
+        );
+        self.run(ts, &cmd, None, journal).map(drop)
     }
 
     pub fn register_capacity(
@@ -152,8 +219,14 @@ impl Exchange {
             to_hour: r.to_hour,
         };
         let account = caller.account;
-        self.run(ts, &Command::RegisterCapacity { account, spec }, None)
-            .map(drop)
+        let journal = journaled(caller, Kind::RegisterCapacity(r.clone()));
+        self.run(
+            ts,
+            &Command::RegisterCapacity { account, spec },
+            None,
+            journal,
+        )
+        .map(drop)
     }
 
     /// Returns the GPU-hours taken out of sale.
@@ -175,7 +248,12 @@ impl Exchange {
             to_hour: r.to_hour,
             nodes: r.node_ids.clone(),
         };
-        self.run(ts, &cmd, None)?;
+        self.run(
+            ts,
+            &cmd,
+            None,
+            journaled(caller, Kind::WithdrawCapacity(r.clone())),
+        )?;
         Ok(self
             .scratch
             .iter()
@@ -194,6 +272,7 @@ impl Exchange {
         let _ = self.engine.apply(ts, &Command::AdvanceTime, &mut out);
         if !out.is_empty() {
             self.sequence += 1;
+            self.journal_time_step(ts);
             self.absorb(&out, ts, None);
         }
         self.scratch = out;
@@ -251,7 +330,7 @@ impl Exchange {
             ));
         }
         let open = self.open_orders.get(&caller.account).copied().unwrap_or(0);
-        if open >= self.max_open_orders {
+        if open >= self.max_open_orders && !self.replaying {
             return Err(Refusal::new(
                 "TOO_MANY_OPEN_ORDERS",
                 format!(
@@ -324,11 +403,12 @@ impl Exchange {
                 filled: 0,
                 remaining: r.quantity,
                 state: OrderState::Open,
-                reason: "",
+                reason: String::new(),
                 fills: Vec::new(),
             },
         };
-        let accepted = self.run(ts, &Command::Place(order), Some(pending))?;
+        let journal = journaled(caller, Kind::Place(r.clone()));
+        let accepted = self.run(ts, &Command::Place(order), Some(pending), journal)?;
         let id = accepted.expect("an accepted order has an id");
         Ok(self.orders[&id].to_pb(true))
     }
@@ -344,7 +424,7 @@ impl Exchange {
             account: caller.account,
             order_id: r.order_id,
         };
-        self.run(ts, &cmd, None)?;
+        self.run(ts, &cmd, None, journaled(caller, Kind::Cancel(*r)))?;
         Ok(self.orders[&r.order_id].to_pb(true))
     }
 
@@ -362,7 +442,7 @@ impl Exchange {
             price: (r.price_micros != 0).then_some(r.price_micros),
             qty: (r.quantity != 0).then_some(r.quantity),
         };
-        self.run(ts, &cmd, None)?;
+        self.run(ts, &cmd, None, journaled(caller, Kind::Amend(r.clone())))?;
         Ok(self.orders[&r.order_id].to_pb(true))
     }
 
@@ -411,12 +491,14 @@ impl Exchange {
 
     // ---- applying a command ----------------------------------------------------------
 
-    /// Applies one command at `ts`. Returns the id of an accepted new order.
+    /// Applies one command at `ts` and journals it (`journal`) once accepted. Returns
+    /// the id of an accepted new order.
     fn run(
         &mut self,
         ts: i64,
         cmd: &Command,
         pending: Option<Pending>,
+        journal: store::Command,
     ) -> Result<Option<u64>, Refusal> {
         let before = self.engine.now();
         let mut out = std::mem::take(&mut self.scratch);
@@ -425,12 +507,14 @@ impl Exchange {
         let outcome = match result {
             Ok(()) => {
                 self.sequence += 1;
+                self.journal_entry(ts, &journal);
                 Ok(self.absorb(&out, ts, pending))
             }
             Err(reject) => {
                 if self.engine.now() != before {
                     // the clock moved before the refusal: a time step of its own
                     self.sequence += 1;
+                    self.journal_time_step(ts);
                 }
                 out.pop(); // the `Rejected` event
                 self.absorb(&out, ts, None);
@@ -439,6 +523,145 @@ impl Exchange {
         };
         self.scratch = out;
         outcome
+    }
+
+    fn journal_entry(&mut self, ts: i64, command: &store::Command) {
+        if !self.replaying {
+            self.journal.push(JournalEntry {
+                seq: self.sequence,
+                ts,
+                command: command.encode_to_vec(),
+            });
+        }
+    }
+
+    fn journal_time_step(&mut self, ts: i64) {
+        let step = journaled(NOBODY, Kind::AdvanceTime(store::AdvanceTime {}));
+        self.journal_entry(ts, &step);
+    }
+
+    // ---- the journal and snapshots ---------------------------------------------------
+
+    /// Applies one journaled command again (recovery, replay), through the same code as
+    /// the live request. It must be the next in sequence and be accepted again.
+    pub fn replay(&mut self, seq: u64, ts: i64, command: &[u8]) -> Result<(), StoreError> {
+        if seq != self.sequence + 1 {
+            return Err(StoreError(format!(
+                "journal record {seq} does not follow sequence {}",
+                self.sequence
+            )));
+        }
+        let c = store::Command::decode(command)
+            .map_err(|e| StoreError(format!("journal record {seq} does not decode: {e}")))?;
+        let caller = Caller {
+            account: c.account,
+            buyer: c.buyer,
+            seller: c.seller,
+        };
+        self.replaying = true;
+        let result = match c.kind {
+            Some(Kind::Place(r)) => self.place_order(ts, caller, &r).map(drop),
+            Some(Kind::Cancel(r)) => self.cancel_order(ts, caller, &r).map(drop),
+            Some(Kind::Amend(r)) => self.amend_order(ts, caller, &r).map(drop),
+            Some(Kind::RegisterCapacity(r)) => self.register_capacity(ts, caller, &r),
+            Some(Kind::WithdrawCapacity(r)) => self.withdraw_capacity(ts, caller, &r).map(drop),
+            Some(Kind::CreateProduct(p)) => self.create_product(
+                ts,
+                &p.product_id,
+                p.tick_micros,
+                p.lot,
+                p.close_at_micros,
+                Some(p.open_at_micros),
+            ),
+            Some(Kind::SetState(s)) => self.set_state(ts, &s.what, &s.product_id),
+            // a time step always counts, whether or not something falls due again
+            Some(Kind::AdvanceTime(_)) => {
+                let step = journaled(NOBODY, Kind::AdvanceTime(store::AdvanceTime {}));
+                self.run(ts, &Command::AdvanceTime, None, step).map(drop)
+            }
+            None => Err(Refusal::new("INVALID_ARGUMENT", "an empty command")),
+        };
+        self.replaying = false;
+        self.round = Round::default(); // recovery publishes nothing
+        match result {
+            Ok(()) if self.sequence == seq => Ok(()),
+            Ok(()) => Err(StoreError(format!(
+                "journal record {seq} left the sequence at {}",
+                self.sequence
+            ))),
+            Err(r) => Err(StoreError(format!(
+                "journal record {seq} was refused on replay: {r}"
+            ))),
+        }
+    }
+
+    /// The whole exchange at its current sequence, in the store's encoding.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let products = self.engine.products().len();
+        let mut market_sequence = self.md_sequence.clone();
+        market_sequence.resize(products, 0);
+        let mut execution_sequence: Vec<store::AccountSequence> = self
+            .exec_sequence
+            .iter()
+            .map(|(&account, &sequence)| store::AccountSequence { account, sequence })
+            .collect();
+        execution_sequence.sort_by_key(|a| a.account);
+        store::Snapshot {
+            sequence: self.sequence,
+            last_ts: self.engine.now(),
+            engine: self.engine.snapshot(),
+            orders: self.orders.values().map(OrderRecord::to_store).collect(),
+            market_sequence,
+            execution_sequence,
+            state_hash: self.engine.state_hash(),
+        }
+        .encode_to_vec()
+    }
+
+    /// An exchange back from [`Exchange::snapshot`]: the same state, the same hash, the
+    /// same answers from there on. Derived state (client-order-id index, open-order
+    /// counts, the last published levels) is rebuilt, not stored.
+    pub fn restore(bytes: &[u8], max_open_orders: u32) -> Result<Exchange, StoreError> {
+        let s = store::Snapshot::decode(bytes)
+            .map_err(|e| StoreError(format!("snapshot does not decode: {e}")))?;
+        let engine =
+            Engine::restore(&s.engine).map_err(|e| StoreError(format!("snapshot engine: {e}")))?;
+        if engine.state_hash() != s.state_hash {
+            return Err(StoreError(
+                "snapshot: state hash does not match its record".into(),
+            ));
+        }
+        let mut ex = Exchange::new(max_open_orders);
+        ex.engine = engine;
+        ex.sequence = s.sequence;
+        ex.md_sequence = s.market_sequence;
+        ex.exec_sequence = s
+            .execution_sequence
+            .iter()
+            .map(|a| (a.account, a.sequence))
+            .collect();
+        for r in &s.orders {
+            let rec = OrderRecord::from_store(r)
+                .ok_or_else(|| StoreError("snapshot: an order record does not read".into()))?;
+            if rec.is_open() {
+                *ex.open_orders.entry(rec.account).or_default() += 1;
+            }
+            if !rec.client_order_id.is_empty() {
+                ex.by_client_id
+                    .insert((rec.account, rec.client_order_id.clone()), rec.order_id);
+            }
+            ex.orders.insert(rec.order_id, rec);
+        }
+        for h in 0..ex.engine.products().len() as ProductHandle {
+            for side in [Side::Buy, Side::Sell] {
+                let levels = ex.engine.l2(h, side, usize::MAX);
+                if !levels.is_empty() {
+                    let known = levels.into_iter().map(|(p, q, n)| (p, (q, n))).collect();
+                    ex.levels.insert((h, side), known);
+                }
+            }
+        }
+        Ok(ex)
     }
 
     /// Turns the engine's events into records, executions and market-data deltas.
@@ -593,7 +816,7 @@ impl Exchange {
         let rec = self.orders.get_mut(&order_id).expect("a record per order");
         rec.remaining = 0;
         rec.state = state;
-        rec.reason = reason;
+        rec.reason = reason.to_string();
         let (account, level) = (rec.account, (rec.side, rec.price));
         self.close_one(account);
         let kind = match state {

@@ -10,10 +10,26 @@ pub mod exchange;
 pub mod records;
 pub mod refusal;
 
-/// The contract's messages (`spotex.v1`), generated from `protos/` by the build.
-pub mod pb {
-    include!(concat!(env!("OUT_DIR"), "/spotex.v1.rs"));
+/// Generated messages, nested as their packages are (prost refers across them so).
+mod generated {
+    pub mod spotex {
+        /// The public contract (`protos/spotex/v1`).
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/spotex.v1.rs"));
+        }
+        /// The exchange's journal commands and snapshots (`proto/spotex/store/v1`).
+        pub mod store {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/spotex.store.v1.rs"));
+            }
+        }
+    }
 }
+
+/// The exchange's own store format (`spotex.store.v1`): journal commands and snapshots.
+pub use generated::spotex::store::v1 as store;
+/// The contract's messages (`spotex.v1`), generated from `protos/` by the build.
+pub use generated::spotex::v1 as pb;
 
 pub use exchange::{Caller, Exchange, Round};
 pub use refusal::Refusal;

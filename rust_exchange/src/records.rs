@@ -1,7 +1,7 @@
 //! Order records: what the exchange remembers of every order it accepted, resting or
 //! done, and how a record reads as the contract's `Order`.
 
-use crate::pb;
+use crate::{pb, store};
 use spotex_core::{OrderType, Side, TimeInForce};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,17 @@ pub enum OrderState {
 }
 
 impl OrderState {
+    fn from_pb(s: i32) -> Option<OrderState> {
+        Some(match pb::OrderState::try_from(s).ok()? {
+            pb::OrderState::Open => OrderState::Open,
+            pb::OrderState::PartiallyFilled => OrderState::PartiallyFilled,
+            pb::OrderState::Filled => OrderState::Filled,
+            pb::OrderState::Cancelled => OrderState::Cancelled,
+            pb::OrderState::Expired => OrderState::Expired,
+            _ => return None,
+        })
+    }
+
     fn to_pb(self) -> pb::OrderState {
         match self {
             OrderState::Open => pb::OrderState::Open,
@@ -64,7 +75,7 @@ pub struct OrderRecord {
     pub filled: i64,
     pub remaining: i64,
     pub state: OrderState,
-    pub reason: &'static str,
+    pub reason: String,
     pub fills: Vec<FillRecord>,
 }
 
@@ -111,7 +122,67 @@ impl OrderRecord {
                 Vec::new()
             },
             created_at_micros: self.created_at,
-            reason: self.reason.to_string(),
+            reason: self.reason.clone(),
         }
+    }
+}
+
+impl OrderRecord {
+    /// The record as the store keeps it in a snapshot.
+    pub fn to_store(&self) -> store::OrderRecord {
+        store::OrderRecord {
+            order: Some(self.to_pb(true)),
+            account: self.account,
+            expire_at_micros: match self.tif {
+                TimeInForce::GoodTillTime(t) => t,
+                _ => 0,
+            },
+        }
+    }
+
+    /// A record back from a snapshot; None if it does not read as one.
+    pub fn from_store(r: &store::OrderRecord) -> Option<OrderRecord> {
+        let o = r.order.as_ref()?;
+        Some(OrderRecord {
+            order_id: o.order_id,
+            account: r.account,
+            client_order_id: o.client_order_id.clone(),
+            product: o.product_id.clone(),
+            side: match pb::Side::try_from(o.side).ok()? {
+                pb::Side::Buy => Side::Buy,
+                pb::Side::Sell => Side::Sell,
+                pb::Side::Unspecified => return None,
+            },
+            order_type: match pb::OrderType::try_from(o.order_type).ok()? {
+                pb::OrderType::Limit => OrderType::Limit,
+                pb::OrderType::Market => OrderType::Market,
+            },
+            price: o.price_micros,
+            quantity: o.quantity,
+            tif: match pb::TimeInForce::try_from(o.time_in_force).ok()? {
+                pb::TimeInForce::Gtc => TimeInForce::GoodTillClose,
+                pb::TimeInForce::Gtd => TimeInForce::GoodTillTime(r.expire_at_micros),
+                pb::TimeInForce::Ioc => TimeInForce::ImmediateOrCancel,
+                pb::TimeInForce::Fok => TimeInForce::FillOrKill,
+            },
+            cluster: o.cluster_id.clone(),
+            gang: o.gang,
+            created_at: o.created_at_micros,
+            filled: o.filled_quantity,
+            remaining: o.remaining_quantity,
+            state: OrderState::from_pb(o.state)?,
+            reason: o.reason.clone(),
+            fills: o
+                .fills
+                .iter()
+                .map(|f| FillRecord {
+                    trade_id: f.trade_id,
+                    price: f.price_micros,
+                    qty: f.quantity,
+                    maker: f.maker,
+                    ts: f.time_micros,
+                })
+                .collect(),
+        })
     }
 }

@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 
 use spotex_exchange::{pb, Caller, Exchange as CoreExchange, Refusal};
 
-use crate::SpotexError;
+use crate::{JournalError, SpotexError};
 
 pyo3::create_exception!(
     _core,
@@ -60,6 +60,38 @@ impl Exchange {
         Exchange {
             inner: CoreExchange::new(max_open_orders),
         }
+    }
+
+    /// An exchange back from `snapshot()` bytes.
+    #[staticmethod]
+    #[pyo3(signature = (snapshot, max_open_orders=10_000))]
+    fn restore(snapshot: &[u8], max_open_orders: u32) -> PyResult<Exchange> {
+        CoreExchange::restore(snapshot, max_open_orders)
+            .map(|inner| Exchange { inner })
+            .map_err(|e| JournalError::new_err(e.0))
+    }
+
+    /// The whole exchange (engine, records, sequences) in the store's encoding.
+    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.snapshot())
+    }
+
+    /// The journal entries of the commands applied since the last call, as
+    /// `(sequence, time, command)`.
+    fn take_journal<'py>(&mut self, py: Python<'py>) -> Vec<(u64, i64, Bound<'py, PyBytes>)> {
+        self.inner
+            .take_journal()
+            .into_iter()
+            .map(|e| (e.seq, e.ts, PyBytes::new(py, &e.command)))
+            .collect()
+    }
+
+    /// Applies one journaled command again (recovery, replay); raises JournalError when
+    /// it does not follow or is refused.
+    fn replay(&mut self, seq: u64, ts: i64, command: &[u8]) -> PyResult<()> {
+        self.inner
+            .replay(seq, ts, command)
+            .map_err(|e| JournalError::new_err(e.0))
     }
 
     #[getter]
