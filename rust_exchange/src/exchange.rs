@@ -442,7 +442,7 @@ impl Exchange {
             price: (r.price_micros != 0).then_some(r.price_micros),
             qty: (r.quantity != 0).then_some(r.quantity),
         };
-        self.run(ts, &cmd, None, journaled(caller, Kind::Amend(r.clone())))?;
+        self.run(ts, &cmd, None, journaled(caller, Kind::Amend(*r)))?;
         Ok(self.orders[&r.order_id].to_pb(true))
     }
 
