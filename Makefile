@@ -22,6 +22,7 @@ test: install test-rs test-py check-install ## everything CI runs
 
 test-rs: ## cargo tests of the engine and the exchange, and of the peer benchmark with a small run that must agree
 	cargo test --release -p spotex-core -p spotex-exchange
+	cargo run --release -q -p spotex-exchange --example recovery -- 20000
 	cargo test --release --manifest-path bench/peers-rs/Cargo.toml
 	cargo run --release -q --manifest-path bench/peers-rs/Cargo.toml -- \
 		--orders 20000 --runs 1 --out "$$(mktemp -d)/peers_rs.json"

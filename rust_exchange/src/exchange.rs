@@ -72,6 +72,10 @@ fn journaled(caller: Caller, kind: Kind) -> store::Command {
     }
 }
 
+fn time_step() -> store::Command {
+    journaled(NOBODY, Kind::AdvanceTime(store::AdvanceTime {}))
+}
+
 const NOBODY: Caller = Caller {
     account: 0,
     buyer: false,
@@ -164,16 +168,19 @@ impl Exchange {
             open_at,
             close_at,
         };
-        let journal = journaled(
-            NOBODY,
-            Kind::CreateProduct(store::CreateProduct {
-                product_id: id.to_string(),
-                tick_micros: tick,
-                lot,
-                close_at_micros: close_at,
-                open_at_micros: open_at,
-            }),
-        );
+        let id_ = id.to_string();
+        let journal = move || {
+            journaled(
+                NOBODY,
+                Kind::CreateProduct(store::CreateProduct {
+                    product_id: id_,
+                    tick_micros: tick,
+                    lot,
+                    close_at_micros: close_at,
+                    open_at_micros: open_at,
+                }),
+            )
+        };
         self.run(ts, &Command::CreateProduct(spec), None, journal)
             .map(drop)
     }
@@ -187,13 +194,15 @@ impl Exchange {
             "close" => Command::Close { product },
             _ => return Err(Refusal::new("INVALID_ARGUMENT", "halt, resume or close")),
         };
-        let journal = journaled(
-            NOBODY,
-            Kind::SetState(store::SetState {
-                what: what.to_string(),
-                product_id: product_id.to_string(),
-            }),
-        );
+        let journal = || {
+            journaled(
+                NOBODY,
+                Kind::SetState(store::SetState {
+                    what: what.to_string(),
+                    product_id: product_id.to_string(),
+                }),
+            )
+        };
         self.run(ts, &cmd, None, journal).map(drop)
     }
 
@@ -219,7 +228,7 @@ impl Exchange {
             to_hour: r.to_hour,
         };
         let account = caller.account;
-        let journal = journaled(caller, Kind::RegisterCapacity(r.clone()));
+        let journal = || journaled(caller, Kind::RegisterCapacity(r.clone()));
         self.run(
             ts,
             &Command::RegisterCapacity { account, spec },
@@ -248,12 +257,9 @@ impl Exchange {
             to_hour: r.to_hour,
             nodes: r.node_ids.clone(),
         };
-        self.run(
-            ts,
-            &cmd,
-            None,
-            journaled(caller, Kind::WithdrawCapacity(r.clone())),
-        )?;
+        self.run(ts, &cmd, None, || {
+            journaled(caller, Kind::WithdrawCapacity(r.clone()))
+        })?;
         Ok(self
             .scratch
             .iter()
@@ -286,6 +292,17 @@ impl Exchange {
         caller: Caller,
         r: &pb::PlaceOrderRequest,
     ) -> Result<pb::Order, Refusal> {
+        let id = self.place(ts, caller, r)?;
+        Ok(self.orders[&id].to_pb(true))
+    }
+
+    /// Places an order; returns its id once accepted.
+    fn place(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::PlaceOrderRequest,
+    ) -> Result<u64, Refusal> {
         let side = match pb::Side::try_from(r.side) {
             Ok(pb::Side::Buy) => Side::Buy,
             Ok(pb::Side::Sell) => Side::Sell,
@@ -407,10 +424,9 @@ impl Exchange {
                 fills: Vec::new(),
             },
         };
-        let journal = journaled(caller, Kind::Place(r.clone()));
+        let journal = || journaled(caller, Kind::Place(r.clone()));
         let accepted = self.run(ts, &Command::Place(order), Some(pending), journal)?;
-        let id = accepted.expect("an accepted order has an id");
-        Ok(self.orders[&id].to_pb(true))
+        Ok(accepted.expect("an accepted order has an id"))
     }
 
     pub fn cancel_order(
@@ -419,13 +435,23 @@ impl Exchange {
         caller: Caller,
         r: &pb::CancelOrderRequest,
     ) -> Result<pb::Order, Refusal> {
+        self.cancel(ts, caller, r)?;
+        Ok(self.orders[&r.order_id].to_pb(true))
+    }
+
+    fn cancel(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::CancelOrderRequest,
+    ) -> Result<(), Refusal> {
         self.check_owner(caller, r.order_id)?;
         let cmd = Command::Cancel {
             account: caller.account,
             order_id: r.order_id,
         };
-        self.run(ts, &cmd, None, journaled(caller, Kind::Cancel(*r)))?;
-        Ok(self.orders[&r.order_id].to_pb(true))
+        self.run(ts, &cmd, None, || journaled(caller, Kind::Cancel(*r)))
+            .map(drop)
     }
 
     /// A price or quantity of 0 keeps the current one; the quantity is the new remaining.
@@ -435,6 +461,11 @@ impl Exchange {
         caller: Caller,
         r: &pb::AmendOrderRequest,
     ) -> Result<pb::Order, Refusal> {
+        self.amend(ts, caller, r)?;
+        Ok(self.orders[&r.order_id].to_pb(true))
+    }
+
+    fn amend(&mut self, ts: i64, caller: Caller, r: &pb::AmendOrderRequest) -> Result<(), Refusal> {
         self.check_owner(caller, r.order_id)?;
         let cmd = Command::Amend {
             account: caller.account,
@@ -442,8 +473,8 @@ impl Exchange {
             price: (r.price_micros != 0).then_some(r.price_micros),
             qty: (r.quantity != 0).then_some(r.quantity),
         };
-        self.run(ts, &cmd, None, journaled(caller, Kind::Amend(*r)))?;
-        Ok(self.orders[&r.order_id].to_pb(true))
+        self.run(ts, &cmd, None, || journaled(caller, Kind::Amend(*r)))
+            .map(drop)
     }
 
     pub fn get_order(&self, caller: Caller, r: &pb::GetOrderRequest) -> Result<pb::Order, Refusal> {
@@ -498,7 +529,7 @@ impl Exchange {
         ts: i64,
         cmd: &Command,
         pending: Option<Pending>,
-        journal: store::Command,
+        journal: impl FnOnce() -> store::Command,
     ) -> Result<Option<u64>, Refusal> {
         let before = self.engine.now();
         let mut out = std::mem::take(&mut self.scratch);
@@ -507,7 +538,7 @@ impl Exchange {
         let outcome = match result {
             Ok(()) => {
                 self.sequence += 1;
-                self.journal_entry(ts, &journal);
+                self.journal_entry(ts, journal);
                 Ok(self.absorb(&out, ts, pending))
             }
             Err(reject) => {
@@ -525,19 +556,19 @@ impl Exchange {
         outcome
     }
 
-    fn journal_entry(&mut self, ts: i64, command: &store::Command) {
+    /// Journals the command just sequenced (built only when it is journaled).
+    fn journal_entry(&mut self, ts: i64, command: impl FnOnce() -> store::Command) {
         if !self.replaying {
             self.journal.push(JournalEntry {
                 seq: self.sequence,
                 ts,
-                command: command.encode_to_vec(),
+                command: command().encode_to_vec(),
             });
         }
     }
 
     fn journal_time_step(&mut self, ts: i64) {
-        let step = journaled(NOBODY, Kind::AdvanceTime(store::AdvanceTime {}));
-        self.journal_entry(ts, &step);
+        self.journal_entry(ts, time_step);
     }
 
     // ---- the journal and snapshots ---------------------------------------------------
@@ -560,9 +591,9 @@ impl Exchange {
         };
         self.replaying = true;
         let result = match c.kind {
-            Some(Kind::Place(r)) => self.place_order(ts, caller, &r).map(drop),
-            Some(Kind::Cancel(r)) => self.cancel_order(ts, caller, &r).map(drop),
-            Some(Kind::Amend(r)) => self.amend_order(ts, caller, &r).map(drop),
+            Some(Kind::Place(r)) => self.place(ts, caller, &r).map(drop),
+            Some(Kind::Cancel(r)) => self.cancel(ts, caller, &r),
+            Some(Kind::Amend(r)) => self.amend(ts, caller, &r),
             Some(Kind::RegisterCapacity(r)) => self.register_capacity(ts, caller, &r),
             Some(Kind::WithdrawCapacity(r)) => self.withdraw_capacity(ts, caller, &r).map(drop),
             Some(Kind::CreateProduct(p)) => self.create_product(
@@ -575,14 +606,12 @@ impl Exchange {
             ),
             Some(Kind::SetState(s)) => self.set_state(ts, &s.what, &s.product_id),
             // a time step always counts, whether or not something falls due again
-            Some(Kind::AdvanceTime(_)) => {
-                let step = journaled(NOBODY, Kind::AdvanceTime(store::AdvanceTime {}));
-                self.run(ts, &Command::AdvanceTime, None, step).map(drop)
-            }
+            Some(Kind::AdvanceTime(_)) => self
+                .run(ts, &Command::AdvanceTime, None, time_step)
+                .map(drop),
             None => Err(Refusal::new("INVALID_ARGUMENT", "an empty command")),
         };
         self.replaying = false;
-        self.round = Round::default(); // recovery publishes nothing
         match result {
             Ok(()) if self.sequence == seq => Ok(()),
             Ok(()) => Err(StoreError(format!(
@@ -839,6 +868,9 @@ impl Exchange {
             self.md_sequence.resize(i + 1, 0);
         }
         self.md_sequence[i] += 1;
+        if self.replaying {
+            return; // recovery publishes nothing: only the sequence moves
+        }
         self.round.market.push(pb::MarketData {
             product_id: self.engine.products()[i].spec.id.clone(),
             sequence: self.md_sequence[i],
@@ -858,6 +890,9 @@ impl Exchange {
         let n = self.exec_sequence.entry(account).or_default();
         *n += 1;
         let sequence = *n;
+        if self.replaying {
+            return;
+        }
         let order = order_id
             .and_then(|id| self.orders.get(&id))
             .map(|r| r.to_pb(false));

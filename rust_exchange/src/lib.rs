@@ -8,6 +8,7 @@
 
 pub mod exchange;
 pub mod records;
+pub mod recovery;
 pub mod refusal;
 
 /// Generated messages, nested as their packages are (prost refers across them so).
@@ -31,5 +32,6 @@ pub use generated::spotex::store::v1 as store;
 /// The contract's messages (`spotex.v1`), generated from `protos/` by the build.
 pub use generated::spotex::v1 as pb;
 
-pub use exchange::{Caller, Exchange, Round};
+pub use exchange::{Caller, Exchange, JournalEntry, Round, StoreError};
+pub use recovery::{recover, Recovery};
 pub use refusal::Refusal;
