@@ -17,7 +17,15 @@ from spotex._core import Exchange, RefusedError, SpotexError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.accounts import Account
 from spotex.gateway import Gateway, GatewayError, Published
-from spotex.server import MarketService, _market_pb, allocation_pb, fill_pb, order_pb
+from spotex.server import (
+    MarketService,
+    _market_pb,
+    allocation_pb,
+    book_pb,
+    fill_pb,
+    order_pb,
+    product_pb,
+)
 
 HOUR = 3_600_000_000
 T0 = 490_000 * HOUR
@@ -81,6 +89,49 @@ class Pair:
         assert self.gw.sequence == self.ex.sequence
         assert self.gw.call(self.gw.engine.state_hash) == self.ex.state_hash()
         self.journal.extend(self.ex.take_journal())
+        self.views_agree()
+
+    def views_agree(self) -> None:
+        """What the service reads (products, books, allocations, where a subscription
+        starts) is the same from both."""
+        gw, ex = self.gw, self.ex
+
+        def refused(fn: Any) -> Any:
+            try:
+                return fn()
+            except (SpotexError, GatewayError) as err:
+                return ("refused", err.reason)  # type: ignore[attr-defined]
+        assert pb.ListProductsResponse.FromString(ex.list_products()) == \
+            pb.ListProductsResponse(products=[product_pb(r) for r in gw.engine.products()])
+        for product in (PID, OTHER, "garbage"):
+            for depth in (0, 2):
+                req = pb.GetBookRequest(product_id=product, depth=depth).SerializeToString()
+                ours = refused(lambda product=product, depth=depth: pb.GetBookResponse(
+                    book=book_pb(product, *gw.book(product, depth or 20))))
+                theirs = refused(lambda req=req: pb.GetBookResponse.FromString(
+                    ex.get_book(req)))
+                assert theirs == ours
+        for account in ROLES:
+            for product in ("", PID):
+                req = pb.ListAllocationsRequest(product_id=product).SerializeToString()
+                ours = pb.ListAllocationsResponse(allocations=[
+                    allocation_pb(x, account) for x in gw.engine.allocations(account)
+                    if not product or x.product == product])
+                assert pb.ListAllocationsResponse.FromString(
+                    ex.list_allocations(account, req)) == ours
+        known = {row[0] for row in gw.engine.products()}
+        for wanted in ([], [OTHER, PID], [PID, "garbage"]):
+            req = pb.StreamMarketDataRequest(product_ids=wanted).SerializeToString()
+            if set(wanted) - known:
+                ours: Any = ("refused", "UNKNOWN_PRODUCT")
+            else:
+                ours = [pb.MarketData(product_id=p, sequence=seq,
+                                      snapshot=book_pb(p, seq, bids, asks))
+                        for p in sorted(set(wanted) or known)
+                        for seq, bids, asks in [gw.book(p, 1 << 30)]]
+            theirs = refused(lambda req=req: list(
+                pb.MarketDataBatch.FromString(ex.market_snapshots(req)).updates))
+            assert theirs == ours
 
     def compare_streams(self) -> None:
         market, executions = self.ex.take_round()

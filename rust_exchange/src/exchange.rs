@@ -504,6 +504,118 @@ impl Exchange {
         pb::ListOrdersResponse { orders }
     }
 
+    // ---- views ------------------------------------------------------------------------
+
+    pub fn list_products(&self) -> pb::ListProductsResponse {
+        let products = self
+            .engine
+            .products()
+            .iter()
+            .map(|p| pb::Product {
+                product_id: p.spec.id.clone(),
+                state: p.state.as_str().to_string(),
+                tick_micros: p.spec.tick,
+                lot: p.spec.lot,
+                open_at_micros: p.spec.open_at,
+                close_at_micros: p.spec.close_at,
+            })
+            .collect();
+        pb::ListProductsResponse { products }
+    }
+
+    /// The aggregated book to `depth` levels a side (0: 20; at most 10,000), with the
+    /// market-data sequence it stands at: a subscriber's deltas follow from there.
+    pub fn get_book(&self, r: &pb::GetBookRequest) -> Result<pb::GetBookResponse, Refusal> {
+        let product = self.product(&r.product_id)?;
+        let depth = if r.depth == 0 {
+            20
+        } else {
+            r.depth.min(10_000)
+        };
+        Ok(pb::GetBookResponse {
+            book: Some(self.book(product, depth as usize)),
+        })
+    }
+
+    fn book(&self, product: ProductHandle, depth: usize) -> pb::Book {
+        let levels = |side| {
+            self.engine
+                .l2(product, side, depth)
+                .into_iter()
+                .map(|(price_micros, quantity, orders)| pb::Level {
+                    price_micros,
+                    quantity,
+                    orders,
+                })
+                .collect()
+        };
+        pb::Book {
+            product_id: self.engine.products()[product as usize].spec.id.clone(),
+            sequence: self.md_sequence.get(product as usize).copied().unwrap_or(0),
+            bids: levels(Side::Buy),
+            asks: levels(Side::Sell),
+        }
+    }
+
+    /// Where a market-data subscription starts: a whole-book snapshot of each product
+    /// asked for (every product when none is named), in product-id order.
+    pub fn market_snapshots(&self, product_ids: &[String]) -> Result<Vec<pb::MarketData>, Refusal> {
+        let mut handles: Vec<ProductHandle> = if product_ids.is_empty() {
+            (0..self.engine.products().len() as ProductHandle).collect()
+        } else {
+            let unknown: Vec<&str> = product_ids
+                .iter()
+                .filter(|p| self.engine.product_handle(p).is_none())
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                let mut unknown = unknown;
+                unknown.sort_unstable();
+                unknown.dedup();
+                return Err(Refusal::new(
+                    "UNKNOWN_PRODUCT",
+                    format!("no such product: {}", unknown.join(", ")),
+                ));
+            }
+            product_ids
+                .iter()
+                .filter_map(|p| self.engine.product_handle(p))
+                .collect()
+        };
+        handles.sort_by(|a, b| {
+            let ps = self.engine.products();
+            ps[*a as usize].spec.id.cmp(&ps[*b as usize].spec.id)
+        });
+        handles.dedup();
+        Ok(handles
+            .into_iter()
+            .map(|h| {
+                let book = self.book(h, usize::MAX);
+                pb::MarketData {
+                    product_id: book.product_id.clone(),
+                    sequence: book.sequence,
+                    payload: Some(pb::market_data::Payload::Snapshot(book)),
+                }
+            })
+            .collect())
+    }
+
+    /// The caller's allocations, bought or sold, in trade order.
+    pub fn list_allocations(
+        &self,
+        caller: Caller,
+        r: &pb::ListAllocationsRequest,
+    ) -> pb::ListAllocationsResponse {
+        let allocations = self
+            .engine
+            .allocations_of(caller.account)
+            .into_iter()
+            .map(|a| self.allocation_pb(a, caller.account))
+            .filter(|a| r.product_id.is_empty() || a.product_id == r.product_id)
+            .collect();
+        pb::ListAllocationsResponse { allocations }
+    }
+
     fn check_owner(&self, caller: Caller, order_id: u64) -> Result<(), Refusal> {
         match self.orders.get(&order_id) {
             Some(rec) if rec.account != caller.account => Err(Refusal::new(

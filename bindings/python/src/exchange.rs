@@ -227,6 +227,36 @@ impl Exchange {
         ))
     }
 
+    /// `ListProductsResponse` bytes.
+    fn list_products<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        encode(py, &self.inner.list_products())
+    }
+
+    /// `GetBookRequest` bytes in, `GetBookResponse` bytes out.
+    fn get_book<'py>(&self, py: Python<'py>, request: &[u8]) -> Outcome<'py> {
+        let r = decode(py, request)?;
+        let b = self.inner.get_book(&r).map_err(|e| refused(py, e))?;
+        Ok(encode(py, &b))
+    }
+
+    /// `ListAllocationsRequest` bytes in, `ListAllocationsResponse` bytes out.
+    fn list_allocations<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
+        let r = decode(py, request)?;
+        let caller = caller(account, false, false);
+        Ok(encode(py, &self.inner.list_allocations(caller, &r)))
+    }
+
+    /// `StreamMarketDataRequest` bytes in; a `MarketDataBatch` of whole-book snapshots out,
+    /// where the subscription starts.
+    fn market_snapshots<'py>(&self, py: Python<'py>, request: &[u8]) -> Outcome<'py> {
+        let r: pb::StreamMarketDataRequest = decode(py, request)?;
+        let updates = self
+            .inner
+            .market_snapshots(&r.product_ids)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &pb::MarketDataBatch { updates }))
+    }
+
     /// What the round produced for the streams, and a new round: a `MarketDataBatch`
     /// (every update, each encoded once), and per account in order of first appearance an
     /// `ExecutionBatch`.
