@@ -284,6 +284,13 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     early = CliRunner().invoke(main, ["replay", str(d), "--seq", "5"])
     assert "replayed to sequence 5 (" in early.output
     assert replay_journal(d / JOURNAL, until_seq=5)[0].state_hash() in early.output
+    # --time takes ISO 8601 with a zone, or UTC without one; a bad one is one clear line
+    for when in ("2025-11-24T16:00:00Z", "2025-11-24T17:00+01:00", "2025-11-24T16:00"):
+        at = CliRunner().invoke(main, ["replay", str(d), "--time", when])
+        assert at.exit_code == 0 and "replayed to sequence 0 (" in at.output, at.output
+    bad = CliRunner().invoke(main, ["replay", str(d), "--time", "yesterday"])
+    assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output
+    assert bad.exception is None or isinstance(bad.exception, SystemExit)
 
 
 def _try(fn: Any) -> None:

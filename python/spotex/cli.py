@@ -356,14 +356,15 @@ def allocations(ctx: click.Context, product: str) -> None:
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--seq", "until_seq", type=int, default=None, help="replay up to this sequence")
-@click.option("--time", "until", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]),
-              default=None, help="replay up to this UTC time")
+@click.option("--time", "until", default=None,
+              help="replay up to this time: ISO 8601, UTC unless it says otherwise "
+                   "(2026-11-30T13:05, 2026-11-30T13:05:00Z, ...+01:00)")
 @click.option("--product", default=None, help="show this product's book, trades, allocations")
 @click.option("--verify", is_flag=True, help="check every snapshot's hash against a replay")
 @click.option("--trades-csv", type=click.Path(path_type=Path), default=None)
 @click.option("--charts", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="write depth.png, prices.png and report.html for --product here")
-def replay(data_dir: Path, until_seq: int | None, until: Any, product: str | None,
+def replay(data_dir: Path, until_seq: int | None, until: str | None, product: str | None,
            verify: bool, trades_csv: Path | None, charts: Path | None) -> None:
     """Rebuild the books from a data directory's journal (never changes it)."""
     import datetime as dt
@@ -373,7 +374,15 @@ def replay(data_dir: Path, until_seq: int | None, until: Any, product: str | Non
 
     if charts is not None:
         _require("matplotlib", "charts", "--charts")
-    when = until.replace(tzinfo=dt.UTC) if until else None
+    when = None
+    if until:
+        try:
+            when = dt.datetime.fromisoformat(until)
+        except ValueError:
+            raise click.BadParameter(f"{until!r} is not an ISO 8601 time",
+                                     param_hint="--time") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
     from spotex._core import JournalError
 
     try:
