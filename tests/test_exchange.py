@@ -1,31 +1,20 @@
-"""The Rust exchange (rust_exchange/, ``spotex._core.Exchange``) against the Python gateway
-that owns an order's life today, step by step on random commands, bad input included:
-the same outcome (the same ``Order`` message, or a refusal with the same reason), the same
-command sequence and state hash, the same market data and executions, and the same
-orders listed for every account. The gateway is the naive model here; the exchange is to
-replace it behind the service."""
+"""The Rust exchange (rust_exchange/, ``spotex._core.Exchange``, what the service runs
+on) against a naive Python model of an order's life (tests/order_model.py), step by step
+on random commands, bad input included: the same outcome (the same ``Order`` message, or
+a refusal with the same reason), the same command sequence and state hash, the same
+market data and executions, the same orders, books, products and allocations; and the
+exchange's journal replays, from the start or from a snapshot, to the same exchange."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from order_model import ModelError, OrderModel, allocation_pb, product_pb
 
 from spotex._core import Exchange, RefusedError, SpotexError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex.accounts import Account
-from spotex.gateway import Gateway, GatewayError, Published
-from spotex.server import (
-    MarketService,
-    _market_pb,
-    allocation_pb,
-    book_pb,
-    fill_pb,
-    order_pb,
-    product_pb,
-)
 
 HOUR = 3_600_000_000
 T0 = 490_000 * HOUR
@@ -36,121 +25,79 @@ MAX_OPEN = 6
 ROLES = {1: (True, True), 2: (True, True), 3: (True, False)}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> int:
-        return self.t
-
-
-def _account(a: int) -> Account:
-    buyer, seller = ROLES[a]
-    return Account(a, f"a{a}", [r for r, on in (("buyer", buyer), ("seller", seller)) if on],
-                   "")
+def _outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except (SpotexError, ModelError) as err:
+        return ("refused", err.reason)  # type: ignore[attr-defined]
 
 
 class Pair:
-    """The gateway and the exchange, fed the same commands at the same times."""
+    """The model and the exchange, fed the same commands at the same times."""
 
     def __init__(self) -> None:
-        self.clock = Clock()
-        self.rounds: list[list[Published]] = []
-        self.gw = Gateway(publish=self.rounds.append, clock=self.clock,
-                          max_open_orders=MAX_OPEN)
+        self.t = T0
+        self.model = OrderModel(MAX_OPEN)
         self.ex = Exchange(MAX_OPEN)
-        self.service = SimpleNamespace(s=SimpleNamespace(gw=self.gw))
         self.journal: list[tuple[int, int, bytes]] = []
 
-    def close(self) -> None:
-        self.gw.close()
-
-    def both(self, on_gateway: Any, on_exchange: Any) -> tuple[Any, Any]:
-        """Runs one command on each side; returns (gateway outcome, exchange outcome),
-        a refusal as its reason."""
-        def go() -> Any:
-            try:
-                return on_gateway()
-            except (SpotexError, GatewayError) as err:
-                return ("refused", err.reason)  # type: ignore[attr-defined]
-        g = self.gw.call(go)
-        ts = self.gw.last_ts
-        try:
-            e = on_exchange(ts)
-        except RefusedError as err:
-            e = ("refused", err.reason)
-        return g, e
-
-    def step(self, dt: int, on_gateway: Any, on_exchange: Any) -> None:
-        self.clock.t += dt
-        g, e = self.both(on_gateway, on_exchange)
-        assert g == e, (g, e)
+    def step(self, dt: int, on_model: Any, on_exchange: Any) -> None:
+        self.t += dt
+        ts = self.t
+        m = _outcome(lambda: on_model(ts))
+        e = _outcome(lambda: on_exchange(ts))
+        assert m == e, (m, e)
         self.compare_streams()
-        assert self.gw.sequence == self.ex.sequence
-        assert self.gw.call(self.gw.engine.state_hash) == self.ex.state_hash()
+        assert self.model.sequence == self.ex.sequence
+        assert self.model.engine.state_hash() == self.ex.state_hash()
         self.journal.extend(self.ex.take_journal())
         self.views_agree()
 
     def views_agree(self) -> None:
         """What the service reads (products, books, allocations, where a subscription
         starts) is the same from both."""
-        gw, ex = self.gw, self.ex
-
-        def refused(fn: Any) -> Any:
-            try:
-                return fn()
-            except (SpotexError, GatewayError) as err:
-                return ("refused", err.reason)  # type: ignore[attr-defined]
+        model, ex = self.model, self.ex
         assert pb.ListProductsResponse.FromString(ex.list_products()) == \
-            pb.ListProductsResponse(products=[product_pb(r) for r in gw.engine.products()])
+            pb.ListProductsResponse(products=[product_pb(r) for r in model.engine.products()])
         for product in (PID, OTHER, "garbage"):
             for depth in (0, 2):
                 req = pb.GetBookRequest(product_id=product, depth=depth).SerializeToString()
-                ours = refused(lambda product=product, depth=depth: pb.GetBookResponse(
-                    book=book_pb(product, *gw.book(product, depth or 20))))
-                theirs = refused(lambda req=req: pb.GetBookResponse.FromString(
+                ours = _outcome(lambda product=product, depth=depth: pb.GetBookResponse(
+                    book=model.book(product, depth or 20)))
+                theirs = _outcome(lambda req=req: pb.GetBookResponse.FromString(
                     ex.get_book(req)))
                 assert theirs == ours
         for account in ROLES:
             for product in ("", PID):
                 req = pb.ListAllocationsRequest(product_id=product).SerializeToString()
                 ours = pb.ListAllocationsResponse(allocations=[
-                    allocation_pb(x, account) for x in gw.engine.allocations(account)
+                    allocation_pb(x, account) for x in model.engine.allocations(account)
                     if not product or x.product == product])
                 assert pb.ListAllocationsResponse.FromString(
                     ex.list_allocations(account, req)) == ours
-        known = {row[0] for row in gw.engine.products()}
+        known = {row[0] for row in model.engine.products()}
         for wanted in ([], [OTHER, PID], [PID, "garbage"]):
             req = pb.StreamMarketDataRequest(product_ids=wanted).SerializeToString()
             if set(wanted) - known:
                 ours: Any = ("refused", "UNKNOWN_PRODUCT")
             else:
-                ours = [pb.MarketData(product_id=p, sequence=seq,
-                                      snapshot=book_pb(p, seq, bids, asks))
+                ours = [pb.MarketData(product_id=p, sequence=book.sequence, snapshot=book)
                         for p in sorted(set(wanted) or known)
-                        for seq, bids, asks in [gw.book(p, 1 << 30)]]
-            theirs = refused(lambda req=req: list(
+                        for book in [model.book(p, 1 << 30)]]
+            theirs = _outcome(lambda req=req: list(
                 pb.MarketDataBatch.FromString(ex.market_snapshots(req)).updates))
             assert theirs == ours
 
     def compare_streams(self) -> None:
         market, executions = self.ex.take_round()
         theirs = list(pb.MarketDataBatch.FromString(market).updates)
-        ours = [_market_pb(p, seq, kind, payload) for r in self.rounds for out in r
-                for p, seq, kind, payload in out.market]
+        ours, ours_x = self.model.take_round()
         assert theirs == ours
         theirs_x = [(a, x) for a, batch in executions
                     for x in pb.ExecutionBatch.FromString(batch).executions]
-        ours_x = [(account, pb.Execution(
-            sequence=seq, kind=kind, order=order_pb(rec, with_fills=False) if rec else None,
-            fill=fill_pb(fill) if fill else None,
-            allocation=allocation_pb(alloc, account) if alloc else None))
-            for r in self.rounds for out in r
-            for account, seq, kind, rec, fill, alloc in out.executions]
-        self.rounds.clear()
-        # per account in order; the gateway's executions show an order as it stands
-        # after the round, the exchange's as it stood at that execution: compare the
-        # order whole only where it is that order's last execution of the round
+        # per account in order; the model's executions show an order as it stands after
+        # the round, the exchange's as it stood at that execution: compare the order
+        # whole only where it is that order's last execution of the round
         assert sorted(a for a, _ in theirs_x) == sorted(a for a, _ in ours_x)
         for account in ROLES:
             t = [x for a, x in theirs_x if a == account]
@@ -164,7 +111,7 @@ class Pair:
                     assert x.order == y.order
 
     def order_ids(self) -> list[int]:
-        return list(self.gw.orders)
+        return list(self.model.orders)
 
 
 # an order is well formed but for at most one flaw, so most orders rest and trade while
@@ -212,26 +159,20 @@ steps = st.lists(st.one_of(
 ), min_size=5, max_size=60)
 
 
-def quiet(fn: Any) -> Any:
-    """A gateway operation whose events the comparison reads off the streams instead."""
-    return lambda: (fn(), None)[1]
-
-
 def _setup(pair: Pair) -> None:
-    pair.step(0, quiet(lambda: pair.gw.create_product(PID, 10_000, 1, T0 + 3 * HOUR)),
-              lambda ts: pair.ex.create_product(ts, PID, 10_000, 1, T0 + 3 * HOUR))
+    m, ex = pair.model, pair.ex
+    pair.step(0, lambda ts: m.create_product(ts, PID, 10_000, 1, T0 + 3 * HOUR),
+              lambda ts: ex.create_product(ts, PID, 10_000, 1, T0 + 3 * HOUR))
     # a product whose gate closes while the test runs
-    pair.step(1, quiet(lambda: pair.gw.create_product(OTHER, 10_000, 1, T0 + HOUR // 2)),
-              lambda ts: pair.ex.create_product(ts, OTHER, 10_000, 1, T0 + HOUR // 2))
+    pair.step(1, lambda ts: m.create_product(ts, OTHER, 10_000, 1, T0 + HOUR // 2),
+              lambda ts: ex.create_product(ts, OTHER, 10_000, 1, T0 + HOUR // 2))
     for a in (1, 2):
         req = pb.RegisterCapacityRequest(
             cluster_id=f"c{a}", sku="H100-SXM", region="us-east",
             nodes=[pb.Node(node_id="n0", gpus=8), pb.Node(node_id="n1", gpus=8)],
             from_hour=490_000, to_hour=490_100)
-        pair.step(1, quiet(lambda a=a, req=req: pair.gw.register_capacity(
-            a, req.cluster_id, req.sku, req.region, [(n.node_id, n.gpus) for n in req.nodes],
-            req.from_hour, req.to_hour)),
-            lambda ts, a=a, req=req: pair.ex.register_capacity(ts, a, req.SerializeToString()))
+        pair.step(1, lambda ts, a=a, req=req: m.register_capacity(ts, a, req),
+                  lambda ts, a=a, req=req: ex.register_capacity(ts, a, req.SerializeToString()))
 
 
 def _place(pair: Pair, p: dict[str, Any]) -> None:
@@ -251,13 +192,13 @@ def _place(pair: Pair, p: dict[str, Any]) -> None:
     req = pb.PlaceOrderRequest(
         client_order_id=p["client_order_id"], product_id=p["product"], side=p["side"],
         order_type=p["order_type"], price_micros=p["price_micros"], quantity=qty,
-        time_in_force=tif, expire_at_micros=pair.clock.t + p["expire_in"],
+        time_in_force=tif, expire_at_micros=pair.t + p["expire_in"],
         post_only=p["post_only"], stp=p["stp"], cluster_id=cluster, gang=gang)
     if p["side"] == 1 and p["price_micros"] > 0:
         req.price_micros += 20_000  # bids lean higher, so books cross and trade often
     buyer, seller = ROLES[a]
     pair.step(
-        7, lambda: order_pb(MarketService._place(pair.service, _account(a), req)),
+        7, lambda ts: pair.model.place(ts, a, buyer, seller, req),
         lambda ts: pb.Order.FromString(pair.ex.place_order(
             ts, a, req.SerializeToString(), buyer=buyer, seller=seller)))
 
@@ -268,46 +209,38 @@ def _pick(pair: Pair, k: int) -> int:
     if k % 7 == 0:
         return 10**6 + k
     everyone = pair.order_ids()
-    open_ids = [o for o in everyone if pair.gw.orders[o].remaining > 0]
+    open_ids = [o for o in everyone if pair.model.orders[o].remaining > 0]
     ids = open_ids if open_ids and k % 3 else everyone
     return ids[k % len(ids)] if ids else 10**6 + k
 
 
 def _apply(pair: Pair, step: tuple[Any, ...]) -> None:
     kind = step[0]
-    gw, ex = pair.gw, pair.ex
+    model, ex = pair.model, pair.ex
     if kind == "place":
         _place(pair, step[1])
     elif kind == "cancel":
         a, oid = step[1], _pick(pair, step[2])
-        req = pb.CancelOrderRequest(order_id=oid)
-        pair.step(3, lambda: order_pb(gw.cancel(a, oid)),
-                  lambda ts: pb.Order.FromString(ex.cancel_order(ts, a, req.SerializeToString())))
+        req = pb.CancelOrderRequest(order_id=oid).SerializeToString()
+        pair.step(3, lambda ts: model.cancel(ts, a, oid),
+                  lambda ts: pb.Order.FromString(ex.cancel_order(ts, a, req)))
     elif kind == "amend":
         a, oid, price, qty = step[1], _pick(pair, step[2]), step[3], step[4]
-        req = pb.AmendOrderRequest(order_id=oid, price_micros=price, quantity=qty)
-        pair.step(3, lambda: order_pb(gw.amend(a, oid, price or None, qty or None)),
-                  lambda ts: pb.Order.FromString(ex.amend_order(ts, a, req.SerializeToString())))
+        req = pb.AmendOrderRequest(order_id=oid, price_micros=price,
+                                   quantity=qty).SerializeToString()
+        pair.step(3, lambda ts: model.amend(ts, a, oid, price or None, qty or None),
+                  lambda ts: pb.Order.FromString(ex.amend_order(ts, a, req)))
     elif kind == "get":
         a, oid = step[1], _pick(pair, step[2])
-
-        def on_gateway() -> Any:
-            rec = gw.orders.get(oid)
-            if rec is None:
-                raise GatewayError("UNKNOWN_ORDER", "no such order")
-            if rec.account != a:
-                raise GatewayError("NOT_OWNER", "the order belongs to another account")
-            return order_pb(rec)
-        req = pb.GetOrderRequest(order_id=oid)
-        pair.step(0, on_gateway,
-                  lambda ts: pb.Order.FromString(ex.get_order(a, req.SerializeToString())))
+        req = pb.GetOrderRequest(order_id=oid).SerializeToString()
+        pair.step(0, lambda ts: model.get_order(a, oid),
+                  lambda ts: pb.Order.FromString(ex.get_order(a, req)))
     elif kind == "state":
         what = step[1]
-        pair.step(5, quiet(lambda: gw.set_state(what, PID)),
+        pair.step(5, lambda ts: model.set_state(ts, what, PID),
                   lambda ts: ex.set_state(ts, what, PID))
     elif kind == "tick":
-        pair.step(step[1], quiet(gw.advance_time),
-                  lambda ts: ex.advance_time(ts))
+        pair.step(step[1], model.advance_time, ex.advance_time)
 
 
 def _orders_agree(pair: Pair) -> None:
@@ -316,11 +249,7 @@ def _orders_agree(pair: Pair) -> None:
             req = pb.ListOrdersRequest(product_id=product, open_only=open_only)
             theirs = pb.ListOrdersResponse.FromString(
                 pair.ex.list_orders(a, req.SerializeToString()))
-            ours = pair.gw.call(lambda a=a, product=product, open_only=open_only: [
-                order_pb(r) for r in pair.gw.orders.values()
-                if r.account == a and (not product or r.product == product)
-                and (not open_only or r.remaining > 0)])
-            assert list(theirs.orders) == ours
+            assert theirs == pair.model.list_orders(a, product, open_only)
 
 
 def _same_state(a: Exchange, b: Exchange) -> None:
@@ -352,13 +281,10 @@ def _same(a: Exchange, b: Exchange) -> None:
 def test_the_exchange_agrees_with_the_gateway_step_by_step(plan: list[tuple[Any, ...]],
                                                          cut: float) -> None:
     pair = Pair()
-    try:
-        _setup(pair)
-        for step in plan:
-            _apply(pair, step)
-        _orders_agree(pair)
-    finally:
-        pair.close()
+    _setup(pair)
+    for step in plan:
+        _apply(pair, step)
+    _orders_agree(pair)
     # the exchange's journal is whole and replays to the same exchange, from the start
     # and from a snapshot taken anywhere along it
     journal = pair.journal

@@ -99,6 +99,8 @@ pub struct Exchange {
     journal: Vec<JournalEntry>,
     /// Applying the journal: policy limits are not checked again, nothing is journaled.
     replaying: bool,
+    /// Build no stream messages (a recovery publishes nothing; only sequences move).
+    quiet: bool,
     scratch: Vec<Event>,
 }
 
@@ -123,6 +125,7 @@ impl Exchange {
             round: Round::default(),
             journal: Vec::new(),
             replaying: false,
+            quiet: false,
             scratch: Vec::new(),
         }
     }
@@ -134,6 +137,11 @@ impl Exchange {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The engine alone, for views of the books (the replay tool).
+    pub fn into_engine(self) -> Engine {
+        self.engine
     }
 
     pub fn sequence(&self) -> u64 {
@@ -688,6 +696,27 @@ impl Exchange {
     /// Applies one journaled command again (recovery, replay), through the same code as
     /// the live request. It must be the next in sequence and be accepted again.
     pub fn replay(&mut self, seq: u64, ts: i64, command: &[u8]) -> Result<(), StoreError> {
+        self.replay_with(seq, ts, command, false)
+    }
+
+    /// As [`Exchange::replay`], keeping what the command publishes in the round (the
+    /// operator's replay lists the trades).
+    pub fn replay_published(
+        &mut self,
+        seq: u64,
+        ts: i64,
+        command: &[u8],
+    ) -> Result<(), StoreError> {
+        self.replay_with(seq, ts, command, true)
+    }
+
+    fn replay_with(
+        &mut self,
+        seq: u64,
+        ts: i64,
+        command: &[u8],
+        publish: bool,
+    ) -> Result<(), StoreError> {
         if seq != self.sequence + 1 {
             return Err(StoreError(format!(
                 "journal record {seq} does not follow sequence {}",
@@ -702,6 +731,7 @@ impl Exchange {
             seller: c.seller,
         };
         self.replaying = true;
+        self.quiet = !publish;
         let result = match c.kind {
             Some(Kind::Place(r)) => self.place(ts, caller, &r).map(drop),
             Some(Kind::Cancel(r)) => self.cancel(ts, caller, &r),
@@ -724,6 +754,7 @@ impl Exchange {
             None => Err(Refusal::new("INVALID_ARGUMENT", "an empty command")),
         };
         self.replaying = false;
+        self.quiet = false;
         match result {
             Ok(()) if self.sequence == seq => Ok(()),
             Ok(()) => Err(StoreError(format!(
@@ -980,7 +1011,7 @@ impl Exchange {
             self.md_sequence.resize(i + 1, 0);
         }
         self.md_sequence[i] += 1;
-        if self.replaying {
+        if self.quiet {
             return; // recovery publishes nothing: only the sequence moves
         }
         self.round.market.push(pb::MarketData {
@@ -1002,7 +1033,7 @@ impl Exchange {
         let n = self.exec_sequence.entry(account).or_default();
         *n += 1;
         let sequence = *n;
-        if self.replaying {
+        if self.quiet {
             return;
         }
         let order = order_id

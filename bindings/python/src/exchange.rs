@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 
 use spotex_exchange::{pb, Caller, Exchange as CoreExchange, Refusal};
 
-use crate::{JournalError, SpotexError};
+use crate::{JournalError, JournalWriter, SpotexError};
 
 pyo3::create_exception!(
     _core,
@@ -69,6 +69,37 @@ impl Exchange {
         CoreExchange::restore(snapshot, max_open_orders)
             .map(|inner| Exchange { inner })
             .map_err(|e| JournalError::new_err(e.0))
+    }
+
+    /// Rebuilds an exchange from `snapshot` (or from nothing) and the journal directory
+    /// `path` after it. Returns `(exchange, snapshot sequence, records replayed, torn
+    /// tail as (segment, offset, bytes) or None)`.
+    #[staticmethod]
+    #[pyo3(signature = (path, snapshot=None, max_open_orders=10_000))]
+    #[allow(clippy::type_complexity)]
+    fn recover(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        snapshot: Option<&[u8]>,
+        max_open_orders: u32,
+    ) -> PyResult<(Exchange, u64, u64, Option<(std::path::PathBuf, u64, u64)>)> {
+        let (inner, r) = py
+            .detach(|| spotex_exchange::recover(&path, snapshot, max_open_orders, None))
+            .map_err(|e| JournalError::new_err(format!("{}: {e}", path.display())))?;
+        let torn = r.torn_tail.map(|t| (t.path, t.offset, t.bytes));
+        Ok((Exchange { inner }, r.snapshot_seq, r.replayed, torn))
+    }
+
+    /// Appends the journal entries of the commands applied since the last call to
+    /// `journal` (made durable by its `sync`). Returns how many.
+    fn write_journal(&mut self, journal: &mut JournalWriter) -> PyResult<usize> {
+        let j = journal
+            .inner
+            .as_mut()
+            .ok_or_else(|| JournalError::new_err("journal closed"))?;
+        self.inner
+            .write_journal(j)
+            .map_err(|e| JournalError::new_err(format!("append: {e}")))
     }
 
     /// The whole exchange (engine, records, sequences) in the store's encoding.

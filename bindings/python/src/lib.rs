@@ -1110,8 +1110,8 @@ fn flow<'py>(
 /// Appends checksummed records to a journal directory of segments; `sync` makes them
 /// durable.
 #[pyclass(module = "spotex._core")]
-struct JournalWriter {
-    inner: Option<core::journal::Segments>,
+pub(crate) struct JournalWriter {
+    pub(crate) inner: Option<core::journal::Segments>,
 }
 
 impl JournalWriter {
@@ -1235,12 +1235,12 @@ fn truncate_journal(path: std::path::PathBuf, offset: u64) -> PyResult<()> {
 }
 
 type TradeRow = (u64, i64, u64, String, i64, i64, &'static str);
-type CoreTrade = (u64, i64, u64, u32, i64, i64, Side);
 
-/// Rebuilds an engine from the journal in Rust: from `snapshot` (taken at `snapshot_seq`)
-/// or from nothing, applying records up to `until_seq` / `until_ts`. Returns the engine,
-/// the last sequence applied, and the trades seen on the way as
-/// `(seq, ts, trade_id, product, price, qty, aggressor)`.
+/// Rebuilds the exchange from its journal in Rust: from `snapshot` (an exchange snapshot,
+/// taken at `snapshot_seq`) or from nothing, applying records up to `until_seq` /
+/// `until_ts`. Returns the engine (for views of the books), the last sequence applied,
+/// and the trades seen on the way as `(seq, ts, trade_id, product, price, qty,
+/// aggressor)`.
 #[pyfunction]
 #[pyo3(signature = (path, *, until_seq=None, until_ts=None, snapshot=None, snapshot_seq=0))]
 fn replay_journal(
@@ -1251,59 +1251,51 @@ fn replay_journal(
     snapshot: Option<&[u8]>,
     snapshot_seq: u64,
 ) -> PyResult<(Engine, u64, Vec<TradeRow>)> {
-    let result = py.detach(|| -> Result<(CoreEngine, u64, Vec<CoreTrade>), String> {
-        let mut engine = match snapshot {
-            Some(b) => CoreEngine::restore(b).map_err(|e| format!("snapshot: {e}"))?,
-            None => CoreEngine::new(),
+    use spotex_exchange::pb::market_data::Payload;
+    let result = py.detach(|| -> Result<(CoreEngine, u64, Vec<TradeRow>), String> {
+        let mut ex = match snapshot {
+            Some(b) => spotex_exchange::Exchange::restore(b, u32::MAX).map_err(|e| e.0)?,
+            None => spotex_exchange::Exchange::new(u32::MAX),
         };
+        if ex.sequence() != snapshot_seq {
+            return Err(format!(
+                "the snapshot is at sequence {}, not {snapshot_seq}",
+                ex.sequence()
+            ));
+        }
         let (recs, _) = core::journal::read_dir(&path, snapshot_seq).map_err(|e| e.to_string())?;
         let mut last = snapshot_seq;
         let mut trades = Vec::new();
-        let mut out = Vec::new();
         for r in recs {
-            if r.seq <= snapshot_seq {
-                continue;
-            }
             if until_seq.is_some_and(|s| r.seq > s) || until_ts.is_some_and(|t| r.ts > t) {
                 break;
             }
-            let cmd = core::codec::decode_command(&r.command)
-                .map_err(|e| format!("record {}: {e}", r.seq))?;
-            out.clear();
-            let _ = engine.apply(r.ts, &cmd, &mut out);
-            for e in &out {
-                if let CoreEvent::Trade {
-                    trade_id,
-                    product,
-                    price,
-                    qty,
-                    aggressor,
-                    ..
-                } = e
-                {
-                    trades.push((r.seq, r.ts, *trade_id, *product, *price, *qty, *aggressor));
+            ex.replay_published(r.seq, r.ts, &r.command)
+                .map_err(|e| e.0)?;
+            for m in ex.take_round().market {
+                if let Some(Payload::Trade(t)) = m.payload {
+                    let aggressor = if t.aggressor == spotex_exchange::pb::Side::Sell as i32 {
+                        "sell"
+                    } else {
+                        "buy"
+                    };
+                    trades.push((
+                        r.seq,
+                        r.ts,
+                        t.trade_id,
+                        m.product_id,
+                        t.price_micros,
+                        t.quantity,
+                        aggressor,
+                    ));
                 }
             }
             last = r.seq;
         }
-        Ok((engine, last, trades))
+        Ok((ex.into_engine(), last, trades))
     });
     let (inner, last, trades) = result.map_err(journal_error)?;
-    let rows = trades
-        .into_iter()
-        .map(|(seq, ts, id, p, price, qty, side)| {
-            (
-                seq,
-                ts,
-                id,
-                inner.products()[p as usize].spec.id.clone(),
-                price,
-                qty,
-                side.as_str(),
-            )
-        })
-        .collect();
-    Ok((Engine::wrap(inner), last, rows))
+    Ok((Engine::wrap(inner), last, trades))
 }
 
 #[pymodule]
