@@ -14,7 +14,6 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 
 from spotex import JournalError, SpotexError
 from spotex._core import journal_segments, read_journal, replay_journal
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.client import Client, RpcError
 from spotex.gateway import JOURNAL, SNAPSHOTS, Gateway, GatewayError, read_snapshot
 from spotex.testing import ServerProcess
@@ -49,13 +49,42 @@ ops = st.lists(st.tuples(
     min_size=1, max_size=60)
 
 
+def capacity(account: int) -> bytes:
+    return pb.RegisterCapacityRequest(
+        cluster_id=f"c{account}", sku="H100-SXM", region="us-east",
+        nodes=[pb.Node(node_id="n0", gpus=8), pb.Node(node_id="n1", gpus=8)],
+        from_hour=490_000, to_hour=490_100).SerializeToString()
+
+
+def order(side: str, price: int, qty: int, account: int, gang: int = 1) -> bytes:
+    return pb.PlaceOrderRequest(
+        product_id=PID, side=pb.SIDE_BUY if side == "buy" else pb.SIDE_SELL,
+        price_micros=price, quantity=qty, gang=gang,
+        cluster_id=f"c{account}" if side == "sell" else "").SerializeToString()
+
+
+def place(gw: Gateway, account: int, side: str, price: int, qty: int, gang: int = 1) -> bytes:
+    """On the writer: an order from an account that may buy and sell."""
+    return gw.place(account, order(side, price, qty, account, gang), buyer=True, seller=True)
+
+
+def order_ids(gw: Gateway) -> list[int]:
+    """Every order the exchange keeps, oldest first (on the writer)."""
+    return sorted(o.order_id for a in (1, 2, 3)
+                  for o in pb.ListOrdersResponse.FromString(gw.ex.list_orders(a, b"")).orders)
+
+
+def orders(gw: Gateway) -> list[bytes]:
+    """Every account's orders as the contract lists them (on the writer)."""
+    return [gw.ex.list_orders(a, b"") for a in (1, 2, 3)]
+
+
 def drive(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
     """Applies a plan on the gateway's writer, ignoring refusals as a server would."""
     def go() -> None:
         gw.create_product(PID, 10_000, 1, 490_047 * HOUR, T0)
         for account in (1, 2, 3):
-            gw.register_capacity(account, f"c{account}", "H100-SXM", "us-east",
-                                 [("n0", 8), ("n1", 8)], 490_000, 490_100)
+            gw.register_capacity(account, capacity(account))
         apply(gw, plan)
     gw.call(go)
 
@@ -65,16 +94,16 @@ def apply(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
     for kind, account, px, qty, pick in plan:
         try:
             if kind in ("bid", "ask"):
-                gw.place(account, "", PID, "buy" if kind == "bid" else "sell",
-                         2_000_000 + px * 10_000, qty,
-                         cluster=f"c{account}" if kind == "ask" else None,
-                         gang=8 if kind == "bid" and qty % 8 == 0 else 1)
-            elif kind in ("cancel", "amend") and gw.orders:
-                oid = list(gw.orders)[pick % len(gw.orders)]
+                place(gw, account, "buy" if kind == "bid" else "sell",
+                      2_000_000 + px * 10_000, qty,
+                      gang=8 if kind == "bid" and qty % 8 == 0 else 1)
+            elif kind in ("cancel", "amend") and (ids := order_ids(gw)):
+                oid = ids[pick % len(ids)]
                 if kind == "cancel":
-                    gw.cancel(account, oid)
+                    gw.cancel(account, pb.CancelOrderRequest(order_id=oid).SerializeToString())
                 else:
-                    gw.amend(account, oid, None, qty)
+                    gw.amend(account, pb.AmendOrderRequest(
+                        order_id=oid, quantity=qty).SerializeToString())
             elif kind == "tick":
                 gw.advance_time()
             elif kind == "snapshot" and gw.data_dir is not None:
@@ -91,8 +120,8 @@ def test_live_replay_snapshot_and_recovery_agree(tmp_path: Path, plan: Any) -> N
     d = Path(tempfile.mkdtemp(dir=tmp_path))
     gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=10**9)
     drive(gw, plan)
-    live_hash = gw.call(gw.engine.state_hash)
-    live_orders = gw.call(lambda: [asdict(r) for r in gw.orders.values()])
+    live_hash = gw.call(gw.state_hash)
+    live_orders = gw.call(lambda: orders(gw))
     seq = gw.sequence
     gw.close()
 
@@ -101,32 +130,25 @@ def test_live_replay_snapshot_and_recovery_agree(tmp_path: Path, plan: Any) -> N
 
     snaps = sorted((d / SNAPSHOTS).glob("snapshot-*.bin"))
     if snaps:
-        snap_seq, engine_bytes, _ = read_snapshot(snaps[-1])
-        engine, last, _ = replay_journal(d / JOURNAL, snapshot=engine_bytes,
+        snap_seq, exchange, _ = read_snapshot(snaps[-1])
+        engine, last, _ = replay_journal(d / JOURNAL, snapshot=exchange,
                                          snapshot_seq=snap_seq)
         assert engine.state_hash() == live_hash, "snapshot + tail differs"
 
     back = Gateway(clock=Clock(), data_dir=d, fsync="none")
-    assert back.call(back.engine.state_hash) == live_hash, "recovery differs"
-    assert back.call(lambda: [asdict(r) for r in back.orders.values()]) == live_orders
+    assert back.call(back.state_hash) == live_hash, "recovery differs"
+    assert back.call(lambda: orders(back)) == live_orders
     back.close()
 
 
 def test_refusals_that_move_the_clock_are_journaled_as_time_steps(tmp_path: Path) -> None:
-    from spotex._core import Engine
-    from spotex.gateway import ADVANCE_TIME_COMMAND
-
-    e = Engine()
-    e.advance_time(5)
-    assert e.last_command() == ADVANCE_TIME_COMMAND
     gw = Gateway(clock=Clock(), data_dir=tmp_path, fsync="none")
     drive(gw, [("bid", 1, 0, 1, 0)])
-
-    def refused() -> None:
-        gw.place(1, "", PID, "buy", 1, 1)  # off tick: refused, but time moves
+    before = gw.sequence
     with pytest.raises(SpotexError):
-        gw.call(refused)
-    live, seq = gw.call(gw.engine.state_hash), gw.sequence
+        gw.call(lambda: place(gw, 1, "buy", 1, 1))  # off tick: refused, but time moves
+    assert gw.sequence == before + 1
+    live, seq = gw.call(gw.state_hash), gw.sequence
     gw.close()
     engine, last, _ = replay_journal(tmp_path / JOURNAL)
     assert (last, engine.state_hash()) == (seq, live)
@@ -136,7 +158,7 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
     d = tmp_path / "data"
     gw = Gateway(clock=Clock(), data_dir=d, fsync="none")
     drive(gw, [("bid", 1, -1, 2, 0)] * 20)
-    h, n = gw.call(gw.engine.state_hash), gw.sequence
+    h, n = gw.call(gw.state_hash), gw.sequence
     gw.close()
     journal_dir = d / JOURNAL
     [(_, journal)] = journal_segments(journal_dir)  # one segment at this size
@@ -170,7 +192,7 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
         Gateway(clock=Clock(), data_dir=d, fsync="none")
     journal.write_bytes(good)
     again = Gateway(clock=Clock(), data_dir=d, fsync="none")
-    assert again.call(again.engine.state_hash) == h
+    assert again.call(again.state_hash) == h
     again.close()
 
 
@@ -244,8 +266,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     seen = []
     for _ in range(2):
         back = Gateway(data_dir=data, fsync="none")
-        seen.append((back.sequence, back.call(back.engine.state_hash),
-                     back.call(lambda b=back: [asdict(r) for r in b.orders.values()])))
+        seen.append((back.sequence, back.call(back.state_hash), back.call(back.ex.snapshot)))
         back.close()
     assert seen[0] == seen[1] and seen[0][:2] == (int(m.group(1)), m.group(2))
     shutil.rmtree(data)
@@ -260,14 +281,13 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=40)
     drive(gw, [])  # the product and the clusters
 
-    def orders(lo: int) -> None:
+    def some(lo: int) -> None:
         for k in range(lo, lo + 20):
-            _try(lambda k=k: gw.place(1 + k % 3, "", PID, "buy" if k % 2 else "sell",
-                                      2_000_000 + (k % 5) * 10_000, 1 + k % 4,
-                                      cluster=None if k % 2 else f"c{1 + k % 3}"))
+            _try(lambda k=k: place(gw, 1 + k % 3, "buy" if k % 2 else "sell",
+                                   2_000_000 + (k % 5) * 10_000, 1 + k % 4))
     for lo in range(0, 80, 20):  # several writer batches, so several snapshots
-        gw.call(lambda lo=lo: orders(lo))
-    live, seq = gw.call(gw.engine.state_hash), gw.sequence
+        gw.call(lambda lo=lo: some(lo))
+    live, seq = gw.call(gw.state_hash), gw.sequence
     gw.close()
     csv_path, charts = tmp_path / "trades.csv", tmp_path / "charts"
     r = CliRunner().invoke(main, ["replay", str(d), "--product", PID, "--verify",

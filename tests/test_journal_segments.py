@@ -1,24 +1,23 @@
 """The journal as segments: it rolls over, segments wholly before the oldest kept snapshot
 are retired (removed, archived or kept), and recovery and the replay tool still reach
 the live state; a graceful stop takes a snapshot; an idle venue's journal stays still;
-a data directory of the single-file layout is adopted, never misread."""
+a data directory written by an earlier spotex is refused, never misread."""
 
 from __future__ import annotations
 
 import random
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from conftest import OPERATOR_TOKEN, serving
-from test_durability import Clock, apply, drive
+from test_durability import Clock, apply, drive, orders
 
 from spotex import JournalError
 from spotex._core import journal_segments, read_journal, replay_journal
 from spotex.client import Client
-from spotex.gateway import ARCHIVE, JOURNAL, LEGACY_JOURNAL, SNAPSHOTS, Gateway
+from spotex.gateway import ARCHIVE, FORMAT_FILE, JOURNAL, LEGACY_JOURNAL, SNAPSHOTS, Gateway
 from spotex.replay import rebuild, verify
 
 KINDS = ["bid", "bid", "ask", "ask", "cancel", "amend", "tick"]
@@ -30,18 +29,18 @@ def _plan(n: int, seed: int) -> list[tuple[str, int, int, int, int]]:
              rng.randrange(10**6)) for _ in range(n)]
 
 
-def _run(d: Path, retention: str) -> tuple[str, int, list[dict[str, object]]]:
+def _run(d: Path, retention: str) -> tuple[str, int, list[bytes]]:
     gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=60,
                  segment_bytes=2048, retention=retention)
     drive(gw, [])
     plan = _plan(500, seed=5)
     for lo in range(0, len(plan), 25):  # writer rounds: snapshots fall due between them
         gw.call(lambda lo=lo: apply(gw, plan[lo:lo + 25]))
-    live = gw.call(gw.engine.state_hash)
-    orders = gw.call(lambda: [asdict(r) for r in gw.orders.values()])
+    live = gw.call(gw.state_hash)
+    listed = gw.call(lambda: orders(gw))
     seq = gw.sequence
     gw.close()
-    return live, seq, orders
+    return live, seq, listed
 
 
 def _snapshot_seqs(d: Path) -> list[int]:
@@ -50,7 +49,7 @@ def _snapshot_seqs(d: Path) -> list[int]:
 
 def test_retired_segments_leave_recovery_and_replay_whole(tmp_path: Path) -> None:
     d = tmp_path / "data"
-    live, seq, orders = _run(d, "delete")
+    live, seq, listed = _run(d, "delete")
     segments = journal_segments(d / JOURNAL)
     snaps = _snapshot_seqs(d)
     assert len(snaps) == 3 and len(segments) >= 2, (snaps, segments)
@@ -60,8 +59,8 @@ def test_retired_segments_leave_recovery_and_replay_whole(tmp_path: Path) -> Non
     assert len(segments) == 1 or segments[1][0] > oldest + 1
 
     back = Gateway(data_dir=d, fsync="none")
-    assert back.call(back.engine.state_hash) == live and back.sequence == seq
-    assert back.call(lambda: [asdict(r) for r in back.orders.values()]) == orders
+    assert back.call(back.state_hash) == live and back.sequence == seq
+    assert back.call(lambda: orders(back)) == listed
     back.close()
 
     # the replay tool starts from the oldest snapshot the journal continues
@@ -82,7 +81,7 @@ def test_retired_segments_leave_recovery_and_replay_whole(tmp_path: Path) -> Non
     body[len(body) // 2] ^= 0xFF
     newest.write_bytes(bytes(body))
     again = Gateway(data_dir=d, fsync="none")
-    assert again.call(again.engine.state_hash) == live
+    assert again.call(again.state_hash) == live
     assert again.recovery["snapshot_seq"] < snaps[-1]
     again.close()
 
@@ -102,22 +101,25 @@ def test_archive_moves_segments_and_keep_keeps_them(tmp_path: Path) -> None:
     assert rebuild(tmp_path / "k").start == 0
 
 
-def test_a_single_file_journal_is_adopted_on_start(tmp_path: Path) -> None:
+def test_data_of_an_earlier_format_is_refused_never_misread(tmp_path: Path) -> None:
     d = tmp_path / "data"
-    gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=10**9)
-    drive(gw, _plan(60, seed=2))
-    live, seq = gw.call(gw.engine.state_hash), gw.sequence
+    gw = Gateway(clock=Clock(), data_dir=d, fsync="none")
+    drive(gw, _plan(30, seed=2))
     gw.close()
-    # the layout before segments: one journal.log beside the snapshots
-    [(_, only)] = journal_segments(d / JOURNAL)
-    only.rename(d / LEGACY_JOURNAL)
+    assert (d / FORMAT_FILE).exists()
+    # what an earlier spotex left: a journal and snapshots, but no format marker
+    (d / FORMAT_FILE).unlink()
+    for opener in (lambda: Gateway(data_dir=d, fsync="none"), lambda: rebuild(d)):
+        with pytest.raises(JournalError, match="earlier spotex"):
+            opener()
     shutil.rmtree(d / JOURNAL)
-    with pytest.raises(JournalError, match="single-file layout"):
-        rebuild(d)  # read-only: it says what to do instead of guessing
-    back = Gateway(data_dir=d, fsync="none")
-    assert back.call(back.engine.state_hash) == live and back.sequence == seq
-    back.close()
-    assert not (d / LEGACY_JOURNAL).exists() and journal_segments(d / JOURNAL)[0][0] == 1
+    (d / LEGACY_JOURNAL).write_bytes(b"x")  # the single-file layout of before
+    with pytest.raises(JournalError, match="earlier spotex"):
+        Gateway(data_dir=d, fsync="none")
+    # an empty directory is new: it is marked and served
+    fresh = tmp_path / "fresh"
+    Gateway(data_dir=fresh, fsync="none").close()
+    assert (fresh / FORMAT_FILE).read_text().startswith("spotex-data ")
 
 
 def test_an_idle_venue_journals_nothing(tmp_path: Path) -> None:
@@ -143,5 +145,5 @@ def test_a_graceful_stop_takes_a_snapshot(tmp_path: Path) -> None:
         seq, live = op.state_hash()
     assert _snapshot_seqs(tmp_path)[-1] == seq
     back = Gateway(data_dir=tmp_path, fsync="none")
-    assert back.recovery["replayed"] == 0 and back.call(back.engine.state_hash) == live
+    assert back.recovery["replayed"] == 0 and back.call(back.state_hash) == live
     back.close()

@@ -118,8 +118,14 @@ def test_trades_and_allocations_reach_everyone(running: Running, market: dict[st
     md.wait_for(lambda xs: xs[-1].sequence >= book.sequence)
     rebuilt = rebuild([x for x in md.items if x.sequence <= book.sequence])
     assert rebuilt == {"buy": {}, "sell": {lv.price: lv.quantity for lv in book.asks}}
-    engine_bids, engine_asks = running.server.gateway.call(
-        lambda: running.server.gateway.engine.l2(pid, 100))
+    # ... and the engine itself, rebuilt from the journal the server wrote
+    from spotex._core import replay_journal
+    from spotex.gateway import JOURNAL
+
+    gw = running.server.gateway
+    assert gw.data_dir is not None
+    engine = gw.call(lambda: replay_journal(gw.data_dir / JOURNAL)[0])  # type: ignore[operator]
+    engine_bids, engine_asks = engine.l2(pid, 100)
     assert [(int(lv.price * 1_000_000), lv.quantity, lv.orders) for lv in book.asks] == engine_asks
     assert book.bids == () and engine_bids == []
 

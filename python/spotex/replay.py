@@ -16,8 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from spotex._core import Engine, JournalError, journal_segments, read_journal, replay_journal
-from spotex.gateway import JOURNAL, LEGACY_JOURNAL, SNAPSHOTS, read_snapshot
+from spotex._core import (
+    Engine,
+    Exchange,
+    JournalError,
+    journal_segments,
+    read_journal,
+    replay_journal,
+)
+from spotex.gateway import JOURNAL, SNAPSHOTS, check_format, read_snapshot
 
 Trade = tuple[int, int, int, str, int, int, str]
 
@@ -43,12 +50,8 @@ def _iso(micros: int) -> str:
 
 
 def _journal(data_dir: Path) -> Path:
-    journal = data_dir / JOURNAL
-    if (data_dir / LEGACY_JOURNAL).exists() and not journal_segments(journal):
-        raise JournalError(f"{data_dir} holds a journal of the single-file layout "
-                           f"({LEGACY_JOURNAL}); start spotex serve on it once to move it "
-                           "into segments (the replay tool never writes)")
-    return journal
+    check_format(data_dir, mark=False)
+    return data_dir / JOURNAL
 
 
 def rebuild(data_dir: Path, until_seq: int | None = None,
@@ -66,13 +69,13 @@ def rebuild(data_dir: Path, until_seq: int | None = None,
     start, base = 0, None
     if first is None or first > 1:  # older segments were retired: begin at a snapshot
         for path in snapshots:
-            seq, engine_bytes, gateway = read_snapshot(path)
+            seq, exchange, gateway = read_snapshot(path)
             if first is not None and seq < first - 1:
                 continue  # the journal no longer continues it
             if (until_seq is not None and seq > until_seq) or (
                     until_ts is not None and json.loads(gateway)["last_ts"] > until_ts):
                 break
-            start, base = seq, engine_bytes
+            start, base = seq, exchange
             break
         else:
             base = None
@@ -101,9 +104,9 @@ def verify(data_dir: Path) -> list[tuple[int, str, str, bool]]:
     base: tuple[bytes | None, int] | None = (None, 0) if segments and segments[0][0] <= 1 \
         else None
     for path in sorted((data_dir / SNAPSHOTS).glob("snapshot-*.bin")):
-        seq, engine_bytes, gateway = read_snapshot(path)
+        seq, exchange, gateway = read_snapshot(path)
         recorded = json.loads(gateway)["state_hash"]
-        restored = Engine.restore(engine_bytes).state_hash()
+        restored = Exchange.restore(exchange).state_hash()
         if base is not None:
             replayed = replay_journal(journal, until_seq=seq, snapshot=base[0],
                                       snapshot_seq=base[1])[0].state_hash()
@@ -111,7 +114,7 @@ def verify(data_dir: Path) -> list[tuple[int, str, str, bool]]:
         else:
             replayed, ok = "(journal retired)", recorded == restored
         out.append((seq, recorded, replayed, ok))
-        base = (engine_bytes, seq)
+        base = (exchange, seq)
     return out
 
 

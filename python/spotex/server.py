@@ -32,7 +32,7 @@ from spotex._core import SpotexError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
-from spotex.gateway import FillRecord, Gateway, GatewayError, OrderRecord, Published
+from spotex.gateway import Gateway, GatewayError, Published
 from spotex.limits import Limits, TlsConfig, TokenBucket
 
 log = logging.getLogger("spotex.server")
@@ -79,31 +79,21 @@ class Hub:
             for q in qs:
                 q.lag()
 
-    def dispatch_all(self, outs: list[Published]) -> None:
+    def dispatch(self, out: Published) -> None:
         """One round of the writer: each subscriber gets what it is due from it as one
         queue entry, which travels as one stream message."""
-        if self.market:
-            msgs = [(p, _market_pb(p, seq, kind, payload))
-                    for out in outs for p, seq, kind, payload in out.market]
-            if msgs:
-                for products, q in self.market:
-                    mine = [m for p, m in msgs if products is None or p in products]
-                    if mine:
-                        q.offer(mine)
-        if self.executions:
-            due: dict[int, list[Any]] = {}
-            for out in outs:
-                for account, seq, kind, rec, fill, alloc in out.executions:
-                    if account not in self.executions:
-                        continue
-                    due.setdefault(account, []).append(pb.Execution(
-                        sequence=seq, kind=kind,
-                        order=order_pb(rec, with_fills=False) if rec else None,
-                        fill=fill_pb(fill) if fill else None,
-                        allocation=allocation_pb(alloc, account) if alloc else None))
-            for account, ms in due.items():
-                for q in self.executions.get(account, ()):
-                    q.offer(ms)
+        if self.market and out.market:
+            updates = pb.MarketDataBatch.FromString(out.market).updates
+            for products, q in self.market:
+                mine = [m for m in updates if products is None or m.product_id in products]
+                if mine:
+                    q.offer(mine)
+        for account, batch in out.executions:
+            queues = self.executions.get(account)
+            if queues:
+                executions = list(pb.ExecutionBatch.FromString(batch).executions)
+                for q in queues:
+                    q.offer(executions)
 
 
 class Backlog:
@@ -159,19 +149,6 @@ async def _drain(q: Backlog, context: Any, hint: str,
         yield wrap(updates)
     await _fail(context, "SUBSCRIBER_LAGGED", f"the stream fell behind; {hint}",
                 grpc.StatusCode.RESOURCE_EXHAUSTED)
-
-
-def _market_pb(product: str, seq: int, kind: str, payload: Any) -> Any:
-    if kind == "trade":
-        trade_id, price, qty, side, ts = payload
-        return pb.MarketData(product_id=product, sequence=seq, trade=pb.Trade(
-            trade_id=trade_id, price_micros=price, quantity=qty,
-            aggressor=wire.SIDE_TO_PB[side], time_micros=ts))
-    if kind == "level":
-        side, price, qty, orders = payload
-        return pb.MarketData(product_id=product, sequence=seq, level=pb.LevelUpdate(
-            side=wire.SIDE_TO_PB[side], price_micros=price, quantity=qty, orders=orders))
-    return pb.MarketData(product_id=product, sequence=seq, state=payload)
 
 
 class Service:
@@ -236,124 +213,77 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
 
     async def ListProducts(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
-        rows = await self.s.writer(self.s.gw.engine.products)
-        return pb.ListProductsResponse(products=[product_pb(r) for r in rows])
+        return pb.ListProductsResponse.FromString(
+            await self.s.writer(self.s.gw.ex.list_products))
 
     async def RegisterCapacity(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, SELLER)
         await self.s.bounded(context, (request.cluster_id, request.sku, request.region,
                                        *(n.node_id for n in request.nodes)), (request.nodes,))
-        nodes = [(n.node_id, n.gpus) for n in request.nodes]
-        gw = self.s.gw
-        await self.s.command(context, lambda: gw.register_capacity(
-            a.account_id, request.cluster_id, request.sku, request.region, nodes,
-            request.from_hour, request.to_hour))
+        gw, body = self.s.gw, request.SerializeToString()
+        await self.s.command(context, lambda: gw.register_capacity(a.account_id, body))
         return pb.RegisterCapacityResponse(cluster_id=request.cluster_id)
 
     async def WithdrawCapacity(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, SELLER)
         await self.s.bounded(context, (request.cluster_id, *request.node_ids),
                              (request.node_ids,))
-        gw = self.s.gw
-
-        def go() -> int:
-            if request.cluster_id not in dict(gw.engine.clusters(a.account_id)):
-                raise GatewayError("UNKNOWN_CLUSTER", "no such cluster of yours")
-            events = gw.withdraw_capacity(a.account_id, request.cluster_id, request.from_hour,
-                                          request.to_hour, list(request.node_ids) or None)
-            return sum(e.qty or 0 for e in events if e.kind == "capacity_withdrawn")
-        n = await self.s.command(context, go)
+        gw, body = self.s.gw, request.SerializeToString()
+        n = await self.s.command(context, lambda: gw.withdraw_capacity(a.account_id, body))
         return pb.WithdrawCapacityResponse(gpu_hours_withdrawn=n)
 
-    def _place(self, a: Account, r: Any) -> Any:
-        """Validates and places one order on the writer; raises on refusal."""
-        side = wire.SIDE_FROM_PB.get(r.side)
-        if side is None:
-            raise GatewayError("INVALID_SIDE", "side must be SIDE_BUY or SIDE_SELL")
-        if not a.has(BUYER if side == "buy" else SELLER):
-            raise GatewayError("ROLE_REQUIRED", f"placing a {side} order needs the role "
-                               f"{BUYER if side == 'buy' else SELLER}")
-        order_type = wire.TYPE_FROM_PB.get(r.order_type)
-        tif = wire.TIF_FROM_PB.get(r.time_in_force)
-        stp = wire.STP_FROM_PB.get(r.stp)
-        if order_type is None or tif is None or stp is None:
-            raise GatewayError("INVALID_ENUM", "unknown order_type, time_in_force or stp")
-        if len(r.client_order_id) > 64:
-            raise GatewayError("INVALID_CLIENT_ORDER_ID", "client_order_id is at most 64 chars")
-        if r.gang > 64:
-            raise GatewayError("INVALID_GANG", "gang must be a power of two from 1 to 64")
-        gw = self.s.gw
-        return gw.place(a.account_id, r.client_order_id, r.product_id, side, r.price_micros,
-                        r.quantity, order_type=order_type, tif=tif,
-                        expire_at=r.expire_at_micros if tif == "gtd" else None,
-                        post_only=r.post_only, stp=stp, cluster=r.cluster_id or None,
-                        gang=r.gang or 1)
+    def _place(self, a: Account, body: bytes) -> bytes:
+        """On the writer: one order (a serialized PlaceOrderRequest); raises on refusal.
+        The exchange checks the order's terms and the caller's role for its side."""
+        return self.s.gw.place(a.account_id, body, buyer=a.has(BUYER), seller=a.has(SELLER))
 
     async def PlaceOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.bounded(context, (request.product_id, request.cluster_id))
         await self.s.throttle(context, a)
-        rec = await self.s.command(context, lambda: order_pb(self._place(a, request)))
-        return pb.PlaceOrderResponse(order=rec)
+        body = request.SerializeToString()
+        order = await self.s.command(context, lambda: self._place(a, body))
+        return pb.PlaceOrderResponse(order=pb.Order.FromString(order))
 
     async def CancelOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
-        gw = self.s.gw
-        rec = await self.s.command(
-            context, lambda: order_pb(gw.cancel(a.account_id, request.order_id)))
-        return pb.CancelOrderResponse(order=rec)
+        gw, body = self.s.gw, request.SerializeToString()
+        order = await self.s.command(context, lambda: gw.cancel(a.account_id, body))
+        return pb.CancelOrderResponse(order=pb.Order.FromString(order))
 
     async def AmendOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
-        gw = self.s.gw
-        rec = await self.s.command(context, lambda: order_pb(gw.amend(
-            a.account_id, request.order_id, request.price_micros or None,
-            request.quantity or None)))
-        return pb.AmendOrderResponse(order=rec)
+        gw, body = self.s.gw, request.SerializeToString()
+        order = await self.s.command(context, lambda: gw.amend(a.account_id, body))
+        return pb.AmendOrderResponse(order=pb.Order.FromString(order))
 
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
-        gw = self.s.gw
-
-        def go() -> Any:
-            rec = gw.orders.get(request.order_id)
-            if rec is None:
-                raise GatewayError("UNKNOWN_ORDER", "no such order")
-            if rec.account != a.account_id:
-                raise GatewayError("NOT_OWNER", "the order belongs to another account")
-            return order_pb(rec)
-        return pb.GetOrderResponse(order=await self.s.command(context, go))
+        ex, body = self.s.gw.ex, request.SerializeToString()
+        order = await self.s.command(context, lambda: ex.get_order(a.account_id, body))
+        return pb.GetOrderResponse(order=pb.Order.FromString(order))
 
     async def ListOrders(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         await self.s.bounded(context, (request.product_id,))
-        gw = self.s.gw
-
-        def go() -> list[Any]:
-            return [order_pb(r) for r in gw.orders.values()
-                    if r.account == a.account_id
-                    and (not request.product_id or r.product == request.product_id)
-                    and (not request.open_only or r.remaining > 0)]
-        return pb.ListOrdersResponse(orders=await self.s.command(context, go))
+        ex, body = self.s.gw.ex, request.SerializeToString()
+        return pb.ListOrdersResponse.FromString(
+            await self.s.command(context, lambda: ex.list_orders(a.account_id, body)))
 
     async def GetBook(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
         await self.s.bounded(context, (request.product_id,))
-        gw = self.s.gw
-        depth = min(request.depth or 20, 10_000)
-        seq, bids, asks = await self.s.command(
-            context, lambda: gw.book(request.product_id, depth))
-        return pb.GetBookResponse(book=book_pb(request.product_id, seq, bids, asks))
+        ex, body = self.s.gw.ex, request.SerializeToString()
+        return pb.GetBookResponse.FromString(
+            await self.s.command(context, lambda: ex.get_book(body)))
 
     async def ListAllocations(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
-        gw = self.s.gw
-        rows = await self.s.writer(lambda: gw.engine.allocations(a.account_id))
-        return pb.ListAllocationsResponse(allocations=[
-            allocation_pb(x, a.account_id) for x in rows
-            if not request.product_id or x.product == request.product_id])
+        ex, body = self.s.gw.ex, request.SerializeToString()
+        return pb.ListAllocationsResponse.FromString(
+            await self.s.command(context, lambda: ex.list_allocations(a.account_id, body)))
 
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[Any]:
         await self.s.auth(context)
@@ -363,19 +293,14 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         q = Backlog(self.s.limits.subscriber_queue)
         wanted = set(request.product_ids) or None
         entry = (wanted, q)
+        body = request.SerializeToString()
 
         def subscribe() -> None:
             gw.flush()  # what came before the snapshot goes out before it registers
-            known = {row[0] for row in gw.engine.products()}
-            if wanted and not wanted <= known:
-                raise GatewayError("UNKNOWN_PRODUCT", "no such product: "
-                                   + ", ".join(sorted(wanted - known)))
-            snaps = [(p, *gw.book(p, 1 << 30)) for p in sorted(wanted or known)]
+            snaps = pb.MarketDataBatch.FromString(gw.ex.market_snapshots(body)).updates
 
             def register() -> None:
-                q.offer([pb.MarketData(product_id=p, sequence=seq,
-                                       snapshot=book_pb(p, seq, bids, asks))
-                         for p, seq, bids, asks in snaps], force=True)
+                q.offer(list(snaps), force=True)
                 hub.market.append(entry)
             loop.call_soon_threadsafe(register)
         await self.s.command(context, subscribe)
@@ -442,7 +367,8 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
     def _result(self, a: Account, order: Any) -> Any:
         """On the writer: one order of a bulk message, refused or placed."""
         try:
-            return pb.OrderResult(order=order_pb(self._place(a, order)))
+            return pb.OrderResult(order=pb.Order.FromString(
+                self._place(a, order.SerializeToString())))
         except (SpotexError, GatewayError) as err:
             reason = err.reason  # type: ignore[attr-defined]
             return pb.OrderResult(code=wire.status_for(reason).value[0], reason=reason,
@@ -468,9 +394,13 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
             await _fail(context, "INVALID_SCHEDULE", "gate closure lead must not be negative")
         gw = self.s.gw
 
+        def products() -> dict[str, Any]:
+            listed = pb.ListProductsResponse.FromString(gw.ex.list_products()).products
+            return {p.product_id: p for p in listed}
+
         def go() -> list[Any]:
             created = []
-            existing = {row[0] for row in gw.engine.products()}
+            existing = products()
             for sku in r.skus:
                 for region in r.regions:
                     for h in range(r.from_hour, r.to_hour):
@@ -482,8 +412,8 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
                                           h * HOUR - r.gate_closure_lead_micros,
                                           r.open_at_micros or None)
                         created.append(pid)
-            rows = {row[0]: row for row in gw.engine.products()}
-            return [product_pb(rows[p]) for p in created]
+            rows = products()
+            return [rows[p] for p in created]
         return pb.CreateProductsResponse(products=await self.s.command(context, go))
 
     async def CreateAccount(self, request: Any, context: Any) -> Any:
@@ -502,8 +432,8 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
 
         def go() -> Any:
             gw.set_state(what, request.product_id)
-            row = next(x for x in gw.engine.products() if x[0] == request.product_id)
-            return product_pb(row)
+            listed = pb.ListProductsResponse.FromString(gw.ex.list_products()).products
+            return next(p for p in listed if p.product_id == request.product_id)
         return pb.ProductResponse(product=await self.s.command(context, go))
 
     async def Halt(self, request: Any, context: Any) -> Any:
@@ -527,7 +457,7 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
         gw = self.s.gw
-        seq, h = await self.s.writer(lambda: (gw.sequence, gw.engine.state_hash()))
+        seq, h = await self.s.writer(lambda: (gw.sequence, gw.state_hash()))
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
 
 
@@ -613,8 +543,8 @@ class Server:
         loop = asyncio.get_running_loop()
         hub = Hub()
 
-        def publish(outs: list[Published]) -> None:
-            loop.call_soon_threadsafe(hub.dispatch_all, outs)
+        def publish(out: Published) -> None:
+            loop.call_soon_threadsafe(hub.dispatch, out)
         _check_listen(listen)  # before recovery, which may take a while
         limits = limits or Limits()
         # the gateway locks the data directory before it reads it (DataDirInUse)
@@ -651,7 +581,7 @@ class Server:
         self._ticker.cancel()
         await self.grpc.stop(grace)
         gw = self.gateway
-        seq, h = await gw.submit_async(lambda: (gw.sequence, gw.engine.state_hash()))
+        seq, h = await gw.submit_async(lambda: (gw.sequence, gw.state_hash()))
         if gw.data_dir is not None and gw.unavailable is None and seq > gw.snapshot_seq:
             # the next start recovers from here without replaying the journal
             try:
@@ -687,44 +617,3 @@ def _resolved(value: Any) -> asyncio.Future[Any]:
     f: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     f.set_result(value)
     return f
-
-
-# ---- the gateway's records as contract messages -------------------------------------
-
-def fill_pb(f: FillRecord) -> Any:
-    return pb.Fill(trade_id=f.trade_id, price_micros=f.price, quantity=f.qty, maker=f.maker,
-                   time_micros=f.ts)
-
-
-def order_pb(r: OrderRecord, with_fills: bool = True) -> Any:
-    return pb.Order(
-        order_id=r.order_id, client_order_id=r.client_order_id, product_id=r.product,
-        side=wire.SIDE_TO_PB[r.side], order_type=wire.TYPE_TO_PB[r.order_type],
-        price_micros=r.price, quantity=r.quantity, filled_quantity=r.filled,
-        remaining_quantity=r.remaining, state=wire.STATE_TO_PB[r.state],
-        time_in_force=wire.TIF_TO_PB[r.tif], cluster_id=r.cluster or "",
-        gang=r.gang, fills=[fill_pb(f) for f in r.fills] if with_fills else [],
-        created_at_micros=r.created_at, reason=r.reason)
-
-
-def allocation_pb(a: Any, account: int) -> Any:
-    return pb.Allocation(
-        trade_id=a.trade_id, product_id=a.product, cluster_id=a.cluster, hour=a.hour,
-        buy_order_id=a.buy_order, sell_order_id=a.sell_order, price_micros=a.price,
-        quantity=a.qty, slots=[pb.Slot(node_id=n, gpu_indices=g) for n, g in a.slots],
-        as_buyer=a.buyer == account)
-
-
-def level_pb(level: tuple[int, int, int]) -> Any:
-    return pb.Level(price_micros=level[0], quantity=level[1], orders=level[2])
-
-
-def book_pb(product: str, sequence: int, bids: list[Any], asks: list[Any]) -> Any:
-    return pb.Book(product_id=product, sequence=sequence, bids=[level_pb(x) for x in bids],
-                   asks=[level_pb(x) for x in asks])
-
-
-def product_pb(row: tuple[str, str, int, int, int, int]) -> Any:
-    pid, state, tick, lot, open_at, close_at = row
-    return pb.Product(product_id=pid, state=state, tick_micros=tick, lot=lot,
-                      open_at_micros=open_at, close_at_micros=close_at)

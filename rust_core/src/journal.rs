@@ -461,31 +461,6 @@ pub fn retire(dir: &Path, upto: u64, archive: Option<&Path>) -> io::Result<Vec<P
     Ok(retired)
 }
 
-/// Moves a journal of the single-file layout (`journal.log`) into `dir` as its first
-/// segment, named by its first record. Returns whether there was one to move.
-pub fn adopt_single_file(file: &Path, dir: &Path) -> Result<bool, ReadError> {
-    if !file.exists() {
-        return Ok(false);
-    }
-    if !segments(dir).map_err(ReadError::Io)?.is_empty() {
-        return Err(ReadError::Corrupt {
-            offset: 0,
-            why: "both a single-file journal and journal segments exist",
-        });
-    }
-    let (recs, _) = read(file)?;
-    fs::create_dir_all(dir).map_err(ReadError::Io)?;
-    match recs.first() {
-        Some(r) => fs::rename(file, dir.join(segment_name(r.seq))).map_err(ReadError::Io)?,
-        None => fs::remove_file(file).map_err(ReadError::Io)?,
-    }
-    sync_dir(dir).map_err(ReadError::Io)?;
-    if let Some(parent) = file.parent() {
-        sync_dir(parent).map_err(ReadError::Io)?;
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,20 +618,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn a_single_file_journal_becomes_the_first_segment() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("journal.log");
-        fs::write(&file, log(5)).unwrap();
-        let dir = tmp.path().join("journal");
-        assert!(adopt_single_file(&file, &dir).unwrap());
-        assert!(!file.exists());
-        assert_eq!(seqs(&read_dir(&dir, 0).unwrap().0), vec![1, 2, 3, 4, 5]);
-        assert!(!adopt_single_file(&file, &dir).unwrap());
-        // both layouts at once is refused, never merged by guess
-        fs::write(&file, log(2)).unwrap();
-        assert!(adopt_single_file(&file, &dir).is_err());
     }
 }

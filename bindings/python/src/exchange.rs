@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 
 use spotex_exchange::{pb, Caller, Exchange as CoreExchange, Refusal};
 
-use crate::{JournalError, JournalWriter, SpotexError};
+use crate::{JournalError, SpotexError};
 
 pyo3::create_exception!(
     _core,
@@ -88,18 +88,6 @@ impl Exchange {
             .map_err(|e| JournalError::new_err(format!("{}: {e}", path.display())))?;
         let torn = r.torn_tail.map(|t| (t.path, t.offset, t.bytes));
         Ok((Exchange { inner }, r.snapshot_seq, r.replayed, torn))
-    }
-
-    /// Appends the journal entries of the commands applied since the last call to
-    /// `journal` (made durable by its `sync`). Returns how many.
-    fn write_journal(&mut self, journal: &mut JournalWriter) -> PyResult<usize> {
-        let j = journal
-            .inner
-            .as_mut()
-            .ok_or_else(|| JournalError::new_err("journal closed"))?;
-        self.inner
-            .write_journal(j)
-            .map_err(|e| JournalError::new_err(format!("append: {e}")))
     }
 
     /// The whole exchange (engine, records, sequences) in the store's encoding.

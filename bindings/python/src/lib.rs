@@ -1110,8 +1110,8 @@ fn flow<'py>(
 /// Appends checksummed records to a journal directory of segments; `sync` makes them
 /// durable.
 #[pyclass(module = "spotex._core")]
-pub(crate) struct JournalWriter {
-    pub(crate) inner: Option<core::journal::Segments>,
+struct JournalWriter {
+    inner: Option<core::journal::Segments>,
 }
 
 impl JournalWriter {
@@ -1220,14 +1220,6 @@ fn retire_journal(
         .map_err(|e| journal_error(format!("retiring segments of {}: {e}", path.display())))
 }
 
-/// Moves a single-file journal (the layout before segments) into `path` as its first
-/// segment. Returns whether there was one.
-#[pyfunction]
-fn adopt_single_file_journal(file: std::path::PathBuf, path: std::path::PathBuf) -> PyResult<bool> {
-    core::journal::adopt_single_file(&file, &path)
-        .map_err(|e| journal_error(format!("{}: {e}", file.display())))
-}
-
 /// Cuts a journal at `offset`, dropping a torn tail.
 #[pyfunction]
 fn truncate_journal(path: std::path::PathBuf, offset: u64) -> PyResult<()> {
@@ -1318,7 +1310,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
     m.add_function(wrap_pyfunction!(journal_segments, m)?)?;
     m.add_function(wrap_pyfunction!(retire_journal, m)?)?;
-    m.add_function(wrap_pyfunction!(adopt_single_file_journal, m)?)?;
     m.add("JournalError", py.get_type::<JournalError>())?;
     m.add("SpotexError", py.get_type::<SpotexError>())?;
     m.add("InvalidOrderError", py.get_type::<InvalidOrderError>())?;
