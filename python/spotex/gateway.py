@@ -202,7 +202,7 @@ class Gateway:
                  clock: Callable[[], int] | None = None, data_dir: Path | None = None,
                  fsync: str = "batch", snapshot_every: int = 200_000,
                  max_open_orders: int = 10_000, segment_bytes: int = 64 << 20,
-                 retention: str = "delete") -> None:
+                 retention: str = "delete", max_id_length: int = 128) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -214,7 +214,8 @@ class Gateway:
         self._fsync = fsync
         self._snapshot_every = snapshot_every
         self.max_open_orders = max_open_orders
-        self.ex = Exchange(max_open_orders)
+        self.max_id_length = max_id_length
+        self.ex = Exchange(max_open_orders, max_id_length)
         self.snapshot_seq = 0
         self.journal: JournalWriter | None = None
         self.recovery: dict[str, Any] = {}
@@ -371,6 +372,13 @@ class Gateway:
         return self.run(lambda ts: self.ex.place_order(ts, account, request, buyer=buyer,
                                                        seller=seller))
 
+    def submit_orders(self, account: int, request: bytes, *, buyer: bool,
+                      seller: bool) -> bytes:
+        """``SubmitOrdersRequest`` in, ``SubmitOrdersResponse`` out: each order placed or
+        refused on its own."""
+        return self.run(lambda ts: self.ex.submit_orders(ts, account, request, buyer=buyer,
+                                                         seller=seller))
+
     def cancel(self, account: int, request: bytes) -> bytes:
         return self.run(lambda ts: self.ex.cancel_order(ts, account, request))
 
@@ -429,6 +437,7 @@ class Gateway:
             log.warning("journal %s: torn tail of %d bytes at offset %d (a crash mid-write); "
                         "recovering to the last good record", segment, nbytes, offset)
             truncate_journal(segment, offset)
+        ex.set_max_id_length(self.max_id_length)
         self.ex = ex
         self.snapshot_seq = snap_seq
         self.recovery = {"snapshot_seq": snap_seq, "replayed": replayed,

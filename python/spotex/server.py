@@ -28,7 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from spotex import wire
-from spotex._core import SpotexError
+from spotex._core import RefusedError, SpotexError, count_orders, status_codes
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
@@ -45,9 +45,29 @@ class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_me
     pass
 
 
+# every refusal reason's status code, defined once in the exchange (rust_exchange/)
+_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
+STATUS = {reason: _BY_VALUE[code] for reason, code in status_codes()}
+
+
+def status_for(reason: str) -> grpc.StatusCode:
+    return STATUS.get(reason, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def _field1(message: bytes) -> bytes:
+    """A message as field 1 of another (``PlaceOrderResponse{order}`` and the like),
+    serialized without building either."""
+    n, head = len(message), bytearray(b"\x0a")
+    while n > 0x7F:
+        head.append((n & 0x7F) | 0x80)
+        n >>= 7
+    head.append(n)
+    return bytes(head) + message
+
+
 async def _fail(context: grpc.aio.ServicerContext, reason: str, message: str,
                 code: grpc.StatusCode | None = None, retry_after: float | None = None) -> NoReturn:
-    code = code or wire.status_for(reason)
+    code = code or status_for(reason)
     info = error_details_pb2.ErrorInfo(reason=reason, domain="spotex")
     trailing = [("spotex-reason", reason)]
     if retry_after is not None:
@@ -207,7 +227,7 @@ class Service:
             await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
 
 
-class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
+class MarketService:
     def __init__(self, s: Service) -> None:
         self.s = s
 
@@ -232,32 +252,28 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         n = await self.s.command(context, lambda: gw.withdraw_capacity(a.account_id, body))
         return pb.WithdrawCapacityResponse(gpu_hours_withdrawn=n)
 
-    def _place(self, a: Account, body: bytes) -> bytes:
-        """On the writer: one order (a serialized PlaceOrderRequest); raises on refusal.
-        The exchange checks the order's terms and the caller's role for its side."""
-        return self.s.gw.place(a.account_id, body, buyer=a.has(BUYER), seller=a.has(SELLER))
+    # PlaceOrder, CancelOrder, AmendOrder and SubmitOrders take and return bytes: Python
+    # neither parses nor builds their messages (see market_handlers)
 
-    async def PlaceOrder(self, request: Any, context: Any) -> Any:
-        a = await self.s.auth(context, BUYER, SELLER)
-        await self.s.bounded(context, (request.product_id, request.cluster_id))
-        await self.s.throttle(context, a)
-        body = request.SerializeToString()
-        order = await self.s.command(context, lambda: self._place(a, body))
-        return pb.PlaceOrderResponse(order=pb.Order.FromString(order))
-
-    async def CancelOrder(self, request: Any, context: Any) -> Any:
+    async def place_order(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
-        gw, body = self.s.gw, request.SerializeToString()
-        order = await self.s.command(context, lambda: gw.cancel(a.account_id, body))
-        return pb.CancelOrderResponse(order=pb.Order.FromString(order))
+        gw, buyer, seller = self.s.gw, a.has(BUYER), a.has(SELLER)
+        order = await self.s.command(
+            context, lambda: gw.place(a.account_id, body, buyer=buyer, seller=seller))
+        return _field1(order)
 
-    async def AmendOrder(self, request: Any, context: Any) -> Any:
+    async def cancel_order(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
-        gw, body = self.s.gw, request.SerializeToString()
-        order = await self.s.command(context, lambda: gw.amend(a.account_id, body))
-        return pb.AmendOrderResponse(order=pb.Order.FromString(order))
+        gw = self.s.gw
+        return _field1(await self.s.command(context, lambda: gw.cancel(a.account_id, body)))
+
+    async def amend_order(self, body: bytes, context: Any) -> bytes:
+        a = await self.s.auth(context, BUYER, SELLER)
+        await self.s.throttle(context, a)
+        gw = self.s.gw
+        return _field1(await self.s.command(context, lambda: gw.amend(a.account_id, body)))
 
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
@@ -326,53 +342,73 @@ class MarketService(pb_grpc.MarketServicer):  # type: ignore[misc]
         finally:
             hub.executions[a.account_id].remove(q)
 
-    async def SubmitOrders(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+    async def submit_orders(self, requests: AsyncIterator[bytes],
+                            context: Any) -> AsyncIterator[bytes]:
         a = await self.s.auth(context, BUYER, SELLER)
-        # Pipelined: orders go to the writer as they arrive, answers come back in order.
+        gw, buyer, seller = self.s.gw, a.has(BUYER), a.has(SELLER)
+        # Pipelined: messages go to the writer as they arrive, answers come back in order.
         # The bounded queue is the back-pressure on a client that sends faster than we match.
-        pending: asyncio.Queue[asyncio.Future[Any] | None] = asyncio.Queue(1024)
+        pending: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(1024)
+
+        def submit(body: bytes, n: int) -> bytes:
+            try:
+                return gw.submit_orders(a.account_id, body, buyer=buyer, seller=seller)
+            except GatewayError as err:  # the journal is unavailable: every order refused
+                return _refused_all(n, err.reason, str(err))
 
         async def read() -> None:
             try:
-                async for req in request_iterator:
+                async for body in requests:
+                    try:
+                        n = count_orders(body)
+                    except RefusedError:
+                        await _fail(context, "INVALID_ARGUMENT", "malformed SubmitOrdersRequest")
                     limit = self.s.limits.max_orders_per_message
-                    if len(req.orders) > limit:
+                    if n > limit:
                         await _fail(context, "TOO_MANY_ORDERS",
                                     f"at most {limit} orders per message")
-                    wait = self.s.bucket.take(a.account_id, len(req.orders), time.monotonic())
+                    wait = self.s.bucket.take(a.account_id, n, time.monotonic())
                     if wait:
-                        await pending.put(_resolved([pb.OrderResult(
-                            code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
-                            reason="RATE_LIMITED",
-                            message=f"over the order rate; retry in {wait * 1000:.0f} ms")
-                            for _ in req.orders]))
+                        await pending.put(_resolved(_refused_all(
+                            n, "RATE_LIMITED",
+                            f"over the order rate; retry in {wait * 1000:.0f} ms")))
                         continue
-                    await pending.put(self.s.gw.submit_async(
-                        functools.partial(self._results, a, list(req.orders))))
+                    await pending.put(gw.submit_async(functools.partial(submit, body, n)))
             finally:
                 await pending.put(None)
         reader = asyncio.create_task(read())
         try:
             while (fut := await pending.get()) is not None:
-                yield pb.SubmitOrdersResponse(results=await fut)
+                try:
+                    yield await fut
+                except (SpotexError, GatewayError) as err:
+                    await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
         finally:
             reader.cancel()
 
-    def _results(self, a: Account, orders: list[Any]) -> list[Any]:
-        for o in orders:
-            if len(o.product_id) > self.s.limits.max_string or len(o.cluster_id) > 64:
-                raise GatewayError("FIELD_TOO_LONG", "an id in the message is too long")
-        return [self._result(a, o) for o in orders]
 
-    def _result(self, a: Account, order: Any) -> Any:
-        """On the writer: one order of a bulk message, refused or placed."""
-        try:
-            return pb.OrderResult(order=pb.Order.FromString(
-                self._place(a, order.SerializeToString())))
-        except (SpotexError, GatewayError) as err:
-            reason = err.reason  # type: ignore[attr-defined]
-            return pb.OrderResult(code=wire.status_for(reason).value[0], reason=reason,
-                                  message=str(err))
+def _refused_all(n: int, reason: str, message: str) -> bytes:
+    result = pb.OrderResult(code=status_for(reason).value[0], reason=reason, message=message)
+    return bytes(pb.SubmitOrdersResponse(results=[result] * n).SerializeToString())
+
+
+def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
+    """The Market service's methods: order entry with raw bytes in and out (the exchange
+    decodes and encodes them), the rest with the generated messages."""
+    typed = {}
+    for method in pb.DESCRIPTOR.services_by_name["Market"].methods:
+        request = getattr(pb, method.input_type.name).FromString
+        response = getattr(pb, method.output_type.name).SerializeToString
+        make = (grpc.unary_stream_rpc_method_handler if method.name.startswith("Stream")
+                else grpc.unary_unary_rpc_method_handler)
+        if hasattr(svc, method.name):
+            typed[method.name] = make(getattr(svc, method.name), request_deserializer=request,
+                                      response_serializer=response)
+    raw = {"PlaceOrder": grpc.unary_unary_rpc_method_handler(svc.place_order),
+           "CancelOrder": grpc.unary_unary_rpc_method_handler(svc.cancel_order),
+           "AmendOrder": grpc.unary_unary_rpc_method_handler(svc.amend_order),
+           "SubmitOrders": grpc.stream_stream_rpc_method_handler(svc.submit_orders)}
+    return grpc.method_handlers_generic_handler("spotex.v1.Market", {**typed, **raw})
 
 
 class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
@@ -498,7 +534,7 @@ def _listen(listen: str, gateway: Gateway, data_dir: Path | None,
         # grpcio shares ports by default: a second server on the same port would take
         # half of the calls, each against its own engine
         ("grpc.so_reuseport", 0)])
-    pb_grpc.add_MarketServicer_to_server(MarketService(s), server)
+    server.add_generic_rpc_handlers((market_handlers(MarketService(s)),))
     pb_grpc.add_OperatorServicer_to_server(OperatorService(s), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -550,7 +586,7 @@ class Server:
         # the gateway locks the data directory before it reads it (DataDirInUse)
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
                                           snapshot_every, limits.max_open_orders_per_account,
-                                          segment_bytes, retention)
+                                          segment_bytes, retention, limits.max_string)
         try:
             server, port, health_servicer, names = _listen(
                 listen, gateway, data_dir, operator_token, hub, limits, tls)

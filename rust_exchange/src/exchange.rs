@@ -20,7 +20,7 @@ use spotex_core::{
 
 use crate::pb;
 use crate::records::{side_to_pb, FillRecord, OrderRecord, OrderState};
-use crate::refusal::Refusal;
+use crate::refusal::{status_code, Refusal};
 use crate::store::{self, command::Kind};
 
 /// Who is asking: the authenticated account and the roles the edge found on it.
@@ -41,6 +41,8 @@ pub struct Round {
 
 /// The longest client order id.
 pub const MAX_CLIENT_ORDER_ID: usize = 64;
+/// The longest product or cluster id a request may name, unless set otherwise.
+pub const MAX_ID_LENGTH: usize = 128;
 
 /// One command for the journal: its sequence number, its time, and the encoded
 /// [`store::Command`].
@@ -91,6 +93,7 @@ pub struct Exchange {
     by_client_id: FxHashMap<(u64, String), u64>,
     open_orders: FxHashMap<u64, u32>,
     max_open_orders: u32,
+    max_id_length: usize,
     md_sequence: Vec<u64>,
     /// The last published `(quantity, orders)` of every level, per product and side.
     levels: FxHashMap<(ProductHandle, Side), BTreeMap<i64, (i64, u32)>>,
@@ -119,6 +122,7 @@ impl Exchange {
             by_client_id: FxHashMap::default(),
             open_orders: FxHashMap::default(),
             max_open_orders,
+            max_id_length: MAX_ID_LENGTH,
             md_sequence: Vec::new(),
             levels: FxHashMap::default(),
             exec_sequence: FxHashMap::default(),
@@ -128,6 +132,12 @@ impl Exchange {
             quiet: false,
             scratch: Vec::new(),
         }
+    }
+
+    /// The longest product or cluster id an order may name (a policy limit of the venue,
+    /// not checked again on replay).
+    pub fn set_max_id_length(&mut self, n: usize) {
+        self.max_id_length = n;
     }
 
     /// The journal entries of the commands applied since the last call, in order.
@@ -304,6 +314,32 @@ impl Exchange {
         Ok(self.orders[&id].to_pb(true))
     }
 
+    /// Bulk entry: each order of the message placed or refused on its own, in order.
+    pub fn submit_orders(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::SubmitOrdersRequest,
+    ) -> pb::SubmitOrdersResponse {
+        let results = r
+            .orders
+            .iter()
+            .map(|o| match self.place(ts, caller, o) {
+                Ok(id) => pb::OrderResult {
+                    order: Some(self.orders[&id].to_pb(true)),
+                    ..Default::default()
+                },
+                Err(e) => pb::OrderResult {
+                    order: None,
+                    code: status_code(e.reason),
+                    reason: e.reason.to_string(),
+                    message: e.message,
+                },
+            })
+            .collect();
+        pb::SubmitOrdersResponse { results }
+    }
+
     /// Places an order; returns its id once accepted.
     fn place(
         &mut self,
@@ -311,6 +347,16 @@ impl Exchange {
         caller: Caller,
         r: &pb::PlaceOrderRequest,
     ) -> Result<u64, Refusal> {
+        let longest = r.product_id.len().max(r.cluster_id.len());
+        if longest > self.max_id_length && !self.replaying {
+            return Err(Refusal::new(
+                "FIELD_TOO_LONG",
+                format!(
+                    "ids and names have at most {} characters",
+                    self.max_id_length
+                ),
+            ));
+        }
         let side = match pb::Side::try_from(r.side) {
             Ok(pb::Side::Buy) => Side::Buy,
             Ok(pb::Side::Sell) => Side::Sell,

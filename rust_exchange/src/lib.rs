@@ -34,4 +34,4 @@ pub use generated::spotex::v1 as pb;
 
 pub use exchange::{Caller, Exchange, JournalEntry, Round, StoreError};
 pub use recovery::{recover, Recovery};
-pub use refusal::Refusal;
+pub use refusal::{status_code, Refusal, STATUS_CODES};

@@ -32,3 +32,37 @@ impl std::fmt::Display for Refusal {
 }
 
 impl std::error::Error for Refusal {}
+
+/// The gRPC status code of each refusal reason that is not INVALID_ARGUMENT (3): defined
+/// once, here; the service reads it through the binding.
+pub const STATUS_CODES: &[(&str, i32)] = &[
+    ("UNKNOWN_PRODUCT", 5),
+    ("UNKNOWN_ORDER", 5),
+    ("UNKNOWN_CLUSTER", 5),
+    ("DUPLICATE_PRODUCT", 6),
+    ("DUPLICATE_CLUSTER", 6),
+    ("DUPLICATE_CLIENT_ORDER_ID", 6),
+    ("PRODUCT_NOT_OPEN", 9),
+    ("PRODUCT_HALTED", 9),
+    ("PRODUCT_CLOSED", 9),
+    ("POST_ONLY_WOULD_CROSS", 9),
+    ("INSUFFICIENT_CAPACITY", 9),
+    ("NOT_OWNER", 7),
+    ("ROLE_REQUIRED", 7),
+    ("UNAUTHENTICATED", 16),
+    ("RATE_LIMITED", 8),
+    ("TOO_MANY_OPEN_ORDERS", 8),
+    ("TOO_MANY_ORDERS", 8),
+    ("TOO_MANY_PRODUCTS", 8),
+    ("SUBSCRIBER_LAGGED", 8),
+    ("DEADLINE_EXCEEDED", 4),
+    ("JOURNAL_UNAVAILABLE", 14),
+];
+
+/// The gRPC status code for a refusal reason.
+pub fn status_code(reason: &str) -> i32 {
+    STATUS_CODES
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map_or(3, |(_, c)| *c)
+}

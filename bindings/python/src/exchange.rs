@@ -55,11 +55,16 @@ fn caller(account: u64, buyer: bool, seller: bool) -> Caller {
 #[pymethods]
 impl Exchange {
     #[new]
-    #[pyo3(signature = (max_open_orders=10_000))]
-    fn new(max_open_orders: u32) -> Self {
-        Exchange {
-            inner: CoreExchange::new(max_open_orders),
-        }
+    #[pyo3(signature = (max_open_orders=10_000, max_id_length=128))]
+    fn new(max_open_orders: u32, max_id_length: usize) -> Self {
+        let mut inner = CoreExchange::new(max_open_orders);
+        inner.set_max_id_length(max_id_length);
+        Exchange { inner }
+    }
+
+    /// The longest product or cluster id an order may name.
+    fn set_max_id_length(&mut self, n: usize) {
+        self.inner.set_max_id_length(n);
     }
 
     /// An exchange back from `snapshot()` bytes.
@@ -195,6 +200,25 @@ impl Exchange {
         Ok(encode(py, &o))
     }
 
+    /// `SubmitOrdersRequest` bytes in, `SubmitOrdersResponse` bytes out: each order placed
+    /// or refused on its own.
+    #[pyo3(signature = (ts, account, request, *, buyer, seller))]
+    fn submit_orders<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts: i64,
+        account: u64,
+        request: &[u8],
+        buyer: bool,
+        seller: bool,
+    ) -> Outcome<'py> {
+        let r = decode(py, request)?;
+        let answer = self
+            .inner
+            .submit_orders(ts, caller(account, buyer, seller), &r);
+        Ok(encode(py, &answer))
+    }
+
     /// `CancelOrderRequest` bytes in, `Order` bytes out.
     fn cancel_order<'py>(
         &mut self,
@@ -308,4 +332,18 @@ impl Exchange {
             .collect();
         (encode(py, &market), executions)
     }
+}
+
+/// How many orders a serialized `SubmitOrdersRequest` carries (for the rate limit, before
+/// the writer sees it); RefusedError if it does not decode.
+#[pyfunction]
+pub fn count_orders(py: Python<'_>, request: &[u8]) -> PyResult<usize> {
+    let r: pb::SubmitOrdersRequest = decode(py, request)?;
+    Ok(r.orders.len())
+}
+
+/// The gRPC status code of every refusal reason that is not INVALID_ARGUMENT (3).
+#[pyfunction]
+pub fn status_codes() -> Vec<(&'static str, i32)> {
+    spotex_exchange::STATUS_CODES.to_vec()
 }

@@ -1296,6 +1296,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_class::<exchange::Exchange>()?;
     m.add("RefusedError", py.get_type::<exchange::RefusedError>())?;
+    m.add_function(wrap_pyfunction!(exchange::count_orders, m)?)?;
+    m.add_function(wrap_pyfunction!(exchange::status_codes, m)?)?;
     m.add_class::<Event>()?;
     m.add_class::<Order>()?;
     m.add_class::<Allocation>()?;
