@@ -90,11 +90,17 @@ class Pair:
 
     def compare_streams(self) -> None:
         market, executions = self.ex.take_round()
-        theirs = list(pb.MarketDataBatch.FromString(market).updates)
         ours, ours_x = self.model.take_round()
-        assert theirs == ours
-        theirs_x = [(a, x) for a, batch in executions
+        # per product, in order (the exchange groups a round's updates by product)
+        theirs_by = {p: list(pb.MarketDataBatch.FromString(b).updates) for p, _, b in market}
+        assert all(len(theirs_by[p]) == n for p, n, _ in market)
+        ours_by: dict[str, list[Any]] = {}
+        for m in ours:
+            ours_by.setdefault(m.product_id, []).append(m)
+        assert theirs_by == ours_by
+        theirs_x = [(a, x) for a, n, batch in executions
                     for x in pb.ExecutionBatch.FromString(batch).executions]
+        assert sum(n for _, n, _ in executions) == len(theirs_x)
         # per account in order; the model's executions show an order as it stands after
         # the round, the exchange's as it stood at that execution: compare the order
         # whole only where it is that order's last execution of the round
@@ -342,4 +348,4 @@ def test_malformed_bytes_are_refused_and_change_nothing() -> None:
             else:
                 raise AssertionError("malformed bytes were accepted")
     assert (ex.sequence, ex.state_hash()) == before
-    assert ex.take_round() == (b"", [])
+    assert ex.take_round() == ([], [])

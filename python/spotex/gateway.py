@@ -101,11 +101,13 @@ class GatewayError(Exception):
 
 @dataclass
 class Published:
-    """What one writer round produced for the streams: a ``MarketDataBatch`` (encoded,
-    every update once) and ``(account, ExecutionBatch)`` pairs (encoded)."""
+    """What one writer round produced for the streams, encoded once for every subscriber:
+    ``(product_id, updates, MarketDataBatch bytes)`` per product and ``(account,
+    executions, ExecutionBatch bytes)`` per account. Serialized batches concatenate into
+    one batch."""
 
-    market: bytes = b""
-    executions: list[tuple[int, bytes]] = field(default_factory=list)
+    market: list[tuple[str, int, bytes]] = field(default_factory=list)
+    executions: list[tuple[int, int, bytes]] = field(default_factory=list)
 
 
 class Writer:

@@ -101,72 +101,72 @@ class Hub:
 
     def dispatch(self, out: Published) -> None:
         """One round of the writer: each subscriber gets what it is due from it as one
-        queue entry, which travels as one stream message."""
+        queue entry (the exchange's encoded batches, joined: never decoded here), which
+        travels as one stream message."""
         if self.market and out.market:
-            updates = pb.MarketDataBatch.FromString(out.market).updates
             for products, q in self.market:
-                mine = [m for m in updates if products is None or m.product_id in products]
+                mine = [(n, b) for p, n, b in out.market if products is None or p in products]
                 if mine:
-                    q.offer(mine)
-        for account, batch in out.executions:
-            queues = self.executions.get(account)
-            if queues:
-                executions = list(pb.ExecutionBatch.FromString(batch).executions)
-                for q in queues:
-                    q.offer(executions)
+                    q.offer(b"".join(b for _, b in mine), sum(n for n, _ in mine))
+        for account, n, batch in out.executions:
+            for q in self.executions.get(account, ()):
+                q.offer(batch, n)
 
 
 class Backlog:
-    """What one subscriber has yet to receive, bounded in updates (whatever the writer's
-    rounds hold). Past the bound the subscriber has fallen behind: it gets what is queued,
-    then a clear status, and nothing more is kept for it."""
+    """What one subscriber has yet to receive: encoded batches, bounded in the updates
+    they hold (whatever the writer's rounds hold). Past the bound the subscriber has
+    fallen behind: it gets what is queued, then a clear status, and nothing more is kept
+    for it."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.entries: collections.deque[list[Any]] = collections.deque()
+        self.entries: collections.deque[tuple[int, bytes]] = collections.deque()
         self.size = 0
         self.lagged = False
         self._ready = asyncio.Event()
 
-    def offer(self, entry: list[Any], force: bool = False) -> None:
+    def offer(self, batch: bytes, updates: int, force: bool = False) -> None:
         if self.lagged:
             return
-        if not force and self.size + len(entry) > self.limit:
+        if not force and self.size + updates > self.limit:
             self.lagged = True
         else:
-            self.entries.append(entry)
-            self.size += len(entry)
+            self.entries.append((updates, batch))
+            self.size += updates
         self._ready.set()
 
     def lag(self) -> None:
         self.lagged = True
         self._ready.set()
 
-    async def take(self, most: int) -> list[Any] | None:
-        """Every queued update (about ``most`` at a time), or None once lagged and drained."""
+    async def take(self, most: int) -> bytes | None:
+        """Every queued batch joined into one (about ``most`` updates at a time), or None
+        once lagged and drained."""
         while not self.entries:
             if self.lagged:
                 return None
             self._ready.clear()
             await self._ready.wait()
-        out: list[Any] = []
-        while self.entries and len(out) < most:
-            entry = self.entries.popleft()
-            self.size -= len(entry)
-            out.extend(entry)
-        return out
+        out: list[bytes] = []
+        taken = 0
+        while self.entries and taken < most:
+            n, batch = self.entries.popleft()
+            self.size -= n
+            taken += n
+            out.append(batch)
+        return b"".join(out)
 
 
 # the most updates one stream message carries when a subscriber has a backlog
 MAX_UPDATES_PER_MESSAGE = 4096
 
 
-async def _drain(q: Backlog, context: Any, hint: str,
-                 wrap: Callable[[list[Any]], Any]) -> AsyncIterator[Any]:
+async def _drain(q: Backlog, context: Any, hint: str) -> AsyncIterator[bytes]:
     """A subscriber's messages until it falls too far behind, then a clear status.
-    Updates waiting in its backlog go out together, as one message."""
-    while (updates := await q.take(MAX_UPDATES_PER_MESSAGE)) is not None:
-        yield wrap(updates)
+    Batches waiting in its backlog go out together, as one message."""
+    while (batch := await q.take(MAX_UPDATES_PER_MESSAGE)) is not None:
+        yield batch
     await _fail(context, "SUBSCRIBER_LAGGED", f"the stream fell behind; {hint}",
                 grpc.StatusCode.RESOURCE_EXHAUSTED)
 
@@ -301,7 +301,7 @@ class MarketService:
         return pb.ListAllocationsResponse.FromString(
             await self.s.command(context, lambda: ex.list_allocations(a.account_id, body)))
 
-    async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         await self.s.auth(context)
         await self.s.bounded(context, tuple(request.product_ids), (request.product_ids,))
         gw, hub = self.s.gw, self.s.hub
@@ -313,22 +313,21 @@ class MarketService:
 
         def subscribe() -> None:
             gw.flush()  # what came before the snapshot goes out before it registers
-            snaps = pb.MarketDataBatch.FromString(gw.ex.market_snapshots(body)).updates
+            snaps = gw.ex.market_snapshots(body)
 
             def register() -> None:
-                q.offer(list(snaps), force=True)
+                q.offer(snaps, 1, force=True)
                 hub.market.append(entry)
             loop.call_soon_threadsafe(register)
         await self.s.command(context, subscribe)
         try:
-            async for m in _drain(q, context, "resubscribe for a fresh snapshot",
-                                  lambda ms: pb.MarketDataBatch(updates=ms)):
+            async for m in _drain(q, context, "resubscribe for a fresh snapshot"):
                 yield m
         finally:
             if entry in hub.market:
                 hub.market.remove(entry)
 
-    async def StreamExecutions(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def StreamExecutions(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         a = await self.s.auth(context)
         hub = self.s.hub
         q = Backlog(self.s.limits.subscriber_queue)
@@ -336,8 +335,7 @@ class MarketService:
         await self.s.writer(lambda: None)
         hub.executions.setdefault(a.account_id, []).append(q)
         try:
-            async for m in _drain(q, context, "list your orders to catch up",
-                                  lambda ms: pb.ExecutionBatch(executions=ms)):
+            async for m in _drain(q, context, "list your orders to catch up"):
                 yield m
         finally:
             hub.executions[a.account_id].remove(q)
@@ -399,11 +397,16 @@ def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
     for method in pb.DESCRIPTOR.services_by_name["Market"].methods:
         request = getattr(pb, method.input_type.name).FromString
         response = getattr(pb, method.output_type.name).SerializeToString
-        make = (grpc.unary_stream_rpc_method_handler if method.name.startswith("Stream")
-                else grpc.unary_unary_rpc_method_handler)
-        if hasattr(svc, method.name):
-            typed[method.name] = make(getattr(svc, method.name), request_deserializer=request,
-                                      response_serializer=response)
+        if not hasattr(svc, method.name):
+            continue
+        if method.name.startswith("Stream"):
+            # the streams send the exchange's encoded batches as they are
+            typed[method.name] = grpc.unary_stream_rpc_method_handler(
+                getattr(svc, method.name), request_deserializer=request)
+        else:
+            typed[method.name] = grpc.unary_unary_rpc_method_handler(
+                getattr(svc, method.name), request_deserializer=request,
+                response_serializer=response)
     raw = {"PlaceOrder": grpc.unary_unary_rpc_method_handler(svc.place_order),
            "CancelOrder": grpc.unary_unary_rpc_method_handler(svc.cancel_order),
            "AmendOrder": grpc.unary_unary_rpc_method_handler(svc.amend_order),

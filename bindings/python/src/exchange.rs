@@ -212,11 +212,20 @@ impl Exchange {
         buyer: bool,
         seller: bool,
     ) -> Outcome<'py> {
-        let r = decode(py, request)?;
-        let answer = self
-            .inner
-            .submit_orders(ts, caller(account, buyer, seller), &r);
-        Ok(encode(py, &answer))
+        // a whole message of orders: the event loop runs meanwhile
+        let inner = &mut self.inner;
+        let answer = py.detach(|| {
+            pb::SubmitOrdersRequest::decode(request)
+                .map(|r| inner.submit_orders(ts, caller(account, buyer, seller), &r))
+                .map(|answer| answer.encode_to_vec())
+        });
+        match answer {
+            Ok(bytes) => Ok(PyBytes::new(py, &bytes)),
+            Err(e) => Err(refused(
+                py,
+                Refusal::new("INVALID_ARGUMENT", format!("malformed request: {e}")),
+            )),
+        }
     }
 
     /// `CancelOrderRequest` bytes in, `Order` bytes out.
@@ -300,37 +309,52 @@ impl Exchange {
         Ok(encode(py, &pb::MarketDataBatch { updates }))
     }
 
-    /// What the round produced for the streams, and a new round: a `MarketDataBatch`
-    /// (every update, each encoded once), and per account in order of first appearance an
-    /// `ExecutionBatch`.
+    /// What the round produced for the streams, and a new round, encoded once for every
+    /// subscriber: per product (in order of first update) `(product_id, updates, bytes)`
+    /// with the bytes a `MarketDataBatch` of that product's updates, and per account
+    /// `(account, executions, bytes)` with the bytes an `ExecutionBatch`. Serialized
+    /// batches concatenate into one batch, so a subscriber's message is their join.
     #[allow(clippy::type_complexity)]
     fn take_round<'py>(
         &mut self,
         py: Python<'py>,
-    ) -> (Bound<'py, PyBytes>, Vec<(u64, Bound<'py, PyBytes>)>) {
+    ) -> (
+        Vec<(String, usize, Bound<'py, PyBytes>)>,
+        Vec<(u64, usize, Bound<'py, PyBytes>)>,
+    ) {
         let round = self.inner.take_round();
-        let market = pb::MarketDataBatch {
-            updates: round.market,
-        };
-        let mut accounts: Vec<u64> = Vec::new();
-        let mut batches: Vec<pb::ExecutionBatch> = Vec::new();
-        for (account, e) in round.executions {
-            let i = match accounts.iter().position(|&a| a == account) {
-                Some(i) => i,
-                None => {
-                    accounts.push(account);
-                    batches.push(pb::ExecutionBatch::default());
-                    accounts.len() - 1
-                }
-            };
-            batches[i].executions.push(e);
+        let mut products: Vec<(String, pb::MarketDataBatch)> = Vec::new();
+        for m in round.market {
+            match products.iter_mut().find(|(p, _)| *p == m.product_id) {
+                Some((_, batch)) => batch.updates.push(m),
+                None => products.push((
+                    m.product_id.clone(),
+                    pb::MarketDataBatch { updates: vec![m] },
+                )),
+            }
         }
-        let executions = accounts
-            .into_iter()
-            .zip(batches)
-            .map(|(a, b)| (a, encode(py, &b)))
-            .collect();
-        (encode(py, &market), executions)
+        let mut accounts: Vec<(u64, pb::ExecutionBatch)> = Vec::new();
+        for (account, e) in round.executions {
+            match accounts.iter_mut().find(|(a, _)| *a == account) {
+                Some((_, batch)) => batch.executions.push(e),
+                None => accounts.push((
+                    account,
+                    pb::ExecutionBatch {
+                        executions: vec![e],
+                    },
+                )),
+            }
+        }
+        (
+            products
+                .into_iter()
+                .map(|(p, b)| (p, b.updates.len(), encode(py, &b)))
+                .collect(),
+            accounts
+                .into_iter()
+                .map(|(a, b)| (a, b.executions.len(), encode(py, &b)))
+                .collect(),
+        )
     }
 }
 
