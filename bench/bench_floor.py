@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -35,7 +34,7 @@ import grpc
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.client import Client
-from spotex.loadgen import histogram, machine, summary
+from spotex.loadgen import fsync_floor, histogram, machine, summary
 from spotex.testing import ServerProcess
 
 PLACE = "/spotex.v1.Market/PlaceOrder"
@@ -82,21 +81,6 @@ class EchoProcess:
 
 
 # ---- the measurements --------------------------------------------------------------------
-
-def fdatasync_floor(directory: str, calls: int) -> dict[str, float]:
-    h = histogram()
-    fd = os.open(os.path.join(directory, "fsync-probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for _ in range(calls):
-            os.write(fd, b"x" * 128)
-            t = time.perf_counter_ns()
-            os.fdatasync(fd)
-            h.record_value(max(1, (time.perf_counter_ns() - t) // 1000))
-    finally:
-        os.close(fd)
-        os.unlink(os.path.join(directory, "fsync-probe"))
-    return summary(h)
-
 
 async def unary_latency(target: str, md: Any, payload: bytes, calls: int,
                         seconds: float) -> dict[str, float]:
@@ -196,7 +180,7 @@ async def measure(spotex: str, echo: str, product: str, md: Any, cfg: argparse.N
     out["unary_place_order_ms"] = {
         "spotex": await unary_latency(spotex, md, unary_payload, cfg.calls, cfg.seconds),
         "echo": await unary_latency(echo, md, unary_payload, cfg.calls, cfg.seconds),
-        "fdatasync": fdatasync_floor(data_dir, min(cfg.calls, 1000)),
+        "fdatasync": fsync_floor(min(cfg.calls, 1000), directory=data_dir),
     }
     budget = cfg.max_orders
     for target in (echo, spotex):  # warm both: connections, caches, the server's code paths

@@ -21,6 +21,7 @@ __all__ = [
     "InvalidProductError",
     "JournalError",
     "JournalWriter",
+    "journal_bounds",
     "journal_segments",
     "retire_journal",
     "MICROS_PER_HOUR",
@@ -287,6 +288,9 @@ def read_journal(
     path: str | os.PathLike[str], after: int = 0
 ) -> tuple[list[tuple[int, int, bytes, bytes]], tuple[pathlib.Path, int, int] | None]: ...
 def journal_segments(path: str | os.PathLike[str]) -> list[tuple[int, pathlib.Path]]: ...
+def journal_bounds(
+    path: str | os.PathLike[str],
+) -> tuple[tuple[int, int, int], tuple[pathlib.Path, int, int] | None]: ...
 def retire_journal(
     path: str | os.PathLike[str], upto: int, archive: str | os.PathLike[str] | None = None
 ) -> list[pathlib.Path]: ...

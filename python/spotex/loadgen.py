@@ -256,12 +256,12 @@ async def health_floor(target: str, calls: int) -> dict[str, float]:
     return summary(h)
 
 
-def fsync_floor(calls: int = 500) -> dict[str, float]:
+def fsync_floor(calls: int = 500, directory: str | None = None) -> dict[str, float]:
     """The other floor under a durable acknowledgement: appending a small record to a file
-    in the temporary directory (where the started server keeps its journal) and
-    fsyncing it, one at a time, as the writer does once per round."""
+    in ``directory`` (by default the temporary directory, where the started server keeps
+    its journal) and fsyncing it, one at a time, as the writer does once per round."""
     h = histogram()
-    with tempfile.TemporaryDirectory(prefix="spotex-fsync-") as d:
+    with tempfile.TemporaryDirectory(prefix="spotex-fsync-", dir=directory) as d:
         fd = os.open(os.path.join(d, "probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             for _ in range(calls):

@@ -20,8 +20,8 @@ from spotex._core import (
     Engine,
     Exchange,
     JournalError,
+    journal_bounds,
     journal_segments,
-    read_journal,
     replay_journal,
 )
 from spotex.gateway import JOURNAL, SNAPSHOTS, check_format, read_snapshot
@@ -60,12 +60,12 @@ def rebuild(data_dir: Path, until_seq: int | None = None,
     command when the whole journal is kept (so every trade is listed), otherwise from the
     oldest snapshot the kept segments continue."""
     journal = _journal(data_dir)
-    records, torn = read_journal(journal)
+    (first_seq, last_seq, count), torn = journal_bounds(journal)
     snapshots = sorted((data_dir / SNAPSHOTS).glob("snapshot-*.bin"))
-    if not records and not snapshots:
+    if not count and not snapshots:
         raise JournalError(f"{data_dir} holds no journal records and no snapshots")
     until_ts = int(until.timestamp() * 1_000_000) if until else None
-    first = records[0][0] if records else None
+    first = first_seq if count else None
     start, base = 0, None
     if first is None or first > 1:  # older segments were retired: begin at a snapshot
         for path in snapshots:
@@ -84,12 +84,12 @@ def rebuild(data_dir: Path, until_seq: int | None = None,
             raise JournalError(f"the journal before sequence {oldest + 1} was retired: the "
                                f"oldest state that can be rebuilt is at sequence {oldest} "
                                "(serve with --journal-retention keep or archive to keep more)")
-    last = records[-1][0] if records else start
+    last = last_seq if count else start
     if until_seq is not None and until_seq > last:
         raise JournalError(f"sequence {until_seq} is past the end of the journal ({last})")
     engine, seq, trades = replay_journal(journal, until_seq=until_seq, until_ts=until_ts,
                                          snapshot=base, snapshot_seq=start)
-    return Replay(engine, seq, trades, len(records), torn, start)
+    return Replay(engine, seq, trades, count, torn, start)
 
 
 def verify(data_dir: Path) -> list[tuple[int, str, str, bool]]:

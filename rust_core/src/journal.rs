@@ -380,7 +380,7 @@ pub fn read_dir(dir: &Path, after: u64) -> Result<(Vec<Record>, Option<TornTail>
     // the first segment that can hold a record above `after`
     let start = all
         .iter()
-        .rposition(|(first, _)| *first <= after + 1)
+        .rposition(|(first, _)| *first <= after.saturating_add(1))
         .unwrap_or(0);
     let mut records: Vec<Record> = Vec::new();
     let mut torn = None;

@@ -1201,6 +1201,26 @@ fn read_journal<'py>(
     Ok((rows, torn.map(|t| (t.path, t.offset, t.bytes))))
 }
 
+/// What a journal directory holds, without handing the records over: `(first sequence,
+/// last sequence, records)` (`(0, 0, 0)` when empty) and the torn tail as `(segment,
+/// offset, bytes)` or None.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn journal_bounds(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+) -> PyResult<((u64, u64, usize), Option<TornRow>)> {
+    let (recs, torn) = py
+        .detach(|| core::journal::read_dir(&path, 0))
+        .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
+    let first = recs.first().map_or(0, |r| r.seq);
+    let last = recs.last().map_or(0, |r| r.seq);
+    Ok((
+        (first, last, recs.len()),
+        torn.map(|t| (t.path, t.offset, t.bytes)),
+    ))
+}
+
 /// The segments of a journal directory as `(first sequence, path)`, oldest first.
 #[pyfunction]
 fn journal_segments(path: std::path::PathBuf) -> PyResult<Vec<(u64, std::path::PathBuf)>> {
@@ -1311,6 +1331,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
     m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
     m.add_function(wrap_pyfunction!(journal_segments, m)?)?;
+    m.add_function(wrap_pyfunction!(journal_bounds, m)?)?;
     m.add_function(wrap_pyfunction!(retire_journal, m)?)?;
     m.add("JournalError", py.get_type::<JournalError>())?;
     m.add("SpotexError", py.get_type::<SpotexError>())?;
