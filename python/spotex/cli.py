@@ -69,6 +69,11 @@ def main(ctx: click.Context, server: str, token: str) -> None:
               default="delete", show_default=True,
               help="segments wholly before the oldest kept snapshot: delete them, move them "
                    "to DATA_DIR/journal-archive, or keep them (full replay from the start)")
+@click.option("--keep-ended-orders", default=100_000, show_default=True,
+              type=click.IntRange(0, None),
+              help="ended orders (filled, cancelled, expired) kept in memory; older ones are "
+                   "answered from DATA_DIR/history.sqlite3, and their client order ids may "
+                   "be used again")
 @click.option("--max-open-orders", default=Limits.max_open_orders_per_account,
               show_default=True, help="resting orders per account")
 @click.option("--orders-per-second", default=Limits.orders_per_second, show_default=True,
@@ -86,7 +91,7 @@ def main(ctx: click.Context, server: str, token: str) -> None:
               help="PEM CA bundle: require client certificates signed by it")
 def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
           snapshot_every: int, journal_segment_mb: int, journal_retention: str,
-          max_open_orders: int, orders_per_second: float,
+          keep_ended_orders: int, max_open_orders: int, orders_per_second: float,
           order_burst: int, max_message_bytes: int, subscriber_queue: int,
           tls_cert: Path | None,
           tls_key: Path | None, tls_client_ca: Path | None) -> None:
@@ -112,7 +117,7 @@ def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
         asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
                         snapshot_every=snapshot_every, limits=limits, tls=tls,
                         segment_bytes=journal_segment_mb << 20,
-                        retention=journal_retention))
+                        retention=journal_retention, keep_ended=keep_ended_orders))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
         raise click.ClickException(str(e)) from None

@@ -30,11 +30,15 @@ from spotex._core import (
     Exchange,
     JournalError,
     JournalWriter,
+    RefusedError,
     journal_segments,
     retire_journal,
     truncate_journal,
 )
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.datadir import DataDirLock
+from spotex.history import FILE as HISTORY
+from spotex.history import History
 
 T = TypeVar("T")
 
@@ -204,7 +208,8 @@ class Gateway:
                  clock: Callable[[], int] | None = None, data_dir: Path | None = None,
                  fsync: str = "batch", snapshot_every: int = 200_000,
                  max_open_orders: int = 10_000, segment_bytes: int = 64 << 20,
-                 retention: str = "delete", max_id_length: int = 128) -> None:
+                 retention: str = "delete", max_id_length: int = 128,
+                 keep_ended: int = 100_000) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -217,7 +222,11 @@ class Gateway:
         self._snapshot_every = snapshot_every
         self.max_open_orders = max_open_orders
         self.max_id_length = max_id_length
+        self.keep_ended = keep_ended
         self.ex = Exchange(max_open_orders, max_id_length)
+        self.ex.set_keep_ended(keep_ended)
+        # ended orders that left the exchange's memory (with a data directory)
+        self.history: History | None = None
         self.snapshot_seq = 0
         self.journal: JournalWriter | None = None
         self.recovery: dict[str, Any] = {}
@@ -230,6 +239,8 @@ class Gateway:
             # before anything is read: a second owner would interleave the journal
             self._lock = DataDirLock(data_dir)
             try:
+                check_format(data_dir)
+                self.history = History(data_dir / HISTORY)
                 self._recover(data_dir)
                 self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
             except BaseException:
@@ -264,6 +275,8 @@ class Gateway:
         self._writer.stop()
         if self.journal is not None:
             self.journal.close()
+        if self.history is not None:
+            self.history.close()
         if self._lock is not None:
             self._lock.release()
 
@@ -281,9 +294,17 @@ class Gateway:
         finally:
             self._append()
 
+    def _keep_history(self) -> None:
+        """The records that left the exchange's memory go to the history on disk (without
+        a data directory, nowhere: memory stays bounded either way)."""
+        left = self.ex.take_left()
+        if self.history is not None:
+            self.history.add(left)
+
     def _append(self) -> None:
         if self.journal is None:
             self.ex.take_journal()  # no data directory: nothing is kept
+            self.ex.take_left()
             return
         try:
             for seq, ts, command in self.ex.take_journal():
@@ -310,6 +331,7 @@ class Gateway:
                 # "none" still writes every record out before acknowledging it: a crash
                 # of this process loses nothing; only the OS decides when it hits the disk
                 self.journal.flush()
+            self._keep_history()
         except Exception as err:
             # Nothing of this round may be acknowledged or published; stop accepting
             # until the journal can be written again (see try_resume).
@@ -396,6 +418,10 @@ class Gateway:
         assert self.data_dir is not None
         if self.journal is not None:
             self.journal.sync()
+        if self.history is not None:
+            # the snapshot no longer holds what left memory: it must be on disk first
+            self._keep_history()
+            self.history.make_durable()
         state_hash = self.ex.state_hash()
         meta = {"sequence": self.sequence, "last_ts": self.last_ts, "state_hash": state_hash,
                 "format": FORMAT}
@@ -420,12 +446,11 @@ class Gateway:
                      "archived" if archive else "removed", len(retired), oldest + 1)
 
     def _recover(self, data_dir: Path) -> None:
-        check_format(data_dir)
         path = data_dir / JOURNAL
         for seq, exchange, meta in [*snapshots(data_dir / SNAPSHOTS), (0, None, None)]:
             try:
-                ex, snap_seq, replayed, torn = Exchange.recover(path, exchange,
-                                                                self.max_open_orders)
+                ex, snap_seq, replayed, torn = Exchange.recover(
+                    path, exchange, self.max_open_orders, self.keep_ended)
             except JournalError as err:
                 if exchange is None:
                     raise
@@ -441,6 +466,7 @@ class Gateway:
             truncate_journal(segment, offset)
         ex.set_max_id_length(self.max_id_length)
         self.ex = ex
+        self._keep_history()  # what left memory again on the way (writing twice is harmless)
         self.snapshot_seq = snap_seq
         self.recovery = {"snapshot_seq": snap_seq, "replayed": replayed,
                          "sequence": self.sequence, "torn_tail": torn}
@@ -452,6 +478,36 @@ class Gateway:
 
     def state_hash(self) -> str:
         return self.ex.state_hash()
+
+    def get_order(self, account: int, request: bytes) -> bytes:
+        """``GetOrderRequest`` in, ``Order`` out: from memory, or from the history."""
+        try:
+            return self.ex.get_order(account, request)
+        except RefusedError as err:
+            if err.reason != "UNKNOWN_ORDER" or self.history is None:
+                raise
+            found = self.history.get(pb.GetOrderRequest.FromString(request).order_id)
+            if found is None:
+                raise
+        owner, order = found
+        if owner != account:
+            raise GatewayError("NOT_OWNER", "the order belongs to another account")
+        return order
+
+    def list_orders(self, account: int, request: bytes) -> bytes:
+        """``ListOrdersRequest`` in, ``ListOrdersResponse`` out: the orders in memory and,
+        unless only open ones are asked for, those in the history, oldest first."""
+        listed = self.ex.list_orders(account, request)
+        r = pb.ListOrdersRequest.FromString(request)
+        if self.history is None or r.open_only:
+            return listed
+        old = self.history.orders(account, r.product_id)
+        if not old:
+            return listed
+        orders = {o.order_id: o for o in map(pb.Order.FromString, old)}
+        orders.update((o.order_id, o) for o in pb.ListOrdersResponse.FromString(listed).orders)
+        return bytes(pb.ListOrdersResponse(
+            orders=[orders[k] for k in sorted(orders)]).SerializeToString())
 
 
 def check_format(data_dir: Path, mark: bool = True) -> None:

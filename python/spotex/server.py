@@ -277,16 +277,16 @@ class MarketService:
 
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
-        ex, body = self.s.gw.ex, request.SerializeToString()
-        order = await self.s.command(context, lambda: ex.get_order(a.account_id, body))
+        gw, body = self.s.gw, request.SerializeToString()
+        order = await self.s.command(context, lambda: gw.get_order(a.account_id, body))
         return pb.GetOrderResponse(order=pb.Order.FromString(order))
 
     async def ListOrders(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         await self.s.bounded(context, (request.product_id,))
-        ex, body = self.s.gw.ex, request.SerializeToString()
+        gw, body = self.s.gw, request.SerializeToString()
         return pb.ListOrdersResponse.FromString(
-            await self.s.command(context, lambda: ex.list_orders(a.account_id, body)))
+            await self.s.command(context, lambda: gw.list_orders(a.account_id, body)))
 
     async def GetBook(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
@@ -577,7 +577,8 @@ class Server:
                     operator_token: str | None = None, tick_seconds: float = 0.5,
                     fsync: str = "batch", snapshot_every: int = 200_000,
                     limits: Limits | None = None, tls: TlsConfig | None = None,
-                    segment_bytes: int = 64 << 20, retention: str = "delete") -> Server:
+                    segment_bytes: int = 64 << 20, retention: str = "delete",
+                    keep_ended: int = 100_000) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens."""
         loop = asyncio.get_running_loop()
         hub = Hub()
@@ -589,7 +590,8 @@ class Server:
         # the gateway locks the data directory before it reads it (DataDirInUse)
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
                                           snapshot_every, limits.max_open_orders_per_account,
-                                          segment_bytes, retention, limits.max_string)
+                                          segment_bytes, retention, limits.max_string,
+                                          keep_ended)
         try:
             server, port, health_servicer, names = _listen(
                 listen, gateway, data_dir, operator_token, hub, limits, tls)
@@ -636,11 +638,12 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 ready: Callable[[Server], None] | None = None, fsync: str = "batch",
                 snapshot_every: int = 200_000, limits: Limits | None = None,
                 tls: TlsConfig | None = None, segment_bytes: int = 64 << 20,
-                retention: str = "delete") -> None:
+                retention: str = "delete", keep_ended: int = 100_000) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     server = await Server.start(listen, data_dir, operator_token, fsync=fsync,
                                 snapshot_every=snapshot_every, limits=limits, tls=tls,
-                                segment_bytes=segment_bytes, retention=retention)
+                                segment_bytes=segment_bytes, retention=retention,
+                                keep_ended=keep_ended)
     if ready:
         ready(server)
     stop = asyncio.Event()

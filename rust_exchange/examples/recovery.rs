@@ -147,7 +147,14 @@ fn main() {
     drop(read);
 
     let t = Instant::now();
-    let (back, rec) = recover(&dir, None, u32::MAX, None).unwrap();
+    let (back, rec) = recover(
+        &dir,
+        None,
+        u32::MAX,
+        spotex_exchange::exchange::KEEP_ENDED,
+        None,
+    )
+    .unwrap();
     let recover_s = t.elapsed().as_secs_f64();
     assert_eq!(back.state_hash(), ex.state_hash(), "recovery differs");
     assert_eq!(rec.replayed, records);

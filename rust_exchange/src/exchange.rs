@@ -9,7 +9,7 @@
 //!
 //! Deterministic: no clock, no I/O, no hash-map iteration order in any result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -43,6 +43,8 @@ pub struct Round {
 pub const MAX_CLIENT_ORDER_ID: usize = 64;
 /// The longest product or cluster id a request may name, unless set otherwise.
 pub const MAX_ID_LENGTH: usize = 128;
+/// Ended orders (filled, cancelled, expired) kept in memory, unless set otherwise.
+pub const KEEP_ENDED: usize = 100_000;
 
 /// One command for the journal: its sequence number, its time, and the encoded
 /// [`store::Command`].
@@ -94,6 +96,11 @@ pub struct Exchange {
     open_orders: FxHashMap<u64, u32>,
     max_open_orders: u32,
     max_id_length: usize,
+    /// Ended orders still in `orders`, oldest ending first; past `keep_ended` the oldest
+    /// leave memory (into `left`, for the caller to keep on disk), at the next command.
+    ended: VecDeque<u64>,
+    keep_ended: usize,
+    left: Vec<OrderRecord>,
     md_sequence: Vec<u64>,
     /// The last published `(quantity, orders)` of every level, per product and side.
     levels: FxHashMap<(ProductHandle, Side), BTreeMap<i64, (i64, u32)>>,
@@ -123,6 +130,9 @@ impl Exchange {
             open_orders: FxHashMap::default(),
             max_open_orders,
             max_id_length: MAX_ID_LENGTH,
+            ended: VecDeque::new(),
+            keep_ended: KEEP_ENDED,
+            left: Vec::new(),
             md_sequence: Vec::new(),
             levels: FxHashMap::default(),
             exec_sequence: FxHashMap::default(),
@@ -138,6 +148,36 @@ impl Exchange {
     /// not checked again on replay).
     pub fn set_max_id_length(&mut self, n: usize) {
         self.max_id_length = n;
+    }
+
+    /// How many ended orders (filled, cancelled, expired) stay in memory; older ones leave
+    /// it (see [`Exchange::take_left`]) and their client order ids may be used again.
+    /// Part of the exchange's behaviour: replay needs the same value.
+    pub fn set_keep_ended(&mut self, n: usize) {
+        self.keep_ended = n;
+    }
+
+    /// The records that left memory since the last call, in the order they left: for the
+    /// caller to keep on disk, where queries still find them.
+    pub fn take_left(&mut self) -> Vec<OrderRecord> {
+        std::mem::take(&mut self.left)
+    }
+
+    /// Ended orders beyond `keep_ended` leave memory, oldest ending first. Runs before
+    /// each command, so a command's own answer always finds its records.
+    fn let_go(&mut self) {
+        while self.ended.len() > self.keep_ended {
+            let Some(id) = self.ended.pop_front() else {
+                break;
+            };
+            if let Some(rec) = self.orders.remove(&id) {
+                let key = (rec.account, rec.client_order_id.clone());
+                if self.by_client_id.get(&key) == Some(&id) {
+                    self.by_client_id.remove(&key);
+                }
+                self.left.push(rec);
+            }
+        }
     }
 
     /// The journal entries of the commands applied since the last call, in order.
@@ -291,6 +331,7 @@ impl Exchange {
     /// Moves time to `ts`: gate closures and expiries that fell due. A quiet step
     /// (nothing fell due) is not a command: it is not sequenced or journaled.
     pub fn advance_time(&mut self, ts: i64) {
+        self.let_go();
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         let _ = self.engine.apply(ts, &Command::AdvanceTime, &mut out);
@@ -697,6 +738,7 @@ impl Exchange {
         pending: Option<Pending>,
         journal: impl FnOnce() -> store::Command,
     ) -> Result<Option<u64>, Refusal> {
+        self.let_go();
         let before = self.engine.now();
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
@@ -832,6 +874,7 @@ impl Exchange {
             market_sequence,
             execution_sequence,
             state_hash: self.engine.state_hash(),
+            ended: self.ended.iter().copied().collect(),
         }
         .encode_to_vec()
     }
@@ -850,6 +893,7 @@ impl Exchange {
             ));
         }
         let mut ex = Exchange::new(max_open_orders);
+        ex.ended = s.ended.iter().copied().collect();
         ex.engine = engine;
         ex.sequence = s.sequence;
         ex.md_sequence = s.market_sequence;
@@ -943,7 +987,7 @@ impl Exchange {
                         };
                         let account = rec.account;
                         if rec.remaining == 0 {
-                            self.close_one(account);
+                            self.close_one(account, oid);
                         }
                         self.execution(account, "trade", Some(oid), Some(fill), None);
                     }
@@ -1036,7 +1080,7 @@ impl Exchange {
         rec.state = state;
         rec.reason = reason.to_string();
         let (account, level) = (rec.account, (rec.side, rec.price));
-        self.close_one(account);
+        self.close_one(account, order_id);
         let kind = match state {
             OrderState::Expired => "expired",
             _ => "cancelled",
@@ -1045,7 +1089,9 @@ impl Exchange {
         level
     }
 
-    fn close_one(&mut self, account: u64) {
+    /// An order ended: one open order fewer for its account, one more ended record.
+    fn close_one(&mut self, account: u64, order_id: u64) {
+        self.ended.push_back(order_id);
         if let Some(n) = self.open_orders.get_mut(&account) {
             *n = n.saturating_sub(1);
         }

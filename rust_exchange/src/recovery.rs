@@ -19,17 +19,20 @@ pub struct Recovery {
 }
 
 /// Rebuilds the exchange from `snapshot` (or from nothing) and the journal records of
-/// `dir` after it, up to `until_seq` when given.
+/// `dir` after it, up to `until_seq` when given. `keep_ended` must be what the live
+/// exchange kept, so the same records leave memory in the same order.
 pub fn recover(
     dir: &Path,
     snapshot: Option<&[u8]>,
     max_open_orders: u32,
+    keep_ended: usize,
     until_seq: Option<u64>,
 ) -> Result<(Exchange, Recovery), StoreError> {
     let mut ex = match snapshot {
         Some(bytes) => Exchange::restore(bytes, max_open_orders)?,
         None => Exchange::new(max_open_orders),
     };
+    ex.set_keep_ended(keep_ended);
     let snapshot_seq = ex.sequence();
     let (records, torn_tail) =
         journal::read_dir(dir, snapshot_seq).map_err(|e| StoreError(e.to_string()))?;

@@ -343,3 +343,75 @@ fn the_journal_and_a_snapshot_rebuild_the_same_exchange() {
     assert!(fresh.replay(2, journal[1].ts, &journal[1].command).is_err());
     assert!(fresh.replay(1, journal[0].ts, &[0xff, 0x01]).is_err());
 }
+
+#[test]
+fn ended_orders_leave_memory_oldest_first_and_the_market_does_not_notice() {
+    let run = |keep: usize| {
+        let mut ex = market();
+        ex.set_keep_ended(keep);
+        let mut o = order(pb::Side::Buy, 1_000_000, 1);
+        for i in 0..6 {
+            o.client_order_id = format!("c{i}");
+            let placed = ex.place_order(T0 + 10 * i + 1, BUYER, &o).unwrap();
+            let cancel = pb::CancelOrderRequest {
+                order_id: placed.order_id,
+            };
+            ex.cancel_order(T0 + 10 * i + 2, BUYER, &cancel).unwrap();
+        }
+        ex.advance_time(T0 + 100); // a command: what is due to leave, leaves
+        ex
+    };
+    let (mut small, mut large) = (run(2), run(1_000));
+    assert_eq!(small.state_hash(), large.state_hash());
+    assert_eq!(small.sequence(), large.sequence());
+    let left: Vec<String> = small
+        .take_left()
+        .into_iter()
+        .map(|r| r.client_order_id)
+        .collect();
+    assert_eq!(left, ["c0", "c1", "c2", "c3"]);
+    assert!(large.take_left().is_empty());
+    let kept = small.list_orders(BUYER, &Default::default()).orders;
+    assert_eq!(
+        kept.iter()
+            .map(|o| o.client_order_id.as_str())
+            .collect::<Vec<_>>(),
+        ["c4", "c5"]
+    );
+    // a record that left is not in memory; its client order id may be used again
+    let gone = pb::GetOrderRequest { order_id: 1 };
+    assert_eq!(
+        small.get_order(BUYER, &gone).unwrap_err().reason,
+        "UNKNOWN_ORDER"
+    );
+    let mut again = order(pb::Side::Buy, 1_000_000, 1);
+    again.client_order_id = "c0".into();
+    small.place_order(T0 + 200, BUYER, &again).unwrap();
+    again.client_order_id = "c5".into();
+    assert_eq!(
+        small
+            .place_order(T0 + 201, BUYER, &again)
+            .unwrap_err()
+            .reason,
+        "DUPLICATE_CLIENT_ORDER_ID"
+    );
+    // the journal and a snapshot bring back the same kept records, and the same leave
+    let journal = small.take_journal();
+    for cut in [0, journal.len() / 2, journal.len()] {
+        let mut half = Exchange::new(3);
+        half.set_keep_ended(2);
+        for e in &journal[..cut] {
+            half.replay(e.seq, e.ts, &e.command).unwrap();
+        }
+        let mut back = Exchange::restore(&half.snapshot(), 3).unwrap();
+        back.set_keep_ended(2);
+        for e in &journal[cut..] {
+            back.replay(e.seq, e.ts, &e.command).unwrap();
+        }
+        assert_eq!(
+            back.list_orders(BUYER, &Default::default()),
+            small.list_orders(BUYER, &Default::default())
+        );
+        assert_eq!(back.state_hash(), small.state_hash());
+    }
+}

@@ -67,6 +67,24 @@ impl Exchange {
         self.inner.set_max_id_length(n);
     }
 
+    /// How many ended orders stay in memory (older ones leave it: `take_left`).
+    fn set_keep_ended(&mut self, n: usize) {
+        self.inner.set_keep_ended(n);
+    }
+
+    /// The records that left memory since the last call, oldest first, as
+    /// `(order_id, account, product_id, Order bytes)`: for the caller to keep on disk.
+    fn take_left<'py>(&mut self, py: Python<'py>) -> Vec<(u64, u64, String, Bound<'py, PyBytes>)> {
+        self.inner
+            .take_left()
+            .into_iter()
+            .map(|r| {
+                let order = encode(py, &r.to_pb(true));
+                (r.order_id, r.account, r.product, order)
+            })
+            .collect()
+    }
+
     /// An exchange back from `snapshot()` bytes.
     #[staticmethod]
     #[pyo3(signature = (snapshot, max_open_orders=10_000))]
@@ -80,16 +98,17 @@ impl Exchange {
     /// `path` after it. Returns `(exchange, snapshot sequence, records replayed, torn
     /// tail as (segment, offset, bytes) or None)`.
     #[staticmethod]
-    #[pyo3(signature = (path, snapshot=None, max_open_orders=10_000))]
+    #[pyo3(signature = (path, snapshot=None, max_open_orders=10_000, keep_ended=100_000))]
     #[allow(clippy::type_complexity)]
     fn recover(
         py: Python<'_>,
         path: std::path::PathBuf,
         snapshot: Option<&[u8]>,
         max_open_orders: u32,
+        keep_ended: usize,
     ) -> PyResult<(Exchange, u64, u64, Option<(std::path::PathBuf, u64, u64)>)> {
         let (inner, r) = py
-            .detach(|| spotex_exchange::recover(&path, snapshot, max_open_orders, None))
+            .detach(|| spotex_exchange::recover(&path, snapshot, max_open_orders, keep_ended, None))
             .map_err(|e| JournalError::new_err(format!("{}: {e}", path.display())))?;
         let torn = r.torn_tail.map(|t| (t.path, t.offset, t.bytes));
         Ok((Exchange { inner }, r.snapshot_seq, r.replayed, torn))

@@ -1,0 +1,60 @@
+"""Order history on disk: the records of ended orders that the exchange no longer keeps in
+memory (it keeps live orders and the most recent ended ones), so that memory is bounded
+by live state while GetOrder and ListOrders still answer for every order ever placed.
+
+One SQLite file in the data directory (Python's own ``sqlite3``: no dependency), written
+by the writer thread once per round. It is derived data: recovery replays the journal
+after the newest snapshot, which lets the same records go again, and writing a record
+twice is harmless. Before a snapshot is written (which no longer holds what left
+memory), the history is checkpointed to disk, so no record is ever in neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+FILE = "history.sqlite3"
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        # the writer thread opens it and is the only one that uses it
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS orders (order_id INTEGER PRIMARY KEY, "
+                         "account INTEGER NOT NULL, product TEXT NOT NULL, "
+                         "record BLOB NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_account ON orders (account, order_id)")
+
+    def add(self, rows: list[tuple[int, int, str, bytes]]) -> None:
+        """``(order_id, account, product_id, Order bytes)``, as the exchange lets go."""
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?)",
+                                     rows)
+
+    def make_durable(self) -> None:
+        """Everything added is on disk (fsynced) when this returns."""
+        self._db.execute("PRAGMA wal_checkpoint(FULL)")
+
+    def get(self, order_id: int) -> tuple[int, bytes] | None:
+        """``(account, Order bytes)`` of an order that left memory, or None."""
+        row = self._db.execute("SELECT account, record FROM orders WHERE order_id = ?",
+                               (order_id,)).fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    def orders(self, account: int, product: str = "") -> list[bytes]:
+        """An account's orders that left memory, oldest first."""
+        if product:
+            rows = self._db.execute("SELECT record FROM orders WHERE account = ? AND "
+                                    "product = ? ORDER BY order_id", (account, product))
+        else:
+            rows = self._db.execute("SELECT record FROM orders WHERE account = ? "
+                                    "ORDER BY order_id", (account,))
+        return [bytes(r[0]) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
