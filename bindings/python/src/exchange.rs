@@ -116,7 +116,10 @@ impl Exchange {
 
     /// The whole exchange (engine, records, sequences) in the store's encoding.
     fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.snapshot())
+        // the whole exchange: the event loop runs meanwhile
+        let inner = &self.inner;
+        let bytes = py.detach(|| inner.snapshot());
+        PyBytes::new(py, &bytes)
     }
 
     /// The journal entries of the commands applied since the last call, as
@@ -142,8 +145,9 @@ impl Exchange {
         self.inner.sequence()
     }
 
-    fn state_hash(&self) -> String {
-        self.inner.state_hash()
+    fn state_hash(&self, py: Python<'_>) -> String {
+        let inner = &self.inner;
+        py.detach(|| inner.state_hash())
     }
 
     #[pyo3(signature = (ts, product_id, tick, lot, close_at, open_at=None))]
