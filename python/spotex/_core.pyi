@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+from collections.abc import Iterator
 from typing import Literal, final
 
 from typing_extensions import Buffer
@@ -17,6 +18,7 @@ __all__ = [
     "count_orders",
     "status_codes",
     "Event",
+    "Events",
     "InvalidOrderError",
     "InvalidProductError",
     "JournalError",
@@ -88,6 +90,14 @@ class Event:
     state: Literal["open", "halted", "closed"] | None
     cluster: str | None
     allocation: Allocation | None
+
+@final
+class Events:
+    """What one order, cancel or amend produced; each ``Event`` is built when read."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> Event: ...
+    def __iter__(self) -> Iterator[Event]: ...
 
 @final
 class Order:
@@ -165,12 +175,12 @@ class Engine:
         stp: str = "cancel_newest",  # "cancel_newest" | "cancel_oldest" | "cancel_both"
         cluster_id: str | None = None,
         gang: int = 1,
-    ) -> list[Event]: ...
-    def cancel(self, account: int, order_id: int, *, ts: int) -> list[Event]: ...
+    ) -> Events: ...
+    def cancel(self, account: int, order_id: int, *, ts: int) -> Events: ...
     def amend(
         self, account: int, order_id: int, *, price: int | None = None, qty: int | None = None,
         ts: int,
-    ) -> list[Event]: ...
+    ) -> Events: ...
     def apply_batch(self, records: Buffer) -> bytes: ...
     def apply_batch_timed(
         self, records: Buffer, per_op: bool = False

@@ -5,7 +5,7 @@ mod exchange;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -234,6 +234,47 @@ fn tif_name(t: TimeInForce) -> (&'static str, Option<i64>) {
         TimeInForce::GoodTillTime(at) => ("gtd", Some(at)),
         TimeInForce::ImmediateOrCancel => ("ioc", None),
         TimeInForce::FillOrKill => ("fok", None),
+    }
+}
+
+/// What one order, cancel or amend produced: a sequence of `Event`, built only as it is
+/// read (`len()` costs nothing; most passive orders are never looked into).
+#[pyclass(module = "spotex._core", sequence)]
+struct Events {
+    engine: Py<Engine>,
+    events: Vec<CoreEvent>,
+}
+
+impl Events {
+    fn all(&self, py: Python<'_>) -> PyResult<Vec<Event>> {
+        let engine = self.engine.borrow(py);
+        self.events.iter().map(|e| engine.convert(py, e)).collect()
+    }
+}
+
+#[pymethods]
+impl Events {
+    fn __len__(&self) -> usize {
+        self.events.len()
+    }
+
+    fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Event> {
+        let n = self.events.len() as isize;
+        let i = if index < 0 { index + n } else { index };
+        if !(0..n).contains(&i) {
+            return Err(PyIndexError::new_err("event index out of range"));
+        }
+        self.engine.borrow(py).convert(py, &self.events[i as usize])
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let list = pyo3::types::PyList::new(py, self.all(py)?)?;
+        list.call_method0("__iter__")
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let list = pyo3::types::PyList::new(py, self.all(py)?)?;
+        Ok(list.repr()?.to_string())
     }
 }
 
@@ -498,6 +539,35 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// As `run`, for the per-call hot path: the events stay in Rust until read.
+    fn run_lazy(slf: &Bound<'_, Engine>, ts: i64, cmd: Command) -> PyResult<Events> {
+        let py = slf.py();
+        let events = {
+            let mut this = slf.borrow_mut();
+            let mut out = Vec::with_capacity(4);
+            let result = this.inner.apply(ts, &cmd, &mut out);
+            this.last = result.is_ok().then_some(cmd);
+            if let Err(r) = result {
+                // what time did before the refusal travels on the exception, as in `run`
+                let err = reject_to_pyerr(py, r);
+                out.pop();
+                let due = out
+                    .iter()
+                    .map(|e| this.convert(py, e))
+                    .collect::<PyResult<Vec<_>>>()?;
+                err.value(py).setattr("events", due)?;
+                return Err(err);
+            }
+            out
+        };
+        Ok(Events {
+            engine: slf.clone().unbind(),
+            events,
+        })
+    }
+}
+
 fn parse_side(py: Python<'_>, s: &str) -> PyResult<Side> {
     match s {
         "buy" | "bid" => Ok(Side::Buy),
@@ -631,8 +701,7 @@ impl Engine {
         expire_at=None, post_only=false, stp="cancel_newest", cluster_id=None, gang=1))]
     #[allow(clippy::too_many_arguments)]
     fn place(
-        &mut self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         account: u64,
         product_id: &str,
         side: &str,
@@ -646,8 +715,17 @@ impl Engine {
         stp: &str,
         cluster_id: Option<&str>,
         gang: u32,
-    ) -> PyResult<Vec<Event>> {
-        let product = self.product(py, product_id)?;
+    ) -> PyResult<Events> {
+        let py = slf.py();
+        let (product, cluster) = {
+            let this = slf.borrow();
+            let product = this.product(py, product_id)?;
+            let cluster = match cluster_id {
+                Some(c) => Some(this.cluster(py, c)?),
+                None => None,
+            };
+            (product, cluster)
+        };
         let side = parse_side(py, side)?;
         let order_type = match order_type {
             "limit" => OrderType::Limit,
@@ -676,10 +754,6 @@ impl Engine {
                 ))
             }
         };
-        let cluster = match cluster_id {
-            Some(c) => Some(self.cluster(py, c)?),
-            None => None,
-        };
         let order = NewOrder {
             account,
             product,
@@ -693,42 +767,32 @@ impl Engine {
             cluster,
             gang,
         };
-        self.run(py, ts, Command::Place(order))
+        Engine::run_lazy(slf, ts, Command::Place(order))
     }
 
     #[pyo3(signature = (account, order_id, *, ts))]
-    fn cancel(
-        &mut self,
-        py: Python<'_>,
-        account: u64,
-        order_id: u64,
-        ts: i64,
-    ) -> PyResult<Vec<Event>> {
-        self.run(py, ts, Command::Cancel { account, order_id })
+    fn cancel(slf: &Bound<'_, Self>, account: u64, order_id: u64, ts: i64) -> PyResult<Events> {
+        Engine::run_lazy(slf, ts, Command::Cancel { account, order_id })
     }
 
     /// Changes price and/or remaining quantity. Lowering the quantity keeps priority;
     /// a new price or a higher quantity sends the order to the back of its level.
     #[pyo3(signature = (account, order_id, *, price=None, qty=None, ts))]
     fn amend(
-        &mut self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         account: u64,
         order_id: u64,
         price: Option<i64>,
         qty: Option<i64>,
         ts: i64,
-    ) -> PyResult<Vec<Event>> {
-        self.run(
-            py,
-            ts,
-            Command::Amend {
-                account,
-                order_id,
-                price,
-                qty,
-            },
-        )
+    ) -> PyResult<Events> {
+        let cmd = Command::Amend {
+            account,
+            order_id,
+            price,
+            qty,
+        };
+        Engine::run_lazy(slf, ts, cmd)
     }
 
     /// Applies packed 64-byte command records (see `spotex.batch`) and returns packed
@@ -1319,6 +1383,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exchange::count_orders, m)?)?;
     m.add_function(wrap_pyfunction!(exchange::status_codes, m)?)?;
     m.add_class::<Event>()?;
+    m.add_class::<Events>()?;
     m.add_class::<Order>()?;
     m.add_class::<Allocation>()?;
     m.add_class::<Utilisation>()?;
