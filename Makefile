@@ -44,12 +44,15 @@ $(VENV)/.bench: $(VENV)/.installed
 	$(PIP) install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service load, durability, simulation
+bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service load and floor, fan-out, durability, simulation
 	$(PY) bench/bench_peers.py
 	$(PY) bench/bench_core.py
 	$(PY) bench/fragmentation.py
 	$(VENV)/bin/spotex bench
+	$(PY) bench/bench_floor.py
+	$(PY) bench/bench_fanout.py
 	$(PY) bench/bench_durability.py
+	cargo run --release -q -p spotex-exchange --example recovery -- 1000000
 	$(VENV)/bin/spotex simulate
 
 bench-rs: ## criterion benchmark of the engine
