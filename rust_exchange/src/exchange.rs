@@ -388,6 +388,9 @@ impl Exchange {
         caller: Caller,
         r: &pb::PlaceOrderRequest,
     ) -> Result<u64, Refusal> {
+        // before the checks: which client order ids are known must not depend on whether
+        // an earlier, unjournaled refusal happened to let records go
+        self.let_go();
         let longest = r.product_id.len().max(r.cluster_id.len());
         if longest > self.max_id_length && !self.replaying {
             return Err(Refusal::new(

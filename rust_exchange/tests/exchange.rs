@@ -415,3 +415,29 @@ fn ended_orders_leave_memory_oldest_first_and_the_market_does_not_notice() {
         assert_eq!(back.state_hash(), small.state_hash());
     }
 }
+
+#[test]
+fn a_client_order_id_is_free_again_the_same_way_live_and_on_replay() {
+    // an order that ends at once leaves memory at the next command; a refusal that the
+    // journal never sees must not change whether its client order id is still known
+    let mut ex = market();
+    ex.set_keep_ended(0);
+    let mut ioc = order(pb::Side::Buy, 1_000_000, 1);
+    ioc.time_in_force = pb::TimeInForce::Ioc as i32;
+    ioc.client_order_id = "a".into();
+    ex.place_order(T0 + 1, BUYER, &ioc).unwrap(); // nothing to match: cancelled
+    let seq = ex.sequence();
+    let mut off_tick = order(pb::Side::Buy, 1_005_000, 1);
+    off_tick.client_order_id = "b".into();
+    // refused by the engine at the same time: not a command, not journaled
+    assert!(ex.place_order(T0 + 1, BUYER, &off_tick).is_err());
+    assert_eq!(ex.sequence(), seq);
+    ex.place_order(T0 + 1, BUYER, &ioc).unwrap(); // "a" again: its order left memory
+    let journal = ex.take_journal();
+    let mut back = Exchange::new(3);
+    back.set_keep_ended(0);
+    for e in &journal {
+        back.replay(e.seq, e.ts, &e.command).unwrap();
+    }
+    assert_eq!(back.state_hash(), ex.state_hash());
+}
