@@ -278,7 +278,8 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     from spotex.cli import main
 
     d = tmp_path / "data"
-    gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=40)
+    gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=40,
+                 snapshot_per_resting=0)
     drive(gw, [])  # the product and the clusters
 
     def some(lo: int) -> None:

@@ -31,7 +31,7 @@ def _plan(n: int, seed: int) -> list[tuple[str, int, int, int, int]]:
 
 def _run(d: Path, retention: str) -> tuple[str, int, list[bytes]]:
     gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=60,
-                 segment_bytes=2048, retention=retention)
+                 segment_bytes=2048, retention=retention, snapshot_per_resting=0)
     drive(gw, [])
     plan = _plan(500, seed=5)
     for lo in range(0, len(plan), 25):  # writer rounds: snapshots fall due between them

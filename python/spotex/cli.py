@@ -61,8 +61,9 @@ def main(ctx: click.Context, server: str, token: str) -> None:
               help="batch: one fsync per group of commands before any is acknowledged; "
                    "none: leave it to the OS (loses acknowledged orders on power loss)")
 @click.option("--snapshot-every", default=200_000, show_default=True,
-              help="commands between automatic snapshots (one is also taken on a graceful "
-                   "stop)")
+              help="commands between automatic snapshots, at least (and at least five per "
+                   "resting order, so a big book is not snapshotted too often); one is also "
+                   "taken on a graceful stop")
 @click.option("--journal-segment-mb", default=64, show_default=True,
               type=click.IntRange(1, 4096), help="size past which a journal segment rolls over")
 @click.option("--journal-retention", type=click.Choice(["delete", "archive", "keep"]),

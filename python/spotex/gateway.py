@@ -209,7 +209,7 @@ class Gateway:
                  fsync: str = "batch", snapshot_every: int = 200_000,
                  max_open_orders: int = 10_000, segment_bytes: int = 64 << 20,
                  retention: str = "delete", max_id_length: int = 128,
-                 keep_ended: int = 100_000) -> None:
+                 keep_ended: int = 100_000, snapshot_per_resting: int = 5) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -220,6 +220,8 @@ class Gateway:
         self._clock = clock or (lambda: time.time_ns() // 1000)
         self._fsync = fsync
         self._snapshot_every = snapshot_every
+        # at least this many commands per resting order between automatic snapshots
+        self._snapshot_per_resting = snapshot_per_resting
         self.max_open_orders = max_open_orders
         self.max_id_length = max_id_length
         self.keep_ended = keep_ended
@@ -339,7 +341,11 @@ class Gateway:
             self.ex.take_round()
             log.error("journal write failed, refusing commands until it recovers: %s", err)
             raise
-        if self.sequence - self.snapshot_seq >= self._snapshot_every:
+        # A snapshot costs in proportion to the live state and stalls the writer while it
+        # is encoded; with a big book, space them out so that they stay a small part of
+        # the work (recovery then replays at most a few times the live state).
+        every = max(self._snapshot_every, self._snapshot_per_resting * self.ex.resting_orders)
+        if self.sequence - self.snapshot_seq >= every:
             self.take_snapshot()
 
     def try_resume(self) -> bool:

@@ -145,6 +145,12 @@ impl Exchange {
         self.inner.sequence()
     }
 
+    /// Orders resting in the books now.
+    #[getter]
+    fn resting_orders(&self) -> usize {
+        self.inner.engine().open_order_count()
+    }
+
     fn state_hash(&self, py: Python<'_>) -> String {
         let inner = &self.inner;
         py.detach(|| inner.state_hash())
