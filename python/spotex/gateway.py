@@ -246,6 +246,8 @@ class Gateway:
                 self._recover(data_dir)
                 self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
             except BaseException:
+                if self.history is not None:
+                    self.history.close()
                 self._lock.release()
                 raise
         self._writer = Writer(self.flush, self.commit)
