@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
+import grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -32,6 +34,48 @@ def _require(module: str, extra: str, feature: str) -> None:
         raise click.ClickException(str(e)) from None
 
 
+def _rpc_message(err: RpcError) -> str:
+    head = err.code.name if err.reason in ("", err.code.name) else f"{err.code.name} {err.reason}"
+    return f"{head}: {err.message}" if err.message else head
+
+
+class _Spotex(click.Group):
+    """Every command's errors as one line and a non-zero exit, never a traceback: a call
+    the server refused (with its code and reason), a server that cannot be reached."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RpcError as err:
+            raise click.ClickException(_rpc_message(err)) from None
+        except grpc.RpcError as err:  # a stream that broke off, and the like
+            code = err.code() if hasattr(err, "code") else None
+            details = err.details() if hasattr(err, "details") else str(err)
+            raise click.ClickException(f"{code.name if code else 'ERROR'}: {details}") from None
+
+
+class _Price(click.ParamType[Decimal]):
+    """Dollars per GPU-hour, written plainly: 2, 2.1, 2.10. No exponent, sign, currency
+    symbol, thousands separator or more than six decimals (a micro-dollar)."""
+
+    name = "price"
+    _FORM = re.compile(r"\d{1,7}(\.\d{1,6})?")
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        text = str(value).strip()
+        if not self._FORM.fullmatch(text):
+            self.fail(f"{value!r} is not a price in dollars like 2.10 (at most six decimals)",
+                      param, ctx)
+        return Decimal(text)
+
+
+PRICE = _Price()
+QUANTITY = click.IntRange(1, 10_000_000)
+
+
 def _client(ctx: click.Context) -> Client:
     token = ctx.obj["token"]
     if not token:
@@ -39,7 +83,7 @@ def _client(ctx: click.Context) -> Client:
     return Client(ctx.obj["server"], token)
 
 
-@click.group()
+@click.group(cls=_Spotex)
 @click.option("--server", envvar="SPOTEX_SERVER", default=DEFAULT_SERVER, show_default=True,
               help="host:port of the spotex server")
 @click.option("--token", envvar="SPOTEX_TOKEN", default="", help="bearer token")
@@ -278,14 +322,14 @@ def products(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("product_id")
-@click.option("--depth", default=10, show_default=True)
+@click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 10_000))
 @click.pass_context
 def book(ctx: click.Context, product_id: str, depth: int) -> None:
     """Show a product's order book."""
     from spotex.demo import book_table
 
     c = _client(ctx)
-    console.print(_run(lambda: book_table(c, product_id, depth)))
+    console.print(book_table(c, product_id, depth))
 
 
 def _order_row(t: Table, o: Order) -> None:
@@ -300,31 +344,25 @@ def _orders_table(orders: list[Order]) -> Table:
     return t
 
 
-def _run(fn: Any) -> Any:
-    try:
-        return fn()
-    except RpcError as err:
-        raise click.ClickException(f"{err.code.name} {err.reason}: {err.message}") from None
-
-
 @main.command()
 @click.argument("side", type=click.Choice(["buy", "sell"]))
 @click.argument("product_id")
-@click.argument("quantity", type=int)
-@click.argument("price")
+@click.argument("quantity", type=QUANTITY)
+@click.argument("price", type=PRICE)
 @click.option("--tif", type=click.Choice(["gtc", "gtd", "ioc", "fok"]), default="gtc")
 @click.option("--cluster", default=None, help="asks: the cluster the GPUs come from")
 @click.option("--gang", default=1, show_default=True, help="bids: GPUs per node group")
 @click.option("--post-only", is_flag=True)
 @click.option("--client-order-id", default="")
 @click.pass_context
-def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: str, tif: str,
-          cluster: str | None, gang: int, post_only: bool, client_order_id: str) -> None:
+def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
+          tif: str, cluster: str | None, gang: int, post_only: bool,
+          client_order_id: str) -> None:
     """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
     c = _client(ctx)
-    o = _run(lambda: c.place_order(product_id, side, Decimal(price), quantity,  # type: ignore[arg-type]
-                                   tif=tif, cluster_id=cluster, gang=gang, post_only=post_only,
-                                   client_order_id=client_order_id))
+    o = c.place_order(product_id, side, price, quantity,  # type: ignore[arg-type]
+                      tif=tif, cluster_id=cluster, gang=gang, post_only=post_only,
+                      client_order_id=client_order_id)
     console.print(_orders_table([o]))
 
 
@@ -334,7 +372,7 @@ def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: 
 def cancel(ctx: click.Context, order_id: int) -> None:
     """Cancel an order."""
     c = _client(ctx)
-    console.print(_orders_table([_run(lambda: c.cancel_order(order_id))]))
+    console.print(_orders_table([c.cancel_order(order_id)]))
 
 
 @main.command()
