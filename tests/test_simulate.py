@@ -41,6 +41,11 @@ def test_a_short_simulation_through_the_sdk(tmp_path: Path) -> None:
     cfg = sim.SimConfig(seed=3, steps=600, buyers=10, sellers=4)
     with serving(tmp_path) as r:
         result = sim.run(r.target, OPERATOR_TOKEN, cfg)
+        # a second run on the same server lists a product of its own (it used to stop
+        # with an IndexError when its hour existed already)
+        again = sim.run(r.target, OPERATOR_TOKEN, sim.SimConfig(seed=4, steps=50, buyers=3,
+                                                                sellers=2))
+        assert again.product_id != result.product_id
     s = result.summary()
     assert result.trades, "agents whose values and costs overlap trade"
     # ZI-C: nobody trades at a loss, nobody spends past the budget, so every fill adds

@@ -287,6 +287,8 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
     try:
         with console.status(f"{buyers} buyers and {sellers + 1} sellers trading on {target}"):
             result = sim.run(target, operator_token, cfg)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
     finally:
         if server is not None:
             asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(10)

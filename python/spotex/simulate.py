@@ -89,6 +89,7 @@ class Agent:
 @dataclass
 class SimResult:
     config: SimConfig
+    product_id: str  # the delivery hour the agents traded
     trades: list[tuple[int, int, int]]  # (trade id, price, quantity), in trade order
     realised_surplus: int
     max_surplus: int
@@ -164,10 +165,19 @@ def run(target: str, operator_token: str, cfg: SimConfig) -> SimResult:
     """Creates a product an hour ahead, the agents and their clusters, and trades."""
     rng = random.Random(cfg.seed)
     op = Client(target, operator_token)
-    hour = int(time.time()) // 3600 + 3
-    product = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=hour,
-                                 to_hour=hour + 1, tick=_dollars(TICK), lot=1,
-                                 gate_closure_lead=dt.timedelta(hours=1))[0].product_id
+    # a product of its own: the first delivery hour from three hours out that the server
+    # does not list yet (on a shared server, earlier runs hold the nearer ones)
+    first = int(time.time()) // 3600 + 3
+    for hour in range(first, first + 7 * 24):
+        created = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=hour,
+                                     to_hour=hour + 1, tick=_dollars(TICK), lot=1,
+                                     gate_closure_lead=dt.timedelta(hours=1))
+        if created:
+            product = created[0].product_id
+            break
+    else:
+        raise RuntimeError("every H100-SXM/us-east hour of the coming week is listed already; "
+                           "simulate against a server of its own")
     tag = f"sim{cfg.seed}-{rng.randrange(1 << 30):x}"  # names unique on a shared server
 
     agents: list[Agent] = []
@@ -260,7 +270,7 @@ def _score(cfg: SimConfig, agents: list[Agent], product: str, refused: dict[str,
     trades = sorted({(f.trade_id, int(f.price * MICROS), f.quantity)
                      for a in buyers for o in a.orders.values() for f in o.fills})
     return SimResult(
-        config=cfg, trades=trades, realised_surplus=surplus, max_surplus=best,
+        config=cfg, product_id=product, trades=trades, realised_surplus=surplus, max_surplus=best,
         equilibrium=(q, lo, hi), volume=sum(qty for _, _, qty in trades),
         capacity=sum(a.want for a in sellers), demand_units=demand,
         supply_units=supply, refused=refused, loss_trades=losses,
