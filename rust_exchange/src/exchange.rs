@@ -523,7 +523,20 @@ impl Exchange {
             },
         };
         let journal = || journaled(caller, Kind::Place(r.clone()));
-        let accepted = self.run(ts, &Command::Place(order), Some(pending), journal)?;
+        let accepted = self
+            .run(ts, &Command::Place(order), Some(pending), journal)
+            .map_err(|mut e| {
+                // say what the rule is, where the product has one
+                let spec = &self.engine.products()[product as usize].spec;
+                match e.reason {
+                    "PRICE_OFF_TICK" => {
+                        e.message += &format!(" (the tick is {} micro-dollars)", spec.tick)
+                    }
+                    "QUANTITY_OFF_LOT" => e.message += &format!(" (the lot is {})", spec.lot),
+                    _ => {}
+                }
+                e
+            })?;
         Ok(accepted.expect("an accepted order has an id"))
     }
 
@@ -725,9 +738,13 @@ impl Exchange {
     }
 
     fn product(&self, id: &str) -> Result<ProductHandle, Refusal> {
-        self.engine
-            .product_handle(id)
-            .ok_or_else(|| spotex_core::Reject::UnknownProduct.into())
+        self.engine.product_handle(id).ok_or_else(|| {
+            let shown: String = id.chars().take(80).collect();
+            Refusal::new(
+                spotex_core::Reject::UnknownProduct.code(),
+                format!("no such product: {shown:?} (ids read SKU/region/YYYY-MM-DDTHH)"),
+            )
+        })
     }
 
     // ---- applying a command ----------------------------------------------------------

@@ -159,14 +159,16 @@ fn refusals_change_nothing_but_time() {
     let mut ex = market();
     let (seq, hash) = (ex.sequence(), ex.state_hash());
     let mut bad = order(pb::Side::Buy, 2_005_000, 1); // off tick
-    assert_eq!(
-        ex.place_order(T0, BUYER, &bad).unwrap_err().reason,
-        "PRICE_OFF_TICK"
-    );
+    let refused = ex.place_order(T0, BUYER, &bad).unwrap_err();
+    assert_eq!(refused.reason, "PRICE_OFF_TICK");
+    assert!(refused.message.contains("the tick is 10000 micro-dollars"));
     bad.product_id = "garbage".into();
-    assert_eq!(
-        ex.place_order(T0, BUYER, &bad).unwrap_err().reason,
-        "UNKNOWN_PRODUCT"
+    let refused = ex.place_order(T0, BUYER, &bad).unwrap_err();
+    assert_eq!(refused.reason, "UNKNOWN_PRODUCT");
+    assert!(
+        refused.message.contains("\"garbage\""),
+        "{}",
+        refused.message
     );
     assert_eq!(
         ex.place_order(T0, SELLER, &order(pb::Side::Buy, 2_000_000, 1))
