@@ -42,6 +42,8 @@ class History:
 
     def get(self, order_id: int) -> tuple[int, bytes] | None:
         """``(account, Order bytes)`` of an order that left memory, or None."""
+        if not 0 < order_id < 1 << 63:  # ids are assigned from 1; SQLite's are signed
+            return None
         row = self._db.execute("SELECT account, record FROM orders WHERE order_id = ?",
                                (order_id,)).fetchone()
         return (int(row[0]), bytes(row[1])) if row else None
