@@ -285,8 +285,6 @@ struct Engine {
     /// Kept between batch calls so its pages stay mapped: first-touch page faults
     /// cost more than the encoding itself.
     batch_out: Vec<u8>,
-    /// The last command applied without refusal, for the journal.
-    last: Option<Command>,
 }
 
 fn journal_error(msg: String) -> PyErr {
@@ -523,7 +521,6 @@ impl Engine {
             .map(|e| self.convert(py, e))
             .collect::<PyResult<Vec<_>>>();
         self.scratch = out;
-        self.last = result.is_ok().then_some(cmd);
         match result {
             Err(r) => {
                 // Time moved before the command was refused: what fell due (expiries,
@@ -547,7 +544,6 @@ impl Engine {
             let mut this = slf.borrow_mut();
             let mut out = Vec::with_capacity(4);
             let result = this.inner.apply(ts, &cmd, &mut out);
-            this.last = result.is_ok().then_some(cmd);
             if let Err(r) = result {
                 // what time did before the refusal travels on the exception, as in `run`
                 let err = reject_to_pyerr(py, r);
@@ -584,7 +580,6 @@ impl Engine {
             inner: CoreEngine::new(),
             scratch: Vec::with_capacity(16),
             batch_out: Vec::new(),
-            last: None,
         }
     }
 
@@ -854,20 +849,6 @@ impl Engine {
         }))
     }
 
-    /// The encoded form of the last command applied without refusal (the journal's
-    /// payload), or None.
-    fn last_command<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        self.last
-            .as_ref()
-            .map(|c| PyBytes::new(py, &core::codec::encode_command(c)))
-    }
-
-    /// Applies an encoded command (from the journal) stamped `ts`, like the typed calls.
-    fn apply_command(&mut self, py: Python<'_>, ts: i64, command: &[u8]) -> PyResult<Vec<Event>> {
-        let cmd = core::codec::decode_command(command).map_err(|e| journal_error(e.to_string()))?;
-        self.run(py, ts, cmd)
-    }
-
     /// The whole engine state as bytes (see `Engine.restore`).
     fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let inner = &self.inner;
@@ -1022,7 +1003,6 @@ impl Engine {
             inner,
             scratch: Vec::with_capacity(16),
             batch_out: Vec::new(),
-            last: None,
         }
     }
 
