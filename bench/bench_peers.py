@@ -199,15 +199,20 @@ def market(engine: Any, s: Stream) -> None:
     bench_core.market(engine, s.products, s.clusters)
 
 
-def call_ops(s: Stream) -> list[tuple[Any, ...]]:
-    """Per-call argument tuples for Engine (and ReferenceEngine)."""
+def call_ops(s: Stream, typed: bool = False) -> list[tuple[Any, ...]]:
+    """Per-call argument tuples for Engine (and, as words, ReferenceEngine): with ``typed``
+    the side and time in force are ``spotex.Side`` and ``spotex.TimeInForce`` values."""
     cids = [c[1] for c in s.clusters]
-    tifs = {batch.GTC: "gtc", batch.IOC: "ioc"}
+    tifs: dict[int, Any] = {batch.GTC: "gtc", batch.IOC: "ioc"}
+    sides: tuple[Any, Any] = ("buy", "sell")
+    if typed:
+        tifs = {batch.GTC: spotex.TimeInForce.GTC, batch.IOC: spotex.TimeInForce.IOC}
+        sides = (spotex.Side.BUY, spotex.Side.SELL)
     ops: list[tuple[Any, ...]] = []
     for i, k in enumerate(s.kind):
         if k == PLACE:
             clu = s.cluster[i]
-            ops.append((PLACE, s.account[i], "sell" if s.side[i] else "buy", s.price[i],
+            ops.append((PLACE, s.account[i], sides[1] if s.side[i] else sides[0], s.price[i],
                         s.qty[i], s.ts[i], tifs[s.tif[i]],
                         cids[clu] if clu != batch.NO_CLUSTER else None))
         elif k == CANCEL:
@@ -809,7 +814,7 @@ def main() -> None:
                   f"{sh['place_ioc']:.1%}, cancel {sh['cancel']:.1%} (of them duplicates "
                   f"{s.counts['duplicate_cancels']:,}), amend {sh['amend']:.1%}", flush=True)
 
-            ops = call_ops(s)
+            ops = call_ops(s, typed=True)
             results: dict[str, Result] = {}
             results["spotex_batch"] = timed(args.runs, n, partial(spotex_batch, s))
             results["spotex_per_call"] = timed(args.runs, n, partial(spotex_per_call, s, ops))

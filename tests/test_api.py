@@ -194,3 +194,35 @@ def test_the_sdk_loads_neither_the_engine_nor_the_server_nor_the_extras() -> Non
 
     assert issubclass(spotex.InvalidOrderError, spotex.SpotexError)
     assert issubclass(RpcError, spotex.SpotexError) and spotex.Engine is not None
+
+
+def test_typed_terms_and_their_words_place_the_same_orders() -> None:
+    from spotex import OrderType, SelfTradePrevention, Side, TimeInForce
+
+    typed, words = market(), market()
+    orders = [
+        ((7, PID, Side.SELL, 6_000_000, 4), {"cluster_id": "fra-1"},
+         {"cluster_id": "fra-1"}),
+        ((9, PID, Side.BUY, 6_100_000, 2),
+         {"tif": TimeInForce.IOC, "stp": SelfTradePrevention.CANCEL_BOTH},
+         {"tif": "ioc", "stp": "cancel_both"}),
+        ((9, PID, Side.BUY, 6_100_000, 1), {"order_type": OrderType.MARKET, "tif": TimeInForce.FOK},
+         {"order_type": "market", "tif": "fok"}),
+        ((9, PID, Side.BUY, 5_000_000, 1), {"tif": TimeInForce.GTD, "expire_at": T0 + 50},
+         {"tif": "gtd", "expire_at": T0 + 50}),
+    ]
+    for k, ((account, pid, side, price, qty), kw_typed, kw_words) in enumerate(orders):
+        got = typed.place(account, pid, side, price, qty, ts=T0 + 1 + k, **kw_typed)
+        want = words.place(account, pid, "sell" if side == Side.SELL else "buy", price, qty,
+                           ts=T0 + 1 + k, **kw_words)
+        assert len(got) == len(want) and [e.kind for e in got] == [e.kind for e in want]
+        assert [(e.order_id, e.qty, e.price) for e in got] == \
+            [(e.order_id, e.qty, e.price) for e in want]
+    assert typed.state_hash() == words.state_hash()
+    # an event list is read only when asked; reading twice gives the same events
+    ev = typed.place(9, PID, Side.BUY, 5_010_000, 1, ts=T0 + 9)
+    assert len(ev) == 1 and ev[0].kind == ev[-1].kind == "accepted"
+    with pytest.raises(IndexError):
+        ev[1]
+    with pytest.raises(TypeError):
+        typed.place(9, PID, 1, 5_000_000, 1, ts=T0 + 10)  # type: ignore[arg-type]

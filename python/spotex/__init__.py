@@ -17,7 +17,19 @@ from spotex.errors import SpotexError
 from spotex.money import format_price, parse_price
 
 if TYPE_CHECKING:
-    from spotex._core import MICROS_PER_HOUR, Allocation, Engine, Event, Order, Utilisation
+    from spotex._core import (
+        MICROS_PER_HOUR,
+        Allocation,
+        Engine,
+        Event,
+        Events,
+        Order,
+        OrderType,
+        SelfTradePrevention,
+        Side,
+        TimeInForce,
+        Utilisation,
+    )
     from spotex.exceptions import (
         CapacityError,
         InvalidOrderError,
@@ -30,7 +42,8 @@ if TYPE_CHECKING:
         UnknownProductError,
     )
 
-_ENGINE = ("MICROS_PER_HOUR", "Allocation", "Engine", "Event", "Order", "Utilisation")
+_ENGINE = ("MICROS_PER_HOUR", "Allocation", "Engine", "Event", "Events", "Order", "OrderType",
+           "SelfTradePrevention", "Side", "TimeInForce", "Utilisation")
 _EXCEPTIONS = ("CapacityError", "InvalidOrderError", "InvalidProductError", "JournalError",
                "NotOwnerError", "PostOnlyWouldCrossError", "ProductStateError",
                "UnknownOrderError", "UnknownProductError")
@@ -53,14 +66,19 @@ __all__ = [
     "CapacityError",
     "Engine",
     "Event",
+    "Events",
     "InvalidOrderError",
     "InvalidProductError",
     "JournalError",
     "NotOwnerError",
     "Order",
+    "OrderType",
     "PostOnlyWouldCrossError",
     "ProductStateError",
+    "SelfTradePrevention",
+    "Side",
     "SpotexError",
+    "TimeInForce",
     "UnknownOrderError",
     "UnknownProductError",
     "Utilisation",

@@ -19,6 +19,10 @@ __all__ = [
     "status_codes",
     "Event",
     "Events",
+    "OrderType",
+    "SelfTradePrevention",
+    "Side",
+    "TimeInForce",
     "InvalidOrderError",
     "InvalidProductError",
     "JournalError",
@@ -92,6 +96,33 @@ class Event:
     allocation: Allocation | None
 
 @final
+class Side:
+    BUY: Side
+    SELL: Side
+    def __int__(self) -> int: ...
+
+@final
+class OrderType:
+    LIMIT: OrderType
+    MARKET: OrderType
+    def __int__(self) -> int: ...
+
+@final
+class TimeInForce:
+    GTC: TimeInForce
+    GTD: TimeInForce
+    IOC: TimeInForce
+    FOK: TimeInForce
+    def __int__(self) -> int: ...
+
+@final
+class SelfTradePrevention:
+    CANCEL_NEWEST: SelfTradePrevention
+    CANCEL_OLDEST: SelfTradePrevention
+    CANCEL_BOTH: SelfTradePrevention
+    def __int__(self) -> int: ...
+
+@final
 class Events:
     """What one order, cancel or amend produced; each ``Event`` is built when read."""
 
@@ -163,16 +194,16 @@ class Engine:
         self,
         account: int,
         product_id: str,
-        side: str,  # "buy" | "sell"
+        side: Side | str,  # or "buy" | "sell"
         price: int,
         qty: int,
         *,
         ts: int,
-        order_type: str = "limit",  # "limit" | "market"
-        tif: str = "gtc",  # "gtc" | "gtd" | "ioc" | "fok"
+        order_type: OrderType | str | None = None,  # or "limit" (the default) | "market"
+        tif: TimeInForce | str | None = None,  # or "gtc" (the default) | "gtd" | "ioc" | "fok"
         expire_at: int | None = None,
         post_only: bool = False,
-        stp: str = "cancel_newest",  # "cancel_newest" | "cancel_oldest" | "cancel_both"
+        stp: SelfTradePrevention | str | None = None,  # or "cancel_newest" (the default) ...
         cluster_id: str | None = None,
         gang: int = 1,
     ) -> Events: ...

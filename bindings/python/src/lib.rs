@@ -2,6 +2,7 @@
 //! rejection becomes a named Python exception; the GIL is released while the core works.
 
 mod exchange;
+mod terms;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
@@ -692,22 +693,22 @@ impl Engine {
     /// (`price` is then the protection price); `tif` one of "gtc", "gtd" (with
     /// `expire_at`), "ioc", "fok"; `stp` one of "cancel_newest", "cancel_oldest",
     /// "cancel_both".
-    #[pyo3(signature = (account, product_id, side, price, qty, *, ts, order_type="limit", tif="gtc",
-        expire_at=None, post_only=false, stp="cancel_newest", cluster_id=None, gang=1))]
+    #[pyo3(signature = (account, product_id, side, price, qty, *, ts, order_type=None, tif=None,
+        expire_at=None, post_only=false, stp=None, cluster_id=None, gang=1))]
     #[allow(clippy::too_many_arguments)]
     fn place(
         slf: &Bound<'_, Self>,
         account: u64,
         product_id: &str,
-        side: &str,
+        side: &Bound<'_, PyAny>,
         price: i64,
         qty: i64,
         ts: i64,
-        order_type: &str,
-        tif: &str,
+        order_type: Option<&Bound<'_, PyAny>>,
+        tif: Option<&Bound<'_, PyAny>>,
         expire_at: Option<i64>,
         post_only: bool,
-        stp: &str,
+        stp: Option<&Bound<'_, PyAny>>,
         cluster_id: Option<&str>,
         gang: u32,
     ) -> PyResult<Events> {
@@ -721,7 +722,10 @@ impl Engine {
             };
             (product, cluster)
         };
-        let side = parse_side(py, side)?;
+        let side = parse_side(py, terms::word(side)?)?;
+        let order_type = order_type.map_or(Ok("limit"), terms::word)?;
+        let tif = tif.map_or(Ok("gtc"), terms::word)?;
+        let stp = stp.map_or(Ok("cancel_newest"), terms::word)?;
         let order_type = match order_type {
             "limit" => OrderType::Limit,
             "market" => OrderType::Market,
@@ -1364,6 +1368,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exchange::status_codes, m)?)?;
     m.add_class::<Event>()?;
     m.add_class::<Events>()?;
+    m.add_class::<terms::PySide>()?;
+    m.add_class::<terms::PyOrderType>()?;
+    m.add_class::<terms::PyTimeInForce>()?;
+    m.add_class::<terms::PyStp>()?;
     m.add_class::<Order>()?;
     m.add_class::<Allocation>()?;
     m.add_class::<Utilisation>()?;
