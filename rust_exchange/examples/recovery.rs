@@ -10,27 +10,13 @@
 use std::time::Instant;
 
 use spotex_core::journal::{self, Journal, Segments};
+use spotex_core::workload::Rng;
 use spotex_exchange::{pb, recover, Caller, Exchange};
 
 const HOUR: i64 = 3_600_000_000;
 const T0: i64 = 490_000 * HOUR;
 const PID: &str = "H100-SXM/us-east/2025-11-26T16";
 const ROUND: u64 = 1_000;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // SplitMix64: a fixed stream for a fixed seed
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn main() {
     let n: u64 = std::env::args()

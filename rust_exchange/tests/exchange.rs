@@ -3,6 +3,7 @@
 //! client-order-id dedupe, the open-order limit, and time.
 
 use prost::Message;
+use spotex_core::workload::Rng;
 use spotex_exchange::pb::{self, market_data::Payload};
 use spotex_exchange::{Caller, Exchange};
 
@@ -444,20 +445,9 @@ fn a_client_order_id_is_free_again_the_same_way_live_and_on_replay() {
     assert_eq!(back.state_hash(), ex.state_hash());
 }
 
-/// A fixed stream for a fixed seed (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
+/// One of `xs`, drawn from the workspace's seeded stream.
+fn pick<T: Copy>(rng: &mut Rng, xs: &[T]) -> T {
+    xs[rng.below(xs.len() as u64) as usize]
 }
 
 #[test]
@@ -517,37 +507,38 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
     for seed in 0..20 {
         let mut rng = Rng(seed);
         let mut ex = market();
-        let keep = rng.pick(&[0usize, 1, 5, 100_000]);
+        let keep = pick(&mut rng, &[0usize, 1, 5, 100_000]);
         ex.set_keep_ended(keep);
         let mut ts = T0;
         let mut placed: Vec<u64> = vec![0, 1, u64::MAX];
         for _ in 0..400 {
-            ts += rng.pick(&[0i64, 1, 1_000_000, 600_000_000, -5]);
-            let who = rng.pick(&callers);
+            ts += pick(&mut rng, &[0i64, 1, 1_000_000, 600_000_000, -5]);
+            let who = pick(&mut rng, &callers);
             match rng.next() % 6 {
                 0..=2 => {
                     let sell = rng.next() % 2 == 0;
                     let mut r = pb::PlaceOrderRequest {
-                        client_order_id: rng.pick(&ids).to_string(),
-                        product_id: rng.pick(&products).to_string(),
-                        side: rng.pick(&enums),
-                        order_type: rng.pick(&enums),
-                        price_micros: rng.pick(&prices),
-                        quantity: rng.pick(&qtys),
-                        time_in_force: rng.pick(&enums),
-                        expire_at_micros: ts + rng.pick(&prices).saturating_abs() % 10_000_000,
+                        client_order_id: pick(&mut rng, &ids).to_string(),
+                        product_id: pick(&mut rng, &products).to_string(),
+                        side: pick(&mut rng, &enums),
+                        order_type: pick(&mut rng, &enums),
+                        price_micros: pick(&mut rng, &prices),
+                        quantity: pick(&mut rng, &qtys),
+                        time_in_force: pick(&mut rng, &enums),
+                        expire_at_micros: ts
+                            + pick(&mut rng, &prices).saturating_abs() % 10_000_000,
                         post_only: rng.next() % 4 == 0,
-                        stp: rng.pick(&enums),
-                        cluster_id: rng.pick(&clusters).to_string(),
-                        gang: rng.pick(&gangs),
+                        stp: pick(&mut rng, &enums),
+                        cluster_id: pick(&mut rng, &clusters).to_string(),
+                        gang: pick(&mut rng, &gangs),
                     };
                     if rng.next() % 2 == 0 {
                         // half of them sane but for one hostile field at most
                         let hostile = r.clone();
                         r = order(
                             if sell { pb::Side::Sell } else { pb::Side::Buy },
-                            rng.pick(&[1_990_000, 2_000_000, 2_010_000]),
-                            rng.pick(&[1, 2, 3, 8]),
+                            pick(&mut rng, &[1_990_000, 2_000_000, 2_010_000]),
+                            pick(&mut rng, &[1, 2, 3, 8]),
                         );
                         match rng.next() % 8 {
                             0 => r.price_micros = hostile.price_micros,
@@ -567,14 +558,14 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                     }
                 }
                 3 => {
-                    let order_id = rng.pick(&placed);
+                    let order_id = pick(&mut rng, &placed);
                     let _ = ex.cancel_order(ts, who, &pb::CancelOrderRequest { order_id });
                 }
                 4 => {
                     let r = pb::AmendOrderRequest {
-                        order_id: rng.pick(&placed),
-                        price_micros: rng.pick(&prices),
-                        quantity: rng.pick(&qtys),
+                        order_id: pick(&mut rng, &placed),
+                        price_micros: pick(&mut rng, &prices),
+                        quantity: pick(&mut rng, &qtys),
                     };
                     let _ = ex.amend_order(ts, who, &r);
                 }
@@ -583,7 +574,7 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                     let _ = ex.get_order(
                         who,
                         &pb::GetOrderRequest {
-                            order_id: rng.pick(&placed),
+                            order_id: pick(&mut rng, &placed),
                         },
                     );
                 }
