@@ -640,16 +640,17 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 tls: TlsConfig | None = None, segment_bytes: int = 64 << 20,
                 retention: str = "delete", keep_ended: int = 100_000) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    # before the server says it listens: a SIGTERM right after that is a graceful stop
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     server = await Server.start(listen, data_dir, operator_token, fsync=fsync,
                                 snapshot_every=snapshot_every, limits=limits, tls=tls,
                                 segment_bytes=segment_bytes, retention=retention,
                                 keep_ended=keep_ended)
     if ready:
         ready(server)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await server.stop()
