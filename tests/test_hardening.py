@@ -240,7 +240,7 @@ def tight(tmp_path: Path) -> Iterator[Running]:
         yield r
 
 
-def _buyer(r: Running) -> tuple[Client, str]:
+def _buyer(r: Running | ServerProcess) -> tuple[Client, str]:
     op = Client(r.target, OPERATOR_TOKEN)
     pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=NOW_HOUR + 3,
                              to_hour=NOW_HOUR + 4)[0].product_id
@@ -311,47 +311,31 @@ def test_a_command_past_its_deadline_is_not_applied(tight: Running) -> None:
 
 # ---- journal failure -------------------------------------------------------------------
 
-class FlakyDisk:
-    """Stands for a full disk: syncs fail while ``full`` is set."""
-
-    full = False
-
-    def __init__(self, path: Path, segment_bytes: int) -> None:
-        self.inner = REAL_WRITER(path, segment_bytes)
-
-    def append(self, *a: Any) -> None:
-        self.inner.append(*a)
-
-    def sync(self) -> None:
-        if FlakyDisk.full:
-            raise OSError(28, "No space left on device")
-        self.inner.sync()
-
-    def durable_point(self) -> tuple[Path, int] | None:
-        return self.inner.durable_point()
-
-    def close(self) -> None:
-        self.inner.close()
+def _newest_segment(data: Path) -> Path:
+    return sorted((data / gateway_module.JOURNAL).glob("*"))[-1]
 
 
-REAL_WRITER = gateway_module.JournalWriter
+def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path) -> None:
+    """A disk that refuses writes, for real: the server's file-size limit is lowered from
+    outside (prlimit) to what its journal holds, so the next write of a record fails with
+    EFBIG as on a full disk. Nothing is acknowledged meanwhile; once the limit is lifted
+    the server resumes on its own, and the journal replays to exactly the live state."""
+    import resource
 
-
-def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway_module, "JournalWriter", FlakyDisk)
-    FlakyDisk.full = False
-    with serving(tmp_path, tick_seconds=0.1) as r:
-        b, pid = _buyer(r)
+    server = ServerProcess(tmp_path, OPERATOR_TOKEN)
+    try:
+        b, pid = _buyer(server)
         kept = b.place_order(pid, "buy", "1.00", 2)
-        FlakyDisk.full = True
+        limit = _newest_segment(tmp_path).stat().st_size
+        old = resource.prlimit(server.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (limit, old[1]))  # soft limit
         for _ in range(3):
             with pytest.raises(RpcError) as info:
                 b.place_order(pid, "buy", "1.10", 1, client_order_id="lost")
             assert info.value.code == C.UNAVAILABLE
             assert info.value.reason == "JOURNAL_UNAVAILABLE"
-            time.sleep(0.25)  # the ticker tries to resume and fails: still full
-        FlakyDisk.full = False
+            time.sleep(0.6)  # the ticker tries to resume: still full
+        resource.prlimit(server.pid, resource.RLIMIT_FSIZE, old)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -363,7 +347,11 @@ def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path,
         orders = b.list_orders(pid)
         assert kept.order_id in {o.order_id for o in orders}
         assert "lost" not in {o.client_order_id for o in orders}, "an unacked order survived"
-        seq, h = Client(r.target, OPERATOR_TOKEN).state_hash()
+        seq, h = Client(server.target, OPERATOR_TOKEN).state_hash()
+    finally:
+        assert server.stop() == 0, server.text()
+    assert "refusing commands until it recovers" in server.text()
+    assert "journal writable again" in server.text()
     # after the failure the journal on disk replays to exactly the live state
     from spotex._core import replay_journal
 

@@ -2,8 +2,8 @@
 
 import os
 import pathlib
-from collections.abc import Iterator
-from typing import Literal, final
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, final
 
 from typing_extensions import Buffer
 
@@ -27,6 +27,7 @@ __all__ = [
     "InvalidProductError",
     "JournalError",
     "JournalWriter",
+    "Writer",
     "journal_bounds",
     "journal_segments",
     "retire_journal",
@@ -326,6 +327,39 @@ class JournalWriter:
     def sync(self) -> None: ...
     def durable_point(self) -> tuple[pathlib.Path, int] | None: ...
     def close(self) -> None: ...
+
+@final
+class Writer:
+    """The writer thread (see bindings/python/src/writer.rs)."""
+
+    def __new__(
+        cls,
+        deliver: Callable[[list[tuple[Any, bool, Any]]], None],
+        after_round: Callable[[str | None], None],
+        sync: bool = True,
+    ) -> Writer: ...
+    def attach(self, exchange: Exchange, journal: JournalWriter | None = None) -> None: ...
+    def call(self, f: Callable[[], Any], future: Any, loop: Any | None = ...) -> None: ...
+    def command(
+        self,
+        op: str,
+        ts: int,
+        account: int,
+        buyer: bool,
+        seller: bool,
+        request: bytes,
+        remaining: float | None,
+        future: Any,
+        loop: Any,
+    ) -> None: ...
+    def stamp(self, now: int) -> int: ...
+    @property
+    def last_ts(self) -> int: ...
+    @property
+    def unavailable(self) -> str | None: ...
+    @unavailable.setter
+    def unavailable(self, why: str | None) -> None: ...
+    def stop(self) -> None: ...
 
 def read_journal(
     path: str | os.PathLike[str], after: int = 0

@@ -15,9 +15,7 @@ import asyncio
 import json
 import logging
 import os
-import queue
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from spotex._core import (
     JournalError,
     JournalWriter,
     RefusedError,
+    Writer,
     journal_segments,
     retire_journal,
     truncate_journal,
@@ -114,73 +113,6 @@ class Published:
     executions: list[tuple[int, int, bytes]] = field(default_factory=list)
 
 
-class Writer:
-    """The single thread that runs every command, in submission order. It drains its
-    queue in batches: what a batch published goes out in one hand-off, then the batch's
-    results, so a busy server pays one cross-thread wake-up per batch, not per command."""
-
-    MAX_BATCH = 1024
-
-    def __init__(self, flush: Callable[[], None], commit: Callable[[], None]) -> None:
-        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._flush = flush
-        self._commit = commit
-        self._thread = threading.Thread(target=self._run, name="spotex-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        f: Future[T] = Future()
-        self._q.put((fn, f, None))
-        return f
-
-    def submit_async(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        f: asyncio.Future[T] = loop.create_future()
-        self._q.put((fn, f, loop))
-        return f
-
-    def stop(self) -> None:
-        self._q.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            item = self._q.get()
-            batch = [item]
-            while item is not None and len(batch) < self.MAX_BATCH:
-                try:
-                    item = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(item)
-            done: dict[Any, list[tuple[Any, bool, Any]]] = {}
-            for it in batch:
-                if it is None:
-                    continue
-                fn, fut, loop = it
-                try:
-                    ok, value = True, fn()
-                except BaseException as err:  # noqa: BLE001 - handed to the caller
-                    ok, value = False, err
-                done.setdefault(loop, []).append((fut, ok, value))
-            # Durable first; only then may results or market data of the batch leave.
-            try:
-                self._commit()
-            except BaseException as err:  # noqa: BLE001 - nothing of the batch may be acked
-                log.error("journal commit failed: %s", err)
-                failed = JournalError(f"could not make the command durable: {err}")
-                failed.reason = "JOURNAL_UNAVAILABLE"
-                done = {lp: [(f, False, failed) for f, _, _ in rs] for lp, rs in done.items()}
-            self._flush()
-            for loop, results in done.items():
-                if loop is None:
-                    _deliver(results)
-                else:
-                    loop.call_soon_threadsafe(_deliver, results)
-            if batch[-1] is None:
-                return
-
-
 def _deliver(results: list[tuple[Any, bool, Any]]) -> None:
     for fut, ok, value in results:
         if fut.cancelled():
@@ -232,39 +164,74 @@ class Gateway:
         self.snapshot_seq = 0
         self.journal: JournalWriter | None = None
         self.recovery: dict[str, Any] = {}
-        self.last_ts = 0
-        # why commands are refused right now (the journal could not be written), or None
-        self.unavailable: str | None = None
         self.data_dir = data_dir
         self._lock: DataDirLock | None = None
-        if data_dir is not None:
-            # before anything is read: a second owner would interleave the journal
-            self._lock = DataDirLock(data_dir)
-            try:
+        # the writer thread, in Rust: the hot commands run there without the GIL
+        self._writer = Writer(_deliver, self._after_round, fsync == "batch")
+        try:
+            if data_dir is not None:
+                # before anything is read: a second owner would interleave the journal
+                self._lock = DataDirLock(data_dir)
                 check_format(data_dir)
                 self.history = History(data_dir / HISTORY)
                 self._recover(data_dir)
                 self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
-            except BaseException:
-                if self.history is not None:
-                    self.history.close()
+            self._writer.attach(self.ex, self.journal)
+        except BaseException:
+            self._writer.stop()
+            if self.history is not None:
+                self.history.close()
+            if self._lock is not None:
                 self._lock.release()
-                raise
-        self._writer = Writer(self.flush, self.commit)
+            raise
 
     @property
     def sequence(self) -> int:
         return self.ex.sequence
 
+    @property
+    def last_ts(self) -> int:
+        """The exchange's clock (microseconds since the epoch): never steps back."""
+        return self._writer.last_ts
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why commands are refused right now (the journal could not be written), or
+        None."""
+        return self._writer.unavailable
+
+    @unavailable.setter
+    def unavailable(self, why: str | None) -> None:
+        self._writer.unavailable = why
+
     # ---- the writer ----------------------------------------------------------------
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Runs ``fn`` on the writer thread, after everything submitted before it."""
-        return self._writer.submit(fn)
+        f: Future[T] = Future()
+        self._writer.call(fn, f)
+        return f
 
     def submit_async(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """As ``submit``, for a caller on an event loop: the result arrives on that loop."""
-        return self._writer.submit_async(fn)
+        loop = asyncio.get_running_loop()
+        f: asyncio.Future[T] = loop.create_future()
+        self._writer.call(fn, f, loop)
+        return f
+
+    def command_async(self, op: str, account: int, request: bytes, *, buyer: bool = False,
+                      seller: bool = False, remaining: float | None = None
+                      ) -> asyncio.Future[bytes]:
+        """A hot command, run by the writer without Python: ``op`` is place, submit,
+        cancel or amend, ``request`` its serialized request; the result is the serialized
+        response (``PlaceOrderResponse``, ``SubmitOrdersResponse``, ...) or RefusedError.
+        ``remaining``: seconds left until the caller's deadline (past it, the command is
+        refused without being applied)."""
+        loop = asyncio.get_running_loop()
+        f: asyncio.Future[bytes] = loop.create_future()
+        self._writer.command(op, self._clock(), account, buyer, seller, request, remaining,
+                             f, loop)
+        return f
 
     def flush(self) -> None:
         """On the writer: hands what the round published to the publisher."""
@@ -285,8 +252,7 @@ class Gateway:
             self._lock.release()
 
     def stamp(self) -> int:
-        self.last_ts = max(self.last_ts, self._clock())
-        return self.last_ts
+        return self._writer.stamp(self._clock())
 
     def run(self, command: Callable[[int], T]) -> T:
         """On the writer: stamps one command and applies it to the exchange, then appends
@@ -308,7 +274,6 @@ class Gateway:
     def _append(self) -> None:
         if self.journal is None:
             self.ex.take_journal()  # no data directory: nothing is kept
-            self.ex.take_left()
             return
         try:
             for seq, ts, command in self.ex.take_journal():
@@ -323,32 +288,26 @@ class Gateway:
             raise GatewayError("JOURNAL_UNAVAILABLE", "the journal cannot be written "
                                f"({self.unavailable}); nothing is accepted until it can")
 
-    def commit(self) -> None:
-        """On the writer, after a round: makes its journal records durable, before any
-        result or stream message of the round leaves; takes a snapshot when one is due."""
-        if self.journal is None or self.unavailable is not None:
-            return  # nothing was appended since the failure; try_resume takes it from here
-        try:
-            if self._fsync == "batch":
-                self.journal.sync()
-            else:
-                # "none" still writes every record out before acknowledging it: a crash
-                # of this process loses nothing; only the OS decides when it hits the disk
-                self.journal.flush()
+    def _after_round(self, failed: str | None) -> None:
+        """On the writer, with the round's journal records durable, before any result or
+        stream message of the round leaves: keeps the history, takes a snapshot when one
+        is due, publishes. An exception fails the round (nothing of it is acknowledged).
+        ``failed``: the journal failed during the round (why); nothing of it leaves."""
+        if failed is not None:
+            log.error("journal write failed, refusing commands until it recovers: %s", failed)
+            return
+        if self.journal is not None and self.unavailable is None:
             self._keep_history()
-        except Exception as err:
-            # Nothing of this round may be acknowledged or published; stop accepting
-            # until the journal can be written again (see try_resume).
-            self.unavailable = f"{type(err).__name__}: {err}"[:200]
-            self.ex.take_round()
-            log.error("journal write failed, refusing commands until it recovers: %s", err)
-            raise
-        # A snapshot costs in proportion to the live state and stalls the writer while it
-        # is encoded; with a big book, space them out so that they stay a small part of
-        # the work (recovery then replays at most a few times the live state).
-        every = max(self._snapshot_every, self._snapshot_per_resting * self.ex.resting_orders)
-        if self.sequence - self.snapshot_seq >= every:
-            self.take_snapshot()
+            # A snapshot costs in proportion to the live state and stalls the writer while
+            # it is encoded; with a big book, space them out so that they stay a small
+            # part of the work (recovery then replays at most a few times the live state).
+            every = max(self._snapshot_every,
+                        self._snapshot_per_resting * self.ex.resting_orders)
+            if self.sequence - self.snapshot_seq >= every:
+                self.take_snapshot()
+        elif self.journal is None:
+            self.ex.take_left()  # no data directory: nothing is kept
+        self.flush()
 
     def try_resume(self) -> bool:
         """On the writer, after a journal failure: cuts the journal back to what was
@@ -465,7 +424,7 @@ class Gateway:
                 log.warning("snapshot %d does not recover (%s); trying an older one", seq, err)
                 continue
             if meta is not None:
-                self.last_ts = max(self.last_ts, json.loads(meta)["last_ts"])
+                self._writer.stamp(json.loads(meta)["last_ts"])
             break
         if torn is not None:
             segment, offset, nbytes = torn
@@ -474,6 +433,7 @@ class Gateway:
             truncate_journal(segment, offset)
         ex.set_max_id_length(self.max_id_length)
         self.ex = ex
+        self._writer.attach(ex, self.journal)
         self._keep_history()  # what left memory again on the way (writing twice is harmless)
         self.snapshot_seq = snap_seq
         self.recovery = {"snapshot_seq": snap_seq, "replayed": replayed,

@@ -12,7 +12,6 @@ import asyncio
 import collections
 import datetime as dt
 import errno
-import functools
 import logging
 import signal
 import socket
@@ -52,17 +51,6 @@ STATUS = {reason: _BY_VALUE[code] for reason, code in status_codes()}
 
 def status_for(reason: str) -> grpc.StatusCode:
     return STATUS.get(reason, grpc.StatusCode.INVALID_ARGUMENT)
-
-
-def _field1(message: bytes) -> bytes:
-    """A message as field 1 of another (``PlaceOrderResponse{order}`` and the like),
-    serialized without building either."""
-    n, head = len(message), bytearray(b"\x0a")
-    while n > 0x7F:
-        head.append((n & 0x7F) | 0x80)
-        n >>= 7
-    head.append(n)
-    return bytes(head) + message
 
 
 async def _fail(context: grpc.aio.ServicerContext, reason: str, message: str,
@@ -226,6 +214,17 @@ class Service:
         except (SpotexError, GatewayError) as err:
             await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
 
+    async def native(self, context: grpc.aio.ServicerContext, op: str, account: Account,
+                     body: bytes) -> bytes:
+        """A hot command (request bytes in, response bytes out), run by the writer in Rust
+        unless the caller's deadline passes first."""
+        try:
+            return await self.gw.command_async(
+                op, account.account_id, body, buyer=account.has(BUYER),
+                seller=account.has(SELLER), remaining=context.time_remaining())
+        except SpotexError as err:
+            await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
+
 
 class MarketService:
     def __init__(self, s: Service) -> None:
@@ -258,22 +257,17 @@ class MarketService:
     async def place_order(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
-        gw, buyer, seller = self.s.gw, a.has(BUYER), a.has(SELLER)
-        order = await self.s.command(
-            context, lambda: gw.place(a.account_id, body, buyer=buyer, seller=seller))
-        return _field1(order)
+        return await self.s.native(context, "place", a, body)
 
     async def cancel_order(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
-        gw = self.s.gw
-        return _field1(await self.s.command(context, lambda: gw.cancel(a.account_id, body)))
+        return await self.s.native(context, "cancel", a, body)
 
     async def amend_order(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, BUYER, SELLER)
         await self.s.throttle(context, a)
-        gw = self.s.gw
-        return _field1(await self.s.command(context, lambda: gw.amend(a.account_id, body)))
+        return await self.s.native(context, "amend", a, body)
 
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
@@ -344,15 +338,10 @@ class MarketService:
                             context: Any) -> AsyncIterator[bytes]:
         a = await self.s.auth(context, BUYER, SELLER)
         gw, buyer, seller = self.s.gw, a.has(BUYER), a.has(SELLER)
+        account = a.account_id
         # Pipelined: messages go to the writer as they arrive, answers come back in order.
         # The bounded queue is the back-pressure on a client that sends faster than we match.
         pending: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(1024)
-
-        def submit(body: bytes, n: int) -> bytes:
-            try:
-                return gw.submit_orders(a.account_id, body, buyer=buyer, seller=seller)
-            except GatewayError as err:  # the journal is unavailable: every order refused
-                return _refused_all(n, err.reason, str(err))
 
         async def read() -> None:
             try:
@@ -371,7 +360,9 @@ class MarketService:
                             n, "RATE_LIMITED",
                             f"over the order rate; retry in {wait * 1000:.0f} ms")))
                         continue
-                    await pending.put(gw.submit_async(functools.partial(submit, body, n)))
+                    # while the journal is unavailable the writer refuses every order
+                    await pending.put(gw.command_async("submit", account, body, buyer=buyer,
+                                                       seller=seller))
             finally:
                 await pending.put(None)
         reader = asyncio.create_task(read())

@@ -39,6 +39,13 @@ pub struct FileJournal {
 }
 
 impl FileJournal {
+    /// Closes without writing what is still buffered: after a failed write, those bytes
+    /// must never reach the file (it is cut back to its durable length and appended to
+    /// again; a late flush would land after the new records).
+    pub fn abandon(self) {
+        let (_file, _unwritten) = self.out.into_parts();
+    }
+
     /// Opens (creating if needed) for appending at the end.
     pub fn open(path: &Path) -> io::Result<FileJournal> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -313,6 +320,13 @@ impl Segments {
             segment_bytes: segment_bytes.max(1),
             current,
         })
+    }
+
+    /// Closes without writing what is still buffered (see [`FileJournal::abandon`]).
+    pub fn abandon(self) {
+        if let Some((_, j)) = self.current {
+            j.abandon();
+        }
     }
 
     /// The newest segment and the length up to which it is durable. Every older segment

@@ -57,6 +57,7 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     ("SUBSCRIBER_LAGGED", 8),
     ("DEADLINE_EXCEEDED", 4),
     ("JOURNAL_UNAVAILABLE", 14),
+    ("INTERNAL", 13),
 ];
 
 /// The gRPC status code for a refusal reason.

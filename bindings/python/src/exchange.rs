@@ -3,6 +3,8 @@
 //! the time; responses and the round's stream messages come out serialized. A refusal
 //! raises `RefusedError` with the machine-readable `reason`.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use prost::Message;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -18,7 +20,7 @@ pyo3::create_exception!(
     "The exchange refused a request; `reason` is the machine-readable code."
 );
 
-fn refused(py: Python<'_>, r: Refusal) -> PyErr {
+pub(crate) fn refused(py: Python<'_>, r: Refusal) -> PyErr {
     let err = RefusedError::new_err(r.message);
     let _ = err.value(py).setattr("reason", r.reason);
     err
@@ -39,9 +41,26 @@ fn encode<'py>(py: Python<'py>, m: &impl Message) -> Bound<'py, PyBytes> {
 
 type Outcome<'py> = PyResult<Bound<'py, PyBytes>>;
 
+/// The exchange behind the Python object, shared with the writer thread
+/// ([`crate::writer::Writer`]), which runs the hot commands on it without the GIL. Only
+/// one thread uses it at a time: the writer runs every command and view.
+pub type Shared = Arc<Mutex<CoreExchange>>;
+
+/// Locks the exchange; a panic while it was held (the writer survives one) leaves it
+/// usable: the exchange's own operations never leave it half changed.
+pub fn lock(shared: &Shared) -> MutexGuard<'_, CoreExchange> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[pyclass(module = "spotex._core")]
 pub struct Exchange {
-    inner: CoreExchange,
+    pub(crate) shared: Shared,
+}
+
+fn wrap(inner: CoreExchange) -> Exchange {
+    Exchange {
+        shared: Arc::new(Mutex::new(inner)),
+    }
 }
 
 fn caller(account: u64, buyer: bool, seller: bool) -> Caller {
@@ -59,23 +78,23 @@ impl Exchange {
     fn new(max_open_orders: u32, max_id_length: usize) -> Self {
         let mut inner = CoreExchange::new(max_open_orders);
         inner.set_max_id_length(max_id_length);
-        Exchange { inner }
+        wrap(inner)
     }
 
     /// The longest product or cluster id an order may name.
     fn set_max_id_length(&mut self, n: usize) {
-        self.inner.set_max_id_length(n);
+        lock(&self.shared).set_max_id_length(n);
     }
 
     /// How many ended orders stay in memory (older ones leave it: `take_left`).
     fn set_keep_ended(&mut self, n: usize) {
-        self.inner.set_keep_ended(n);
+        lock(&self.shared).set_keep_ended(n);
     }
 
     /// The records that left memory since the last call, oldest first, as
     /// `(order_id, account, product_id, Order bytes)`: for the caller to keep on disk.
     fn take_left<'py>(&mut self, py: Python<'py>) -> Vec<(u64, u64, String, Bound<'py, PyBytes>)> {
-        self.inner
+        lock(&self.shared)
             .take_left()
             .into_iter()
             .map(|r| {
@@ -90,7 +109,7 @@ impl Exchange {
     #[pyo3(signature = (snapshot, max_open_orders=10_000))]
     fn restore(snapshot: &[u8], max_open_orders: u32) -> PyResult<Exchange> {
         CoreExchange::restore(snapshot, max_open_orders)
-            .map(|inner| Exchange { inner })
+            .map(wrap)
             .map_err(|e| JournalError::new_err(e.0))
     }
 
@@ -111,13 +130,14 @@ impl Exchange {
             .detach(|| spotex_exchange::recover(&path, snapshot, max_open_orders, keep_ended, None))
             .map_err(|e| JournalError::new_err(format!("{}: {e}", path.display())))?;
         let torn = r.torn_tail.map(|t| (t.path, t.offset, t.bytes));
-        Ok((Exchange { inner }, r.snapshot_seq, r.replayed, torn))
+        Ok((wrap(inner), r.snapshot_seq, r.replayed, torn))
     }
 
     /// The whole exchange (engine, records, sequences) in the store's encoding.
     fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         // the whole exchange: the event loop runs meanwhile
-        let inner = &self.inner;
+        let guard = lock(&self.shared);
+        let inner = &*guard;
         let bytes = py.detach(|| inner.snapshot());
         PyBytes::new(py, &bytes)
     }
@@ -125,7 +145,7 @@ impl Exchange {
     /// The journal entries of the commands applied since the last call, as
     /// `(sequence, time, command)`.
     fn take_journal<'py>(&mut self, py: Python<'py>) -> Vec<(u64, i64, Bound<'py, PyBytes>)> {
-        self.inner
+        lock(&self.shared)
             .take_journal()
             .into_iter()
             .map(|e| (e.seq, e.ts, PyBytes::new(py, &e.command)))
@@ -135,24 +155,25 @@ impl Exchange {
     /// Applies one journaled command again (recovery, replay); raises JournalError when
     /// it does not follow or is refused.
     fn replay(&mut self, seq: u64, ts: i64, command: &[u8]) -> PyResult<()> {
-        self.inner
+        lock(&self.shared)
             .replay(seq, ts, command)
             .map_err(|e| JournalError::new_err(e.0))
     }
 
     #[getter]
     fn sequence(&self) -> u64 {
-        self.inner.sequence()
+        lock(&self.shared).sequence()
     }
 
     /// Orders resting in the books now.
     #[getter]
     fn resting_orders(&self) -> usize {
-        self.inner.engine().open_order_count()
+        lock(&self.shared).engine().open_order_count()
     }
 
     fn state_hash(&self, py: Python<'_>) -> String {
-        let inner = &self.inner;
+        let guard = lock(&self.shared);
+        let inner = &*guard;
         py.detach(|| inner.state_hash())
     }
 
@@ -168,14 +189,14 @@ impl Exchange {
         close_at: i64,
         open_at: Option<i64>,
     ) -> PyResult<()> {
-        self.inner
+        lock(&self.shared)
             .create_product(ts, product_id, tick, lot, close_at, open_at)
             .map_err(|r| refused(py, r))
     }
 
     /// `what`: halt, resume or close.
     fn set_state(&mut self, py: Python<'_>, ts: i64, what: &str, product_id: &str) -> PyResult<()> {
-        self.inner
+        lock(&self.shared)
             .set_state(ts, what, product_id)
             .map_err(|r| refused(py, r))
     }
@@ -188,7 +209,7 @@ impl Exchange {
         request: &[u8],
     ) -> PyResult<()> {
         let r = decode(py, request)?;
-        self.inner
+        lock(&self.shared)
             .register_capacity(ts, caller(account, false, true), &r)
             .map_err(|e| refused(py, e))
     }
@@ -201,13 +222,13 @@ impl Exchange {
         request: &[u8],
     ) -> PyResult<i64> {
         let r = decode(py, request)?;
-        self.inner
+        lock(&self.shared)
             .withdraw_capacity(ts, caller(account, false, true), &r)
             .map_err(|e| refused(py, e))
     }
 
     fn advance_time(&mut self, ts: i64) {
-        self.inner.advance_time(ts)
+        lock(&self.shared).advance_time(ts)
     }
 
     /// `PlaceOrderRequest` bytes in, `Order` bytes out.
@@ -222,8 +243,7 @@ impl Exchange {
         seller: bool,
     ) -> Outcome<'py> {
         let r = decode(py, request)?;
-        let o = self
-            .inner
+        let o = lock(&self.shared)
             .place_order(ts, caller(account, buyer, seller), &r)
             .map_err(|e| refused(py, e))?;
         Ok(encode(py, &o))
@@ -242,7 +262,8 @@ impl Exchange {
         seller: bool,
     ) -> Outcome<'py> {
         // a whole message of orders: the event loop runs meanwhile
-        let inner = &mut self.inner;
+        let mut guard = lock(&self.shared);
+        let inner = &mut *guard;
         let answer = py.detach(|| {
             pb::SubmitOrdersRequest::decode(request)
                 .map(|r| inner.submit_orders(ts, caller(account, buyer, seller), &r))
@@ -266,8 +287,7 @@ impl Exchange {
         request: &[u8],
     ) -> Outcome<'py> {
         let r = decode(py, request)?;
-        let o = self
-            .inner
+        let o = lock(&self.shared)
             .cancel_order(ts, caller(account, false, false), &r)
             .map_err(|e| refused(py, e))?;
         Ok(encode(py, &o))
@@ -282,8 +302,7 @@ impl Exchange {
         request: &[u8],
     ) -> Outcome<'py> {
         let r = decode(py, request)?;
-        let o = self
-            .inner
+        let o = lock(&self.shared)
             .amend_order(ts, caller(account, false, false), &r)
             .map_err(|e| refused(py, e))?;
         Ok(encode(py, &o))
@@ -292,8 +311,7 @@ impl Exchange {
     /// `GetOrderRequest` bytes in, `Order` bytes out.
     fn get_order<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
         let r = decode(py, request)?;
-        let o = self
-            .inner
+        let o = lock(&self.shared)
             .get_order(caller(account, false, false), &r)
             .map_err(|e| refused(py, e))?;
         Ok(encode(py, &o))
@@ -304,19 +322,21 @@ impl Exchange {
         let r: pb::ListOrdersRequest = decode(py, request)?;
         Ok(encode(
             py,
-            &self.inner.list_orders(caller(account, false, false), &r),
+            &lock(&self.shared).list_orders(caller(account, false, false), &r),
         ))
     }
 
     /// `ListProductsResponse` bytes.
     fn list_products<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        encode(py, &self.inner.list_products())
+        encode(py, &lock(&self.shared).list_products())
     }
 
     /// `GetBookRequest` bytes in, `GetBookResponse` bytes out.
     fn get_book<'py>(&self, py: Python<'py>, request: &[u8]) -> Outcome<'py> {
         let r = decode(py, request)?;
-        let b = self.inner.get_book(&r).map_err(|e| refused(py, e))?;
+        let b = lock(&self.shared)
+            .get_book(&r)
+            .map_err(|e| refused(py, e))?;
         Ok(encode(py, &b))
     }
 
@@ -324,15 +344,14 @@ impl Exchange {
     fn list_allocations<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
         let r = decode(py, request)?;
         let caller = caller(account, false, false);
-        Ok(encode(py, &self.inner.list_allocations(caller, &r)))
+        Ok(encode(py, &lock(&self.shared).list_allocations(caller, &r)))
     }
 
     /// `StreamMarketDataRequest` bytes in; a `MarketDataBatch` of whole-book snapshots out,
     /// where the subscription starts.
     fn market_snapshots<'py>(&self, py: Python<'py>, request: &[u8]) -> Outcome<'py> {
         let r: pb::StreamMarketDataRequest = decode(py, request)?;
-        let updates = self
-            .inner
+        let updates = lock(&self.shared)
             .market_snapshots(&r.product_ids)
             .map_err(|e| refused(py, e))?;
         Ok(encode(py, &pb::MarketDataBatch { updates }))
@@ -351,7 +370,7 @@ impl Exchange {
         Vec<(String, usize, Bound<'py, PyBytes>)>,
         Vec<(u64, usize, Bound<'py, PyBytes>)>,
     ) {
-        let round = self.inner.take_round();
+        let round = lock(&self.shared).take_round();
         let mut products: Vec<(String, pb::MarketDataBatch)> = Vec::new();
         for m in round.market {
             match products.iter_mut().find(|(p, _)| *p == m.product_id) {

@@ -3,6 +3,9 @@
 
 mod exchange;
 mod terms;
+mod writer;
+
+use std::sync::{Arc, Mutex};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
@@ -1155,19 +1158,27 @@ fn flow<'py>(
     Ok((ps, cs, PyBytes::new(py, &recs), summary))
 }
 
+/// The journal behind a `JournalWriter`, shared with the writer thread
+/// ([`writer::Writer`]), which appends the hot commands' records and syncs them without
+/// the GIL. None once closed.
+pub(crate) type SharedJournal = Arc<Mutex<Option<core::journal::Segments>>>;
+
+pub(crate) fn lock_journal(
+    j: &SharedJournal,
+) -> std::sync::MutexGuard<'_, Option<core::journal::Segments>> {
+    j.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn open_journal(j: &mut Option<core::journal::Segments>) -> PyResult<&mut core::journal::Segments> {
+    j.as_mut()
+        .ok_or_else(|| journal_error("journal closed".into()))
+}
+
 /// Appends checksummed records to a journal directory of segments; `sync` makes them
 /// durable.
 #[pyclass(module = "spotex._core")]
-struct JournalWriter {
-    inner: Option<core::journal::Segments>,
-}
-
-impl JournalWriter {
-    fn journal(&mut self) -> PyResult<&mut core::journal::Segments> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| journal_error("journal closed".into()))
-    }
+pub(crate) struct JournalWriter {
+    pub(crate) shared: SharedJournal,
 }
 
 #[pymethods]
@@ -1177,12 +1188,14 @@ impl JournalWriter {
     fn new(path: std::path::PathBuf, segment_bytes: u64) -> PyResult<Self> {
         let j = core::journal::Segments::open(&path, segment_bytes)
             .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
-        Ok(JournalWriter { inner: Some(j) })
+        Ok(JournalWriter {
+            shared: Arc::new(Mutex::new(Some(j))),
+        })
     }
 
     fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> PyResult<()> {
         use core::journal::Journal;
-        self.journal()?
+        open_journal(&mut lock_journal(&self.shared))?
             .append(seq, ts, command, meta)
             .map_err(|e| journal_error(format!("append: {e}")))
     }
@@ -1191,14 +1204,15 @@ impl JournalWriter {
     /// process, not a power loss).
     fn flush(&mut self) -> PyResult<()> {
         use core::journal::Journal;
-        self.journal()?
+        open_journal(&mut lock_journal(&self.shared))?
             .flush()
             .map_err(|e| journal_error(format!("flush: {e}")))
     }
 
     fn sync(&mut self, py: Python<'_>) -> PyResult<()> {
         use core::journal::Journal;
-        let j = self.journal()?;
+        let mut guard = lock_journal(&self.shared);
+        let j = open_journal(&mut guard)?;
         py.detach(|| j.sync())
             .map_err(|e| journal_error(format!("sync: {e}")))
     }
@@ -1206,15 +1220,26 @@ impl JournalWriter {
     /// The newest segment and the length up to which it is durable (cut it back to this
     /// after a failure; older segments are durable whole), or None before any record.
     fn durable_point(&self) -> Option<(std::path::PathBuf, u64)> {
-        self.inner.as_ref().and_then(|j| j.durable_point())
+        lock_journal(&self.shared)
+            .as_ref()
+            .and_then(|j| j.durable_point())
     }
 
+    /// Makes everything durable and closes. If that fails, what was not written is
+    /// dropped, never written later: the caller cuts the file back to its durable point.
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        if self.inner.is_some() {
-            self.sync(py)?;
+        use core::journal::Journal;
+        let mut guard = lock_journal(&self.shared);
+        let Some(mut j) = guard.take() else {
+            return Ok(());
+        };
+        match py.detach(|| j.sync()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                j.abandon();
+                Err(journal_error(format!("sync: {e}")))
+            }
         }
-        self.inner = None;
-        Ok(())
     }
 }
 
@@ -1380,6 +1405,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(workload, m)?)?;
     m.add_function(wrap_pyfunction!(flow, m)?)?;
     m.add_class::<JournalWriter>()?;
+    m.add_class::<writer::Writer>()?;
     m.add_function(wrap_pyfunction!(read_journal, m)?)?;
     m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
     m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
