@@ -1,12 +1,14 @@
-"""The gateway: the one writer thread in front of the exchange, and the data directory.
+"""The gateway: the exchange, its writer thread, and the data directory.
 
-Every command runs on a single thread, in the order it was submitted: the gateway stamps
-it with the time and hands it to the exchange (``spotex._core.Exchange``, in Rust),
-which keeps the order's whole life: records, client order ids, open-order limits, the
-command sequence, executions and market data, and the journal entry of every command it
-accepts. The gateway appends those entries to the journal, makes each round durable
-before anything of it is acknowledged, takes snapshots, retires old journal segments,
-recovers on start, and hands each round's stream messages to a publisher.
+Every command runs on a single thread (``spotex._core.Writer``, in Rust), in the order it
+was submitted, against the exchange (``spotex._core.Exchange``, in Rust), which keeps the
+order's whole life: records, client order ids, open-order limits, the command sequence,
+executions and market data, and the journal entry of every command it accepts. Order
+entry runs there without Python (``command_async``); other commands and views are Python
+callables run in their place (``submit``, ``submit_async``, ``call``). Each round is made
+durable before anything of it is acknowledged; after it, on the writer, the gateway keeps
+the history, takes snapshots, retires old journal segments and hands the round's stream
+messages to a publisher. It recovers on start.
 """
 
 from __future__ import annotations
