@@ -233,9 +233,9 @@ class _Calls:
     """Every unary call, described once."""
 
     @staticmethod
-    def list_products() -> _Call[list[Product]]:
-        return _Call("market", "ListProducts", pb.ListProductsRequest(),
-                     lambda r: [_product(p) for p in r.products])
+    def list_products(page_token: str) -> _Call[tuple[list[Product], str]]:
+        return _Call("market", "ListProducts", pb.ListProductsRequest(page_token=page_token),
+                     lambda r: ([_product(p) for p in r.products], r.next_page_token))
 
     @staticmethod
     def register_capacity(cluster_id: str, sku: str, region: str, nodes: Iterable[tuple[str, int]],
@@ -274,9 +274,11 @@ class _Calls:
                      lambda r: _order(r.order))
 
     @staticmethod
-    def list_orders(product_id: str = "", open_only: bool = False) -> _Call[list[Order]]:
+    def list_orders(product_id: str, open_only: bool,
+                    page_token: str) -> _Call[tuple[list[Order], str]]:
         return _Call("market", "ListOrders", pb.ListOrdersRequest(
-            product_id=product_id, open_only=open_only), lambda r: [_order(o) for o in r.orders])
+            product_id=product_id, open_only=open_only, page_token=page_token),
+            lambda r: ([_order(o) for o in r.orders], r.next_page_token))
 
     @staticmethod
     def get_book(product_id: str, depth: int = 20) -> _Call[Book]:
@@ -284,9 +286,11 @@ class _Calls:
                      lambda r: _book(r.book))
 
     @staticmethod
-    def list_allocations(product_id: str = "") -> _Call[list[Allocation]]:
+    def list_allocations(product_id: str,
+                         page_token: str) -> _Call[tuple[list[Allocation], str]]:
         return _Call("market", "ListAllocations", pb.ListAllocationsRequest(
-            product_id=product_id), lambda r: [_allocation(a) for a in r.allocations])
+            product_id=product_id, page_token=page_token),
+            lambda r: ([_allocation(a) for a in r.allocations], r.next_page_token))
 
     @staticmethod
     def create_products(skus: Iterable[str], regions: Iterable[str], from_hour: int,
@@ -374,8 +378,18 @@ class Client:
             raise _rpc_error(err) from None
         return c.convert(reply)
 
+    def _all(self, page: Callable[[str], _Call[tuple[list[T], str]]]) -> list[T]:
+        """Every item of a list call, page by page."""
+        items: list[T] = []
+        token = ""
+        while True:
+            got, token = self._call(page(token))
+            items += got
+            if not token:
+                return items
+
     def list_products(self) -> list[Product]:
-        return self._call(_Calls.list_products())
+        return self._all(_Calls.list_products)
 
     def register_capacity(self, cluster_id: str, *, sku: str, region: str,
                           nodes: Iterable[tuple[str, int]], from_hour: int,
@@ -405,13 +419,15 @@ class Client:
         return self._call(_Calls.get_order(order_id))
 
     def list_orders(self, product_id: str = "", *, open_only: bool = False) -> list[Order]:
-        return self._call(_Calls.list_orders(product_id, open_only))
+        """The account's orders, oldest first (every page)."""
+        return self._all(lambda t: _Calls.list_orders(product_id, open_only, t))
 
     def get_book(self, product_id: str, depth: int = 20) -> Book:
         return self._call(_Calls.get_book(product_id, depth))
 
     def list_allocations(self, product_id: str = "") -> list[Allocation]:
-        return self._call(_Calls.list_allocations(product_id))
+        """The account's allocations, oldest first (every page)."""
+        return self._all(lambda t: _Calls.list_allocations(product_id, t))
 
     def create_products(self, *, skus: Iterable[str], regions: Iterable[str], from_hour: int,
                         to_hour: int, tick: Decimal | str | int = "0.01", lot: int = 1,
@@ -553,8 +569,18 @@ class AsyncClient:
             raise _rpc_error(err) from None
         return c.convert(reply)
 
+    async def _all(self, page: Callable[[str], _Call[tuple[list[T], str]]]) -> list[T]:
+        """Every item of a list call, page by page."""
+        items: list[T] = []
+        token = ""
+        while True:
+            got, token = await self._call(page(token))
+            items += got
+            if not token:
+                return items
+
     async def list_products(self) -> list[Product]:
-        return await self._call(_Calls.list_products())
+        return await self._all(_Calls.list_products)
 
     async def register_capacity(self, cluster_id: str, *, sku: str, region: str,
                                 nodes: Iterable[tuple[str, int]], from_hour: int,
@@ -610,13 +636,13 @@ class AsyncClient:
 
     async def list_orders(self, product_id: str = "", *, open_only: bool = False
                           ) -> list[Order]:
-        return await self._call(_Calls.list_orders(product_id, open_only))
+        return await self._all(lambda t: _Calls.list_orders(product_id, open_only, t))
 
     async def get_book(self, product_id: str, depth: int = 20) -> Book:
         return await self._call(_Calls.get_book(product_id, depth))
 
     async def list_allocations(self, product_id: str = "") -> list[Allocation]:
-        return await self._call(_Calls.list_allocations(product_id))
+        return await self._all(lambda t: _Calls.list_allocations(product_id, t))
 
     async def market_data(self, product_ids: Iterable[str] = ()) -> AsyncIterator[MarketEvent]:
         """As ``Client.market_data``: resubscribes from a snapshot after a gap or a drop."""

@@ -33,6 +33,7 @@ from spotex._core import (
     RefusedError,
     Writer,
     journal_segments,
+    page_size,
     retire_journal,
     truncate_journal,
 )
@@ -465,19 +466,29 @@ class Gateway:
         return order
 
     def list_orders(self, account: int, request: bytes) -> bytes:
-        """``ListOrdersRequest`` in, ``ListOrdersResponse`` out: the orders in memory and,
-        unless only open ones are asked for, those in the history, oldest first."""
-        listed = self.ex.list_orders(account, request)
+        """``ListOrdersRequest`` in, ``ListOrdersResponse`` out: one page of the orders in
+        memory merged with those in the history (unless only open ones are asked for),
+        oldest first."""
+        listed = self.ex.list_orders(account, request)  # refuses a malformed token
         r = pb.ListOrdersRequest.FromString(request)
         if self.history is None or r.open_only:
             return listed
-        old = self.history.orders(account, r.product_id)
+        size = page_size(r.page_size)
+        after = int(r.page_token or 0)
+        old = self.history.orders(account, r.product_id, after, size + 1)
         if not old:
             return listed
-        orders = {o.order_id: o for o in map(pb.Order.FromString, old)}
-        orders.update((o.order_id, o) for o in pb.ListOrdersResponse.FromString(listed).orders)
+        page = pb.ListOrdersResponse.FromString(listed)
+        # Each source gave its first ``size`` (or ``size + 1``) orders after the token, so
+        # the first ``size`` of their union are the first ``size`` of all the account's.
+        orders = {i: o for i, o in old}
+        orders.update((o.order_id, o.SerializeToString()) for o in page.orders)
+        ids = sorted(orders)
+        more = len(ids) > size or bool(page.next_page_token) or len(old) > size
+        ids = ids[:size]
         return bytes(pb.ListOrdersResponse(
-            orders=[orders[k] for k in sorted(orders)]).SerializeToString())
+            orders=[pb.Order.FromString(orders[i]) for i in ids],
+            next_page_token=str(ids[-1]) if more else "").SerializeToString())
 
 
 def check_format(data_dir: Path, mark: bool = True) -> None:

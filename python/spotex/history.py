@@ -48,15 +48,17 @@ class History:
                                (order_id,)).fetchone()
         return (int(row[0]), bytes(row[1])) if row else None
 
-    def orders(self, account: int, product: str = "") -> list[bytes]:
-        """An account's orders that left memory, oldest first."""
+    def orders(self, account: int, product: str = "", after: int = 0,
+               limit: int = -1) -> list[tuple[int, bytes]]:
+        """``(order_id, Order bytes)`` of an account's orders that left memory, oldest
+        first: those with an id above ``after``, at most ``limit`` (-1: all)."""
+        query = "SELECT order_id, record FROM orders WHERE account = ? AND order_id > ?"
+        args: list[object] = [account, min(after, (1 << 63) - 1)]
         if product:
-            rows = self._db.execute("SELECT record FROM orders WHERE account = ? AND "
-                                    "product = ? ORDER BY order_id", (account, product))
-        else:
-            rows = self._db.execute("SELECT record FROM orders WHERE account = ? "
-                                    "ORDER BY order_id", (account,))
-        return [bytes(r[0]) for r in rows]
+            query += " AND product = ?"
+            args.append(product)
+        rows = self._db.execute(query + " ORDER BY order_id LIMIT ?", (*args, limit))
+        return [(int(r[0]), bytes(r[1])) for r in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -232,8 +232,9 @@ class MarketService:
 
     async def ListProducts(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
+        ex, body = self.s.gw.ex, request.SerializeToString()
         return pb.ListProductsResponse.FromString(
-            await self.s.writer(self.s.gw.ex.list_products))
+            await self.s.command(context, lambda: ex.list_products(body)))
 
     async def RegisterCapacity(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, SELLER)
@@ -428,8 +429,8 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
             listed = pb.ListProductsResponse.FromString(gw.ex.list_products()).products
             return {p.product_id: p for p in listed}
 
-        def go() -> list[Any]:
-            created = []
+        def go() -> tuple[list[Any], list[Any]]:
+            created, before = [], []
             existing = products()
             for sku in r.skus:
                 for region in r.regions:
@@ -437,14 +438,16 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
                         when = dt.datetime.fromtimestamp(h * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
                         pid = f"{sku}/{region}/{when}"
                         if pid in existing:
-                            continue  # listing again is harmless
+                            before.append(pid)  # listing again is harmless: reported
+                            continue
                         gw.create_product(pid, r.tick_micros, r.lot,
                                           h * HOUR - r.gate_closure_lead_micros,
                                           r.open_at_micros or None)
                         created.append(pid)
             rows = products()
-            return [rows[p] for p in created]
-        return pb.CreateProductsResponse(products=await self.s.command(context, go))
+            return [rows[p] for p in created], [rows[p] for p in before]
+        made, existed = await self.s.command(context, go)
+        return pb.CreateProductsResponse(products=made, existing=existed)
 
     async def CreateAccount(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)

@@ -39,6 +39,43 @@ pub struct Round {
     pub executions: Vec<(u64, pb::Execution)>,
 }
 
+/// Items of a list call's page when the request asks for none.
+pub const DEFAULT_PAGE: usize = 500;
+/// The most items of a page; a request for more is served this many.
+pub const MAX_PAGE: usize = 1000;
+
+/// A request's page size: 0 is the default, more than the most is the most.
+pub fn page_size(asked: u32) -> usize {
+    match asked {
+        0 => DEFAULT_PAGE,
+        n => (n as usize).min(MAX_PAGE),
+    }
+}
+
+/// Where a page starts: after the id (or position) a token names; the first page has
+/// none.
+pub fn page_token(token: &str) -> Result<u64, Refusal> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token.parse().map_err(|_| {
+        Refusal::new(
+            "INVALID_ARGUMENT",
+            "malformed page_token: pass the next_page_token of the previous page",
+        )
+    })
+}
+
+/// Cuts `items` (up to `size + 1` of them) to a page, and names where the next starts
+/// (empty: nothing more).
+fn next_token<T>(items: &mut Vec<T>, size: usize, key: impl Fn(&T) -> u64) -> String {
+    if items.len() <= size {
+        return String::new();
+    }
+    items.truncate(size);
+    items.last().map(|t| key(t).to_string()).unwrap_or_default()
+}
+
 /// The longest client order id.
 pub const MAX_CLIENT_ORDER_ID: usize = 64;
 /// The longest product or cluster id a request may name, unless set otherwise.
@@ -603,24 +640,70 @@ impl Exchange {
     }
 
     /// The caller's orders, oldest first.
-    pub fn list_orders(&self, caller: Caller, r: &pb::ListOrdersRequest) -> pb::ListOrdersResponse {
-        let orders = self
+    /// One page of the caller's orders in memory, oldest first. Scans the records in
+    /// memory after the token (open orders and the `keep_ended` most recent ended ones):
+    /// older ended orders are the caller's to merge in (the gateway's history).
+    pub fn list_orders(
+        &self,
+        caller: Caller,
+        r: &pb::ListOrdersRequest,
+    ) -> Result<pb::ListOrdersResponse, Refusal> {
+        let after = page_token(&r.page_token)?;
+        let size = page_size(r.page_size);
+        let mut orders: Vec<pb::Order> = self
             .orders
-            .values()
+            .range(after.saturating_add(1)..)
+            .map(|(_, o)| o)
             .filter(|o| o.account == caller.account)
             .filter(|o| r.product_id.is_empty() || o.product == r.product_id)
             .filter(|o| !r.open_only || o.is_open())
+            .take(size + 1)
             .map(|o| o.to_pb(true))
             .collect();
-        pb::ListOrdersResponse { orders }
+        let next_page_token = next_token(&mut orders, size, |o| o.order_id);
+        Ok(pb::ListOrdersResponse {
+            orders,
+            next_page_token,
+        })
     }
 
     // ---- views ------------------------------------------------------------------------
 
-    pub fn list_products(&self) -> pb::ListProductsResponse {
-        let products = self
-            .engine
-            .products()
+    /// One page of the products, in the order they were listed (a token is a position:
+    /// products are never removed).
+    pub fn list_products(
+        &self,
+        r: &pb::ListProductsRequest,
+    ) -> Result<pb::ListProductsResponse, Refusal> {
+        let after = page_token(&r.page_token)? as usize;
+        let size = page_size(r.page_size);
+        let all = self.engine.products();
+        let end = all.len().min(after.saturating_add(size));
+        let products = self.products_pb(after, end);
+        let next_page_token = if end < all.len() {
+            end.to_string()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListProductsResponse {
+            products,
+            next_page_token,
+        })
+    }
+
+    /// Every product, in the order they were listed (for the service's own use; clients
+    /// page through `list_products`).
+    pub fn all_products(&self) -> pb::ListProductsResponse {
+        pb::ListProductsResponse {
+            products: self.products_pb(0, usize::MAX),
+            next_page_token: String::new(),
+        }
+    }
+
+    fn products_pb(&self, from: usize, to: usize) -> Vec<pb::Product> {
+        let all = self.engine.products();
+        all.get(from.min(all.len())..to.min(all.len()))
+            .unwrap_or_default()
             .iter()
             .map(|p| pb::Product {
                 product_id: p.spec.id.clone(),
@@ -630,8 +713,7 @@ impl Exchange {
                 open_at_micros: p.spec.open_at,
                 close_at_micros: p.spec.close_at,
             })
-            .collect();
-        pb::ListProductsResponse { products }
+            .collect()
     }
 
     /// The aggregated book to `depth` levels a side (0: 20; at most 10,000), with the
@@ -716,15 +798,23 @@ impl Exchange {
         &self,
         caller: Caller,
         r: &pb::ListAllocationsRequest,
-    ) -> pb::ListAllocationsResponse {
-        let allocations = self
+    ) -> Result<pb::ListAllocationsResponse, Refusal> {
+        let after = page_token(&r.page_token)?;
+        let size = page_size(r.page_size);
+        let mut allocations: Vec<pb::Allocation> = self
             .engine
             .allocations_of(caller.account)
             .into_iter()
+            .filter(|a| a.trade_id > after)
             .map(|a| self.allocation_pb(a, caller.account))
             .filter(|a| r.product_id.is_empty() || a.product_id == r.product_id)
+            .take(size + 1)
             .collect();
-        pb::ListAllocationsResponse { allocations }
+        let next_page_token = next_token(&mut allocations, size, |a| a.trade_id);
+        Ok(pb::ListAllocationsResponse {
+            allocations,
+            next_page_token,
+        })
     }
 
     fn check_owner(&self, caller: Caller, order_id: u64) -> Result<(), Refusal> {

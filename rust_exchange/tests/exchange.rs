@@ -230,16 +230,55 @@ fn client_order_ids_and_the_open_order_limit() {
     let open = ex.list_orders(
         BUYER,
         &pb::ListOrdersRequest {
-            product_id: String::new(),
             open_only: true,
+            ..Default::default()
         },
     );
-    assert_eq!(open.orders.len(), 3);
-    let all = ex.list_orders(BUYER, &Default::default());
+    assert_eq!(open.unwrap().orders.len(), 3);
+    let all = ex.list_orders(BUYER, &Default::default()).unwrap();
     let ids: Vec<u64> = all.orders.iter().map(|o| o.order_id).collect();
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!((ids.len(), &ids), (4, &sorted), "oldest first");
+    assert_eq!(all.next_page_token, "", "one page holds them all");
+
+    // page by page, two at a time: the same orders, none twice, then no token
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = ex
+            .list_orders(
+                BUYER,
+                &pb::ListOrdersRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(page.orders.len() <= 2);
+        paged.extend(page.orders.iter().map(|o| o.order_id));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(paged, ids);
+    let bad = pb::ListOrdersRequest {
+        page_token: "x".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        ex.list_orders(BUYER, &bad).unwrap_err().reason,
+        "INVALID_ARGUMENT"
+    );
+    // the seller sees none of the buyer's orders on any page
+    assert!(ex
+        .list_orders(SELLER, &Default::default())
+        .unwrap()
+        .orders
+        .iter()
+        .all(|o| !ids.contains(&o.order_id)));
 }
 
 #[test]
@@ -374,7 +413,10 @@ fn ended_orders_leave_memory_oldest_first_and_the_market_does_not_notice() {
         .collect();
     assert_eq!(left, ["c0", "c1", "c2", "c3"]);
     assert!(large.take_left().is_empty());
-    let kept = small.list_orders(BUYER, &Default::default()).orders;
+    let kept = small
+        .list_orders(BUYER, &Default::default())
+        .unwrap()
+        .orders;
     assert_eq!(
         kept.iter()
             .map(|o| o.client_order_id.as_str())

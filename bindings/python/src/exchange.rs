@@ -320,15 +320,24 @@ impl Exchange {
     /// `ListOrdersRequest` bytes in, `ListOrdersResponse` bytes out.
     fn list_orders<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
         let r: pb::ListOrdersRequest = decode(py, request)?;
-        Ok(encode(
-            py,
-            &lock(&self.shared).list_orders(caller(account, false, false), &r),
-        ))
+        let page = lock(&self.shared)
+            .list_orders(caller(account, false, false), &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &page))
     }
 
-    /// `ListProductsResponse` bytes.
-    fn list_products<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        encode(py, &lock(&self.shared).list_products())
+    /// `ListProductsRequest` bytes in, `ListProductsResponse` bytes out; without a request,
+    /// every product in one response.
+    #[pyo3(signature = (request=None))]
+    fn list_products<'py>(&self, py: Python<'py>, request: Option<&[u8]>) -> Outcome<'py> {
+        let ex = lock(&self.shared);
+        let page = match request {
+            None => ex.all_products(),
+            Some(bytes) => ex
+                .list_products(&decode(py, bytes)?)
+                .map_err(|e| refused(py, e))?,
+        };
+        Ok(encode(py, &page))
     }
 
     /// `GetBookRequest` bytes in, `GetBookResponse` bytes out.
@@ -344,7 +353,10 @@ impl Exchange {
     fn list_allocations<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
         let r = decode(py, request)?;
         let caller = caller(account, false, false);
-        Ok(encode(py, &lock(&self.shared).list_allocations(caller, &r)))
+        let page = lock(&self.shared)
+            .list_allocations(caller, &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &page))
     }
 
     /// `StreamMarketDataRequest` bytes in; a `MarketDataBatch` of whole-book snapshots out,
@@ -404,6 +416,13 @@ impl Exchange {
                 .collect(),
         )
     }
+}
+
+/// The items of a list call's page for a request's `page_size` (0: the default; more
+/// than the most: the most).
+#[pyfunction]
+pub fn page_size(asked: u32) -> usize {
+    spotex_exchange::exchange::page_size(asked)
 }
 
 /// How many orders a serialized `SubmitOrdersRequest` carries (for the rate limit, before

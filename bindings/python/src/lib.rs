@@ -1390,6 +1390,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<exchange::Exchange>()?;
     m.add("RefusedError", py.get_type::<exchange::RefusedError>())?;
     m.add_function(wrap_pyfunction!(exchange::count_orders, m)?)?;
+    m.add_function(wrap_pyfunction!(exchange::page_size, m)?)?;
     m.add_function(wrap_pyfunction!(exchange::status_codes, m)?)?;
     m.add_class::<Event>()?;
     m.add_class::<Events>()?;

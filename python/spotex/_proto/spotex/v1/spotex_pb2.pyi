@@ -88,14 +88,20 @@ class Product(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., state: _Optional[str] = ..., tick_micros: _Optional[int] = ..., lot: _Optional[int] = ..., open_at_micros: _Optional[int] = ..., close_at_micros: _Optional[int] = ...) -> None: ...
 
 class ListProductsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListProductsResponse(_message.Message):
-    __slots__ = ("products",)
+    __slots__ = ("products", "next_page_token")
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     products: _containers.RepeatedCompositeFieldContainer[Product]
-    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("node_id", "gpus")
@@ -270,18 +276,24 @@ class GetOrderResponse(_message.Message):
     def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
 
 class ListOrdersRequest(_message.Message):
-    __slots__ = ("product_id", "open_only")
+    __slots__ = ("product_id", "open_only", "page_size", "page_token")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     OPEN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     open_only: bool
-    def __init__(self, product_id: _Optional[str] = ..., open_only: _Optional[bool] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, product_id: _Optional[str] = ..., open_only: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListOrdersResponse(_message.Message):
-    __slots__ = ("orders",)
+    __slots__ = ("orders", "next_page_token")
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     orders: _containers.RepeatedCompositeFieldContainer[Order]
-    def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Level(_message.Message):
     __slots__ = ("price_micros", "quantity", "orders")
@@ -352,16 +364,22 @@ class Allocation(_message.Message):
     def __init__(self, trade_id: _Optional[int] = ..., product_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., hour: _Optional[int] = ..., buy_order_id: _Optional[int] = ..., sell_order_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., as_buyer: _Optional[bool] = ...) -> None: ...
 
 class ListAllocationsRequest(_message.Message):
-    __slots__ = ("product_id",)
+    __slots__ = ("product_id", "page_size", "page_token")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     product_id: str
-    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, product_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListAllocationsResponse(_message.Message):
-    __slots__ = ("allocations",)
+    __slots__ = ("allocations", "next_page_token")
     ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     allocations: _containers.RepeatedCompositeFieldContainer[Allocation]
-    def __init__(self, allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, allocations: _Optional[_Iterable[_Union[Allocation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StreamMarketDataRequest(_message.Message):
     __slots__ = ("product_ids",)
@@ -486,10 +504,12 @@ class CreateProductsRequest(_message.Message):
     def __init__(self, skus: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., tick_micros: _Optional[int] = ..., lot: _Optional[int] = ..., gate_closure_lead_micros: _Optional[int] = ..., open_at_micros: _Optional[int] = ...) -> None: ...
 
 class CreateProductsResponse(_message.Message):
-    __slots__ = ("products",)
+    __slots__ = ("products", "existing")
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
     products: _containers.RepeatedCompositeFieldContainer[Product]
-    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
+    existing: _containers.RepeatedCompositeFieldContainer[Product]
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., existing: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
     __slots__ = ("name", "roles")
