@@ -7,7 +7,6 @@ The server address comes from ``--server`` or ``SPOTEX_SERVER`` (default
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 from decimal import Decimal
@@ -134,16 +133,27 @@ def main(ctx: click.Context, server: str, token: str) -> None:
               help="PEM private key of --tls-cert")
 @click.option("--tls-client-ca", type=click.Path(exists=True, path_type=Path), default=None,
               help="PEM CA bundle: require client certificates signed by it")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: one JSON object a line, for a log pipeline")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="a log line per call: method, status code, latency, account id")
 def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
           snapshot_every: int, journal_segment_mb: int, journal_retention: str,
           keep_ended_orders: int, max_open_orders: int, orders_per_second: float,
           order_burst: int, max_message_bytes: int, subscriber_queue: int,
           tls_cert: Path | None,
-          tls_key: Path | None, tls_client_ca: Path | None) -> None:
+          tls_key: Path | None, tls_client_ca: Path | None, metrics_listen: str | None,
+          log_format: str, access_log: bool) -> None:
     """Run the spotex server until SIGTERM or Ctrl-C (recovering from --data-dir first)."""
+    from spotex.logs import configure
     from spotex.server import serve as run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure(log_format)
+    if metrics_listen is not None and not re.fullmatch(r"\S*:\d{1,5}", metrics_listen):
+        raise click.BadParameter(f"{metrics_listen!r} is not HOST:PORT",
+                                 param_hint="--metrics-listen")
     if not operator_token:
         console.print("[yellow]no --operator-token / SPOTEX_OPERATOR_TOKEN: operator calls "
                       "are disabled[/yellow]")
@@ -162,7 +172,8 @@ def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
         asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
                         snapshot_every=snapshot_every, limits=limits, tls=tls,
                         segment_bytes=journal_segment_mb << 20,
-                        retention=journal_retention, keep_ended=keep_ended_orders))
+                        retention=journal_retention, keep_ended=keep_ended_orders,
+                        metrics_listen=metrics_listen, access_log=access_log))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
         raise click.ClickException(str(e)) from None

@@ -177,7 +177,9 @@ class Gateway:
                 self._lock = DataDirLock(data_dir)
                 check_format(data_dir)
                 self.history = History(data_dir / HISTORY)
+                started = time.perf_counter()
                 self._recover(data_dir)
+                self.recovery["seconds"] = time.perf_counter() - started
                 self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
             self._writer.attach(self.ex, self.journal)
         except BaseException:
@@ -253,6 +255,10 @@ class Gateway:
             self.history.close()
         if self._lock is not None:
             self._lock.release()
+
+    def writer_stats(self) -> dict[str, Any]:
+        """What the writer counted (see ``spotex._core.Writer.stats``): for metrics."""
+        return self._writer.stats()
 
     def stamp(self) -> int:
         return self._writer.stamp(self._clock())

@@ -33,6 +33,7 @@ from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.gateway import Gateway, GatewayError, Published
 from spotex.limits import Limits, TlsConfig, TokenBucket
+from spotex.metrics import Metrics, Observe, account_of_call
 
 log = logging.getLogger("spotex.server")
 T = TypeVar("T")
@@ -194,6 +195,7 @@ class Service:
         account = self.accounts.authenticate(token) if token else None
         if account is None:
             await _fail(context, "UNAUTHENTICATED", "missing or unknown bearer token")
+        account_of_call.set(account.account_id)
         if roles and not any(account.has(r) for r in roles):
             await _fail(context, "ROLE_REQUIRED", f"this call needs the role {' or '.join(roles)}")
         return account
@@ -523,10 +525,11 @@ def _check_listen(listen: str) -> None:
 
 def _listen(listen: str, gateway: Gateway, data_dir: Path | None,
             operator_token: str | None, hub: Hub, limits: Limits,
-            tls: TlsConfig | None) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
+            tls: TlsConfig | None, observe: Observe
+            ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
     accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
     s = Service(gateway, accounts, hub, limits)
-    server = grpc.aio.server(options=[
+    server = grpc.aio.server(interceptors=[observe], options=[
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         # grpcio shares ports by default: a second server on the same port would take
         # half of the calls, each against its own engine
@@ -560,11 +563,15 @@ class Server:
     """A running spotex server: ``await Server.start(...)``, then ``await stop()``."""
 
     def __init__(self, grpc_server: grpc.aio.Server, port: int, gateway: Gateway,
-                 ticker: asyncio.Task[None]) -> None:
+                 ticker: asyncio.Task[None], metrics: Metrics | None = None,
+                 metrics_port: int | None = None) -> None:
         self.grpc = grpc_server
         self.port = port
         self.gateway = gateway
         self._ticker = ticker
+        self.metrics = metrics
+        # where /metrics is served, when it is
+        self.metrics_port = metrics_port
 
     @classmethod
     async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
@@ -572,8 +579,10 @@ class Server:
                     fsync: str = "batch", snapshot_every: int = 200_000,
                     limits: Limits | None = None, tls: TlsConfig | None = None,
                     segment_bytes: int = 64 << 20, retention: str = "delete",
-                    keep_ended: int = 100_000) -> Server:
-        """Recovers from ``data_dir`` (snapshot + journal), then listens."""
+                    keep_ended: int = 100_000, metrics_listen: str | None = None,
+                    access_log: bool = True) -> Server:
+        """Recovers from ``data_dir`` (snapshot + journal), then listens; with
+        ``metrics_listen`` (host:port) serves Prometheus metrics there too."""
         loop = asyncio.get_running_loop()
         hub = Hub()
 
@@ -586,9 +595,16 @@ class Server:
                                           snapshot_every, limits.max_open_orders_per_account,
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended)
+        metrics = Metrics(gateway, hub) if metrics_listen else None
         try:
             server, port, health_servicer, names = _listen(
-                listen, gateway, data_dir, operator_token, hub, limits, tls)
+                listen, gateway, data_dir, operator_token, hub, limits, tls,
+                Observe(metrics, access_log))
+            metrics_port = metrics.serve(metrics_listen) if metrics and metrics_listen else None
+        except OSError as err:
+            gateway.close()
+            raise ListenError(f"cannot serve metrics on {metrics_listen}: "
+                              f"{err.strerror or err}") from None
         except BaseException:
             gateway.close()
             raise
@@ -609,8 +625,12 @@ class Server:
                 except (SpotexError, GatewayError):
                     pass  # the journal failed under it; the next tick tries to resume
         ticker = asyncio.create_task(tick())
-        log.info("spotex listening on %s", listen.rsplit(":", 1)[0] + f":{port}")
-        return cls(server, port, gateway, ticker)
+        host = listen.rsplit(":", 1)[0]
+        if metrics_port is not None:
+            log.info("metrics on http://%s:%d/metrics", metrics_listen.rsplit(":", 1)[0]
+                     if metrics_listen else host, metrics_port)
+        log.info("spotex listening on %s", host + f":{port}")
+        return cls(server, port, gateway, ticker, metrics, metrics_port)
 
     async def stop(self, grace: float = 2.0) -> None:
         self._ticker.cancel()
@@ -625,14 +645,18 @@ class Server:
             except Exception as err:  # noqa: BLE001 - the journal still holds everything
                 log.error("no snapshot on stop (%s); the next start replays the journal", err)
         gw.close()
-        log.info("stopped at sequence %d, state hash %s", seq, h)
+        if self.metrics is not None:
+            self.metrics.close()
+        log.info("stopped at sequence %d, state hash %s", seq, h,
+                 extra={"sequence": seq, "state_hash": h})
 
 
 async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 ready: Callable[[Server], None] | None = None, fsync: str = "batch",
                 snapshot_every: int = 200_000, limits: Limits | None = None,
                 tls: TlsConfig | None = None, segment_bytes: int = 64 << 20,
-                retention: str = "delete", keep_ended: int = 100_000) -> None:
+                retention: str = "delete", keep_ended: int = 100_000,
+                metrics_listen: str | None = None, access_log: bool = True) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -642,7 +666,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
     server = await Server.start(listen, data_dir, operator_token, fsync=fsync,
                                 snapshot_every=snapshot_every, limits=limits, tls=tls,
                                 segment_bytes=segment_bytes, retention=retention,
-                                keep_ended=keep_ended)
+                                keep_ended=keep_ended, metrics_listen=metrics_listen,
+                                access_log=access_log)
     if ready:
         ready(server)
     await stop.wait()

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-LISTENING = re.compile(r"listening on (\S+)")
+LISTENING = re.compile(r"listening on ([^\s\"]+)")
 
 
 class ServerProcess:

@@ -18,6 +18,7 @@
 //! it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -82,6 +83,104 @@ enum Outcome {
     Error(PyErr),
 }
 
+/// Upper bounds of the time buckets (seconds) of the writer's histograms.
+const SECONDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Upper bounds of the jobs-per-round buckets.
+const JOBS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// A histogram with fixed buckets: counts per bucket (the last one past every bound),
+/// and the sum of what was observed.
+#[derive(Clone, Debug)]
+struct Hist {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+}
+
+impl Hist {
+    fn new(bounds: &'static [f64]) -> Hist {
+        Hist {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+        }
+    }
+
+    fn observe(&mut self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i] += 1;
+        self.sum += v;
+    }
+
+    /// `(bounds, cumulative counts per bound and +Inf, sum)`, as Prometheus shows them.
+    fn export(&self) -> (Vec<f64>, Vec<u64>, f64) {
+        let mut total = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                total += c;
+                total
+            })
+            .collect();
+        (self.bounds.to_vec(), cumulative, self.sum)
+    }
+}
+
+const TYPES: [&str; 2] = ["limit", "market"];
+const TIFS: [&str; 4] = ["gtc", "gtd", "ioc", "fok"];
+
+/// What the writer counted since it started: for metrics, never for results.
+struct Stats {
+    round_jobs: Hist,
+    round_seconds: Hist,
+    sync_seconds: Hist,
+    /// orders accepted, by type and time in force
+    accepted: [[u64; 4]; 2],
+    /// `(command, type, time in force, reason)`: refused orders, cancels and amends
+    /// (type and time in force empty for those); cancels and amends done count under
+    /// the reason "accepted"
+    other: std::collections::BTreeMap<(&'static str, &'static str, &'static str, String), u64>,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            round_jobs: Hist::new(&JOBS),
+            round_seconds: Hist::new(&SECONDS),
+            sync_seconds: Hist::new(&SECONDS),
+            accepted: [[0; 4]; 2],
+            other: Default::default(),
+        }
+    }
+
+    fn order(&mut self, order_type: i32, tif: i32, refused: Option<&str>) {
+        let (t, f) = (order_type.clamp(0, 1) as usize, tif.clamp(0, 3) as usize);
+        match refused {
+            None => self.accepted[t][f] += 1,
+            Some(reason) => {
+                *self
+                    .other
+                    .entry(("place", TYPES[t], TIFS[f], reason.to_string()))
+                    .or_default() += 1
+            }
+        }
+    }
+
+    fn command(&mut self, command: &'static str, refused: Option<&str>) {
+        let reason = refused.unwrap_or("accepted").to_string();
+        *self.other.entry((command, "", "", reason)).or_default() += 1;
+    }
+}
+
 /// What the writer and the Python side share; locked briefly, never across the GIL.
 struct State {
     ex: Option<Shared>,
@@ -95,6 +194,7 @@ struct State {
     /// how many times the journal failed: a round during which it failed acknowledges
     /// nothing (records of its earlier commands may not be durable)
     failures: u64,
+    stats: Stats,
 }
 
 impl State {
@@ -160,14 +260,27 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
     let shared = st.ex.as_ref().ok_or_else(|| unavailable("no exchange"))?;
     let mut ex = lock(shared);
     let order = |o: pb::Order| Some(o);
+    let stats = &mut st.stats;
     let answer = match job.op {
         Op::Place => pb::PlaceOrderRequest::decode(body)
             .map_err(malformed)
-            .and_then(|r| ex.place_order(ts, caller, &r))
+            .and_then(|r| {
+                let placed = ex.place_order(ts, caller, &r);
+                let refused = placed.as_ref().err().map(|e| e.reason);
+                stats.order(r.order_type, r.time_in_force, refused);
+                placed
+            })
             .map(|o| pb::PlaceOrderResponse { order: order(o) }.encode_to_vec()),
         Op::Submit => pb::SubmitOrdersRequest::decode(body)
             .map_err(malformed)
-            .map(|r| ex.submit_orders(ts, caller, &r).encode_to_vec()),
+            .map(|r| {
+                let answer = ex.submit_orders(ts, caller, &r);
+                for (o, result) in r.orders.iter().zip(&answer.results) {
+                    let refused = (result.code != 0).then_some(result.reason.as_str());
+                    stats.order(o.order_type, o.time_in_force, refused);
+                }
+                answer.encode_to_vec()
+            }),
         Op::Cancel => pb::CancelOrderRequest::decode(body)
             .map_err(malformed)
             .and_then(|r| ex.cancel_order(ts, caller, &r))
@@ -177,6 +290,11 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
             .and_then(|r| ex.amend_order(ts, caller, &r))
             .map(|o| pb::AmendOrderResponse { order: order(o) }.encode_to_vec()),
     };
+    match job.op {
+        Op::Cancel => stats.command("cancel", answer.as_ref().err().map(|e| e.reason)),
+        Op::Amend => stats.command("amend", answer.as_ref().err().map(|e| e.reason)),
+        _ => {}
+    }
     // what the command journaled (the command if accepted; a clock step if a refusal
     // moved the clock)
     let entries = ex.take_journal();
@@ -207,12 +325,16 @@ fn commit(st: &mut State, failures: u64) -> Option<String> {
     if st.unavailable.is_none() {
         if let Some(journal) = st.journal.clone() {
             let mut j = lock_journal(&journal);
+            let started = Instant::now();
             let done = match j.as_mut() {
                 None => Err("journal closed".to_string()),
                 Some(j) if st.sync => j.sync().map_err(|e| format!("sync: {e}")),
                 Some(j) => j.flush().map_err(|e| format!("flush: {e}")),
             };
             drop(j);
+            st.stats
+                .sync_seconds
+                .observe(started.elapsed().as_secs_f64());
             if let Err(why) = done {
                 st.fail(why);
             }
@@ -230,6 +352,7 @@ fn commit(st: &mut State, failures: u64) -> Option<String> {
 
 struct Thread {
     rx: Receiver<Job>,
+    pending: Arc<AtomicUsize>,
     state: Arc<Mutex<State>>,
     deliver: Py<PyAny>,
     after_round: Py<PyAny>,
@@ -249,6 +372,9 @@ impl Thread {
                     Err(_) => break,
                 }
             }
+            let started = Instant::now();
+            self.pending.fetch_sub(round.len(), Ordering::Relaxed);
+            let jobs = round.len();
             let failures = state(&self.state).failures;
             let mut stop = false;
             let mut done: Vec<Done> = Vec::with_capacity(round.len());
@@ -286,6 +412,13 @@ impl Thread {
             }
             let failed = commit(&mut state(&self.state), failures);
             self.finish(done, failed);
+            {
+                let mut st = state(&self.state);
+                st.stats.round_jobs.observe(jobs as f64);
+                st.stats
+                    .round_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
             if stop {
                 return;
             }
@@ -371,12 +504,15 @@ impl Thread {
 #[pyclass(module = "spotex._core")]
 pub struct Writer {
     tx: Option<Sender<Job>>,
+    /// jobs submitted and not yet taken into a round
+    pending: Arc<AtomicUsize>,
     state: Arc<Mutex<State>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
     fn send(&self, job: Job) -> PyResult<()> {
+        self.pending.fetch_add(1, Ordering::Relaxed);
         self.tx
             .as_ref()
             .and_then(|tx| tx.send(job).ok())
@@ -403,9 +539,12 @@ impl Writer {
             unavailable: None,
             last_ts: 0,
             failures: 0,
+            stats: Stats::new(),
         }));
+        let pending = Arc::new(AtomicUsize::new(0));
         let thread = Thread {
             rx,
+            pending: pending.clone(),
             state: state.clone(),
             deliver,
             after_round,
@@ -416,6 +555,7 @@ impl Writer {
             .map_err(|e| PyValueError::new_err(format!("cannot start the writer: {e}")))?;
         Ok(Writer {
             tx: Some(tx),
+            pending,
             state,
             thread: Some(handle),
         })
@@ -501,6 +641,32 @@ impl Writer {
             Some(why) => st.fail(why),
             None => st.unavailable = None,
         }
+    }
+
+    /// What the writer counted, for metrics: `pending` (jobs queued), histograms
+    /// `round_jobs`, `round_seconds` and `sync_seconds` as `(bounds, cumulative counts
+    /// with +Inf last, sum)`, and `orders` as `(command, type, tif, outcome, count)`
+    /// rows (outcome `accepted` or the refusal reason).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let st = state(&self.state);
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("pending", self.pending.load(Ordering::Relaxed))?;
+        d.set_item("round_jobs", st.stats.round_jobs.export())?;
+        d.set_item("round_seconds", st.stats.round_seconds.export())?;
+        d.set_item("sync_seconds", st.stats.sync_seconds.export())?;
+        let mut rows: Vec<(&str, &str, &str, String, u64)> = Vec::new();
+        for (t, by_tif) in st.stats.accepted.iter().enumerate() {
+            for (f, n) in by_tif.iter().enumerate() {
+                if *n > 0 {
+                    rows.push(("place", TYPES[t], TIFS[f], "accepted".into(), *n));
+                }
+            }
+        }
+        for ((c, t, f, r), n) in &st.stats.other {
+            rows.push((c, t, f, r.clone(), *n));
+        }
+        d.set_item("orders", rows)?;
+        Ok(d)
     }
 
     /// Finishes what was submitted before, then ends the thread.

@@ -1,0 +1,97 @@
+"""What operators see: Prometheus metrics scraped during a load run agree with the load's
+own counts, and the log is JSON lines with an access line per call and no token."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import OPERATOR_TOKEN
+from prometheus_client.parser import text_string_to_metric_families
+
+from spotex.client import Client, RpcError
+from spotex.testing import ServerProcess
+
+NOW_HOUR = int(time.time()) // 3600
+
+
+def _scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
+           **labels: str) -> float:
+    return sum(v for lab, v in samples.get(name, [])
+               if all(lab.get(k) == x for k, x in labels.items()))
+
+
+def test_metrics_agree_with_the_load_and_the_log_is_json(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, OPERATOR_TOKEN, "--metrics-listen", "127.0.0.1:0",
+                           "--log-format", "json", "--orders-per-second", "1e6",
+                           "--order-burst", "1000000")
+    try:
+        port = int(re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
+                             server.text()).group(1))  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}/metrics"
+        op = Client(server.target, OPERATOR_TOKEN)
+        pid = op.create_products(skus=["H100-SXM"], regions=["us-east"],
+                                 from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 4)[0].product_id
+        acct = op.create_account("desk", ["buyer"])
+        buyer = Client(server.target, acct.token)
+        # the load: unary orders, some refused (off tick), and a bulk stream
+        placed = refused = 0
+        for i in range(40):
+            try:
+                buyer.place_order(pid, "buy", "1.005" if i % 4 == 0 else "1.00", 1,
+                                  tif="ioc")
+                placed += 1
+            except RpcError as err:
+                assert err.reason == "PRICE_OFF_TICK"
+                refused += 1
+        bulk = [dict(product_id=pid, side="buy", price="0.50", quantity=1, tif="gtc")
+                for _ in range(3_000)]
+        results = list(buyer.submit_orders(bulk, per_message=500))
+        assert all(not isinstance(r, RpcError) for r in results)
+        resting = buyer.list_orders(open_only=True)
+        m = _scrape(url)
+
+        assert _total(m, "spotex_orders_total", command="place", type="limit", tif="ioc",
+                      outcome="accepted") == placed == 30
+        assert _total(m, "spotex_orders_total", command="place",
+                      outcome="PRICE_OFF_TICK") == refused == 10
+        assert _total(m, "spotex_orders_total", command="place", tif="gtc",
+                      outcome="accepted") == len(bulk)
+        assert _total(m, "spotex_resting_orders") == len(resting) == len(bulk)
+        calls = _total(m, "spotex_rpc_duration_seconds_count", method="Market/PlaceOrder")
+        assert calls == 40
+        assert _total(m, "spotex_rpc_duration_seconds_count", method="Market/PlaceOrder",
+                      code="INVALID_ARGUMENT") == 10
+        # every writer round is counted, and the journal synced once per round at most
+        rounds = _total(m, "spotex_writer_round_jobs_count")
+        assert rounds >= 1 and _total(m, "spotex_journal_sync_seconds_count") <= rounds
+        assert _total(m, "spotex_journal_available") == 1
+        assert _total(m, "spotex_sequence") > len(bulk)
+        with pytest.raises(RpcError):
+            Client(server.target, "not-a-token").list_orders()
+    finally:
+        assert server.stop() == 0
+    lines = [json.loads(x) for x in server.text().splitlines() if x.startswith("{")]
+    assert lines and len(lines) == len([x for x in server.text().splitlines() if x.strip()])
+    access = [x for x in lines if x["logger"] == "spotex.access"]
+    places = [x for x in access if x["method"] == "Market/PlaceOrder"]
+    assert len(places) == 40
+    assert {x["account"] for x in places} == {acct.account_id}
+    assert sorted(x["code"] for x in places).count("INVALID_ARGUMENT") == 10
+    denied = [x for x in access if x["code"] == "UNAUTHENTICATED"]
+    assert denied and denied[0]["account"] is None, "a failed login is logged"
+    assert any(x["msg"].startswith("stopped at sequence") for x in lines)
+    assert acct.token not in server.text() and OPERATOR_TOKEN not in server.text()
