@@ -71,6 +71,10 @@ class World:
         self.n += 1
         return f"x{self.n}"
 
+    def spare_account(self) -> int:
+        """An account of its own for the operator's account calls to change."""
+        return self.client["operator"].create_account(self.unique(), ["buyer"]).account_id
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -142,6 +146,16 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("operator", "GetStateHash", pb.GetStateHashRequest, ops),
         ("operator", "TakeSnapshot", pb.TakeSnapshotRequest, ops),
         ("operator", "CloseProduct", lambda: pb.ProductRequest(product_id=w.pid2), ops),
+        ("market", "CancelAll", pb.CancelAllRequest, (UN, OK, OK, NO, OK)),
+        ("operator", "ListAccounts", pb.ListAccountsRequest, ops),
+        ("operator", "DisableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),
+         ops),
+        ("operator", "EnableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),
+         ops),
+        ("operator", "RotateToken", lambda: pb.AccountRequest(account_id=w.spare_account()),
+         ops),
+        ("operator", "RevokeToken", lambda: pb.AccountRequest(account_id=w.spare_account()),
+         ops),
     ]
 
 

@@ -25,10 +25,19 @@ class Account:
     account_id: int
     name: str
     roles: list[str]
-    token_sha256: str = field(repr=False)
+    token_sha256: str = field(repr=False)  # "" once revoked
+    enabled: bool = True  # False: the kill switch is on, every call is refused
 
     def has(self, role: str) -> bool:
         return role in self.roles
+
+
+class AccountError(ValueError):
+    """A request about an account that cannot be done; ``reason`` says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Accounts:
@@ -51,7 +60,8 @@ class Accounts:
 
     def _add(self, a: Account) -> None:
         self._by_id[a.account_id] = a
-        self._by_hash[a.token_sha256] = a
+        if a.token_sha256:
+            self._by_hash[a.token_sha256] = a
 
     def authenticate(self, token: str) -> Account | None:
         # The lookup is by the token's hash, so response time does not depend on how
@@ -60,6 +70,47 @@ class Accounts:
 
     def get(self, account_id: int) -> Account | None:
         return self._by_id.get(account_id)
+
+    def all(self) -> list[Account]:
+        """Every account, by id."""
+        return [self._by_id[k] for k in sorted(self._by_id)]
+
+    def _participant(self, account_id: int) -> Account:
+        a = self._by_id.get(account_id)
+        if a is None:
+            raise AccountError("UNKNOWN_ACCOUNT", f"no account {account_id}")
+        if a.account_id == OPERATOR_ACCOUNT_ID:
+            raise AccountError("OPERATOR_ACCOUNT", "the operator account is set by "
+                               "--operator-token, not through the API")
+        return a
+
+    def set_enabled(self, account_id: int, enabled: bool) -> Account:
+        """The kill switch (``enabled=False``): every call of the account is refused."""
+        with self._lock:
+            a = self._participant(account_id)
+            a.enabled = enabled
+            self._save()
+        return a
+
+    def rotate(self, account_id: int) -> tuple[Account, str]:
+        """A new token for the account; the old one stops working at once."""
+        token = "sx_" + secrets.token_urlsafe(32)
+        with self._lock:
+            a = self._participant(account_id)
+            self._by_hash.pop(a.token_sha256, None)
+            a.token_sha256 = token_hash(token)
+            self._by_hash[a.token_sha256] = a
+            self._save()
+        return a, token
+
+    def revoke(self, account_id: int) -> Account:
+        """The account's token stops working; ``rotate`` gives it a new one."""
+        with self._lock:
+            a = self._participant(account_id)
+            self._by_hash.pop(a.token_sha256, None)
+            a.token_sha256 = ""
+            self._save()
+        return a
 
     def create(self, name: str, roles: list[str]) -> tuple[Account, str]:
         if not name or len(name) > 128:

@@ -151,6 +151,22 @@ class Account:
     token: str
 
 
+@dataclass(frozen=True)
+class AccountInfo:
+    """An account as the operator sees it (never its token)."""
+
+    account_id: int
+    name: str
+    roles: tuple[str, ...]
+    enabled: bool  # False: the kill switch is on
+    has_token: bool  # False once revoked, until rotated
+
+
+def _account_info(a: Any) -> AccountInfo:
+    return AccountInfo(a.account_id, a.name, tuple(wire.ROLE_FROM_PB.get(r, "") for r in a.roles),
+                       a.enabled, a.has_token)
+
+
 def _ts(micros: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC)
 
@@ -309,6 +325,31 @@ class _Calls:
             lambda r: Account(r.account_id, r.token))
 
     @staticmethod
+    def cancel_all(product_id: str) -> _Call[list[Order]]:
+        return _Call("market", "CancelAll", pb.CancelAllRequest(product_id=product_id),
+                     lambda r: [_order(o) for o in r.orders])
+
+    @staticmethod
+    def list_accounts(page_token: str) -> _Call[tuple[list[AccountInfo], str]]:
+        return _Call("operator", "ListAccounts", pb.ListAccountsRequest(page_token=page_token),
+                     lambda r: ([_account_info(a) for a in r.accounts], r.next_page_token))
+
+    @staticmethod
+    def disable_account(account_id: int) -> _Call[tuple[AccountInfo, list[Order]]]:
+        return _Call("operator", "DisableAccount", pb.AccountRequest(account_id=account_id),
+                     lambda r: (_account_info(r.account), [_order(o) for o in r.cancelled]))
+
+    @staticmethod
+    def account_change(method: str, account_id: int) -> _Call[AccountInfo]:
+        return _Call("operator", method, pb.AccountRequest(account_id=account_id),
+                     lambda r: _account_info(r.account))
+
+    @staticmethod
+    def rotate_token(account_id: int) -> _Call[Account]:
+        return _Call("operator", "RotateToken", pb.AccountRequest(account_id=account_id),
+                     lambda r: Account(r.account.account_id, r.token))
+
+    @staticmethod
     def product_state(method: str, product_id: str) -> _Call[Product]:
         return _Call("operator", method, pb.ProductRequest(product_id=product_id),
                      lambda r: _product(r.product))
@@ -438,6 +479,27 @@ class Client:
 
     def create_account(self, name: str, roles: Iterable[str]) -> Account:
         return self._call(_Calls.create_account(name, roles))
+
+    def cancel_all(self, product_id: str = "") -> list[Order]:
+        """Mass cancel: every open order of this account (of one product, if given)."""
+        return self._call(_Calls.cancel_all(product_id))
+
+    def list_accounts(self) -> list[AccountInfo]:
+        return self._all(_Calls.list_accounts)
+
+    def disable_account(self, account_id: int) -> tuple[AccountInfo, list[Order]]:
+        """The kill switch: refuses the account's calls and cancels its open orders."""
+        return self._call(_Calls.disable_account(account_id))
+
+    def enable_account(self, account_id: int) -> AccountInfo:
+        return self._call(_Calls.account_change("EnableAccount", account_id))
+
+    def rotate_token(self, account_id: int) -> Account:
+        """A new token (shown once); the old one stops working at once."""
+        return self._call(_Calls.rotate_token(account_id))
+
+    def revoke_token(self, account_id: int) -> AccountInfo:
+        return self._call(_Calls.account_change("RevokeToken", account_id))
 
     def halt(self, product_id: str) -> Product:
         return self._call(_Calls.product_state("Halt", product_id))
@@ -603,6 +665,24 @@ class AsyncClient:
 
     async def create_account(self, name: str, roles: Iterable[str]) -> Account:
         return await self._call(_Calls.create_account(name, roles))
+
+    async def cancel_all(self, product_id: str = "") -> list[Order]:
+        return await self._call(_Calls.cancel_all(product_id))
+
+    async def list_accounts(self) -> list[AccountInfo]:
+        return await self._all(_Calls.list_accounts)
+
+    async def disable_account(self, account_id: int) -> tuple[AccountInfo, list[Order]]:
+        return await self._call(_Calls.disable_account(account_id))
+
+    async def enable_account(self, account_id: int) -> AccountInfo:
+        return await self._call(_Calls.account_change("EnableAccount", account_id))
+
+    async def rotate_token(self, account_id: int) -> Account:
+        return await self._call(_Calls.rotate_token(account_id))
+
+    async def revoke_token(self, account_id: int) -> AccountInfo:
+        return await self._call(_Calls.account_change("RevokeToken", account_id))
 
     async def halt(self, product_id: str) -> Product:
         return await self._call(_Calls.product_state("Halt", product_id))

@@ -27,10 +27,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from spotex import wire
-from spotex._core import RefusedError, SpotexError, count_orders, status_codes
+from spotex._core import RefusedError, SpotexError, count_orders, page_size, status_codes
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
-from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
+from spotex.accounts import BUYER, OPERATOR, SELLER, Account, AccountError, Accounts
 from spotex.gateway import Gateway, GatewayError, Published
 from spotex.limits import Limits, TlsConfig, TokenBucket
 from spotex.metrics import Metrics, Observe, account_of_call
@@ -196,6 +196,8 @@ class Service:
         if account is None:
             await _fail(context, "UNAUTHENTICATED", "missing or unknown bearer token")
         account_of_call.set(account.account_id)
+        if not account.enabled:
+            await _fail(context, "ACCOUNT_DISABLED", "this account is disabled by the operator")
         if roles and not any(account.has(r) for r in roles):
             await _fail(context, "ROLE_REQUIRED", f"this call needs the role {' or '.join(roles)}")
         return account
@@ -272,6 +274,10 @@ class MarketService:
         await self.s.throttle(context, a)
         return await self.s.native(context, "amend", a, body)
 
+    async def cancel_all(self, body: bytes, context: Any) -> bytes:
+        a = await self.s.auth(context, BUYER, SELLER)
+        return await self.s.native(context, "cancel_all", a, body)
+
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         gw, body = self.s.gw, request.SerializeToString()
@@ -341,7 +347,7 @@ class MarketService:
                             context: Any) -> AsyncIterator[bytes]:
         a = await self.s.auth(context, BUYER, SELLER)
         gw, buyer, seller = self.s.gw, a.has(BUYER), a.has(SELLER)
-        account = a.account_id
+        account, token_at_auth = a.account_id, a.token_sha256
         # Pipelined: messages go to the writer as they arrive, answers come back in order.
         # The bounded queue is the back-pressure on a client that sends faster than we match.
         pending: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(1024)
@@ -357,6 +363,13 @@ class MarketService:
                     if n > limit:
                         await _fail(context, "TOO_MANY_ORDERS",
                                     f"at most {limit} orders per message")
+                    if not a.enabled:  # the kill switch, while the stream is open
+                        await pending.put(_resolved(_refused_all(
+                            n, "ACCOUNT_DISABLED", "this account is disabled by the operator")))
+                        continue
+                    if a.token_sha256 != token_at_auth:  # rotated or revoked meanwhile
+                        await _fail(context, "UNAUTHENTICATED", "the token of this stream was "
+                                    "rotated or revoked; open it again with the new one")
                     wait = self.s.bucket.take(a.account_id, n, time.monotonic())
                     if wait:
                         await pending.put(_resolved(_refused_all(
@@ -377,6 +390,12 @@ class MarketService:
                     await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
         finally:
             reader.cancel()
+
+
+def _account(a: Account) -> Any:
+    return pb.Account(account_id=a.account_id, name=a.name,
+                      roles=[wire.ROLE_TO_PB[r] for r in a.roles], enabled=a.enabled,
+                      has_token=bool(a.token_sha256))
 
 
 def _refused_all(n: int, reason: str, message: str) -> bytes:
@@ -404,6 +423,7 @@ def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
     raw = {"PlaceOrder": grpc.unary_unary_rpc_method_handler(svc.place_order),
            "CancelOrder": grpc.unary_unary_rpc_method_handler(svc.cancel_order),
            "AmendOrder": grpc.unary_unary_rpc_method_handler(svc.amend_order),
+           "CancelAll": grpc.unary_unary_rpc_method_handler(svc.cancel_all),
            "SubmitOrders": grpc.stream_stream_rpc_method_handler(svc.submit_orders)}
     return grpc.method_handlers_generic_handler("spotex.v1.Market", {**typed, **raw})
 
@@ -479,6 +499,63 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
 
     async def CloseProduct(self, request: Any, context: Any) -> Any:
         return await self._state(context, request, "close")
+
+    async def ListAccounts(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        try:
+            after = int(request.page_token or 0)
+        except ValueError:
+            await _fail(context, "INVALID_ARGUMENT", "malformed page_token: pass the "
+                        "next_page_token of the previous page")
+        size = page_size(request.page_size)
+        rows = [a for a in self.s.accounts.all() if a.account_id > after][:size + 1]
+        more = len(rows) > size
+        rows = rows[:size]
+        return pb.ListAccountsResponse(
+            accounts=[_account(a) for a in rows],
+            next_page_token=str(rows[-1].account_id) if more else "")
+
+    async def _account_change(self, context: Any, change: Callable[[], Any]) -> Any:
+        await self.s.auth(context, OPERATOR)
+        try:
+            return change()
+        except AccountError as err:
+            await _fail(context, err.reason, str(err))
+
+    async def DisableAccount(self, request: Any, context: Any) -> Any:
+        """The kill switch: from now on every call of the account is refused (an open
+        SubmitOrders stream's next messages too), then its open orders are cancelled, each
+        journaled and streamed as a cancel. Calls admitted before run first."""
+        a = await self._account_change(
+            context, lambda: self.s.accounts.set_enabled(request.account_id, False))
+        try:
+            cancelled = await self.s.gw.command_async(
+                "cancel_all", a.account_id, pb.CancelAllRequest().SerializeToString())
+        except SpotexError as err:
+            await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
+        log.warning("account %d disabled; %d open orders cancelled", a.account_id,
+                    len(pb.CancelAllResponse.FromString(cancelled).orders),
+                    extra={"account": a.account_id})
+        return pb.AccountResponse(account=_account(a),
+                                  cancelled=pb.CancelAllResponse.FromString(cancelled).orders)
+
+    async def EnableAccount(self, request: Any, context: Any) -> Any:
+        a = await self._account_change(
+            context, lambda: self.s.accounts.set_enabled(request.account_id, True))
+        log.warning("account %d enabled", a.account_id, extra={"account": a.account_id})
+        return pb.AccountResponse(account=_account(a))
+
+    async def RotateToken(self, request: Any, context: Any) -> Any:
+        a, token = await self._account_change(
+            context, lambda: self.s.accounts.rotate(request.account_id))
+        log.warning("account %d: token rotated", a.account_id, extra={"account": a.account_id})
+        return pb.RotateTokenResponse(account=_account(a), token=token)
+
+    async def RevokeToken(self, request: Any, context: Any) -> Any:
+        a = await self._account_change(
+            context, lambda: self.s.accounts.revoke(request.account_id))
+        log.warning("account %d: token revoked", a.account_id, extra={"account": a.account_id})
+        return pb.AccountResponse(account=_account(a))
 
     async def TakeSnapshot(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)

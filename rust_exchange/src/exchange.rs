@@ -602,6 +602,39 @@ impl Exchange {
             .map(drop)
     }
 
+    /// Mass cancel: every open order of `caller` (of one product, unless the id is
+    /// empty), oldest first. Each cancel is a command of its own in the journal and the
+    /// streams, as if sent one by one; nothing else runs between them. Returns the
+    /// cancelled orders.
+    pub fn cancel_all(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::CancelAllRequest,
+    ) -> Result<pb::CancelAllResponse, Refusal> {
+        if !r.product_id.is_empty() {
+            self.product(&r.product_id)?;
+        }
+        let open: Vec<u64> = self
+            .orders
+            .values()
+            .filter(|o| o.account == caller.account && o.is_open())
+            .filter(|o| r.product_id.is_empty() || o.product == r.product_id)
+            .map(|o| o.order_id)
+            .collect();
+        let mut orders = Vec::with_capacity(open.len());
+        for order_id in open {
+            // an open order of the caller's own: the cancel cannot be refused
+            if self
+                .cancel(ts, caller, &pb::CancelOrderRequest { order_id })
+                .is_ok()
+            {
+                orders.push(self.orders[&order_id].to_pb(true));
+            }
+        }
+        Ok(pb::CancelAllResponse { orders })
+    }
+
     /// A price or quantity of 0 keeps the current one; the quantity is the new remaining.
     pub fn amend_order(
         &mut self,

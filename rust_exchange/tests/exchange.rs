@@ -637,3 +637,70 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
         "{accepted} accepted, {refused} refused"
     );
 }
+
+#[test]
+fn cancel_all_cancels_the_callers_open_orders_each_as_a_command_of_its_own() {
+    let mut ex = Exchange::new(10);
+    let other = "H100-SXM/us-east/2025-11-26T17";
+    for p in [PID, other] {
+        ex.create_product(T0, p, 10_000, 1, T0 + 2 * HOUR, None)
+            .unwrap();
+    }
+    let mut ids = Vec::new();
+    for (i, p) in [PID, other, PID].iter().enumerate() {
+        let mut o = order(pb::Side::Buy, 1_000_000 + i as i64 * 10_000, 1);
+        o.product_id = (*p).into();
+        ids.push(ex.place_order(T0 + 1, BUYER, &o).unwrap().order_id);
+    }
+    let before = ex.sequence();
+    ex.take_journal();
+    ex.take_round();
+
+    let by_product = pb::CancelAllRequest {
+        product_id: PID.into(),
+    };
+    let done = ex.cancel_all(T0 + 2, BUYER, &by_product).unwrap();
+    let cancelled: Vec<u64> = done.orders.iter().map(|o| o.order_id).collect();
+    assert_eq!(cancelled, vec![ids[0], ids[2]]);
+    assert!(done
+        .orders
+        .iter()
+        .all(|o| o.state == pb::OrderState::Cancelled as i32));
+    // one journaled command per cancel, and a market-data update for each
+    assert_eq!(ex.sequence(), before + 2);
+    assert_eq!(ex.take_journal().len(), 2);
+    assert!(!ex.take_round().market.is_empty());
+    // the other product's order is still open; then all of them go
+    let open = |ex: &Exchange| {
+        ex.list_orders(
+            BUYER,
+            &pb::ListOrdersRequest {
+                open_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .orders
+        .len()
+    };
+    assert_eq!(open(&ex), 1);
+    let all = ex.cancel_all(T0 + 3, BUYER, &Default::default()).unwrap();
+    assert_eq!(all.orders.len(), 1);
+    assert_eq!(open(&ex), 0);
+    // nothing left: an empty answer, no command
+    let seq = ex.sequence();
+    assert!(ex
+        .cancel_all(T0 + 4, BUYER, &Default::default())
+        .unwrap()
+        .orders
+        .is_empty());
+    assert_eq!(ex.sequence(), seq);
+    // an unknown product is refused
+    let bad = pb::CancelAllRequest {
+        product_id: "nope".into(),
+    };
+    assert_eq!(
+        ex.cancel_all(T0 + 5, BUYER, &bad).unwrap_err().reason,
+        "UNKNOWN_PRODUCT"
+    );
+}

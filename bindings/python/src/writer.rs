@@ -44,6 +44,7 @@ enum Op {
     Submit,
     Cancel,
     Amend,
+    CancelAll,
 }
 
 impl Op {
@@ -53,9 +54,10 @@ impl Op {
             "submit" => Op::Submit,
             "cancel" => Op::Cancel,
             "amend" => Op::Amend,
+            "cancel_all" => Op::CancelAll,
             _ => {
                 return Err(PyValueError::new_err(format!(
-                    "unknown command {word:?}: place, submit, cancel or amend"
+                    "unknown command {word:?}: place, submit, cancel, amend or cancel_all"
                 )))
             }
         })
@@ -289,10 +291,15 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
             .map_err(malformed)
             .and_then(|r| ex.amend_order(ts, caller, &r))
             .map(|o| pb::AmendOrderResponse { order: order(o) }.encode_to_vec()),
+        Op::CancelAll => pb::CancelAllRequest::decode(body)
+            .map_err(malformed)
+            .and_then(|r| ex.cancel_all(ts, caller, &r))
+            .map(|r| r.encode_to_vec()),
     };
     match job.op {
         Op::Cancel => stats.command("cancel", answer.as_ref().err().map(|e| e.reason)),
         Op::Amend => stats.command("amend", answer.as_ref().err().map(|e| e.reason)),
+        Op::CancelAll => stats.command("cancel_all", answer.as_ref().err().map(|e| e.reason)),
         _ => {}
     }
     // what the command journaled (the command if accepted; a clock step if a refusal
@@ -578,7 +585,7 @@ impl Writer {
         self.send(Job::Python(f, future, r#loop))
     }
 
-    /// A hot command: `op` is place, submit, cancel or amend; `request` the contract's
+    /// A hot command: `op` is place, submit, cancel, amend or cancel_all; `request` the contract's
     /// serialized request; the answer is the serialized response (`PlaceOrderResponse`,
     /// `SubmitOrdersResponse`, ...), or RefusedError. `ts`: the time it arrived (the
     /// exchange's clock never steps back). `remaining`: seconds until the caller's

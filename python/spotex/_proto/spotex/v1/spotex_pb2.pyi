@@ -483,6 +483,18 @@ class SubmitOrdersResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[OrderResult]
     def __init__(self, results: _Optional[_Iterable[_Union[OrderResult, _Mapping]]] = ...) -> None: ...
 
+class CancelAllRequest(_message.Message):
+    __slots__ = ("product_id",)
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+
+class CancelAllResponse(_message.Message):
+    __slots__ = ("orders",)
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[Order]
+    def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ...) -> None: ...
+
 class CreateProductsRequest(_message.Message):
     __slots__ = ("skus", "regions", "from_hour", "to_hour", "tick_micros", "lot", "gate_closure_lead_micros", "open_at_micros")
     SKUS_FIELD_NUMBER: _ClassVar[int]
@@ -526,6 +538,58 @@ class CreateAccountResponse(_message.Message):
     account_id: int
     token: str
     def __init__(self, account_id: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+
+class Account(_message.Message):
+    __slots__ = ("account_id", "name", "roles", "enabled", "has_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    HAS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[Role]
+    enabled: bool
+    has_token: bool
+    def __init__(self, account_id: _Optional[int] = ..., name: _Optional[str] = ..., roles: _Optional[_Iterable[_Union[Role, str]]] = ..., enabled: _Optional[bool] = ..., has_token: _Optional[bool] = ...) -> None: ...
+
+class AccountRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    def __init__(self, account_id: _Optional[int] = ...) -> None: ...
+
+class AccountResponse(_message.Message):
+    __slots__ = ("account", "cancelled")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    cancelled: _containers.RepeatedCompositeFieldContainer[Order]
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., cancelled: _Optional[_Iterable[_Union[Order, _Mapping]]] = ...) -> None: ...
+
+class RotateTokenResponse(_message.Message):
+    __slots__ = ("account", "token")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    token: str
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListAccountsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAccountsResponse(_message.Message):
+    __slots__ = ("accounts", "next_page_token")
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[Account]
+    next_page_token: str
+    def __init__(self, accounts: _Optional[_Iterable[_Union[Account, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ProductRequest(_message.Message):
     __slots__ = ("product_id",)

@@ -99,6 +99,11 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
                 _registered_method=True)
+        self.CancelAll = channel.unary_unary(
+                '/spotex.v1.Market/CancelAll',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.CancelAllRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.CancelAllResponse.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -183,6 +188,12 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelAll(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +261,11 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.SubmitOrders,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.SerializeToString,
+            ),
+            'CancelAll': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAll,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.CancelAllRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.CancelAllResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -613,6 +629,33 @@ class Market:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CancelAll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/CancelAll',
+            spotex_dot_v1_dot_spotex__pb2.CancelAllRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.CancelAllResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class OperatorStub:
     """Missing associated documentation comment in .proto file."""
@@ -632,6 +675,31 @@ class OperatorStub:
                 '/spotex.v1.Operator/CreateAccount',
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.CreateAccountRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.CreateAccountResponse.FromString,
+                _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/spotex.v1.Operator/ListAccounts',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAccountsResponse.FromString,
+                _registered_method=True)
+        self.DisableAccount = channel.unary_unary(
+                '/spotex.v1.Operator/DisableAccount',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.AccountResponse.FromString,
+                _registered_method=True)
+        self.EnableAccount = channel.unary_unary(
+                '/spotex.v1.Operator/EnableAccount',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.AccountResponse.FromString,
+                _registered_method=True)
+        self.RotateToken = channel.unary_unary(
+                '/spotex.v1.Operator/RotateToken',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.RotateTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/spotex.v1.Operator/RevokeToken',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.AccountResponse.FromString,
                 _registered_method=True)
         self.Halt = channel.unary_unary(
                 '/spotex.v1.Operator/Halt',
@@ -671,6 +739,39 @@ class OperatorServicer:
 
     def CreateAccount(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccounts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableAccount(self, request, context):
+        """The kill switch: refuses the account's calls and cancels its open orders, at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableAccount(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateToken(self, request, context):
+        """A new token for the account; the old one stops working at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """The account's token stops working; RotateToken gives it a new one.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -718,6 +819,31 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.CreateAccount,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.CreateAccountRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.CreateAccountResponse.SerializeToString,
+            ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAccountsRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.ListAccountsResponse.SerializeToString,
+            ),
+            'DisableAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableAccount,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.AccountResponse.SerializeToString,
+            ),
+            'EnableAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableAccount,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.AccountResponse.SerializeToString,
+            ),
+            'RotateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateToken,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.RotateTokenResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.AccountRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.AccountResponse.SerializeToString,
             ),
             'Halt': grpc.unary_unary_rpc_method_handler(
                     servicer.Halt,
@@ -799,6 +925,141 @@ class Operator:
             '/spotex.v1.Operator/CreateAccount',
             spotex_dot_v1_dot_spotex__pb2.CreateAccountRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.CreateAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/ListAccounts',
+            spotex_dot_v1_dot_spotex__pb2.ListAccountsRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.ListAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/DisableAccount',
+            spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.AccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/EnableAccount',
+            spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.AccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/RotateToken',
+            spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.RotateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/RevokeToken',
+            spotex_dot_v1_dot_spotex__pb2.AccountRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.AccountResponse.FromString,
             options,
             channel_credentials,
             insecure,
