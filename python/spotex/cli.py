@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from spotex.client import Client, Order, RpcError
+from spotex.config import effective, load, resolve, show
+from spotex.config import options as config_options
 from spotex.extras import MissingExtra, available, require
 from spotex.limits import Limits, TlsConfig
 
@@ -93,90 +95,76 @@ def main(ctx: click.Context, server: str, token: str) -> None:
 
 
 @main.command()
-@click.option("--listen", default="127.0.0.1:50551", show_default=True,
-              help="host:port to listen on (loopback by default)")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("spotex-data"),
-              show_default=True, help="journal, snapshots and accounts")
-@click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default=None,
-              help="token of the operator account (or SPOTEX_OPERATOR_TOKEN)")
-@click.option("--fsync", type=click.Choice(["batch", "none"]), default="batch",
-              show_default=True,
-              help="batch: one fsync per group of commands before any is acknowledged; "
-                   "none: leave it to the OS (loses acknowledged orders on power loss)")
-@click.option("--snapshot-every", default=200_000, show_default=True,
-              help="commands between automatic snapshots, at least (and at least five per "
-                   "resting order, so a big book is not snapshotted too often); one is also "
-                   "taken on a graceful stop")
-@click.option("--journal-segment-mb", default=64, show_default=True,
-              type=click.IntRange(1, 4096), help="size past which a journal segment rolls over")
-@click.option("--journal-retention", type=click.Choice(["delete", "archive", "keep"]),
-              default="delete", show_default=True,
-              help="segments wholly before the oldest kept snapshot: delete them, move them "
-                   "to DATA_DIR/journal-archive, or keep them (full replay from the start)")
-@click.option("--keep-ended-orders", default=100_000, show_default=True,
-              type=click.IntRange(0, None),
-              help="ended orders (filled, cancelled, expired) kept in memory; older ones are "
-                   "answered from DATA_DIR/history.sqlite3, and their client order ids may "
-                   "be used again")
-@click.option("--max-open-orders", default=Limits.max_open_orders_per_account,
-              show_default=True, help="resting orders per account")
-@click.option("--orders-per-second", default=Limits.orders_per_second, show_default=True,
-              help="sustained order-entry rate per account")
-@click.option("--order-burst", default=Limits.order_burst, show_default=True,
-              help="orders per account at once above that rate")
-@click.option("--max-message-bytes", default=Limits.max_message_bytes, show_default=True)
-@click.option("--subscriber-queue", default=Limits.subscriber_queue, show_default=True,
-              help="updates a stream may fall behind before it is dropped")
-@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None,
-              help="PEM server certificate chain: serve TLS instead of plaintext")
-@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None,
-              help="PEM private key of --tls-cert")
-@click.option("--tls-client-ca", type=click.Path(exists=True, path_type=Path), default=None,
-              help="PEM CA bundle: require client certificates signed by it")
-@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
-              help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: one JSON object a line, for a log pipeline")
-@click.option("--access-log/--no-access-log", default=True, show_default=True,
-              help="a log line per call: method, status code, latency, account id")
-def serve(listen: str, data_dir: Path, operator_token: str | None, fsync: str,
-          snapshot_every: int, journal_segment_mb: int, journal_retention: str,
-          keep_ended_orders: int, max_open_orders: int, orders_per_second: float,
-          order_burst: int, max_message_bytes: int, subscriber_queue: int,
-          tls_cert: Path | None,
-          tls_key: Path | None, tls_client_ca: Path | None, metrics_listen: str | None,
-          log_format: str, access_log: bool) -> None:
-    """Run the spotex server until SIGTERM or Ctrl-C (recovering from --data-dir first)."""
+@config_options
+@click.pass_context
+def serve(ctx: click.Context, /, **params: Any) -> None:
+    """Run the spotex server until SIGTERM or Ctrl-C (recovering from --data-dir first).
+
+    Every setting can come from a TOML file (--config), a SPOTEX_* variable or a flag,
+    the later overriding the earlier: see `spotex config show`."""
     from spotex.logs import configure
     from spotex.server import serve as run
 
-    configure(log_format)
+    c = resolve(ctx, params)
+    configure(c["server.log_format"])
+    metrics_listen = c["server.metrics_listen"] or None
     if metrics_listen is not None and not re.fullmatch(r"\S*:\d{1,5}", metrics_listen):
         raise click.BadParameter(f"{metrics_listen!r} is not HOST:PORT",
-                                 param_hint="--metrics-listen")
+                                 param_hint="--metrics-listen / server.metrics_listen")
+    operator_token = c["server.operator_token"] or None
     if not operator_token:
-        console.print("[yellow]no --operator-token / SPOTEX_OPERATOR_TOKEN: operator calls "
-                      "are disabled[/yellow]")
+        console.print("[yellow]no operator token (--operator-token, SPOTEX_OPERATOR_TOKEN or "
+                      "server.operator_token): operator calls are disabled[/yellow]")
+    tls_cert, tls_key, tls_ca = (Path(c[k]) if c[k] else None
+                                 for k in ("tls.cert", "tls.key", "tls.client_ca"))
     if (tls_cert is None) != (tls_key is None):
-        raise click.UsageError("--tls-cert and --tls-key go together")
-    if tls_client_ca and not tls_cert:
-        raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
-    limits = Limits(max_open_orders_per_account=max_open_orders,
-                    orders_per_second=orders_per_second, order_burst=order_burst,
-                    max_message_bytes=max_message_bytes, subscriber_queue=subscriber_queue)
-    tls = TlsConfig(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+        raise click.UsageError("the TLS certificate and key go together (--tls-cert, --tls-key)")
+    if tls_ca and not tls_cert:
+        raise click.UsageError("a client CA (--tls-client-ca) needs --tls-cert and --tls-key")
+    for path in (tls_cert, tls_key, tls_ca):
+        if path is not None and not path.is_file():
+            raise click.UsageError(f"{path}: no such file")
+    limits = Limits(max_open_orders_per_account=c["limits.max_open_orders"],
+                    orders_per_second=c["limits.orders_per_second"],
+                    order_burst=c["limits.order_burst"],
+                    max_message_bytes=c["limits.max_message_bytes"],
+                    subscriber_queue=c["limits.subscriber_queue"])
+    tls = TlsConfig(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
     from spotex._core import JournalError
     from spotex.datadir import DataDirInUse
     from spotex.server import ListenError
     try:
-        asyncio.run(run(listen, data_dir, operator_token, fsync=fsync,
-                        snapshot_every=snapshot_every, limits=limits, tls=tls,
-                        segment_bytes=journal_segment_mb << 20,
-                        retention=journal_retention, keep_ended=keep_ended_orders,
-                        metrics_listen=metrics_listen, access_log=access_log))
+        asyncio.run(run(c["server.listen"], Path(c["server.data_dir"]), operator_token,
+                        fsync=c["journal.fsync"], snapshot_every=c["journal.snapshot_every"],
+                        limits=limits, tls=tls, segment_bytes=c["journal.segment_mb"] << 20,
+                        retention=c["journal.retention"],
+                        keep_ended=c["journal.keep_ended_orders"],
+                        metrics_listen=metrics_listen, access_log=c["server.access_log"]))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
         raise click.ClickException(str(e)) from None
+
+
+@main.group()
+def config() -> None:
+    """Check a configuration file, or show the settings a server would run with."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+def config_check(file: Path) -> None:
+    """Validate FILE: every key known, every value of its type and range."""
+    n = len(load(file))
+    click.echo(f"{file}: ok ({n} setting{'s' if n != 1 else ''})")
+
+
+@config.command("show")
+@click.option("--config", "file", type=click.Path(path_type=Path), envvar="SPOTEX_CONFIG",
+              default=None, help="a TOML file of settings")
+def config_show(file: Path | None) -> None:
+    """The effective settings (defaults, then FILE, then SPOTEX_* variables), as TOML,
+    with secrets masked."""
+    click.echo(show(effective(load(file) if file else {}, {}, os.environ)), nl=False)
 
 
 @main.command()

@@ -4,6 +4,7 @@ be killed, restarted or measured from outside."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -20,11 +21,13 @@ class ServerProcess:
     server never blocks on a full pipe and a test can read what it said when it stopped."""
 
     def __init__(self, data_dir: Path | str, operator_token: str, *options: str,
-                 python: str = sys.executable, timeout: float = 60.0) -> None:
+                 python: str = sys.executable, timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [python, "-m", "spotex.cli", "serve", "--listen", "127.0.0.1:0",
              "--data-dir", str(data_dir), "--operator-token", operator_token, *options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=None if env is None else {**os.environ, **env})
         self.log: list[str] = []
         self.target = self._await_listening(timeout)
         self._drain = threading.Thread(target=self._read_rest, daemon=True)
