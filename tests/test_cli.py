@@ -4,10 +4,14 @@ exit, never a traceback; a good order still goes through."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from conftest import OPERATOR_TOKEN, Running
@@ -74,3 +78,159 @@ def test_a_refusal_names_its_reason_and_a_good_order_goes_through(
     assert line.startswith("Error: NOT_FOUND UNKNOWN_PRODUCT")
     ok = spotex(*base, "order", "buy", trader["pid"], "8", "2.10")
     assert ok.exit_code == 0 and "open" in ok.output, ok.output
+
+
+# ---- every command -----------------------------------------------------------------------
+
+# commands with tests of their own (a server, a data directory, a configuration file)
+ELSEWHERE = {"serve", "demo", "bench", "simulate", "replay", "config check", "config show"}
+
+
+def leaves(group: click.Group, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            out |= leaves(cmd, f"{prefix}{name} ")
+        else:
+            out.add(prefix + name)
+    return out
+
+
+def calls(pid: str, order_id: int) -> dict[str, list[str]]:
+    """One good invocation of each command that talks to a server."""
+    h = str(int(time.time()) // 3600 + 30)
+    return {
+        "products": ["products"], "book": ["book", pid], "orders": ["orders"],
+        "allocations": ["allocations"], "get": ["get", str(order_id)],
+        "order": ["order", "buy", pid, "1", "1.00"],
+        "amend": ["amend", str(order_id), "--price", "1.01"],
+        "cancel": ["cancel", str(order_id)], "cancel-all": ["cancel-all"],
+        "watch": ["watch", pid, "--seconds", "0.5"], "login": ["login"],
+        "seller register": ["seller", "register", "cz", "--sku", "H100-SXM", "--region",
+                            "us-west", "--node", "n0:8", "--from-hour", h, "--to-hour", h],
+        "seller withdraw": ["seller", "withdraw", "cz", "--from-hour", h, "--to-hour", h],
+        "operator create-products": ["operator", "create-products", "--sku", "Z", "--region",
+                                     "r", "--from-hour", h, "--to-hour", h],
+        "operator halt": ["operator", "halt", pid], "operator resume": ["operator", "resume", pid],
+        "operator close": ["operator", "close", pid],
+        "operator accounts": ["operator", "accounts"],
+        "operator create-account": ["operator", "create-account", "x", "--role", "buyer"],
+        "operator disable": ["operator", "disable", "2"],
+        "operator enable": ["operator", "enable", "2"],
+        "operator rotate-token": ["operator", "rotate-token", "2"],
+        "operator revoke-token": ["operator", "revoke-token", "2"],
+        "operator snapshot": ["operator", "snapshot"],
+        "operator state-hash": ["operator", "state-hash"],
+    }
+
+
+def test_every_command_says_in_one_line_when_the_token_is_wrong_or_the_server_down(
+        trader: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no saved profile
+    every = calls(trader["pid"], 1)
+    assert set(every) | ELSEWHERE == leaves(main), "a command without a test"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    for name, args in every.items():
+        line = one_line_error(spotex("--server", trader["target"], "--token", "wrong", *args), 1)
+        assert "UNAUTHENTICATED" in line, (name, line)
+        line = one_line_error(spotex("--server", f"127.0.0.1:{free}", "--token", "t", *args), 1)
+        assert "UNAVAILABLE" in line, (name, line)
+        line = one_line_error(spotex("--server", trader["target"], *args), 2)
+        assert "--token" in line, (name, line)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["seller", "register", "c", "--sku", "S", "--region", "r", "--node", "n0",
+      "--from-hour", "1", "--to-hour", "2"], "NODE:GPUS"),
+    (["seller", "register", "c", "--sku", "S", "--region", "r", "--node", "n0:8",
+      "--from-hour", "tomorrow", "--to-hour", "2"], "is not an hour"),
+    (["seller", "withdraw", "c", "--from-hour", "2026-11-30T18:30", "--to-hour", "2"],
+     "not on the hour"),
+    (["order", "buy", "P", "1", "1.00", "--tif", "gtd"], "--expire-at"),
+    (["order", "buy", "P", "1", "1.00", "--tif", "gtd", "--expire-at", "soon"],
+     "not an ISO 8601 time"),
+    (["order", "buy", "P", "1", "1.00", "--expire-at", "2026-12-01T10:00Z"], "--tif gtd"),
+    (["order", "buy", "P", "1", "1.00", "--stp", "never"], "--stp"),
+    (["amend", "5"], "--price, --quantity"),
+    (["amend", "0", "--price", "1"], "ORDER_ID"),
+    (["operator", "disable", "0"], "ACCOUNT_ID"),
+    (["operator", "create-account", "x"], "--role"),
+    (["operator", "create-products", "--sku", "S", "--region", "r", "--from-hour", "1",
+      "--to-hour", "2", "--tick", "0"], "--tick"),
+])
+def test_malformed_and_out_of_range_values(trader: dict[str, Any], args: list[str],
+                                           says: str) -> None:
+    line = one_line_error(spotex("--server", trader["target"], "--token", trader["token"],
+                                 *args), 2)
+    assert says in line, line
+
+
+def test_a_session_through_every_command_with_json(trader: dict[str, Any], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    t = trader["target"]
+
+    def ok(*args: str, token: str | None = None) -> Any:
+        r = spotex("--server", t, *(("--token", token) if token else ()), "--json", *args)
+        assert r.exit_code == 0, (args, r.output)
+        return [json.loads(x) for x in r.output.splitlines() if x.strip()][-1] \
+            if args[0] != "watch" else [json.loads(x) for x in r.output.splitlines()]
+
+    h = int(time.time()) // 3600 + 40
+    made = ok("operator", "create-products", "--sku", "L40S", "--region", "eu", "--from-hour",
+              str(h), "--to-hour", str(h + 2), "--tick", "0.01", token=OPERATOR_TOKEN)
+    pid = made[0]["product_id"]
+    assert [p["product_id"] for p in made] == [pid, made[1]["product_id"]]
+    seller = ok("operator", "create-account", "cli-seller", "--role", "seller",
+                token=OPERATOR_TOKEN)
+    buyer = ok("operator", "create-account", "cli-desk", "--role", "buyer",
+               token=OPERATOR_TOKEN)
+    reg = ok("seller", "register", "cli-c", "--sku", "L40S", "--region", "eu", "--node",
+             "n0:8", "--node", "n1:8", "--from-hour", str(h), "--to-hour", str(h + 2),
+             token=seller["token"])
+    assert (reg["gpus"], reg["hours"]) == (16, 2)
+    ask = ok("order", "sell", pid, "16", "2.00", "--cluster", "cli-c", token=seller["token"])
+    assert ask["state"] == "open"
+    # the buyer saves a profile and trades without --token from here on
+    saved = ok("login", "--profile", "desk", token=buyer["token"])
+    assert (Path(saved["file"]).stat().st_mode & 0o777) == 0o600
+    monkeypatch.setenv("SPOTEX_PROFILE", "desk")
+    bid = ok("order", "buy", pid, "8", "2.05", "--gang", "8", "--stp", "cancel_both")
+    assert (bid["state"], bid["filled"], bid["fills"][0]["price"]) == ("filled", 8, "2")
+    rest = ok("order", "buy", pid, "2", "1.50", "--tif", "gtd", "--expire-at",
+              (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)).isoformat())
+    assert rest["time_in_force"] == "gtd"
+    assert ok("get", str(bid["order_id"]))["fills"][0]["quantity"] == 8
+    assert ok("amend", str(rest["order_id"]), "--price", "1.60")["price"] == "1.6"
+    assert ok("book", pid)["bids"][0]["price"] == "1.6"
+    events = ok("watch", pid, "--seconds", "1")
+    assert events[0]["kind"] == "snapshot" and events[0]["book"]["asks"][0]["quantity"] == 8
+    mkt = ok("order", "buy", pid, "1", "9.00", "--type", "market", "--tif", "ioc")
+    assert mkt["filled"] == 1  # at the ask, not at the protection price
+    assert ok("get", str(mkt["order_id"]))["fills"][0]["price"] == "2"
+    assert len(ok("orders", "--open")) == 1
+    assert ok("cancel-all")[0]["order_id"] == rest["order_id"]
+    allocs = ok("allocations")
+    assert sum(a["quantity"] for a in allocs) == 9 and allocs[0]["slots"][0][0] == "n0"
+    assert any(p["product_id"] == pid for p in ok("products"))
+    # the operator's side
+    op = ("--profile", "none")
+    assert ok(*op, "operator", "halt", pid, token=OPERATOR_TOKEN)["state"] == "halted"
+    assert ok(*op, "operator", "resume", pid, token=OPERATOR_TOKEN)["state"] == "open"
+    killed = ok(*op, "operator", "disable", str(seller["account_id"]), token=OPERATOR_TOKEN)
+    assert [o["order_id"] for o in killed["cancelled"]] == [ask["order_id"]]
+    assert ok(*op, "operator", "enable", str(seller["account_id"]),
+              token=OPERATOR_TOKEN)["enabled"]
+    new = ok(*op, "operator", "rotate-token", str(seller["account_id"]), token=OPERATOR_TOKEN)
+    assert new["token"] != seller["token"]
+    assert not ok(*op, "operator", "revoke-token", str(seller["account_id"]),
+                  token=OPERATOR_TOKEN)["has_token"]
+    names = {a["name"] for a in ok(*op, "operator", "accounts", token=OPERATOR_TOKEN)}
+    assert {"cli-seller", "cli-desk"} <= names
+    seq = ok(*op, "operator", "state-hash", token=OPERATOR_TOKEN)["sequence"]
+    assert ok(*op, "operator", "snapshot", token=OPERATOR_TOKEN)["sequence"] == seq
+    assert ok(*op, "operator", "close", made[1]["product_id"],
+              token=OPERATOR_TOKEN)["state"] == "closed"
+    assert spotex("--version").output.startswith("spotex ")

@@ -1,7 +1,9 @@
 """The ``spotex`` command: run the server or a demo market, and trade from a terminal.
 
 The server address comes from ``--server`` or ``SPOTEX_SERVER`` (default
-127.0.0.1:50551) and the token from ``--token`` or ``SPOTEX_TOKEN``.
+127.0.0.1:50551) and the token from ``--token`` or ``SPOTEX_TOKEN``, or else from the
+profile ``spotex login`` saved. The trading, seller and operator commands live in
+``spotex.cli_market``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from spotex.client import Client, Order, RpcError
+from spotex.cli_market import load_profiles, register
+from spotex.client import Client, RpcError
 from spotex.config import effective, load, resolve, show
 from spotex.config import options as config_options
 from spotex.extras import MissingExtra, available, require
@@ -80,18 +83,43 @@ QUANTITY = click.IntRange(1, 10_000_000)
 def _client(ctx: click.Context) -> Client:
     token = ctx.obj["token"]
     if not token:
-        raise click.UsageError("give --token or set SPOTEX_TOKEN")
+        raise click.UsageError("give --token, set SPOTEX_TOKEN, or save a profile with "
+                               "`spotex --server HOST:PORT --token T login`")
     return Client(ctx.obj["server"], token)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spotex")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 @click.group(cls=_Spotex)
 @click.option("--server", envvar="SPOTEX_SERVER", default=DEFAULT_SERVER, show_default=True,
-              help="host:port of the spotex server")
-@click.option("--token", envvar="SPOTEX_TOKEN", default="", help="bearer token")
+              help="host:port of the spotex server (or SPOTEX_SERVER, or the profile's)")
+@click.option("--token", envvar="SPOTEX_TOKEN", default="",
+              help="bearer token (or SPOTEX_TOKEN, or the profile's)")
+@click.option("--profile", envvar="SPOTEX_PROFILE", default="default", show_default=True,
+              help="the saved profile (`spotex login`) to take server and token from")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+@click.version_option(_version(), "--version", prog_name="spotex", message="%(prog)s %(version)s")
 @click.pass_context
-def main(ctx: click.Context, server: str, token: str) -> None:
-    """spotex: an exchange for GPU-hours."""
-    ctx.obj = {"server": server, "token": token}
+def main(ctx: click.Context, server: str, token: str, profile: str, as_json: bool) -> None:
+    """spotex: an exchange for GPU-hours.
+
+    Shell completion: eval "$(_SPOTEX_COMPLETE=bash_source spotex)" (zsh_source,
+    fish_source for the others)."""
+    saved = load_profiles().get(profile, {})
+    source = ctx.get_parameter_source
+    if source("server") == click.core.ParameterSource.DEFAULT and saved.get("server"):
+        server = saved["server"]
+    if source("token") == click.core.ParameterSource.DEFAULT and saved.get("token"):
+        token = saved["token"]
+    ctx.obj = {"server": server, "token": token, "profile": profile, "json": as_json,
+               "console": console}
 
 
 @main.command()
@@ -312,93 +340,6 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
 
 
 @main.command()
-@click.pass_context
-def products(ctx: click.Context) -> None:
-    """List products."""
-    t = Table("product", "state", "tick $", "lot", "gate closure (UTC)")
-    for p in _client(ctx).list_products():
-        t.add_row(p.product_id, p.state, str(p.tick), str(p.lot), f"{p.close_at:%Y-%m-%d %H:%M}")
-    console.print(t)
-
-
-@main.command()
-@click.argument("product_id")
-@click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 10_000))
-@click.pass_context
-def book(ctx: click.Context, product_id: str, depth: int) -> None:
-    """Show a product's order book."""
-    from spotex.demo import book_table
-
-    c = _client(ctx)
-    console.print(book_table(c, product_id, depth))
-
-
-def _order_row(t: Table, o: Order) -> None:
-    t.add_row(str(o.order_id), o.product_id, o.side, f"{o.price:.2f}", str(o.quantity),
-              str(o.filled), o.state, o.reason)
-
-
-def _orders_table(orders: list[Order]) -> Table:
-    t = Table("id", "product", "side", "$", "qty", "filled", "state", "reason")
-    for o in orders:
-        _order_row(t, o)
-    return t
-
-
-@main.command()
-@click.argument("side", type=click.Choice(["buy", "sell"]))
-@click.argument("product_id")
-@click.argument("quantity", type=QUANTITY)
-@click.argument("price", type=PRICE)
-@click.option("--tif", type=click.Choice(["gtc", "gtd", "ioc", "fok"]), default="gtc")
-@click.option("--cluster", default=None, help="asks: the cluster the GPUs come from")
-@click.option("--gang", default=1, show_default=True, help="bids: GPUs per node group")
-@click.option("--post-only", is_flag=True)
-@click.option("--client-order-id", default="")
-@click.pass_context
-def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
-          tif: str, cluster: str | None, gang: int, post_only: bool,
-          client_order_id: str) -> None:
-    """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
-    c = _client(ctx)
-    o = c.place_order(product_id, side, price, quantity,  # type: ignore[arg-type]
-                      tif=tif, cluster_id=cluster, gang=gang, post_only=post_only,
-                      client_order_id=client_order_id)
-    console.print(_orders_table([o]))
-
-
-@main.command()
-@click.argument("order_id", type=int)
-@click.pass_context
-def cancel(ctx: click.Context, order_id: int) -> None:
-    """Cancel an order."""
-    c = _client(ctx)
-    console.print(_orders_table([c.cancel_order(order_id)]))
-
-
-@main.command()
-@click.option("--product", default="")
-@click.option("--open", "open_only", is_flag=True)
-@click.pass_context
-def orders(ctx: click.Context, product: str, open_only: bool) -> None:
-    """List your orders."""
-    console.print(_orders_table(_client(ctx).list_orders(product, open_only=open_only)))
-
-
-@main.command()
-@click.option("--product", default="")
-@click.pass_context
-def allocations(ctx: click.Context, product: str) -> None:
-    """List the GPUs you bought (or sold)."""
-    t = Table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where")
-    for a in _client(ctx).list_allocations(product):
-        where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in a.slots)
-        t.add_row(str(a.trade_id), a.product_id, a.cluster_id, "buyer" if a.as_buyer else "seller",
-                  str(a.quantity), f"{a.price:.2f}", where)
-    console.print(t)
-
-
-@main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--seq", "until_seq", type=int, default=None, help="replay up to this sequence")
 @click.option("--time", "until", default=None,
@@ -472,6 +413,9 @@ def replay(data_dir: Path, until_seq: int | None, until: str | None, product: st
             (charts / "prices.png").write_bytes(prices)
             (charts / "report.html").write_text(rp.html_report(r, product, depth, prices))
             console.print(f"wrote depth.png, prices.png and report.html to {charts}")
+
+
+register(main, _client, PRICE, QUANTITY)
 
 
 if __name__ == "__main__":

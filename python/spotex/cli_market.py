@@ -1,0 +1,542 @@
+"""The ``spotex`` commands over the SDK: trading (products, book, watch, order, amend,
+cancel, cancel-all, get, orders, allocations), ``seller`` (capacity) and ``operator``
+(products, accounts, halts, snapshots), and ``login``. Every command prints a table, or
+with ``spotex --json`` the same data as JSON. Registered on ``spotex.cli.main``."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from spotex.client import AccountInfo, Allocation, Client, MarketEvent, Order, Product
+
+
+def _plain(x: Any) -> Any:
+    """SDK values as JSON: dataclasses as objects, Decimal as a string (exact), times in
+    ISO 8601."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+    if isinstance(x, Decimal):
+        return str(x)
+    if isinstance(x, dt.datetime):
+        return x.isoformat().replace("+00:00", "Z")
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    return x
+
+
+def emit(ctx: click.Context, data: Any, table: Callable[[], Any]) -> None:
+    """``data`` as JSON with ``--json``, else ``table()`` for a person."""
+    if ctx.obj.get("json"):
+        click.echo(json.dumps(_plain(data)))
+    else:
+        ctx.obj["console"].print(table())
+
+
+class _Hour(click.ParamType[int]):
+    """A delivery hour: hours since the epoch (490000), or a UTC time on the hour
+    (2026-11-30T18, 2026-11-30T18:00Z)."""
+
+    name = "hour"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            when = dt.datetime.fromisoformat(text if len(text) != 13 else text + ":00")
+        except ValueError:
+            self.fail(f"{value!r} is not an hour: give 2026-11-30T18 or hours since the epoch",
+                      param, ctx)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if when.minute or when.second or when.microsecond:
+            self.fail(f"{value!r} is not on the hour", param, ctx)
+        return int(when.timestamp()) // 3600
+
+
+class _Node(click.ParamType[tuple[str, int]]):
+    """A node and its GPUs: n0:8."""
+
+    name = "node:gpus"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        node, _, gpus = str(value).rpartition(":")
+        if not node or not gpus.isdigit() or not 1 <= int(gpus) <= 1024:
+            self.fail(f"{value!r} is not NODE:GPUS like n0:8", param, ctx)
+        return node, int(gpus)
+
+
+class _When(click.ParamType[dt.datetime]):
+    """A time in ISO 8601, UTC unless it says otherwise."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        try:
+            when = dt.datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time like 2026-11-30T17:30Z", param, ctx)
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+HOUR, NODE, WHEN = _Hour(), _Node(), _When()
+ACCOUNT_ID = click.IntRange(1, (1 << 63) - 1)
+ORDER_ID = click.IntRange(1, (1 << 64) - 1)
+
+
+def register(main: click.Group, client: Callable[[click.Context], Client],
+             price: click.ParamType[Decimal], quantity: click.ParamType[int]) -> None:
+    """Adds the commands to ``main``; ``client(ctx)`` gives the authenticated SDK."""
+
+    # ---- tables ---------------------------------------------------------------------
+
+    def orders_table(orders: Iterable[Order]) -> Table:
+        t = Table("id", "product", "side", "type", "tif", "$", "qty", "filled", "avg $",
+                  "state", "reason")
+        for o in orders:
+            paid = sum(f.price * f.quantity for f in o.fills)
+            avg = f"{paid / o.filled:.2f}" if o.filled and o.fills else ""
+            t.add_row(str(o.order_id), o.product_id, o.side, o.order_type, o.time_in_force,
+                      f"{o.price:.2f}", str(o.quantity), str(o.filled), avg, o.state, o.reason)
+        return t
+
+    def products_table(products: Iterable[Product]) -> Table:
+        t = Table("product", "state", "tick $", "lot", "gate closure (UTC)")
+        for p in products:
+            t.add_row(p.product_id, p.state, str(p.tick), str(p.lot),
+                      f"{p.close_at:%Y-%m-%d %H:%M}")
+        return t
+
+    def accounts_table(accounts: Iterable[AccountInfo]) -> Table:
+        t = Table("account", "name", "roles", "enabled", "token")
+        for a in accounts:
+            t.add_row(str(a.account_id), a.name, ",".join(a.roles), "yes" if a.enabled else "NO",
+                      "yes" if a.has_token else "revoked")
+        return t
+
+    def allocations_table(allocations: Iterable[Allocation]) -> Table:
+        t = Table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where")
+        for a in allocations:
+            where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in a.slots)
+            t.add_row(str(a.trade_id), a.product_id, a.cluster_id,
+                      "buyer" if a.as_buyer else "seller", str(a.quantity), f"{a.price:.2f}",
+                      where)
+        return t
+
+    # ---- trading --------------------------------------------------------------------
+
+    @main.command()
+    @click.pass_context
+    def products(ctx: click.Context) -> None:
+        """List products."""
+        ps = client(ctx).list_products()
+        emit(ctx, ps, lambda: products_table(ps))
+
+    @main.command()
+    @click.argument("product_id")
+    @click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 10_000))
+    @click.pass_context
+    def book(ctx: click.Context, product_id: str, depth: int) -> None:
+        """Show a product's order book."""
+        b = client(ctx).get_book(product_id, depth)
+        emit(ctx, b, lambda: book_table(b, []))
+
+    def book_table(b: Any, trades: Iterable[MarketEvent]) -> Table:
+        t = Table("bid GPUs", "bid $", "ask $", "ask GPUs",
+                  title=f"{b.product_id}  (sequence {b.sequence})")
+        for i in range(max(len(b.bids), len(b.asks))):
+            bid = b.bids[i] if i < len(b.bids) else None
+            ask = b.asks[i] if i < len(b.asks) else None
+            t.add_row(str(bid.quantity) if bid else "", f"{bid.price:.2f}" if bid else "",
+                      f"{ask.price:.2f}" if ask else "", str(ask.quantity) if ask else "")
+        shown = list(trades)
+        if shown:
+            t.caption = "last trades: " + ", ".join(
+                f"{e.quantity}@{e.price:.2f}" for e in reversed(shown))
+        return t
+
+    @main.command()
+    @click.argument("product_id")
+    @click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 1000))
+    @click.option("--seconds", default=0.0, type=click.FloatRange(0, None),
+                  help="stop after this long (0: until Ctrl-C)")
+    @click.pass_context
+    def watch(ctx: click.Context, product_id: str, depth: int, seconds: float) -> None:
+        """A live book and the last trades of a product (with --json: every market-data
+        event as a JSON line)."""
+        c = client(ctx)
+        c.get_book(product_id, 1)  # an unknown product fails here, with its reason
+        events: queue.Queue[MarketEvent | BaseException] = queue.Queue()
+
+        def read() -> None:
+            try:
+                for e in c.market_data([product_id]):
+                    events.put(e)
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                events.put(err)
+        threading.Thread(target=read, daemon=True, name="spotex-watch").start()
+        levels: dict[str, dict[Decimal, int]] = {"buy": {}, "sell": {}}
+        trades: collections.deque[MarketEvent] = collections.deque(maxlen=8)
+        sequence = 0
+
+        def view() -> Any:
+            from spotex.client import Book, Level
+            bids = sorted(levels["buy"].items(), reverse=True)[:depth]
+            asks = sorted(levels["sell"].items())[:depth]
+            b = Book(product_id, sequence, tuple(Level(p, q, 0) for p, q in bids),
+                     tuple(Level(p, q, 0) for p, q in asks))
+            return book_table(b, trades)
+        deadline = time.monotonic() + seconds if seconds else None
+        as_json = ctx.obj.get("json")
+        with Live(view(), console=ctx.obj["console"], auto_refresh=False,
+                  transient=False) if not as_json else _NoLive() as live:
+            while deadline is None or time.monotonic() < deadline:
+                try:
+                    e = events.get(timeout=0.2 if deadline is None else
+                                   max(0.0, min(0.2, deadline - time.monotonic())))
+                except queue.Empty:
+                    continue
+                if isinstance(e, BaseException):
+                    raise e
+                sequence = e.sequence
+                if as_json:
+                    click.echo(json.dumps(_plain(e)))
+                    continue
+                if e.kind == "snapshot" and e.book is not None:
+                    levels["buy"] = {x.price: x.quantity for x in e.book.bids}
+                    levels["sell"] = {x.price: x.quantity for x in e.book.asks}
+                elif e.kind == "level" and e.side and e.price is not None:
+                    if e.quantity:
+                        levels[e.side][e.price] = e.quantity
+                    else:
+                        levels[e.side].pop(e.price, None)
+                elif e.kind == "trade":
+                    trades.append(e)
+                live.update(view(), refresh=True)
+
+    @main.command()
+    @click.argument("side", type=click.Choice(["buy", "sell"]))
+    @click.argument("product_id")
+    @click.argument("quantity", type=quantity)
+    @click.argument("price", type=price)
+    @click.option("--type", "order_type", type=click.Choice(["limit", "market"]),
+                  default="limit", show_default=True,
+                  help="market: PRICE is the protection price (the worst it may trade at)")
+    @click.option("--tif", type=click.Choice(["gtc", "gtd", "ioc", "fok"]), default="gtc",
+                  show_default=True, help="gtc: good till gate closure; gtd: till --expire-at")
+    @click.option("--expire-at", type=WHEN, default=None, help="gtd: when the order expires")
+    @click.option("--cluster", default=None, help="asks: the cluster the GPUs come from")
+    @click.option("--gang", default=1, show_default=True, type=click.IntRange(1, 1024),
+                  help="bids: GPUs that must sit on one node together")
+    @click.option("--post-only", is_flag=True, help="refuse instead of trading at once")
+    @click.option("--stp", type=click.Choice(["cancel_newest", "cancel_oldest", "cancel_both"]),
+                  default="cancel_newest", show_default=True, help="self-trade prevention")
+    @click.option("--client-order-id", default="", help="your id for it (at most 64 chars)")
+    @click.pass_context
+    def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
+              order_type: str, tif: str, expire_at: dt.datetime | None, cluster: str | None,
+              gang: int, post_only: bool, stp: str, client_order_id: str) -> None:
+        """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
+        if tif == "gtd" and expire_at is None:
+            raise click.UsageError("--tif gtd needs --expire-at")
+        if expire_at is not None and tif != "gtd":
+            raise click.UsageError("--expire-at goes with --tif gtd")
+        o = client(ctx).place_order(product_id, side, price, quantity,  # type: ignore[arg-type]
+                                    order_type=order_type, tif=tif, expire_at=expire_at,
+                                    cluster_id=cluster, gang=gang, post_only=post_only,
+                                    stp=stp, client_order_id=client_order_id)
+        emit(ctx, o, lambda: orders_table([o]))
+
+    @main.command()
+    @click.argument("order_id", type=ORDER_ID)
+    @click.option("--price", type=price, default=None, help="the new limit price")
+    @click.option("--quantity", type=quantity, default=None, help="the new remaining quantity")
+    @click.pass_context
+    def amend(ctx: click.Context, order_id: int, price: Decimal | None,
+              quantity: int | None) -> None:
+        """Change an open order's price or remaining quantity."""
+        if price is None and quantity is None:
+            raise click.UsageError("give --price, --quantity or both")
+        o = client(ctx).amend_order(order_id, price=price, quantity=quantity)
+        emit(ctx, o, lambda: orders_table([o]))
+
+    @main.command()
+    @click.argument("order_id", type=ORDER_ID)
+    @click.pass_context
+    def cancel(ctx: click.Context, order_id: int) -> None:
+        """Cancel an order."""
+        o = client(ctx).cancel_order(order_id)
+        emit(ctx, o, lambda: orders_table([o]))
+
+    @main.command("cancel-all")
+    @click.option("--product", default="", help="only this product's orders")
+    @click.pass_context
+    def cancel_all(ctx: click.Context, product: str) -> None:
+        """Cancel every open order of yours (mass cancel)."""
+        os_ = client(ctx).cancel_all(product)
+        emit(ctx, os_, lambda: orders_table(os_))
+
+    @main.command()
+    @click.argument("order_id", type=ORDER_ID)
+    @click.pass_context
+    def get(ctx: click.Context, order_id: int) -> None:
+        """Show one of your orders, with its fills."""
+        o = client(ctx).get_order(order_id)
+
+        def table() -> Table:
+            t = orders_table([o])
+            if o.fills:
+                t.caption = "fills: " + ", ".join(
+                    f"trade {f.trade_id} {f.quantity}@{f.price:.2f}"
+                    f"{' (maker)' if f.maker else ''}" for f in o.fills)
+            return t
+        emit(ctx, o, table)
+
+    @main.command()
+    @click.option("--product", default="")
+    @click.option("--open", "open_only", is_flag=True)
+    @click.pass_context
+    def orders(ctx: click.Context, product: str, open_only: bool) -> None:
+        """List your orders."""
+        os_ = client(ctx).list_orders(product, open_only=open_only)
+        emit(ctx, os_, lambda: orders_table(os_))
+
+    @main.command()
+    @click.option("--product", default="")
+    @click.pass_context
+    def allocations(ctx: click.Context, product: str) -> None:
+        """List the GPUs you bought (or sold)."""
+        al = client(ctx).list_allocations(product)
+        emit(ctx, al, lambda: allocations_table(al))
+
+    # ---- seller ---------------------------------------------------------------------
+
+    @main.group()
+    def seller() -> None:
+        """Register and withdraw capacity (asks are `spotex order sell ... --cluster`)."""
+
+    @seller.command("register")
+    @click.argument("cluster_id")
+    @click.option("--sku", required=True)
+    @click.option("--region", required=True)
+    @click.option("--node", "nodes", type=NODE, multiple=True, required=True,
+                  help="NODE:GPUS, once per node (n0:8)")
+    @click.option("--from-hour", type=HOUR, required=True, help="first hour, inclusive")
+    @click.option("--to-hour", type=HOUR, required=True, help="last hour, exclusive")
+    @click.pass_context
+    def register_capacity(ctx: click.Context, cluster_id: str, sku: str, region: str,
+                          nodes: tuple[tuple[str, int], ...], from_hour: int,
+                          to_hour: int) -> None:
+        """Register a cluster's nodes for a range of delivery hours."""
+        cid = client(ctx).register_capacity(cluster_id, sku=sku, region=region, nodes=nodes,
+                                            from_hour=from_hour, to_hour=to_hour)
+        gpus = sum(g for _, g in nodes)
+        data = {"cluster_id": cid, "nodes": len(nodes), "gpus": gpus,
+                "hours": to_hour - from_hour}
+        emit(ctx, data, lambda: f"registered {cid}: {len(nodes)} nodes, {gpus} GPUs, "
+                                f"{to_hour - from_hour} hours")
+
+    @seller.command("withdraw")
+    @click.argument("cluster_id")
+    @click.option("--from-hour", type=HOUR, required=True)
+    @click.option("--to-hour", type=HOUR, required=True)
+    @click.option("--node", "node_ids", multiple=True, help="only these nodes (default: all)")
+    @click.pass_context
+    def withdraw_capacity(ctx: click.Context, cluster_id: str, from_hour: int, to_hour: int,
+                          node_ids: tuple[str, ...]) -> None:
+        """Withdraw unsold capacity of a cluster for a range of hours."""
+        n = client(ctx).withdraw_capacity(cluster_id, from_hour=from_hour, to_hour=to_hour,
+                                          node_ids=node_ids)
+        emit(ctx, {"cluster_id": cluster_id, "gpu_hours_withdrawn": n},
+             lambda: f"withdrew {n} GPU-hours from {cluster_id}")
+
+    # ---- operator -------------------------------------------------------------------
+
+    @main.group()
+    def operator() -> None:
+        """Run the venue: products, accounts, halts, snapshots (needs the operator token)."""
+
+    @operator.command("create-products")
+    @click.option("--sku", "skus", multiple=True, required=True)
+    @click.option("--region", "regions", multiple=True, required=True)
+    @click.option("--from-hour", type=HOUR, required=True)
+    @click.option("--to-hour", type=HOUR, required=True)
+    @click.option("--tick", type=price, default=Decimal("0.01"), show_default=True)
+    @click.option("--lot", type=click.IntRange(1, 10_000), default=1, show_default=True)
+    @click.option("--gate-closure-minutes", type=click.IntRange(0, 7 * 24 * 60), default=60,
+                  show_default=True, help="trading stops this long before delivery")
+    @click.pass_context
+    def create_products(ctx: click.Context, skus: tuple[str, ...], regions: tuple[str, ...],
+                        from_hour: int, to_hour: int, tick: Decimal, lot: int,
+                        gate_closure_minutes: int) -> None:
+        """List products: every SKU x region x hour in [from, to)."""
+        if tick <= 0:
+            raise click.BadParameter("the tick must be above 0", param_hint="--tick")
+        made = client(ctx).create_products(
+            skus=skus, regions=regions, from_hour=from_hour, to_hour=to_hour, tick=tick,
+            lot=lot, gate_closure_lead=dt.timedelta(minutes=gate_closure_minutes))
+        emit(ctx, made, lambda: products_table(made))
+
+    def state_command(name: str, method: str, doc: str) -> None:
+        @operator.command(name, help=doc)
+        @click.argument("product_id")
+        @click.pass_context
+        def change(ctx: click.Context, product_id: str) -> None:
+            p = getattr(client(ctx), method)(product_id)
+            emit(ctx, p, lambda: products_table([p]))
+    state_command("halt", "halt", "Halt trading in a product (resting orders stay).")
+    state_command("resume", "resume", "Resume trading in a halted product.")
+    state_command("close", "close_product", "Close a product for good (orders cancelled).")
+
+    @operator.command("accounts")
+    @click.pass_context
+    def accounts(ctx: click.Context) -> None:
+        """List the accounts."""
+        al = client(ctx).list_accounts()
+        emit(ctx, al, lambda: accounts_table(al))
+
+    @operator.command("create-account")
+    @click.argument("name")
+    @click.option("--role", "roles", type=click.Choice(["buyer", "seller", "operator"]),
+                  multiple=True, required=True)
+    @click.pass_context
+    def create_account(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
+        """Create an account; its token is shown once."""
+        a = client(ctx).create_account(name, roles)
+        emit(ctx, a, lambda: f"account {a.account_id}: token {a.token}  (shown once)")
+
+    @operator.command("disable")
+    @click.argument("account_id", type=ACCOUNT_ID)
+    @click.pass_context
+    def disable(ctx: click.Context, account_id: int) -> None:
+        """The kill switch: refuse the account's calls and cancel its open orders."""
+        a, cancelled = client(ctx).disable_account(account_id)
+        emit(ctx, {"account": a, "cancelled": cancelled},
+             lambda: f"account {a.account_id} disabled; {len(cancelled)} open orders cancelled")
+
+    @operator.command("enable")
+    @click.argument("account_id", type=ACCOUNT_ID)
+    @click.pass_context
+    def enable(ctx: click.Context, account_id: int) -> None:
+        """Let a disabled account trade again."""
+        a = client(ctx).enable_account(account_id)
+        emit(ctx, a, lambda: accounts_table([a]))
+
+    @operator.command("rotate-token")
+    @click.argument("account_id", type=ACCOUNT_ID)
+    @click.pass_context
+    def rotate_token(ctx: click.Context, account_id: int) -> None:
+        """Give an account a new token (shown once); the old one stops working at once."""
+        a = client(ctx).rotate_token(account_id)
+        emit(ctx, a, lambda: f"account {a.account_id}: new token {a.token}  (shown once)")
+
+    @operator.command("revoke-token")
+    @click.argument("account_id", type=ACCOUNT_ID)
+    @click.pass_context
+    def revoke_token(ctx: click.Context, account_id: int) -> None:
+        """Make an account's token stop working (rotate-token gives a new one)."""
+        a = client(ctx).revoke_token(account_id)
+        emit(ctx, a, lambda: accounts_table([a]))
+
+    @operator.command("snapshot")
+    @click.pass_context
+    def snapshot(ctx: click.Context) -> None:
+        """Take a snapshot now (recovery starts from the newest)."""
+        seq, h = client(ctx).take_snapshot()
+        emit(ctx, {"sequence": seq, "state_hash": h},
+             lambda: f"snapshot at sequence {seq}, state hash {h}")
+
+    @operator.command("state-hash")
+    @click.pass_context
+    def state_hash(ctx: click.Context) -> None:
+        """The venue's command sequence and state hash (compare with a replay)."""
+        seq, h = client(ctx).state_hash()
+        emit(ctx, {"sequence": seq, "state_hash": h}, lambda: f"sequence {seq}, state hash {h}")
+
+    # ---- profiles -------------------------------------------------------------------
+
+    @main.command()
+    @click.option("--profile", "name", default=None,
+                  help="the profile to write (default: the one in use, or 'default')")
+    @click.pass_context
+    def login(ctx: click.Context, name: str | None) -> None:
+        """Check --server and --token against the server and save them as a profile, so
+        later commands need neither."""
+        c = client(ctx)
+        c.list_products()  # a wrong token or a server that is down fails here
+        name = name or ctx.obj["profile"]
+        path = save_profile(name, ctx.obj["server"], ctx.obj["token"])
+        emit(ctx, {"profile": name, "server": ctx.obj["server"], "file": str(path)},
+             lambda: f"saved profile {name!r} ({ctx.obj['server']}) in {path}")
+
+
+class _NoLive:
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, *a: Any, **k: Any) -> None:
+        return None
+
+
+def profiles_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "spotex" / "profiles.toml"
+
+
+def load_profiles() -> dict[str, dict[str, str]]:
+    import tomllib
+
+    path = profiles_file()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise click.ClickException(f"{path}: {err}") from None
+    return {k: {a: str(b) for a, b in v.items()} for k, v in data.items() if isinstance(v, dict)}
+
+
+def save_profile(name: str, server: str, token: str) -> Path:
+    """Writes the profile (owner-only: it holds a token)."""
+    path = profiles_file()
+    profiles = load_profiles()
+    profiles[name] = {"server": server, "token": token}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"[{json.dumps(k)}]\nserver = {json.dumps(v['server'])}\n"
+                   f"token = {json.dumps(v['token'])}\n\n" for k, v in profiles.items())
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
