@@ -41,6 +41,15 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def _table(*headers: str, **kw: Any) -> Table:
+    """A table whose cells wrap instead of being cut short (a product id or a list of
+    GPUs is useless with its end missing on an 80-column terminal)."""
+    t = Table(*headers, **kw)
+    for c in t.columns:
+        c.overflow = "fold"
+    return t
+
+
 def emit(ctx: click.Context, data: Any, table: Callable[[], Any]) -> None:
     """``data`` as JSON with ``--json``, else ``table()`` for a person."""
     if ctx.obj.get("json"):
@@ -117,7 +126,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
     # ---- tables ---------------------------------------------------------------------
 
     def orders_table(orders: Iterable[Order]) -> Table:
-        t = Table("id", "product", "side", "type", "tif", "$", "qty", "filled", "avg $",
+        t = _table("id", "product", "side", "type", "tif", "$", "qty", "filled", "avg $",
                   "state", "reason")
         for o in orders:
             paid = sum(f.price * f.quantity for f in o.fills)
@@ -127,21 +136,21 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         return t
 
     def products_table(products: Iterable[Product]) -> Table:
-        t = Table("product", "state", "tick $", "lot", "gate closure (UTC)")
+        t = _table("product", "state", "tick $", "lot", "gate closure (UTC)")
         for p in products:
             t.add_row(p.product_id, p.state, str(p.tick), str(p.lot),
                       f"{p.close_at:%Y-%m-%d %H:%M}")
         return t
 
     def accounts_table(accounts: Iterable[AccountInfo]) -> Table:
-        t = Table("account", "name", "roles", "enabled", "token")
+        t = _table("account", "name", "roles", "enabled", "token")
         for a in accounts:
             t.add_row(str(a.account_id), a.name, ",".join(a.roles), "yes" if a.enabled else "NO",
                       "yes" if a.has_token else "revoked")
         return t
 
     def allocations_table(allocations: Iterable[Allocation]) -> Table:
-        t = Table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where")
+        t = _table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where")
         for a in allocations:
             where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in a.slots)
             t.add_row(str(a.trade_id), a.product_id, a.cluster_id,
@@ -168,7 +177,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         emit(ctx, b, lambda: book_table(b, []))
 
     def book_table(b: Any, trades: Iterable[MarketEvent]) -> Table:
-        t = Table("bid GPUs", "bid $", "ask $", "ask GPUs",
+        t = _table("bid GPUs", "bid $", "ask $", "ask GPUs",
                   title=f"{b.product_id}  (sequence {b.sequence})")
         for i in range(max(len(b.bids), len(b.asks))):
             bid = b.bids[i] if i < len(b.bids) else None
