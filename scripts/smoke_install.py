@@ -6,10 +6,12 @@ outside the checkout, so nothing but the installed package is imported."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import spotex
@@ -34,8 +36,13 @@ def main() -> None:
     assert "site-packages" in (spotex.__file__ or ""), f"not the installed spotex: {spotex}"
     extras_stay_out()
     with tempfile.TemporaryDirectory(prefix="spotex-smoke-") as data:
-        server = ServerProcess(data, TOKEN)
+        server = ServerProcess(data, TOKEN, "--web-listen", "127.0.0.1:0")
         try:
+            # the web page ships in the wheel and the server serves it
+            port = re.search(r"web page on http://127\.0\.0\.1:(\d+)/", server.text())
+            assert port, server.text()
+            page = urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/", timeout=10)
+            assert b"<title>spotex</title>" in page.read()
             op = Client(server.target, TOKEN)
             h = int(time.time()) // 3600 + 3
             pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=h,

@@ -136,9 +136,10 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
     c = resolve(ctx, params)
     configure(c["server.log_format"])
     metrics_listen = c["server.metrics_listen"] or None
-    if metrics_listen is not None and not re.fullmatch(r"\S*:\d{1,5}", metrics_listen):
-        raise click.BadParameter(f"{metrics_listen!r} is not HOST:PORT",
-                                 param_hint="--metrics-listen / server.metrics_listen")
+    for key, flag in (("server.metrics_listen", "--metrics-listen"),
+                      ("server.web_listen", "--web-listen")):
+        if c[key] and not re.fullmatch(r"\S*:\d{1,5}", c[key]):
+            raise click.BadParameter(f"{c[key]!r} is not HOST:PORT", param_hint=f"{flag} / {key}")
     operator_token = c["server.operator_token"] or None
     if not operator_token:
         console.print("[yellow]no operator token (--operator-token, SPOTEX_OPERATOR_TOKEN or "
@@ -167,7 +168,8 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         limits=limits, tls=tls, segment_bytes=c["journal.segment_mb"] << 20,
                         retention=c["journal.retention"],
                         keep_ended=c["journal.keep_ended_orders"],
-                        metrics_listen=metrics_listen, access_log=c["server.access_log"]))
+                        metrics_listen=metrics_listen, access_log=c["server.access_log"],
+                        web_listen=c["server.web_listen"] or None))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
         raise click.ClickException(str(e)) from None

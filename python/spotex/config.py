@@ -53,6 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
             "token of the operator account (empty: operator calls are disabled)", secret=True),
     Setting("server.metrics_listen", "--metrics-listen", "", click.STRING,
             "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)"),
+    Setting("server.web_listen", "--web-listen", "", click.STRING,
+            "serve the venue's web page at http://HOST:PORT/ (empty: off)"),
     Setting("server.log_format", "--log-format", "text", _choice("text", "json"),
             "json: one JSON object a line, for a log pipeline"),
     Setting("server.access_log", "--access-log/--no-access-log", True, bool,

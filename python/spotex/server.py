@@ -34,6 +34,7 @@ from spotex.accounts import BUYER, OPERATOR, SELLER, Account, AccountError, Acco
 from spotex.gateway import Gateway, GatewayError, Published
 from spotex.limits import Limits, TlsConfig, TokenBucket
 from spotex.metrics import Metrics, Observe, account_of_call
+from spotex.web import Web
 
 log = logging.getLogger("spotex.server")
 T = TypeVar("T")
@@ -600,11 +601,9 @@ def _check_listen(listen: str) -> None:
                 raise ListenError(f"cannot listen on {listen}: {e.strerror}") from None
 
 
-def _listen(listen: str, gateway: Gateway, data_dir: Path | None,
-            operator_token: str | None, hub: Hub, limits: Limits,
+def _listen(listen: str, gateway: Gateway, accounts: Accounts, hub: Hub, limits: Limits,
             tls: TlsConfig | None, observe: Observe
             ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
-    accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
     s = Service(gateway, accounts, hub, limits)
     server = grpc.aio.server(interceptors=[observe], options=[
         ("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -641,7 +640,8 @@ class Server:
 
     def __init__(self, grpc_server: grpc.aio.Server, port: int, gateway: Gateway,
                  ticker: asyncio.Task[None], metrics: Metrics | None = None,
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None, web: Web | None = None,
+                 web_port: int | None = None) -> None:
         self.grpc = grpc_server
         self.port = port
         self.gateway = gateway
@@ -649,6 +649,8 @@ class Server:
         self.metrics = metrics
         # where /metrics is served, when it is
         self.metrics_port = metrics_port
+        self.web = web
+        self.web_port = web_port
 
     @classmethod
     async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
@@ -657,7 +659,7 @@ class Server:
                     limits: Limits | None = None, tls: TlsConfig | None = None,
                     segment_bytes: int = 64 << 20, retention: str = "delete",
                     keep_ended: int = 100_000, metrics_listen: str | None = None,
-                    access_log: bool = True) -> Server:
+                    access_log: bool = True, web_listen: str | None = None) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too."""
         loop = asyncio.get_running_loop()
@@ -673,15 +675,26 @@ class Server:
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended)
         metrics = Metrics(gateway, hub) if metrics_listen else None
+        web, web_port = None, None
         try:
+            accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
             server, port, health_servicer, names = _listen(
-                listen, gateway, data_dir, operator_token, hub, limits, tls,
-                Observe(metrics, access_log))
-            metrics_port = metrics.serve(metrics_listen) if metrics and metrics_listen else None
-        except OSError as err:
+                listen, gateway, accounts, hub, limits, tls, Observe(metrics, access_log))
+        except BaseException:
             gateway.close()
-            raise ListenError(f"cannot serve metrics on {metrics_listen}: "
-                              f"{err.strerror or err}") from None
+            raise
+        where = metrics_listen
+        try:
+            metrics_port = metrics.serve(metrics_listen) if metrics and metrics_listen else None
+            if web_listen:
+                where = web_listen
+                web = Web(gateway, hub, accounts, data_dir, limits.subscriber_queue)
+                web_port = await web.start(web_listen)
+        except OSError as err:
+            if metrics is not None:
+                metrics.close()
+            gateway.close()
+            raise ListenError(f"cannot listen on {where}: {err.strerror or err}") from None
         except BaseException:
             gateway.close()
             raise
@@ -706,11 +719,16 @@ class Server:
         if metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", metrics_listen.rsplit(":", 1)[0]
                      if metrics_listen else host, metrics_port)
+        if web_port is not None:
+            log.info("web page on http://%s:%d/", web_listen.rsplit(":", 1)[0]
+                     if web_listen else host, web_port)
         log.info("spotex listening on %s", host + f":{port}")
-        return cls(server, port, gateway, ticker, metrics, metrics_port)
+        return cls(server, port, gateway, ticker, metrics, metrics_port, web, web_port)
 
     async def stop(self, grace: float = 2.0) -> None:
         self._ticker.cancel()
+        if self.web is not None:
+            await self.web.close()
         await self.grpc.stop(grace)
         gw = self.gateway
         seq, h = await gw.submit_async(lambda: (gw.sequence, gw.state_hash()))
@@ -733,7 +751,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 snapshot_every: int = 200_000, limits: Limits | None = None,
                 tls: TlsConfig | None = None, segment_bytes: int = 64 << 20,
                 retention: str = "delete", keep_ended: int = 100_000,
-                metrics_listen: str | None = None, access_log: bool = True) -> None:
+                metrics_listen: str | None = None, access_log: bool = True,
+                web_listen: str | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -744,7 +763,7 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 snapshot_every=snapshot_every, limits=limits, tls=tls,
                                 segment_bytes=segment_bytes, retention=retention,
                                 keep_ended=keep_ended, metrics_listen=metrics_listen,
-                                access_log=access_log)
+                                access_log=access_log, web_listen=web_listen)
     if ready:
         ready(server)
     await stop.wait()

@@ -359,6 +359,39 @@ impl Exchange {
         Ok(encode(py, &page))
     }
 
+    /// GPUs per cluster and delivery hour in `[from_hour, to_hour)` (at most a week of
+    /// hours): `(cluster, sku, region, hour, capacity, sold, offered, idle, withdrawn)`,
+    /// for the hours each cluster covers.
+    #[allow(clippy::type_complexity)]
+    fn utilisation(
+        &self,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Vec<(String, String, String, i64, i64, i64, i64, i64, i64)> {
+        let ex = lock(&self.shared);
+        let engine = ex.engine();
+        let to_hour = to_hour.min(from_hour.saturating_add(7 * 24));
+        let mut rows = Vec::new();
+        for (i, c) in engine.clusters().iter().enumerate() {
+            for hour in from_hour..to_hour {
+                if let Some(u) = engine.utilisation(i as _, hour) {
+                    rows.push((
+                        c.spec.id.clone(),
+                        c.spec.sku.clone(),
+                        c.spec.region.clone(),
+                        hour,
+                        u.capacity,
+                        u.sold,
+                        u.offered,
+                        u.idle,
+                        u.withdrawn,
+                    ));
+                }
+            }
+        }
+        rows
+    }
+
     /// `StreamMarketDataRequest` bytes in; a `MarketDataBatch` of whole-book snapshots out,
     /// where the subscription starts.
     fn market_snapshots<'py>(&self, py: Python<'py>, request: &[u8]) -> Outcome<'py> {

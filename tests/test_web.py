@@ -1,0 +1,231 @@
+"""The web page, in a real browser: headless Chromium (Debian's package) opens the
+server's page, shows the book of a product, sees a trade appear live and the cluster's
+utilisation move, and saves a screenshot (the README shows one taken this way; set
+SPOTEX_SCREENSHOT_DIR to keep it). The browser is driven over the DevTools protocol on
+a pipe: no driver, no extra package. The API underneath is checked without a browser."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import select
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import OPERATOR_TOKEN
+
+from spotex.client import Client
+from spotex.testing import ServerProcess
+
+NOW_HOUR = int(time.time()) // 3600
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("SPOTEX_REQUIRE_BROWSER"),
+    reason="no chromium here (Debian: apt-get install chromium); CI installs it")
+
+
+class Browser:
+    """Headless Chromium on --remote-debugging-pipe: commands go in on its fd 3, answers
+    and events come out on its fd 4, each a JSON message ending in a NUL byte."""
+
+    def __init__(self, exe: str, width: int = 1280, height: int = 860) -> None:
+        to_r, self._to = os.pipe()
+        self._from, from_w = os.pipe()
+        self._profile = tempfile.mkdtemp(prefix="spotex-chromium-")
+        cmd = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-dev-shm-usage", "--remote-debugging-pipe",
+               f"--user-data-dir={self._profile}", f"--window-size={width},{height}",
+               "about:blank"]
+        def onto_3_and_4() -> None:  # in the child: the descriptors the protocol expects
+            os.dup2(to_r, 3)
+            os.dup2(from_w, 4)
+        self.proc = subprocess.Popen(cmd, preexec_fn=onto_3_and_4, close_fds=False,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_r)
+        os.close(from_w)
+        self._buf = b""
+        self._n = 0
+
+    def send(self, method: str, params: dict[str, Any] | None = None,
+             session: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        self._n += 1
+        msg: dict[str, Any] = {"id": self._n, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buf:
+                raw, self._buf = self._buf.split(b"\0", 1)
+                answer = json.loads(raw)
+                if answer.get("id") == self._n:
+                    if "error" in answer:
+                        raise RuntimeError(f"{method}: {answer['error']}")
+                    return dict(answer.get("result", {}))
+            left = deadline - time.monotonic()
+            assert left > 0, f"no answer to {method} in {timeout} s"
+            ready, _, _ = select.select([self._from], [], [], left)
+            if ready:
+                chunk = os.read(self._from, 1 << 20)
+                assert chunk, "the browser went away"
+                self._buf += chunk
+
+    def open(self, url: str, width: int = 1280, height: int = 860) -> str:
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = str(self.send("Target.attachToTarget",
+                                {"targetId": target, "flatten": True})["sessionId"])
+        self.send("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session)
+        self.send("Page.navigate", {"url": url}, session)
+        return session
+
+    def evaluate(self, session: str, expression: str) -> Any:
+        r = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                      session)
+        return r.get("result", {}).get("value")
+
+    def wait_for(self, session: str, expression: str, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(session, expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"the page never showed: {expression}\n"
+                             + str(self.evaluate(session, "document.body.innerText")))
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", timeout=5)
+        except (AssertionError, RuntimeError, OSError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        os.close(self._to)
+        os.close(self._from)
+        shutil.rmtree(self._profile, ignore_errors=True)
+
+
+def _web_port(server: ServerProcess) -> int:
+    deadline = time.monotonic() + 10
+    while not (m := re.search(r"web page on http://127\.0\.0\.1:(\d+)/", server.text())):
+        assert time.monotonic() < deadline, server.text()
+        time.sleep(0.05)
+    return int(m.group(1))
+
+
+def _market(server: ServerProcess) -> tuple[str, Client]:
+    """A product with 16 GPUs offered at $2.10 and 8 at $2.25 from a seller's 24-GPU
+    cluster, a bid at $1.95, and a buyer."""
+    op = Client(server.target, OPERATOR_TOKEN)
+    pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=NOW_HOUR + 3,
+                             to_hour=NOW_HOUR + 5)[0].product_id
+    seller = Client(server.target, op.create_account("neocloud", ["seller"]).token)
+    seller.register_capacity("iad-1", sku="H100-SXM", region="us-east",
+                             nodes=[("n0", 8), ("n1", 8), ("n2", 8)], from_hour=NOW_HOUR + 3,
+                             to_hour=NOW_HOUR + 5)
+    seller.place_order(pid, "sell", "2.10", 16, cluster_id="iad-1")
+    seller.place_order(pid, "sell", "2.25", 8, cluster_id="iad-1")
+    buyer = Client(server.target, op.create_account("startup", ["buyer"]).token)
+    buyer.place_order(pid, "buy", "1.95", 4)
+    return pid, buyer
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+@needs_browser
+def test_the_page_shows_a_trade_live_in_headless_chromium(tmp_path: Path) -> None:
+    assert CHROMIUM is not None, "SPOTEX_REQUIRE_BROWSER is set but there is no chromium"
+    server = ServerProcess(tmp_path / "data", OPERATOR_TOKEN, "--web-listen", "127.0.0.1:0")
+    browser = Browser(CHROMIUM)
+    try:
+        port = _web_port(server)
+        pid, buyer = _market(server)
+        page = browser.open(f"http://127.0.0.1:{port}/#token={OPERATOR_TOKEN}&product={pid}")
+        # the token left the address bar; the product's book came in over the stream
+        browser.wait_for(page, f"document.body.dataset.streaming === {json.dumps(pid)}")
+        # two rows: the bid beside the first ask, and the second ask
+        browser.wait_for(page, "document.querySelectorAll('#book tbody tr').length === 2")
+        assert "token" not in browser.evaluate(page, "location.href")
+        book = browser.evaluate(page, "document.querySelector('#book').innerText")
+        assert "2.10" in book and "16" in book and "1.95" in book
+        assert browser.evaluate(page, "document.querySelectorAll('#trades li').length") == 0
+        browser.wait_for(page, "document.querySelector('#util').innerText.includes('0/24')")
+
+        buyer.place_order(pid, "buy", "2.20", 8, gang=8)  # takes 8 of the 16 at $2.10
+
+        trade = browser.wait_for(page, "(document.querySelector('#trades li.trade') || {})"
+                                       ".textContent")
+        assert "8 GPUs at $2.10" in trade and "buyer took" in trade
+        browser.wait_for(page, "document.querySelector('#book').innerText.includes('8')")
+        browser.wait_for(page, "document.querySelector('#util').innerText.includes('8/24')",
+                         timeout=15)
+        shot = base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png"},
+                                             page)["data"])
+        assert _png_size(shot) == (1280, 860)
+        (tmp_path / "web.png").write_bytes(shot)
+        if keep := os.environ.get("SPOTEX_SCREENSHOT_DIR"):
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            (Path(keep) / "web.png").write_bytes(shot)
+    finally:
+        browser.close()
+        assert server.stop() == 0, server.text()
+
+
+def _get(port: int, path: str, token: str | None) -> tuple[int, Any]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+            kind = r.headers.get("Content-Type", "")
+            return r.status, json.loads(body) if "json" in kind else body
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_the_page_s_api_checks_tokens_and_input(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", OPERATOR_TOKEN, "--web-listen", "127.0.0.1:0")
+    try:
+        port = _web_port(server)
+        pid, buyer = _market(server)
+        status, page = _get(port, "/", None)
+        assert status == 200 and b"<title>spotex</title>" in page
+        assert _get(port, "/api/products", None)[0] == 401
+        assert _get(port, "/api/products", "wrong")[0] == 401
+        status, listed = _get(port, "/api/products", buyer._md[0][1][7:])
+        assert status == 200 and [p["product_id"] for p in listed["products"]][0] == pid
+        status, book = _get(port, f"/api/book?product={pid}&depth=5", OPERATOR_TOKEN)
+        assert status == 200 and book["asks"][0]["price_micros"] == "2100000"
+        assert _get(port, "/api/book?product=nope", OPERATOR_TOKEN)[0] == 404
+        assert _get(port, f"/api/book?product={pid}&depth=x", OPERATOR_TOKEN)[0] == 400
+        # utilisation and the replay report are for operators
+        assert _get(port, "/api/utilisation", buyer._md[0][1][7:])[0] == 403
+        status, util = _get(port, f"/api/utilisation?from={NOW_HOUR + 3}&to={NOW_HOUR + 5}",
+                            OPERATOR_TOKEN)
+        assert status == 200 and [(r["cluster"], r["capacity"], r["offered"])
+                                  for r in util["rows"]] == [("iad-1", 24, 24), ("iad-1", 24, 0)]
+        assert _get(port, "/nope", None)[0] == 404
+        status, report = _get(port, f"/api/report?product={pid}", OPERATOR_TOKEN)
+        assert status == 200 and pid.encode() in report
+    finally:
+        assert server.stop() == 0, server.text()
