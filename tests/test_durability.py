@@ -300,7 +300,17 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     assert lines[0].startswith("sequence,time_utc,trade_id") and len(lines) > 1
     for png in ("depth.png", "prices.png"):
         assert (charts / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (charts / "report.html").read_text().count("data:image/png;base64,") == 2
+    report = (charts / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 2
+    # the allocations are listed, and a crossed book is explained exactly when crossed
+    from spotex.replay import CROSSED_NOTE, rebuild
+
+    back = rebuild(d)
+    allocs = [a for a in back.engine.all_allocations() if a.product == PID]
+    assert allocs and report.split("<h2>allocations</h2>")[1].count("<tr>") == len(allocs) + 1
+    bids, asks = back.engine.l2(PID, 1)
+    crossed = bool(bids and asks and bids[0][0] >= asks[0][0])
+    assert (CROSSED_NOTE in report) == crossed and (CROSSED_NOTE[:40] in r.output) == crossed
     # replaying to an earlier point gives that point's state
     early = CliRunner().invoke(main, ["replay", str(d), "--seq", "5"])
     assert "replayed to sequence 5 (" in early.output

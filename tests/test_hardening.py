@@ -275,6 +275,7 @@ def test_limits_refuse_with_clear_codes(tight: Running) -> None:
     # machine earns a token or two); then refusals with a retry hint
     assert 10 <= len(placed) <= 10 + math.ceil(elapsed * 20)
     assert len(errors) == 3 and {e.reason for e in errors} == {"RATE_LIMITED"}
+    assert all(e.retry_after is not None and e.retry_after > 0 for e in errors)
     assert all(e.code == C.RESOURCE_EXHAUSTED for e in errors)
     time.sleep(0.6)  # 20/s refills a dozen tokens
     rest = [b.place_order(pid, "buy", "1.00", 1) for _ in range(5)]

@@ -131,7 +131,11 @@ class Accounts:
             return
         tmp = self._path.with_suffix(".tmp")
         rows = [asdict(a) for a in self._by_id.values() if a.account_id != OPERATOR_ACCOUNT_ID]
-        tmp.write_text(json.dumps(rows, indent=1))
-        with open(tmp, "rb+") as f:
+        # owner-only: token hashes are not tokens, but nobody else needs to read them
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(rows, indent=1))
+            f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)  # an older file's mode does not carry over
         os.replace(tmp, self._path)

@@ -400,9 +400,12 @@ def replay(data_dir: Path, until_seq: int | None, until: str | None, product: st
         if product not in {p[0] for p in r.engine.products()}:
             raise click.ClickException(f"no product {product} at that point")
         t = Table("bid GPUs", "bid $", "ask $", "ask GPUs", title=f"{product} book")
-        for row in book_rows(*r.engine.l2(product, 15)):
+        bids, asks = r.engine.l2(product, 15)
+        for row in book_rows(bids, asks):
             t.add_row(*row)
         console.print(t)
+        if bids and asks and bids[0][0] >= asks[0][0]:
+            console.print(f"[dim]{rp.CROSSED_NOTE}[/dim]")
         mine = [x for x in r.trades if x[3] == product]
         console.print(f"{len(mine)} trades; last: "
                       + ", ".join(f"{q}@{rp._dollars(px)}" for *_, px, q, _ in mine[-5:]))

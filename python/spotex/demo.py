@@ -117,8 +117,11 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
 
     busiest = max(products, key=lambda p: len(op.get_book(p.product_id, 50).asks))
     console.print(book_table(op, busiest.product_id))
-    console.print("[dim]bids for whole 8-GPU nodes may rest above asks that cannot place "
-                  "a whole node[/dim]")
+    shown = op.get_book(busiest.product_id, 1)
+    if shown.bids and shown.asks and shown.bids[0].price >= shown.asks[0].price:
+        from spotex.replay import CROSSED_NOTE
+
+        console.print(f"[dim]{CROSSED_NOTE}[/dim]")
     t = Table(title="allocations (most recent)")
     for col in ("buyer", "product", "cluster", "GPUs", "$/GPU-h", "where"):
         t.add_column(col)

@@ -41,8 +41,17 @@ class Replay:
     start: int = 0
 
 
-def _dollars(micros: int) -> Decimal:
-    return Decimal(micros) / 1_000_000
+# why a book may show bids at or above asks, said wherever one is shown crossed
+CROSSED_NOTE = ("bids at or above asks here are gang bids the asks cannot fill: they want "
+                "whole nodes' GPUs, and those asks offer GPUs spread over nodes, or from a "
+                "cluster whose free GPUs are not on one node")
+
+
+def _dollars(micros: int) -> str:
+    """Dollars as a trader reads them: at least two decimals (1.40), more only when the
+    price has them."""
+    d = Decimal(micros) / 1_000_000
+    return f"{d:.2f}" if d == round(d, 2) else str(d)
 
 
 def _iso(micros: int) -> str:
@@ -204,7 +213,15 @@ def html_report(r: Replay, product: str, depth_png: bytes, history_png: bytes) -
         f"<tr><td>{seq}</td><td>{_iso(ts)}</td><td>{tid}</td><td>{_dollars(px)}</td>"
         f"<td>{q}</td><td>{side}</td></tr>"
         for seq, ts, tid, pid, px, q, side in r.trades[-200:] if pid == product)
+    allocations = "".join(
+        f"<tr><td>{a.trade_id}</td><td>{html.escape(a.cluster)}</td><td>{a.buyer}</td>"
+        f"<td>{a.seller}</td><td>{a.qty}</td><td>{_dollars(a.price)}</td><td>"
+        + html.escape(", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in a.slots))
+        + "</td></tr>"
+        for a in r.engine.all_allocations() if a.product == product)
+    crossed = bool(bids and asks and bids[0][0] >= asks[0][0])
     p = html.escape(product)
+    note = f"<p><em>{html.escape(CROSSED_NOTE)}.</em></p>" if crossed else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>spotex replay: {p}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head><body>
@@ -212,5 +229,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head><b
 state hash <code>{r.engine.state_hash()}</code></p>
 {img(depth_png, "depth chart")}{img(history_png, "price history")}
 <h2>book</h2><table><tr><th>bid GPUs</th><th>bid $</th><th>ask $</th><th>ask GPUs</th></tr>
-{rows}</table><h2>trades (last 200)</h2><table><tr><th>seq</th><th>time</th><th>trade</th>
-<th>$</th><th>GPUs</th><th>aggressor</th></tr>{trades}</table></body></html>"""
+{rows}</table>{note}<h2>trades (last 200)</h2><table><tr><th>seq</th><th>time</th><th>trade</th>
+<th>$</th><th>GPUs</th><th>aggressor</th></tr>{trades}</table>
+<h2>allocations</h2><table><tr><th>trade</th><th>cluster</th><th>buyer</th><th>seller</th>
+<th>GPUs</th><th>$/GPU-h</th><th>where</th></tr>{allocations}</table></body></html>"""

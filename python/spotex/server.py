@@ -574,6 +574,18 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    name = host.strip("[]")
+    if name in ("localhost", ""):
+        return name == "localhost"
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class ListenError(OSError):
     """The server cannot take its address (in use, or not an address of this host)."""
 
@@ -716,6 +728,9 @@ class Server:
                     pass  # the journal failed under it; the next tick tries to resume
         ticker = asyncio.create_task(tick())
         host = listen.rsplit(":", 1)[0]
+        if tls is None and not _loopback(host):
+            log.warning("listening on %s without TLS: tokens and orders cross the network in "
+                        "the clear; give --tls-cert and --tls-key", host)
         if metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", metrics_listen.rsplit(":", 1)[0]
                      if metrics_listen else host, metrics_port)
