@@ -71,6 +71,9 @@ def test_metrics_agree_with_the_load_and_the_log_is_json(tmp_path: Path) -> None
         assert _total(m, "spotex_orders_total", command="place", tif="gtc",
                       outcome="accepted") == len(bulk)
         assert _total(m, "spotex_resting_orders") == len(resting) == len(bulk)
+        assert _total(m, "spotex_book_orders", product=pid, side="buy") == len(bulk)
+        assert _total(m, "spotex_book_gpus", product=pid, side="buy") == len(bulk)
+        assert _total(m, "spotex_book_gpus", product=pid, side="sell") == 0
         calls = _total(m, "spotex_rpc_duration_seconds_count", method="Market/PlaceOrder")
         assert calls == 40
         assert _total(m, "spotex_rpc_duration_seconds_count", method="Market/PlaceOrder",
@@ -82,6 +85,8 @@ def test_metrics_agree_with_the_load_and_the_log_is_json(tmp_path: Path) -> None
         assert _total(m, "spotex_sequence") > len(bulk)
         with pytest.raises(RpcError):
             Client(server.target, "not-a-token").list_orders()
+        op.halt(pid)
+        op.resume(pid)
     finally:
         assert server.stop() == 0
     lines = [json.loads(x) for x in server.text().splitlines() if x.startswith("{")]
@@ -94,4 +99,6 @@ def test_metrics_agree_with_the_load_and_the_log_is_json(tmp_path: Path) -> None
     denied = [x for x in access if x["code"] == "UNAUTHENTICATED"]
     assert denied and denied[0]["account"] is None, "a failed login is logged"
     assert any(x["msg"].startswith("stopped at sequence") for x in lines)
+    assert [x["action"] for x in lines if x.get("product") == pid] == ["halt", "resume"]
+    assert any(x["msg"].startswith("listed 1 product: ") for x in lines)
     assert acct.token not in server.text() and OPERATOR_TOKEN not in server.text()

@@ -78,6 +78,20 @@ class _State(Collector):
                                 value=stats["pending"])
         yield GaugeMetricFamily("spotex_resting_orders", "Orders resting in the books.",
                                 value=self.gw.ex.resting_orders)
+        depth = GaugeMetricFamily("spotex_book_gpus",
+                                  "GPUs resting in a product's book, by side.",
+                                  labels=["product", "side"])
+        orders_ = GaugeMetricFamily("spotex_book_orders",
+                                    "Orders resting in a product's book, by side.",
+                                    labels=["product", "side"])
+        for product, bid_q, ask_q, bid_n, ask_n in self.gw.ex.depth_totals():
+            if bid_n or ask_n:  # empty books stay out: a venue lists many hours ahead
+                depth.add_metric([product, "buy"], bid_q)
+                depth.add_metric([product, "sell"], ask_q)
+                orders_.add_metric([product, "buy"], bid_n)
+                orders_.add_metric([product, "sell"], ask_n)
+        yield depth
+        yield orders_
         yield GaugeMetricFamily("spotex_sequence", "Commands applied since the venue began.",
                                 value=self.gw.sequence)
         yield GaugeMetricFamily("spotex_journal_available",

@@ -470,6 +470,9 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
             rows = products()
             return [rows[p] for p in created], [rows[p] for p in before]
         made, existed = await self.s.command(context, go)
+        if made:
+            log.info("listed %d product%s: %s ... %s", len(made), "s" * (len(made) != 1),
+                     made[0].product_id, made[-1].product_id, extra={"products": len(made)})
         return pb.CreateProductsResponse(products=made, existing=existed)
 
     async def CreateAccount(self, request: Any, context: Any) -> Any:
@@ -490,7 +493,11 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
             gw.set_state(what, request.product_id)
             listed = pb.ListProductsResponse.FromString(gw.ex.list_products()).products
             return next(p for p in listed if p.product_id == request.product_id)
-        return pb.ProductResponse(product=await self.s.command(context, go))
+        product = await self.s.command(context, go)
+        log.warning("product %s: %s by the operator", request.product_id,
+                    {"halt": "halted", "resume": "resumed", "close": "closed"}[what],
+                    extra={"product": request.product_id, "action": what})
+        return pb.ProductResponse(product=product)
 
     async def Halt(self, request: Any, context: Any) -> Any:
         return await self._state(context, request, "halt")

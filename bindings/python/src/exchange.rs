@@ -359,6 +359,29 @@ impl Exchange {
         Ok(encode(py, &page))
     }
 
+    /// What rests in each product's book: `(product_id, bid GPUs, ask GPUs, bid orders,
+    /// ask orders)`, products in the order they were listed (for metrics).
+    fn depth_totals(&self) -> Vec<(String, i64, i64, u32, u32)> {
+        let ex = lock(&self.shared);
+        let engine = ex.engine();
+        engine
+            .products()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let side = |s| {
+                    engine
+                        .l2(i as _, s, usize::MAX)
+                        .iter()
+                        .fold((0, 0), |(q, n), l| (q + l.1, n + l.2))
+                };
+                let (bq, bn) = side(spotex_core::Side::Buy);
+                let (aq, an) = side(spotex_core::Side::Sell);
+                (p.spec.id.clone(), bq, aq, bn, an)
+            })
+            .collect()
+    }
+
     /// GPUs per cluster and delivery hour in `[from_hour, to_hour)` (at most a week of
     /// hours): `(cluster, sku, region, hour, capacity, sold, offered, idle, withdrawn)`,
     /// for the hours each cluster covers.
