@@ -292,7 +292,7 @@ def order_pb(r: OrderRecord, with_fills: bool = True) -> Any:
         remaining_quantity=r.remaining, state=wire.STATE_TO_PB[r.state],
         time_in_force=wire.TIF_TO_PB[r.tif], cluster_id=r.cluster or "",
         gang=r.gang, fills=[fill_pb(f) for f in r.fills] if with_fills else [],
-        created_at_micros=r.created_at, reason=r.reason)
+        created_at_micros=r.created_at, reason=r.reason, hours=1)  # the model has no blocks
 
 
 def allocation_pb(a: Any, account: int) -> Any:

@@ -76,6 +76,7 @@ class Fill:
     price: Decimal
     quantity: int
     maker: bool
+    product_id: str = ""  # a block's fill: the hour it traded in
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Order:
     gang: int
     fills: tuple[Fill, ...]
     reason: str
+    hours: int = 1  # a block's consecutive hours (its quantities: GPUs in every hour)
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def _ts(micros: int) -> dt.datetime:
 
 
 def _fill(f: Any) -> Fill:
-    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker)
+    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker, f.product_id)
 
 
 def _order(o: Any) -> Order:
@@ -186,7 +188,7 @@ def _order(o: Any) -> Order:
                  wire.TYPE_FROM_PB[o.order_type], _price(o.price_micros), o.quantity,
                  o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
                  wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
-                 tuple(_fill(f) for f in o.fills), o.reason)
+                 tuple(_fill(f) for f in o.fills), o.reason, max(1, o.hours))
 
 
 def _allocation(a: Any) -> Allocation:
@@ -240,7 +242,7 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
                    client_order_id: str = "", order_type: str = "limit", tif: str = "gtc",
                    expire_at: dt.datetime | None = None, post_only: bool = False,
                    stp: str = "cancel_newest", cluster_id: str | None = None,
-                   gang: int = 1) -> Any:
+                   gang: int = 1, hours: int = 1) -> Any:
     if side not in wire.SIDE_TO_PB:
         raise ValueError("side must be 'buy' or 'sell'")
     return pb.PlaceOrderRequest(
@@ -248,7 +250,8 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
         order_type=wire.TYPE_TO_PB[order_type], price_micros=parse_price(price),
         quantity=quantity, time_in_force=wire.TIF_TO_PB[tif],
         expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
-        post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang)
+        post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang,
+        hours=hours)
 
 
 class _Calls:
@@ -451,7 +454,9 @@ class Client:
     def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
                     quantity: int, **terms: Any) -> Order:
         """Terms: client_order_id, order_type, tif, expire_at, post_only, stp,
-        cluster_id (asks), gang (bids)."""
+        cluster_id (asks), gang (bids), hours (bids: 2 to 168 makes a block: the same
+        GPUs for that many consecutive hours from the product's, all or none, IOC or
+        FOK; the price is the limit per GPU-hour over the whole block)."""
         return self._call(_Calls.place_order(
             _order_request(product_id, side, price, quantity, **terms)))
 

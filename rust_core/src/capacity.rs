@@ -228,6 +228,17 @@ impl ClusterHour {
         self.free[node] = mask;
     }
 
+    /// Marks the GPUs of `mask` on `node` sold; each must be free.
+    pub fn take(&mut self, node: usize, mask: u64) {
+        debug_assert_eq!(
+            self.free[node] & mask,
+            mask,
+            "taking GPUs that are not free"
+        );
+        self.set_free(node, self.free[node] & !mask);
+        self.sold[node] |= mask;
+    }
+
     /// How many GPUs, up to `max`, can be placed right now in whole gangs of `gang`
     /// GPUs, each gang on one node.
     pub fn placeable(&self, gang: u32, max: Qty) -> Qty {

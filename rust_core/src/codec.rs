@@ -7,7 +7,7 @@
 use std::fmt;
 
 use crate::capacity::{ClusterSpec, NodeSpec, Slot};
-use crate::command::{Allocation, Command, NewOrder};
+use crate::command::{Allocation, Command, NewBlock, NewOrder};
 use crate::product::ProductSpec;
 use crate::types::*;
 
@@ -264,6 +264,16 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.opt_u32(o.cluster);
             e.u32(o.gang);
         }
+        Command::PlaceBlock(b) => {
+            e.u8(11);
+            e.u64(b.account);
+            e.u32(b.product);
+            e.u32(b.hours);
+            e.i64(b.price);
+            e.i64(b.qty);
+            e.u32(b.gang);
+            put_tif(&mut e, b.tif);
+        }
         Command::Cancel { account, order_id } => {
             e.u8(8);
             e.u64(*account);
@@ -343,6 +353,15 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             }
         }
         10 => Command::AdvanceTime,
+        11 => Command::PlaceBlock(NewBlock {
+            account: d.u64()?,
+            product: d.u32()?,
+            hours: d.u32()?,
+            price: d.i64()?,
+            qty: d.i64()?,
+            gang: d.u32()?,
+            tif: get_tif(&mut d)?,
+        }),
         _ => return Err(CodecError("command kind")),
     };
     d.done()?;

@@ -49,6 +49,23 @@ impl NewOrder {
     }
 }
 
+/// A block bid: the same GPUs (the same nodes and GPU indices) for `hours` consecutive
+/// delivery hours from `product`'s hour on, all or none, at once (IOC or FOK; a block
+/// does not rest). `price` is the limit per GPU-hour, applied to the whole: the block's
+/// total cost is at most `price x qty x hours`, each hour trading at its asks' prices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBlock {
+    pub account: AccountId,
+    /// The first hour's product; the others are the same SKU and region, hour by hour.
+    pub product: ProductHandle,
+    pub hours: u32,
+    pub price: Price,
+    /// GPUs in every hour.
+    pub qty: Qty,
+    pub gang: u32,
+    pub tif: TimeInForce,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     CreateProduct(ProductSpec),
@@ -76,6 +93,7 @@ pub enum Command {
         nodes: Vec<String>,
     },
     Place(NewOrder),
+    PlaceBlock(NewBlock),
     Cancel {
         account: AccountId,
         order_id: OrderId,

@@ -12,12 +12,24 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use crate::book::{Book, RestingOrder, Slab, NIL};
-use crate::capacity::{Cluster, ClusterHandle, ClusterHour, ClusterSpec, MAX_GPUS_PER_NODE};
+use crate::capacity::{Cluster, ClusterHandle, ClusterHour, ClusterSpec, Slot, MAX_GPUS_PER_NODE};
 use crate::codec::{self, CodecError, Dec, Enc};
 use crate::command::*;
 use crate::product::{Product, ProductSpec};
 use crate::reject::Reject;
 use crate::types::*;
+
+/// The most consecutive hours one block bid may cover (a week).
+pub const MAX_BLOCK_HOURS: u32 = 168;
+
+/// How a block would fill: its cost, its cluster-hours (one per hour), per hour the asks
+/// it takes as `(slab index, price, quantity)`, and its GPUs as `(node, mask)`.
+struct BlockPlan {
+    cost: i128,
+    cluster_hours: Vec<u32>,
+    legs: Vec<Vec<(u32, Price, Qty)>>,
+    slots: Vec<(u32, u64)>,
+}
 
 /// The incoming side of a match: a new order, or an amended one re-entering the book.
 struct Taker {
@@ -125,6 +137,7 @@ impl Engine {
                 nodes,
             } => self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out),
             Command::Place(order) => self.place(order, out),
+            Command::PlaceBlock(block) => self.place_block(block, out),
             Command::Cancel { account, order_id } => self.cancel(*account, *order_id, out),
             Command::Amend {
                 account,
@@ -528,6 +541,271 @@ impl Engine {
         }
         self.match_and_rest(&mut taker, out);
         Ok(())
+    }
+
+    /// A block bid: the same GPUs in every hour of the block, all or none, now.
+    ///
+    /// Each cluster of the SKU and region that covers every hour is a candidate. In each
+    /// hour the block takes that cluster's asks (never the buyer's own) in price-time
+    /// order until it has its GPUs; the GPUs themselves are the ones free in every hour
+    /// of the block, placed best fit in whole gangs (the nodes with the fewest such GPUs
+    /// first, then the lowest index). The candidate with the lowest total cost wins, ties
+    /// to the lowest cluster; it must cost at most `price x qty x hours`. Each hour trades
+    /// at its asks' prices, one trade and allocation per ask taken. The work is bounded
+    /// by the asks of the block's hours and the nodes of the candidate clusters.
+    fn place_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> Result<(), Reject> {
+        if b.hours == 0
+            || b.hours > MAX_BLOCK_HOURS
+            || !matches!(
+                b.tif,
+                TimeInForce::ImmediateOrCancel | TimeInForce::FillOrKill
+            )
+        {
+            return Err(Reject::InvalidBlock);
+        }
+        let first = self.product(b.product)?;
+        let (sku, region, hour) = (first.sku.clone(), first.region.clone(), first.hour);
+        let mut products = Vec::with_capacity(b.hours as usize);
+        for k in 0..b.hours as i64 {
+            let id = format!("{sku}/{region}/{}", crate::product::format_hour(hour + k));
+            let p = self
+                .product_index
+                .get(&id)
+                .copied()
+                .ok_or(Reject::InvalidBlock)?;
+            let mut leg = NewOrder::limit(b.account, p, Side::Buy, b.price, b.qty);
+            leg.gang = b.gang;
+            leg.tif = b.tif;
+            self.validate(&leg)?;
+            products.push(p);
+        }
+        let id = self.next_order_id;
+        self.next_order_id += 1;
+        out.push(Event::Accepted {
+            order_id: id,
+            account: b.account,
+            product: b.product,
+            side: Side::Buy,
+            price: b.price,
+            qty: b.qty,
+        });
+        let Some(plan) = self.plan_block(b, &products) else {
+            out.push(Event::Cancelled {
+                order_id: id,
+                account: b.account,
+                product: b.product,
+                qty: b.qty,
+                reason: match b.tif {
+                    TimeInForce::FillOrKill => CancelReason::FillOrKill,
+                    _ => CancelReason::Unfilled,
+                },
+            });
+            return Ok(());
+        };
+        // the block's GPUs, one by one in node order: each hour's asks take them in turn
+        let gpus: Vec<(u32, u64)> = plan
+            .slots
+            .iter()
+            .flat_map(|&(node, mask)| {
+                (0..64)
+                    .filter(move |bit| mask & (1u64 << bit) != 0)
+                    .map(move |bit| (node, 1u64 << bit))
+            })
+            .collect();
+        for (k, legs) in plan.legs.iter().enumerate() {
+            let ch = plan.cluster_hours[k];
+            let mut next = 0usize;
+            for &(i, price, qty) in legs {
+                let mut slots: Vec<Slot> = Vec::new();
+                for &(node, bit) in &gpus[next..next + qty as usize] {
+                    match slots.last_mut() {
+                        Some(s) if s.node == node => s.gpus |= bit,
+                        _ => slots.push(Slot { node, gpus: bit }),
+                    }
+                }
+                next += qty as usize;
+                self.block_trade(b.account, id, i, price, qty, ch, slots, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// The cheapest way to fill a block now, if there is one (see `place_block`).
+    fn plan_block(&self, b: &NewBlock, products: &[ProductHandle]) -> Option<BlockPlan> {
+        let first = &self.products[b.product as usize];
+        let hours: Vec<i64> = products
+            .iter()
+            .map(|&p| self.products[p as usize].hour)
+            .collect();
+        let budget = b.price as i128 * b.qty as i128 * b.hours as i128;
+        let g = b.gang.max(1);
+        let mut best: Option<BlockPlan> = None;
+        for (c, cluster) in self.clusters.iter().enumerate() {
+            let c = c as ClusterHandle;
+            if cluster.spec.sku != first.sku
+                || cluster.spec.region != first.region
+                || !hours.iter().all(|&h| cluster.covers(h))
+            {
+                continue;
+            }
+            // asks create their cluster-hour: without one there is nothing to take
+            let Some(chs) = hours
+                .iter()
+                .map(|&h| self.cluster_hour_index.get(&(c, h)).copied())
+                .collect::<Option<Vec<u32>>>()
+            else {
+                continue;
+            };
+            let mut cost: i128 = 0;
+            let mut legs: Vec<Vec<(u32, Price, Qty)>> = Vec::with_capacity(products.len());
+            for (k, &p) in products.iter().enumerate() {
+                let book = &self.books[p as usize];
+                let mut need = b.qty;
+                let mut taken = Vec::new();
+                let mut from: Option<Price> = None;
+                'levels: while let Some((px, level)) = book.next_level(Side::Sell, from) {
+                    let mut i = level.head;
+                    while i != NIL {
+                        let at = i;
+                        let m = self.slab.get(at);
+                        i = m.next;
+                        if m.account == b.account || m.cluster_hour != chs[k] {
+                            continue;
+                        }
+                        let q = need.min(m.remaining);
+                        taken.push((at, px, q));
+                        cost += px as i128 * q as i128;
+                        need -= q;
+                        if need == 0 {
+                            break 'levels;
+                        }
+                    }
+                    from = Some(px + 1);
+                }
+                if need > 0 {
+                    break;
+                }
+                legs.push(taken);
+            }
+            if legs.len() < products.len() || cost > budget {
+                continue;
+            }
+            if best.as_ref().is_some_and(|p| p.cost <= cost) {
+                continue;
+            }
+            // the GPUs free in every hour of the block, best fit in whole gangs
+            let nodes = cluster.spec.nodes.len();
+            let common: Vec<u64> = (0..nodes)
+                .map(|n| {
+                    chs.iter()
+                        .fold(!0u64, |m, &ch| m & self.cluster_hours[ch as usize].free[n])
+                })
+                .collect();
+            let mut order: Vec<usize> = (0..nodes)
+                .filter(|&n| common[n].count_ones() >= g)
+                .collect();
+            order.sort_by_key(|&n| (common[n].count_ones(), n));
+            let mut gangs_left = b.qty / g as Qty;
+            let mut slots = Vec::new();
+            for n in order {
+                if gangs_left == 0 {
+                    break;
+                }
+                let take = (common[n].count_ones() / g).min(gangs_left as u32);
+                let mut mask = 0u64;
+                let mut free = common[n];
+                for _ in 0..take * g {
+                    let bit = free & free.wrapping_neg();
+                    mask |= bit;
+                    free &= !bit;
+                }
+                slots.push((n as u32, mask));
+                gangs_left -= take as Qty;
+            }
+            if gangs_left > 0 {
+                continue;
+            }
+            best = Some(BlockPlan {
+                cost,
+                cluster_hours: chs,
+                legs,
+                slots,
+            });
+        }
+        best
+    }
+
+    /// One leg of a block: the block takes `qty` of the ask in slot `i` at `price`, on
+    /// the GPUs `slots` of cluster-hour `ch`.
+    #[allow(clippy::too_many_arguments)]
+    fn block_trade(
+        &mut self,
+        buyer: AccountId,
+        order: OrderId,
+        i: u32,
+        price: Price,
+        qty: Qty,
+        ch: u32,
+        slots: Vec<Slot>,
+        out: &mut Vec<Event>,
+    ) {
+        let trade_id = self.next_trade_id;
+        self.next_trade_id += 1;
+        let (sell_order, seller, product) = {
+            let m = self.slab.get(i);
+            (m.id, m.account, m.product)
+        };
+        out.push(Event::Trade {
+            trade_id,
+            product,
+            price,
+            qty,
+            aggressor: Side::Buy,
+            maker_order: sell_order,
+            maker_account: seller,
+            taker_order: order,
+            taker_account: buyer,
+        });
+        let cluster_hour = &mut self.cluster_hours[ch as usize];
+        cluster_hour.offered -= qty;
+        for s in &slots {
+            cluster_hour.take(s.node as usize, s.gpus);
+        }
+        let allocation = Allocation {
+            trade_id,
+            product,
+            cluster: cluster_hour.cluster,
+            hour: cluster_hour.hour,
+            buyer,
+            seller,
+            buy_order: order,
+            sell_order,
+            price,
+            slots,
+        };
+        let n = self.allocations.len() as u32;
+        self.allocations_by_account
+            .entry(buyer)
+            .or_default()
+            .push(n);
+        if seller != buyer {
+            self.allocations_by_account
+                .entry(seller)
+                .or_default()
+                .push(n);
+        }
+        out.push(Event::Allocated { allocation: n });
+        self.allocations.push(allocation);
+        let book = &mut self.books[product as usize];
+        book.reduce(&mut self.slab, i, qty);
+        let m = self.slab.get_mut(i);
+        m.filled += qty;
+        if m.remaining == 0 {
+            let id = m.id;
+            book.unlink(&mut self.slab, i);
+            self.order_index.remove(&id);
+            self.slab.release(i);
+        }
     }
 
     /// Matches the taker against the book, then rests what is left (or cancels it).

@@ -41,12 +41,14 @@ pub enum Reject {
     ClusterMismatch,
     OutsideAvailability,
     InsufficientCapacity,
+    /// A block bid's terms: a buy of 1 to 168 consecutive hours, IOC or FOK.
+    InvalidBlock,
     // batch entry
     InvalidBatchRecord,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 32] = [
+    pub const ALL: [Reject; 33] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -69,6 +71,7 @@ impl Reject {
         Reject::NotOwner,
         Reject::NothingToAmend,
         Reject::InvalidGang,
+        Reject::InvalidBlock,
         Reject::QuantityOffGang,
         Reject::ClusterRequired,
         Reject::ClusterNotAllowed,
@@ -106,6 +109,7 @@ impl Reject {
             Reject::NotOwner => "NOT_OWNER",
             Reject::NothingToAmend => "NOTHING_TO_AMEND",
             Reject::InvalidGang => "INVALID_GANG",
+            Reject::InvalidBlock => "INVALID_BLOCK",
             Reject::QuantityOffGang => "QUANTITY_OFF_GANG",
             Reject::ClusterRequired => "CLUSTER_REQUIRED",
             Reject::ClusterNotAllowed => "CLUSTER_NOT_ALLOWED",
@@ -148,6 +152,9 @@ impl Reject {
             Reject::NotOwner => "the order belongs to another account",
             Reject::NothingToAmend => "the amendment changes neither price nor quantity",
             Reject::InvalidGang => "gang size must be a power of two from 1 to 64",
+            Reject::InvalidBlock => {
+                "a block is a bid for 1 to 168 consecutive listed hours, IOC or FOK"
+            }
             Reject::QuantityOffGang => "quantity is not a multiple of the gang size",
             Reject::ClusterRequired => "an ask must name the cluster it sells from",
             Reject::ClusterNotAllowed => "only asks name a cluster; bids use placement constraints",

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, VecDeque};
 use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use spotex_core::{
-    Allocation, ClusterSpec, Command, Engine, Event, NewOrder, NodeSpec, OrderType, ProductHandle,
-    ProductSpec, SelfTradePrevention, Side, TimeInForce,
+    Allocation, ClusterSpec, Command, Engine, Event, NewBlock, NewOrder, NodeSpec, OrderType,
+    ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce,
 };
 
 use crate::pb;
@@ -557,11 +557,32 @@ impl Exchange {
                 state: OrderState::Open,
                 reason: String::new(),
                 fills: Vec::new(),
+                hours: r.hours.max(1),
             },
         };
         let journal = || journaled(caller, Kind::Place(r.clone()));
+        let command = if r.hours > 1 {
+            // a block: a bid for the same GPUs over consecutive hours, at once
+            if side != Side::Buy || order_type != OrderType::Limit || r.post_only {
+                return Err(spotex_core::Reject::InvalidBlock.into());
+            }
+            if cluster.is_some() {
+                return Err(spotex_core::Reject::ClusterNotAllowed.into());
+            }
+            Command::PlaceBlock(NewBlock {
+                account: caller.account,
+                product,
+                hours: r.hours,
+                price: r.price_micros,
+                qty: r.quantity,
+                gang,
+                tif,
+            })
+        } else {
+            Command::Place(order)
+        };
         let accepted = self
-            .run(ts, &Command::Place(order), Some(pending), journal)
+            .run(ts, &command, Some(pending), journal)
             .map_err(|mut e| {
                 // say what the rule is, where the product has one
                 let spec = &self.engine.products()[product as usize].spec;
@@ -1111,16 +1132,34 @@ impl Exchange {
                 } => {
                     let maker = &self.orders[maker_order];
                     touch((*product, maker.side, maker.price));
+                    // a block (always the taker: blocks never rest) names each fill's hour
+                    let product_id = if self.orders[taker_order].hours > 1 {
+                        self.engine.products()[*product as usize].spec.id.clone()
+                    } else {
+                        String::new()
+                    };
                     for (oid, is_maker) in [(*maker_order, true), (*taker_order, false)] {
+                        let rec = self.orders.get_mut(&oid).expect("a record per order");
+                        let block = !is_maker && !product_id.is_empty();
                         let fill = FillRecord {
                             trade_id: *trade_id,
                             price: *price,
                             qty: *qty,
                             maker: is_maker,
                             ts,
+                            product: if block {
+                                product_id.clone()
+                            } else {
+                                String::new()
+                            },
                         };
-                        let rec = self.orders.get_mut(&oid).expect("a record per order");
                         rec.fills.push(fill.clone());
+                        if block && rec.product != product_id {
+                            // a later hour of a block: the same GPUs again, counted once
+                            let account = rec.account;
+                            self.execution(account, "trade", Some(oid), Some(fill), None);
+                            continue;
+                        }
                         rec.filled += qty;
                         rec.remaining -= qty;
                         rec.state = if rec.remaining == 0 {

@@ -11,6 +11,8 @@ pub struct FillRecord {
     pub qty: i64,
     pub maker: bool,
     pub ts: i64,
+    /// A block's fill: the product (hour) it traded in; empty for a one-hour order.
+    pub product: String,
 }
 
 impl FillRecord {
@@ -21,6 +23,7 @@ impl FillRecord {
             quantity: self.qty,
             maker: self.maker,
             time_micros: self.ts,
+            product_id: self.product.clone(),
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct OrderRecord {
     pub state: OrderState,
     pub reason: String,
     pub fills: Vec<FillRecord>,
+    /// A block's consecutive hours (its quantities count GPUs in every hour); else 1.
+    pub hours: u32,
 }
 
 pub fn side_to_pb(side: Side) -> pb::Side {
@@ -123,6 +128,7 @@ impl OrderRecord {
             },
             created_at_micros: self.created_at,
             reason: self.reason.clone(),
+            hours: self.hours,
         }
     }
 }
@@ -181,8 +187,10 @@ impl OrderRecord {
                     qty: f.quantity,
                     maker: f.maker,
                     ts: f.time_micros,
+                    product: f.product_id.clone(),
                 })
                 .collect(),
+            hours: o.hours.max(1),
         })
     }
 }

@@ -79,7 +79,7 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         PostOnlyWouldCross => PostOnlyWouldCrossError::new_err(msg),
         NonPositivePrice | PriceTooHigh | PriceOffTick | NonPositiveQuantity | QuantityTooLarge
         | QuantityOffLot | InvalidTimeInForce | InvalidExpiry | NothingToAmend | InvalidGang
-        | QuantityOffGang | InvalidBatchRecord => InvalidOrderError::new_err(msg),
+        | QuantityOffGang | InvalidBatchRecord | InvalidBlock => InvalidOrderError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster
