@@ -43,14 +43,21 @@ def test_a_block_through_the_service_sdk_and_cli(running: Running) -> None:
     assert (no.state, no.filled, no.reason) == ("cancelled", 0, "unfilled")
     assert len(desk.list_allocations()) == 3
 
-    # the same from the command line
+    # a window: 2 hours anywhere in the 4 listed, the cheapest start: hours 0-1 (8 GPUs
+    # left at 3.00 and 3.10) beat 1-2 and 2-3
+    w = desk.place_order(ids[0], "buy", "3.30", 8, gang=8, hours=2, window_hours=4,
+                         tif="fok")
+    assert (w.state, w.window_hours) == ("filled", 4)
+    assert [f.product_id for f in w.fills] == ids[:2]
+
+    # the same from the command line: what is left, hours 2-3
     r = CliRunner().invoke(main, ["--server", running.target, "--token", token, "--json",
-                                  "order", "buy", ids[1], "8", "3.50", "--hours", "3",
+                                  "order", "buy", ids[2], "8", "3.50", "--hours", "2",
                                   "--tif", "fok", "--gang", "8"])
     assert r.exit_code == 0, r.output
     block: dict[str, Any] = json.loads(r.output)
-    assert block["hours"] == 3 and block["state"] == "filled"
-    assert [f["product_id"] for f in block["fills"]] == ids[1:4]
+    assert block["hours"] == 2 and block["state"] == "filled"
+    assert [f["product_id"] for f in block["fills"]] == ids[2:4]
     bad = CliRunner().invoke(main, ["--server", running.target, "--token", token, "order",
                                     "buy", ids[0], "8", "3.50", "--hours", "2"])
     assert bad.exit_code == 1 and "INVALID_BLOCK" in bad.output  # a block is IOC or FOK

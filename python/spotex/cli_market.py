@@ -131,7 +131,8 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         for o in orders:
             paid = sum(f.price * f.quantity for f in o.fills)
             avg = f"{paid / (o.filled * o.hours):.2f}" if o.filled and o.fills else ""
-            product = o.product_id + (f" +{o.hours}h" if o.hours > 1 else "")
+            product = o.product_id + (f" +{o.hours}h" if o.hours > 1 else "") + (
+                f" in {o.window_hours}h" if o.window_hours else "")
             t.add_row(str(o.order_id), product, o.side, o.order_type, o.time_in_force,
                       f"{o.price:.2f}", str(o.quantity), str(o.filled), avg, o.state, o.reason)
         return t
@@ -271,10 +272,14 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
     @click.option("--hours", default=1, show_default=True, type=click.IntRange(1, 168),
                   help="bids: a block of the same GPUs for this many consecutive hours from "
                        "PRODUCT's, all or none (with --tif ioc or fok); PRICE is per GPU-hour")
+    @click.option("--window", default=0, show_default=True, type=click.IntRange(0, 336),
+                  help="bids: the block may start anywhere inside this many hours from "
+                       "PRODUCT's; the cheapest start wins, ties to the earliest")
     @click.pass_context
     def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
               order_type: str, tif: str, expire_at: dt.datetime | None, cluster: str | None,
-              gang: int, post_only: bool, stp: str, client_order_id: str, hours: int) -> None:
+              gang: int, post_only: bool, stp: str, client_order_id: str, hours: int,
+              window: int) -> None:
         """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
         if tif == "gtd" and expire_at is None:
             raise click.UsageError("--tif gtd needs --expire-at")
@@ -283,7 +288,8 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         o = client(ctx).place_order(product_id, side, price, quantity,  # type: ignore[arg-type]
                                     order_type=order_type, tif=tif, expire_at=expire_at,
                                     cluster_id=cluster, gang=gang, post_only=post_only,
-                                    stp=stp, client_order_id=client_order_id, hours=hours)
+                                    stp=stp, client_order_id=client_order_id, hours=hours,
+                                    window_hours=window)
         emit(ctx, o, lambda: orders_table([o]))
 
     @main.command()

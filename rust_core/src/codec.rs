@@ -273,6 +273,7 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.i64(b.qty);
             e.u32(b.gang);
             put_tif(&mut e, b.tif);
+            e.u32(b.window);
         }
         Command::Cancel { account, order_id } => {
             e.u8(8);
@@ -361,6 +362,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             qty: d.i64()?,
             gang: d.u32()?,
             tif: get_tif(&mut d)?,
+            window: d.u32()?,
         }),
         _ => return Err(CodecError("command kind")),
     };

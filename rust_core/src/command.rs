@@ -53,6 +53,9 @@ impl NewOrder {
 /// delivery hours from `product`'s hour on, all or none, at once (IOC or FOK; a block
 /// does not rest). `price` is the limit per GPU-hour, applied to the whole: the block's
 /// total cost is at most `price x qty x hours`, each hour trading at its asks' prices.
+/// With a `window` of W hours the block may start at any hour of the first W - hours + 1
+/// (its hours all inside the W from `product`'s): the cheapest start wins, ties to the
+/// earliest. A window of 0 is the block's own hours.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewBlock {
     pub account: AccountId,
@@ -64,6 +67,8 @@ pub struct NewBlock {
     pub qty: Qty,
     pub gang: u32,
     pub tif: TimeInForce,
+    /// Hours the block may move within (0: none).
+    pub window: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

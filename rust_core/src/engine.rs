@@ -21,6 +21,8 @@ use crate::types::*;
 
 /// The most consecutive hours one block bid may cover (a week).
 pub const MAX_BLOCK_HOURS: u32 = 168;
+/// The most hours a block's window may span (two weeks).
+pub const MAX_WINDOW_HOURS: u32 = 336;
 
 /// How a block would fill: its cost, its cluster-hours (one per hour), per hour the asks
 /// it takes as `(slab index, price, quantity)`, and its GPUs as `(node, mask)`.
@@ -554,8 +556,11 @@ impl Engine {
     /// at its asks' prices, one trade and allocation per ask taken. The work is bounded
     /// by the asks of the block's hours and the nodes of the candidate clusters.
     fn place_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> Result<(), Reject> {
+        let span = if b.window == 0 { b.hours } else { b.window };
         if b.hours == 0
             || b.hours > MAX_BLOCK_HOURS
+            || span < b.hours
+            || span > MAX_WINDOW_HOURS
             || !matches!(
                 b.tif,
                 TimeInForce::ImmediateOrCancel | TimeInForce::FillOrKill
@@ -565,8 +570,9 @@ impl Engine {
         }
         let first = self.product(b.product)?;
         let (sku, region, hour) = (first.sku.clone(), first.region.clone(), first.hour);
-        let mut products = Vec::with_capacity(b.hours as usize);
-        for k in 0..b.hours as i64 {
+        // every hour of the block's span must be listed and take the bid's terms
+        let mut products = Vec::with_capacity(span as usize);
+        for k in 0..span as i64 {
             let id = format!("{sku}/{region}/{}", crate::product::format_hour(hour + k));
             let p = self
                 .product_index
@@ -589,7 +595,17 @@ impl Engine {
             price: b.price,
             qty: b.qty,
         });
-        let Some(plan) = self.plan_block(b, &products) else {
+        // the cheapest start, ties to the earliest
+        let mut plan: Option<BlockPlan> = None;
+        for start in 0..=(span - b.hours) as usize {
+            let hours = &products[start..start + b.hours as usize];
+            if let Some(p) = self.plan_block(b, hours) {
+                if plan.as_ref().is_none_or(|q| p.cost < q.cost) {
+                    plan = Some(p);
+                }
+            }
+        }
+        let Some(plan) = plan else {
             out.push(Event::Cancelled {
                 order_id: id,
                 account: b.account,
@@ -632,7 +648,7 @@ impl Engine {
 
     /// The cheapest way to fill a block now, if there is one (see `place_block`).
     fn plan_block(&self, b: &NewBlock, products: &[ProductHandle]) -> Option<BlockPlan> {
-        let first = &self.products[b.product as usize];
+        let first = &self.products[products[0] as usize];
         let hours: Vec<i64> = products
             .iter()
             .map(|&p| self.products[p as usize].hour)

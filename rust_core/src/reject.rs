@@ -41,7 +41,8 @@ pub enum Reject {
     ClusterMismatch,
     OutsideAvailability,
     InsufficientCapacity,
-    /// A block bid's terms: a buy of 1 to 168 consecutive hours, IOC or FOK.
+    /// A block bid's terms: a buy of 1 to 168 consecutive hours (in a window of at most
+    /// 336), IOC or FOK.
     InvalidBlock,
     // batch entry
     InvalidBatchRecord,
@@ -153,7 +154,8 @@ impl Reject {
             Reject::NothingToAmend => "the amendment changes neither price nor quantity",
             Reject::InvalidGang => "gang size must be a power of two from 1 to 64",
             Reject::InvalidBlock => {
-                "a block is a bid for 1 to 168 consecutive listed hours, IOC or FOK"
+                "a block is an IOC or FOK limit bid for 1 to 168 consecutive hours, inside a \
+                 window of at most 336, every hour of it listed"
             }
             Reject::QuantityOffGang => "quantity is not a multiple of the gang size",
             Reject::ClusterRequired => "an ask must name the cluster it sells from",

@@ -558,10 +558,11 @@ impl Exchange {
                 reason: String::new(),
                 fills: Vec::new(),
                 hours: r.hours.max(1),
+                window: r.window_hours,
             },
         };
         let journal = || journaled(caller, Kind::Place(r.clone()));
-        let command = if r.hours > 1 {
+        let command = if r.hours > 1 || r.window_hours > 0 {
             // a block: a bid for the same GPUs over consecutive hours, at once
             if side != Side::Buy || order_type != OrderType::Limit || r.post_only {
                 return Err(spotex_core::Reject::InvalidBlock.into());
@@ -577,6 +578,7 @@ impl Exchange {
                 qty: r.quantity,
                 gang,
                 tif,
+                window: r.window_hours,
             })
         } else {
             Command::Place(order)
@@ -1093,6 +1095,8 @@ impl Exchange {
     /// Turns the engine's events into records, executions and market-data deltas.
     fn absorb(&mut self, events: &[Event], ts: i64, mut pending: Option<Pending>) -> Option<u64> {
         let mut accepted = None;
+        // the first hour a block traded in (one block per command at most)
+        let mut block_hour: Option<ProductHandle> = None;
         // levels the events may have changed, in the order first touched
         let mut touched: Vec<(ProductHandle, Side, i64)> = Vec::new();
         let mut seen: FxHashSet<(ProductHandle, Side, i64)> = FxHashSet::default();
@@ -1133,7 +1137,8 @@ impl Exchange {
                     let maker = &self.orders[maker_order];
                     touch((*product, maker.side, maker.price));
                     // a block (always the taker: blocks never rest) names each fill's hour
-                    let product_id = if self.orders[taker_order].hours > 1 {
+                    let taker = &self.orders[taker_order];
+                    let product_id = if taker.hours > 1 || taker.window > 0 {
                         self.engine.products()[*product as usize].spec.id.clone()
                     } else {
                         String::new()
@@ -1154,7 +1159,9 @@ impl Exchange {
                             },
                         };
                         rec.fills.push(fill.clone());
-                        if block && rec.product != product_id {
+                        // a block's legs come hour by hour: its first hour counts the GPUs
+                        let first = *block_hour.get_or_insert(*product);
+                        if block && first != *product {
                             // a later hour of a block: the same GPUs again, counted once
                             let account = rec.account;
                             self.execution(account, "trade", Some(oid), Some(fill), None);

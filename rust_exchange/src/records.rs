@@ -82,6 +82,8 @@ pub struct OrderRecord {
     pub fills: Vec<FillRecord>,
     /// A block's consecutive hours (its quantities count GPUs in every hour); else 1.
     pub hours: u32,
+    /// A block's window from its product's hour; 0: none.
+    pub window: u32,
 }
 
 pub fn side_to_pb(side: Side) -> pb::Side {
@@ -129,6 +131,7 @@ impl OrderRecord {
             created_at_micros: self.created_at,
             reason: self.reason.clone(),
             hours: self.hours,
+            window_hours: self.window,
         }
     }
 }
@@ -191,6 +194,7 @@ impl OrderRecord {
                 })
                 .collect(),
             hours: o.hours.max(1),
+            window: o.window_hours,
         })
     }
 }

@@ -254,6 +254,50 @@ fn a_block_over_its_limit_or_missing_an_hour_takes_nothing() {
 }
 
 #[test]
+fn a_window_takes_the_cheapest_start_and_the_earliest_of_equals() {
+    let mut ex = market(5, &[1]);
+    // hours 0..5 at 3.00, 1.00, 1.00, 1.00, 3.00: two hours cost 4.00 from hour 0, 2.00
+    // from hour 1 or 2, 4.00 from hour 3
+    for (h, px) in [3_000_000, 1_000_000, 1_000_000, 1_000_000, 3_000_000]
+        .iter()
+        .enumerate()
+    {
+        ask(&mut ex, 0, H0 + h as i64, *px, 8);
+    }
+    let mut w = block(H0, 2, 2_000_000, 8, 8);
+    w.window_hours = 5;
+    let o = ex.place_order(T0 + 2, buyer(2), &w).unwrap();
+    assert_eq!(
+        (o.state, o.hours, o.window_hours),
+        (pb::OrderState::Filled as i32, 2, 5)
+    );
+    assert_eq!(
+        o.product_id,
+        pid(H0),
+        "the order stays named by its window's first hour"
+    );
+    let traded: Vec<&str> = o.fills.iter().map(|f| f.product_id.as_str()).collect();
+    assert_eq!(
+        traded,
+        [pid(H0 + 1), pid(H0 + 2)],
+        "the cheapest start, the earliest of two"
+    );
+    assert_eq!(o.filled_quantity, 8);
+    // what is left: hour 3 at 1.00 and hours 0 and 4 at 3.00; a one-hour window order
+    let mut one = block(H0, 1, 1_000_000, 8, 8);
+    one.window_hours = 5;
+    let o = ex.place_order(T0 + 2, buyer(2), &one).unwrap();
+    assert_eq!(o.fills[0].product_id, pid(H0 + 3));
+    // a window shorter than its block, longer than two weeks, or over unlisted hours
+    for (hours, window) in [(3u32, 2u32), (2, 337), (2, 6)] {
+        let mut bad = block(H0, hours, 1_000_000, 8, 8);
+        bad.window_hours = window;
+        let err = ex.place_order(T0 + 2, buyer(2), &bad).unwrap_err();
+        assert_eq!(err.reason, "INVALID_BLOCK", "{hours} in {window}");
+    }
+}
+
+#[test]
 fn block_terms_that_cannot_be_are_refused() {
     let mut ex = market(2, &[1]);
     let cases: Vec<(pb::PlaceOrderRequest, Caller, &str)> = vec![
@@ -303,6 +347,31 @@ fn block_terms_that_cannot_be_are_refused() {
 /// (ties to the lowest) that has the buyer's GPUs in asks every hour, the same whole
 /// gangs free in every hour, and a cost within the limit; None if none has.
 fn reference(
+    ex: &Exchange,
+    sellers: &[u64],
+    nodes: &[usize],
+    r: &pb::PlaceOrderRequest,
+    first: i64,
+    buyer_account: u64,
+) -> Option<(usize, i128, i64)> {
+    // a window: every start in turn, the cheapest winning, ties to the earliest
+    let span = if r.window_hours == 0 {
+        r.hours
+    } else {
+        r.window_hours
+    } as i64;
+    let mut best: Option<(usize, i128, i64)> = None;
+    for start in first..=first + span - r.hours as i64 {
+        if let Some((c, cost)) = reference_at(ex, sellers, nodes, r, start, buyer_account) {
+            if best.is_none_or(|b| cost < b.1) {
+                best = Some((c, cost, start));
+            }
+        }
+    }
+    best
+}
+
+fn reference_at(
     ex: &Exchange,
     sellers: &[u64],
     nodes: &[usize],
@@ -410,8 +479,14 @@ fn random_markets_agree_with_the_reference_and_keep_the_invariants() {
                     let _ = ex.place_order(ts, buyer(2), &r);
                 }
                 _ => {
-                    let n = 2 + (rng.next() % 3) as u32;
+                    let n = 1 + (rng.next() % 4) as u32;
                     let first = H0 + (rng.next() % (hours as u64 - n as u64 + 1)) as i64;
+                    // a window over the rest of the listed hours, some of the time
+                    let window = if n == 1 || rng.next() % 2 == 0 {
+                        (H0 + hours - first) as u32
+                    } else {
+                        0
+                    };
                     let gang = [1u32, 2, 4, 8][(rng.next() % 4) as usize];
                     let r = pb::PlaceOrderRequest {
                         product_id: pid(first),
@@ -421,6 +496,7 @@ fn random_markets_agree_with_the_reference_and_keep_the_invariants() {
                         time_in_force: pb::TimeInForce::Fok as i32,
                         gang,
                         hours: n,
+                        window_hours: window,
                         ..Default::default()
                     };
                     let want = reference(&ex, &sellers, &nodes, &r, first, 2);
@@ -432,8 +508,9 @@ fn random_markets_agree_with_the_reference_and_keep_the_invariants() {
                             assert_eq!(o.state, pb::OrderState::Cancelled as i32, "seed {seed}");
                             assert!(got.is_empty());
                         }
-                        Some((cluster, cost)) => {
+                        Some((cluster, cost, start)) => {
                             filled += 1;
+                            assert_eq!(*got.keys().next().unwrap(), start, "seed {seed}: start");
                             assert_eq!(o.state, pb::OrderState::Filled as i32, "seed {seed}");
                             let paid: i128 = o
                                 .fills
