@@ -58,6 +58,14 @@ def test_a_block_through_the_service_sdk_and_cli(running: Running) -> None:
     block: dict[str, Any] = json.loads(r.output)
     assert block["hours"] == 2 and block["state"] == "filled"
     assert [f["product_id"] for f in block["fills"]] == ids[2:4]
+    # a minimum fill from the command line: 8 GPUs are left in the last hour, so a
+    # minimum of 16 takes nothing and a minimum of 8 takes the 8 and rests the rest
+    base = ["--server", running.target, "--token", token, "--json", "order", "buy", ids[3]]
+    r = CliRunner().invoke(main, [*base, "16", "3.40", "--min", "16"])
+    assert json.loads(r.output)["reason"] == "minimum_fill", r.output
+    r = CliRunner().invoke(main, [*base, "16", "3.40", "--min", "8"])
+    got = json.loads(r.output)
+    assert (got["filled"], got["remaining"], got["min_quantity"]) == (8, 8, 8), r.output
     bad = CliRunner().invoke(main, ["--server", running.target, "--token", token, "order",
                                     "buy", ids[0], "8", "3.50", "--hours", "2"])
     assert bad.exit_code == 1 and "INVALID_BLOCK" in bad.output  # a block is IOC or FOK

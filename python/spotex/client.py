@@ -98,6 +98,7 @@ class Order:
     reason: str
     hours: int = 1  # a block's consecutive hours (its quantities: GPUs in every hour)
     window_hours: int = 0  # a block's window from product_id's hour (0: none)
+    min_quantity: int = 0  # the minimum it had to fill on entry (0: none)
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,8 @@ def _order(o: Any) -> Order:
                  wire.TYPE_FROM_PB[o.order_type], _price(o.price_micros), o.quantity,
                  o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
                  wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
-                 tuple(_fill(f) for f in o.fills), o.reason, max(1, o.hours), o.window_hours)
+                 tuple(_fill(f) for f in o.fills), o.reason, max(1, o.hours), o.window_hours,
+                 o.min_quantity)
 
 
 def _allocation(a: Any) -> Allocation:
@@ -243,7 +245,8 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
                    client_order_id: str = "", order_type: str = "limit", tif: str = "gtc",
                    expire_at: dt.datetime | None = None, post_only: bool = False,
                    stp: str = "cancel_newest", cluster_id: str | None = None,
-                   gang: int = 1, hours: int = 1, window_hours: int = 0) -> Any:
+                   gang: int = 1, hours: int = 1, window_hours: int = 0,
+                   min_quantity: int = 0) -> Any:
     if side not in wire.SIDE_TO_PB:
         raise ValueError("side must be 'buy' or 'sell'")
     return pb.PlaceOrderRequest(
@@ -252,7 +255,7 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
         quantity=quantity, time_in_force=wire.TIF_TO_PB[tif],
         expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
         post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang,
-        hours=hours, window_hours=window_hours)
+        hours=hours, window_hours=window_hours, min_quantity=min_quantity)
 
 
 class _Calls:
@@ -459,7 +462,8 @@ class Client:
         GPUs for that many consecutive hours from the product's, all or none, IOC or
         FOK; the price is the limit per GPU-hour over the whole block), window_hours (a
         block may start anywhere inside this many hours from the product's: the cheapest
-        start wins, ties to the earliest)."""
+        start wins, ties to the earliest), min_quantity (bids of one hour: fill at least
+        this many GPUs on entry or nothing; the rest goes on as tif says)."""
         return self._call(_Calls.place_order(
             _order_request(product_id, side, price, quantity, **terms)))
 

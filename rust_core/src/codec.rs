@@ -264,6 +264,11 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.opt_u32(o.cluster);
             e.u32(o.gang);
         }
+        Command::PlaceMinFill { order, min_qty } => {
+            e.u8(12);
+            e.0.extend(encode_command(&Command::Place(order.clone())));
+            e.i64(*min_qty);
+        }
         Command::PlaceBlock(b) => {
             e.u8(11);
             e.u64(b.account);
@@ -297,6 +302,26 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
     e.0
 }
 
+fn decode_order(d: &mut Dec) -> Result<NewOrder, CodecError> {
+    Ok(NewOrder {
+        account: d.u64()?,
+        product: d.u32()?,
+        side: side_of(d.u8()?)?,
+        order_type: match d.u8()? {
+            0 => OrderType::Limit,
+            1 => OrderType::Market,
+            _ => return Err(CodecError("order type")),
+        },
+        price: d.i64()?,
+        qty: d.i64()?,
+        tif: get_tif(d)?,
+        post_only: d.u8()? != 0,
+        stp: stp_of(d.u8()?)?,
+        cluster: d.opt_u32()?,
+        gang: d.u32()?,
+    })
+}
+
 pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
     let mut d = Dec::new(buf);
     let cmd = match d.u8()? {
@@ -323,23 +348,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 nodes,
             }
         }
-        7 => Command::Place(NewOrder {
-            account: d.u64()?,
-            product: d.u32()?,
-            side: side_of(d.u8()?)?,
-            order_type: match d.u8()? {
-                0 => OrderType::Limit,
-                1 => OrderType::Market,
-                _ => return Err(CodecError("order type")),
-            },
-            price: d.i64()?,
-            qty: d.i64()?,
-            tif: get_tif(&mut d)?,
-            post_only: d.u8()? != 0,
-            stp: stp_of(d.u8()?)?,
-            cluster: d.opt_u32()?,
-            gang: d.u32()?,
-        }),
+        7 => Command::Place(decode_order(&mut d)?),
         8 => Command::Cancel {
             account: d.u64()?,
             order_id: d.u64()?,
@@ -354,6 +363,15 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             }
         }
         10 => Command::AdvanceTime,
+        12 => {
+            if d.u8()? != 7 {
+                return Err(CodecError("minimum fill of a non-order"));
+            }
+            Command::PlaceMinFill {
+                order: decode_order(&mut d)?,
+                min_qty: d.i64()?,
+            }
+        }
         11 => Command::PlaceBlock(NewBlock {
             account: d.u64()?,
             product: d.u32()?,

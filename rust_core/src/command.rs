@@ -98,6 +98,13 @@ pub enum Command {
         nodes: Vec<String>,
     },
     Place(NewOrder),
+    /// A bid that fills at least `min_qty` on entry (a multiple of its gang) or not at
+    /// all; what it does not fill then goes on as an ordinary order (rests, or ends by
+    /// its time in force).
+    PlaceMinFill {
+        order: NewOrder,
+        min_qty: Qty,
+    },
     PlaceBlock(NewBlock),
     Cancel {
         account: AccountId,
@@ -124,6 +131,8 @@ pub enum CancelReason {
     Unfilled,
     /// A fill-or-kill order that could not fill completely.
     FillOrKill,
+    /// A bid that could not fill its minimum on entry.
+    MinimumFill,
 }
 
 impl CancelReason {
@@ -133,6 +142,7 @@ impl CancelReason {
             CancelReason::SelfTrade => "self_trade",
             CancelReason::Unfilled => "unfilled",
             CancelReason::FillOrKill => "fill_or_kill",
+            CancelReason::MinimumFill => "minimum_fill",
         }
     }
 }

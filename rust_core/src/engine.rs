@@ -140,6 +140,7 @@ impl Engine {
             } => self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out),
             Command::Place(order) => self.place(order, out),
             Command::PlaceBlock(block) => self.place_block(block, out),
+            Command::PlaceMinFill { order, min_qty } => self.place_min_fill(order, *min_qty, out),
             Command::Cancel { account, order_id } => self.cancel(*account, *order_id, out),
             Command::Amend {
                 account,
@@ -824,6 +825,66 @@ impl Engine {
         }
     }
 
+    /// A bid that must fill `min_qty` on entry or not at all; the rest goes on as the
+    /// order's time in force says.
+    fn place_min_fill(
+        &mut self,
+        o: &NewOrder,
+        min_qty: Qty,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        self.validate(o)?;
+        if o.side != Side::Buy
+            || min_qty <= 0
+            || min_qty > o.qty
+            || min_qty % o.gang.max(1) as Qty != 0
+        {
+            return Err(Reject::InvalidMinimumFill);
+        }
+        let id = self.next_order_id;
+        self.next_order_id += 1;
+        out.push(Event::Accepted {
+            order_id: id,
+            account: o.account,
+            product: o.product,
+            side: o.side,
+            price: o.price,
+            qty: o.qty,
+        });
+        let mut taker = Taker {
+            id,
+            account: o.account,
+            product: o.product,
+            side: o.side,
+            price: o.price,
+            remaining: o.qty,
+            filled: 0,
+            tif: o.tif,
+            post_only: o.post_only,
+            stp: o.stp,
+            gang: o.gang,
+            cluster: None,
+            cluster_hour: NIL,
+        };
+        let enough = if o.tif == TimeInForce::FillOrKill {
+            self.fills_at_least(&taker, o.qty)
+        } else {
+            self.fills_at_least(&taker, min_qty)
+        };
+        if !enough {
+            out.push(Event::Cancelled {
+                order_id: id,
+                account: o.account,
+                product: o.product,
+                qty: o.qty,
+                reason: CancelReason::MinimumFill,
+            });
+            return Ok(());
+        }
+        self.match_and_rest(&mut taker, out);
+        Ok(())
+    }
+
     /// Matches the taker against the book, then rests what is left (or cancels it).
     fn match_and_rest(&mut self, t: &mut Taker, out: &mut Vec<Event>) {
         if !self.match_taker(t, out) {
@@ -1039,9 +1100,14 @@ impl Engine {
     /// Mirrors the matching loop without changing anything; placement is simulated on
     /// private copies of the cluster-hours it would draw on.
     fn fills_completely(&self, t: &Taker) -> bool {
+        self.fills_at_least(t, t.remaining)
+    }
+
+    /// As `fills_completely`, for `need` of the taker's quantity.
+    fn fills_at_least(&self, t: &Taker, need: Qty) -> bool {
         let book = &self.books[t.product as usize];
         let book_side = t.side.opposite();
-        let mut need = t.remaining;
+        let mut need = need;
         // Bids draw on many cluster-hours, all with the taker's gang: each gang placed
         // lowers that cluster-hour's gang count by exactly one, so a count suffices.
         let mut gangs_used: Vec<(u32, Qty)> = Vec::new();

@@ -44,12 +44,14 @@ pub enum Reject {
     /// A block bid's terms: a buy of 1 to 168 consecutive hours (in a window of at most
     /// 336), IOC or FOK.
     InvalidBlock,
+    /// A minimum fill: bids only, above 0, at most the quantity, a multiple of the gang.
+    InvalidMinimumFill,
     // batch entry
     InvalidBatchRecord,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 33] = [
+    pub const ALL: [Reject; 34] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -73,6 +75,7 @@ impl Reject {
         Reject::NothingToAmend,
         Reject::InvalidGang,
         Reject::InvalidBlock,
+        Reject::InvalidMinimumFill,
         Reject::QuantityOffGang,
         Reject::ClusterRequired,
         Reject::ClusterNotAllowed,
@@ -111,6 +114,7 @@ impl Reject {
             Reject::NothingToAmend => "NOTHING_TO_AMEND",
             Reject::InvalidGang => "INVALID_GANG",
             Reject::InvalidBlock => "INVALID_BLOCK",
+            Reject::InvalidMinimumFill => "INVALID_MINIMUM_FILL",
             Reject::QuantityOffGang => "QUANTITY_OFF_GANG",
             Reject::ClusterRequired => "CLUSTER_REQUIRED",
             Reject::ClusterNotAllowed => "CLUSTER_NOT_ALLOWED",
@@ -153,6 +157,9 @@ impl Reject {
             Reject::NotOwner => "the order belongs to another account",
             Reject::NothingToAmend => "the amendment changes neither price nor quantity",
             Reject::InvalidGang => "gang size must be a power of two from 1 to 64",
+            Reject::InvalidMinimumFill => {
+                "a minimum fill is for bids: above 0, at most the quantity, whole gangs"
+            }
             Reject::InvalidBlock => {
                 "a block is an IOC or FOK limit bid for 1 to 168 consecutive hours, inside a \
                  window of at most 336, every hour of it listed"

@@ -559,10 +559,15 @@ impl Exchange {
                 fills: Vec::new(),
                 hours: r.hours.max(1),
                 window: r.window_hours,
+                min_qty: r.min_quantity,
             },
         };
         let journal = || journaled(caller, Kind::Place(r.clone()));
         let command = if r.hours > 1 || r.window_hours > 0 {
+            if r.min_quantity != 0 {
+                // a block is all or none already
+                return Err(spotex_core::Reject::InvalidMinimumFill.into());
+            }
             // a block: a bid for the same GPUs over consecutive hours, at once
             if side != Side::Buy || order_type != OrderType::Limit || r.post_only {
                 return Err(spotex_core::Reject::InvalidBlock.into());
@@ -580,6 +585,11 @@ impl Exchange {
                 tif,
                 window: r.window_hours,
             })
+        } else if r.min_quantity != 0 {
+            Command::PlaceMinFill {
+                order,
+                min_qty: r.min_quantity,
+            }
         } else {
             Command::Place(order)
         };

@@ -84,6 +84,8 @@ pub struct OrderRecord {
     pub hours: u32,
     /// A block's window from its product's hour; 0: none.
     pub window: u32,
+    /// The minimum fill it had on entry; 0: none.
+    pub min_qty: i64,
 }
 
 pub fn side_to_pb(side: Side) -> pb::Side {
@@ -132,6 +134,7 @@ impl OrderRecord {
             reason: self.reason.clone(),
             hours: self.hours,
             window_hours: self.window,
+            min_quantity: self.min_qty,
         }
     }
 }
@@ -195,6 +198,7 @@ impl OrderRecord {
                 .collect(),
             hours: o.hours.max(1),
             window: o.window_hours,
+            min_qty: o.min_quantity,
         })
     }
 }

@@ -576,6 +576,7 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                         // blocks too: over hours listed or not, and far too many
                         hours: pick(&mut rng, &[0u32, 1, 1, 2, 3, 169, u32::MAX]),
                         window_hours: pick(&mut rng, &[0u32, 0, 0, 1, 3, 337, u32::MAX]),
+                        min_quantity: pick(&mut rng, &[0i64, 0, 0, 1, 4, -1, i64::MAX]),
                     };
                     if rng.next() % 2 == 0 {
                         // half of them sane but for one hostile field at most

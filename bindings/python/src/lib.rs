@@ -79,7 +79,9 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         PostOnlyWouldCross => PostOnlyWouldCrossError::new_err(msg),
         NonPositivePrice | PriceTooHigh | PriceOffTick | NonPositiveQuantity | QuantityTooLarge
         | QuantityOffLot | InvalidTimeInForce | InvalidExpiry | NothingToAmend | InvalidGang
-        | QuantityOffGang | InvalidBatchRecord | InvalidBlock => InvalidOrderError::new_err(msg),
+        | QuantityOffGang | InvalidBatchRecord | InvalidBlock | InvalidMinimumFill => {
+            InvalidOrderError::new_err(msg)
+        }
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster
@@ -1047,6 +1049,7 @@ fn cancel_reasons() -> Vec<&'static str> {
         CancelReason::SelfTrade,
         CancelReason::Unfilled,
         CancelReason::FillOrKill,
+        CancelReason::MinimumFill,
     ]
     .iter()
     .map(|r| r.as_str())
