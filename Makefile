@@ -53,6 +53,7 @@ bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service lo
 	$(PY) bench/bench_fanout.py
 	$(PY) bench/bench_durability.py
 	cargo run --release -q -p spotex-exchange --example recovery -- 1000000
+	cargo run --release -q -p spotex-exchange --example blocks -- 300
 	$(VENV)/bin/spotex simulate
 
 bench-rs: ## criterion benchmark of the engine

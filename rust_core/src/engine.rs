@@ -19,6 +19,12 @@ use crate::product::{Product, ProductSpec};
 use crate::reject::Reject;
 use crate::types::*;
 
+/// One hour's asks a block may take, by cluster-hour, each list in price-time order:
+/// `(slab index, price, quantity)`.
+type AsksByClusterHour = FxHashMap<u32, Vec<(u32, Price, Qty)>>;
+/// A cluster a block could fill from: its cost, index, cluster-hours and asks per hour.
+type Candidate = (i128, usize, Vec<u32>, Vec<Vec<(u32, Price, Qty)>>);
+
 /// The most consecutive hours one block bid may cover (a week).
 pub const MAX_BLOCK_HOURS: u32 = 168;
 /// The most hours a block's window may span (two weeks).
@@ -596,14 +602,19 @@ impl Engine {
             price: b.price,
             qty: b.qty,
         });
+        // each hour's asks that the block may take, by cluster-hour, in price-time
+        // order: one pass over each book of the span
+        let asks: Vec<AsksByClusterHour> = products
+            .iter()
+            .map(|&p| self.asks_by_cluster_hour(p, b.account))
+            .collect();
         // the cheapest start, ties to the earliest
         let mut plan: Option<BlockPlan> = None;
         for start in 0..=(span - b.hours) as usize {
-            let hours = &products[start..start + b.hours as usize];
-            if let Some(p) = self.plan_block(b, hours) {
-                if plan.as_ref().is_none_or(|q| p.cost < q.cost) {
-                    plan = Some(p);
-                }
+            let end = start + b.hours as usize;
+            let bound = plan.as_ref().map(|q| q.cost);
+            if let Some(p) = self.plan_block(b, &products[start..end], &asks[start..end], bound) {
+                plan = Some(p);
             }
         }
         let Some(plan) = plan else {
@@ -647,8 +658,39 @@ impl Engine {
         Ok(())
     }
 
-    /// The cheapest way to fill a block now, if there is one (see `place_block`).
-    fn plan_block(&self, b: &NewBlock, products: &[ProductHandle]) -> Option<BlockPlan> {
+    /// The asks of `product` that `buyer` may take, by cluster-hour, each list in
+    /// price-time order: `(slab index, price, quantity)`.
+    fn asks_by_cluster_hour(&self, product: ProductHandle, buyer: AccountId) -> AsksByClusterHour {
+        let book = &self.books[product as usize];
+        let mut by = AsksByClusterHour::default();
+        let mut from: Option<Price> = None;
+        while let Some((px, level)) = book.next_level(Side::Sell, from) {
+            let mut i = level.head;
+            while i != NIL {
+                let m = self.slab.get(i);
+                if m.account != buyer {
+                    by.entry(m.cluster_hour)
+                        .or_default()
+                        .push((i, px, m.remaining));
+                }
+                i = m.next;
+            }
+            from = Some(px + 1);
+        }
+        by
+    }
+
+    /// The cheapest way to fill a block over `products` now, if there is one costing
+    /// less than `bound` (see `place_block`). Clusters are ranked by what their asks
+    /// would cost; only then are GPUs looked for, cheapest cluster first, so the work is
+    /// the asks' lists plus the nodes of the clusters tried.
+    fn plan_block(
+        &self,
+        b: &NewBlock,
+        products: &[ProductHandle],
+        asks: &[AsksByClusterHour],
+        bound: Option<i128>,
+    ) -> Option<BlockPlan> {
         let first = &self.products[products[0] as usize];
         let hours: Vec<i64> = products
             .iter()
@@ -656,9 +698,10 @@ impl Engine {
             .collect();
         let budget = b.price as i128 * b.qty as i128 * b.hours as i128;
         let g = b.gang.max(1);
-        let mut best: Option<BlockPlan> = None;
+        let none = Vec::new();
+        // every cluster whose asks could carry the block, with their cost
+        let mut ranked: Vec<Candidate> = Vec::new();
         for (c, cluster) in self.clusters.iter().enumerate() {
-            let c = c as ClusterHandle;
             if cluster.spec.sku != first.sku
                 || cluster.spec.region != first.region
                 || !hours.iter().all(|&h| cluster.covers(h))
@@ -668,50 +711,42 @@ impl Engine {
             // asks create their cluster-hour: without one there is nothing to take
             let Some(chs) = hours
                 .iter()
-                .map(|&h| self.cluster_hour_index.get(&(c, h)).copied())
+                .map(|&h| {
+                    self.cluster_hour_index
+                        .get(&(c as ClusterHandle, h))
+                        .copied()
+                })
                 .collect::<Option<Vec<u32>>>()
             else {
                 continue;
             };
             let mut cost: i128 = 0;
-            let mut legs: Vec<Vec<(u32, Price, Qty)>> = Vec::with_capacity(products.len());
-            for (k, &p) in products.iter().enumerate() {
-                let book = &self.books[p as usize];
+            let mut legs = Vec::with_capacity(hours.len());
+            for (k, &ch) in chs.iter().enumerate() {
                 let mut need = b.qty;
                 let mut taken = Vec::new();
-                let mut from: Option<Price> = None;
-                'levels: while let Some((px, level)) = book.next_level(Side::Sell, from) {
-                    let mut i = level.head;
-                    while i != NIL {
-                        let at = i;
-                        let m = self.slab.get(at);
-                        i = m.next;
-                        if m.account == b.account || m.cluster_hour != chs[k] {
-                            continue;
-                        }
-                        let q = need.min(m.remaining);
-                        taken.push((at, px, q));
-                        cost += px as i128 * q as i128;
-                        need -= q;
-                        if need == 0 {
-                            break 'levels;
-                        }
+                for &(i, px, q) in asks[k].get(&ch).unwrap_or(&none) {
+                    let take = need.min(q);
+                    taken.push((i, px, take));
+                    cost += px as i128 * take as i128;
+                    need -= take;
+                    if need == 0 {
+                        break;
                     }
-                    from = Some(px + 1);
                 }
                 if need > 0 {
                     break;
                 }
                 legs.push(taken);
             }
-            if legs.len() < products.len() || cost > budget {
-                continue;
+            if legs.len() == hours.len() && cost <= budget && bound.is_none_or(|x| cost < x) {
+                ranked.push((cost, c, chs, legs));
             }
-            if best.as_ref().is_some_and(|p| p.cost <= cost) {
-                continue;
-            }
+        }
+        ranked.sort_by_key(|r| (r.0, r.1));
+        for (cost, c, chs, legs) in ranked {
             // the GPUs free in every hour of the block, best fit in whole gangs
-            let nodes = cluster.spec.nodes.len();
+            let nodes = self.clusters[c].spec.nodes.len();
             let common: Vec<u64> = (0..nodes)
                 .map(|n| {
                     chs.iter()
@@ -739,17 +774,16 @@ impl Engine {
                 slots.push((n as u32, mask));
                 gangs_left -= take as Qty;
             }
-            if gangs_left > 0 {
-                continue;
+            if gangs_left == 0 {
+                return Some(BlockPlan {
+                    cost,
+                    cluster_hours: chs,
+                    legs,
+                    slots,
+                });
             }
-            best = Some(BlockPlan {
-                cost,
-                cluster_hours: chs,
-                legs,
-                slots,
-            });
         }
-        best
+        None
     }
 
     /// One leg of a block: the block takes `qty` of the ask in slot `i` at `price`, on
