@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import OPERATOR_TOKEN, Running
 
 from spotex.cli import main
-from spotex.client import Client
+from spotex.client import Client, RpcError
 
 
 def test_a_block_through_the_service_sdk_and_cli(running: Running) -> None:
@@ -69,3 +69,23 @@ def test_a_block_through_the_service_sdk_and_cli(running: Running) -> None:
     bad = CliRunner().invoke(main, ["--server", running.target, "--token", token, "order",
                                     "buy", ids[0], "8", "3.50", "--hours", "2"])
     assert bad.exit_code == 1 and "INVALID_BLOCK" in bad.output  # a block is IOC or FOK
+
+
+def test_a_seller_range_through_the_sdk(running: Running) -> None:
+    op = Client(running.target, OPERATOR_TOKEN)
+    h = int(time.time()) // 3600 + 80
+    ids = [p.product_id for p in op.create_products(
+        skus=["MI300X"], regions=["eu-north"], from_hour=h, to_hour=h + 3, tick="0.01")]
+    seller = Client(running.target, op.create_account("range-seller", ["seller"]).token)
+    seller.register_capacity("arn-1", sku="MI300X", region="eu-north", nodes=[("n0", 8)],
+                             from_hour=h, to_hour=h + 3)
+    keep = seller.place_order(ids[1], "sell", "5.00", 2, cluster_id="arn-1")
+    got = seller.place_ask_range(ids[0], "2.50", 7, hours=3, cluster_id="arn-1")
+    # the middle hour has only 6 GPUs left to offer: that hour alone is refused
+    assert [getattr(x, "reason", "") for x in got] == ["", "INSUFFICIENT_CAPACITY", ""]
+    placed = [x for x in got if not isinstance(x, RpcError)]
+    assert [o.product_id for o in placed] == [ids[0], ids[2]]
+    assert len({o.range_id for o in placed}) == 1 and placed[0].range_id > 0
+    gone = seller.cancel_all(range_id=placed[0].range_id)
+    assert sorted(o.order_id for o in gone) == sorted(o.order_id for o in placed)
+    assert [o.order_id for o in seller.list_orders(open_only=True)] == [keep.order_id]

@@ -109,6 +109,8 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "seller register": ["seller", "register", "cz", "--sku", "H100-SXM", "--region",
                             "us-west", "--node", "n0:8", "--from-hour", h, "--to-hour", h],
         "seller withdraw": ["seller", "withdraw", "cz", "--from-hour", h, "--to-hour", h],
+        "seller range": ["seller", "range", pid, "1", "2.00", "--cluster", "cz", "--hours",
+                         "2"],
         "operator create-products": ["operator", "create-products", "--sku", "Z", "--region",
                                      "r", "--from-hour", h, "--to-hour", h],
         "operator halt": ["operator", "halt", pid], "operator resume": ["operator", "resume", pid],

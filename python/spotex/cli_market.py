@@ -319,10 +319,12 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
 
     @main.command("cancel-all")
     @click.option("--product", default="", help="only this product's orders")
+    @click.option("--range", "range_id", default=0, type=click.IntRange(0, (1 << 64) - 1),
+                  help="only the orders of this range (`seller range`)")
     @click.pass_context
-    def cancel_all(ctx: click.Context, product: str) -> None:
+    def cancel_all(ctx: click.Context, product: str, range_id: int) -> None:
         """Cancel every open order of yours (mass cancel)."""
-        os_ = client(ctx).cancel_all(product)
+        os_ = client(ctx).cancel_all(product, range_id=range_id)
         emit(ctx, os_, lambda: orders_table(os_))
 
     @main.command()
@@ -384,6 +386,36 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                 "hours": to_hour - from_hour}
         emit(ctx, data, lambda: f"registered {cid}: {len(nodes)} nodes, {gpus} GPUs, "
                                 f"{to_hour - from_hour} hours")
+
+    @seller.command("range")
+    @click.argument("product_id")
+    @click.argument("quantity", type=quantity)
+    @click.argument("price", type=price)
+    @click.option("--cluster", required=True, help="the cluster the GPUs come from")
+    @click.option("--hours", required=True, type=click.IntRange(1, 168),
+                  help="one ask per hour for this many hours from PRODUCT's")
+    @click.option("--client-order-id", default="", help="each ask gets it with #hour")
+    @click.pass_context
+    def ask_range(ctx: click.Context, product_id: str, quantity: int, price: Decimal,
+                  cluster: str, hours: int, client_order_id: str) -> None:
+        """Post one ask per hour over a range of hours (each placed or refused on its
+        own); `spotex cancel-all --range ID` withdraws the range."""
+        from spotex.client import RpcError
+
+        got = client(ctx).place_ask_range(product_id, price, quantity, hours=hours,
+                                          cluster_id=cluster, client_order_id=client_order_id)
+        placed = [o for o in got if not isinstance(o, RpcError)]
+        rows = [o if not isinstance(o, RpcError) else {"refused": o.reason,
+                                                       "message": o.message} for o in got]
+
+        def table() -> Any:
+            t = orders_table(placed)
+            refused = [o for o in got if isinstance(o, RpcError)]
+            t.caption = (f"range {placed[0].range_id}" if placed else "nothing placed") + (
+                f"; {len(refused)} hour(s) refused: "
+                + ", ".join(sorted({r.reason for r in refused})) if refused else "")
+            return t
+        emit(ctx, rows, table)
 
     @seller.command("withdraw")
     @click.argument("cluster_id")

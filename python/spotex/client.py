@@ -99,6 +99,7 @@ class Order:
     hours: int = 1  # a block's consecutive hours (its quantities: GPUs in every hour)
     window_hours: int = 0  # a block's window from product_id's hour (0: none)
     min_quantity: int = 0  # the minimum it had to fill on entry (0: none)
+    range_id: int = 0  # the range (place_ask_range) or group it belongs to (0: none)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def _order(o: Any) -> Order:
                  o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
                  wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
                  tuple(_fill(f) for f in o.fills), o.reason, max(1, o.hours), o.window_hours,
-                 o.min_quantity)
+                 o.min_quantity, o.range_id)
 
 
 def _allocation(a: Any) -> Allocation:
@@ -225,6 +226,13 @@ def _market_event(m: Any) -> MarketEvent:
                            side=wire.SIDE_FROM_PB[x.aggressor], price=_price(x.price_micros),  # type: ignore[arg-type]
                            quantity=x.quantity, trade_id=x.trade_id)
     return MarketEvent("state", m.product_id, m.sequence, state=m.state)
+
+
+def _result(x: Any) -> Order | RpcError:
+    """One result of a bulk answer: the order, or why it was refused."""
+    if x.code:
+        return RpcError(_code(x.code), x.reason, x.message)
+    return _order(x.order)
 
 
 def _execution(e: Any) -> Execution:
@@ -338,9 +346,15 @@ class _Calls:
             lambda r: Account(r.account_id, r.token))
 
     @staticmethod
-    def cancel_all(product_id: str) -> _Call[list[Order]]:
-        return _Call("market", "CancelAll", pb.CancelAllRequest(product_id=product_id),
+    def cancel_all(product_id: str, range_id: int) -> _Call[list[Order]]:
+        return _Call("market", "CancelAll", pb.CancelAllRequest(product_id=product_id,
+                                                                range_id=range_id),
                      lambda r: [_order(o) for o in r.orders])
+
+    @staticmethod
+    def place_ask_range(ask: Any, hours: int) -> _Call[list[Order | RpcError]]:
+        return _Call("market", "PlaceAskRange", pb.PlaceAskRangeRequest(ask=ask, hours=hours),
+                     lambda r: [_result(x) for x in r.results])
 
     @staticmethod
     def list_accounts(page_token: str) -> _Call[tuple[list[AccountInfo], str]]:
@@ -498,9 +512,19 @@ class Client:
     def create_account(self, name: str, roles: Iterable[str]) -> Account:
         return self._call(_Calls.create_account(name, roles))
 
-    def cancel_all(self, product_id: str = "") -> list[Order]:
-        """Mass cancel: every open order of this account (of one product, if given)."""
-        return self._call(_Calls.cancel_all(product_id))
+    def cancel_all(self, product_id: str = "", *, range_id: int = 0) -> list[Order]:
+        """Mass cancel: every open order of this account (of one product, or of one
+        range, if given)."""
+        return self._call(_Calls.cancel_all(product_id, range_id))
+
+    def place_ask_range(self, product_id: str, price: Decimal | str | int, quantity: int,
+                        *, hours: int, cluster_id: str, **terms: Any) -> list[Order | RpcError]:
+        """A seller's range: one ask per hour for ``hours`` hours from ``product_id``'s,
+        each placed or refused on its own (the results in hour order); the placed ones
+        share a ``range_id`` that ``cancel_all(range_id=...)`` withdraws at once."""
+        ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
+                             **terms)
+        return self._call(_Calls.place_ask_range(ask, hours))
 
     def list_accounts(self) -> list[AccountInfo]:
         return self._all(_Calls.list_accounts)
@@ -684,8 +708,15 @@ class AsyncClient:
     async def create_account(self, name: str, roles: Iterable[str]) -> Account:
         return await self._call(_Calls.create_account(name, roles))
 
-    async def cancel_all(self, product_id: str = "") -> list[Order]:
-        return await self._call(_Calls.cancel_all(product_id))
+    async def cancel_all(self, product_id: str = "", *, range_id: int = 0) -> list[Order]:
+        return await self._call(_Calls.cancel_all(product_id, range_id))
+
+    async def place_ask_range(self, product_id: str, price: Decimal | str | int,
+                              quantity: int, *, hours: int, cluster_id: str,
+                              **terms: Any) -> list[Order | RpcError]:
+        ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
+                             **terms)
+        return await self._call(_Calls.place_ask_range(ask, hours))
 
     async def list_accounts(self) -> list[AccountInfo]:
         return await self._all(_Calls.list_accounts)

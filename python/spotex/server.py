@@ -22,6 +22,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -279,6 +280,15 @@ class MarketService:
         a = await self.s.auth(context, BUYER, SELLER)
         return await self.s.native(context, "cancel_all", a, body)
 
+    async def place_ask_range(self, body: bytes, context: Any) -> bytes:
+        a = await self.s.auth(context, SELLER)
+        try:
+            request = pb.PlaceAskRangeRequest.FromString(body)
+        except DecodeError:
+            await _fail(context, "INVALID_ARGUMENT", "malformed PlaceAskRangeRequest")
+        await self.s.throttle(context, a, max(1, min(request.hours, 168)))
+        return await self.s.native(context, "ask_range", a, body)
+
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         gw, body = self.s.gw, request.SerializeToString()
@@ -425,6 +435,7 @@ def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
            "CancelOrder": grpc.unary_unary_rpc_method_handler(svc.cancel_order),
            "AmendOrder": grpc.unary_unary_rpc_method_handler(svc.amend_order),
            "CancelAll": grpc.unary_unary_rpc_method_handler(svc.cancel_all),
+           "PlaceAskRange": grpc.unary_unary_rpc_method_handler(svc.place_ask_range),
            "SubmitOrders": grpc.stream_stream_rpc_method_handler(svc.submit_orders)}
     return grpc.method_handlers_generic_handler("spotex.v1.Market", {**typed, **raw})
 

@@ -15,7 +15,7 @@ use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use spotex_core::{
     Allocation, ClusterSpec, Command, Engine, Event, NewBlock, NewOrder, NodeSpec, OrderType,
-    ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce,
+    ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce, MAX_BLOCK_HOURS,
 };
 
 use crate::pb;
@@ -392,6 +392,62 @@ impl Exchange {
         Ok(self.orders[&id].to_pb(true))
     }
 
+    /// A seller's range: one ask per hour from the ask's product on, each placed or
+    /// refused on its own, all with one `range_id` (the sequence number the range began
+    /// at) for CancelAll. Each ask is journaled as the ordinary ask it is.
+    pub fn place_ask_range(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::PlaceAskRangeRequest,
+    ) -> Result<pb::SubmitOrdersResponse, Refusal> {
+        let ask = r
+            .ask
+            .as_ref()
+            .ok_or_else(|| Refusal::new("INVALID_RANGE", "a range needs its first hour's ask"))?;
+        if ask.side != pb::Side::Sell as i32 || !(1..=MAX_BLOCK_HOURS).contains(&r.hours) {
+            return Err(Refusal::new(
+                "INVALID_RANGE",
+                "a range is a sell of 1 to 168 consecutive hours",
+            ));
+        }
+        if ask.hours > 1 || ask.window_hours > 0 || ask.min_quantity != 0 {
+            return Err(Refusal::new(
+                "INVALID_RANGE",
+                "the asks of a range are one hour each (no hours, window or minimum)",
+            ));
+        }
+        let first = self.product(&ask.product_id)?;
+        let (sku, region, hour) = {
+            let p = &self.engine.products()[first as usize];
+            (p.sku.clone(), p.region.clone(), p.hour)
+        };
+        let mut asks = Vec::with_capacity(r.hours as usize);
+        for k in 0..r.hours as i64 {
+            let id = format!(
+                "{sku}/{region}/{}",
+                spotex_core::product::format_hour(hour + k)
+            );
+            if self.engine.product_handle(&id).is_none() {
+                return Err(Refusal::new(
+                    "INVALID_RANGE",
+                    format!("hour {k} of the range is not listed ({id})"),
+                ));
+            }
+            let mut one = ask.clone();
+            one.product_id = id;
+            if !ask.client_order_id.is_empty() {
+                one.client_order_id = format!("{}#{k}", ask.client_order_id);
+            }
+            asks.push(one);
+        }
+        let range_id = self.sequence + 1;
+        for one in &mut asks {
+            one.range_id = range_id;
+        }
+        Ok(self.submit_orders(ts, caller, &pb::SubmitOrdersRequest { orders: asks }))
+    }
+
     /// Bulk entry: each order of the message placed or refused on its own, in order.
     pub fn submit_orders(
         &mut self,
@@ -560,6 +616,7 @@ impl Exchange {
                 hours: r.hours.max(1),
                 window: r.window_hours,
                 min_qty: r.min_quantity,
+                range_id: r.range_id,
             },
         };
         let journal = || journaled(caller, Kind::Place(r.clone()));
@@ -653,6 +710,7 @@ impl Exchange {
             .values()
             .filter(|o| o.account == caller.account && o.is_open())
             .filter(|o| r.product_id.is_empty() || o.product == r.product_id)
+            .filter(|o| r.range_id == 0 || o.range_id == r.range_id)
             .map(|o| o.order_id)
             .collect();
         let mut orders = Vec::with_capacity(open.len());

@@ -86,6 +86,8 @@ pub struct OrderRecord {
     pub window: u32,
     /// The minimum fill it had on entry; 0: none.
     pub min_qty: i64,
+    /// The range (or the caller's own group) it belongs to; 0: none.
+    pub range_id: u64,
 }
 
 pub fn side_to_pb(side: Side) -> pb::Side {
@@ -135,6 +137,7 @@ impl OrderRecord {
             hours: self.hours,
             window_hours: self.window,
             min_quantity: self.min_qty,
+            range_id: self.range_id,
         }
     }
 }
@@ -199,6 +202,7 @@ impl OrderRecord {
             hours: o.hours.max(1),
             window: o.window_hours,
             min_qty: o.min_quantity,
+            range_id: o.range_id,
         })
     }
 }

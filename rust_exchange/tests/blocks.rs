@@ -553,3 +553,92 @@ fn random_markets_agree_with_the_reference_and_keep_the_invariants() {
         "filled {filled}, not filled {not}"
     );
 }
+
+#[test]
+fn a_seller_range_places_an_ask_per_hour_and_cancel_all_withdraws_it_in_one_call() {
+    let mut ex = market(4, &[1]);
+    // hour 2 is already fully offered: the range's ask there is refused, not the others
+    ask(&mut ex, 0, H0 + 2, 3_000_000, 8);
+    let other = ask(&mut ex, 0, H0 + 3, 3_000_000, 2);
+    let range = pb::PlaceAskRangeRequest {
+        ask: Some(pb::PlaceOrderRequest {
+            client_order_id: "r".into(),
+            product_id: pid(H0),
+            side: pb::Side::Sell as i32,
+            price_micros: 2_000_000,
+            quantity: 6,
+            cluster_id: "c0".into(),
+            ..Default::default()
+        }),
+        hours: 4,
+    };
+    let seq = ex.sequence();
+    let got = ex.place_ask_range(T0 + 2, seller(10), &range).unwrap();
+    let reasons: Vec<&str> = got.results.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons, ["", "", "INSUFFICIENT_CAPACITY", ""]);
+    let placed: Vec<&pb::Order> = got
+        .results
+        .iter()
+        .filter_map(|r| r.order.as_ref())
+        .collect();
+    let hours: Vec<String> = placed.iter().map(|o| o.product_id.clone()).collect();
+    assert_eq!(hours, [pid(H0), pid(H0 + 1), pid(H0 + 3)]);
+    let range_id = placed[0].range_id;
+    assert_eq!(range_id, seq + 1);
+    assert!(placed.iter().all(|o| o.range_id == range_id));
+    let ids: Vec<String> = placed.iter().map(|o| o.client_order_id.clone()).collect();
+    assert_eq!(ids, ["r#0", "r#1", "r#3"]);
+    // withdrawn in one call; the seller's other asks stay
+    let gone = ex
+        .cancel_all(
+            T0 + 3,
+            seller(10),
+            &pb::CancelAllRequest {
+                range_id,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut cancelled: Vec<u64> = gone.orders.iter().map(|o| o.order_id).collect();
+    cancelled.sort();
+    let mut want: Vec<u64> = placed.iter().map(|o| o.order_id).collect();
+    want.sort();
+    assert_eq!(cancelled, want);
+    let open: Vec<u64> = ex
+        .list_orders(
+            seller(10),
+            &pb::ListOrdersRequest {
+                open_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .orders
+        .iter()
+        .map(|o| o.order_id)
+        .collect();
+    assert_eq!(open.len(), 2);
+    assert!(open.contains(&other));
+    // the journal holds ordinary asks and cancels: it replays to the same exchange
+    let journal = ex.take_journal();
+    let mut back = Exchange::new(10_000);
+    for e in &journal {
+        back.replay(e.seq, e.ts, &e.command).unwrap();
+    }
+    assert_eq!(back.state_hash(), ex.state_hash());
+    // ranges that cannot be
+    let mut buy = range.clone();
+    buy.ask.as_mut().unwrap().side = pb::Side::Buy as i32;
+    let mut long = range.clone();
+    long.hours = 5; // hour 4 is not listed
+    let mut none = range.clone();
+    none.hours = 0;
+    let mut block = range.clone();
+    block.ask.as_mut().unwrap().hours = 2;
+    for bad in [buy, long, none, block] {
+        let seq = ex.sequence();
+        let err = ex.place_ask_range(T0 + 3, seller(10), &bad).unwrap_err();
+        assert_eq!(err.reason, "INVALID_RANGE");
+        assert_eq!(ex.sequence(), seq);
+    }
+}

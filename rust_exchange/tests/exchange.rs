@@ -577,6 +577,7 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                         hours: pick(&mut rng, &[0u32, 1, 1, 2, 3, 169, u32::MAX]),
                         window_hours: pick(&mut rng, &[0u32, 0, 0, 1, 3, 337, u32::MAX]),
                         min_quantity: pick(&mut rng, &[0i64, 0, 0, 1, 4, -1, i64::MAX]),
+                        range_id: pick(&mut rng, &[0u64, 0, 7, u64::MAX]),
                     };
                     if rng.next() % 2 == 0 {
                         // half of them sane but for one hostile field at most
@@ -662,6 +663,7 @@ fn cancel_all_cancels_the_callers_open_orders_each_as_a_command_of_its_own() {
 
     let by_product = pb::CancelAllRequest {
         product_id: PID.into(),
+        ..Default::default()
     };
     let done = ex.cancel_all(T0 + 2, BUYER, &by_product).unwrap();
     let cancelled: Vec<u64> = done.orders.iter().map(|o| o.order_id).collect();
@@ -702,6 +704,7 @@ fn cancel_all_cancels_the_callers_open_orders_each_as_a_command_of_its_own() {
     // an unknown product is refused
     let bad = pb::CancelAllRequest {
         product_id: "nope".into(),
+        ..Default::default()
     };
     assert_eq!(
         ex.cancel_all(T0 + 5, BUYER, &bad).unwrap_err().reason,

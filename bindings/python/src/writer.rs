@@ -45,6 +45,7 @@ enum Op {
     Cancel,
     Amend,
     CancelAll,
+    AskRange,
 }
 
 impl Op {
@@ -55,9 +56,11 @@ impl Op {
             "cancel" => Op::Cancel,
             "amend" => Op::Amend,
             "cancel_all" => Op::CancelAll,
+            "ask_range" => Op::AskRange,
             _ => {
                 return Err(PyValueError::new_err(format!(
-                    "unknown command {word:?}: place, submit, cancel, amend or cancel_all"
+                    "unknown command {word:?}: place, submit, cancel, amend, cancel_all \
+                     or ask_range"
                 )))
             }
         })
@@ -295,6 +298,18 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
             .map_err(malformed)
             .and_then(|r| ex.cancel_all(ts, caller, &r))
             .map(|r| r.encode_to_vec()),
+        Op::AskRange => pb::PlaceAskRangeRequest::decode(body)
+            .map_err(malformed)
+            .and_then(|r| {
+                let answer = ex.place_ask_range(ts, caller, &r)?;
+                if let Some(ask) = &r.ask {
+                    for result in &answer.results {
+                        let refused = (result.code != 0).then_some(result.reason.as_str());
+                        stats.order(ask.order_type, ask.time_in_force, refused);
+                    }
+                }
+                Ok(answer.encode_to_vec())
+            }),
     };
     match job.op {
         Op::Cancel => stats.command("cancel", answer.as_ref().err().map(|e| e.reason)),

@@ -152,7 +152,7 @@ class WithdrawCapacityResponse(_message.Message):
     def __init__(self, gpu_hours_withdrawn: _Optional[int] = ...) -> None: ...
 
 class PlaceOrderRequest(_message.Message):
-    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity")
+    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity", "range_id")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class PlaceOrderRequest(_message.Message):
     HOURS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_HOURS_FIELD_NUMBER: _ClassVar[int]
     MIN_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    RANGE_ID_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     product_id: str
     side: Side
@@ -183,7 +184,8 @@ class PlaceOrderRequest(_message.Message):
     hours: int
     window_hours: int
     min_quantity: int
-    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ...) -> None: ...
+    range_id: int
+    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ...) -> None: ...
 
 class Fill(_message.Message):
     __slots__ = ("trade_id", "price_micros", "quantity", "maker", "time_micros", "product_id")
@@ -202,7 +204,7 @@ class Fill(_message.Message):
     def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., maker: _Optional[bool] = ..., time_micros: _Optional[int] = ..., product_id: _Optional[str] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity")
+    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity", "range_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +224,7 @@ class Order(_message.Message):
     HOURS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_HOURS_FIELD_NUMBER: _ClassVar[int]
     MIN_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    RANGE_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     client_order_id: str
     product_id: str
@@ -241,7 +244,8 @@ class Order(_message.Message):
     hours: int
     window_hours: int
     min_quantity: int
-    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ...) -> None: ...
+    range_id: int
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ...) -> None: ...
 
 class PlaceOrderResponse(_message.Message):
     __slots__ = ("order",)
@@ -498,10 +502,20 @@ class SubmitOrdersResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[OrderResult, _Mapping]]] = ...) -> None: ...
 
 class CancelAllRequest(_message.Message):
-    __slots__ = ("product_id",)
+    __slots__ = ("product_id", "range_id")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    RANGE_ID_FIELD_NUMBER: _ClassVar[int]
     product_id: str
-    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+    range_id: int
+    def __init__(self, product_id: _Optional[str] = ..., range_id: _Optional[int] = ...) -> None: ...
+
+class PlaceAskRangeRequest(_message.Message):
+    __slots__ = ("ask", "hours")
+    ASK_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    ask: PlaceOrderRequest
+    hours: int
+    def __init__(self, ask: _Optional[_Union[PlaceOrderRequest, _Mapping]] = ..., hours: _Optional[int] = ...) -> None: ...
 
 class CancelAllResponse(_message.Message):
     __slots__ = ("orders",)

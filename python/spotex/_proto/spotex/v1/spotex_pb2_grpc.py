@@ -104,6 +104,11 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.CancelAllRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.CancelAllResponse.FromString,
                 _registered_method=True)
+        self.PlaceAskRange = channel.unary_unary(
+                '/spotex.v1.Market/PlaceAskRange',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceAskRangeRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -194,6 +199,13 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceAskRange(self, request, context):
+        """One result per hour, in hour order, as SubmitOrders answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +278,11 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.CancelAll,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.CancelAllRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.CancelAllResponse.SerializeToString,
+            ),
+            'PlaceAskRange': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceAskRange,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceAskRangeRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -646,6 +663,33 @@ class Market:
             '/spotex.v1.Market/CancelAll',
             spotex_dot_v1_dot_spotex__pb2.CancelAllRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.CancelAllResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceAskRange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/PlaceAskRange',
+            spotex_dot_v1_dot_spotex__pb2.PlaceAskRangeRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
