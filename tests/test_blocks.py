@@ -89,3 +89,33 @@ def test_a_seller_range_through_the_sdk(running: Running) -> None:
     gone = seller.cancel_all(range_id=placed[0].range_id)
     assert sorted(o.order_id for o in gone) == sorted(o.order_id for o in placed)
     assert [o.order_id for o in seller.list_orders(open_only=True)] == [keep.order_id]
+
+
+def test_a_one_of_group_through_the_sdk_and_cli(running: Running) -> None:
+    op = Client(running.target, OPERATOR_TOKEN)
+    h = int(time.time()) // 3600 + 100
+    east = [p.product_id for p in op.create_products(
+        skus=["H100-SXM"], regions=["us-east"], from_hour=h, to_hour=h + 2, tick="0.01")]
+    west = [p.product_id for p in op.create_products(
+        skus=["H200"], regions=["us-west"], from_hour=h, to_hour=h + 2, tick="0.01")]
+    seller = Client(running.target, op.create_account("group-seller", ["seller"]).token)
+    for cluster, sku, region, ids, px in (("e1", "H100-SXM", "us-east", east, "2.00"),
+                                          ("w1", "H200", "us-west", west, "3.00")):
+        seller.register_capacity(cluster, sku=sku, region=region, nodes=[("n0", 8)],
+                                 from_hour=h, to_hour=h + 2)
+        for pid in ids:
+            seller.place_order(pid, "sell", px, 8, cluster_id=cluster)
+    token = op.create_account("group-desk", ["buyer"]).token
+    desk = Client(running.target, token)
+    o = desk.place_one_of([dict(product_id=west[0], price="3.50", quantity=8, hours=2,
+                                gang=8, tif="fok"),
+                           dict(product_id=east[0], price="3.50", quantity=8, hours=2,
+                                gang=8, tif="fok")], client_order_id="run-7")
+    assert (o.state, o.product_id, o.client_order_id) == ("filled", east[0], "run-7")
+    assert {a.product_id for a in desk.list_allocations()} == set(east), "one alternative"
+    # the cheaper is gone: the CLI's group takes the H200s
+    r = CliRunner().invoke(main, ["--server", running.target, "--token", token, "--json",
+                                  "one-of", "--alt", f"{east[0]}:8:3.50:2",
+                                  "--alt", f"{west[0]}:8:3.50:2", "--gang", "8"])
+    assert r.exit_code == 0, r.output
+    assert [f["product_id"] for f in json.loads(r.output)["fills"]] == west

@@ -105,6 +105,7 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "order": ["order", "buy", pid, "1", "1.00"],
         "amend": ["amend", str(order_id), "--price", "1.01"],
         "cancel": ["cancel", str(order_id)], "cancel-all": ["cancel-all"],
+        "one-of": ["one-of", "--alt", f"{pid}:1:1.00:1"],
         "watch": ["watch", pid, "--seconds", "0.5"], "login": ["login"],
         "seller register": ["seller", "register", "cz", "--sku", "H100-SXM", "--region",
                             "us-west", "--node", "n0:8", "--from-hour", h, "--to-hour", h],

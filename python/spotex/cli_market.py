@@ -296,6 +296,36 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                                     window_hours=window, min_quantity=min_quantity)
         emit(ctx, o, lambda: orders_table([o]))
 
+    @main.command("one-of")
+    @click.option("--alt", "alts", multiple=True, required=True,
+                  metavar="PRODUCT:QTY:PRICE:HOURS[:WINDOW]",
+                  help="an alternative: a block bid (up to 16 of them)")
+    @click.option("--gang", default=1, show_default=True, type=click.IntRange(1, 64))
+    @click.option("--tif", type=click.Choice(["ioc", "fok"]), default="fok", show_default=True)
+    @click.option("--client-order-id", default="")
+    @click.pass_context
+    def one_of(ctx: click.Context, alts: tuple[str, ...], gang: int, tif: str,
+               client_order_id: str) -> None:
+        """Bid for one of several blocks: at most one fills, the cheapest that can."""
+        if len(alts) > 16:
+            raise click.BadParameter("at most 16 alternatives", param_hint="--alt")
+        parsed = []
+        for a in alts:
+            parts = a.split(":")  # product ids hold no colon
+            try:
+                if len(parts) not in (4, 5):
+                    raise ValueError
+                pid_, qty, px, hours = parts[:4]
+                parsed.append(dict(product_id=pid_, quantity=quantity.convert(qty, None, ctx),
+                                   price=price.convert(px, None, ctx), hours=int(hours),
+                                   window_hours=int(parts[4]) if len(parts) == 5 else 0,
+                                   gang=gang, tif=tif))
+            except (click.BadParameter, ValueError):
+                raise click.BadParameter(f"{a!r} is not PRODUCT:QTY:PRICE:HOURS[:WINDOW]",
+                                         param_hint="--alt") from None
+        o = client(ctx).place_one_of(parsed, client_order_id=client_order_id)
+        emit(ctx, o, lambda: orders_table([o]))
+
     @main.command()
     @click.argument("order_id", type=ORDER_ID)
     @click.option("--price", type=price, default=None, help="the new limit price")

@@ -352,6 +352,12 @@ class _Calls:
                      lambda r: [_order(o) for o in r.orders])
 
     @staticmethod
+    def place_one_of(alternatives: list[Any], client_order_id: str) -> _Call[Order]:
+        return _Call("market", "PlaceOneOf", pb.PlaceOneOfRequest(
+            alternatives=alternatives, client_order_id=client_order_id),
+            lambda r: _order(r.order))
+
+    @staticmethod
     def place_ask_range(ask: Any, hours: int) -> _Call[list[Order | RpcError]]:
         return _Call("market", "PlaceAskRange", pb.PlaceAskRangeRequest(ask=ask, hours=hours),
                      lambda r: [_result(x) for x in r.results])
@@ -516,6 +522,14 @@ class Client:
         """Mass cancel: every open order of this account (of one product, or of one
         range, if given)."""
         return self._call(_Calls.cancel_all(product_id, range_id))
+
+    def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
+                     client_order_id: str = "") -> Order:
+        """One-of: up to 16 block (or window) bids, each a dict of place_order's
+        arguments (side buy, hours and tif ioc or fok); at most one fills, at once: the
+        cheapest that can, ties to the first. Returns the order the group became."""
+        alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
+        return self._call(_Calls.place_one_of(alts, client_order_id))
 
     def place_ask_range(self, product_id: str, price: Decimal | str | int, quantity: int,
                         *, hours: int, cluster_id: str, **terms: Any) -> list[Order | RpcError]:
@@ -710,6 +724,11 @@ class AsyncClient:
 
     async def cancel_all(self, product_id: str = "", *, range_id: int = 0) -> list[Order]:
         return await self._call(_Calls.cancel_all(product_id, range_id))
+
+    async def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
+                           client_order_id: str = "") -> Order:
+        alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
+        return await self._call(_Calls.place_one_of(alts, client_order_id))
 
     async def place_ask_range(self, product_id: str, price: Decimal | str | int,
                               quantity: int, *, hours: int, cluster_id: str,

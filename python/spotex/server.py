@@ -280,6 +280,11 @@ class MarketService:
         a = await self.s.auth(context, BUYER, SELLER)
         return await self.s.native(context, "cancel_all", a, body)
 
+    async def place_one_of(self, body: bytes, context: Any) -> bytes:
+        a = await self.s.auth(context, BUYER)
+        await self.s.throttle(context, a)
+        return await self.s.native(context, "one_of", a, body)
+
     async def place_ask_range(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, SELLER)
         try:
@@ -436,6 +441,7 @@ def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
            "AmendOrder": grpc.unary_unary_rpc_method_handler(svc.amend_order),
            "CancelAll": grpc.unary_unary_rpc_method_handler(svc.cancel_all),
            "PlaceAskRange": grpc.unary_unary_rpc_method_handler(svc.place_ask_range),
+           "PlaceOneOf": grpc.unary_unary_rpc_method_handler(svc.place_one_of),
            "SubmitOrders": grpc.stream_stream_rpc_method_handler(svc.submit_orders)}
     return grpc.method_handlers_generic_handler("spotex.v1.Market", {**typed, **raw})
 

@@ -269,6 +269,13 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.0.extend(encode_command(&Command::Place(order.clone())));
             e.i64(*min_qty);
         }
+        Command::PlaceOneOf(alts) => {
+            e.u8(13);
+            e.u32(alts.len() as u32);
+            for b in alts {
+                e.0.extend(encode_command(&Command::PlaceBlock(b.clone())));
+            }
+        }
         Command::PlaceBlock(b) => {
             e.u8(11);
             e.u64(b.account);
@@ -322,6 +329,19 @@ fn decode_order(d: &mut Dec) -> Result<NewOrder, CodecError> {
     })
 }
 
+fn decode_block(d: &mut Dec) -> Result<NewBlock, CodecError> {
+    Ok(NewBlock {
+        account: d.u64()?,
+        product: d.u32()?,
+        hours: d.u32()?,
+        price: d.i64()?,
+        qty: d.i64()?,
+        gang: d.u32()?,
+        tif: get_tif(d)?,
+        window: d.u32()?,
+    })
+}
+
 pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
     let mut d = Dec::new(buf);
     let cmd = match d.u8()? {
@@ -372,16 +392,21 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 min_qty: d.i64()?,
             }
         }
-        11 => Command::PlaceBlock(NewBlock {
-            account: d.u64()?,
-            product: d.u32()?,
-            hours: d.u32()?,
-            price: d.i64()?,
-            qty: d.i64()?,
-            gang: d.u32()?,
-            tif: get_tif(&mut d)?,
-            window: d.u32()?,
-        }),
+        11 => Command::PlaceBlock(decode_block(&mut d)?),
+        13 => {
+            let n = d.u32()? as usize;
+            if n > 16 {
+                return Err(CodecError("one-of group size"));
+            }
+            let mut alts = Vec::with_capacity(n);
+            for _ in 0..n {
+                if d.u8()? != 11 {
+                    return Err(CodecError("one-of alternative"));
+                }
+                alts.push(decode_block(&mut d)?);
+            }
+            Command::PlaceOneOf(alts)
+        }
         _ => return Err(CodecError("command kind")),
     };
     d.done()?;

@@ -106,6 +106,9 @@ pub enum Command {
         min_qty: Qty,
     },
     PlaceBlock(NewBlock),
+    /// One-of: up to 16 blocks (or windows), of which at most one fills, at once: the
+    /// cheapest that can, ties to the first listed.
+    PlaceOneOf(Vec<NewBlock>),
     Cancel {
         account: AccountId,
         order_id: OrderId,
@@ -203,6 +206,11 @@ pub enum Event {
     },
     Rejected {
         reason: Reject,
+    },
+    /// A one-of group became this alternative (the one that filled, or the first), just
+    /// before its order is accepted.
+    Chosen {
+        alternative: u32,
     },
     Accepted {
         order_id: OrderId,

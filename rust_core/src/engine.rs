@@ -29,6 +29,8 @@ type Candidate = (i128, usize, Vec<u32>, Vec<Vec<(u32, Price, Qty)>>);
 pub const MAX_BLOCK_HOURS: u32 = 168;
 /// The most hours a block's window may span (two weeks).
 pub const MAX_WINDOW_HOURS: u32 = 336;
+/// The most alternatives of one one-of group.
+pub const MAX_ALTERNATIVES: usize = 16;
 
 /// How a block would fill: its cost, its cluster-hours (one per hour), per hour the asks
 /// it takes as `(slab index, price, quantity)`, and its GPUs as `(node, mask)`.
@@ -146,6 +148,7 @@ impl Engine {
             } => self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out),
             Command::Place(order) => self.place(order, out),
             Command::PlaceBlock(block) => self.place_block(block, out),
+            Command::PlaceOneOf(alts) => self.place_one_of(alts, out),
             Command::PlaceMinFill { order, min_qty } => self.place_min_fill(order, *min_qty, out),
             Command::Cancel { account, order_id } => self.cancel(*account, *order_id, out),
             Command::Amend {
@@ -563,6 +566,45 @@ impl Engine {
     /// at its asks' prices, one trade and allocation per ask taken. The work is bounded
     /// by the asks of the block's hours and the nodes of the candidate clusters.
     fn place_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> Result<(), Reject> {
+        let products = self.block_products(b)?;
+        let plan = self.best_plan(b, &products);
+        self.fill_block(b, plan, out);
+        Ok(())
+    }
+
+    /// One-of: at most one of the alternatives (blocks or windows) fills, at once: the
+    /// cheapest that can, ties to the first listed. The group is one order: `Chosen`
+    /// names the alternative it became (the first when none could fill).
+    fn place_one_of(&mut self, alts: &[NewBlock], out: &mut Vec<Event>) -> Result<(), Reject> {
+        if alts.is_empty() || alts.len() > MAX_ALTERNATIVES {
+            return Err(Reject::InvalidGroup);
+        }
+        let products = alts
+            .iter()
+            .map(|b| self.block_products(b))
+            .collect::<Result<Vec<_>, Reject>>()?;
+        let mut chosen: Option<(usize, BlockPlan)> = None;
+        for (i, b) in alts.iter().enumerate() {
+            if let Some(plan) = self.best_plan(b, &products[i]) {
+                if chosen.as_ref().is_none_or(|(_, q)| plan.cost < q.cost) {
+                    chosen = Some((i, plan));
+                }
+            }
+        }
+        let (i, plan) = match chosen {
+            Some((i, plan)) => (i, Some(plan)),
+            None => (0, None),
+        };
+        out.push(Event::Chosen {
+            alternative: i as u32,
+        });
+        self.fill_block(&alts[i], plan, out);
+        Ok(())
+    }
+
+    /// The products of a block's span (its hours, or its window), each listed, open and
+    /// taking the bid's terms; the refusal otherwise.
+    fn block_products(&self, b: &NewBlock) -> Result<Vec<ProductHandle>, Reject> {
         let span = if b.window == 0 { b.hours } else { b.window };
         if b.hours == 0
             || b.hours > MAX_BLOCK_HOURS
@@ -576,8 +618,7 @@ impl Engine {
             return Err(Reject::InvalidBlock);
         }
         let first = self.product(b.product)?;
-        let (sku, region, hour) = (first.sku.clone(), first.region.clone(), first.hour);
-        // every hour of the block's span must be listed and take the bid's terms
+        let (sku, region, hour) = (&first.sku, &first.region, first.hour);
         let mut products = Vec::with_capacity(span as usize);
         for k in 0..span as i64 {
             let id = format!("{sku}/{region}/{}", crate::product::format_hour(hour + k));
@@ -592,6 +633,31 @@ impl Engine {
             self.validate(&leg)?;
             products.push(p);
         }
+        Ok(products)
+    }
+
+    /// The cheapest way to fill `b` over its span now: the cheapest start, ties to the
+    /// earliest.
+    fn best_plan(&self, b: &NewBlock, products: &[ProductHandle]) -> Option<BlockPlan> {
+        // each hour's asks that the block may take, by cluster-hour, in price-time
+        // order: one pass over each book of the span
+        let asks: Vec<AsksByClusterHour> = products
+            .iter()
+            .map(|&p| self.asks_by_cluster_hour(p, b.account))
+            .collect();
+        let mut plan: Option<BlockPlan> = None;
+        for start in 0..=products.len() - b.hours as usize {
+            let end = start + b.hours as usize;
+            let bound = plan.as_ref().map(|q| q.cost);
+            if let Some(p) = self.plan_block(b, &products[start..end], &asks[start..end], bound) {
+                plan = Some(p);
+            }
+        }
+        plan
+    }
+
+    /// Accepts the block and fills it by `plan`, or cancels it when there is none.
+    fn fill_block(&mut self, b: &NewBlock, plan: Option<BlockPlan>, out: &mut Vec<Event>) {
         let id = self.next_order_id;
         self.next_order_id += 1;
         out.push(Event::Accepted {
@@ -602,21 +668,6 @@ impl Engine {
             price: b.price,
             qty: b.qty,
         });
-        // each hour's asks that the block may take, by cluster-hour, in price-time
-        // order: one pass over each book of the span
-        let asks: Vec<AsksByClusterHour> = products
-            .iter()
-            .map(|&p| self.asks_by_cluster_hour(p, b.account))
-            .collect();
-        // the cheapest start, ties to the earliest
-        let mut plan: Option<BlockPlan> = None;
-        for start in 0..=(span - b.hours) as usize {
-            let end = start + b.hours as usize;
-            let bound = plan.as_ref().map(|q| q.cost);
-            if let Some(p) = self.plan_block(b, &products[start..end], &asks[start..end], bound) {
-                plan = Some(p);
-            }
-        }
         let Some(plan) = plan else {
             out.push(Event::Cancelled {
                 order_id: id,
@@ -628,7 +679,7 @@ impl Engine {
                     _ => CancelReason::Unfilled,
                 },
             });
-            return Ok(());
+            return;
         };
         // the block's GPUs, one by one in node order: each hour's asks take them in turn
         let gpus: Vec<(u32, u64)> = plan
@@ -655,7 +706,6 @@ impl Engine {
                 self.block_trade(b.account, id, i, price, qty, ch, slots, out);
             }
         }
-        Ok(())
     }
 
     /// The asks of `product` that `buyer` may take, by cluster-hour, each list in

@@ -46,12 +46,14 @@ pub enum Reject {
     InvalidBlock,
     /// A minimum fill: bids only, above 0, at most the quantity, a multiple of the gang.
     InvalidMinimumFill,
+    /// A one-of group: 1 to 16 alternatives, each a block or window bid.
+    InvalidGroup,
     // batch entry
     InvalidBatchRecord,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 34] = [
+    pub const ALL: [Reject; 35] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -76,6 +78,7 @@ impl Reject {
         Reject::InvalidGang,
         Reject::InvalidBlock,
         Reject::InvalidMinimumFill,
+        Reject::InvalidGroup,
         Reject::QuantityOffGang,
         Reject::ClusterRequired,
         Reject::ClusterNotAllowed,
@@ -115,6 +118,7 @@ impl Reject {
             Reject::InvalidGang => "INVALID_GANG",
             Reject::InvalidBlock => "INVALID_BLOCK",
             Reject::InvalidMinimumFill => "INVALID_MINIMUM_FILL",
+            Reject::InvalidGroup => "INVALID_GROUP",
             Reject::QuantityOffGang => "QUANTITY_OFF_GANG",
             Reject::ClusterRequired => "CLUSTER_REQUIRED",
             Reject::ClusterNotAllowed => "CLUSTER_NOT_ALLOWED",
@@ -157,6 +161,7 @@ impl Reject {
             Reject::NotOwner => "the order belongs to another account",
             Reject::NothingToAmend => "the amendment changes neither price nor quantity",
             Reject::InvalidGang => "gang size must be a power of two from 1 to 64",
+            Reject::InvalidGroup => "a one-of group has 1 to 16 alternatives, each a block bid",
             Reject::InvalidMinimumFill => {
                 "a minimum fill is for bids: above 0, at most the quantity, whole gangs"
             }

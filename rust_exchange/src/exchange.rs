@@ -151,10 +151,12 @@ pub struct Exchange {
     scratch: Vec<Event>,
 }
 
-/// An order waiting for the engine's verdict: becomes a record when accepted.
+/// An order waiting for the engine's verdict: becomes a record when accepted. A one-of
+/// group waits as its alternatives: the engine's `Chosen` picks the one it became.
 struct Pending {
     record: OrderRecord,
     product: ProductHandle,
+    alternatives: Vec<(OrderRecord, ProductHandle)>,
 }
 
 impl Exchange {
@@ -448,6 +450,118 @@ impl Exchange {
         Ok(self.submit_orders(ts, caller, &pb::SubmitOrdersRequest { orders: asks }))
     }
 
+    /// One-of: up to 16 block (or window) bids, of which at most one fills, at once: the
+    /// cheapest that can, ties to the first listed. Answers the order the group became
+    /// (the winner, or the first alternative, cancelled, when none could fill).
+    pub fn place_one_of(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::PlaceOneOfRequest,
+    ) -> Result<pb::Order, Refusal> {
+        self.let_go();
+        if r.alternatives.is_empty() || r.alternatives.len() > spotex_core::MAX_ALTERNATIVES {
+            return Err(spotex_core::Reject::InvalidGroup.into());
+        }
+        if !caller.buyer {
+            return Err(Refusal::new(
+                "ROLE_REQUIRED",
+                "placing a buy order needs the role buyer",
+            ));
+        }
+        let open = self.open_orders.get(&caller.account).copied().unwrap_or(0);
+        if open >= self.max_open_orders && !self.replaying {
+            return Err(Refusal::new(
+                "TOO_MANY_OPEN_ORDERS",
+                format!(
+                    "at most {} open orders per account; cancel some first",
+                    self.max_open_orders
+                ),
+            ));
+        }
+        let key = (caller.account, r.client_order_id.clone());
+        if r.client_order_id.len() > MAX_CLIENT_ORDER_ID {
+            return Err(Refusal::new(
+                "INVALID_CLIENT_ORDER_ID",
+                "client_order_id is at most 64 chars",
+            ));
+        }
+        if !r.client_order_id.is_empty() && self.by_client_id.contains_key(&key) {
+            return Err(Refusal::new(
+                "DUPLICATE_CLIENT_ORDER_ID",
+                format!("client_order_id {:?} was used before", r.client_order_id),
+            ));
+        }
+        let mut blocks = Vec::with_capacity(r.alternatives.len());
+        let mut alternatives = Vec::with_capacity(r.alternatives.len());
+        for a in &r.alternatives {
+            let tif = match pb::TimeInForce::try_from(a.time_in_force) {
+                Ok(pb::TimeInForce::Ioc) => TimeInForce::ImmediateOrCancel,
+                Ok(pb::TimeInForce::Fok) => TimeInForce::FillOrKill,
+                _ => return Err(spotex_core::Reject::InvalidGroup.into()),
+            };
+            if a.side != pb::Side::Buy as i32
+                || a.order_type != pb::OrderType::Limit as i32
+                || a.post_only
+                || a.min_quantity != 0
+                || !a.cluster_id.is_empty()
+                || a.gang > 64
+            {
+                return Err(spotex_core::Reject::InvalidGroup.into());
+            }
+            if a.product_id.len() > self.max_id_length && !self.replaying {
+                return Err(Refusal::new("FIELD_TOO_LONG", "a product id is too long"));
+            }
+            let product = self.product(&a.product_id)?;
+            let gang = a.gang.max(1);
+            blocks.push(NewBlock {
+                account: caller.account,
+                product,
+                hours: a.hours.max(1),
+                price: a.price_micros,
+                qty: a.quantity,
+                gang,
+                tif,
+                window: a.window_hours,
+            });
+            let record = OrderRecord {
+                order_id: 0,
+                account: caller.account,
+                client_order_id: r.client_order_id.clone(),
+                product: a.product_id.clone(),
+                side: Side::Buy,
+                order_type: OrderType::Limit,
+                price: a.price_micros,
+                quantity: a.quantity,
+                tif,
+                cluster: String::new(),
+                gang,
+                created_at: ts,
+                filled: 0,
+                remaining: a.quantity,
+                state: OrderState::Open,
+                reason: String::new(),
+                fills: Vec::new(),
+                hours: a.hours.max(1),
+                window: a.window_hours,
+                min_qty: 0,
+                range_id: 0,
+            };
+            alternatives.push((record, product));
+        }
+        let (record, product) = alternatives[0].clone();
+        let pending = Pending {
+            record,
+            product,
+            alternatives,
+        };
+        let journal = || journaled(caller, Kind::OneOf(r.clone()));
+        let id = self
+            .run(ts, &Command::PlaceOneOf(blocks), Some(pending), journal)?
+            .expect("an accepted group has an id");
+        Ok(self.orders[&id].to_pb(true))
+    }
+
     /// Bulk entry: each order of the message placed or refused on its own, in order.
     pub fn submit_orders(
         &mut self,
@@ -595,6 +709,7 @@ impl Exchange {
         };
         let pending = Pending {
             product,
+            alternatives: Vec::new(),
             record: OrderRecord {
                 order_id: 0,
                 account: caller.account,
@@ -1056,6 +1171,7 @@ impl Exchange {
         self.quiet = !publish;
         let result = match c.kind {
             Some(Kind::Place(r)) => self.place(ts, caller, &r).map(drop),
+            Some(Kind::OneOf(r)) => self.place_one_of(ts, caller, &r).map(drop),
             Some(Kind::Cancel(r)) => self.cancel(ts, caller, &r),
             Some(Kind::Amend(r)) => self.amend(ts, caller, &r),
             Some(Kind::RegisterCapacity(r)) => self.register_capacity(ts, caller, &r),
@@ -1175,10 +1291,17 @@ impl Exchange {
         };
         for e in events {
             match e {
+                Event::Chosen { alternative } => {
+                    let p = pending.as_mut().expect("a group was pending");
+                    let (record, product) = p.alternatives[*alternative as usize].clone();
+                    p.record = record;
+                    p.product = product;
+                }
                 Event::Accepted { order_id, .. } => {
                     let Pending {
                         mut record,
                         product,
+                        ..
                     } = pending.take().expect("an accepted order was pending");
                     record.order_id = *order_id;
                     touch((product, record.side, record.price));

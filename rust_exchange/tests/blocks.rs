@@ -642,3 +642,110 @@ fn a_seller_range_places_an_ask_per_hour_and_cancel_all_withdraws_it_in_one_call
         assert_eq!(ex.sequence(), seq);
     }
 }
+
+#[test]
+fn a_one_of_group_fills_its_cheapest_feasible_alternative_and_only_that() {
+    let mut ex = market(4, &[1, 1]);
+    // c0 offers hours 0-1 at 2.00; c1 offers hours 2-3 at 1.50 but only 4 GPUs in hour 3
+    ask(&mut ex, 0, H0, 2_000_000, 8);
+    ask(&mut ex, 0, H0 + 1, 2_000_000, 8);
+    ask(&mut ex, 1, H0 + 2, 1_500_000, 8);
+    ask(&mut ex, 1, H0 + 3, 1_500_000, 4);
+    let alt = |first: i64, price: i64| block(first, 2, price, 8, 8);
+    let group = |alts: Vec<pb::PlaceOrderRequest>| pb::PlaceOneOfRequest {
+        alternatives: alts,
+        client_order_id: "g".into(),
+    };
+    // the cheaper alternative (hours 2-3) cannot fill: the dearer one does
+    let o = ex
+        .place_one_of(
+            T0 + 2,
+            buyer(2),
+            &group(vec![alt(H0 + 2, 3_000_000), alt(H0, 3_000_000)]),
+        )
+        .unwrap();
+    assert_eq!(o.state, pb::OrderState::Filled as i32);
+    assert_eq!(
+        (o.product_id.as_str(), o.client_order_id.as_str()),
+        (pid(H0).as_str(), "g")
+    );
+    let traded: Vec<&str> = o.fills.iter().map(|f| f.product_id.as_str()).collect();
+    assert_eq!(traded, [pid(H0), pid(H0 + 1)]);
+    // exactly one alternative filled: nothing was taken in hours 2-3
+    assert!(ex.engine().allocations().iter().all(|a| a.hour < H0 + 2));
+    // hours 1-2 have no one cluster with asks in both; hours 2-3 do (c1, now 8 in hour 3)
+    ask(&mut ex, 1, H0 + 3, 1_500_000, 4);
+    let o = ex
+        .place_one_of(
+            T0 + 3,
+            buyer(2),
+            &pb::PlaceOneOfRequest {
+                alternatives: vec![alt(H0 + 1, 3_000_000), alt(H0 + 2, 3_000_000)],
+                client_order_id: String::new(),
+            },
+        )
+        .unwrap();
+    let traded: Vec<&str> = o.fills.iter().map(|f| f.product_id.as_str()).collect();
+    // hours 1-2 cannot fill in one cluster; hour 3 comes from two asks of 4
+    assert_eq!(traded, [pid(H0 + 2), pid(H0 + 3), pid(H0 + 3)]);
+    // none can: the group is its first alternative, cancelled
+    let o = ex
+        .place_one_of(
+            T0 + 4,
+            buyer(2),
+            &group(vec![alt(H0, 9_000_000), alt(H0 + 2, 9_000_000)]),
+        )
+        .unwrap_err();
+    assert_eq!(
+        o.reason, "DUPLICATE_CLIENT_ORDER_ID",
+        "the group's id is its own"
+    );
+    let none = ex
+        .place_one_of(
+            T0 + 4,
+            buyer(2),
+            &pb::PlaceOneOfRequest {
+                alternatives: vec![alt(H0, 9_000_000), alt(H0 + 2, 9_000_000)],
+                client_order_id: "h".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (none.state, none.product_id.as_str(), none.filled_quantity),
+        (pb::OrderState::Cancelled as i32, pid(H0).as_str(), 0)
+    );
+    // groups that cannot be
+    let mut gtc = alt(H0, 1_000_000);
+    gtc.time_in_force = pb::TimeInForce::Gtc as i32;
+    for bad in [
+        vec![],
+        (0..17).map(|_| alt(H0, 1_000_000)).collect(),
+        vec![gtc],
+        vec![{
+            let mut s = alt(H0, 1_000_000);
+            s.side = pb::Side::Sell as i32;
+            s
+        }],
+    ] {
+        let seq = ex.sequence();
+        let err = ex
+            .place_one_of(
+                T0 + 4,
+                buyer(2),
+                &pb::PlaceOneOfRequest {
+                    alternatives: bad,
+                    client_order_id: String::new(),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.reason, "INVALID_GROUP");
+        assert_eq!(ex.sequence(), seq);
+    }
+    // and the journal replays to the same exchange
+    let journal = ex.take_journal();
+    let mut back = Exchange::new(10_000);
+    for e in &journal {
+        back.replay(e.seq, e.ts, &e.command).unwrap();
+    }
+    assert_eq!(back.state_hash(), ex.state_hash());
+}

@@ -79,9 +79,8 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         PostOnlyWouldCross => PostOnlyWouldCrossError::new_err(msg),
         NonPositivePrice | PriceTooHigh | PriceOffTick | NonPositiveQuantity | QuantityTooLarge
         | QuantityOffLot | InvalidTimeInForce | InvalidExpiry | NothingToAmend | InvalidGang
-        | QuantityOffGang | InvalidBatchRecord | InvalidBlock | InvalidMinimumFill => {
-            InvalidOrderError::new_err(msg)
-        }
+        | QuantityOffGang | InvalidBatchRecord | InvalidBlock | InvalidMinimumFill
+        | InvalidGroup => InvalidOrderError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster
@@ -403,6 +402,11 @@ impl Engine {
             CoreEvent::Rejected { reason } => {
                 ev.kind = "rejected";
                 ev.reason = Some(reason.code());
+            }
+            CoreEvent::Chosen { alternative } => {
+                // one-of groups come through the exchange; the per-call engine has none
+                ev.kind = "chosen";
+                ev.qty = Some(*alternative as i64);
             }
             CoreEvent::Accepted {
                 order_id,

@@ -46,6 +46,7 @@ enum Op {
     Amend,
     CancelAll,
     AskRange,
+    OneOf,
 }
 
 impl Op {
@@ -57,10 +58,11 @@ impl Op {
             "amend" => Op::Amend,
             "cancel_all" => Op::CancelAll,
             "ask_range" => Op::AskRange,
+            "one_of" => Op::OneOf,
             _ => {
                 return Err(PyValueError::new_err(format!(
-                    "unknown command {word:?}: place, submit, cancel, amend, cancel_all \
-                     or ask_range"
+                    "unknown command {word:?}: place, submit, cancel, amend, cancel_all, \
+                     ask_range or one_of"
                 )))
             }
         })
@@ -298,6 +300,10 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
             .map_err(malformed)
             .and_then(|r| ex.cancel_all(ts, caller, &r))
             .map(|r| r.encode_to_vec()),
+        Op::OneOf => pb::PlaceOneOfRequest::decode(body)
+            .map_err(malformed)
+            .and_then(|r| ex.place_one_of(ts, caller, &r))
+            .map(|o| pb::PlaceOrderResponse { order: order(o) }.encode_to_vec()),
         Op::AskRange => pb::PlaceAskRangeRequest::decode(body)
             .map_err(malformed)
             .and_then(|r| {
@@ -315,6 +321,7 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
         Op::Cancel => stats.command("cancel", answer.as_ref().err().map(|e| e.reason)),
         Op::Amend => stats.command("amend", answer.as_ref().err().map(|e| e.reason)),
         Op::CancelAll => stats.command("cancel_all", answer.as_ref().err().map(|e| e.reason)),
+        Op::OneOf => stats.command("one_of", answer.as_ref().err().map(|e| e.reason)),
         _ => {}
     }
     // what the command journaled (the command if accepted; a clock step if a refusal

@@ -509,6 +509,14 @@ class CancelAllRequest(_message.Message):
     range_id: int
     def __init__(self, product_id: _Optional[str] = ..., range_id: _Optional[int] = ...) -> None: ...
 
+class PlaceOneOfRequest(_message.Message):
+    __slots__ = ("alternatives", "client_order_id")
+    ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    alternatives: _containers.RepeatedCompositeFieldContainer[PlaceOrderRequest]
+    client_order_id: str
+    def __init__(self, alternatives: _Optional[_Iterable[_Union[PlaceOrderRequest, _Mapping]]] = ..., client_order_id: _Optional[str] = ...) -> None: ...
+
 class PlaceAskRangeRequest(_message.Message):
     __slots__ = ("ask", "hours")
     ASK_FIELD_NUMBER: _ClassVar[int]

@@ -109,6 +109,11 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceAskRangeRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
                 _registered_method=True)
+        self.PlaceOneOf = channel.unary_unary(
+                '/spotex.v1.Market/PlaceOneOf',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceOneOfRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceOrderResponse.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -206,6 +211,12 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceOneOf(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +294,11 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.PlaceAskRange,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceAskRangeRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.SerializeToString,
+            ),
+            'PlaceOneOf': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceOneOf,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceOneOfRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceOrderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -690,6 +706,33 @@ class Market:
             '/spotex.v1.Market/PlaceAskRange',
             spotex_dot_v1_dot_spotex__pb2.PlaceAskRangeRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceOneOf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/PlaceOneOf',
+            spotex_dot_v1_dot_spotex__pb2.PlaceOneOfRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.PlaceOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,
