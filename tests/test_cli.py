@@ -96,6 +96,9 @@ def leaves(group: click.Group, prefix: str = "") -> set[str]:
     return out
 
 
+ORDERS_FILE = Path(__file__).resolve().parent / "data" / "orders.jsonl"
+
+
 def calls(pid: str, order_id: int) -> dict[str, list[str]]:
     """One good invocation of each command that talks to a server."""
     h = str(int(time.time()) // 3600 + 30)
@@ -106,6 +109,8 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "amend": ["amend", str(order_id), "--price", "1.01"],
         "cancel": ["cancel", str(order_id)], "cancel-all": ["cancel-all"],
         "one-of": ["one-of", "--alt", f"{pid}:1:1.00:1"],
+        "executions": ["executions", "--seconds", "0.5"],
+        "submit": ["submit", str(ORDERS_FILE)],
         "watch": ["watch", pid, "--seconds", "0.5"], "login": ["login"],
         "seller register": ["seller", "register", "cz", "--sku", "H100-SXM", "--region",
                             "us-west", "--node", "n0:8", "--from-hour", h, "--to-hour", h],
@@ -237,3 +242,23 @@ def test_a_session_through_every_command_with_json(trader: dict[str, Any], tmp_p
     assert ok(*op, "operator", "close", made[1]["product_id"],
               token=OPERATOR_TOKEN)["state"] == "closed"
     assert spotex("--version").output.startswith("spotex ")
+    # bulk entry from a file, each line placed or refused on its own
+    orders = tmp_path / "orders.jsonl"
+    orders.write_text(json.dumps(dict(product_id=pid, side="buy", price="1.10", quantity=1))
+                      + "\n\n" + json.dumps(dict(product_id=pid, side="buy", price="1.105",
+                                                  quantity=1)) + "\n")
+    got = ok("submit", str(orders))
+    assert got[0]["state"] == "open" and got[1]["refused"] == "PRICE_OFF_TICK"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    assert "line 1" in one_line_error(spotex("--server", t, "submit", str(bad)), 2)
+    # the desk's executions, live: an order placed while it listens shows up
+    import threading
+
+    later = threading.Timer(0.5, lambda: Client(t, buyer["token"]).place_order(
+        pid, "buy", "1.20", 1))
+    later.start()
+    r = spotex("--server", t, "--json", "executions", "--seconds", "2")
+    later.join()
+    kinds = [json.loads(x)["kind"] for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 0 and "accepted" in kinds, r.output

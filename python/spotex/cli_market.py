@@ -252,6 +252,80 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                 live.update(view(), refresh=True)
 
     @main.command()
+    @click.option("--seconds", default=0.0, type=click.FloatRange(0, None),
+                  help="stop after this long (0: until Ctrl-C)")
+    @click.pass_context
+    def executions(ctx: click.Context, seconds: float) -> None:
+        """Your executions as they happen: accepted, trades, allocations, cancels (a
+        line each; with --json, a JSON line each)."""
+        c = client(ctx)
+        c.list_orders(open_only=True)  # a wrong token or a server that is down fails here
+        events: queue.Queue[Any] = queue.Queue()
+
+        def read() -> None:
+            try:
+                for e in c.executions():
+                    events.put(e)
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                events.put(err)
+        threading.Thread(target=read, daemon=True, name="spotex-executions").start()
+        deadline = time.monotonic() + seconds if seconds else None
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                e = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(e, BaseException):
+                raise e
+            if ctx.obj.get("json"):
+                click.echo(json.dumps(_plain(e)))
+                continue
+            what = f"#{e.sequence} {e.kind}"
+            if e.order is not None:
+                what += f" order {e.order.order_id} {e.order.product_id} {e.order.state}"
+            if e.fill is not None:
+                what += f" {e.fill.quantity}@{e.fill.price:.2f}"
+            if e.allocation is not None:
+                where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in e.allocation.slots)
+                what += f" GPUs {where}"
+            click.echo(what)
+
+    @main.command()
+    @click.argument("file", type=click.File("r"))
+    @click.option("--per-message", default=100, show_default=True,
+                  type=click.IntRange(1, 1000), help="orders per stream message")
+    @click.pass_context
+    def submit(ctx: click.Context, file: Any, per_message: int) -> None:
+        """Bulk entry: FILE (or - for stdin) holds one order a line as JSON, with
+        place_order's arguments ({"product_id": ..., "side": "buy", "price": "2.10",
+        "quantity": 8, "tif": "ioc"}); each is placed or refused on its own."""
+        orders = []
+        for n, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                o = json.loads(line)
+                if not isinstance(o, dict):
+                    raise ValueError("not an object")
+            except ValueError as err:
+                raise click.BadParameter(f"line {n}: {err}", param_hint="FILE") from None
+            orders.append(o)
+        from spotex.client import RpcError
+        try:
+            got = list(client(ctx).submit_orders(orders, per_message=per_message))
+        except TypeError as err:  # an unknown term in a line
+            raise click.BadParameter(str(err), param_hint="FILE") from None
+        rows = [{"refused": o.reason, "message": o.message} if isinstance(o, RpcError)
+                else o for o in got]
+        placed = [o for o in got if not isinstance(o, RpcError)]
+
+        def table() -> Any:
+            t = orders_table(placed)
+            t.caption = f"{len(placed)} placed, {len(got) - len(placed)} refused"
+            return t
+        emit(ctx, rows, table)
+
+    @main.command()
     @click.argument("side", type=click.Choice(["buy", "sell"]))
     @click.argument("product_id")
     @click.argument("quantity", type=quantity)
