@@ -884,29 +884,8 @@ impl Engine {
             price,
             slots,
         };
-        let n = self.allocations.len() as u32;
-        self.allocations_by_account
-            .entry(buyer)
-            .or_default()
-            .push(n);
-        if seller != buyer {
-            self.allocations_by_account
-                .entry(seller)
-                .or_default()
-                .push(n);
-        }
-        out.push(Event::Allocated { allocation: n });
-        self.allocations.push(allocation);
-        let book = &mut self.books[product as usize];
-        book.reduce(&mut self.slab, i, qty);
-        let m = self.slab.get_mut(i);
-        m.filled += qty;
-        if m.remaining == 0 {
-            let id = m.id;
-            book.unlink(&mut self.slab, i);
-            self.order_index.remove(&id);
-            self.slab.release(i);
-        }
+        self.keep_allocation(allocation, out);
+        self.fill_resting(product, i, qty);
     }
 
     /// A bid that must fill `min_qty` on entry or not at all; the rest goes on as the
@@ -1152,7 +1131,17 @@ impl Engine {
             price,
             slots,
         };
+        self.keep_allocation(allocation, out);
+
+        t.remaining -= qty;
+        t.filled += qty;
+        self.fill_resting(product, i, qty);
+    }
+
+    /// Keeps a trade's allocation, indexed for its buyer and seller, and says so.
+    fn keep_allocation(&mut self, allocation: Allocation, out: &mut Vec<Event>) {
         let n = self.allocations.len() as u32;
+        let (buyer, seller) = (allocation.buyer, allocation.seller);
         self.allocations_by_account
             .entry(buyer)
             .or_default()
@@ -1165,9 +1154,11 @@ impl Engine {
         }
         out.push(Event::Allocated { allocation: n });
         self.allocations.push(allocation);
+    }
 
-        t.remaining -= qty;
-        t.filled += qty;
+    /// The resting order in slot `i` of `product`'s book traded `qty`: it leaves the book
+    /// once nothing remains.
+    fn fill_resting(&mut self, product: ProductHandle, i: u32, qty: Qty) {
         let book = &mut self.books[product as usize];
         book.reduce(&mut self.slab, i, qty);
         let m = self.slab.get_mut(i);

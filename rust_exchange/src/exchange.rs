@@ -151,6 +151,16 @@ pub struct Exchange {
     scratch: Vec<Event>,
 }
 
+fn check_client_order_id(id: &str) -> Result<(), Refusal> {
+    if id.len() > MAX_CLIENT_ORDER_ID {
+        return Err(Refusal::new(
+            "INVALID_CLIENT_ORDER_ID",
+            "client_order_id is at most 64 chars",
+        ));
+    }
+    Ok(())
+}
+
 /// An order waiting for the engine's verdict: becomes a record when accepted. A one-of
 /// group waits as its alternatives: the engine's `Chosen` picks the one it became.
 struct Pending {
@@ -450,6 +460,29 @@ impl Exchange {
         Ok(self.submit_orders(ts, caller, &pb::SubmitOrdersRequest { orders: asks }))
     }
 
+    /// A new order of `caller` fits: under the open-order limit, and a client order id
+    /// not used before (while its order is in memory).
+    fn check_room(&self, caller: Caller, client_order_id: &str) -> Result<(), Refusal> {
+        let open = self.open_orders.get(&caller.account).copied().unwrap_or(0);
+        if open >= self.max_open_orders && !self.replaying {
+            return Err(Refusal::new(
+                "TOO_MANY_OPEN_ORDERS",
+                format!(
+                    "at most {} open orders per account; cancel some first",
+                    self.max_open_orders
+                ),
+            ));
+        }
+        let key = (caller.account, client_order_id.to_string());
+        if !client_order_id.is_empty() && self.by_client_id.contains_key(&key) {
+            return Err(Refusal::new(
+                "DUPLICATE_CLIENT_ORDER_ID",
+                format!("client_order_id {client_order_id:?} was used before"),
+            ));
+        }
+        Ok(())
+    }
+
     /// One-of: up to 16 block (or window) bids, of which at most one fills, at once: the
     /// cheapest that can, ties to the first listed. Answers the order the group became
     /// (the winner, or the first alternative, cancelled, when none could fill).
@@ -469,29 +502,8 @@ impl Exchange {
                 "placing a buy order needs the role buyer",
             ));
         }
-        let open = self.open_orders.get(&caller.account).copied().unwrap_or(0);
-        if open >= self.max_open_orders && !self.replaying {
-            return Err(Refusal::new(
-                "TOO_MANY_OPEN_ORDERS",
-                format!(
-                    "at most {} open orders per account; cancel some first",
-                    self.max_open_orders
-                ),
-            ));
-        }
-        let key = (caller.account, r.client_order_id.clone());
-        if r.client_order_id.len() > MAX_CLIENT_ORDER_ID {
-            return Err(Refusal::new(
-                "INVALID_CLIENT_ORDER_ID",
-                "client_order_id is at most 64 chars",
-            ));
-        }
-        if !r.client_order_id.is_empty() && self.by_client_id.contains_key(&key) {
-            return Err(Refusal::new(
-                "DUPLICATE_CLIENT_ORDER_ID",
-                format!("client_order_id {:?} was used before", r.client_order_id),
-            ));
-        }
+        check_client_order_id(&r.client_order_id)?;
+        self.check_room(caller, &r.client_order_id)?;
         let mut blocks = Vec::with_capacity(r.alternatives.len());
         let mut alternatives = Vec::with_capacity(r.alternatives.len());
         for a in &r.alternatives {
@@ -639,35 +651,14 @@ impl Exchange {
                 "unknown order_type, time_in_force or stp",
             ));
         };
-        if r.client_order_id.len() > MAX_CLIENT_ORDER_ID {
-            return Err(Refusal::new(
-                "INVALID_CLIENT_ORDER_ID",
-                "client_order_id is at most 64 chars",
-            ));
-        }
+        check_client_order_id(&r.client_order_id)?;
         if r.gang > 64 {
             return Err(Refusal::new(
                 "INVALID_GANG",
                 "gang must be a power of two from 1 to 64",
             ));
         }
-        let open = self.open_orders.get(&caller.account).copied().unwrap_or(0);
-        if open >= self.max_open_orders && !self.replaying {
-            return Err(Refusal::new(
-                "TOO_MANY_OPEN_ORDERS",
-                format!(
-                    "at most {} open orders per account; cancel some first",
-                    self.max_open_orders
-                ),
-            ));
-        }
-        let key = (caller.account, r.client_order_id.clone());
-        if !r.client_order_id.is_empty() && self.by_client_id.contains_key(&key) {
-            return Err(Refusal::new(
-                "DUPLICATE_CLIENT_ORDER_ID",
-                format!("client_order_id {:?} was used before", r.client_order_id),
-            ));
-        }
+        self.check_room(caller, &r.client_order_id)?;
         let product = self.product(&r.product_id)?;
         let cluster = if r.cluster_id.is_empty() {
             None
