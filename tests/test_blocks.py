@@ -119,3 +119,25 @@ def test_a_one_of_group_through_the_sdk_and_cli(running: Running) -> None:
                                   "--alt", f"{west[0]}:8:3.50:2", "--gang", "8"])
     assert r.exit_code == 0, r.output
     assert [f["product_id"] for f in json.loads(r.output)["fills"]] == west
+
+
+def test_a_basket_through_the_sdk(running: Running) -> None:
+    op = Client(running.target, OPERATOR_TOKEN)
+    h = int(time.time()) // 3600 + 120
+    ids = [p.product_id for p in op.create_products(
+        skus=["L40S"], regions=["ap-south"], from_hour=h, to_hour=h + 2, tick="0.01")]
+    seller = Client(running.target, op.create_account("basket-seller", ["seller"]).token)
+    seller.register_capacity("bom-1", sku="L40S", region="ap-south", nodes=[("n0", 8)],
+                             from_hour=h, to_hour=h + 2)
+    seller.place_order(ids[0], "sell", "1.00", 8, cluster_id="bom-1")
+    seller.place_order(ids[1], "sell", "1.00", 4, cluster_id="bom-1")
+    desk = Client(running.target, op.create_account("basket-desk", ["buyer"]).token)
+    legs = [dict(product_id=ids[0], side="buy", price="1.00", quantity=8),
+            dict(product_id=ids[1], side="buy", price="1.00", quantity=8)]
+    got = desk.place_basket(legs)
+    assert [(o.state, o.filled, o.reason) for o in got] == [("cancelled", 0, "fill_or_kill")] * 2
+    assert desk.list_allocations() == []
+    legs[1]["quantity"] = 4
+    got = desk.place_basket(legs)
+    assert [o.state for o in got] == ["filled", "filled"]
+    assert sum(a.quantity for a in desk.list_allocations()) == 12

@@ -147,6 +147,8 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("operator", "TakeSnapshot", pb.TakeSnapshotRequest, ops),
         ("operator", "CloseProduct", lambda: pb.ProductRequest(product_id=w.pid2), ops),
         ("market", "CancelAll", pb.CancelAllRequest, (UN, OK, OK, NO, OK)),
+        ("market", "PlaceBasket", lambda: pb.PlaceBasketRequest(legs=[bid()]),
+         (UN, OK, NO, NO, OK)),
         ("market", "PlaceOneOf", lambda: pb.PlaceOneOfRequest(alternatives=[
             pb.PlaceOrderRequest(product_id=w.pid, side=pb.SIDE_BUY, price_micros=1_000_000,
                                  quantity=1, hours=2, time_in_force=pb.TIME_IN_FORCE_IOC)]),

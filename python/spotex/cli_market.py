@@ -252,6 +252,29 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                 live.update(view(), refresh=True)
 
     @main.command()
+    @click.argument("file", type=click.File("r"))
+    @click.pass_context
+    def basket(ctx: click.Context, file: Any) -> None:
+        """A linked basket: FILE (or -) holds up to 100 orders, one a line as JSON (as for
+        `spotex submit`); all fill completely or none, at once."""
+        legs = []
+        for n, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                leg = json.loads(line)
+                if not isinstance(leg, dict):
+                    raise ValueError("not an object")
+            except ValueError as err:
+                raise click.BadParameter(f"line {n}: {err}", param_hint="FILE") from None
+            legs.append(leg)
+        try:
+            got = client(ctx).place_basket(legs)
+        except TypeError as err:  # an unknown term in a line
+            raise click.BadParameter(str(err), param_hint="FILE") from None
+        emit(ctx, got, lambda: orders_table(got))
+
+    @main.command()
     @click.option("--seconds", default=0.0, type=click.FloatRange(0, None),
                   help="stop after this long (0: until Ctrl-C)")
     @click.pass_context

@@ -352,6 +352,11 @@ class _Calls:
                      lambda r: [_order(o) for o in r.orders])
 
     @staticmethod
+    def place_basket(legs: list[Any]) -> _Call[list[Order]]:
+        return _Call("market", "PlaceBasket", pb.PlaceBasketRequest(legs=legs),
+                     lambda r: [_order(x.order) for x in r.results])
+
+    @staticmethod
     def place_one_of(alternatives: list[Any], client_order_id: str) -> _Call[Order]:
         return _Call("market", "PlaceOneOf", pb.PlaceOneOfRequest(
             alternatives=alternatives, client_order_id=client_order_id),
@@ -522,6 +527,12 @@ class Client:
         """Mass cancel: every open order of this account (of one product, or of one
         range, if given)."""
         return self._call(_Calls.cancel_all(product_id, range_id))
+
+    def place_basket(self, legs: Iterable[dict[str, Any]]) -> list[Order]:
+        """A linked basket: up to 100 one-hour orders (each a dict of place_order's
+        arguments) across products, all filled completely or none, at once. Returns the
+        legs' orders: all filled, or all cancelled (fill_or_kill)."""
+        return self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
 
     def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
                      client_order_id: str = "") -> Order:
@@ -724,6 +735,9 @@ class AsyncClient:
 
     async def cancel_all(self, product_id: str = "", *, range_id: int = 0) -> list[Order]:
         return await self._call(_Calls.cancel_all(product_id, range_id))
+
+    async def place_basket(self, legs: Iterable[dict[str, Any]]) -> list[Order]:
+        return await self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
 
     async def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
                            client_order_id: str = "") -> Order:

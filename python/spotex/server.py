@@ -280,6 +280,15 @@ class MarketService:
         a = await self.s.auth(context, BUYER, SELLER)
         return await self.s.native(context, "cancel_all", a, body)
 
+    async def place_basket(self, body: bytes, context: Any) -> bytes:
+        a = await self.s.auth(context, BUYER, SELLER)
+        try:
+            legs = len(pb.PlaceBasketRequest.FromString(body).legs)
+        except DecodeError:
+            await _fail(context, "INVALID_ARGUMENT", "malformed PlaceBasketRequest")
+        await self.s.throttle(context, a, max(1, min(legs, 100)))
+        return await self.s.native(context, "basket", a, body)
+
     async def place_one_of(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, BUYER)
         await self.s.throttle(context, a)
@@ -442,6 +451,7 @@ def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
            "CancelAll": grpc.unary_unary_rpc_method_handler(svc.cancel_all),
            "PlaceAskRange": grpc.unary_unary_rpc_method_handler(svc.place_ask_range),
            "PlaceOneOf": grpc.unary_unary_rpc_method_handler(svc.place_one_of),
+           "PlaceBasket": grpc.unary_unary_rpc_method_handler(svc.place_basket),
            "SubmitOrders": grpc.stream_stream_rpc_method_handler(svc.submit_orders)}
     return grpc.method_handlers_generic_handler("spotex.v1.Market", {**typed, **raw})
 

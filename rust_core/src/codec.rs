@@ -269,6 +269,13 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.0.extend(encode_command(&Command::Place(order.clone())));
             e.i64(*min_qty);
         }
+        Command::PlaceBasket(legs) => {
+            e.u8(14);
+            e.u32(legs.len() as u32);
+            for o in legs {
+                e.0.extend(encode_command(&Command::Place(o.clone())));
+            }
+        }
         Command::PlaceOneOf(alts) => {
             e.u8(13);
             e.u32(alts.len() as u32);
@@ -393,6 +400,20 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             }
         }
         11 => Command::PlaceBlock(decode_block(&mut d)?),
+        14 => {
+            let n = d.u32()? as usize;
+            if n > 100 {
+                return Err(CodecError("basket size"));
+            }
+            let mut legs = Vec::with_capacity(n);
+            for _ in 0..n {
+                if d.u8()? != 7 {
+                    return Err(CodecError("basket leg"));
+                }
+                legs.push(decode_order(&mut d)?);
+            }
+            Command::PlaceBasket(legs)
+        }
         13 => {
             let n = d.u32()? as usize;
             if n > 16 {

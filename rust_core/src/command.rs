@@ -109,6 +109,9 @@ pub enum Command {
     /// One-of: up to 16 blocks (or windows), of which at most one fills, at once: the
     /// cheapest that can, ties to the first listed.
     PlaceOneOf(Vec<NewBlock>),
+    /// A linked basket: every order fills completely, or none trades (all cancelled,
+    /// `FillOrKill`), at once.
+    PlaceBasket(Vec<NewOrder>),
     Cancel {
         account: AccountId,
         order_id: OrderId,

@@ -31,6 +31,8 @@ pub const MAX_BLOCK_HOURS: u32 = 168;
 pub const MAX_WINDOW_HOURS: u32 = 336;
 /// The most alternatives of one one-of group.
 pub const MAX_ALTERNATIVES: usize = 16;
+/// The most orders of one linked basket.
+pub const MAX_BASKET_LEGS: usize = 100;
 
 /// How a block would fill: its cost, its cluster-hours (one per hour), per hour the asks
 /// it takes as `(slab index, price, quantity)`, and its GPUs as `(node, mask)`.
@@ -149,6 +151,7 @@ impl Engine {
             Command::Place(order) => self.place(order, out),
             Command::PlaceBlock(block) => self.place_block(block, out),
             Command::PlaceOneOf(alts) => self.place_one_of(alts, out),
+            Command::PlaceBasket(legs) => self.place_basket(legs, out),
             Command::PlaceMinFill { order, min_qty } => self.place_min_fill(order, *min_qty, out),
             Command::Cancel { account, order_id } => self.cancel(*account, *order_id, out),
             Command::Amend {
@@ -599,6 +602,81 @@ impl Engine {
             alternative: i as u32,
         });
         self.fill_block(&alts[i], plan, out);
+        Ok(())
+    }
+
+    /// A linked basket, all or none. The legs run in order on a copy of the engine; the
+    /// copy becomes the engine only when every leg filled completely, else each leg is
+    /// accepted and cancelled (`FillOrKill`) and nothing else changes. The work is a copy
+    /// of the engine's state plus the legs' matching: fine for what baskets are (a few
+    /// per second of up to 100 legs), and stated in the docs.
+    fn place_basket(&mut self, legs: &[NewOrder], out: &mut Vec<Event>) -> Result<(), Reject> {
+        if legs.is_empty() || legs.len() > MAX_BASKET_LEGS {
+            return Err(Reject::InvalidBasket);
+        }
+        for (i, leg) in legs.iter().enumerate() {
+            self.validate(leg)?;
+            if legs[..i]
+                .iter()
+                .any(|o| o.product == leg.product && o.side == leg.side)
+            {
+                return Err(Reject::InvalidBasket);
+            }
+        }
+        let mut trial = self.clone();
+        let mut events = Vec::new();
+        let mut all = true;
+        for leg in legs {
+            let mut now = leg.clone();
+            now.tif = TimeInForce::ImmediateOrCancel;
+            let from = events.len();
+            if trial.place(&now, &mut events).is_err() {
+                all = false;
+                break;
+            }
+            let Some(Event::Accepted { order_id, .. }) = events.get(from) else {
+                all = false;
+                break;
+            };
+            let id = *order_id;
+            let filled: Qty = events[from..]
+                .iter()
+                .map(|e| match e {
+                    Event::Trade {
+                        taker_order, qty, ..
+                    } if *taker_order == id => *qty,
+                    _ => 0,
+                })
+                .sum();
+            if filled < leg.qty {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            *self = trial;
+            out.extend(events);
+            return Ok(());
+        }
+        for leg in legs {
+            let id = self.next_order_id;
+            self.next_order_id += 1;
+            out.push(Event::Accepted {
+                order_id: id,
+                account: leg.account,
+                product: leg.product,
+                side: leg.side,
+                price: leg.price,
+                qty: leg.qty,
+            });
+            out.push(Event::Cancelled {
+                order_id: id,
+                account: leg.account,
+                product: leg.product,
+                qty: leg.qty,
+                reason: CancelReason::FillOrKill,
+            });
+        }
         Ok(())
     }
 

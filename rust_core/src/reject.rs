@@ -48,12 +48,14 @@ pub enum Reject {
     InvalidMinimumFill,
     /// A one-of group: 1 to 16 alternatives, each a block or window bid.
     InvalidGroup,
+    /// A basket: 1 to 100 one-hour orders, no two of one product and side.
+    InvalidBasket,
     // batch entry
     InvalidBatchRecord,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 35] = [
+    pub const ALL: [Reject; 36] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -79,6 +81,7 @@ impl Reject {
         Reject::InvalidBlock,
         Reject::InvalidMinimumFill,
         Reject::InvalidGroup,
+        Reject::InvalidBasket,
         Reject::QuantityOffGang,
         Reject::ClusterRequired,
         Reject::ClusterNotAllowed,
@@ -119,6 +122,7 @@ impl Reject {
             Reject::InvalidBlock => "INVALID_BLOCK",
             Reject::InvalidMinimumFill => "INVALID_MINIMUM_FILL",
             Reject::InvalidGroup => "INVALID_GROUP",
+            Reject::InvalidBasket => "INVALID_BASKET",
             Reject::QuantityOffGang => "QUANTITY_OFF_GANG",
             Reject::ClusterRequired => "CLUSTER_REQUIRED",
             Reject::ClusterNotAllowed => "CLUSTER_NOT_ALLOWED",
@@ -162,6 +166,9 @@ impl Reject {
             Reject::NothingToAmend => "the amendment changes neither price nor quantity",
             Reject::InvalidGang => "gang size must be a power of two from 1 to 64",
             Reject::InvalidGroup => "a one-of group has 1 to 16 alternatives, each a block bid",
+            Reject::InvalidBasket => {
+                "a basket has 1 to 100 one-hour orders, no two of one product and side"
+            }
             Reject::InvalidMinimumFill => {
                 "a minimum fill is for bids: above 0, at most the quantity, whole gangs"
             }

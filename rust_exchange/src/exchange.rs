@@ -167,6 +167,8 @@ struct Pending {
     record: OrderRecord,
     product: ProductHandle,
     alternatives: Vec<(OrderRecord, ProductHandle)>,
+    /// A basket's later legs, last first: each accepted leg takes the next.
+    rest: Vec<Pending>,
 }
 
 impl Exchange {
@@ -566,6 +568,7 @@ impl Exchange {
             record,
             product,
             alternatives,
+            rest: Vec::new(),
         };
         let journal = || journaled(caller, Kind::OneOf(r.clone()));
         let id = self
@@ -607,6 +610,34 @@ impl Exchange {
         caller: Caller,
         r: &pb::PlaceOrderRequest,
     ) -> Result<u64, Refusal> {
+        let (command, pending) = self.prepare(ts, caller, r)?;
+        let product = pending.product;
+        let journal = || journaled(caller, Kind::Place(r.clone()));
+        let accepted = self
+            .run(ts, &command, Some(pending), journal)
+            .map_err(|mut e| {
+                // say what the rule is, where the product has one
+                let spec = &self.engine.products()[product as usize].spec;
+                match e.reason {
+                    "PRICE_OFF_TICK" => {
+                        e.message += &format!(" (the tick is {} micro-dollars)", spec.tick)
+                    }
+                    "QUANTITY_OFF_LOT" => e.message += &format!(" (the lot is {})", spec.lot),
+                    _ => {}
+                }
+                e
+            })?;
+        Ok(accepted.expect("an accepted order has an id"))
+    }
+
+    /// An order request checked and turned into the engine's command, with the record
+    /// it becomes once accepted.
+    fn prepare(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::PlaceOrderRequest,
+    ) -> Result<(Command, Pending), Refusal> {
         // before the checks: which client order ids are known must not depend on whether
         // an earlier, unjournaled refusal happened to let records go
         self.let_go();
@@ -701,6 +732,7 @@ impl Exchange {
         let pending = Pending {
             product,
             alternatives: Vec::new(),
+            rest: Vec::new(),
             record: OrderRecord {
                 order_id: 0,
                 account: caller.account,
@@ -725,7 +757,6 @@ impl Exchange {
                 range_id: r.range_id,
             },
         };
-        let journal = || journaled(caller, Kind::Place(r.clone()));
         let command = if r.hours > 1 || r.window_hours > 0 {
             if r.min_quantity != 0 {
                 // a block is all or none already
@@ -756,21 +787,59 @@ impl Exchange {
         } else {
             Command::Place(order)
         };
-        let accepted = self
-            .run(ts, &command, Some(pending), journal)
-            .map_err(|mut e| {
-                // say what the rule is, where the product has one
-                let spec = &self.engine.products()[product as usize].spec;
-                match e.reason {
-                    "PRICE_OFF_TICK" => {
-                        e.message += &format!(" (the tick is {} micro-dollars)", spec.tick)
-                    }
-                    "QUANTITY_OFF_LOT" => e.message += &format!(" (the lot is {})", spec.lot),
-                    _ => {}
-                }
-                e
-            })?;
-        Ok(accepted.expect("an accepted order has an id"))
+        Ok((command, pending))
+    }
+
+    /// A linked basket: up to 100 one-hour orders across products, all filled
+    /// completely or none, at once (fill-or-kill as a whole). One result per leg, in
+    /// order: the legs' orders, all filled, or all cancelled (`fill_or_kill`).
+    pub fn place_basket(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::PlaceBasketRequest,
+    ) -> Result<pb::SubmitOrdersResponse, Refusal> {
+        if r.legs.is_empty() || r.legs.len() > spotex_core::MAX_BASKET_LEGS {
+            return Err(spotex_core::Reject::InvalidBasket.into());
+        }
+        let mut seen: FxHashSet<(&str, i32)> = FxHashSet::default();
+        let mut ids: FxHashSet<&str> = FxHashSet::default();
+        for leg in &r.legs {
+            let fresh = seen.insert((leg.product_id.as_str(), leg.side))
+                && (leg.client_order_id.is_empty() || ids.insert(leg.client_order_id.as_str()));
+            if !fresh || leg.hours > 1 || leg.window_hours > 0 || leg.min_quantity != 0 {
+                return Err(spotex_core::Reject::InvalidBasket.into());
+            }
+        }
+        let mut orders = Vec::with_capacity(r.legs.len());
+        let mut pendings = Vec::with_capacity(r.legs.len());
+        for leg in &r.legs {
+            let mut fok = leg.clone();
+            fok.time_in_force = pb::TimeInForce::Fok as i32;
+            let (command, pending) = self.prepare(ts, caller, &fok)?;
+            let Command::Place(order) = command else {
+                return Err(spotex_core::Reject::InvalidBasket.into());
+            };
+            orders.push(order);
+            pendings.push(pending);
+        }
+        // the legs' records wait in order: each accepted leg takes the next
+        let mut first = pendings.remove(0);
+        pendings.reverse();
+        first.rest = pendings;
+        let n = orders.len() as u64;
+        let journal = || journaled(caller, Kind::Basket(r.clone()));
+        let last = self
+            .run(ts, &Command::PlaceBasket(orders), Some(first), journal)?
+            .expect("an accepted basket has ids");
+        // the engine numbers the legs one after another
+        let results = (last + 1 - n..=last)
+            .map(|id| pb::OrderResult {
+                order: Some(self.orders[&id].to_pb(true)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(pb::SubmitOrdersResponse { results })
     }
 
     pub fn cancel_order(
@@ -1163,6 +1232,7 @@ impl Exchange {
         let result = match c.kind {
             Some(Kind::Place(r)) => self.place(ts, caller, &r).map(drop),
             Some(Kind::OneOf(r)) => self.place_one_of(ts, caller, &r).map(drop),
+            Some(Kind::Basket(r)) => self.place_basket(ts, caller, &r).map(drop),
             Some(Kind::Cancel(r)) => self.cancel(ts, caller, &r),
             Some(Kind::Amend(r)) => self.amend(ts, caller, &r),
             Some(Kind::RegisterCapacity(r)) => self.register_capacity(ts, caller, &r),
@@ -1292,8 +1362,13 @@ impl Exchange {
                     let Pending {
                         mut record,
                         product,
+                        mut rest,
                         ..
                     } = pending.take().expect("an accepted order was pending");
+                    if let Some(mut next) = rest.pop() {
+                        next.rest = rest;
+                        pending = Some(next);
+                    }
                     record.order_id = *order_id;
                     touch((product, record.side, record.price));
                     *self.open_orders.entry(record.account).or_default() += 1;

@@ -749,3 +749,75 @@ fn a_one_of_group_fills_its_cheapest_feasible_alternative_and_only_that() {
     }
     assert_eq!(back.state_hash(), ex.state_hash());
 }
+
+#[test]
+fn a_basket_fills_every_leg_completely_or_none() {
+    let mut ex = market(3, &[1]);
+    ask(&mut ex, 0, H0, 1_000_000, 8);
+    ask(&mut ex, 0, H0 + 1, 1_000_000, 4);
+    let leg = |hour: i64, qty: i64| pb::PlaceOrderRequest {
+        product_id: pid(hour),
+        side: pb::Side::Buy as i32,
+        price_micros: 1_000_000,
+        quantity: qty,
+        ..Default::default()
+    };
+    let basket = |legs: Vec<pb::PlaceOrderRequest>| pb::PlaceBasketRequest { legs };
+    let before = (ex.engine().allocations().len(), ex.state_hash());
+    // the second leg wants 8 where 4 are offered: nothing trades, every leg cancelled
+    let got = ex
+        .place_basket(T0 + 2, buyer(2), &basket(vec![leg(H0, 8), leg(H0 + 1, 8)]))
+        .unwrap();
+    let states: Vec<(i32, i64, &str)> = got
+        .results
+        .iter()
+        .map(|r| {
+            let o = r.order.as_ref().unwrap();
+            (o.state, o.filled_quantity, o.reason.as_str())
+        })
+        .collect();
+    let cancelled = (pb::OrderState::Cancelled as i32, 0, "fill_or_kill");
+    assert_eq!(states, [cancelled, cancelled]);
+    assert_eq!(
+        ex.engine().allocations().len(),
+        before.0,
+        "the first leg took nothing"
+    );
+    assert_ne!(
+        ex.state_hash(),
+        before.1,
+        "two order ids were used, nothing else"
+    );
+    // 4 in the second hour: both legs fill, in one command
+    let seq = ex.sequence();
+    let got = ex
+        .place_basket(T0 + 3, buyer(2), &basket(vec![leg(H0, 8), leg(H0 + 1, 4)]))
+        .unwrap();
+    assert!(got
+        .results
+        .iter()
+        .all(|r| r.order.as_ref().unwrap().state == pb::OrderState::Filled as i32));
+    assert_eq!(ex.sequence(), seq + 1, "one command, one journal record");
+    // baskets that cannot be
+    for bad in [
+        vec![],
+        vec![leg(H0, 1), leg(H0, 2)], // the same product and side twice
+        (0..101).map(|k| leg(H0 + k % 3, 1)).collect(), // too many
+        vec![{
+            let mut b = leg(H0, 1);
+            b.hours = 2;
+            b
+        }],
+    ] {
+        let seq = ex.sequence();
+        let err = ex.place_basket(T0 + 4, buyer(2), &basket(bad)).unwrap_err();
+        assert_eq!(err.reason, "INVALID_BASKET");
+        assert_eq!(ex.sequence(), seq);
+    }
+    let journal = ex.take_journal();
+    let mut back = Exchange::new(10_000);
+    for e in &journal {
+        back.replay(e.seq, e.ts, &e.command).unwrap();
+    }
+    assert_eq!(back.state_hash(), ex.state_hash());
+}

@@ -80,7 +80,7 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         NonPositivePrice | PriceTooHigh | PriceOffTick | NonPositiveQuantity | QuantityTooLarge
         | QuantityOffLot | InvalidTimeInForce | InvalidExpiry | NothingToAmend | InvalidGang
         | QuantityOffGang | InvalidBatchRecord | InvalidBlock | InvalidMinimumFill
-        | InvalidGroup => InvalidOrderError::new_err(msg),
+        | InvalidGroup | InvalidBasket => InvalidOrderError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster

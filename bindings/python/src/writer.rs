@@ -47,6 +47,7 @@ enum Op {
     CancelAll,
     AskRange,
     OneOf,
+    Basket,
 }
 
 impl Op {
@@ -59,10 +60,11 @@ impl Op {
             "cancel_all" => Op::CancelAll,
             "ask_range" => Op::AskRange,
             "one_of" => Op::OneOf,
+            "basket" => Op::Basket,
             _ => {
                 return Err(PyValueError::new_err(format!(
                     "unknown command {word:?}: place, submit, cancel, amend, cancel_all, \
-                     ask_range or one_of"
+                     ask_range, one_of or basket"
                 )))
             }
         })
@@ -300,6 +302,10 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
             .map_err(malformed)
             .and_then(|r| ex.cancel_all(ts, caller, &r))
             .map(|r| r.encode_to_vec()),
+        Op::Basket => pb::PlaceBasketRequest::decode(body)
+            .map_err(malformed)
+            .and_then(|r| ex.place_basket(ts, caller, &r))
+            .map(|r| r.encode_to_vec()),
         Op::OneOf => pb::PlaceOneOfRequest::decode(body)
             .map_err(malformed)
             .and_then(|r| ex.place_one_of(ts, caller, &r))
@@ -322,6 +328,7 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
         Op::Amend => stats.command("amend", answer.as_ref().err().map(|e| e.reason)),
         Op::CancelAll => stats.command("cancel_all", answer.as_ref().err().map(|e| e.reason)),
         Op::OneOf => stats.command("one_of", answer.as_ref().err().map(|e| e.reason)),
+        Op::Basket => stats.command("basket", answer.as_ref().err().map(|e| e.reason)),
         _ => {}
     }
     // what the command journaled (the command if accepted; a clock step if a refusal

@@ -517,6 +517,12 @@ class PlaceOneOfRequest(_message.Message):
     client_order_id: str
     def __init__(self, alternatives: _Optional[_Iterable[_Union[PlaceOrderRequest, _Mapping]]] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
+class PlaceBasketRequest(_message.Message):
+    __slots__ = ("legs",)
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    legs: _containers.RepeatedCompositeFieldContainer[PlaceOrderRequest]
+    def __init__(self, legs: _Optional[_Iterable[_Union[PlaceOrderRequest, _Mapping]]] = ...) -> None: ...
+
 class PlaceAskRangeRequest(_message.Message):
     __slots__ = ("ask", "hours")
     ASK_FIELD_NUMBER: _ClassVar[int]

@@ -114,6 +114,11 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceOneOfRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceOrderResponse.FromString,
                 _registered_method=True)
+        self.PlaceBasket = channel.unary_unary(
+                '/spotex.v1.Market/PlaceBasket',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceBasketRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -217,6 +222,12 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceBasket(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -299,6 +310,11 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.PlaceOneOf,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceOneOfRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceOrderResponse.SerializeToString,
+            ),
+            'PlaceBasket': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceBasket,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceBasketRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -733,6 +749,33 @@ class Market:
             '/spotex.v1.Market/PlaceOneOf',
             spotex_dot_v1_dot_spotex__pb2.PlaceOneOfRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.PlaceOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceBasket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/PlaceBasket',
+            spotex_dot_v1_dot_spotex__pb2.PlaceBasketRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
