@@ -5,6 +5,7 @@ the trades and the GPUs each buyer got, and the tokens to connect with while it 
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import secrets
 import threading
@@ -97,7 +98,7 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
         buyers[name] = Client(target, acct.token)
         tokens[name] = acct.token
 
-    rejected = 0
+    refused: collections.Counter[str] = collections.Counter()
     for _ in track(range(rounds), description="trading", console=console):
         p = rng.choice(products)
         sku = p.product_id.split("/")[0]
@@ -112,8 +113,8 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
                 gang = rng.choice([1, 1, 8])
                 buyers[rng.choice(BUYERS)].place_order(p.product_id, "buy", price - lo / 10,
                                                        gang * rng.randint(1, 3), gang=gang)
-        except RpcError:
-            rejected += 1
+        except RpcError as err:
+            refused[err.reason] += 1
 
     busiest = max(products, key=lambda p: len(op.get_book(p.product_id, 50).asks))
     console.print(book_table(op, busiest.product_id))
@@ -124,7 +125,7 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
         console.print(f"[dim]{CROSSED_NOTE}[/dim]")
     t = Table(title="allocations (most recent)")
     for col in ("buyer", "product", "cluster", "GPUs", "$/GPU-h", "where"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")  # ids and GPU lists whole, not cut short
     rows = [(n, a) for n, c in buyers.items() for a in c.list_allocations()]
     rows.sort(key=lambda x: x[1].trade_id)
     for name, a in rows[-10:]:
@@ -132,8 +133,12 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
         t.add_row(name, a.product_id, a.cluster_id, str(a.quantity), f"{a.price:.2f}", where)
     console.print(t)
     seq, h = op.state_hash()
-    console.print(f"{len(rows)} trades, {rejected} orders refused; sequence {seq}, "
-                  f"state hash {h[:16]}...")
+    why = ", ".join(f"{n} {reason}" for reason, n in refused.most_common())
+    console.print(f"{len(rows)} trades, {sum(refused.values())} orders refused"
+                  f"{f' ({why})' if why else ''}; sequence {seq}, state hash {h[:16]}...")
+    console.print("[dim]a refusal is the server saying why (here: asks for more GPUs than "
+                  "a cluster has free); the sequence counts the commands applied, and the "
+                  "state hash is what a replay of the same commands reproduces[/dim]")
     if linger:
         console.print(f"server on {target} for {linger:.0f}s more; tokens:")
         for name, tok in tokens.items():
