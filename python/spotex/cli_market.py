@@ -257,17 +257,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
     def basket(ctx: click.Context, file: Any) -> None:
         """A linked basket: FILE (or -) holds up to 100 orders, one a line as JSON (as for
         `spotex submit`); all fill completely or none, at once."""
-        legs = []
-        for n, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            try:
-                leg = json.loads(line)
-                if not isinstance(leg, dict):
-                    raise ValueError("not an object")
-            except ValueError as err:
-                raise click.BadParameter(f"line {n}: {err}", param_hint="FILE") from None
-            legs.append(leg)
+        legs = _orders_from(file)
         try:
             got = client(ctx).place_basket(legs)
         except TypeError as err:  # an unknown term in a line
@@ -322,17 +312,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         """Bulk entry: FILE (or - for stdin) holds one order a line as JSON, with
         place_order's arguments ({"product_id": ..., "side": "buy", "price": "2.10",
         "quantity": 8, "tif": "ioc"}); each is placed or refused on its own."""
-        orders = []
-        for n, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            try:
-                o = json.loads(line)
-                if not isinstance(o, dict):
-                    raise ValueError("not an object")
-            except ValueError as err:
-                raise click.BadParameter(f"line {n}: {err}", param_hint="FILE") from None
-            orders.append(o)
+        orders = _orders_from(file)
         from spotex.client import RpcError
         try:
             got = list(client(ctx).submit_orders(orders, per_message=per_message))
@@ -676,6 +656,23 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         path = save_profile(name, ctx.obj["server"], ctx.obj["token"])
         emit(ctx, {"profile": name, "server": ctx.obj["server"], "file": str(path)},
              lambda: f"saved profile {name!r} ({ctx.obj['server']}) in {path}")
+
+
+def _orders_from(file: Any) -> list[dict[str, Any]]:
+    """Orders written one a line as JSON objects (blank lines skipped); a line that is not
+    one is named by its number."""
+    orders = []
+    for n, line in enumerate(file, 1):
+        if not line.strip():
+            continue
+        try:
+            o = json.loads(line)
+            if not isinstance(o, dict):
+                raise ValueError("not an object")
+        except ValueError as err:
+            raise click.BadParameter(f"line {n}: {err}", param_hint="FILE") from None
+        orders.append(o)
+    return orders
 
 
 class _NoLive:
