@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from conftest import OPERATOR_TOKEN, Running
+from conftest import OPERATOR_TOKEN, Running, serving
 
 from spotex.cli import main
 from spotex.client import Client, RpcError
@@ -66,9 +67,15 @@ def test_a_block_through_the_service_sdk_and_cli(running: Running) -> None:
     r = CliRunner().invoke(main, [*base, "16", "3.40", "--min", "8"])
     got = json.loads(r.output)
     assert (got["filled"], got["remaining"], got["min_quantity"]) == (8, 8, 8), r.output
-    bad = CliRunner().invoke(main, ["--server", running.target, "--token", token, "order",
-                                    "buy", ids[0], "8", "3.50", "--hours", "2"])
-    assert bad.exit_code == 1 and "INVALID_BLOCK" in bad.output  # a block is IOC or FOK
+    # a good-till block that cannot fill waits whole; it is not amended
+    r = CliRunner().invoke(main, ["--server", running.target, "--token", token, "--json",
+                                  "order", "buy", ids[0], "8", "3.50", "--hours", "2"])
+    waiting = json.loads(r.output)
+    assert (waiting["state"], waiting["filled"]) == ("open", 0), r.output
+    bad = CliRunner().invoke(main, ["--server", running.target, "--token", token, "amend",
+                                    str(waiting["order_id"]), "--price", "3.60"])
+    assert bad.exit_code == 1 and "INVALID_BLOCK" in bad.output, bad.output
+    assert desk.cancel_order(waiting["order_id"]).state == "cancelled"
 
 
 def test_a_seller_range_through_the_sdk(running: Running) -> None:
@@ -141,3 +148,46 @@ def test_a_basket_through_the_sdk(running: Running) -> None:
     got = desk.place_basket(legs)
     assert [o.state for o in got] == ["filled", "filled"]
     assert sum(a.quantity for a in desk.list_allocations()) == 12
+
+
+def test_a_resting_block_survives_a_restart_and_fills_from_a_later_ask(
+        tmp_path: Path) -> None:
+    h = int(time.time()) // 3600 + 30
+    with serving(tmp_path) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        ids = [p.product_id for p in op.create_products(
+            skus=["H200"], regions=["ap-east"], from_hour=h, to_hour=h + 3, tick="0.01")]
+        seller_token = op.create_account("rest-seller", ["seller"]).token
+        seller = Client(r.target, seller_token)
+        seller.register_capacity("hkg-1", sku="H200", region="ap-east", nodes=[("n0", 8)],
+                                 from_hour=h, to_hour=h + 3)
+        seller.place_order(ids[0], "sell", "3.00", 8, cluster_id="hkg-1")
+        desk_token = op.create_account("rest-desk", ["buyer"]).token
+        desk = Client(r.target, desk_token)
+        # hours 0-1 at 3.10 a GPU-hour on the whole: the second hour has no ask yet
+        o = desk.place_order(ids[0], "buy", "3.10", 8, hours=2, tif="gtc")
+        assert (o.state, o.filled, o.hours) == ("open", 0, 2)
+        assert [x.order_id for x in desk.list_orders(open_only=True)] == [o.order_id]
+        assert desk.get_book(ids[0]).bids == (), "a resting block is not in the depth"
+        op.take_snapshot()
+        # half of the second hour's GPUs: the block keeps waiting
+        seller.place_order(ids[1], "sell", "3.30", 4, cluster_id="hkg-1")
+        assert desk.get_order(o.order_id).state == "open"
+    with serving(tmp_path) as r:
+        desk = Client(r.target, desk_token)
+        assert desk.get_order(o.order_id).state == "open", "it waits across a restart"
+        seller = Client(r.target, seller_token)
+        seller.place_order(ids[1], "sell", "3.10", 4, cluster_id="hkg-1")
+        # 8 x 3.00 + 4 x 3.10 + 4 x 3.30 = 16 x 3.10: the ask arriving in its last hour
+        # fills it, whole, within its limit on the whole
+        got = desk.get_order(o.order_id)
+        assert (got.state, got.filled) == ("filled", 8)
+        assert sorted((f.product_id, str(f.price), f.quantity) for f in got.fills) == [
+            (ids[0], "3", 8), (ids[1], "3.1", 4), (ids[1], "3.3", 4)]
+        # one allocation per ask taken; together, the whole node in both hours
+        held: dict[int, set[int]] = {}
+        for a in desk.list_allocations():
+            for node, gpus in a.slots:
+                assert node == "n0"
+                held.setdefault(a.hour, set()).update(gpus)
+        assert held == {h: set(range(8)), h + 1: set(range(8))}

@@ -348,7 +348,8 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
     @click.option("--client-order-id", default="", help="your id for it (at most 64 chars)")
     @click.option("--hours", default=1, show_default=True, type=click.IntRange(1, 168),
                   help="bids: a block of the same GPUs for this many consecutive hours from "
-                       "PRODUCT's, all or none (with --tif ioc or fok); PRICE is per GPU-hour")
+                       "PRODUCT's, all or none; with --tif gtc or gtd it waits whole until "
+                       "it can fill; PRICE is per GPU-hour")
     @click.option("--window", default=0, show_default=True, type=click.IntRange(0, 336),
                   help="bids: the block may start anywhere inside this many hours from "
                        "PRODUCT's; the cheapest start wins, ties to the earliest")

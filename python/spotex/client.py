@@ -484,8 +484,9 @@ class Client:
                     quantity: int, **terms: Any) -> Order:
         """Terms: client_order_id, order_type, tif, expire_at, post_only, stp,
         cluster_id (asks), gang (bids), hours (bids: 2 to 168 makes a block: the same
-        GPUs for that many consecutive hours from the product's, all or none, IOC or
-        FOK; the price is the limit per GPU-hour over the whole block), window_hours (a
+        GPUs for that many consecutive hours from the product's, all or none: at once
+        with IOC or FOK, or waiting whole with GTC or GTD until asks let it fill; the
+        price is the limit per GPU-hour over the whole block), window_hours (a
         block may start anywhere inside this many hours from the product's: the cheapest
         start wins, ties to the earliest), min_quantity (bids of one hour: fill at least
         this many GPUs on entry or nothing; the rest goes on as tif says)."""

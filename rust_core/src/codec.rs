@@ -285,14 +285,7 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
         }
         Command::PlaceBlock(b) => {
             e.u8(11);
-            e.u64(b.account);
-            e.u32(b.product);
-            e.u32(b.hours);
-            e.i64(b.price);
-            e.i64(b.qty);
-            e.u32(b.gang);
-            put_tif(&mut e, b.tif);
-            e.u32(b.window);
+            put_block(&mut e, b);
         }
         Command::Cancel { account, order_id } => {
             e.u8(8);
@@ -336,7 +329,19 @@ fn decode_order(d: &mut Dec) -> Result<NewOrder, CodecError> {
     })
 }
 
-fn decode_block(d: &mut Dec) -> Result<NewBlock, CodecError> {
+/// A block bid's terms (commands and snapshots write them alike).
+pub fn put_block(e: &mut Enc, b: &NewBlock) {
+    e.u64(b.account);
+    e.u32(b.product);
+    e.u32(b.hours);
+    e.i64(b.price);
+    e.i64(b.qty);
+    e.u32(b.gang);
+    put_tif(e, b.tif);
+    e.u32(b.window);
+}
+
+pub fn get_block(d: &mut Dec) -> Result<NewBlock, CodecError> {
     Ok(NewBlock {
         account: d.u64()?,
         product: d.u32()?,
@@ -399,7 +404,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 min_qty: d.i64()?,
             }
         }
-        11 => Command::PlaceBlock(decode_block(&mut d)?),
+        11 => Command::PlaceBlock(get_block(&mut d)?),
         14 => {
             let n = d.u32()? as usize;
             if n > 100 {
@@ -424,7 +429,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 if d.u8()? != 11 {
                     return Err(CodecError("one-of alternative"));
                 }
-                alts.push(decode_block(&mut d)?);
+                alts.push(get_block(&mut d)?);
             }
             Command::PlaceOneOf(alts)
         }

@@ -19,6 +19,9 @@ use crate::product::{Product, ProductSpec};
 use crate::reject::Reject;
 use crate::types::*;
 
+mod side_book;
+pub use side_book::{RestingBlock, RETRY_TOP, RETRY_TURN};
+
 /// One hour's asks a block may take, by cluster-hour, each list in price-time order:
 /// `(slab index, price, quantity)`.
 type AsksByClusterHour = FxHashMap<u32, Vec<(u32, Price, Qty)>>;
@@ -89,10 +92,12 @@ pub struct Engine {
     closures: BinaryHeap<Reverse<(Timestamp, ProductHandle)>>,
     allocations: Vec<Allocation>,
     allocations_by_account: FxHashMap<AccountId, Vec<u32>>,
+    /// Block bids waiting whole, beside the hourly books.
+    side: side_book::SideBook,
 }
 
 /// Bumped whenever the snapshot layout changes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 fn crosses(taker: Side, limit: Price, resting: Price) -> bool {
     match taker {
@@ -183,6 +188,7 @@ impl Engine {
             match (expiry, closure) {
                 (Some((te, id)), c) if c.is_none_or(|(tc, _)| te <= tc) => {
                     self.expiries.pop();
+                    self.expire_block(id, te, out);
                     if let Some(&i) = self.order_index.get(&id) {
                         if self.slab.get(i).tif == TimeInForce::GoodTillTime(te) {
                             self.remove_resting(i, out, |o| Event::Expired {
@@ -233,6 +239,7 @@ impl Engine {
         self.closures.push(Reverse((spec.close_at, h)));
         self.products.push(product);
         self.books.push(Book::default());
+        self.side.add_product();
         out.push(Event::ProductCreated { product: h });
         Ok(())
     }
@@ -254,7 +261,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Gate closure: every resting order expires, in order-id order.
+    /// Gate closure: every resting order expires, in order-id order, then every resting
+    /// block spanning the product.
     fn close(&mut self, h: ProductHandle, out: &mut Vec<Event>) {
         self.products[h as usize].state = ProductState::Closed;
         out.push(Event::ProductState {
@@ -274,6 +282,7 @@ impl Engine {
                 reason: ExpireReason::GateClosure,
             });
         }
+        self.close_blocks(h, out);
     }
 
     // ---- capacity ------------------------------------------------------------------
@@ -568,9 +577,18 @@ impl Engine {
     /// to the lowest cluster; it must cost at most `price x qty x hours`. Each hour trades
     /// at its asks' prices, one trade and allocation per ask taken. The work is bounded
     /// by the asks of the block's hours and the nodes of the candidate clusters.
+    ///
+    /// A good-till block that cannot fill now rests whole in the side book (see
+    /// `side_book`) until it fills, is cancelled, or expires (its time, or the gate
+    /// closure of any of its hours: the first hour of its span closes first).
     fn place_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> Result<(), Reject> {
         let products = self.block_products(b)?;
         let plan = self.best_plan(b, &products);
+        if plan.is_none() && b.tif.rests() {
+            let id = self.accept_block(b, out);
+            self.rest_block(id, b, products);
+            return Ok(());
+        }
         self.fill_block(b, plan, out);
         Ok(())
     }
@@ -579,7 +597,7 @@ impl Engine {
     /// cheapest that can, ties to the first listed. The group is one order: `Chosen`
     /// names the alternative it became (the first when none could fill).
     fn place_one_of(&mut self, alts: &[NewBlock], out: &mut Vec<Event>) -> Result<(), Reject> {
-        if alts.is_empty() || alts.len() > MAX_ALTERNATIVES {
+        if alts.is_empty() || alts.len() > MAX_ALTERNATIVES || alts.iter().any(|b| b.tif.rests()) {
             return Err(Reject::InvalidGroup);
         }
         let products = alts
@@ -684,15 +702,7 @@ impl Engine {
     /// taking the bid's terms; the refusal otherwise.
     fn block_products(&self, b: &NewBlock) -> Result<Vec<ProductHandle>, Reject> {
         let span = if b.window == 0 { b.hours } else { b.window };
-        if b.hours == 0
-            || b.hours > MAX_BLOCK_HOURS
-            || span < b.hours
-            || span > MAX_WINDOW_HOURS
-            || !matches!(
-                b.tif,
-                TimeInForce::ImmediateOrCancel | TimeInForce::FillOrKill
-            )
-        {
+        if b.hours == 0 || b.hours > MAX_BLOCK_HOURS || span < b.hours || span > MAX_WINDOW_HOURS {
             return Err(Reject::InvalidBlock);
         }
         let first = self.product(b.product)?;
@@ -727,15 +737,16 @@ impl Engine {
         for start in 0..=products.len() - b.hours as usize {
             let end = start + b.hours as usize;
             let bound = plan.as_ref().map(|q| q.cost);
-            if let Some(p) = self.plan_block(b, &products[start..end], &asks[start..end], bound) {
+            let (span, asks) = (&products[start..end], &asks[start..end]);
+            if let Some(p) = self.plan_block(b, span, asks, bound, None) {
                 plan = Some(p);
             }
         }
         plan
     }
 
-    /// Accepts the block and fills it by `plan`, or cancels it when there is none.
-    fn fill_block(&mut self, b: &NewBlock, plan: Option<BlockPlan>, out: &mut Vec<Event>) {
+    /// Accepts a block: its id.
+    fn accept_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> OrderId {
         let id = self.next_order_id;
         self.next_order_id += 1;
         out.push(Event::Accepted {
@@ -746,6 +757,12 @@ impl Engine {
             price: b.price,
             qty: b.qty,
         });
+        id
+    }
+
+    /// Accepts the block and fills it by `plan`, or cancels it when there is none.
+    fn fill_block(&mut self, b: &NewBlock, plan: Option<BlockPlan>, out: &mut Vec<Event>) {
+        let id = self.accept_block(b, out);
         let Some(plan) = plan else {
             out.push(Event::Cancelled {
                 order_id: id,
@@ -759,6 +776,11 @@ impl Engine {
             });
             return;
         };
+        self.take_plan(id, b, plan, out);
+    }
+
+    /// Block `id` takes what `plan` says, hour by hour.
+    fn take_plan(&mut self, id: OrderId, b: &NewBlock, plan: BlockPlan, out: &mut Vec<Event>) {
         // the block's GPUs, one by one in node order: each hour's asks take them in turn
         let gpus: Vec<(u32, u64)> = plan
             .slots
@@ -809,15 +831,16 @@ impl Engine {
     }
 
     /// The cheapest way to fill a block over `products` now, if there is one costing
-    /// less than `bound` (see `place_block`). Clusters are ranked by what their asks
-    /// would cost; only then are GPUs looked for, cheapest cluster first, so the work is
-    /// the asks' lists plus the nodes of the clusters tried.
+    /// less than `bound` (see `place_block`), from cluster `only` if given. Clusters are
+    /// ranked by what their asks would cost; only then are GPUs looked for, cheapest
+    /// cluster first, so the work is the asks' lists plus the nodes of the clusters tried.
     fn plan_block(
         &self,
         b: &NewBlock,
         products: &[ProductHandle],
         asks: &[AsksByClusterHour],
         bound: Option<i128>,
+        only: Option<ClusterHandle>,
     ) -> Option<BlockPlan> {
         let first = &self.products[products[0] as usize];
         let hours: Vec<i64> = products
@@ -830,7 +853,8 @@ impl Engine {
         // every cluster whose asks could carry the block, with their cost
         let mut ranked: Vec<Candidate> = Vec::new();
         for (c, cluster) in self.clusters.iter().enumerate() {
-            if cluster.spec.sku != first.sku
+            if only.is_some_and(|o| o as usize != c)
+                || cluster.spec.sku != first.sku
                 || cluster.spec.region != first.region
                 || !hours.iter().all(|&h| cluster.covers(h))
             {
@@ -1069,6 +1093,10 @@ impl Engine {
         });
         self.order_index.insert(t.id, i);
         self.books[t.product as usize].push_back(&mut self.slab, i);
+        if t.side == Side::Sell && t.cluster_hour != NIL {
+            // a new or moved ask: the resting blocks of its hour may fill now
+            self.retry_blocks(t.product, t.cluster_hour, out);
+        }
     }
 
     /// Takes a resting order out of the book and forgets it, emitting `event(order)`.
@@ -1346,6 +1374,9 @@ impl Engine {
         order_id: OrderId,
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
+        if let Some(done) = self.cancel_block(account, order_id, out) {
+            return done;
+        }
         let i = self.owned(account, order_id)?;
         self.remove_resting(i, out, |o| Event::Cancelled {
             order_id: o.id,
@@ -1365,6 +1396,14 @@ impl Engine {
         qty: Option<Qty>,
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
+        if let Some(rb) = self.side.blocks.get(&order_id) {
+            // a block is all or none as placed: cancel it and place another
+            return Err(if rb.block.account == account {
+                Reject::InvalidBlock
+            } else {
+                Reject::NotOwner
+            });
+        }
         let i = self.owned(account, order_id)?;
         let o = self.slab.get(i).clone();
         let p = &self.products[o.product as usize];
@@ -1501,12 +1540,15 @@ impl Engine {
         for a in &self.allocations {
             codec::put_allocation(&mut e, a);
         }
+        self.side.snapshot(&mut e);
         e.0
     }
 
     pub fn restore(buf: &[u8]) -> Result<Engine, CodecError> {
         let mut d = Dec::new(buf);
-        if d.u32()? != SNAPSHOT_VERSION {
+        // version 1 is version 2 without resting blocks
+        let version = d.u32()?;
+        if version != SNAPSHOT_VERSION && version != 1 {
             return Err(CodecError("unknown snapshot version"));
         }
         let mut en = Engine::new();
@@ -1522,6 +1564,7 @@ impl Engine {
             en.closures.push(Reverse((p.spec.close_at, h)));
             en.products.push(p);
             en.books.push(Book::default());
+            en.side.add_product();
             for side in [Side::Buy, Side::Sell] {
                 for _ in 0..d.count(50)? {
                     let (id, account, price, remaining, filled) =
@@ -1591,6 +1634,14 @@ impl Engine {
             }
             en.allocations.push(a);
         }
+        if version >= 2 {
+            en.side.restore(&mut d, en.products.len())?;
+        }
+        for rb in en.side.blocks.values() {
+            if let TimeInForce::GoodTillTime(at) = rb.block.tif {
+                en.expiries.push(Reverse((at, rb.id)));
+            }
+        }
         d.done()?;
         // asks draw on their cluster-hour
         for o in en.slab.slots.iter_mut() {
@@ -1647,8 +1698,9 @@ impl Engine {
             .collect()
     }
 
+    /// Resting orders and resting blocks.
     pub fn open_order_count(&self) -> usize {
-        self.order_index.len()
+        self.order_index.len() + self.side.blocks.len()
     }
 
     /// Allocations where the account is buyer or seller, in trade order.
@@ -1756,6 +1808,7 @@ impl Engine {
                 put(s.gpus as i64);
             }
         }
+        self.side.hash_into(&mut put);
         for s in text {
             h.update((s.len() as u64).to_le_bytes());
             h.update(s.as_bytes());

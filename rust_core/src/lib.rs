@@ -19,7 +19,10 @@ pub mod workload;
 pub use book::RestingOrder;
 pub use capacity::{Cluster, ClusterHandle, ClusterSpec, NodeSpec, Slot};
 pub use command::{Allocation, CancelReason, Command, Event, ExpireReason, NewBlock, NewOrder};
-pub use engine::{Engine, Utilisation, MAX_ALTERNATIVES, MAX_BASKET_LEGS, MAX_BLOCK_HOURS};
+pub use engine::{
+    Engine, RestingBlock, Utilisation, MAX_ALTERNATIVES, MAX_BASKET_LEGS, MAX_BLOCK_HOURS,
+    RETRY_TOP, RETRY_TURN,
+};
 pub use product::{Product, ProductSpec};
 pub use reject::Reject;
 pub use types::*;

@@ -173,8 +173,9 @@ impl Reject {
                 "a minimum fill is for bids: above 0, at most the quantity, whole gangs"
             }
             Reject::InvalidBlock => {
-                "a block is an IOC or FOK limit bid for 1 to 168 consecutive hours, inside a \
-                 window of at most 336, every hour of it listed"
+                "a block is a limit bid for 1 to 168 consecutive hours, inside a window of at \
+                 most 336, every hour of it listed; it is not amended (cancel it and place \
+                 another)"
             }
             Reject::QuantityOffGang => "quantity is not a multiple of the gang size",
             Reject::ClusterRequired => "an ask must name the cluster it sells from",

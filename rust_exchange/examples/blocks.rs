@@ -3,7 +3,8 @@
 //! (with a little noise per hour), and GPUs already sold here and there. Then block bids
 //! of 24 hours (gangs of 8) and windows (24 hours anywhere in 72), each timed alone:
 //! p50 and p99 latency and blocks per second, beside a one-hour bid of the same size as
-//! the floor of an order through the exchange.
+//! the floor of an order through the exchange. Then the work an arriving ask does with
+//! 1,000 resting blocks waiting in its week, against the same asks with none.
 //!
 //!     cargo run --release -p spotex-exchange --example blocks -- [blocks]
 //!
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use spotex_core::product::format_hour;
 use spotex_core::workload::Rng;
+use spotex_core::{RETRY_TOP, RETRY_TURN};
 use spotex_exchange::{pb, Caller, Exchange};
 
 const HOUR: i64 = 3_600_000_000;
@@ -29,6 +31,51 @@ fn pid(h: i64) -> String {
 fn pct(xs: &mut [f64], p: f64) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[((xs.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `count` asks of one GPU at random hours and clusters, each timed alone: p50, p99 (µs)
+/// and the resting blocks each examined on average.
+fn arrive(ex: &mut Exchange, count: usize, rng: &mut Rng) -> (f64, f64, f64) {
+    let mut lat = Vec::with_capacity(count);
+    let mut examined = 0usize;
+    for _ in 0..count {
+        let h = H0 + (rng.next() % HOURS as u64) as i64;
+        let c = rng.next() % CLUSTERS;
+        let r = pb::PlaceOrderRequest {
+            product_id: pid(h),
+            side: pb::Side::Sell as i32,
+            price_micros: 2_500_000,
+            quantity: 1,
+            cluster_id: format!("c{c}"),
+            ..Default::default()
+        };
+        let product = ex.engine().product_handle(&pid(h)).unwrap();
+        let covering = ex
+            .engine()
+            .resting_blocks()
+            .filter(|b| b.products.contains(&product))
+            .count();
+        let t = Instant::now();
+        let seller = Caller {
+            account: 100 + c,
+            buyer: false,
+            seller: true,
+        };
+        let placed = ex.place_order(T0, seller, &r);
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        if placed.is_ok() {
+            lat.push(us);
+            examined += covering.min(RETRY_TOP + RETRY_TURN);
+        }
+        ex.take_journal();
+        ex.take_round();
+    }
+    let n = lat.len();
+    (
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+        examined as f64 / n as f64,
+    )
 }
 
 fn main() {
@@ -142,14 +189,58 @@ fn main() {
     let one = run(1, 0, n, &mut rng);
     let block = run(24, 0, n, &mut rng);
     let window = run(24, 72, n / 3, &mut rng);
+
+    // arriving asks, timed alone: first with no block resting, then with 1,000 resting
+    // blocks (24 hours of 64 GPUs) spread over the week, each ask then examining those
+    // of its hour within the retry bound
+    let bare = arrive(&mut ex, n * 10, &mut rng);
+    let waiting = Caller {
+        account: 4,
+        buyer: true,
+        seller: false,
+    };
+    // near the money: each limit is the average of its hours' best asks, which no one
+    // cluster reaches (each hour's best is a different cluster's), so every look at one
+    // gets past the quick tests and plans on the ask's cluster
+    let mut resting = 0;
+    while resting < 1_000 {
+        let first = H0 + (rng.next() % (HOURS as u64 - 24 + 1)) as i64;
+        let best: i64 = (first..first + 24)
+            .map(|h| {
+                let p = ex.engine().product_handle(&pid(h)).unwrap();
+                ex.engine().book(p).unwrap().best_ask().unwrap()
+            })
+            .sum();
+        let r = pb::PlaceOrderRequest {
+            product_id: pid(first),
+            side: pb::Side::Buy as i32,
+            price_micros: (best / 24 + 9_999) / 10_000 * 10_000,
+            quantity: 64,
+            gang: 8,
+            time_in_force: pb::TimeInForce::Gtc as i32,
+            hours: 24,
+            ..Default::default()
+        };
+        let o = ex.place_order(T0, waiting, &r).unwrap();
+        resting += (o.state == pb::OrderState::Open as i32) as usize;
+    }
+    ex.take_journal();
+    ex.take_round();
+    let busy = arrive(&mut ex, n * 10, &mut rng);
     let row = |name: &str, r: (f64, f64, f64, usize), count: usize| {
         format!(
             "\"{name}\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}, \"per_sec\": {:.0}, \"filled\": {}, \"of\": {}}}",
             r.0, r.1, r.2, r.3, count
         )
     };
+    let ask_row = |name: &str, r: (f64, f64, f64)| {
+        format!(
+            "\"{name}\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}, \"blocks_examined\": {:.1}}}",
+            r.0, r.1, r.2
+        )
+    };
     println!(
-        "{{\"nodes\": {}, \"products\": {}, \"resting_asks\": {}, \"setup_s\": {:.2}, {}, {}, {}}}",
+        "{{\"nodes\": {}, \"products\": {}, \"resting_asks\": {}, \"setup_s\": {:.2}, {}, {}, {}, \"resting_blocks\": {resting}, {}, {}, \"ask_cost_ratio_p50\": {:.1}}}",
         CLUSTERS as usize * NODES,
         HOURS,
         ex.engine().open_order_count(),
@@ -157,5 +248,8 @@ fn main() {
         row("one_hour_64_gpus", one, n),
         row("block_24h_64_gpus", block, n),
         row("window_24h_in_72h_64_gpus", window, n / 3),
+        ask_row("ask_no_resting_blocks", bare),
+        ask_row("ask_1000_resting_blocks", busy),
+        busy.0 / bare.0,
     );
 }

@@ -1340,8 +1340,9 @@ impl Exchange {
     /// Turns the engine's events into records, executions and market-data deltas.
     fn absorb(&mut self, events: &[Event], ts: i64, mut pending: Option<Pending>) -> Option<u64> {
         let mut accepted = None;
-        // the first hour a block traded in (one block per command at most)
-        let mut block_hour: Option<ProductHandle> = None;
+        // the first hour each block traded in: an arriving ask may fill several resting
+        // blocks in one command
+        let mut block_hour: FxHashMap<u64, ProductHandle> = FxHashMap::default();
         // levels the events may have changed, in the order first touched
         let mut touched: Vec<(ProductHandle, Side, i64)> = Vec::new();
         let mut seen: FxHashSet<(ProductHandle, Side, i64)> = FxHashSet::default();
@@ -1393,7 +1394,8 @@ impl Exchange {
                 } => {
                     let maker = &self.orders[maker_order];
                     touch((*product, maker.side, maker.price));
-                    // a block (always the taker: blocks never rest) names each fill's hour
+                    // a block (always the taker: it takes asks, on entry or from the side
+                    // book) names each fill's hour
                     let taker = &self.orders[taker_order];
                     let product_id = if taker.hours > 1 || taker.window > 0 {
                         self.engine.products()[*product as usize].spec.id.clone()
@@ -1417,7 +1419,7 @@ impl Exchange {
                         };
                         rec.fills.push(fill.clone());
                         // a block's legs come hour by hour: its first hour counts the GPUs
-                        let first = *block_hour.get_or_insert(*product);
+                        let first = *block_hour.entry(oid).or_insert(*product);
                         if block && first != *product {
                             // a later hour of a block: the same GPUs again, counted once
                             let account = rec.account;

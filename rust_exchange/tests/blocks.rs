@@ -303,12 +303,14 @@ fn block_terms_that_cannot_be_are_refused() {
     let cases: Vec<(pb::PlaceOrderRequest, Caller, &str)> = vec![
         (
             {
+                // resting until a time already past
                 let mut b = block(H0, 2, 1_000_000, 8, 1);
-                b.time_in_force = pb::TimeInForce::Gtc as i32;
+                b.time_in_force = pb::TimeInForce::Gtd as i32;
+                b.expire_at_micros = T0;
                 b
             },
             buyer(2),
-            "INVALID_BLOCK",
+            "INVALID_EXPIRY",
         ),
         (block(H0, 3, 1_000_000, 8, 1), buyer(2), "INVALID_BLOCK"), // hour 3 not listed
         (block(H0, 169, 1_000_000, 8, 1), buyer(2), "INVALID_BLOCK"),
@@ -820,4 +822,408 @@ fn a_basket_fills_every_leg_completely_or_none() {
         back.replay(e.seq, e.ts, &e.command).unwrap();
     }
     assert_eq!(back.state_hash(), ex.state_hash());
+}
+
+// ---- resting blocks ------------------------------------------------------------------
+
+fn resting(first: i64, hours: u32, price: i64, qty: i64) -> pb::PlaceOrderRequest {
+    let mut r = block(first, hours, price, qty, 1);
+    r.time_in_force = pb::TimeInForce::Gtc as i32;
+    r
+}
+
+fn state_of(ex: &Exchange, account: u64, order_id: u64) -> pb::OrderState {
+    let o = ex
+        .get_order(buyer(account), &pb::GetOrderRequest { order_id })
+        .unwrap();
+    pb::OrderState::try_from(o.state).unwrap()
+}
+
+#[test]
+fn a_resting_block_waits_whole_and_fills_when_its_last_hour_is_offered() {
+    let mut ex = market(3, &[1]);
+    ask(&mut ex, 0, H0, 900_000, 8);
+    ask(&mut ex, 0, H0 + 1, 1_000_000, 8);
+    let b = ex
+        .place_order(T0 + 2, buyer(2), &resting(H0, 3, 1_000_000, 8))
+        .unwrap();
+    assert_eq!(b.state, pb::OrderState::Open as i32);
+    assert!(held(&ex, b.order_id).is_empty(), "nothing of it trades yet");
+    // the hourly books never show it
+    let book = ex
+        .get_book(&pb::GetBookRequest {
+            product_id: pid(H0),
+            depth: 10,
+        })
+        .unwrap()
+        .book
+        .unwrap();
+    assert!(book.bids.is_empty());
+    assert_eq!(ex.engine().open_order_count(), 3);
+    ex.take_round();
+    // the last hour's ask: the block takes all three hours in the seller's command
+    let last = ask(&mut ex, 0, H0 + 2, 1_100_000, 8);
+    assert_eq!(state_of(&ex, 2, b.order_id), pb::OrderState::Filled);
+    assert_eq!(
+        ex.get_order(seller(10), &pb::GetOrderRequest { order_id: last })
+            .unwrap()
+            .state,
+        pb::OrderState::Filled as i32
+    );
+    let got = held(&ex, b.order_id);
+    assert_eq!(got.len(), 3);
+    let one = got.values().next().unwrap().clone();
+    assert!(got.values().all(|g| *g == one), "the same GPUs every hour");
+    // 0.9 + 1.0 + 1.1 = 3 x 1.0: exactly the limit on the whole
+    let o = ex
+        .get_order(
+            buyer(2),
+            &pb::GetOrderRequest {
+                order_id: b.order_id,
+            },
+        )
+        .unwrap();
+    let paid: i64 = o.fills.iter().map(|f| f.price_micros * f.quantity).sum();
+    assert_eq!(paid, 3_000_000 * 8);
+    assert_eq!(o.filled_quantity, 8);
+    // the buyer hears of every hour's trade on its own stream
+    let round = ex.take_round();
+    let trades = round
+        .executions
+        .iter()
+        .filter(|(a, e)| *a == 2 && e.kind == "trade")
+        .count();
+    assert_eq!(trades, 3);
+    assert_eq!(ex.engine().open_order_count(), 0);
+}
+
+#[test]
+fn an_arriving_ask_trades_with_the_hourly_bids_first() {
+    let mut ex = market(2, &[2]);
+    ask(&mut ex, 0, H0, 1_000_000, 8);
+    let b = ex
+        .place_order(T0 + 2, buyer(2), &resting(H0, 2, 2_000_000, 8))
+        .unwrap();
+    // an hourly bid rests in the second hour
+    let bid = pb::PlaceOrderRequest {
+        product_id: pid(H0 + 1),
+        side: pb::Side::Buy as i32,
+        price_micros: 1_500_000,
+        quantity: 8,
+        ..Default::default()
+    };
+    let hourly = ex.place_order(T0 + 3, buyer(3), &bid).unwrap();
+    // the ask crosses it: the hourly bid takes it all, the block nothing
+    ask(&mut ex, 0, H0 + 1, 1_200_000, 8);
+    assert_eq!(state_of(&ex, 3, hourly.order_id), pb::OrderState::Filled);
+    assert_eq!(state_of(&ex, 2, b.order_id), pb::OrderState::Open);
+    // another ask there rests, and the block fills on the other node in both hours
+    ask(&mut ex, 0, H0 + 1, 1_200_000, 8);
+    assert_eq!(state_of(&ex, 2, b.order_id), pb::OrderState::Filled);
+    let got = held(&ex, b.order_id);
+    let one = got.values().next().unwrap().clone();
+    assert!(got.values().all(|g| *g == one));
+    assert_eq!(one.1, vec![(1, 0xff)], "node 0 was sold in the second hour");
+}
+
+#[test]
+fn resting_blocks_fill_in_price_then_time_order() {
+    let mut ex = market(2, &[1]);
+    let low = ex
+        .place_order(T0 + 2, buyer(2), &resting(H0, 2, 1_000_000, 8))
+        .unwrap();
+    let high = ex
+        .place_order(T0 + 3, buyer(3), &resting(H0, 2, 1_500_000, 8))
+        .unwrap();
+    let later = ex
+        .place_order(T0 + 4, buyer(4), &resting(H0, 2, 1_500_000, 8))
+        .unwrap();
+    ask(&mut ex, 0, H0, 1_000_000, 8);
+    ask(&mut ex, 0, H0 + 1, 1_000_000, 8);
+    // only one can have the node: the highest limit, then the oldest
+    assert_eq!(state_of(&ex, 3, high.order_id), pb::OrderState::Filled);
+    assert_eq!(state_of(&ex, 2, low.order_id), pb::OrderState::Open);
+    assert_eq!(state_of(&ex, 4, later.order_id), pb::OrderState::Open);
+}
+
+#[test]
+fn a_resting_block_is_cancelled_expires_or_closes_whole() {
+    let mut ex = market(2, &[1]);
+    let gtc = ex
+        .place_order(T0 + 2, buyer(2), &resting(H0, 2, 1_000_000, 8))
+        .unwrap();
+    let mut r = resting(H0, 2, 1_000_000, 8);
+    r.time_in_force = pb::TimeInForce::Gtd as i32;
+    r.expire_at_micros = T0 + 100;
+    let gtd = ex.place_order(T0 + 2, buyer(2), &r).unwrap();
+    let cancel = ex
+        .place_order(T0 + 2, buyer(2), &resting(H0, 2, 1_000_000, 8))
+        .unwrap();
+    // a block is not amended; another account can neither amend nor cancel it
+    let amend = pb::AmendOrderRequest {
+        order_id: gtc.order_id,
+        price_micros: 2_000_000,
+        quantity: 0,
+    };
+    assert_eq!(
+        ex.amend_order(T0 + 3, buyer(2), &amend).unwrap_err().reason,
+        "INVALID_BLOCK"
+    );
+    let theirs = pb::CancelOrderRequest {
+        order_id: gtc.order_id,
+    };
+    assert_eq!(
+        ex.cancel_order(T0 + 3, buyer(5), &theirs)
+            .unwrap_err()
+            .reason,
+        "NOT_OWNER"
+    );
+    let o = ex
+        .cancel_order(
+            T0 + 3,
+            buyer(2),
+            &pb::CancelOrderRequest {
+                order_id: cancel.order_id,
+            },
+        )
+        .unwrap();
+    assert_eq!(o.state, pb::OrderState::Cancelled as i32);
+    assert_eq!(o.remaining_quantity, 0);
+    ex.advance_time(T0 + 100);
+    assert_eq!(state_of(&ex, 2, gtd.order_id), pb::OrderState::Expired);
+    assert_eq!(state_of(&ex, 2, gtc.order_id), pb::OrderState::Open);
+    // the first hour's gate closure: the block can no longer fill whole
+    ex.advance_time(H0 * HOUR - HOUR);
+    let o = ex
+        .get_order(
+            buyer(2),
+            &pb::GetOrderRequest {
+                order_id: gtc.order_id,
+            },
+        )
+        .unwrap();
+    assert_eq!(o.state, pb::OrderState::Expired as i32);
+    assert_eq!(o.reason, "gate_closure");
+    assert_eq!(ex.engine().open_order_count(), 0);
+}
+
+#[test]
+fn resting_blocks_carry_through_a_snapshot_and_the_journal() {
+    let mut ex = market(3, &[2]);
+    ask(&mut ex, 0, H0, 1_000_000, 16);
+    for (k, px) in [1_000_000, 1_200_000, 1_100_000].into_iter().enumerate() {
+        ex.place_order(
+            T0 + 2 + k as i64,
+            buyer(2 + k as u64),
+            &resting(H0, 2, px, 8),
+        )
+        .unwrap();
+    }
+    let mut r = resting(H0, 2, 1_300_000, 8);
+    r.time_in_force = pb::TimeInForce::Gtd as i32;
+    r.expire_at_micros = T0 + 50;
+    let gtd = ex.place_order(T0 + 6, buyer(6), &r).unwrap();
+    let mut back = Exchange::restore(&ex.snapshot(), 10_000).unwrap();
+    assert_eq!(back.state_hash(), ex.state_hash());
+    // from here both behave alike: the expiry, then an ask filling the best two
+    for e in [&mut ex, &mut back] {
+        e.advance_time(T0 + 50);
+        ask(e, 0, H0 + 1, 1_000_000, 16);
+    }
+    assert_eq!(back.state_hash(), ex.state_hash());
+    assert_eq!(state_of(&back, 6, gtd.order_id), pb::OrderState::Expired);
+    let filled: Vec<u64> = ex
+        .engine()
+        .allocations()
+        .iter()
+        .map(|a| a.buyer)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(filled, vec![3, 4], "the two best limits");
+    let journal = ex.take_journal();
+    let mut again = Exchange::new(10_000);
+    for e in &journal {
+        again.replay(e.seq, e.ts, &e.command).unwrap();
+    }
+    assert_eq!(again.state_hash(), ex.state_hash());
+}
+
+/// Random markets with resting blocks (fewer per hour than the retry examines at once):
+/// after every command no resting block could fill (the reference finds no way), every
+/// block that filled holds the same GPUs in every hour within its limit, no GPU-hour is
+/// sold twice, and the journal and a snapshot rebuild the same state.
+#[test]
+fn random_resting_blocks_never_wait_when_they_could_fill() {
+    let (mut from_rest, mut on_entry, mut waiting) = (0, 0, 0);
+    for seed in 0..40u64 {
+        let mut rng = Rng(1000 + seed);
+        let hours = 4i64;
+        let nodes: Vec<usize> = (0..1 + rng.next() % 3)
+            .map(|_| 1 + (rng.next() % 2) as usize)
+            .collect();
+        let mut ex = market(hours, &nodes);
+        let sellers: Vec<u64> = (0..nodes.len() as u64).map(|c| 10 + c).collect();
+        // resting blocks: id -> (request, first hour)
+        let mut open: BTreeMap<u64, (pb::PlaceOrderRequest, i64)> = BTreeMap::new();
+        let mut placed = 0;
+        let mut ts = T0 + 1;
+        for _ in 0..70 {
+            ts += 1;
+            let h = H0 + (rng.next() % hours as u64) as i64;
+            match rng.next() % 4 {
+                0 | 1 => {
+                    let c = (rng.next() % nodes.len() as u64) as usize;
+                    let r = pb::PlaceOrderRequest {
+                        product_id: pid(h),
+                        side: pb::Side::Sell as i32,
+                        price_micros: 1_000_000 + (rng.next() % 20) as i64 * 10_000,
+                        quantity: 1 + (rng.next() % 8) as i64,
+                        cluster_id: format!("c{c}"),
+                        ..Default::default()
+                    };
+                    let _ = ex.place_order(ts, seller(sellers[c]), &r);
+                }
+                2 => {
+                    let gang = [1u32, 2, 4][(rng.next() % 3) as usize];
+                    let r = pb::PlaceOrderRequest {
+                        product_id: pid(h),
+                        side: pb::Side::Buy as i32,
+                        price_micros: 1_100_000,
+                        quantity: gang as i64,
+                        time_in_force: pb::TimeInForce::Ioc as i32,
+                        gang,
+                        ..Default::default()
+                    };
+                    let _ = ex.place_order(ts, buyer(2), &r);
+                }
+                _ if placed < 12 || open.is_empty() => {
+                    placed += 1;
+                    let n = 1 + (rng.next() % 3) as u32;
+                    let first = H0 + (rng.next() % (hours as u64 - n as u64 + 1)) as i64;
+                    // (one hour without a window is an hourly order, not a block)
+                    let window = if n == 1 || rng.next() % 3 == 0 {
+                        (H0 + hours - first) as u32
+                    } else {
+                        0
+                    };
+                    let gang = [1u32, 2, 4, 8][(rng.next() % 4) as usize];
+                    let tif = if rng.next() % 4 == 0 {
+                        pb::TimeInForce::Fok
+                    } else {
+                        pb::TimeInForce::Gtc
+                    };
+                    let r = pb::PlaceOrderRequest {
+                        product_id: pid(first),
+                        side: pb::Side::Buy as i32,
+                        price_micros: 1_000_000 + (rng.next() % 25) as i64 * 10_000,
+                        quantity: gang as i64 * (1 + (rng.next() % 2) as i64),
+                        time_in_force: tif as i32,
+                        gang,
+                        hours: n,
+                        window_hours: window,
+                        ..Default::default()
+                    };
+                    let o = ex.place_order(ts, buyer(2), &r).unwrap();
+                    if o.state == pb::OrderState::Filled as i32 {
+                        on_entry += 1;
+                    } else if o.state == pb::OrderState::Open as i32 {
+                        open.insert(o.order_id, (r, first));
+                    }
+                }
+                _ => {
+                    // the owner cancels one of them
+                    let id = *open.keys().nth(rng.next() as usize % open.len()).unwrap();
+                    ex.cancel_order(ts, buyer(2), &pb::CancelOrderRequest { order_id: id })
+                        .unwrap();
+                    open.remove(&id);
+                }
+            }
+            let ids: Vec<u64> = open.keys().copied().collect();
+            for id in ids {
+                let (r, first) = open[&id].clone();
+                match state_of(&ex, 2, id) {
+                    pb::OrderState::Open => {
+                        let way = reference(&ex, &sellers, &nodes, &r, first, 2);
+                        assert_eq!(way, None, "seed {seed}: block {id} rests but could fill");
+                    }
+                    pb::OrderState::Filled => {
+                        from_rest += 1;
+                        open.remove(&id);
+                        let got = held(&ex, id);
+                        assert_eq!(got.len(), r.hours as usize, "seed {seed}");
+                        let one = got.values().next().unwrap().clone();
+                        assert!(got.values().all(|g| *g == one), "seed {seed}: same GPUs");
+                        let total: u32 = one.1.iter().map(|s| s.1.count_ones()).sum();
+                        assert_eq!(total as i64, r.quantity);
+                        let o = ex
+                            .get_order(buyer(2), &pb::GetOrderRequest { order_id: id })
+                            .unwrap();
+                        let paid: i128 = o
+                            .fills
+                            .iter()
+                            .map(|f| f.price_micros as i128 * f.quantity as i128)
+                            .sum();
+                        let budget = r.price_micros as i128 * r.quantity as i128 * r.hours as i128;
+                        assert!(paid <= budget, "seed {seed}: over its limit");
+                    }
+                    other => panic!(
+                        "seed {seed}: block {id} is {other:?}: {:?} {r:?}",
+                        ex.get_order(buyer(2), &pb::GetOrderRequest { order_id: id })
+                    ),
+                }
+            }
+        }
+        waiting += open.len();
+        let mut seen: BTreeMap<(u32, i64, u32), u64> = BTreeMap::new();
+        for a in ex.engine().allocations() {
+            for s in &a.slots {
+                let m = seen.entry((a.cluster, a.hour, s.node)).or_default();
+                assert_eq!(*m & s.gpus, 0, "seed {seed}: a GPU-hour sold twice");
+                *m |= s.gpus;
+            }
+        }
+        let restored = Exchange::restore(&ex.snapshot(), 10_000).unwrap();
+        assert_eq!(restored.state_hash(), ex.state_hash(), "seed {seed}");
+        let journal = ex.take_journal();
+        let mut back = Exchange::new(10_000);
+        for e in &journal {
+            back.replay(e.seq, e.ts, &e.command).unwrap();
+        }
+        assert_eq!(back.state_hash(), ex.state_hash(), "seed {seed}");
+    }
+    assert!(
+        from_rest >= 20 && on_entry >= 20 && waiting >= 20,
+        "filled from rest {from_rest}, on entry {on_entry}, left waiting {waiting}"
+    );
+}
+
+#[test]
+fn deep_resting_blocks_take_turns_within_the_bound() {
+    use spotex_core::{RETRY_TOP, RETRY_TURN};
+    let mut ex = market(2, &[4]);
+    ask(&mut ex, 0, H0, 1_000_000, 32);
+    // 40 blocks ahead of it that can never fill (more GPUs than the cluster has)
+    let deep = 40u64;
+    for k in 0..deep {
+        ex.place_order(T0 + 2, buyer(100 + k), &resting(H0, 2, 2_000_000, 64))
+            .unwrap();
+    }
+    let last = ex
+        .place_order(T0 + 3, buyer(2), &resting(H0, 2, 1_000_000, 8))
+        .unwrap();
+    // enough in the second hour at once; each later ask there is one more look
+    let mut asks = 0;
+    while state_of(&ex, 2, last.order_id) == pb::OrderState::Open {
+        ask(&mut ex, 0, H0 + 1, 1_000_000, if asks == 0 { 8 } else { 1 });
+        asks += 1;
+        assert!(asks < 10, "never examined");
+    }
+    // not among the best examined on the first ask, but its turn came within the bound
+    let rest = deep as usize + 1 - RETRY_TOP;
+    assert!(
+        asks >= 2,
+        "examined at once although {deep} blocks are ahead"
+    );
+    assert!(asks <= 1 + rest.div_ceil(RETRY_TURN), "took {asks} asks");
 }
