@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from conftest import OPERATOR_TOKEN, Running, serving
 
@@ -191,3 +192,31 @@ def test_a_resting_block_survives_a_restart_and_fills_from_a_later_ask(
                 assert node == "n0"
                 held.setdefault(a.hour, set()).update(gpus)
         assert held == {h: set(range(8)), h + 1: set(range(8))}
+
+
+def test_an_iceberg_ask_through_the_sdk_and_cli(running: Running) -> None:
+    op = Client(running.target, OPERATOR_TOKEN)
+    h = int(time.time()) // 3600 + 90
+    pid = op.create_products(skus=["L40S"], regions=["us-west"], from_hour=h,
+                             to_hour=h + 1, tick="0.01")[0].product_id
+    token = op.create_account("iceberg-seller", ["seller"]).token
+    seller = Client(running.target, token)
+    seller.register_capacity("sjc-1", sku="L40S", region="us-west",
+                             nodes=[("n0", 8), ("n1", 8), ("n2", 8)], from_hour=h,
+                             to_hour=h + 1)
+    r = CliRunner().invoke(main, ["--server", running.target, "--token", token, "--json",
+                                  "order", "sell", pid, "24", "1.50", "--cluster", "sjc-1",
+                                  "--display", "8"])
+    assert r.exit_code == 0, r.output
+    ice = json.loads(r.output)
+    assert (ice["display_quantity"], ice["remaining"]) == (8, 24), r.output
+    assert [(lv.quantity, lv.orders) for lv in seller.get_book(pid).asks] == [(8, 1)]
+    desk = Client(running.target, op.create_account("iceberg-desk", ["buyer"]).token)
+    b = desk.place_order(pid, "buy", "1.50", 20, tif="ioc")
+    assert [f.quantity for f in b.fills] == [8, 8, 4], "the clips, one after another"
+    assert [(lv.quantity, lv.orders) for lv in desk.get_book(pid).asks] == [(4, 1)]
+    left = seller.get_order(ice["order_id"])
+    assert (left.filled, left.remaining, left.display_quantity) == (20, 4, 8)
+    with pytest.raises(RpcError) as err:
+        desk.place_order(pid, "buy", "1.40", 4, display_quantity=2)  # icebergs are asks
+    assert err.value.reason == "INVALID_DISPLAY_QUANTITY"

@@ -357,11 +357,14 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                   type=click.IntRange(0, 10_000_000),
                   help="bids: fill at least this many GPUs at once or nothing; the rest "
                        "goes on as --tif says")
+    @click.option("--display", "display_quantity", default=0, show_default=True,
+                  type=click.IntRange(0, 10_000_000),
+                  help="asks: an iceberg showing at most this many GPUs at a time (0: all)")
     @click.pass_context
     def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
               order_type: str, tif: str, expire_at: dt.datetime | None, cluster: str | None,
               gang: int, post_only: bool, stp: str, client_order_id: str, hours: int,
-              window: int, min_quantity: int) -> None:
+              window: int, min_quantity: int, display_quantity: int) -> None:
         """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
         if tif == "gtd" and expire_at is None:
             raise click.UsageError("--tif gtd needs --expire-at")
@@ -371,7 +374,8 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                                     order_type=order_type, tif=tif, expire_at=expire_at,
                                     cluster_id=cluster, gang=gang, post_only=post_only,
                                     stp=stp, client_order_id=client_order_id, hours=hours,
-                                    window_hours=window, min_quantity=min_quantity)
+                                    window_hours=window, min_quantity=min_quantity,
+                                    display_quantity=display_quantity)
         emit(ctx, o, lambda: orders_table([o]))
 
     @main.command("one-of")

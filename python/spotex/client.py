@@ -100,6 +100,7 @@ class Order:
     window_hours: int = 0  # a block's window from product_id's hour (0: none)
     min_quantity: int = 0  # the minimum it had to fill on entry (0: none)
     range_id: int = 0  # the range (place_ask_range) or group it belongs to (0: none)
+    display_quantity: int = 0  # an iceberg ask's clip: at most this much shows (0: none)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def _order(o: Any) -> Order:
                  o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
                  wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
                  tuple(_fill(f) for f in o.fills), o.reason, max(1, o.hours), o.window_hours,
-                 o.min_quantity, o.range_id)
+                 o.min_quantity, o.range_id, o.display_quantity)
 
 
 def _allocation(a: Any) -> Allocation:
@@ -254,7 +255,7 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
                    expire_at: dt.datetime | None = None, post_only: bool = False,
                    stp: str = "cancel_newest", cluster_id: str | None = None,
                    gang: int = 1, hours: int = 1, window_hours: int = 0,
-                   min_quantity: int = 0) -> Any:
+                   min_quantity: int = 0, display_quantity: int = 0) -> Any:
     if side not in wire.SIDE_TO_PB:
         raise ValueError("side must be 'buy' or 'sell'")
     return pb.PlaceOrderRequest(
@@ -263,7 +264,8 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
         quantity=quantity, time_in_force=wire.TIF_TO_PB[tif],
         expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
         post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang,
-        hours=hours, window_hours=window_hours, min_quantity=min_quantity)
+        hours=hours, window_hours=window_hours, min_quantity=min_quantity,
+        display_quantity=display_quantity)
 
 
 class _Calls:
@@ -489,7 +491,9 @@ class Client:
         price is the limit per GPU-hour over the whole block), window_hours (a
         block may start anywhere inside this many hours from the product's: the cheapest
         start wins, ties to the earliest), min_quantity (bids of one hour: fill at least
-        this many GPUs on entry or nothing; the rest goes on as tif says)."""
+        this many GPUs on entry or nothing; the rest goes on as tif says),
+        display_quantity (resting asks: an iceberg showing at most this many GPUs at a
+        time; each refill takes a new time priority)."""
         return self._call(_Calls.place_order(
             _order_request(product_id, side, price, quantity, **terms)))
 

@@ -15,8 +15,12 @@ pub struct RestingOrder {
     pub product: ProductHandle,
     pub side: Side,
     pub price: Price,
-    /// Open quantity.
+    /// Open quantity shown in the book (an iceberg's current clip).
     pub remaining: Qty,
+    /// An iceberg's clip: at most this much shows at a time (0: not an iceberg).
+    pub clip: Qty,
+    /// An iceberg's open quantity not shown yet.
+    pub hidden: Qty,
     /// Quantity traded so far.
     pub filled: Qty,
     pub tif: TimeInForce,
@@ -28,6 +32,13 @@ pub struct RestingOrder {
     pub(crate) cluster_hour: u32,
     pub(crate) prev: u32,
     pub(crate) next: u32,
+}
+
+impl RestingOrder {
+    /// Everything still open: what shows and what an iceberg keeps hidden.
+    pub fn open_qty(&self) -> Qty {
+        self.remaining + self.hidden
+    }
 }
 
 /// All resting orders of the engine, addressed by slot.

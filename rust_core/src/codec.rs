@@ -283,6 +283,11 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
                 e.0.extend(encode_command(&Command::PlaceBlock(b.clone())));
             }
         }
+        Command::PlaceIceberg { order, clip } => {
+            e.u8(15);
+            e.0.extend(encode_command(&Command::Place(order.clone())));
+            e.i64(*clip);
+        }
         Command::PlaceBlock(b) => {
             e.u8(11);
             put_block(&mut e, b);
@@ -405,6 +410,15 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             }
         }
         11 => Command::PlaceBlock(get_block(&mut d)?),
+        15 => {
+            if d.u8()? != 7 {
+                return Err(CodecError("iceberg of a non-order"));
+            }
+            Command::PlaceIceberg {
+                order: decode_order(&mut d)?,
+                clip: d.i64()?,
+            }
+        }
         14 => {
             let n = d.u32()? as usize;
             if n > 100 {

@@ -106,6 +106,13 @@ pub enum Command {
         min_qty: Qty,
     },
     PlaceBlock(NewBlock),
+    /// An iceberg ask: at most `clip` of it shows in the book at a time; when the clip
+    /// is taken the next (up to `clip` of what is hidden) shows with a new time priority.
+    /// The seller's capacity reserve covers the whole order.
+    PlaceIceberg {
+        order: NewOrder,
+        clip: Qty,
+    },
     /// One-of: up to 16 blocks (or windows), of which at most one fills, at once: the
     /// cheapest that can, ties to the first listed.
     PlaceOneOf(Vec<NewBlock>),

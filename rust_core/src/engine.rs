@@ -61,6 +61,8 @@ struct Taker {
     gang: u32,
     cluster: Option<ClusterHandle>,
     cluster_hour: u32,
+    /// An iceberg ask's clip (0: none).
+    clip: Qty,
 }
 
 /// Sold / offered / idle GPU-hours of one cluster for one hour.
@@ -155,6 +157,7 @@ impl Engine {
             } => self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out),
             Command::Place(order) => self.place(order, out),
             Command::PlaceBlock(block) => self.place_block(block, out),
+            Command::PlaceIceberg { order, clip } => self.place_iceberg(order, *clip, out),
             Command::PlaceOneOf(alts) => self.place_one_of(alts, out),
             Command::PlaceBasket(legs) => self.place_basket(legs, out),
             Command::PlaceMinFill { order, min_qty } => self.place_min_fill(order, *min_qty, out),
@@ -195,7 +198,7 @@ impl Engine {
                                 order_id: o.id,
                                 account: o.account,
                                 product: o.product,
-                                qty: o.remaining,
+                                qty: o.open_qty(),
                                 reason: ExpireReason::GoodTillTime,
                             });
                         }
@@ -278,7 +281,7 @@ impl Engine {
                 order_id: o.id,
                 account: o.account,
                 product: o.product,
-                qty: o.remaining,
+                qty: o.open_qty(),
                 reason: ExpireReason::GateClosure,
             });
         }
@@ -523,6 +526,30 @@ impl Engine {
     }
 
     fn place(&mut self, o: &NewOrder, out: &mut Vec<Event>) -> Result<(), Reject> {
+        self.place_clipped(o, 0, out)
+    }
+
+    /// An iceberg ask: it trades on entry like any ask; what rests shows at most `clip`.
+    fn place_iceberg(
+        &mut self,
+        o: &NewOrder,
+        clip: Qty,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        self.validate(o)?;
+        let lot = self.products[o.product as usize].spec.lot;
+        if o.side != Side::Sell || !o.tif.rests() || clip <= 0 || clip > o.qty || clip % lot != 0 {
+            return Err(Reject::InvalidDisplayQuantity);
+        }
+        self.place_clipped(o, clip, out)
+    }
+
+    fn place_clipped(
+        &mut self,
+        o: &NewOrder,
+        clip: Qty,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
         self.validate(o)?;
         let id = self.next_order_id;
         self.next_order_id += 1;
@@ -552,6 +579,7 @@ impl Engine {
             gang: o.gang,
             cluster: o.cluster,
             cluster_hour,
+            clip,
         };
         if o.tif == TimeInForce::FillOrKill && !self.fills_completely(&taker) {
             out.push(Event::Cancelled {
@@ -1030,6 +1058,7 @@ impl Engine {
             gang: o.gang,
             cluster: None,
             cluster_hour: NIL,
+            clip: 0,
         };
         let enough = if o.tif == TimeInForce::FillOrKill {
             self.fills_at_least(&taker, o.qty)
@@ -1074,13 +1103,21 @@ impl Engine {
         if let TimeInForce::GoodTillTime(at) = t.tif {
             self.expiries.push(Reverse((at, t.id)));
         }
+        // an iceberg shows its clip and keeps the rest hidden
+        let shown = if t.clip > 0 {
+            t.clip.min(t.remaining)
+        } else {
+            t.remaining
+        };
         let i = self.slab.insert(RestingOrder {
             id: t.id,
             account: t.account,
             product: t.product,
             side: t.side,
             price: t.price,
-            remaining: t.remaining,
+            remaining: shown,
+            clip: t.clip,
+            hidden: t.remaining - shown,
             filled: t.filled,
             tif: t.tif,
             post_only: t.post_only,
@@ -1108,7 +1145,7 @@ impl Engine {
     ) {
         let o = self.slab.get(i);
         out.push(event(o));
-        let (id, product, ch, remaining) = (o.id, o.product, o.cluster_hour, o.remaining);
+        let (id, product, ch, remaining) = (o.id, o.product, o.cluster_hour, o.open_qty());
         if ch != NIL {
             self.cluster_hours[ch as usize].offered -= remaining;
         }
@@ -1130,10 +1167,13 @@ impl Engine {
                 break;
             }
             let mut i = level.head;
+            // an iceberg refilled in this pass shows again at the back of this level
+            let mut refilled = false;
             while i != NIL {
                 let m = self.slab.get(i);
                 let (next, m_account, m_remaining, m_cluster_hour, m_gang) =
                     (m.next, m.account, m.remaining, m.cluster_hour, m.gang);
+                let refills = m.hidden > 0;
                 if m_account == t.account {
                     let cancel_resting = t.stp != SelfTradePrevention::CancelNewest;
                     let cancel_taker = t.stp != SelfTradePrevention::CancelOldest;
@@ -1142,7 +1182,7 @@ impl Engine {
                             order_id: o.id,
                             account: o.account,
                             product: o.product,
-                            qty: o.remaining,
+                            qty: o.open_qty(),
                             reason: CancelReason::SelfTrade,
                         });
                     }
@@ -1175,8 +1215,12 @@ impl Engine {
                     if t.remaining == 0 {
                         break 'levels;
                     }
+                    refilled |= refills && qty == m_remaining;
                 }
                 i = next;
+            }
+            if refilled {
+                continue 'levels; // the same level again, from its head
             }
             from = Some(match book_side {
                 Side::Buy => px - 1,
@@ -1269,7 +1313,14 @@ impl Engine {
         book.reduce(&mut self.slab, i, qty);
         let m = self.slab.get_mut(i);
         m.filled += qty;
-        if m.remaining == 0 {
+        if m.remaining == 0 && m.hidden > 0 {
+            // an iceberg's next clip shows, behind every order already at its price
+            let next = m.clip.min(m.hidden);
+            m.hidden -= next;
+            book.unlink(&mut self.slab, i);
+            self.slab.get_mut(i).remaining = next;
+            book.push_back(&mut self.slab, i);
+        } else if m.remaining == 0 {
             let id = m.id;
             book.unlink(&mut self.slab, i);
             self.order_index.remove(&id);
@@ -1311,42 +1362,51 @@ impl Engine {
                     }
                     return false;
                 }
-                let want = need.min(m.remaining);
-                let qty = match t.side {
-                    Side::Buy if t.gang == 1 => want,
-                    Side::Buy => {
-                        let ch = &self.cluster_hours[m.cluster_hour as usize];
-                        let g = t.gang as Qty;
-                        let pos = gangs_used.iter().position(|(c, _)| *c == m.cluster_hour);
-                        let used = pos.map_or(0, |p| gangs_used[p].1);
-                        let free_gangs = ch.placeable(t.gang, Qty::MAX) / g - used;
-                        let take = (want / g).min(free_gangs);
-                        match pos {
-                            Some(p) => gangs_used[p].1 += take,
-                            None => gangs_used.push((m.cluster_hour, take)),
+                // an iceberg: each clip as it would show, while the last was taken whole
+                let (mut shown, mut hidden) = (m.remaining, m.hidden);
+                loop {
+                    let want = need.min(shown);
+                    let qty = match t.side {
+                        Side::Buy if t.gang == 1 => want,
+                        Side::Buy => {
+                            let ch = &self.cluster_hours[m.cluster_hour as usize];
+                            let g = t.gang as Qty;
+                            let pos = gangs_used.iter().position(|(c, _)| *c == m.cluster_hour);
+                            let used = pos.map_or(0, |p| gangs_used[p].1);
+                            let free_gangs = ch.placeable(t.gang, Qty::MAX) / g - used;
+                            let take = (want / g).min(free_gangs);
+                            match pos {
+                                Some(p) => gangs_used[p].1 += take,
+                                None => gangs_used.push((m.cluster_hour, take)),
+                            }
+                            take * g
                         }
-                        take * g
+                        Side::Sell => match (&mut copy, m.gang) {
+                            (None, 1) => {
+                                singles += want;
+                                want
+                            }
+                            (slot, gang) => {
+                                let ch = slot.get_or_insert_with(|| {
+                                    let mut c = self.cluster_hours[t.cluster_hour as usize].clone();
+                                    c.allocate(1, singles);
+                                    c
+                                });
+                                let q = ch.placeable(gang, want);
+                                ch.allocate(gang, q);
+                                q
+                            }
+                        },
+                    };
+                    need -= qty;
+                    if need == 0 {
+                        return true;
                     }
-                    Side::Sell => match (&mut copy, m.gang) {
-                        (None, 1) => {
-                            singles += want;
-                            want
-                        }
-                        (slot, gang) => {
-                            let ch = slot.get_or_insert_with(|| {
-                                let mut c = self.cluster_hours[t.cluster_hour as usize].clone();
-                                c.allocate(1, singles);
-                                c
-                            });
-                            let q = ch.placeable(gang, want);
-                            ch.allocate(gang, q);
-                            q
-                        }
-                    },
-                };
-                need -= qty;
-                if need == 0 {
-                    return true;
+                    if qty < shown || hidden == 0 {
+                        break;
+                    }
+                    shown = m.clip.min(hidden);
+                    hidden -= shown;
                 }
             }
             from = Some(match book_side {
@@ -1382,7 +1442,7 @@ impl Engine {
             order_id: o.id,
             account: o.account,
             product: o.product,
-            qty: o.remaining,
+            qty: o.open_qty(),
             reason: CancelReason::Requested,
         });
         Ok(())
@@ -1416,23 +1476,30 @@ impl Engine {
         if let Some(q) = qty {
             self.check_qty(p, q, o.gang)?;
         }
+        // an iceberg's quantity is all of it, shown and hidden
+        let open = o.open_qty();
         let new_price = price.unwrap_or(o.price);
-        let new_qty = qty.unwrap_or(o.remaining);
-        if new_price == o.price && new_qty == o.remaining {
+        let new_qty = qty.unwrap_or(open);
+        if new_price == o.price && new_qty == open {
             return Err(Reject::NothingToAmend);
         }
         if o.cluster_hour != NIL
-            && new_qty > o.remaining
-            && self.cluster_hours[o.cluster_hour as usize].unreserved() < new_qty - o.remaining
+            && new_qty > open
+            && self.cluster_hours[o.cluster_hour as usize].unreserved() < new_qty - open
         {
             return Err(Reject::InsufficientCapacity);
         }
         if o.post_only && new_price != o.price && self.would_cross(o.product, o.side, new_price) {
             return Err(Reject::PostOnlyWouldCross);
         }
-        if new_price == o.price && new_qty < o.remaining {
-            let by = o.remaining - new_qty;
-            self.books[o.product as usize].reduce(&mut self.slab, i, by);
+        if new_price == o.price && new_qty < open {
+            let by = open - new_qty;
+            // an iceberg gives up hidden quantity first
+            let from_hidden = by.min(o.hidden);
+            self.slab.get_mut(i).hidden -= from_hidden;
+            if by > from_hidden {
+                self.books[o.product as usize].reduce(&mut self.slab, i, by - from_hidden);
+            }
             if o.cluster_hour != NIL {
                 self.cluster_hours[o.cluster_hour as usize].offered -= by;
             }
@@ -1448,7 +1515,7 @@ impl Engine {
         }
         // Loses priority: leaves the book and re-enters as a taker at the new terms.
         if o.cluster_hour != NIL {
-            self.cluster_hours[o.cluster_hour as usize].offered -= o.remaining;
+            self.cluster_hours[o.cluster_hour as usize].offered -= open;
         }
         self.books[o.product as usize].unlink(&mut self.slab, i);
         self.order_index.remove(&order_id);
@@ -1475,6 +1542,7 @@ impl Engine {
             gang: o.gang,
             cluster: o.cluster,
             cluster_hour: o.cluster_hour,
+            clip: o.clip,
         };
         // The GTD heap already holds this order's expiry; do not push it twice.
         let tif = taker.tif;
@@ -1518,6 +1586,8 @@ impl Engine {
                     e.u8(o.stp as u8);
                     e.u32(o.gang);
                     e.opt_u32(o.cluster);
+                    e.i64(o.clip);
+                    e.i64(o.hidden);
                 }
             }
         }
@@ -1572,7 +1642,14 @@ impl Engine {
                     let tif = codec::get_tif(&mut d)?;
                     let (post_only, stp) = (d.u8()? != 0, codec::stp_of(d.u8()?)?);
                     let (gang, cluster) = (d.u32()?, d.opt_u32()?);
+                    let (clip, hidden) = if version >= 2 {
+                        (d.i64()?, d.i64()?)
+                    } else {
+                        (0, 0)
+                    };
                     let i = en.slab.insert(RestingOrder {
+                        clip,
+                        hidden,
                         id,
                         account,
                         product: h,
@@ -1761,6 +1838,8 @@ impl Engine {
                         o.stp as i64,
                         o.gang as i64,
                         o.cluster.map_or(-1, |c| c as i64),
+                        o.clip,
+                        o.hidden,
                     ] {
                         put(x);
                     }

@@ -52,10 +52,11 @@ pub enum Reject {
     InvalidBasket,
     // batch entry
     InvalidBatchRecord,
+    InvalidDisplayQuantity,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 36] = [
+    pub const ALL: [Reject; 37] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -92,6 +93,7 @@ impl Reject {
         Reject::OutsideAvailability,
         Reject::InsufficientCapacity,
         Reject::InvalidBatchRecord,
+        Reject::InvalidDisplayQuantity,
     ];
 
     /// Stable machine-readable code.
@@ -133,6 +135,7 @@ impl Reject {
             Reject::OutsideAvailability => "OUTSIDE_AVAILABILITY",
             Reject::InsufficientCapacity => "INSUFFICIENT_CAPACITY",
             Reject::InvalidBatchRecord => "INVALID_BATCH_RECORD",
+            Reject::InvalidDisplayQuantity => "INVALID_DISPLAY_QUANTITY",
         }
     }
 
@@ -193,6 +196,9 @@ impl Reject {
                 "not enough unsold, unoffered GPUs in the cluster for this hour"
             }
             Reject::InvalidBatchRecord => "the batch record has an unknown kind or enum value",
+            Reject::InvalidDisplayQuantity => {
+                "a display quantity is for resting asks: above 0, at most the quantity, whole lots"
+            }
         }
     }
 }

@@ -560,6 +560,7 @@ impl Exchange {
                 window: a.window_hours,
                 min_qty: 0,
                 range_id: 0,
+                display: 0,
             };
             alternatives.push((record, product));
         }
@@ -755,9 +756,18 @@ impl Exchange {
                 window: r.window_hours,
                 min_qty: r.min_quantity,
                 range_id: r.range_id,
+                display: r.display_quantity,
             },
         };
-        let command = if r.hours > 1 || r.window_hours > 0 {
+        let command = if r.display_quantity != 0 {
+            if r.hours > 1 || r.window_hours > 0 || r.min_quantity != 0 {
+                return Err(spotex_core::Reject::InvalidDisplayQuantity.into());
+            }
+            Command::PlaceIceberg {
+                order,
+                clip: r.display_quantity,
+            }
+        } else if r.hours > 1 || r.window_hours > 0 {
             if r.min_quantity != 0 {
                 // a block is all or none already
                 return Err(spotex_core::Reject::InvalidMinimumFill.into());

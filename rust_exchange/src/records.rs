@@ -88,6 +88,8 @@ pub struct OrderRecord {
     pub min_qty: i64,
     /// The range (or the caller's own group) it belongs to; 0: none.
     pub range_id: u64,
+    /// An iceberg's clip; 0: none.
+    pub display: i64,
 }
 
 pub fn side_to_pb(side: Side) -> pb::Side {
@@ -138,6 +140,7 @@ impl OrderRecord {
             window_hours: self.window,
             min_quantity: self.min_qty,
             range_id: self.range_id,
+            display_quantity: self.display,
         }
     }
 }
@@ -203,6 +206,7 @@ impl OrderRecord {
             window: o.window_hours,
             min_qty: o.min_quantity,
             range_id: o.range_id,
+            display: o.display_quantity,
         })
     }
 }

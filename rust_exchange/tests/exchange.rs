@@ -578,6 +578,7 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                         window_hours: pick(&mut rng, &[0u32, 0, 0, 1, 3, 337, u32::MAX]),
                         min_quantity: pick(&mut rng, &[0i64, 0, 0, 1, 4, -1, i64::MAX]),
                         range_id: pick(&mut rng, &[0u64, 0, 7, u64::MAX]),
+                        display_quantity: pick(&mut rng, &[0i64, 0, 1, -3, i64::MAX]),
                     };
                     if rng.next() % 2 == 0 {
                         // half of them sane but for one hostile field at most

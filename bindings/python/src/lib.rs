@@ -77,10 +77,23 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         UnknownProduct => UnknownProductError::new_err(msg),
         ProductNotOpen | ProductHalted | ProductClosed => ProductStateError::new_err(msg),
         PostOnlyWouldCross => PostOnlyWouldCrossError::new_err(msg),
-        NonPositivePrice | PriceTooHigh | PriceOffTick | NonPositiveQuantity | QuantityTooLarge
-        | QuantityOffLot | InvalidTimeInForce | InvalidExpiry | NothingToAmend | InvalidGang
-        | QuantityOffGang | InvalidBatchRecord | InvalidBlock | InvalidMinimumFill
-        | InvalidGroup | InvalidBasket => InvalidOrderError::new_err(msg),
+        NonPositivePrice
+        | PriceTooHigh
+        | PriceOffTick
+        | NonPositiveQuantity
+        | QuantityTooLarge
+        | QuantityOffLot
+        | InvalidTimeInForce
+        | InvalidExpiry
+        | NothingToAmend
+        | InvalidGang
+        | QuantityOffGang
+        | InvalidBatchRecord
+        | InvalidBlock
+        | InvalidMinimumFill
+        | InvalidGroup
+        | InvalidBasket
+        | InvalidDisplayQuantity => InvalidOrderError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster
