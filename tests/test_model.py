@@ -1,22 +1,34 @@
 """The Rust engine against the pure-Python reference model, command by command.
 
 Random sequences of every command type (orders of every type and time in force, gang
-bids, cancels, amends, time passing, halts, closures, capacity withdrawals, plenty of bad
-input) go through both; events, books, orders and utilisation must agree after every
-step, and the engine's own invariants must hold. At the end the command log is replayed
-into a fresh engine and must give the same state hash.
+bids, iceberg asks, block and window bids at once or resting, cancels, amends, time
+passing, halts, closures, capacity withdrawals, plenty of bad input) go through both;
+events, books, orders, resting blocks and utilisation must agree after every step, and
+the engine's own invariants must hold: among them the same GPUs in every hour of a block,
+a block never partly filled, its cost within its limit, an iceberg never showing more
+than its clip. At the end the command log is replayed into a fresh engine and must give
+the same state hash.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.errors import InvalidArgument
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import spotex
 from spotex.reference import ReferenceEngine, Rejected
+
+
+def seen(what: str) -> None:
+    """Counts `what` in hypothesis's statistics (--hypothesis-show-statistics), and
+    nothing when a hand-made case drives the machine."""
+    with contextlib.suppress(InvalidArgument):
+        event(what)
 
 HOUR = spotex.MICROS_PER_HOUR
 T0 = 490_000 * HOUR
@@ -26,6 +38,7 @@ ACCOUNTS = [1, 2, 3]
 PRODUCTS = [
     ("H100-SXM/us-east/2025-11-23T14", 1),
     ("H100-SXM/us-east/2025-11-23T15", 2),
+    ("H100-SXM/us-east/2025-11-23T16", 1),
 ]
 DELIVERY = {pid: (T0 // HOUR) + 10 + i for i, (pid, _) in enumerate(PRODUCTS)}
 
@@ -58,7 +71,7 @@ def event_key(e: Any) -> tuple[Any, ...]:
 
 def order_key(o: Any) -> tuple[Any, ...]:
     return (o.order_id, o.account, o.product, o.side, o.price, o.remaining, o.filled, o.gang,
-            o.cluster, o.post_only, o.stp)
+            o.cluster, o.post_only, o.stp, o.clip, o.hidden)
 
 
 prices = st.one_of(
@@ -79,6 +92,9 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.gang: dict[int, int] = {}
         self.limit: dict[int, tuple[str, int]] = {}
         self.next_gang = 1
+        # blocks: order id -> (hours, quantity, limit); what the one being placed will be
+        self.blocks: dict[int, tuple[int, int, int]] = {}
+        self.next_block: tuple[int, int, int] | None = None
         for pid in PRODUCT_IDS:
             self.both("create_product", pid, tick=TICK, lot=LOTS[pid], open_at=T0,
                       close_at=HOURS[pid] * HOUR - HOUR, ts=self.ts)
@@ -111,13 +127,25 @@ class EngineVersusModel(RuleBasedStateMachine):
         return None if got_err else got
 
     def track(self, events: list[Any]) -> None:
-        """Follows every order's open quantity from the events alone."""
+        """Follows every order's open quantity from the events alone. A block's trades
+        come hour by hour: each hour must hold all its GPUs, on the same GPUs, within the
+        limit on the whole, all in the one command."""
+        # block id -> hour -> (GPUs, cost, slots)
+        legs: dict[int, dict[int, list[Any]]] = {}
         for e in events:
             if e.kind == "accepted":
                 self.order_ids.append(e.order_id)
                 self.remaining[e.order_id] = e.qty
                 self.limit[e.order_id] = (e.side, e.price)
                 self.gang[e.order_id] = self.next_gang
+                if self.next_block is not None:
+                    self.blocks[e.order_id] = self.next_block
+            elif e.kind == "trade" and e.order_id in self.blocks:
+                self.remaining[e.maker_order] -= e.qty
+                assert self.remaining[e.maker_order] >= 0
+                leg = legs.setdefault(e.order_id, {}).setdefault(e.product, [0, 0, set()])
+                leg[0] += e.qty
+                leg[1] += e.qty * e.price
             elif e.kind == "trade":
                 for oid in (e.order_id, e.maker_order):
                     self.remaining[oid] -= e.qty
@@ -134,7 +162,21 @@ class EngineVersusModel(RuleBasedStateMachine):
                 a = e.allocation
                 gang = self.gang[a.buy_order]
                 assert sum(len(g) for _, g in a.slots) == a.qty == e.qty
-                assert all(len(g) % gang == 0 for _, g in a.slots), "gang split across nodes"
+                if a.buy_order in self.blocks:
+                    held = legs[a.buy_order][a.product][2]
+                    held |= {(a.cluster, n, g) for n, gpus in a.slots for g in gpus}
+                else:
+                    assert all(len(g) % gang == 0 for _, g in a.slots), "gang split across nodes"
+        for oid, hours in legs.items():
+            n, qty, limit = self.blocks[oid]
+            assert len(hours) == n, "a block filled in some of its hours"
+            assert all(q == qty for q, _, _ in hours.values()), "a block hour short of GPUs"
+            assert sum(c for _, c, _ in hours.values()) <= limit * qty * n, "over its limit"
+            held = [h for _, _, h in hours.values()]
+            assert all(h == held[0] for h in held), "not the same GPUs in every hour"
+            seen(f"a block of {n} hours filled " + (
+                "on entry" if oid == events[0].order_id else "from the side book"))
+            self.remaining[oid] = 0
 
     def tick(self, delta: int) -> int:
         self.ts += delta
@@ -156,10 +198,11 @@ class EngineVersusModel(RuleBasedStateMachine):
         cluster_owner=st.sampled_from([None, "own", "own", "own", 1, 2]),
         expiry=st.integers(-5, 400),
         delta=st.integers(0, 40),
+        clip=st.sampled_from([0, 0, 0, 1, 2, 4, 20, -1]),
     )
     def place(self, account: int, product: str, side: str, price: int, qty: int,
               order_type: str, tif: str, post_only: bool, stp: str, gang: int,
-              cluster_owner: Any, expiry: int, delta: int) -> None:
+              cluster_owner: Any, expiry: int, delta: int, clip: int) -> None:
         ts = self.tick(delta)
         if side == "sell":
             gang = 1
@@ -170,7 +213,62 @@ class EngineVersusModel(RuleBasedStateMachine):
         self.next_gang = gang
         self.both("place", account, product, side, price, qty, ts=ts, order_type=order_type,
                   tif=tif, expire_at=expire_at, post_only=post_only and order_type == "limit",
-                  stp=stp, cluster_id=cluster, gang=gang)
+                  stp=stp, cluster_id=cluster, gang=gang, clip=clip)
+
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        product=st.sampled_from(PRODUCT_IDS[:1] * 3 + PRODUCT_IDS[1:]),
+        hours=st.sampled_from([1, 2, 2, 2, 3, 3, 0, 4]),
+        window=st.sampled_from([0, 0, 0, 3, 2]),
+        price=st.one_of(st.integers(0, 8).map(lambda k: BASE + k * TICK), prices),
+        # even, mostly: the second hour's lot is 2
+        qty=st.one_of(st.integers(1, 4).map(lambda n: 2 * n), st.sampled_from([1, 0, 16])),
+        gang=st.sampled_from([1, 1, 2, 2, 4, 8, 3]),
+        tif=st.sampled_from(["fok", "ioc", "gtc", "gtc", "gtd"]),
+        expiry=st.integers(-5, 400),
+        delta=st.integers(0, 40),
+    )
+    def place_block(self, account: int, product: str, hours: int, window: int, price: int,
+                    qty: int, gang: int, tif: str, expiry: int, delta: int) -> None:
+        ts = self.tick(delta)
+        expire_at = ts + expiry if tif == "gtd" else None
+        self.next_gang = gang
+        self.next_block = (hours, qty, price)
+        try:
+            got = self.both("place_block", account, product, hours, price, qty, ts=ts,
+                            gang=gang, tif=tif, expire_at=expire_at, window=window)
+        finally:
+            self.next_block = None
+        seen("block: " + ("refused" if got is None else got[-1].kind))
+
+    @initialize(stock=st.lists(st.tuples(st.sampled_from(ACCOUNTS), st.integers(-2, 6),
+                                         st.integers(1, 3), st.sampled_from([0, 0, 2])),
+                               max_size=3))
+    def stocked(self, stock: list[tuple[int, int, int, int]]) -> None:
+        """Some runs start with sellers already offering in every hour."""
+        for account, k, n, clip in stock:
+            self.asks_every_hour(account, BASE + k * TICK, 2 * n, clip, 0)
+
+    @rule(account=st.sampled_from(ACCOUNTS), price=st.integers(-2, 6).map(
+              lambda k: BASE + k * TICK), qty=st.integers(1, 4).map(lambda n: 2 * n),
+          clip=st.sampled_from([0, 0, 2]), delta=st.integers(0, 40))
+    def asks_every_hour(self, account: int, price: int, qty: int, clip: int,
+                        delta: int) -> None:
+        """A seller offers in every listed hour, as a range does: what blocks wait for."""
+        ts = self.tick(delta)
+        for pid in PRODUCT_IDS:
+            self.next_gang = 1
+            self.both("place", account, pid, "sell", price, qty, ts=ts,
+                      cluster_id=f"c{account}", clip=clip if qty >= clip else 0)
+
+    @rule(account=st.sampled_from(ACCOUNTS), product=st.sampled_from(PRODUCT_IDS),
+          gang=st.sampled_from([1, 2, 2, 4]), delta=st.integers(0, 40))
+    def hourly_buy(self, account: int, product: str, gang: int, delta: int) -> None:
+        """A one-hour gang bid that takes what it can: GPUs sold in one hour and not the
+        next, which a block must then go around."""
+        self.next_gang = gang
+        self.both("place", account, product, "buy", BASE + 8 * TICK, 2 * gang,
+                  ts=self.tick(delta), tif="ioc", gang=gang)
 
     @rule(data=st.data(), delta=st.integers(0, 40), account=st.sampled_from(ACCOUNTS))
     def cancel(self, data: st.DataObject, delta: int, account: int) -> None:
@@ -238,12 +336,23 @@ class EngineVersusModel(RuleBasedStateMachine):
     @invariant()
     def quantity_is_conserved(self) -> None:
         # placed (as amended) = filled + resting + cancelled/expired, order by order
+        resting = self.engine.resting_blocks()
+        assert resting == self.model.resting_blocks()
         for oid, rem in self.remaining.items():
+            if oid in self.blocks:
+                # a block is whole or gone: never partly filled
+                assert (oid in resting) == (rem > 0)
+                assert rem in (0, self.blocks[oid][1])
+                continue
             o = self.engine.order(oid)
             if rem == 0:
                 assert o is None
             else:
-                assert o is not None and o.remaining == rem
+                # an iceberg shows at most its clip, and keeps the rest hidden
+                assert o is not None and o.remaining + o.hidden == rem
+                assert o.clip == 0 or 0 < o.remaining <= o.clip
+                if o.clip and o.filled >= o.clip:
+                    seen("an iceberg showed a refilled clip")
         assert self.engine.open_order_count() == sum(1 for r in self.remaining.values() if r)
 
     @invariant()
@@ -298,3 +407,34 @@ def test_model_tracks_price_time_priority_on_a_known_case() -> None:
     assert got is not None
     trades = [(e.maker_order, e.qty) for e in got if e.kind == "trade"]
     assert trades == [(a1[0].order_id, 2), (a2[0].order_id, 1)]
+
+
+def test_model_and_engine_agree_on_resting_blocks_and_sold_gpus() -> None:
+    """Hand-made: a block goes around GPUs sold in one of its hours, and resting blocks
+    fill highest limit first when asks arrive."""
+    m = EngineVersusModel()
+    first, second = PRODUCT_IDS[0], PRODUCT_IDS[1]
+    m.both("place", 1, first, "sell", BASE, 8, ts=m.tick(1), cluster_id="c1")
+    m.both("place", 1, second, "sell", BASE, 10, ts=m.tick(1), cluster_id="c1")
+    # node b loses two GPUs in the second hour only: only node a can hold gangs of 4 in
+    # both hours
+    m.next_gang = 2
+    m.both("place", 3, second, "buy", BASE, 2, ts=m.tick(1), tif="ioc", gang=2)
+    m.next_gang, m.next_block = 4, (2, 8, BASE)
+    got = m.both("place_block", 2, first, 2, BASE, 8, ts=m.tick(1), gang=4)
+    m.next_block = None
+    assert got is not None
+    held = {(a.allocation.hour, n, tuple(g)) for a in got if a.kind == "allocated"
+            for n, g in a.allocation.slots}
+    assert {(n, g) for _, n, g in held} == {("a", tuple(range(8)))}
+    # two blocks rest; asks arriving in both hours fill the higher limit first
+    m.next_gang, m.next_block = 1, (2, 2, BASE)
+    low = m.both("place_block", 2, first, 2, BASE, 2, ts=m.tick(1), tif="gtc")
+    m.next_block = (2, 2, BASE + 2 * TICK)
+    high = m.both("place_block", 3, first, 2, BASE + 2 * TICK, 2, ts=m.tick(1), tif="gtc")
+    m.next_block = None
+    assert low and high
+    assert m.engine.resting_blocks() == [low[0].order_id, high[0].order_id]
+    m.both("place", 1, first, "sell", BASE, 2, ts=m.tick(1), cluster_id="c1")
+    m.both("place", 1, second, "sell", BASE, 2, ts=m.tick(1), cluster_id="c1")
+    assert m.engine.resting_blocks() == [low[0].order_id]

@@ -147,6 +147,8 @@ class Order:
     stp: Literal["cancel_newest", "cancel_oldest", "cancel_both"]
     gang: int
     cluster: str | None
+    clip: int  # an iceberg's clip (0: none)
+    hidden: int  # what an iceberg keeps hidden
 
 @final
 class Utilisation:
@@ -208,7 +210,23 @@ class Engine:
         stp: SelfTradePrevention | str | None = None,  # or "cancel_newest" (the default) ...
         cluster_id: str | None = None,
         gang: int = 1,
+        clip: int = 0,  # asks that rest: an iceberg showing at most this much
     ) -> Events: ...
+    def place_block(
+        self,
+        account: int,
+        product_id: str,
+        hours: int,
+        price: int,
+        qty: int,
+        *,
+        ts: int,
+        gang: int = 1,
+        tif: TimeInForce | str | None = None,  # "fok" (the default) | "ioc" | "gtc" | "gtd"
+        expire_at: int | None = None,
+        window: int = 0,
+    ) -> Events: ...
+    def resting_blocks(self) -> list[int]: ...
     def cancel(self, account: int, order_id: int, *, ts: int) -> Events: ...
     def amend(
         self, account: int, order_id: int, *, price: int | None = None, qty: int | None = None,

@@ -20,6 +20,11 @@ MICROS_PER_HOUR = 3_600_000_000
 MAX_PRICE = 1_000_000_000_000
 MAX_QTY = 10_000_000
 MAX_GPUS_PER_NODE = 64
+MAX_BLOCK_HOURS = 168
+MAX_WINDOW_HOURS = 336
+# resting blocks examined per arriving ask: the best of its hour, then more in turn
+RETRY_TOP = 16
+RETRY_TURN = 16
 
 
 class Rejected(Exception):
@@ -80,6 +85,31 @@ class RefOrder:
     gang: int
     cluster: str | None
     seq: int = 0  # time priority: smaller is earlier
+    clip: int = 0  # an iceberg ask shows at most this much (0: all)
+    hidden: int = 0  # an iceberg's open quantity not shown yet
+
+
+@dataclass
+class RefBlock:
+    """A block bid resting whole until it can fill."""
+    order_id: int
+    account: int
+    product: str  # its span's first hour
+    hours: int
+    price: int
+    qty: int
+    gang: int
+    tif: str
+    expire_at: int | None
+    products: list[str]  # its span, hour by hour
+
+
+@dataclass
+class BlockPlan:
+    cost: int
+    cluster: RefCluster
+    legs: list[list[tuple[RefOrder, int]]]  # per hour: (ask, quantity taken)
+    gpus: list[tuple[int, int]]  # (node, GPU index), in the order they are handed out
 
 
 @dataclass
@@ -120,6 +150,12 @@ def _is_name(s: str, extra: str = "-_.") -> bool:
     return 0 < len(s) <= 64 and all(c.isascii() and (c.isalnum() or c in extra) for c in s)
 
 
+def _hour_text(hour: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
+
+
 def _hour_of(text: str) -> int | None:
     import datetime as dt
 
@@ -148,6 +184,8 @@ class ReferenceEngine:
         self.next_seq = 1
         self.allocations: list[RefAllocation] = []
         self.events: list[RefEvent] = []
+        self.blocks: dict[int, RefBlock] = {}
+        self.block_cursor: dict[str, tuple[int, int] | None] = {}
 
     # ---- plumbing ------------------------------------------------------------------
 
@@ -177,17 +215,24 @@ class ReferenceEngine:
             for o in self.orders.values():
                 if o.tif == "gtd" and o.expire_at is not None and o.expire_at <= ts:
                     due.append((o.expire_at, 0, o.order_id))
+            for b in self.blocks.values():
+                if b.tif == "gtd" and b.expire_at is not None and b.expire_at <= ts:
+                    due.append((b.expire_at, 0, b.order_id))
             for p in self.products.values():
                 if p.state != "closed" and p.close_at <= ts:
                     due.append((p.close_at, 1, p.handle))
             if not due:
                 return
             _, what, key = min(due)
-            if what == 0:
+            if what == 0 and key in self.blocks:
+                b = self.blocks.pop(key)
+                self._emit("expired", order_id=b.order_id, account=b.account, product=b.product,
+                           qty=b.qty, reason="good_till_time")
+            elif what == 0:
                 o = self.orders[key]
                 self._remove(o)
                 self._emit("expired", order_id=o.order_id, account=o.account, product=o.product,
-                           qty=o.remaining, reason="good_till_time")
+                           qty=o.remaining + o.hidden, reason="good_till_time")
             else:
                 self._close(next(p for p in self.products.values() if p.handle == key))
 
@@ -197,7 +242,12 @@ class ReferenceEngine:
         for o in sorted(self._resting(p.id), key=lambda o: o.order_id):
             self._remove(o)
             self._emit("expired", order_id=o.order_id, account=o.account, product=o.product,
-                       qty=o.remaining, reason="gate_closure")
+                       qty=o.remaining + o.hidden, reason="gate_closure")
+        # a resting block spanning the hour can no longer fill whole
+        for oid in sorted(b.order_id for b in self.blocks.values() if p.id in b.products):
+            b = self.blocks.pop(oid)
+            self._emit("expired", order_id=oid, account=b.account, product=b.product,
+                       qty=b.qty, reason="gate_closure")
 
     # ---- books ---------------------------------------------------------------------
 
@@ -214,14 +264,32 @@ class ReferenceEngine:
         del self.orders[o.order_id]
 
     def _rest(self, o: RefOrder) -> None:
+        if o.clip:
+            o.remaining, o.hidden = min(o.clip, o.remaining), max(0, o.remaining - o.clip)
         o.seq = self.next_seq
         self.next_seq += 1
         self.orders[o.order_id] = o
+        if o.side == "sell":
+            assert o.cluster is not None
+            self._retry_blocks(o.product, o.cluster)
+
+    def _filled(self, m: RefOrder, qty: int) -> None:
+        """A resting order traded `qty`: an iceberg's next clip shows at the back of its
+        level once the last is gone; any other order leaves when nothing remains."""
+        m.remaining -= qty
+        m.filled += qty
+        if m.remaining == 0 and m.hidden:
+            m.remaining = min(m.clip, m.hidden)
+            m.hidden -= m.remaining
+            m.seq = self.next_seq
+            self.next_seq += 1
+        elif m.remaining == 0:
+            self._remove(m)
 
     # ---- capacity ------------------------------------------------------------------
 
     def _offered(self, cluster: str, hour: int) -> int:
-        return sum(o.remaining for o in self.orders.values()
+        return sum(o.remaining + o.hidden for o in self.orders.values()
                    if o.cluster == cluster and self.products[o.product].hour == hour)
 
     def _unreserved(self, cluster: str, hour: int) -> int:
@@ -397,7 +465,7 @@ class ReferenceEngine:
     def place(self, account: int, product_id: str, side: str, price: int, qty: int, *, ts: int,
               order_type: str = "limit", tif: str = "gtc", expire_at: int | None = None,
               post_only: bool = False, stp: str = "cancel_newest",
-              cluster_id: str | None = None, gang: int = 1) -> list[RefEvent]:
+              cluster_id: str | None = None, gang: int = 1, clip: int = 0) -> list[RefEvent]:
         self._product(product_id)
         if cluster_id is not None and cluster_id not in self.clusters:
             raise Rejected("UNKNOWN_CLUSTER")
@@ -436,12 +504,15 @@ class ReferenceEngine:
                     raise Rejected("INSUFFICIENT_CAPACITY")
             if post_only and self._crosses(product_id, side, price):
                 raise Rejected("POST_ONLY_WOULD_CROSS")
+            if clip and (side != "sell" or not rests or clip <= 0 or clip > qty
+                         or clip % p.lot):
+                raise Rejected("INVALID_DISPLAY_QUANTITY")
             oid = self.next_order_id
             self.next_order_id += 1
             self._emit("accepted", order_id=oid, account=account, product=product_id, side=side,
                        price=price, qty=qty)
             o = RefOrder(oid, account, product_id, side, price, qty, 0, tif, expire_at,
-                         post_only, stp, gang, cluster_id)
+                         post_only, stp, gang, cluster_id, clip=clip)
             if tif == "fok":
                 trial, trial_order = copy.deepcopy(self), copy.copy(o)
                 trial.events = []
@@ -451,6 +522,183 @@ class ReferenceEngine:
                     return
             self._match_and_rest(o)
         return self._run(ts, go)
+
+    # ---- blocks --------------------------------------------------------------------
+
+    def place_block(self, account: int, product_id: str, hours: int, price: int, qty: int, *,
+                    ts: int, gang: int = 1, tif: str = "fok", expire_at: int | None = None,
+                    window: int = 0) -> list[RefEvent]:
+        """The same GPUs in every one of `hours` consecutive hours, all or none: at once
+        (IOC, FOK), or resting whole (GTC, GTD) until asks let it fill."""
+        first = self._product(product_id)
+
+        def go() -> None:
+            span = window or hours
+            if not 0 < hours <= MAX_BLOCK_HOURS or span < hours or span > MAX_WINDOW_HOURS:
+                raise Rejected("INVALID_BLOCK")
+            products = []
+            for k in range(span):
+                pid = f"{first.sku}/{first.region}/{_hour_text(first.hour + k)}"
+                if pid not in self.products:
+                    raise Rejected("INVALID_BLOCK")
+                self._check_bid(self.products[pid], price, qty, gang, tif, expire_at)
+                products.append(pid)
+            oid = self.next_order_id
+            self.next_order_id += 1
+            self._emit("accepted", order_id=oid, account=account, product=product_id,
+                       side="buy", price=price, qty=qty)
+            plan = self._best_plan(account, hours, price, qty, gang, products, None, range(
+                span - hours + 1))
+            if plan is not None:
+                self._take(oid, account, plan)
+            elif tif in ("gtc", "gtd"):
+                self.blocks[oid] = RefBlock(oid, account, product_id, hours, price, qty, gang,
+                                            tif, expire_at, products)
+            else:
+                self._emit("cancelled", order_id=oid, account=account, product=product_id,
+                           qty=qty, reason="fill_or_kill" if tif == "fok" else "unfilled")
+        return self._run(ts, go)
+
+    def _check_bid(self, p: RefProduct, price: int, qty: int, gang: int, tif: str,
+                   expire_at: int | None) -> None:
+        """What a limit bid of one hour must pass (as `place` checks it)."""
+        if p.state == "closed":
+            raise Rejected("PRODUCT_CLOSED")
+        if p.state == "halted":
+            raise Rejected("PRODUCT_HALTED")
+        if self.now < p.open_at:
+            raise Rejected("PRODUCT_NOT_OPEN")
+        self._check_price(p, price)
+        if gang < 1 or gang & (gang - 1) or gang > MAX_GPUS_PER_NODE:
+            raise Rejected("INVALID_GANG")
+        self._check_qty(p, qty, gang)
+        if tif == "gtd" and (expire_at is None or expire_at <= self.now):
+            raise Rejected("INVALID_EXPIRY")
+
+    def _best_plan(self, account: int, hours: int, price: int, qty: int, gang: int,
+                   products: list[str], only: str | None, starts: range) -> BlockPlan | None:
+        """Every start in turn; the cheapest plan wins, ties to the earliest."""
+        best: BlockPlan | None = None
+        for s in starts:
+            plan = self._plan(account, price, qty, gang, products[s:s + hours], only)
+            if plan is not None and (best is None or plan.cost < best.cost):
+                best = plan
+        return best
+
+    def _plan(self, account: int, price: int, qty: int, gang: int, products: list[str],
+              only: str | None) -> BlockPlan | None:
+        """The block over exactly these hours: every cluster that has the GPUs in asks
+        (never the buyer's own, cheapest first) in every hour within the limit on the
+        whole, cheapest first, ties to the first registered; the first of them with
+        `qty` GPUs free in every hour, in whole gangs, placed best fit."""
+        hours = [self.products[pid].hour for pid in products]
+        first = self.products[products[0]]
+        budget = price * qty * len(products)
+        ranked = []
+        for index, c in enumerate(self.clusters.values()):
+            if only is not None and c.id != only:
+                continue
+            if c.sku != first.sku or c.region != first.region:
+                continue
+            if not all(c.from_hour <= h < c.to_hour for h in hours):
+                continue
+            cost, legs = 0, []
+            for pid in products:
+                need, taken = qty, []
+                for o in self._side(pid, "sell"):
+                    if o.cluster != c.id or o.account == account or need == 0:
+                        continue
+                    take = min(need, o.remaining)
+                    taken.append((o, take))
+                    cost += o.price * take
+                    need -= take
+                if need:
+                    break
+                legs.append(taken)
+            if len(legs) == len(products) and cost <= budget:
+                ranked.append((cost, index, c, legs))
+        for cost, _, c, legs in sorted(ranked, key=lambda r: (r[0], r[1])):
+            common = [set.intersection(*(c.hour_free(h)[n] for h in hours))
+                      for n in range(len(c.nodes))]
+            fits = sorted((n for n in range(len(c.nodes)) if len(common[n]) >= gang),
+                          key=lambda n: (len(common[n]), n))
+            gangs, gpus = qty // gang, []
+            for n in fits:
+                take = min(len(common[n]) // gang, gangs)
+                gpus += [(n, g) for g in sorted(common[n])[:take * gang]]
+                gangs -= take
+            if gangs == 0:
+                return BlockPlan(cost, c, legs, gpus)
+        return None
+
+    def _take(self, oid: int, buyer: int, plan: BlockPlan) -> None:
+        """Block `oid` takes its plan: hour by hour, each ask in turn, on the GPUs in the
+        order the plan hands them out."""
+        c = plan.cluster
+        for taken in plan.legs:
+            given = 0
+            for o, qty in taken:
+                hour = self.products[o.product].hour
+                mine = plan.gpus[given:given + qty]
+                given += qty
+                slots: list[tuple[int, list[int]]] = []
+                for n, g in mine:
+                    if slots and slots[-1][0] == n:
+                        slots[-1][1].append(g)
+                    else:
+                        slots.append((n, [g]))
+                free, sold = c.hour_free(hour), c.sold[hour]
+                for n, g in mine:
+                    free[n].discard(g)
+                    sold[n].add(g)
+                trade_id = self.next_trade_id
+                self.next_trade_id += 1
+                self._emit("trade", trade_id=trade_id, product=o.product, price=o.price,
+                           qty=qty, side="buy", maker_order=o.order_id,
+                           maker_account=o.account, order_id=oid, account=buyer)
+                a = RefAllocation(trade_id, o.product, c.id, hour, buyer, o.account, oid,
+                                  o.order_id, o.price, qty,
+                                  [(c.nodes[n][0], sorted(gs)) for n, gs in slots])
+                self.allocations.append(a)
+                self._emit("allocated", trade_id=trade_id, product=o.product, order_id=oid,
+                           account=buyer, price=o.price, qty=qty, cluster=c.id, allocation=a)
+                self._filled(o, qty)
+
+    def _retry_blocks(self, product_id: str, cluster_id: str) -> None:
+        """An ask now rests in `product_id` on `cluster_id`: the resting blocks spanning
+        the hour are examined, the best RETRY_TOP (highest limit, then oldest), then
+        RETRY_TURN more in turn after a cursor; each that can now fill whole from that
+        cluster, at a start through this hour with every hour open, does."""
+        spanning = sorted((-b.price, b.order_id) for b in self.blocks.values()
+                          if product_id in b.products)
+        keys = spanning[:RETRY_TOP]
+        if len(spanning) > RETRY_TOP:
+            last_top = keys[-1]
+            cursor = self.block_cursor.get(product_id)
+            after = cursor if cursor is not None and cursor > last_top else last_top
+            more = [k for k in spanning if k > after][:RETRY_TURN]
+            if len(more) < RETRY_TURN and after > last_top:
+                more += [k for k in spanning if last_top < k <= after][:RETRY_TURN - len(more)]
+            self.block_cursor[product_id] = more[-1] if more else None
+            keys += more
+        for _, oid in keys:
+            b = self.blocks.get(oid)
+            if b is None:
+                continue
+            k = b.products.index(product_id)
+            starts = [s for s in range(max(0, k - b.hours + 1), k + 1)
+                      if s + b.hours <= len(b.products)
+                      and all(self.products[q].state == "open"
+                              for q in b.products[s:s + b.hours])]
+            plan = None
+            for s in starts:
+                found = self._plan(b.account, b.price, b.qty, b.gang,
+                                   b.products[s:s + b.hours], cluster_id)
+                if found is not None and (plan is None or found.cost < plan.cost):
+                    plan = found
+            if plan is not None:
+                del self.blocks[oid]
+                self._take(oid, b.account, plan)
 
     def _match_and_rest(self, o: RefOrder) -> None:
         if not self._match(o) or o.remaining == 0:
@@ -462,18 +710,24 @@ class ReferenceEngine:
                        qty=o.remaining, reason="unfilled")
 
     def _match(self, t: RefOrder) -> bool:
-        """Matches `t` against the book; False if self-trade prevention cancelled it."""
+        """Matches `t` against the book, always the best resting order it can still trade
+        with next (an iceberg's refilled clip goes behind its level, and is met again);
+        False if self-trade prevention cancelled it."""
         p = self.products[t.product]
-        for m in self._side(t.product, "sell" if t.side == "buy" else "buy"):
-            if t.remaining == 0:
+        passed: set[int] = set()  # orders that could place nothing for `t`
+        while t.remaining > 0:
+            book = [m for m in self._side(t.product, "sell" if t.side == "buy" else "buy")
+                    if m.order_id not in passed]
+            if not book:
                 break
+            m = book[0]
             if not (m.price <= t.price if t.side == "buy" else m.price >= t.price):
                 break
             if m.account == t.account:
                 if t.stp in ("cancel_oldest", "cancel_both"):
                     self._remove(m)
                     self._emit("cancelled", order_id=m.order_id, account=m.account,
-                               product=m.product, qty=m.remaining, reason="self_trade")
+                               product=m.product, qty=m.remaining + m.hidden, reason="self_trade")
                 if t.stp in ("cancel_newest", "cancel_both"):
                     self._emit("cancelled", order_id=t.order_id, account=t.account,
                                product=t.product, qty=t.remaining, reason="self_trade")
@@ -486,6 +740,7 @@ class ReferenceEngine:
             want = min(t.remaining, m.remaining)
             qty = self._placeable(cluster.hour_free(p.hour), bid.gang, want)
             if qty == 0:
+                passed.add(m.order_id)
                 continue
             trade_id = self.next_trade_id
             self.next_trade_id += 1
@@ -501,10 +756,7 @@ class ReferenceEngine:
                        allocation=a)
             t.remaining -= qty
             t.filled += qty
-            m.remaining -= qty
-            m.filled += qty
-            if m.remaining == 0:
-                self._remove(m)
+            self._filled(m, qty)
         return True
 
     def _owned(self, account: int, order_id: int) -> RefOrder:
@@ -517,15 +769,26 @@ class ReferenceEngine:
 
     def cancel(self, account: int, order_id: int, *, ts: int) -> list[RefEvent]:
         def go() -> None:
+            b = self.blocks.get(order_id)
+            if b is not None:
+                if b.account != account:
+                    raise Rejected("NOT_OWNER")
+                del self.blocks[order_id]
+                self._emit("cancelled", order_id=order_id, account=account, product=b.product,
+                           qty=b.qty, reason="requested")
+                return
             o = self._owned(account, order_id)
             self._remove(o)
             self._emit("cancelled", order_id=o.order_id, account=o.account, product=o.product,
-                       qty=o.remaining, reason="requested")
+                       qty=o.remaining + o.hidden, reason="requested")
         return self._run(ts, go)
 
     def amend(self, account: int, order_id: int, *, price: int | None = None,
               qty: int | None = None, ts: int) -> list[RefEvent]:
         def go() -> None:
+            if order_id in self.blocks:  # a block is all or none as placed
+                raise Rejected("INVALID_BLOCK" if self.blocks[order_id].account == account
+                               else "NOT_OWNER")
             o = self._owned(account, order_id)
             p = self.products[o.product]
             if p.state == "halted":
@@ -534,21 +797,28 @@ class ReferenceEngine:
                 self._check_price(p, price)
             if qty is not None:
                 self._check_qty(p, qty, o.gang)
+            open_qty = o.remaining + o.hidden  # an iceberg's quantity is all of it
             new_price = o.price if price is None else price
-            new_qty = o.remaining if qty is None else qty
-            if new_price == o.price and new_qty == o.remaining:
+            new_qty = open_qty if qty is None else qty
+            if new_price == o.price and new_qty == open_qty:
                 raise Rejected("NOTHING_TO_AMEND")
-            if (o.cluster is not None and new_qty > o.remaining
-                    and self._unreserved(o.cluster, p.hour) < new_qty - o.remaining):
+            if (o.cluster is not None and new_qty > open_qty
+                    and self._unreserved(o.cluster, p.hour) < new_qty - open_qty):
                 raise Rejected("INSUFFICIENT_CAPACITY")
             if o.post_only and new_price != o.price and self._crosses(o.product, o.side,
                                                                       new_price):
                 raise Rejected("POST_ONLY_WOULD_CROSS")
-            keep = new_price == o.price and new_qty < o.remaining
+            keep = new_price == o.price and new_qty < open_qty
             self._emit("amended", order_id=o.order_id, account=o.account, product=o.product,
                        price=new_price, qty=new_qty, priority_kept=keep)
-            o.price, o.remaining = new_price, new_qty
-            if not keep:
+            if keep:
+                # an iceberg gives up what is hidden first
+                by = open_qty - new_qty
+                from_hidden = min(by, o.hidden)
+                o.hidden -= from_hidden
+                o.remaining -= by - from_hidden
+            else:
+                o.price, o.remaining, o.hidden = new_price, new_qty, 0
                 self._remove(o)
                 self._match_and_rest(o)
         return self._run(ts, go)
@@ -578,7 +848,10 @@ class ReferenceEngine:
         return self.orders.get(order_id)
 
     def open_order_count(self) -> int:
-        return len(self.orders)
+        return len(self.orders) + len(self.blocks)
+
+    def resting_blocks(self) -> list[int]:
+        return sorted(self.blocks)
 
     def allocations_of(self, account: int) -> list[RefAllocation]:
         return [a for a in self.allocations if account in (a.buyer, a.seller)]

@@ -526,6 +526,7 @@ impl Engine {
     }
 
     fn place(&mut self, o: &NewOrder, out: &mut Vec<Event>) -> Result<(), Reject> {
+        self.validate(o)?;
         self.place_clipped(o, 0, out)
     }
 
@@ -544,13 +545,13 @@ impl Engine {
         self.place_clipped(o, clip, out)
     }
 
+    /// Places a validated order, an iceberg showing `clip` when it rests (0: all).
     fn place_clipped(
         &mut self,
         o: &NewOrder,
         clip: Qty,
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
-        self.validate(o)?;
         let id = self.next_order_id;
         self.next_order_id += 1;
         out.push(Event::Accepted {

@@ -15,8 +15,8 @@ use pyo3::types::PyBytes;
 
 use spotex_core as core;
 use spotex_core::{
-    CancelReason, Command, Engine as CoreEngine, Event as CoreEvent, NewOrder, OrderType, Reject,
-    SelfTradePrevention, Side, TimeInForce,
+    CancelReason, Command, Engine as CoreEngine, Event as CoreEvent, NewBlock, NewOrder, OrderType,
+    Reject, SelfTradePrevention, Side, TimeInForce,
 };
 
 // The base class is pure Python (spotex/errors.py), so the SDK raises the same base
@@ -206,6 +206,9 @@ struct Order {
     stp: &'static str,
     gang: u32,
     cluster: Option<String>,
+    /// An iceberg's clip (0: none) and what it keeps hidden.
+    clip: i64,
+    hidden: i64,
 }
 
 #[pymethods]
@@ -587,6 +590,20 @@ impl Engine {
     }
 }
 
+fn parse_tif(py: Python<'_>, tif: &str, expire_at: Option<i64>) -> PyResult<TimeInForce> {
+    Ok(match (tif, expire_at) {
+        ("gtc", None) => TimeInForce::GoodTillClose,
+        ("gtd", Some(at)) => TimeInForce::GoodTillTime(at),
+        ("ioc", None) => TimeInForce::ImmediateOrCancel,
+        ("fok", None) => TimeInForce::FillOrKill,
+        ("gtd", None) => return Err(invalid(py, "tif 'gtd' needs expire_at")),
+        ("gtc" | "ioc" | "fok", Some(_)) => {
+            return Err(invalid(py, "expire_at goes with tif 'gtd' only"))
+        }
+        _ => return Err(invalid(py, "tif must be 'gtc', 'gtd', 'ioc' or 'fok'")),
+    })
+}
+
 fn parse_side(py: Python<'_>, s: &str) -> PyResult<Side> {
     match s {
         "buy" | "bid" => Ok(Side::Buy),
@@ -716,7 +733,7 @@ impl Engine {
     /// `expire_at`), "ioc", "fok"; `stp` one of "cancel_newest", "cancel_oldest",
     /// "cancel_both".
     #[pyo3(signature = (account, product_id, side, price, qty, *, ts, order_type=None, tif=None,
-        expire_at=None, post_only=false, stp=None, cluster_id=None, gang=1))]
+        expire_at=None, post_only=false, stp=None, cluster_id=None, gang=1, clip=0))]
     #[allow(clippy::too_many_arguments)]
     fn place(
         slf: &Bound<'_, Self>,
@@ -733,6 +750,7 @@ impl Engine {
         stp: Option<&Bound<'_, PyAny>>,
         cluster_id: Option<&str>,
         gang: u32,
+        clip: i64,
     ) -> PyResult<Events> {
         let py = slf.py();
         let (product, cluster) = {
@@ -753,17 +771,7 @@ impl Engine {
             "market" => OrderType::Market,
             _ => return Err(invalid(py, "order_type must be 'limit' or 'market'")),
         };
-        let tif = match (tif, expire_at) {
-            ("gtc", None) => TimeInForce::GoodTillClose,
-            ("gtd", Some(at)) => TimeInForce::GoodTillTime(at),
-            ("ioc", None) => TimeInForce::ImmediateOrCancel,
-            ("fok", None) => TimeInForce::FillOrKill,
-            ("gtd", None) => return Err(invalid(py, "tif 'gtd' needs expire_at")),
-            ("gtc" | "ioc" | "fok", Some(_)) => {
-                return Err(invalid(py, "expire_at goes with tif 'gtd' only"))
-            }
-            _ => return Err(invalid(py, "tif must be 'gtc', 'gtd', 'ioc' or 'fok'")),
-        };
+        let tif = parse_tif(py, tif, expire_at)?;
         let stp = match stp {
             "cancel_newest" => SelfTradePrevention::CancelNewest,
             "cancel_oldest" => SelfTradePrevention::CancelOldest,
@@ -788,7 +796,51 @@ impl Engine {
             cluster,
             gang,
         };
+        if clip != 0 {
+            return Engine::run_lazy(slf, ts, Command::PlaceIceberg { order, clip });
+        }
         Engine::run_lazy(slf, ts, Command::Place(order))
+    }
+
+    /// A block bid: the same GPUs for `hours` consecutive hours from `product_id`'s, all
+    /// or none; `price` is per GPU-hour, the limit on the whole. `window` lets it start
+    /// anywhere in that many hours (0: none). With tif "gtc"/"gtd" it rests whole until
+    /// it can fill.
+    #[pyo3(signature = (account, product_id, hours, price, qty, *, ts, gang=1, tif=None,
+        expire_at=None, window=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn place_block(
+        slf: &Bound<'_, Self>,
+        account: u64,
+        product_id: &str,
+        hours: u32,
+        price: i64,
+        qty: i64,
+        ts: i64,
+        gang: u32,
+        tif: Option<&Bound<'_, PyAny>>,
+        expire_at: Option<i64>,
+        window: u32,
+    ) -> PyResult<Events> {
+        let py = slf.py();
+        let product = slf.borrow().product(py, product_id)?;
+        let tif = parse_tif(py, tif.map_or(Ok("fok"), terms::word)?, expire_at)?;
+        let block = NewBlock {
+            account,
+            product,
+            hours,
+            price,
+            qty,
+            gang,
+            tif,
+            window,
+        };
+        Engine::run_lazy(slf, ts, Command::PlaceBlock(block))
+    }
+
+    /// The ids of the resting blocks, in id order.
+    fn resting_blocks(&self) -> Vec<u64> {
+        self.inner.resting_blocks().map(|b| b.id).collect()
     }
 
     #[pyo3(signature = (account, order_id, *, ts))]
@@ -1048,6 +1100,8 @@ impl Engine {
             stp: stp_name(o.stp),
             gang: o.gang,
             cluster: o.cluster.map(|c| self.cluster_id(c)),
+            clip: o.clip,
+            hidden: o.hidden,
         }
     }
 }
