@@ -60,3 +60,33 @@ def test_a_short_simulation_through_the_sdk(tmp_path: Path) -> None:
     assert s["volume_gpu_hours"] == result.volume and s["trades"] == len(result.trades)
     prices, sd = sim.charts(result)
     assert prices[:8] == sd[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_runs_beside_hourly_buyers_through_the_sdk(tmp_path: Path) -> None:
+    from spotex import simulate_runs as runs
+
+    cfg = runs.RunsConfig(seed=5, steps=700, hours=8, sellers=3, hourly_buyers=6,
+                          training_buyers=5)
+    with serving(tmp_path) as r:
+        result = runs.run(r.target, OPERATOR_TOKEN, cfg)
+    s = result.summary()
+    # what must hold whatever the agents do
+    assert result.loss_fills == 0 and result.loss_blocks == 0
+    assert result.split_blocks == 0, "a block not on the same GPUs in every hour"
+    rows = result.per_hour()
+    assert len(rows) == 8 and all(0 <= row["utilisation"] <= 1 for row in rows)
+    # a filled run holds its GPUs in each of its hours: the blocks' volume, hour by hour,
+    # adds up to the GPU-hours served
+    assert sum(row["block_volume"] for row in rows) == result.block_served
+    assert 0 < result.blocks_filled <= result.training_runs
+    assert 0 < result.block_served <= result.block_demand
+    assert s["volume_gpu_hours"] == sum(row["volume"] for row in rows) > 0
+
+
+def test_simulate_refuses_hours_too_few_for_a_training_run() -> None:
+    from click.testing import CliRunner
+
+    from spotex.cli import main
+
+    r = CliRunner().invoke(main, ["simulate", "--hours", "2"])
+    assert r.exit_code == 2 and "--hours is 1 (one delivery hour) or 4 to 168" in r.output

@@ -291,13 +291,21 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
 @click.option("--buyers", default=24, show_default=True)
 @click.option("--sellers", default=8, show_default=True, help="besides the large seller")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--hours", default=1, show_default=True, type=click.IntRange(1, 168),
+              help="delivery hours; from 4, training-run buyers bid blocks across them")
+@click.option("--training-buyers", default=16, show_default=True, type=click.IntRange(0, 1000),
+              help="with --hours: buyers of whole nodes for 4 to 72 hours")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench/results"), show_default=True,
-              help="simulate.json, simulate_prices.png and simulate_supply_demand.png")
+              help="simulate.json, simulate_prices.png and simulate_supply_demand.png "
+                   "(with --hours: simulate_hours.json and simulate_hours.png)")
 def simulate(target: str | None, operator_token: str | None, steps: int, buyers: int,
-             sellers: int, seed: int, out_dir: Path) -> None:
-    """Zero-intelligence agents trade one delivery hour through the SDK; prints
-    allocative efficiency, volume, prices and utilisation, and draws them."""
+             sellers: int, seed: int, hours: int, training_buyers: int,
+             out_dir: Path) -> None:
+    """Zero-intelligence agents trade through the SDK: one delivery hour (allocative
+    efficiency, volume, prices, utilisation), or with --hours N a market of N hours with
+    training-run buyers (block demand served, prices and utilisation per hour, surplus);
+    prints and draws them."""
     import json
     import secrets
 
@@ -306,6 +314,12 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
 
     if target and not operator_token:
         raise click.UsageError("--target needs --operator-token (or SPOTEX_OPERATOR_TOKEN)")
+    if 1 < hours < 4:
+        raise click.UsageError("--hours is 1 (one delivery hour) or 4 to 168")
+    if hours > 1:
+        _simulate_runs(target, operator_token, steps, buyers, sellers, seed, hours,
+                       training_buyers, out_dir)
+        return
     cfg = sim.SimConfig(seed=seed, steps=steps, buyers=buyers, sellers=sellers)
     server = None
     if not target:
@@ -339,6 +353,51 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
     (out_dir / "simulate_supply_demand.png").write_bytes(sd)
     console.print(f"wrote simulate.json, simulate_prices.png, simulate_supply_demand.png "
                   f"to {out_dir}")
+
+
+def _simulate_runs(target: str | None, operator_token: str | None, steps: int, buyers: int,
+                   sellers: int, seed: int, hours: int, training_buyers: int,
+                   out_dir: Path) -> None:
+    """``simulate --hours N``: training runs beside hourly buyers over N hours."""
+    import json
+    import secrets
+
+    from spotex import simulate_runs as runs
+    from spotex.demo import start_server
+
+    cfg = runs.RunsConfig(seed=seed, steps=steps, hours=hours, sellers=sellers,
+                          hourly_buyers=buyers, training_buyers=training_buyers)
+    server = None
+    if not target:
+        operator_token = secrets.token_urlsafe(16)
+        server, loop = start_server("127.0.0.1:0", operator_token)
+        target = f"127.0.0.1:{server.port}"
+    assert operator_token is not None
+    try:
+        with console.status(f"{training_buyers} training runs, {buyers} hourly buyers and "
+                            f"{sellers} sellers trading {hours} hours on {target}"):
+            result = runs.run(target, operator_token, cfg)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if server is not None:
+            asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(10)
+    summary = result.summary()
+    t = Table("measure", "value", title=f"simulation over {hours} hours, seed {seed}, "
+                                         f"{steps} steps")
+    for k, v in summary.items():
+        t.add_row(k.replace("_", " "), str(v))
+    console.print(t)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "simulate_hours.json").write_text(json.dumps(
+        {"config": dict(cfg.__dict__), "summary": summary, "per_hour": result.per_hour()},
+        indent=2))
+    if not available("matplotlib"):
+        console.print(f"wrote simulate_hours.json to {out_dir}; no chart without matplotlib "
+                      "(pip install 'spotex[charts]')")
+        return
+    (out_dir / "simulate_hours.png").write_bytes(runs.chart(result))
+    console.print(f"wrote simulate_hours.json and simulate_hours.png to {out_dir}")
 
 
 @main.command()

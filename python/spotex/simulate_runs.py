@@ -1,0 +1,318 @@
+"""``spotex simulate --hours N``: a market over N consecutive delivery hours in which
+training-run buyers need the same whole nodes for many hours, beside hourly buyers and
+sellers who offer hour by hour, all through the real SDK against a running server.
+
+* Sellers: a cluster each over all N hours and a private cost per GPU-hour. Each turn
+  one offers a random size at a random price from its cost up over a random stretch of
+  hours, in one PlaceAskRange (one ask per hour), or withdraws one of its ranges
+  (CancelAll by range id) to quote again.
+* Hourly buyers (zero-intelligence-constrained, as in the one-hour simulation): some
+  GPUs of one hour at a private value, bidding a random price up to it.
+* Training-run buyers: 1 to 3 whole nodes (gangs of 8) for D consecutive hours (4 to
+  72, at most N), a third of them with a window of up to twice D to start in. Each bids
+  a resting block (GTC) at a random price up to its value per GPU-hour and, now and
+  then, cancels it and bids again, never above its value. A run whose block filled is
+  done.
+
+Scored: the share of training-run demand (GPU-hours) served and of hourly demand,
+surplus realised (value minus price for buyers, price minus cost for sellers, fill by
+fill), price and utilisation per hour, and checks that must hold: no fill at a loss
+(a block's whole cost within its value), every block on the same GPUs in every hour.
+Prices are integer micro-dollars throughout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from spotex.client import Client, Order, RpcError
+from spotex.simulate import GPUS_PER_NODE, MICROS, TICK, _dollars, _png, _tick
+
+
+@dataclass(frozen=True)
+class RunsConfig:
+    seed: int = 7
+    steps: int = 3_000
+    hours: int = 24
+    sellers: int = 6
+    nodes_per_seller: int = 4  # 32 GPUs an hour each
+    hourly_buyers: int = 16
+    training_buyers: int = 16
+    value_range: tuple[int, int] = (1_500_000, 4_000_000)  # buyers' values, $/GPU-h
+    cost_range: tuple[int, int] = (1_000_000, 3_000_000)  # sellers' costs
+    requote: float = 0.3  # chance an agent withdraws a quote before acting
+
+
+@dataclass
+class Trader:
+    name: str
+    kind: str  # "seller" | "hourly" | "training"
+    unit: int  # value or cost, micro-dollars per GPU-hour
+    client: Client
+    cluster: str = ""
+    hour: int = 0  # hourly buyers: the index of their hour
+    want: int = 0  # GPUs (in every hour, for a training run)
+    run_hours: int = 0  # training runs: D
+    window: int = 0  # training runs: hours it may start in, from `start` (0: none)
+    start: int = 0  # training runs: index of the first hour of its span
+    ranges: list[int] = field(default_factory=list)  # sellers: range ids placed
+    orders: list[Order] = field(default_factory=list)  # as last seen
+
+    def refresh(self) -> None:
+        self.orders = self.client.list_orders()
+
+
+@dataclass
+class RunsResult:
+    config: RunsConfig
+    products: list[str]
+    # (trade id, hour index, price, quantity, block?), each trade once
+    trades: list[tuple[int, int, int, int, bool]]
+    capacity_per_hour: int
+    block_demand: int  # GPU-hours the training runs wanted
+    block_served: int  # GPU-hours of the blocks that filled
+    blocks_filled: int
+    training_runs: int
+    hourly_fill: tuple[int, int]  # (GPUs bought, wanted) by hourly buyers
+    realised_surplus: int
+    loss_fills: int  # hourly fills against a value or cost: must be 0
+    loss_blocks: int  # blocks that cost more than their value: must be 0
+    split_blocks: int  # blocks not on the same GPUs every hour: must be 0
+    refused: dict[str, int]
+
+    def per_hour(self) -> list[dict[str, Any]]:
+        rows = []
+        for h, pid in enumerate(self.products):
+            mine = [(p, q, b) for _, i, p, q, b in self.trades if i == h]
+            volume = sum(q for _, q, _ in mine)
+            rows.append({
+                "product_id": pid,
+                "volume": volume,
+                "block_volume": sum(q for _, q, b in mine if b),
+                "utilisation": round(volume / self.capacity_per_hour, 4),
+                "mean_price_usd": round(sum(p * q for p, q, _ in mine) / volume / MICROS, 4)
+                if volume else None,
+                "low_usd": min(p for p, _, _ in mine) / MICROS if mine else None,
+                "high_usd": max(p for p, _, _ in mine) / MICROS if mine else None,
+            })
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        volume = sum(q for *_, q, _ in self.trades)
+        capacity = self.capacity_per_hour * len(self.products)
+        return {
+            "hours": len(self.products),
+            "training_runs_filled": f"{self.blocks_filled} of {self.training_runs}",
+            "block_demand_served": round(self.block_served / self.block_demand, 4)
+            if self.block_demand else 0.0,
+            "block_gpu_hours": f"{self.block_served} of {self.block_demand}",
+            "hourly_buyers_filled": f"{self.hourly_fill[0]} of {self.hourly_fill[1]} GPUs",
+            "volume_gpu_hours": volume,
+            "capacity_gpu_hours": capacity,
+            "utilisation": round(volume / capacity, 4) if capacity else 0.0,
+            "trades": len(self.trades),
+            "realised_surplus_usd": self.realised_surplus / MICROS,
+            "loss_making_fills": self.loss_fills,
+            "blocks_over_their_value": self.loss_blocks,
+            "blocks_not_on_the_same_gpus": self.split_blocks,
+            "refused_orders": ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items()))
+            or "none",
+        }
+
+
+def _list_hours(op: Client, n: int) -> list[str]:
+    """N consecutive hours of H100-SXM/us-east no one has listed yet, from three hours
+    out; the product ids in hour order."""
+    first = int(time.time()) // 3600 + 3
+    for start in range(first, first + 14 * 24, n):
+        made = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=start,
+                                  to_hour=start + n, tick=_dollars(TICK), lot=1,
+                                  gate_closure_lead=dt.timedelta(hours=1))
+        if len(made) == n:
+            return [p.product_id for p in made]
+    raise RuntimeError(f"no {n} free consecutive H100-SXM/us-east hours in the coming two "
+                       "weeks; simulate against a server of its own")
+
+
+def run(target: str, operator_token: str, cfg: RunsConfig) -> RunsResult:
+    if not 4 <= cfg.hours <= 168:
+        raise ValueError("a multi-hour simulation covers 4 to 168 hours")
+    rng = random.Random(cfg.seed)
+    op = Client(target, operator_token)
+    products = _list_hours(op, cfg.hours)
+    first_hour = _hour_of(products[0])
+    tag = f"runs{cfg.seed}-{rng.randrange(1 << 30):x}"
+
+    def account(name: str, role: str) -> Client:
+        return Client(target, op.create_account(f"{tag}-{name}", [role]).token)
+
+    traders: list[Trader] = []
+    for i in range(cfg.sellers):
+        t = Trader(f"seller-{i}", "seller", _tick(rng.randint(*cfg.cost_range)),
+                   account(f"seller-{i}", "seller"), cluster=f"{tag}-c{i}")
+        t.client.register_capacity(
+            t.cluster, sku="H100-SXM", region="us-east",
+            nodes=[(f"n{k}", GPUS_PER_NODE) for k in range(cfg.nodes_per_seller)],
+            from_hour=first_hour, to_hour=first_hour + cfg.hours)
+        traders.append(t)
+    for i in range(cfg.hourly_buyers):
+        traders.append(Trader(f"hourly-{i}", "hourly", _tick(rng.randint(*cfg.value_range)),
+                              account(f"hourly-{i}", "buyer"), hour=rng.randrange(cfg.hours),
+                              want=rng.randint(1, 16)))
+    for i in range(cfg.training_buyers):
+        d = rng.randint(4, min(72, cfg.hours))
+        window = min(cfg.hours, rng.randint(d + 1, 2 * d)) if rng.random() < 1 / 3 else 0
+        span = window or d
+        traders.append(Trader(f"training-{i}", "training",
+                              _tick(rng.randint(*cfg.value_range)),
+                              account(f"training-{i}", "buyer"),
+                              want=GPUS_PER_NODE * rng.randint(1, 3), run_hours=d,
+                              window=window, start=rng.randrange(cfg.hours - span + 1)))
+
+    refused: dict[str, int] = {}
+    for _ in range(cfg.steps):
+        t = rng.choice(traders)
+        try:
+            _act(t, products, rng, cfg)
+        except RpcError as err:
+            refused[err.reason] = refused.get(err.reason, 0) + 1
+    return _score(cfg, traders, products, refused)
+
+
+def _hour_of(product_id: str) -> int:
+    d = dt.datetime.strptime(product_id.rsplit("/", 1)[1], "%Y-%m-%dT%H")
+    return int(d.replace(tzinfo=dt.UTC).timestamp()) // 3600
+
+
+def _act(t: Trader, products: list[str], rng: random.Random, cfg: RunsConfig) -> None:
+    if t.kind == "seller":
+        if t.ranges and rng.random() < cfg.requote:
+            t.client.cancel_all(range_id=t.ranges.pop(rng.randrange(len(t.ranges))))
+            return
+        start = rng.randrange(cfg.hours)
+        hours = rng.randint(1, cfg.hours - start)
+        lowest = -(-t.unit // TICK) * TICK
+        price = _tick(rng.randint(lowest, cfg.value_range[1] + MICROS // 2))
+        placed = t.client.place_ask_range(products[start], _dollars(max(price, lowest)),
+                                          rng.randint(1, 16), hours=hours,
+                                          cluster_id=t.cluster)
+        ids = {o.range_id for o in placed if isinstance(o, Order)}
+        t.ranges += sorted(ids - {0})
+        return
+    t.refresh()
+    resting = [o for o in t.orders if o.state in ("open", "partially_filled")]
+    if t.kind == "hourly":
+        if resting and rng.random() < cfg.requote:
+            t.client.cancel_order(resting[0].order_id)
+            resting = resting[1:]
+        left = t.want - sum(o.filled for o in t.orders) - sum(o.remaining for o in resting)
+        if left > 0:
+            price = _tick(rng.randint(cfg.cost_range[0] // 2, t.unit))
+            t.client.place_order(products[t.hour], "buy", _dollars(price),
+                                 rng.randint(1, left))
+        return
+    # a training run: one resting block at a time, until one fills
+    if any(o.state == "filled" for o in t.orders):
+        return
+    if resting:
+        if rng.random() >= cfg.requote:
+            return
+        t.client.cancel_order(resting[0].order_id)
+        floor = int(resting[0].price * MICROS)  # bids again, no lower
+    else:
+        floor = cfg.cost_range[0] // 2
+    price = _tick(rng.randint(min(floor, t.unit), t.unit))
+    t.client.place_order(products[t.start], "buy", _dollars(price), t.want,
+                         gang=GPUS_PER_NODE, hours=t.run_hours, window_hours=t.window,
+                         tif="gtc")
+
+
+def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
+           refused: dict[str, int]) -> RunsResult:
+    index = {pid: i for i, pid in enumerate(products)}
+    for t in traders:
+        t.refresh()
+    trades: dict[int, tuple[int, int, int, int, bool]] = {}
+    surplus = losses = loss_blocks = split = filled_blocks = served = 0
+    for t in traders:
+        for o in t.orders:
+            for f in o.fills:
+                price = int(f.price * MICROS)
+                gain = (price - t.unit) if t.kind == "seller" else (t.unit - price)
+                surplus += gain * f.quantity
+                if t.kind != "training":
+                    losses += gain < 0
+                if t.kind != "seller":
+                    hour = index[f.product_id or o.product_id]
+                    trades[f.trade_id] = (f.trade_id, hour, price, f.quantity,
+                                          t.kind == "training")
+        if t.kind != "training":
+            continue
+        for o in t.orders:
+            if o.state != "filled":
+                continue
+            filled_blocks += 1
+            served += t.want * t.run_hours
+            cost = sum(int(f.price * MICROS) * f.quantity for f in o.fills)
+            loss_blocks += cost > t.unit * t.want * t.run_hours
+            mine = {f.trade_id for f in o.fills}
+            by_hour: dict[int, set[tuple[str, str, int]]] = {}
+            for a in t.client.list_allocations():
+                if a.trade_id in mine:
+                    by_hour.setdefault(a.hour, set()).update(
+                        (a.cluster_id, n, g) for n, gpus in a.slots for g in gpus)
+            held = list(by_hour.values())
+            split += len(held) != t.run_hours or any(h != held[0] for h in held)
+    hourly = [t for t in traders if t.kind == "hourly"]
+    training = [t for t in traders if t.kind == "training"]
+    return RunsResult(
+        config=cfg, products=products, trades=sorted(trades.values()),
+        capacity_per_hour=cfg.sellers * cfg.nodes_per_seller * GPUS_PER_NODE,
+        block_demand=sum(t.want * t.run_hours for t in training), block_served=served,
+        blocks_filled=filled_blocks, training_runs=len(training),
+        hourly_fill=(sum(o.filled for t in hourly for o in t.orders),
+                     sum(t.want for t in hourly)),
+        realised_surplus=surplus, loss_fills=losses, loss_blocks=loss_blocks,
+        split_blocks=split, refused=refused)
+
+
+def chart(r: RunsResult) -> bytes:
+    """A PNG: mean trade price per hour with its low-high band, over utilisation per hour
+    split into training-run blocks and hourly orders."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = r.per_hour()
+    xs = list(range(len(rows)))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
+    mean = [row["mean_price_usd"] for row in rows]
+    low = [row["low_usd"] for row in rows]
+    high = [row["high_usd"] for row in rows]
+    top.plot(xs, [m if m is not None else float("nan") for m in mean], "o-", ms=3,
+             label="mean trade price")
+    top.fill_between(xs, [x if x is not None else float("nan") for x in low],
+                     [x if x is not None else float("nan") for x in high], alpha=0.2,
+                     label="lowest to highest")
+    top.set(ylabel="$ per GPU-hour", title=(
+        f"{len(rows)} hours: training runs {r.blocks_filled} of {r.training_runs} filled, "
+        f"{r.block_served / r.block_demand:.0%} of their GPU-hours"
+        if r.block_demand else f"{len(rows)} hours"))
+    top.legend()
+    cap = r.capacity_per_hour
+    blocks = [row["block_volume"] / cap for row in rows]
+    rest = [(row["volume"] - row["block_volume"]) / cap for row in rows]
+    bottom.bar(xs, blocks, label="training-run blocks")
+    bottom.bar(xs, rest, bottom=blocks, label="hourly orders")
+    bottom.set(xlabel="delivery hour (from the first)", ylabel="utilisation", ylim=(0, 1))
+    bottom.legend()
+    fig.tight_layout()
+    png = _png(fig)
+    plt.close("all")
+    return png
