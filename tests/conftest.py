@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,3 +65,28 @@ def serving(data_dir: Path, **options: Any) -> Iterator[Running]:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with serving(tmp_path_factory.mktemp("spotex-data"), tick_seconds=0.2) as r:
         yield r
+
+
+class Collector:
+    """Drains a stream on a thread into a list."""
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self.items: list[Any] = []
+        self._it = it
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        try:
+            for x in self._it:
+                self.items.append(x)
+        except Exception:  # noqa: BLE001 - the stream ends when the test closes the client
+            pass
+
+    def wait_for(self, pred: Callable[[list[Any]], bool], timeout: float = 5.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred(self.items):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out; have {self.items}")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import OPERATOR_TOKEN, Running, serving
+from conftest import OPERATOR_TOKEN, Collector, Running, serving
 
 from spotex.cli import main
 from spotex.client import Client, RpcError
@@ -178,6 +179,7 @@ def test_a_resting_block_survives_a_restart_and_fills_from_a_later_ask(
         desk = Client(r.target, desk_token)
         assert desk.get_order(o.order_id).state == "open", "it waits across a restart"
         seller = Client(r.target, seller_token)
+        stream = Collector(desk.executions())
         seller.place_order(ids[1], "sell", "3.10", 4, cluster_id="hkg-1")
         # 8 x 3.00 + 4 x 3.10 + 4 x 3.30 = 16 x 3.10: the ask arriving in its last hour
         # fills it, whole, within its limit on the whole
@@ -192,6 +194,13 @@ def test_a_resting_block_survives_a_restart_and_fills_from_a_later_ask(
                 assert node == "n0"
                 held.setdefault(a.hour, set()).update(gpus)
         assert held == {h: set(range(8)), h + 1: set(range(8))}
+        # the buyer's stream ends the fill with the whole block in one record
+        stream.wait_for(lambda xs: any(x.kind == "block_allocated" for x in xs), timeout=30)
+        whole = next(x.block for x in stream.items if x.kind == "block_allocated")
+        assert whole is not None
+        assert (whole.order_id, whole.first_hour, whole.hours) == (o.order_id, h, 2)
+        assert whole.slots == (("n0", tuple(range(8))),)
+        assert whole.cost == Decimal("49.60") and len(whole.trade_ids) == 3
 
 
 def test_an_iceberg_ask_through_the_sdk_and_cli(running: Running) -> None:

@@ -7,16 +7,15 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from conftest import OPERATOR_TOKEN, Running
+from conftest import OPERATOR_TOKEN, Collector, Running
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -29,31 +28,6 @@ NOW_HOUR = int(time.time()) // 3600
 
 def hour_id(h: int) -> str:
     return dt.datetime.fromtimestamp(h * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
-
-
-class Collector:
-    """Drains a stream on a thread into a list."""
-
-    def __init__(self, it: Iterator[Any]) -> None:
-        self.items: list[Any] = []
-        self._it = it
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        try:
-            for x in self._it:
-                self.items.append(x)
-        except Exception:  # noqa: BLE001 - the stream ends when the test closes the client
-            pass
-
-    def wait_for(self, pred: Callable[[list[Any]], bool], timeout: float = 5.0) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred(self.items):
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out; have {self.items}")
 
 
 @pytest.fixture(scope="module")

@@ -301,6 +301,11 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
             if e.allocation is not None:
                 where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in e.allocation.slots)
                 what += f" GPUs {where}"
+            if e.block is not None:
+                b = e.block
+                where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in b.slots)
+                what += (f" {b.cluster_id} GPUs {where} for {b.hours} hours, "
+                         f"${b.cost:,.2f} in all")
             click.echo(what)
 
     @main.command()

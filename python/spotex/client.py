@@ -149,12 +149,25 @@ class MarketEvent:
 
 
 @dataclass(frozen=True)
+class BlockAllocation:
+    """A filled block's GPUs in one record: the same slots in each of its hours."""
+    order_id: int
+    cluster_id: str
+    first_hour: int  # hours since the Unix epoch
+    hours: int
+    slots: tuple[tuple[str, tuple[int, ...]], ...]  # (node id, GPU indices)
+    cost: Decimal  # what the whole block paid
+    trade_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Execution:
     sequence: int
-    kind: str  # accepted, trade, allocated, cancelled, expired, amended
+    kind: str  # accepted, trade, allocated, cancelled, expired, amended, block_allocated
     order: Order | None
     fill: Fill | None
     allocation: Allocation | None
+    block: BlockAllocation | None = None  # block_allocated: the whole block
 
 
 @dataclass(frozen=True)
@@ -239,7 +252,14 @@ def _result(x: Any) -> Order | RpcError:
 def _execution(e: Any) -> Execution:
     return Execution(e.sequence, e.kind, _order(e.order) if e.HasField("order") else None,
                      _fill(e.fill) if e.HasField("fill") else None,
-                     _allocation(e.allocation) if e.HasField("allocation") else None)
+                     _allocation(e.allocation) if e.HasField("allocation") else None,
+                     _block(e.block) if e.HasField("block") else None)
+
+
+def _block(b: Any) -> BlockAllocation:
+    return BlockAllocation(b.order_id, b.cluster_id, b.first_hour, b.hours,
+                           tuple((s.node_id, tuple(s.gpu_indices)) for s in b.slots),
+                           _price(b.cost_micros), tuple(b.trade_ids))
 
 
 @dataclass(frozen=True)

@@ -1353,6 +1353,8 @@ impl Exchange {
         // the first hour each block traded in: an arriving ask may fill several resting
         // blocks in one command
         let mut block_hour: FxHashMap<u64, ProductHandle> = FxHashMap::default();
+        // the allocations of each block that filled here, by order id
+        let mut blocks: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         // levels the events may have changed, in the order first touched
         let mut touched: Vec<(ProductHandle, Side, i64)> = Vec::new();
         let mut seen: FxHashSet<(ProductHandle, Side, i64)> = FxHashSet::default();
@@ -1460,6 +1462,10 @@ impl Exchange {
                 }
                 Event::Allocated { allocation } => {
                     let a = self.engine.allocations()[*allocation as usize].clone();
+                    let rec = &self.orders[&a.buy_order];
+                    if rec.hours > 1 || rec.window > 0 {
+                        blocks.entry(a.buy_order).or_default().push(*allocation);
+                    }
                     self.execution(a.buyer, "allocated", Some(a.buy_order), None, Some(&a));
                     if a.seller != a.buyer {
                         self.execution(a.seller, "allocated", Some(a.sell_order), None, Some(&a));
@@ -1508,6 +1514,19 @@ impl Exchange {
                 | Event::CapacityWithdrawn { .. }
                 | Event::Rejected { .. } => {}
             }
+        }
+        // each block filled in this command, in one record after its trades
+        for (order_id, allocations) in blocks {
+            let block = self.block_allocation(order_id, &allocations);
+            let account = self.orders[&order_id].account;
+            self.send_execution(
+                account,
+                "block_allocated",
+                Some(order_id),
+                None,
+                None,
+                Some(block),
+            );
         }
         for (product, side, price) in touched {
             let level = self.engine.level(product, side, price);
@@ -1580,6 +1599,22 @@ impl Exchange {
         fill: Option<FillRecord>,
         allocation: Option<&Allocation>,
     ) {
+        let allocation = match allocation {
+            Some(a) if !self.quiet => Some(self.allocation_pb(a, account)),
+            _ => None,
+        };
+        self.send_execution(account, kind, order_id, fill, allocation, None);
+    }
+
+    fn send_execution(
+        &mut self,
+        account: u64,
+        kind: &str,
+        order_id: Option<u64>,
+        fill: Option<FillRecord>,
+        allocation: Option<pb::Allocation>,
+        block: Option<pb::BlockAllocation>,
+    ) {
         let n = self.exec_sequence.entry(account).or_default();
         *n += 1;
         let sequence = *n;
@@ -1589,7 +1624,6 @@ impl Exchange {
         let order = order_id
             .and_then(|id| self.orders.get(&id))
             .map(|r| r.to_pb(false));
-        let allocation = allocation.map(|a| self.allocation_pb(a, account));
         self.round.executions.push((
             account,
             pb::Execution {
@@ -1598,8 +1632,49 @@ impl Exchange {
                 order,
                 fill: fill.as_ref().map(FillRecord::to_pb),
                 allocation,
+                block,
             },
         ));
+    }
+
+    /// A filled block's allocations (one per hour and ask taken) as one record: the
+    /// first hour's slots, which every hour shares.
+    fn block_allocation(&self, order_id: u64, allocations: &[u32]) -> pb::BlockAllocation {
+        let all = self.engine.allocations();
+        let first = &all[allocations[0] as usize];
+        let cluster = &self.engine.clusters()[first.cluster as usize];
+        let mut hours: Vec<i64> = allocations.iter().map(|&i| all[i as usize].hour).collect();
+        hours.dedup();
+        let mut slots: BTreeMap<u32, u64> = BTreeMap::new();
+        for &i in allocations {
+            let a = &all[i as usize];
+            if a.hour == first.hour {
+                for s in &a.slots {
+                    *slots.entry(s.node).or_default() |= s.gpus;
+                }
+            }
+        }
+        pb::BlockAllocation {
+            order_id,
+            cluster_id: cluster.spec.id.clone(),
+            first_hour: first.hour,
+            hours: hours.len() as u32,
+            slots: slots
+                .into_iter()
+                .map(|(node, gpus)| pb::Slot {
+                    node_id: cluster.spec.nodes[node as usize].id.clone(),
+                    gpu_indices: (0..64).filter(|b| gpus & (1u64 << b) != 0).collect(),
+                })
+                .collect(),
+            cost_micros: allocations
+                .iter()
+                .map(|&i| all[i as usize].price * all[i as usize].qty())
+                .sum(),
+            trade_ids: allocations
+                .iter()
+                .map(|&i| all[i as usize].trade_id)
+                .collect(),
+        }
     }
 
     /// An allocation as `account` sees it (buyer or seller).

@@ -894,6 +894,26 @@ fn a_resting_block_waits_whole_and_fills_when_its_last_hour_is_offered() {
         .filter(|(a, e)| *a == 2 && e.kind == "trade")
         .count();
     assert_eq!(trades, 3);
+    // and, last, of the whole block in one record: every hour, the same slots, the cost
+    let blocks: Vec<&pb::BlockAllocation> = round
+        .executions
+        .iter()
+        .filter(|(a, e)| *a == 2 && e.kind == "block_allocated")
+        .filter_map(|(_, e)| e.block.as_ref())
+        .collect();
+    assert_eq!(blocks.len(), 1);
+    let whole = blocks[0];
+    assert_eq!(
+        (whole.order_id, whole.first_hour, whole.hours),
+        (b.order_id, H0, 3)
+    );
+    assert_eq!(whole.cluster_id, "c0");
+    assert_eq!(whole.slots.len(), 1);
+    assert_eq!(whole.slots[0].gpu_indices, (0..8).collect::<Vec<u32>>());
+    assert_eq!(whole.cost_micros, 3_000_000 * 8);
+    assert_eq!(whole.trade_ids.len(), 3);
+    let last_kind = &round.executions.iter().rfind(|(a, _)| *a == 2).unwrap().1.kind;
+    assert_eq!(last_kind, "block_allocated");
     assert_eq!(ex.engine().open_order_count(), 0);
 }
 

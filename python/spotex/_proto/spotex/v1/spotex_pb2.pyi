@@ -462,18 +462,38 @@ class StreamExecutionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Execution(_message.Message):
-    __slots__ = ("sequence", "kind", "order", "fill", "allocation")
+    __slots__ = ("sequence", "kind", "order", "fill", "allocation", "block")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     FILL_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     kind: str
     order: Order
     fill: Fill
     allocation: Allocation
-    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, _Mapping]] = ...) -> None: ...
+    block: BlockAllocation
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, _Mapping]] = ..., block: _Optional[_Union[BlockAllocation, _Mapping]] = ...) -> None: ...
+
+class BlockAllocation(_message.Message):
+    __slots__ = ("order_id", "cluster_id", "first_hour", "hours", "slots", "cost_micros", "trade_ids")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TRADE_IDS_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    cluster_id: str
+    first_hour: int
+    hours: int
+    slots: _containers.RepeatedCompositeFieldContainer[Slot]
+    cost_micros: int
+    trade_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, order_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., first_hour: _Optional[int] = ..., hours: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., cost_micros: _Optional[int] = ..., trade_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExecutionBatch(_message.Message):
     __slots__ = ("executions",)
