@@ -912,7 +912,13 @@ fn a_resting_block_waits_whole_and_fills_when_its_last_hour_is_offered() {
     assert_eq!(whole.slots[0].gpu_indices, (0..8).collect::<Vec<u32>>());
     assert_eq!(whole.cost_micros, 3_000_000 * 8);
     assert_eq!(whole.trade_ids.len(), 3);
-    let last_kind = &round.executions.iter().rfind(|(a, _)| *a == 2).unwrap().1.kind;
+    let last_kind = &round
+        .executions
+        .iter()
+        .rfind(|(a, _)| *a == 2)
+        .unwrap()
+        .1
+        .kind;
     assert_eq!(last_kind, "block_allocated");
     assert_eq!(ex.engine().open_order_count(), 0);
 }
