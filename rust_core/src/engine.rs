@@ -652,11 +652,13 @@ impl Engine {
         Ok(())
     }
 
-    /// A linked basket, all or none. The legs run in order on a copy of the engine; the
-    /// copy becomes the engine only when every leg filled completely, else each leg is
-    /// accepted and cancelled (`FillOrKill`) and nothing else changes. The work is a copy
-    /// of the engine's state plus the legs' matching: fine for what baskets are (a few
-    /// per second of up to 100 legs), and stated in the docs.
+    /// A linked basket, all or none. Each leg runs as immediate-or-cancel, so no leg
+    /// rests and the legs cannot touch one another: no two share a product and side,
+    /// and a buy and a sell of one product draw on different books' sides and different
+    /// clusters' hours. So each leg's fill-or-kill dry run on the state as it is decides
+    /// for all of them; then the legs run in order, each filling completely. Otherwise
+    /// each leg is accepted and cancelled (`FillOrKill`) and nothing else changes. The
+    /// work is the legs' matching and dry runs, whatever the size of the engine.
     fn place_basket(&mut self, legs: &[NewOrder], out: &mut Vec<Event>) -> Result<(), Reject> {
         if legs.is_empty() || legs.len() > MAX_BASKET_LEGS {
             return Err(Reject::InvalidBasket);
@@ -670,39 +672,47 @@ impl Engine {
                 return Err(Reject::InvalidBasket);
             }
         }
-        let mut trial = self.clone();
-        let mut events = Vec::new();
-        let mut all = true;
-        for leg in legs {
-            let mut now = leg.clone();
-            now.tif = TimeInForce::ImmediateOrCancel;
-            let from = events.len();
-            if trial.place(&now, &mut events).is_err() {
-                all = false;
-                break;
+        let now: Vec<NewOrder> = legs
+            .iter()
+            .map(|leg| NewOrder {
+                tif: TimeInForce::ImmediateOrCancel,
+                ..leg.clone()
+            })
+            .collect();
+        let all = now.iter().all(|leg| {
+            // a leg that cannot be immediate (post-only) cannot fill now
+            self.validate(leg).is_ok() && {
+                let cluster_hour = match leg.cluster {
+                    Some(c) => self
+                        .cluster_hour_index
+                        .get(&(c, self.products[leg.product as usize].hour))
+                        .copied()
+                        .unwrap_or(NIL),
+                    None => NIL,
+                };
+                let t = Taker {
+                    id: 0,
+                    account: leg.account,
+                    product: leg.product,
+                    side: leg.side,
+                    price: leg.price,
+                    remaining: leg.qty,
+                    filled: 0,
+                    tif: leg.tif,
+                    post_only: leg.post_only,
+                    stp: leg.stp,
+                    gang: leg.gang,
+                    cluster: leg.cluster,
+                    cluster_hour,
+                    clip: 0,
+                };
+                self.fills_completely(&t)
             }
-            let Some(Event::Accepted { order_id, .. }) = events.get(from) else {
-                all = false;
-                break;
-            };
-            let id = *order_id;
-            let filled: Qty = events[from..]
-                .iter()
-                .map(|e| match e {
-                    Event::Trade {
-                        taker_order, qty, ..
-                    } if *taker_order == id => *qty,
-                    _ => 0,
-                })
-                .sum();
-            if filled < leg.qty {
-                all = false;
-                break;
-            }
-        }
+        });
         if all {
-            *self = trial;
-            out.extend(events);
+            for leg in &now {
+                self.place(leg, out)?;
+            }
             return Ok(());
         }
         for leg in legs {
@@ -1389,7 +1399,16 @@ impl Engine {
                             }
                             (slot, gang) => {
                                 let ch = slot.get_or_insert_with(|| {
-                                    let mut c = self.cluster_hours[t.cluster_hour as usize].clone();
+                                    // the ask's cluster-hour, or a fresh one (all its
+                                    // GPUs free) for an ask that would create it
+                                    let mut c = match (t.cluster_hour, t.cluster) {
+                                        (NIL, Some(cl)) => ClusterHour::new(
+                                            cl,
+                                            self.products[t.product as usize].hour,
+                                            &self.clusters[cl as usize],
+                                        ),
+                                        (i, _) => self.cluster_hours[i as usize].clone(),
+                                    };
                                     c.allocate(1, singles);
                                     c
                                 });

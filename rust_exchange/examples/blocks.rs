@@ -190,6 +190,36 @@ fn main() {
     let block = run(24, 0, n, &mut rng);
     let window = run(24, 72, n / 3, &mut rng);
 
+    // linked baskets: 24 one-hour bids of 8 GPUs, one per hour of a day, all or none
+    let mut lat = Vec::with_capacity(n);
+    let mut filled = 0;
+    for _ in 0..n {
+        let first = H0 + (rng.next() % (HOURS as u64 - 24 + 1)) as i64;
+        let legs = (0..24)
+            .map(|k| pb::PlaceOrderRequest {
+                product_id: pid(first + k),
+                side: pb::Side::Buy as i32,
+                price_micros: 2_700_000,
+                quantity: 8,
+                gang: 8,
+                ..Default::default()
+            })
+            .collect();
+        let t = Instant::now();
+        let got = ex
+            .place_basket(T0, desk, &pb::PlaceBasketRequest { legs })
+            .unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        filled += got
+            .results
+            .iter()
+            .all(|r| r.order.as_ref().unwrap().state == pb::OrderState::Filled as i32)
+            as usize;
+        ex.take_journal();
+        ex.take_round();
+    }
+    let basket = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), filled);
+
     // arriving asks, timed alone: first with no block resting, then with 1,000 resting
     // blocks (24 hours of 64 GPUs) spread over the week, each ask then examining those
     // of its hour within the retry bound
@@ -240,7 +270,7 @@ fn main() {
         )
     };
     println!(
-        "{{\"nodes\": {}, \"products\": {}, \"resting_asks\": {}, \"setup_s\": {:.2}, {}, {}, {}, \"resting_blocks\": {resting}, {}, {}, \"ask_cost_ratio_p50\": {:.1}}}",
+        "{{\"nodes\": {}, \"products\": {}, \"resting_asks\": {}, \"setup_s\": {:.2}, {}, {}, {}, {}, \"resting_blocks\": {resting}, {}, {}, \"ask_cost_ratio_p50\": {:.1}}}",
         CLUSTERS as usize * NODES,
         HOURS,
         ex.engine().open_order_count(),
@@ -248,6 +278,10 @@ fn main() {
         row("one_hour_64_gpus", one, n),
         row("block_24h_64_gpus", block, n),
         row("window_24h_in_72h_64_gpus", window, n / 3),
+        format!(
+            "\"basket_24_legs\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}, \"filled\": {}, \"of\": {n}}}",
+            basket.0, basket.1, basket.2
+        ),
         ask_row("ask_no_resting_blocks", bare),
         ask_row("ask_1000_resting_blocks", busy),
         busy.0 / bare.0,

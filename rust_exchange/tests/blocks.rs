@@ -1253,3 +1253,118 @@ fn deep_resting_blocks_take_turns_within_the_bound() {
     );
     assert!(asks <= 1 + rest.div_ceil(RETRY_TURN), "took {asks} asks");
 }
+
+/// Random baskets of buys and sells over random books: a basket fills exactly when its
+/// legs, sent one by one as immediate-or-cancel orders to a copy of the exchange, would
+/// every one fill completely, and then leaves the same market; otherwise nothing trades.
+#[test]
+fn random_baskets_fill_exactly_when_every_leg_would_alone() {
+    let (mut all, mut none) = (0, 0);
+    for seed in 0..60u64 {
+        let mut rng = Rng(7_000 + seed);
+        let hours = 3i64;
+        let nodes: Vec<usize> = (0..2 + rng.next() % 2)
+            .map(|_| 1 + (rng.next() % 2) as usize)
+            .collect();
+        let mut ex = market(hours, &nodes);
+        let trader = Caller {
+            account: 10, // the seller of c0, buying too
+            buyer: true,
+            seller: true,
+        };
+        let mut ts = T0 + 1;
+        for _ in 0..12 {
+            ts += 1;
+            let h = H0 + (rng.next() % hours as u64) as i64;
+            let c = 1 + (rng.next() % (nodes.len() as u64 - 1)) as usize;
+            let r = pb::PlaceOrderRequest {
+                product_id: pid(h),
+                side: pb::Side::Sell as i32,
+                price_micros: 1_000_000 + (rng.next() % 10) as i64 * 10_000,
+                quantity: 1 + (rng.next() % 6) as i64,
+                cluster_id: format!("c{c}"),
+                ..Default::default()
+            };
+            let _ = ex.place_order(ts, seller(10 + c as u64), &r);
+            let bid = pb::PlaceOrderRequest {
+                product_id: pid(H0 + (rng.next() % hours as u64) as i64),
+                side: pb::Side::Buy as i32,
+                price_micros: 900_000 + (rng.next() % 10) as i64 * 10_000,
+                quantity: 1 + (rng.next() % 4) as i64,
+                gang: [1u32, 2][(rng.next() % 2) as usize],
+                ..Default::default()
+            };
+            let _ = ex.place_order(ts, buyer(3), &bid);
+        }
+        for _ in 0..6 {
+            ts += 1;
+            // up to four legs, no product and side twice
+            let mut legs: Vec<pb::PlaceOrderRequest> = Vec::new();
+            for _ in 0..1 + rng.next() % 4 {
+                let h = H0 + (rng.next() % hours as u64) as i64;
+                let sell = rng.next() % 3 == 0;
+                let side = if sell { pb::Side::Sell } else { pb::Side::Buy };
+                if legs
+                    .iter()
+                    .any(|l| l.product_id == pid(h) && l.side == side as i32)
+                {
+                    continue;
+                }
+                legs.push(pb::PlaceOrderRequest {
+                    product_id: pid(h),
+                    side: side as i32,
+                    price_micros: if sell { 900_000 } else { 1_050_000 },
+                    quantity: 1 + (rng.next() % 5) as i64,
+                    cluster_id: if sell { "c0".into() } else { String::new() },
+                    stp: (rng.next() % 3) as i32,
+                    ..Default::default()
+                });
+            }
+            // the legs alone, in order, on a copy
+            let mut copy = Exchange::restore(&ex.snapshot(), 10_000).unwrap();
+            let each = legs.iter().all(|l| {
+                let mut l = l.clone();
+                l.time_in_force = pb::TimeInForce::Ioc as i32;
+                copy.place_order(ts, trader, &l)
+                    .is_ok_and(|o| o.state == pb::OrderState::Filled as i32)
+            });
+            let (trades, hash) = (ex.engine().allocations().len(), ex.state_hash());
+            let request = pb::PlaceBasketRequest { legs: legs.clone() };
+            let Ok(got) = ex.place_basket(ts, trader, &request) else {
+                // a leg that cannot be (more than the cluster has): refused, no change
+                assert!(!each);
+                assert_eq!(ex.state_hash(), hash, "seed {seed}");
+                continue;
+            };
+            let states: Vec<i32> = got
+                .results
+                .iter()
+                .map(|r| r.order.as_ref().unwrap().state)
+                .collect();
+            if each {
+                all += 1;
+                assert!(
+                    states.iter().all(|&s| s == pb::OrderState::Filled as i32),
+                    "seed {seed}: {legs:?}"
+                );
+                assert_eq!(ex.engine().state_hash(), copy.engine().state_hash());
+            } else {
+                none += 1;
+                assert!(
+                    states
+                        .iter()
+                        .all(|&s| s == pb::OrderState::Cancelled as i32),
+                    "seed {seed}: {legs:?}"
+                );
+                assert_eq!(ex.engine().allocations().len(), trades, "seed {seed}");
+            }
+        }
+        let journal = ex.take_journal();
+        let mut back = Exchange::new(10_000);
+        for e in &journal {
+            back.replay(e.seq, e.ts, &e.command).unwrap();
+        }
+        assert_eq!(back.state_hash(), ex.state_hash(), "seed {seed}");
+    }
+    assert!(all >= 30 && none >= 30, "filled {all}, cancelled {none}");
+}
