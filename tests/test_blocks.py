@@ -129,6 +129,24 @@ def test_a_one_of_group_through_the_sdk_and_cli(running: Running) -> None:
     assert r.exit_code == 0, r.output
     assert [f["product_id"] for f in json.loads(r.output)["fills"]] == west
 
+    # a resting group: both sold out, so it waits; the seller lists hours h..h+1 of
+    # us-east again, and the east alternative fills, the west one going with it
+    r = CliRunner().invoke(main, ["--server", running.target, "--token", token, "--json",
+                                  "one-of", "--alt", f"{west[0]}:8:3.50:2",
+                                  "--alt", f"{east[0]}:8:3.50:2", "--gang", "8",
+                                  "--tif", "gtc"])
+    waiting = json.loads(r.output)
+    assert (waiting["state"], waiting["product_id"]) == ("open", west[0]), r.output
+    more = Client(running.target, op.create_account("group-seller-2", ["seller"]).token)
+    more.register_capacity("e2", sku="H100-SXM", region="us-east", nodes=[("n0", 8)],
+                           from_hour=h, to_hour=h + 2)
+    for pid in east:
+        more.place_order(pid, "sell", "2.50", 8, cluster_id="e2")
+    done = desk.get_order(waiting["order_id"])
+    assert (done.state, done.product_id) == ("filled", east[0])
+    assert [f.product_id for f in done.fills] == east
+    assert desk.list_orders(open_only=True) == [], "the other alternative went with it"
+
 
 def test_a_basket_through_the_sdk(running: Running) -> None:
     op = Client(running.target, OPERATOR_TOKEN)

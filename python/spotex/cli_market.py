@@ -388,12 +388,16 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                   metavar="PRODUCT:QTY:PRICE:HOURS[:WINDOW]",
                   help="an alternative: a block bid (up to 16 of them)")
     @click.option("--gang", default=1, show_default=True, type=click.IntRange(1, 64))
-    @click.option("--tif", type=click.Choice(["ioc", "fok"]), default="fok", show_default=True)
+    @click.option("--tif", type=click.Choice(["ioc", "fok", "gtc"]), default="fok",
+                  show_default=True,
+                  help="gtc: when none can fill now, the group waits; the first "
+                       "alternative to fill cancels the others")
     @click.option("--client-order-id", default="")
     @click.pass_context
     def one_of(ctx: click.Context, alts: tuple[str, ...], gang: int, tif: str,
                client_order_id: str) -> None:
-        """Bid for one of several blocks: at most one fills, the cheapest that can."""
+        """Bid for one of several blocks: at most one fills, the cheapest that can
+        (now, or with --tif gtc the first that can as asks arrive)."""
         if len(alts) > 16:
             raise click.BadParameter("at most 16 alternatives", param_hint="--alt")
         parsed = []

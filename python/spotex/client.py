@@ -562,8 +562,11 @@ class Client:
     def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
                      client_order_id: str = "") -> Order:
         """One-of: up to 16 block (or window) bids, each a dict of place_order's
-        arguments (side buy, hours and tif ioc or fok); at most one fills, at once: the
-        cheapest that can, ties to the first. Returns the order the group became."""
+        arguments (side buy, hours, and one tif for all); at most one fills. With ioc or
+        fok, at once: the cheapest that can, ties to the first. With gtc (or gtd at one
+        time), when none can fill now the group waits, and the first alternative that
+        can fill as asks arrive does, cancelling the others in the same step. Returns
+        the order the group became (the first alternative while it waits)."""
         alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
         return self._call(_Calls.place_one_of(alts, client_order_id))
 

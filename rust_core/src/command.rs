@@ -113,8 +113,10 @@ pub enum Command {
         order: NewOrder,
         clip: Qty,
     },
-    /// One-of: up to 16 blocks (or windows), of which at most one fills, at once: the
-    /// cheapest that can, ties to the first listed.
+    /// One-of: up to 16 blocks (or windows), of which at most one fills: at once, the
+    /// cheapest that can, ties to the first listed; or, when all of them are good-till
+    /// (the same time in force) and none can fill now, the group rests as its
+    /// alternatives and the first to fill cancels the others, in one step.
     PlaceOneOf(Vec<NewBlock>),
     /// A linked basket: every order fills completely, or none trades (all cancelled,
     /// `FillOrKill`), at once.
@@ -217,10 +219,13 @@ pub enum Event {
     Rejected {
         reason: Reject,
     },
-    /// A one-of group became this alternative (the one that filled, or the first), just
-    /// before its order is accepted.
+    /// A one-of group became this alternative: just before its order is accepted (the
+    /// one that filled, or the first), or, for a resting group, just before the trades
+    /// of the alternative that fills from the side book (every other one gone with it).
     Chosen {
         alternative: u32,
+        order_id: OrderId,
+        block: NewBlock,
     },
     Accepted {
         order_id: OrderId,

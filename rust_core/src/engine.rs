@@ -615,7 +615,7 @@ impl Engine {
         let plan = self.best_plan(b, &products);
         if plan.is_none() && b.tif.rests() {
             let id = self.accept_block(b, out);
-            self.rest_block(id, b, products);
+            self.rest_block(id, 0, false, b, products);
             return Ok(());
         }
         self.fill_block(b, plan, out);
@@ -624,9 +624,18 @@ impl Engine {
 
     /// One-of: at most one of the alternatives (blocks or windows) fills, at once: the
     /// cheapest that can, ties to the first listed. The group is one order: `Chosen`
-    /// names the alternative it became (the first when none could fill).
+    /// names the alternative it became (the first when none could fill). When every
+    /// alternative is good-till with the same time in force and none can fill now, the
+    /// group rests in the side book as its alternatives, each tried as a resting block;
+    /// the first to fill takes the others out in the same step.
     fn place_one_of(&mut self, alts: &[NewBlock], out: &mut Vec<Event>) -> Result<(), Reject> {
-        if alts.is_empty() || alts.len() > MAX_ALTERNATIVES || alts.iter().any(|b| b.tif.rests()) {
+        let rests = alts.first().is_some_and(|b| b.tif.rests());
+        if alts.is_empty()
+            || alts.len() > MAX_ALTERNATIVES
+            || alts
+                .iter()
+                .any(|b| b.tif.rests() != rests || (rests && b.tif != alts[0].tif))
+        {
             return Err(Reject::InvalidGroup);
         }
         let products = alts
@@ -647,7 +656,16 @@ impl Engine {
         };
         out.push(Event::Chosen {
             alternative: i as u32,
+            order_id: self.next_order_id,
+            block: alts[i].clone(),
         });
+        if plan.is_none() && rests {
+            let id = self.accept_block(&alts[0], out);
+            for (k, (b, span)) in alts.iter().zip(products).enumerate() {
+                self.rest_block(id, k as u32, true, b, span);
+            }
+            return Ok(());
+        }
         self.fill_block(&alts[i], plan, out);
         Ok(())
     }
@@ -1476,7 +1494,7 @@ impl Engine {
         qty: Option<Qty>,
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
-        if let Some(rb) = self.side.blocks.get(&order_id) {
+        if let Some(rb) = self.side.first(order_id) {
             // a block is all or none as placed: cancel it and place another
             return Err(if rb.block.account == account {
                 Reject::InvalidBlock
@@ -1636,7 +1654,7 @@ impl Engine {
 
     pub fn restore(buf: &[u8]) -> Result<Engine, CodecError> {
         let mut d = Dec::new(buf);
-        // version 1 is version 2 without resting blocks
+        // version 1 is version 2 without resting blocks or icebergs
         let version = d.u32()?;
         if version != SNAPSHOT_VERSION && version != 1 {
             return Err(CodecError("unknown snapshot version"));
@@ -1734,7 +1752,7 @@ impl Engine {
         if version >= 2 {
             en.side.restore(&mut d, en.products.len())?;
         }
-        for rb in en.side.blocks.values() {
+        for rb in en.side.orders() {
             if let TimeInForce::GoodTillTime(at) = rb.block.tif {
                 en.expiries.push(Reverse((at, rb.id)));
             }
@@ -1797,7 +1815,7 @@ impl Engine {
 
     /// Resting orders and resting blocks.
     pub fn open_order_count(&self) -> usize {
-        self.order_index.len() + self.side.blocks.len()
+        self.order_index.len() + self.side.orders().count()
     }
 
     /// Allocations where the account is buyer or seller, in trade order.

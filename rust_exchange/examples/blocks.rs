@@ -263,6 +263,10 @@ fn main() {
             r.0, r.1, r.2, r.3, count
         )
     };
+    let basket_row = format!(
+        "\"basket_24_legs\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}, \"filled\": {}, \"of\": {n}}}",
+        basket.0, basket.1, basket.2
+    );
     let ask_row = |name: &str, r: (f64, f64, f64)| {
         format!(
             "\"{name}\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}, \"blocks_examined\": {:.1}}}",
@@ -278,10 +282,7 @@ fn main() {
         row("one_hour_64_gpus", one, n),
         row("block_24h_64_gpus", block, n),
         row("window_24h_in_72h_64_gpus", window, n / 3),
-        format!(
-            "\"basket_24_legs\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}, \"filled\": {}, \"of\": {n}}}",
-            basket.0, basket.1, basket.2
-        ),
+        basket_row,
         ask_row("ask_no_resting_blocks", bare),
         ask_row("ask_1000_resting_blocks", busy),
         busy.0 / bare.0,

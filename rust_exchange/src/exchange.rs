@@ -512,6 +512,8 @@ impl Exchange {
             let tif = match pb::TimeInForce::try_from(a.time_in_force) {
                 Ok(pb::TimeInForce::Ioc) => TimeInForce::ImmediateOrCancel,
                 Ok(pb::TimeInForce::Fok) => TimeInForce::FillOrKill,
+                Ok(pb::TimeInForce::Gtc) => TimeInForce::GoodTillClose,
+                Ok(pb::TimeInForce::Gtd) => TimeInForce::GoodTillTime(a.expire_at_micros),
                 _ => return Err(spotex_core::Reject::InvalidGroup.into()),
             };
             if a.side != pb::Side::Buy as i32
@@ -1365,12 +1367,33 @@ impl Exchange {
         };
         for e in events {
             match e {
-                Event::Chosen { alternative } => {
-                    let p = pending.as_mut().expect("a group was pending");
-                    let (record, product) = p.alternatives[*alternative as usize].clone();
-                    p.record = record;
-                    p.product = product;
-                }
+                Event::Chosen {
+                    alternative,
+                    order_id,
+                    block,
+                } => match pending.as_mut() {
+                    Some(p) if !p.alternatives.is_empty() => {
+                        let (record, product) = p.alternatives[*alternative as usize].clone();
+                        p.record = record;
+                        p.product = product;
+                    }
+                    _ => {
+                        // a resting group fills from the side book: its order becomes the
+                        // alternative that fills
+                        let product = self.engine.products()[block.product as usize]
+                            .spec
+                            .id
+                            .clone();
+                        let rec = self.orders.get_mut(order_id).expect("a record per order");
+                        rec.product = product;
+                        rec.price = block.price;
+                        rec.quantity = block.qty;
+                        rec.remaining = block.qty;
+                        rec.gang = block.gang;
+                        rec.hours = block.hours;
+                        rec.window = block.window;
+                    }
+                },
                 Event::Accepted { order_id, .. } => {
                     let Pending {
                         mut record,

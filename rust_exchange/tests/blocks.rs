@@ -717,12 +717,13 @@ fn a_one_of_group_fills_its_cheapest_feasible_alternative_and_only_that() {
         (pb::OrderState::Cancelled as i32, pid(H0).as_str(), 0)
     );
     // groups that cannot be
+    // (one resting alternative beside one at once)
     let mut gtc = alt(H0, 1_000_000);
     gtc.time_in_force = pb::TimeInForce::Gtc as i32;
     for bad in [
         vec![],
         (0..17).map(|_| alt(H0, 1_000_000)).collect(),
-        vec![gtc],
+        vec![gtc, alt(H0, 1_000_000)],
         vec![{
             let mut s = alt(H0, 1_000_000);
             s.side = pb::Side::Sell as i32;
@@ -1081,7 +1082,7 @@ fn resting_blocks_carry_through_a_snapshot_and_the_journal() {
 /// sold twice, and the journal and a snapshot rebuild the same state.
 #[test]
 fn random_resting_blocks_never_wait_when_they_could_fill() {
-    let (mut from_rest, mut on_entry, mut waiting) = (0, 0, 0);
+    let (mut from_rest, mut on_entry, mut waiting, mut groups) = (0, 0, 0, 0);
     for seed in 0..40u64 {
         let mut rng = Rng(1000 + seed);
         let hours = 4i64;
@@ -1091,7 +1092,9 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
         let mut ex = market(hours, &nodes);
         let sellers: Vec<u64> = (0..nodes.len() as u64).map(|c| 10 + c).collect();
         // resting blocks: id -> (request, first hour)
-        let mut open: BTreeMap<u64, (pb::PlaceOrderRequest, i64)> = BTreeMap::new();
+        // resting blocks and groups: id -> alternatives (one for a block), each
+        // (request, first hour)
+        let mut open: BTreeMap<u64, Vec<(pb::PlaceOrderRequest, i64)>> = BTreeMap::new();
         let mut placed = 0;
         let mut ts = T0 + 1;
         for _ in 0..70 {
@@ -1125,36 +1128,51 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
                 }
                 _ if placed < 12 || open.is_empty() => {
                     placed += 1;
-                    let n = 1 + (rng.next() % 3) as u32;
-                    let first = H0 + (rng.next() % (hours as u64 - n as u64 + 1)) as i64;
-                    // (one hour without a window is an hourly order, not a block)
-                    let window = if n == 1 || rng.next() % 3 == 0 {
-                        (H0 + hours - first) as u32
-                    } else {
-                        0
+                    let alternative = |rng: &mut Rng, tif: pb::TimeInForce| {
+                        let n = 1 + (rng.next() % 3) as u32;
+                        let first = H0 + (rng.next() % (hours as u64 - n as u64 + 1)) as i64;
+                        // (one hour without a window is an hourly order, not a block)
+                        let window = if n == 1 || rng.next() % 3 == 0 {
+                            (H0 + hours - first) as u32
+                        } else {
+                            0
+                        };
+                        let gang = [1u32, 2, 4, 8][(rng.next() % 4) as usize];
+                        let r = pb::PlaceOrderRequest {
+                            product_id: pid(first),
+                            side: pb::Side::Buy as i32,
+                            price_micros: 1_000_000 + (rng.next() % 25) as i64 * 10_000,
+                            quantity: gang as i64 * (1 + (rng.next() % 2) as i64),
+                            time_in_force: tif as i32,
+                            gang,
+                            hours: n,
+                            window_hours: window,
+                            ..Default::default()
+                        };
+                        (r, first)
                     };
-                    let gang = [1u32, 2, 4, 8][(rng.next() % 4) as usize];
                     let tif = if rng.next() % 4 == 0 {
                         pb::TimeInForce::Fok
                     } else {
                         pb::TimeInForce::Gtc
                     };
-                    let r = pb::PlaceOrderRequest {
-                        product_id: pid(first),
-                        side: pb::Side::Buy as i32,
-                        price_micros: 1_000_000 + (rng.next() % 25) as i64 * 10_000,
-                        quantity: gang as i64 * (1 + (rng.next() % 2) as i64),
-                        time_in_force: tif as i32,
-                        gang,
-                        hours: n,
-                        window_hours: window,
-                        ..Default::default()
+                    let (o, alts) = if tif == pb::TimeInForce::Gtc && rng.next() % 3 == 0 {
+                        // a resting one-of group of two
+                        let alts = vec![alternative(&mut rng, tif), alternative(&mut rng, tif)];
+                        let g = pb::PlaceOneOfRequest {
+                            alternatives: alts.iter().map(|a| a.0.clone()).collect(),
+                            client_order_id: String::new(),
+                        };
+                        (ex.place_one_of(ts, buyer(2), &g).unwrap(), alts)
+                    } else {
+                        let a = alternative(&mut rng, tif);
+                        (ex.place_order(ts, buyer(2), &a.0).unwrap(), vec![a])
                     };
-                    let o = ex.place_order(ts, buyer(2), &r).unwrap();
                     if o.state == pb::OrderState::Filled as i32 {
                         on_entry += 1;
                     } else if o.state == pb::OrderState::Open as i32 {
-                        open.insert(o.order_id, (r, first));
+                        groups += (alts.len() > 1) as usize;
+                        open.insert(o.order_id, alts);
                     }
                 }
                 _ => {
@@ -1167,16 +1185,38 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
             }
             let ids: Vec<u64> = open.keys().copied().collect();
             for id in ids {
-                let (r, first) = open[&id].clone();
+                let alts = open[&id].clone();
                 match state_of(&ex, 2, id) {
                     pb::OrderState::Open => {
-                        let way = reference(&ex, &sellers, &nodes, &r, first, 2);
-                        assert_eq!(way, None, "seed {seed}: block {id} rests but could fill");
+                        for (r, first) in &alts {
+                            let way = reference(&ex, &sellers, &nodes, r, *first, 2);
+                            assert_eq!(way, None, "seed {seed}: {id} rests but could fill");
+                        }
                     }
                     pb::OrderState::Filled => {
                         from_rest += 1;
                         open.remove(&id);
+                        // the alternative it became; it alone traded
+                        let o = ex
+                            .get_order(buyer(2), &pb::GetOrderRequest { order_id: id })
+                            .unwrap();
+                        let (r, first) = alts
+                            .iter()
+                            .find(|(r, _)| {
+                                r.product_id == o.product_id
+                                    && r.hours == o.hours
+                                    && r.window_hours == o.window_hours
+                                    && r.price_micros == o.price_micros
+                                    && r.quantity == o.quantity
+                            })
+                            .cloned()
+                            .expect("one of its alternatives");
                         let got = held(&ex, id);
+                        let span = r.window_hours.max(r.hours) as i64;
+                        assert!(
+                            got.keys().all(|&h| first <= h && h < first + span),
+                            "seed {seed}: hours outside the alternative that filled"
+                        );
                         assert_eq!(got.len(), r.hours as usize, "seed {seed}");
                         let one = got.values().next().unwrap().clone();
                         assert!(got.values().all(|g| *g == one), "seed {seed}: same GPUs");
@@ -1194,13 +1234,14 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
                         assert!(paid <= budget, "seed {seed}: over its limit");
                     }
                     other => panic!(
-                        "seed {seed}: block {id} is {other:?}: {:?} {r:?}",
+                        "seed {seed}: block {id} is {other:?}: {:?} {alts:?}",
                         ex.get_order(buyer(2), &pb::GetOrderRequest { order_id: id })
                     ),
                 }
             }
         }
         waiting += open.len();
+        let _ = &groups;
         let mut seen: BTreeMap<(u32, i64, u32), u64> = BTreeMap::new();
         for a in ex.engine().allocations() {
             for s in &a.slots {
@@ -1219,8 +1260,9 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
         assert_eq!(back.state_hash(), ex.state_hash(), "seed {seed}");
     }
     assert!(
-        from_rest >= 20 && on_entry >= 20 && waiting >= 20,
-        "filled from rest {from_rest}, on entry {on_entry}, left waiting {waiting}"
+        from_rest >= 20 && on_entry >= 20 && waiting >= 20 && groups >= 10,
+        "filled from rest {from_rest}, on entry {on_entry}, left waiting {waiting}, \
+         groups resting {groups}"
     );
 }
 
@@ -1367,4 +1409,107 @@ fn random_baskets_fill_exactly_when_every_leg_would_alone() {
         assert_eq!(back.state_hash(), ex.state_hash(), "seed {seed}");
     }
     assert!(all >= 30 && none >= 30, "filled {all}, cancelled {none}");
+}
+
+#[test]
+fn a_resting_one_of_group_fills_one_alternative_and_the_others_go_with_it() {
+    let mut ex = market(3, &[1, 1]);
+    let alt = |first: i64| resting(first, 2, 1_000_000, 8);
+    let group = |alts: Vec<pb::PlaceOrderRequest>| pb::PlaceOneOfRequest {
+        alternatives: alts,
+        client_order_id: String::new(),
+    };
+    // hours 0-1 or hours 1-2, both waiting
+    let g = ex
+        .place_one_of(T0 + 2, buyer(2), &group(vec![alt(H0), alt(H0 + 1)]))
+        .unwrap();
+    assert_eq!(g.state, pb::OrderState::Open as i32);
+    assert_eq!(g.product_id, pid(H0), "as its first alternative");
+    assert_eq!(
+        ex.engine().open_order_count(),
+        1,
+        "one order, two alternatives"
+    );
+    // hour 1 from c0: neither alternative whole yet; hour 2 from c0: hours 1-2 fill
+    ask(&mut ex, 0, H0 + 1, 1_000_000, 8);
+    assert_eq!(state_of(&ex, 2, g.order_id), pb::OrderState::Open);
+    ex.take_round();
+    ask(&mut ex, 0, H0 + 2, 1_000_000, 8);
+    let o = ex
+        .get_order(
+            buyer(2),
+            &pb::GetOrderRequest {
+                order_id: g.order_id,
+            },
+        )
+        .unwrap();
+    assert_eq!(o.state, pb::OrderState::Filled as i32);
+    assert_eq!(
+        o.product_id,
+        pid(H0 + 1),
+        "it became the alternative that filled"
+    );
+    let hours: Vec<&str> = o.fills.iter().map(|f| f.product_id.as_str()).collect();
+    assert_eq!(hours, [pid(H0 + 1), pid(H0 + 2)]);
+    let round = ex.take_round();
+    assert!(round
+        .executions
+        .iter()
+        .any(|(a, e)| *a == 2 && e.kind == "block_allocated"));
+    // the other alternative went with it: hours 0-1 offered again, nothing more trades
+    ask(&mut ex, 1, H0, 1_000_000, 8);
+    ask(&mut ex, 1, H0 + 1, 1_000_000, 8);
+    assert_eq!(ex.engine().open_order_count(), 2, "only the two asks");
+    assert!(ex
+        .engine()
+        .allocations()
+        .iter()
+        .all(|a| a.buy_order != g.order_id || a.hour > H0));
+    assert_eq!(
+        ex.engine().allocations().len(),
+        2,
+        "the group's two hours only"
+    );
+
+    // a resting group ends whole: cancelled, or at the last gate closure of its hours
+    let mut ex = market(3, &[1, 1]);
+    let g = ex
+        .place_one_of(T0 + 2, buyer(2), &group(vec![alt(H0), alt(H0 + 1)]))
+        .unwrap();
+    let c = ex
+        .cancel_order(
+            T0 + 3,
+            buyer(2),
+            &pb::CancelOrderRequest {
+                order_id: g.order_id,
+            },
+        )
+        .unwrap();
+    assert_eq!(c.state, pb::OrderState::Cancelled as i32);
+    assert_eq!(ex.engine().open_order_count(), 0);
+    let g = ex
+        .place_one_of(T0 + 4, buyer(2), &group(vec![alt(H0), alt(H0 + 1)]))
+        .unwrap();
+    let back = Exchange::restore(&ex.snapshot(), 10_000).unwrap();
+    assert_eq!(back.state_hash(), ex.state_hash());
+    // hour 0 closes: the first alternative can no longer fill, the second still can
+    ex.advance_time(H0 * HOUR - HOUR);
+    assert_eq!(state_of(&ex, 2, g.order_id), pb::OrderState::Open);
+    ask(&mut ex, 0, H0 + 1, 1_000_000, 8);
+    ask(&mut ex, 0, H0 + 2, 1_000_000, 8);
+    assert_eq!(state_of(&ex, 2, g.order_id), pb::OrderState::Filled);
+    let journal = ex.take_journal();
+    let mut again = Exchange::new(10_000);
+    for e in &journal {
+        again.replay(e.seq, e.ts, &e.command).unwrap();
+    }
+    assert_eq!(again.state_hash(), ex.state_hash());
+
+    // a group is all at once or all resting, with one time in force
+    let mut mixed = alt(H0 + 1);
+    mixed.time_in_force = pb::TimeInForce::Fok as i32;
+    let err = ex
+        .place_one_of(T0 + 5, buyer(2), &group(vec![alt(H0 + 1), mixed]))
+        .unwrap_err();
+    assert_eq!(err.reason, "INVALID_GROUP");
 }

@@ -419,7 +419,7 @@ impl Engine {
                 ev.kind = "rejected";
                 ev.reason = Some(reason.code());
             }
-            CoreEvent::Chosen { alternative } => {
+            CoreEvent::Chosen { alternative, .. } => {
                 // one-of groups come through the exchange; the per-call engine has none
                 ev.kind = "chosen";
                 ev.qty = Some(*alternative as i64);
@@ -840,7 +840,9 @@ impl Engine {
 
     /// The ids of the resting blocks, in id order.
     fn resting_blocks(&self) -> Vec<u64> {
-        self.inner.resting_blocks().map(|b| b.id).collect()
+        let mut ids: Vec<u64> = self.inner.resting_blocks().map(|b| b.id).collect();
+        ids.dedup(); // a one-of group's alternatives share one id
+        ids
     }
 
     #[pyo3(signature = (account, order_id, *, ts))]

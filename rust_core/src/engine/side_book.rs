@@ -36,23 +36,35 @@ pub const RETRY_TOP: usize = 16;
 /// The further resting blocks of an hour examined in turn for each ask arriving in it.
 pub const RETRY_TURN: usize = 16;
 
-/// A block's place among the resting blocks of an hour: highest limit first, then oldest.
-pub(super) type BlockKey = (Reverse<Price>, OrderId);
+/// A block's place among the resting blocks of an hour: highest limit first, then
+/// oldest, then (for a one-of group) the alternative listed first.
+pub(super) type BlockKey = (Reverse<Price>, OrderId, u32);
 
-/// A block bid waiting, whole, until it can fill or its time in force ends.
+/// A block bid waiting, whole, until it can fill or its time in force ends; or one
+/// alternative of a resting one-of group (the group's alternatives share its id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestingBlock {
     pub id: OrderId,
+    /// Its index in its one-of group (0 for a block of its own).
+    pub alternative: u32,
+    /// One alternative of a one-of group.
+    pub group: bool,
     pub block: NewBlock,
     /// The products of its span (its hours, or its window), hour by hour.
     pub products: Vec<ProductHandle>,
 }
 
-/// The side book: resting blocks by id, the keys of those spanning each product, and
-/// each product's turn cursor.
+impl RestingBlock {
+    fn key(&self) -> BlockKey {
+        (Reverse(self.block.price), self.id, self.alternative)
+    }
+}
+
+/// The side book: resting blocks (and group alternatives) by id and alternative, the
+/// keys of those spanning each product, and each product's turn cursor.
 #[derive(Clone, Default)]
 pub(super) struct SideBook {
-    pub blocks: BTreeMap<OrderId, RestingBlock>,
+    pub blocks: BTreeMap<(OrderId, u32), RestingBlock>,
     pub by_product: Vec<BTreeSet<BlockKey>>,
     pub cursor: Vec<Option<BlockKey>>,
 }
@@ -64,20 +76,53 @@ impl SideBook {
     }
 
     fn insert(&mut self, rb: RestingBlock) {
-        let key = (Reverse(rb.block.price), rb.id);
+        let key = rb.key();
         for &p in &rb.products {
             self.by_product[p as usize].insert(key);
         }
-        self.blocks.insert(rb.id, rb);
+        self.blocks.insert((rb.id, rb.alternative), rb);
     }
 
-    fn remove(&mut self, id: OrderId) -> Option<RestingBlock> {
-        let rb = self.blocks.remove(&id)?;
-        let key = (Reverse(rb.block.price), rb.id);
+    /// Takes one alternative out.
+    fn remove_one(&mut self, id: OrderId, alternative: u32) -> Option<RestingBlock> {
+        let rb = self.blocks.remove(&(id, alternative))?;
+        let key = rb.key();
         for &p in &rb.products {
             self.by_product[p as usize].remove(&key);
         }
         Some(rb)
+    }
+
+    /// Takes the block `id` out, every alternative of it, at once; the first listed.
+    fn remove(&mut self, id: OrderId) -> Option<RestingBlock> {
+        let alternatives: Vec<u32> = self.alternatives(id).map(|rb| rb.alternative).collect();
+        let mut first = None;
+        for k in alternatives {
+            let rb = self.remove_one(id, k);
+            first = first.or(rb);
+        }
+        first
+    }
+
+    fn alternatives(&self, id: OrderId) -> impl Iterator<Item = &RestingBlock> {
+        self.blocks
+            .range((id, 0)..=(id, u32::MAX))
+            .map(|(_, rb)| rb)
+    }
+
+    pub fn first(&self, id: OrderId) -> Option<&RestingBlock> {
+        self.alternatives(id).next()
+    }
+
+    /// The resting blocks and groups (a group counts once), each by its first
+    /// alternative still waiting, in id order.
+    pub fn orders(&self) -> impl Iterator<Item = &RestingBlock> {
+        let mut last = None;
+        self.blocks.values().filter(move |rb| {
+            let new = last != Some(rb.id);
+            last = Some(rb.id);
+            new
+        })
     }
 
     /// The keys to examine for an ask arriving in product `p`, moving its cursor.
@@ -111,6 +156,8 @@ impl SideBook {
         e.u32(self.blocks.len() as u32);
         for rb in self.blocks.values() {
             e.u64(rb.id);
+            e.u32(rb.alternative);
+            e.u8(rb.group as u8);
             codec::put_block(e, &rb.block);
             e.u32(rb.products.len() as u32);
             for &p in &rb.products {
@@ -124,17 +171,18 @@ impl SideBook {
             .filter_map(|(p, c)| c.map(|c| (p, c)))
             .collect();
         e.u32(cursors.len() as u32);
-        for (p, (Reverse(price), id)) in cursors {
+        for (p, (Reverse(price), id, alternative)) in cursors {
             e.u32(p as u32);
             e.i64(price);
             e.u64(id);
+            e.u32(alternative);
         }
     }
 
     /// Reads what `snapshot` wrote, for an engine whose products are already restored.
     pub fn restore(&mut self, d: &mut Dec, products: usize) -> Result<(), CodecError> {
-        for _ in 0..d.count(40)? {
-            let id = d.u64()?;
+        for _ in 0..d.count(45)? {
+            let (id, alternative, group) = (d.u64()?, d.u32()?, d.u8()? != 0);
             let block = codec::get_block(d)?;
             let n = d.count(4)?;
             let mut span = Vec::with_capacity(n);
@@ -147,13 +195,15 @@ impl SideBook {
             }
             self.insert(RestingBlock {
                 id,
+                alternative,
+                group,
                 block,
                 products: span,
             });
         }
-        for _ in 0..d.count(16)? {
+        for _ in 0..d.count(20)? {
             let p = d.u32()? as usize;
-            let key = (Reverse(d.i64()?), d.u64()?);
+            let key = (Reverse(d.i64()?), d.u64()?, d.u32()?);
             *self.cursor.get_mut(p).ok_or(CodecError("cursor product"))? = Some(key);
         }
         Ok(())
@@ -170,6 +220,8 @@ impl SideBook {
             };
             for x in [
                 rb.id as i64,
+                rb.alternative as i64,
+                rb.group as i64,
                 b.account as i64,
                 b.product as i64,
                 b.hours as i64,
@@ -184,34 +236,47 @@ impl SideBook {
             }
         }
         for (p, c) in self.cursor.iter().enumerate() {
-            if let Some((Reverse(price), id)) = c {
+            if let Some((Reverse(price), id, alternative)) = c {
                 put(p as i64);
                 put(*price);
                 put(*id as i64);
+                put(*alternative as i64);
             }
         }
     }
 }
 
 impl Engine {
-    /// Puts block `id`, which could not fill on entry, in the side book.
-    pub(super) fn rest_block(&mut self, id: OrderId, b: &NewBlock, products: Vec<ProductHandle>) {
-        if let TimeInForce::GoodTillTime(at) = b.tif {
-            self.expiries.push(Reverse((at, id)));
+    /// Puts block `id` (alternative `alternative` of a one-of group when `group`),
+    /// which could not fill on entry, in the side book.
+    pub(super) fn rest_block(
+        &mut self,
+        id: OrderId,
+        alternative: u32,
+        group: bool,
+        b: &NewBlock,
+        products: Vec<ProductHandle>,
+    ) {
+        if alternative == 0 {
+            if let TimeInForce::GoodTillTime(at) = b.tif {
+                self.expiries.push(Reverse((at, id)));
+            }
         }
         self.side.insert(RestingBlock {
             id,
+            alternative,
+            group,
             block: b.clone(),
             products,
         });
     }
 
-    /// The resting block `id`, if it is one.
+    /// The resting block `id` (a group's first alternative still waiting), if it is one.
     pub fn resting_block(&self, id: OrderId) -> Option<&RestingBlock> {
-        self.side.blocks.get(&id)
+        self.side.first(id)
     }
 
-    /// Every resting block, by id.
+    /// Every resting block and group alternative, by id and alternative.
     pub fn resting_blocks(&self) -> impl Iterator<Item = &RestingBlock> {
         self.side.blocks.values()
     }
@@ -223,7 +288,7 @@ impl Engine {
         id: OrderId,
         out: &mut Vec<Event>,
     ) -> Option<Result<(), Reject>> {
-        let owner = self.side.blocks.get(&id)?.block.account;
+        let owner = self.side.first(id)?.block.account;
         if owner != account {
             return Some(Err(Reject::NotOwner));
         }
@@ -240,10 +305,10 @@ impl Engine {
 
     /// A resting block's good-till-time came.
     pub(super) fn expire_block(&mut self, id: OrderId, at: Timestamp, out: &mut Vec<Event>) {
+        // a group's alternatives share their time in force
         let due = self
             .side
-            .blocks
-            .get(&id)
+            .first(id)
             .is_some_and(|rb| rb.block.tif == TimeInForce::GoodTillTime(at));
         if due {
             let rb = self.side.remove(id).expect("the block rests");
@@ -252,16 +317,22 @@ impl Engine {
     }
 
     /// Gate closure of `product`: every resting block spanning it expires (it can no
-    /// longer fill whole), in order-id order.
+    /// longer fill whole), in order-id order; a group's alternatives spanning it drop
+    /// out, and the group expires with its last.
     pub(super) fn close_blocks(&mut self, product: ProductHandle, out: &mut Vec<Event>) {
-        let mut ids: Vec<OrderId> = self.side.by_product[product as usize]
+        let mut keys: Vec<(OrderId, u32)> = self.side.by_product[product as usize]
             .iter()
-            .map(|k| k.1)
+            .map(|k| (k.1, k.2))
             .collect();
-        ids.sort_unstable();
-        for id in ids {
-            let rb = self.side.remove(id).expect("the block rests");
-            out.push(Self::block_expired(&rb, ExpireReason::GateClosure));
+        keys.sort_unstable();
+        for (id, alternative) in keys {
+            let rb = self
+                .side
+                .remove_one(id, alternative)
+                .expect("the block rests");
+            if self.side.first(id).is_none() {
+                out.push(Self::block_expired(&rb, ExpireReason::GateClosure));
+            }
         }
     }
 
@@ -287,14 +358,14 @@ impl Engine {
         // this cluster's asks per product, walked once per arriving ask (until a fill)
         let mut cache: FxHashMap<ProductHandle, Vec<(u32, Price, Qty, AccountId)>> =
             FxHashMap::default();
-        for (_, id) in keys {
-            let Some(rb) = self.side.blocks.get(&id) else {
+        for (_, id, alternative) in keys {
+            let Some(rb) = self.side.blocks.get(&(id, alternative)) else {
                 continue;
             };
             let Some(starts) = self.starts_through(rb, product, cluster) else {
                 continue;
             };
-            let (b, all) = (rb.block.clone(), rb.products.clone());
+            let (b, all, group) = (rb.block.clone(), rb.products.clone(), rb.group);
             let span = &all[starts.start..starts.end - 1 + b.hours as usize];
             if !self.within_reach(&b, span) {
                 continue;
@@ -345,7 +416,15 @@ impl Engine {
                 }
             }
             if let Some(plan) = plan {
+                // the block, or the group with every alternative, at once
                 self.side.remove(id);
+                if group {
+                    out.push(Event::Chosen {
+                        alternative,
+                        order_id: id,
+                        block: b.clone(),
+                    });
+                }
                 self.take_plan(id, &b, plan, out);
                 cache.clear();
             }
