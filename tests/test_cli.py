@@ -155,6 +155,8 @@ def test_every_command_says_in_one_line_when_the_token_is_wrong_or_the_server_do
       "--from-hour", "1", "--to-hour", "2"], "NODE:GPUS"),
     (["seller", "register", "c", "--sku", "S", "--region", "r", "--node", "n0:8",
       "--from-hour", "tomorrow", "--to-hour", "2"], "is not an hour"),
+    (["seller", "register", "c", "--sku", "S", "--region", "r", "--node", "n0:8@pod1/r1",
+      "--from-hour", "1", "--to-hour", "2"], "BLOCK/RACK/DOMAIN"),
     (["seller", "withdraw", "c", "--from-hour", "2026-11-30T18:30", "--to-hour", "2"],
      "not on the hour"),
     (["order", "buy", "P", "1", "1.00", "--tif", "gtd"], "--expire-at"),
@@ -197,8 +199,8 @@ def test_a_session_through_every_command_with_json(trader: dict[str, Any], tmp_p
     buyer = ok("operator", "create-account", "cli-desk", "--role", "buyer",
                token=OPERATOR_TOKEN)
     reg = ok("seller", "register", "cli-c", "--sku", "L40S", "--region", "eu", "--node",
-             "n0:8", "--node", "n1:8", "--from-hour", str(h), "--to-hour", str(h + 2),
-             token=seller["token"])
+             "n0:8@pod1/r1/nvl1", "--node", "n1:8", "--from-hour", str(h), "--to-hour",
+             str(h + 2), token=seller["token"])
     assert (reg["gpus"], reg["hours"]) == (16, 2)
     ask = ok("order", "sell", pid, "16", "2.00", "--cluster", "cli-c", token=seller["token"])
     assert ask["state"] == "open"
@@ -208,6 +210,10 @@ def test_a_session_through_every_command_with_json(trader: dict[str, Any], tmp_p
     monkeypatch.setenv("SPOTEX_PROFILE", "desk")
     bid = ok("order", "buy", pid, "8", "2.05", "--gang", "8", "--stp", "cancel_both")
     assert (bid["state"], bid["filled"], bid["fills"][0]["price"]) == ("filled", 8, "2")
+    # the GPUs came from n0, which the seller registered with its place
+    held = ok("allocations")
+    assert [node for a in held for node, _ in a["slots"]] == ["n0"]
+    assert [p for a in held for p in a["places"]] == [["n0", "pod1", "r1", "nvl1"]]
     rest = ok("order", "buy", pid, "2", "1.50", "--tif", "gtd", "--expire-at",
               (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)).isoformat())
     assert rest["time_in_force"] == "gtd"

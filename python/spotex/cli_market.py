@@ -22,7 +22,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from spotex.client import AccountInfo, Allocation, Client, MarketEvent, Order, Product
+from spotex.client import AccountInfo, Allocation, Client, MarketEvent, NodeArg, Order, Product
 
 
 def _plain(x: Any) -> Any:
@@ -83,19 +83,27 @@ class _Hour(click.ParamType[int]):
         return int(when.timestamp()) // 3600
 
 
-class _Node(click.ParamType[tuple[str, int]]):
-    """A node and its GPUs: n0:8."""
+class _Node(click.ParamType[NodeArg]):
+    """A node and its GPUs, n0:8, and where it sits: n0:8@pod1/rack3/nvl2 (its block,
+    rack and NVLink domain; a label left empty is shared with no other node)."""
 
-    name = "node:gpus"
+    name = "node:gpus[@block/rack/domain]"
 
     def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> tuple[str, int]:
+                ctx: click.Context | None) -> NodeArg:
         if isinstance(value, tuple):
             return value
-        node, _, gpus = str(value).rpartition(":")
+        text, at, where = str(value).partition("@")
+        node, _, gpus = text.rpartition(":")
         if not node or not gpus.isdigit() or not 1 <= int(gpus) <= 1024:
             self.fail(f"{value!r} is not NODE:GPUS like n0:8", param, ctx)
-        return node, int(gpus)
+        if not at:
+            return node, int(gpus)
+        labels = where.split("/")
+        if len(labels) != 3:
+            self.fail(f"{value!r}: the place is BLOCK/RACK/DOMAIN, like n0:8@pod1/r3/nvl2",
+                      param, ctx)
+        return node, int(gpus), labels[0], labels[1], labels[2]
 
 
 class _When(click.ParamType[dt.datetime]):
@@ -492,17 +500,18 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
     @click.option("--sku", required=True)
     @click.option("--region", required=True)
     @click.option("--node", "nodes", type=NODE, multiple=True, required=True,
-                  help="NODE:GPUS, once per node (n0:8)")
+                  help="NODE:GPUS, once per node (n0:8), with its place if the site has "
+                       "one: n0:8@pod1/rack3/nvl2 (block/rack/NVLink domain)")
     @click.option("--from-hour", type=HOUR, required=True, help="first hour, inclusive")
     @click.option("--to-hour", type=HOUR, required=True, help="last hour, exclusive")
     @click.pass_context
     def register_capacity(ctx: click.Context, cluster_id: str, sku: str, region: str,
-                          nodes: tuple[tuple[str, int], ...], from_hour: int,
+                          nodes: tuple[NodeArg, ...], from_hour: int,
                           to_hour: int) -> None:
         """Register a cluster's nodes for a range of delivery hours."""
         cid = client(ctx).register_capacity(cluster_id, sku=sku, region=region, nodes=nodes,
                                             from_hour=from_hour, to_hour=to_hour)
-        gpus = sum(g for _, g in nodes)
+        gpus = sum(n[1] for n in nodes)
         data = {"cluster_id": cid, "nodes": len(nodes), "gpus": gpus,
                 "hours": to_hour - from_hour}
         emit(ctx, data, lambda: f"registered {cid}: {len(nodes)} nodes, {gpus} GPUs, "

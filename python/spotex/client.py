@@ -113,6 +113,8 @@ class Allocation:
     quantity: int
     slots: tuple[tuple[str, tuple[int, ...]], ...]  # (node id, GPU indices)
     as_buyer: bool
+    # each slot's node and where it sits: (node id, block, rack, NVLink domain)
+    places: tuple[tuple[str, str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,8 @@ def _order(o: Any) -> Order:
 def _allocation(a: Any) -> Allocation:
     return Allocation(a.trade_id, a.product_id, a.cluster_id, a.hour, _price(a.price_micros),
                       a.quantity, tuple((s.node_id, tuple(s.gpu_indices)) for s in a.slots),
-                      a.as_buyer)
+                      a.as_buyer,
+                      tuple((s.node_id, s.block, s.rack, s.nvlink_domain) for s in a.slots))
 
 
 def _book(b: Any) -> Book:
@@ -270,6 +273,18 @@ class _Call(Generic[T]):
     convert: Callable[[Any], T]
 
 
+# A node to register: (node id, GPUs), or with its place (block, rack, NVLink domain).
+NodeArg = tuple[str, int] | tuple[str, int, str, str, str]
+
+
+def _node(n: NodeArg) -> Any:
+    if len(n) == 5:
+        node, gpus, block, rack, domain = n
+        return pb.Node(node_id=node, gpus=gpus, block=block, rack=rack, nvlink_domain=domain)
+    node, gpus = n[0], n[1]
+    return pb.Node(node_id=node, gpus=gpus)
+
+
 def _order_request(product_id: str, side: Side, price: Decimal | str | int, quantity: int, *,
                    client_order_id: str = "", order_type: str = "limit", tif: str = "gtc",
                    expire_at: dt.datetime | None = None, post_only: bool = False,
@@ -297,12 +312,11 @@ class _Calls:
                      lambda r: ([_product(p) for p in r.products], r.next_page_token))
 
     @staticmethod
-    def register_capacity(cluster_id: str, sku: str, region: str, nodes: Iterable[tuple[str, int]],
+    def register_capacity(cluster_id: str, sku: str, region: str, nodes: Iterable[NodeArg],
                           from_hour: int, to_hour: int) -> _Call[str]:
         return _Call("market", "RegisterCapacity", pb.RegisterCapacityRequest(
-            cluster_id=cluster_id, sku=sku, region=region,
-            nodes=[pb.Node(node_id=n, gpus=g) for n, g in nodes], from_hour=from_hour,
-            to_hour=to_hour), lambda r: r.cluster_id)
+            cluster_id=cluster_id, sku=sku, region=region, nodes=[_node(n) for n in nodes],
+            from_hour=from_hour, to_hour=to_hour), lambda r: r.cluster_id)
 
     @staticmethod
     def withdraw_capacity(cluster_id: str, from_hour: int, to_hour: int,
@@ -493,8 +507,10 @@ class Client:
         return self._all(_Calls.list_products)
 
     def register_capacity(self, cluster_id: str, *, sku: str, region: str,
-                          nodes: Iterable[tuple[str, int]], from_hour: int,
+                          nodes: Iterable[NodeArg], from_hour: int,
                           to_hour: int) -> str:
+        """`nodes`: (node id, GPUs), or (node id, GPUs, block, rack, NVLink domain) with
+        the node's place as the site labels it (an empty label: shared with no other)."""
         return self._call(_Calls.register_capacity(cluster_id, sku, region, nodes, from_hour,
                                                    to_hour))
 
@@ -740,7 +756,7 @@ class AsyncClient:
         return await self._all(_Calls.list_products)
 
     async def register_capacity(self, cluster_id: str, *, sku: str, region: str,
-                                nodes: Iterable[tuple[str, int]], from_hour: int,
+                                nodes: Iterable[NodeArg], from_hour: int,
                                 to_hour: int) -> str:
         return await self._call(_Calls.register_capacity(cluster_id, sku, region, nodes,
                                                          from_hour, to_hour))

@@ -20,6 +20,78 @@ pub const MAX_GPUS_PER_NODE: u32 = 64;
 pub struct NodeSpec {
     pub id: String,
     pub gpus: u32,
+    /// Where the node sits: its block, rack and NVLink domain, as the site labels them.
+    pub place: Topology,
+}
+
+/// A node's place in its cluster's tree, outermost first: block (a fabric block or pod),
+/// rack, NVLink domain. An empty label means the node shares that level with no other.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topology {
+    pub block: String,
+    pub rack: String,
+    pub domain: String,
+}
+
+/// A level of the tree, tightest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Node,
+    Domain,
+    Rack,
+    Block,
+    Cluster,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Node,
+        Level::Domain,
+        Level::Rack,
+        Level::Block,
+        Level::Cluster,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Node => "node",
+            Level::Domain => "nvlink_domain",
+            Level::Rack => "rack",
+            Level::Block => "block",
+            Level::Cluster => "cluster",
+        }
+    }
+
+    /// The next level out (the cluster is the last).
+    pub fn up(self) -> Option<Level> {
+        match self {
+            Level::Node => Some(Level::Domain),
+            Level::Domain => Some(Level::Rack),
+            Level::Rack => Some(Level::Block),
+            Level::Block => Some(Level::Cluster),
+            Level::Cluster => None,
+        }
+    }
+}
+
+impl NodeSpec {
+    /// The name of the domain that holds this node at `level` ("" for the cluster):
+    /// the labels down to that level joined by '/', and the node's own id where a label
+    /// is missing (then the node shares that level with no other).
+    pub fn domain_at(&self, level: Level) -> String {
+        let p = &self.place;
+        let parts: Vec<&str> = match level {
+            Level::Cluster => return String::new(),
+            Level::Node => return format!("node:{}", self.id),
+            Level::Block => vec![&p.block],
+            Level::Rack => vec![&p.block, &p.rack],
+            Level::Domain => vec![&p.block, &p.rack, &p.domain],
+        };
+        if parts.last().is_some_and(|l| l.is_empty()) {
+            return format!("node:{}", self.id);
+        }
+        parts.join("/")
+    }
 }
 
 /// What a seller supplies to register a cluster.
@@ -62,6 +134,13 @@ impl Cluster {
         let mut ids = BTreeSet::new();
         for n in &spec.nodes {
             if n.gpus == 0 || n.gpus > MAX_GPUS_PER_NODE || !name_ok(&n.id) || !ids.insert(&n.id) {
+                return Err(Reject::InvalidCapacity);
+            }
+            let p = &n.place;
+            if [&p.block, &p.rack, &p.domain]
+                .iter()
+                .any(|l| !l.is_empty() && !name_ok(l))
+            {
                 return Err(Reject::InvalidCapacity);
             }
         }
@@ -328,6 +407,7 @@ mod tests {
                     .map(|(i, &g)| NodeSpec {
                         id: format!("n{i}"),
                         gpus: g,
+                        place: Topology::default(),
                     })
                     .collect(),
                 from_hour: 0,
@@ -397,6 +477,7 @@ mod tests {
         spec.nodes.push(NodeSpec {
             id: "n0".into(),
             gpus: 8,
+            place: Topology::default(),
         });
         assert_eq!(
             Cluster::new(1, spec.clone()).unwrap_err(),

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::capacity::{ClusterSpec, NodeSpec, Slot};
+use crate::capacity::{ClusterSpec, NodeSpec, Slot, Topology};
 use crate::command::{Allocation, Command, NewBlock, NewOrder};
 use crate::product::ProductSpec;
 use crate::types::*;
@@ -183,20 +183,32 @@ pub fn put_cluster_spec(e: &mut Enc, s: &ClusterSpec) {
     for n in &s.nodes {
         e.str(&n.id);
         e.u32(n.gpus);
+        e.str(&n.place.block);
+        e.str(&n.place.rack);
+        e.str(&n.place.domain);
     }
     e.i64(s.from_hour);
     e.i64(s.to_hour);
 }
 
-pub fn get_cluster_spec(d: &mut Dec) -> Result<ClusterSpec, CodecError> {
+/// A cluster's spec; `placed` when the nodes carry their topology labels (the layout
+/// since those came; older records have none).
+pub fn get_cluster_spec(d: &mut Dec, placed: bool) -> Result<ClusterSpec, CodecError> {
     let (id, sku, region) = (d.str()?, d.str()?, d.str()?);
     let n = d.count(8)?;
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
-        nodes.push(NodeSpec {
-            id: d.str()?,
-            gpus: d.u32()?,
-        });
+        let (id, gpus) = (d.str()?, d.u32()?);
+        let place = if placed {
+            Topology {
+                block: d.str()?,
+                rack: d.str()?,
+                domain: d.str()?,
+            }
+        } else {
+            Topology::default()
+        };
+        nodes.push(NodeSpec { id, gpus, place });
     }
     Ok(ClusterSpec {
         id,
@@ -229,7 +241,8 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.u32(*product);
         }
         Command::RegisterCapacity { account, spec } => {
-            e.u8(5);
+            e.u8(16); // 5 before nodes had their place
+
             e.u64(*account);
             put_cluster_spec(&mut e, spec);
         }
@@ -361,14 +374,15 @@ pub fn get_block(d: &mut Dec) -> Result<NewBlock, CodecError> {
 
 pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
     let mut d = Dec::new(buf);
-    let cmd = match d.u8()? {
+    let tag = d.u8()?;
+    let cmd = match tag {
         1 => Command::CreateProduct(get_product_spec(&mut d)?),
         2 => Command::Halt { product: d.u32()? },
         3 => Command::Resume { product: d.u32()? },
         4 => Command::Close { product: d.u32()? },
-        5 => Command::RegisterCapacity {
+        5 | 16 => Command::RegisterCapacity {
             account: d.u64()?,
-            spec: get_cluster_spec(&mut d)?,
+            spec: get_cluster_spec(&mut d, tag == 16)?,
         },
         6 => {
             let (account, cluster, from_hour, to_hour) = (d.u64()?, d.u32()?, d.i64()?, d.i64()?);

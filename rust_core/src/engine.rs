@@ -1714,7 +1714,7 @@ impl Engine {
         }
         for h in 0..d.count(20)? as ClusterHandle {
             let seller = d.u64()?;
-            let spec = codec::get_cluster_spec(&mut d)?;
+            let spec = codec::get_cluster_spec(&mut d, version >= 2)?;
             let c = Cluster::new(seller, spec).map_err(|_| CodecError("invalid cluster"))?;
             en.cluster_index.insert(c.spec.id.clone(), h);
             en.clusters.push(c);
@@ -1895,6 +1895,9 @@ impl Engine {
             for n in &c.spec.nodes {
                 text.push(n.id.clone());
                 put(n.gpus as i64);
+                for label in [&n.place.block, &n.place.rack, &n.place.domain] {
+                    text.push(label.clone());
+                }
             }
         }
         let mut keys: Vec<_> = self.cluster_hour_index.iter().collect();

@@ -110,6 +110,7 @@ pub fn setup_commands(spec: &FlowSpec, counts: &FlowCounts) -> Vec<Command> {
                 .map(|n| NodeSpec {
                     id: format!("node-{n}"),
                     gpus: NODE_GPUS,
+                    place: Default::default(),
                 })
                 .collect();
         }

@@ -17,7 +17,7 @@ pub mod types;
 pub mod workload;
 
 pub use book::RestingOrder;
-pub use capacity::{Cluster, ClusterHandle, ClusterSpec, NodeSpec, Slot};
+pub use capacity::{Cluster, ClusterHandle, ClusterSpec, Level, NodeSpec, Slot, Topology};
 pub use command::{Allocation, CancelReason, Command, Event, ExpireReason, NewBlock, NewOrder};
 pub use engine::{
     Engine, RestingBlock, Utilisation, MAX_ALTERNATIVES, MAX_BASKET_LEGS, MAX_BLOCK_HOURS,

@@ -90,6 +90,7 @@ pub fn setup_commands(spec: &WorkloadSpec) -> Vec<Command> {
                     .map(|n| NodeSpec {
                         id: format!("node-{n}"),
                         gpus: 8,
+                        place: Default::default(),
                     })
                     .collect(),
                 from_hour: START_HOUR,

@@ -51,6 +51,7 @@ impl Market {
                         .map(|i| NodeSpec {
                             id: format!("n{i}"),
                             gpus: 8,
+                            place: Default::default(),
                         })
                         .collect(),
                     from_hour: DELIVERY / HOUR - 5,

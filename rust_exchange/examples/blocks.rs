@@ -104,6 +104,7 @@ fn main() {
                 .map(|i| pb::Node {
                     node_id: format!("n{i}"),
                     gpus: 8,
+                    ..Default::default()
                 })
                 .collect(),
             from_hour: H0,

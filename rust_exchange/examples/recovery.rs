@@ -42,6 +42,7 @@ fn main() {
             .map(|i| pb::Node {
                 node_id: format!("n{i}"),
                 gpus: 8,
+                ..Default::default()
             })
             .collect();
         let cap = pb::RegisterCapacityRequest {

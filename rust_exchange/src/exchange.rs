@@ -15,7 +15,7 @@ use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use spotex_core::{
     Allocation, ClusterSpec, Command, Engine, Event, NewBlock, NewOrder, NodeSpec, OrderType,
-    ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce, MAX_BLOCK_HOURS,
+    ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce, Topology, MAX_BLOCK_HOURS,
 };
 
 use crate::pb;
@@ -159,6 +159,18 @@ fn check_client_order_id(id: &str) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// GPUs of one node, with the node's place, as the contract gives them.
+fn slot_pb(cluster: &spotex_core::Cluster, node: u32, gpus: u64) -> pb::Slot {
+    let n = &cluster.spec.nodes[node as usize];
+    pb::Slot {
+        node_id: n.id.clone(),
+        gpu_indices: (0..64).filter(|b| gpus & (1u64 << b) != 0).collect(),
+        block: n.place.block.clone(),
+        rack: n.place.rack.clone(),
+        nvlink_domain: n.place.domain.clone(),
+    }
 }
 
 /// An order waiting for the engine's verdict: becomes a record when accepted. A one-of
@@ -331,6 +343,11 @@ impl Exchange {
                 .map(|n| NodeSpec {
                     id: n.node_id.clone(),
                     gpus: n.gpus,
+                    place: Topology {
+                        block: n.block.clone(),
+                        rack: n.rack.clone(),
+                        domain: n.nvlink_domain.clone(),
+                    },
                 })
                 .collect(),
             from_hour: r.from_hour,
@@ -1684,10 +1701,7 @@ impl Exchange {
             hours: hours.len() as u32,
             slots: slots
                 .into_iter()
-                .map(|(node, gpus)| pb::Slot {
-                    node_id: cluster.spec.nodes[node as usize].id.clone(),
-                    gpu_indices: (0..64).filter(|b| gpus & (1u64 << b) != 0).collect(),
-                })
+                .map(|(node, gpus)| slot_pb(cluster, node, gpus))
                 .collect(),
             cost_micros: allocations
                 .iter()
@@ -1715,10 +1729,7 @@ impl Exchange {
             slots: a
                 .slots
                 .iter()
-                .map(|s| pb::Slot {
-                    node_id: cluster.spec.nodes[s.node as usize].id.clone(),
-                    gpu_indices: (0..64).filter(|b| s.gpus & (1u64 << b) != 0).collect(),
-                })
+                .map(|s| slot_pb(cluster, s.node, s.gpus))
                 .collect(),
             as_buyer: a.buyer == account,
         }

@@ -57,6 +57,7 @@ fn market(hours: i64, clusters: &[usize]) -> Exchange {
                 .map(|n| pb::Node {
                     node_id: format!("n{n}"),
                     gpus: 8,
+                    ..Default::default()
                 })
                 .collect(),
             from_hour: H0,

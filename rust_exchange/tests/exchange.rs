@@ -33,10 +33,12 @@ fn market() -> Exchange {
             pb::Node {
                 node_id: "n0".into(),
                 gpus: 8,
+                ..Default::default()
             },
             pb::Node {
                 node_id: "n1".into(),
                 gpus: 8,
+                ..Default::default()
             },
         ],
         from_hour: 490_000,

@@ -35,6 +35,7 @@ fn market(nodes: usize) -> Exchange {
             .map(|n| pb::Node {
                 node_id: format!("n{n}"),
                 gpus: 8,
+                ..Default::default()
             })
             .collect(),
         from_hour: H0,

@@ -693,7 +693,11 @@ impl Engine {
             region,
             nodes: nodes
                 .into_iter()
-                .map(|(id, gpus)| core::NodeSpec { id, gpus })
+                .map(|(id, gpus)| core::NodeSpec {
+                    id,
+                    gpus,
+                    place: Default::default(),
+                })
                 .collect(),
             from_hour,
             to_hour,

@@ -104,12 +104,18 @@ class ListProductsResponse(_message.Message):
     def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "gpus")
+    __slots__ = ("node_id", "gpus", "block", "rack", "nvlink_domain")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    RACK_FIELD_NUMBER: _ClassVar[int]
+    NVLINK_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     gpus: int
-    def __init__(self, node_id: _Optional[str] = ..., gpus: _Optional[int] = ...) -> None: ...
+    block: str
+    rack: str
+    nvlink_domain: str
+    def __init__(self, node_id: _Optional[str] = ..., gpus: _Optional[int] = ..., block: _Optional[str] = ..., rack: _Optional[str] = ..., nvlink_domain: _Optional[str] = ...) -> None: ...
 
 class RegisterCapacityRequest(_message.Message):
     __slots__ = ("cluster_id", "sku", "region", "nodes", "from_hour", "to_hour")
@@ -354,12 +360,18 @@ class GetBookResponse(_message.Message):
     def __init__(self, book: _Optional[_Union[Book, _Mapping]] = ...) -> None: ...
 
 class Slot(_message.Message):
-    __slots__ = ("node_id", "gpu_indices")
+    __slots__ = ("node_id", "gpu_indices", "block", "rack", "nvlink_domain")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    RACK_FIELD_NUMBER: _ClassVar[int]
+    NVLINK_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     gpu_indices: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, node_id: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+    block: str
+    rack: str
+    nvlink_domain: str
+    def __init__(self, node_id: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., block: _Optional[str] = ..., rack: _Optional[str] = ..., nvlink_domain: _Optional[str] = ...) -> None: ...
 
 class Allocation(_message.Message):
     __slots__ = ("trade_id", "product_id", "cluster_id", "hour", "buy_order_id", "sell_order_id", "price_micros", "quantity", "slots", "as_buyer")
