@@ -81,6 +81,7 @@ class Event:
     kind: Literal[
         "product_created", "product_state", "capacity_registered", "capacity_withdrawn",
         "rejected", "accepted", "trade", "allocated", "cancelled", "expired", "amended",
+        "chosen", "placed",
     ]
     product: str | None
     order_id: int | None
@@ -93,8 +94,9 @@ class Event:
     maker_order: int | None
     maker_account: int | None
     priority_kept: bool | None
-    state: Literal["open", "halted", "closed"] | None
-    cluster: str | None
+    # product_state: the state; placed: the level a block got
+    state: str | None
+    cluster: str | None  # capacity events: the cluster; placed: the domain
     allocation: Allocation | None
 
 @final

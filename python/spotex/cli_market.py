@@ -373,11 +373,20 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
     @click.option("--display", "display_quantity", default=0, show_default=True,
                   type=click.IntRange(0, 10_000_000),
                   help="asks: an iceberg showing at most this many GPUs at a time (0: all)")
+    @click.option("--locality", type=click.Choice(["node", "nvlink_domain", "rack", "block",
+                                                   "cluster"]), default=None,
+                  help="bids: all the GPUs in one domain at this level, or none")
+    @click.option("--prefer", is_flag=True,
+                  help="with --locality: the tightest level from there out that can be had")
+    @click.option("--near", "colocate_with", type=click.IntRange(0), default=0,
+                  help="bids: next to your allocation of this trade id (same cluster, and "
+                       "domain at --locality)")
     @click.pass_context
     def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
               order_type: str, tif: str, expire_at: dt.datetime | None, cluster: str | None,
               gang: int, post_only: bool, stp: str, client_order_id: str, hours: int,
-              window: int, min_quantity: int, display_quantity: int) -> None:
+              window: int, min_quantity: int, display_quantity: int, locality: str | None,
+              prefer: bool, colocate_with: int) -> None:
         """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
         if tif == "gtd" and expire_at is None:
             raise click.UsageError("--tif gtd needs --expire-at")
@@ -388,7 +397,9 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                                     cluster_id=cluster, gang=gang, post_only=post_only,
                                     stp=stp, client_order_id=client_order_id, hours=hours,
                                     window_hours=window, min_quantity=min_quantity,
-                                    display_quantity=display_quantity)
+                                    display_quantity=display_quantity,
+                                    locality=locality or "", locality_preferred=prefer,
+                                    colocate_with=colocate_with)
         emit(ctx, o, lambda: orders_table([o]))
 
     @main.command("one-of")

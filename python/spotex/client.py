@@ -101,6 +101,11 @@ class Order:
     min_quantity: int = 0  # the minimum it had to fill on entry (0: none)
     range_id: int = 0  # the range (place_ask_range) or group it belongs to (0: none)
     display_quantity: int = 0  # an iceberg ask's clip: at most this much shows (0: none)
+    locality: str = ""  # placement asked: node, nvlink_domain, rack, block, cluster ("": none)
+    locality_preferred: bool = False
+    colocate_with: int = 0  # the trade id of an allocation to sit next to (0: none)
+    placed_level: str = ""  # once filled with placement terms: the level it got
+    placed_domain: str = ""  # and the domain, its labels joined by '/'
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,10 @@ def _order(o: Any) -> Order:
                  o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
                  wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
                  tuple(_fill(f) for f in o.fills), o.reason, max(1, o.hours), o.window_hours,
-                 o.min_quantity, o.range_id, o.display_quantity)
+                 o.min_quantity, o.range_id, o.display_quantity,
+                 wire.LOCALITY_FROM_PB.get(o.locality, ""), o.locality_preferred,
+                 o.colocate_with, wire.LOCALITY_FROM_PB.get(o.placed_level, ""),
+                 o.placed_domain)
 
 
 def _allocation(a: Any) -> Allocation:
@@ -290,7 +298,10 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
                    expire_at: dt.datetime | None = None, post_only: bool = False,
                    stp: str = "cancel_newest", cluster_id: str | None = None,
                    gang: int = 1, hours: int = 1, window_hours: int = 0,
-                   min_quantity: int = 0, display_quantity: int = 0) -> Any:
+                   min_quantity: int = 0, display_quantity: int = 0, locality: str = "",
+                   locality_preferred: bool = False, colocate_with: int = 0) -> Any:
+    if locality not in wire.LOCALITY_TO_PB:
+        raise ValueError("locality must be one of node, nvlink_domain, rack, block, cluster")
     if side not in wire.SIDE_TO_PB:
         raise ValueError("side must be 'buy' or 'sell'")
     return pb.PlaceOrderRequest(
@@ -300,7 +311,8 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
         expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
         post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang,
         hours=hours, window_hours=window_hours, min_quantity=min_quantity,
-        display_quantity=display_quantity)
+        display_quantity=display_quantity, locality=wire.LOCALITY_TO_PB[locality],
+        locality_preferred=locality_preferred, colocate_with=colocate_with)
 
 
 class _Calls:
@@ -528,6 +540,11 @@ class Client:
         block may start anywhere inside this many hours from the product's: the cheapest
         start wins, ties to the earliest), min_quantity (bids of one hour: fill at least
         this many GPUs on entry or nothing; the rest goes on as tif says),
+        locality (bids: "node", "nvlink_domain", "rack", "block" or "cluster": all the
+        GPUs in one domain at that level, or none; the order is placed as a block),
+        locality_preferred (the tightest level from there out that can be had instead),
+        colocate_with (the trade id of an allocation the buyer holds: the same cluster,
+        and domain at `locality`),
         display_quantity (resting asks: an iceberg showing at most this many GPUs at a
         time; each refill takes a new time priority)."""
         return self._call(_Calls.place_order(

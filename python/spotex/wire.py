@@ -20,5 +20,9 @@ STATE_TO_PB = {"open": pb.ORDER_STATE_OPEN, "partially_filled": pb.ORDER_STATE_P
                "filled": pb.ORDER_STATE_FILLED, "cancelled": pb.ORDER_STATE_CANCELLED,
                "expired": pb.ORDER_STATE_EXPIRED}
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
+LOCALITY_TO_PB = {"": pb.LOCALITY_UNSPECIFIED, "node": pb.LOCALITY_NODE,
+                  "nvlink_domain": pb.LOCALITY_NVLINK_DOMAIN, "rack": pb.LOCALITY_RACK,
+                  "block": pb.LOCALITY_BLOCK, "cluster": pb.LOCALITY_CLUSTER}
+LOCALITY_FROM_PB = {v: k for k, v in LOCALITY_TO_PB.items()}
 ROLE_TO_PB = {"buyer": pb.ROLE_BUYER, "seller": pb.ROLE_SELLER, "operator": pb.ROLE_OPERATOR}
 ROLE_FROM_PB = {v: k for k, v in ROLE_TO_PB.items()}

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use crate::capacity::{ClusterSpec, NodeSpec, Slot, Topology};
-use crate::command::{Allocation, Command, NewBlock, NewOrder};
+use crate::capacity::{ClusterSpec, Level, NodeSpec, Slot, Topology};
+use crate::command::{Allocation, Command, NewBlock, NewOrder, Placement};
 use crate::product::ProductSpec;
 use crate::types::*;
 
@@ -302,7 +302,7 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.i64(*clip);
         }
         Command::PlaceBlock(b) => {
-            e.u8(11);
+            e.u8(17); // 11 before blocks had placement terms
             put_block(&mut e, b);
         }
         Command::Cancel { account, order_id } => {
@@ -357,18 +357,42 @@ pub fn put_block(e: &mut Enc, b: &NewBlock) {
     e.u32(b.gang);
     put_tif(e, b.tif);
     e.u32(b.window);
+    e.u8(b.place.level.map_or(0, |l| l as u8 + 1));
+    e.u8(b.place.preferred as u8);
+    e.u64(b.place.near.unwrap_or(0));
 }
 
-pub fn get_block(d: &mut Dec) -> Result<NewBlock, CodecError> {
+/// A block's terms; `placed` when they carry placement (the layout since; older
+/// records have none).
+pub fn get_block(d: &mut Dec, placed: bool) -> Result<NewBlock, CodecError> {
+    let (account, product, hours) = (d.u64()?, d.u32()?, d.u32()?);
+    let (price, qty, gang) = (d.i64()?, d.i64()?, d.u32()?);
+    let (tif, window) = (get_tif(d)?, d.u32()?);
+    let place = if placed {
+        let level = match d.u8()? {
+            0 => None,
+            x => Some(*Level::ALL.get(x as usize - 1).ok_or(CodecError("level"))?),
+        };
+        let preferred = d.u8()? != 0;
+        let near = Some(d.u64()?).filter(|&t| t != 0);
+        Placement {
+            level,
+            preferred,
+            near,
+        }
+    } else {
+        Placement::default()
+    };
     Ok(NewBlock {
-        account: d.u64()?,
-        product: d.u32()?,
-        hours: d.u32()?,
-        price: d.i64()?,
-        qty: d.i64()?,
-        gang: d.u32()?,
-        tif: get_tif(d)?,
-        window: d.u32()?,
+        account,
+        product,
+        hours,
+        price,
+        qty,
+        gang,
+        tif,
+        window,
+        place,
     })
 }
 
@@ -423,7 +447,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 min_qty: d.i64()?,
             }
         }
-        11 => Command::PlaceBlock(get_block(&mut d)?),
+        11 | 17 => Command::PlaceBlock(get_block(&mut d, tag == 17)?),
         15 => {
             if d.u8()? != 7 {
                 return Err(CodecError("iceberg of a non-order"));
@@ -454,10 +478,11 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             }
             let mut alts = Vec::with_capacity(n);
             for _ in 0..n {
-                if d.u8()? != 11 {
+                let inner = d.u8()?;
+                if inner != 11 && inner != 17 {
                     return Err(CodecError("one-of alternative"));
                 }
-                alts.push(get_block(&mut d)?);
+                alts.push(get_block(&mut d, inner == 17)?);
             }
             Command::PlaceOneOf(alts)
         }

@@ -1,6 +1,6 @@
 //! Commands into the engine and the events that come out, in the order the engine emits them.
 
-use crate::capacity::{ClusterHandle, ClusterSpec, Slot};
+use crate::capacity::{ClusterHandle, ClusterSpec, Level, Slot};
 use crate::product::ProductSpec;
 use crate::reject::Reject;
 use crate::types::*;
@@ -69,6 +69,25 @@ pub struct NewBlock {
     pub tif: TimeInForce,
     /// Hours the block may move within (0: none).
     pub window: u32,
+    /// Where its GPUs must (or should) sit.
+    pub place: Placement,
+}
+
+/// A bid's placement terms: all its GPUs in one domain at `level` (the cluster's tree:
+/// node, NVLink domain, rack, block, cluster), required or, when `preferred`, the
+/// tightest level from there out that can be had; `near` an allocation (trade id) the
+/// buyer holds, whose cluster and domain at that level the GPUs must share.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub level: Option<Level>,
+    pub preferred: bool,
+    pub near: Option<TradeId>,
+}
+
+impl Placement {
+    pub fn is_set(&self) -> bool {
+        self.level.is_some() || self.near.is_some()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -274,5 +293,12 @@ pub enum Event {
         price: Price,
         qty: Qty,
         priority_kept: bool,
+    },
+    /// A block with placement terms is about to fill: the level it got and the domain
+    /// (its labels joined by '/'), just before its trades.
+    Placed {
+        order_id: OrderId,
+        level: Level,
+        domain: String,
     },
 }

@@ -12,7 +12,9 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use crate::book::{Book, RestingOrder, Slab, NIL};
-use crate::capacity::{Cluster, ClusterHandle, ClusterHour, ClusterSpec, Slot, MAX_GPUS_PER_NODE};
+use crate::capacity::{
+    Cluster, ClusterHandle, ClusterHour, ClusterSpec, Level, Slot, MAX_GPUS_PER_NODE,
+};
 use crate::codec::{self, CodecError, Dec, Enc};
 use crate::command::*;
 use crate::product::{Product, ProductSpec};
@@ -44,6 +46,8 @@ struct BlockPlan {
     cluster_hours: Vec<u32>,
     legs: Vec<Vec<(u32, Price, Qty)>>,
     slots: Vec<(u32, u64)>,
+    /// With placement terms: the level it got and the domain's name.
+    placed: Option<(Level, String)>,
 }
 
 /// The incoming side of a match: a new order, or an amended one re-entering the book.
@@ -764,6 +768,16 @@ impl Engine {
         }
         let first = self.product(b.product)?;
         let (sku, region, hour) = (&first.sku, &first.region, first.hour);
+        if let Some(t) = b.place.near {
+            // next to an allocation the buyer holds, of this SKU and region
+            let held = self.allocation_by_trade(t).is_some_and(|a| {
+                let c = &self.clusters[a.cluster as usize].spec;
+                a.buyer == b.account && &c.sku == sku && &c.region == region
+            });
+            if !held {
+                return Err(Reject::InvalidPlacement);
+            }
+        }
         let mut products = Vec::with_capacity(span as usize);
         for k in 0..span as i64 {
             let id = format!("{sku}/{region}/{}", crate::product::format_hour(hour + k));
@@ -838,6 +852,13 @@ impl Engine {
 
     /// Block `id` takes what `plan` says, hour by hour.
     fn take_plan(&mut self, id: OrderId, b: &NewBlock, plan: BlockPlan, out: &mut Vec<Event>) {
+        if let Some((level, domain)) = plan.placed.clone() {
+            out.push(Event::Placed {
+                order_id: id,
+                level,
+                domain,
+            });
+        }
         // the block's GPUs, one by one in node order: each hour's asks take them in turn
         let gpus: Vec<(u32, u64)> = plan
             .slots
@@ -953,46 +974,115 @@ impl Engine {
             }
         }
         ranked.sort_by_key(|r| (r.0, r.1));
-        for (cost, c, chs, legs) in ranked {
-            // the GPUs free in every hour of the block, best fit in whole gangs
-            let nodes = self.clusters[c].spec.nodes.len();
-            let common: Vec<u64> = (0..nodes)
-                .map(|n| {
-                    chs.iter()
-                        .fold(!0u64, |m, &ch| m & self.cluster_hours[ch as usize].free[n])
-                })
-                .collect();
-            let mut order: Vec<usize> = (0..nodes)
-                .filter(|&n| common[n].count_ones() >= g)
-                .collect();
-            order.sort_by_key(|&n| (common[n].count_ones(), n));
-            let mut gangs_left = b.qty / g as Qty;
-            let mut slots = Vec::new();
-            for n in order {
-                if gangs_left == 0 {
-                    break;
+        // placement: the levels to try, tightest first, and a colocation's cluster and node
+        let near = b.place.near.and_then(|t| self.allocation_by_trade(t));
+        let near = near.map(|a| (a.cluster as usize, a.slots[0].node));
+        let first_level = b.place.level.or(near.map(|_| Level::Cluster));
+        let levels: Vec<Option<Level>> = match first_level {
+            None => vec![None],
+            Some(l) if b.place.preferred => std::iter::successors(Some(l), |l| l.up())
+                .map(Some)
+                .collect(),
+            Some(l) => vec![Some(l)],
+        };
+        let mut commons: Vec<Option<Vec<u64>>> = vec![None; ranked.len()];
+        for level in levels {
+            for (k, (cost, c, chs, legs)) in ranked.iter().enumerate() {
+                if near.is_some_and(|(nc, _)| nc != *c) {
+                    continue;
                 }
-                let take = (common[n].count_ones() / g).min(gangs_left as u32);
-                let mut mask = 0u64;
-                let mut free = common[n];
-                for _ in 0..take * g {
-                    let bit = free & free.wrapping_neg();
-                    mask |= bit;
-                    free &= !bit;
-                }
-                slots.push((n as u32, mask));
-                gangs_left -= take as Qty;
-            }
-            if gangs_left == 0 {
-                return Some(BlockPlan {
-                    cost,
-                    cluster_hours: chs,
-                    legs,
-                    slots,
+                // the GPUs free in every hour of the block
+                let common = commons[k].get_or_insert_with(|| {
+                    (0..self.clusters[*c].spec.nodes.len())
+                        .map(|n| {
+                            chs.iter()
+                                .fold(!0u64, |m, &ch| m & self.cluster_hours[ch as usize].free[n])
+                        })
+                        .collect()
                 });
+                let near_node = near.map(|(_, n)| n);
+                if let Some((slots, domain)) =
+                    self.place_gpus(*c, common, g, b.qty, level, near_node)
+                {
+                    return Some(BlockPlan {
+                        cost: *cost,
+                        cluster_hours: chs.clone(),
+                        legs: legs.clone(),
+                        slots,
+                        placed: level.map(|l| (l, domain)),
+                    });
+                }
             }
         }
         None
+    }
+
+    /// `qty` GPUs of cluster `c` in whole gangs of `g` from `common` (per node, the GPUs
+    /// free in every hour), placed best fit: the nodes with the fewest such GPUs first,
+    /// then the lowest index. With a `level`, all in one domain at that level: of the
+    /// domains that can hold them (only the one holding `near`, when given), the one
+    /// with the fewest free gangs, then the lowest name. The GPUs as `(node, mask)` and
+    /// the domain's name.
+    fn place_gpus(
+        &self,
+        c: usize,
+        common: &[u64],
+        g: u32,
+        qty: Qty,
+        level: Option<Level>,
+        near: Option<u32>,
+    ) -> Option<(Vec<(u32, u64)>, String)> {
+        let nodes = &self.clusters[c].spec.nodes;
+        let gangs = |n: usize| (common[n].count_ones() / g) as Qty;
+        let need = qty / g as Qty;
+        let mut fits: Vec<usize> = (0..nodes.len()).filter(|&n| gangs(n) > 0).collect();
+        let mut domain = String::new();
+        if let Some(level) = level {
+            let mut domains: std::collections::BTreeMap<String, (Qty, Vec<usize>)> =
+                Default::default();
+            for &n in &fits {
+                let d = domains.entry(nodes[n].domain_at(level)).or_default();
+                d.0 += gangs(n);
+                d.1.push(n);
+            }
+            let wanted = near.map(|n| nodes[n as usize].domain_at(level));
+            let (name, (_, members)) = domains
+                .into_iter()
+                .filter(|(name, (free, _))| {
+                    *free >= need && wanted.as_ref().is_none_or(|w| w == name)
+                })
+                .min_by(|a, b| (a.1 .0, &a.0).cmp(&(b.1 .0, &b.0)))?;
+            domain = name;
+            fits = members;
+        }
+        fits.sort_by_key(|&n| (common[n].count_ones(), n));
+        let mut gangs_left = need;
+        let mut slots = Vec::new();
+        for n in fits {
+            if gangs_left == 0 {
+                break;
+            }
+            let take = (common[n].count_ones() / g).min(gangs_left as u32);
+            let mut mask = 0u64;
+            let mut free = common[n];
+            for _ in 0..take * g {
+                let bit = free & free.wrapping_neg();
+                mask |= bit;
+                free &= !bit;
+            }
+            slots.push((n as u32, mask));
+            gangs_left -= take as Qty;
+        }
+        (gangs_left == 0).then_some((slots, domain))
+    }
+
+    /// The allocation of trade `trade_id` (allocations are kept in trade order).
+    fn allocation_by_trade(&self, trade_id: TradeId) -> Option<&Allocation> {
+        let i = self
+            .allocations
+            .binary_search_by_key(&trade_id, |a| a.trade_id)
+            .ok()?;
+        Some(&self.allocations[i])
     }
 
     /// One leg of a block: the block takes `qty` of the ask in slot `i` at `price`, on

@@ -18,7 +18,9 @@ pub mod workload;
 
 pub use book::RestingOrder;
 pub use capacity::{Cluster, ClusterHandle, ClusterSpec, Level, NodeSpec, Slot, Topology};
-pub use command::{Allocation, CancelReason, Command, Event, ExpireReason, NewBlock, NewOrder};
+pub use command::{
+    Allocation, CancelReason, Command, Event, ExpireReason, NewBlock, NewOrder, Placement,
+};
 pub use engine::{
     Engine, RestingBlock, Utilisation, MAX_ALTERNATIVES, MAX_BASKET_LEGS, MAX_BLOCK_HOURS,
     RETRY_TOP, RETRY_TURN,

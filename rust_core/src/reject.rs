@@ -53,10 +53,11 @@ pub enum Reject {
     // batch entry
     InvalidBatchRecord,
     InvalidDisplayQuantity,
+    InvalidPlacement,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 37] = [
+    pub const ALL: [Reject; 38] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -94,6 +95,7 @@ impl Reject {
         Reject::InsufficientCapacity,
         Reject::InvalidBatchRecord,
         Reject::InvalidDisplayQuantity,
+        Reject::InvalidPlacement,
     ];
 
     /// Stable machine-readable code.
@@ -136,6 +138,7 @@ impl Reject {
             Reject::InsufficientCapacity => "INSUFFICIENT_CAPACITY",
             Reject::InvalidBatchRecord => "INVALID_BATCH_RECORD",
             Reject::InvalidDisplayQuantity => "INVALID_DISPLAY_QUANTITY",
+            Reject::InvalidPlacement => "INVALID_PLACEMENT",
         }
     }
 
@@ -196,6 +199,10 @@ impl Reject {
                 "not enough unsold, unoffered GPUs in the cluster for this hour"
             }
             Reject::InvalidBatchRecord => "the batch record has an unknown kind or enum value",
+            Reject::InvalidPlacement => {
+                "placement terms are for bids; a colocation names an allocation of this SKU \
+                 and region that the buyer holds"
+            }
             Reject::InvalidDisplayQuantity => {
                 "a display quantity is for resting asks: above 0, at most the quantity, whole lots"
             }

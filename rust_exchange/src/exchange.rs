@@ -15,11 +15,14 @@ use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use spotex_core::{
     Allocation, ClusterSpec, Command, Engine, Event, NewBlock, NewOrder, NodeSpec, OrderType,
-    ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce, Topology, MAX_BLOCK_HOURS,
+    Placement, ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce, Topology,
+    MAX_BLOCK_HOURS,
 };
 
 use crate::pb;
-use crate::records::{side_to_pb, FillRecord, OrderRecord, OrderState};
+use crate::records::{
+    locality_of, locality_to_pb, side_to_pb, FillRecord, OrderRecord, OrderState,
+};
 use crate::refusal::{status_code, Refusal};
 use crate::store::{self, command::Kind};
 
@@ -547,6 +550,13 @@ impl Exchange {
             }
             let product = self.product(&a.product_id)?;
             let gang = a.gang.max(1);
+            let locality = pb::Locality::try_from(a.locality)
+                .map_err(|_| Refusal::new("INVALID_ENUM", "unknown locality"))?;
+            let place = Placement {
+                level: locality_of(locality),
+                preferred: a.locality_preferred,
+                near: Some(a.colocate_with).filter(|&t| t != 0),
+            };
             blocks.push(NewBlock {
                 account: caller.account,
                 product,
@@ -556,6 +566,7 @@ impl Exchange {
                 gang,
                 tif,
                 window: a.window_hours,
+                place: place.clone(),
             });
             let record = OrderRecord {
                 order_id: 0,
@@ -580,6 +591,8 @@ impl Exchange {
                 min_qty: 0,
                 range_id: 0,
                 display: 0,
+                place,
+                placed: None,
             };
             alternatives.push((record, product));
         }
@@ -695,13 +708,22 @@ impl Exchange {
             pb::OrderType::try_from(r.order_type),
             pb::TimeInForce::try_from(r.time_in_force),
             pb::SelfTradePrevention::try_from(r.stp),
+            pb::Locality::try_from(r.locality),
         );
-        let (Ok(order_type), Ok(tif), Ok(stp)) = terms else {
+        let (Ok(order_type), Ok(tif), Ok(stp), Ok(locality)) = terms else {
             return Err(Refusal::new(
                 "INVALID_ENUM",
-                "unknown order_type, time_in_force or stp",
+                "unknown order_type, time_in_force, stp or locality",
             ));
         };
+        let place = Placement {
+            level: locality_of(locality),
+            preferred: r.locality_preferred,
+            near: Some(r.colocate_with).filter(|&t| t != 0),
+        };
+        if r.locality_preferred && place.level.is_none() {
+            return Err(spotex_core::Reject::InvalidPlacement.into());
+        }
         check_client_order_id(&r.client_order_id)?;
         if r.gang > 64 {
             return Err(Refusal::new(
@@ -776,8 +798,14 @@ impl Exchange {
                 min_qty: r.min_quantity,
                 range_id: r.range_id,
                 display: r.display_quantity,
+                place: place.clone(),
+                placed: None,
             },
         };
+        if place.is_set() && (side != Side::Buy || r.display_quantity != 0) {
+            // placement terms are a bid's
+            return Err(spotex_core::Reject::InvalidPlacement.into());
+        }
         let command = if r.display_quantity != 0 {
             if r.hours > 1 || r.window_hours > 0 || r.min_quantity != 0 {
                 return Err(spotex_core::Reject::InvalidDisplayQuantity.into());
@@ -786,7 +814,7 @@ impl Exchange {
                 order,
                 clip: r.display_quantity,
             }
-        } else if r.hours > 1 || r.window_hours > 0 {
+        } else if r.hours > 1 || r.window_hours > 0 || place.is_set() {
             if r.min_quantity != 0 {
                 // a block is all or none already
                 return Err(spotex_core::Reject::InvalidMinimumFill.into());
@@ -801,12 +829,13 @@ impl Exchange {
             Command::PlaceBlock(NewBlock {
                 account: caller.account,
                 product,
-                hours: r.hours,
+                hours: r.hours.max(1),
                 price: r.price_micros,
                 qty: r.quantity,
                 gang,
                 tif,
                 window: r.window_hours,
+                place,
             })
         } else if r.min_quantity != 0 {
             Command::PlaceMinFill {
@@ -1549,6 +1578,14 @@ impl Exchange {
                     let state = state.as_str().to_string();
                     self.market(*product, pb::market_data::Payload::State(state));
                 }
+                Event::Placed {
+                    order_id,
+                    level,
+                    domain,
+                } => {
+                    let rec = self.orders.get_mut(order_id).expect("a record per order");
+                    rec.placed = Some((*level, domain.clone()));
+                }
                 Event::ProductCreated { .. }
                 | Event::CapacityRegistered { .. }
                 | Event::CapacityWithdrawn { .. }
@@ -1682,6 +1719,7 @@ impl Exchange {
     fn block_allocation(&self, order_id: u64, allocations: &[u32]) -> pb::BlockAllocation {
         let all = self.engine.allocations();
         let first = &all[allocations[0] as usize];
+        let placed = self.orders[&order_id].placed.as_ref();
         let cluster = &self.engine.clusters()[first.cluster as usize];
         let mut hours: Vec<i64> = allocations.iter().map(|&i| all[i as usize].hour).collect();
         hours.dedup();
@@ -1711,6 +1749,8 @@ impl Exchange {
                 .iter()
                 .map(|&i| all[i as usize].trade_id)
                 .collect(),
+            placed_level: locality_to_pb(placed.map(|p| p.0)) as i32,
+            placed_domain: placed.map_or(String::new(), |p| p.1.clone()),
         }
     }
 

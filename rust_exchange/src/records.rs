@@ -2,7 +2,7 @@
 //! done, and how a record reads as the contract's `Order`.
 
 use crate::{pb, store};
-use spotex_core::{OrderType, Side, TimeInForce};
+use spotex_core::{Level, OrderType, Placement, Side, TimeInForce};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FillRecord {
@@ -90,6 +90,33 @@ pub struct OrderRecord {
     pub range_id: u64,
     /// An iceberg's clip; 0: none.
     pub display: i64,
+    /// Placement terms asked for.
+    pub place: Placement,
+    /// Once filled with placement terms: the level it got and the domain.
+    pub placed: Option<(Level, String)>,
+}
+
+/// A level as the contract names it.
+pub fn locality_to_pb(level: Option<Level>) -> pb::Locality {
+    match level {
+        None => pb::Locality::Unspecified,
+        Some(Level::Node) => pb::Locality::Node,
+        Some(Level::Domain) => pb::Locality::NvlinkDomain,
+        Some(Level::Rack) => pb::Locality::Rack,
+        Some(Level::Block) => pb::Locality::Block,
+        Some(Level::Cluster) => pb::Locality::Cluster,
+    }
+}
+
+pub fn locality_of(l: pb::Locality) -> Option<Level> {
+    match l {
+        pb::Locality::Unspecified => None,
+        pb::Locality::Node => Some(Level::Node),
+        pb::Locality::NvlinkDomain => Some(Level::Domain),
+        pb::Locality::Rack => Some(Level::Rack),
+        pb::Locality::Block => Some(Level::Block),
+        pb::Locality::Cluster => Some(Level::Cluster),
+    }
 }
 
 pub fn side_to_pb(side: Side) -> pb::Side {
@@ -141,6 +168,11 @@ impl OrderRecord {
             min_quantity: self.min_qty,
             range_id: self.range_id,
             display_quantity: self.display,
+            locality: locality_to_pb(self.place.level) as i32,
+            locality_preferred: self.place.preferred,
+            colocate_with: self.place.near.unwrap_or(0),
+            placed_level: locality_to_pb(self.placed.as_ref().map(|p| p.0)) as i32,
+            placed_domain: self.placed.as_ref().map_or(String::new(), |p| p.1.clone()),
         }
     }
 }
@@ -207,6 +239,17 @@ impl OrderRecord {
             min_qty: o.min_quantity,
             range_id: o.range_id,
             display: o.display_quantity,
+            place: Placement {
+                level: locality_of(
+                    pb::Locality::try_from(o.locality).unwrap_or(pb::Locality::Unspecified),
+                ),
+                preferred: o.locality_preferred,
+                near: Some(o.colocate_with).filter(|&t| t != 0),
+            },
+            placed: locality_of(
+                pb::Locality::try_from(o.placed_level).unwrap_or(pb::Locality::Unspecified),
+            )
+            .map(|l| (l, o.placed_domain.clone())),
         })
     }
 }

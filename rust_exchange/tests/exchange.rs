@@ -581,6 +581,9 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                         min_quantity: pick(&mut rng, &[0i64, 0, 0, 1, 4, -1, i64::MAX]),
                         range_id: pick(&mut rng, &[0u64, 0, 7, u64::MAX]),
                         display_quantity: pick(&mut rng, &[0i64, 0, 1, -3, i64::MAX]),
+                        locality: pick(&mut rng, &[0i32, 0, 0, 2, 5, 99, -1]),
+                        locality_preferred: pick(&mut rng, &[false, false, true]),
+                        colocate_with: pick(&mut rng, &[0u64, 0, 0, 1, u64::MAX]),
                     };
                     if rng.next() % 2 == 0 {
                         // half of them sane but for one hostile field at most

@@ -93,7 +93,8 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         | InvalidMinimumFill
         | InvalidGroup
         | InvalidBasket
-        | InvalidDisplayQuantity => InvalidOrderError::new_err(msg),
+        | InvalidDisplayQuantity
+        | InvalidPlacement => InvalidOrderError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster
@@ -518,6 +519,16 @@ impl Engine {
                 ev.qty = Some(*qty);
                 ev.priority_kept = Some(*priority_kept);
             }
+            CoreEvent::Placed {
+                order_id,
+                level,
+                domain,
+            } => {
+                ev.kind = "placed";
+                ev.order_id = Some(*order_id);
+                ev.state = Some(level.as_str());
+                ev.cluster = Some(domain.clone());
+            }
         }
         Ok(ev)
     }
@@ -838,6 +849,7 @@ impl Engine {
             gang,
             tif,
             window,
+            place: Default::default(),
         };
         Engine::run_lazy(slf, ts, Command::PlaceBlock(block))
     }

@@ -183,7 +183,7 @@ impl SideBook {
     pub fn restore(&mut self, d: &mut Dec, products: usize) -> Result<(), CodecError> {
         for _ in 0..d.count(45)? {
             let (id, alternative, group) = (d.u64()?, d.u32()?, d.u8()? != 0);
-            let block = codec::get_block(d)?;
+            let block = codec::get_block(d, true)?;
             let n = d.count(4)?;
             let mut span = Vec::with_capacity(n);
             for _ in 0..n {

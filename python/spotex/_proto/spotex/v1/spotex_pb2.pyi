@@ -31,6 +31,15 @@ class SelfTradePrevention(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STP_CANCEL_OLDEST: _ClassVar[SelfTradePrevention]
     STP_CANCEL_BOTH: _ClassVar[SelfTradePrevention]
 
+class Locality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOCALITY_UNSPECIFIED: _ClassVar[Locality]
+    LOCALITY_NODE: _ClassVar[Locality]
+    LOCALITY_NVLINK_DOMAIN: _ClassVar[Locality]
+    LOCALITY_RACK: _ClassVar[Locality]
+    LOCALITY_BLOCK: _ClassVar[Locality]
+    LOCALITY_CLUSTER: _ClassVar[Locality]
+
 class OrderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ORDER_STATE_UNSPECIFIED: _ClassVar[OrderState]
@@ -59,6 +68,12 @@ TIME_IN_FORCE_FOK: TimeInForce
 STP_CANCEL_NEWEST: SelfTradePrevention
 STP_CANCEL_OLDEST: SelfTradePrevention
 STP_CANCEL_BOTH: SelfTradePrevention
+LOCALITY_UNSPECIFIED: Locality
+LOCALITY_NODE: Locality
+LOCALITY_NVLINK_DOMAIN: Locality
+LOCALITY_RACK: Locality
+LOCALITY_BLOCK: Locality
+LOCALITY_CLUSTER: Locality
 ORDER_STATE_UNSPECIFIED: OrderState
 ORDER_STATE_OPEN: OrderState
 ORDER_STATE_PARTIALLY_FILLED: OrderState
@@ -158,7 +173,7 @@ class WithdrawCapacityResponse(_message.Message):
     def __init__(self, gpu_hours_withdrawn: _Optional[int] = ...) -> None: ...
 
 class PlaceOrderRequest(_message.Message):
-    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity", "range_id", "display_quantity")
+    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +191,9 @@ class PlaceOrderRequest(_message.Message):
     MIN_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     RANGE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    LOCALITY_PREFERRED_FIELD_NUMBER: _ClassVar[int]
+    COLOCATE_WITH_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     product_id: str
     side: Side
@@ -193,7 +211,10 @@ class PlaceOrderRequest(_message.Message):
     min_quantity: int
     range_id: int
     display_quantity: int
-    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ...) -> None: ...
+    locality: Locality
+    locality_preferred: bool
+    colocate_with: int
+    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ...) -> None: ...
 
 class Fill(_message.Message):
     __slots__ = ("trade_id", "price_micros", "quantity", "maker", "time_micros", "product_id")
@@ -212,7 +233,7 @@ class Fill(_message.Message):
     def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., maker: _Optional[bool] = ..., time_micros: _Optional[int] = ..., product_id: _Optional[str] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity", "range_id", "display_quantity")
+    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "placed_level", "placed_domain")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +255,11 @@ class Order(_message.Message):
     MIN_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     RANGE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    LOCALITY_PREFERRED_FIELD_NUMBER: _ClassVar[int]
+    COLOCATE_WITH_FIELD_NUMBER: _ClassVar[int]
+    PLACED_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PLACED_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     client_order_id: str
     product_id: str
@@ -255,7 +281,12 @@ class Order(_message.Message):
     min_quantity: int
     range_id: int
     display_quantity: int
-    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ...) -> None: ...
+    locality: Locality
+    locality_preferred: bool
+    colocate_with: int
+    placed_level: Locality
+    placed_domain: str
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ...) -> None: ...
 
 class PlaceOrderResponse(_message.Message):
     __slots__ = ("order",)
@@ -490,7 +521,7 @@ class Execution(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, _Mapping]] = ..., block: _Optional[_Union[BlockAllocation, _Mapping]] = ...) -> None: ...
 
 class BlockAllocation(_message.Message):
-    __slots__ = ("order_id", "cluster_id", "first_hour", "hours", "slots", "cost_micros", "trade_ids")
+    __slots__ = ("order_id", "cluster_id", "first_hour", "hours", "slots", "cost_micros", "trade_ids", "placed_level", "placed_domain")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_HOUR_FIELD_NUMBER: _ClassVar[int]
@@ -498,6 +529,8 @@ class BlockAllocation(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     TRADE_IDS_FIELD_NUMBER: _ClassVar[int]
+    PLACED_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PLACED_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     cluster_id: str
     first_hour: int
@@ -505,7 +538,9 @@ class BlockAllocation(_message.Message):
     slots: _containers.RepeatedCompositeFieldContainer[Slot]
     cost_micros: int
     trade_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, order_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., first_hour: _Optional[int] = ..., hours: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., cost_micros: _Optional[int] = ..., trade_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    placed_level: Locality
+    placed_domain: str
+    def __init__(self, order_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., first_hour: _Optional[int] = ..., hours: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., cost_micros: _Optional[int] = ..., trade_ids: _Optional[_Iterable[int]] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ...) -> None: ...
 
 class ExecutionBatch(_message.Message):
     __slots__ = ("executions",)
