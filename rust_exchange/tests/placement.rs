@@ -339,3 +339,188 @@ fn a_bid_next_to_an_allocation_it_holds_shares_its_domain() {
     }
     assert_eq!(again.state_hash(), ex.state_hash());
 }
+
+/// Random fleets (two clusters of labelled 4-GPU trays) and bids with required
+/// locality: a filled bid's GPUs all sit in one domain at its level, the same in every
+/// hour; and a bid that did not fill had no domain that could hold it. The reference
+/// tries every cluster whose open asks carry the bid within its limit, and every domain
+/// there, counting whole gangs free in every hour.
+#[test]
+fn random_required_locality_is_never_violated_and_never_missed() {
+    use spotex_core::workload::Rng;
+    use spotex_core::Level;
+    let levels = [
+        (pb::Locality::Node, Level::Node),
+        (pb::Locality::NvlinkDomain, Level::Domain),
+        (pb::Locality::Rack, Level::Rack),
+        (pb::Locality::Block, Level::Block),
+        (pb::Locality::Cluster, Level::Cluster),
+    ];
+    let (mut filled, mut missed) = (0, 0);
+    for seed in 0..40u64 {
+        let mut rng = Rng(seed);
+        let hours = 2i64;
+        let mut ex = Exchange::new(10_000);
+        for h in 0..hours {
+            ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
+                .unwrap();
+        }
+        let pick =
+            |rng: &mut Rng, xs: &[&str]| xs[(rng.next() % xs.len() as u64) as usize].to_string();
+        for c in 0..2u64 {
+            let nodes = (0..4 + rng.next() % 5)
+                .map(|i| pb::Node {
+                    node_id: format!("t{i}"),
+                    gpus: 4,
+                    block: pick(&mut rng, &["p1", "p2"]),
+                    rack: pick(&mut rng, &["r1", "r2"]),
+                    nvlink_domain: pick(&mut rng, &["d1", "d2", "d3", ""]),
+                })
+                .collect();
+            let cap = pb::RegisterCapacityRequest {
+                cluster_id: format!("c{c}"),
+                sku: "GB200".into(),
+                region: "us-south".into(),
+                nodes,
+                from_hour: H0,
+                to_hour: H0 + hours,
+            };
+            ex.register_capacity(T0, seller(10 + c), &cap).unwrap();
+        }
+        for step in 0..40 {
+            let ts = T0 + step;
+            let h = H0 + (rng.next() % hours as u64) as i64;
+            match rng.next() % 3 {
+                0 => {
+                    let c = rng.next() % 2;
+                    let ask = pb::PlaceOrderRequest {
+                        product_id: pid(h),
+                        side: pb::Side::Sell as i32,
+                        price_micros: 1_000_000 + (rng.next() % 10) as i64 * 10_000,
+                        quantity: 1 + (rng.next() % 8) as i64,
+                        cluster_id: format!("c{c}"),
+                        ..Default::default()
+                    };
+                    let _ = ex.place_order(ts, seller(10 + c), &ask);
+                }
+                1 => {
+                    let mut b = bid(4, pb::Locality::Unspecified);
+                    b.product_id = pid(h);
+                    b.price_micros = 1_200_000;
+                    let _ = ex.place_order(ts, buyer(3), &b);
+                }
+                _ => {
+                    let (lp, level) = levels[(rng.next() % 5) as usize];
+                    let n = 1 + (rng.next() % 2) as u32;
+                    let mut b = bid(4 * (1 + (rng.next() % 2) as i64), lp);
+                    b.product_id = pid(H0 + (rng.next() % (hours as u64 - n as u64 + 1)) as i64);
+                    b.hours = n;
+                    b.price_micros = 1_100_000;
+                    let first = H0 + (0..hours).find(|k| pid(H0 + k) == b.product_id).unwrap();
+                    let could = reference_fits(&ex, &b, first, level);
+                    let o = ex.place_order(ts, buyer(2), &b).unwrap();
+                    if o.state == pb::OrderState::Filled as i32 {
+                        filled += 1;
+                        assert!(
+                            could,
+                            "seed {seed}: filled where the reference finds no way"
+                        );
+                        // every GPU in one domain at the level, the same in every hour
+                        // per hour: (domain, cluster, node) -> GPUs, over its trades
+                        type Held = std::collections::BTreeMap<(String, u32, u32), u64>;
+                        let mut by_hour: std::collections::BTreeMap<i64, Held> = Default::default();
+                        for a in ex.engine().allocations() {
+                            if a.buy_order == o.order_id {
+                                let spec = &ex.engine().clusters()[a.cluster as usize].spec;
+                                for s in &a.slots {
+                                    let node = &spec.nodes[s.node as usize];
+                                    let key = (node.domain_at(level), a.cluster, s.node);
+                                    *by_hour.entry(a.hour).or_default().entry(key).or_default() |=
+                                        s.gpus;
+                                }
+                            }
+                        }
+                        assert_eq!(by_hour.len(), n as usize);
+                        let sets: Vec<Held> = by_hour.into_values().collect();
+                        assert!(sets.iter().all(|s| *s == sets[0]), "seed {seed}: same GPUs");
+                        let domains: std::collections::BTreeSet<(&String, u32)> =
+                            sets[0].keys().map(|(d, c, _)| (d, *c)).collect();
+                        assert_eq!(domains.len(), 1, "seed {seed}: {domains:?} at {level:?}");
+                    } else {
+                        missed += 1;
+                        assert!(!could, "seed {seed}: a domain could hold {b:?}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        filled >= 30 && missed >= 30,
+        "filled {filled}, not {missed}"
+    );
+}
+
+/// Whether some cluster's open asks (never the buyer's) carry `b` in every hour of its
+/// span within its limit, and some domain there at `level` has its whole gangs free in
+/// every hour.
+fn reference_fits(
+    ex: &Exchange,
+    b: &pb::PlaceOrderRequest,
+    first: i64,
+    level: spotex_core::Level,
+) -> bool {
+    let hours: Vec<i64> = (first..first + b.hours as i64).collect();
+    let gang = b.gang as i64;
+    let budget = b.price_micros as i128 * b.quantity as i128 * b.hours as i128;
+    for (c, cluster) in ex.engine().clusters().iter().enumerate() {
+        let asks = ex
+            .list_orders(
+                seller(cluster.seller),
+                &pb::ListOrdersRequest {
+                    open_only: true,
+                    page_size: 1000,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .orders;
+        let mut cost: i128 = 0;
+        let mut ok = true;
+        for &h in &hours {
+            let mut mine: Vec<(i64, u64, i64)> = asks
+                .iter()
+                .filter(|o| o.product_id == pid(h) && o.cluster_id == cluster.spec.id)
+                .map(|o| (o.price_micros, o.order_id, o.remaining_quantity))
+                .collect();
+            mine.sort();
+            let mut need = b.quantity;
+            for (px, _, q) in mine {
+                let take = need.min(q);
+                cost += px as i128 * take as i128;
+                need -= take;
+            }
+            ok &= need == 0;
+        }
+        if !ok || cost > budget {
+            continue;
+        }
+        let nodes = &cluster.spec.nodes;
+        let mut sold = vec![0u64; nodes.len()];
+        for a in ex.engine().allocations() {
+            if a.cluster as usize == c && hours.contains(&a.hour) {
+                for s in &a.slots {
+                    sold[s.node as usize] |= s.gpus;
+                }
+            }
+        }
+        let mut domains: std::collections::BTreeMap<String, i64> = Default::default();
+        for (n, node) in nodes.iter().enumerate() {
+            *domains.entry(node.domain_at(level)).or_default() +=
+                (node.gpus as i64 - sold[n].count_ones() as i64) / gang;
+        }
+        if domains.values().any(|&g| g >= b.quantity / gang) {
+            return true;
+        }
+    }
+    false
+}
