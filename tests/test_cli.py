@@ -111,7 +111,7 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "one-of": ["one-of", "--alt", f"{pid}:1:1.00:1"],
         "executions": ["executions", "--seconds", "0.5"],
         "submit": ["submit", str(ORDERS_FILE)],
-        "basket": ["basket", str(ORDERS_FILE)],
+        "basket": ["basket", str(ORDERS_FILE)], "export": ["export"],
         "watch": ["watch", pid, "--seconds", "0.5"], "login": ["login"],
         "seller register": ["seller", "register", "cz", "--sku", "H100-SXM", "--region",
                             "us-west", "--node", "n0:8", "--from-hour", h, "--to-hour", h],

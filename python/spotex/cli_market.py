@@ -528,6 +528,31 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         emit(ctx, data, lambda: f"registered {cid}: {len(nodes)} nodes, {gpus} GPUs, "
                                 f"{to_hour - from_hour} hours")
 
+    @main.command()
+    @click.option("--format", "fmt", type=click.Choice(["slurm", "k8s"]), default="slurm",
+                  show_default=True)
+    @click.option("--at", "at_hour", type=HOUR, default=None,
+                  help="k8s: the nodes reserved at this hour (default: this hour)")
+    @click.option("--cluster", default=None, help="only this cluster")
+    @click.pass_context
+    def export(ctx: click.Context, fmt: str, at_hour: int | None, cluster: str | None) -> None:
+        """A seller's schedule for its scheduler: Slurm reservations (one scontrol command
+        per buyer's run of hours), or Kubernetes Node manifests with the buyer as owner
+        (labels and a NoSchedule taint) for the nodes reserved at one hour."""
+        from spotex import export as ex
+
+        sold = [a for a in client(ctx).list_allocations()
+                if not a.as_buyer and (cluster is None or a.cluster_id == cluster)]
+        runs = ex.reservations(sold)
+        if ctx.obj.get("json"):
+            click.echo(json.dumps([_plain(r) for r in runs]))
+            return
+        if fmt == "slurm":
+            click.echo(ex.slurm(runs), nl=False)
+            return
+        hour = at_hour if at_hour is not None else int(time.time()) // 3600
+        click.echo(ex.k8s(runs, hour), nl=False)
+
     @seller.command("range")
     @click.argument("product_id")
     @click.argument("quantity", type=quantity)

@@ -120,6 +120,8 @@ class Allocation:
     as_buyer: bool
     # each slot's node and where it sits: (node id, block, rack, NVLink domain)
     places: tuple[tuple[str, str, str, str], ...] = ()
+    buy_order_id: int = 0
+    buyer_account: int = 0  # whom the seller provisions these GPUs for
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,8 @@ def _allocation(a: Any) -> Allocation:
     return Allocation(a.trade_id, a.product_id, a.cluster_id, a.hour, _price(a.price_micros),
                       a.quantity, tuple((s.node_id, tuple(s.gpu_indices)) for s in a.slots),
                       a.as_buyer,
-                      tuple((s.node_id, s.block, s.rack, s.nvlink_domain) for s in a.slots))
+                      tuple((s.node_id, s.block, s.rack, s.nvlink_domain) for s in a.slots),
+                      a.buy_order_id, a.buyer_account)
 
 
 def _book(b: Any) -> Book:

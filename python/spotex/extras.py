@@ -5,6 +5,7 @@ the load generator bring their own libraries.
     pip install 'spotex[charts]'   # matplotlib: replay --charts, simulate's pictures
     pip install 'spotex[batch]'    # numpy: spotex.batch, bulk records for the engine
     pip install 'spotex[bench]'    # hdrhistogram: spotex bench; and the peer engines
+    pip install 'spotex[export]'   # pyyaml: spotex export --format k8s
 """
 
 from __future__ import annotations

@@ -1772,6 +1772,7 @@ impl Exchange {
                 .map(|s| slot_pb(cluster, s.node, s.gpus))
                 .collect(),
             as_buyer: a.buyer == account,
+            buyer_account: a.buyer,
         }
     }
 }
