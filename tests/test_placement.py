@@ -48,3 +48,26 @@ def test_locality_and_colocation_through_the_sdk_and_cli(running: Running) -> No
     assert err.value.reason == "INVALID_PLACEMENT"
     with pytest.raises(ValueError):
         desk.place_order(pid, "buy", "4.00", 4, locality="rak")
+
+
+def test_the_locality_study_serves_more_whole_domain_jobs_and_strands_none(
+        running: Running) -> None:
+    """bench/bench_locality.py, small: on the same stream, locality-aware bids never hold
+    GPUs they cannot use, and serve at least as many whole-domain jobs as blind ones."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "bench" / "bench_locality.py"
+    spec = importlib.util.spec_from_file_location("bench_locality", path)
+    assert spec is not None and spec.loader is not None
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    op = Client(running.target, OPERATOR_TOKEN)
+    hour = int(time.time()) // 3600 + 200
+    stream = study.jobs(40, 5)
+    aware = study.run(op, running.target, "loc-aware", hour, stream, True)
+    blind = study.run(op, running.target, "loc-blind", hour + 1, stream, False)
+    assert aware["training_jobs"] == blind["training_jobs"] > 0
+    assert aware["gpus_held_but_unusable"] == 0
+    assert aware["training_jobs_served"] >= blind["training_jobs_served"]
+    assert aware["training_gpus_served"] > 0
