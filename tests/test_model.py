@@ -54,6 +54,10 @@ LOTS = {pid: lot for pid, (_, lot) in zip(PRODUCT_IDS, PRODUCTS, strict=True)}
 HOURS = {pid: DELIVERY[p] for pid, (p, _) in zip(PRODUCT_IDS, PRODUCTS, strict=True)}
 # small, uneven nodes so that gangs and capacity limits bite
 CLUSTERS = {1: [("a", 8), ("b", 4)], 2: [("a", 8), ("b", 8), ("c", 2)], 3: [("a", 4)]}
+# where the nodes sit (block, rack, NVLink domain): cluster 3 has no labels
+PLACES = {1: [("p1", "r1", "d2"), ("", "", "")],
+          2: [("p1", "r1", "d1"), ("p1", "r1", "d1"), ("p1", "r2", "")]}
+LOCALITIES = [None, None, None, "node", "nvlink_domain", "rack", "block", "cluster"]
 
 EVENT_FIELDS = ("kind", "product", "order_id", "account", "side", "price", "qty", "reason",
                 "trade_id", "maker_order", "maker_account", "priority_kept", "state", "cluster")
@@ -95,13 +99,16 @@ class EngineVersusModel(RuleBasedStateMachine):
         # blocks: order id -> (hours, quantity, limit); what the one being placed will be
         self.blocks: dict[int, tuple[int, int, int]] = {}
         self.next_block: tuple[int, int, int] | None = None
+        self.trade_ids: list[int] = []
+        # a placed block: order id -> (level, domain) its GPUs must all sit in
+        self.placed: dict[int, tuple[str, str]] = {}
         for pid in PRODUCT_IDS:
             self.both("create_product", pid, tick=TICK, lot=LOTS[pid], open_at=T0,
                       close_at=HOURS[pid] * HOUR - HOUR, ts=self.ts)
         for account, nodes in CLUSTERS.items():
             self.both("register_capacity", account, f"c{account}", sku="H100-SXM",
                       region="us-east", nodes=nodes, from_hour=T0 // HOUR,
-                      to_hour=T0 // HOUR + 24, ts=self.ts)
+                      to_hour=T0 // HOUR + 24, ts=self.ts, places=PLACES.get(account))
 
     # ---- driving both --------------------------------------------------------------
 
@@ -158,9 +165,20 @@ class EngineVersusModel(RuleBasedStateMachine):
             elif e.kind == "amended":
                 self.remaining[e.order_id] = e.qty
                 self.limit[e.order_id] = (self.limit[e.order_id][0], e.price)
+            elif e.kind == "placed":
+                self.placed[e.order_id] = (e.state, e.cluster)
+                seen(f"a block placed at {e.state}")
             elif e.kind == "allocated":
                 a = e.allocation
                 gang = self.gang[a.buy_order]
+                self.trade_ids.append(a.trade_id)
+                if a.buy_order in self.placed:
+                    # the engine's and the model's placement agree (the events are equal);
+                    # each GPU in the domain named, at its level
+                    level, domain = self.placed[a.buy_order]
+                    c = self.model.clusters[a.cluster]
+                    names = [n for n, _ in c.nodes]
+                    assert all(c.domain(names.index(n), level) == domain for n, _ in a.slots)
                 assert sum(len(g) for _, g in a.slots) == a.qty == e.qty
                 if a.buy_order in self.blocks:
                     held = legs[a.buy_order][a.product][2]
@@ -227,16 +245,26 @@ class EngineVersusModel(RuleBasedStateMachine):
         tif=st.sampled_from(["fok", "ioc", "gtc", "gtc", "gtd"]),
         expiry=st.integers(-5, 400),
         delta=st.integers(0, 40),
+        locality=st.sampled_from(LOCALITIES),
+        preferred=st.booleans(),
+        near=st.sampled_from([False] * 4 + [True]),
+        data=st.data(),
     )
     def place_block(self, account: int, product: str, hours: int, window: int, price: int,
-                    qty: int, gang: int, tif: str, expiry: int, delta: int) -> None:
+                    qty: int, gang: int, tif: str, expiry: int, delta: int,
+                    locality: str | None, preferred: bool, near: bool,
+                    data: st.DataObject) -> None:
         ts = self.tick(delta)
         expire_at = ts + expiry if tif == "gtd" else None
         self.next_gang = gang
         self.next_block = (hours, qty, price)
         try:
+            near_trade = (data.draw(st.sampled_from(self.trade_ids + [10_000]))
+                          if near else None)
             got = self.both("place_block", account, product, hours, price, qty, ts=ts,
-                            gang=gang, tif=tif, expire_at=expire_at, window=window)
+                            gang=gang, tif=tif, expire_at=expire_at, window=window,
+                            locality=locality, preferred=preferred and locality is not None,
+                            near=near_trade)
         finally:
             self.next_block = None
         seen("block: " + ("refused" if got is None else got[-1].kind))

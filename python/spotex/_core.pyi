@@ -185,6 +185,7 @@ class Engine:
         from_hour: int,
         to_hour: int,
         ts: int,
+        places: list[tuple[str, str, str]] | None = None,  # (block, rack, nvlink_domain)
     ) -> list[Event]: ...
     def withdraw_capacity(
         self,
@@ -227,6 +228,11 @@ class Engine:
         tif: TimeInForce | str | None = None,  # "fok" (the default) | "ioc" | "gtc" | "gtd"
         expire_at: int | None = None,
         window: int = 0,
+        # all GPUs in one domain at this level: "node", "nvlink_domain", "rack", "block",
+        # "cluster"; or the tightest from there out when preferred; near a trade id held
+        locality: str | None = None,
+        preferred: bool = False,
+        near: int | None = None,
     ) -> Events: ...
     def resting_blocks(self) -> list[int]: ...
     def cancel(self, account: int, order_id: int, *, ts: int) -> Events: ...

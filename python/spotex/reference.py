@@ -25,6 +25,8 @@ MAX_WINDOW_HOURS = 336
 # resting blocks examined per arriving ask: the best of its hour, then more in turn
 RETRY_TOP = 16
 RETRY_TURN = 16
+# the levels of a cluster's tree, tightest first
+LEVELS: list[str | None] = ["node", "nvlink_domain", "rack", "block", "cluster"]
 
 
 class Rejected(Exception):
@@ -102,6 +104,9 @@ class RefBlock:
     tif: str
     expire_at: int | None
     products: list[str]  # its span, hour by hour
+    level: str | None = None  # placement: all GPUs in one domain at this level
+    preferred: bool = False
+    near: int | None = None  # next to this trade's allocation
 
 
 @dataclass
@@ -110,6 +115,7 @@ class BlockPlan:
     cluster: RefCluster
     legs: list[list[tuple[RefOrder, int]]]  # per hour: (ask, quantity taken)
     gpus: list[tuple[int, int]]  # (node, GPU index), in the order they are handed out
+    placed: tuple[str, str] | None = None  # with placement terms: (level, domain)
 
 
 @dataclass
@@ -138,6 +144,20 @@ class RefCluster:
     # (hour) -> per node: free GPU indices, sold GPU indices
     free: dict[int, list[set[int]]] = field(default_factory=dict)
     sold: dict[int, list[set[int]]] = field(default_factory=dict)
+    # per node: (block, rack, NVLink domain), as registered ("" where not given)
+    places: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def domain(self, n: int, level: str) -> str:
+        """The name of the domain holding node `n` at `level`: its labels down to that
+        level joined by '/', or the node alone where the label there is missing."""
+        node = f"node:{self.nodes[n][0]}"
+        if level == "cluster":
+            return ""
+        if level == "node":
+            return node
+        depth = {"block": 1, "rack": 2, "nvlink_domain": 3}[level]
+        labels = (self.places[n] if self.places else ("", "", ""))[:depth]
+        return node if not labels[-1] else "/".join(labels)
 
     def hour_free(self, hour: int) -> list[set[int]]:
         if hour not in self.free:
@@ -317,7 +337,8 @@ class ReferenceEngine:
 
     def register_capacity(self, account: int, cluster_id: str, *, sku: str, region: str,
                           nodes: list[tuple[str, int]], from_hour: int, to_hour: int,
-                          ts: int) -> list[RefEvent]:
+                          ts: int, places: list[tuple[str, str, str]] | None = None
+                          ) -> list[RefEvent]:
         def go() -> None:
             ok = all(_is_name(s, "-_.:") for s in (cluster_id, sku, region))
             ok = ok and 0 < len(nodes) <= 100_000 and from_hour < to_hour
@@ -325,12 +346,13 @@ class ReferenceEngine:
             ids = [n for n, _ in nodes]
             ok = ok and len(set(ids)) == len(ids)
             ok = ok and all(0 < g <= MAX_GPUS_PER_NODE and _is_name(n, "-_.:") for n, g in nodes)
+            ok = ok and all(not x or _is_name(x, "-_.:") for p in places or [] for x in p)
             if not ok:
                 raise Rejected("INVALID_CAPACITY")
             if cluster_id in self.clusters:
                 raise Rejected("DUPLICATE_CLUSTER")
             self.clusters[cluster_id] = RefCluster(cluster_id, account, sku, region, list(nodes),
-                                                   from_hour, to_hour)
+                                                   from_hour, to_hour, places=list(places or []))
             self._emit("capacity_registered", cluster=cluster_id, account=account)
         return self._run(ts, go)
 
@@ -527,7 +549,8 @@ class ReferenceEngine:
 
     def place_block(self, account: int, product_id: str, hours: int, price: int, qty: int, *,
                     ts: int, gang: int = 1, tif: str = "fok", expire_at: int | None = None,
-                    window: int = 0) -> list[RefEvent]:
+                    window: int = 0, locality: str | None = None, preferred: bool = False,
+                    near: int | None = None) -> list[RefEvent]:
         """The same GPUs in every one of `hours` consecutive hours, all or none: at once
         (IOC, FOK), or resting whole (GTC, GTD) until asks let it fill."""
         first = self._product(product_id)
@@ -536,6 +559,12 @@ class ReferenceEngine:
             span = window or hours
             if not 0 < hours <= MAX_BLOCK_HOURS or span < hours or span > MAX_WINDOW_HOURS:
                 raise Rejected("INVALID_BLOCK")
+            if near is not None:
+                held = self._allocation(near)
+                c = self.clusters[held.cluster] if held else None
+                if held is None or c is None or held.buyer != account or (
+                        c.sku, c.region) != (first.sku, first.region):
+                    raise Rejected("INVALID_PLACEMENT")
             products = []
             for k in range(span):
                 pid = f"{first.sku}/{first.region}/{_hour_text(first.hour + k)}"
@@ -547,13 +576,14 @@ class ReferenceEngine:
             self.next_order_id += 1
             self._emit("accepted", order_id=oid, account=account, product=product_id,
                        side="buy", price=price, qty=qty)
+            terms = (locality, preferred, near)
             plan = self._best_plan(account, hours, price, qty, gang, products, None, range(
-                span - hours + 1))
+                span - hours + 1), terms)
             if plan is not None:
                 self._take(oid, account, plan)
             elif tif in ("gtc", "gtd"):
                 self.blocks[oid] = RefBlock(oid, account, product_id, hours, price, qty, gang,
-                                            tif, expire_at, products)
+                                            tif, expire_at, products, *terms)
             else:
                 self._emit("cancelled", order_id=oid, account=account, product=product_id,
                            qty=qty, reason="fill_or_kill" if tif == "fok" else "unfilled")
@@ -576,21 +606,27 @@ class ReferenceEngine:
             raise Rejected("INVALID_EXPIRY")
 
     def _best_plan(self, account: int, hours: int, price: int, qty: int, gang: int,
-                   products: list[str], only: str | None, starts: range) -> BlockPlan | None:
+                   products: list[str], only: str | None, starts: range,
+                   terms: tuple[str | None, bool, int | None]) -> BlockPlan | None:
         """Every start in turn; the cheapest plan wins, ties to the earliest."""
         best: BlockPlan | None = None
         for s in starts:
-            plan = self._plan(account, price, qty, gang, products[s:s + hours], only)
+            plan = self._plan(account, price, qty, gang, products[s:s + hours], only, terms)
             if plan is not None and (best is None or plan.cost < best.cost):
                 best = plan
         return best
 
     def _plan(self, account: int, price: int, qty: int, gang: int, products: list[str],
-              only: str | None) -> BlockPlan | None:
+              only: str | None, terms: tuple[str | None, bool, int | None] = (None, False, None)
+              ) -> BlockPlan | None:
         """The block over exactly these hours: every cluster that has the GPUs in asks
         (never the buyer's own, cheapest first) in every hour within the limit on the
         whole, cheapest first, ties to the first registered; the first of them with
-        `qty` GPUs free in every hour, in whole gangs, placed best fit."""
+        `qty` GPUs free in every hour, in whole gangs, placed best fit. With placement
+        terms: level by level (the asked one, or from it out when preferred), only in
+        one domain at that level: the one with the fewest free gangs that holds them,
+        then the lowest name (only the domain of the `near` allocation, when given)."""
+        level, preferred, near = terms
         hours = [self.products[pid].hour for pid in products]
         first = self.products[products[0]]
         budget = price * qty * len(products)
@@ -617,23 +653,52 @@ class ReferenceEngine:
                 legs.append(taken)
             if len(legs) == len(products) and cost <= budget:
                 ranked.append((cost, index, c, legs))
-        for cost, _, c, legs in sorted(ranked, key=lambda r: (r[0], r[1])):
-            common = [set.intersection(*(c.hour_free(h)[n] for h in hours))
-                      for n in range(len(c.nodes))]
-            fits = sorted((n for n in range(len(c.nodes)) if len(common[n]) >= gang),
-                          key=lambda n: (len(common[n]), n))
-            gangs, gpus = qty // gang, []
-            for n in fits:
-                take = min(len(common[n]) // gang, gangs)
-                gpus += [(n, g) for g in sorted(common[n])[:take * gang]]
-                gangs -= take
-            if gangs == 0:
-                return BlockPlan(cost, c, legs, gpus)
+        held = self._allocation(near) if near is not None else None
+        start = level or ("cluster" if held else None)
+        levels: list[str | None] = [None] if start is None else (
+            LEVELS[LEVELS.index(start):] if preferred else [start])
+        for lv in levels:
+            for cost, _, c, legs in sorted(ranked, key=lambda r: (r[0], r[1])):
+                if held is not None and c.id != held.cluster:
+                    continue
+                common = [set.intersection(*(c.hour_free(h)[n] for h in hours))
+                          for n in range(len(c.nodes))]
+                fits = [n for n in range(len(c.nodes)) if len(common[n]) >= gang]
+                domain = ""
+                if lv is not None:
+                    wanted = None
+                    if held is not None:
+                        near_node = [x for x, _ in c.nodes].index(held.slots[0][0])
+                        wanted = c.domain(near_node, lv)
+                    groups: dict[str, list[int]] = {}
+                    for n in fits:
+                        groups.setdefault(c.domain(n, lv), []).append(n)
+                    holding = [(sum(len(common[n]) // gang for n in ns), name, ns)
+                               for name, ns in groups.items()
+                               if sum(len(common[n]) // gang for n in ns) >= qty // gang
+                               and wanted in (None, name)]
+                    if not holding:
+                        continue
+                    _, domain, fits = min(holding, key=lambda d: (d[0], d[1]))
+                fits = sorted(fits, key=lambda n: (len(common[n]), n))
+                gangs, gpus = qty // gang, []
+                for n in fits:
+                    take = min(len(common[n]) // gang, gangs)
+                    gpus += [(n, g) for g in sorted(common[n])[:take * gang]]
+                    gangs -= take
+                if gangs == 0:
+                    return BlockPlan(cost, c, legs, gpus,
+                                     (lv, domain) if lv is not None else None)
         return None
+
+    def _allocation(self, trade_id: int) -> RefAllocation | None:
+        return next((a for a in self.allocations if a.trade_id == trade_id), None)
 
     def _take(self, oid: int, buyer: int, plan: BlockPlan) -> None:
         """Block `oid` takes its plan: hour by hour, each ask in turn, on the GPUs in the
         order the plan hands them out."""
+        if plan.placed is not None:
+            self._emit("placed", order_id=oid, state=plan.placed[0], cluster=plan.placed[1])
         c = plan.cluster
         for taken in plan.legs:
             given = 0
@@ -693,7 +758,8 @@ class ReferenceEngine:
             plan = None
             for s in starts:
                 found = self._plan(b.account, b.price, b.qty, b.gang,
-                                   b.products[s:s + b.hours], cluster_id)
+                                   b.products[s:s + b.hours], cluster_id,
+                                   (b.level, b.preferred, b.near))
                 if found is not None and (plan is None or found.cost < plan.cost):
                     plan = found
             if plan is not None:

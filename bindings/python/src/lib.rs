@@ -684,7 +684,9 @@ impl Engine {
         self.run(py, ts, Command::AdvanceTime)
     }
 
-    #[pyo3(signature = (account, cluster_id, *, sku, region, nodes, from_hour, to_hour, ts))]
+    /// `places`, when given, one `(block, rack, nvlink_domain)` per node.
+    #[pyo3(signature = (account, cluster_id, *, sku, region, nodes, from_hour, to_hour, ts,
+        places=None))]
     #[allow(clippy::too_many_arguments)]
     fn register_capacity(
         &mut self,
@@ -697,7 +699,9 @@ impl Engine {
         from_hour: i64,
         to_hour: i64,
         ts: i64,
+        places: Option<Vec<(String, String, String)>>,
     ) -> PyResult<Vec<Event>> {
+        let mut places = places.unwrap_or_default().into_iter();
         let spec = core::ClusterSpec {
             id: cluster_id,
             sku,
@@ -707,7 +711,14 @@ impl Engine {
                 .map(|(id, gpus)| core::NodeSpec {
                     id,
                     gpus,
-                    place: Default::default(),
+                    place: places
+                        .next()
+                        .map(|(block, rack, domain)| core::Topology {
+                            block,
+                            rack,
+                            domain,
+                        })
+                        .unwrap_or_default(),
                 })
                 .collect(),
             from_hour,
@@ -822,7 +833,7 @@ impl Engine {
     /// anywhere in that many hours (0: none). With tif "gtc"/"gtd" it rests whole until
     /// it can fill.
     #[pyo3(signature = (account, product_id, hours, price, qty, *, ts, gang=1, tif=None,
-        expire_at=None, window=0))]
+        expire_at=None, window=0, locality=None, preferred=false, near=None))]
     #[allow(clippy::too_many_arguments)]
     fn place_block(
         slf: &Bound<'_, Self>,
@@ -836,10 +847,28 @@ impl Engine {
         tif: Option<&Bound<'_, PyAny>>,
         expire_at: Option<i64>,
         window: u32,
+        locality: Option<&str>,
+        preferred: bool,
+        near: Option<u64>,
     ) -> PyResult<Events> {
         let py = slf.py();
         let product = slf.borrow().product(py, product_id)?;
         let tif = parse_tif(py, tif.map_or(Ok("fok"), terms::word)?, expire_at)?;
+        let level = match locality {
+            None => None,
+            Some(name) => Some(
+                core::Level::ALL
+                    .into_iter()
+                    .find(|l| l.as_str() == name)
+                    .ok_or_else(|| {
+                        invalid(
+                            py,
+                            "locality must be 'node', 'nvlink_domain', 'rack', 'block' or \
+                             'cluster'",
+                        )
+                    })?,
+            ),
+        };
         let block = NewBlock {
             account,
             product,
@@ -849,7 +878,11 @@ impl Engine {
             gang,
             tif,
             window,
-            place: Default::default(),
+            place: core::Placement {
+                level,
+                preferred,
+                near,
+            },
         };
         Engine::run_lazy(slf, ts, Command::PlaceBlock(block))
     }
