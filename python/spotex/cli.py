@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import grpc
@@ -307,10 +308,8 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
     training-run buyers (block demand served, prices and utilisation per hour, surplus);
     prints and draws them."""
     import json
-    import secrets
 
     from spotex import simulate as sim
-    from spotex.demo import start_server
 
     if target and not operator_token:
         raise click.UsageError("--target needs --operator-token (or SPOTEX_OPERATOR_TOKEN)")
@@ -321,25 +320,11 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
                        training_buyers, out_dir)
         return
     cfg = sim.SimConfig(seed=seed, steps=steps, buyers=buyers, sellers=sellers)
-    server = None
-    if not target:
-        operator_token = secrets.token_urlsafe(16)
-        server, loop = start_server("127.0.0.1:0", operator_token)
-        target = f"127.0.0.1:{server.port}"
-    assert operator_token is not None
-    try:
-        with console.status(f"{buyers} buyers and {sellers + 1} sellers trading on {target}"):
-            result = sim.run(target, operator_token, cfg)
-    except RuntimeError as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        if server is not None:
-            asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(10)
+    result = _on_a_server(target, operator_token,
+                          f"{buyers} buyers and {sellers + 1} sellers trading",
+                          lambda t, token: sim.run(t, token, cfg))
     summary = result.summary()
-    t = Table("measure", "value", title=f"simulation, seed {seed}, {steps} steps")
-    for k, v in summary.items():
-        t.add_row(k.replace("_", " "), str(v))
-    console.print(t)
+    _print_summary(f"simulation, seed {seed}, {steps} steps", summary)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "simulate.json").write_text(json.dumps(
         {"config": {k: v for k, v in cfg.__dict__.items()}, "summary": summary,
@@ -355,18 +340,17 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
                   f"to {out_dir}")
 
 
-def _simulate_runs(target: str | None, operator_token: str | None, steps: int, buyers: int,
-                   sellers: int, seed: int, hours: int, training_buyers: int,
-                   out_dir: Path) -> None:
-    """``simulate --hours N``: training runs beside hourly buyers over N hours."""
-    import json
+T = TypeVar("T")
+
+
+def _on_a_server(target: str | None, operator_token: str | None, doing: str,
+                 run: Callable[[str, str], T]) -> T:
+    """`run(target, operator token)` against the server given, or one started on loopback
+    for it and stopped after; a RuntimeError of the run becomes one line."""
     import secrets
 
-    from spotex import simulate_runs as runs
     from spotex.demo import start_server
 
-    cfg = runs.RunsConfig(seed=seed, steps=steps, hours=hours, sellers=sellers,
-                          hourly_buyers=buyers, training_buyers=training_buyers)
     server = None
     if not target:
         operator_token = secrets.token_urlsafe(16)
@@ -374,20 +358,38 @@ def _simulate_runs(target: str | None, operator_token: str | None, steps: int, b
         target = f"127.0.0.1:{server.port}"
     assert operator_token is not None
     try:
-        with console.status(f"{training_buyers} training runs, {buyers} hourly buyers and "
-                            f"{sellers} sellers trading {hours} hours on {target}"):
-            result = runs.run(target, operator_token, cfg)
+        with console.status(f"{doing} on {target}"):
+            return run(target, operator_token)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
     finally:
         if server is not None:
             asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(10)
-    summary = result.summary()
-    t = Table("measure", "value", title=f"simulation over {hours} hours, seed {seed}, "
-                                         f"{steps} steps")
+
+
+def _print_summary(title: str, summary: dict[str, Any]) -> None:
+    t = Table("measure", "value", title=title)
     for k, v in summary.items():
         t.add_row(k.replace("_", " "), str(v))
     console.print(t)
+
+
+def _simulate_runs(target: str | None, operator_token: str | None, steps: int, buyers: int,
+                   sellers: int, seed: int, hours: int, training_buyers: int,
+                   out_dir: Path) -> None:
+    """``simulate --hours N``: training runs beside hourly buyers over N hours."""
+    import json
+
+    from spotex import simulate_runs as runs
+
+    cfg = runs.RunsConfig(seed=seed, steps=steps, hours=hours, sellers=sellers,
+                          hourly_buyers=buyers, training_buyers=training_buyers)
+    result = _on_a_server(target, operator_token,
+                          f"{training_buyers} training runs, {buyers} hourly buyers and "
+                          f"{sellers} sellers trading {hours} hours",
+                          lambda t, token: runs.run(t, token, cfg))
+    summary = result.summary()
+    _print_summary(f"simulation over {hours} hours, seed {seed}, {steps} steps", summary)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "simulate_hours.json").write_text(json.dumps(
         {"config": dict(cfg.__dict__), "summary": summary, "per_hour": result.per_hour()},
