@@ -73,6 +73,8 @@ def test_training_runs_beside_hourly_buyers_through_the_sdk(tmp_path: Path) -> N
     # what must hold whatever the agents do
     assert result.loss_fills == 0 and result.loss_blocks == 0
     assert result.split_blocks == 0, "a block not on the same GPUs in every hour"
+    assert result.locality_violations == 0, "a one-rack run outside one rack"
+    assert result.rack_runs[1] > 0
     rows = result.per_hour()
     assert len(rows) == 8 and all(0 <= row["utilisation"] <= 1 for row in rows)
     # a filled run holds its GPUs in each of its hours: the blocks' volume, hour by hour,

@@ -9,7 +9,9 @@ sellers who offer hour by hour, all through the real SDK against a running serve
 * Hourly buyers (zero-intelligence-constrained, as in the one-hour simulation): some
   GPUs of one hour at a private value, bidding a random price up to it.
 * Training-run buyers: 1 to 3 whole nodes (gangs of 8) for D consecutive hours (4 to
-  72, at most N), a third of them with a window of up to twice D to start in. Each bids
+  72, at most N), a third of them with a window of up to twice D to start in, and half
+  of those wanting one or two nodes needing them in one rack (`locality="rack"`; a
+  seller's nodes sit two to a rack, each its own NVLink domain). Each bids
   a resting block (GTC) at a random price up to its value per GPU-hour and, now and
   then, cancels it and bids again, never above its value. A run whose block filled is
   done.
@@ -58,6 +60,7 @@ class Trader:
     want: int = 0  # GPUs (in every hour, for a training run)
     run_hours: int = 0  # training runs: D
     window: int = 0  # training runs: hours it may start in, from `start` (0: none)
+    locality: str = ""  # training runs: all nodes in one domain at this level ("": any)
     start: int = 0  # training runs: index of the first hour of its span
     ranges: list[int] = field(default_factory=list)  # sellers: range ids placed
     orders: list[Order] = field(default_factory=list)  # as last seen
@@ -82,6 +85,8 @@ class RunsResult:
     loss_fills: int  # hourly fills against a value or cost: must be 0
     loss_blocks: int  # blocks that cost more than their value: must be 0
     split_blocks: int  # blocks not on the same GPUs every hour: must be 0
+    rack_runs: tuple[int, int]  # (filled, placed) training runs that needed one rack
+    locality_violations: int  # filled rack runs not in one rack: must be 0
     refused: dict[str, int]
 
     def per_hour(self) -> list[dict[str, Any]]:
@@ -119,6 +124,8 @@ class RunsResult:
             "loss_making_fills": self.loss_fills,
             "blocks_over_their_value": self.loss_blocks,
             "blocks_not_on_the_same_gpus": self.split_blocks,
+            "one_rack_runs_filled": f"{self.rack_runs[0]} of {self.rack_runs[1]}",
+            "one_rack_runs_outside_one_rack": self.locality_violations,
             "refused_orders": ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items()))
             or "none",
         }
@@ -156,7 +163,8 @@ def run(target: str, operator_token: str, cfg: RunsConfig) -> RunsResult:
                    account(f"seller-{i}", "seller"), cluster=f"{tag}-c{i}")
         t.client.register_capacity(
             t.cluster, sku="H100-SXM", region="us-east",
-            nodes=[(f"n{k}", GPUS_PER_NODE) for k in range(cfg.nodes_per_seller)],
+            nodes=[(f"n{k}", GPUS_PER_NODE, "b0", f"r{k // 2}", f"nvl{k}")
+                   for k in range(cfg.nodes_per_seller)],
             from_hour=first_hour, to_hour=first_hour + cfg.hours)
         traders.append(t)
     for i in range(cfg.hourly_buyers):
@@ -167,11 +175,14 @@ def run(target: str, operator_token: str, cfg: RunsConfig) -> RunsResult:
         d = rng.randint(4, min(72, cfg.hours))
         window = min(cfg.hours, rng.randint(d + 1, 2 * d)) if rng.random() < 1 / 3 else 0
         span = window or d
+        nodes = rng.randint(1, 3)
+        rack = "rack" if nodes <= 2 and rng.random() < 0.5 else ""
         traders.append(Trader(f"training-{i}", "training",
                               _tick(rng.randint(*cfg.value_range)),
                               account(f"training-{i}", "buyer"),
-                              want=GPUS_PER_NODE * rng.randint(1, 3), run_hours=d,
-                              window=window, start=rng.randrange(cfg.hours - span + 1)))
+                              want=GPUS_PER_NODE * nodes, run_hours=d,
+                              window=window, start=rng.randrange(cfg.hours - span + 1),
+                              locality=rack))
 
     refused: dict[str, int] = {}
     for _ in range(cfg.steps):
@@ -228,7 +239,7 @@ def _act(t: Trader, products: list[str], rng: random.Random, cfg: RunsConfig) ->
     price = _tick(rng.randint(min(floor, t.unit), t.unit))
     t.client.place_order(products[t.start], "buy", _dollars(price), t.want,
                          gang=GPUS_PER_NODE, hours=t.run_hours, window_hours=t.window,
-                         tif="gtc")
+                         tif="gtc", locality=t.locality)
 
 
 def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
@@ -238,6 +249,7 @@ def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
         t.refresh()
     trades: dict[int, tuple[int, int, int, int, bool]] = {}
     surplus = losses = loss_blocks = split = filled_blocks = served = 0
+    rack_filled = outside = 0
     for t in traders:
         for o in t.orders:
             for f in o.fills:
@@ -261,12 +273,17 @@ def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
             loss_blocks += cost > t.unit * t.want * t.run_hours
             mine = {f.trade_id for f in o.fills}
             by_hour: dict[int, set[tuple[str, str, int]]] = {}
+            racks: set[tuple[str, str, str]] = set()
             for a in t.client.list_allocations():
                 if a.trade_id in mine:
                     by_hour.setdefault(a.hour, set()).update(
                         (a.cluster_id, n, g) for n, gpus in a.slots for g in gpus)
+                    racks |= {(a.cluster_id, block, rack) for _, block, rack, _ in a.places}
             held = list(by_hour.values())
             split += len(held) != t.run_hours or any(h != held[0] for h in held)
+            if t.locality:
+                rack_filled += 1
+                outside += len(racks) != 1
     hourly = [t for t in traders if t.kind == "hourly"]
     training = [t for t in traders if t.kind == "training"]
     return RunsResult(
@@ -277,7 +294,8 @@ def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
         hourly_fill=(sum(o.filled for t in hourly for o in t.orders),
                      sum(t.want for t in hourly)),
         realised_surplus=surplus, loss_fills=losses, loss_blocks=loss_blocks,
-        split_blocks=split, refused=refused)
+        split_blocks=split, rack_runs=(rack_filled, sum(1 for t in training if t.locality)),
+        locality_violations=outside, refused=refused)
 
 
 def chart(r: RunsResult) -> bytes:
