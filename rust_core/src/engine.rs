@@ -889,23 +889,30 @@ impl Engine {
     /// The asks of `product` that `buyer` may take, by cluster-hour, each list in
     /// price-time order: `(slab index, price, quantity)`.
     fn asks_by_cluster_hour(&self, product: ProductHandle, buyer: AccountId) -> AsksByClusterHour {
-        let book = &self.books[product as usize];
         let mut by = AsksByClusterHour::default();
+        self.each_ask(product, |i, m| {
+            if m.account != buyer {
+                by.entry(m.cluster_hour)
+                    .or_default()
+                    .push((i, m.price, m.remaining));
+            }
+        });
+        by
+    }
+
+    /// Every ask of `product` in price-time order, with its slab index.
+    fn each_ask(&self, product: ProductHandle, mut f: impl FnMut(u32, &RestingOrder)) {
+        let book = &self.books[product as usize];
         let mut from: Option<Price> = None;
         while let Some((px, level)) = book.next_level(Side::Sell, from) {
             let mut i = level.head;
             while i != NIL {
                 let m = self.slab.get(i);
-                if m.account != buyer {
-                    by.entry(m.cluster_hour)
-                        .or_default()
-                        .push((i, px, m.remaining));
-                }
+                f(i, m);
                 i = m.next;
             }
             from = Some(px + 1);
         }
-        by
     }
 
     /// The cheapest way to fill a block over `products` now, if there is one costing

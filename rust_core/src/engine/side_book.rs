@@ -24,7 +24,6 @@ use std::ops::Range;
 use rustc_hash::FxHashMap;
 
 use super::{AsksByClusterHour, BlockPlan, Engine};
-use crate::book::NIL;
 use crate::capacity::ClusterHandle;
 use crate::codec::{self, CodecError, Dec, Enc};
 use crate::command::{CancelReason, Event, ExpireReason, NewBlock};
@@ -509,20 +508,12 @@ impl Engine {
         product: ProductHandle,
         cluster: ClusterHandle,
     ) -> Vec<(u32, Price, Qty, AccountId)> {
-        let book = &self.books[product as usize];
         let mut asks = Vec::new();
-        let mut from: Option<Price> = None;
-        while let Some((px, level)) = book.next_level(Side::Sell, from) {
-            let mut i = level.head;
-            while i != NIL {
-                let m = self.slab.get(i);
-                if m.cluster == Some(cluster) {
-                    asks.push((i, px, m.remaining, m.account));
-                }
-                i = m.next;
+        self.each_ask(product, |i, m| {
+            if m.cluster == Some(cluster) {
+                asks.push((i, m.price, m.remaining, m.account));
             }
-            from = Some(px + 1);
-        }
+        });
         asks
     }
 }
