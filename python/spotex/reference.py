@@ -460,6 +460,14 @@ class ReferenceEngine:
 
     # ---- orders --------------------------------------------------------------------
 
+    def _check_open(self, p: RefProduct) -> None:
+        if p.state == "closed":
+            raise Rejected("PRODUCT_CLOSED")
+        if p.state == "halted":
+            raise Rejected("PRODUCT_HALTED")
+        if self.now < p.open_at:
+            raise Rejected("PRODUCT_NOT_OPEN")
+
     def _check_price(self, p: RefProduct, price: int) -> None:
         if price <= 0:
             raise Rejected("NON_POSITIVE_PRICE")
@@ -494,12 +502,7 @@ class ReferenceEngine:
 
         def go() -> None:
             p = self._product(product_id)
-            if p.state == "closed":
-                raise Rejected("PRODUCT_CLOSED")
-            if p.state == "halted":
-                raise Rejected("PRODUCT_HALTED")
-            if self.now < p.open_at:
-                raise Rejected("PRODUCT_NOT_OPEN")
+            self._check_open(p)
             self._check_price(p, price)
             if gang < 1 or gang & (gang - 1) or gang > MAX_GPUS_PER_NODE or (
                     side == "sell" and gang != 1):
@@ -592,12 +595,7 @@ class ReferenceEngine:
     def _check_bid(self, p: RefProduct, price: int, qty: int, gang: int, tif: str,
                    expire_at: int | None) -> None:
         """What a limit bid of one hour must pass (as `place` checks it)."""
-        if p.state == "closed":
-            raise Rejected("PRODUCT_CLOSED")
-        if p.state == "halted":
-            raise Rejected("PRODUCT_HALTED")
-        if self.now < p.open_at:
-            raise Rejected("PRODUCT_NOT_OPEN")
+        self._check_open(p)
         self._check_price(p, price)
         if gang < 1 or gang & (gang - 1) or gang > MAX_GPUS_PER_NODE:
             raise Rejected("INVALID_GANG")
