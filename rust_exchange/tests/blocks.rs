@@ -11,30 +11,14 @@ use spotex_core::workload::Rng;
 use spotex_exchange::pb;
 use spotex_exchange::{Caller, Exchange};
 
-const HOUR: i64 = 3_600_000_000;
-const H0: i64 = 490_000; // the first delivery hour
-const T0: i64 = (H0 - 10) * HOUR;
+mod common;
+use common::*;
+
 const OP: Caller = Caller {
     account: 1,
     buyer: false,
     seller: false,
 };
-
-fn seller(account: u64) -> Caller {
-    Caller {
-        account,
-        buyer: false,
-        seller: true,
-    }
-}
-
-fn buyer(account: u64) -> Caller {
-    Caller {
-        account,
-        buyer: true,
-        seller: false,
-    }
-}
 
 fn pid(hour: i64) -> String {
     format!("H100-SXM/us-east/{}", format_hour(hour))

@@ -7,27 +7,10 @@
 use spotex_core::product::format_hour;
 use spotex_core::workload::Rng;
 use spotex_exchange::pb;
-use spotex_exchange::{Caller, Exchange};
+use spotex_exchange::Exchange;
 
-const HOUR: i64 = 3_600_000_000;
-const H0: i64 = 490_000;
-const T0: i64 = (H0 - 10) * HOUR;
-
-fn seller(account: u64) -> Caller {
-    Caller {
-        account,
-        buyer: false,
-        seller: true,
-    }
-}
-
-fn buyer(account: u64) -> Caller {
-    Caller {
-        account,
-        buyer: true,
-        seller: false,
-    }
-}
+mod common;
+use common::*;
 
 fn pid() -> String {
     format!("H100-SXM/us-east/{}", format_hour(H0))

@@ -7,9 +7,8 @@ use spotex_core::workload::Rng;
 use spotex_exchange::pb;
 use spotex_exchange::{Caller, Exchange};
 
-const HOUR: i64 = 3_600_000_000;
-const H0: i64 = 490_000;
-const T0: i64 = (H0 - 10) * HOUR;
+mod common;
+use common::*;
 
 fn who(account: u64, buyer: bool) -> Caller {
     Caller {
