@@ -112,6 +112,7 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "executions": ["executions", "--seconds", "0.5"],
         "submit": ["submit", str(ORDERS_FILE)],
         "basket": ["basket", str(ORDERS_FILE)], "export": ["export"],
+        "resell": ["resell", str(order_id), "2.00", "--gpu", "n0:0,1"],
         "watch": ["watch", pid, "--seconds", "0.5"], "login": ["login"],
         "seller register": ["seller", "register", "cz", "--sku", "H100-SXM", "--region",
                             "us-west", "--node", "n0:8", "--from-hour", h, "--to-hour", h],

@@ -102,7 +102,7 @@ def call(w: World, stub: str, method: str, request: Any, role: str) -> C:
 
 
 ROLES = ("none", "buyer", "seller", "operator", "other")
-UN, OK, NO = C.UNAUTHENTICATED, C.OK, C.PERMISSION_DENIED
+UN, OK, NO, BAD = C.UNAUTHENTICATED, C.OK, C.PERMISSION_DENIED, C.INVALID_ARGUMENT
 
 
 def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
@@ -156,6 +156,10 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("market", "PlaceAskRange", lambda: pb.PlaceAskRangeRequest(ask=pb.PlaceOrderRequest(
             product_id=w.pid, side=pb.SIDE_SELL, price_micros=9_000_000, quantity=1,
             cluster_id="c1"), hours=2), (UN, NO, OK, NO, NO)),
+        # whoever holds an allocation may resell it; holding none of that order, refused
+        ("market", "Resell", lambda: pb.ResellRequest(order_id=w.fresh_order(),
+                                                      price_micros=9_000_000),
+         (UN, BAD, BAD, NO, BAD)),
         ("operator", "ListAccounts", pb.ListAccountsRequest, ops),
         ("operator", "DisableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),
          ops),

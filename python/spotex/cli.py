@@ -169,6 +169,7 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         limits=limits, tls=tls, segment_bytes=c["journal.segment_mb"] << 20,
                         retention=c["journal.retention"],
                         keep_ended=c["journal.keep_ended_orders"],
+                        resale_fee_bps=c["market.resale_fee_bps"],
                         metrics_listen=metrics_listen, access_log=c["server.access_log"],
                         web_listen=c["server.web_listen"] or None))
     except (DataDirInUse, ListenError, JournalError) as e:

@@ -122,7 +122,24 @@ class _When(click.ParamType[dt.datetime]):
         return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-HOUR, NODE, WHEN = _Hour(), _Node(), _When()
+class _NodeGpus(click.ParamType[tuple[str, tuple[int, ...]]]):
+    """GPUs of one node: NODE:I,J,... (n0:4,5,6,7)."""
+
+    name = "node:gpus"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, tuple[int, ...]]:
+        node, _, idx = str(value).rpartition(":")
+        try:
+            gpus = tuple(int(i) for i in idx.split(","))
+        except ValueError:
+            gpus = ()
+        if not node or not gpus or any(not 0 <= g < 64 for g in gpus):
+            self.fail(f"{value!r} is not NODE:I,J,... (GPU indices 0 to 63)", param, ctx)
+        return node, gpus
+
+
+HOUR, NODE, WHEN, NODE_GPUS = _Hour(), _Node(), _When(), _NodeGpus()
 ACCOUNT_ID = click.IntRange(1, (1 << 63) - 1)
 ORDER_ID = click.IntRange(1, (1 << 64) - 1)
 
@@ -160,12 +177,14 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         return t
 
     def allocations_table(allocations: Iterable[Allocation]) -> Table:
-        t = _table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where")
+        t = _table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where",
+                   "resold from")
         for a in allocations:
             where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in a.slots)
             t.add_row(str(a.trade_id), a.product_id, a.cluster_id,
                       "buyer" if a.as_buyer else "seller", str(a.quantity), f"{a.price:.2f}",
-                      where)
+                      where or "(resold)",
+                      f"{a.parent_trade_id} (fee {a.fee:.2f})" if a.parent_trade_id else "")
         return t
 
     # ---- trading --------------------------------------------------------------------
@@ -541,8 +560,10 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         (labels and a NoSchedule taint) for the nodes reserved at one hour."""
         from spotex import export as ex
 
+        # the GPUs on this seller's clusters, with whoever holds them now (resales too)
         sold = [a for a in client(ctx).list_allocations()
-                if not a.as_buyer and (cluster is None or a.cluster_id == cluster)]
+                if a.as_provider and a.quantity > 0
+                and (cluster is None or a.cluster_id == cluster)]
         runs = ex.reservations(sold)
         if ctx.obj.get("json"):
             click.echo(json.dumps([_plain(r) for r in runs]))
@@ -566,10 +587,14 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                   cluster: str, hours: int, client_order_id: str) -> None:
         """Post one ask per hour over a range of hours (each placed or refused on its
         own); `spotex cancel-all --range ID` withdraws the range."""
-        from spotex.client import RpcError
-
         got = client(ctx).place_ask_range(product_id, price, quantity, hours=hours,
                                           cluster_id=cluster, client_order_id=client_order_id)
+        emit_range(ctx, got)
+
+    def emit_range(ctx: click.Context, got: list[Any]) -> None:
+        """Orders placed together with one range id, and the refused, as one table."""
+        from spotex.client import RpcError
+
         placed = [o for o in got if not isinstance(o, RpcError)]
         rows = [o if not isinstance(o, RpcError) else {"refused": o.reason,
                                                        "message": o.message} for o in got]
@@ -578,10 +603,33 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
             t = orders_table(placed)
             refused = [o for o in got if isinstance(o, RpcError)]
             t.caption = (f"range {placed[0].range_id}" if placed else "nothing placed") + (
-                f"; {len(refused)} hour(s) refused: "
+                f"; {len(refused)} refused: "
                 + ", ".join(sorted({r.reason for r in refused})) if refused else "")
             return t
         emit(ctx, rows, table)
+
+    @main.command()
+    @click.argument("order_id", type=ORDER_ID)
+    @click.argument("price", type=price)
+    @click.option("--from-hour", type=HOUR, default=0,
+                  help="first hour to resell, inclusive (default: the order's first)")
+    @click.option("--to-hour", type=HOUR, default=0,
+                  help="last hour, exclusive (default: to the order's last)")
+    @click.option("--gpu", "gpus", type=NODE_GPUS, multiple=True,
+                  help="NODE:I,J,... GPUs of that node only, once per node (default: all)")
+    @click.option("--tif", type=click.Choice(["gtc", "ioc", "fok"]), default="gtc",
+                  show_default=True)
+    @click.option("--client-order-id", default="", help="each ask gets it with #index")
+    @click.pass_context
+    def resell(ctx: click.Context, order_id: int, price: Decimal, from_hour: int, to_hour: int,
+               gpus: tuple[tuple[str, tuple[int, ...]], ...], tif: str,
+               client_order_id: str) -> None:
+        """Resell GPUs a buy order bought (a block or a one-hour bid): one ask per hour
+        held, on the same GPUs, sharing a range id (`spotex cancel-all --range ID`). Each
+        fill moves those GPUs to the buyer; you pay the venue's resale fee."""
+        got = client(ctx).resell(order_id, price, from_hour=from_hour, to_hour=to_hour,
+                                 gpus=gpus, tif=tif, client_order_id=client_order_id)
+        emit_range(ctx, got)
 
     @seller.command("withdraw")
     @click.argument("cluster_id")

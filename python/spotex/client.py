@@ -77,6 +77,7 @@ class Fill:
     quantity: int
     maker: bool
     product_id: str = ""  # a block's fill: the hour it traded in
+    fee: Decimal = Decimal(0)  # a resale's fill: the fee its seller paid
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,9 @@ class Order:
     colocate_with: int = 0  # the trade id of an allocation to sit next to (0: none)
     placed_level: str = ""  # once filled with placement terms: the level it got
     placed_domain: str = ""  # and the domain, its labels joined by '/'
+    resell_trade_id: int = 0  # a resale ask: the allocation its GPUs come from (0: none)
+    resale_fee_bps: int = 0  # and the venue's fee on each fill, in basis points
+    fees: Decimal = Decimal(0)  # fees paid so far
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,10 @@ class Allocation:
     places: tuple[tuple[str, str, str, str], ...] = ()
     buy_order_id: int = 0
     buyer_account: int = 0  # whom the seller provisions these GPUs for
+    parent_trade_id: int = 0  # a resale's: the allocation its GPUs came from (0: none)
+    fee: Decimal = Decimal(0)  # a resale's fee, paid by its seller
+    seller_account: int = 0  # the cluster's owner, or a reseller
+    as_provider: bool = False  # the GPUs are on the caller's cluster (its schedule)
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,8 @@ def _ts(micros: int) -> dt.datetime:
 
 
 def _fill(f: Any) -> Fill:
-    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker, f.product_id)
+    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker, f.product_id,
+                _price(f.fee_micros))
 
 
 def _order(o: Any) -> Order:
@@ -218,7 +227,7 @@ def _order(o: Any) -> Order:
                  o.min_quantity, o.range_id, o.display_quantity,
                  wire.LOCALITY_FROM_PB.get(o.locality, ""), o.locality_preferred,
                  o.colocate_with, wire.LOCALITY_FROM_PB.get(o.placed_level, ""),
-                 o.placed_domain)
+                 o.placed_domain, o.resell_trade_id, o.resale_fee_bps, _price(o.fees_micros))
 
 
 def _allocation(a: Any) -> Allocation:
@@ -226,7 +235,8 @@ def _allocation(a: Any) -> Allocation:
                       a.quantity, tuple((s.node_id, tuple(s.gpu_indices)) for s in a.slots),
                       a.as_buyer,
                       tuple((s.node_id, s.block, s.rack, s.nvlink_domain) for s in a.slots),
-                      a.buy_order_id, a.buyer_account)
+                      a.buy_order_id, a.buyer_account, a.parent_trade_id, _price(a.fee_micros),
+                      a.seller_account, a.as_provider)
 
 
 def _book(b: Any) -> Book:
@@ -302,7 +312,8 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
                    stp: str = "cancel_newest", cluster_id: str | None = None,
                    gang: int = 1, hours: int = 1, window_hours: int = 0,
                    min_quantity: int = 0, display_quantity: int = 0, locality: str = "",
-                   locality_preferred: bool = False, colocate_with: int = 0) -> Any:
+                   locality_preferred: bool = False, colocate_with: int = 0,
+                   resell_trade_id: int = 0, resell_gpus: Iterable[SlotArg] = ()) -> Any:
     if locality not in wire.LOCALITY_TO_PB:
         raise ValueError("locality must be one of node, nvlink_domain, rack, block, cluster")
     if side not in wire.SIDE_TO_PB:
@@ -315,7 +326,26 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
         post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang,
         hours=hours, window_hours=window_hours, min_quantity=min_quantity,
         display_quantity=display_quantity, locality=wire.LOCALITY_TO_PB[locality],
-        locality_preferred=locality_preferred, colocate_with=colocate_with)
+        locality_preferred=locality_preferred, colocate_with=colocate_with,
+        resell_trade_id=resell_trade_id, resell_gpus=_slots(resell_gpus))
+
+
+# GPUs named by a seller: (node id, GPU indices)
+SlotArg = tuple[str, Iterable[int]]
+
+
+def _slots(gpus: Iterable[SlotArg]) -> list[Any]:
+    return [pb.Slot(node_id=node, gpu_indices=list(idx)) for node, idx in gpus]
+
+
+def _resell_request(order_id: int, price: Decimal | str | int, *, from_hour: int = 0,
+                    to_hour: int = 0, gpus: Iterable[SlotArg] = (), tif: str = "gtc",
+                    expire_at: dt.datetime | None = None, client_order_id: str = "") -> Any:
+    return pb.ResellRequest(
+        order_id=order_id, from_hour=from_hour, to_hour=to_hour, gpus=_slots(gpus),
+        price_micros=parse_price(price), time_in_force=wire.TIF_TO_PB[tif],
+        expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
+        client_order_id=client_order_id)
 
 
 class _Calls:
@@ -417,6 +447,10 @@ class _Calls:
     def place_ask_range(ask: Any, hours: int) -> _Call[list[Order | RpcError]]:
         return _Call("market", "PlaceAskRange", pb.PlaceAskRangeRequest(ask=ask, hours=hours),
                      lambda r: [_result(x) for x in r.results])
+
+    @staticmethod
+    def resell(request: Any) -> _Call[list[Order | RpcError]]:
+        return _Call("market", "Resell", request, lambda r: [_result(x) for x in r.results])
 
     @staticmethod
     def list_accounts(page_token: str) -> _Call[tuple[list[AccountInfo], str]]:
@@ -549,7 +583,10 @@ class Client:
         colocate_with (the trade id of an allocation the buyer holds: the same cluster,
         and domain at `locality`),
         display_quantity (resting asks: an iceberg showing at most this many GPUs at a
-        time; each refill takes a new time priority)."""
+        time; each refill takes a new time priority), resell_trade_id (a resale ask: GPUs
+        of an allocation this account holds; product_id and cluster_id may be "", and
+        quantity 0 offers all of resell_gpus), resell_gpus (which of its GPUs, as
+        (node id, GPU indices); empty: all not on offer already)."""
         return self._call(_Calls.place_order(
             _order_request(product_id, side, price, quantity, **terms)))
 
@@ -614,6 +651,17 @@ class Client:
         ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
                              **terms)
         return self._call(_Calls.place_ask_range(ask, hours))
+
+    def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
+               ) -> list[Order | RpcError]:
+        """Resale of a buy order's GPUs (a block, or a one-hour bid): one resale ask per
+        allocation of it this account still holds in the hours asked, each placed or
+        refused on its own, sharing a range_id. Terms: from_hour and to_hour (hours
+        since the epoch, [from, to); 0: from the first, to the last), gpus (which, as
+        (node id, GPU indices); empty: all still held), tif, expire_at, client_order_id.
+        Each fill splits the allocation: the buyer's names it as parent, this account
+        keeps the rest and pays the venue's resale fee."""
+        return self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
 
     def list_accounts(self) -> list[AccountInfo]:
         return self._all(_Calls.list_accounts)
@@ -814,6 +862,10 @@ class AsyncClient:
         ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
                              **terms)
         return await self._call(_Calls.place_ask_range(ask, hours))
+
+    async def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
+                     ) -> list[Order | RpcError]:
+        return await self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
 
     async def list_accounts(self) -> list[AccountInfo]:
         return await self._all(_Calls.list_accounts)

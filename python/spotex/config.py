@@ -74,6 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("journal.keep_ended_orders", "--keep-ended-orders", 100_000,
             click.IntRange(0, None),
             "ended orders kept in memory; older ones are answered from the history on disk"),
+    Setting("market.resale_fee_bps", "--resale-fee-bps", 0, click.IntRange(0, 10_000),
+            "fee a resale's seller pays on each fill, in basis points of its value; each "
+            "resale ask keeps the fee it was accepted with"),
     Setting("limits.max_open_orders", "--max-open-orders",
             Limits.max_open_orders_per_account, click.IntRange(1, None),
             "resting orders per account"),

@@ -144,7 +144,8 @@ class Gateway:
                  fsync: str = "batch", snapshot_every: int = 200_000,
                  max_open_orders: int = 10_000, segment_bytes: int = 64 << 20,
                  retention: str = "delete", max_id_length: int = 128,
-                 keep_ended: int = 100_000, snapshot_per_resting: int = 5) -> None:
+                 keep_ended: int = 100_000, snapshot_per_resting: int = 5,
+                 resale_fee_bps: int = 0) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -160,8 +161,10 @@ class Gateway:
         self.max_open_orders = max_open_orders
         self.max_id_length = max_id_length
         self.keep_ended = keep_ended
+        self.resale_fee_bps = resale_fee_bps
         self.ex = Exchange(max_open_orders, max_id_length)
         self.ex.set_keep_ended(keep_ended)
+        self.ex.set_resale_fee_bps(resale_fee_bps)
         # ended orders that left the exchange's memory (with a data directory)
         self.history: History | None = None
         self.snapshot_seq = 0
@@ -441,6 +444,7 @@ class Gateway:
                         "recovering to the last good record", segment, nbytes, offset)
             truncate_journal(segment, offset)
         ex.set_max_id_length(self.max_id_length)
+        ex.set_resale_fee_bps(self.resale_fee_bps)
         self.ex = ex
         self._writer.attach(ex, self.journal)
         self._keep_history()  # what left memory again on the way (writing twice is harmless)

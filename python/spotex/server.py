@@ -289,6 +289,12 @@ class MarketService:
         await self.s.throttle(context, a, max(1, min(legs, 100)))
         return await self.s.native(context, "basket", a, body)
 
+    async def resell(self, body: bytes, context: Any) -> bytes:
+        # whoever holds the allocation may resell it (the exchange checks it)
+        a = await self.s.auth(context, BUYER, SELLER)
+        await self.s.throttle(context, a)
+        return await self.s.native(context, "resell", a, body)
+
     async def place_one_of(self, body: bytes, context: Any) -> bytes:
         a = await self.s.auth(context, BUYER)
         await self.s.throttle(context, a)
@@ -452,6 +458,7 @@ def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
            "PlaceAskRange": grpc.unary_unary_rpc_method_handler(svc.place_ask_range),
            "PlaceOneOf": grpc.unary_unary_rpc_method_handler(svc.place_one_of),
            "PlaceBasket": grpc.unary_unary_rpc_method_handler(svc.place_basket),
+           "Resell": grpc.unary_unary_rpc_method_handler(svc.resell),
            "SubmitOrders": grpc.stream_stream_rpc_method_handler(svc.submit_orders)}
     return grpc.method_handlers_generic_handler("spotex.v1.Market", {**typed, **raw})
 
@@ -705,7 +712,8 @@ class Server:
                     limits: Limits | None = None, tls: TlsConfig | None = None,
                     segment_bytes: int = 64 << 20, retention: str = "delete",
                     keep_ended: int = 100_000, metrics_listen: str | None = None,
-                    access_log: bool = True, web_listen: str | None = None) -> Server:
+                    access_log: bool = True, web_listen: str | None = None,
+                    resale_fee_bps: int = 0) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too."""
         loop = asyncio.get_running_loop()
@@ -719,7 +727,7 @@ class Server:
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
                                           snapshot_every, limits.max_open_orders_per_account,
                                           segment_bytes, retention, limits.max_string,
-                                          keep_ended)
+                                          keep_ended, resale_fee_bps=resale_fee_bps)
         metrics = Metrics(gateway, hub) if metrics_listen else None
         web, web_port = None, None
         try:
@@ -801,7 +809,7 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 tls: TlsConfig | None = None, segment_bytes: int = 64 << 20,
                 retention: str = "delete", keep_ended: int = 100_000,
                 metrics_listen: str | None = None, access_log: bool = True,
-                web_listen: str | None = None) -> None:
+                web_listen: str | None = None, resale_fee_bps: int = 0) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -812,7 +820,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 snapshot_every=snapshot_every, limits=limits, tls=tls,
                                 segment_bytes=segment_bytes, retention=retention,
                                 keep_ended=keep_ended, metrics_listen=metrics_listen,
-                                access_log=access_log, web_listen=web_listen)
+                                access_log=access_log, web_listen=web_listen,
+                                resale_fee_bps=resale_fee_bps)
     if ready:
         ready(server)
     await stop.wait()

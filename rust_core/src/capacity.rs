@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::reject::Reject;
-use crate::types::{AccountId, Qty};
+use crate::types::{AccountId, OrderId, Qty};
 
 pub type ClusterHandle = u32;
 
@@ -387,6 +387,71 @@ impl ClusterHour {
         for &n in nodes {
             self.set_free(n as usize, 0);
         }
+    }
+}
+
+/// The GPUs a resale ask offers: some slots of one allocation its seller holds, for that
+/// allocation's cluster and hour. They are sold already (the cluster-hour counts them
+/// sold); a fill moves them from the holder to the buyer, placed as `ClusterHour`
+/// places free GPUs (best fit per gang, then the lowest node, the lowest GPU indices).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResalePool {
+    pub cluster: ClusterHandle,
+    pub hour: i64,
+    /// The allocation the GPUs come from (its index in the engine's allocations).
+    pub parent: u32,
+    /// The resale ask drawing on the pool.
+    pub order: OrderId,
+    /// Charged to the seller on each fill, in basis points of the trade's value.
+    pub fee_bps: u32,
+    /// The GPUs not sold yet, one slot per node, in node order.
+    pub free: Vec<Slot>,
+    /// GPUs reserved by the ask while it rests.
+    pub offered: Qty,
+}
+
+impl ResalePool {
+    pub fn free_total(&self) -> Qty {
+        self.free.iter().map(|s| s.gpus.count_ones() as Qty).sum()
+    }
+
+    pub fn unreserved(&self) -> Qty {
+        self.free_total() - self.offered
+    }
+
+    /// As `ClusterHour::placeable`, over the pool's GPUs.
+    pub fn placeable(&self, gang: u32, max: Qty) -> Qty {
+        let gangs: Qty = self
+            .free
+            .iter()
+            .map(|s| (s.gpus.count_ones() / gang) as Qty)
+            .sum();
+        gangs.min(max / gang as Qty) * gang as Qty
+    }
+
+    /// As `ClusterHour::allocate`, over the pool's GPUs: they leave the pool.
+    pub fn allocate(&mut self, gang: u32, qty: Qty) -> Vec<Slot> {
+        let mut taken: Vec<Slot> = Vec::new();
+        for _ in 0..qty / gang as Qty {
+            let k = (0..self.free.len())
+                .filter(|&k| self.free[k].gpus.count_ones() >= gang)
+                .min_by_key(|&k| (self.free[k].gpus.count_ones(), self.free[k].node))
+                .expect("allocate called beyond placeable capacity");
+            let mut gpus = 0u64;
+            for _ in 0..gang {
+                let free = self.free[k].gpus & !gpus;
+                gpus |= free & free.wrapping_neg();
+            }
+            self.free[k].gpus &= !gpus;
+            let node = self.free[k].node;
+            match taken.iter_mut().find(|s| s.node == node) {
+                Some(s) => s.gpus |= gpus,
+                None => taken.push(Slot { node, gpus }),
+            }
+        }
+        self.free.retain(|s| s.gpus != 0);
+        taken.sort();
+        taken
     }
 }
 

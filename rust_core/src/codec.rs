@@ -301,6 +301,18 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.0.extend(encode_command(&Command::Place(order.clone())));
             e.i64(*clip);
         }
+        Command::PlaceResale {
+            order,
+            parent,
+            slots,
+            fee_bps,
+        } => {
+            e.u8(18);
+            e.0.extend(encode_command(&Command::Place(order.clone())));
+            e.u64(*parent);
+            put_slots(&mut e, slots);
+            e.u32(*fee_bps);
+        }
         Command::PlaceBlock(b) => {
             e.u8(17); // 11 before blocks had placement terms
             put_block(&mut e, b);
@@ -457,6 +469,17 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 clip: d.i64()?,
             }
         }
+        18 => {
+            if d.u8()? != 7 {
+                return Err(CodecError("resale of a non-order"));
+            }
+            Command::PlaceResale {
+                order: decode_order(&mut d)?,
+                parent: d.u64()?,
+                slots: get_slots(&mut d)?,
+                fee_bps: d.u32()?,
+            }
+        }
         14 => {
             let n = d.u32()? as usize;
             if n > 100 {
@@ -492,6 +515,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
     Ok(cmd)
 }
 
+/// An allocation as a snapshot keeps it (version 3 on: with its lineage and fee).
 pub fn put_allocation(e: &mut Enc, a: &Allocation) {
     e.u64(a.trade_id);
     e.u32(a.product);
@@ -502,14 +526,13 @@ pub fn put_allocation(e: &mut Enc, a: &Allocation) {
     e.u64(a.buy_order);
     e.u64(a.sell_order);
     e.i64(a.price);
-    e.u32(a.slots.len() as u32);
-    for s in &a.slots {
-        e.u32(s.node);
-        e.u64(s.gpus);
-    }
+    put_slots(e, &a.slots);
+    e.u64(a.parent.unwrap_or(0));
+    e.i64(a.fee);
 }
 
-pub fn get_allocation(d: &mut Dec) -> Result<Allocation, CodecError> {
+/// `lineage`: the snapshot is version 3 or later (parent and fee follow the slots).
+pub fn get_allocation(d: &mut Dec, lineage: bool) -> Result<Allocation, CodecError> {
     let mut a = Allocation {
         trade_id: d.u64()?,
         product: d.u32()?,
@@ -521,15 +544,36 @@ pub fn get_allocation(d: &mut Dec) -> Result<Allocation, CodecError> {
         sell_order: d.u64()?,
         price: d.i64()?,
         slots: Vec::new(),
+        parent: None,
+        fee: 0,
     };
+    a.slots = get_slots(d)?;
+    if lineage {
+        let parent = d.u64()?;
+        a.parent = (parent != 0).then_some(parent);
+        a.fee = d.i64()?;
+    }
+    Ok(a)
+}
+
+pub fn put_slots(e: &mut Enc, slots: &[Slot]) {
+    e.u32(slots.len() as u32);
+    for s in slots {
+        e.u32(s.node);
+        e.u64(s.gpus);
+    }
+}
+
+pub fn get_slots(d: &mut Dec) -> Result<Vec<Slot>, CodecError> {
     let n = d.count(12)?;
+    let mut slots = Vec::with_capacity(n);
     for _ in 0..n {
-        a.slots.push(Slot {
+        slots.push(Slot {
             node: d.u32()?,
             gpus: d.u64()?,
         });
     }
-    Ok(a)
+    Ok(slots)
 }
 
 #[cfg(test)]

@@ -140,6 +140,17 @@ pub enum Command {
     /// A linked basket: every order fills completely, or none trades (all cancelled,
     /// `FillOrKill`), at once.
     PlaceBasket(Vec<NewOrder>),
+    /// Resale: an ask for GPUs of an allocation its seller holds (`parent`, a trade id):
+    /// `slots` of it (node indices and GPU masks; empty: every GPU of it not already on
+    /// offer), in that allocation's product and cluster, `order.qty` the number of GPUs.
+    /// On each fill the allocation splits: the buyer's allocation names `parent` and
+    /// the parent keeps the rest; the seller is charged `fee_bps` of the trade's value.
+    PlaceResale {
+        order: NewOrder,
+        parent: TradeId,
+        slots: Vec<Slot>,
+        fee_bps: u32,
+    },
     Cancel {
         account: AccountId,
         order_id: OrderId,
@@ -208,7 +219,12 @@ pub struct Allocation {
     pub buy_order: OrderId,
     pub sell_order: OrderId,
     pub price: Price,
+    /// The GPUs the buyer holds now: those bought, less any resold since.
     pub slots: Vec<Slot>,
+    /// A resale's allocation: the allocation (trade id) its GPUs came from.
+    pub parent: Option<TradeId>,
+    /// A resale's fee, charged to its seller (micro-dollars; 0 otherwise).
+    pub fee: Price,
 }
 
 impl Allocation {

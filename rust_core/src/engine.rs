@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::book::{Book, RestingOrder, Slab, NIL};
 use crate::capacity::{
-    Cluster, ClusterHandle, ClusterHour, ClusterSpec, Level, Slot, MAX_GPUS_PER_NODE,
+    Cluster, ClusterHandle, ClusterHour, ClusterSpec, Level, ResalePool, Slot, MAX_GPUS_PER_NODE,
 };
 use crate::codec::{self, CodecError, Dec, Enc};
 use crate::command::*;
@@ -36,6 +36,17 @@ pub const MAX_BLOCK_HOURS: u32 = 168;
 pub const MAX_WINDOW_HOURS: u32 = 336;
 /// The most alternatives of one one-of group.
 pub const MAX_ALTERNATIVES: usize = 16;
+/// A resale ask's `cluster_hour` is this bit and the index of its pool (see `ResalePool`).
+const POOL: u32 = 1 << 31;
+
+/// The pool a resale ask draws on, when `ch` (an ask's `cluster_hour`) names one.
+fn pool_of(ch: u32) -> Option<usize> {
+    (ch != NIL && ch & POOL != 0).then_some((ch & !POOL) as usize)
+}
+
+/// The most a resale's fee may be, in basis points (all of the trade's value).
+pub const MAX_FEE_BPS: u32 = 10_000;
+
 /// The most orders of one linked basket.
 pub const MAX_BASKET_LEGS: usize = 100;
 
@@ -69,6 +80,28 @@ struct Taker {
     clip: Qty,
 }
 
+/// A copy of what an ask draws on, for a fill-or-kill dry run.
+enum Stock {
+    Hour(ClusterHour),
+    Pool(ResalePool),
+}
+
+impl Stock {
+    fn placeable(&self, gang: u32, max: Qty) -> Qty {
+        match self {
+            Stock::Hour(c) => c.placeable(gang, max),
+            Stock::Pool(p) => p.placeable(gang, max),
+        }
+    }
+
+    fn allocate(&mut self, gang: u32, qty: Qty) {
+        match self {
+            Stock::Hour(c) => drop(c.allocate(gang, qty)),
+            Stock::Pool(p) => drop(p.allocate(gang, qty)),
+        }
+    }
+}
+
 /// Sold / offered / idle GPU-hours of one cluster for one hour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Utilisation {
@@ -98,12 +131,15 @@ pub struct Engine {
     closures: BinaryHeap<Reverse<(Timestamp, ProductHandle)>>,
     allocations: Vec<Allocation>,
     allocations_by_account: FxHashMap<AccountId, Vec<u32>>,
+    /// The GPUs resale asks offer, and per allocation (index) the pools drawing on it.
+    pools: Vec<ResalePool>,
+    offers: FxHashMap<u32, Vec<u32>>,
     /// Block bids waiting whole, beside the hourly books.
     side: side_book::SideBook,
 }
 
 /// Bumped whenever the snapshot layout changes.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 fn crosses(taker: Side, limit: Price, resting: Price) -> bool {
     match taker {
@@ -165,6 +201,12 @@ impl Engine {
             Command::PlaceOneOf(alts) => self.place_one_of(alts, out),
             Command::PlaceBasket(legs) => self.place_basket(legs, out),
             Command::PlaceMinFill { order, min_qty } => self.place_min_fill(order, *min_qty, out),
+            Command::PlaceResale {
+                order,
+                parent,
+                slots,
+                fee_bps,
+            } => self.place_resale(order, *parent, slots, *fee_bps, out),
             Command::Cancel { account, order_id } => self.cancel(*account, *order_id, out),
             Command::Amend {
                 account,
@@ -473,6 +515,12 @@ impl Engine {
 
     /// Validates a new order completely before anything changes.
     fn validate(&self, o: &NewOrder) -> Result<(), Reject> {
+        self.validate_as(o, false)
+    }
+
+    /// As `validate`; a resale ask (`resale`) offers GPUs already sold, so neither the
+    /// cluster's owner nor its unsold capacity is checked (`place_resale` checks its own).
+    fn validate_as(&self, o: &NewOrder, resale: bool) -> Result<(), Reject> {
         let p = self.product(o.product)?;
         match p.state {
             ProductState::Closed => return Err(Reject::ProductClosed),
@@ -504,6 +552,7 @@ impl Engine {
             (Side::Buy, Some(_)) => return Err(Reject::ClusterNotAllowed),
             (Side::Buy, None) => {}
             (Side::Sell, None) => return Err(Reject::ClusterRequired),
+            (Side::Sell, Some(_)) if resale => {}
             (Side::Sell, Some(c)) => {
                 let cluster = self
                     .clusters
@@ -556,6 +605,21 @@ impl Engine {
         clip: Qty,
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
+        let cluster_hour = match o.cluster {
+            Some(c) => self.cluster_hour(c, self.products[o.product as usize].hour),
+            None => NIL,
+        };
+        self.place_at(o, clip, cluster_hour, out)
+    }
+
+    /// Places a validated order whose GPUs (an ask's) come from `cluster_hour`.
+    fn place_at(
+        &mut self,
+        o: &NewOrder,
+        clip: Qty,
+        cluster_hour: u32,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
         let id = self.next_order_id;
         self.next_order_id += 1;
         out.push(Event::Accepted {
@@ -566,10 +630,6 @@ impl Engine {
             price: o.price,
             qty: o.qty,
         });
-        let cluster_hour = match o.cluster {
-            Some(c) => self.cluster_hour(c, self.products[o.product as usize].hour),
-            None => NIL,
-        };
         let mut taker = Taker {
             id,
             account: o.account,
@@ -772,7 +832,7 @@ impl Engine {
             // next to an allocation the buyer holds, of this SKU and region
             let held = self.allocation_by_trade(t).is_some_and(|a| {
                 let c = &self.clusters[a.cluster as usize].spec;
-                a.buyer == b.account && &c.sku == sku && &c.region == region
+                a.buyer == b.account && !a.slots.is_empty() && &c.sku == sku && &c.region == region
             });
             if !held {
                 return Err(Reject::InvalidPlacement);
@@ -900,7 +960,8 @@ impl Engine {
         by
     }
 
-    /// Every ask of `product` in price-time order, with its slab index.
+    /// Every ask of `product` that a block may take, in price-time order, with its slab
+    /// index: all but resales (a block's GPUs are unsold ones, the same in every hour).
     fn each_ask(&self, product: ProductHandle, mut f: impl FnMut(u32, &RestingOrder)) {
         let book = &self.books[product as usize];
         let mut from: Option<Price> = None;
@@ -908,7 +969,9 @@ impl Engine {
             let mut i = level.head;
             while i != NIL {
                 let m = self.slab.get(i);
-                f(i, m);
+                if pool_of(m.cluster_hour).is_none() {
+                    f(i, m);
+                }
                 i = m.next;
             }
             from = Some(px + 1);
@@ -983,7 +1046,11 @@ impl Engine {
         ranked.sort_by_key(|r| (r.0, r.1));
         // placement: the levels to try, tightest first, and a colocation's cluster and node
         let near = b.place.near.and_then(|t| self.allocation_by_trade(t));
-        let near = near.map(|a| (a.cluster as usize, a.slots[0].node));
+        // an allocation resold whole since a resting block named it: nowhere to be near
+        let near = match near.map(|a| a.slots.first().map(|s| (a.cluster as usize, s.node))) {
+            Some(None) => return None,
+            other => other.flatten(),
+        };
         let first_level = b.place.level.or(near.map(|_| Level::Cluster));
         let levels: Vec<Option<Level>> = match first_level {
             None => vec![None],
@@ -1085,11 +1152,127 @@ impl Engine {
 
     /// The allocation of trade `trade_id` (allocations are kept in trade order).
     fn allocation_by_trade(&self, trade_id: TradeId) -> Option<&Allocation> {
-        let i = self
-            .allocations
-            .binary_search_by_key(&trade_id, |a| a.trade_id)
-            .ok()?;
+        let i = self.allocation_index(trade_id)?;
         Some(&self.allocations[i])
+    }
+
+    fn allocation_index(&self, trade_id: TradeId) -> Option<usize> {
+        self.allocations
+            .binary_search_by_key(&trade_id, |a| a.trade_id)
+            .ok()
+    }
+
+    /// The GPUs of allocation `a` (index) that resting resale asks offer, per node.
+    fn on_offer(&self, a: usize) -> Vec<Slot> {
+        let mut by_node: Vec<Slot> = Vec::new();
+        for &p in self.offers.get(&(a as u32)).map_or(&[][..], |v| v) {
+            let pool = &self.pools[p as usize];
+            if pool.offered == 0 {
+                continue; // its ask is gone
+            }
+            for s in &pool.free {
+                match by_node.iter_mut().find(|x| x.node == s.node) {
+                    Some(x) => x.gpus |= s.gpus,
+                    None => by_node.push(*s),
+                }
+            }
+        }
+        by_node
+    }
+
+    /// What a resale of `parent` by `account` would offer: the allocation's index and its
+    /// GPUs `slots` asks for (empty: all it holds that no resale ask offers already).
+    pub fn resale_offer(
+        &self,
+        account: AccountId,
+        parent: TradeId,
+        slots: &[Slot],
+    ) -> Result<(usize, Vec<Slot>), Reject> {
+        let a = self
+            .allocation_index(parent)
+            .filter(|&a| self.allocations[a].buyer == account)
+            .ok_or(Reject::InvalidResale)?;
+        // what may be offered: held and not on offer already
+        let on_offer = self.on_offer(a);
+        let open: Vec<Slot> = self.allocations[a]
+            .slots
+            .iter()
+            .map(|s| {
+                let busy = on_offer
+                    .iter()
+                    .find(|x| x.node == s.node)
+                    .map_or(0, |x| x.gpus);
+                Slot {
+                    node: s.node,
+                    gpus: s.gpus & !busy,
+                }
+            })
+            .filter(|s| s.gpus != 0)
+            .collect();
+        if slots.is_empty() {
+            return if open.is_empty() {
+                Err(Reject::InvalidResale)
+            } else {
+                Ok((a, open))
+            };
+        }
+        let mut want: Vec<Slot> = Vec::new();
+        for s in slots {
+            match want.iter_mut().find(|x| x.node == s.node) {
+                Some(x) => x.gpus |= s.gpus,
+                None => want.push(*s),
+            }
+        }
+        want.sort();
+        let within = want.iter().all(|s| {
+            s.gpus != 0
+                && open
+                    .iter()
+                    .any(|x| x.node == s.node && x.gpus & s.gpus == s.gpus)
+        });
+        if !within {
+            return Err(Reject::InvalidResale);
+        }
+        Ok((a, want))
+    }
+
+    /// A resale ask (see `Command::PlaceResale`): it trades and rests as any ask, its GPUs
+    /// drawn from a pool of the allocation's. Block bids and placement terms pass it over:
+    /// their GPUs are one cluster's, the same in every hour, found among unsold ones.
+    fn place_resale(
+        &mut self,
+        o: &NewOrder,
+        parent: TradeId,
+        slots: &[Slot],
+        fee_bps: u32,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        self.validate_as(o, true)?;
+        let (a, offered) = self.resale_offer(o.account, parent, slots)?;
+        let alloc = &self.allocations[a];
+        if o.side != Side::Sell
+            || o.product != alloc.product
+            || o.cluster != Some(alloc.cluster)
+            || fee_bps > MAX_FEE_BPS
+        {
+            return Err(Reject::InvalidResale);
+        }
+        let qty: Qty = offered.iter().map(|s| s.gpus.count_ones() as Qty).sum();
+        if qty == 0 || qty != o.qty {
+            return Err(Reject::InvalidResale);
+        }
+        let pool = self.pools.len() as u32;
+        self.pools.push(ResalePool {
+            cluster: alloc.cluster,
+            hour: alloc.hour,
+            parent: a as u32,
+            order: self.next_order_id,
+            fee_bps,
+            free: offered,
+            offered: 0,
+        });
+        self.offers.entry(a as u32).or_default().push(pool);
+        self.place_at(o, 0, POOL | pool, out)
     }
 
     /// One leg of a block: the block takes `qty` of the ask in slot `i` at `price`, on
@@ -1139,6 +1322,8 @@ impl Engine {
             sell_order,
             price,
             slots,
+            parent: None,
+            fee: 0,
         };
         self.keep_allocation(allocation, out);
         self.fill_resting(product, i, qty);
@@ -1224,7 +1409,7 @@ impl Engine {
             return;
         }
         if t.cluster_hour != NIL {
-            self.cluster_hours[t.cluster_hour as usize].offered += t.remaining;
+            *self.offered_at(t.cluster_hour) += t.remaining;
         }
         if let TimeInForce::GoodTillTime(at) = t.tif {
             self.expiries.push(Reverse((at, t.id)));
@@ -1256,7 +1441,7 @@ impl Engine {
         });
         self.order_index.insert(t.id, i);
         self.books[t.product as usize].push_back(&mut self.slab, i);
-        if t.side == Side::Sell && t.cluster_hour != NIL {
+        if t.side == Side::Sell && t.cluster_hour != NIL && pool_of(t.cluster_hour).is_none() {
             // a new or moved ask: the resting blocks of its hour may fill now
             self.retry_blocks(t.product, t.cluster_hour, out);
         }
@@ -1273,7 +1458,7 @@ impl Engine {
         out.push(event(o));
         let (id, product, ch, remaining) = (o.id, o.product, o.cluster_hour, o.open_qty());
         if ch != NIL {
-            self.cluster_hours[ch as usize].offered -= remaining;
+            *self.offered_at(ch) -= remaining;
         }
         self.books[product as usize].unlink(&mut self.slab, i);
         self.order_index.remove(&id);
@@ -1334,7 +1519,7 @@ impl Engine {
                 let qty = if gang == 1 {
                     want
                 } else {
-                    self.cluster_hours[ch as usize].placeable(gang, want)
+                    self.placeable_at(ch, gang, want)
                 };
                 if qty > 0 {
                     self.trade(t, i, px, qty, ch, gang, out);
@@ -1385,28 +1570,54 @@ impl Engine {
             taker_order: t.id,
             taker_account: t.account,
         });
-        let cluster_hour = &mut self.cluster_hours[ch as usize];
         if t.side == Side::Buy {
             // the maker is the ask: its reservation turns into sold GPUs
-            cluster_hour.offered -= qty;
+            *self.offered_at(ch) -= qty;
         }
-        let slots = cluster_hour.allocate(gang, qty);
         let (buyer, seller, buy_order, sell_order) = match t.side {
             Side::Buy => (t.account, maker_account, t.id, maker_order),
             Side::Sell => (maker_account, t.account, maker_order, t.id),
         };
-        let allocation = Allocation {
+        let mut allocation = Allocation {
             trade_id,
             product,
-            cluster: cluster_hour.cluster,
-            hour: cluster_hour.hour,
+            cluster: 0,
+            hour: 0,
             buyer,
             seller,
             buy_order,
             sell_order,
             price,
-            slots,
+            slots: Vec::new(),
+            parent: None,
+            fee: 0,
         };
+        match pool_of(ch) {
+            None => {
+                let cluster_hour = &mut self.cluster_hours[ch as usize];
+                allocation.cluster = cluster_hour.cluster;
+                allocation.hour = cluster_hour.hour;
+                allocation.slots = cluster_hour.allocate(gang, qty);
+            }
+            Some(p) => {
+                // a resale: the GPUs leave the allocation they came from
+                let pool = &mut self.pools[p];
+                allocation.cluster = pool.cluster;
+                allocation.hour = pool.hour;
+                allocation.slots = pool.allocate(gang, qty);
+                let value = price as i128 * qty as i128 * pool.fee_bps as i128;
+                allocation.fee = (value / MAX_FEE_BPS as i128) as Price;
+                let parent = &mut self.allocations[pool.parent as usize];
+                allocation.parent = Some(parent.trade_id);
+                for s in &allocation.slots {
+                    let held = parent.slots.iter_mut().find(|x| x.node == s.node);
+                    let held = held.expect("a pool's GPUs are its allocation's");
+                    debug_assert_eq!(held.gpus & s.gpus, s.gpus);
+                    held.gpus &= !s.gpus;
+                }
+                parent.slots.retain(|x| x.gpus != 0);
+            }
+        }
         self.keep_allocation(allocation, out);
 
         t.remaining -= qty;
@@ -1414,22 +1625,51 @@ impl Engine {
         self.fill_resting(product, i, qty);
     }
 
-    /// Keeps a trade's allocation, indexed for its buyer and seller, and says so.
+    /// Keeps a trade's allocation, indexed for its accounts, and says so.
     fn keep_allocation(&mut self, allocation: Allocation, out: &mut Vec<Event>) {
         let n = self.allocations.len() as u32;
-        let (buyer, seller) = (allocation.buyer, allocation.seller);
-        self.allocations_by_account
-            .entry(buyer)
-            .or_default()
-            .push(n);
-        if seller != buyer {
-            self.allocations_by_account
-                .entry(seller)
-                .or_default()
-                .push(n);
-        }
-        out.push(Event::Allocated { allocation: n });
         self.allocations.push(allocation);
+        self.index_allocation(n);
+        out.push(Event::Allocated { allocation: n });
+    }
+
+    /// Indexes allocation `n` for its buyer, its seller and, when they differ (a resale),
+    /// the cluster's owner, whose schedule follows the GPUs to their new holder.
+    fn index_allocation(&mut self, n: u32) {
+        let a = &self.allocations[n as usize];
+        let owner = self.clusters[a.cluster as usize].seller;
+        let mut accounts = [a.buyer, a.seller, owner];
+        accounts.sort_unstable();
+        for (k, &account) in accounts.iter().enumerate() {
+            if k == 0 || accounts[k - 1] != account {
+                self.allocations_by_account
+                    .entry(account)
+                    .or_default()
+                    .push(n);
+            }
+        }
+    }
+
+    /// The GPUs reserved by the asks drawing on `ch`: a cluster-hour, or a resale pool.
+    fn offered_at(&mut self, ch: u32) -> &mut Qty {
+        match pool_of(ch) {
+            Some(p) => &mut self.pools[p].offered,
+            None => &mut self.cluster_hours[ch as usize].offered,
+        }
+    }
+
+    fn unreserved_at(&self, ch: u32) -> Qty {
+        match pool_of(ch) {
+            Some(p) => self.pools[p].unreserved(),
+            None => self.cluster_hours[ch as usize].unreserved(),
+        }
+    }
+
+    fn placeable_at(&self, ch: u32, gang: u32, max: Qty) -> Qty {
+        match pool_of(ch) {
+            Some(p) => self.pools[p].placeable(gang, max),
+            None => self.cluster_hours[ch as usize].placeable(gang, max),
+        }
     }
 
     /// The resting order in slot `i` of `product`'s book traded `qty`: it leaves the book
@@ -1471,7 +1711,7 @@ impl Engine {
         let mut gangs_used: Vec<(u32, Qty)> = Vec::new();
         // Asks draw on one cluster-hour for bids of any gang: simulate on a copy, made
         // when the first gang bid is met; single-GPU fills before that are replayed.
-        let mut copy: Option<ClusterHour> = None;
+        let mut copy: Option<Stock> = None;
         let mut singles: Qty = 0;
         let mut from: Option<Price> = None;
         while let Some((px, level)) = book.next_level(book_side, from) {
@@ -1495,11 +1735,11 @@ impl Engine {
                     let qty = match t.side {
                         Side::Buy if t.gang == 1 => want,
                         Side::Buy => {
-                            let ch = &self.cluster_hours[m.cluster_hour as usize];
                             let g = t.gang as Qty;
                             let pos = gangs_used.iter().position(|(c, _)| *c == m.cluster_hour);
                             let used = pos.map_or(0, |p| gangs_used[p].1);
-                            let free_gangs = ch.placeable(t.gang, Qty::MAX) / g - used;
+                            let free_gangs =
+                                self.placeable_at(m.cluster_hour, t.gang, Qty::MAX) / g - used;
                             let take = (want / g).min(free_gangs);
                             match pos {
                                 Some(p) => gangs_used[p].1 += take,
@@ -1517,12 +1757,17 @@ impl Engine {
                                     // the ask's cluster-hour, or a fresh one (all its
                                     // GPUs free) for an ask that would create it
                                     let mut c = match (t.cluster_hour, t.cluster) {
-                                        (NIL, Some(cl)) => ClusterHour::new(
+                                        (NIL, Some(cl)) => Stock::Hour(ClusterHour::new(
                                             cl,
                                             self.products[t.product as usize].hour,
                                             &self.clusters[cl as usize],
-                                        ),
-                                        (i, _) => self.cluster_hours[i as usize].clone(),
+                                        )),
+                                        (i, _) => match pool_of(i) {
+                                            Some(p) => Stock::Pool(self.pools[p].clone()),
+                                            None => {
+                                                Stock::Hour(self.cluster_hours[i as usize].clone())
+                                            }
+                                        },
                                     };
                                     c.allocate(1, singles);
                                     c
@@ -1620,7 +1865,7 @@ impl Engine {
         }
         if o.cluster_hour != NIL
             && new_qty > open
-            && self.cluster_hours[o.cluster_hour as usize].unreserved() < new_qty - open
+            && self.unreserved_at(o.cluster_hour) < new_qty - open
         {
             return Err(Reject::InsufficientCapacity);
         }
@@ -1636,7 +1881,7 @@ impl Engine {
                 self.books[o.product as usize].reduce(&mut self.slab, i, by - from_hidden);
             }
             if o.cluster_hour != NIL {
-                self.cluster_hours[o.cluster_hour as usize].offered -= by;
+                *self.offered_at(o.cluster_hour) -= by;
             }
             out.push(Event::Amended {
                 order_id,
@@ -1650,7 +1895,7 @@ impl Engine {
         }
         // Loses priority: leaves the book and re-enters as a taker at the new terms.
         if o.cluster_hour != NIL {
-            self.cluster_hours[o.cluster_hour as usize].offered -= open;
+            *self.offered_at(o.cluster_hour) -= open;
         }
         self.books[o.product as usize].unlink(&mut self.slab, i);
         self.order_index.remove(&order_id);
@@ -1745,15 +1990,26 @@ impl Engine {
         for a in &self.allocations {
             codec::put_allocation(&mut e, a);
         }
+        // the pools of resting resale asks (the others are spent)
+        let live: Vec<&ResalePool> = self.pools.iter().filter(|p| p.offered > 0).collect();
+        e.u32(live.len() as u32);
+        for p in live {
+            e.u64(p.order);
+            e.u32(p.parent);
+            e.u32(p.fee_bps);
+            e.i64(p.offered);
+            codec::put_slots(&mut e, &p.free);
+        }
         self.side.snapshot(&mut e);
         e.0
     }
 
     pub fn restore(buf: &[u8]) -> Result<Engine, CodecError> {
         let mut d = Dec::new(buf);
-        // version 1 is version 2 without resting blocks or icebergs
+        // version 1 is version 2 without resting blocks or icebergs, version 2 is 3
+        // without resales
         let version = d.u32()?;
-        if version != SNAPSHOT_VERSION && version != 1 {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(CodecError("unknown snapshot version"));
         }
         let mut en = Engine::new();
@@ -1833,18 +2089,32 @@ impl Engine {
             en.cluster_hour_index.insert((cluster, hour), i);
         }
         for i in 0..d.count(60)? as u32 {
-            let a = codec::get_allocation(&mut d)?;
-            en.allocations_by_account
-                .entry(a.buyer)
-                .or_default()
-                .push(i);
-            if a.seller != a.buyer {
-                en.allocations_by_account
-                    .entry(a.seller)
-                    .or_default()
-                    .push(i);
+            let a = codec::get_allocation(&mut d, version >= 3)?;
+            if a.cluster as usize >= en.clusters.len() {
+                return Err(CodecError("allocation's cluster"));
             }
             en.allocations.push(a);
+            en.index_allocation(i);
+        }
+        let mut pools = Vec::new();
+        if version >= 3 {
+            for _ in 0..d.count(32)? {
+                let (order, parent, fee_bps, offered) = (d.u64()?, d.u32()?, d.u32()?, d.i64()?);
+                let free = codec::get_slots(&mut d)?;
+                let a = en
+                    .allocations
+                    .get(parent as usize)
+                    .ok_or(CodecError("resale's allocation"))?;
+                pools.push(ResalePool {
+                    cluster: a.cluster,
+                    hour: a.hour,
+                    parent,
+                    order,
+                    fee_bps,
+                    free,
+                    offered,
+                });
+            }
         }
         if version >= 2 {
             en.side.restore(&mut d, en.products.len())?;
@@ -1864,6 +2134,17 @@ impl Engine {
                     .get(&(c, hour))
                     .ok_or(CodecError("ask without its cluster-hour"))?;
             }
+        }
+        // resale asks draw on their pools
+        for p in pools {
+            let i = en.pools.len() as u32;
+            let slab = *en
+                .order_index
+                .get(&p.order)
+                .ok_or(CodecError("resale pool without its ask"))?;
+            en.slab.get_mut(slab).cluster_hour = POOL | i;
+            en.offers.entry(p.parent).or_default().push(i);
+            en.pools.push(p);
         }
         Ok(en)
     }
@@ -2021,6 +2302,17 @@ impl Engine {
                 put(x);
             }
             for s in &a.slots {
+                put(s.node as i64);
+                put(s.gpus as i64);
+            }
+            put(a.parent.unwrap_or(0) as i64);
+            put(a.fee);
+        }
+        for p in self.pools.iter().filter(|p| p.offered > 0) {
+            for x in [p.order as i64, p.parent as i64, p.fee_bps as i64, p.offered] {
+                put(x);
+            }
+            for s in &p.free {
                 put(s.node as i64);
                 put(s.gpus as i64);
             }

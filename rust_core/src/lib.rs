@@ -23,7 +23,7 @@ pub use command::{
 };
 pub use engine::{
     Engine, RestingBlock, Utilisation, MAX_ALTERNATIVES, MAX_BASKET_LEGS, MAX_BLOCK_HOURS,
-    RETRY_TOP, RETRY_TURN,
+    MAX_FEE_BPS, RETRY_TOP, RETRY_TURN,
 };
 pub use product::{Product, ProductSpec};
 pub use reject::Reject;

@@ -54,10 +54,12 @@ pub enum Reject {
     InvalidBatchRecord,
     InvalidDisplayQuantity,
     InvalidPlacement,
+    /// A resale: GPUs of an allocation the seller holds and has not already offered.
+    InvalidResale,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 38] = [
+    pub const ALL: [Reject; 39] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -96,6 +98,7 @@ impl Reject {
         Reject::InvalidBatchRecord,
         Reject::InvalidDisplayQuantity,
         Reject::InvalidPlacement,
+        Reject::InvalidResale,
     ];
 
     /// Stable machine-readable code.
@@ -139,6 +142,7 @@ impl Reject {
             Reject::InvalidBatchRecord => "INVALID_BATCH_RECORD",
             Reject::InvalidDisplayQuantity => "INVALID_DISPLAY_QUANTITY",
             Reject::InvalidPlacement => "INVALID_PLACEMENT",
+            Reject::InvalidResale => "INVALID_RESALE",
         }
     }
 
@@ -202,6 +206,11 @@ impl Reject {
             Reject::InvalidPlacement => {
                 "placement terms are for bids; a colocation names an allocation of this SKU \
                  and region that the buyer holds"
+            }
+            Reject::InvalidResale => {
+                "a resale offers GPUs of an allocation the seller holds, not already on \
+                 offer, in that allocation's product and cluster, for a fee of at most 10,000 \
+                 basis points"
             }
             Reject::InvalidDisplayQuantity => {
                 "a display quantity is for resting asks: above 0, at most the quantity, whole lots"

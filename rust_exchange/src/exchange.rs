@@ -15,7 +15,7 @@ use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use spotex_core::{
     Allocation, ClusterSpec, Command, Engine, Event, NewBlock, NewOrder, NodeSpec, OrderType,
-    Placement, ProductHandle, ProductSpec, SelfTradePrevention, Side, TimeInForce, Topology,
+    Placement, ProductHandle, ProductSpec, SelfTradePrevention, Side, Slot, TimeInForce, Topology,
     MAX_BLOCK_HOURS,
 };
 
@@ -136,6 +136,8 @@ pub struct Exchange {
     open_orders: FxHashMap<u64, u32>,
     max_open_orders: u32,
     max_id_length: usize,
+    /// The venue's resale fee in basis points, stamped on each resale ask it accepts.
+    resale_fee_bps: u32,
     /// Ended orders still in `orders`, oldest ending first; past `keep_ended` the oldest
     /// leave memory (into `left`, for the caller to keep on disk), at the next command.
     ended: VecDeque<u64>,
@@ -196,6 +198,7 @@ impl Exchange {
             open_orders: FxHashMap::default(),
             max_open_orders,
             max_id_length: MAX_ID_LENGTH,
+            resale_fee_bps: 0,
             ended: VecDeque::new(),
             keep_ended: KEEP_ENDED,
             left: Vec::new(),
@@ -208,6 +211,13 @@ impl Exchange {
             quiet: false,
             scratch: Vec::new(),
         }
+    }
+
+    /// The fee charged to a resale's seller on each fill, in basis points of its value
+    /// (at most 10,000). Each resale ask keeps the fee it was placed with, journal and
+    /// replay included.
+    pub fn set_resale_fee_bps(&mut self, bps: u32) {
+        self.resale_fee_bps = bps.min(spotex_core::MAX_FEE_BPS);
     }
 
     /// The longest product or cluster id an order may name (a policy limit of the venue,
@@ -593,6 +603,7 @@ impl Exchange {
                 display: 0,
                 place,
                 placed: None,
+                resale: None,
             };
             alternatives.push((record, product));
         }
@@ -643,6 +654,13 @@ impl Exchange {
         caller: Caller,
         r: &pb::PlaceOrderRequest,
     ) -> Result<u64, Refusal> {
+        let resale;
+        let r = if r.resell_trade_id != 0 {
+            resale = self.resale_request(caller, r)?;
+            &resale
+        } else {
+            r
+        };
         let (command, pending) = self.prepare(ts, caller, r)?;
         let product = pending.product;
         let journal = || journaled(caller, Kind::Place(r.clone()));
@@ -696,7 +714,8 @@ impl Exchange {
         };
         let (may, role) = match side {
             Side::Buy => (caller.buyer, "buyer"),
-            Side::Sell => (caller.seller, "seller"),
+            // whoever holds an allocation may resell it (resale_request checked that)
+            Side::Sell => (caller.seller || r.resell_trade_id != 0, "seller"),
         };
         if !may {
             return Err(Refusal::new(
@@ -800,8 +819,28 @@ impl Exchange {
                 display: r.display_quantity,
                 place: place.clone(),
                 placed: None,
+                resale: (r.resell_trade_id != 0).then_some((r.resell_trade_id, r.resale_fee_bps)),
             },
         };
+        if r.resell_trade_id != 0 {
+            // a resale is a plain ask: one hour, all of it shown, no placement terms
+            let plain = r.display_quantity == 0
+                && r.hours <= 1
+                && r.window_hours == 0
+                && r.min_quantity == 0
+                && !place.is_set();
+            if side != Side::Sell || !plain {
+                return Err(spotex_core::Reject::InvalidResale.into());
+            }
+            let slots = self.resale_slots(r)?;
+            let command = Command::PlaceResale {
+                order,
+                parent: r.resell_trade_id,
+                slots,
+                fee_bps: r.resale_fee_bps,
+            };
+            return Ok((command, pending));
+        }
         if place.is_set() && (side != Side::Buy || r.display_quantity != 0) {
             // placement terms are a bid's
             return Err(spotex_core::Reject::InvalidPlacement.into());
@@ -846,6 +885,157 @@ impl Exchange {
             Command::Place(order)
         };
         Ok((command, pending))
+    }
+
+    /// A resale ask completed from its allocation, as it is journaled: its product and
+    /// cluster (when left empty), its quantity (when 0: the GPUs offered) and the venue's
+    /// fee now (on replay, the fee it was placed with).
+    fn resale_request(
+        &self,
+        caller: Caller,
+        r: &pb::PlaceOrderRequest,
+    ) -> Result<pb::PlaceOrderRequest, Refusal> {
+        let mut r = r.clone();
+        let held = self
+            .engine
+            .allocations_of(caller.account)
+            .into_iter()
+            .find(|a| a.trade_id == r.resell_trade_id && a.buyer == caller.account);
+        // someone else's allocation is refused as one that does not exist
+        let a = held.ok_or(spotex_core::Reject::InvalidResale)?;
+        if r.product_id.is_empty() {
+            r.product_id = self.engine.products()[a.product as usize].spec.id.clone();
+        }
+        if r.cluster_id.is_empty() {
+            r.cluster_id = self.engine.clusters()[a.cluster as usize].spec.id.clone();
+        }
+        if r.quantity == 0 {
+            let slots = self.resale_slots(&r)?;
+            r.quantity = self
+                .engine
+                .resale_offer(caller.account, r.resell_trade_id, &slots)
+                .map(|(_, offered)| offered.iter().map(|s| s.gpus.count_ones() as i64).sum())
+                .map_err(Refusal::from)?;
+        }
+        if !self.replaying {
+            r.resale_fee_bps = self.resale_fee_bps;
+        }
+        Ok(r)
+    }
+
+    /// A resale's GPUs as the engine names them: node indices of the allocation's
+    /// cluster and GPU masks.
+    fn resale_slots(&self, r: &pb::PlaceOrderRequest) -> Result<Vec<Slot>, Refusal> {
+        if r.resell_gpus.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cluster = self
+            .engine
+            .cluster_handle(&r.cluster_id)
+            .map(|c| &self.engine.clusters()[c as usize])
+            .ok_or(spotex_core::Reject::UnknownCluster)?;
+        let bad = || {
+            Refusal::new(
+                "INVALID_RESALE",
+                "resell_gpus names a node of the allocation's cluster and GPU indices 0 to 63",
+            )
+        };
+        let mut slots = Vec::with_capacity(r.resell_gpus.len());
+        for s in &r.resell_gpus {
+            let node = cluster
+                .spec
+                .nodes
+                .iter()
+                .position(|n| n.id == s.node_id)
+                .ok_or_else(bad)?;
+            let mut gpus = 0u64;
+            for &g in &s.gpu_indices {
+                if g >= 64 {
+                    return Err(bad());
+                }
+                gpus |= 1 << g;
+            }
+            if gpus == 0 {
+                return Err(bad());
+            }
+            slots.push(Slot {
+                node: node as u32,
+                gpus,
+            });
+        }
+        Ok(slots)
+    }
+
+    /// Resale of a buy order's GPUs: one resale ask per allocation of the order the
+    /// caller still holds in the hours asked (and of the GPUs asked), each placed or
+    /// refused on its own, all with one `range_id` for CancelAll.
+    pub fn resell(
+        &mut self,
+        ts: i64,
+        caller: Caller,
+        r: &pb::ResellRequest,
+    ) -> Result<pb::SubmitOrdersResponse, Refusal> {
+        let nothing = || {
+            Refusal::new(
+                "INVALID_RESALE",
+                format!(
+                    "order {} holds no GPUs of yours in those hours to resell",
+                    r.order_id
+                ),
+            )
+        };
+        let to = if r.to_hour == 0 { i64::MAX } else { r.to_hour };
+        let mut asks = Vec::new();
+        let range_id = self.sequence + 1;
+        for a in self.engine.allocations_of(caller.account) {
+            let ours = a.buyer == caller.account && a.buy_order == r.order_id;
+            if !ours || a.slots.is_empty() || a.hour < r.from_hour || a.hour >= to {
+                continue;
+            }
+            let cluster = &self.engine.clusters()[a.cluster as usize];
+            // the GPUs asked for that this allocation holds
+            let mut gpus = Vec::new();
+            for s in &a.slots {
+                let node = &cluster.spec.nodes[s.node as usize].id;
+                let mut mask = s.gpus;
+                if !r.gpus.is_empty() {
+                    let asked: u64 = r
+                        .gpus
+                        .iter()
+                        .filter(|g| &g.node_id == node)
+                        .flat_map(|g| g.gpu_indices.iter())
+                        .filter(|&&i| i < 64)
+                        .fold(0, |m, &i| m | 1 << i);
+                    mask &= asked;
+                }
+                if mask != 0 {
+                    gpus.push(slot_pb(cluster, s.node, mask));
+                }
+            }
+            if gpus.is_empty() {
+                continue;
+            }
+            let k = asks.len();
+            asks.push(pb::PlaceOrderRequest {
+                client_order_id: if r.client_order_id.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}#{k}", r.client_order_id)
+                },
+                side: pb::Side::Sell as i32,
+                price_micros: r.price_micros,
+                time_in_force: r.time_in_force,
+                expire_at_micros: r.expire_at_micros,
+                resell_trade_id: a.trade_id,
+                resell_gpus: if r.gpus.is_empty() { Vec::new() } else { gpus },
+                range_id,
+                ..Default::default()
+            });
+        }
+        if asks.is_empty() {
+            return Err(nothing());
+        }
+        Ok(self.submit_orders(ts, caller, &pb::SubmitOrdersRequest { orders: asks }))
     }
 
     /// A linked basket: up to 100 one-hour orders across products, all filled
@@ -1497,6 +1687,7 @@ impl Exchange {
                             } else {
                                 String::new()
                             },
+                            fee: 0,
                         };
                         rec.fills.push(fill.clone());
                         // a block's legs come hour by hour: its first hour counts the GPUs
@@ -1535,9 +1726,21 @@ impl Exchange {
                     if rec.hours > 1 || rec.window > 0 {
                         blocks.entry(a.buy_order).or_default().push(*allocation);
                     }
+                    if a.fee != 0 {
+                        // a resale's fee, on its seller's fill
+                        let rec = self.orders.get_mut(&a.sell_order).expect("a record");
+                        if let Some(f) = rec.fills.iter_mut().rfind(|f| f.trade_id == a.trade_id) {
+                            f.fee = a.fee;
+                        }
+                    }
                     self.execution(a.buyer, "allocated", Some(a.buy_order), None, Some(&a));
                     if a.seller != a.buyer {
                         self.execution(a.seller, "allocated", Some(a.sell_order), None, Some(&a));
+                    }
+                    // a resale: the cluster's owner provisions the GPUs for their new holder
+                    let owner = self.engine.clusters()[a.cluster as usize].seller;
+                    if owner != a.buyer && owner != a.seller {
+                        self.execution(owner, "allocated", None, None, Some(&a));
                     }
                 }
                 Event::Cancelled {
@@ -1773,6 +1976,10 @@ impl Exchange {
                 .collect(),
             as_buyer: a.buyer == account,
             buyer_account: a.buyer,
+            parent_trade_id: a.parent.unwrap_or(0),
+            fee_micros: a.fee,
+            seller_account: a.seller,
+            as_provider: cluster.seller == account,
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct FillRecord {
     pub ts: i64,
     /// A block's fill: the product (hour) it traded in; empty for a one-hour order.
     pub product: String,
+    /// A resale's fill: the fee its seller paid.
+    pub fee: i64,
 }
 
 impl FillRecord {
@@ -24,6 +26,7 @@ impl FillRecord {
             maker: self.maker,
             time_micros: self.ts,
             product_id: self.product.clone(),
+            fee_micros: self.fee,
         }
     }
 }
@@ -94,6 +97,9 @@ pub struct OrderRecord {
     pub place: Placement,
     /// Once filled with placement terms: the level it got and the domain.
     pub placed: Option<(Level, String)>,
+    /// A resale: the allocation (trade id) its GPUs come from, and its fee in basis
+    /// points; `None` otherwise.
+    pub resale: Option<(u64, u32)>,
 }
 
 /// A level as the contract names it.
@@ -173,6 +179,9 @@ impl OrderRecord {
             colocate_with: self.place.near.unwrap_or(0),
             placed_level: locality_to_pb(self.placed.as_ref().map(|p| p.0)) as i32,
             placed_domain: self.placed.as_ref().map_or(String::new(), |p| p.1.clone()),
+            resell_trade_id: self.resale.map_or(0, |r| r.0),
+            resale_fee_bps: self.resale.map_or(0, |r| r.1),
+            fees_micros: self.fills.iter().map(|f| f.fee).sum(),
         }
     }
 }
@@ -232,6 +241,7 @@ impl OrderRecord {
                     maker: f.maker,
                     ts: f.time_micros,
                     product: f.product_id.clone(),
+                    fee: f.fee_micros,
                 })
                 .collect(),
             hours: o.hours.max(1),
@@ -250,6 +260,7 @@ impl OrderRecord {
                 pb::Locality::try_from(o.placed_level).unwrap_or(pb::Locality::Unspecified),
             )
             .map(|l| (l, o.placed_domain.clone())),
+            resale: (o.resell_trade_id != 0).then_some((o.resell_trade_id, o.resale_fee_bps)),
         })
     }
 }

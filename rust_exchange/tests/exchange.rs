@@ -584,6 +584,17 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                         locality: pick(&mut rng, &[0i32, 0, 0, 2, 5, 99, -1]),
                         locality_preferred: pick(&mut rng, &[false, false, true]),
                         colocate_with: pick(&mut rng, &[0u64, 0, 0, 1, u64::MAX]),
+                        resell_trade_id: pick(&mut rng, &[0u64, 0, 0, 1, 2, u64::MAX]),
+                        resell_gpus: if rng.next() % 4 == 0 {
+                            vec![pb::Slot {
+                                node_id: pick(&mut rng, &["n0", "", "zz"]).to_string(),
+                                gpu_indices: vec![pick(&mut rng, &[0u32, 3, 64, u32::MAX])],
+                                ..Default::default()
+                            }]
+                        } else {
+                            Vec::new()
+                        },
+                        resale_fee_bps: pick(&mut rng, &[0u32, 50, u32::MAX]),
                     };
                     if rng.next() % 2 == 0 {
                         // half of them sane but for one hostile field at most

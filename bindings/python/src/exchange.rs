@@ -86,6 +86,12 @@ impl Exchange {
         lock(&self.shared).set_max_id_length(n);
     }
 
+    /// The fee a resale's seller pays on each fill, in basis points of its value (each
+    /// resale ask keeps the fee it was accepted with).
+    fn set_resale_fee_bps(&mut self, bps: u32) {
+        lock(&self.shared).set_resale_fee_bps(bps);
+    }
+
     /// How many ended orders stay in memory (older ones leave it: `take_left`).
     fn set_keep_ended(&mut self, n: usize) {
         lock(&self.shared).set_keep_ended(n);

@@ -94,7 +94,8 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         | InvalidGroup
         | InvalidBasket
         | InvalidDisplayQuantity
-        | InvalidPlacement => InvalidOrderError::new_err(msg),
+        | InvalidPlacement
+        | InvalidResale => InvalidOrderError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster

@@ -48,6 +48,7 @@ enum Op {
     AskRange,
     OneOf,
     Basket,
+    Resell,
 }
 
 impl Op {
@@ -61,10 +62,11 @@ impl Op {
             "ask_range" => Op::AskRange,
             "one_of" => Op::OneOf,
             "basket" => Op::Basket,
+            "resell" => Op::Resell,
             _ => {
                 return Err(PyValueError::new_err(format!(
                     "unknown command {word:?}: place, submit, cancel, amend, cancel_all, \
-                     ask_range, one_of or basket"
+                     ask_range, one_of, basket or resell"
                 )))
             }
         })
@@ -306,6 +308,10 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
             .map_err(malformed)
             .and_then(|r| ex.place_basket(ts, caller, &r))
             .map(|r| r.encode_to_vec()),
+        Op::Resell => pb::ResellRequest::decode(body)
+            .map_err(malformed)
+            .and_then(|r| ex.resell(ts, caller, &r))
+            .map(|r| r.encode_to_vec()),
         Op::OneOf => pb::PlaceOneOfRequest::decode(body)
             .map_err(malformed)
             .and_then(|r| ex.place_one_of(ts, caller, &r))
@@ -329,6 +335,7 @@ fn run(st: &mut State, job: &Native) -> Result<Vec<u8>, Refusal> {
         Op::CancelAll => stats.command("cancel_all", answer.as_ref().err().map(|e| e.reason)),
         Op::OneOf => stats.command("one_of", answer.as_ref().err().map(|e| e.reason)),
         Op::Basket => stats.command("basket", answer.as_ref().err().map(|e| e.reason)),
+        Op::Resell => stats.command("resell", answer.as_ref().err().map(|e| e.reason)),
         _ => {}
     }
     // what the command journaled (the command if accepted; a clock step if a refusal

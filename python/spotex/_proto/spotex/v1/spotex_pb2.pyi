@@ -173,7 +173,7 @@ class WithdrawCapacityResponse(_message.Message):
     def __init__(self, gpu_hours_withdrawn: _Optional[int] = ...) -> None: ...
 
 class PlaceOrderRequest(_message.Message):
-    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with")
+    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "resell_trade_id", "resell_gpus", "resale_fee_bps")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,9 @@ class PlaceOrderRequest(_message.Message):
     LOCALITY_FIELD_NUMBER: _ClassVar[int]
     LOCALITY_PREFERRED_FIELD_NUMBER: _ClassVar[int]
     COLOCATE_WITH_FIELD_NUMBER: _ClassVar[int]
+    RESELL_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESELL_GPUS_FIELD_NUMBER: _ClassVar[int]
+    RESALE_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     product_id: str
     side: Side
@@ -214,26 +217,31 @@ class PlaceOrderRequest(_message.Message):
     locality: Locality
     locality_preferred: bool
     colocate_with: int
-    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ...) -> None: ...
+    resell_trade_id: int
+    resell_gpus: _containers.RepeatedCompositeFieldContainer[Slot]
+    resale_fee_bps: int
+    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., resell_trade_id: _Optional[int] = ..., resell_gpus: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., resale_fee_bps: _Optional[int] = ...) -> None: ...
 
 class Fill(_message.Message):
-    __slots__ = ("trade_id", "price_micros", "quantity", "maker", "time_micros", "product_id")
+    __slots__ = ("trade_id", "price_micros", "quantity", "maker", "time_micros", "product_id", "fee_micros")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     MAKER_FIELD_NUMBER: _ClassVar[int]
     TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    FEE_MICROS_FIELD_NUMBER: _ClassVar[int]
     trade_id: int
     price_micros: int
     quantity: int
     maker: bool
     time_micros: int
     product_id: str
-    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., maker: _Optional[bool] = ..., time_micros: _Optional[int] = ..., product_id: _Optional[str] = ...) -> None: ...
+    fee_micros: int
+    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., maker: _Optional[bool] = ..., time_micros: _Optional[int] = ..., product_id: _Optional[str] = ..., fee_micros: _Optional[int] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "placed_level", "placed_domain")
+    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "placed_level", "placed_domain", "resell_trade_id", "resale_fee_bps", "fees_micros")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +268,9 @@ class Order(_message.Message):
     COLOCATE_WITH_FIELD_NUMBER: _ClassVar[int]
     PLACED_LEVEL_FIELD_NUMBER: _ClassVar[int]
     PLACED_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    RESELL_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESALE_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    FEES_MICROS_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     client_order_id: str
     product_id: str
@@ -286,7 +297,10 @@ class Order(_message.Message):
     colocate_with: int
     placed_level: Locality
     placed_domain: str
-    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ...) -> None: ...
+    resell_trade_id: int
+    resale_fee_bps: int
+    fees_micros: int
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ..., resell_trade_id: _Optional[int] = ..., resale_fee_bps: _Optional[int] = ..., fees_micros: _Optional[int] = ...) -> None: ...
 
 class PlaceOrderResponse(_message.Message):
     __slots__ = ("order",)
@@ -405,7 +419,7 @@ class Slot(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., block: _Optional[str] = ..., rack: _Optional[str] = ..., nvlink_domain: _Optional[str] = ...) -> None: ...
 
 class Allocation(_message.Message):
-    __slots__ = ("trade_id", "product_id", "cluster_id", "hour", "buy_order_id", "sell_order_id", "price_micros", "quantity", "slots", "as_buyer", "buyer_account")
+    __slots__ = ("trade_id", "product_id", "cluster_id", "hour", "buy_order_id", "sell_order_id", "price_micros", "quantity", "slots", "as_buyer", "buyer_account", "parent_trade_id", "fee_micros", "seller_account", "as_provider")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +431,10 @@ class Allocation(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     AS_BUYER_FIELD_NUMBER: _ClassVar[int]
     BUYER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    FEE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AS_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     trade_id: int
     product_id: str
     cluster_id: str
@@ -428,7 +446,11 @@ class Allocation(_message.Message):
     slots: _containers.RepeatedCompositeFieldContainer[Slot]
     as_buyer: bool
     buyer_account: int
-    def __init__(self, trade_id: _Optional[int] = ..., product_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., hour: _Optional[int] = ..., buy_order_id: _Optional[int] = ..., sell_order_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., as_buyer: _Optional[bool] = ..., buyer_account: _Optional[int] = ...) -> None: ...
+    parent_trade_id: int
+    fee_micros: int
+    seller_account: int
+    as_provider: bool
+    def __init__(self, trade_id: _Optional[int] = ..., product_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., hour: _Optional[int] = ..., buy_order_id: _Optional[int] = ..., sell_order_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., as_buyer: _Optional[bool] = ..., buyer_account: _Optional[int] = ..., parent_trade_id: _Optional[int] = ..., fee_micros: _Optional[int] = ..., seller_account: _Optional[int] = ..., as_provider: _Optional[bool] = ...) -> None: ...
 
 class ListAllocationsRequest(_message.Message):
     __slots__ = ("product_id", "page_size", "page_token")
@@ -609,6 +631,26 @@ class CancelAllResponse(_message.Message):
     ORDERS_FIELD_NUMBER: _ClassVar[int]
     orders: _containers.RepeatedCompositeFieldContainer[Order]
     def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ...) -> None: ...
+
+class ResellRequest(_message.Message):
+    __slots__ = ("order_id", "from_hour", "to_hour", "gpus", "price_micros", "time_in_force", "expire_at_micros", "client_order_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TIME_IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    from_hour: int
+    to_hour: int
+    gpus: _containers.RepeatedCompositeFieldContainer[Slot]
+    price_micros: int
+    time_in_force: TimeInForce
+    expire_at_micros: int
+    client_order_id: str
+    def __init__(self, order_id: _Optional[int] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., price_micros: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
 class CreateProductsRequest(_message.Message):
     __slots__ = ("skus", "regions", "from_hour", "to_hour", "tick_micros", "lot", "gate_closure_lead_micros", "open_at_micros")

@@ -119,6 +119,11 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.PlaceBasketRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
                 _registered_method=True)
+        self.Resell = channel.unary_unary(
+                '/spotex.v1.Market/Resell',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ResellRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -228,6 +233,12 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Resell(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +325,11 @@ def add_MarketServicer_to_server(servicer, server):
             'PlaceBasket': grpc.unary_unary_rpc_method_handler(
                     servicer.PlaceBasket,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.PlaceBasketRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.SerializeToString,
+            ),
+            'Resell': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resell,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ResellRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.SerializeToString,
             ),
     }
@@ -775,6 +791,33 @@ class Market:
             target,
             '/spotex.v1.Market/PlaceBasket',
             spotex_dot_v1_dot_spotex__pb2.PlaceBasketRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resell(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/Resell',
+            spotex_dot_v1_dot_spotex__pb2.ResellRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
             options,
             channel_credentials,
