@@ -65,8 +65,8 @@ def test_a_short_simulation_through_the_sdk(tmp_path: Path) -> None:
 def test_training_runs_beside_hourly_buyers_through_the_sdk(tmp_path: Path) -> None:
     from spotex import simulate_runs as runs
 
-    cfg = runs.RunsConfig(seed=5, steps=700, hours=8, sellers=3, hourly_buyers=6,
-                          training_buyers=5)
+    cfg = runs.RunsConfig(seed=3, steps=700, hours=8, sellers=3, hourly_buyers=6,
+                          late_hourly_buyers=4, training_buyers=5, resell=1.0)
     with serving(tmp_path) as r:
         result = runs.run(r.target, OPERATOR_TOKEN, cfg)
     s = result.summary()
@@ -75,6 +75,10 @@ def test_training_runs_beside_hourly_buyers_through_the_sdk(tmp_path: Path) -> N
     assert result.split_blocks == 0, "a block not on the same GPUs in every hour"
     assert result.locality_violations == 0, "a one-rack run outside one rack"
     assert result.rack_runs[1] > 0
+    # runs that end early resell the end of their blocks: the GPUs change hands, never
+    # held by two accounts in an hour, and each resold GPU-hour counts once
+    assert result.held_twice == 0, "a GPU held by two accounts in one hour"
+    assert result.resales[0] > 0 and 0 < result.resales[2] <= result.resales[1]
     rows = result.per_hour()
     assert len(rows) == 8 and all(0 <= row["utilisation"] <= 1 for row in rows)
     # a filled run holds its GPUs in each of its hours: the blocks' volume, hour by hour,

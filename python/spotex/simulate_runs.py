@@ -7,19 +7,25 @@ sellers who offer hour by hour, all through the real SDK against a running serve
   hours, in one PlaceAskRange (one ask per hour), or withdraws one of its ranges
   (CancelAll by range id) to quote again.
 * Hourly buyers (zero-intelligence-constrained, as in the one-hour simulation): some
-  GPUs of one hour at a private value, bidding a random price up to it.
+  GPUs of one hour at a private value, bidding a random price up to it. Some arrive
+  late: they act only in the second half of the steps.
 * Training-run buyers: 1 to 3 whole nodes (gangs of 8) for D consecutive hours (4 to
   72, at most N), a third of them with a window of up to twice D to start in, and half
   of those wanting one or two nodes needing them in one rack (`locality="rack"`; a
   seller's nodes sit two to a rack, each its own NVLink domain). Each bids
   a resting block (GTC) at a random price up to its value per GPU-hour and, now and
   then, cancels it and bids again, never above its value. A run whose block filled is
-  done.
+  done, but some end early: when it first sees its block filled, a run decides (with
+  the chance `resell`) that it will, and resells its last quarter of hours (the same
+  GPUs, Resell) at 70% of what it paid for them on average, which hourly buyers may
+  take.
 
 Scored: the share of training-run demand (GPU-hours) served and of hourly demand,
 surplus realised (value minus price for buyers, price minus cost for sellers, fill by
-fill), price and utilisation per hour, and checks that must hold: no fill at a loss
-(a block's whole cost within its value), every block on the same GPUs in every hour.
+fill), price and utilisation per hour (a resold GPU-hour counted once), resales, and
+checks that must hold: no fill at a loss (a block's whole cost within its value), every
+block on the same GPUs in every hour (the GPUs it resold included), no GPU held by two
+accounts in one hour.
 Prices are integer micro-dollars throughout.
 """
 
@@ -43,10 +49,13 @@ class RunsConfig:
     sellers: int = 6
     nodes_per_seller: int = 4  # 32 GPUs an hour each
     hourly_buyers: int = 16
+    late_hourly_buyers: int = 8  # hourly buyers acting only in the second half
     training_buyers: int = 16
     value_range: tuple[int, int] = (1_500_000, 4_000_000)  # buyers' values, $/GPU-h
     cost_range: tuple[int, int] = (1_000_000, 3_000_000)  # sellers' costs
     requote: float = 0.3  # chance an agent withdraws a quote before acting
+    resell: float = 0.3  # chance a filled training run ends early
+    resale_price_pct: int = 70  # it resells at this share of what it paid
 
 
 @dataclass
@@ -58,11 +67,14 @@ class Trader:
     cluster: str = ""
     hour: int = 0  # hourly buyers: the index of their hour
     want: int = 0  # GPUs (in every hour, for a training run)
+    from_step: int = 0  # the first step it acts in
     run_hours: int = 0  # training runs: D
     window: int = 0  # training runs: hours it may start in, from `start` (0: none)
     locality: str = ""  # training runs: all nodes in one domain at this level ("": any)
     start: int = 0  # training runs: index of the first hour of its span
     ranges: list[int] = field(default_factory=list)  # sellers: range ids placed
+    decided: bool = False  # training runs: saw their block filled and chose
+    resold: bool = False  # and resold the end of it
     orders: list[Order] = field(default_factory=list)  # as last seen
 
     def refresh(self) -> None:
@@ -87,6 +99,9 @@ class RunsResult:
     split_blocks: int  # blocks not on the same GPUs every hour: must be 0
     rack_runs: tuple[int, int]  # (filled, placed) training runs that needed one rack
     locality_violations: int  # filled rack runs not in one rack: must be 0
+    resales: tuple[int, int, int]  # (runs that resold, GPU-hours offered, GPU-hours sold)
+    resale_fees: int  # paid by the resellers
+    held_twice: int  # GPU-hours held by two accounts: must be 0
     refused: dict[str, int]
 
     def per_hour(self) -> list[dict[str, Any]]:
@@ -126,6 +141,10 @@ class RunsResult:
             "blocks_not_on_the_same_gpus": self.split_blocks,
             "one_rack_runs_filled": f"{self.rack_runs[0]} of {self.rack_runs[1]}",
             "one_rack_runs_outside_one_rack": self.locality_violations,
+            "runs_that_resold": self.resales[0],
+            "resold_gpu_hours": f"{self.resales[2]} of {self.resales[1]} offered",
+            "resale_fees_usd": self.resale_fees / MICROS,
+            "gpu_hours_held_twice": self.held_twice,
             "refused_orders": ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items()))
             or "none",
         }
@@ -167,10 +186,11 @@ def run(target: str, operator_token: str, cfg: RunsConfig) -> RunsResult:
                    for k in range(cfg.nodes_per_seller)],
             from_hour=first_hour, to_hour=first_hour + cfg.hours)
         traders.append(t)
-    for i in range(cfg.hourly_buyers):
+    for i in range(cfg.hourly_buyers + cfg.late_hourly_buyers):
         traders.append(Trader(f"hourly-{i}", "hourly", _tick(rng.randint(*cfg.value_range)),
                               account(f"hourly-{i}", "buyer"), hour=rng.randrange(cfg.hours),
-                              want=rng.randint(1, 16)))
+                              want=rng.randint(1, 16),
+                              from_step=cfg.steps // 2 if i >= cfg.hourly_buyers else 0))
     for i in range(cfg.training_buyers):
         d = rng.randint(4, min(72, cfg.hours))
         window = min(cfg.hours, rng.randint(d + 1, 2 * d)) if rng.random() < 1 / 3 else 0
@@ -185,8 +205,10 @@ def run(target: str, operator_token: str, cfg: RunsConfig) -> RunsResult:
                               locality=rack))
 
     refused: dict[str, int] = {}
-    for _ in range(cfg.steps):
+    for step in range(cfg.steps):
         t = rng.choice(traders)
+        if t.from_step > step:
+            continue
         try:
             _act(t, products, rng, cfg)
         except RpcError as err:
@@ -227,7 +249,19 @@ def _act(t: Trader, products: list[str], rng: random.Random, cfg: RunsConfig) ->
                                  rng.randint(1, left))
         return
     # a training run: one resting block at a time, until one fills
-    if any(o.state == "filled" for o in t.orders):
+    block = next((o for o in t.orders if o.side == "buy" and o.state == "filled"), None)
+    if block is not None:
+        if not t.decided:
+            t.decided = True
+            t.resold = rng.random() < cfg.resell
+            if t.resold:
+                # it ends early: its last quarter of hours, the same GPUs, at cost
+                bought = sorted({_hour_of(f.product_id) for f in block.fills})
+                paid = sum(int(f.price * MICROS) * f.quantity for f in block.fills) // sum(
+                    f.quantity for f in block.fills)
+                price = _tick(paid * cfg.resale_price_pct // 100)
+                t.client.resell(block.order_id, _dollars(max(price, TICK)),
+                                from_hour=bought[-max(1, len(bought) // 4)])
         return
     if resting:
         if rng.random() >= cfg.requote:
@@ -249,23 +283,28 @@ def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
         t.refresh()
     trades: dict[int, tuple[int, int, int, int, bool]] = {}
     surplus = losses = loss_blocks = split = filled_blocks = served = 0
-    rack_filled = outside = 0
+    rack_filled = outside = fees = 0
+    offered = resold = 0
     for t in traders:
         for o in t.orders:
             for f in o.fills:
                 price = int(f.price * MICROS)
-                gain = (price - t.unit) if t.kind == "seller" else (t.unit - price)
-                surplus += gain * f.quantity
+                gain = (price - t.unit) if o.side == "sell" else (t.unit - price)
+                surplus += gain * f.quantity - int(f.fee * MICROS)
                 if t.kind != "training":
                     losses += gain < 0
-                if t.kind != "seller":
+                if o.side == "buy":
                     hour = index[f.product_id or o.product_id]
                     trades[f.trade_id] = (f.trade_id, hour, price, f.quantity,
                                           t.kind == "training")
+            if o.resell_trade_id:
+                offered += o.quantity
+                resold += o.filled
+                fees += int(o.fees * MICROS)
         if t.kind != "training":
             continue
         for o in t.orders:
-            if o.state != "filled":
+            if o.side != "buy" or o.state != "filled":
                 continue
             filled_blocks += 1
             served += t.want * t.run_hours
@@ -275,7 +314,8 @@ def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
             by_hour: dict[int, set[tuple[str, str, int]]] = {}
             racks: set[tuple[str, str, str]] = set()
             for a in t.client.list_allocations():
-                if a.trade_id in mine:
+                # what it holds, and what it resold of it
+                if a.trade_id in mine or a.parent_trade_id in mine:
                     by_hour.setdefault(a.hour, set()).update(
                         (a.cluster_id, n, g) for n, gpus in a.slots for g in gpus)
                     racks |= {(a.cluster_id, block, rack) for _, block, rack, _ in a.places}
@@ -286,6 +326,18 @@ def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
                 outside += len(racks) != 1
     hourly = [t for t in traders if t.kind == "hourly"]
     training = [t for t in traders if t.kind == "training"]
+    # every seller's schedule: no GPU of an hour held by two accounts, resales included;
+    # a resold GPU-hour traded twice but is one GPU-hour of capacity
+    holders: dict[tuple[str, int, str, int], int] = {}
+    for t in traders:
+        if t.kind == "seller":
+            for a in t.client.list_allocations():
+                for n, gpus in a.slots:
+                    for g in gpus:
+                        key = (a.cluster_id, a.hour, n, g)
+                        holders[key] = holders.get(key, 0) + 1
+                if a.parent_trade_id:
+                    trades.pop(a.trade_id, None)
     return RunsResult(
         config=cfg, products=products, trades=sorted(trades.values()),
         capacity_per_hour=cfg.sellers * cfg.nodes_per_seller * GPUS_PER_NODE,
@@ -295,7 +347,8 @@ def _score(cfg: RunsConfig, traders: list[Trader], products: list[str],
                      sum(t.want for t in hourly)),
         realised_surplus=surplus, loss_fills=losses, loss_blocks=loss_blocks,
         split_blocks=split, rack_runs=(rack_filled, sum(1 for t in training if t.locality)),
-        locality_violations=outside, refused=refused)
+        locality_violations=outside, resales=(sum(t.resold for t in training), offered, resold),
+        resale_fees=fees, held_twice=sum(n - 1 for n in holders.values()), refused=refused)
 
 
 def chart(r: RunsResult) -> bytes:
