@@ -83,7 +83,8 @@ def test_a_refusal_names_its_reason_and_a_good_order_goes_through(
 # ---- every command -----------------------------------------------------------------------
 
 # commands with tests of their own (a server, a data directory, a configuration file)
-ELSEWHERE = {"serve", "demo", "bench", "simulate", "replay", "config check", "config show"}
+ELSEWHERE = {"serve", "demo", "bench", "simulate", "replay", "config check", "config show",
+             "cluster up"}  # cluster up: tests/test_replicated.py
 
 
 def leaves(group: click.Group, prefix: str = "") -> set[str]:

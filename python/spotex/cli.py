@@ -131,6 +131,7 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
 
     Every setting can come from a TOML file (--config), a SPOTEX_* variable or a flag,
     the later overriding the earlier: see `spotex config show`."""
+    from spotex.gateway import Replicated
     from spotex.logs import configure
     from spotex.server import serve as run
 
@@ -170,11 +171,67 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         retention=c["journal.retention"],
                         keep_ended=c["journal.keep_ended_orders"],
                         resale_fee_bps=c["market.resale_fee_bps"],
+                        replicated=Replicated(
+                            tuple(u.strip() for u in c["journal.nats"].split(",") if u.strip()),
+                            c["journal.shard"], c["journal.replicas"])
+                        if c["journal.nats"] else None,
                         metrics_listen=metrics_listen, access_log=c["server.access_log"],
                         web_listen=c["server.web_listen"] or None))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
         raise click.ClickException(str(e)) from None
+
+
+@main.group()
+def cluster() -> None:
+    """A replicated venue on this machine: NATS JetStream servers and a spotex server that
+    journals to them."""
+
+
+@cluster.command("up")
+@click.option("--dir", "base", type=click.Path(path_type=Path), default="spotex-cluster",
+              show_default=True, help="the NATS servers' stores and the server's data")
+@click.option("--nats", "n", type=click.IntRange(1, 5), default=3, show_default=True,
+              help="NATS servers (3: the stream's quorum survives one lost)")
+@click.option("--nats-port", type=click.IntRange(0, 65000), default=4222,
+              show_default=True, help="server i takes clients on this + i (peers + 100, "
+              "monitoring + 200); 0: free ports")
+@click.option("--listen", default="127.0.0.1:50551", show_default=True)
+@click.option("--shard", default="main", show_default=True)
+@click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default="",
+              help="or SPOTEX_OPERATOR_TOKEN")
+def cluster_up(base: Path, n: int, nats_port: int, listen: str, shard: str,
+               operator_token: str) -> None:
+    """Start N NATS JetStream servers on loopback (fsync on every write) and a spotex
+    server whose journal is its shard's stream on them, replicated min(3, N) times; until
+    Ctrl-C or SIGTERM, which stops them all. A server on another data directory started
+    with `spotex serve --journal-nats URLS --shard SHARD` recovers the same venue."""
+    from spotex._core import JournalError
+    from spotex.datadir import DataDirInUse
+    from spotex.gateway import Replicated
+    from spotex.logs import configure
+    from spotex.nats_cluster import NatsCluster, NatsError
+    from spotex.server import ListenError
+    from spotex.server import serve as run
+
+    configure("text")
+    try:
+        nats = NatsCluster(base / "nats", n, nats_port or None)
+    except NatsError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        nats.start()
+    except NatsError as e:
+        nats.stop()
+        raise click.ClickException(str(e)) from None
+    try:
+        click.echo(f"NATS JetStream: {','.join(nats.urls)} (logs under {base / 'nats'})")
+        log = Replicated(tuple(nats.urls), shard, min(3, n))
+        asyncio.run(run(listen, base / "server", operator_token or None, replicated=log))
+    except (DataDirInUse, ListenError, JournalError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        nats.stop()
 
 
 @main.group()

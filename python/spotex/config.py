@@ -74,6 +74,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("journal.keep_ended_orders", "--keep-ended-orders", 100_000,
             click.IntRange(0, None),
             "ended orders kept in memory; older ones are answered from the history on disk"),
+    Setting("journal.nats", "--journal-nats", "", click.STRING,
+            "NATS URLs, comma-separated: keep the journal on JetStream (the shard's stream, "
+            "replicated, each round acknowledged by a quorum) instead of files; run the "
+            "servers with sync_interval: always (`spotex cluster up` does)"),
+    Setting("journal.shard", "--shard", "main", click.STRING,
+            "with --journal-nats: the shard whose stream (spotex-SHARD) this server writes"),
+    Setting("journal.replicas", "--replicas", 3, click.IntRange(1, 5),
+            "with --journal-nats: copies of the stream (3: a quorum of 2 survives one lost)"),
     Setting("market.resale_fee_bps", "--resale-fee-bps", 0, click.IntRange(0, 10_000),
             "fee a resale's seller pays on each fill, in basis points of its value; each "
             "resale ask keeps the fee it was accepted with"),

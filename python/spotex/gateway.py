@@ -34,6 +34,7 @@ from spotex._core import (
     Writer,
     journal_segments,
     page_size,
+    read_jetstream,
     retire_journal,
     truncate_journal,
 )
@@ -57,6 +58,18 @@ FORMAT = "spotex-data 2"
 _SNAP_MAGIC = b"SPXSNAP2"
 _OLD_SNAP_MAGIC = b"SPXSNAP1"
 log = logging.getLogger("spotex.gateway")
+
+
+@dataclass(frozen=True)
+class Replicated:
+    """A journal on NATS JetStream instead of segment files: the shard's stream on these
+    servers (spotex-replicated). Recovery replays the stream; the data directory keeps
+    the rest (lock, accounts, history, snapshots)."""
+
+    servers: tuple[str, ...]
+    shard: str = "main"
+    replicas: int = 3
+    timeout_seconds: float = 10.0
 
 
 def write_snapshot(directory: Path, seq: int, exchange: bytes, meta: bytes,
@@ -145,7 +158,7 @@ class Gateway:
                  max_open_orders: int = 10_000, segment_bytes: int = 64 << 20,
                  retention: str = "delete", max_id_length: int = 128,
                  keep_ended: int = 100_000, snapshot_per_resting: int = 5,
-                 resale_fee_bps: int = 0) -> None:
+                 resale_fee_bps: int = 0, replicated: Replicated | None = None) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -162,6 +175,9 @@ class Gateway:
         self.max_id_length = max_id_length
         self.keep_ended = keep_ended
         self.resale_fee_bps = resale_fee_bps
+        if replicated is not None and data_dir is None:
+            raise ValueError("a replicated journal needs a data directory for the rest")
+        self.replicated = replicated
         self.ex = Exchange(max_open_orders, max_id_length)
         self.ex.set_keep_ended(keep_ended)
         self.ex.set_resale_fee_bps(resale_fee_bps)
@@ -181,9 +197,12 @@ class Gateway:
                 check_format(data_dir)
                 self.history = History(data_dir / HISTORY)
                 started = time.perf_counter()
+                if replicated is not None:
+                    self.journal = self._open_stream()
                 self._recover(data_dir)
                 self.recovery["seconds"] = time.perf_counter() - started
-                self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
+                if replicated is None:
+                    self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
             self._writer.attach(self.ex, self.journal)
         except BaseException:
             self._writer.stop()
@@ -336,10 +355,14 @@ class Gateway:
                 self.journal.close()
             except Exception:  # noqa: BLE001 - it failed already; the file is cut below
                 pass
-            if durable is not None:
-                truncate_journal(*durable)
-            self.journal = JournalWriter(self.data_dir / JOURNAL, self._segment_bytes)
-            self.journal.sync()  # the probe: raises while the disk still fails
+            if self.replicated is not None:
+                # part of the failed round may be in the stream: recover from it
+                self.journal = self._open_stream()
+            else:
+                if durable is not None:
+                    truncate_journal(*durable)
+                self.journal = JournalWriter(self.data_dir / JOURNAL, self._segment_bytes)
+                self.journal.sync()  # the probe: raises while the disk still fails
         except Exception as err:  # noqa: BLE001 - still failing: stay unavailable
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
             return False
@@ -407,7 +430,8 @@ class Gateway:
         write_snapshot(self.data_dir / SNAPSHOTS, self.sequence, self.ex.snapshot(),
                        json.dumps(meta).encode())
         self.snapshot_seq = self.sequence
-        self._retire_segments()
+        if self.replicated is None:
+            self._retire_segments()
         return self.sequence, state_hash
 
     def _retire_segments(self) -> None:
@@ -424,7 +448,40 @@ class Gateway:
             log.info("journal: %s %d segment(s) before sequence %d",
                      "archived" if archive else "removed", len(retired), oldest + 1)
 
+    def _open_stream(self) -> JournalWriter:
+        r = self.replicated
+        assert r is not None
+        return JournalWriter.jetstream(list(r.servers), r.shard, r.replicas, r.timeout_seconds)
+
+    def _recover_stream(self) -> None:
+        """The exchange from the shard's stream: every record up to where the journal
+        (opened first) appends after, replayed in order, each record's checksum checked.
+        What another writer appends later is not read, and fences this one out."""
+        r = self.replicated
+        assert r is not None and self.journal is not None
+        until = self.journal.stream_sequence
+        ex = Exchange(self.max_open_orders, self.max_id_length)
+        ex.set_keep_ended(self.keep_ended)
+        last_ts = 0
+        for seq, ts, command, _meta in read_jetstream(list(r.servers), r.shard, 0, until,
+                                                      r.timeout_seconds):
+            ex.replay(seq, ts, command)
+            last_ts = max(last_ts, ts)
+        if last_ts:
+            self._writer.stamp(last_ts)
+        ex.set_resale_fee_bps(self.resale_fee_bps)
+        self.ex = ex
+        self._writer.attach(ex, self.journal)
+        self._keep_history()
+        self.recovery = {"snapshot_seq": 0, "replayed": ex.sequence, "sequence": ex.sequence,
+                         "torn_tail": None, "stream": f"spotex-{r.shard}"}
+        if ex.sequence:
+            log.info("recovered to sequence %d from stream spotex-%s", ex.sequence, r.shard)
+
     def _recover(self, data_dir: Path) -> None:
+        if self.replicated is not None:
+            self._recover_stream()
+            return
         path = data_dir / JOURNAL
         for seq, exchange, meta in [*snapshots(data_dir / SNAPSHOTS), (0, None, None)]:
             try:

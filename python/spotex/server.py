@@ -32,7 +32,7 @@ from spotex._core import RefusedError, SpotexError, count_orders, page_size, sta
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, AccountError, Accounts
-from spotex.gateway import Gateway, GatewayError, Published
+from spotex.gateway import Gateway, GatewayError, Published, Replicated
 from spotex.limits import Limits, TlsConfig, TokenBucket
 from spotex.metrics import Metrics, Observe, account_of_call
 from spotex.web import Web
@@ -713,7 +713,7 @@ class Server:
                     segment_bytes: int = 64 << 20, retention: str = "delete",
                     keep_ended: int = 100_000, metrics_listen: str | None = None,
                     access_log: bool = True, web_listen: str | None = None,
-                    resale_fee_bps: int = 0) -> Server:
+                    resale_fee_bps: int = 0, replicated: Replicated | None = None) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too."""
         loop = asyncio.get_running_loop()
@@ -727,7 +727,8 @@ class Server:
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
                                           snapshot_every, limits.max_open_orders_per_account,
                                           segment_bytes, retention, limits.max_string,
-                                          keep_ended, resale_fee_bps=resale_fee_bps)
+                                          keep_ended, resale_fee_bps=resale_fee_bps,
+                                          replicated=replicated)
         metrics = Metrics(gateway, hub) if metrics_listen else None
         web, web_port = None, None
         try:
@@ -809,7 +810,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 tls: TlsConfig | None = None, segment_bytes: int = 64 << 20,
                 retention: str = "delete", keep_ended: int = 100_000,
                 metrics_listen: str | None = None, access_log: bool = True,
-                web_listen: str | None = None, resale_fee_bps: int = 0) -> None:
+                web_listen: str | None = None, resale_fee_bps: int = 0,
+                replicated: Replicated | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -821,7 +823,7 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 segment_bytes=segment_bytes, retention=retention,
                                 keep_ended=keep_ended, metrics_listen=metrics_listen,
                                 access_log=access_log, web_listen=web_listen,
-                                resale_fee_bps=resale_fee_bps)
+                                resale_fee_bps=resale_fee_bps, replicated=replicated)
     if ready:
         ready(server)
     await stop.wait()

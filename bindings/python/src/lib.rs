@@ -1287,15 +1287,42 @@ fn flow<'py>(
 /// The journal behind a `JournalWriter`, shared with the writer thread
 /// ([`writer::Writer`]), which appends the hot commands' records and syncs them without
 /// the GIL. None once closed.
-pub(crate) type SharedJournal = Arc<Mutex<Option<core::journal::Segments>>>;
+pub(crate) type SharedJournal = Arc<Mutex<Option<Log>>>;
 
-pub(crate) fn lock_journal(
-    j: &SharedJournal,
-) -> std::sync::MutexGuard<'_, Option<core::journal::Segments>> {
+/// Where records go: a directory of segment files, or a shard's JetStream stream.
+pub(crate) enum Log {
+    Files(core::journal::Segments),
+    JetStream(Box<spotex_replicated::JetStreamJournal>),
+}
+
+impl core::journal::Journal for Log {
+    fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> std::io::Result<()> {
+        match self {
+            Log::Files(j) => j.append(seq, ts, command, meta),
+            Log::JetStream(j) => j.append(seq, ts, command, meta),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Log::Files(j) => j.flush(),
+            Log::JetStream(j) => j.flush(),
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        match self {
+            Log::Files(j) => j.sync(),
+            Log::JetStream(j) => j.sync(),
+        }
+    }
+}
+
+pub(crate) fn lock_journal(j: &SharedJournal) -> std::sync::MutexGuard<'_, Option<Log>> {
     j.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn open_journal(j: &mut Option<core::journal::Segments>) -> PyResult<&mut core::journal::Segments> {
+fn open_journal(j: &mut Option<Log>) -> PyResult<&mut Log> {
     j.as_mut()
         .ok_or_else(|| journal_error("journal closed".into()))
 }
@@ -1315,7 +1342,27 @@ impl JournalWriter {
         let j = core::journal::Segments::open(&path, segment_bytes)
             .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
         Ok(JournalWriter {
-            shared: Arc::new(Mutex::new(Some(j))),
+            shared: Arc::new(Mutex::new(Some(Log::Files(j)))),
+        })
+    }
+
+    /// A shard's journal on NATS JetStream (see spotex-replicated): fenced, each round
+    /// acknowledged once a quorum of the stream's servers stored it.
+    #[staticmethod]
+    #[pyo3(signature = (servers, shard, replicas=3, timeout_seconds=10.0))]
+    fn jetstream(
+        py: Python<'_>,
+        servers: Vec<String>,
+        shard: String,
+        replicas: usize,
+        timeout_seconds: f64,
+    ) -> PyResult<Self> {
+        let cfg = jetstream_config(servers, shard, replicas, timeout_seconds)?;
+        let j = py
+            .detach(|| spotex_replicated::JetStreamJournal::open(&cfg))
+            .map_err(|e| journal_error(format!("{}: {e}", cfg.stream())))?;
+        Ok(JournalWriter {
+            shared: Arc::new(Mutex::new(Some(Log::JetStream(Box::new(j))))),
         })
     }
 
@@ -1345,10 +1392,21 @@ impl JournalWriter {
 
     /// The newest segment and the length up to which it is durable (cut it back to this
     /// after a failure; older segments are durable whole), or None before any record.
+    /// A JetStream journal: the stream's last message sequence it appends after (None for
+    /// files).
+    #[getter]
+    fn stream_sequence(&self) -> Option<u64> {
+        match lock_journal(&self.shared).as_ref() {
+            Some(Log::JetStream(j)) => Some(j.last_sequence()),
+            _ => None,
+        }
+    }
+
     fn durable_point(&self) -> Option<(std::path::PathBuf, u64)> {
-        lock_journal(&self.shared)
-            .as_ref()
-            .and_then(|j| j.durable_point())
+        match lock_journal(&self.shared).as_ref() {
+            Some(Log::Files(j)) => j.durable_point(),
+            _ => None,
+        }
     }
 
     /// Makes everything durable and closes. If that fails, what was not written is
@@ -1362,11 +1420,61 @@ impl JournalWriter {
         match py.detach(|| j.sync()) {
             Ok(()) => Ok(()),
             Err(e) => {
-                j.abandon();
+                if let Log::Files(j) = j {
+                    j.abandon();
+                }
                 Err(journal_error(format!("sync: {e}")))
             }
         }
     }
+}
+
+fn jetstream_config(
+    servers: Vec<String>,
+    shard: String,
+    replicas: usize,
+    timeout_seconds: f64,
+) -> PyResult<spotex_replicated::Config> {
+    if !(timeout_seconds > 0.0 && timeout_seconds <= 3600.0) {
+        return Err(PyValueError::new_err(
+            "timeout_seconds is above 0, at most 3600",
+        ));
+    }
+    Ok(spotex_replicated::Config {
+        servers,
+        shard,
+        replicas,
+        timeout: std::time::Duration::from_secs_f64(timeout_seconds),
+    })
+}
+
+/// The records of a shard's JetStream stream with a sequence above `after`, as
+/// `(seq, ts, command, meta)`, each record's checksum verified. Damage raises JournalError.
+#[pyfunction]
+#[pyo3(signature = (servers, shard, after=0, until=None, timeout_seconds=10.0))]
+fn read_jetstream<'py>(
+    py: Python<'py>,
+    servers: Vec<String>,
+    shard: String,
+    after: u64,
+    until: Option<u64>,
+    timeout_seconds: f64,
+) -> PyResult<Vec<RecordRow<'py>>> {
+    let cfg = jetstream_config(servers, shard, 1, timeout_seconds)?;
+    let recs = py
+        .detach(|| spotex_replicated::read(&cfg, after, until))
+        .map_err(|e| journal_error(format!("{}: {e}", cfg.stream())))?;
+    Ok(recs
+        .iter()
+        .map(|r| {
+            (
+                r.seq,
+                r.ts,
+                PyBytes::new(py, &r.command),
+                PyBytes::new(py, &r.meta),
+            )
+        })
+        .collect())
 }
 
 type RecordRow<'py> = (u64, i64, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
@@ -1534,6 +1642,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<JournalWriter>()?;
     m.add_class::<writer::Writer>()?;
     m.add_function(wrap_pyfunction!(read_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(read_jetstream, m)?)?;
     m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
     m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
     m.add_function(wrap_pyfunction!(journal_segments, m)?)?;

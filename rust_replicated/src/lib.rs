@@ -1,0 +1,360 @@
+//! spotex's journal on a replicated log: NATS JetStream.
+//!
+//! One stream per shard (`spotex-<shard>`, subject `spotex.<shard>.journal`), replicated
+//! (3 by default) and kept on disk. Each journal record is one message whose payload is
+//! the record exactly as the file journal frames it (`spotex_core::journal::frame`: length,
+//! CRC-32, sequence, time, command, metadata), so the same bytes serve recovery, replay
+//! and the log, and a reader verifies the engine's own checksum whatever the log did.
+//!
+//! Writing is fenced: the journal knows the stream's last sequence, and each message is
+//! published with `Nats-Expected-Last-Sequence` = that sequence plus its place in the
+//! round, so a writer that another has overtaken (a deposed leader) cannot append: its
+//! round is refused whole by the stream, and it stays refused. A round is acknowledged
+//! (`sync` returns) only once JetStream acknowledged every message of it, which for a
+//! replicated stream means a quorum of its servers stored it.
+//!
+//! The servers must run JetStream with `sync_interval: always` (fsync every write): the
+//! default (lazy fsync) can lose acknowledged writes when machines lose power together
+//! (Jepsen, 2025). `spotex cluster up` writes such configurations.
+
+use std::io;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use spotex_core::journal::{self, Journal, Record};
+
+/// Where a shard's log lives.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// NATS server URLs (`nats://127.0.0.1:4222`), any of the cluster's.
+    pub servers: Vec<String>,
+    /// The shard's name: letters, digits, `-` and `_`.
+    pub shard: String,
+    /// Copies of the stream (3 for a venue: a quorum of 2 survives one server lost).
+    pub replicas: usize,
+    /// How long one round (or one read) may wait for the servers.
+    pub timeout: Duration,
+}
+
+impl Config {
+    pub fn stream(&self) -> String {
+        format!("spotex-{}", self.shard)
+    }
+
+    pub fn subject(&self) -> String {
+        format!("spotex.{}.journal", self.shard)
+    }
+
+    fn check(&self) -> io::Result<()> {
+        let ok = !self.shard.is_empty()
+            && self.shard.len() <= 64
+            && self
+                .shard
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(invalid("a shard is 1 to 64 letters, digits, '-' or '_'"));
+        }
+        if self.servers.is_empty() {
+            return Err(invalid("no NATS server given"));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(invalid("replicas are 1 to 5"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, why.to_string())
+}
+
+fn failed(what: &str, err: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {err}"))
+}
+
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+async fn connect(cfg: &Config) -> io::Result<jetstream::Context> {
+    let mut addrs = Vec::with_capacity(cfg.servers.len());
+    for url in &cfg.servers {
+        let addr: async_nats::ServerAddr = url
+            .parse()
+            .map_err(|e| failed(&format!("the NATS server {url:?}"), e))?;
+        addrs.push(addr);
+    }
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(cfg.timeout)
+        .request_timeout(Some(cfg.timeout))
+        .connect(addrs)
+        .await
+        .map_err(|e| failed("connecting to NATS", e))?;
+    let mut js = jetstream::new(client);
+    // an acknowledgement lost while the stream elects a new leader is retried well
+    // within the round's deadline
+    js.set_timeout(ACK_TIMEOUT.min(cfg.timeout));
+    Ok(js)
+}
+
+/// How long one publish waits for its acknowledgement before it is sent again.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn open_stream(cfg: &Config, js: &jetstream::Context) -> io::Result<stream::Stream> {
+    let wanted = stream::Config {
+        name: cfg.stream(),
+        subjects: vec![cfg.subject()],
+        num_replicas: cfg.replicas,
+        storage: stream::StorageType::File,
+        // duplicates of one record (a retried round) are dropped by its sequence
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let s = js
+        .get_or_create_stream(wanted)
+        .await
+        .map_err(|e| failed("opening the stream", e))?;
+    let have = &s.cached_info().config;
+    if have.num_replicas != cfg.replicas || have.subjects != vec![cfg.subject()] {
+        return Err(failed(
+            "opening the stream",
+            format!(
+                "{} exists with {} replicas and subjects {:?}",
+                cfg.stream(),
+                have.num_replicas,
+                have.subjects
+            ),
+        ));
+    }
+    Ok(s)
+}
+
+/// A name no other writer has: time and process.
+fn writer_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+/// A shard's journal on JetStream: the `Journal` the writer appends to.
+pub struct JetStreamJournal {
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    subject: String,
+    timeout: Duration,
+    /// The stream's last sequence as this writer knows it: the next message must follow.
+    last: u64,
+    /// Records appended since the last `sync`: (journal sequence, framed record).
+    pending: Vec<(u64, Vec<u8>)>,
+    /// This writer's name in message ids (`<writer>:<sequence>`): the stream drops a
+    /// message whose id it has, so a retried publish is stored once, and only a retry of
+    /// this writer's own message can be taken for one.
+    writer: String,
+    /// Why the journal can no longer be written (fenced, or a round half-stored).
+    broken: Option<String>,
+}
+
+impl JetStreamJournal {
+    /// Connects, creates the shard's stream if it does not exist, and takes its last
+    /// sequence as the point to append after.
+    pub fn open(cfg: &Config) -> io::Result<JetStreamJournal> {
+        cfg.check()?;
+        let rt = runtime()?;
+        let (js, last) = rt.block_on(async {
+            let js = connect(cfg).await?;
+            let s = open_stream(cfg, &js).await?;
+            let last = s.cached_info().state.last_sequence;
+            Ok::<_, io::Error>((js, last))
+        })?;
+        Ok(JetStreamJournal {
+            rt,
+            js,
+            subject: cfg.subject(),
+            timeout: cfg.timeout,
+            last,
+            pending: Vec::new(),
+            writer: writer_name(),
+            broken: None,
+        })
+    }
+
+    /// The stream's sequence of the last record written (or found at open).
+    pub fn last_sequence(&self) -> u64 {
+        self.last
+    }
+
+    /// Publishes the round's messages, pipelined, each expecting the one before it, and
+    /// waits for their acknowledgements in order. A message not acknowledged (a server
+    /// lost, a leader being elected) is sent again with the rest after it, under the same
+    /// ids, until the caller's deadline: the stream stores each once. A refusal of the
+    /// expected sequence once everything before it was stored means another writer
+    /// appended: fenced.
+    async fn publish_round(&self) -> Result<(), String> {
+        use jetstream::context::PublishErrorKind;
+        let n = self.pending.len();
+        let mut stored = 0;
+        loop {
+            let mut acks = Vec::with_capacity(n - stored);
+            for k in stored..n {
+                let (seq, record) = &self.pending[k];
+                let message = jetstream::message::PublishMessage::build()
+                    .payload(record.clone().into())
+                    .expected_last_sequence(self.last + k as u64)
+                    .message_id(format!("{}:{seq}", self.writer));
+                match self.js.send_publish(self.subject.clone(), message).await {
+                    Ok(ack) => acks.push(ack),
+                    Err(_) => break, // not sent: sent again below
+                }
+            }
+            for ack in acks {
+                match ack.await {
+                    Ok(_) => stored += 1,
+                    Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                        return Err(format!(
+                            "fenced: another writer appended to the stream ({e})"
+                        ));
+                    }
+                    Err(_) => break, // not acknowledged: sent again below
+                }
+            }
+            if stored == n {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Journal for JetStreamJournal {
+    fn append(&mut self, seq: u64, ts: i64, command: &[u8], meta: &[u8]) -> io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(io::Error::other(why.clone()));
+        }
+        self.pending
+            .push((seq, journal::frame(seq, ts, command, meta)));
+        Ok(())
+    }
+
+    /// As `sync`: a replicated log has no weaker level worth having.
+    fn flush(&mut self) -> io::Result<()> {
+        self.sync()
+    }
+
+    /// Publishes the round and waits until JetStream stored every record of it (a quorum
+    /// of the stream's servers). On failure the journal stays broken: part of the round
+    /// may be stored, so the writer must recover from the stream before writing again.
+    fn sync(&mut self) -> io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(io::Error::other(why.clone()));
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.timeout;
+        let done = self.rt.block_on(async {
+            tokio::time::timeout(timeout, self.publish_round())
+                .await
+                .unwrap_or_else(|_| Err(format!("no acknowledgement within {timeout:?}")))
+        });
+        match done {
+            Ok(()) => {
+                self.last += self.pending.len() as u64;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(why) => {
+                self.broken = Some(why.clone());
+                Err(io::Error::other(why))
+            }
+        }
+    }
+}
+
+/// Every record of a shard's stream whose journal sequence is above `after`, in order, up
+/// to the stream's message `until` (None: its last now), each checked: its own checksum,
+/// and sequences that follow one another. A record that does not read (damaged, or not a
+/// journal record) is an error, never skipped. A writer opens its journal first and reads
+/// up to the journal's `last_sequence`: what another writer appends after that, it cannot
+/// have, and its own first round is fenced out.
+pub fn read(cfg: &Config, after: u64, until: Option<u64>) -> io::Result<Vec<Record>> {
+    cfg.check()?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let js = connect(cfg).await?;
+        let mut s = js
+            .get_stream(cfg.stream())
+            .await
+            .map_err(|e| failed("opening the stream", e))?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| failed("reading the stream", e))?;
+        let (first, mut last) = (info.state.first_sequence, info.state.last_sequence);
+        if let Some(u) = until {
+            if u > last {
+                return Err(failed(
+                    "reading the stream",
+                    format!("it ends at {last}, before {u}"),
+                ));
+            }
+            last = u;
+        }
+        let mut records: Vec<Record> = Vec::new();
+        if last == 0 || last < first {
+            return Ok(records);
+        }
+        let ordered = s
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed("reading the stream", e))?;
+        let mut messages = ordered
+            .messages()
+            .await
+            .map_err(|e| failed("reading the stream", e))?;
+        let mut seen = first - 1;
+        while seen < last {
+            let next = tokio::time::timeout(cfg.timeout, messages.next()).await;
+            let message = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(failed("reading the stream", e)),
+                Ok(None) => return Err(failed("reading the stream", "it ended early")),
+                Err(_) => return Err(failed("reading the stream", "timed out")),
+            };
+            seen = message
+                .info()
+                .map_err(|e| failed("reading the stream", e))?
+                .stream_sequence;
+            let at = |why: &str| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} message {seen}: {why}", cfg.stream()),
+                )
+            };
+            let (mut one, tail) =
+                journal::parse(&message.payload).map_err(|e| at(&e.to_string()))?;
+            if one.len() != 1 || !matches!(tail, journal::Tail::Clean) {
+                return Err(at("not one whole journal record (damaged)"));
+            }
+            let record = one.remove(0);
+            if let Some(prev) = records.last() {
+                if record.seq != prev.seq + 1 {
+                    return Err(at(&format!(
+                        "journal sequence {} after {}",
+                        record.seq, prev.seq
+                    )));
+                }
+            }
+            records.push(record);
+        }
+        records.retain(|r| r.seq > after);
+        Ok(records)
+    })
+}

@@ -1,0 +1,138 @@
+"""The journal on NATS JetStream (spotex-replicated), on a real three-server cluster on
+loopback: rounds acknowledged by a quorum, a second writer fenced out, every record's
+own checksum verified on read (a damaged one refused, never skipped), and a server that
+journals there recovering on another data directory, after one NATS server was lost, to
+the same state."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from conftest import OPERATOR_TOKEN, serving
+
+from spotex._core import JournalError, JournalWriter, read_jetstream
+from spotex.client import Client
+from spotex.gateway import Replicated
+from spotex.client import RpcError
+from spotex.nats_cluster import NatsCluster, free_port
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path_factory.mktemp("nats"), 3) as c:
+        yield c
+
+
+def test_rounds_are_fenced_and_every_record_is_checked(cluster: NatsCluster) -> None:
+    first = JournalWriter.jetstream(cluster.urls, "fence", replicas=3)
+    late = JournalWriter.jetstream(cluster.urls, "fence", replicas=3)
+    assert first.stream_sequence == late.stream_sequence == 0
+    for seq in (1, 2):
+        first.append(seq, 1000 + seq, f"command {seq}".encode(), b"")
+    first.sync()
+    assert first.stream_sequence == 2
+    # the other writer still believes the stream is empty: its round is refused whole
+    late.append(1, 5000, b"a rival command", b"")
+    with pytest.raises(JournalError, match="fenced"):
+        late.sync()
+    # and it stays refused: part of a round may be stored, it must recover first
+    with pytest.raises(JournalError):
+        late.append(2, 5001, b"again", b"")
+    got = read_jetstream(cluster.urls, "fence")
+    assert [(s, t, c) for s, t, c, _ in got] == [(1, 1001, b"command 1"), (2, 1002, b"command 2")]
+    assert [s for s, *_ in read_jetstream(cluster.urls, "fence", after=1)] == [2]
+    assert len(read_jetstream(cluster.urls, "fence", until=1)) == 1
+
+    # a message that is not a whole journal record, put there by any client: refused
+    async def damage() -> None:
+        nc = await nats.connect(cluster.urls)
+        await nc.jetstream().publish("spotex.fence.journal", b"\x05\x00\x00\x00garbage")
+        await nc.close()
+    asyncio.run(damage())
+    with pytest.raises(JournalError, match="message 3"):
+        read_jetstream(cluster.urls, "fence")
+
+
+def test_a_bad_shard_or_no_server_is_a_clear_error(cluster: NatsCluster) -> None:
+    with pytest.raises(JournalError, match="shard"):
+        JournalWriter.jetstream(cluster.urls, "no spaces")
+    with pytest.raises(JournalError, match="NATS"):
+        JournalWriter.jetstream(["nats://127.0.0.1:1"], "x", timeout_seconds=1.0)
+
+
+def orders(target: str) -> tuple[Client, str]:
+    op = Client(target, OPERATOR_TOKEN)
+    hour = 500_000
+    pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=hour,
+                             to_hour=hour + 1)[0].product_id
+    seller = Client(target, op.create_account("s", ["seller"]).token)
+    seller.register_capacity("c", sku="H100-SXM", region="us-east", nodes=[("n0", 8)],
+                             from_hour=hour, to_hour=hour + 1)
+    return seller, pid
+
+
+def test_a_server_recovers_from_the_stream_on_another_machine_after_a_lost_nats_server(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    log = Replicated(tuple(cluster.urls), "venue", 3)
+    with serving(tmp_path / "a", replicated=log) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        seller, pid = orders(r.target)
+        placed = [seller.place_order(pid, "sell", f"2.{k:02d}", 1, cluster_id="c")
+                  for k in range(4)]
+        # one NATS server lost: a quorum of two still stores (and acknowledges) rounds
+        cluster.kill(2)
+        try:
+            placed += [seller.place_order(pid, "sell", f"3.{k:02d}", 1, cluster_id="c")
+                       for k in range(4)]
+            assert len({o.order_id for o in placed}) == 8
+            seq, before = op.state_hash()
+        finally:
+            cluster.restart(2)
+    # another machine: a fresh data directory, the same shard's stream
+    with serving(tmp_path / "b", replicated=log) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        assert op.state_hash() == (seq, before)
+        # and it goes on from there, appending after what it read
+        op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=500_001,
+                           to_hour=500_002)
+        assert op.state_hash()[0] == seq + 1
+
+
+def test_cluster_up_runs_a_venue_on_three_nats_servers_and_stops_them_all(
+        tmp_path: Path) -> None:
+    target = f"127.0.0.1:{free_port()}"
+    spotex = str(Path(sys.executable).parent / "spotex")
+    proc = subprocess.Popen([spotex, "cluster", "up", "--dir", str(tmp_path), "--nats-port",
+                             "0", "--listen", target, "--operator-token", "tok"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        op = Client(target, "tok")
+        end = time.monotonic() + 60
+        while True:
+            try:
+                op.state_hash()
+                break
+            except RpcError:
+                assert time.monotonic() < end and proc.poll() is None, "not up"
+                time.sleep(0.2)
+        op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=500_000,
+                           to_hour=500_001)
+        configs = sorted((tmp_path / "nats").glob("n*/nats.conf"))
+        assert len(configs) == 3
+        assert all("sync_interval: always" in c.read_text() for c in configs)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, out
+    assert "NATS JetStream: nats://127.0.0.1:" in out
+    # the NATS servers went with it
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
