@@ -35,8 +35,12 @@ def test_rounds_are_fenced_and_every_record_is_checked(cluster: NatsCluster) -> 
     first = JournalWriter.jetstream(cluster.urls, "fence", replicas=3)
     late = JournalWriter.jetstream(cluster.urls, "fence", replicas=3)
     assert first.stream_sequence == late.stream_sequence == 0
+    # a round is one message of its records
     for seq in (1, 2):
         first.append(seq, 1000 + seq, f"command {seq}".encode(), b"")
+    first.sync()
+    assert first.stream_sequence == 1
+    first.append(3, 1003, b"command 3", b"")
     first.sync()
     assert first.stream_sequence == 2
     # the other writer still believes the stream is empty: its round is refused whole
@@ -47,9 +51,10 @@ def test_rounds_are_fenced_and_every_record_is_checked(cluster: NatsCluster) -> 
     with pytest.raises(JournalError):
         late.append(2, 5001, b"again", b"")
     got = read_jetstream(cluster.urls, "fence")
-    assert [(s, t, c) for s, t, c, _ in got] == [(1, 1001, b"command 1"), (2, 1002, b"command 2")]
-    assert [s for s, *_ in read_jetstream(cluster.urls, "fence", after=1)] == [2]
-    assert len(read_jetstream(cluster.urls, "fence", until=1)) == 1
+    assert [(s, t, c) for s, t, c, _ in got] == [
+        (1, 1001, b"command 1"), (2, 1002, b"command 2"), (3, 1003, b"command 3")]
+    assert [s for s, *_ in read_jetstream(cluster.urls, "fence", after=1)] == [2, 3]
+    assert [s for s, *_ in read_jetstream(cluster.urls, "fence", until=1)] == [1, 2]
 
     # a message that is not a whole journal record, put there by any client: refused
     async def damage() -> None:

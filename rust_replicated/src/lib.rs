@@ -1,10 +1,12 @@
 //! spotex's journal on a replicated log: NATS JetStream.
 //!
 //! One stream per shard (`spotex-<shard>`, subject `spotex.<shard>.journal`), replicated
-//! (3 by default) and kept on disk. Each journal record is one message whose payload is
-//! the record exactly as the file journal frames it (`spotex_core::journal::frame`: length,
-//! CRC-32, sequence, time, command, metadata), so the same bytes serve recovery, replay
-//! and the log, and a reader verifies the engine's own checksum whatever the log did.
+//! (3 by default) and kept on disk. A writer's round is one message (or a few, past
+//! `MAX_MESSAGE` bytes) whose payload is the round's records exactly as the file journal
+//! frames them (`spotex_core::journal::frame`: length, CRC-32, sequence, time, command,
+//! metadata), one after another: the same bytes serve recovery, replay and the log, the
+//! stream stores (and fsyncs) a round once as the file journal does, and a reader
+//! verifies the engine's own checksum of every record whatever the log did.
 //!
 //! Writing is fenced: the journal knows the stream's last sequence, and each message is
 //! published with `Nats-Expected-Last-Sequence` = that sequence plus its place in the
@@ -101,6 +103,9 @@ async fn connect(cfg: &Config) -> io::Result<jetstream::Context> {
     Ok(js)
 }
 
+/// The most bytes of records one message carries (NATS takes 1 MiB by default).
+const MAX_MESSAGE: usize = 512 << 10;
+
 /// How long one publish waits for its acknowledgement before it is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -149,7 +154,9 @@ pub struct JetStreamJournal {
     timeout: Duration,
     /// The stream's last sequence as this writer knows it: the next message must follow.
     last: u64,
-    /// Records appended since the last `sync`: (journal sequence, framed record).
+    /// Records appended since the last `sync`, framed, one after another, in messages of
+    /// at most `MAX_MESSAGE` bytes (a record bigger than that is a message of its own):
+    /// (journal sequence of the first record, bytes).
     pending: Vec<(u64, Vec<u8>)>,
     /// This writer's name in message ids (`<writer>:<sequence>`): the stream drops a
     /// message whose id it has, so a retried publish is stored once, and only a retry of
@@ -201,9 +208,9 @@ impl JetStreamJournal {
         loop {
             let mut acks = Vec::with_capacity(n - stored);
             for k in stored..n {
-                let (seq, record) = &self.pending[k];
+                let (seq, records) = &self.pending[k];
                 let message = jetstream::message::PublishMessage::build()
-                    .payload(record.clone().into())
+                    .payload(records.clone().into())
                     .expected_last_sequence(self.last + k as u64)
                     .message_id(format!("{}:{seq}", self.writer));
                 match self.js.send_publish(self.subject.clone(), message).await {
@@ -235,8 +242,13 @@ impl Journal for JetStreamJournal {
         if let Some(why) = &self.broken {
             return Err(io::Error::other(why.clone()));
         }
-        self.pending
-            .push((seq, journal::frame(seq, ts, command, meta)));
+        let record = journal::frame(seq, ts, command, meta);
+        match self.pending.last_mut() {
+            Some((_, bytes)) if bytes.len() + record.len() <= MAX_MESSAGE => {
+                bytes.extend_from_slice(&record)
+            }
+            _ => self.pending.push((seq, record)),
+        }
         Ok(())
     }
 
@@ -338,21 +350,21 @@ pub fn read(cfg: &Config, after: u64, until: Option<u64>) -> io::Result<Vec<Reco
                     format!("{} message {seen}: {why}", cfg.stream()),
                 )
             };
-            let (mut one, tail) =
-                journal::parse(&message.payload).map_err(|e| at(&e.to_string()))?;
-            if one.len() != 1 || !matches!(tail, journal::Tail::Clean) {
-                return Err(at("not one whole journal record (damaged)"));
+            let (one, tail) = journal::parse(&message.payload).map_err(|e| at(&e.to_string()))?;
+            if one.is_empty() || !matches!(tail, journal::Tail::Clean) {
+                return Err(at("not whole journal records (damaged)"));
             }
-            let record = one.remove(0);
-            if let Some(prev) = records.last() {
-                if record.seq != prev.seq + 1 {
-                    return Err(at(&format!(
-                        "journal sequence {} after {}",
-                        record.seq, prev.seq
-                    )));
+            for record in one {
+                if let Some(prev) = records.last() {
+                    if record.seq != prev.seq + 1 {
+                        return Err(at(&format!(
+                            "journal sequence {} after {}",
+                            record.seq, prev.seq
+                        )));
+                    }
                 }
+                records.push(record);
             }
-            records.push(record);
         }
         records.retain(|r| r.seq > after);
         Ok(records)
