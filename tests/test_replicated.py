@@ -10,6 +10,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,8 @@ import pytest
 from conftest import OPERATOR_TOKEN, serving
 
 from spotex._core import JournalError, JournalWriter, read_jetstream
-from spotex.client import Client
+from spotex.client import Client, RpcError
 from spotex.gateway import Replicated
-from spotex.client import RpcError
 from spotex.nats_cluster import NatsCluster, free_port
 
 
@@ -141,3 +141,124 @@ def test_cluster_up_runs_a_venue_on_three_nats_servers_and_stops_them_all(
     # the NATS servers went with it
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert left.stdout.strip() == ""
+
+
+class Serve:
+    """``spotex serve`` in a process of its own (so that it can be SIGKILLed), journaling
+    to the shard's stream."""
+
+    def __init__(self, data: Path, urls: list[str], shard: str) -> None:
+        self.target = f"127.0.0.1:{free_port()}"
+        self.log = data.with_suffix(".log")
+        spotex = str(Path(sys.executable).parent / "spotex")
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [spotex, "serve", "--listen", self.target, "--data-dir", str(data),
+                 "--operator-token", OPERATOR_TOKEN, "--journal-nats", ",".join(urls),
+                 "--shard", shard, "--no-access-log"],
+                stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_up(self, timeout: float = 60) -> None:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                Client(self.target, OPERATOR_TOKEN).state_hash()
+                return
+            except RpcError:
+                assert time.monotonic() < end and self.proc.poll() is None, \
+                    self.log.read_text()[-2000:]
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+def test_a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing_acknowledged(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    import random
+
+    from spotex.accounts import Accounts
+
+    rng = random.Random(11)
+    # the accounts are provisioned to both servers (they are not in the stream)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    accounts = Accounts(tmp_path / "a" / "accounts.json")
+    tokens = [accounts.create(f"t{i}", ["buyer", "seller"])[1] for i in range(4)]
+    (tmp_path / "b" / "accounts.json").write_bytes((tmp_path / "a" / "accounts.json")
+                                                   .read_bytes())
+    leader = Serve(tmp_path / "a", cluster.urls, "failover")
+    leader.wait_up()
+    standby = Serve(tmp_path / "b", cluster.urls, "failover")
+    standby.wait_up()
+    try:
+        op = Client(leader.target, OPERATOR_TOKEN)
+        pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=500_000,
+                                 to_hour=500_001)[0].product_id
+        # the standby refuses commands, naming the leader
+        with pytest.raises(RpcError, match=f"led by {leader.target}"):
+            Client(standby.target, tokens[0]).place_order(pid, "buy", "1.00", 1)
+
+        acked: dict[int, int] = {}  # order id -> account's token index
+        stop = threading.Event()
+
+        def trader(k: int) -> None:
+            client = Client(leader.target, tokens[k], timeout=5)
+            n = 0
+            while not stop.is_set() and n < 400:
+                n += 1
+                try:
+                    o = client.place_order(pid, "buy", f"1.{n % 90 + 10}", 1,
+                                           client_order_id=f"t{k}-{n}")
+                except RpcError:
+                    continue  # not acknowledged: may or may not be in the stream
+                assert o.order_id not in acked, "an order acknowledged twice"
+                acked[o.order_id] = k
+        threads = [threading.Thread(target=trader, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.5, 1.5))
+        cluster.kill(rng.randrange(3))  # a NATS server lost
+        time.sleep(rng.uniform(0.3, 1.0))
+        leader.kill()  # the leader engine lost
+        killed = time.monotonic()
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert len(acked) > 20
+        # the standby serves within a bounded time: the lease's life plus a few ticks
+        new = Client(standby.target, tokens[0], timeout=5)
+        while True:
+            try:
+                new.place_order(pid, "buy", "1.00", 1, client_order_id="after")
+                break
+            except RpcError:
+                assert time.monotonic() - killed < 20, standby.log.read_text()[-2000:]
+                time.sleep(0.05)
+        took = time.monotonic() - killed
+        print(f"standby serving {took:.2f} s after the leader was killed")
+        assert took < 20
+        # every acknowledged order is there, once
+        for oid, k in acked.items():
+            got = Client(standby.target, tokens[k]).get_order(oid)
+            assert got.order_id == oid
+        # the new leader's state is a fresh replay of the stream
+        seq, state = Client(standby.target, OPERATOR_TOKEN).state_hash()
+        from spotex._core import Exchange
+        fresh = Exchange()
+        for s, ts, command, _ in read_jetstream(cluster.urls, "failover"):
+            fresh.replay(s, ts, command)
+        assert (fresh.sequence, fresh.state_hash()) == (seq, state)
+    finally:
+        stop.set()
+        leader.stop()
+        standby.stop()
+        for i, node in enumerate(cluster.nodes):
+            if node.proc is None:
+                cluster.restart(i)

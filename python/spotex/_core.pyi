@@ -45,6 +45,8 @@ __all__ = [
     "flow",
     "read_journal",
     "read_jetstream",
+    "follow_jetstream",
+    "Lease",
     "reject_codes",
     "replay_journal",
     "truncate_journal",
@@ -409,6 +411,20 @@ def read_jetstream(
     servers: list[str], shard: str, after: int = 0, until: int | None = None,
     timeout_seconds: float = 10.0,
 ) -> list[tuple[int, int, bytes, bytes]]: ...
+def follow_jetstream(
+    servers: list[str], shard: str, from_message: int, until: int | None = None,
+    timeout_seconds: float = 10.0,
+) -> tuple[list[tuple[int, int, bytes, bytes]], int]: ...
+@final
+class Lease:
+    def __new__(
+        cls, servers: list[str], shard: str, holder: str, ttl_seconds: float = 3.0,
+        replicas: int = 3, timeout_seconds: float = 10.0,
+    ) -> Lease: ...
+    def try_acquire(self) -> bool: ...
+    def renew(self) -> bool: ...
+    def release(self) -> None: ...
+    def holder(self) -> str | None: ...
 def journal_segments(path: str | os.PathLike[str]) -> list[tuple[int, pathlib.Path]]: ...
 def journal_bounds(
     path: str | os.PathLike[str],

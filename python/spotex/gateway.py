@@ -30,8 +30,10 @@ from spotex._core import (
     Exchange,
     JournalError,
     JournalWriter,
+    Lease,
     RefusedError,
     Writer,
+    follow_jetstream,
     journal_segments,
     page_size,
     read_jetstream,
@@ -70,6 +72,10 @@ class Replicated:
     shard: str = "main"
     replicas: int = 3
     timeout_seconds: float = 10.0
+    # the shard's leader lease (JetStream key-value): this server's name in it (its
+    # address; "" for host:pid), and how long it lives unless renewed
+    holder: str = ""
+    lease_seconds: float = 3.0
 
 
 def write_snapshot(directory: Path, seq: int, exchange: bytes, meta: bytes,
@@ -178,6 +184,8 @@ class Gateway:
         if replicated is not None and data_dir is None:
             raise ValueError("a replicated journal needs a data directory for the rest")
         self.replicated = replicated
+        self._lease: Lease | None = None
+        self._next_message = 1  # the stream message a standby reads from next
         self.ex = Exchange(max_open_orders, max_id_length)
         self.ex.set_keep_ended(keep_ended)
         self.ex.set_resale_fee_bps(resale_fee_bps)
@@ -198,11 +206,11 @@ class Gateway:
                 self.history = History(data_dir / HISTORY)
                 started = time.perf_counter()
                 if replicated is not None:
-                    self.journal = self._open_stream()
-                self._recover(data_dir)
-                self.recovery["seconds"] = time.perf_counter() - started
-                if replicated is None:
+                    self._start_replicated(replicated)
+                else:
+                    self._recover(data_dir)
                     self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
+                self.recovery["seconds"] = time.perf_counter() - started
             self._writer.attach(self.ex, self.journal)
         except BaseException:
             self._writer.stop()
@@ -273,6 +281,11 @@ class Gateway:
         self._writer.stop()
         if self.journal is not None:
             self.journal.close()
+        if self._lease is not None:
+            try:
+                self._lease.release()  # a standby need not wait for it to expire
+            except JournalError as err:
+                log.warning("could not release the lease: %s", err)
         if self.history is not None:
             self.history.close()
         if self._lock is not None:
@@ -347,6 +360,8 @@ class Gateway:
         whether commands are accepted."""
         if self.unavailable is None:
             return True
+        if self.replicated is not None:
+            return self._steward()
         assert self.data_dir is not None and self.journal is not None
         try:
             # only the newest segment can hold records that are not durable
@@ -448,6 +463,106 @@ class Gateway:
             log.info("journal: %s %d segment(s) before sequence %d",
                      "archived" if archive else "removed", len(retired), oldest + 1)
 
+    # ---- a replicated journal: leader and standby ------------------------------------
+
+    def _start_replicated(self, r: Replicated) -> None:
+        """Leads the shard if its lease is free (opens the journal, recovers from the
+        stream); else follows the stream as a standby, refusing commands, until the
+        lease is free (``try_resume``, each tick, takes it)."""
+        holder = r.holder or f"{os.uname().nodename}:{os.getpid()}"
+        self._lease = Lease(list(r.servers), r.shard, holder, r.lease_seconds, r.replicas,
+                            r.timeout_seconds)
+        if self._lease.try_acquire():
+            self.journal = self._open_stream()
+            self._recover_stream()
+            log.info("leading shard %s", r.shard)
+        else:
+            self._become_standby()
+
+    def _become_standby(self) -> None:
+        r = self.replicated
+        assert r is not None and self._lease is not None
+        self.journal = None
+        self.ex = Exchange(self.max_open_orders, self.max_id_length)
+        self.ex.set_keep_ended(self.keep_ended)
+        self.ex.set_resale_fee_bps(self.resale_fee_bps)
+        self._writer.attach(self.ex, None)
+        self._next_message = 1
+        self._catch_up()
+        self.unavailable = (f"standby: the shard's stream spotex-{r.shard} is led by "
+                            f"{self._lease.holder() or 'no one yet'}")
+        self.recovery = {"standby": True, "sequence": self.ex.sequence,
+                         "stream": f"spotex-{r.shard}"}
+        log.info("standby of shard %s at sequence %d", r.shard, self.ex.sequence)
+
+    def _catch_up(self, until: int | None = None) -> None:
+        """A standby applies what the stream gained since it last read (up to message
+        ``until``)."""
+        r = self.replicated
+        assert r is not None
+        rows, self._next_message = follow_jetstream(list(r.servers), r.shard,
+                                                    self._next_message, until,
+                                                    r.timeout_seconds)
+        for seq, ts, command, _meta in rows:
+            self.ex.replay(seq, ts, command)
+            self._writer.stamp(ts)
+        self._keep_history()
+
+    def _steward(self) -> bool:
+        """On the writer, each tick while commands are refused: a standby catches up and
+        takes the lease when it is free (then leads, from where it had read); a leader
+        whose journal failed rebuilds from the stream if it still holds the lease, and
+        turns standby if it lost it. Returns whether commands are accepted."""
+        r = self.replicated
+        assert r is not None and self._lease is not None
+        try:
+            if self.journal is None:
+                self._catch_up()
+                if not self._lease.try_acquire():
+                    self.unavailable = (f"standby: the shard's stream spotex-{r.shard} is "
+                                        f"led by {self._lease.holder() or 'no one yet'}")
+                    return False
+                # the lease is ours: the journal appends after what it finds, which this
+                # server reads first; a rival still appending fences it out
+                self.journal = self._open_stream()
+                self._catch_up(self.journal.stream_sequence)
+                self._writer.attach(self.ex, self.journal)
+                self.unavailable = None
+                log.warning("took the lease: leading shard %s from sequence %d", r.shard,
+                            self.sequence)
+                return True
+            try:
+                self.journal.close()
+            except JournalError:
+                pass  # it failed already
+            if not self._lease.renew():
+                log.warning("lost the lease of shard %s: following as a standby", r.shard)
+                self._become_standby()
+                return False
+            # still the leader: part of the failed round may be stored; rebuild from it
+            self.journal = self._open_stream()
+            self._recover_stream()
+            self.unavailable = None
+            log.warning("journal writable again: resumed at sequence %d", self.sequence)
+            return True
+        except Exception as err:  # noqa: BLE001 - NATS unreachable: try again next tick
+            self.unavailable = f"{type(err).__name__}: {err}"[:200]
+            return False
+
+    def keep_lease(self) -> None:
+        """On the writer, each tick while leading: renews the lease; once it is lost
+        (expired and taken), commands are refused and the next tick turns standby."""
+        if self._lease is None or self.journal is None:
+            return
+        try:
+            held = self._lease.renew()
+        except JournalError as err:
+            log.warning("could not renew the lease (%s); fencing still guards the stream",
+                        err)
+            return
+        if not held:
+            self.unavailable = "lost the lease of the shard; turning standby"
+
     def _open_stream(self) -> JournalWriter:
         r = self.replicated
         assert r is not None
@@ -471,6 +586,7 @@ class Gateway:
             self._writer.stamp(last_ts)
         ex.set_resale_fee_bps(self.resale_fee_bps)
         self.ex = ex
+        self._next_message = (until or 0) + 1
         self._writer.attach(ex, self.journal)
         self._keep_history()
         self.recovery = {"snapshot_seq": 0, "replayed": ex.sequence, "sequence": ex.sequence,

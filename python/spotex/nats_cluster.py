@@ -125,21 +125,25 @@ jetstream {{
             return dict(json.loads(r.read()))
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until every running server answers and JetStream has a meta leader that sees
-        them all."""
+        """Until every running server answers and JetStream's meta leader sees every
+        other running server current."""
         end = time.monotonic() + timeout
         running = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        names = {n.name for n in running}
         last = "no answer"
         while time.monotonic() < end:
             try:
-                ready = True
+                current: set[str] = set()
                 for node in running:
                     meta = self._jsz(node).get("meta_cluster") or {}
                     assert isinstance(meta, dict)
-                    if len(self.nodes) > 1 and not meta.get("leader"):
-                        ready, last = False, f"{node.name}: no JetStream leader yet"
-                if ready:
+                    if meta.get("leader") == node.name:
+                        current = {node.name} | {
+                            r["name"] for r in meta.get("replicas") or []
+                            if r.get("current")}
+                if len(self.nodes) == 1 or names <= current:
                     return
+                last = f"JetStream sees {sorted(current)} of {sorted(names)} current"
             except (OSError, ValueError) as err:
                 last = str(err)
             for node in running:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime as dt
 import errno
 import logging
+import os
 import signal
 import socket
 import time
@@ -723,6 +725,10 @@ class Server:
             loop.call_soon_threadsafe(hub.dispatch, out)
         _check_listen(listen)  # before recovery, which may take a while
         limits = limits or Limits()
+        if replicated is not None and not replicated.holder:
+            # the standbys' refusals name the leader by its address
+            replicated = dataclasses.replace(replicated,
+                                             holder=f"{listen} (pid {os.getpid()})")
         # the gateway locks the data directory before it reads it (DataDirInUse)
         gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
                                           snapshot_every, limits.max_open_orders_per_account,
@@ -766,6 +772,8 @@ class Server:
                         hub.drop_all()
                     continue
                 try:
+                    if gateway.replicated is not None:
+                        await gateway.submit_async(gateway.keep_lease)
                     await gateway.submit_async(gateway.advance_time)
                 except (SpotexError, GatewayError):
                     pass  # the journal failed under it; the next tick tries to resume

@@ -316,57 +316,231 @@ pub fn read(cfg: &Config, after: u64, until: Option<u64>) -> io::Result<Vec<Reco
             }
             last = u;
         }
-        let mut records: Vec<Record> = Vec::new();
         if last == 0 || last < first {
-            return Ok(records);
+            return Ok(Vec::new());
         }
-        let ordered = s
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| failed("reading the stream", e))?;
-        let mut messages = ordered
-            .messages()
-            .await
-            .map_err(|e| failed("reading the stream", e))?;
-        let mut seen = first - 1;
-        while seen < last {
-            let next = tokio::time::timeout(cfg.timeout, messages.next()).await;
-            let message = match next {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(failed("reading the stream", e)),
-                Ok(None) => return Err(failed("reading the stream", "it ended early")),
-                Err(_) => return Err(failed("reading the stream", "timed out")),
-            };
-            seen = message
-                .info()
-                .map_err(|e| failed("reading the stream", e))?
-                .stream_sequence;
-            let at = |why: &str| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} message {seen}: {why}", cfg.stream()),
-                )
-            };
-            let (one, tail) = journal::parse(&message.payload).map_err(|e| at(&e.to_string()))?;
-            if one.is_empty() || !matches!(tail, journal::Tail::Clean) {
-                return Err(at("not whole journal records (damaged)"));
-            }
-            for record in one {
-                if let Some(prev) = records.last() {
-                    if record.seq != prev.seq + 1 {
-                        return Err(at(&format!(
-                            "journal sequence {} after {}",
-                            record.seq, prev.seq
-                        )));
-                    }
-                }
-                records.push(record);
-            }
-        }
+        let mut records = read_messages(cfg, &s, first, last).await?;
         records.retain(|r| r.seq > after);
         Ok(records)
     })
+}
+
+/// The records of messages `from` to `last` of stream `s`, in order, each message whole
+/// journal records with their checksums right, sequences following one another.
+async fn read_messages(
+    cfg: &Config,
+    s: &stream::Stream,
+    from: u64,
+    last: u64,
+) -> io::Result<Vec<Record>> {
+    let mut records: Vec<Record> = Vec::new();
+    let ordered = s
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed("reading the stream", e))?;
+    let mut messages = ordered
+        .messages()
+        .await
+        .map_err(|e| failed("reading the stream", e))?;
+    let mut seen = from - 1;
+    while seen < last {
+        let next = tokio::time::timeout(cfg.timeout, messages.next()).await;
+        let message = match next {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => return Err(failed("reading the stream", e)),
+            Ok(None) => return Err(failed("reading the stream", "it ended early")),
+            Err(_) => return Err(failed("reading the stream", "timed out")),
+        };
+        seen = message
+            .info()
+            .map_err(|e| failed("reading the stream", e))?
+            .stream_sequence;
+        let at = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} message {seen}: {why}", cfg.stream()),
+            )
+        };
+        let (one, tail) = journal::parse(&message.payload).map_err(|e| at(&e.to_string()))?;
+        if one.is_empty() || !matches!(tail, journal::Tail::Clean) {
+            return Err(at("not whole journal records (damaged)"));
+        }
+        for record in one {
+            if let Some(prev) = records.last() {
+                if record.seq != prev.seq + 1 {
+                    return Err(at(&format!(
+                        "journal sequence {} after {}",
+                        record.seq, prev.seq
+                    )));
+                }
+            }
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// Records of a shard's stream from message `from` (a stream sequence, 1 for the start)
+/// up to message `until` (None: its last now), checked as `read` checks them, and the
+/// stream sequence to read from next: a standby follows the stream with it.
+pub fn follow(cfg: &Config, from: u64, until: Option<u64>) -> io::Result<(Vec<Record>, u64)> {
+    cfg.check()?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let js = connect(cfg).await?;
+        let mut s = js
+            .get_stream(cfg.stream())
+            .await
+            .map_err(|e| failed("opening the stream", e))?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| failed("reading the stream", e))?;
+        let mut last = info.state.last_sequence;
+        if let Some(u) = until {
+            if u > last {
+                return Err(failed(
+                    "reading the stream",
+                    format!("it ends at {last}, before {u}"),
+                ));
+            }
+            last = u;
+        }
+        if last < from.max(1) {
+            return Ok((Vec::new(), from.max(1)));
+        }
+        let records = read_messages(cfg, &s, from.max(1), last).await?;
+        Ok((records, last + 1))
+    })
+}
+
+/// The leader's lease of a shard: a key in the JetStream key-value bucket
+/// `spotex-leases`, whose values live `ttl` unless renewed. Whoever creates the key
+/// leads; it renews it with compare-and-set on its revision well within `ttl`; a
+/// standby takes it once it has expired (its leader died, or lost its way to a quorum).
+pub struct Lease {
+    rt: tokio::runtime::Runtime,
+    kv: async_nats::jetstream::kv::Store,
+    key: String,
+    holder: String,
+    revision: Option<u64>,
+    timeout: Duration,
+}
+
+impl Lease {
+    /// The shard's lease as `holder` (its name for others: the server's address).
+    pub fn open(cfg: &Config, holder: &str, ttl: Duration) -> io::Result<Lease> {
+        cfg.check()?;
+        let rt = runtime()?;
+        let kv = rt.block_on(async {
+            let mut js = connect(cfg).await?;
+            // a lease's writes wait as long as the caller allows, not ACK_TIMEOUT: a
+            // write stored but not acknowledged in time would look like a rival's lease
+            js.set_timeout(cfg.timeout);
+            match js.get_key_value("spotex-leases").await {
+                Ok(kv) => Ok(kv),
+                Err(_) => js
+                    .create_key_value(async_nats::jetstream::kv::Config {
+                        bucket: "spotex-leases".into(),
+                        history: 1,
+                        max_age: ttl,
+                        num_replicas: cfg.replicas,
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| failed("opening the lease bucket", e)),
+            }
+        })?;
+        Ok(Lease {
+            rt,
+            kv,
+            key: cfg.shard.clone(),
+            holder: holder.to_string(),
+            revision: None,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// Takes the lease if no one holds it. True: this holder leads now.
+    pub fn try_acquire(&mut self) -> io::Result<bool> {
+        use async_nats::jetstream::kv::CreateErrorKind;
+        let (kv, key, value, timeout) = (&self.kv, &self.key, self.holder.clone(), self.timeout);
+        let got = self.rt.block_on(async {
+            tokio::time::timeout(timeout, kv.create(key, value.into_bytes().into())).await
+        });
+        match got {
+            Ok(Ok(revision)) => {
+                self.revision = Some(revision);
+                Ok(true)
+            }
+            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => {
+                // ours, if an earlier try was stored but its answer lost
+                let entry = self
+                    .rt
+                    .block_on(async { kv.entry(key).await })
+                    .map_err(|e| failed("reading the lease", e))?;
+                match entry {
+                    Some(e) if e.value.as_ref() == self.holder.as_bytes() => {
+                        self.revision = Some(e.revision);
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }
+            Ok(Err(e)) => Err(failed("taking the lease", e)),
+            Err(_) => Err(failed("taking the lease", "timed out")),
+        }
+    }
+
+    /// Renews a lease held. False: it was lost (expired and taken, or never held).
+    pub fn renew(&mut self) -> io::Result<bool> {
+        use async_nats::jetstream::kv::UpdateErrorKind;
+        let Some(revision) = self.revision else {
+            return Ok(false);
+        };
+        let (kv, key, value, timeout) = (&self.kv, &self.key, self.holder.clone(), self.timeout);
+        let got = self.rt.block_on(async {
+            tokio::time::timeout(timeout, kv.update(key, value.into_bytes().into(), revision)).await
+        });
+        match got {
+            Ok(Ok(revision)) => {
+                self.revision = Some(revision);
+                Ok(true)
+            }
+            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                self.revision = None;
+                Ok(false)
+            }
+            Ok(Err(e)) => Err(failed("renewing the lease", e)),
+            Err(_) => Err(failed("renewing the lease", "timed out")),
+        }
+    }
+
+    /// Gives a held lease up at once (a graceful stop), so a standby need not wait for
+    /// it to expire.
+    pub fn release(&mut self) -> io::Result<()> {
+        let Some(revision) = self.revision.take() else {
+            return Ok(());
+        };
+        let (kv, key) = (&self.kv, &self.key);
+        self.rt
+            .block_on(async { kv.delete_expect_revision(key, Some(revision)).await })
+            .map_err(|e| failed("releasing the lease", e))
+    }
+
+    /// Who holds the lease now, if anyone.
+    pub fn holder(&self) -> io::Result<Option<String>> {
+        let (kv, key) = (&self.kv, &self.key);
+        let got = self
+            .rt
+            .block_on(async { kv.get(key).await })
+            .map_err(|e| failed("reading the lease", e))?;
+        Ok(got.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
 }

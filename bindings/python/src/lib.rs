@@ -1477,6 +1477,96 @@ fn read_jetstream<'py>(
         .collect())
 }
 
+/// What a standby reads to follow a shard's stream: the records of its messages from
+/// `from_message` (a stream sequence; 1: the start) to its last now, checked, and the
+/// message to read from next.
+#[pyfunction]
+#[pyo3(signature = (servers, shard, from_message, until=None, timeout_seconds=10.0))]
+fn follow_jetstream<'py>(
+    py: Python<'py>,
+    servers: Vec<String>,
+    shard: String,
+    from_message: u64,
+    until: Option<u64>,
+    timeout_seconds: f64,
+) -> PyResult<(Vec<RecordRow<'py>>, u64)> {
+    let cfg = jetstream_config(servers, shard, 1, timeout_seconds)?;
+    let (recs, next) = py
+        .detach(|| spotex_replicated::follow(&cfg, from_message, until))
+        .map_err(|e| journal_error(format!("{}: {e}", cfg.stream())))?;
+    let rows = recs
+        .iter()
+        .map(|r| {
+            (
+                r.seq,
+                r.ts,
+                PyBytes::new(py, &r.command),
+                PyBytes::new(py, &r.meta),
+            )
+        })
+        .collect();
+    Ok((rows, next))
+}
+
+/// A shard's leader lease in JetStream's key-value store (see spotex-replicated).
+#[pyclass(module = "spotex._core")]
+struct Lease {
+    inner: Mutex<spotex_replicated::Lease>,
+}
+
+#[pymethods]
+impl Lease {
+    #[new]
+    #[pyo3(signature = (servers, shard, holder, ttl_seconds=3.0, replicas=3, timeout_seconds=10.0))]
+    fn new(
+        py: Python<'_>,
+        servers: Vec<String>,
+        shard: String,
+        holder: String,
+        ttl_seconds: f64,
+        replicas: usize,
+        timeout_seconds: f64,
+    ) -> PyResult<Self> {
+        if !(ttl_seconds >= 0.5 && ttl_seconds <= 3600.0) {
+            return Err(PyValueError::new_err("ttl_seconds is 0.5 to 3600"));
+        }
+        let cfg = jetstream_config(servers, shard, replicas, timeout_seconds)?;
+        let ttl = std::time::Duration::from_secs_f64(ttl_seconds);
+        let lease = py
+            .detach(|| spotex_replicated::Lease::open(&cfg, &holder, ttl))
+            .map_err(|e| journal_error(e.to_string()))?;
+        Ok(Lease {
+            inner: Mutex::new(lease),
+        })
+    }
+
+    fn try_acquire(&self, py: Python<'_>) -> PyResult<bool> {
+        py.detach(|| self.lock().try_acquire())
+            .map_err(|e| journal_error(e.to_string()))
+    }
+
+    fn renew(&self, py: Python<'_>) -> PyResult<bool> {
+        py.detach(|| self.lock().renew())
+            .map_err(|e| journal_error(e.to_string()))
+    }
+
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.lock().release())
+            .map_err(|e| journal_error(e.to_string()))
+    }
+
+    fn holder(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| self.lock().holder())
+            .map_err(|e| journal_error(e.to_string()))
+    }
+}
+
+impl Lease {
+    fn lock(&self) -> std::sync::MutexGuard<'_, spotex_replicated::Lease> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 type RecordRow<'py> = (u64, i64, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
 type TornRow = (std::path::PathBuf, u64, u64);
 
@@ -1643,6 +1733,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<writer::Writer>()?;
     m.add_function(wrap_pyfunction!(read_journal, m)?)?;
     m.add_function(wrap_pyfunction!(read_jetstream, m)?)?;
+    m.add_function(wrap_pyfunction!(follow_jetstream, m)?)?;
+    m.add_class::<Lease>()?;
     m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
     m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
     m.add_function(wrap_pyfunction!(journal_segments, m)?)?;
