@@ -46,6 +46,8 @@ __all__ = [
     "read_journal",
     "read_jetstream",
     "follow_jetstream",
+    "put_jetstream_snapshot",
+    "get_jetstream_snapshot",
     "Lease",
     "reject_codes",
     "replay_journal",
@@ -415,6 +417,13 @@ def follow_jetstream(
     servers: list[str], shard: str, from_message: int, until: int | None = None,
     timeout_seconds: float = 10.0,
 ) -> tuple[list[tuple[int, int, bytes, bytes]], int]: ...
+def put_jetstream_snapshot(
+    servers: list[str], shard: str, message: int, last_ts: int, snapshot: bytes,
+    replicas: int = 3, timeout_seconds: float = 10.0,
+) -> None: ...
+def get_jetstream_snapshot(
+    servers: list[str], shard: str, timeout_seconds: float = 10.0
+) -> tuple[int, int, bytes] | None: ...
 @final
 class Lease:
     def __new__(

@@ -173,7 +173,8 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         resale_fee_bps=c["market.resale_fee_bps"],
                         replicated=Replicated(
                             tuple(u.strip() for u in c["journal.nats"].split(",") if u.strip()),
-                            c["journal.shard"], c["journal.replicas"])
+                            c["journal.shard"], c["journal.replicas"],
+                            lease_seconds=c["journal.lease_seconds"])
                         if c["journal.nats"] else None,
                         metrics_listen=metrics_listen, access_log=c["server.access_log"],
                         web_listen=c["server.web_listen"] or None))

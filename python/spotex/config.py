@@ -82,6 +82,11 @@ SETTINGS: tuple[Setting, ...] = (
             "with --journal-nats: the shard whose stream (spotex-SHARD) this server writes"),
     Setting("journal.replicas", "--replicas", 3, click.IntRange(1, 5),
             "with --journal-nats: copies of the stream (3: a quorum of 2 survives one lost)"),
+    Setting("journal.lease_seconds", "--lease-seconds", 3.0, click.FloatRange(0.5, 3600),
+            "with --journal-nats: the shard's leader lease lives this long unless renewed "
+            "(each tick): a standby takes over about this long after the leader dies; a "
+            "leader that cannot renew for this long (NATS electing a leader after a lost "
+            "server) stops and takes the lease again"),
     Setting("market.resale_fee_bps", "--resale-fee-bps", 0, click.IntRange(0, 10_000),
             "fee a resale's seller pays on each fill, in basis points of its value; each "
             "resale ask keeps the fee it was accepted with"),

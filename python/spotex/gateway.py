@@ -34,9 +34,10 @@ from spotex._core import (
     RefusedError,
     Writer,
     follow_jetstream,
+    get_jetstream_snapshot,
     journal_segments,
     page_size,
-    read_jetstream,
+    put_jetstream_snapshot,
     retire_journal,
     truncate_journal,
 )
@@ -442,11 +443,20 @@ class Gateway:
         state_hash = self.ex.state_hash()
         meta = {"sequence": self.sequence, "last_ts": self.last_ts, "state_hash": state_hash,
                 "format": FORMAT}
-        write_snapshot(self.data_dir / SNAPSHOTS, self.sequence, self.ex.snapshot(),
+        snapshot = self.ex.snapshot()
+        write_snapshot(self.data_dir / SNAPSHOTS, self.sequence, snapshot,
                        json.dumps(meta).encode())
         self.snapshot_seq = self.sequence
-        if self.replicated is None:
+        r = self.replicated
+        if r is None:
             self._retire_segments()
+        elif self.journal is not None and self.journal.stream_sequence is not None:
+            # a new machine starts from it and reads only the stream after it
+            try:
+                put_jetstream_snapshot(list(r.servers), r.shard, self.journal.stream_sequence,
+                                       self.last_ts, snapshot, r.replicas, r.timeout_seconds)
+            except JournalError as err:
+                log.warning("could not keep the snapshot in JetStream: %s", err)
         return self.sequence, state_hash
 
     def _retire_segments(self) -> None:
@@ -472,7 +482,12 @@ class Gateway:
         holder = r.holder or f"{os.uname().nodename}:{os.getpid()}"
         self._lease = Lease(list(r.servers), r.shard, holder, r.lease_seconds, r.replicas,
                             r.timeout_seconds)
-        if self._lease.try_acquire():
+        try:
+            leading = self._lease.try_acquire()
+        except JournalError as err:
+            log.warning("could not take the lease of shard %s yet (%s)", r.shard, err)
+            leading = False
+        if leading:
             self.journal = self._open_stream()
             self._recover_stream()
             log.info("leading shard %s", r.shard)
@@ -483,15 +498,19 @@ class Gateway:
         r = self.replicated
         assert r is not None and self._lease is not None
         self.journal = None
-        self.ex = Exchange(self.max_open_orders, self.max_id_length)
-        self.ex.set_keep_ended(self.keep_ended)
-        self.ex.set_resale_fee_bps(self.resale_fee_bps)
+        self.ex, self._next_message = self._base_exchange()
+        snap_seq = self.ex.sequence
         self._writer.attach(self.ex, None)
-        self._next_message = 1
-        self._catch_up()
+        try:
+            self._catch_up()
+            leader = self._lease.holder()
+        except JournalError as err:  # the next tick tries again
+            log.warning("standby of shard %s: %s", r.shard, err)
+            leader = None
         self.unavailable = (f"standby: the shard's stream spotex-{r.shard} is led by "
-                            f"{self._lease.holder() or 'no one yet'}")
-        self.recovery = {"standby": True, "sequence": self.ex.sequence,
+                            f"{leader or 'no one yet'}")
+        self.recovery = {"standby": True, "snapshot_seq": snap_seq,
+                         "replayed": self.ex.sequence - snap_seq, "sequence": self.ex.sequence,
                          "stream": f"spotex-{r.shard}"}
         log.info("standby of shard %s at sequence %d", r.shard, self.ex.sequence)
 
@@ -500,12 +519,15 @@ class Gateway:
         ``until``)."""
         r = self.replicated
         assert r is not None
-        rows, self._next_message = follow_jetstream(list(r.servers), r.shard,
-                                                    self._next_message, until,
-                                                    r.timeout_seconds)
+        rows, after = follow_jetstream(list(r.servers), r.shard, self._next_message, until,
+                                       r.timeout_seconds)
         for seq, ts, command, _meta in rows:
+            if seq <= self.ex.sequence:
+                continue  # applied already, before a read that failed part way
             self.ex.replay(seq, ts, command)
             self._writer.stamp(ts)
+        # only once all of it is applied: a read that fails is read again from here
+        self._next_message = after
         self._keep_history()
 
     def _steward(self) -> bool:
@@ -546,6 +568,7 @@ class Gateway:
             log.warning("journal writable again: resumed at sequence %d", self.sequence)
             return True
         except Exception as err:  # noqa: BLE001 - NATS unreachable: try again next tick
+            log.warning("shard %s: %s: %s", r.shard, type(err).__name__, err)
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
             return False
 
@@ -574,25 +597,41 @@ class Gateway:
         What another writer appends later is not read, and fences this one out."""
         r = self.replicated
         assert r is not None and self.journal is not None
-        until = self.journal.stream_sequence
-        ex = Exchange(self.max_open_orders, self.max_id_length)
-        ex.set_keep_ended(self.keep_ended)
-        last_ts = 0
-        for seq, ts, command, _meta in read_jetstream(list(r.servers), r.shard, 0, until,
-                                                      r.timeout_seconds):
-            ex.replay(seq, ts, command)
-            last_ts = max(last_ts, ts)
-        if last_ts:
+        until = self.journal.stream_sequence or 0
+        self.ex, self._next_message = self._base_exchange(until)
+        snap_seq = self.ex.sequence
+        self._catch_up(until)
+        self._writer.attach(self.ex, self.journal)
+        self.recovery = {"snapshot_seq": snap_seq, "replayed": self.ex.sequence - snap_seq,
+                         "sequence": self.ex.sequence, "torn_tail": None,
+                         "stream": f"spotex-{r.shard}"}
+        if self.ex.sequence:
+            log.info("recovered to sequence %d from stream spotex-%s (snapshot %d + %d "
+                     "records)", self.ex.sequence, r.shard, snap_seq,
+                     self.ex.sequence - snap_seq)
+
+    def _base_exchange(self, until: int | None = None) -> tuple[Exchange, int]:
+        """Where recovery from the stream starts: the shard's newest snapshot in the
+        object store and the message after it, or an empty exchange and message 1 (also
+        when the snapshot does not read, or is past ``until``)."""
+        r = self.replicated
+        assert r is not None
+        ex, start = Exchange(self.max_open_orders, self.max_id_length), 1
+        try:
+            snap = get_jetstream_snapshot(list(r.servers), r.shard, r.timeout_seconds)
+        except JournalError as err:
+            log.warning("the snapshot in JetStream does not read (%s): replaying the stream "
+                        "from its start", err)
+            snap = None
+        if snap is not None and (until is None or snap[0] <= until):
+            message, last_ts, data = snap
+            ex = Exchange.restore(data, self.max_open_orders)
+            ex.set_max_id_length(self.max_id_length)
             self._writer.stamp(last_ts)
+            start = message + 1
+        ex.set_keep_ended(self.keep_ended)
         ex.set_resale_fee_bps(self.resale_fee_bps)
-        self.ex = ex
-        self._next_message = (until or 0) + 1
-        self._writer.attach(ex, self.journal)
-        self._keep_history()
-        self.recovery = {"snapshot_seq": 0, "replayed": ex.sequence, "sequence": ex.sequence,
-                         "torn_tail": None, "stream": f"spotex-{r.shard}"}
-        if ex.sequence:
-            log.info("recovered to sequence %d from stream spotex-%s", ex.sequence, r.shard)
+        return ex, start
 
     def _recover(self, data_dir: Path) -> None:
         if self.replicated is not None:

@@ -125,10 +125,10 @@ async fn open_stream(cfg: &Config, js: &jetstream::Context) -> io::Result<stream
         .map_err(|e| failed("opening the stream", e))?;
     let have = &s.cached_info().config;
     if have.num_replicas != cfg.replicas || have.subjects != vec![cfg.subject()] {
-        return Err(failed(
-            "opening the stream",
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
             format!(
-                "{} exists with {} replicas and subjects {:?}",
+                "opening the stream: {} exists with {} replicas and subjects {:?}",
                 cfg.stream(),
                 have.num_replicas,
                 have.subjects
@@ -174,7 +174,18 @@ impl JetStreamJournal {
         let rt = runtime()?;
         let (js, last) = rt.block_on(async {
             let js = connect(cfg).await?;
-            let s = open_stream(cfg, &js).await?;
+            // a cluster just started, or electing a stream leader after a server was
+            // lost, may not answer at once: try until the deadline (a refusal of the
+            // stream's configuration is final)
+            let deadline = tokio::time::Instant::now() + cfg.timeout;
+            let s = loop {
+                match open_stream(cfg, &js).await {
+                    Ok(s) => break s,
+                    Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
             let last = s.cached_info().state.last_sequence;
             Ok::<_, io::Error>((js, last))
         })?;
@@ -437,24 +448,44 @@ impl Lease {
     pub fn open(cfg: &Config, holder: &str, ttl: Duration) -> io::Result<Lease> {
         cfg.check()?;
         let rt = runtime()?;
+        // one try of a lease operation waits at most the lease's life: the holder tries
+        // again on its next tick, and a try stored but not answered in time is
+        // recognised as its own (its value names the holder)
+        let timeout = cfg.timeout.min(ttl);
         let kv = rt.block_on(async {
             let mut js = connect(cfg).await?;
-            // a lease's writes wait as long as the caller allows, not ACK_TIMEOUT: a
-            // write stored but not acknowledged in time would look like a rival's lease
-            js.set_timeout(cfg.timeout);
-            match js.get_key_value("spotex-leases").await {
-                Ok(kv) => Ok(kv),
-                Err(_) => js
-                    .create_key_value(async_nats::jetstream::kv::Config {
-                        bucket: "spotex-leases".into(),
-                        history: 1,
-                        max_age: ttl,
-                        num_replicas: cfg.replicas,
-                        storage: stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| failed("opening the lease bucket", e)),
+            js.set_timeout(timeout);
+            // a bucket just created, or one whose servers are electing a leader, may not
+            // answer at once: try until the caller's deadline
+            let deadline = tokio::time::Instant::now() + cfg.timeout;
+            loop {
+                let got = match js.get_key_value("spotex-leases").await {
+                    Ok(kv) => Ok(kv),
+                    Err(_) => js
+                        .create_key_value(async_nats::jetstream::kv::Config {
+                            bucket: "spotex-leases".into(),
+                            history: 1,
+                            max_age: ttl,
+                            num_replicas: cfg.replicas,
+                            storage: stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| failed("opening the lease bucket", e)),
+                };
+                // usable: it answers a read of the key (present or not)
+                let got = match got {
+                    Ok(kv) => match kv.entry(cfg.shard.as_str()).await {
+                        Ok(_) => Ok(kv),
+                        Err(e) => Err(failed("reading the lease", e)),
+                    },
+                    Err(e) => Err(e),
+                };
+                match got {
+                    Ok(kv) => return Ok(kv),
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
             }
         })?;
         Ok(Lease {
@@ -463,7 +494,7 @@ impl Lease {
             key: cfg.shard.clone(),
             holder: holder.to_string(),
             revision: None,
-            timeout: cfg.timeout,
+            timeout,
         })
     }
 
@@ -486,7 +517,10 @@ impl Lease {
                     .block_on(async { kv.entry(key).await })
                     .map_err(|e| failed("reading the lease", e))?;
                 match entry {
-                    Some(e) if e.value.as_ref() == self.holder.as_bytes() => {
+                    Some(e)
+                        if e.value.as_ref() == self.holder.as_bytes()
+                            && e.operation == async_nats::jetstream::kv::Operation::Put =>
+                    {
                         self.revision = Some(e.revision);
                         Ok(true)
                     }
@@ -514,8 +548,25 @@ impl Lease {
                 Ok(true)
             }
             Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                self.revision = None;
-                Ok(false)
+                // still ours if an earlier renewal was stored but its answer lost; lost
+                // if the key expired or names another holder
+                let entry = self
+                    .rt
+                    .block_on(async { kv.entry(key).await })
+                    .map_err(|e| failed("reading the lease", e))?;
+                match entry {
+                    Some(e)
+                        if e.value.as_ref() == self.holder.as_bytes()
+                            && e.operation == async_nats::jetstream::kv::Operation::Put =>
+                    {
+                        self.revision = Some(e.revision);
+                        Ok(true)
+                    }
+                    _ => {
+                        self.revision = None;
+                        Ok(false)
+                    }
+                }
             }
             Ok(Err(e)) => Err(failed("renewing the lease", e)),
             Err(_) => Err(failed("renewing the lease", "timed out")),
@@ -543,4 +594,118 @@ impl Lease {
             .map_err(|e| failed("reading the lease", e))?;
         Ok(got.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
+}
+
+/// The object store bucket of the shards' snapshots: one object per shard, the newest.
+const SNAPSHOTS: &str = "spotex-snapshots";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SPXJSNP1";
+const SNAPSHOT_HEADER: usize = 8 + 8 + 8 + 4;
+
+/// A snapshot of a shard's exchange, as the object store keeps it.
+pub struct Snapshot {
+    /// The stream message the snapshot includes everything up to (and nothing after).
+    pub message: u64,
+    /// The exchange's clock then.
+    pub last_ts: i64,
+    /// `Exchange::snapshot` bytes.
+    pub bytes: Vec<u8>,
+}
+
+async fn snapshot_store(
+    cfg: &Config,
+    js: &jetstream::Context,
+) -> io::Result<jetstream::object_store::ObjectStore> {
+    // just created, or electing a leader after a server was lost: try until the deadline
+    let deadline = tokio::time::Instant::now() + cfg.timeout;
+    loop {
+        let got = match js.get_object_store(SNAPSHOTS).await {
+            Ok(s) => Ok(s),
+            Err(_) => js
+                .create_object_store(jetstream::object_store::Config {
+                    bucket: SNAPSHOTS.into(),
+                    num_replicas: cfg.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| failed("opening the snapshot store", e)),
+        };
+        match got {
+            Ok(s) => return Ok(s),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Keeps `snap` as the shard's newest snapshot, so that a new machine starts from it and
+/// reads only the stream after `snap.message`.
+pub fn put_snapshot(cfg: &Config, snap: &Snapshot) -> io::Result<()> {
+    cfg.check()?;
+    let mut payload = Vec::with_capacity(SNAPSHOT_HEADER + snap.bytes.len());
+    payload.extend_from_slice(SNAPSHOT_MAGIC);
+    payload.extend_from_slice(&snap.message.to_le_bytes());
+    payload.extend_from_slice(&snap.last_ts.to_le_bytes());
+    payload.extend_from_slice(&crc32fast::hash(&snap.bytes).to_le_bytes());
+    payload.extend_from_slice(&snap.bytes);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut js = connect(cfg).await?;
+        js.set_timeout(cfg.timeout);
+        let store = snapshot_store(cfg, &js).await?;
+        tokio::time::timeout(
+            cfg.timeout * 6,
+            store.put(cfg.shard.as_str(), &mut &payload[..]),
+        )
+        .await
+        .map_err(|_| failed("storing the snapshot", "timed out"))?
+        .map_err(|e| failed("storing the snapshot", e))?;
+        Ok(())
+    })
+}
+
+/// The shard's newest snapshot, if one was kept, its checksum verified.
+pub fn get_snapshot(cfg: &Config) -> io::Result<Option<Snapshot>> {
+    use jetstream::object_store::GetErrorKind;
+    use tokio::io::AsyncReadExt;
+    cfg.check()?;
+    let rt = runtime()?;
+    let payload = rt.block_on(async {
+        let mut js = connect(cfg).await?;
+        js.set_timeout(cfg.timeout);
+        let store = snapshot_store(cfg, &js).await?;
+        let mut object = match store.get(cfg.shard.as_str()).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(failed("reading the snapshot", e)),
+        };
+        let mut payload = Vec::new();
+        tokio::time::timeout(cfg.timeout * 6, object.read_to_end(&mut payload))
+            .await
+            .map_err(|_| failed("reading the snapshot", "timed out"))??;
+        Ok(Some(payload))
+    })?;
+    let Some(p) = payload else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the snapshot of shard {}: {why}", cfg.shard),
+        )
+    };
+    if p.len() < SNAPSHOT_HEADER || &p[..8] != SNAPSHOT_MAGIC {
+        return Err(bad("not a spotex snapshot"));
+    }
+    let word = |at: usize| u64::from_le_bytes(p[at..at + 8].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(p[24..28].try_into().expect("4 bytes"));
+    let bytes = p[SNAPSHOT_HEADER..].to_vec();
+    if crc32fast::hash(&bytes) != crc {
+        return Err(bad("its checksum does not match (damaged)"));
+    }
+    Ok(Some(Snapshot {
+        message: word(8),
+        last_ts: word(16) as i64,
+        bytes,
+    }))
 }

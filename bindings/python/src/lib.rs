@@ -1508,6 +1508,48 @@ fn follow_jetstream<'py>(
     Ok((rows, next))
 }
 
+/// Keeps a snapshot of a shard's exchange (`Exchange.snapshot()` bytes, taken with the
+/// stream at message `message`) as the shard's newest, in JetStream's object store.
+#[pyfunction]
+#[pyo3(signature = (servers, shard, message, last_ts, snapshot, replicas=3, timeout_seconds=10.0))]
+#[allow(clippy::too_many_arguments)]
+fn put_jetstream_snapshot(
+    py: Python<'_>,
+    servers: Vec<String>,
+    shard: String,
+    message: u64,
+    last_ts: i64,
+    snapshot: &[u8],
+    replicas: usize,
+    timeout_seconds: f64,
+) -> PyResult<()> {
+    let cfg = jetstream_config(servers, shard, replicas, timeout_seconds)?;
+    let snap = spotex_replicated::Snapshot {
+        message,
+        last_ts,
+        bytes: snapshot.to_vec(),
+    };
+    py.detach(|| spotex_replicated::put_snapshot(&cfg, &snap))
+        .map_err(|e| journal_error(e.to_string()))
+}
+
+/// The shard's newest snapshot in JetStream's object store as `(message, last_ts,
+/// snapshot bytes)`, its checksum verified; None if there is none.
+#[pyfunction]
+#[pyo3(signature = (servers, shard, timeout_seconds=10.0))]
+fn get_jetstream_snapshot<'py>(
+    py: Python<'py>,
+    servers: Vec<String>,
+    shard: String,
+    timeout_seconds: f64,
+) -> PyResult<Option<(u64, i64, Bound<'py, PyBytes>)>> {
+    let cfg = jetstream_config(servers, shard, 1, timeout_seconds)?;
+    let snap = py
+        .detach(|| spotex_replicated::get_snapshot(&cfg))
+        .map_err(|e| journal_error(e.to_string()))?;
+    Ok(snap.map(|s| (s.message, s.last_ts, PyBytes::new(py, &s.bytes))))
+}
+
 /// A shard's leader lease in JetStream's key-value store (see spotex-replicated).
 #[pyclass(module = "spotex._core")]
 struct Lease {
@@ -1734,6 +1776,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_journal, m)?)?;
     m.add_function(wrap_pyfunction!(read_jetstream, m)?)?;
     m.add_function(wrap_pyfunction!(follow_jetstream, m)?)?;
+    m.add_function(wrap_pyfunction!(put_jetstream_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(get_jetstream_snapshot, m)?)?;
     m.add_class::<Lease>()?;
     m.add_function(wrap_pyfunction!(truncate_journal, m)?)?;
     m.add_function(wrap_pyfunction!(replay_journal, m)?)?;
