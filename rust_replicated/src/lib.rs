@@ -510,23 +510,8 @@ impl Lease {
                 self.revision = Some(revision);
                 Ok(true)
             }
-            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => {
-                // ours, if an earlier try was stored but its answer lost
-                let entry = self
-                    .rt
-                    .block_on(async { kv.entry(key).await })
-                    .map_err(|e| failed("reading the lease", e))?;
-                match entry {
-                    Some(e)
-                        if e.value.as_ref() == self.holder.as_bytes()
-                            && e.operation == async_nats::jetstream::kv::Operation::Put =>
-                    {
-                        self.revision = Some(e.revision);
-                        Ok(true)
-                    }
-                    _ => Ok(false),
-                }
-            }
+            // ours, if an earlier try was stored but its answer lost
+            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => self.held_by_us(),
             Ok(Err(e)) => Err(failed("taking the lease", e)),
             Err(_) => Err(failed("taking the lease", "timed out")),
         }
@@ -547,30 +532,28 @@ impl Lease {
                 self.revision = Some(revision);
                 Ok(true)
             }
-            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                // still ours if an earlier renewal was stored but its answer lost; lost
-                // if the key expired or names another holder
-                let entry = self
-                    .rt
-                    .block_on(async { kv.entry(key).await })
-                    .map_err(|e| failed("reading the lease", e))?;
-                match entry {
-                    Some(e)
-                        if e.value.as_ref() == self.holder.as_bytes()
-                            && e.operation == async_nats::jetstream::kv::Operation::Put =>
-                    {
-                        self.revision = Some(e.revision);
-                        Ok(true)
-                    }
-                    _ => {
-                        self.revision = None;
-                        Ok(false)
-                    }
-                }
-            }
+            // still ours if an earlier renewal was stored but its answer lost; lost if
+            // the key expired or names another holder
+            Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => self.held_by_us(),
             Ok(Err(e)) => Err(failed("renewing the lease", e)),
             Err(_) => Err(failed("renewing the lease", "timed out")),
         }
+    }
+
+    /// Whether the key names this holder now (then its revision is the one to renew).
+    fn held_by_us(&mut self) -> io::Result<bool> {
+        let (kv, key) = (&self.kv, &self.key);
+        let entry = self
+            .rt
+            .block_on(async { kv.entry(key).await })
+            .map_err(|e| failed("reading the lease", e))?;
+        self.revision = entry
+            .filter(|e| {
+                e.operation == async_nats::jetstream::kv::Operation::Put
+                    && e.value.as_ref() == self.holder.as_bytes()
+            })
+            .map(|e| e.revision);
+        Ok(self.revision.is_some())
     }
 
     /// Gives a held lease up at once (a graceful stop), so a standby need not wait for

@@ -1464,8 +1464,11 @@ fn read_jetstream<'py>(
     let recs = py
         .detach(|| spotex_replicated::read(&cfg, after, until))
         .map_err(|e| journal_error(format!("{}: {e}", cfg.stream())))?;
-    Ok(recs
-        .iter()
+    Ok(record_rows(py, &recs))
+}
+
+fn record_rows<'py>(py: Python<'py>, recs: &[core::journal::Record]) -> Vec<RecordRow<'py>> {
+    recs.iter()
         .map(|r| {
             (
                 r.seq,
@@ -1474,7 +1477,7 @@ fn read_jetstream<'py>(
                 PyBytes::new(py, &r.meta),
             )
         })
-        .collect())
+        .collect()
 }
 
 /// What a standby reads to follow a shard's stream: the records of its messages from
@@ -1494,18 +1497,7 @@ fn follow_jetstream<'py>(
     let (recs, next) = py
         .detach(|| spotex_replicated::follow(&cfg, from_message, until))
         .map_err(|e| journal_error(format!("{}: {e}", cfg.stream())))?;
-    let rows = recs
-        .iter()
-        .map(|r| {
-            (
-                r.seq,
-                r.ts,
-                PyBytes::new(py, &r.command),
-                PyBytes::new(py, &r.meta),
-            )
-        })
-        .collect();
-    Ok((rows, next))
+    Ok((record_rows(py, &recs), next))
 }
 
 /// Keeps a snapshot of a shard's exchange (`Exchange.snapshot()` bytes, taken with the
@@ -1569,7 +1561,7 @@ impl Lease {
         replicas: usize,
         timeout_seconds: f64,
     ) -> PyResult<Self> {
-        if !(ttl_seconds >= 0.5 && ttl_seconds <= 3600.0) {
+        if !(0.5..=3600.0).contains(&ttl_seconds) {
             return Err(PyValueError::new_err("ttl_seconds is 0.5 to 3600"));
         }
         let cfg = jetstream_config(servers, shard, replicas, timeout_seconds)?;
@@ -1626,18 +1618,10 @@ fn read_journal<'py>(
     let (recs, torn) = py
         .detach(|| core::journal::read_dir(&path, after))
         .map_err(|e| journal_error(format!("{}: {e}", path.display())))?;
-    let rows = recs
-        .iter()
-        .map(|r| {
-            (
-                r.seq,
-                r.ts,
-                PyBytes::new(py, &r.command),
-                PyBytes::new(py, &r.meta),
-            )
-        })
-        .collect();
-    Ok((rows, torn.map(|t| (t.path, t.offset, t.bytes))))
+    Ok((
+        record_rows(py, &recs),
+        torn.map(|t| (t.path, t.offset, t.bytes)),
+    ))
 }
 
 /// What a journal directory holds, without handing the records over: `(first sequence,
