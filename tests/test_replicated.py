@@ -77,7 +77,7 @@ def test_a_bad_shard_or_no_server_is_a_clear_error(cluster: NatsCluster) -> None
 T = TypeVar("T")
 
 
-def serving_again(call: Callable[[], T], within: float = 20) -> T:
+def serving_again(call: Callable[[], T], within: float = 30) -> T:
     """``call`` once the server accepts commands again: refused meanwhile (a standby, or
     JetStream electing a leader), never acknowledged and lost."""
     end = time.monotonic() + within
@@ -284,18 +284,19 @@ def test_a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing_acknow
         for t in threads:
             t.join(30)
         assert len(acked) > 20
-        # the standby serves within a bounded time: the lease's life plus a few ticks
+        # the standby serves within a bounded time (30 s): the lease's life, plus NATS electing
+        # new leaders where the server killed led, plus a few ticks
         new = Client(standby.target, tokens[0], timeout=5)
         while True:
             try:
                 new.place_order(pid, "buy", "1.00", 1, client_order_id="after")
                 break
             except RpcError:
-                assert time.monotonic() - killed < 20, standby.log.read_text()[-2000:]
+                assert time.monotonic() - killed < 30, standby.log.read_text()[-2000:]
                 time.sleep(0.05)
         took = time.monotonic() - killed
         print(f"standby serving {took:.2f} s after the leader was killed")
-        assert took < 20
+        assert took < 30
         # every acknowledged order is there, once
         for oid, k in acked.items():
             got = Client(standby.target, tokens[k]).get_order(oid)
