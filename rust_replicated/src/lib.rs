@@ -305,35 +305,9 @@ impl Journal for JetStreamJournal {
 /// up to the journal's `last_sequence`: what another writer appends after that, it cannot
 /// have, and its own first round is fenced out.
 pub fn read(cfg: &Config, after: u64, until: Option<u64>) -> io::Result<Vec<Record>> {
-    cfg.check()?;
-    let rt = runtime()?;
-    rt.block_on(async {
-        let js = connect(cfg).await?;
-        let mut s = js
-            .get_stream(cfg.stream())
-            .await
-            .map_err(|e| failed("opening the stream", e))?;
-        let info = s
-            .info()
-            .await
-            .map_err(|e| failed("reading the stream", e))?;
-        let (first, mut last) = (info.state.first_sequence, info.state.last_sequence);
-        if let Some(u) = until {
-            if u > last {
-                return Err(failed(
-                    "reading the stream",
-                    format!("it ends at {last}, before {u}"),
-                ));
-            }
-            last = u;
-        }
-        if last == 0 || last < first {
-            return Ok(Vec::new());
-        }
-        let mut records = read_messages(cfg, &s, first, last).await?;
-        records.retain(|r| r.seq > after);
-        Ok(records)
-    })
+    let (mut records, _) = follow(cfg, 1, until)?;
+    records.retain(|r| r.seq > after);
+    Ok(records)
 }
 
 /// The records of messages `from` to `last` of stream `s`, in order, each message whole
