@@ -33,20 +33,7 @@ fn market(hours: i64, clusters: &[usize]) -> Exchange {
             .unwrap();
     }
     for (c, &nodes) in clusters.iter().enumerate() {
-        let cap = pb::RegisterCapacityRequest {
-            cluster_id: format!("c{c}"),
-            sku: "H100-SXM".into(),
-            region: "us-east".into(),
-            nodes: (0..nodes)
-                .map(|n| pb::Node {
-                    node_id: format!("n{n}"),
-                    gpus: 8,
-                    ..Default::default()
-                })
-                .collect(),
-            from_hour: H0,
-            to_hour: H0 + hours,
-        };
+        let cap = capacity(&format!("c{c}"), "H100-SXM", nodes, H0, H0 + hours);
         ex.register_capacity(T0, seller(10 + c as u64), &cap)
             .unwrap();
     }

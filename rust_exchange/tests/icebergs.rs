@@ -22,20 +22,7 @@ fn market(nodes: usize) -> Exchange {
     ex.create_product(T0, &pid(), 10_000, 1, H0 * HOUR - HOUR, None)
         .unwrap();
     for c in 0..2u64 {
-        let cap = pb::RegisterCapacityRequest {
-            cluster_id: format!("c{c}"),
-            sku: "H100-SXM".into(),
-            region: "us-east".into(),
-            nodes: (0..nodes)
-                .map(|n| pb::Node {
-                    node_id: format!("n{n}"),
-                    gpus: 8,
-                    ..Default::default()
-                })
-                .collect(),
-            from_hour: H0,
-            to_hour: H0 + 1,
-        };
+        let cap = capacity(&format!("c{c}"), "H100-SXM", nodes, H0, H0 + 1);
         ex.register_capacity(T0, seller(10 + c), &cap).unwrap();
     }
     ex

@@ -26,20 +26,7 @@ fn market(nodes: usize) -> Exchange {
     let mut ex = Exchange::new(10_000);
     ex.create_product(T0, &pid(), 10_000, 1, H0 * HOUR - HOUR, None)
         .unwrap();
-    let cap = pb::RegisterCapacityRequest {
-        cluster_id: "c".into(),
-        sku: "H100-SXM".into(),
-        region: "us-east".into(),
-        nodes: (0..nodes)
-            .map(|n| pb::Node {
-                node_id: format!("n{n}"),
-                gpus: 8,
-                ..Default::default()
-            })
-            .collect(),
-        from_hour: H0,
-        to_hour: H0 + 1,
-    };
+    let cap = capacity("c", "H100-SXM", nodes, H0, H0 + 1);
     ex.register_capacity(T0, who(10, false), &cap).unwrap();
     ex
 }

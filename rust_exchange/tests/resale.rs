@@ -34,20 +34,7 @@ fn market(hours: i64, nodes: usize) -> Exchange {
         ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
             .unwrap();
     }
-    let cap = pb::RegisterCapacityRequest {
-        cluster_id: "c0".into(),
-        sku: "H100".into(),
-        region: "us-east".into(),
-        nodes: (0..nodes)
-            .map(|i| pb::Node {
-                node_id: format!("n{i}"),
-                gpus: 8,
-                ..Default::default()
-            })
-            .collect(),
-        from_hour: H0,
-        to_hour: H0 + hours,
-    };
+    let cap = capacity("c0", "H100", nodes, H0, H0 + hours);
     ex.register_capacity(T0, seller(OWNER), &cap).unwrap();
     let ask = pb::PlaceOrderRequest {
         product_id: pid(H0),

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
-use spotex_exchange::Caller;
+use spotex_exchange::{pb, Caller};
 
 pub const HOUR: i64 = 3_600_000_000;
 /// The first delivery hour.
@@ -23,5 +23,29 @@ pub fn buyer(account: u64) -> Caller {
         account,
         buyer: true,
         seller: false,
+    }
+}
+
+/// A cluster in us-east of `nodes` 8-GPU nodes (`n0`, `n1`, ...) over hours `[from, to)`.
+pub fn capacity(
+    cluster: &str,
+    sku: &str,
+    nodes: usize,
+    from: i64,
+    to: i64,
+) -> pb::RegisterCapacityRequest {
+    pb::RegisterCapacityRequest {
+        cluster_id: cluster.into(),
+        sku: sku.into(),
+        region: "us-east".into(),
+        nodes: (0..nodes)
+            .map(|n| pb::Node {
+                node_id: format!("n{n}"),
+                gpus: 8,
+                ..Default::default()
+            })
+            .collect(),
+        from_hour: from,
+        to_hour: to,
     }
 }
