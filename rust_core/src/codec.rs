@@ -335,6 +335,10 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.i64(qty.unwrap_or(0));
         }
         Command::AdvanceTime => e.u8(10),
+        Command::IdBase { base } => {
+            e.u8(19);
+            e.u64(*base);
+        }
     }
     e.0
 }
@@ -450,6 +454,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             }
         }
         10 => Command::AdvanceTime,
+        19 => Command::IdBase { base: d.u64()? },
         12 => {
             if d.u8()? != 7 {
                 return Err(CodecError("minimum fill of a non-order"));
@@ -610,6 +615,7 @@ mod tests {
                 qty: Some(3),
             },
             Command::AdvanceTime,
+            Command::IdBase { base: 2 << 48 },
         ];
         for c in cmds {
             let b = encode_command(&c);

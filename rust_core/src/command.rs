@@ -164,6 +164,11 @@ pub enum Command {
     },
     /// Only moves time forward (expiring orders and closing products whose time has come).
     AdvanceTime,
+    /// Numbers orders and trades from `base` on: a shard's ids (`index << 48`) never
+    /// meet another shard's. Only before the first order or trade id is given.
+    IdBase {
+        base: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

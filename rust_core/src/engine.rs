@@ -157,6 +157,20 @@ impl Engine {
         }
     }
 
+    /// The next order id and trade id to be given.
+    pub fn next_ids(&self) -> (OrderId, TradeId) {
+        (self.next_order_id, self.next_trade_id)
+    }
+
+    fn set_id_base(&mut self, base: u64) -> Result<(), Reject> {
+        if self.next_order_id != 1 || self.next_trade_id != 1 || base == 0 {
+            return Err(Reject::IdsInUse);
+        }
+        self.next_order_id = base;
+        self.next_trade_id = base;
+        Ok(())
+    }
+
     /// The engine's time: the largest timestamp it has been given.
     pub fn now(&self) -> Timestamp {
         self.now
@@ -215,6 +229,7 @@ impl Engine {
                 qty,
             } => self.amend(*account, *order_id, *price, *qty, out),
             Command::AdvanceTime => Ok(()),
+            Command::IdBase { base } => self.set_id_base(*base),
         };
         if let Err(reason) = result {
             out.push(Event::Rejected { reason });

@@ -56,10 +56,12 @@ pub enum Reject {
     InvalidPlacement,
     /// A resale: GPUs of an allocation the seller holds and has not already offered.
     InvalidResale,
+    /// An id base after ids were given, or one that does not fit.
+    IdsInUse,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 39] = [
+    pub const ALL: [Reject; 40] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -99,6 +101,7 @@ impl Reject {
         Reject::InvalidDisplayQuantity,
         Reject::InvalidPlacement,
         Reject::InvalidResale,
+        Reject::IdsInUse,
     ];
 
     /// Stable machine-readable code.
@@ -143,6 +146,7 @@ impl Reject {
             Reject::InvalidDisplayQuantity => "INVALID_DISPLAY_QUANTITY",
             Reject::InvalidPlacement => "INVALID_PLACEMENT",
             Reject::InvalidResale => "INVALID_RESALE",
+            Reject::IdsInUse => "IDS_IN_USE",
         }
     }
 
@@ -214,6 +218,9 @@ impl Reject {
             }
             Reject::InvalidDisplayQuantity => {
                 "a display quantity is for resting asks: above 0, at most the quantity, whole lots"
+            }
+            Reject::IdsInUse => {
+                "a shard's id base is set once, before any order or trade id is given"
             }
         }
     }

@@ -319,6 +319,19 @@ impl Exchange {
             .map(drop)
     }
 
+    /// A shard's ids: orders and trades are numbered from `base` on. Only before the
+    /// first id is given (`IDS_IN_USE` after).
+    pub fn set_id_base(&mut self, ts: i64, base: u64) -> Result<(), Refusal> {
+        let journal = || journaled(NOBODY, Kind::IdBase(store::IdBase { base }));
+        self.run(ts, &Command::IdBase { base }, None, journal)
+            .map(drop)
+    }
+
+    /// The next order id and trade id to be given.
+    pub fn next_ids(&self) -> (u64, u64) {
+        self.engine.next_ids()
+    }
+
     /// `what`: halt, resume or close.
     pub fn set_state(&mut self, ts: i64, what: &str, product_id: &str) -> Result<(), Refusal> {
         let product = self.product(product_id)?;
@@ -1494,6 +1507,7 @@ impl Exchange {
                 Some(p.open_at_micros),
             ),
             Some(Kind::SetState(s)) => self.set_state(ts, &s.what, &s.product_id),
+            Some(Kind::IdBase(b)) => self.set_id_base(ts, b.base),
             // a time step always counts, whether or not something falls due again
             Some(Kind::AdvanceTime(_)) => self
                 .run(ts, &Command::AdvanceTime, None, time_step)

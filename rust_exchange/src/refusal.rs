@@ -47,6 +47,7 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     ("PRODUCT_CLOSED", 9),
     ("POST_ONLY_WOULD_CROSS", 9),
     ("INSUFFICIENT_CAPACITY", 9),
+    ("IDS_IN_USE", 9),
     ("NOT_OWNER", 7),
     ("ROLE_REQUIRED", 7),
     ("ACCOUNT_DISABLED", 7),
@@ -60,6 +61,7 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     ("SUBSCRIBER_LAGGED", 8),
     ("DEADLINE_EXCEEDED", 4),
     ("JOURNAL_UNAVAILABLE", 14),
+    ("SHARD_UNAVAILABLE", 14),
     ("INTERNAL", 13),
 ];
 

@@ -200,6 +200,19 @@ impl Exchange {
             .map_err(|r| refused(py, r))
     }
 
+    /// A shard's ids: orders and trades are numbered from `base` on (journaled; only
+    /// before the first id is given).
+    fn set_id_base(&mut self, py: Python<'_>, ts: i64, base: u64) -> PyResult<()> {
+        lock(&self.shared)
+            .set_id_base(ts, base)
+            .map_err(|r| refused(py, r))
+    }
+
+    /// `(next order id, next trade id)`.
+    fn next_ids(&self) -> (u64, u64) {
+        lock(&self.shared).next_ids()
+    }
+
     /// `what`: halt, resume or close.
     fn set_state(&mut self, py: Python<'_>, ts: i64, what: &str, product_id: &str) -> PyResult<()> {
         lock(&self.shared)

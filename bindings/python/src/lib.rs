@@ -95,7 +95,8 @@ fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         | InvalidBasket
         | InvalidDisplayQuantity
         | InvalidPlacement
-        | InvalidResale => InvalidOrderError::new_err(msg),
+        | InvalidResale
+        | IdsInUse => InvalidOrderError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster
