@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -25,11 +25,15 @@ class Running:
     loop: asyncio.AbstractEventLoop
 
 
+S = TypeVar("S")
+
+
 @contextlib.contextmanager
-def serving(data_dir: Path, **options: Any) -> Iterator[Running]:
-    """``Server.start`` on 127.0.0.1:0 in a thread; stops it on exit."""
+def on_thread(start: Callable[[], Awaitable[S]], stop: Callable[[S], Awaitable[None]]
+              ) -> Iterator[tuple[S, asyncio.AbstractEventLoop]]:
+    """What ``start`` starts, run on its own event-loop thread until ``stop``."""
     loop = asyncio.new_event_loop()
-    started: dict[str, Server] = {}
+    started: list[S] = []
     failed: list[BaseException] = []
     ready = threading.Event()
 
@@ -38,8 +42,7 @@ def serving(data_dir: Path, **options: Any) -> Iterator[Running]:
 
         async def boot() -> None:
             try:
-                started["s"] = await Server.start("127.0.0.1:0", data_dir, OPERATOR_TOKEN,
-                                                  **options)
+                started.append(await start())
             except BaseException as err:  # noqa: BLE001 - reported to the test
                 failed.append(err)
             ready.set()
@@ -49,16 +52,23 @@ def serving(data_dir: Path, **options: Any) -> Iterator[Running]:
 
     t = threading.Thread(target=main, daemon=True)
     t.start()
-    assert ready.wait(30), "server did not start"
+    assert ready.wait(30), "did not start"
     if failed:
         raise failed[0]
-    server = started["s"]
     try:
-        yield Running(server, f"127.0.0.1:{server.port}", loop)
+        yield started[0], loop
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(0.5), loop).result(15)
+        asyncio.run_coroutine_threadsafe(stop(started[0]), loop).result(15)
         loop.call_soon_threadsafe(loop.stop)
         t.join(10)
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, **options: Any) -> Iterator[Running]:
+    """``Server.start`` on 127.0.0.1:0 in a thread; stops it on exit."""
+    with on_thread(lambda: Server.start("127.0.0.1:0", data_dir, OPERATOR_TOKEN, **options),
+                   lambda s: s.stop(0.5)) as (server, loop):
+        yield Running(server, f"127.0.0.1:{server.port}", loop)
 
 
 @pytest.fixture(scope="module")

@@ -83,8 +83,9 @@ def test_a_refusal_names_its_reason_and_a_good_order_goes_through(
 # ---- every command -----------------------------------------------------------------------
 
 # commands with tests of their own (a server, a data directory, a configuration file)
+# cluster up: tests/test_replicated.py; gateway: tests/test_shards.py
 ELSEWHERE = {"serve", "demo", "bench", "simulate", "replay", "config check", "config show",
-             "cluster up"}  # cluster up: tests/test_replicated.py
+             "cluster up", "gateway"}
 
 
 def leaves(group: click.Group, prefix: str = "") -> set[str]:

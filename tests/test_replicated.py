@@ -22,6 +22,7 @@ from conftest import OPERATOR_TOKEN, serving
 
 from spotex._core import JournalError, JournalWriter, read_jetstream
 from spotex.client import Client, RpcError
+from spotex.cluster import Engine, Shards
 from spotex.gateway import Replicated
 from spotex.nats_cluster import NatsCluster, free_port
 
@@ -134,9 +135,8 @@ def test_a_server_recovers_from_the_stream_on_another_machine_after_a_lost_nats_
 
 def test_a_new_machine_starts_from_the_snapshot_in_jetstream_and_reads_only_the_rest(
         tmp_path: Path, cluster: NatsCluster) -> None:
-    leader = Serve(tmp_path / "a", cluster.urls, "snap")
+    leader = serve(tmp_path / "a", cluster.urls, "snap")
     try:
-        leader.wait_up()
         op = Client(leader.target, OPERATOR_TOKEN)
         seller, pid = orders(leader.target)
         for k in range(5):
@@ -156,34 +156,51 @@ def test_a_new_machine_starts_from_the_snapshot_in_jetstream_and_reads_only_the_
         assert Client(r.target, OPERATOR_TOKEN).state_hash() == (seq, before)
 
 
-def test_cluster_up_runs_a_venue_on_three_nats_servers_and_stops_them_all(
+def test_cluster_up_runs_two_shards_with_standbys_behind_a_gateway_and_stops_them_all(
         tmp_path: Path) -> None:
-    target = f"127.0.0.1:{free_port()}"
+    import re
     spotex = str(Path(sys.executable).parent / "spotex")
     proc = subprocess.Popen([spotex, "cluster", "up", "--dir", str(tmp_path), "--nats-port",
-                             "0", "--listen", target, "--operator-token", "tok"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "0", "--listen", "127.0.0.1:0", "--operator-token", "tok",
+                             "--route", "H100-SXM/us-east=1", "--route", "B200/us-east=2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said: list[str] = []
     try:
+        assert proc.stdout is not None
+        target = None
+        while target is None:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "".join(said)
+            said.append(line)
+            if m := re.search(r"^gateway: (\S+:\d+)", line):
+                target = m.group(1)
+        threading.Thread(target=lambda: said.extend(proc.stdout or ()), daemon=True).start()
+        engines = {int(m.group(1)): m.group(2).split(", ") for m in
+                   (re.search(r"^shard (\d+): .* engines (.*) \(logs", x) for x in said) if m}
+        assert sorted(engines) == [1, 2] and all(len(a) == 2 for a in engines.values())
         op = Client(target, "tok")
-        end = time.monotonic() + 60
-        while True:
-            try:
-                op.state_hash()
-                break
-            except RpcError:
-                assert time.monotonic() < end and proc.poll() is None, "not up"
-                time.sleep(0.2)
-        op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=500_000,
-                           to_hour=500_001)
+        made = op.create_products(skus=["H100-SXM", "B200"], regions=["us-east"],
+                                  from_hour=500_000, to_hour=500_002)
+        assert len(made) == 4
+        for index, sku in ((1, "H100-SXM"), (2, "B200")):
+            leader = Client(engines[index][0], "tok")
+            assert {p.product_id.split("/")[0] for p in leader.list_products()} == {sku}
+            # the standby follows the shard's stream
+            standby = Client(engines[index][1], "tok")
+            end = time.monotonic() + 30
+            while standby.state_hash() != leader.state_hash():
+                assert time.monotonic() < end, "the standby does not follow"
+                time.sleep(0.1)
         configs = sorted((tmp_path / "nats").glob("n*/nats.conf"))
         assert len(configs) == 3
         assert all("sync_interval: always" in c.read_text() for c in configs)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0].decode()
+        proc.wait(90)
+    out = "".join(said)
     assert proc.returncode == 0, out
     assert "NATS JetStream: nats://127.0.0.1:" in out
-    # the NATS servers went with it
+    # the engines and the NATS servers went with it
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
                 if str(tmp_path).encode() in _read(p)]
 
@@ -195,40 +212,59 @@ def _read(p: Path) -> bytes:
         return b""  # gone meanwhile
 
 
-class Serve:
+def wait_up(e: Engine, timeout: float = 60) -> None:
+    """Until the engine answers (a leader or a standby)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            Client(e.target, OPERATOR_TOKEN).state_hash()
+            return
+        except RpcError:
+            assert time.monotonic() < end and e.alive, e.text()[-2000:]
+            time.sleep(0.1)
+
+
+def serve(data: Path, urls: list[str], shard: str) -> Engine:
     """``spotex serve`` in a process of its own (so that it can be SIGKILLed), journaling
     to the shard's stream."""
+    e = Engine(data, f"127.0.0.1:{free_port()}", {"SPOTEX_OPERATOR_TOKEN": OPERATOR_TOKEN},
+               "--journal-nats", ",".join(urls), "--shard", shard)
+    try:
+        wait_up(e)
+    except BaseException:
+        e.kill()
+        raise
+    return e
 
-    def __init__(self, data: Path, urls: list[str], shard: str) -> None:
-        self.target = f"127.0.0.1:{free_port()}"
-        self.log = data.with_suffix(".log")
-        spotex = str(Path(sys.executable).parent / "spotex")
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [spotex, "serve", "--listen", self.target, "--data-dir", str(data),
-                 "--operator-token", OPERATOR_TOKEN, "--journal-nats", ",".join(urls),
-                 "--shard", shard, "--no-access-log"],
-                stdout=out, stderr=subprocess.STDOUT)
 
-    def wait_up(self, timeout: float = 60) -> None:
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                Client(self.target, OPERATOR_TOKEN).state_hash()
-                return
-            except RpcError:
-                assert time.monotonic() < end and self.proc.poll() is None, \
-                    self.log.read_text()[-2000:]
-                time.sleep(0.1)
+def leading(engines: list[Engine], within: float = 30) -> Engine:
+    """The engine of a shard that serves the Market (its health says so): the leader."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        for e in engines:
+            if not e.alive:
+                continue
+            with grpc.insecure_channel(e.target) as ch:
+                try:
+                    r = health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(service="spotex.v1.Market"), timeout=2)
+                except grpc.RpcError:
+                    continue
+            if r.status == health_pb2.HealthCheckResponse.SERVING:
+                return e
+        time.sleep(0.1)
+    raise AssertionError("no engine of the shard leads")
 
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
+def replayed(urls: list[str], shard: str) -> tuple[int, str]:
+    """A fresh exchange's sequence and state hash from the shard's stream."""
+    from spotex._core import Exchange
+    fresh = Exchange()
+    for s, ts, command, _ in read_jetstream(urls, shard):
+        fresh.replay(s, ts, command)
+    return fresh.sequence, fresh.state_hash()
 
 
 def test_a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing_acknowledged(
@@ -245,10 +281,8 @@ def test_a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing_acknow
     tokens = [accounts.create(f"t{i}", ["buyer", "seller"])[1] for i in range(4)]
     (tmp_path / "b" / "accounts.json").write_bytes((tmp_path / "a" / "accounts.json")
                                                    .read_bytes())
-    leader = Serve(tmp_path / "a", cluster.urls, "failover")
-    leader.wait_up()
-    standby = Serve(tmp_path / "b", cluster.urls, "failover")
-    standby.wait_up()
+    leader = serve(tmp_path / "a", cluster.urls, "failover")
+    standby = serve(tmp_path / "b", cluster.urls, "failover")
     try:
         op = Client(leader.target, OPERATOR_TOKEN)
         pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=500_000,
@@ -292,7 +326,7 @@ def test_a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing_acknow
                 new.place_order(pid, "buy", "1.00", 1, client_order_id="after")
                 break
             except RpcError:
-                assert time.monotonic() - killed < 30, standby.log.read_text()[-2000:]
+                assert time.monotonic() - killed < 30, standby.text()[-2000:]
                 time.sleep(0.05)
         took = time.monotonic() - killed
         print(f"standby serving {took:.2f} s after the leader was killed")
@@ -302,16 +336,111 @@ def test_a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing_acknow
             got = Client(standby.target, tokens[k]).get_order(oid)
             assert got.order_id == oid
         # the new leader's state is a fresh replay of the stream
-        seq, state = Client(standby.target, OPERATOR_TOKEN).state_hash()
-        from spotex._core import Exchange
-        fresh = Exchange()
-        for s, ts, command, _ in read_jetstream(cluster.urls, "failover"):
-            fresh.replay(s, ts, command)
-        assert (fresh.sequence, fresh.state_hash()) == (seq, state)
+        assert Client(standby.target, OPERATOR_TOKEN).state_hash() == replayed(
+            cluster.urls, "failover")
     finally:
         stop.set()
         leader.stop()
         standby.stop()
+        for i, node in enumerate(cluster.nodes):
+            if node.proc is None:
+                cluster.restart(i)
+
+
+def test_two_shards_with_standbys_lose_a_leader_and_a_nats_server_and_nothing_acknowledged(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    """Three NATS servers, two shards (a leader and a standby each, as processes) behind a
+    gateway, four traders on both shards at once. At random moments one shard's leader
+    is SIGKILLed, then one NATS server. No acknowledged order is lost or acknowledged
+    twice, the shard serves again through the gateway within 30 s, and each shard's state
+    is a fresh replay of its stream."""
+    import random
+
+    from conftest import on_thread
+
+    from spotex.limits import Limits
+    from spotex.shards import Routes, ShardGateway
+
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    print("seed", seed)
+    limits = Limits(orders_per_second=1e6, order_burst=1_000_000)
+    shards = Shards(tmp_path, cluster.urls, "gw-token", OPERATOR_TOKEN, shards=2,
+                    standbys=1, replicas=3).start()
+    routes = Routes(shards.specs(), {"H100/us-east": 1, "B200/us-east": 2})
+    stop = threading.Event()
+    try:
+        with on_thread(lambda: ShardGateway.start(
+                "127.0.0.1:0", routes, "gw-token", tmp_path / "gateway", OPERATOR_TOKEN,
+                limits=limits, failover_seconds=30, access_log=False),
+                lambda g: g.stop(0.5)) as (gw, _):
+            target = f"127.0.0.1:{gw.port}"
+            op = Client(target, OPERATOR_TOKEN, timeout=30)
+            pids = [op.create_products(skus=[sku], regions=["us-east"], from_hour=500_000,
+                                       to_hour=500_001)[0].product_id
+                    for sku in ("H100", "B200")]
+            tokens = [op.create_account(f"t{i}", ["buyer"]).token for i in range(4)]
+            acked: dict[int, tuple[int, str]] = {}  # order id -> (trader, client order id)
+            lock = threading.Lock()
+
+            def trader(k: int) -> None:
+                client = Client(target, tokens[k], timeout=5)
+                n = 0
+                while not stop.is_set() and n < 400:
+                    n += 1
+                    coid = f"t{k}-{n}"
+                    try:
+                        o = client.place_order(pids[n % 2], "buy", f"1.{n % 90 + 10}", 1,
+                                               client_order_id=coid)
+                    except RpcError:
+                        continue  # not acknowledged: may or may not be in the stream
+                    with lock:
+                        assert o.order_id not in acked, "an order acknowledged twice"
+                        acked[o.order_id] = (k, coid)
+            threads = [threading.Thread(target=trader, args=(k,)) for k in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.5, 1.5))
+            victim = rng.choice([1, 2])
+            shards.engines[victim][0].kill()  # a shard's leader engine lost
+            killed = time.monotonic()
+            time.sleep(rng.uniform(0.2, 1.0))
+            cluster.kill(rng.randrange(3))  # and a NATS server
+            # the shard serves again through the gateway: its standby took the lease
+            client = Client(target, tokens[0], timeout=5)
+            while True:
+                try:
+                    o = client.place_order(pids[victim - 1], "buy", "1.00", 1,
+                                           client_order_id="after")
+                    break
+                except RpcError as err:
+                    assert time.monotonic() - killed < 30, (err, shards.engines[victim][1]
+                                                            .text()[-3000:])
+                    time.sleep(0.05)
+            took = time.monotonic() - killed
+            print(f"shard {victim} serving {took:.2f} s after its leader was killed")
+            assert took < 30 and o.order_id >> 48 == victim
+            stop.set()
+            for t in threads:
+                t.join(60)
+            assert len(acked) > 20
+            # every acknowledged order is on its shard, once (by client order id too)
+            for k in range(4):
+                listed = Client(target, tokens[k], timeout=30).list_orders()
+                mine = {oid for oid, (who, _) in acked.items() if who == k}
+                assert mine <= {x.order_id for x in listed}
+                coids = [x.client_order_id for x in listed]
+                assert len(coids) == len(set(coids))
+            # each shard's leader holds a fresh replay of its stream (a shard whose
+            # leader could not renew its lease while NATS elected may have a new one too)
+            for index, es in shards.engines.items():
+                leader = leading(es)
+                assert Client(leader.target, OPERATOR_TOKEN, timeout=30).state_hash() == (
+                    replayed(cluster.urls, f"s{index}")), index
+    finally:
+        stop.set()
+        shards.stop()
         for i, node in enumerate(cluster.nodes):
             if node.proc is None:
                 cluster.restart(i)

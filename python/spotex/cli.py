@@ -176,6 +176,8 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                             c["journal.shard"], c["journal.replicas"],
                             lease_seconds=c["journal.lease_seconds"])
                         if c["journal.nats"] else None,
+                        shard_index=c["journal.shard_index"],
+                        gateway_token=c["server.gateway_token"] or None,
                         metrics_listen=metrics_listen, access_log=c["server.access_log"],
                         web_listen=c["server.web_listen"] or None))
     except (DataDirInUse, ListenError, JournalError) as e:
@@ -183,55 +185,121 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
         raise click.ClickException(str(e)) from None
 
 
+@main.command()
+@click.option("--listen", default="127.0.0.1:50551", show_default=True)
+@click.option("--shard", "shards", multiple=True, required=True, metavar="INDEX=HOST:PORT,...",
+              help="a shard (repeat for each): its index (its engines' --shard-index) and "
+              "the addresses of its engines, leader and standbys, in any order")
+@click.option("--route", "routes", multiple=True, metavar="SKU/REGION=INDEX",
+              help="the shard of a SKU and region (repeatable); others go by a stable hash "
+              "of SKU/REGION over the shards")
+@click.option("--data-dir", type=click.Path(path_type=Path), default="spotex-gateway",
+              show_default=True, help="the accounts (the gateway owns them)")
+@click.option("--gateway-token", envvar="SPOTEX_GATEWAY_TOKEN", default="",
+              help="the token the engines trust (their --gateway-token; or "
+              "SPOTEX_GATEWAY_TOKEN)")
+@click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default="",
+              help="or SPOTEX_OPERATOR_TOKEN")
+@click.option("--failover-seconds", type=click.FloatRange(0.1, 600), default=15.0,
+              show_default=True, help="how long a call waits for its shard's leader "
+              "(a standby taking over) before it is refused")
+@click.option("--orders-per-second", type=click.FloatRange(0, None, min_open=True),
+              default=Limits.orders_per_second, show_default=True,
+              help="sustained order-entry rate per account")
+@click.option("--order-burst", type=click.IntRange(1, None), default=Limits.order_burst,
+              show_default=True, help="orders per account at once above that rate")
+def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_dir: Path,
+            gateway_token: str, operator_token: str, failover_seconds: float,
+            orders_per_second: float, order_burst: int) -> None:
+    """Serve one venue over several engines, each owning some SKUs and regions: calls are
+    routed to their shard's leader; views, mass cancels and streams fan out and merge."""
+    from spotex.datadir import DataDirInUse
+    from spotex.logs import configure
+    from spotex.server import ListenError
+    from spotex.shards import RouteError, Routes, parse_route, parse_shard, run_gateway
+
+    configure("text")
+    try:
+        table = Routes([parse_shard(x) for x in shards], dict(parse_route(x) for x in routes))
+        limits = Limits(orders_per_second=orders_per_second, order_burst=order_burst)
+        asyncio.run(run_gateway(listen, table, gateway_token, data_dir, operator_token or None,
+                                failover_seconds=failover_seconds, limits=limits))
+    except (RouteError, DataDirInUse, ListenError) as e:
+        raise click.ClickException(str(e)) from None
+
+
 @main.group()
 def cluster() -> None:
-    """A replicated venue on this machine: NATS JetStream servers and a spotex server that
-    journals to them."""
+    """A sharded, replicated venue on this machine: NATS JetStream servers, engines (a
+    leader and standbys per shard) journaling to them, and a gateway in front."""
 
 
 @cluster.command("up")
 @click.option("--dir", "base", type=click.Path(path_type=Path), default="spotex-cluster",
-              show_default=True, help="the NATS servers' stores and the server's data")
+              show_default=True, help="the NATS servers' stores, the engines' data and logs, "
+              "the gateway's accounts")
 @click.option("--nats", "n", type=click.IntRange(1, 5), default=3, show_default=True,
-              help="NATS servers (3: the stream's quorum survives one lost)")
+              help="NATS servers (3: the streams' quorum survives one lost)")
 @click.option("--nats-port", type=click.IntRange(0, 65000), default=4222,
               show_default=True, help="server i takes clients on this + i (peers + 100, "
               "monitoring + 200); 0: free ports")
-@click.option("--listen", default="127.0.0.1:50551", show_default=True)
-@click.option("--shard", default="main", show_default=True)
+@click.option("--shards", type=click.IntRange(1, 31), default=2, show_default=True,
+              help="engines' shards; SKUs and regions are spread over them (--route)")
+@click.option("--standbys", type=click.IntRange(0, 4), default=1, show_default=True,
+              help="standby engines per shard, following its stream, taking over")
+@click.option("--route", "routes", multiple=True, metavar="SKU/REGION=INDEX",
+              help="the shard of a SKU and region (repeatable); others by a stable hash")
+@click.option("--listen", default="127.0.0.1:50551", show_default=True,
+              help="the gateway's address; engine k of shard i listens on its port + 10 i "
+              "+ k")
 @click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default="",
               help="or SPOTEX_OPERATOR_TOKEN")
-def cluster_up(base: Path, n: int, nats_port: int, listen: str, shard: str,
-               operator_token: str) -> None:
-    """Start N NATS JetStream servers on loopback (fsync on every write) and a spotex
-    server whose journal is its shard's stream on them, replicated min(3, N) times; until
-    Ctrl-C or SIGTERM, which stops them all. A server on another data directory started
-    with `spotex serve --journal-nats URLS --shard SHARD` recovers the same venue."""
-    from spotex._core import JournalError
+def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
+               routes: tuple[str, ...], listen: str, operator_token: str) -> None:
+    """Start N NATS JetStream servers on loopback (fsync on every write), SHARDS shards
+    of engines (a leader and STANDBYS standbys each, journaling to the shard's stream,
+    replicated min(3, N) times) and a gateway at --listen that routes every call to its
+    shard's leader, until Ctrl-C or SIGTERM, which stops them all."""
+    import secrets
+
+    from spotex.cluster import EngineError, Shards
     from spotex.datadir import DataDirInUse
-    from spotex.gateway import Replicated
     from spotex.logs import configure
     from spotex.nats_cluster import NatsCluster, NatsError
     from spotex.server import ListenError
-    from spotex.server import serve as run
+    from spotex.shards import RouteError, Routes, ShardGateway, parse_route, run_gateway
 
     configure("text")
+    port = int(listen.rsplit(":", 1)[1]) if re.fullmatch(r"\S+:\d{1,5}", listen) else -1
+    if port < 0:
+        raise click.BadParameter(f"{listen!r} is not HOST:PORT", param_hint="--listen")
     try:
+        table = dict(parse_route(x) for x in routes)
         nats = NatsCluster(base / "nats", n, nats_port or None)
-    except NatsError as e:
-        raise click.ClickException(str(e)) from None
-    try:
         nats.start()
-    except NatsError as e:
-        nats.stop()
+    except (RouteError, NatsError) as e:
+        if "nats" in locals():
+            nats.stop()
         raise click.ClickException(str(e)) from None
+    # the engines trust the gateway by this token; it lives as long as the cluster
+    engines = Shards(base, nats.urls, secrets.token_urlsafe(24), operator_token, shards,
+                     standbys, port, min(3, n))
     try:
         click.echo(f"NATS JetStream: {','.join(nats.urls)} (logs under {base / 'nats'})")
-        log = Replicated(tuple(nats.urls), shard, min(3, n))
-        asyncio.run(run(listen, base / "server", operator_token or None, replicated=log))
-    except (DataDirInUse, ListenError, JournalError) as e:
+        engines.start()
+        for s in engines.specs():
+            click.echo(f"shard {s.index}: stream spotex-s{s.index}, engines "
+                       f"{', '.join(s.addresses)} (logs under {base})")
+
+        def ready(gw: ShardGateway) -> None:
+            click.echo(f"gateway: {listen.rsplit(':', 1)[0]}:{gw.port} "
+                       f"(accounts under {base / 'gateway'})")
+        asyncio.run(run_gateway(listen, Routes(engines.specs(), table), engines.gateway_token,
+                                base / "gateway", operator_token or None, ready=ready))
+    except (DataDirInUse, ListenError, EngineError, RouteError) as e:
         raise click.ClickException(str(e)) from None
     finally:
+        engines.stop()
         nats.stop()
 
 

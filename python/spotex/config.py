@@ -51,6 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
             "journal, snapshots, history and accounts"),
     Setting("server.operator_token", "--operator-token", "", click.STRING,
             "token of the operator account (empty: operator calls are disabled)", secret=True),
+    Setting("server.gateway_token", "--gateway-token", "", click.STRING,
+            "a shard behind `spotex gateway`: the token the gateway presents, acting for "
+            "the accounts it authenticated (empty: no gateway)", secret=True),
     Setting("server.metrics_listen", "--metrics-listen", "", click.STRING,
             "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)"),
     Setting("server.web_listen", "--web-listen", "", click.STRING,
@@ -80,6 +83,10 @@ SETTINGS: tuple[Setting, ...] = (
             "servers with sync_interval: always (`spotex cluster up` does)"),
     Setting("journal.shard", "--shard", "main", click.STRING,
             "with --journal-nats: the shard whose stream (spotex-SHARD) this server writes"),
+    Setting("journal.shard_index", "--shard-index", 0, click.IntRange(0, 31),
+            "a shard behind `spotex gateway`: its order and trade ids are numbered from "
+            "INDEX << 48 (journaled once), so the gateway routes by id; the gateway's "
+            "--shard list gives shard INDEX its INDEX-th place (0: a venue of one engine)"),
     Setting("journal.replicas", "--replicas", 3, click.IntRange(1, 5),
             "with --journal-nats: copies of the stream (3: a quorum of 2 survives one lost)"),
     Setting("journal.lease_seconds", "--lease-seconds", 3.0, click.FloatRange(0.5, 3600),

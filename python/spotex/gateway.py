@@ -147,6 +147,10 @@ def _deliver(results: list[tuple[Any, bool, Any]]) -> None:
 
 
 FSYNC_POLICIES = ("batch", "none")
+# A shard's ids are numbered from its index << SHARD_BITS: a gateway finds the shard of
+# an order or a trade from its id, and ids stay below 2**53 (exact in JSON and JavaScript)
+SHARD_BITS = 48
+MAX_SHARDS = 31
 
 
 class Gateway:
@@ -165,7 +169,8 @@ class Gateway:
                  max_open_orders: int = 10_000, segment_bytes: int = 64 << 20,
                  retention: str = "delete", max_id_length: int = 128,
                  keep_ended: int = 100_000, snapshot_per_resting: int = 5,
-                 resale_fee_bps: int = 0, replicated: Replicated | None = None) -> None:
+                 resale_fee_bps: int = 0, replicated: Replicated | None = None,
+                 shard_index: int = 0) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -182,6 +187,9 @@ class Gateway:
         self.max_id_length = max_id_length
         self.keep_ended = keep_ended
         self.resale_fee_bps = resale_fee_bps
+        if not 0 <= shard_index <= MAX_SHARDS:
+            raise ValueError(f"a shard index is 0 to {MAX_SHARDS}")
+        self.shard_index = shard_index
         if replicated is not None and data_dir is None:
             raise ValueError("a replicated journal needs a data directory for the rest")
         self.replicated = replicated
@@ -213,6 +221,8 @@ class Gateway:
                     self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
                 self.recovery["seconds"] = time.perf_counter() - started
             self._writer.attach(self.ex, self.journal)
+            if self.journal is not None:
+                self.call(self._claim_ids)
         except BaseException:
             self._writer.stop()
             if self.history is not None:
@@ -550,6 +560,7 @@ class Gateway:
                 self._catch_up(self.journal.stream_sequence)
                 self._writer.attach(self.ex, self.journal)
                 self.unavailable = None
+                self._claim_ids()
                 log.warning("took the lease: leading shard %s from sequence %d", r.shard,
                             self.sequence)
                 return True
@@ -571,6 +582,21 @@ class Gateway:
             log.warning("shard %s: %s: %s", r.shard, type(err).__name__, err)
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
             return False
+
+    def _claim_ids(self) -> None:
+        """On the writer, leading a shard (``shard_index`` > 0): its ids are numbered from
+        ``shard_index << 48``, journaled before its first id is given; a journal of
+        another shard's ids is refused."""
+        if not self.shard_index:
+            return
+        base = self.shard_index << SHARD_BITS
+        order, trade = self.ex.next_ids()
+        if (order, trade) == (1, 1):
+            self.run(lambda ts: self.ex.set_id_base(ts, base))
+            log.info("shard %d: ids from %d", self.shard_index, base)
+        elif order >> SHARD_BITS != self.shard_index:
+            raise JournalError(f"this journal numbers ids for shard {order >> SHARD_BITS}, "
+                               f"not {self.shard_index} (--shard-index)")
 
     def keep_lease(self) -> None:
         """On the writer, each tick while leading: renews the lease; once it is lost

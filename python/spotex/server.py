@@ -33,7 +33,16 @@ from spotex import wire
 from spotex._core import RefusedError, SpotexError, count_orders, page_size, status_codes
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
-from spotex.accounts import BUYER, OPERATOR, SELLER, Account, AccountError, Accounts
+from spotex.accounts import (
+    BUYER,
+    OPERATOR,
+    ROLES,
+    SELLER,
+    Account,
+    AccountError,
+    Accounts,
+    token_hash,
+)
 from spotex.gateway import Gateway, GatewayError, Published, Replicated
 from spotex.limits import Limits, TlsConfig, TokenBucket
 from spotex.metrics import Metrics, Observe, account_of_call
@@ -164,13 +173,20 @@ async def _drain(q: Backlog, context: Any, hint: str) -> AsyncIterator[bytes]:
                 grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
-class Service:
-    def __init__(self, gateway: Gateway, accounts: Accounts, hub: Hub, limits: Limits) -> None:
-        self.gw = gateway
+class Edge:
+    """What every call passes at the edge, with or without an engine behind it:
+    authentication, the account's role, its order rate and the size of what it sends.
+
+    ``gateway_token``: the token a shard gateway (``spotex gateway``) presents. A call
+    bearing it acts for the account the gateway names in its metadata (``spotex-account``,
+    ``spotex-roles``); the gateway authenticated it and owns the accounts."""
+
+    def __init__(self, accounts: Accounts, limits: Limits,
+                 gateway_token: str | None = None) -> None:
         self.accounts = accounts
-        self.hub = hub
         self.limits = limits
         self.bucket = TokenBucket(limits.orders_per_second, limits.order_burst)
+        self._gateway = token_hash(gateway_token) if gateway_token else None
 
     async def throttle(self, context: Any, account: Account, n: int = 1) -> None:
         wait = self.bucket.take(account.account_id, n, time.monotonic())
@@ -188,15 +204,16 @@ class Service:
             await _fail(context, "LIST_TOO_LONG",
                         f"lists have at most {self.limits.max_list} items")
 
-    async def writer(self, fn: Callable[[], T]) -> T:
-        return await self.gw.submit_async(fn)
-
     async def auth(self, context: grpc.aio.ServicerContext, *roles: str) -> Account:
+        metadata = dict(context.invocation_metadata() or ())
         token = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                token = value[len("Bearer "):]
-        account = self.accounts.authenticate(token) if token else None
+        value = metadata.get("authorization")
+        if isinstance(value, str) and value.startswith("Bearer "):
+            token = value[len("Bearer "):]
+        if token and self._gateway is not None and token_hash(token) == self._gateway:
+            account: Account | None = _on_behalf(metadata)
+        else:
+            account = self.accounts.authenticate(token) if token else None
         if account is None:
             await _fail(context, "UNAUTHENTICATED", "missing or unknown bearer token")
         account_of_call.set(account.account_id)
@@ -205,6 +222,29 @@ class Service:
         if roles and not any(account.has(r) for r in roles):
             await _fail(context, "ROLE_REQUIRED", f"this call needs the role {' or '.join(roles)}")
         return account
+
+
+def _on_behalf(metadata: dict[str, Any]) -> Account | None:
+    """The account a shard gateway's call acts for, from its metadata."""
+    try:
+        account_id = int(metadata.get("spotex-account", ""))
+    except ValueError:
+        return None
+    roles = [r for r in str(metadata.get("spotex-roles", "")).split(",") if r in ROLES]
+    return Account(account_id, "", roles, "gateway")
+
+
+class Service(Edge):
+    """The edge with the engine behind it (the gateway's writer) and its streams."""
+
+    def __init__(self, gateway: Gateway, accounts: Accounts, hub: Hub, limits: Limits,
+                 gateway_token: str | None = None) -> None:
+        super().__init__(accounts, limits, gateway_token)
+        self.gw = gateway
+        self.hub = hub
+
+    async def writer(self, fn: Callable[[], T]) -> T:
+        return await self.gw.submit_async(fn)
 
     async def command(self, context: grpc.aio.ServicerContext, fn: Callable[[], T]) -> T:
         """Runs ``fn`` on the writer unless the caller's deadline passes first: a command
@@ -465,9 +505,69 @@ def market_handlers(svc: MarketService) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler("spotex.v1.Market", {**typed, **raw})
 
 
-class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
-    def __init__(self, s: Service) -> None:
+class AccountsService(pb_grpc.OperatorServicer):  # type: ignore[misc]
+    """The operator's calls on accounts: they need no engine (a shard gateway serves
+    them the same)."""
+
+    def __init__(self, s: Edge) -> None:
         self.s = s
+
+    async def CreateAccount(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        roles = [wire.ROLE_FROM_PB.get(x, "") for x in request.roles]
+        try:
+            acct, token = self.s.accounts.create(request.name, roles)
+        except ValueError as err:
+            await _fail(context, "INVALID_ACCOUNT", str(err))
+        return pb.CreateAccountResponse(account_id=acct.account_id, token=token)
+
+    async def ListAccounts(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        try:
+            after = int(request.page_token or 0)
+        except ValueError:
+            await _fail(context, "INVALID_ARGUMENT", "malformed page_token: pass the "
+                        "next_page_token of the previous page")
+        size = page_size(request.page_size)
+        rows = [a for a in self.s.accounts.all() if a.account_id > after][:size + 1]
+        more = len(rows) > size
+        rows = rows[:size]
+        return pb.ListAccountsResponse(
+            accounts=[_account(a) for a in rows],
+            next_page_token=str(rows[-1].account_id) if more else "")
+
+    async def _account_change(self, context: Any, change: Callable[[], Any]) -> Any:
+        await self.s.auth(context, OPERATOR)
+        try:
+            return change()
+        except AccountError as err:
+            await _fail(context, err.reason, str(err))
+
+    async def EnableAccount(self, request: Any, context: Any) -> Any:
+        a = await self._account_change(
+            context, lambda: self.s.accounts.set_enabled(request.account_id, True))
+        log.warning("account %d enabled", a.account_id, extra={"account": a.account_id})
+        return pb.AccountResponse(account=_account(a))
+
+    async def RotateToken(self, request: Any, context: Any) -> Any:
+        a, token = await self._account_change(
+            context, lambda: self.s.accounts.rotate(request.account_id))
+        log.warning("account %d: token rotated", a.account_id, extra={"account": a.account_id})
+        return pb.RotateTokenResponse(account=_account(a), token=token)
+
+    async def RevokeToken(self, request: Any, context: Any) -> Any:
+        a = await self._account_change(
+            context, lambda: self.s.accounts.revoke(request.account_id))
+        log.warning("account %d: token revoked", a.account_id, extra={"account": a.account_id})
+        return pb.AccountResponse(account=_account(a))
+
+
+
+class OperatorService(AccountsService):
+    s: Service
+
+    def __init__(self, s: Service) -> None:
+        super().__init__(s)
 
     async def CreateProducts(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
@@ -511,15 +611,6 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
                      made[0].product_id, made[-1].product_id, extra={"products": len(made)})
         return pb.CreateProductsResponse(products=made, existing=existed)
 
-    async def CreateAccount(self, request: Any, context: Any) -> Any:
-        await self.s.auth(context, OPERATOR)
-        roles = [wire.ROLE_FROM_PB.get(x, "") for x in request.roles]
-        try:
-            acct, token = self.s.accounts.create(request.name, roles)
-        except ValueError as err:
-            await _fail(context, "INVALID_ACCOUNT", str(err))
-        return pb.CreateAccountResponse(account_id=acct.account_id, token=token)
-
     async def _state(self, context: Any, request: Any, what: str) -> Any:
         await self.s.auth(context, OPERATOR)
         await self.s.bounded(context, (request.product_id,))
@@ -544,28 +635,6 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
     async def CloseProduct(self, request: Any, context: Any) -> Any:
         return await self._state(context, request, "close")
 
-    async def ListAccounts(self, request: Any, context: Any) -> Any:
-        await self.s.auth(context, OPERATOR)
-        try:
-            after = int(request.page_token or 0)
-        except ValueError:
-            await _fail(context, "INVALID_ARGUMENT", "malformed page_token: pass the "
-                        "next_page_token of the previous page")
-        size = page_size(request.page_size)
-        rows = [a for a in self.s.accounts.all() if a.account_id > after][:size + 1]
-        more = len(rows) > size
-        rows = rows[:size]
-        return pb.ListAccountsResponse(
-            accounts=[_account(a) for a in rows],
-            next_page_token=str(rows[-1].account_id) if more else "")
-
-    async def _account_change(self, context: Any, change: Callable[[], Any]) -> Any:
-        await self.s.auth(context, OPERATOR)
-        try:
-            return change()
-        except AccountError as err:
-            await _fail(context, err.reason, str(err))
-
     async def DisableAccount(self, request: Any, context: Any) -> Any:
         """The kill switch: from now on every call of the account is refused (an open
         SubmitOrders stream's next messages too), then its open orders are cancelled, each
@@ -582,24 +651,6 @@ class OperatorService(pb_grpc.OperatorServicer):  # type: ignore[misc]
                     extra={"account": a.account_id})
         return pb.AccountResponse(account=_account(a),
                                   cancelled=pb.CancelAllResponse.FromString(cancelled).orders)
-
-    async def EnableAccount(self, request: Any, context: Any) -> Any:
-        a = await self._account_change(
-            context, lambda: self.s.accounts.set_enabled(request.account_id, True))
-        log.warning("account %d enabled", a.account_id, extra={"account": a.account_id})
-        return pb.AccountResponse(account=_account(a))
-
-    async def RotateToken(self, request: Any, context: Any) -> Any:
-        a, token = await self._account_change(
-            context, lambda: self.s.accounts.rotate(request.account_id))
-        log.warning("account %d: token rotated", a.account_id, extra={"account": a.account_id})
-        return pb.RotateTokenResponse(account=_account(a), token=token)
-
-    async def RevokeToken(self, request: Any, context: Any) -> Any:
-        a = await self._account_change(
-            context, lambda: self.s.accounts.revoke(request.account_id))
-        log.warning("account %d: token revoked", a.account_id, extra={"account": a.account_id})
-        return pb.AccountResponse(account=_account(a))
 
     async def TakeSnapshot(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
@@ -657,9 +708,9 @@ def _check_listen(listen: str) -> None:
 
 
 def _listen(listen: str, gateway: Gateway, accounts: Accounts, hub: Hub, limits: Limits,
-            tls: TlsConfig | None, observe: Observe
+            tls: TlsConfig | None, observe: Observe, gateway_token: str | None = None
             ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
-    s = Service(gateway, accounts, hub, limits)
+    s = Service(gateway, accounts, hub, limits, gateway_token)
     server = grpc.aio.server(interceptors=[observe], options=[
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         # grpcio shares ports by default: a second server on the same port would take
@@ -715,9 +766,12 @@ class Server:
                     segment_bytes: int = 64 << 20, retention: str = "delete",
                     keep_ended: int = 100_000, metrics_listen: str | None = None,
                     access_log: bool = True, web_listen: str | None = None,
-                    resale_fee_bps: int = 0, replicated: Replicated | None = None) -> Server:
+                    resale_fee_bps: int = 0, replicated: Replicated | None = None,
+                    shard_index: int = 0, gateway_token: str | None = None) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
-        ``metrics_listen`` (host:port) serves Prometheus metrics there too."""
+        ``metrics_listen`` (host:port) serves Prometheus metrics there too. A shard of a
+        venue behind ``spotex gateway`` numbers its ids from ``shard_index << 48`` and
+        takes calls the gateway makes with ``gateway_token`` for its accounts."""
         loop = asyncio.get_running_loop()
         hub = Hub()
 
@@ -734,13 +788,14 @@ class Server:
                                           snapshot_every, limits.max_open_orders_per_account,
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended, resale_fee_bps=resale_fee_bps,
-                                          replicated=replicated)
+                                          replicated=replicated, shard_index=shard_index)
         metrics = Metrics(gateway, hub) if metrics_listen else None
         web, web_port = None, None
         try:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
             server, port, health_servicer, names = _listen(
-                listen, gateway, accounts, hub, limits, tls, Observe(metrics, access_log))
+                listen, gateway, accounts, hub, limits, tls, Observe(metrics, access_log),
+                gateway_token)
         except BaseException:
             gateway.close()
             raise
@@ -760,23 +815,37 @@ class Server:
             gateway.close()
             raise
         await server.start()
-        for name in ("", *names[:2]):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        serving: list[bool | None] = [None]
+
+        async def say_health() -> None:
+            # the services serve while commands are accepted: a standby, or a server whose
+            # journal fails, says NOT_SERVING (a gateway or balancer finds the leader so)
+            now = gateway.unavailable is None
+            if serving[0] is not now:
+                serving[0] = now
+                status = (health_pb2.HealthCheckResponse.SERVING if now
+                          else health_pb2.HealthCheckResponse.NOT_SERVING)
+                for name in names[:2]:
+                    await health_servicer.set(name, status)
+        await say_health()
 
         async def tick() -> None:
             # gate closure and good-till-time expiry happen on their own as time passes
             while True:
                 await asyncio.sleep(tick_seconds)
-                if gateway.unavailable is not None:
-                    if await gateway.submit_async(gateway.try_resume):
-                        hub.drop_all()
-                    continue
                 try:
+                    if gateway.unavailable is not None:
+                        if await gateway.submit_async(gateway.try_resume):
+                            hub.drop_all()
+                        continue
                     if gateway.replicated is not None:
                         await gateway.submit_async(gateway.keep_lease)
                     await gateway.submit_async(gateway.advance_time)
                 except (SpotexError, GatewayError):
                     pass  # the journal failed under it; the next tick tries to resume
+                finally:
+                    await say_health()
         ticker = asyncio.create_task(tick())
         host = listen.rsplit(":", 1)[0]
         if tls is None and not _loopback(host):
@@ -819,7 +888,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 retention: str = "delete", keep_ended: int = 100_000,
                 metrics_listen: str | None = None, access_log: bool = True,
                 web_listen: str | None = None, resale_fee_bps: int = 0,
-                replicated: Replicated | None = None) -> None:
+                replicated: Replicated | None = None, shard_index: int = 0,
+                gateway_token: str | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -831,7 +901,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 segment_bytes=segment_bytes, retention=retention,
                                 keep_ended=keep_ended, metrics_listen=metrics_listen,
                                 access_log=access_log, web_listen=web_listen,
-                                resale_fee_bps=resale_fee_bps, replicated=replicated)
+                                resale_fee_bps=resale_fee_bps, replicated=replicated,
+                                shard_index=shard_index, gateway_token=gateway_token)
     if ready:
         ready(server)
     await stop.wait()

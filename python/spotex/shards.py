@@ -1,0 +1,878 @@
+"""The shard gateway (``spotex gateway``): one venue over several engines.
+
+Each shard is an engine process (``spotex serve --shard-index I --gateway-token T``, with
+standbys when its journal is replicated) that owns every product of some (SKU, region)
+pairs: a block, a window, a one-of group or a colocation never leaves one SKU and region,
+so every order but a basket across them lives in one shard. The gateway is the edge
+without an engine: it owns the accounts, authenticates each call, applies the limits,
+and routes the request to its shard's engine, acting for the caller (the engines trust
+the gateway's token):
+
+- by product (``SKU/region/hour``): an explicit route, else a stable hash of
+  ``SKU/region`` over the shards;
+- by id: a shard numbers its orders and trades from ``index << 48``;
+- by cluster (WithdrawCapacity): the shard that knows it.
+
+Views without a product, mass cancels and the streams fan out to every shard and
+merge, so a client sees one venue. Request bytes pass through unchanged; the gateway
+parses only what it routes by.
+
+A shard's engines are tried in turn: the gateway calls the one whose health says it
+serves the Market (the leader); when a call finds a standby or no engine it looks for the
+leader again until ``failover_seconds`` pass. A command is never sent twice unless it
+surely was not applied (refused by a standby, or no connection); a connection lost during
+a command is reported as ``SHARD_UNAVAILABLE``, saying it may have been applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import signal
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
+from spotex.datadir import DataDirLock
+from spotex.gateway import MAX_SHARDS, SHARD_BITS
+from spotex.limits import Limits, TlsConfig
+from spotex.metrics import Observe
+from spotex.server import AccountsService, Edge, ListenError, _check_listen, _fail
+
+log = logging.getLogger("spotex.shards")
+MARKET = "spotex.v1.Market"
+OPERATOR_SERVICE = "spotex.v1.Operator"
+# what an engine's answer keeps when the gateway passes it on
+_PASSED = ("grpc-status-details-bin", "spotex-reason", "retry-after-ms")
+
+
+class RouteError(ValueError):
+    """A shard list or route that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    index: int  # 1 to 31: the shard's ids are numbered from index << 48
+    addresses: tuple[str, ...]  # its engines (leader and standbys), host:port
+
+
+def parse_shard(text: str) -> ShardSpec:
+    """``INDEX=HOST:PORT[,HOST:PORT...]``."""
+    index, sep, rest = text.partition("=")
+    addresses = tuple(a.strip() for a in rest.split(",") if a.strip())
+    if not sep or not index.strip().isdigit() or not addresses:
+        raise RouteError(f"{text!r}: a shard is INDEX=HOST:PORT[,HOST:PORT...]")
+    for a in addresses:
+        if not re.fullmatch(r"\S+:\d{1,5}", a):
+            raise RouteError(f"{text!r}: {a!r} is not HOST:PORT")
+    n = int(index)
+    if not 1 <= n <= MAX_SHARDS:
+        raise RouteError(f"{text!r}: a shard's index is 1 to {MAX_SHARDS}")
+    return ShardSpec(n, addresses)
+
+
+def parse_route(text: str) -> tuple[str, int]:
+    """``SKU/REGION=INDEX``."""
+    market, sep, index = text.partition("=")
+    if not sep or market.count("/") != 1 or not index.strip().isdigit():
+        raise RouteError(f"{text!r}: a route is SKU/REGION=INDEX")
+    return market.strip(), int(index)
+
+
+class Routes:
+    """Which shard owns what: (SKU, region) pairs by an explicit route, else by a
+    stable hash (CRC-32 of ``SKU/region``) over the shards in index order; ids by their
+    top bits. Every gateway given the same shards and routes routes the same."""
+
+    def __init__(self, shards: list[ShardSpec], routes: dict[str, int] | None = None) -> None:
+        if not shards:
+            raise RouteError("a gateway needs at least one shard (--shard)")
+        indices = [s.index for s in shards]
+        if len(set(indices)) != len(indices):
+            raise RouteError("two shards with one index")
+        self.shards = sorted(shards, key=lambda s: s.index)
+        self.indices = [s.index for s in self.shards]
+        self.routes = dict(routes or {})
+        for market, index in self.routes.items():
+            if index not in self.indices:
+                raise RouteError(f"route {market}={index}: no shard {index}")
+
+    def of_market(self, sku: str, region: str) -> int:
+        key = f"{sku}/{region}"
+        if key in self.routes:
+            return self.routes[key]
+        return self.indices[zlib.crc32(key.encode()) % len(self.indices)]
+
+    def of_product(self, product_id: str) -> int:
+        """A malformed id goes to the first shard, which refuses it as the engine does."""
+        parts = product_id.split("/")
+        if len(parts) != 3:
+            return self.indices[0]
+        return self.of_market(parts[0], parts[1])
+
+    def of_id(self, id_: int) -> int:
+        """The shard that numbered an order or trade id (an id of no shard: the first,
+        which answers that it knows no such order)."""
+        index = id_ >> SHARD_BITS
+        return index if index in self.indices else self.indices[0]
+
+    def of_order(self, o: Any) -> int:
+        """A PlaceOrderRequest's shard: its product's, or a resale's allocation's."""
+        if not o.product_id and o.resell_trade_id:
+            return self.of_id(o.resell_trade_id)
+        return self.of_product(o.product_id)
+
+
+class ShardError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _reason(err: grpc.aio.AioRpcError) -> str:
+    for key, value in err.trailing_metadata() or ():
+        if key == "spotex-reason":
+            return str(value)
+    return ""
+
+
+class Engines:
+    """One shard's engines: the channels to each, and which one leads."""
+
+    def __init__(self, spec: ShardSpec, token: str, failover_seconds: float,
+                 max_message_bytes: int) -> None:
+        self.spec = spec
+        self.index = spec.index
+        self._token = token
+        self.failover_seconds = failover_seconds
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        self.channels = [grpc.aio.insecure_channel(a, options=options)
+                         for a in spec.addresses]
+        self.leader = 0
+        self._methods: dict[tuple[int, str], Any] = {}  # (engine, path): its callable
+        self._generation = 0  # changes each time the leader is looked up
+        self._finding = asyncio.Lock()
+
+    def metadata(self, account: Account) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self._token}"),
+                ("spotex-account", str(account.account_id)),
+                ("spotex-roles", ",".join(account.roles)))
+
+    async def close(self) -> None:
+        for ch in self.channels:
+            await ch.close()
+
+    async def _serving(self, i: int, timeout: float) -> bool:
+        stub = health_pb2_grpc.HealthStub(self.channels[i])
+        try:
+            r = await stub.Check(health_pb2.HealthCheckRequest(service=MARKET),
+                                 timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def find_leader(self, seen: int, deadline: float) -> bool:
+        """Looks for the engine that serves the Market (health SERVING), until
+        ``deadline``; a caller that saw generation ``seen`` and finds it changed uses the
+        leader another call found."""
+        async with self._finding:
+            if self._generation != seen:
+                return True
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                order = [(self.leader + k) % len(self.channels)
+                         for k in range(len(self.channels))]
+                found = await asyncio.gather(*(self._serving(i, min(1.0, left))
+                                               for i in order))
+                for i, ok in zip(order, found, strict=True):
+                    if ok:
+                        if i != self.leader:
+                            log.warning("shard %d: now led by %s", self.index,
+                                        self.spec.addresses[i])
+                        self.leader = i
+                        self._generation += 1
+                        return True
+                await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    async def unary(self, service: str, method: str, body: bytes, account: Account,
+                    timeout: float | None, *, command: bool) -> bytes:
+        """One call to the shard's leader, the request and answer as bytes. ``command``:
+        it changes the venue, so it is sent again only when it surely was not applied."""
+        wait = self.failover_seconds if timeout is None else min(timeout,
+                                                                 self.failover_seconds)
+        deadline = time.monotonic() + wait
+        md = self.metadata(account)
+        while True:
+            seen, ch = self._generation, self.channels[self.leader]
+            ready = ch.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
+            left = None if timeout is None else max(0.001, deadline - time.monotonic())
+            path = f"/{service}/{method}"
+            call = self._methods.get((self.leader, path))
+            if call is None:
+                call = self._methods[self.leader, path] = ch.unary_unary(path)
+            try:
+                out: bytes = await call(body, metadata=md, timeout=left)
+                return out
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                reason = _reason(err)
+                if reason not in ("", "JOURNAL_UNAVAILABLE"):
+                    raise
+                if reason == "" and ready and command:
+                    raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index}'s engine was "
+                                     "lost during the call; it may have been applied: look "
+                                     "the order up, or send it again with the same client "
+                                     "order id") from None
+                if not await self.find_leader(seen, deadline):
+                    raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} has no "
+                                     f"engine serving after {wait:g} s "
+                                     f"({err.details()})") from None
+
+    async def leader_channel(self) -> grpc.aio.Channel:
+        """The leader's channel for a stream (looked up first when it is not serving)."""
+        seen, i = self._generation, self.leader
+        if not await self._serving(i, 1.0):
+            await self.find_leader(seen, time.monotonic() + self.failover_seconds)
+        return self.channels[self.leader]
+
+
+class Front(Edge):
+    """The gateway's edge: accounts and limits here, engines behind."""
+
+    def __init__(self, accounts: Accounts, limits: Limits, routes: Routes, token: str,
+                 failover_seconds: float) -> None:
+        super().__init__(accounts, limits)
+        self.routes = routes
+        self.engines = {s.index: Engines(s, token, failover_seconds,
+                                         limits.max_message_bytes) for s in routes.shards}
+
+    async def call(self, context: Any, index: int, service: str, method: str, body: bytes,
+                   account: Account, *, command: bool = True) -> bytes:
+        try:
+            return await self.engines[index].unary(service, method, body, account,
+                                                   context.time_remaining(), command=command)
+        except grpc.aio.AioRpcError as err:
+            await pass_on(context, err)
+        except ShardError as err:
+            await _fail(context, err.reason, str(err))
+
+    async def each(self, context: Any, service: str, method: str, body: bytes,
+                   account: Account, *, command: bool = True,
+                   shards: list[int] | None = None) -> list[bytes]:
+        """The same call to every shard (or those named), answers in shard order."""
+        return list(await asyncio.gather(*(
+            self.call(context, i, service, method, body, account, command=command)
+            for i in (shards or self.routes.indices))))
+
+
+async def pass_on(context: Any, err: grpc.aio.AioRpcError) -> NoReturn:
+    """An engine's refusal, to the caller as the engine gave it; an engine lost (no
+    reason: the connection failed) as SHARD_UNAVAILABLE."""
+    if err.code() == grpc.StatusCode.UNAVAILABLE and not _reason(err):
+        await _fail(context, "SHARD_UNAVAILABLE", "a shard's engine was lost during the "
+                    f"call ({err.details()}); what it did not answer may have been "
+                    "applied: look it up, or send it again with the same client order id")
+    trailing = tuple((k, v) for k, v in err.trailing_metadata() or () if k in _PASSED)
+    await context.abort(err.code(), err.details() or "", trailing)
+    raise AssertionError("abort returns only by raising")
+
+
+def _parse(context: Any, cls: Any, body: bytes) -> Awaitable[Any]:
+    async def go() -> Any:
+        try:
+            return cls.FromString(body)
+        except DecodeError:
+            await _fail(context, "INVALID_ARGUMENT", f"malformed {cls.__name__}")
+    return go()
+
+
+def _merge_by(key: Callable[[Any], int], lists: list[Any], size: int, more: bool
+              ) -> tuple[list[Any], str]:
+    """Pages of shards merged by id: the first ``size``, and the token of the next page
+    (every shard's page starts after the same id, so a page of the merge is exact)."""
+    rows = sorted((x for part in lists for x in part), key=key)
+    if len(rows) > size:
+        rows, more = rows[:size], True
+    return rows, (str(key(rows[-1])) if more and rows else "")
+
+
+def _page(asked: int) -> int:
+    return 500 if asked == 0 else min(asked, 1000)
+
+
+class ShardMarket:
+    """The Market service over the shards. Order entry keeps request bytes as they came."""
+
+    def __init__(self, f: Front) -> None:
+        self.f = f
+
+    async def _routed(self, context: Any, method: str, body: bytes, index: int,
+                      account: Account, *, command: bool = True) -> bytes:
+        return await self.f.call(context, index, MARKET, method, body, account,
+                                 command=command)
+
+    async def place_order(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context, BUYER, SELLER)
+        await self.f.throttle(context, a)
+        o = await _parse(context, pb.PlaceOrderRequest, body)
+        return await self._routed(context, "PlaceOrder", body, self.f.routes.of_order(o), a)
+
+    async def _by_order_id(self, context: Any, method: str, cls: Any, body: bytes,
+                           *roles: str, command: bool = True) -> bytes:
+        a = await self.f.auth(context, *roles)
+        if command:
+            await self.f.throttle(context, a)
+        r = await _parse(context, cls, body)
+        return await self._routed(context, method, body, self.f.routes.of_id(r.order_id), a,
+                                  command=command)
+
+    async def cancel_order(self, body: bytes, context: Any) -> bytes:
+        return await self._by_order_id(context, "CancelOrder", pb.CancelOrderRequest, body,
+                                       BUYER, SELLER)
+
+    async def amend_order(self, body: bytes, context: Any) -> bytes:
+        return await self._by_order_id(context, "AmendOrder", pb.AmendOrderRequest, body,
+                                       BUYER, SELLER)
+
+    async def resell(self, body: bytes, context: Any) -> bytes:
+        return await self._by_order_id(context, "Resell", pb.ResellRequest, body,
+                                       BUYER, SELLER)
+
+    async def get_order(self, body: bytes, context: Any) -> bytes:
+        return await self._by_order_id(context, "GetOrder", pb.GetOrderRequest, body,
+                                       command=False)
+
+    async def cancel_all(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context, BUYER, SELLER)
+        r = await _parse(context, pb.CancelAllRequest, body)
+        if r.product_id or r.range_id:
+            index = (self.f.routes.of_product(r.product_id) if r.product_id
+                     else self.f.routes.of_id(r.range_id))
+            return await self._routed(context, "CancelAll", body, index, a)
+        return _cancelled(await self.f.each(context, MARKET, "CancelAll", body, a))
+
+    async def _one_shard(self, context: Any, orders: Any, what: str) -> int:
+        """The one shard of a basket's legs or a group's alternatives."""
+        shards = sorted({self.f.routes.of_order(o) for o in orders})
+        if len(shards) > 1:
+            await _fail(context, "CROSS_SHARD", f"{what} of shards "
+                        f"{', '.join(map(str, shards))}: a basket or group trades in one "
+                        "shard (its SKUs and regions routed to one engine)")
+        return shards[0] if shards else self.f.routes.indices[0]
+
+    async def place_basket(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context, BUYER, SELLER)
+        r = await _parse(context, pb.PlaceBasketRequest, body)
+        await self.f.throttle(context, a, max(1, min(len(r.legs), 100)))
+        index = await self._one_shard(context, r.legs, "a basket with legs")
+        return await self._routed(context, "PlaceBasket", body, index, a)
+
+    async def place_one_of(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context, BUYER)
+        await self.f.throttle(context, a)
+        r = await _parse(context, pb.PlaceOneOfRequest, body)
+        index = await self._one_shard(context, r.alternatives, "a group with alternatives")
+        return await self._routed(context, "PlaceOneOf", body, index, a)
+
+    async def place_ask_range(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context, SELLER)
+        r = await _parse(context, pb.PlaceAskRangeRequest, body)
+        await self.f.throttle(context, a, max(1, min(r.hours, 168)))
+        return await self._routed(context, "PlaceAskRange", body,
+                                  self.f.routes.of_product(r.ask.product_id), a)
+
+    async def register_capacity(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context, SELLER)
+        r = await _parse(context, pb.RegisterCapacityRequest, body)
+        return await self._routed(context, "RegisterCapacity", body,
+                                  self.f.routes.of_market(r.sku, r.region), a)
+
+    async def withdraw_capacity(self, body: bytes, context: Any) -> bytes:
+        """The shard that knows the cluster withdraws; the others refuse without change."""
+        a = await self.f.auth(context, SELLER)
+        last: grpc.aio.AioRpcError | None = None
+        for index in self.f.routes.indices:
+            try:
+                return await self.f.engines[index].unary(
+                    MARKET, "WithdrawCapacity", body, a, context.time_remaining(),
+                    command=True)
+            except grpc.aio.AioRpcError as err:
+                if _reason(err) != "UNKNOWN_CLUSTER":
+                    await pass_on(context, err)
+                last = err
+            except ShardError as err:
+                await _fail(context, err.reason, str(err))
+        assert last is not None
+        await pass_on(context, last)
+
+    async def get_book(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context)
+        r = await _parse(context, pb.GetBookRequest, body)
+        return await self._routed(context, "GetBook", body,
+                                  self.f.routes.of_product(r.product_id), a, command=False)
+
+    async def list_orders(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context)
+        r = await _parse(context, pb.ListOrdersRequest, body)
+        if r.product_id:
+            return await self._routed(context, "ListOrders", body,
+                                      self.f.routes.of_product(r.product_id), a, command=False)
+        parts = [pb.ListOrdersResponse.FromString(b) for b in
+                 await self.f.each(context, MARKET, "ListOrders", body, a, command=False)]
+        rows, token = _merge_by(lambda o: o.order_id, [p.orders for p in parts],
+                                _page(r.page_size), any(p.next_page_token for p in parts))
+        return bytes(pb.ListOrdersResponse(orders=rows, next_page_token=token)
+                     .SerializeToString())
+
+    async def list_allocations(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context)
+        r = await _parse(context, pb.ListAllocationsRequest, body)
+        if r.product_id:
+            return await self._routed(context, "ListAllocations", body,
+                                      self.f.routes.of_product(r.product_id), a, command=False)
+        parts = [pb.ListAllocationsResponse.FromString(b) for b in await self.f.each(
+            context, MARKET, "ListAllocations", body, a, command=False)]
+        rows, token = _merge_by(lambda x: x.trade_id, [p.allocations for p in parts],
+                                _page(r.page_size), any(p.next_page_token for p in parts))
+        return bytes(pb.ListAllocationsResponse(allocations=rows, next_page_token=token)
+                     .SerializeToString())
+
+    async def list_products(self, body: bytes, context: Any) -> bytes:
+        """Shard by shard: the token names the shard and that shard's own token."""
+        a = await self.f.auth(context)
+        r = await _parse(context, pb.ListProductsRequest, body)
+        indices = self.f.routes.indices
+        at, _, inner = r.page_token.partition(".")
+        if r.page_token and (not at.isdigit() or int(at) not in indices):
+            await _fail(context, "INVALID_ARGUMENT",
+                        "malformed page_token: pass the next_page_token of the previous page")
+        k = indices.index(int(at)) if r.page_token else 0
+        while True:
+            ask = pb.ListProductsRequest(page_size=r.page_size, page_token=inner)
+            got = pb.ListProductsResponse.FromString(await self._routed(
+                context, "ListProducts", ask.SerializeToString(), indices[k], a,
+                command=False))
+            if got.next_page_token:
+                token = f"{indices[k]}.{got.next_page_token}"
+            elif k + 1 < len(indices):
+                token = f"{indices[k + 1]}."
+            else:
+                token = ""
+            if got.products or not token:
+                return bytes(pb.ListProductsResponse(products=got.products,
+                                                     next_page_token=token)
+                             .SerializeToString())
+            k, inner = (k if got.next_page_token else k + 1), token.partition(".")[2]
+
+    async def submit_orders(self, requests: AsyncIterator[bytes],
+                            context: Any) -> AsyncIterator[bytes]:
+        """Each message's orders go to their shards' streams (split when they span
+        shards); the answers come back in the caller's order."""
+        a = await self.f.auth(context, BUYER, SELLER)
+        upstream: dict[int, Upstream] = {}
+        pending: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(1024)
+        loop = asyncio.get_running_loop()
+
+        async def stream_of(index: int) -> Upstream:
+            if index not in upstream:
+                e = self.f.engines[index]
+                upstream[index] = Upstream(await e.leader_channel(), e.metadata(a), index)
+            return upstream[index]
+
+        async def read() -> None:
+            try:
+                async for body in requests:
+                    try:
+                        r = pb.SubmitOrdersRequest.FromString(body)
+                    except DecodeError:
+                        await _fail(context, "INVALID_ARGUMENT", "malformed SubmitOrdersRequest")
+                    n = len(r.orders)
+                    limit = self.f.limits.max_orders_per_message
+                    if n > limit:
+                        await _fail(context, "TOO_MANY_ORDERS",
+                                    f"at most {limit} orders per message")
+                    refused = None
+                    if not a.enabled:
+                        refused = ("ACCOUNT_DISABLED", "this account is disabled by the "
+                                   "operator")
+                    elif wait := self.f.bucket.take(a.account_id, n, time.monotonic()):
+                        refused = ("RATE_LIMITED",
+                                   f"over the order rate; retry in {wait * 1000:.0f} ms")
+                    if refused is not None:
+                        f = loop.create_future()
+                        f.set_result(_refused_all(n, *refused))
+                        await pending.put(f)
+                        continue
+                    groups: dict[int, list[int]] = {}
+                    for i, o in enumerate(r.orders):
+                        groups.setdefault(self.f.routes.of_order(o), []).append(i)
+                    if len(groups) <= 1:
+                        index = next(iter(groups), self.f.routes.indices[0])
+                        await pending.put((await stream_of(index)).send(body))
+                        continue
+                    parts = []
+                    for index, at in groups.items():
+                        sub = pb.SubmitOrdersRequest(orders=[r.orders[i] for i in at])
+                        parts.append((at, (await stream_of(index)).send(
+                            sub.SerializeToString())))
+                    await pending.put(asyncio.ensure_future(_joined(n, parts)))
+            finally:
+                await pending.put(None)
+        reader = asyncio.create_task(read())
+        try:
+            while (fut := await pending.get()) is not None:
+                try:
+                    yield await fut
+                except grpc.aio.AioRpcError as err:
+                    await pass_on(context, err)
+                except ShardError as err:
+                    await _fail(context, err.reason, str(err))
+            await reader  # a refusal of the stream itself (malformed, too many orders)
+        finally:
+            reader.cancel()
+            for u in upstream.values():
+                u.close()
+
+    async def _fan_in(self, context: Any, method: str, requests: dict[int, bytes],
+                      account: Account) -> AsyncIterator[bytes]:
+        """The shards' streams as one: batches as each shard sends them. One shard's
+        stream ending ends this one with its status."""
+        q: asyncio.Queue[bytes | grpc.aio.AioRpcError | ShardError] = asyncio.Queue(
+            self.f.limits.subscriber_queue)
+
+        async def pump(index: int, body: bytes) -> None:
+            e = self.f.engines[index]
+            try:
+                ch = await e.leader_channel()
+                call = ch.unary_stream(f"/{MARKET}/{method}")(body, metadata=e.metadata(account))
+                async for batch in call:
+                    q.put_nowait(batch)
+                q.put_nowait(ShardError("SHARD_UNAVAILABLE",
+                                        f"shard {index}'s stream ended; subscribe again"))
+            except grpc.aio.AioRpcError as err:
+                q.put_nowait(err)
+            except asyncio.QueueFull:
+                lagged.set()  # the caller fell behind: its stream ends
+        lagged = asyncio.Event()
+        pumps = [asyncio.create_task(pump(i, b)) for i, b in requests.items()]
+        try:
+            while True:
+                if lagged.is_set():
+                    await _fail(context, "SUBSCRIBER_LAGGED", "the stream fell behind; "
+                                "subscribe again", grpc.StatusCode.RESOURCE_EXHAUSTED)
+                getter = asyncio.ensure_future(q.get())
+                waiter = asyncio.ensure_future(lagged.wait())
+                done, _ = await asyncio.wait({getter, waiter},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    continue
+                item = getter.result()
+                if isinstance(item, grpc.aio.AioRpcError):
+                    await pass_on(context, item)
+                if isinstance(item, ShardError):
+                    await _fail(context, item.reason, str(item))
+                yield item
+        finally:
+            for p in pumps:
+                p.cancel()
+
+    async def stream_market_data(self, body: bytes, context: Any) -> AsyncIterator[bytes]:
+        a = await self.f.auth(context)
+        r = await _parse(context, pb.StreamMarketDataRequest, body)
+        await self.f.bounded(context, tuple(r.product_ids), (r.product_ids,))
+        if r.product_ids:
+            wanted: dict[int, list[str]] = {}
+            for p in r.product_ids:
+                wanted.setdefault(self.f.routes.of_product(p), []).append(p)
+            requests = {i: pb.StreamMarketDataRequest(product_ids=ps).SerializeToString()
+                        for i, ps in wanted.items()}
+        else:
+            requests = dict.fromkeys(self.f.routes.indices, body)
+        async for m in self._fan_in(context, "StreamMarketData", requests, a):
+            yield m
+
+    async def stream_executions(self, body: bytes, context: Any) -> AsyncIterator[bytes]:
+        a = await self.f.auth(context)
+        async for m in self._fan_in(context, "StreamExecutions",
+                                    dict.fromkeys(self.f.routes.indices, body), a):
+            yield m
+
+
+def _cancelled(answers: list[bytes]) -> bytes:
+    orders = [o for b in answers for o in pb.CancelAllResponse.FromString(b).orders]
+    orders.sort(key=lambda o: o.order_id)
+    return bytes(pb.CancelAllResponse(orders=orders).SerializeToString())
+
+
+def _refused_all(n: int, reason: str, message: str) -> bytes:
+    from spotex.server import status_for
+    result = pb.OrderResult(code=status_for(reason).value[0], reason=reason, message=message)
+    return bytes(pb.SubmitOrdersResponse(results=[result] * n).SerializeToString())
+
+
+async def _joined(n: int, parts: list[tuple[list[int], asyncio.Future[bytes]]]) -> bytes:
+    results: list[Any] = [None] * n
+    for at, fut in parts:
+        got = pb.SubmitOrdersResponse.FromString(await fut).results
+        for i, res in zip(at, got, strict=True):
+            results[i] = res
+    return bytes(pb.SubmitOrdersResponse(results=results).SerializeToString())
+
+
+class Upstream:
+    """A caller's SubmitOrders stream to one shard: messages in, in order, by one
+    writer; answers paired with them in order."""
+
+    def __init__(self, channel: grpc.aio.Channel, metadata: Any, index: int) -> None:
+        self.call = channel.stream_stream(f"/{MARKET}/SubmitOrders")(metadata=metadata)
+        self.index = index
+        self.outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+        self.waiting: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue()
+        self.tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._read())]
+
+    def send(self, body: bytes) -> asyncio.Future[bytes]:
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.waiting.put_nowait(fut)
+        self.outgoing.put_nowait(body)
+        return fut
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self.call.write(await self.outgoing.get())
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # the reader fails what waits
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                answer = await self.call.read()
+                if answer is grpc.aio.EOF:
+                    raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} ended the stream")
+                fut = await self.waiting.get()
+                if not fut.done():
+                    fut.set_result(answer)
+        except (grpc.aio.AioRpcError, ShardError) as err:
+            # what waits fails, and so does what is sent later
+            while True:
+                fut = await self.waiting.get()
+                if not fut.done():
+                    fut.set_exception(err)
+
+    def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        self.call.cancel()
+
+
+def market_handlers(m: ShardMarket) -> grpc.GenericRpcHandler:
+    uu = grpc.unary_unary_rpc_method_handler
+    us = grpc.unary_stream_rpc_method_handler
+    handlers = {
+        "ListProducts": uu(m.list_products), "RegisterCapacity": uu(m.register_capacity),
+        "WithdrawCapacity": uu(m.withdraw_capacity), "PlaceOrder": uu(m.place_order),
+        "CancelOrder": uu(m.cancel_order), "AmendOrder": uu(m.amend_order),
+        "GetOrder": uu(m.get_order), "ListOrders": uu(m.list_orders),
+        "GetBook": uu(m.get_book), "ListAllocations": uu(m.list_allocations),
+        "StreamMarketData": us(m.stream_market_data),
+        "StreamExecutions": us(m.stream_executions),
+        "SubmitOrders": grpc.stream_stream_rpc_method_handler(m.submit_orders),
+        "CancelAll": uu(m.cancel_all), "PlaceAskRange": uu(m.place_ask_range),
+        "PlaceOneOf": uu(m.place_one_of), "PlaceBasket": uu(m.place_basket),
+        "Resell": uu(m.resell)}
+    return grpc.method_handlers_generic_handler(MARKET, handlers)
+
+
+class ShardOperator(AccountsService):
+    """The operator's calls: accounts here; products and state on the shards."""
+
+    s: Front
+
+    def __init__(self, f: Front) -> None:
+        super().__init__(f)
+
+    async def _forward(self, context: Any, method: str, request: Any, index: int,
+                       cls: Any) -> Any:
+        a = await self.s.auth(context, OPERATOR)
+        return cls.FromString(await self.s.call(context, index, OPERATOR_SERVICE, method,
+                                                request.SerializeToString(), a))
+
+    async def CreateProducts(self, request: Any, context: Any) -> Any:
+        """Each (SKU, region) pair's products on its shard."""
+        a = await self.s.auth(context, OPERATOR)
+        r = request
+        count = max(0, r.to_hour - r.from_hour) * len(r.skus) * len(r.regions)
+        if count > self.s.limits.max_products_per_call:
+            await _fail(context, "TOO_MANY_PRODUCTS",
+                        f"at most {self.s.limits.max_products_per_call} products per call")
+        calls = []
+        for sku in r.skus or [""]:
+            for region in r.regions or [""]:
+                one = pb.CreateProductsRequest()
+                one.CopyFrom(r)
+                one.ClearField("skus")
+                one.ClearField("regions")
+                one.skus.extend([sku] if sku else [])
+                one.regions.extend([region] if region else [])
+                calls.append(self.s.call(context, self.s.routes.of_market(sku, region),
+                                         OPERATOR_SERVICE, "CreateProducts",
+                                         one.SerializeToString(), a))
+        out = pb.CreateProductsResponse()
+        for b in await asyncio.gather(*calls):
+            got = pb.CreateProductsResponse.FromString(b)
+            out.products.extend(got.products)
+            out.existing.extend(got.existing)
+        return out
+
+    async def Halt(self, request: Any, context: Any) -> Any:
+        return await self._forward(context, "Halt", request,
+                                   self.s.routes.of_product(request.product_id),
+                                   pb.ProductResponse)
+
+    async def Resume(self, request: Any, context: Any) -> Any:
+        return await self._forward(context, "Resume", request,
+                                   self.s.routes.of_product(request.product_id),
+                                   pb.ProductResponse)
+
+    async def CloseProduct(self, request: Any, context: Any) -> Any:
+        return await self._forward(context, "CloseProduct", request,
+                                   self.s.routes.of_product(request.product_id),
+                                   pb.ProductResponse)
+
+    async def DisableAccount(self, request: Any, context: Any) -> Any:
+        """The kill switch: refused here at once, then its open orders on every shard
+        cancelled."""
+        a = await self._account_change(
+            context, lambda: self.s.accounts.set_enabled(request.account_id, False))
+        acting = Account(a.account_id, a.name, [BUYER, SELLER], "")
+        cancelled = pb.CancelAllResponse.FromString(_cancelled(await self.s.each(
+            context, MARKET, "CancelAll", b"", acting)))
+        log.warning("account %d disabled; %d open orders cancelled", a.account_id,
+                    len(cancelled.orders), extra={"account": a.account_id})
+        from spotex.server import _account
+        return pb.AccountResponse(account=_account(a), cancelled=cancelled.orders)
+
+    async def _hashes(self, context: Any, method: str) -> Any:
+        a = await self.s.auth(context, OPERATOR)
+        answers = [pb.GetStateHashResponse.FromString(b) for b in await self.s.each(
+            context, OPERATOR_SERVICE, method, b"", a, command=method == "TakeSnapshot")]
+        return venue_hash(self.s.routes.indices, answers)
+
+    async def GetStateHash(self, request: Any, context: Any) -> Any:
+        return await self._hashes(context, "GetStateHash")
+
+    async def TakeSnapshot(self, request: Any, context: Any) -> Any:
+        return await self._hashes(context, "TakeSnapshot")
+
+
+def venue_hash(indices: list[int], answers: list[Any]) -> Any:
+    """The venue's sequence (the sum of the shards') and hash: SHA-256 of each shard's
+    index and state hash, one line each, in index order."""
+    lines = "".join(f"{i} {r.state_hash}\n" for i, r in zip(indices, answers, strict=True))
+    return pb.GetStateHashResponse(sequence=sum(r.sequence for r in answers),
+                                   state_hash=hashlib.sha256(lines.encode()).hexdigest())
+
+
+class ShardGateway:
+    """A running shard gateway: ``await ShardGateway.start(...)``, then ``stop()``."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, front: Front,
+                 lock: DataDirLock | None) -> None:
+        self.grpc = server
+        self.port = port
+        self.front = front
+        self._lock = lock
+
+    @classmethod
+    async def start(cls, listen: str, routes: Routes, gateway_token: str,
+                    data_dir: Path | None = None, operator_token: str | None = None,
+                    limits: Limits | None = None, failover_seconds: float = 15.0,
+                    tls: TlsConfig | None = None, access_log: bool = True) -> ShardGateway:
+        if not gateway_token:
+            raise ListenError("a gateway needs the token its engines trust (--gateway-token)")
+        _check_listen(listen)
+        limits = limits or Limits()
+        lock = DataDirLock(data_dir) if data_dir is not None else None
+        try:
+            accounts = Accounts(data_dir / "accounts.json" if data_dir else None,
+                                operator_token)
+            front = Front(accounts, limits, routes, gateway_token, failover_seconds)
+            server = grpc.aio.server(interceptors=[Observe(None, access_log)], options=[
+                ("grpc.max_receive_message_length", limits.max_message_bytes),
+                ("grpc.so_reuseport", 0)])
+            server.add_generic_rpc_handlers((market_handlers(ShardMarket(front)),))
+            pb_grpc.add_OperatorServicer_to_server(ShardOperator(front), server)
+            health_servicer = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            names = (MARKET, OPERATOR_SERVICE,
+                     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                     reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
+            try:
+                if tls is None:
+                    port = server.add_insecure_port(listen)
+                else:
+                    creds = grpc.ssl_server_credentials(
+                        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+                        root_certificates=tls.client_ca.read_bytes() if tls.client_ca
+                        else None, require_client_auth=tls.client_ca is not None)
+                    port = server.add_secure_port(listen, creds)
+            except RuntimeError:
+                port = 0
+            if port == 0:
+                raise ListenError(f"cannot listen on {listen} (in use, or not this host's "
+                                  "address)")
+            await server.start()
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        for name in ("", MARKET, OPERATOR_SERVICE):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("spotex gateway listening on %s:%d for shards %s",
+                 listen.rsplit(":", 1)[0], port,
+                 ", ".join(f"{s.index} ({' '.join(s.addresses)})" for s in routes.shards))
+        return cls(server, port, front, lock)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.grpc.stop(grace)
+        for e in self.front.engines.values():
+            await e.close()
+        if self._lock is not None:
+            self._lock.release()
+
+
+async def run_gateway(listen: str, routes: Routes, gateway_token: str, data_dir: Path | None,
+                      operator_token: str | None, failover_seconds: float = 15.0,
+                      ready: Callable[[ShardGateway], None] | None = None,
+                      limits: Limits | None = None) -> None:
+    """Runs until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    gw = await ShardGateway.start(listen, routes, gateway_token, data_dir, operator_token,
+                                  limits, failover_seconds)
+    if ready:
+        ready(gw)
+    await stop.wait()
+    await gw.stop()

@@ -1,0 +1,370 @@
+"""One venue over two shards: two engines (each owning one SKU's products, numbering its
+ids from its index << 48) behind a shard gateway that owns the accounts. A client of the
+gateway sees one venue; each engine holds only its own shard."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import OPERATOR_TOKEN, Collector, on_thread, serving
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spotex.client import Client, Order, RpcError
+from spotex.limits import Limits
+from spotex.shards import RouteError, Routes, ShardGateway, ShardSpec, parse_route, parse_shard
+
+GATEWAY_TOKEN = "test-gateway-token"
+HOUR = 500_000
+ROUTES = {"H100/us-east": 1, "B200/us-east": 2}
+LIMITS = Limits(orders_per_second=1e6, order_burst=1_000_000)
+
+
+@dataclass
+class Venue:
+    target: str  # the gateway
+    engines: dict[int, str]  # shard index -> its engine's address
+
+
+@contextlib.contextmanager
+def venue(base: Path, routes: dict[str, int] = ROUTES) -> Iterator[Venue]:
+    with contextlib.ExitStack() as stack:
+        engines = {}
+        for index in (1, 2):
+            r = stack.enter_context(serving(base / f"shard{index}", shard_index=index,
+                                            gateway_token=GATEWAY_TOKEN, limits=LIMITS,
+                                            tick_seconds=0.2))
+            engines[index] = r.target
+        table = Routes([ShardSpec(i, (a,)) for i, a in engines.items()], routes)
+        gw, _ = stack.enter_context(on_thread(
+            lambda: ShardGateway.start("127.0.0.1:0", table, GATEWAY_TOKEN, base / "gateway",
+                                       OPERATOR_TOKEN, limits=LIMITS, access_log=False),
+            lambda g: g.stop(0.5)))
+        yield Venue(f"127.0.0.1:{gw.port}", engines)
+
+
+def pid(sku: str, h: int = 0) -> str:
+    return f"{sku}/us-east/2027-01-15T{8 + h:02d}"  # HOUR + h, as the products are listed
+
+
+TOKENS: dict[str, str] = {}
+
+
+def market(v: Venue) -> tuple[Client, Client, Client]:
+    """Products of both SKUs, a seller with a cluster of each, a buyer (their tokens in
+    TOKENS)."""
+    op = Client(v.target, OPERATOR_TOKEN)
+    made = op.create_products(skus=["H100", "B200"], regions=["us-east"], from_hour=HOUR,
+                              to_hour=HOUR + 3)
+    assert sorted(p.product_id for p in made) == sorted(
+        pid(s, h) for s in ("H100", "B200") for h in range(3))
+    for name in ("seller", "buyer"):
+        TOKENS[name] = op.create_account(name, [name]).token
+    seller, buyer = Client(v.target, TOKENS["seller"]), Client(v.target, TOKENS["buyer"])
+    for sku in ("H100", "B200"):
+        seller.register_capacity(f"{sku}-c", sku=sku, region="us-east",
+                                 nodes=[("n0", 8), ("n1", 8)], from_hour=HOUR,
+                                 to_hour=HOUR + 3)
+    return op, seller, buyer
+
+
+def test_routes_parse_and_refuse_what_cannot_be_used() -> None:
+    assert parse_shard("2=127.0.0.1:1,127.0.0.1:2") == ShardSpec(2, ("127.0.0.1:1",
+                                                                     "127.0.0.1:2"))
+    assert parse_route("H100/us-east=2") == ("H100/us-east", 2)
+    for bad in ("2", "x=127.0.0.1:1", "0=127.0.0.1:1", "32=127.0.0.1:1", "1=nohost"):
+        with pytest.raises(RouteError):
+            parse_shard(bad)
+    with pytest.raises(RouteError, match="no shard 3"):
+        Routes([ShardSpec(1, ("a:1",))], {"H100/us-east": 3})
+    with pytest.raises(RouteError, match="one index"):
+        Routes([ShardSpec(1, ("a:1",)), ShardSpec(1, ("b:1",))])
+    r = Routes([ShardSpec(1, ("a:1",)), ShardSpec(2, ("b:1",))], {"H100/us-east": 2})
+    assert r.of_product("H100/us-east/2027-01-15T08") == 2
+    # without a route: a stable hash, the same for every hour of a SKU and region
+    hashed = {r.of_product(f"A100/eu-west/2027-01-15T{h:02d}") for h in range(24)}
+    assert len(hashed) == 1
+    assert r.of_id((2 << 48) + 5) == 2 and r.of_id(7) == 1 and r.of_id(9 << 48) == 1
+
+
+def test_a_client_of_the_gateway_trades_on_both_shards_as_one_venue(tmp_path: Path) -> None:
+    with venue(tmp_path) as v:
+        op, seller, buyer = market(v)
+        asks = {s: seller.place_order(pid(s), "sell", "2.00", 16, cluster_id=f"{s}-c")
+                for s in ("H100", "B200")}
+        # each shard numbers its own ids
+        assert asks["H100"].order_id >> 48 == 1 and asks["B200"].order_id >> 48 == 2
+        bids = {s: buyer.place_order(pid(s), "buy", "2.50", 8, gang=8)
+                for s in ("H100", "B200")}
+        for s, b in bids.items():
+            assert b.state == "filled" and b.order_id >> 48 == ROUTES[f"{s}/us-east"]
+            assert b.fills[0].trade_id >> 48 == ROUTES[f"{s}/us-east"]
+        # by id: the shard that gave it
+        assert buyer.get_order(bids["B200"].order_id).fills == bids["B200"].fills
+        assert seller.cancel_order(asks["H100"].order_id).state == "cancelled"
+        with pytest.raises(RpcError) as err:
+            buyer.get_order((2 << 48) + 999)
+        assert err.value.reason == "UNKNOWN_ORDER"
+        # views without a product: both shards, merged by id (every page)
+        listed = seller.list_orders()
+        assert [o.order_id for o in listed] == sorted(a.order_id for a in asks.values())
+        allocs = buyer.list_allocations()
+        assert sorted(a.product_id for a in allocs) == sorted(pid(s) for s in asks)
+        assert [a.trade_id for a in allocs] == sorted(a.trade_id for a in allocs)
+        assert len(op.list_products()) == 6
+        # the engines: each holds its own products only
+        for index, sku in ((1, "H100"), (2, "B200")):
+            own = Client(v.engines[index], OPERATOR_TOKEN).list_products()
+            assert {p.product_id.split("/")[0] for p in own} == {sku}
+        # the venue's hash is the shards' hashes, in index order
+        lines = "".join(f"{i} {Client(v.engines[i], OPERATOR_TOKEN).state_hash()[1]}\n"
+                        for i in (1, 2))
+        assert op.state_hash()[1] == hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_pages_across_shards_are_exact(tmp_path: Path) -> None:
+    with venue(tmp_path) as v:
+        _, seller, _ = market(v)
+        placed = [seller.place_order(pid(s, h), "sell", "3.00", 1, cluster_id=f"{s}-c")
+                  for s in ("H100", "B200", "H100") for h in range(3)]
+        ch = grpc.insecure_channel(v.target)
+        from spotex._proto.spotex.v1 import spotex_pb2 as pb
+        from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+        stub = pb_grpc.MarketStub(ch)
+        md = (("authorization", f"Bearer {TOKENS['seller']}"),)
+        for size in (1, 2, 4, 100):
+            got, token = [], ""
+            while True:
+                r = stub.ListOrders(pb.ListOrdersRequest(page_size=size, page_token=token),
+                                    metadata=md)
+                assert len(r.orders) <= size
+                got += [o.order_id for o in r.orders]
+                if not (token := r.next_page_token):
+                    break
+            assert got == sorted(o.order_id for o in placed), size
+            products, token = [], ""
+            while True:
+                p = stub.ListProducts(pb.ListProductsRequest(page_size=size, page_token=token),
+                                      metadata=md)
+                products += [x.product_id for x in p.products]
+                if not (token := p.next_page_token):
+                    break
+            assert sorted(products) == sorted(pid(s, h) for s in ("H100", "B200")
+                                              for h in range(3)), size
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListProducts(pb.ListProductsRequest(page_token="x.1"), metadata=md)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        ch.close()
+
+
+def test_bulk_entry_spanning_shards_answers_in_order_and_a_basket_stays_in_one(
+        tmp_path: Path) -> None:
+    with venue(tmp_path) as v:
+        _, seller, buyer = market(v)
+        orders = [{"product_id": pid(s, h), "side": "sell", "price": f"2.{h}0", "quantity": 2,
+                   "cluster_id": f"{s}-c", "client_order_id": f"{s}-{h}"}
+                  for h in range(3) for s in ("H100", "B200")]
+        orders.append({**orders[0], "quantity": 0, "client_order_id": "bad"})
+        got = list(seller.submit_orders(orders, per_message=4))
+        assert len(got) == len(orders)
+        for o, r in zip(orders[:-1], got[:-1], strict=True):
+            assert isinstance(r, Order) and r.client_order_id == o["client_order_id"]
+            assert r.order_id >> 48 == ROUTES[o["product_id"].rsplit("/", 1)[0]]
+        assert isinstance(got[-1], RpcError) and got[-1].reason == "NON_POSITIVE_QUANTITY"
+
+        before = buyer.list_orders()
+        with pytest.raises(RpcError) as err:
+            buyer.place_basket([{"product_id": pid("H100"), "side": "buy", "price": "3",
+                                 "quantity": 1},
+                                {"product_id": pid("B200"), "side": "buy", "price": "3",
+                                 "quantity": 1}])
+        assert err.value.reason == "CROSS_SHARD" and "shards 1, 2" in err.value.message
+        assert buyer.list_orders() == before
+        legs = buyer.place_basket([{"product_id": pid("B200", h), "side": "buy",
+                                    "price": "3", "quantity": 1} for h in range(2)])
+        assert [o.state for o in legs] == ["filled", "filled"]
+
+
+def test_streams_fan_in_from_every_shard(tmp_path: Path) -> None:
+    with venue(tmp_path) as v:
+        _, seller, buyer = market(v)
+        execs = Collector(buyer.executions())
+        md = Collector(buyer.market_data([pid("H100"), pid("B200")]))
+        md.wait_for(lambda xs: {x.product_id for x in xs} == {pid("H100"), pid("B200")})
+        for s in ("H100", "B200"):
+            seller.place_order(pid(s), "sell", "2.00", 8, cluster_id=f"{s}-c")
+            buyer.place_order(pid(s), "buy", "2.00", 8, gang=8)
+        execs.wait_for(lambda xs: {x.allocation.product_id for x in xs
+                                   if x.kind == "allocated"} == {pid("H100"), pid("B200")},
+                       timeout=10)
+        md.wait_for(lambda xs: {x.product_id for x in xs if x.kind == "trade"}
+                    == {pid("H100"), pid("B200")}, timeout=10)
+        buyer.close()
+
+
+def test_capacity_the_kill_switch_and_product_state_reach_the_right_shard(
+        tmp_path: Path) -> None:
+    with venue(tmp_path) as v:
+        op, seller, buyer = market(v)
+        assert seller.withdraw_capacity("B200-c", from_hour=HOUR + 2, to_hour=HOUR + 3) == 16
+        with pytest.raises(RpcError) as err:
+            seller.withdraw_capacity("nowhere", from_hour=HOUR, to_hour=HOUR + 1)
+        assert err.value.reason == "UNKNOWN_CLUSTER"
+        assert op.halt(pid("B200")).state == "halted"
+        with pytest.raises(RpcError) as err:
+            buyer.place_order(pid("B200"), "buy", "1", 1)
+        assert err.value.reason == "PRODUCT_HALTED"
+        op.resume(pid("B200"))
+        resting = [buyer.place_order(pid(s, 1), "buy", "1", 1) for s in ("H100", "B200")]
+        account, cancelled = op.disable_account(
+            next(a.account_id for a in op.list_accounts() if a.name == "buyer"))
+        assert not account.enabled
+        assert sorted(o.order_id for o in cancelled) == sorted(o.order_id for o in resting)
+        with pytest.raises(RpcError) as err:
+            buyer.place_order(pid("H100"), "buy", "1", 1)
+        assert err.value.reason == "ACCOUNT_DISABLED"
+
+
+def test_an_engine_takes_the_gateway_s_word_only_with_its_token(tmp_path: Path) -> None:
+    with venue(tmp_path) as v:
+        market(v)
+        engine = v.engines[1]
+        # the gateway's accounts are not the engine's: a token of the gateway is unknown
+        with pytest.raises(RpcError) as err:
+            Client(engine, TOKENS["seller"]).list_orders()
+        assert err.value.reason == "UNAUTHENTICATED"
+        for token in ("wrong", OPERATOR_TOKEN):
+            ch = grpc.insecure_channel(engine)
+            from spotex._proto.spotex.v1 import spotex_pb2 as pb
+            from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+            md = (("authorization", f"Bearer {token}"), ("spotex-account", "2"),
+                  ("spotex-roles", "seller"))
+            if token == OPERATOR_TOKEN:
+                # a real token's own account, whatever the metadata says
+                r = pb_grpc.MarketStub(ch).ListOrders(pb.ListOrdersRequest(), metadata=md)
+                assert list(r.orders) == []
+            else:
+                with pytest.raises(grpc.RpcError) as e:
+                    pb_grpc.MarketStub(ch).ListOrders(pb.ListOrdersRequest(), metadata=md)
+                assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            ch.close()
+
+
+def test_a_shard_keeps_its_id_base_over_a_restart_and_refuses_another(tmp_path: Path) -> None:
+    data = tmp_path / "shard"
+    with serving(data, shard_index=3, gateway_token=GATEWAY_TOKEN) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        op.create_products(skus=["H100"], regions=["us-east"], from_hour=HOUR,
+                           to_hour=HOUR + 1)
+        token = op.create_account("s", ["seller"]).token
+        seller = Client(r.target, token)
+        seller.register_capacity("c", sku="H100", region="us-east", nodes=[("n0", 8)],
+                                 from_hour=HOUR, to_hour=HOUR + 1)
+        first = seller.place_order(pid("H100"), "sell", "2", 1, cluster_id="c")
+        assert first.order_id == 3 << 48
+    with serving(data, shard_index=3) as r:
+        again = Client(r.target, token).place_order(
+            pid("H100"), "sell", "2", 1, cluster_id="c")
+        assert again.order_id == (3 << 48) + 1
+    from spotex._core import JournalError
+    with pytest.raises(JournalError, match="shard 3, not 4"), serving(data, shard_index=4):
+        pass
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["H100", "B200"]), st.integers(0, 2),
+                          st.sampled_from(["buy", "sell"]), st.integers(1, 4),
+                          st.integers(1, 6)), min_size=1, max_size=25))
+def test_two_shards_trade_exactly_as_one_engine(tmp_path_factory: pytest.TempPathFactory,
+                                                 flow: list[tuple[str, int, str, int, int]]
+                                                 ) -> None:
+    """The same orders, one at a time, on one engine and on two shards behind a gateway:
+    every order ends the same (state, fills' prices and quantities); only ids differ."""
+    base = tmp_path_factory.mktemp("venues")
+
+    def run(target: str) -> list[tuple[str, int, list[tuple[str, int]]]]:
+        _, seller, buyer = market(Venue(target, {}))
+        out = []
+        for sku, h, side, price, qty in flow:
+            who, terms = (seller, {"cluster_id": f"{sku}-c"}) if side == "sell" else (
+                buyer, {})
+            try:
+                o = who.place_order(pid(sku, h), side, str(price), qty, **terms)
+                out.append((o.state, o.filled, [(str(f.price), f.quantity) for f in o.fills]))
+            except RpcError as err:
+                out.append((err.reason, 0, []))
+        return out
+    with venue(base / "sharded") as v:
+        sharded = run(v.target)
+    with serving(base / "one", limits=LIMITS) as r:
+        single = run(r.target)
+    assert sharded == single
+
+
+def test_a_gateway_without_its_token_or_shards_does_not_start(tmp_path: Path) -> None:
+    from spotex.server import ListenError
+    table = Routes([ShardSpec(1, ("127.0.0.1:1",))])
+
+    async def start(token: str) -> ShardGateway:
+        return await ShardGateway.start("127.0.0.1:0", table, token, tmp_path)
+    with pytest.raises(ListenError, match="gateway-token"), on_thread(
+            lambda: start(""), lambda g: g.stop()):
+        pass
+    with pytest.raises(RouteError, match="at least one shard"):
+        Routes([])
+
+
+def test_spotex_gateway_serves_until_sigterm_and_says_what_is_wrong_in_one_line(
+        tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from spotex.nats_cluster import free_port
+    spotex = str(Path(sys.executable).parent / "spotex")
+    for args, says in (([], "Missing option '--shard'"),
+                       (["--shard", "1=nohost"], "is not HOST:PORT"),
+                       (["--shard", "1=127.0.0.1:1"], "--gateway-token")):
+        out = subprocess.run([spotex, "gateway", "--data-dir", str(tmp_path / "g"), *args],
+                             capture_output=True, text=True, timeout=60,
+                             env={"PATH": "/usr/bin:/bin"})
+        assert out.returncode != 0 and says in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+    with contextlib.ExitStack() as stack:
+        engines = [stack.enter_context(serving(tmp_path / f"e{i}", shard_index=i,
+                                               gateway_token=GATEWAY_TOKEN))
+                   for i in (1, 2)]
+        target = f"127.0.0.1:{free_port()}"
+        proc = subprocess.Popen(
+            [spotex, "gateway", "--listen", target, "--data-dir", str(tmp_path / "g"),
+             "--shard", f"1={engines[0].target}", "--shard", f"2={engines[1].target}",
+             "--route", "B200/us-east=2"],
+            env={"PATH": "/usr/bin:/bin", "SPOTEX_GATEWAY_TOKEN": GATEWAY_TOKEN,
+                 "SPOTEX_OPERATOR_TOKEN": OPERATOR_TOKEN},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            op = Client(target, OPERATOR_TOKEN)
+            end = time.monotonic() + 30
+            while True:
+                try:
+                    made = op.create_products(skus=["B200"], regions=["us-east"],
+                                              from_hour=HOUR, to_hour=HOUR + 1)
+                    break
+                except RpcError:
+                    assert time.monotonic() < end and proc.poll() is None, "not up"
+                    time.sleep(0.1)
+            assert [p.product_id for p in made] == [pid("B200")]
+            assert [p.product_id for p in Client(engines[1].target, OPERATOR_TOKEN)
+                    .list_products()] == [pid("B200")]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=30)[0]
+        assert proc.returncode == 0, out
