@@ -59,6 +59,10 @@ class BenchConfig:
     nodes: int = 5_000  # per seller cluster: 40,000 GPUs an hour
     max_resting: int = 200  # per client; beyond it the client cancels
     seed: int = 1
+    # the SKUs listed (in us-east); orders spread over all their products evenly
+    skus: tuple[str, ...] = ("H100-SXM",)
+    # each buyer-seller pair of clients trades one SKU's products (else all of them)
+    sku_per_pair: bool = False
 
 
 def histogram() -> HdrHistogram:
@@ -99,7 +103,8 @@ class Trader:
     side: Any
     md: tuple[tuple[str, str], ...]
     stub: Any
-    cluster: str = ""
+    clusters: dict[str, str] = field(default_factory=dict)  # a seller's, by SKU
+    own: list[str] = field(default_factory=list)  # the products it trades ([]: all)
     resting: list[int] = field(default_factory=list)
     prices: dict[int, int] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
@@ -123,8 +128,9 @@ def setup(target: str, operator_token: str, cfg: BenchConfig) -> Market:
     with Client(target, operator_token) as op:
         hour = int(time.time()) // 3600 + 3
         products = [p.product_id for p in op.create_products(
-            skus=["H100-SXM"], regions=["us-east"], from_hour=hour, to_hour=hour + cfg.products,
-            tick=Decimal(TICK) / 1_000_000, lot=1, gate_closure_lead=dt.timedelta(hours=1))]
+            skus=list(cfg.skus), regions=["us-east"], from_hour=hour,
+            to_hour=hour + cfg.products, tick=Decimal(TICK) / 1_000_000, lot=1,
+            gate_closure_lead=dt.timedelta(hours=1))]
         traders: list[Trader] = []
         channels: list[grpc.aio.Channel] = []
         for i in range(cfg.clients):
@@ -133,13 +139,17 @@ def setup(target: str, operator_token: str, cfg: BenchConfig) -> Market:
             t = Trader(f"bench-{i}", pb.SIDE_SELL if sell else pb.SIDE_BUY,
                        (("authorization", f"Bearer {acct.token}"),), None,
                        rng=random.Random(cfg.seed * 1000 + i))
+            if cfg.sku_per_pair:
+                sku = cfg.skus[i // 2 % len(cfg.skus)]
+                t.own = [p for p in products if p.startswith(f"{sku}/")]
             if sell:
-                t.cluster = f"bench-{i}"
                 with Client(target, acct.token) as seller:
-                    seller.register_capacity(
-                        t.cluster, sku="H100-SXM", region="us-east",
-                        nodes=[(f"n{k}", GPUS_PER_NODE) for k in range(cfg.nodes)],
-                        from_hour=hour, to_hour=hour + cfg.products)
+                    for sku in cfg.skus:
+                        t.clusters[sku] = f"bench-{i}-{sku}"
+                        seller.register_capacity(
+                            t.clusters[sku], sku=sku, region="us-east",
+                            nodes=[(f"n{k}", GPUS_PER_NODE) for k in range(cfg.nodes)],
+                            from_hour=hour, to_hour=hour + cfg.products)
             traders.append(t)
     return Market(target, products, traders, channels)
 
@@ -162,9 +172,11 @@ def order_request(t: Trader, products: list[str], ioc: bool = False) -> Any:
     else:
         distance = min(50, int(1 / (1 - r.random()))) * TICK
         price = MID - distance if buy else MID + distance
+    products = t.own or products
+    product = products[r.randrange(len(products))]
     return pb.PlaceOrderRequest(
-        product_id=products[r.randrange(len(products))], side=t.side, price_micros=price,
-        quantity=1 + r.randrange(8), cluster_id=t.cluster,
+        product_id=product, side=t.side, price_micros=price,
+        quantity=1 + r.randrange(8), cluster_id=t.clusters.get(product.split("/")[0], ""),
         time_in_force=pb.TIME_IN_FORCE_IOC if ioc else pb.TIME_IN_FORCE_GTC)
 
 
@@ -369,7 +381,10 @@ def cpu_seconds(pid: int | None) -> tuple[float, float]:
 
 
 async def run_phases(m: Market, cfg: BenchConfig, phases: list[str],
-                     server_pid: int | None = None) -> dict[str, Any]:
+                     server_pid: int | None = None,
+                     watch: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """``watch``: more processes whose CPU time per order each phase measures, by name
+    (a venue's engines, its NATS servers)."""
     connect(m)
     subs = Subscribers()
     subs.start(m, cfg)
@@ -379,6 +394,7 @@ async def run_phases(m: Market, cfg: BenchConfig, phases: list[str],
         for phase in phases:
             md0, ex0 = subs.market_data, subs.executions
             cpu0 = cpu_seconds(server_pid)
+            watched0 = {k: sum(cpu_seconds(p)[0] for p in ps) for k, ps in (watch or {}).items()}
             t0 = time.perf_counter()
             if phase == "unary-latency":
                 out[phase] = await unary_latency(m, cfg)
@@ -391,7 +407,9 @@ async def run_phases(m: Market, cfg: BenchConfig, phases: list[str],
             done = out[phase].get("orders") or out[phase]["calls"]
             out[phase]["cpu_us_per_order"] = {
                 "server": (cpu1[0] - cpu0[0]) / done * 1e6 if server_pid else None,
-                "load_generator": (cpu1[1] - cpu0[1]) / done * 1e6}
+                "load_generator": (cpu1[1] - cpu0[1]) / done * 1e6,
+                **{k: (sum(cpu_seconds(p)[0] for p in ps) - watched0[k]) / done * 1e6
+                   for k, ps in (watch or {}).items()}}
             out[phase]["subscribers"] = {
                 "market_data_messages_per_sec": (subs.market_data - md0) / secs,
                 "execution_messages_per_sec": (subs.executions - ex0) / secs}
@@ -409,11 +427,12 @@ PHASES = ["unary-latency", "unary", "stream"]
 
 
 def run(cfg: BenchConfig, target: str, operator_token: str,
-        phases: list[str] = PHASES, server_pid: int | None = None) -> dict[str, Any]:
+        phases: list[str] = PHASES, server_pid: int | None = None,
+        watch: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Sets up a market on the server at ``target`` and runs the phases against it
     (with the server's pid, its CPU time per order is measured too)."""
     m = setup(target, operator_token, cfg)
-    results = asyncio.run(run_phases(m, cfg, phases, server_pid))
+    results = asyncio.run(run_phases(m, cfg, phases, server_pid, watch))
     return {"machine": machine(), "config": cfg.__dict__, "results": results}
 
 
