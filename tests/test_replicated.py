@@ -261,8 +261,17 @@ def leading(engines: list[Engine], within: float = 30) -> Engine:
 def replayed(urls: list[str], shard: str) -> tuple[int, str]:
     """A fresh exchange's sequence and state hash from the shard's stream."""
     from spotex._core import Exchange
+    end = time.monotonic() + 30
+    while True:
+        try:  # a NATS server just lost: the stream may be electing its leader
+            rows = read_jetstream(urls, shard, timeout_seconds=10)
+            break
+        except JournalError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.5)
     fresh = Exchange()
-    for s, ts, command, _ in read_jetstream(urls, shard):
+    for s, ts, command, _ in rows:
         fresh.replay(s, ts, command)
     return fresh.sequence, fresh.state_hash()
 

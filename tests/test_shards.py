@@ -118,6 +118,10 @@ def test_a_client_of_the_gateway_trades_on_both_shards_as_one_venue(tmp_path: Pa
         assert sorted(a.product_id for a in allocs) == sorted(pid(s) for s in asks)
         assert [a.trade_id for a in allocs] == sorted(a.trade_id for a in allocs)
         assert len(op.list_products()) == 6
+        # a resale names no product: it goes where its allocation's trade id was given
+        bought = next(a for a in allocs if a.product_id == pid("B200"))
+        resale = buyer.place_order("", "sell", "3.00", 0, resell_trade_id=bought.trade_id)
+        assert resale.order_id >> 48 == 2 and resale.product_id == pid("B200")
         # the engines: each holds its own products only
         for index, sku in ((1, "H100"), (2, "B200")):
             own = Client(v.engines[index], OPERATOR_TOKEN).list_products()
