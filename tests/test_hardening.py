@@ -234,8 +234,10 @@ DOCUMENTED = {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, C.ALREADY_EXISTS,
 UNARY = [(svc, m) for svc, sd in (("market", "Market"), ("operator", "Operator"))
          for m in pb.DESCRIPTOR.services_by_name[sd].methods
          if not m.server_streaming and not m.client_streaming]
+# what may change the venue when it succeeds (DisableAccount cancels the account's orders)
 MUTATING = {"RegisterCapacity", "WithdrawCapacity", "PlaceOrder", "CancelOrder", "AmendOrder",
-            "CreateProducts", "Halt", "Resume", "CloseProduct"}
+            "CreateProducts", "Halt", "Resume", "CloseProduct", "CancelAll", "PlaceAskRange",
+            "PlaceOneOf", "PlaceBasket", "Resell", "DisableAccount"}
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))

@@ -204,6 +204,27 @@ class Edge:
             await _fail(context, "LIST_TOO_LONG",
                         f"lists have at most {self.limits.max_list} items")
 
+    async def admit(self, context: Any, a: Account, token_at_auth: str, n: int
+                    ) -> bytes | None:
+        """A SubmitOrders message of ``n`` orders on a stream opened by ``a``: None when it
+        may go on; else the answer refusing each of its orders (the account disabled
+        since, or over its rate). Over the message size, or with a token rotated or
+        revoked since the stream opened, the stream itself is refused."""
+        limit = self.limits.max_orders_per_message
+        if n > limit:
+            await _fail(context, "TOO_MANY_ORDERS", f"at most {limit} orders per message")
+        if not a.enabled:  # the kill switch, while the stream is open
+            return _refused_all(n, "ACCOUNT_DISABLED",
+                                "this account is disabled by the operator")
+        if a.token_sha256 != token_at_auth:  # rotated or revoked meanwhile
+            await _fail(context, "UNAUTHENTICATED", "the token of this stream was rotated "
+                        "or revoked; open it again with the new one")
+        wait = self.bucket.take(a.account_id, n, time.monotonic())
+        if wait:
+            return _refused_all(n, "RATE_LIMITED",
+                                f"over the order rate; retry in {wait * 1000:.0f} ms")
+        return None
+
     async def auth(self, context: grpc.aio.ServicerContext, *roles: str) -> Account:
         metadata = dict(context.invocation_metadata() or ())
         token = ""
@@ -432,22 +453,9 @@ class MarketService:
                         n = count_orders(body)
                     except RefusedError:
                         await _fail(context, "INVALID_ARGUMENT", "malformed SubmitOrdersRequest")
-                    limit = self.s.limits.max_orders_per_message
-                    if n > limit:
-                        await _fail(context, "TOO_MANY_ORDERS",
-                                    f"at most {limit} orders per message")
-                    if not a.enabled:  # the kill switch, while the stream is open
-                        await pending.put(_resolved(_refused_all(
-                            n, "ACCOUNT_DISABLED", "this account is disabled by the operator")))
-                        continue
-                    if a.token_sha256 != token_at_auth:  # rotated or revoked meanwhile
-                        await _fail(context, "UNAUTHENTICATED", "the token of this stream was "
-                                    "rotated or revoked; open it again with the new one")
-                    wait = self.s.bucket.take(a.account_id, n, time.monotonic())
-                    if wait:
-                        await pending.put(_resolved(_refused_all(
-                            n, "RATE_LIMITED",
-                            f"over the order rate; retry in {wait * 1000:.0f} ms")))
+                    refused = await self.s.admit(context, a, token_at_auth, n)
+                    if refused is not None:
+                        await pending.put(_resolved(refused))
                         continue
                     # while the journal is unavailable the writer refuses every order
                     await pending.put(gw.command_async("submit", account, body, buyer=buyer,
@@ -711,13 +719,23 @@ def _listen(listen: str, gateway: Gateway, accounts: Accounts, hub: Hub, limits:
             tls: TlsConfig | None, observe: Observe, gateway_token: str | None = None
             ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
     s = Service(gateway, accounts, hub, limits, gateway_token)
+    return grpc_server(listen, limits, tls, observe, market_handlers(MarketService(s)),
+                       OperatorService(s))
+
+
+def grpc_server(listen: str, limits: Limits, tls: TlsConfig | None, observe: Any,
+                market: grpc.GenericRpcHandler, operator: AccountsService
+                ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
+    """The venue's gRPC server (not started): the Market and Operator services, health
+    and reflection, on ``listen`` (plaintext, or TLS). Returns it, its port, its health
+    servicer and the services' names."""
     server = grpc.aio.server(interceptors=[observe], options=[
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         # grpcio shares ports by default: a second server on the same port would take
         # half of the calls, each against its own engine
         ("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((market_handlers(MarketService(s)),))
-    pb_grpc.add_OperatorServicer_to_server(OperatorService(s), server)
+    server.add_generic_rpc_handlers((market,))
+    pb_grpc.add_OperatorServicer_to_server(operator, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (pb.DESCRIPTOR.services_by_name["Market"].full_name,

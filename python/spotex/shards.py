@@ -40,17 +40,22 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.datadir import DataDirLock
 from spotex.gateway import MAX_SHARDS, SHARD_BITS
 from spotex.limits import Limits, TlsConfig
 from spotex.metrics import Observe
-from spotex.server import AccountsService, Edge, ListenError, _check_listen, _fail
+from spotex.server import (
+    AccountsService,
+    Edge,
+    ListenError,
+    _check_listen,
+    _fail,
+    grpc_server,
+)
 
 log = logging.getLogger("spotex.shards")
 MARKET = "spotex.v1.Market"
@@ -428,31 +433,28 @@ class ShardMarket:
         return await self._routed(context, "GetBook", body,
                                   self.f.routes.of_product(r.product_id), a, command=False)
 
-    async def list_orders(self, body: bytes, context: Any) -> bytes:
+    async def _listed(self, context: Any, body: bytes, method: str, request: Any,
+                      response: Any, rows: str, key: Callable[[Any], int]) -> bytes:
+        """A list call: one shard's with a product, else every shard's pages merged."""
         a = await self.f.auth(context)
-        r = await _parse(context, pb.ListOrdersRequest, body)
+        r = await _parse(context, request, body)
         if r.product_id:
-            return await self._routed(context, "ListOrders", body,
+            return await self._routed(context, method, body,
                                       self.f.routes.of_product(r.product_id), a, command=False)
-        parts = [pb.ListOrdersResponse.FromString(b) for b in
-                 await self.f.each(context, MARKET, "ListOrders", body, a, command=False)]
-        rows, token = _merge_by(lambda o: o.order_id, [p.orders for p in parts],
-                                _page(r.page_size), any(p.next_page_token for p in parts))
-        return bytes(pb.ListOrdersResponse(orders=rows, next_page_token=token)
-                     .SerializeToString())
+        parts = [response.FromString(b) for b in
+                 await self.f.each(context, MARKET, method, body, a, command=False)]
+        page, token = _merge_by(key, [getattr(p, rows) for p in parts], _page(r.page_size),
+                                any(p.next_page_token for p in parts))
+        return bytes(response(**{rows: page}, next_page_token=token).SerializeToString())
+
+    async def list_orders(self, body: bytes, context: Any) -> bytes:
+        return await self._listed(context, body, "ListOrders", pb.ListOrdersRequest,
+                                  pb.ListOrdersResponse, "orders", lambda o: o.order_id)
 
     async def list_allocations(self, body: bytes, context: Any) -> bytes:
-        a = await self.f.auth(context)
-        r = await _parse(context, pb.ListAllocationsRequest, body)
-        if r.product_id:
-            return await self._routed(context, "ListAllocations", body,
-                                      self.f.routes.of_product(r.product_id), a, command=False)
-        parts = [pb.ListAllocationsResponse.FromString(b) for b in await self.f.each(
-            context, MARKET, "ListAllocations", body, a, command=False)]
-        rows, token = _merge_by(lambda x: x.trade_id, [p.allocations for p in parts],
-                                _page(r.page_size), any(p.next_page_token for p in parts))
-        return bytes(pb.ListAllocationsResponse(allocations=rows, next_page_token=token)
-                     .SerializeToString())
+        return await self._listed(context, body, "ListAllocations", pb.ListAllocationsRequest,
+                                  pb.ListAllocationsResponse, "allocations",
+                                  lambda x: x.trade_id)
 
     async def list_products(self, body: bytes, context: Any) -> bytes:
         """Shard by shard: the token names the shard and that shard's own token."""
@@ -486,6 +488,7 @@ class ShardMarket:
         """Each message's orders go to their shards' streams (split when they span
         shards); the answers come back in the caller's order."""
         a = await self.f.auth(context, BUYER, SELLER)
+        token_at_auth = a.token_sha256
         upstream: dict[int, Upstream] = {}
         pending: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(1024)
         loop = asyncio.get_running_loop()
@@ -503,21 +506,10 @@ class ShardMarket:
                         r = pb.SubmitOrdersRequest.FromString(body)
                     except DecodeError:
                         await _fail(context, "INVALID_ARGUMENT", "malformed SubmitOrdersRequest")
-                    n = len(r.orders)
-                    limit = self.f.limits.max_orders_per_message
-                    if n > limit:
-                        await _fail(context, "TOO_MANY_ORDERS",
-                                    f"at most {limit} orders per message")
-                    refused = None
-                    if not a.enabled:
-                        refused = ("ACCOUNT_DISABLED", "this account is disabled by the "
-                                   "operator")
-                    elif wait := self.f.bucket.take(a.account_id, n, time.monotonic()):
-                        refused = ("RATE_LIMITED",
-                                   f"over the order rate; retry in {wait * 1000:.0f} ms")
+                    refused = await self.f.admit(context, a, token_at_auth, len(r.orders))
                     if refused is not None:
                         f = loop.create_future()
-                        f.set_result(_refused_all(n, *refused))
+                        f.set_result(refused)
                         await pending.put(f)
                         continue
                     groups: dict[int, list[int]] = {}
@@ -532,7 +524,7 @@ class ShardMarket:
                         sub = pb.SubmitOrdersRequest(orders=[r.orders[i] for i in at])
                         parts.append((at, (await stream_of(index)).send(
                             sub.SerializeToString())))
-                    await pending.put(asyncio.ensure_future(_joined(n, parts)))
+                    await pending.put(asyncio.ensure_future(_joined(len(r.orders), parts)))
             finally:
                 await pending.put(None)
         reader = asyncio.create_task(read())
@@ -621,12 +613,6 @@ def _cancelled(answers: list[bytes]) -> bytes:
     orders = [o for b in answers for o in pb.CancelAllResponse.FromString(b).orders]
     orders.sort(key=lambda o: o.order_id)
     return bytes(pb.CancelAllResponse(orders=orders).SerializeToString())
-
-
-def _refused_all(n: int, reason: str, message: str) -> bytes:
-    from spotex.server import status_for
-    result = pb.OrderResult(code=status_for(reason).value[0], reason=reason, message=message)
-    return bytes(pb.SubmitOrdersResponse(results=[result] * n).SerializeToString())
 
 
 async def _joined(n: int, parts: list[tuple[list[int], asyncio.Future[bytes]]]) -> bytes:
@@ -816,31 +802,9 @@ class ShardGateway:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None,
                                 operator_token)
             front = Front(accounts, limits, routes, gateway_token, failover_seconds)
-            server = grpc.aio.server(interceptors=[Observe(None, access_log)], options=[
-                ("grpc.max_receive_message_length", limits.max_message_bytes),
-                ("grpc.so_reuseport", 0)])
-            server.add_generic_rpc_handlers((market_handlers(ShardMarket(front)),))
-            pb_grpc.add_OperatorServicer_to_server(ShardOperator(front), server)
-            health_servicer = health.aio.HealthServicer()
-            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-            names = (MARKET, OPERATOR_SERVICE,
-                     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                     reflection.SERVICE_NAME)
-            reflection.enable_server_reflection(names, server)
-            try:
-                if tls is None:
-                    port = server.add_insecure_port(listen)
-                else:
-                    creds = grpc.ssl_server_credentials(
-                        [(tls.key.read_bytes(), tls.cert.read_bytes())],
-                        root_certificates=tls.client_ca.read_bytes() if tls.client_ca
-                        else None, require_client_auth=tls.client_ca is not None)
-                    port = server.add_secure_port(listen, creds)
-            except RuntimeError:
-                port = 0
-            if port == 0:
-                raise ListenError(f"cannot listen on {listen} (in use, or not this host's "
-                                  "address)")
+            server, port, health_servicer, _ = grpc_server(
+                listen, limits, tls, Observe(None, access_log),
+                market_handlers(ShardMarket(front)), ShardOperator(front))
             await server.start()
         except BaseException:
             if lock is not None:
