@@ -33,7 +33,7 @@ import re
 import signal
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,6 +42,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from spotex._core import page_size
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.datadir import DataDirLock
@@ -219,14 +220,16 @@ class Engines:
                     timeout: float | None, *, command: bool) -> bytes:
         """One call to the shard's leader, the request and answer as bytes. ``command``:
         it changes the venue, so it is sent again only when it surely was not applied."""
+        start = time.monotonic()
         wait = self.failover_seconds if timeout is None else min(timeout,
                                                                  self.failover_seconds)
-        deadline = time.monotonic() + wait
+        deadline = start + wait  # for finding a leader; each try has the caller's time
         md = self.metadata(account)
         while True:
             seen, ch = self._generation, self.channels[self.leader]
             ready = ch.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
-            left = None if timeout is None else max(0.001, deadline - time.monotonic())
+            left = None if timeout is None else max(0.001,
+                                                    start + timeout - time.monotonic())
             path = f"/{service}/{method}"
             call = self._methods.get((self.leader, path))
             if call is None:
@@ -279,12 +282,11 @@ class Front(Edge):
             await _fail(context, err.reason, str(err))
 
     async def each(self, context: Any, service: str, method: str, body: bytes,
-                   account: Account, *, command: bool = True,
-                   shards: list[int] | None = None) -> list[bytes]:
-        """The same call to every shard (or those named), answers in shard order."""
+                   account: Account, *, command: bool = True) -> list[bytes]:
+        """The same call to every shard, answers in shard order."""
         return list(await asyncio.gather(*(
             self.call(context, i, service, method, body, account, command=command)
-            for i in (shards or self.routes.indices))))
+            for i in self.routes.indices)))
 
 
 async def pass_on(context: Any, err: grpc.aio.AioRpcError) -> NoReturn:
@@ -299,13 +301,12 @@ async def pass_on(context: Any, err: grpc.aio.AioRpcError) -> NoReturn:
     raise AssertionError("abort returns only by raising")
 
 
-def _parse(context: Any, cls: Any, body: bytes) -> Awaitable[Any]:
-    async def go() -> Any:
-        try:
-            return cls.FromString(body)
-        except DecodeError:
-            await _fail(context, "INVALID_ARGUMENT", f"malformed {cls.__name__}")
-    return go()
+async def _parse(context: Any, cls: Any, body: bytes) -> Any:
+    """The request, or INVALID_ARGUMENT for bytes that are not one."""
+    try:
+        return cls.FromString(body)
+    except DecodeError:
+        await _fail(context, "INVALID_ARGUMENT", f"malformed {cls.__name__}")
 
 
 def _merge_by(key: Callable[[Any], int], lists: list[Any], size: int, more: bool
@@ -316,10 +317,6 @@ def _merge_by(key: Callable[[Any], int], lists: list[Any], size: int, more: bool
     if len(rows) > size:
         rows, more = rows[:size], True
     return rows, (str(key(rows[-1])) if more and rows else "")
-
-
-def _page(asked: int) -> int:
-    return 500 if asked == 0 else min(asked, 1000)
 
 
 class ShardMarket:
@@ -443,7 +440,7 @@ class ShardMarket:
                                       self.f.routes.of_product(r.product_id), a, command=False)
         parts = [response.FromString(b) for b in
                  await self.f.each(context, MARKET, method, body, a, command=False)]
-        page, token = _merge_by(key, [getattr(p, rows) for p in parts], _page(r.page_size),
+        page, token = _merge_by(key, [getattr(p, rows) for p in parts], page_size(r.page_size),
                                 any(p.next_page_token for p in parts))
         return bytes(response(**{rows: page}, next_page_token=token).SerializeToString())
 
