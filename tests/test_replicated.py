@@ -364,8 +364,9 @@ def test_two_shards_with_standbys_lose_a_leader_and_a_nats_server_and_nothing_ac
     twice, the shard serves again through the gateway within 30 s, and each shard's state
     is a fresh replay of its stream."""
     import random
+    from decimal import Decimal
 
-    from conftest import on_thread
+    from conftest import Collector, on_thread
 
     from spotex.limits import Limits
     from spotex.shards import Routes, ShardGateway
@@ -410,8 +411,11 @@ def test_two_shards_with_standbys_lose_a_leader_and_a_nats_server_and_nothing_ac
             threads = [threading.Thread(target=trader, args=(k,)) for k in range(4)]
             for t in threads:
                 t.start()
-            time.sleep(rng.uniform(0.5, 1.5))
             victim = rng.choice([1, 2])
+            # a market-data subscriber through the gateway, on the shard to lose its leader
+            watcher = Client(target, tokens[1], timeout=30)
+            md = Collector(watcher.market_data([pids[victim - 1]]))
+            time.sleep(rng.uniform(0.5, 1.5))
             shards.engines[victim][0].kill()  # a shard's leader engine lost
             killed = time.monotonic()
             time.sleep(rng.uniform(0.2, 1.0))
@@ -430,6 +434,15 @@ def test_two_shards_with_standbys_lose_a_leader_and_a_nats_server_and_nothing_ac
             took = time.monotonic() - killed
             print(f"shard {victim} serving {took:.2f} s after its leader was killed")
             assert took < 30 and o.order_id >> 48 == victim
+            # the subscriber resubscribed to the new leader (a fresh snapshot) and sees the
+            # book change after the failover: the bid at 1.00 no trader else sends
+            one = Decimal("1.00")
+            md.wait_for(lambda es: any(
+                (e.kind == "level" and e.price == one) or (e.kind == "snapshot" and e.book
+                                                           and one in {x.price for x in
+                                                                       e.book.bids})
+                for e in es), timeout=30)
+            watcher.close()
             stop.set()
             for t in threads:
                 t.join(60)

@@ -56,6 +56,15 @@ def _rpc_error(err: grpc.RpcError) -> RpcError:
     return RpcError(code, reason or code.name, details or "", retry_after)
 
 
+def _resubscribable(err: grpc.RpcError, lost: int) -> bool:
+    """A market-data stream worth opening again: dropped for lagging, or ended by a
+    gateway because its shard's engine was lost (a few times in a row at most: the
+    gateway waits for the standby before it answers)."""
+    if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return True
+    return _rpc_error(err).reason == "SHARD_UNAVAILABLE" and lost <= 3
+
+
 def _price(micros: int) -> Decimal:
     return Decimal(micros) / 1_000_000
 
@@ -698,9 +707,11 @@ class Client:
 
     def market_data(self, product_ids: Iterable[str] = (), *,
                     resubscribe: bool = True) -> Iterator[MarketEvent]:
-        """Snapshot, then changes, per product. On a sequence gap or when the server drops
-        a lagging stream, resubscribes and starts again from a fresh snapshot."""
+        """Snapshot, then changes, per product. On a sequence gap, when the server drops
+        a lagging stream, or when a shard behind a gateway fails over to its standby,
+        resubscribes and starts again from a fresh snapshot."""
         ids = list(product_ids)
+        lost = 0  # failovers in a row without an update since
         while True:
             call = self._stubs["market"].StreamMarketData(
                 pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
@@ -711,11 +722,13 @@ class Client:
                     if seen.gap(e):
                         call.cancel()
                         break
+                    lost = 0
                     yield e
                 else:
                     return
             except grpc.RpcError as err:
-                if not resubscribe or err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                lost += 1
+                if not resubscribe or not _resubscribable(err, lost):
                     raise _rpc_error(err) from None
             finally:
                 call.cancel()
@@ -923,8 +936,10 @@ class AsyncClient:
         return await self._all(lambda t: _Calls.list_allocations(product_id, t))
 
     async def market_data(self, product_ids: Iterable[str] = ()) -> AsyncIterator[MarketEvent]:
-        """As ``Client.market_data``: resubscribes from a snapshot after a gap or a drop."""
+        """As ``Client.market_data``: resubscribes from a snapshot after a gap, a drop or
+        a shard's failover."""
         ids = list(product_ids)
+        lost = 0
         while True:
             call = self._stubs["market"].StreamMarketData(
                 pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
@@ -934,11 +949,13 @@ class AsyncClient:
                     e = _market_event(m)
                     if seen.gap(e):
                         break
+                    lost = 0
                     yield e
                 else:
                     return
             except grpc.RpcError as err:
-                if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                lost += 1
+                if not _resubscribable(err, lost):
                     raise _rpc_error(err) from None
             finally:
                 call.cancel()
