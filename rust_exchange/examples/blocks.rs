@@ -17,6 +17,10 @@ use spotex_core::workload::Rng;
 use spotex_core::{RETRY_TOP, RETRY_TURN};
 use spotex_exchange::{pb, Caller, Exchange};
 
+// the clusters the exchange's tests register, shared
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 const HOUR: i64 = 3_600_000_000;
 const H0: i64 = 490_000;
 const T0: i64 = (H0 - 10) * HOUR;
@@ -96,20 +100,7 @@ fn main() {
         seller: true,
     };
     for c in 0..CLUSTERS {
-        let cap = pb::RegisterCapacityRequest {
-            cluster_id: format!("c{c}"),
-            sku: "H100-SXM".into(),
-            region: "us-east".into(),
-            nodes: (0..NODES)
-                .map(|i| pb::Node {
-                    node_id: format!("n{i}"),
-                    gpus: 8,
-                    ..Default::default()
-                })
-                .collect(),
-            from_hour: H0,
-            to_hour: H0 + HOURS,
-        };
+        let cap = common::capacity(&format!("c{c}"), "H100-SXM", NODES, H0, H0 + HOURS);
         ex.register_capacity(T0, seller(c), &cap).unwrap();
         let base = 1_500_000 + (rng.next() % 100) as i64 * 10_000;
         for h in 0..HOURS {

@@ -13,6 +13,10 @@ use std::time::Instant;
 use spotex_core::product::format_hour;
 use spotex_exchange::{pb, Caller, Exchange};
 
+// the clusters the exchange's tests register, shared
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 const HOUR: i64 = 3_600_000_000;
 const H0: i64 = 490_000;
 const T0: i64 = (H0 - 10) * HOUR;
@@ -58,20 +62,7 @@ fn main() {
     ex.set_resale_fee_bps(50);
     ex.create_product(T0, &pid, 10_000, 1, H0 * HOUR - HOUR, None)
         .unwrap();
-    let cap = pb::RegisterCapacityRequest {
-        cluster_id: "c".into(),
-        sku: "H100-SXM".into(),
-        region: "us-east".into(),
-        nodes: (0..nodes)
-            .map(|i| pb::Node {
-                node_id: format!("n{i}"),
-                gpus: 8,
-                ..Default::default()
-            })
-            .collect(),
-        from_hour: H0,
-        to_hour: H0 + 1,
-    };
+    let cap = common::capacity("c", "H100-SXM", nodes, H0, H0 + 1);
     ex.register_capacity(T0, caller(OWNER), &cap).unwrap();
     let ask = |qty: i64| pb::PlaceOrderRequest {
         product_id: pid.clone(),
