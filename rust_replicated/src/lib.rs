@@ -310,6 +310,26 @@ pub fn read(cfg: &Config, after: u64, until: Option<u64>) -> io::Result<Vec<Reco
     Ok(records)
 }
 
+/// How long a read waits for the next message before it opens its consumer again (an
+/// ordered consumer on a quiet cluster sometimes stalls); the whole read gives up only
+/// after `Config::timeout` without a message.
+const STALL: Duration = Duration::from_secs(2);
+
+/// An ordered consumer's messages of stream `s` from message `from` on.
+async fn messages_from(s: &stream::Stream, from: u64) -> io::Result<consumer::pull::Ordered> {
+    s.create_consumer(consumer::pull::OrderedConfig {
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: from,
+        },
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| failed("reading the stream", e))?
+    .messages()
+    .await
+    .map_err(|e| failed("reading the stream", e))
+}
+
 /// The records of messages `from` to `last` of stream `s`, in order, each message whole
 /// journal records with their checksums right, sequences following one another.
 async fn read_messages(
@@ -319,28 +339,25 @@ async fn read_messages(
     last: u64,
 ) -> io::Result<Vec<Record>> {
     let mut records: Vec<Record> = Vec::new();
-    let ordered = s
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| failed("reading the stream", e))?;
-    let mut messages = ordered
-        .messages()
-        .await
-        .map_err(|e| failed("reading the stream", e))?;
+    let mut messages = messages_from(s, from).await?;
     let mut seen = from - 1;
+    let mut progress = tokio::time::Instant::now();
     while seen < last {
-        let next = tokio::time::timeout(cfg.timeout, messages.next()).await;
+        let next = tokio::time::timeout(STALL.min(cfg.timeout), messages.next()).await;
         let message = match next {
             Ok(Some(Ok(m))) => m,
             Ok(Some(Err(e))) => return Err(failed("reading the stream", e)),
             Ok(None) => return Err(failed("reading the stream", "it ended early")),
-            Err(_) => return Err(failed("reading the stream", "timed out")),
+            Err(_) if progress.elapsed() >= cfg.timeout => {
+                return Err(failed("reading the stream", "timed out"))
+            }
+            Err(_) => {
+                // stalled: the same read again from the message after the last one read
+                messages = messages_from(s, seen + 1).await?;
+                continue;
+            }
         };
+        progress = tokio::time::Instant::now();
         seen = message
             .info()
             .map_err(|e| failed("reading the stream", e))?
