@@ -29,7 +29,7 @@ from pathlib import Path
 
 from spotex import loadgen
 from spotex.client import Client, RpcError
-from spotex.cluster import Engine, Shards
+from spotex.cluster import Shards
 from spotex.nats_cluster import NatsCluster, free_port
 
 OUT = Path(__file__).resolve().parent / "results" / "shards.json"
@@ -51,8 +51,7 @@ def wait_serving(target: str, token: str, proc: subprocess.Popen[bytes]) -> None
 
 
 def engine_pids(engines: Shards) -> list[int]:
-    return [e.proc.pid for es in engines.engines.values() for e in es
-            if isinstance(e, Engine) and e.proc is not None]
+    return [e.proc.pid for es in engines.engines.values() for e in es if e.proc is not None]
 
 
 @contextlib.contextmanager

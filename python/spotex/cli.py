@@ -276,10 +276,12 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     try:
         table = dict(parse_route(x) for x in routes)
         nats = NatsCluster(base / "nats", n, nats_port or None)
-        nats.start()
     except (RouteError, NatsError) as e:
-        if "nats" in locals():
-            nats.stop()
+        raise click.ClickException(str(e)) from None
+    try:
+        nats.start()
+    except NatsError as e:
+        nats.stop()
         raise click.ClickException(str(e)) from None
     # the engines trust the gateway by this token; it lives as long as the cluster
     engines = Shards(base, nats.urls, secrets.token_urlsafe(24), operator_token, shards,

@@ -5,7 +5,6 @@ JetStream, for a shard gateway to route to. The gateway runs where this is calle
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,8 +14,7 @@ from pathlib import Path
 
 from spotex.nats_cluster import free_port
 from spotex.shards import ShardSpec
-
-LISTENING = re.compile(r"listening on (\S+:\d+)")
+from spotex.testing import LISTENING
 
 
 class EngineError(RuntimeError):

@@ -566,15 +566,8 @@ class ShardMarket:
                 if lagged.is_set():
                     await _fail(context, "SUBSCRIBER_LAGGED", "the stream fell behind; "
                                 "subscribe again", grpc.StatusCode.RESOURCE_EXHAUSTED)
-                getter = asyncio.ensure_future(q.get())
-                waiter = asyncio.ensure_future(lagged.wait())
-                done, _ = await asyncio.wait({getter, waiter},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    continue
-                item = getter.result()
+                # lagging means the queue is full: the next get never waits
+                item = await q.get()
                 if isinstance(item, grpc.aio.AioRpcError):
                     await pass_on(context, item)
                 if isinstance(item, ShardError):
