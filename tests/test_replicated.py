@@ -20,7 +20,7 @@ import nats
 import pytest
 from conftest import OPERATOR_TOKEN, serving
 
-from spotex._core import JournalError, JournalWriter, read_jetstream
+from spotex._core import JournalError, JournalWriter, Lease, read_jetstream
 from spotex.client import Client, RpcError
 from spotex.cluster import Engine, Shards
 from spotex.gateway import Replicated
@@ -66,6 +66,67 @@ def test_rounds_are_fenced_and_every_record_is_checked(cluster: NatsCluster) -> 
     asyncio.run(damage())
     with pytest.raises(JournalError, match="message 3"):
         read_jetstream(cluster.urls, "fence")
+
+
+def test_a_new_leader_fences_the_stream_so_an_earlier_leader_appends_nothing_after(
+        cluster: NatsCluster, tmp_path: Path) -> None:
+    old = JournalWriter.jetstream(cluster.urls, "takeover", replicas=3)
+    old.append(1, 1001, b"one", b"")
+    old.sync()
+    new = JournalWriter.jetstream(cluster.urls, "takeover", replicas=3)
+    # the old leader, not yet aware it was deposed, appends after what the new one read:
+    # the new one's fence is refused, so it cannot serve without that record
+    old.append(2, 1002, b"two", b"")
+    old.sync()
+    with pytest.raises(JournalError, match="fenced"):
+        new.fence("new")
+    new = JournalWriter.jetstream(cluster.urls, "takeover", replicas=3)
+    assert new.stream_sequence == 2
+    new.fence("new")
+    assert new.stream_sequence == 3
+    # fenced: nothing the old leader sends now is stored, however it retries
+    old.append(3, 1003, b"three from the old leader", b"")
+    with pytest.raises(JournalError, match="fenced"):
+        old.sync()
+    new.append(3, 2003, b"three", b"")
+    new.sync()
+    # readers skip the fence; the records follow one another
+    assert [(s, c) for s, _, c, _ in read_jetstream(cluster.urls, "takeover")] == [
+        (1, b"one"), (2, b"two"), (3, b"three")]
+    # fencing is only for a stream, and only between rounds
+    new.append(4, 2004, b"four", b"")
+    with pytest.raises(JournalError, match="between rounds"):
+        new.fence("new")
+    with pytest.raises(ValueError, match="JetStream"):
+        JournalWriter(tmp_path / "journal").fence("x")
+
+    # an empty message without the leader's header is not a fence: damage, refused
+    async def empty() -> None:
+        nc = await nats.connect(cluster.urls)
+        await nc.jetstream().publish("spotex.takeover.journal", b"")
+        await nc.close()
+    asyncio.run(empty())
+    with pytest.raises(JournalError, match="message 5"):
+        read_jetstream(cluster.urls, "takeover")
+
+
+def test_a_lease_has_one_holder_and_says_how_long_it_surely_lives(
+        cluster: NatsCluster) -> None:
+    # the venue's servers all keep leases 3 s (the default); the bucket is made with it
+    a = Lease(cluster.urls, "lease", "a")
+    b = Lease(cluster.urls, "lease", "b")
+    assert a.expires_in() == 0 and a.holder() is None
+    assert a.try_acquire() and not b.try_acquire()
+    assert a.holder() == "a" and 0 < a.expires_in() <= 3
+    assert b.expires_in() == 0 and not b.renew()
+    assert a.renew() and 0 < a.expires_in() <= 3
+    a.release()
+    assert a.expires_in() == 0 and not a.renew()
+    assert b.try_acquire() and b.holder() == "b" and 0 < b.expires_in() <= 3
+    b.release()
+    # a server given another lease life is refused: holders count the life themselves
+    with pytest.raises(JournalError, match="keeps a lease 3 s, not 30 s"):
+        Lease(cluster.urls, "lease", "c", ttl_seconds=30)
 
 
 def test_a_bad_shard_or_no_server_is_a_clear_error(cluster: NatsCluster) -> None:
@@ -238,11 +299,13 @@ def serve(data: Path, urls: list[str], shard: str) -> Engine:
 
 
 def leading(engines: list[Engine], within: float = 30) -> Engine:
-    """The engine of a shard that serves the Market (its health says so): the leader."""
+    """The engine of a shard that serves the Market (its health says so), once it is the
+    only one: the leader (a deposed leader stops serving on its next tick)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     end = time.monotonic() + within
     while time.monotonic() < end:
+        serving = []
         for e in engines:
             if not e.alive:
                 continue
@@ -253,9 +316,11 @@ def leading(engines: list[Engine], within: float = 30) -> Engine:
                 except grpc.RpcError:
                     continue
             if r.status == health_pb2.HealthCheckResponse.SERVING:
-                return e
+                serving.append(e)
+        if len(serving) == 1:
+            return serving[0]
         time.sleep(0.1)
-    raise AssertionError("no engine of the shard leads")
+    raise AssertionError("no engine of the shard leads alone")
 
 
 def replayed(urls: list[str], shard: str) -> tuple[int, str]:

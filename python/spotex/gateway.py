@@ -117,6 +117,11 @@ def read_snapshot(path: Path) -> tuple[int, bytes, bytes]:
     return seq, engine, body[32 + n:32 + n + m]
 
 
+def unavailable_message(why: str) -> str:
+    """The refusal of a command while the journal cannot be written, and why."""
+    return f"the journal cannot be written ({why}); nothing is accepted until it can"
+
+
 class GatewayError(Exception):
     """A refusal decided by the gateway itself (not by the exchange)."""
 
@@ -151,6 +156,9 @@ FSYNC_POLICIES = ("batch", "none")
 # an order or a trade from its id, and ids stay below 2**53 (exact in JSON and JavaScript)
 SHARD_BITS = 48
 MAX_SHARDS = 31
+# how many times a new leader reads the stream again when an earlier leader appended
+# after what it read (each such append was the earlier leader's last: its lease is over)
+FENCE_TRIES = 5
 
 
 class Gateway:
@@ -194,6 +202,10 @@ class Gateway:
             raise ValueError("a replicated journal needs a data directory for the rest")
         self.replicated = replicated
         self._lease: Lease | None = None
+        self._holder = ""  # this server's name in the lease
+        # leading, the lease could not be renewed within its life: commands are refused
+        # until it is (the journal kept), or found lost (then a standby)
+        self._unrenewed = False
         self._next_message = 1  # the stream message a standby reads from next
         self.ex = Exchange(max_open_orders, max_id_length)
         self.ex.set_keep_ended(keep_ended)
@@ -340,8 +352,7 @@ class Gateway:
 
     def _check_available(self) -> None:
         if self.unavailable is not None:
-            raise GatewayError("JOURNAL_UNAVAILABLE", "the journal cannot be written "
-                               f"({self.unavailable}); nothing is accepted until it can")
+            raise GatewayError("JOURNAL_UNAVAILABLE", unavailable_message(self.unavailable))
 
     def _after_round(self, failed: str | None) -> None:
         """On the writer, with the round's journal records durable, before any result or
@@ -381,14 +392,10 @@ class Gateway:
                 self.journal.close()
             except Exception:  # noqa: BLE001 - it failed already; the file is cut below
                 pass
-            if self.replicated is not None:
-                # part of the failed round may be in the stream: recover from it
-                self.journal = self._open_stream()
-            else:
-                if durable is not None:
-                    truncate_journal(*durable)
-                self.journal = JournalWriter(self.data_dir / JOURNAL, self._segment_bytes)
-                self.journal.sync()  # the probe: raises while the disk still fails
+            if durable is not None:
+                truncate_journal(*durable)
+            self.journal = JournalWriter(self.data_dir / JOURNAL, self._segment_bytes)
+            self.journal.sync()  # the probe: raises while the disk still fails
         except Exception as err:  # noqa: BLE001 - still failing: stay unavailable
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
             return False
@@ -490,6 +497,7 @@ class Gateway:
         stream); else follows the stream as a standby, refusing commands, until the
         lease is free (``try_resume``, each tick, takes it)."""
         holder = r.holder or f"{os.uname().nodename}:{os.getpid()}"
+        self._holder = holder
         self._lease = Lease(list(r.servers), r.shard, holder, r.lease_seconds, r.replicas,
                             r.timeout_seconds)
         try:
@@ -498,8 +506,12 @@ class Gateway:
             log.warning("could not take the lease of shard %s yet (%s)", r.shard, err)
             leading = False
         if leading:
-            self.journal = self._open_stream()
-            self._recover_stream()
+            try:
+                self._lead(fresh=True)
+            except JournalError as err:  # the next tick takes the lease again
+                log.warning("could not lead shard %s yet (%s)", r.shard, err)
+                self._become_standby()
+                return
             log.info("leading shard %s", r.shard)
         else:
             self._become_standby()
@@ -508,6 +520,7 @@ class Gateway:
         r = self.replicated
         assert r is not None and self._lease is not None
         self.journal = None
+        self._unrenewed = False
         self.ex, self._next_message = self._base_exchange()
         snap_seq = self.ex.sequence
         self._writer.attach(self.ex, None)
@@ -554,15 +567,24 @@ class Gateway:
                     self.unavailable = (f"standby: the shard's stream spotex-{r.shard} is "
                                         f"led by {self._lease.holder() or 'no one yet'}")
                     return False
-                # the lease is ours: the journal appends after what it finds, which this
-                # server reads first; a rival still appending fences it out
-                self.journal = self._open_stream()
-                self._catch_up(self.journal.stream_sequence)
-                self._writer.attach(self.ex, self.journal)
+                # the lease is ours: read the stream to its end and fence it
+                self._lead(fresh=False)
                 self.unavailable = None
                 self._claim_ids()
                 log.warning("took the lease: leading shard %s from sequence %d", r.shard,
                             self.sequence)
+                return True
+            if self._unrenewed:
+                # the journal is whole (nothing was written since): only the lease was in
+                # doubt. Renewed, no one took it, so no one fenced this journal
+                if not self._lease.renew():
+                    log.warning("lost the lease of shard %s: following as a standby",
+                                r.shard)
+                    self._become_standby()
+                    return False
+                self._unrenewed = False
+                self.unavailable = None
+                log.warning("renewed the lease of shard %s: serving again", r.shard)
                 return True
             try:
                 self.journal.close()
@@ -573,8 +595,7 @@ class Gateway:
                 self._become_standby()
                 return False
             # still the leader: part of the failed round may be stored; rebuild from it
-            self.journal = self._open_stream()
-            self._recover_stream()
+            self._lead(fresh=True)
             self.unavailable = None
             log.warning("journal writable again: resumed at sequence %d", self.sequence)
             return True
@@ -606,8 +627,16 @@ class Gateway:
         try:
             held = self._lease.renew()
         except JournalError as err:
-            log.warning("could not renew the lease (%s); fencing still guards the stream",
+            if self._lease.expires_in() > 0:
+                log.warning("could not renew the lease (%s); it lives %.1f s more", err,
+                            self._lease.expires_in())
+                return
+            # a standby may hold it now: stop serving (its fence refuses any write of
+            # this server's; a read here could be stale); the next tick renews or follows
+            log.warning("could not renew the lease within its life (%s): refusing commands",
                         err)
+            self._unrenewed = True
+            self.unavailable = f"could not renew the lease of the shard: {err}"[:200]
             return
         if not held:
             self.unavailable = "lost the lease of the shard; turning standby"
@@ -616,6 +645,28 @@ class Gateway:
         r = self.replicated
         assert r is not None
         return JournalWriter.jetstream(list(r.servers), r.shard, r.replicas, r.timeout_seconds)
+
+    def _lead(self, fresh: bool) -> None:
+        """Opens the shard's stream for this server, which holds the lease, reads it to
+        its end (``fresh``: rebuilt from the newest snapshot; else caught up from where
+        this standby had read) and fences it (the journal's ``fence``): an earlier leader
+        that has not yet found itself deposed can append nothing after. A fence refused
+        means it appended after what was read: read again, a few times at most."""
+        why: JournalError | None = None
+        for _ in range(FENCE_TRIES):
+            self.journal = self._open_stream()
+            if fresh:
+                self._recover_stream()
+            else:
+                self._catch_up(self.journal.stream_sequence)
+            try:
+                self.journal.fence(self._holder)
+            except JournalError as err:
+                why, fresh = err, False
+                continue
+            self._writer.attach(self.ex, self.journal)
+            return
+        raise JournalError(f"could not fence the stream: {why}")
 
     def _recover_stream(self) -> None:
         """The exchange from the shard's stream: every record up to where the journal

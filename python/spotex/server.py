@@ -43,7 +43,7 @@ from spotex.accounts import (
     Accounts,
     token_hash,
 )
-from spotex.gateway import Gateway, GatewayError, Published, Replicated
+from spotex.gateway import Gateway, GatewayError, Published, Replicated, unavailable_message
 from spotex.limits import Limits, TlsConfig, TokenBucket
 from spotex.metrics import Metrics, Observe, account_of_call
 from spotex.web import Web
@@ -286,7 +286,11 @@ class Service(Edge):
     async def native(self, context: grpc.aio.ServicerContext, op: str, account: Account,
                      body: bytes) -> bytes:
         """A hot command (request bytes in, response bytes out), run by the writer in Rust
-        unless the caller's deadline passes first."""
+        unless the caller's deadline passes first. Refused at once while the journal is
+        known unavailable (a standby; NATS electing), rather than queued behind the
+        writer's attempts to recover."""
+        if (why := self.gw.unavailable) is not None:
+            await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
         try:
             return await self.gw.command_async(
                 op, account.account_id, body, buyer=account.has(BUYER),

@@ -15,6 +15,13 @@
 //! (`sync` returns) only once JetStream acknowledged every message of it, which for a
 //! replicated stream means a quorum of its servers stored it.
 //!
+//! A writer taking the lease of a shard fences the stream before it serves: it reads to
+//! the stream's end, then publishes an empty message naming itself (header
+//! `Spotex-Leader`) expecting that end. Stored, it follows everything any earlier leader
+//! had acknowledged, and nothing an earlier leader sends later can be stored; refused,
+//! an earlier leader appended after what it read, and it reads again. Readers skip these
+//! messages: they hold no record.
+//!
 //! The servers must run JetStream with `sync_interval: always` (fsync every write): the
 //! default (lazy fsync) can lose acknowledged writes when machines lose power together
 //! (Jepsen, 2025). `spotex cluster up` writes such configurations.
@@ -105,6 +112,9 @@ async fn connect(cfg: &Config) -> io::Result<jetstream::Context> {
 
 /// The most bytes of records one message carries (NATS takes 1 MiB by default).
 const MAX_MESSAGE: usize = 512 << 10;
+
+/// The header of the message a new leader fences the stream with (its payload empty).
+pub const LEADER_HEADER: &str = "Spotex-Leader";
 
 /// How long one publish waits for its acknowledgement before it is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -204,6 +214,63 @@ impl JetStreamJournal {
     /// The stream's sequence of the last record written (or found at open).
     pub fn last_sequence(&self) -> u64 {
         self.last
+    }
+
+    /// Fences the stream for this writer, a leader about to serve (see the crate's
+    /// documentation): an empty message naming `holder`, expecting the stream's last
+    /// sequence this journal opened at. Once it returns, no other writer can append
+    /// before this one's next round. An error leaves the journal broken: another writer
+    /// appended after what this one read (or the servers did not answer in time), so the
+    /// caller opens the journal again, reads what it lacks, and fences again.
+    pub fn fence(&mut self, holder: &str) -> io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(io::Error::other(why.clone()));
+        }
+        if !self.pending.is_empty() {
+            return Err(invalid(
+                "a stream is fenced between rounds, not with records appended",
+            ));
+        }
+        let (timeout, last) = (self.timeout, self.last);
+        let id = format!("{}:fence", self.writer);
+        let done = self.rt.block_on(async {
+            use jetstream::context::PublishErrorKind;
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let message = jetstream::message::PublishMessage::build()
+                    .payload(Vec::new().into())
+                    .header(LEADER_HEADER, holder)
+                    .expected_last_sequence(last)
+                    .message_id(id.clone());
+                let sent = match self.js.send_publish(self.subject.clone(), message).await {
+                    Ok(ack) => tokio::time::timeout_at(deadline, ack).await,
+                    Err(e) => Ok(Err(e)),
+                };
+                match sent {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                        return Err(format!(
+                            "fenced: another writer appended to the stream ({e})"
+                        ))
+                    }
+                    Err(_) => return Err(format!("no acknowledgement within {timeout:?}")),
+                    Ok(Err(_)) if tokio::time::Instant::now() >= deadline => {
+                        return Err(format!("no acknowledgement within {timeout:?}"))
+                    }
+                    Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        match done {
+            Ok(()) => {
+                self.last += 1;
+                Ok(())
+            }
+            Err(why) => {
+                self.broken = Some(why.clone());
+                Err(io::Error::other(why))
+            }
+        }
     }
 
     /// Publishes the round's messages, pipelined, each expecting the one before it, and
@@ -368,6 +435,14 @@ async fn read_messages(
                 format!("{} message {seen}: {why}", cfg.stream()),
             )
         };
+        let fence = message.payload.is_empty()
+            && message
+                .headers
+                .as_ref()
+                .is_some_and(|h| h.get(LEADER_HEADER).is_some());
+        if fence {
+            continue; // a new leader's fence: no record
+        }
         let (one, tail) = journal::parse(&message.payload).map_err(|e| at(&e.to_string()))?;
         if one.is_empty() || !matches!(tail, journal::Tail::Clean) {
             return Err(at("not whole journal records (damaged)"));
@@ -432,6 +507,10 @@ pub struct Lease {
     holder: String,
     revision: Option<u64>,
     timeout: Duration,
+    ttl: Duration,
+    /// When the newest write of the lease known stored was sent: the servers' clock of
+    /// its life started after that, so the lease surely lives until this plus `ttl`.
+    since: Option<std::time::Instant>,
 }
 
 impl Lease {
@@ -449,7 +528,7 @@ impl Lease {
             // a bucket just created, or one whose servers are electing a leader, may not
             // answer at once: try until the caller's deadline
             let deadline = tokio::time::Instant::now() + cfg.timeout;
-            loop {
+            let kv = loop {
                 let got = match js.get_key_value("spotex-leases").await {
                     Ok(kv) => Ok(kv),
                     Err(_) => js
@@ -473,11 +552,31 @@ impl Lease {
                     Err(e) => Err(e),
                 };
                 match got {
-                    Ok(kv) => return Ok(kv),
+                    Ok(kv) => break kv,
                     Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
+            };
+            // one lease life for the venue: a holder counts on its own (`expires_in`),
+            // so a bucket that keeps leases for another time is refused, not used
+            let kept = kv
+                .status()
+                .await
+                .map_err(|e| failed("reading the lease bucket", e))?
+                .max_age();
+            if kept != ttl {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the lease bucket spotex-leases keeps a lease {} s, not {} s: give \
+                         every server of the venue the same lease life (--lease-seconds), \
+                         or delete the bucket while no server runs",
+                        kept.as_secs_f64(),
+                        ttl.as_secs_f64()
+                    ),
+                ));
             }
+            Ok(kv)
         })?;
         Ok(Lease {
             rt,
@@ -486,6 +585,8 @@ impl Lease {
             holder: holder.to_string(),
             revision: None,
             timeout,
+            ttl,
+            since: None,
         })
     }
 
@@ -493,12 +594,14 @@ impl Lease {
     pub fn try_acquire(&mut self) -> io::Result<bool> {
         use async_nats::jetstream::kv::CreateErrorKind;
         let (kv, key, value, timeout) = (&self.kv, &self.key, self.holder.clone(), self.timeout);
+        let sent = std::time::Instant::now();
         let got = self.rt.block_on(async {
             tokio::time::timeout(timeout, kv.create(key, value.into_bytes().into())).await
         });
         match got {
             Ok(Ok(revision)) => {
                 self.revision = Some(revision);
+                self.since = Some(sent);
                 Ok(true)
             }
             // ours, if an earlier try was stored but its answer lost
@@ -515,12 +618,14 @@ impl Lease {
             return Ok(false);
         };
         let (kv, key, value, timeout) = (&self.kv, &self.key, self.holder.clone(), self.timeout);
+        let sent = std::time::Instant::now();
         let got = self.rt.block_on(async {
             tokio::time::timeout(timeout, kv.update(key, value.into_bytes().into(), revision)).await
         });
         match got {
             Ok(Ok(revision)) => {
                 self.revision = Some(revision);
+                self.since = Some(sent);
                 Ok(true)
             }
             // still ours if an earlier renewal was stored but its answer lost; lost if
@@ -547,12 +652,24 @@ impl Lease {
         Ok(self.revision.is_some())
     }
 
+    /// How long the lease surely still lives for this holder (zero when not held, or when
+    /// no write of it is known stored by this process: a lease found held by this
+    /// holder's name counts from its next renewal). A leader that cannot renew stops
+    /// serving once this is zero: a standby may hold the lease then.
+    pub fn expires_in(&self) -> Duration {
+        match (self.revision, self.since) {
+            (Some(_), Some(since)) => self.ttl.saturating_sub(since.elapsed()),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Gives a held lease up at once (a graceful stop), so a standby need not wait for
     /// it to expire.
     pub fn release(&mut self) -> io::Result<()> {
         let Some(revision) = self.revision.take() else {
             return Ok(());
         };
+        self.since = None;
         let (kv, key) = (&self.kv, &self.key);
         self.rt
             .block_on(async { kv.delete_expect_revision(key, Some(revision)).await })

@@ -1403,6 +1403,20 @@ impl JournalWriter {
         }
     }
 
+    /// A JetStream journal of a leader about to serve: fences the stream (an empty
+    /// message naming `holder`, expecting the last sequence the journal opened at), so
+    /// no earlier leader can append after it. JournalError: another writer appended after
+    /// that (open the journal again and read what it added), or no answer in time.
+    fn fence(&mut self, py: Python<'_>, holder: &str) -> PyResult<()> {
+        let mut guard = lock_journal(&self.shared);
+        match open_journal(&mut guard)? {
+            Log::JetStream(j) => py
+                .detach(|| j.fence(holder))
+                .map_err(|e| journal_error(format!("fence: {e}"))),
+            Log::Files(_) => Err(PyValueError::new_err("only a JetStream journal is fenced")),
+        }
+    }
+
     fn durable_point(&self) -> Option<(std::path::PathBuf, u64)> {
         match lock_journal(&self.shared).as_ref() {
             Some(Log::Files(j)) => j.durable_point(),
@@ -1583,6 +1597,11 @@ impl Lease {
     fn renew(&self, py: Python<'_>) -> PyResult<bool> {
         py.detach(|| self.lock().renew())
             .map_err(|e| journal_error(e.to_string()))
+    }
+
+    /// Seconds the lease surely still lives for this holder (0 when not held).
+    fn expires_in(&self) -> f64 {
+        self.lock().expires_in().as_secs_f64()
     }
 
     fn release(&self, py: Python<'_>) -> PyResult<()> {
