@@ -93,7 +93,8 @@ SETTINGS: tuple[Setting, ...] = (
             "with --journal-nats: the shard's leader lease lives this long unless renewed "
             "(each tick): a standby takes over about this long after the leader dies; a "
             "leader that cannot renew for this long (NATS electing a leader after a lost "
-            "server) stops and takes the lease again"),
+            "server) refuses commands until it renews, or turns standby; the same for every "
+            "server of the venue (the lease bucket keeps it, and refuses another)"),
     Setting("market.resale_fee_bps", "--resale-fee-bps", 0, click.IntRange(0, 10_000),
             "fee a resale's seller pays on each fill, in basis points of its value; each "
             "resale ask keeps the fee it was accepted with"),
