@@ -372,3 +372,48 @@ def test_spotex_gateway_serves_until_sigterm_and_says_what_is_wrong_in_one_line(
             proc.send_signal(signal.SIGTERM)
             out = proc.communicate(timeout=30)[0]
         assert proc.returncode == 0, out
+
+
+def test_the_gateway_s_metrics_show_calls_leaders_failovers_and_shards_lost(
+        tmp_path: Path) -> None:
+    from test_metrics import _scrape, _total
+
+    from spotex.nats_cluster import free_port
+    gone = f"127.0.0.1:{free_port()}"  # an engine address no one serves
+    with contextlib.ExitStack() as stack:
+        one = stack.enter_context(serving(tmp_path / "e1", shard_index=1,
+                                          gateway_token=GATEWAY_TOKEN, limits=LIMITS))
+        lose = contextlib.ExitStack()
+        stack.callback(lose.close)
+        two = lose.enter_context(serving(tmp_path / "e2", shard_index=2,
+                                         gateway_token=GATEWAY_TOKEN, limits=LIMITS))
+        # shard 1 lists the lost engine first: the first call finds the other leading
+        table = Routes([ShardSpec(1, (gone, one.target)), ShardSpec(2, (two.target,))],
+                       ROUTES)
+        gw, _ = stack.enter_context(on_thread(
+            lambda: ShardGateway.start("127.0.0.1:0", table, GATEWAY_TOKEN,
+                                       tmp_path / "gateway", OPERATOR_TOKEN, limits=LIMITS,
+                                       failover_seconds=1.0, access_log=False,
+                                       metrics_listen="127.0.0.1:0"),
+            lambda g: g.stop(0.5)))
+        v = Venue(f"127.0.0.1:{gw.port}", {1: one.target, 2: two.target})
+        op, _, buyer = market(v)
+        accounts = len(op.list_accounts())
+        buyer.place_order(pid("H100"), "buy", "1.00", 1)
+        buyer.place_order(pid("B200"), "buy", "1.00", 1)
+        lose.close()  # shard 2's only engine: its calls are refused, nothing else
+        with pytest.raises(RpcError, match="SHARD_UNAVAILABLE"):
+            buyer.place_order(pid("B200"), "buy", "1.00", 1)
+        buyer.place_order(pid("H100"), "buy", "1.00", 1)
+        m = _scrape(f"http://127.0.0.1:{gw.metrics_port}/metrics")
+    assert _total(m, "spotex_rpc_duration_seconds_count", method="Market/PlaceOrder",
+                  code="OK") == 3
+    assert _total(m, "spotex_rpc_duration_seconds_count", method="Market/PlaceOrder",
+                  code="UNAVAILABLE") == 1
+    assert _total(m, "spotex_gateway_shard_leader", shard="1", engine=one.target) == 1
+    assert _total(m, "spotex_gateway_shard_leader", shard="1", engine=gone) == 0
+    assert _total(m, "spotex_gateway_leader_changes_total", shard="1") == 1
+    assert _total(m, "spotex_gateway_leader_changes_total", shard="2") == 0
+    assert _total(m, "spotex_gateway_shard_unavailable_total", shard="2") == 1
+    assert _total(m, "spotex_gateway_shard_unavailable_total", shard="1") == 0
+    assert _total(m, "spotex_gateway_accounts") == accounts >= 2

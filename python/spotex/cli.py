@@ -208,9 +208,12 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
               help="sustained order-entry rate per account")
 @click.option("--order-burst", type=click.IntRange(1, None), default=Limits.order_burst,
               show_default=True, help="orders per account at once above that rate")
+@click.option("--metrics-listen", default="", metavar="HOST:PORT",
+              help="serve Prometheus metrics at http://HOST:PORT/metrics: calls by method "
+              "and code, each shard's leader, failovers (empty: off)")
 def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_dir: Path,
             gateway_token: str, operator_token: str, failover_seconds: float,
-            orders_per_second: float, order_burst: int) -> None:
+            orders_per_second: float, order_burst: int, metrics_listen: str) -> None:
     """Serve one venue over several engines, each owning some SKUs and regions: calls are
     routed to their shard's leader; views, mass cancels and streams fan out and merge."""
     from spotex.datadir import DataDirInUse
@@ -223,7 +226,8 @@ def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_
         table = Routes([parse_shard(x) for x in shards], dict(parse_route(x) for x in routes))
         limits = Limits(orders_per_second=orders_per_second, order_burst=order_burst)
         asyncio.run(run_gateway(listen, table, gateway_token, data_dir, operator_token or None,
-                                failover_seconds=failover_seconds, limits=limits))
+                                failover_seconds=failover_seconds, limits=limits,
+                                metrics_listen=metrics_listen or None))
     except (RouteError, DataDirInUse, ListenError) as e:
         raise click.ClickException(str(e)) from None
 
@@ -254,8 +258,11 @@ def cluster() -> None:
               "+ k")
 @click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default="",
               help="or SPOTEX_OPERATOR_TOKEN")
+@click.option("--metrics-listen", default="", metavar="HOST:PORT",
+              help="the gateway's Prometheus metrics at http://HOST:PORT/metrics (empty: off)")
 def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
-               routes: tuple[str, ...], listen: str, operator_token: str) -> None:
+               routes: tuple[str, ...], listen: str, operator_token: str,
+               metrics_listen: str) -> None:
     """Start N NATS JetStream servers on loopback (fsync on every write), SHARDS shards
     of engines (a leader and STANDBYS standbys each, journaling to the shard's stream,
     replicated min(3, N) times) and a gateway at --listen that routes every call to its
@@ -297,7 +304,8 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
             click.echo(f"gateway: {listen.rsplit(':', 1)[0]}:{gw.port} "
                        f"(accounts under {base / 'gateway'})")
         asyncio.run(run_gateway(listen, Routes(engines.specs(), table), engines.gateway_token,
-                                base / "gateway", operator_token or None, ready=ready))
+                                base / "gateway", operator_token or None, ready=ready,
+                                metrics_listen=metrics_listen or None))
     except (DataDirInUse, ListenError, EngineError, RouteError) as e:
         raise click.ClickException(str(e)) from None
     finally:

@@ -1,6 +1,7 @@
 """What a running server shows operators: Prometheus metrics on an HTTP port of their own
-(``spotex serve --metrics-listen HOST:PORT``), and a log line per RPC (logger
-``spotex.access``: method, status code, latency, account id; never a token).
+(``spotex serve --metrics-listen HOST:PORT``, ``spotex gateway --metrics-listen``), and a
+log line per RPC (logger ``spotex.access``: method, status code, latency, account id;
+never a token).
 
 Counts of the order path come from the writer itself (``spotex._core.Writer.stats``),
 read when Prometheus scrapes: orders by type, time in force and outcome, jobs and time
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from spotex.gateway import Gateway
     from spotex.server import Hub
+    from spotex.shards import Front
 
 access = logging.getLogger("spotex.access")
 
@@ -119,16 +121,56 @@ class _State(Collector):
                                 value=recovery.get("replayed", 0))
 
 
-class Metrics:
-    """The server's registry; ``serve`` exposes it over HTTP."""
+class _Shards(Collector):
+    """A shard gateway's view of its shards, read at each scrape."""
 
-    def __init__(self, gateway: Gateway, hub: Hub) -> None:
+    def __init__(self, front: Front) -> None:
+        self.front = front
+
+    def collect(self) -> Iterator[Metric]:
+        leader = GaugeMetricFamily(
+            "spotex_gateway_shard_leader", "1 for the engine the gateway calls as its "
+            "shard's leader, 0 for the others.", labels=["shard", "engine"])
+        changes = CounterMetricFamily(
+            "spotex_gateway_leader_changes", "Times the gateway found another engine "
+            "leading the shard (a standby took over).", labels=["shard"])
+        lost = CounterMetricFamily(
+            "spotex_gateway_shard_unavailable", "Calls refused SHARD_UNAVAILABLE: no engine "
+            "of the shard served in time, or its engine was lost during the call.",
+            labels=["shard"])
+        for index, engines in sorted(self.front.engines.items()):
+            for k, address in enumerate(engines.spec.addresses):
+                leader.add_metric([str(index), address], 1 if k == engines.leader else 0)
+            changes.add_metric([str(index)], engines.leader_changes)
+            lost.add_metric([str(index)], engines.unavailable)
+        yield leader
+        yield changes
+        yield lost
+        yield GaugeMetricFamily("spotex_gateway_accounts", "Accounts the gateway knows.",
+                                value=len(self.front.accounts.all()))
+
+
+class Metrics:
+    """A server's registry (RPC latency, and what ``state`` reads at each scrape);
+    ``serve`` exposes it over HTTP."""
+
+    def __init__(self, state: Collector) -> None:
         self.registry = CollectorRegistry()
         self.rpc = Histogram("spotex_rpc_duration_seconds",
                              "Time from a call's arrival to its end, by method and status code.",
                              ["method", "code"], registry=self.registry, buckets=RPC_BUCKETS)
-        self.registry.register(_State(gateway, hub))
+        self.registry.register(state)
         self._http: Any = None
+
+    @classmethod
+    def of_engine(cls, gateway: Gateway, hub: Hub) -> Metrics:
+        """An engine's: its writer, books, journal, streams and recovery."""
+        return cls(_State(gateway, hub))
+
+    @classmethod
+    def of_gateway(cls, front: Front) -> Metrics:
+        """A shard gateway's: its shards' leaders, failovers and refusals."""
+        return cls(_Shards(front))
 
     def serve(self, listen: str) -> int:
         """Starts the HTTP endpoint (``/metrics``) on ``host:port``; returns the port."""

@@ -811,7 +811,7 @@ class Server:
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended, resale_fee_bps=resale_fee_bps,
                                           replicated=replicated, shard_index=shard_index)
-        metrics = Metrics(gateway, hub) if metrics_listen else None
+        metrics = Metrics.of_engine(gateway, hub) if metrics_listen else None
         web, web_port = None, None
         try:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)

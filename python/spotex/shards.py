@@ -48,7 +48,7 @@ from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.datadir import DataDirLock
 from spotex.gateway import MAX_SHARDS, SHARD_BITS
 from spotex.limits import Limits, TlsConfig
-from spotex.metrics import Observe
+from spotex.metrics import Metrics, Observe
 from spotex.server import (
     AccountsService,
     Edge,
@@ -172,6 +172,8 @@ class Engines:
         self._methods: dict[tuple[int, str], Any] = {}  # (engine, path): its callable
         self._generation = 0  # changes each time the leader is looked up
         self._finding = asyncio.Lock()
+        self.leader_changes = 0  # for metrics: another engine found leading
+        self.unavailable = 0  # for metrics: calls refused SHARD_UNAVAILABLE
 
     def metadata(self, account: Account) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self._token}"),
@@ -211,6 +213,7 @@ class Engines:
                         if i != self.leader:
                             log.warning("shard %d: now led by %s", self.index,
                                         self.spec.addresses[i])
+                            self.leader_changes += 1
                         self.leader = i
                         self._generation += 1
                         return True
@@ -244,11 +247,13 @@ class Engines:
                 if reason not in ("", "JOURNAL_UNAVAILABLE"):
                     raise
                 if reason == "" and ready and command:
+                    self.unavailable += 1
                     raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index}'s engine was "
                                      "lost during the call; it may have been applied: look "
                                      "the order up, or send it again with the same client "
                                      "order id") from None
                 if not await self.find_leader(seen, deadline):
+                    self.unavailable += 1
                     raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} has no "
                                      f"engine serving after {wait:g} s "
                                      f"({err.details()})") from None
@@ -772,31 +777,47 @@ class ShardGateway:
     """A running shard gateway: ``await ShardGateway.start(...)``, then ``stop()``."""
 
     def __init__(self, server: grpc.aio.Server, port: int, front: Front,
-                 lock: DataDirLock | None) -> None:
+                 lock: DataDirLock | None, metrics: Metrics | None = None,
+                 metrics_port: int | None = None) -> None:
         self.grpc = server
         self.port = port
         self.front = front
         self._lock = lock
+        self.metrics = metrics
+        self.metrics_port = metrics_port
 
     @classmethod
     async def start(cls, listen: str, routes: Routes, gateway_token: str,
                     data_dir: Path | None = None, operator_token: str | None = None,
                     limits: Limits | None = None, failover_seconds: float = 15.0,
-                    tls: TlsConfig | None = None, access_log: bool = True) -> ShardGateway:
+                    tls: TlsConfig | None = None, access_log: bool = True,
+                    metrics_listen: str | None = None) -> ShardGateway:
         if not gateway_token:
             raise ListenError("a gateway needs the token its engines trust (--gateway-token)")
         _check_listen(listen)
+        if metrics_listen:
+            _check_listen(metrics_listen)
         limits = limits or Limits()
         lock = DataDirLock(data_dir) if data_dir is not None else None
+        metrics: Metrics | None = None
         try:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None,
                                 operator_token)
             front = Front(accounts, limits, routes, gateway_token, failover_seconds)
+            metrics = Metrics.of_gateway(front) if metrics_listen else None
             server, port, health_servicer, _ = grpc_server(
-                listen, limits, tls, Observe(None, access_log),
+                listen, limits, tls, Observe(metrics, access_log),
                 market_handlers(ShardMarket(front)), ShardOperator(front))
+            try:
+                metrics_port = (metrics.serve(metrics_listen) if metrics and metrics_listen
+                                else None)
+            except OSError as err:
+                raise ListenError(f"cannot listen on {metrics_listen}: "
+                                  f"{err.strerror or err}") from None
             await server.start()
         except BaseException:
+            if metrics is not None:
+                metrics.close()
             if lock is not None:
                 lock.release()
             raise
@@ -805,9 +826,14 @@ class ShardGateway:
         log.info("spotex gateway listening on %s:%d for shards %s",
                  listen.rsplit(":", 1)[0], port,
                  ", ".join(f"{s.index} ({' '.join(s.addresses)})" for s in routes.shards))
-        return cls(server, port, front, lock)
+        if metrics_port is not None:
+            log.info("metrics on http://%s:%d/metrics", metrics_listen.rsplit(":", 1)[0]
+                     if metrics_listen else "", metrics_port)
+        return cls(server, port, front, lock, metrics, metrics_port)
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         await self.grpc.stop(grace)
         for e in self.front.engines.values():
             await e.close()
@@ -818,14 +844,15 @@ class ShardGateway:
 async def run_gateway(listen: str, routes: Routes, gateway_token: str, data_dir: Path | None,
                       operator_token: str | None, failover_seconds: float = 15.0,
                       ready: Callable[[ShardGateway], None] | None = None,
-                      limits: Limits | None = None) -> None:
+                      limits: Limits | None = None, metrics_listen: str | None = None
+                      ) -> None:
     """Runs until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     gw = await ShardGateway.start(listen, routes, gateway_token, data_dir, operator_token,
-                                  limits, failover_seconds)
+                                  limits, failover_seconds, metrics_listen=metrics_listen)
     if ready:
         ready(gw)
     await stop.wait()
