@@ -209,6 +209,16 @@ def test_streams_fan_in_from_every_shard(tmp_path: Path) -> None:
                        timeout=10)
         md.wait_for(lambda xs: {x.product_id for x in xs if x.kind == "trade"}
                     == {pid("H100"), pid("B200")}, timeout=10)
+        # each shard numbers the buyer's executions; through the gateway they carry the
+        # shard's index above bit 48, so none repeats and each shard's follow on from 1
+        low: dict[int, list[int]] = {}
+        for x in list(execs.items):
+            low.setdefault(x.sequence >> 48, []).append(x.sequence & ((1 << 48) - 1))
+            if x.order is not None:
+                assert x.order.order_id >> 48 == x.sequence >> 48
+        assert sorted(low) == [1, 2]
+        for seqs in low.values():
+            assert seqs == list(range(1, len(seqs) + 1))
         buyer.close()
 
 

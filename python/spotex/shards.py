@@ -545,9 +545,11 @@ class ShardMarket:
                 u.close()
 
     async def _fan_in(self, context: Any, method: str, requests: dict[int, bytes],
-                      account: Account) -> AsyncIterator[bytes]:
-        """The shards' streams as one: batches as each shard sends them. One shard's
-        stream ending ends this one with its status."""
+                      account: Account, recast: Callable[[int, bytes], bytes] | None = None
+                      ) -> AsyncIterator[bytes]:
+        """The shards' streams as one: batches as each shard sends them (through
+        ``recast(index, batch)`` if given). One shard's stream ending ends this one with
+        its status."""
         q: asyncio.Queue[bytes | grpc.aio.AioRpcError | ShardError] = asyncio.Queue(
             self.f.limits.subscriber_queue)
 
@@ -557,7 +559,7 @@ class ShardMarket:
                 ch = await e.leader_channel()
                 call = ch.unary_stream(f"/{MARKET}/{method}")(body, metadata=e.metadata(account))
                 async for batch in call:
-                    q.put_nowait(batch)
+                    q.put_nowait(batch if recast is None else recast(index, batch))
                 q.put_nowait(ShardError("SHARD_UNAVAILABLE",
                                         f"shard {index}'s stream ended; subscribe again"))
             except grpc.aio.AioRpcError as err:
@@ -598,10 +600,21 @@ class ShardMarket:
             yield m
 
     async def stream_executions(self, body: bytes, context: Any) -> AsyncIterator[bytes]:
+        """The caller's executions on every shard. Each shard numbers an account's
+        executions on its own: here their sequence is the shard's index << 48 plus the
+        shard's, so none repeats and each shard's follow one another (as ids do)."""
         a = await self.f.auth(context)
         async for m in self._fan_in(context, "StreamExecutions",
-                                    dict.fromkeys(self.f.routes.indices, body), a):
+                                    dict.fromkeys(self.f.routes.indices, body), a,
+                                    _executions_of_shard):
             yield m
+
+
+def _executions_of_shard(index: int, batch: bytes) -> bytes:
+    b = pb.ExecutionBatch.FromString(batch)
+    for e in b.executions:
+        e.sequence |= index << SHARD_BITS
+    return bytes(b.SerializeToString())
 
 
 def _cancelled(answers: list[bytes]) -> bytes:
