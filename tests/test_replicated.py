@@ -33,6 +33,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
         yield c
 
 
+def publish(cluster: NatsCluster, subject: str, payload: bytes) -> None:
+    """A message any NATS client could put on a stream's subject."""
+    async def send() -> None:
+        nc = await nats.connect(cluster.urls)
+        await nc.jetstream().publish(subject, payload)
+        await nc.close()
+    asyncio.run(send())
+
+
 def test_rounds_are_fenced_and_every_record_is_checked(cluster: NatsCluster) -> None:
     first = JournalWriter.jetstream(cluster.urls, "fence", replicas=3)
     late = JournalWriter.jetstream(cluster.urls, "fence", replicas=3)
@@ -59,11 +68,7 @@ def test_rounds_are_fenced_and_every_record_is_checked(cluster: NatsCluster) -> 
     assert [s for s, *_ in read_jetstream(cluster.urls, "fence", until=1)] == [1, 2]
 
     # a message that is not a whole journal record, put there by any client: refused
-    async def damage() -> None:
-        nc = await nats.connect(cluster.urls)
-        await nc.jetstream().publish("spotex.fence.journal", b"\x05\x00\x00\x00garbage")
-        await nc.close()
-    asyncio.run(damage())
+    publish(cluster, "spotex.fence.journal", b"\x05\x00\x00\x00garbage")
     with pytest.raises(JournalError, match="message 3"):
         read_jetstream(cluster.urls, "fence")
 
@@ -101,11 +106,7 @@ def test_a_new_leader_fences_the_stream_so_an_earlier_leader_appends_nothing_aft
         JournalWriter(tmp_path / "journal").fence("x")
 
     # an empty message without the leader's header is not a fence: damage, refused
-    async def empty() -> None:
-        nc = await nats.connect(cluster.urls)
-        await nc.jetstream().publish("spotex.takeover.journal", b"")
-        await nc.close()
-    asyncio.run(empty())
+    publish(cluster, "spotex.takeover.journal", b"")
     with pytest.raises(JournalError, match="message 5"):
         read_jetstream(cluster.urls, "takeover")
 
