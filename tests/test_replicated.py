@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +24,7 @@ from conftest import OPERATOR_TOKEN, serving
 from spotex._core import JournalError, JournalWriter, Lease, read_jetstream
 from spotex.client import Client, RpcError
 from spotex.cluster import Engine, Shards
+from spotex.errors import SpotexError
 from spotex.gateway import Replicated
 from spotex.nats_cluster import NatsCluster, free_port
 
@@ -193,6 +195,72 @@ def test_a_server_recovers_from_the_stream_on_another_machine_after_a_lost_nats_
         serving_again(lambda: op.create_products(skus=["H100-SXM"], regions=["us-east"],
                                                  from_hour=500_001, to_hour=500_002))
         assert op.state_hash()[0] == seq + 1
+
+
+def test_a_leader_cut_off_from_the_nats_quorum_stops_serving_and_serves_again_after(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    log = Replicated(tuple(cluster.urls), "quorum", 3)
+    with serving(tmp_path / "a", replicated=log) as r:
+        seller, pid = orders(r.target)
+        placed = [seller.place_order(pid, "sell", "2.00", 1, cluster_id="c")]
+        gw = r.server.gateway
+        # two of three NATS servers lost: the lease cannot be renewed, so once its life
+        # has passed (a standby elsewhere could hold it) the leader refuses commands,
+        # keeping its journal, at once rather than after a round's timeout
+        cluster.kill(1)
+        cluster.kill(2)
+        try:
+            end = time.monotonic() + 60
+            while gw.unavailable is None:
+                assert time.monotonic() < end, "still serving without its lease"
+                time.sleep(0.1)
+            with pytest.raises(RpcError, match="lease") as refused:
+                seller.place_order(pid, "sell", "2.01", 1, cluster_id="c")
+            assert refused.value.reason == "JOURNAL_UNAVAILABLE"
+        finally:
+            cluster.restart(1)
+            cluster.restart(2)
+        # the quorum back: it renews (or takes the lease again, fencing) and serves
+        placed.append(serving_again(lambda: seller.place_order(pid, "sell", "2.02", 1,
+                                                               cluster_id="c"), within=60))
+        assert [o.order_id for o in seller.list_orders()] == [o.order_id for o in placed]
+        assert Client(r.target, OPERATOR_TOKEN).state_hash() == replayed(cluster.urls,
+                                                                          "quorum")
+
+
+def test_a_command_in_the_round_that_lost_the_lease_is_refused_and_never_stored(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    from spotex.client import _order_request
+    log = Replicated(tuple(cluster.urls), "lapse", 3)
+    with serving(tmp_path / "a", replicated=log) as r:
+        seller, pid = orders(r.target)
+        kept = seller.place_order(pid, "sell", "2.00", 1, cluster_id="c")
+        gw = r.server.gateway
+        account = next(a.account_id for a in Client(r.target, OPERATOR_TOKEN)
+                       .list_accounts() if a.name == "s")
+        body = _order_request(pid, "sell", "2.50", 1, cluster_id="c").SerializeToString()
+        queued = threading.Event()
+
+        async def place() -> bytes:
+            f = gw.command_async("place", account, body, seller=True)
+            queued.set()
+            return await f
+        # the writer busy: the order, then the lease found lost, queue up and run in one
+        # round: the order is applied and journaled (not yet stored) before the round fails
+        busy = gw.submit(lambda: time.sleep(0.5))
+        placing = asyncio.run_coroutine_threadsafe(place(), r.loop)
+        assert queued.wait(10)
+        gw.submit(lambda: setattr(gw, "unavailable", "lost the lease of the shard (test)"))
+        busy.result(10)
+        with pytest.raises(SpotexError, match="could not make the command durable") as e:
+            placing.result(10)
+        assert e.value.reason == "JOURNAL_UNAVAILABLE"
+        # the next ticks rebuild from the stream (the lease still held): the refused order
+        # is neither in the venue nor in the stream, the one acknowledged is
+        serving_again(lambda: seller.get_order(kept.order_id))
+        serving_again(lambda: seller.place_order(pid, "sell", "2.01", 1, cluster_id="c"))
+        assert [o.price for o in seller.list_orders()] == [Decimal("2.00"), Decimal("2.01")]
+        assert Client(r.target, OPERATOR_TOKEN).state_hash() == replayed(cluster.urls, "lapse")
 
 
 def test_a_new_machine_starts_from_the_snapshot_in_jetstream_and_reads_only_the_rest(
@@ -430,7 +498,6 @@ def test_two_shards_with_standbys_lose_a_leader_and_a_nats_server_and_nothing_ac
     twice, the shard serves again through the gateway within 30 s, and each shard's state
     is a fresh replay of its stream."""
     import random
-    from decimal import Decimal
 
     from conftest import Collector, on_thread
 

@@ -203,9 +203,6 @@ class Gateway:
         self.replicated = replicated
         self._lease: Lease | None = None
         self._holder = ""  # this server's name in the lease
-        # leading, the lease could not be renewed within its life: commands are refused
-        # until it is (the journal kept), or found lost (then a standby)
-        self._unrenewed = False
         self._next_message = 1  # the stream message a standby reads from next
         self.ex = Exchange(max_open_orders, max_id_length)
         self.ex.set_keep_ended(keep_ended)
@@ -302,7 +299,17 @@ class Gateway:
 
     def close(self) -> None:
         self._writer.stop()
-        if self.journal is not None:
+        if self.journal is not None and self.unavailable is not None:
+            # a round failed and its callers were told so: what it appended must never
+            # be stored, not even by a last sync here
+            try:
+                durable = self.journal.durable_point()
+                self.journal.abandon()
+                if durable is not None:
+                    truncate_journal(*durable)
+            except Exception as err:  # noqa: BLE001 - recovery cuts a torn tail anyway
+                log.warning("could not cut the journal back on close: %s", err)
+        elif self.journal is not None:
             self.journal.close()
         if self._lease is not None:
             try:
@@ -520,7 +527,6 @@ class Gateway:
         r = self.replicated
         assert r is not None and self._lease is not None
         self.journal = None
-        self._unrenewed = False
         self.ex, self._next_message = self._base_exchange()
         snap_seq = self.ex.sequence
         self._writer.attach(self.ex, None)
@@ -574,22 +580,10 @@ class Gateway:
                 log.warning("took the lease: leading shard %s from sequence %d", r.shard,
                             self.sequence)
                 return True
-            if self._unrenewed:
-                # the journal is whole (nothing was written since): only the lease was in
-                # doubt. Renewed, no one took it, so no one fenced this journal
-                if not self._lease.renew():
-                    log.warning("lost the lease of shard %s: following as a standby",
-                                r.shard)
-                    self._become_standby()
-                    return False
-                self._unrenewed = False
-                self.unavailable = None
-                log.warning("renewed the lease of shard %s: serving again", r.shard)
-                return True
-            try:
-                self.journal.close()
-            except JournalError:
-                pass  # it failed already
+            # the round that failed (the journal's, or the lease's while commands ran)
+            # told its callers so: what it appended and did not store is dropped, and the
+            # exchange is rebuilt from the stream, never kept as it is in memory
+            self.journal.abandon()
             if not self._lease.renew():
                 log.warning("lost the lease of shard %s: following as a standby", r.shard)
                 self._become_standby()
@@ -632,10 +626,10 @@ class Gateway:
                             self._lease.expires_in())
                 return
             # a standby may hold it now: stop serving (its fence refuses any write of
-            # this server's; a read here could be stale); the next tick renews or follows
+            # this server's; a read here could be stale); the next tick renews and
+            # rebuilds from the stream, or follows it as a standby
             log.warning("could not renew the lease within its life (%s): refusing commands",
                         err)
-            self._unrenewed = True
             self.unavailable = f"could not renew the lease of the shard: {err}"[:200]
             return
         if not held:

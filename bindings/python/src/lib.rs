@@ -1424,6 +1424,14 @@ impl JournalWriter {
         }
     }
 
+    /// Closes without writing what was appended and not yet made durable (a round that
+    /// failed: its callers were told so, so its records must never be stored later).
+    fn abandon(&mut self) {
+        if let Some(Log::Files(j)) = lock_journal(&self.shared).take() {
+            j.abandon();
+        }
+    }
+
     /// Makes everything durable and closes. If that fails, what was not written is
     /// dropped, never written later: the caller cuts the file back to its durable point.
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {

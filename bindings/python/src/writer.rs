@@ -18,7 +18,7 @@
 //! it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -546,20 +546,26 @@ impl Thread {
 /// The writer thread and what it shares with the Python side.
 #[pyclass(module = "spotex._core")]
 pub struct Writer {
-    tx: Option<Sender<Job>>,
+    tx: Sender<Job>,
+    /// Set (with the GIL held, as every `send` checks it) once `stop` was called: nothing
+    /// is taken after the stop job.
+    stopped: AtomicBool,
     /// jobs submitted and not yet taken into a round
     pending: Arc<AtomicUsize>,
     state: Arc<Mutex<State>>,
-    thread: Option<JoinHandle<()>>,
+    /// Taken by `stop`, which borrows the writer shared: the last round's Python end may
+    /// still read it (`unavailable`) while `stop` waits for the thread.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
     fn send(&self, job: Job) -> PyResult<()> {
+        let stopped = || PyValueError::new_err("the writer has stopped");
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(stopped());
+        }
         self.pending.fetch_add(1, Ordering::Relaxed);
-        self.tx
-            .as_ref()
-            .and_then(|tx| tx.send(job).ok())
-            .ok_or_else(|| PyValueError::new_err("the writer has stopped"))
+        self.tx.send(job).map_err(|_| stopped())
     }
 }
 
@@ -597,10 +603,11 @@ impl Writer {
             .spawn(move || thread.run())
             .map_err(|e| PyValueError::new_err(format!("cannot start the writer: {e}")))?;
         Ok(Writer {
-            tx: Some(tx),
+            tx,
+            stopped: AtomicBool::new(false),
             pending,
             state,
-            thread: Some(handle),
+            thread: Mutex::new(Some(handle)),
         })
     }
 
@@ -713,11 +720,16 @@ impl Writer {
     }
 
     /// Finishes what was submitted before, then ends the thread.
-    fn stop(&mut self, py: Python<'_>) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Job::Stop);
+    fn stop(&self, py: Python<'_>) {
+        if !self.stopped.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(Job::Stop);
         }
-        if let Some(handle) = self.thread.take() {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
             py.detach(|| {
                 let _ = handle.join();
             });
