@@ -724,11 +724,7 @@ impl Writer {
         if !self.stopped.swap(true, Ordering::AcqRel) {
             let _ = self.tx.send(Job::Stop);
         }
-        let handle = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             py.detach(|| {
                 let _ = handle.join();
