@@ -259,6 +259,12 @@ class Gateway:
     def unavailable(self, why: str | None) -> None:
         self._writer.unavailable = why
 
+    @property
+    def refusing(self) -> bool:
+        """Whether commands are refused now, read without waiting for the writer's
+        round (``unavailable`` says why)."""
+        return self._writer.refusing
+
     # ---- the writer ----------------------------------------------------------------
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:

@@ -142,7 +142,7 @@ class _Shards(Collector):
             for k, address in enumerate(engines.spec.addresses):
                 leader.add_metric([str(index), address], 1 if k == engines.leader else 0)
             changes.add_metric([str(index)], engines.leader_changes)
-            lost.add_metric([str(index)], engines.unavailable)
+            lost.add_metric([str(index)], engines.refused)
         yield leader
         yield changes
         yield lost

@@ -289,7 +289,7 @@ class Service(Edge):
         unless the caller's deadline passes first. Refused at once while the journal is
         known unavailable (a standby; NATS electing), rather than queued behind the
         writer's attempts to recover."""
-        if (why := self.gw.unavailable) is not None:
+        if self.gw.refusing and (why := self.gw.unavailable) is not None:
             await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
         try:
             return await self.gw.command_async(

@@ -173,7 +173,7 @@ class Engines:
         self._generation = 0  # changes each time the leader is looked up
         self._finding = asyncio.Lock()
         self.leader_changes = 0  # for metrics: another engine found leading
-        self.unavailable = 0  # for metrics: calls refused SHARD_UNAVAILABLE
+        self.refused = 0  # for metrics: calls refused SHARD_UNAVAILABLE
 
     def metadata(self, account: Account) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self._token}"),
@@ -247,13 +247,13 @@ class Engines:
                 if reason not in ("", "JOURNAL_UNAVAILABLE"):
                     raise
                 if reason == "" and ready and command:
-                    self.unavailable += 1
+                    self.refused += 1
                     raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index}'s engine was "
                                      "lost during the call; it may have been applied: look "
                                      "the order up, or send it again with the same client "
                                      "order id") from None
                 if not await self.find_leader(seen, deadline):
-                    self.unavailable += 1
+                    self.refused += 1
                     raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} has no "
                                      f"engine serving after {wait:g} s "
                                      f"({err.details()})") from None

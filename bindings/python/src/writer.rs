@@ -200,6 +200,9 @@ struct State {
     sync: bool,
     /// why commands are refused now (the journal could not be written), or None
     unavailable: Option<String>,
+    /// `unavailable.is_some()`, readable without this lock (by the event loop, before it
+    /// queues a command)
+    refusing: Arc<AtomicBool>,
     /// the exchange's clock: never steps back
     last_ts: i64,
     /// how many times the journal failed: a round during which it failed acknowledges
@@ -214,6 +217,12 @@ impl State {
             self.failures += 1;
         }
         self.unavailable = Some(why);
+        self.refusing.store(true, Ordering::Release);
+    }
+
+    fn accept(&mut self) {
+        self.unavailable = None;
+        self.refusing.store(false, Ordering::Release);
     }
 }
 
@@ -547,6 +556,8 @@ impl Thread {
 #[pyclass(module = "spotex._core")]
 pub struct Writer {
     tx: Sender<Job>,
+    /// whether commands are refused now (as `State::refusing`)
+    refusing: Arc<AtomicBool>,
     /// Set (with the GIL held, as every `send` checks it) once `stop` was called: nothing
     /// is taken after the stop job.
     stopped: AtomicBool,
@@ -581,11 +592,13 @@ impl Writer {
     #[pyo3(signature = (deliver, after_round, sync=true))]
     fn new(deliver: Py<PyAny>, after_round: Py<PyAny>, sync: bool) -> PyResult<Self> {
         let (tx, rx) = channel();
+        let refusing = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(State {
             ex: None,
             journal: None,
             sync,
             unavailable: None,
+            refusing: refusing.clone(),
             last_ts: 0,
             failures: 0,
             stats: Stats::new(),
@@ -604,6 +617,7 @@ impl Writer {
             .map_err(|e| PyValueError::new_err(format!("cannot start the writer: {e}")))?;
         Ok(Writer {
             tx,
+            refusing,
             stopped: AtomicBool::new(false),
             pending,
             state,
@@ -676,6 +690,13 @@ impl Writer {
         state(&self.state).last_ts
     }
 
+    /// Whether commands are refused now: a read without waiting for the writer's round
+    /// (the reason is `unavailable`).
+    #[getter]
+    fn refusing(&self) -> bool {
+        self.refusing.load(Ordering::Acquire)
+    }
+
     /// Why commands are refused now (the journal could not be written), or None.
     #[getter]
     fn get_unavailable(&self) -> Option<String> {
@@ -689,7 +710,7 @@ impl Writer {
         let mut st = state(&self.state);
         match why {
             Some(why) => st.fail(why),
-            None => st.unavailable = None,
+            None => st.accept(),
         }
     }
 
