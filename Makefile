@@ -10,6 +10,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs rust_exchange/src/*.rs bindings/python/src/*.rs protos/spotex/v1/*.proto
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	@echo "compiling the Rust engine into .venv (a few minutes the first time)..."
 	$(PIP) install -q -e '.[test]'
 	touch $@
 

@@ -54,6 +54,19 @@ def test_reservations_merge_consecutive_hours_of_one_order_and_gpus() -> None:
     ]
 
 
+def test_hours_of_the_same_gpus_bought_by_several_orders_are_one_reservation() -> None:
+    # a basket of three one-hour orders (or hours bought from a reseller) on one node,
+    # then an hour of other GPUs, then the node again after a gap
+    node = (("n0", tuple(range(8))),)
+    bought = [sold(1, 20, 5, H, node), sold(2, 21, 5, H + 1, node), sold(3, 22, 5, H + 2, node),
+              sold(4, 23, 5, H + 3, (("n0", (0, 1)),)), sold(5, 24, 5, H + 5, node),
+              # someone else's hour in between does not join the run
+              sold(6, 30, 6, H + 4, node)]
+    got = [(r.order, r.owner, r.start_hour, r.end_hour) for r in export.reservations(bought)]
+    assert got == [(20, 5, H, H + 3), (23, 5, H + 3, H + 4), (30, 6, H + 4, H + 5),
+                   (24, 5, H + 5, H + 6)]
+
+
 def parse_slurm(text: str) -> list[dict[str, str]]:
     """Every command line as its key=value fields; checks what scontrol expects."""
     out = []

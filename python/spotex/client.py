@@ -77,6 +77,9 @@ class Product:
     lot: int
     open_at: dt.datetime
     close_at: dt.datetime
+    # create_products: True for a product of the range that was listed before the call
+    # (left as it was, with its own tick, lot and times)
+    listed_before: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class Fill:
     price: Decimal
     quantity: int
     maker: bool
-    product_id: str = ""  # a block's fill: the hour it traded in
+    product_id: str = ""  # the product it traded in (a block's fill: that hour's)
     fee: Decimal = Decimal(0)  # a resale's fill: the fee its seller paid
 
 
@@ -222,9 +225,11 @@ def _ts(micros: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC)
 
 
-def _fill(f: Any) -> Fill:
-    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker, f.product_id,
-                _price(f.fee_micros))
+def _fill(f: Any, product_id: str = "") -> Fill:
+    """A fill names its product: a block's fill the hour it traded in, any other the
+    order's own product (which the wire leaves out)."""
+    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker,
+                f.product_id or product_id, _price(f.fee_micros))
 
 
 def _order(o: Any) -> Order:
@@ -232,7 +237,8 @@ def _order(o: Any) -> Order:
                  wire.TYPE_FROM_PB[o.order_type], _price(o.price_micros), o.quantity,
                  o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
                  wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
-                 tuple(_fill(f) for f in o.fills), o.reason, max(1, o.hours), o.window_hours,
+                 tuple(_fill(f, o.product_id) for f in o.fills), o.reason, max(1, o.hours),
+                 o.window_hours,
                  o.min_quantity, o.range_id, o.display_quantity,
                  wire.LOCALITY_FROM_PB.get(o.locality, ""), o.locality_preferred,
                  o.colocate_with, wire.LOCALITY_FROM_PB.get(o.placed_level, ""),
@@ -254,9 +260,22 @@ def _book(b: Any) -> Book:
     return Book(b.product_id, b.sequence, levels(b.bids), levels(b.asks))
 
 
-def _product(p: Any) -> Product:
+def _product(p: Any, listed_before: bool = False) -> Product:
     return Product(p.product_id, p.state, _price(p.tick_micros), p.lot, _ts(p.open_at_micros),
-                   _ts(p.close_at_micros))
+                   _ts(p.close_at_micros), listed_before)
+
+
+def _range(skus: Iterable[str], regions: Iterable[str], r: Any) -> list[Product]:
+    """Every product of a CreateProducts range, new or listed before, in the order asked
+    for (SKU, then region, then hour): a caller indexes it by hour whatever was listed."""
+    sku_at = {s: i for i, s in enumerate(skus)}
+    region_at = {g: i for i, g in enumerate(regions)}
+
+    def key(p: Product) -> tuple[int, int, str]:
+        sku, region, hour = p.product_id.split("/", 2)
+        return sku_at.get(sku, len(sku_at)), region_at.get(region, len(region_at)), hour
+    return sorted([*(_product(p) for p in r.products),
+                   *(_product(p, True) for p in r.existing)], key=key)
 
 
 def _market_event(m: Any) -> MarketEvent:
@@ -284,7 +303,7 @@ def _result(x: Any) -> Order | RpcError:
 
 def _execution(e: Any) -> Execution:
     return Execution(e.sequence, e.kind, _order(e.order) if e.HasField("order") else None,
-                     _fill(e.fill) if e.HasField("fill") else None,
+                     _fill(e.fill, e.order.product_id) if e.HasField("fill") else None,
                      _allocation(e.allocation) if e.HasField("allocation") else None,
                      _block(e.block) if e.HasField("block") else None)
 
@@ -423,11 +442,12 @@ class _Calls:
     def create_products(skus: Iterable[str], regions: Iterable[str], from_hour: int,
                         to_hour: int, tick: Decimal | str | int, lot: int,
                         gate_closure_lead: dt.timedelta) -> _Call[list[Product]]:
+        skus, regions = list(skus), list(regions)
         return _Call("operator", "CreateProducts", pb.CreateProductsRequest(
-            skus=list(skus), regions=list(regions), from_hour=from_hour, to_hour=to_hour,
+            skus=skus, regions=regions, from_hour=from_hour, to_hour=to_hour,
             tick_micros=parse_price(tick), lot=lot,
             gate_closure_lead_micros=int(gate_closure_lead.total_seconds() * 1_000_000)),
-            lambda r: [_product(p) for p in r.products])
+            lambda r: _range(skus, regions, r))
 
     @staticmethod
     def create_account(name: str, roles: Iterable[str]) -> _Call[Account]:

@@ -1,8 +1,9 @@
 """``spotex export``: a seller's schedule in the form its scheduler consumes.
 
-A seller's allocations (one per trade and hour) become reservations: one per buy order,
+A seller's allocations (one per trade and hour) become reservations: one per holder,
 cluster and set of GPUs, over the consecutive hours it holds them (a 24-hour block is one
-reservation, not 24). From those:
+reservation, not 24, and so are 8 hours bought one by one or back from a reseller).
+From those:
 
 * Slurm: one ``scontrol create reservation`` command per reservation, for the nodes it
   touches, the buyer as its user, ``Flags=OVERLAP`` (two buyers may hold different GPUs
@@ -44,24 +45,28 @@ class Reservation:
 
 
 def reservations(allocations: Iterable[Allocation]) -> list[Reservation]:
-    """What a seller sold, as reservations: one per buy order, cluster and GPUs, merged
-    over consecutive hours. In start order, then by name."""
-    held: dict[tuple[int, int, str, int], dict[str, set[int]]] = {}
+    """What a seller sold, as reservations: one per holder, cluster and set of GPUs over
+    consecutive hours, whatever orders bought them (a block, a basket of hours, hours
+    bought from a reseller): an order's GPUs in one hour continue the holder's run of
+    the same GPUs that ended the hour before. A reservation takes the name and order
+    label of its first hour's order. In start order, then by name."""
+    held: dict[tuple[int, int, int, str], dict[str, set[int]]] = {}
     for a in allocations:
         if a.as_buyer:
             continue
-        key = (a.buyer_account, a.buy_order_id, a.cluster_id, a.hour)
-        nodes = held.setdefault(key, {})
+        nodes = held.setdefault((a.hour, a.buy_order_id, a.buyer_account, a.cluster_id), {})
         for node, gpus in a.slots:
             nodes.setdefault(node, set()).update(gpus)
     runs: list[Reservation] = []
-    for (owner, order, cluster, hour), nodes in sorted(held.items()):
+    open_runs: dict[tuple[int, str, tuple[tuple[str, tuple[int, ...]], ...]], int] = {}
+    for (hour, order, owner, cluster), nodes in sorted(held.items()):
         taken = tuple((n, tuple(sorted(g))) for n, g in sorted(nodes.items()))
-        last = runs[-1] if runs else None
-        if (last is not None and (last.owner, last.order, last.cluster, last.gpus)
-                == (owner, order, cluster, taken) and last.end_hour == hour):
-            runs[-1] = Reservation(owner, order, cluster, taken, last.start_hour, hour + 1)
+        at = open_runs.get((owner, cluster, taken))
+        if at is not None and runs[at].end_hour == hour:
+            r = runs[at]
+            runs[at] = Reservation(owner, r.order, cluster, taken, r.start_hour, hour + 1)
         else:
+            open_runs[owner, cluster, taken] = len(runs)
             runs.append(Reservation(owner, order, cluster, taken, hour, hour + 1))
     return sorted(runs, key=lambda r: (r.start_hour, r.name))
 
