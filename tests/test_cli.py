@@ -272,3 +272,85 @@ def test_a_session_through_every_command_with_json(trader: dict[str, Any], tmp_p
     later.join()
     kinds = [json.loads(x)["kind"] for x in r.output.splitlines() if x.strip()]
     assert r.exit_code == 0 and "accepted" in kinds, r.output
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["order", "buy", "P", "8", "-1"], "prices are positive"),
+    (["order", "buy", "P", "-3", "2.10"], "a quantity is 1 to"),
+    (["order", "buy", "P", "1.5", "2.10"], "not a whole number of GPUs"),
+])
+def test_negative_and_fractional_numbers_say_what_is_wrong(
+        trader: dict[str, Any], args: list[str], says: str) -> None:
+    line = one_line_error(spotex("--server", trader["target"], "--token", trader["token"],
+                                 *args), 2)
+    assert says in line and "No such option" not in line, line
+
+
+def test_json_after_the_command_and_errors_as_json(trader: dict[str, Any]) -> None:
+    base = ("--server", trader["target"], "--token", trader["token"])
+    before = spotex(*base, "--json", "orders")
+    after = spotex(*base, "orders", "--json")
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.output) == json.loads(before.output)
+    # a refusal, a usage mistake found before --json is read, and one after it: JSON on
+    # stderr (CliRunner mixes the two), with the exit codes of the plain form
+    for args, code, reason in (
+            (("order", "buy", "no/such/product", "8", "2.10", "--json"), 1, "UNKNOWN_PRODUCT"),
+            (("--json", "order", "buy", trader["pid"], "8", "abc"), 2, ""),
+            (("order", "buy", trader["pid"], "8", "abc", "--json"), 2, "")):
+        r = spotex(*base, *args)
+        assert r.exit_code == code, r.output
+        err = json.loads(r.output)["error"]
+        assert err["reason"] == reason and err["message"], err
+        assert err["code"] == ("NOT_FOUND" if reason else "USAGE")
+
+
+def test_piped_tables_keep_one_row_per_line(trader: dict[str, Any]) -> None:
+    base = ("--server", trader["target"], "--token", trader["token"])
+    assert spotex(*base, "order", "buy", trader["pid"], "8", "2.10").exit_code == 0
+    listed = spotex(*base, "orders").output  # CliRunner's output is not a terminal
+    rows = [line for line in listed.splitlines() if trader["pid"] in line]
+    assert rows and all("buy" in row and "2.10" in row for row in rows), listed
+
+
+def test_narrow_terminals_drop_columns_not_ids() -> None:
+    from rich.console import Console
+
+    from spotex.cli_market import _table, print_table
+
+    pid = "H100-SXM/us-east/2026-12-06T04 +24h in 48h"
+    for width in (200, 80, 50):
+        t = _table("id", "product", "side", "state", "reason", drop=("reason",))
+        t.add_row("562949953421312", pid, "buy", "resting", "")
+        console = Console(width=width, record=True)
+        print_table(console, t)
+        text = console.export_text()
+        assert "562949953421312" in text and pid in text, text
+        widest = max(len(line.rstrip()) for line in text.splitlines())
+        # the other columns go first; only the ids alone may be wider than the terminal
+        assert widest <= width or [str(c.header) for c in t.columns] == ["id", "product"]
+
+
+def test_export_to_kubernetes_without_pyyaml_says_which_extra(
+        trader: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    monkeypatch.setitem(sys.modules, "yaml", None)  # an import of it now fails
+    line = one_line_error(spotex("--server", trader["target"], "--token", trader["token"],
+                                 "export", "--format", "k8s"), 1)
+    assert "pip install 'spotex[export]'" in line, line
+
+
+def test_creating_products_listed_before_says_so(trader: dict[str, Any]) -> None:
+    base = ("--server", trader["target"], "--token", OPERATOR_TOKEN)
+    h = int(time.time()) // 3600 + 60
+    args = ("operator", "create-products", "--sku", "B300", "--region", "ap-south",
+            "--from-hour", str(h), "--to-hour", str(h + 2))
+    assert "2 listed" in spotex(*base, *args).output
+    again = spotex(*base, *args[:-1], str(h + 3))
+    assert again.exit_code == 0, again.output
+    assert "2 of 3 already listed" in again.output, again.output
+    made = Client(trader["target"], OPERATOR_TOKEN).create_products(
+        skus=["B300"], regions=["ap-south"], from_hour=h - 1, to_hour=h + 3)
+    # every product of the range, in hour order, whichever were listed before
+    assert [p.listed_before for p in made] == [False, True, True, True]
+    assert [p.product_id for p in made] == sorted(p.product_id for p in made)

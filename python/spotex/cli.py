@@ -9,8 +9,10 @@ profile ``spotex login`` saved. The trading, seller and operator commands live i
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -44,19 +46,96 @@ def _rpc_message(err: RpcError) -> str:
     return f"{head}: {err.message}" if err.message else head
 
 
+def _error_json(err: Exception) -> str:
+    """A failure as one JSON object, for ``--json`` callers that parse what they get."""
+    if isinstance(err, RpcError):
+        body = {"code": err.code.name, "reason": err.reason, "message": err.message}
+    else:
+        body = {"code": "USAGE" if isinstance(err, click.UsageError) else "ERROR",
+                "reason": "", "message": err.format_message()
+                if isinstance(err, click.ClickException) else str(err)}
+    return json.dumps({"error": body})
+
+
+class _JsonError(click.ClickException):
+    """A ClickException shown as one JSON line on stderr, with the same exit code."""
+
+    def __init__(self, err: Exception) -> None:
+        super().__init__(_error_json(err))
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+class _JsonUsageError(_JsonError):
+    exit_code = 2
+
+
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and ctx.obj is not None:
+        ctx.obj["json"] = True
+
+
+_NEGATIVE = re.compile(r"-\d[\d.]*")
+
+
+class _Command(click.Command):
+    """Every command takes ``--json`` after its name as well as before it, and reads a
+    negative number where an argument goes as that argument (its type refuses it, saying
+    why), not as an unknown option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(
+            ["--json"], is_flag=True, expose_value=False, is_eager=True,
+            help="print JSON instead of tables (also before the command)",
+            callback=_json_flag))
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))  # the parser consumes its list
+        except click.NoSuchOption as e:
+            if not _NEGATIVE.fullmatch(e.option_name):
+                raise
+        # a negative number: parse again with it as an argument, so that the argument's
+        # own type says what is wrong with it ("prices are positive")
+        ctx.ignore_unknown_options = True
+        return super().parse_args(ctx, args)
+
+
 class _Spotex(click.Group):
     """Every command's errors as one line and a non-zero exit, never a traceback: a call
-    the server refused (with its code and reason), a server that cannot be reached."""
+    the server refused (with its code and reason), a server that cannot be reached, an
+    extra that is not installed. Under ``--json`` the line is a JSON object."""
+
+    command_class = _Command
+    group_class = type  # subgroups (seller, operator) behave the same
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # asked for JSON anywhere: a usage error found before --json is parsed says so too
+        ctx.meta["spotex.json"] = "--json" in (args[:args.index("--")] if "--" in args
+                                               else args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
-        except RpcError as err:
-            raise click.ClickException(_rpc_message(err)) from None
-        except grpc.RpcError as err:  # a stream that broke off, and the like
-            code = err.code() if hasattr(err, "code") else None
-            details = err.details() if hasattr(err, "details") else str(err)
-            raise click.ClickException(f"{code.name if code else 'ERROR'}: {details}") from None
+            try:
+                return super().invoke(ctx)
+            except RpcError as err:
+                raise click.ClickException(_rpc_message(err)) from err
+            except grpc.RpcError as err:  # a stream that broke off, and the like
+                code = err.code() if hasattr(err, "code") else None
+                details = err.details() if hasattr(err, "details") else str(err)
+                raise click.ClickException(
+                    f"{code.name if code else 'ERROR'}: {details}") from None
+            except MissingExtra as err:
+                raise click.ClickException(str(err)) from None
+        except click.ClickException as err:
+            if isinstance(err, _JsonError) or not (
+                    ctx.meta.get("spotex.json") or (ctx.obj or {}).get("json")):
+                raise
+            cause = err.__cause__ if isinstance(err.__cause__, RpcError) else err
+            raise (_JsonUsageError if err.exit_code == 2 else _JsonError)(cause) from None
 
 
 class _Price(click.ParamType[Decimal]):
@@ -71,14 +150,36 @@ class _Price(click.ParamType[Decimal]):
         if isinstance(value, Decimal):
             return value
         text = str(value).strip()
+        if text.startswith("-"):
+            self.fail(f"{value!r}: prices are positive", param, ctx)
         if not self._FORM.fullmatch(text):
             self.fail(f"{value!r} is not a price in dollars like 2.10 (at most six decimals)",
                       param, ctx)
         return Decimal(text)
 
 
+class _Quantity(click.ParamType[int]):
+    """Whole GPUs (GPU-hours per hour), 1 to 10,000,000."""
+
+    name = "quantity"
+    MAX = 10_000_000
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            n = value
+        else:
+            text = str(value).strip()
+            if not re.fullmatch(r"-?\d+", text):
+                self.fail(f"{value!r} is not a whole number of GPUs", param, ctx)
+            n = int(text)
+        if not 1 <= n <= self.MAX:
+            self.fail(f"{value!r}: a quantity is 1 to {self.MAX:,} GPUs", param, ctx)
+        return n
+
+
 PRICE = _Price()
-QUANTITY = click.IntRange(1, 10_000_000)
+QUANTITY = _Quantity()
 
 
 def _client(ctx: click.Context) -> Client:
@@ -119,8 +220,9 @@ def main(ctx: click.Context, server: str, token: str, profile: str, as_json: boo
         server = saved["server"]
     if source("token") == click.core.ParameterSource.DEFAULT and saved.get("token"):
         token = saved["token"]
+    # piped or redirected: one row per line, never wrapped, so that grep finds an id whole
     ctx.obj = {"server": server, "token": token, "profile": profile, "json": as_json,
-               "console": console}
+               "console": console if sys.stdout.isatty() else Console(width=100_000)}
 
 
 @main.command()

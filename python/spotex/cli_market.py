@@ -6,6 +6,7 @@ with ``spotex --json`` the same data as JSON. Registered on ``spotex.cli.main``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -13,12 +14,13 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.live import Live
 from rich.table import Table
 
@@ -41,21 +43,68 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _table(*headers: str, **kw: Any) -> Table:
-    """A table whose cells wrap instead of being cut short (a product id or a list of
-    GPUs is useless with its end missing on an 80-column terminal)."""
-    t = Table(*headers, **kw)
-    for c in t.columns:
-        c.overflow = "fold"
-    return t
+# columns a person reads an identifier from: never wrapped or cut
+_IDS = frozenset({"id", "product", "trade", "account", "cluster", "resold from"})
+
+
+class _Table(Table):
+    """A table whose identifiers stay whole on one line (``grep`` finds them, a reader
+    copies them), and whose other cells wrap. On a terminal too narrow for all of it, the
+    columns named in ``drop`` go first, in that order."""
+
+    def __init__(self, *headers: str, drop: tuple[str, ...] = (), **kw: Any) -> None:
+        # no vertical rules, one space between columns: 80 columns go further
+        kw.setdefault("box", box.SIMPLE_HEAD)
+        kw.setdefault("collapse_padding", True)
+        kw.setdefault("pad_edge", False)
+        super().__init__(*headers, **kw)
+        self.drop = drop
+        for c in self.columns:
+            c.overflow = "fold"
+            c.no_wrap = str(c.header) in _IDS
+
+    def fit(self, console: Any) -> int:
+        """Drops what must go for the table to fit ``console``; the width to print it
+        at, wider than the console only when the identifiers alone do not fit (the
+        terminal then wraps the line, but the text keeps each id whole)."""
+        for c in self.columns:
+            if c.no_wrap:
+                c.min_width = max([len(str(x)) for x in c.cells] + [len(str(c.header))])
+        optional = [*self.drop, *(str(c.header) for c in reversed(self.columns)
+                                  if not c.no_wrap and str(c.header) not in self.drop)]
+        for name in ["", *optional]:
+            self.columns = [c for c in self.columns if str(c.header) != name]
+            need = self.__rich_measure__(console, console.options.update_width(1 << 16)).maximum
+            if need <= console.width:
+                break
+        return max(int(console.width), need)
+
+
+def _table(*headers: str, drop: tuple[str, ...] = (), **kw: Any) -> _Table:
+    return _Table(*headers, drop=drop, **kw)
 
 
 def emit(ctx: click.Context, data: Any, table: Callable[[], Any]) -> None:
     """``data`` as JSON with ``--json``, else ``table()`` for a person."""
     if ctx.obj.get("json"):
         click.echo(json.dumps(_plain(data)))
-    else:
-        ctx.obj["console"].print(table())
+        return
+    shown = table()
+    console = ctx.obj["console"]
+    if not isinstance(shown, _Table):
+        console.print(shown)
+        return
+    print_table(console, shown)
+
+
+def print_table(console: Any, table: _Table) -> None:
+    """``table`` fitted to ``console``, wider than it only if its ids alone are."""
+    width = console.width
+    console.width = table.fit(console)  # rich clamps a print's width to the console's
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 class _Hour(click.ParamType[int]):
@@ -106,6 +155,16 @@ class _Node(click.ParamType[NodeArg]):
         return node, int(gpus), labels[0], labels[1], labels[2]
 
 
+@contextlib.contextmanager
+def _until_interrupted() -> Iterator[None]:
+    """Ctrl-C is how a person ends a live view: it ends the command, exit 0, no
+    ``Aborted!``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+
+
 class _When(click.ParamType[dt.datetime]):
     """A time in ISO 8601, UTC unless it says otherwise."""
 
@@ -152,7 +211,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
 
     def orders_table(orders: Iterable[Order]) -> Table:
         t = _table("id", "product", "side", "type", "tif", "$", "qty", "filled", "avg $",
-                   "state", "reason")
+                   "state", "reason", drop=("type", "tif", "avg $", "reason", "filled", "side"))
         for o in orders:
             paid = sum(f.price * f.quantity for f in o.fills)
             avg = f"{paid / (o.filled * o.hours):.2f}" if o.filled and o.fills else ""
@@ -163,10 +222,11 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         return t
 
     def products_table(products: Iterable[Product]) -> Table:
-        t = _table("product", "state", "tick $", "lot", "gate closure (UTC)")
+        t = _table("product", "state", "tick $", "lot", "gate closure (UTC)",
+                   drop=("lot", "tick $"))
         for p in products:
-            t.add_row(p.product_id, p.state, str(p.tick), str(p.lot),
-                      f"{p.close_at:%Y-%m-%d %H:%M}")
+            t.add_row(p.product_id, p.state + (" (listed before)" if p.listed_before else ""),
+                      str(p.tick), str(p.lot), f"{p.close_at:%Y-%m-%d %H:%M}")
         return t
 
     def accounts_table(accounts: Iterable[AccountInfo]) -> Table:
@@ -178,7 +238,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
 
     def allocations_table(allocations: Iterable[Allocation]) -> Table:
         t = _table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where",
-                   "resold from")
+                   "resold from", drop=("resold from", "role", "cluster"))
         for a in allocations:
             where = ", ".join(f"{n}[{','.join(map(str, g))}]" for n, g in a.slots)
             t.add_row(str(a.trade_id), a.product_id, a.cluster_id,
@@ -252,7 +312,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
             return book_table(b, trades)
         deadline = time.monotonic() + seconds if seconds else None
         as_json = ctx.obj.get("json")
-        with Live(view(), console=ctx.obj["console"], auto_refresh=False,
+        with _until_interrupted(), Live(view(), console=ctx.obj["console"], auto_refresh=False,
                   transient=False) if not as_json else _NoLive() as live:
             while deadline is None or time.monotonic() < deadline:
                 try:
@@ -310,6 +370,11 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                 events.put(err)
         threading.Thread(target=read, daemon=True, name="spotex-executions").start()
         deadline = time.monotonic() + seconds if seconds else None
+        with _until_interrupted():
+            show_executions(ctx, events, deadline)
+
+    def show_executions(ctx: click.Context, events: queue.Queue[Any],
+                        deadline: float | None) -> None:
         while deadline is None or time.monotonic() < deadline:
             try:
                 e = events.get(timeout=0.2)
@@ -670,7 +735,14 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         made = client(ctx).create_products(
             skus=skus, regions=regions, from_hour=from_hour, to_hour=to_hour, tick=tick,
             lot=lot, gate_closure_lead=dt.timedelta(minutes=gate_closure_minutes))
-        emit(ctx, made, lambda: products_table(made))
+        before = [p for p in made if p.listed_before]
+
+        def table() -> Table:
+            t = products_table(made)
+            t.caption = (f"{len(before)} of {len(made)} already listed, left as they were"
+                         if before else f"{len(made)} listed")
+            return t
+        emit(ctx, made, table)
 
     def state_command(name: str, method: str, doc: str) -> None:
         @operator.command(name, help=doc)
@@ -696,9 +768,15 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
                   multiple=True, required=True)
     @click.pass_context
     def create_account(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
-        """Create an account; its token is shown once."""
-        a = client(ctx).create_account(name, roles)
+        """Create an account; its token is shown once. A name is a label for people, not
+        an identity: the account id and the token tell two accounts of one name apart."""
+        c = client(ctx)
+        a = c.create_account(name, roles)
         emit(ctx, a, lambda: f"account {a.account_id}: token {a.token}  (shown once)")
+        twins = [x.account_id for x in c.list_accounts() if x.name == name]
+        if len(twins) > 1:
+            click.echo(f"note: accounts {', '.join(map(str, twins))} are all named {name!r}; "
+                       "their ids tell them apart", err=True)
 
     @operator.command("disable")
     @click.argument("account_id", type=ACCOUNT_ID)

@@ -145,3 +145,7 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
             console.print(f"  {name:<11} {tok}")
         time.sleep(linger)
     asyncio.run_coroutine_threadsafe(server.stop(1.0), loop).result(10)
+    console.print("next: run a server of your own and open its web page:\n"
+                  "  spotex serve --operator-token op-secret --web-listen 127.0.0.1:9552 &\n"
+                  "  open http://127.0.0.1:9552/#token=op-secret  (the README's first look "
+                  "lists products and trades on it; `spotex --help` lists every command)")
