@@ -4,7 +4,12 @@ keeps exactly its two set-up commands."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from spotex._core import reject_codes, status_codes
@@ -33,3 +38,93 @@ def test_the_readme_keeps_its_two_set_up_commands() -> None:
     setup = text.split("## Set up", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in setup.splitlines()]
     assert [c for c in commands if c] == ["make demo", "make test"]
+
+
+def _block(doc: Path, after: str, lang: str) -> str:
+    """The first ``lang`` code block of ``doc`` after the text ``after``."""
+    text = doc.read_text()
+    found = re.search(rf"```{lang}\n(.*?)```", text[text.index(after):], re.S)
+    assert found, f"{doc.name}: no {lang} block after {after!r}"
+    return found.group(1)
+
+
+def _shell_lines(block: str) -> list[str]:
+    """A shell block's commands, continuation lines joined, `spotex serve` left out (the
+    test's server stands in for it)."""
+    joined = block.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines()
+            if line.strip() and not line.strip().startswith(("#", "spotex serve"))]
+
+
+def test_the_readme_and_guide_examples_run_in_order_on_one_server(tmp_path: Path) -> None:
+    """What a newcomer does: the README's first look, its resale walk-through, then the
+    trading guide's SDK tour and its CLI tour, as written, one after the other on one
+    server (the README's resale server, with its fee)."""
+    from conftest import on_thread
+    from test_resale import walkthrough
+
+    from spotex.server import Server
+
+    readme, guide = ROOT / "README.md", ROOT / "docs" / "trading.md"
+    bin_dir = str(Path(sys.executable).parent)
+    # the operator token the documents use
+    with on_thread(lambda: Server.start("127.0.0.1:0", tmp_path / "data", "op-secret",
+                                        resale_fee_bps=50),
+                   lambda s: s.stop(0.5)) as (server, _):
+        target = f"127.0.0.1:{server.port}"
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+               "SPOTEX_SERVER": target, "SPOTEX_OPERATOR_TOKEN": "op-secret",
+               "XDG_CONFIG_HOME": str(tmp_path / "config"), "SPOTEX_TOKEN": "",
+               "COLUMNS": "80"}
+
+        def sh(line: str) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run(["bash", "-c", line], env=env, capture_output=True,
+                                  text=True, timeout=60)
+            assert done.returncode == 0, f"{line}\n{done.stdout}{done.stderr}"
+            return done
+
+        # the README's first look, then its resale walk-through
+        first_look = _shell_lines(_block(readme, "A first look", "sh"))
+        assert len(first_look) == 2
+        listed = [sh(line) for line in first_look][-1].stdout
+        assert listed.count("H100-SXM/us-east/") == 3, listed
+        script, printed = walkthrough()
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == printed
+
+        # the trading guide's SDK tour, on the same server
+        tour = _block(guide, "List products and make accounts", "python")
+        out = subprocess.run([sys.executable, "-c", tour.replace("127.0.0.1:50551", target)],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "snapshot" in out.stdout
+
+        # and its CLI tour: tokens taken from what create-account printed
+        tokens: dict[str, str] = {}
+        for line in _shell_lines(_block(guide, "The same from a terminal", "sh")):
+            line = line.replace("127.0.0.1:50551", target)
+            for who, name in (("seller", "neocloud"), ("buyer", "startup")):
+                line = line.replace(f"<{who} token>", tokens.get(name, ""))
+            assign = re.fullmatch(r"(?:export )?(\w+)=(.+?)(?:\s+#.*)?", line)
+            if assign:
+                env[assign.group(1)] = sh(f"echo {assign.group(2)}").stdout.strip()
+                continue
+            if line.startswith("spotex watch"):
+                watching = subprocess.Popen(["bash", "-c", f"exec {line}"], env=env,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True)
+                time.sleep(2.0)  # no timing asserted: Ctrl-C may come before the first view
+                watching.send_signal(signal.SIGINT)
+                shown, errors = watching.communicate(timeout=30)
+                assert watching.returncode == 0 and "Aborted" not in errors, errors
+                continue
+            done = sh(line)
+            made = re.search(r"create-account (\w+).*", line)
+            if made:
+                tokens[made.group(1)] = re.search(r"token (\S+)", done.stdout).group(1)  # type: ignore[union-attr]
+            if line.startswith("spotex order buy"):
+                assert "filled" in done.stdout, done.stdout
+            if line.startswith("spotex allocations"):
+                assert "n0[0,1,2,3,4,5,6,7]" in done.stdout, done.stdout
