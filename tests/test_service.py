@@ -41,9 +41,11 @@ def market(running: Running) -> dict[str, Any]:
                                   from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 6, tick="0.01")
     assert [p.product_id for p in products] == [
         f"H100-SXM/us-east/{hour_id(h)}" for h in range(NOW_HOUR + 3, NOW_HOUR + 6)]
-    # listing again creates nothing new
-    assert op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=NOW_HOUR + 3,
-                              to_hour=NOW_HOUR + 6) == []
+    # listing again creates nothing new, and answers with the same products, marked
+    again = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=NOW_HOUR + 3,
+                               to_hour=NOW_HOUR + 6)
+    assert [(p.product_id, p.listed_before) for p in again] == [
+        (p.product_id, True) for p in products]
     s = Client(running.target, seller.token)
     s.register_capacity("iad-1", sku="H100-SXM", region="us-east",
                         nodes=[(f"n{i}", 8) for i in range(4)], from_hour=NOW_HOUR,

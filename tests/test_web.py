@@ -2,29 +2,37 @@
 server's page, shows the book of a product, sees a trade appear live and the cluster's
 utilisation move, and saves a screenshot (the README shows one taken this way; set
 SPOTEX_SCREENSHOT_DIR to keep it). The browser is driven over the DevTools protocol on
-a pipe: no driver, no extra package. The API underneath is checked without a browser."""
+a pipe: no driver, no extra package. The API underneath is checked without a browser,
+and so are the streams: viewers that hang up leave no subscription behind, and stopping
+the server with viewers still watching ends their streams cleanly."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import re
 import select
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
 import time
+import types
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import OPERATOR_TOKEN
+from prometheus_client.parser import text_string_to_metric_families
 
 from spotex.client import Client
+from spotex.server import Hub, MarketSubscription
 from spotex.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
@@ -185,6 +193,11 @@ def test_the_page_shows_a_trade_live_in_headless_chromium(tmp_path: Path) -> Non
         if keep := os.environ.get("SPOTEX_SCREENSHOT_DIR"):
             Path(keep).mkdir(parents=True, exist_ok=True)
             (Path(keep) / "web.png").write_bytes(shot)
+        # a viewer who opens the page after the trade sees it too, not only later ones
+        later = browser.open(f"http://127.0.0.1:{port}/#token={OPERATOR_TOKEN}&product={pid}")
+        shown = browser.wait_for(later, "(document.querySelector('#trades li.trade') || {})"
+                                        ".textContent")
+        assert "8 GPUs at $2.10" in shown and "buyer took" in shown
     finally:
         browser.close()
         assert server.stop() == 0, server.text()
@@ -227,5 +240,119 @@ def test_the_page_s_api_checks_tokens_and_input(tmp_path: Path) -> None:
         assert _get(port, "/nope", None)[0] == 404
         status, report = _get(port, f"/api/report?product={pid}", OPERATOR_TOKEN)
         assert status == 200 and pid.encode() in report
+
+        # recent trades: none yet; then the one a buyer makes, newest first
+        q = urllib.parse.quote(pid)
+        assert _get(port, f"/api/trades?product={q}", OPERATOR_TOKEN) == (
+            200, {"product_id": pid, "trades": []})
+        buyer.place_order(pid, "buy", "2.20", 8, gang=8)  # takes 8 of the 16 at $2.10
+        buyer.place_order(pid, "buy", "2.25", 2)  # and 2 more of them
+        deadline = time.monotonic() + 30
+        while len(trades := _get(port, f"/api/trades?product={q}", OPERATOR_TOKEN)[1]
+                  ["trades"]) < 2:
+            assert time.monotonic() < deadline, trades
+            time.sleep(0.05)
+        assert [(t["quantity"], t["price_micros"], t["aggressor"]) for t in trades] == [
+            ("2", "2100000", "SIDE_BUY"), ("8", "2100000", "SIDE_BUY")]
+        assert int(trades[0]["trade_id"]) > int(trades[1]["trade_id"])
+        status, one = _get(port, f"/api/trades?product={q}&limit=1", buyer._md[0][1][7:])
+        assert status == 200 and one["trades"] == trades[:1]
+        assert _get(port, f"/api/trades?product={q}", None)[0] == 401
+        assert _get(port, f"/api/trades?product={q}&limit=0", OPERATOR_TOKEN)[0] == 400
+        assert _get(port, "/api/trades?product=nope", OPERATOR_TOKEN)[0] == 404
+
+        # only GET; a request it cannot read (a header line over 8 KiB) is a 400
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/products", data=b"{}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 405 and json.loads(refused.value.read())["error"]
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000
+                         + b"\r\n\r\n")
+            assert re.match(rb"HTTP/1\.[01] 400 ", conn.recv(1 << 16))
     finally:
-        assert server.stop() == 0, server.text()
+        code = server.stop()
+    # and nobody's bad request is an error with a traceback in the server's log
+    assert code == 0 and "Traceback" not in server.text(), server.text()
+
+
+def _subscribers(metrics_port: int) -> float:
+    """The spotex_subscribers gauge of market-data streams."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                  timeout=10).read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "spotex_subscribers" and s.labels == {"stream": "market_data"})
+
+
+def _watch(port: int, pid: str) -> tuple[socket.socket, bytes]:
+    """A viewer of the product's stream on a plain socket, once its snapshot came in:
+    the socket and what it read so far."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    conn.sendall(f"GET /api/stream?product={urllib.parse.quote(pid)} HTTP/1.1\r\n"
+                 f"Host: 127.0.0.1\r\nAuthorization: Bearer {OPERATOR_TOKEN}\r\n\r\n"
+                 .encode())
+    got = b""
+    while b'"snapshot"' not in got:
+        chunk = conn.recv(1 << 16)
+        assert chunk, f"the stream ended before its snapshot: {got!r}"
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200 "), got
+    return conn, got
+
+
+def _until(what: str, check: Any, timeout: float = 60.0) -> None:
+    """Polls ``check`` until it holds; the bound is generous (a slow shared CI machine),
+    the wait is as short as the server is quick."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_viewers_that_hang_up_leave_no_subscription(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", OPERATOR_TOKEN, "--web-listen", "127.0.0.1:0",
+                           "--metrics-listen", "127.0.0.1:0")
+    watching: list[tuple[socket.socket, bytes]] = []
+    try:
+        port = _web_port(server)
+        metrics = int(re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
+                                server.text()).group(1))  # type: ignore[union-attr]
+        pid, _ = _market(server)
+        viewers = [_watch(port, pid)[0] for _ in range(5)]
+        assert _subscribers(metrics) == 5
+        # they close their tabs, with nothing trading: no write ever finds them gone
+        for conn in viewers:
+            conn.close()
+        _until("the closed streams stay subscribed", lambda: _subscribers(metrics) == 0)
+
+        # viewers still watching when the server stops see their stream end cleanly (the
+        # chunked body's last chunk), and the server logs no traceback for them
+        watching = [_watch(port, pid) for _ in range(3)]
+        assert _subscribers(metrics) == 3
+    finally:
+        code = server.stop()
+    for conn, got in watching:
+        while chunk := conn.recv(1 << 16):
+            got += chunk
+        conn.close()
+        assert got.endswith(b"\r\n0\r\n\r\n"), got
+    log = server.text()
+    assert code == 0, log
+    assert "Traceback" not in log and " ERROR " not in log, log
+
+
+def test_a_viewer_gone_before_its_snapshot_arrives_never_subscribes() -> None:
+    """The writer takes the snapshot and hands the registration to the loop; a viewer
+    that went away meanwhile (its task cancelled, ``end()`` run) must not be registered
+    after the fact, with no one left to unregister it."""
+    async def scenario() -> Hub:
+        hub = Hub()
+        gateway = types.SimpleNamespace(
+            flush=lambda: None, ex=types.SimpleNamespace(market_snapshots=lambda _: b""))
+        sub = MarketSubscription(hub, gateway, b"", None, 10)  # type: ignore[arg-type]
+        sub.snapshot()  # as the writer would: the registration is now on its way
+        sub.end()
+        for _ in range(3):
+            await asyncio.sleep(0)  # the registration has run
+        return hub
+    assert asyncio.run(scenario()).market == []

@@ -91,6 +91,9 @@ class Hub:
     def __init__(self) -> None:
         self.market: list[tuple[set[str] | None, Backlog]] = []
         self.executions: dict[int, list[Backlog]] = {}
+        # what else follows every round's market data, on the loop and before the
+        # subscribers (the web page's tape of recent trades); each must not raise
+        self.taps: list[Callable[[list[tuple[str, int, bytes]]], None]] = []
 
     def drop_all(self) -> None:
         """Ends every stream (they resubscribe): after the state was rebuilt from disk,
@@ -105,6 +108,9 @@ class Hub:
         """One round of the writer: each subscriber gets what it is due from it as one
         queue entry (the exchange's encoded batches, joined: never decoded here), which
         travels as one stream message."""
+        if out.market:
+            for tap in self.taps:
+                tap(out.market)
         if self.market and out.market:
             for products, q in self.market:
                 mine = [(n, b) for p, n, b in out.market if products is None or p in products]
@@ -158,6 +164,42 @@ class Backlog:
             taken += n
             out.append(batch)
         return b"".join(out)
+
+
+class MarketSubscription:
+    """One market-data subscriber, from its snapshot until ``end()``: the writer thread
+    takes the snapshot (``snapshot``, run there), and the loop then puts it first in the
+    subscriber's queue and registers the queue with the hub, so that the subscriber gets
+    every update after the snapshot and none twice. A subscriber that went away while the
+    writer was at it (its task cancelled) has ended already: it never registers, rather
+    than staying in the hub with no one to read it."""
+
+    def __init__(self, hub: Hub, gateway: Gateway, request: bytes,
+                 products: set[str] | None, limit: int) -> None:
+        self.queue = Backlog(limit)
+        self._hub = hub
+        self._gw = gateway
+        self._request = request  # StreamMarketDataRequest bytes
+        self._entry = (products, self.queue)
+        self._loop = asyncio.get_running_loop()
+        self._ended = False
+
+    def snapshot(self) -> None:
+        """On the writer; RefusedError for an unknown product."""
+        self._gw.flush()  # what came before the snapshot goes out before it registers
+        snaps = self._gw.ex.market_snapshots(self._request)
+        self._loop.call_soon_threadsafe(self._register, snaps)
+
+    def _register(self, snaps: bytes) -> None:
+        if not self._ended:
+            self.queue.offer(snaps, 1, force=True)
+            self._hub.market.append(self._entry)
+
+    def end(self) -> None:
+        """Out of the hub at once (call it in ``finally``)."""
+        self._ended = True
+        if self._entry in self._hub.market:
+            self._hub.market.remove(self._entry)
 
 
 # the most updates one stream message carries when a subscriber has a backlog
@@ -405,28 +447,15 @@ class MarketService:
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         await self.s.auth(context)
         await self.s.bounded(context, tuple(request.product_ids), (request.product_ids,))
-        gw, hub = self.s.gw, self.s.hub
-        loop = asyncio.get_running_loop()
-        q = Backlog(self.s.limits.subscriber_queue)
-        wanted = set(request.product_ids) or None
-        entry = (wanted, q)
-        body = request.SerializeToString()
-
-        def subscribe() -> None:
-            gw.flush()  # what came before the snapshot goes out before it registers
-            snaps = gw.ex.market_snapshots(body)
-
-            def register() -> None:
-                q.offer(snaps, 1, force=True)
-                hub.market.append(entry)
-            loop.call_soon_threadsafe(register)
-        await self.s.command(context, subscribe)
+        sub = MarketSubscription(self.s.hub, self.s.gw, request.SerializeToString(),
+                                 set(request.product_ids) or None,
+                                 self.s.limits.subscriber_queue)
         try:
-            async for m in _drain(q, context, "resubscribe for a fresh snapshot"):
+            await self.s.command(context, sub.snapshot)
+            async for m in _drain(sub.queue, context, "resubscribe for a fresh snapshot"):
                 yield m
         finally:
-            if entry in hub.market:
-                hub.market.remove(entry)
+            sub.end()
 
     async def StreamExecutions(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         a = await self.s.auth(context)

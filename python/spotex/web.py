@@ -1,30 +1,38 @@
 """The venue's web page, served by the server itself on its own port (``spotex serve
---web-listen HOST:PORT``): products, the live depth and trades of a chosen product,
-utilisation per cluster and hour, and the replay report, for anyone with a token (the
-last two for operators). No build step: one HTML file with plain JavaScript
-(``spotex/web/index.html``), over a small JSON API on the same event loop as the gRPC
-service:
+--web-listen HOST:PORT``): products, the depth and trades of a chosen product (the
+recent ones, then live), utilisation per cluster and hour, and the replay report, for
+anyone with a token (the last two for operators). No build step: one HTML file with
+plain JavaScript (``spotex/web/index.html``), over a small JSON API served by aiohttp on
+the same event loop as the gRPC service:
 
 - ``GET /`` the page; ``GET /api/products``; ``GET /api/book?product=P&depth=N``;
+- ``GET /api/trades?product=P&limit=N``: the product's most recent trades, newest first
+  (those since the server started, at most ``TRADES_KEPT``);
 - ``GET /api/stream?product=P``: newline-delimited JSON, a snapshot then every update
-  of the product, as the market-data stream sends them (chunked, open until closed);
+  of the product, as the market-data stream sends them (open until either side closes;
+  a viewer that goes away is unsubscribed at once);
 - ``GET /api/utilisation?from=H&to=H`` and ``GET /api/report?product=P`` (operators).
 
 Every API call takes ``Authorization: Bearer <token>`` like the gRPC service; the page
-keeps the token in the browser's session storage and never puts it in a URL.
+keeps the token in the browser's session storage and never puts it in a URL. Refusals
+are JSON, ``{"error": "..."}``, with their HTTP status (but for aiohttp's plain 400 to a
+request it cannot read).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
-import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+from aiohttp.http import HttpProcessingError
 from google.protobuf import json_format
 
 from spotex._core import RefusedError
@@ -33,14 +41,22 @@ from spotex.accounts import OPERATOR, Account, Accounts
 
 if TYPE_CHECKING:
     from spotex.gateway import Gateway
-    from spotex.server import Hub
+    from spotex.server import Hub, MarketSubscription
 
 log = logging.getLogger("spotex.web")
+# aiohttp's own log of its connections (it names it the "logger" of its request handler)
+http_log = logging.getLogger("spotex.web.http")
 
+# the most a request's body may hold (the API reads none: GET only); the request line
+# and each header line are bounded by aiohttp (8 KiB), past which it answers 400
 MAX_REQUEST = 16 * 1024
-STATUS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-          404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-          501: "Not Implemented"}
+# how long stopping the server waits for a request still at work (a replay report)
+SHUTDOWN_SECONDS = 2.0
+# the recent trades kept per product, for the products that traded last
+TRADES_KEPT = 100
+PRODUCTS_KEPT = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class _Fail(Exception):
@@ -53,6 +69,58 @@ def _json(m: Any) -> Any:
     return json_format.MessageToDict(m, preserving_proto_field_name=True)
 
 
+class _ClientFaults(logging.Filter):
+    """aiohttp logs a request it cannot read (a header line over 8 KiB, not HTTP at all)
+    as an error with a traceback. That is the client's fault, and anyone can send one:
+    a debug line is enough. Every other record passes as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.debug("web: a request it could not read: %s", exc.message)
+            return False
+        return True
+
+
+http_log.addFilter(_ClientFaults())
+
+
+class Tape:
+    """The most recent trades of each product, as the market data of every round shows
+    them: the exchange keeps no trade history the page could ask for, and the stream
+    carries only what trades after a viewer subscribes. It lives in memory (a restarted
+    server starts with an empty tape), bounded in trades per product and in products
+    (those that traded longest ago go first). Decoding each round's market data costs the
+    event loop time in proportion to its updates; only a server with a web page pays it."""
+
+    def __init__(self, per_product: int = TRADES_KEPT, products: int = PRODUCTS_KEPT) -> None:
+        self.per_product = per_product
+        self.products = products
+        self._trades: collections.OrderedDict[str, collections.deque[pb.Trade]] = (
+            collections.OrderedDict())
+
+    def record(self, market: list[tuple[str, int, bytes]]) -> None:
+        """A hub tap: ``(product_id, updates, MarketDataBatch bytes)`` of one round."""
+        for product, _, batch in market:
+            for update in pb.MarketDataBatch.FromString(batch).updates:
+                if update.WhichOneof("payload") != "trade":
+                    continue
+                kept = self._trades.get(product)
+                if kept is None:
+                    kept = self._trades[product] = collections.deque(maxlen=self.per_product)
+                    if len(self._trades) > self.products:
+                        self._trades.popitem(last=False)
+                self._trades.move_to_end(product)
+                trade = pb.Trade()
+                trade.CopyFrom(update.trade)  # not a view into the whole batch
+                kept.append(trade)
+
+    def recent(self, product: str, limit: int) -> list[pb.Trade]:
+        """Newest first."""
+        kept = self._trades.get(product, ())
+        return list(reversed(kept))[:limit]
+
+
 class Web:
     def __init__(self, gateway: Gateway, hub: Hub, accounts: Accounts,
                  data_dir: Path | None, subscriber_queue: int) -> None:
@@ -62,63 +130,79 @@ class Web:
         self.data_dir = data_dir
         self.subscriber_queue = subscriber_queue
         self.page = resources.files("spotex").joinpath("web/index.html").read_bytes()
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
+        self.tape = Tape()
+        self._runner: web.AppRunner | None = None
+        self._streams: set[MarketSubscription] = set()
 
     async def start(self, listen: str) -> int:
+        """Listens on ``listen`` (host:port, port 0 for any); returns the port."""
         host, _, port = listen.rpartition(":")
-        self._server = await asyncio.start_server(self._serve, host.strip("[]") or "127.0.0.1",
-                                                  int(port), limit=MAX_REQUEST)
-        return int(self._server.sockets[0].getsockname()[1])
+        app = web.Application(client_max_size=MAX_REQUEST, middlewares=[self._errors])
+        get = [("/", self._page), ("/index.html", self._page),
+               ("/api/products", self._products), ("/api/book", self._book),
+               ("/api/trades", self._trades), ("/api/stream", self._stream),
+               ("/api/utilisation", self._utilisation), ("/api/report", self._report)]
+        # GET only, as before: a HEAD of the stream would subscribe and send nothing
+        app.add_routes([web.get(path, fn, allow_head=False) for path, fn in get])
+        app.on_response_prepare.append(_no_store)
+        app.on_shutdown.append(self._end_streams)
+        # handler_cancellation: when a viewer goes away, aiohttp cancels its request's
+        # task there and then, so a stream waiting for the next update leaves the hub at
+        # once (by default it would only notice at its next write, which for a quiet
+        # product may never come). access_log: requests are logged at debug in _errors.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                                     logger=http_log, shutdown_timeout=SHUTDOWN_SECONDS)
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        self.hub.taps.append(self.tape.record)
+        return int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._open):
-                w.close()
-            await self._server.wait_closed()
+        """Stops listening, ends the open streams (their viewers see the stream end) and
+        waits for the requests at work, at most ``SHUTDOWN_SECONDS``."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self.hub.taps.remove(self.tape.record)
+
+    async def _end_streams(self, _app: web.Application) -> None:
+        # a stream otherwise waits for updates until the shutdown timeout, then is
+        # cancelled; ended like a subscriber that fell behind, it sends what is queued
+        # and finishes its response
+        for sub in self._streams:
+            sub.queue.lag()
 
     # ---- HTTP ----------------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._open.add(writer)
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every refusal as JSON with its status, aiohttp's own (no such route, not GET,
+        too big) too; one debug line per request."""
         started = time.perf_counter()
-        path, status = "-", 500
+        status = 500
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = (lines[0].split(" ") + ["", ""])[:3]
-            headers = {k.strip().lower(): v.strip() for k, _, v in
-                       (x.partition(":") for x in lines[1:] if x)}
-            url = urllib.parse.urlsplit(target)
-            path = url.path
-            query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
-            if method != "GET":
-                raise _Fail(405, "only GET")
-            status = await self._route(path, query, headers, writer)
+            response = await handler(request)
+            status = response.status
+            return response
         except _Fail as err:
             status = err.status
-            await self._send(writer, err.status, json.dumps({"error": str(err)}).encode(),
-                             "application/json")
-        except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, TimeoutError,
-                ConnectionError, ValueError):
-            status = 400
-        except asyncio.CancelledError:
-            raise
+            return web.json_response({"error": str(err)}, status=err.status)
+        except web.HTTPException as err:
+            status = err.status
+            message = {404: f"no such page: {request.path}", 405: "only GET"}
+            return web.json_response({"error": message.get(err.status, err.reason)},
+                                     status=err.status)
         finally:
-            self._open.discard(writer)
-            writer.close()
-            log.debug("web %s %d %.1f ms", path, status, (time.perf_counter() - started) * 1000)
+            log.debug("web %s %d %.1f ms", request.path, status,
+                      (time.perf_counter() - started) * 1000)
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, body: bytes,
-                    kind: str) -> None:
-        writer.write(f"HTTP/1.1 {status} {STATUS.get(status, '')}\r\nContent-Type: {kind}\r\n"
-                     f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
-                     "Connection: close\r\n\r\n".encode() + body)
-        await writer.drain()
-
-    def _auth(self, headers: dict[str, str], *roles: str) -> Account:
-        value = headers.get("authorization", "")
+    def _auth(self, request: web.Request, *roles: str) -> Account:
+        value = request.headers.get("Authorization", "")
         token = value[len("Bearer "):] if value.startswith("Bearer ") else ""
         account = self.accounts.authenticate(token) if token else None
         if account is None:
@@ -129,45 +213,46 @@ class Web:
             raise _Fail(403, f"this needs the role {' or '.join(roles)}")
         return account
 
-    async def _route(self, path: str, q: dict[str, str], headers: dict[str, str],
-                     writer: asyncio.StreamWriter) -> int:
+    async def _page(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self.page, content_type="text/html", charset="utf-8")
+
+    async def _products(self, request: web.Request) -> web.Response:
+        self._auth(request)
         gw = self.gw
-        if path in ("/", "/index.html"):
-            await self._send(writer, 200, self.page, "text/html; charset=utf-8")
-            return 200
-        if path == "/api/products":
-            self._auth(headers)
-            listed = await gw.submit_async(gw.ex.list_products)
-            body = _json(pb.ListProductsResponse.FromString(listed))
-        elif path == "/api/book":
-            self._auth(headers)
-            request = pb.GetBookRequest(product_id=q.get("product", ""),
-                                        depth=_int(q, "depth", 20, 1, 1000))
-            body = _json(pb.GetBookResponse.FromString(
-                await self._view(lambda: gw.ex.get_book(request.SerializeToString()))).book)
-        elif path == "/api/utilisation":
-            self._auth(headers, OPERATOR)
-            now = int(time.time()) // 3600
-            lo = _int(q, "from", now, 0, 1 << 40)
-            hi = _int(q, "to", lo + 24, lo + 1, lo + 7 * 24)
-            rows = await gw.submit_async(lambda: gw.ex.utilisation(lo, hi))
-            names = ("cluster", "sku", "region", "hour", "capacity", "sold", "offered", "idle",
-                     "withdrawn")
-            body = {"from": lo, "to": hi, "rows": [dict(zip(names, r, strict=True))
-                                                   for r in rows]}
-        elif path == "/api/report":
-            self._auth(headers, OPERATOR)
-            html = await self._report(q.get("product", ""))
-            await self._send(writer, 200, html.encode(), "text/html; charset=utf-8")
-            return 200
-        elif path == "/api/stream":
-            self._auth(headers)
-            await self._stream(q.get("product", ""), writer)
-            return 200
-        else:
-            raise _Fail(404, f"no such page: {path}")
-        await self._send(writer, 200, json.dumps(body).encode(), "application/json")
-        return 200
+        listed = await gw.submit_async(gw.ex.list_products)
+        return web.json_response(_json(pb.ListProductsResponse.FromString(listed)))
+
+    async def _book(self, request: web.Request) -> web.Response:
+        self._auth(request)
+        q = request.query
+        body = pb.GetBookRequest(product_id=q.get("product", ""),
+                                 depth=_int(q, "depth", 20, 1, 1000)).SerializeToString()
+        gw = self.gw
+        book = pb.GetBookResponse.FromString(await self._view(lambda: gw.ex.get_book(body)))
+        return web.json_response(_json(book.book))
+
+    async def _trades(self, request: web.Request) -> web.Response:
+        self._auth(request)
+        product = request.query.get("product", "")
+        limit = _int(request.query, "limit", 50, 1, TRADES_KEPT)
+        # an unknown product is a 404, as for its book (the tape knows only what traded)
+        body = pb.GetBookRequest(product_id=product, depth=1).SerializeToString()
+        gw = self.gw
+        await self._view(lambda: gw.ex.get_book(body))
+        return web.json_response({"product_id": product, "trades": [
+            _json(t) for t in self.tape.recent(product, limit)]})
+
+    async def _utilisation(self, request: web.Request) -> web.Response:
+        self._auth(request, OPERATOR)
+        now = int(time.time()) // 3600
+        lo = _int(request.query, "from", now, 0, 1 << 40)
+        hi = _int(request.query, "to", lo + 24, lo + 1, lo + 7 * 24)
+        gw = self.gw
+        rows = await gw.submit_async(lambda: gw.ex.utilisation(lo, hi))
+        names = ("cluster", "sku", "region", "hour", "capacity", "sold", "offered", "idle",
+                 "withdrawn")
+        return web.json_response({"from": lo, "to": hi, "rows": [
+            dict(zip(names, r, strict=True)) for r in rows]})
 
     async def _view(self, fn: Any) -> bytes:
         try:
@@ -175,10 +260,13 @@ class Web:
         except RefusedError as err:
             raise _Fail(404 if err.reason.startswith("UNKNOWN") else 400, str(err)) from None
 
-    async def _report(self, product: str) -> str:
+    async def _report(self, request: web.Request) -> web.Response:
         from spotex.extras import available
 
-        if self.data_dir is None:
+        self._auth(request, OPERATOR)
+        product = request.query.get("product", "")
+        data_dir = self.data_dir
+        if data_dir is None:
             raise _Fail(501, "the server runs without a data directory: nothing to replay")
         if not available("matplotlib"):
             raise _Fail(501, "the replay report draws charts: install the charts extra "
@@ -186,51 +274,53 @@ class Web:
         from spotex import replay as rp
 
         def build() -> str:
-            r = rp.rebuild(self.data_dir)  # type: ignore[arg-type]
+            r = rp.rebuild(data_dir)
             if product not in {p[0] for p in r.engine.products()}:
                 raise _Fail(404, f"no product {product!r} in the journal")
             return rp.html_report(r, product, rp.depth_chart(r.engine, product),
                                   rp.price_history(r.trades, product))
-        return await asyncio.to_thread(build)
+        html = await asyncio.to_thread(build)
+        return web.Response(text=html, content_type="text/html")
 
-    async def _stream(self, product: str, writer: asyncio.StreamWriter) -> None:
-        """A snapshot of the product, then its updates as the hub hands them out."""
-        from spotex.server import Backlog
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """A snapshot of the product, then its updates as the hub hands them out, until
+        the viewer goes away (aiohttp cancels this task: ``finally`` unsubscribes) or the
+        server stops (``_end_streams``)."""
+        from spotex.server import MAX_UPDATES_PER_MESSAGE, MarketSubscription
 
-        gw, hub = self.gw, self.hub
-        loop = asyncio.get_running_loop()
-        q = Backlog(self.subscriber_queue)
-        entry = ({product}, q)
-        body = pb.StreamMarketDataRequest(product_ids=[product]).SerializeToString()
-
-        def subscribe() -> None:
-            gw.flush()
-            snaps = gw.ex.market_snapshots(body)
-
-            def register() -> None:
-                q.offer(snaps, 1, force=True)
-                hub.market.append(entry)
-            loop.call_soon_threadsafe(register)
+        self._auth(request)
+        product = request.query.get("product", "")
+        sub = MarketSubscription(
+            self.hub, self.gw, pb.StreamMarketDataRequest(product_ids=[product])
+            .SerializeToString(), {product}, self.subscriber_queue)
+        self._streams.add(sub)
         try:
-            await self.gw.submit_async(subscribe)
-        except RefusedError as err:
-            raise _Fail(404, str(err)) from None
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-                     b"Cache-Control: no-store\r\nTransfer-Encoding: chunked\r\n"
-                     b"Connection: close\r\n\r\n")
-        try:
-            while (batch := await q.take(4096)) is not None:
-                lines = "".join(json.dumps(_json(u)) + "\n" for u in
-                                pb.MarketDataBatch.FromString(batch).updates).encode()
-                writer.write(f"{len(lines):x}\r\n".encode() + lines + b"\r\n")
-                await writer.drain()
-            writer.write(b"0\r\n\r\n")
+            try:
+                await self.gw.submit_async(sub.snapshot)
+            except RefusedError as err:
+                raise _Fail(404, str(err)) from None
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            try:
+                await response.prepare(request)
+                while (batch := await sub.queue.take(MAX_UPDATES_PER_MESSAGE)) is not None:
+                    updates = pb.MarketDataBatch.FromString(batch).updates
+                    await response.write("".join(json.dumps(_json(u)) + "\n"
+                                                 for u in updates).encode())
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # the viewer went away while we wrote to it: nothing more to do
+            return response
         finally:
-            if entry in hub.market:
-                hub.market.remove(entry)
+            sub.end()
+            self._streams.discard(sub)
 
 
-def _int(q: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+async def _no_store(_request: web.Request, response: web.StreamResponse) -> None:
+    # books, trades and tokens' answers go stale at once: no cache keeps them
+    response.headers["Cache-Control"] = "no-store"
+
+
+def _int(q: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
     raw = q.get(key)
     if raw is None:
         return default
