@@ -301,7 +301,8 @@ def allocation_pb(a: Any, account: int) -> Any:
         buy_order_id=a.buy_order, sell_order_id=a.sell_order, price_micros=a.price,
         quantity=a.qty, slots=[pb.Slot(node_id=n, gpu_indices=g) for n, g in a.slots],
         as_buyer=a.buyer == account, buyer_account=a.buyer, seller_account=a.seller,
-        as_provider=a.seller == account)  # the model has no resales: the owner sold
+        as_provider=a.seller == account,  # the model has no resales: the owner sold
+        provider_account=a.seller)
 
 
 def book_pb(product: str, sequence: int, bids: list[Any], asks: list[Any]) -> Any:

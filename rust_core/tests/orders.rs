@@ -618,12 +618,13 @@ fn order_term_rejections() {
             },
             Reject::UnknownCluster,
         ),
+        // another seller's cluster is no cluster of this seller's
         (
             NewOrder {
                 cluster: Some(m.cluster2),
                 ..m.ask(2_000_000, 1)
             },
-            Reject::ClusterMismatch,
+            Reject::UnknownCluster,
         ),
         (
             NewOrder {

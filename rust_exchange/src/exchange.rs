@@ -167,6 +167,36 @@ fn check_client_order_id(id: &str) -> Result<(), Refusal> {
 }
 
 /// GPUs of one node, with the node's place, as the contract gives them.
+/// Which rule of a product's schedule is broken, for people (the engine refuses them all
+/// as INVALID_SCHEDULE): the delivery hour or the gate closure already past, opening
+/// after the gate closure, or the gate closure after delivery starts.
+fn schedule_problem(id: &str, now: i64, open_at: i64, close_at: i64) -> Option<String> {
+    const HOUR: i64 = 3_600_000_000;
+    let delivery = spotex_core::product::parse_product_id(id).ok()?.2 * HOUR;
+    Some(if delivery <= now {
+        format!("{id} is in the past: its delivery hour has begun or ended")
+    } else if close_at <= now {
+        format!("{id}'s gate closure is in the past: it could not trade")
+    } else if close_at > delivery {
+        format!("{id}'s gate closure must be no later than the start of its delivery hour")
+    } else if open_at >= close_at {
+        format!("{id} must open before its gate closure")
+    } else {
+        return None;
+    })
+}
+
+/// Micro-dollars as a person types dollars: `$0.01`, `$2.50`, `$0.000001`.
+pub fn dollars(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    let mut frac = format!("{:06}", m % 1_000_000);
+    while frac.len() > 2 && frac.ends_with('0') {
+        frac.pop();
+    }
+    format!("{sign}${}.{frac}", m / 1_000_000)
+}
+
 fn slot_pb(cluster: &spotex_core::Cluster, node: u32, gpus: u64) -> pb::Slot {
     let n = &cluster.spec.nodes[node as usize];
     pb::Slot {
@@ -316,6 +346,14 @@ impl Exchange {
             )
         };
         self.run(ts, &Command::CreateProduct(spec), None, journal)
+            .map_err(|mut e| {
+                if e.reason == "INVALID_SCHEDULE" {
+                    if let Some(why) = schedule_problem(id, ts, open_at, close_at) {
+                        e.message = why;
+                    }
+                }
+                e
+            })
             .map(drop)
     }
 
@@ -399,8 +437,7 @@ impl Exchange {
     ) -> Result<i64, Refusal> {
         let cluster = self
             .engine
-            .cluster_handle(&r.cluster_id)
-            .filter(|&c| self.engine.clusters()[c as usize].seller == caller.account)
+            .cluster_handle(caller.account, &r.cluster_id)
             .ok_or_else(|| Refusal::new("UNKNOWN_CLUSTER", "no such cluster of yours"))?;
         let cmd = Command::WithdrawCapacity {
             account: caller.account,
@@ -629,7 +666,25 @@ impl Exchange {
         };
         let journal = || journaled(caller, Kind::OneOf(r.clone()));
         let id = self
-            .run(ts, &Command::PlaceOneOf(blocks), Some(pending), journal)?
+            .run(
+                ts,
+                &Command::PlaceOneOf(blocks.clone()),
+                Some(pending),
+                journal,
+            )
+            .map_err(|mut e| {
+                if e.reason == "INVALID_BLOCK" {
+                    // name the alternative and the rule it breaks
+                    let why = blocks
+                        .iter()
+                        .enumerate()
+                        .find_map(|(k, b)| Some((k, self.engine.block_problem(b)?)));
+                    if let Some((k, why)) = why {
+                        e.message = format!("alternative {}: {why}", k + 1);
+                    }
+                }
+                e
+            })?
             .expect("an accepted group has an id");
         Ok(self.orders[&id].to_pb(true))
     }
@@ -684,9 +739,16 @@ impl Exchange {
                 let spec = &self.engine.products()[product as usize].spec;
                 match e.reason {
                     "PRICE_OFF_TICK" => {
-                        e.message += &format!(" (the tick is {} micro-dollars)", spec.tick)
+                        e.message += &format!(" (the tick is {})", dollars(spec.tick))
                     }
                     "QUANTITY_OFF_LOT" => e.message += &format!(" (the lot is {})", spec.lot),
+                    "INVALID_BLOCK" => {
+                        if let Command::PlaceBlock(b) = &command {
+                            if let Some(why) = self.engine.block_problem(b) {
+                                e.message = why;
+                            }
+                        }
+                    }
                     _ => {}
                 }
                 e
@@ -765,12 +827,20 @@ impl Exchange {
         }
         self.check_room(caller, &r.client_order_id)?;
         let product = self.product(&r.product_id)?;
+        // a cluster id is its seller's name for it: an ask names one of the caller's own
+        // clusters, a resale its allocation's (someone else's, by that seller's name)
         let cluster = if r.cluster_id.is_empty() {
             None
+        } else if side == Side::Buy {
+            // the engine refuses it (CLUSTER_NOT_ALLOWED) in its turn: a buyer's name for
+            // a cluster is nobody's
+            Some(spotex_core::ClusterHandle::MAX)
+        } else if r.resell_trade_id != 0 {
+            Some(self.resale_cluster(caller, r)?)
         } else {
             Some(
                 self.engine
-                    .cluster_handle(&r.cluster_id)
+                    .cluster_handle(caller.account, &r.cluster_id)
                     .ok_or(spotex_core::Reject::UnknownCluster)?,
             )
         };
@@ -845,7 +915,7 @@ impl Exchange {
             if side != Side::Sell || !plain {
                 return Err(spotex_core::Reject::InvalidResale.into());
             }
-            let slots = self.resale_slots(r)?;
+            let slots = self.resale_slots(caller, r)?;
             let command = Command::PlaceResale {
                 order,
                 parent: r.resell_trade_id,
@@ -872,8 +942,22 @@ impl Exchange {
                 return Err(spotex_core::Reject::InvalidMinimumFill.into());
             }
             // a block: a bid for the same GPUs over consecutive hours, at once
-            if side != Side::Buy || order_type != OrderType::Limit || r.post_only {
-                return Err(spotex_core::Reject::InvalidBlock.into());
+            let what = if place.is_set() && r.hours <= 1 && r.window_hours == 0 {
+                "placement terms"
+            } else {
+                "a block (hours above 1, or a window)"
+            };
+            let broken = if side != Side::Buy {
+                Some(format!("{what} is for bids; an ask sells one hour"))
+            } else if order_type != OrderType::Limit {
+                Some(format!("{what} is for limit orders, not market orders"))
+            } else if r.post_only {
+                Some(format!("{what} is not for post-only orders"))
+            } else {
+                None
+            };
+            if let Some(why) = broken {
+                return Err(Refusal::new("INVALID_BLOCK", why));
             }
             if cluster.is_some() {
                 return Err(spotex_core::Reject::ClusterNotAllowed.into());
@@ -923,7 +1007,7 @@ impl Exchange {
             r.cluster_id = self.engine.clusters()[a.cluster as usize].spec.id.clone();
         }
         if r.quantity == 0 {
-            let slots = self.resale_slots(&r)?;
+            let slots = self.resale_slots(caller, &r)?;
             r.quantity = self
                 .engine
                 .resale_offer(caller.account, r.resell_trade_id, &slots)
@@ -936,17 +1020,35 @@ impl Exchange {
         Ok(r)
     }
 
+    /// The cluster of the allocation a resale sells from, which the request's cluster id
+    /// (when given) must name.
+    fn resale_cluster(
+        &self,
+        caller: Caller,
+        r: &pb::PlaceOrderRequest,
+    ) -> Result<spotex_core::ClusterHandle, Refusal> {
+        self.engine
+            .allocation_by_trade(r.resell_trade_id)
+            .filter(|a| a.buyer == caller.account)
+            .map(|a| a.cluster)
+            .filter(|&c| {
+                r.cluster_id.is_empty()
+                    || self.engine.clusters()[c as usize].spec.id == r.cluster_id
+            })
+            .ok_or_else(|| spotex_core::Reject::InvalidResale.into())
+    }
+
     /// A resale's GPUs as the engine names them: node indices of the allocation's
     /// cluster and GPU masks.
-    fn resale_slots(&self, r: &pb::PlaceOrderRequest) -> Result<Vec<Slot>, Refusal> {
+    fn resale_slots(
+        &self,
+        caller: Caller,
+        r: &pb::PlaceOrderRequest,
+    ) -> Result<Vec<Slot>, Refusal> {
         if r.resell_gpus.is_empty() {
             return Ok(Vec::new());
         }
-        let cluster = self
-            .engine
-            .cluster_handle(&r.cluster_id)
-            .map(|c| &self.engine.clusters()[c as usize])
-            .ok_or(spotex_core::Reject::UnknownCluster)?;
+        let cluster = &self.engine.clusters()[self.resale_cluster(caller, r)? as usize];
         let bad = || {
             Refusal::new(
                 "INVALID_RESALE",
@@ -1000,11 +1102,41 @@ impl Exchange {
         let to = if r.to_hour == 0 { i64::MAX } else { r.to_hour };
         let mut asks = Vec::new();
         let range_id = self.sequence + 1;
-        for a in self.engine.allocations_of(caller.account) {
-            let ours = a.buyer == caller.account && a.buy_order == r.order_id;
-            if !ours || a.slots.is_empty() || a.hour < r.from_hour || a.hour >= to {
-                continue;
+        let held: Vec<&Allocation> = self
+            .engine
+            .allocations_of(caller.account)
+            .into_iter()
+            .filter(|a| {
+                a.buyer == caller.account
+                    && a.buy_order == r.order_id
+                    && !a.slots.is_empty()
+                    && r.from_hour <= a.hour
+                    && a.hour < to
+            })
+            .collect();
+        // every GPU named must be one the order holds (in some hour asked), as a
+        // PlaceOrder resale refuses a GPU its allocation does not hold
+        for g in &r.gpus {
+            for &i in &g.gpu_indices {
+                let holds = i < 64
+                    && held.iter().any(|a| {
+                        let nodes = &self.engine.clusters()[a.cluster as usize].spec.nodes;
+                        a.slots.iter().any(|s| {
+                            nodes[s.node as usize].id == g.node_id && s.gpus & (1 << i) != 0
+                        })
+                    });
+                if !holds {
+                    return Err(Refusal::new(
+                        "INVALID_RESALE",
+                        format!(
+                            "order {} holds no GPU {i} of node {} to resell in those hours",
+                            r.order_id, g.node_id
+                        ),
+                    ));
+                }
             }
+        }
+        for a in held {
             let cluster = &self.engine.clusters()[a.cluster as usize];
             // the GPUs asked for that this allocation holds
             let mut gpus = Vec::new();
@@ -1182,6 +1314,24 @@ impl Exchange {
             qty: (r.quantity != 0).then_some(r.quantity),
         };
         self.run(ts, &cmd, None, || journaled(caller, Kind::Amend(*r)))
+            .map_err(|mut e| {
+                match e.reason {
+                    "INVALID_BLOCK" => {
+                        e.message = "a block is not amended: cancel it and place another".into()
+                    }
+                    "PRICE_OFF_TICK" => {
+                        let tick = self.orders.get(&r.order_id).and_then(|o| {
+                            let p = self.engine.product_handle(&o.product)?;
+                            Some(self.engine.products()[p as usize].spec.tick)
+                        });
+                        if let Some(tick) = tick {
+                            e.message += &format!(" (the tick is {})", dollars(tick));
+                        }
+                    }
+                    _ => {}
+                }
+                e
+            })
             .map(drop)
     }
 
@@ -1968,6 +2118,7 @@ impl Exchange {
                 .collect(),
             placed_level: locality_to_pb(placed.map(|p| p.0)) as i32,
             placed_domain: placed.map_or(String::new(), |p| p.1.clone()),
+            provider_account: cluster.seller,
         }
     }
 
@@ -1994,6 +2145,7 @@ impl Exchange {
             fee_micros: a.fee,
             seller_account: a.seller,
             as_provider: cluster.seller == account,
+            provider_account: cluster.seller,
         }
     }
 }

@@ -164,7 +164,7 @@ fn refusals_change_nothing_but_time() {
     let mut bad = order(pb::Side::Buy, 2_005_000, 1); // off tick
     let refused = ex.place_order(T0, BUYER, &bad).unwrap_err();
     assert_eq!(refused.reason, "PRICE_OFF_TICK");
-    assert!(refused.message.contains("the tick is 10000 micro-dollars"));
+    assert!(refused.message.contains("the tick is $0.01)"));
     bad.product_id = "garbage".into();
     let refused = ex.place_order(T0, BUYER, &bad).unwrap_err();
     assert_eq!(refused.reason, "UNKNOWN_PRODUCT");

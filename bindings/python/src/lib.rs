@@ -282,13 +282,37 @@ impl Events {
         self.events.len()
     }
 
-    fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Event> {
+    /// An event by index (negative from the end), or a list of events by slice, as a
+    /// list answers.
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        index: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let n = self.events.len() as isize;
+        if let Ok(slice) = index.cast::<pyo3::types::PySlice>() {
+            let ix = slice.indices(n)?;
+            let engine = self.engine.borrow(py);
+            let mut picked = Vec::with_capacity(ix.slicelength);
+            let mut i = ix.start;
+            for _ in 0..ix.slicelength {
+                picked.push(engine.convert(py, &self.events[i as usize])?);
+                i += ix.step;
+            }
+            return Ok(pyo3::types::PyList::new(py, picked)?.into_any());
+        }
+        let index: isize = index.extract()?;
         let i = if index < 0 { index + n } else { index };
         if !(0..n).contains(&i) {
             return Err(PyIndexError::new_err("event index out of range"));
         }
-        self.engine.borrow(py).convert(py, &self.events[i as usize])
+        Ok(Bound::new(
+            py,
+            self.engine
+                .borrow(py)
+                .convert(py, &self.events[i as usize])?,
+        )?
+        .into_any())
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -345,10 +369,27 @@ impl Engine {
             .ok_or_else(|| reject_to_pyerr(py, Reject::UnknownProduct))
     }
 
-    fn cluster(&self, py: Python<'_>, id: &str) -> PyResult<u32> {
-        self.inner
-            .cluster_handle(id)
-            .ok_or_else(|| reject_to_pyerr(py, Reject::UnknownCluster))
+    /// The cluster `account` registered as `id`. A cluster id is scoped to its seller;
+    /// without an account, the one cluster of that id (refused when several sellers use
+    /// it).
+    fn cluster(&self, py: Python<'_>, account: Option<u64>, id: &str) -> PyResult<u32> {
+        let found = match account {
+            Some(a) => self.inner.cluster_handle(a, id),
+            None => {
+                let mut named = self.inner.clusters_named(id);
+                match (named.next(), named.next()) {
+                    (Some(h), None) => Some(h),
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            py,
+                            "several sellers have a cluster of this id: name the account",
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        found.ok_or_else(|| reject_to_pyerr(py, Reject::UnknownCluster))
     }
 
     fn allocation(&self, a: &core::Allocation) -> Allocation {
@@ -741,7 +782,7 @@ impl Engine {
         nodes: Option<Vec<String>>,
         ts: i64,
     ) -> PyResult<Vec<Event>> {
-        let cluster = self.cluster(py, cluster_id)?;
+        let cluster = self.cluster(py, Some(account), cluster_id)?;
         let nodes = nodes.unwrap_or_default();
         self.run(
             py,
@@ -785,7 +826,10 @@ impl Engine {
             let this = slf.borrow();
             let product = this.product(py, product_id)?;
             let cluster = match cluster_id {
-                Some(c) => Some(this.cluster(py, c)?),
+                // a bid naming a cluster: the engine refuses it (CLUSTER_NOT_ALLOWED) in
+                // its turn, whatever the name
+                Some(_) if terms::word(side)? == "buy" => Some(u32::MAX),
+                Some(c) => Some(this.cluster(py, Some(account), c)?),
                 None => None,
             };
             (product, cluster)
@@ -1000,8 +1044,16 @@ impl Engine {
         self.product(py, product_id)
     }
 
-    fn cluster_handle(&self, py: Python<'_>, cluster_id: &str) -> PyResult<u32> {
-        self.cluster(py, cluster_id)
+    /// The handle of `account`'s cluster `cluster_id` (without an account: the one
+    /// cluster of that id).
+    #[pyo3(signature = (cluster_id, account=None))]
+    fn cluster_handle(
+        &self,
+        py: Python<'_>,
+        cluster_id: &str,
+        account: Option<u64>,
+    ) -> PyResult<u32> {
+        self.cluster(py, account, cluster_id)
     }
 
     /// `[(product_id, state, tick, lot, open_at, close_at)]` in listing order.
@@ -1091,13 +1143,15 @@ impl Engine {
             .collect()
     }
 
+    #[pyo3(signature = (cluster_id, hour, account=None))]
     fn utilisation(
         &self,
         py: Python<'_>,
         cluster_id: &str,
         hour: i64,
+        account: Option<u64>,
     ) -> PyResult<Option<Utilisation>> {
-        let c = self.cluster(py, cluster_id)?;
+        let c = self.cluster(py, account, cluster_id)?;
         Ok(self.inner.utilisation(c, hour).map(|u| Utilisation {
             capacity: u.capacity,
             sold: u.sold,

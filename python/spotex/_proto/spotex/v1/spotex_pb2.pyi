@@ -419,7 +419,7 @@ class Slot(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., block: _Optional[str] = ..., rack: _Optional[str] = ..., nvlink_domain: _Optional[str] = ...) -> None: ...
 
 class Allocation(_message.Message):
-    __slots__ = ("trade_id", "product_id", "cluster_id", "hour", "buy_order_id", "sell_order_id", "price_micros", "quantity", "slots", "as_buyer", "buyer_account", "parent_trade_id", "fee_micros", "seller_account", "as_provider")
+    __slots__ = ("trade_id", "product_id", "cluster_id", "hour", "buy_order_id", "sell_order_id", "price_micros", "quantity", "slots", "as_buyer", "buyer_account", "parent_trade_id", "fee_micros", "seller_account", "as_provider", "provider_account")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -435,6 +435,7 @@ class Allocation(_message.Message):
     FEE_MICROS_FIELD_NUMBER: _ClassVar[int]
     SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AS_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     trade_id: int
     product_id: str
     cluster_id: str
@@ -450,7 +451,8 @@ class Allocation(_message.Message):
     fee_micros: int
     seller_account: int
     as_provider: bool
-    def __init__(self, trade_id: _Optional[int] = ..., product_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., hour: _Optional[int] = ..., buy_order_id: _Optional[int] = ..., sell_order_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., as_buyer: _Optional[bool] = ..., buyer_account: _Optional[int] = ..., parent_trade_id: _Optional[int] = ..., fee_micros: _Optional[int] = ..., seller_account: _Optional[int] = ..., as_provider: _Optional[bool] = ...) -> None: ...
+    provider_account: int
+    def __init__(self, trade_id: _Optional[int] = ..., product_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., hour: _Optional[int] = ..., buy_order_id: _Optional[int] = ..., sell_order_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., as_buyer: _Optional[bool] = ..., buyer_account: _Optional[int] = ..., parent_trade_id: _Optional[int] = ..., fee_micros: _Optional[int] = ..., seller_account: _Optional[int] = ..., as_provider: _Optional[bool] = ..., provider_account: _Optional[int] = ...) -> None: ...
 
 class ListAllocationsRequest(_message.Message):
     __slots__ = ("product_id", "page_size", "page_token")
@@ -545,7 +547,7 @@ class Execution(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, _Mapping]] = ..., block: _Optional[_Union[BlockAllocation, _Mapping]] = ...) -> None: ...
 
 class BlockAllocation(_message.Message):
-    __slots__ = ("order_id", "cluster_id", "first_hour", "hours", "slots", "cost_micros", "trade_ids", "placed_level", "placed_domain")
+    __slots__ = ("order_id", "cluster_id", "first_hour", "hours", "slots", "cost_micros", "trade_ids", "placed_level", "placed_domain", "provider_account")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     FIRST_HOUR_FIELD_NUMBER: _ClassVar[int]
@@ -555,6 +557,7 @@ class BlockAllocation(_message.Message):
     TRADE_IDS_FIELD_NUMBER: _ClassVar[int]
     PLACED_LEVEL_FIELD_NUMBER: _ClassVar[int]
     PLACED_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     cluster_id: str
     first_hour: int
@@ -564,7 +567,8 @@ class BlockAllocation(_message.Message):
     trade_ids: _containers.RepeatedScalarFieldContainer[int]
     placed_level: Locality
     placed_domain: str
-    def __init__(self, order_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., first_hour: _Optional[int] = ..., hours: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., cost_micros: _Optional[int] = ..., trade_ids: _Optional[_Iterable[int]] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ...) -> None: ...
+    provider_account: int
+    def __init__(self, order_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., first_hour: _Optional[int] = ..., hours: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., cost_micros: _Optional[int] = ..., trade_ids: _Optional[_Iterable[int]] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ..., provider_account: _Optional[int] = ...) -> None: ...
 
 class ExecutionBatch(_message.Message):
     __slots__ = ("executions",)
