@@ -237,6 +237,10 @@ def test_the_page_s_api_checks_tokens_and_input(tmp_path: Path) -> None:
                             OPERATOR_TOKEN)
         assert status == 200 and [(r["cluster"], r["capacity"], r["offered"])
                                   for r in util["rows"]] == [("iad-1", 24, 24), ("iad-1", 24, 0)]
+        # a cluster id is its seller's own: each row names the owner
+        seller_id = next(a.account_id for a in Client(server.target, OPERATOR_TOKEN)
+                         .list_accounts() if a.name == "neocloud")
+        assert {r["owner"] for r in util["rows"]} == {seller_id}
         assert _get(port, "/nope", None)[0] == 404
         status, report = _get(port, f"/api/report?product={pid}", OPERATOR_TOKEN)
         assert status == 200 and pid.encode() in report

@@ -142,6 +142,9 @@ class Allocation:
     fee: Decimal = Decimal(0)  # a resale's fee, paid by its seller
     seller_account: int = 0  # the cluster's owner, or a reseller
     as_provider: bool = False  # the GPUs are on the caller's cluster (its schedule)
+    # the cluster's owner: cluster ids are each seller's own, so (provider_account,
+    # cluster_id) names the cluster
+    provider_account: int = 0
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class BlockAllocation:
     slots: tuple[tuple[str, tuple[int, ...]], ...]  # (node id, GPU indices)
     cost: Decimal  # what the whole block paid
     trade_ids: tuple[int, ...]
+    provider_account: int = 0  # the cluster's owner
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,7 @@ def _allocation(a: Any) -> Allocation:
                       a.as_buyer,
                       tuple((s.node_id, s.block, s.rack, s.nvlink_domain) for s in a.slots),
                       a.buy_order_id, a.buyer_account, a.parent_trade_id, _price(a.fee_micros),
-                      a.seller_account, a.as_provider)
+                      a.seller_account, a.as_provider, a.provider_account)
 
 
 def _book(b: Any) -> Book:
@@ -311,7 +315,7 @@ def _execution(e: Any) -> Execution:
 def _block(b: Any) -> BlockAllocation:
     return BlockAllocation(b.order_id, b.cluster_id, b.first_hour, b.hours,
                            tuple((s.node_id, tuple(s.gpu_indices)) for s in b.slots),
-                           _price(b.cost_micros), tuple(b.trade_ids))
+                           _price(b.cost_micros), tuple(b.trade_ids), b.provider_account)
 
 
 @dataclass(frozen=True)

@@ -169,11 +169,11 @@ def run(target: str, operator_token: str, cfg: SimConfig) -> SimResult:
     # does not list yet (on a shared server, earlier runs hold the nearer ones)
     first = int(time.time()) // 3600 + 3
     for hour in range(first, first + 7 * 24):
-        created = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=hour,
-                                     to_hour=hour + 1, tick=_dollars(TICK), lot=1,
-                                     gate_closure_lead=dt.timedelta(hours=1))
-        if created:
-            product = created[0].product_id
+        [made] = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=hour,
+                                    to_hour=hour + 1, tick=_dollars(TICK), lot=1,
+                                    gate_closure_lead=dt.timedelta(hours=1))
+        if not made.listed_before:
+            product = made.product_id
             break
     else:
         raise RuntimeError("every H100-SXM/us-east hour of the coming week is listed already; "

@@ -250,7 +250,7 @@ class Web:
         gw = self.gw
         rows = await gw.submit_async(lambda: gw.ex.utilisation(lo, hi))
         names = ("cluster", "sku", "region", "hour", "capacity", "sold", "offered", "idle",
-                 "withdrawn")
+                 "withdrawn", "owner")
         return web.json_response({"from": lo, "to": hi, "rows": [
             dict(zip(names, r, strict=True)) for r in rows]})
 

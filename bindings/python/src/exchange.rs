@@ -402,14 +402,15 @@ impl Exchange {
     }
 
     /// GPUs per cluster and delivery hour in `[from_hour, to_hour)` (at most a week of
-    /// hours): `(cluster, sku, region, hour, capacity, sold, offered, idle, withdrawn)`,
-    /// for the hours each cluster covers.
+    /// hours): `(cluster, sku, region, hour, capacity, sold, offered, idle, withdrawn,
+    /// owner)`, for the hours each cluster covers; a cluster id is its owner's own, so
+    /// two sellers' rows may share one.
     #[allow(clippy::type_complexity)]
     fn utilisation(
         &self,
         from_hour: i64,
         to_hour: i64,
-    ) -> Vec<(String, String, String, i64, i64, i64, i64, i64, i64)> {
+    ) -> Vec<(String, String, String, i64, i64, i64, i64, i64, i64, u64)> {
         let ex = lock(&self.shared);
         let engine = ex.engine();
         let to_hour = to_hour.min(from_hour.saturating_add(7 * 24));
@@ -427,6 +428,7 @@ impl Exchange {
                         u.offered,
                         u.idle,
                         u.withdrawn,
+                        c.seller,
                     ));
                 }
             }
