@@ -102,3 +102,32 @@ def test_metrics_agree_with_the_load_and_the_log_is_json(tmp_path: Path) -> None
     assert [x["action"] for x in lines if x.get("product") == pid] == ["halt", "resume"]
     assert any(x["msg"].startswith("listed 1 product: ") for x in lines)
     assert acct.token not in server.text() and OPERATOR_TOKEN not in server.text()
+
+
+def test_trades_are_counted_per_product_family(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, OPERATOR_TOKEN, "--metrics-listen", "127.0.0.1:0")
+    try:
+        port = int(re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
+                             server.text()).group(1))  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}/metrics"
+        op = Client(server.target, OPERATOR_TOKEN)
+        buyer = Client(server.target, op.create_account("desk", ["buyer"]).token)
+        # 3 GPUs for an hour, then a 2-hour block of 4
+        hours = op.create_products(skus=["B200"], regions=["eu-west"], from_hour=NOW_HOUR + 3,
+                                   to_hour=NOW_HOUR + 5)
+        seller = Client(server.target, op.create_account("dc", ["seller"]).token)
+        seller.register_capacity("c", sku="B200", region="eu-west", nodes=[("n0", 8)],
+                                 from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 5)
+        seller.place_order(hours[0].product_id, "sell", "5.00", 8, cluster_id="c")
+        seller.place_order(hours[1].product_id, "sell", "6.00", 8, cluster_id="c")
+        assert _total(_scrape(url), "spotex_trades_total") == 0
+        buyer.place_order(hours[0].product_id, "buy", "5.00", 3, tif="ioc")
+        buyer.place_order(hours[0].product_id, "buy", "6.00", 4, hours=2, tif="fok")
+        m = _scrape(url)
+        family = {"sku": "B200", "region": "eu-west"}
+        assert _total(m, "spotex_trades_total", **family) == 3  # one, then one an hour
+        assert _total(m, "spotex_traded_gpu_hours_total", **family) == 3 + 4 * 2
+        assert _total(m, "spotex_traded_notional_dollars_total", **family) == pytest.approx(
+            3 * 5.00 + 4 * 5.00 + 4 * 6.00)
+    finally:
+        assert server.stop() == 0

@@ -94,6 +94,23 @@ class _State(Collector):
                 orders_.add_metric([product, "sell"], ask_n)
         yield depth
         yield orders_
+        trades = CounterMetricFamily(
+            "spotex_trades", "Trades since the server started, by product family (a "
+            "block's trade in each of its hours counts once an hour).", labels=["sku", "region"])
+        gpu_hours = CounterMetricFamily(
+            "spotex_traded_gpu_hours", "GPU-hours traded since the server started, by "
+            "product family.", labels=["sku", "region"])
+        notional = CounterMetricFamily(
+            "spotex_traded_notional_dollars", "What the GPU-hours traded since the server "
+            "started cost their buyers, in dollars, by product family.",
+            labels=["sku", "region"])
+        for sku, region, n, q, micros in self.gw.ex.trade_totals():
+            trades.add_metric([sku, region], n)
+            gpu_hours.add_metric([sku, region], q)
+            notional.add_metric([sku, region], micros / 1_000_000)
+        yield trades
+        yield gpu_hours
+        yield notional
         yield GaugeMetricFamily("spotex_sequence", "Commands applied since the venue began.",
                                 value=self.gw.sequence)
         yield GaugeMetricFamily("spotex_journal_available",

@@ -154,6 +154,17 @@ pub struct Exchange {
     /// Build no stream messages (a recovery publishes nothing; only sequences move).
     quiet: bool,
     scratch: Vec<Event>,
+    /// Trades made since this process started (not replayed ones), per product: count,
+    /// GPU-hours, notional in micro-dollars. Operators' counters, outside the state hash.
+    traded: FxHashMap<ProductHandle, TradeTotals>,
+}
+
+/// What traded in one product: trades, GPU-hours and notional (micro-dollars).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TradeTotals {
+    pub trades: u64,
+    pub gpu_hours: i64,
+    pub notional_micros: i128,
 }
 
 fn check_client_order_id(id: &str) -> Result<(), Refusal> {
@@ -240,7 +251,14 @@ impl Exchange {
             replaying: false,
             quiet: false,
             scratch: Vec::new(),
+            traded: FxHashMap::default(),
         }
+    }
+
+    /// Trades made since this process started, per product (in no set order); replayed
+    /// and recovered trades are not counted.
+    pub fn traded(&self) -> impl Iterator<Item = (ProductHandle, &TradeTotals)> + '_ {
+        self.traded.iter().map(|(p, t)| (*p, t))
     }
 
     /// The fee charged to a resale's seller on each fill, in basis points of its value
@@ -1874,6 +1892,12 @@ impl Exchange {
                             self.close_one(account, oid);
                         }
                         self.execution(account, "trade", Some(oid), Some(fill), None);
+                    }
+                    if !self.replaying {
+                        let t = self.traded.entry(*product).or_default();
+                        t.trades += 1;
+                        t.gpu_hours += *qty;
+                        t.notional_micros += i128::from(*price) * i128::from(*qty);
                     }
                     let trade = pb::Trade {
                         trade_id: *trade_id,

@@ -3,6 +3,7 @@
 //! the time; responses and the round's stream messages come out serialized. A refusal
 //! raises `RefusedError` with the machine-readable `reason`.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
@@ -398,6 +399,28 @@ impl Exchange {
                 let (aq, an) = side(spotex_core::Side::Sell);
                 (p.spec.id.clone(), bq, aq, bn, an)
             })
+            .collect()
+    }
+
+    /// What traded since this process started, per product family: `(sku, region,
+    /// trades, GPU-hours, notional in micro-dollars)`, by SKU then region (for metrics).
+    fn trade_totals(&self) -> Vec<(String, String, u64, i64, i128)> {
+        let ex = lock(&self.shared);
+        let products = ex.engine().products();
+        let mut by_family: BTreeMap<(String, String), (u64, i64, i128)> = BTreeMap::new();
+        for (p, t) in ex.traded() {
+            let mut parts = products[p as usize].spec.id.splitn(3, '/');
+            let (sku, region) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let e = by_family
+                .entry((sku.to_string(), region.to_string()))
+                .or_default();
+            e.0 += t.trades;
+            e.1 += t.gpu_hours;
+            e.2 += t.notional_micros;
+        }
+        by_family
+            .into_iter()
+            .map(|((sku, region), (n, q, v))| (sku, region, n, q, v))
             .collect()
     }
 
