@@ -7,7 +7,9 @@ PIP := $(VENV)/bin/pip
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock rust_core/src/*.rs rust_exchange/src/*.rs bindings/python/src/*.rs protos/spotex/v1/*.proto
+RUST_SOURCES := $(shell find rust_core/src rust_exchange/src rust_exchange/proto rust_replicated/src bindings/python/src -name '*.rs' -o -name '*.proto')
+
+$(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock $(RUST_SOURCES) protos/spotex/v1/*.proto
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	@echo "compiling the Rust engine into .venv (a few minutes the first time)..."
@@ -33,6 +35,7 @@ test-py: install ## pytest + hypothesis, stub check, lint, generated code up to 
 	$(PY) -m mypy.stubtest spotex._core
 	$(PY) -m mypy
 	$(VENV)/bin/ruff check python tests bench scripts
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 check-install: install ## build a wheel as pip does, install it in a fresh venv, serve and trade

@@ -22,13 +22,13 @@ import numpy as np
 import spotex
 from spotex import batch
 from spotex._core import workload
-from spotex.reference import ReferenceEngine, Rejected
+from spotex.tools.reference import ReferenceEngine, Rejected
 
 TIF = {0: "gtc", 1: "gtd", 2: "ioc", 3: "fok"}
 
 
 def market(engine: Any, products: list[Any], clusters: list[Any]) -> None:
-    from spotex.reference import MICROS_PER_HOUR
+    from spotex.tools.reference import MICROS_PER_HOUR
 
     t0 = products[0][3]
     for pid, tick, lot, open_at, close_at in products:

@@ -23,13 +23,13 @@ from bench_core import calls, market  # noqa: E402
 from spotex import SpotexError, wire  # noqa: E402
 from spotex._core import journal_segments, replay_journal, workload  # noqa: E402
 from spotex._proto.spotex.v1 import spotex_pb2 as pb  # noqa: E402
-from spotex.gateway import JOURNAL, Gateway, GatewayError  # noqa: E402
+from spotex.server.host import JOURNAL, EngineHost, HostError  # noqa: E402
 
 
 class _Engine:
     """Adapts the workload's per-call form to gateway operations."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: EngineHost) -> None:
         self.gw = gw
 
     def create_product(self, pid: str, *, tick: int, lot: int, open_at: int, close_at: int,
@@ -46,7 +46,7 @@ class _Engine:
 def build_journal(d: Path, ops: int) -> int:
     products, clusters, records = workload(ops=ops)
     now = [products[0][3]]  # the workload's own times: the gateway stamps these
-    gw = Gateway(clock=lambda: now[0], data_dir=d, fsync="none", snapshot_every=10**12)
+    gw = EngineHost(clock=lambda: now[0], data_dir=d, fsync="none", snapshot_every=10**12)
 
     def go() -> None:
         market(_Engine(gw), products, clusters)
@@ -63,7 +63,7 @@ def build_journal(d: Path, ops: int) -> int:
                     gw.cancel(op[1], pb.CancelOrderRequest(order_id=op[2]).SerializeToString())
                 else:
                     gw.advance_time()
-            except (SpotexError, GatewayError):
+            except (SpotexError, HostError):
                 pass
     gw.call(go)
     n = gw.sequence
@@ -91,7 +91,7 @@ def main() -> None:
         results["replay_rust"] = {"records_per_sec": n / secs, "seconds": secs,
                                   "trades": len(trades)}
         t = time.perf_counter()
-        gw = Gateway(data_dir=d, fsync="none")
+        gw = EngineHost(data_dir=d, fsync="none")
         secs = time.perf_counter() - t
         assert gw.call(gw.state_hash) == engine.state_hash()
         gw.close()

@@ -31,8 +31,8 @@ import grpc
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.client import Client
-from spotex.loadgen import cpu_seconds, histogram, machine, summary
-from spotex.testing import ServerProcess
+from spotex.tools.loadgen import cpu_seconds, histogram, machine, summary
+from spotex.tools.testing import ServerProcess
 
 RESULTS = Path(__file__).parent / "results"
 

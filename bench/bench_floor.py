@@ -34,8 +34,8 @@ import grpc
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.client import Client
-from spotex.loadgen import fsync_floor, histogram, machine, summary
-from spotex.testing import ServerProcess
+from spotex.tools.loadgen import fsync_floor, histogram, machine, summary
+from spotex.tools.testing import ServerProcess
 
 PLACE = "/spotex.v1.Market/PlaceOrder"
 SUBMIT = "/spotex.v1.Market/SubmitOrders"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from spotex.client import Client
-from spotex.demo import start_server
+from spotex.tools.demo import start_server
 
 DOMAINS, TRAYS, HGX = 16, 18, 96
 

@@ -58,7 +58,7 @@ import numpy as np
 import spotex
 from spotex import batch
 from spotex._core import flow
-from spotex.reference import ReferenceEngine, Rejected
+from spotex.tools.reference import ReferenceEngine, Rejected
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_core  # noqa: E402  (the market set-up the core benchmark uses too)

@@ -28,8 +28,8 @@ from conftest import OPERATOR_TOKEN, serving  # noqa: E402
 
 from spotex._core import JournalWriter  # noqa: E402
 from spotex.client import Client  # noqa: E402
-from spotex.gateway import Replicated  # noqa: E402
-from spotex.nats_cluster import NatsCluster  # noqa: E402
+from spotex.cluster.nats import NatsCluster  # noqa: E402
+from spotex.server.host import Replicated  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "replicated.json"
 

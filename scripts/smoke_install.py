@@ -16,7 +16,7 @@ from pathlib import Path
 
 import spotex
 from spotex.client import Client
-from spotex.testing import ServerProcess
+from spotex.tools.testing import ServerProcess
 
 TOKEN = "smoke-operator"
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from spotex.server import Server
+from spotex.server.service import Server
 
 OPERATOR_TOKEN = "test-operator-token"
 

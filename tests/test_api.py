@@ -179,7 +179,8 @@ def test_the_sdk_loads_neither_the_engine_nor_the_server_nor_the_extras() -> Non
     import subprocess
     import sys
 
-    heavy = ("spotex._core", "spotex.gateway", "spotex.server", "numpy", "matplotlib", "hdrh")
+    heavy = ("spotex._core", "spotex.server", "spotex.cluster", "spotex.tools", "numpy",
+             "matplotlib", "hdrh")
     code = ("import sys, spotex, spotex.client\n"
             "from spotex.client import RpcError\n"
             "assert issubclass(RpcError, spotex.SpotexError)\n"

@@ -13,8 +13,8 @@ import pytest
 from conftest import OPERATOR_TOKEN
 
 from spotex.client import Client, RpcError
-from spotex.config import SETTINGS, load
-from spotex.testing import ServerProcess
+from spotex.server.config import SETTINGS, load
+from spotex.tools.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
 

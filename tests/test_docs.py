@@ -63,7 +63,7 @@ def test_the_readme_and_guide_examples_run_in_order_on_one_server(tmp_path: Path
     from conftest import on_thread
     from test_resale import walkthrough
 
-    from spotex.server import Server
+    from spotex.server.service import Server
 
     readme, guide = ROOT / "README.md", ROOT / "docs" / "trading.md"
     bin_dir = str(Path(sys.executable).parent)

@@ -26,8 +26,8 @@ from spotex import JournalError, SpotexError
 from spotex._core import journal_segments, read_journal, replay_journal
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.client import Client, RpcError
-from spotex.gateway import JOURNAL, SNAPSHOTS, Gateway, GatewayError, read_snapshot
-from spotex.testing import ServerProcess
+from spotex.server.host import JOURNAL, SNAPSHOTS, EngineHost, HostError, read_snapshot
+from spotex.tools.testing import ServerProcess
 
 HOUR = 3_600_000_000
 T0 = 490_000 * HOUR
@@ -63,23 +63,23 @@ def order(side: str, price: int, qty: int, account: int, gang: int = 1) -> bytes
         cluster_id=f"c{account}" if side == "sell" else "").SerializeToString()
 
 
-def place(gw: Gateway, account: int, side: str, price: int, qty: int, gang: int = 1) -> bytes:
+def place(gw: EngineHost, account: int, side: str, price: int, qty: int, gang: int = 1) -> bytes:
     """On the writer: an order from an account that may buy and sell."""
     return gw.place(account, order(side, price, qty, account, gang), buyer=True, seller=True)
 
 
-def order_ids(gw: Gateway) -> list[int]:
+def order_ids(gw: EngineHost) -> list[int]:
     """Every order the exchange keeps, oldest first (on the writer)."""
     return sorted(o.order_id for a in (1, 2, 3)
                   for o in pb.ListOrdersResponse.FromString(gw.ex.list_orders(a, b"")).orders)
 
 
-def orders(gw: Gateway) -> list[bytes]:
+def orders(gw: EngineHost) -> list[bytes]:
     """Every account's orders as the contract lists them (on the writer)."""
     return [gw.ex.list_orders(a, b"") for a in (1, 2, 3)]
 
 
-def drive(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
+def drive(gw: EngineHost, plan: list[tuple[str, int, int, int, int]]) -> None:
     """Applies a plan on the gateway's writer, ignoring refusals as a server would."""
     def go() -> None:
         gw.create_product(PID, 10_000, 1, 490_047 * HOUR, T0)
@@ -89,7 +89,7 @@ def drive(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
     gw.call(go)
 
 
-def apply(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
+def apply(gw: EngineHost, plan: list[tuple[str, int, int, int, int]]) -> None:
     """On the writer: the plan's orders, cancels, amends, ticks and snapshots."""
     for kind, account, px, qty, pick in plan:
         try:
@@ -108,7 +108,7 @@ def apply(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
                 gw.advance_time()
             elif kind == "snapshot" and gw.data_dir is not None:
                 gw.take_snapshot()
-        except (SpotexError, GatewayError):
+        except (SpotexError, HostError):
             pass
     gw.advance_time()  # time moves on (a quiet step is not journaled: the hash has no clock)
 
@@ -118,7 +118,7 @@ def apply(gw: Gateway, plan: list[tuple[str, int, int, int, int]]) -> None:
 @given(plan=ops)
 def test_live_replay_snapshot_and_recovery_agree(tmp_path: Path, plan: Any) -> None:
     d = Path(tempfile.mkdtemp(dir=tmp_path))
-    gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=10**9)
+    gw = EngineHost(clock=Clock(), data_dir=d, fsync="none", snapshot_every=10**9)
     drive(gw, plan)
     live_hash = gw.call(gw.state_hash)
     live_orders = gw.call(lambda: orders(gw))
@@ -135,14 +135,14 @@ def test_live_replay_snapshot_and_recovery_agree(tmp_path: Path, plan: Any) -> N
                                          snapshot_seq=snap_seq)
         assert engine.state_hash() == live_hash, "snapshot + tail differs"
 
-    back = Gateway(clock=Clock(), data_dir=d, fsync="none")
+    back = EngineHost(clock=Clock(), data_dir=d, fsync="none")
     assert back.call(back.state_hash) == live_hash, "recovery differs"
     assert back.call(lambda: orders(back)) == live_orders
     back.close()
 
 
 def test_refusals_that_move_the_clock_are_journaled_as_time_steps(tmp_path: Path) -> None:
-    gw = Gateway(clock=Clock(), data_dir=tmp_path, fsync="none")
+    gw = EngineHost(clock=Clock(), data_dir=tmp_path, fsync="none")
     drive(gw, [("bid", 1, 0, 1, 0)])
     before = gw.sequence
     with pytest.raises(SpotexError):
@@ -156,7 +156,7 @@ def test_refusals_that_move_the_clock_are_journaled_as_time_steps(tmp_path: Path
 
 def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
     d = tmp_path / "data"
-    gw = Gateway(clock=Clock(), data_dir=d, fsync="none")
+    gw = EngineHost(clock=Clock(), data_dir=d, fsync="none")
     drive(gw, [("bid", 1, -1, 2, 0)] * 20)
     h, n = gw.call(gw.state_hash), gw.sequence
     gw.close()
@@ -180,7 +180,7 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
         assert len(read_journal(journal_dir)[0]) == n - 1
     # recovery reports the torn tail, cuts it and continues from the last good record
     journal.write_bytes(good[:-5])
-    back = Gateway(clock=Clock(), data_dir=d, fsync="none")
+    back = EngineHost(clock=Clock(), data_dir=d, fsync="none")
     assert back.recovery["torn_tail"] is not None and back.sequence == n - 1
     assert journal.stat().st_size == last_offset
     back.close()
@@ -189,9 +189,9 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
     middle[len(good) // 2] ^= 0x01
     journal.write_bytes(bytes(middle))
     with pytest.raises(JournalError):
-        Gateway(clock=Clock(), data_dir=d, fsync="none")
+        EngineHost(clock=Clock(), data_dir=d, fsync="none")
     journal.write_bytes(good)
-    again = Gateway(clock=Clock(), data_dir=d, fsync="none")
+    again = EngineHost(clock=Clock(), data_dir=d, fsync="none")
     assert again.call(again.state_hash) == h
     again.close()
 
@@ -265,7 +265,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     # two recoveries of the same data agree with each other and with the stopped server
     seen = []
     for _ in range(2):
-        back = Gateway(data_dir=data, fsync="none")
+        back = EngineHost(data_dir=data, fsync="none")
         seen.append((back.sequence, back.call(back.state_hash), back.call(back.ex.snapshot)))
         back.close()
     assert seen[0] == seen[1] and seen[0][:2] == (int(m.group(1)), m.group(2))
@@ -275,10 +275,10 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
 def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from spotex.cli import main
+    from spotex.cli.main import main
 
     d = tmp_path / "data"
-    gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=40,
+    gw = EngineHost(clock=Clock(), data_dir=d, fsync="none", snapshot_every=40,
                  snapshot_per_resting=0)
     drive(gw, [])  # the product and the clusters
 
@@ -303,7 +303,7 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     report = (charts / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2
     # the allocations are listed, and a crossed book is explained exactly when crossed
-    from spotex.replay import CROSSED_NOTE, rebuild
+    from spotex.server.replay import CROSSED_NOTE, rebuild
 
     back = rebuild(d)
     allocs = [a for a in back.engine.all_allocations() if a.product == PID]
@@ -327,5 +327,5 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
 def _try(fn: Any) -> None:
     try:
         fn()
-    except (SpotexError, GatewayError):
+    except (SpotexError, HostError):
         pass

@@ -13,9 +13,9 @@ import yaml
 from click.testing import CliRunner
 from conftest import OPERATOR_TOKEN, Running
 
-from spotex import export
-from spotex.cli import main
+from spotex.cli.main import main
 from spotex.client import Allocation, Client
+from spotex.tools import export
 
 H = 494_000  # an hour since the epoch
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -21,12 +21,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import spotex.gateway as gateway_module
+import spotex.server.host as host_module
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
 from spotex.client import Client, RpcError
-from spotex.limits import Limits, TlsConfig
-from spotex.testing import ServerProcess
+from spotex.server.limits import Limits, TlsConfig
+from spotex.tools.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
 C = grpc.StatusCode
@@ -327,7 +327,7 @@ def test_rate_limit_carries_a_retry_hint(tight: Running) -> None:
 
 def test_a_command_past_its_deadline_is_not_applied(tight: Running) -> None:
     b, pid = _buyer(tight)
-    gw = tight.server.gateway
+    gw = tight.server.host
     block = threading.Event()
     gw.submit(block.wait)  # hold the writer
     with pytest.raises(RpcError) as info:
@@ -342,7 +342,7 @@ def test_a_command_past_its_deadline_is_not_applied(tight: Running) -> None:
 # ---- journal failure -------------------------------------------------------------------
 
 def _newest_segment(data: Path) -> Path:
-    return sorted((data / gateway_module.JOURNAL).glob("*"))[-1]
+    return sorted((data / host_module.JOURNAL).glob("*"))[-1]
 
 
 def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path) -> None:
@@ -385,7 +385,7 @@ def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path) -> None:
     # after the failure the journal on disk replays to exactly the live state
     from spotex._core import replay_journal
 
-    engine, last, _ = replay_journal(tmp_path / gateway_module.JOURNAL)
+    engine, last, _ = replay_journal(tmp_path / host_module.JOURNAL)
     assert engine.state_hash() == h and last >= seq
 
 
@@ -467,7 +467,7 @@ def test_soak_with_slow_subscribers_keeps_memory_flat(tmp_path: Path) -> None:
 
 
 def test_a_subscriber_backlog_is_bounded_in_updates_then_ends_clearly() -> None:
-    from spotex.server import Backlog
+    from spotex.server.service import Backlog
 
     async def scenario() -> None:
         q = Backlog(limit=10)

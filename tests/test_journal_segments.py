@@ -17,8 +17,8 @@ from test_durability import Clock, apply, drive, orders
 from spotex import JournalError
 from spotex._core import journal_segments, read_journal, replay_journal
 from spotex.client import Client
-from spotex.gateway import ARCHIVE, FORMAT_FILE, JOURNAL, LEGACY_JOURNAL, SNAPSHOTS, Gateway
-from spotex.replay import rebuild, verify
+from spotex.server.host import ARCHIVE, FORMAT_FILE, JOURNAL, LEGACY_JOURNAL, SNAPSHOTS, EngineHost
+from spotex.server.replay import rebuild, verify
 
 KINDS = ["bid", "bid", "ask", "ask", "cancel", "amend", "tick"]
 
@@ -30,7 +30,7 @@ def _plan(n: int, seed: int) -> list[tuple[str, int, int, int, int]]:
 
 
 def _run(d: Path, retention: str) -> tuple[str, int, list[bytes]]:
-    gw = Gateway(clock=Clock(), data_dir=d, fsync="none", snapshot_every=60,
+    gw = EngineHost(clock=Clock(), data_dir=d, fsync="none", snapshot_every=60,
                  segment_bytes=2048, retention=retention, snapshot_per_resting=0)
     drive(gw, [])
     plan = _plan(500, seed=5)
@@ -58,7 +58,7 @@ def test_retired_segments_leave_recovery_and_replay_whole(tmp_path: Path) -> Non
     assert segments[0][0] > 1 and segments[0][0] <= oldest + 1
     assert len(segments) == 1 or segments[1][0] > oldest + 1
 
-    back = Gateway(data_dir=d, fsync="none")
+    back = EngineHost(data_dir=d, fsync="none")
     assert back.call(back.state_hash) == live and back.sequence == seq
     assert back.call(lambda: orders(back)) == listed
     back.close()
@@ -80,7 +80,7 @@ def test_retired_segments_leave_recovery_and_replay_whole(tmp_path: Path) -> Non
     body = bytearray(newest.read_bytes())
     body[len(body) // 2] ^= 0xFF
     newest.write_bytes(bytes(body))
-    again = Gateway(data_dir=d, fsync="none")
+    again = EngineHost(data_dir=d, fsync="none")
     assert again.call(again.state_hash) == live
     assert again.recovery["snapshot_seq"] < snaps[-1]
     again.close()
@@ -103,27 +103,27 @@ def test_archive_moves_segments_and_keep_keeps_them(tmp_path: Path) -> None:
 
 def test_data_of_an_earlier_format_is_refused_never_misread(tmp_path: Path) -> None:
     d = tmp_path / "data"
-    gw = Gateway(clock=Clock(), data_dir=d, fsync="none")
+    gw = EngineHost(clock=Clock(), data_dir=d, fsync="none")
     drive(gw, _plan(30, seed=2))
     gw.close()
     assert (d / FORMAT_FILE).exists()
     # what an earlier spotex left: a journal and snapshots, but no format marker
     (d / FORMAT_FILE).unlink()
-    for opener in (lambda: Gateway(data_dir=d, fsync="none"), lambda: rebuild(d)):
+    for opener in (lambda: EngineHost(data_dir=d, fsync="none"), lambda: rebuild(d)):
         with pytest.raises(JournalError, match="earlier spotex"):
             opener()
     shutil.rmtree(d / JOURNAL)
     (d / LEGACY_JOURNAL).write_bytes(b"x")  # the single-file layout of before
     with pytest.raises(JournalError, match="earlier spotex"):
-        Gateway(data_dir=d, fsync="none")
+        EngineHost(data_dir=d, fsync="none")
     # an empty directory is new: it is marked and served
     fresh = tmp_path / "fresh"
-    Gateway(data_dir=fresh, fsync="none").close()
+    EngineHost(data_dir=fresh, fsync="none").close()
     assert (fresh / FORMAT_FILE).read_text().startswith("spotex-data ")
 
 
 def test_an_idle_venue_journals_nothing(tmp_path: Path) -> None:
-    gw = Gateway(clock=Clock(), data_dir=tmp_path, fsync="none")
+    gw = EngineHost(clock=Clock(), data_dir=tmp_path, fsync="none")
     drive(gw, [])
     before = gw.sequence
     for _ in range(50):
@@ -144,6 +144,6 @@ def test_a_graceful_stop_takes_a_snapshot(tmp_path: Path) -> None:
             buyer.place_order(pid, "buy", "1.00", 1 + i)
         seq, live = op.state_hash()
     assert _snapshot_seqs(tmp_path)[-1] == seq
-    back = Gateway(data_dir=tmp_path, fsync="none")
+    back = EngineHost(data_dir=tmp_path, fsync="none")
     assert back.recovery["replayed"] == 0 and back.call(back.state_hash) == live
     back.close()

@@ -14,7 +14,7 @@ from conftest import OPERATOR_TOKEN
 from prometheus_client.parser import text_string_to_metric_families
 
 from spotex.client import Client, RpcError
-from spotex.testing import ServerProcess
+from spotex.tools.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
 

@@ -21,7 +21,7 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import spotex
-from spotex.reference import ReferenceEngine, Rejected
+from spotex.tools.reference import ReferenceEngine, Rejected
 
 
 def seen(what: str) -> None:

@@ -17,7 +17,7 @@ from conftest import OPERATOR_TOKEN
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
 from spotex.client import Client
-from spotex.testing import ServerProcess
+from spotex.tools.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
 # about 80 bytes an Order: 60,000 of them are past 4 MiB in one message

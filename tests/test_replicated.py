@@ -23,10 +23,10 @@ from conftest import OPERATOR_TOKEN, serving
 
 from spotex._core import JournalError, JournalWriter, Lease, read_jetstream
 from spotex.client import Client, RpcError
-from spotex.cluster import Engine, Shards
+from spotex.cluster.nats import NatsCluster, free_port
+from spotex.cluster.up import Engine, Shards
 from spotex.errors import SpotexError
-from spotex.gateway import Replicated
-from spotex.nats_cluster import NatsCluster, free_port
+from spotex.server.host import Replicated
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_a_leader_cut_off_from_the_nats_quorum_stops_serving_and_serves_again_af
     with serving(tmp_path / "a", replicated=log) as r:
         seller, pid = orders(r.target)
         placed = [seller.place_order(pid, "sell", "2.00", 1, cluster_id="c")]
-        gw = r.server.gateway
+        gw = r.server.host
         # two of three NATS servers lost: the lease cannot be renewed, so once its life
         # has passed (a standby elsewhere could hold it) the leader refuses commands,
         # keeping its journal, at once rather than after a round's timeout
@@ -230,12 +230,12 @@ def test_a_leader_cut_off_from_the_nats_quorum_stops_serving_and_serves_again_af
 
 def test_a_command_in_the_round_that_lost_the_lease_is_refused_and_never_stored(
         tmp_path: Path, cluster: NatsCluster) -> None:
-    from spotex.client import _order_request
+    from spotex.client.calls import _order_request
     log = Replicated(tuple(cluster.urls), "lapse", 3)
     with serving(tmp_path / "a", replicated=log) as r:
         seller, pid = orders(r.target)
         kept = seller.place_order(pid, "sell", "2.00", 1, cluster_id="c")
-        gw = r.server.gateway
+        gw = r.server.host
         account = next(a.account_id for a in Client(r.target, OPERATOR_TOKEN)
                        .list_accounts() if a.name == "s")
         body = _order_request(pid, "sell", "2.50", 1, cluster_id="c").SerializeToString()
@@ -280,7 +280,7 @@ def test_a_new_machine_starts_from_the_snapshot_in_jetstream_and_reads_only_the_
     with serving(tmp_path / "b", replicated=Replicated(tuple(cluster.urls), "snap", 3)) as r:
         # it starts as a standby (the killed leader's lease has not expired yet) from the
         # snapshot, reading the stream only after it
-        recovery = r.server.gateway.recovery
+        recovery = r.server.host.recovery
         assert recovery["snapshot_seq"] == at > 0
         assert recovery["replayed"] == seq - at
         assert Client(r.target, OPERATOR_TOKEN).state_hash() == (seq, before)
@@ -414,7 +414,7 @@ def test_a_standby_takes_over_when_the_leader_is_killed_and_loses_nothing_acknow
         tmp_path: Path, cluster: NatsCluster) -> None:
     import random
 
-    from spotex.accounts import Accounts
+    from spotex.server.accounts import Accounts
 
     rng = random.Random(11)
     # the accounts are provisioned to both servers (they are not in the stream)
@@ -501,8 +501,8 @@ def test_two_shards_with_standbys_lose_a_leader_and_a_nats_server_and_nothing_ac
 
     from conftest import Collector, on_thread
 
-    from spotex.limits import Limits
-    from spotex.shards import Routes, ShardGateway
+    from spotex.cluster.gateway import Routes, ShardGateway
+    from spotex.server.limits import Limits
 
     rng = random.Random()
     seed = rng.randrange(1 << 30)

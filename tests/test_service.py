@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from spotex.client import Client, MarketEvent, RpcError
-from spotex.testing import ServerProcess
+from spotex.tools.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW_HOUR = int(time.time()) // 3600
@@ -96,9 +96,9 @@ def test_trades_and_allocations_reach_everyone(running: Running, market: dict[st
     assert rebuilt == {"buy": {}, "sell": {lv.price: lv.quantity for lv in book.asks}}
     # ... and the engine itself, rebuilt from the journal the server wrote
     from spotex._core import replay_journal
-    from spotex.gateway import JOURNAL
+    from spotex.server.host import JOURNAL
 
-    gw = running.server.gateway
+    gw = running.server.host
     assert gw.data_dir is not None
     engine = gw.call(lambda: replay_journal(gw.data_dir / JOURNAL)[0])  # type: ignore[operator]
     engine_bids, engine_asks = engine.l2(pid, 100)
@@ -205,11 +205,11 @@ def test_operator_halts_resumes_and_closes(market: dict[str, Any]) -> None:
 def test_operator_takes_a_snapshot_on_demand(running: Running, market: dict[str, Any]) -> None:
     import json
 
-    from spotex.gateway import read_snapshot
+    from spotex.server.host import read_snapshot
 
     seq, h = market["op"].take_snapshot()
     assert seq <= market["op"].state_hash()[0]  # the clock ticker may have moved on since
-    data_dir = running.server.gateway.data_dir
+    data_dir = running.server.host.data_dir
     assert data_dir is not None
     got_seq, _, gateway = read_snapshot(data_dir / "snapshots" / f"snapshot-{seq:016d}.bin")
     assert (got_seq, json.loads(gateway)["state_hash"]) == (seq, h)

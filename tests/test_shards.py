@@ -17,8 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spotex.client import Client, Order, RpcError
-from spotex.limits import Limits
-from spotex.shards import RouteError, Routes, ShardGateway, ShardSpec, parse_route, parse_shard
+from spotex.cluster.gateway import (
+    RouteError,
+    Routes,
+    ShardGateway,
+    ShardSpec,
+    parse_route,
+    parse_shard,
+)
+from spotex.server.limits import Limits
 
 GATEWAY_TOKEN = "test-gateway-token"
 HOUR = 500_000
@@ -323,7 +330,7 @@ def test_two_shards_trade_exactly_as_one_engine(tmp_path_factory: pytest.TempPat
 
 
 def test_a_gateway_without_its_token_or_shards_does_not_start(tmp_path: Path) -> None:
-    from spotex.server import ListenError
+    from spotex.server.service import ListenError
     table = Routes([ShardSpec(1, ("127.0.0.1:1",))])
 
     async def start(token: str) -> ShardGateway:
@@ -342,7 +349,7 @@ def test_spotex_gateway_serves_until_sigterm_and_says_what_is_wrong_in_one_line(
     import sys
     import time
 
-    from spotex.nats_cluster import free_port
+    from spotex.cluster.nats import free_port
     spotex = str(Path(sys.executable).parent / "spotex")
     for args, says in (([], "Missing option '--shard'"),
                        (["--shard", "1=nohost"], "is not HOST:PORT"),
@@ -388,7 +395,7 @@ def test_the_gateway_s_metrics_show_calls_leaders_failovers_and_shards_lost(
         tmp_path: Path) -> None:
     from test_metrics import _scrape, _total
 
-    from spotex.nats_cluster import free_port
+    from spotex.cluster.nats import free_port
     gone = f"127.0.0.1:{free_port()}"  # an engine address no one serves
     with contextlib.ExitStack() as stack:
         one = stack.enter_context(serving(tmp_path / "e1", shard_index=1,

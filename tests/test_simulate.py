@@ -9,7 +9,7 @@ from conftest import OPERATOR_TOKEN, serving
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spotex import simulate as sim
+from spotex.tools import simulate as sim
 
 
 def brute_force_surplus(values: list[int], costs: list[int]) -> int:
@@ -63,7 +63,7 @@ def test_a_short_simulation_through_the_sdk(tmp_path: Path) -> None:
 
 
 def test_training_runs_beside_hourly_buyers_through_the_sdk(tmp_path: Path) -> None:
-    from spotex import simulate_runs as runs
+    from spotex.tools import simulate_runs as runs
 
     cfg = runs.RunsConfig(seed=3, steps=700, hours=8, sellers=3, hourly_buyers=6,
                           late_hourly_buyers=4, training_buyers=5, resell=1.0)
@@ -92,7 +92,7 @@ def test_training_runs_beside_hourly_buyers_through_the_sdk(tmp_path: Path) -> N
 def test_simulate_refuses_hours_too_few_for_a_training_run() -> None:
     from click.testing import CliRunner
 
-    from spotex.cli import main
+    from spotex.cli.main import main
 
     r = CliRunner().invoke(main, ["simulate", "--hours", "2"])
     assert r.exit_code == 2 and "--hours is 1 (one delivery hour) or 4 to 168" in r.output

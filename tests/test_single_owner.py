@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from conftest import OPERATOR_TOKEN, serving
 
-import spotex.server as server_module
+import spotex.server.service as server_module
 from spotex._core import journal_segments, replay_journal
 from spotex.client import Client
-from spotex.datadir import DataDirInUse, DataDirLock
-from spotex.gateway import JOURNAL, Gateway
-from spotex.server import ListenError, Server
-from spotex.testing import ServerProcess
+from spotex.server.datadir import DataDirInUse, DataDirLock
+from spotex.server.host import JOURNAL, EngineHost
+from spotex.server.service import ListenError, Server
+from spotex.tools.testing import ServerProcess
 
 
 def _journal_bytes(data: Path) -> bytes:
@@ -102,12 +102,12 @@ def test_grpc_itself_refuses_a_shared_port(tmp_path: Path,
 
 
 def test_the_gateway_holds_its_data_dir_until_closed(tmp_path: Path) -> None:
-    gw = Gateway(data_dir=tmp_path, fsync="none")
+    gw = EngineHost(data_dir=tmp_path, fsync="none")
     with pytest.raises(DataDirInUse) as info:
-        Gateway(data_dir=tmp_path, fsync="none")
+        EngineHost(data_dir=tmp_path, fsync="none")
     assert info.value.data_dir == tmp_path and info.value.pid is not None
     gw.close()
-    Gateway(data_dir=tmp_path, fsync="none").close()  # the lock went with close()
+    EngineHost(data_dir=tmp_path, fsync="none").close()  # the lock went with close()
 
 
 def test_a_killed_owner_leaves_no_stale_lock(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from conftest import OPERATOR_TOKEN
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.client import Client
-from spotex.testing import ServerProcess
+from spotex.tools.testing import ServerProcess
 
 ORDERS = 2_000_000
 PER_MESSAGE = 1_000

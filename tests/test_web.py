@@ -32,8 +32,8 @@ from conftest import OPERATOR_TOKEN
 from prometheus_client.parser import text_string_to_metric_families
 
 from spotex.client import Client
-from spotex.server import Hub, MarketSubscription
-from spotex.testing import ServerProcess
+from spotex.server.service import Hub, MarketSubscription
+from spotex.tools.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

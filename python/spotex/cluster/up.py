@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spotex.nats_cluster import free_port
-from spotex.shards import ShardSpec
-from spotex.testing import LISTENING
+from spotex.cluster.gateway import ShardSpec
+from spotex.cluster.nats import free_port
+from spotex.server.logs import LISTENING
 
 
 class EngineError(RuntimeError):

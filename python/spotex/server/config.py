@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from spotex.limits import Limits
+from spotex.server.limits import Limits
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spotex.client import Client, Order, RpcError
-from spotex.simulate import GPUS_PER_NODE, MICROS, TICK, _dollars, _png, _tick
+from spotex.tools.simulate import GPUS_PER_NODE, MICROS, TICK, _dollars, _png, _tick
 
 
 @dataclass(frozen=True)

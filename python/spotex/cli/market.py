@@ -623,7 +623,7 @@ def register(main: click.Group, client: Callable[[click.Context], Client],
         """A seller's schedule for its scheduler: Slurm reservations (one scontrol command
         per buyer's run of hours), or Kubernetes Node manifests with the buyer as owner
         (labels and a NoSchedule taint) for the nodes reserved at one hour."""
-        from spotex import export as ex
+        from spotex.tools import export as ex
 
         # the GPUs on this seller's clusters, with whoever holds them now (resales too)
         sold = [a for a in client(ctx).list_allocations()

@@ -42,9 +42,9 @@ from spotex._core import (
     truncate_journal,
 )
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex.datadir import DataDirLock
-from spotex.history import FILE as HISTORY
-from spotex.history import History
+from spotex.server.datadir import DataDirLock
+from spotex.server.history import FILE as HISTORY
+from spotex.server.history import History
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ FORMAT_FILE = "FORMAT"
 FORMAT = "spotex-data 2"
 _SNAP_MAGIC = b"SPXSNAP2"
 _OLD_SNAP_MAGIC = b"SPXSNAP1"
-log = logging.getLogger("spotex.gateway")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def unavailable_message(why: str) -> str:
     return f"the journal cannot be written ({why}); nothing is accepted until it can"
 
 
-class GatewayError(Exception):
+class HostError(Exception):
     """A refusal decided by the gateway itself (not by the exchange)."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -161,7 +161,7 @@ MAX_SHARDS = 31
 FENCE_TRIES = 5
 
 
-class Gateway:
+class EngineHost:
     """The writer thread and the data directory around the exchange. With a
     ``data_dir`` every accepted command is journaled before anyone hears of it
     (``fsync="batch"``: one fsync per writer round; ``"none"``: the OS decides, for tests
@@ -361,11 +361,11 @@ class Gateway:
         except Exception as err:
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
             log.error("journal write failed, refusing commands until it recovers: %s", err)
-            raise GatewayError("JOURNAL_UNAVAILABLE", "the journal cannot be written") from err
+            raise HostError("JOURNAL_UNAVAILABLE", "the journal cannot be written") from err
 
     def _check_available(self) -> None:
         if self.unavailable is not None:
-            raise GatewayError("JOURNAL_UNAVAILABLE", unavailable_message(self.unavailable))
+            raise HostError("JOURNAL_UNAVAILABLE", unavailable_message(self.unavailable))
 
     def _after_round(self, failed: str | None) -> None:
         """On the writer, with the round's journal records durable, before any result or
@@ -761,7 +761,7 @@ class Gateway:
                 raise
         owner, order = found
         if owner != account:
-            raise GatewayError("NOT_OWNER", "the order belongs to another account")
+            raise HostError("NOT_OWNER", "the order belongs to another account")
         return order
 
     def list_orders(self, account: int, request: bytes) -> bytes:

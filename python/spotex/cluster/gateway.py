@@ -33,7 +33,7 @@ import re
 import signal
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,15 +41,17 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from spotex._core import page_size
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
-from spotex.datadir import DataDirLock
-from spotex.gateway import MAX_SHARDS, SHARD_BITS
-from spotex.limits import Limits, TlsConfig
-from spotex.metrics import Metrics, Observe
-from spotex.server import (
+from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
+from spotex.server.datadir import DataDirLock
+from spotex.server.host import MAX_SHARDS, SHARD_BITS
+from spotex.server.limits import Limits, TlsConfig
+from spotex.server.metrics import Metrics, Observe
+from spotex.server.service import (
     AccountsService,
     Edge,
     ListenError,
@@ -58,7 +60,7 @@ from spotex.server import (
     grpc_server,
 )
 
-log = logging.getLogger("spotex.shards")
+log = logging.getLogger(__name__)
 MARKET = "spotex.v1.Market"
 OPERATOR_SERVICE = "spotex.v1.Operator"
 # what an engine's answer keeps when the gateway passes it on
@@ -762,7 +764,7 @@ class ShardOperator(AccountsService):
             context, MARKET, "CancelAll", b"", acting)))
         log.warning("account %d disabled; %d open orders cancelled", a.account_id,
                     len(cancelled.orders), extra={"account": a.account_id})
-        from spotex.server import _account
+        from spotex.server.service import _account
         return pb.AccountResponse(account=_account(a), cancelled=cancelled.orders)
 
     async def _hashes(self, context: Any, method: str) -> Any:
@@ -784,6 +786,37 @@ def venue_hash(indices: list[int], answers: list[Any]) -> Any:
     lines = "".join(f"{i} {r.state_hash}\n" for i, r in zip(indices, answers, strict=True))
     return pb.GetStateHashResponse(sequence=sum(r.sequence for r in answers),
                                    state_hash=hashlib.sha256(lines.encode()).hexdigest())
+
+
+class _Shards(Collector):
+    """The gateway's metrics: its view of its shards (leaders, failovers, refusals) and
+    its accounts, read at each scrape."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+
+    def collect(self) -> Iterator[Metric]:
+        leader = GaugeMetricFamily(
+            "spotex_gateway_shard_leader", "1 for the engine the gateway calls as its "
+            "shard's leader, 0 for the others.", labels=["shard", "engine"])
+        changes = CounterMetricFamily(
+            "spotex_gateway_leader_changes", "Times the gateway found another engine "
+            "leading the shard (a standby took over).", labels=["shard"])
+        lost = CounterMetricFamily(
+            "spotex_gateway_shard_unavailable", "Calls refused SHARD_UNAVAILABLE: no engine "
+            "of the shard served in time, or its engine was lost during the call.",
+            labels=["shard"])
+        for index, engines in sorted(self.front.engines.items()):
+            for k, address in enumerate(engines.spec.addresses):
+                leader.add_metric([str(index), address], 1 if k == engines.leader else 0)
+            changes.add_metric([str(index)], engines.leader_changes)
+            lost.add_metric([str(index)], engines.refused)
+        yield leader
+        yield changes
+        yield lost
+        yield GaugeMetricFamily("spotex_gateway_accounts", "Accounts the gateway knows.",
+                                value=len(self.front.accounts.all()))
+
 
 
 class ShardGateway:
@@ -817,7 +850,7 @@ class ShardGateway:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None,
                                 operator_token)
             front = Front(accounts, limits, routes, gateway_token, failover_seconds)
-            metrics = Metrics.of_gateway(front) if metrics_listen else None
+            metrics = Metrics(_Shards(front)) if metrics_listen else None
             server, port, health_servicer, _ = grpc_server(
                 listen, limits, tls, Observe(metrics, access_log),
                 market_handlers(ShardMarket(front)), ShardOperator(front))

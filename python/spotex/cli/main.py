@@ -3,7 +3,7 @@
 The server address comes from ``--server`` or ``SPOTEX_SERVER`` (default
 127.0.0.1:50551) and the token from ``--token`` or ``SPOTEX_TOKEN``, or else from the
 profile ``spotex login`` saved. The trading, seller and operator commands live in
-``spotex.cli_market``.
+``spotex.cli.market``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from spotex.cli_market import load_profiles, register
+from spotex.cli.market import load_profiles, register
 from spotex.client import Client, RpcError
-from spotex.config import effective, load, resolve, show
-from spotex.config import options as config_options
 from spotex.extras import MissingExtra, available, require
-from spotex.limits import Limits, TlsConfig
+from spotex.server.config import effective, load, resolve, show
+from spotex.server.config import options as config_options
+from spotex.server.limits import Limits, TlsConfig
 
 console = Console()
 DEFAULT_SERVER = "127.0.0.1:50551"
@@ -233,9 +233,9 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
 
     Every setting can come from a TOML file (--config), a SPOTEX_* variable or a flag,
     the later overriding the earlier: see `spotex config show`."""
-    from spotex.gateway import Replicated
-    from spotex.logs import configure
-    from spotex.server import serve as run
+    from spotex.server.host import Replicated
+    from spotex.server.logs import configure
+    from spotex.server.service import serve as run
 
     c = resolve(ctx, params)
     configure(c["server.log_format"])
@@ -264,8 +264,8 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                     subscriber_queue=c["limits.subscriber_queue"])
     tls = TlsConfig(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
     from spotex._core import JournalError
-    from spotex.datadir import DataDirInUse
-    from spotex.server import ListenError
+    from spotex.server.datadir import DataDirInUse
+    from spotex.server.service import ListenError
     try:
         asyncio.run(run(c["server.listen"], Path(c["server.data_dir"]), operator_token,
                         fsync=c["journal.fsync"], snapshot_every=c["journal.snapshot_every"],
@@ -318,10 +318,10 @@ def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_
             orders_per_second: float, order_burst: int, metrics_listen: str) -> None:
     """Serve one venue over several engines, each owning some SKUs and regions: calls are
     routed to their shard's leader; views, mass cancels and streams fan out and merge."""
-    from spotex.datadir import DataDirInUse
-    from spotex.logs import configure
-    from spotex.server import ListenError
-    from spotex.shards import RouteError, Routes, parse_route, parse_shard, run_gateway
+    from spotex.cluster.gateway import RouteError, Routes, parse_route, parse_shard, run_gateway
+    from spotex.server.datadir import DataDirInUse
+    from spotex.server.logs import configure
+    from spotex.server.service import ListenError
 
     configure("text")
     try:
@@ -371,12 +371,12 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     shard's leader, until Ctrl-C or SIGTERM, which stops them all."""
     import secrets
 
-    from spotex.cluster import EngineError, Shards
-    from spotex.datadir import DataDirInUse
-    from spotex.logs import configure
-    from spotex.nats_cluster import NatsCluster, NatsError
-    from spotex.server import ListenError
-    from spotex.shards import RouteError, Routes, ShardGateway, parse_route, run_gateway
+    from spotex.cluster.gateway import RouteError, Routes, ShardGateway, parse_route, run_gateway
+    from spotex.cluster.nats import NatsCluster, NatsError
+    from spotex.cluster.up import EngineError, Shards
+    from spotex.server.datadir import DataDirInUse
+    from spotex.server.logs import configure
+    from spotex.server.service import ListenError
 
     configure("text")
     port = int(listen.rsplit(":", 1)[1]) if re.fullmatch(r"\S+:\d{1,5}", listen) else -1
@@ -445,7 +445,7 @@ def config_show(file: Path | None) -> None:
               help="seconds to keep the server up afterwards, with tokens printed")
 def demo(listen: str, rounds: int, seed: int, linger: float) -> None:
     """Start a server with demo sellers and buyers trading, and show the result."""
-    from spotex.demo import run_demo
+    from spotex.tools.demo import run_demo
 
     run_demo(listen, rounds, seed, linger, console)
 
@@ -476,7 +476,7 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
     import json
 
     _require("hdrh", "bench", "spotex bench")
-    from spotex import loadgen
+    from spotex.tools import loadgen
 
     cfg = loadgen.BenchConfig(clients=clients, duration=duration, max_orders=max_orders,
                               per_message=per_message, md_subscribers=md_subscribers,
@@ -548,7 +548,7 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
     prints and draws them."""
     import json
 
-    from spotex import simulate as sim
+    from spotex.tools import simulate as sim
 
     if target and not operator_token:
         raise click.UsageError("--target needs --operator-token (or SPOTEX_OPERATOR_TOKEN)")
@@ -588,7 +588,7 @@ def _on_a_server(target: str | None, operator_token: str | None, doing: str,
     for it and stopped after; a RuntimeError of the run becomes one line."""
     import secrets
 
-    from spotex.demo import start_server
+    from spotex.tools.demo import start_server
 
     server = None
     if not target:
@@ -619,7 +619,7 @@ def _simulate_runs(target: str | None, operator_token: str | None, steps: int, b
     """``simulate --hours N``: training runs beside hourly buyers over N hours."""
     import json
 
-    from spotex import simulate_runs as runs
+    from spotex.tools import simulate_runs as runs
 
     cfg = runs.RunsConfig(seed=seed, steps=steps, hours=hours, sellers=sellers,
                           hourly_buyers=buyers, training_buyers=training_buyers)
@@ -657,8 +657,8 @@ def replay(data_dir: Path, until_seq: int | None, until: str | None, product: st
     """Rebuild the books from a data directory's journal (never changes it)."""
     import datetime as dt
 
-    from spotex import replay as rp
-    from spotex.demo import book_rows
+    from spotex.server import replay as rp
+    from spotex.tools.demo import book_rows
 
     if charts is not None:
         _require("matplotlib", "charts", "--charts")
@@ -721,7 +721,3 @@ def replay(data_dir: Path, until_seq: int | None, until: str | None, product: st
 
 
 register(main, _client, PRICE, QUANTITY)
-
-
-if __name__ == "__main__":
-    main(prog_name=os.path.basename(__file__))

@@ -18,7 +18,7 @@ from rich.progress import track
 from rich.table import Table
 
 from spotex.client import Client, RpcError
-from spotex.server import Server
+from spotex.server.service import Server
 
 SELLERS = {"hyperscaler": ("iad-1", 16), "neocloud": ("iad-7", 6)}
 BUYERS = ["startup", "lab", "enterprise"]
@@ -120,7 +120,7 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
     console.print(book_table(op, busiest.product_id))
     shown = op.get_book(busiest.product_id, 1)
     if shown.bids and shown.asks and shown.bids[0].price >= shown.asks[0].price:
-        from spotex.replay import CROSSED_NOTE
+        from spotex.server.replay import CROSSED_NOTE
 
         console.print(f"[dim]{CROSSED_NOTE}[/dim]")
     t = Table(title="allocations (most recent)")

@@ -37,15 +37,16 @@ from google.protobuf import json_format
 
 from spotex._core import RefusedError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex.accounts import OPERATOR, Account, Accounts
+from spotex.server.accounts import OPERATOR, Account, Accounts
+from spotex.server.streams import MAX_UPDATES_PER_MESSAGE, MarketSubscription
 
 if TYPE_CHECKING:
-    from spotex.gateway import Gateway
-    from spotex.server import Hub, MarketSubscription
+    from spotex.server.host import EngineHost
+    from spotex.server.streams import Hub
 
-log = logging.getLogger("spotex.web")
+log = logging.getLogger(__name__)
 # aiohttp's own log of its connections (it names it the "logger" of its request handler)
-http_log = logging.getLogger("spotex.web.http")
+http_log = logging.getLogger(f"{__name__}.http")
 
 # the most a request's body may hold (the API reads none: GET only); the request line
 # and each header line are bounded by aiohttp (8 KiB), past which it answers 400
@@ -122,21 +123,21 @@ class Tape:
 
 
 class Web:
-    def __init__(self, gateway: Gateway, hub: Hub, accounts: Accounts,
+    def __init__(self, host: EngineHost, hub: Hub, accounts: Accounts,
                  data_dir: Path | None, subscriber_queue: int) -> None:
-        self.gw = gateway
+        self.host = host
         self.hub = hub
         self.accounts = accounts
         self.data_dir = data_dir
         self.subscriber_queue = subscriber_queue
-        self.page = resources.files("spotex").joinpath("web/index.html").read_bytes()
+        self.page = resources.files("spotex.server").joinpath("web/index.html").read_bytes()
         self.tape = Tape()
         self._runner: web.AppRunner | None = None
         self._streams: set[MarketSubscription] = set()
 
     async def start(self, listen: str) -> int:
         """Listens on ``listen`` (host:port, port 0 for any); returns the port."""
-        host, _, port = listen.rpartition(":")
+        bind, _, port = listen.rpartition(":")
         app = web.Application(client_max_size=MAX_REQUEST, middlewares=[self._errors])
         get = [("/", self._page), ("/index.html", self._page),
                ("/api/products", self._products), ("/api/book", self._book),
@@ -154,7 +155,7 @@ class Web:
                                      logger=http_log, shutdown_timeout=SHUTDOWN_SECONDS)
         await self._runner.setup()
         try:
-            await web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+            await web.TCPSite(self._runner, bind.strip("[]") or "127.0.0.1", int(port)).start()
         except BaseException:
             await self._runner.cleanup()
             self._runner = None
@@ -218,8 +219,8 @@ class Web:
 
     async def _products(self, request: web.Request) -> web.Response:
         self._auth(request)
-        gw = self.gw
-        listed = await gw.submit_async(gw.ex.list_products)
+        host = self.host
+        listed = await host.submit_async(host.ex.list_products)
         return web.json_response(_json(pb.ListProductsResponse.FromString(listed)))
 
     async def _book(self, request: web.Request) -> web.Response:
@@ -227,8 +228,8 @@ class Web:
         q = request.query
         body = pb.GetBookRequest(product_id=q.get("product", ""),
                                  depth=_int(q, "depth", 20, 1, 1000)).SerializeToString()
-        gw = self.gw
-        book = pb.GetBookResponse.FromString(await self._view(lambda: gw.ex.get_book(body)))
+        host = self.host
+        book = pb.GetBookResponse.FromString(await self._view(lambda: host.ex.get_book(body)))
         return web.json_response(_json(book.book))
 
     async def _trades(self, request: web.Request) -> web.Response:
@@ -237,8 +238,8 @@ class Web:
         limit = _int(request.query, "limit", 50, 1, TRADES_KEPT)
         # an unknown product is a 404, as for its book (the tape knows only what traded)
         body = pb.GetBookRequest(product_id=product, depth=1).SerializeToString()
-        gw = self.gw
-        await self._view(lambda: gw.ex.get_book(body))
+        host = self.host
+        await self._view(lambda: host.ex.get_book(body))
         return web.json_response({"product_id": product, "trades": [
             _json(t) for t in self.tape.recent(product, limit)]})
 
@@ -247,8 +248,8 @@ class Web:
         now = int(time.time()) // 3600
         lo = _int(request.query, "from", now, 0, 1 << 40)
         hi = _int(request.query, "to", lo + 24, lo + 1, lo + 7 * 24)
-        gw = self.gw
-        rows = await gw.submit_async(lambda: gw.ex.utilisation(lo, hi))
+        host = self.host
+        rows = await host.submit_async(lambda: host.ex.utilisation(lo, hi))
         names = ("cluster", "sku", "region", "hour", "capacity", "sold", "offered", "idle",
                  "withdrawn", "owner")
         return web.json_response({"from": lo, "to": hi, "rows": [
@@ -256,7 +257,7 @@ class Web:
 
     async def _view(self, fn: Any) -> bytes:
         try:
-            return bytes(await self.gw.submit_async(fn))
+            return bytes(await self.host.submit_async(fn))
         except RefusedError as err:
             raise _Fail(404 if err.reason.startswith("UNKNOWN") else 400, str(err)) from None
 
@@ -271,7 +272,7 @@ class Web:
         if not available("matplotlib"):
             raise _Fail(501, "the replay report draws charts: install the charts extra "
                              "(pip install 'spotex[charts]')")
-        from spotex import replay as rp
+        from spotex.server import replay as rp
 
         def build() -> str:
             r = rp.rebuild(data_dir)
@@ -286,17 +287,16 @@ class Web:
         """A snapshot of the product, then its updates as the hub hands them out, until
         the viewer goes away (aiohttp cancels this task: ``finally`` unsubscribes) or the
         server stops (``_end_streams``)."""
-        from spotex.server import MAX_UPDATES_PER_MESSAGE, MarketSubscription
 
         self._auth(request)
         product = request.query.get("product", "")
         sub = MarketSubscription(
-            self.hub, self.gw, pb.StreamMarketDataRequest(product_ids=[product])
+            self.hub, self.host, pb.StreamMarketDataRequest(product_ids=[product])
             .SerializeToString(), {product}, self.subscriber_queue)
         self._streams.add(sub)
         try:
             try:
-                await self.gw.submit_async(sub.snapshot)
+                await self.host.submit_async(sub.snapshot)
             except RefusedError as err:
                 raise _Fail(404, str(err)) from None
             response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})

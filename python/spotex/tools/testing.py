@@ -5,14 +5,13 @@ be killed, restarted or measured from outside."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-LISTENING = re.compile(r"listening on ([^\s\"]+)")
+from spotex.server.logs import LISTENING
 
 
 class ServerProcess:

@@ -24,7 +24,7 @@ from spotex._core import (
     journal_segments,
     replay_journal,
 )
-from spotex.gateway import JOURNAL, SNAPSHOTS, check_format, read_snapshot
+from spotex.server.host import JOURNAL, SNAPSHOTS, check_format, read_snapshot
 
 Trade = tuple[int, int, int, str, int, int, str]
 

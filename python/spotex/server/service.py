@@ -1,7 +1,7 @@
 """The gRPC service (``spotex.v1.Market`` and ``spotex.v1.Operator``) on ``grpc.aio``.
 
 Handlers authenticate the caller, check its role, validate what the engine cannot, and
-hand commands to the gateway's single writer thread; they never touch the engine
+hand commands to the engine host's single writer thread; they never touch the engine
 themselves. Market data and executions fan out from the writer to bounded per-subscriber
 queues on the event loop. Health checking and reflection are served too.
 """
@@ -33,7 +33,7 @@ from spotex import wire
 from spotex._core import RefusedError, SpotexError, count_orders, page_size, status_codes
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
-from spotex.accounts import (
+from spotex.server.accounts import (
     BUYER,
     OPERATOR,
     ROLES,
@@ -43,12 +43,13 @@ from spotex.accounts import (
     Accounts,
     token_hash,
 )
-from spotex.gateway import Gateway, GatewayError, Published, Replicated, unavailable_message
-from spotex.limits import Limits, TlsConfig, TokenBucket
-from spotex.metrics import Metrics, Observe, account_of_call
-from spotex.web import Web
+from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
+from spotex.server.limits import Limits, TlsConfig, TokenBucket
+from spotex.server.metrics import Metrics, Observe, account_of_call
+from spotex.server.streams import MAX_UPDATES_PER_MESSAGE, Backlog, Hub, MarketSubscription
+from spotex.server.web import Web
 
-log = logging.getLogger("spotex.server")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 HOUR = 3_600_000_000
 
@@ -82,128 +83,6 @@ async def _fail(context: grpc.aio.ServicerContext, reason: str, message: str,
     await context.abort_with_status(_Status(code, message, (
         ("grpc-status-details-bin", status.SerializeToString()), *trailing)))
     raise AssertionError("unreachable")  # abort_with_status raises
-
-
-class Hub:
-    """Subscribers' bounded queues, fed on the event loop. A subscriber that falls a whole
-    queue behind is dropped with a clear status instead of growing memory."""
-
-    def __init__(self) -> None:
-        self.market: list[tuple[set[str] | None, Backlog]] = []
-        self.executions: dict[int, list[Backlog]] = {}
-        # what else follows every round's market data, on the loop and before the
-        # subscribers (the web page's tape of recent trades); each must not raise
-        self.taps: list[Callable[[list[tuple[str, int, bytes]]], None]] = []
-
-    def drop_all(self) -> None:
-        """Ends every stream (they resubscribe): after the state was rebuilt from disk,
-        sequence numbers start again from the durable state."""
-        for _, q in self.market:
-            q.lag()
-        for qs in self.executions.values():
-            for q in qs:
-                q.lag()
-
-    def dispatch(self, out: Published) -> None:
-        """One round of the writer: each subscriber gets what it is due from it as one
-        queue entry (the exchange's encoded batches, joined: never decoded here), which
-        travels as one stream message."""
-        if out.market:
-            for tap in self.taps:
-                tap(out.market)
-        if self.market and out.market:
-            for products, q in self.market:
-                mine = [(n, b) for p, n, b in out.market if products is None or p in products]
-                if mine:
-                    q.offer(b"".join(b for _, b in mine), sum(n for n, _ in mine))
-        for account, n, batch in out.executions:
-            for q in self.executions.get(account, ()):
-                q.offer(batch, n)
-
-
-class Backlog:
-    """What one subscriber has yet to receive: encoded batches, bounded in the updates
-    they hold (whatever the writer's rounds hold). Past the bound the subscriber has
-    fallen behind: it gets what is queued, then a clear status, and nothing more is kept
-    for it."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.entries: collections.deque[tuple[int, bytes]] = collections.deque()
-        self.size = 0
-        self.lagged = False
-        self._ready = asyncio.Event()
-
-    def offer(self, batch: bytes, updates: int, force: bool = False) -> None:
-        if self.lagged:
-            return
-        if not force and self.size + updates > self.limit:
-            self.lagged = True
-        else:
-            self.entries.append((updates, batch))
-            self.size += updates
-        self._ready.set()
-
-    def lag(self) -> None:
-        self.lagged = True
-        self._ready.set()
-
-    async def take(self, most: int) -> bytes | None:
-        """Every queued batch joined into one (about ``most`` updates at a time), or None
-        once lagged and drained."""
-        while not self.entries:
-            if self.lagged:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        out: list[bytes] = []
-        taken = 0
-        while self.entries and taken < most:
-            n, batch = self.entries.popleft()
-            self.size -= n
-            taken += n
-            out.append(batch)
-        return b"".join(out)
-
-
-class MarketSubscription:
-    """One market-data subscriber, from its snapshot until ``end()``: the writer thread
-    takes the snapshot (``snapshot``, run there), and the loop then puts it first in the
-    subscriber's queue and registers the queue with the hub, so that the subscriber gets
-    every update after the snapshot and none twice. A subscriber that went away while the
-    writer was at it (its task cancelled) has ended already: it never registers, rather
-    than staying in the hub with no one to read it."""
-
-    def __init__(self, hub: Hub, gateway: Gateway, request: bytes,
-                 products: set[str] | None, limit: int) -> None:
-        self.queue = Backlog(limit)
-        self._hub = hub
-        self._gw = gateway
-        self._request = request  # StreamMarketDataRequest bytes
-        self._entry = (products, self.queue)
-        self._loop = asyncio.get_running_loop()
-        self._ended = False
-
-    def snapshot(self) -> None:
-        """On the writer; RefusedError for an unknown product."""
-        self._gw.flush()  # what came before the snapshot goes out before it registers
-        snaps = self._gw.ex.market_snapshots(self._request)
-        self._loop.call_soon_threadsafe(self._register, snaps)
-
-    def _register(self, snaps: bytes) -> None:
-        if not self._ended:
-            self.queue.offer(snaps, 1, force=True)
-            self._hub.market.append(self._entry)
-
-    def end(self) -> None:
-        """Out of the hub at once (call it in ``finally``)."""
-        self._ended = True
-        if self._entry in self._hub.market:
-            self._hub.market.remove(self._entry)
-
-
-# the most updates one stream message carries when a subscriber has a backlog
-MAX_UPDATES_PER_MESSAGE = 4096
 
 
 async def _drain(q: Backlog, context: Any, hint: str) -> AsyncIterator[bytes]:
@@ -298,16 +177,16 @@ def _on_behalf(metadata: dict[str, Any]) -> Account | None:
 
 
 class Service(Edge):
-    """The edge with the engine behind it (the gateway's writer) and its streams."""
+    """The edge with the engine behind it (the engine host's writer) and its streams."""
 
-    def __init__(self, gateway: Gateway, accounts: Accounts, hub: Hub, limits: Limits,
+    def __init__(self, host: EngineHost, accounts: Accounts, hub: Hub, limits: Limits,
                  gateway_token: str | None = None) -> None:
         super().__init__(accounts, limits, gateway_token)
-        self.gw = gateway
+        self.host = host
         self.hub = hub
 
     async def writer(self, fn: Callable[[], T]) -> T:
-        return await self.gw.submit_async(fn)
+        return await self.host.submit_async(fn)
 
     async def command(self, context: grpc.aio.ServicerContext, fn: Callable[[], T]) -> T:
         """Runs ``fn`` on the writer unless the caller's deadline passes first: a command
@@ -317,12 +196,12 @@ class Service(Edge):
 
         def guarded() -> T:
             if deadline is not None and time.monotonic() > deadline:
-                raise GatewayError("DEADLINE_EXCEEDED", "the deadline passed before the "
+                raise HostError("DEADLINE_EXCEEDED", "the deadline passed before the "
                                    "command reached the engine; it was not applied")
             return fn()
         try:
             return await self.writer(guarded)
-        except (SpotexError, GatewayError) as err:
+        except (SpotexError, HostError) as err:
             await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
 
     async def native(self, context: grpc.aio.ServicerContext, op: str, account: Account,
@@ -331,10 +210,10 @@ class Service(Edge):
         unless the caller's deadline passes first. Refused at once while the journal is
         known unavailable (a standby; NATS electing), rather than queued behind the
         writer's attempts to recover."""
-        if self.gw.refusing and (why := self.gw.unavailable) is not None:
+        if self.host.refusing and (why := self.host.unavailable) is not None:
             await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
         try:
-            return await self.gw.command_async(
+            return await self.host.command_async(
                 op, account.account_id, body, buyer=account.has(BUYER),
                 seller=account.has(SELLER), remaining=context.time_remaining())
         except SpotexError as err:
@@ -347,7 +226,7 @@ class MarketService:
 
     async def ListProducts(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
-        ex, body = self.s.gw.ex, request.SerializeToString()
+        ex, body = self.s.host.ex, request.SerializeToString()
         return pb.ListProductsResponse.FromString(
             await self.s.command(context, lambda: ex.list_products(body)))
 
@@ -355,16 +234,16 @@ class MarketService:
         a = await self.s.auth(context, SELLER)
         await self.s.bounded(context, (request.cluster_id, request.sku, request.region,
                                        *(n.node_id for n in request.nodes)), (request.nodes,))
-        gw, body = self.s.gw, request.SerializeToString()
-        await self.s.command(context, lambda: gw.register_capacity(a.account_id, body))
+        host, body = self.s.host, request.SerializeToString()
+        await self.s.command(context, lambda: host.register_capacity(a.account_id, body))
         return pb.RegisterCapacityResponse(cluster_id=request.cluster_id)
 
     async def WithdrawCapacity(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context, SELLER)
         await self.s.bounded(context, (request.cluster_id, *request.node_ids),
                              (request.node_ids,))
-        gw, body = self.s.gw, request.SerializeToString()
-        n = await self.s.command(context, lambda: gw.withdraw_capacity(a.account_id, body))
+        host, body = self.s.host, request.SerializeToString()
+        n = await self.s.command(context, lambda: host.withdraw_capacity(a.account_id, body))
         return pb.WithdrawCapacityResponse(gpu_hours_withdrawn=n)
 
     # PlaceOrder, CancelOrder, AmendOrder and SubmitOrders take and return bytes: Python
@@ -420,34 +299,34 @@ class MarketService:
 
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
-        gw, body = self.s.gw, request.SerializeToString()
-        order = await self.s.command(context, lambda: gw.get_order(a.account_id, body))
+        host, body = self.s.host, request.SerializeToString()
+        order = await self.s.command(context, lambda: host.get_order(a.account_id, body))
         return pb.GetOrderResponse(order=pb.Order.FromString(order))
 
     async def ListOrders(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         await self.s.bounded(context, (request.product_id,))
-        gw, body = self.s.gw, request.SerializeToString()
+        host, body = self.s.host, request.SerializeToString()
         return pb.ListOrdersResponse.FromString(
-            await self.s.command(context, lambda: gw.list_orders(a.account_id, body)))
+            await self.s.command(context, lambda: host.list_orders(a.account_id, body)))
 
     async def GetBook(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
         await self.s.bounded(context, (request.product_id,))
-        ex, body = self.s.gw.ex, request.SerializeToString()
+        ex, body = self.s.host.ex, request.SerializeToString()
         return pb.GetBookResponse.FromString(
             await self.s.command(context, lambda: ex.get_book(body)))
 
     async def ListAllocations(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
-        ex, body = self.s.gw.ex, request.SerializeToString()
+        ex, body = self.s.host.ex, request.SerializeToString()
         return pb.ListAllocationsResponse.FromString(
             await self.s.command(context, lambda: ex.list_allocations(a.account_id, body)))
 
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         await self.s.auth(context)
         await self.s.bounded(context, tuple(request.product_ids), (request.product_ids,))
-        sub = MarketSubscription(self.s.hub, self.s.gw, request.SerializeToString(),
+        sub = MarketSubscription(self.s.hub, self.s.host, request.SerializeToString(),
                                  set(request.product_ids) or None,
                                  self.s.limits.subscriber_queue)
         try:
@@ -473,7 +352,7 @@ class MarketService:
     async def submit_orders(self, requests: AsyncIterator[bytes],
                             context: Any) -> AsyncIterator[bytes]:
         a = await self.s.auth(context, BUYER, SELLER)
-        gw, buyer, seller = self.s.gw, a.has(BUYER), a.has(SELLER)
+        host, buyer, seller = self.s.host, a.has(BUYER), a.has(SELLER)
         account, token_at_auth = a.account_id, a.token_sha256
         # Pipelined: messages go to the writer as they arrive, answers come back in order.
         # The bounded queue is the back-pressure on a client that sends faster than we match.
@@ -491,7 +370,7 @@ class MarketService:
                         await pending.put(_resolved(refused))
                         continue
                     # while the journal is unavailable the writer refuses every order
-                    await pending.put(gw.command_async("submit", account, body, buyer=buyer,
+                    await pending.put(host.command_async("submit", account, body, buyer=buyer,
                                                        seller=seller))
             finally:
                 await pending.put(None)
@@ -500,7 +379,7 @@ class MarketService:
             while (fut := await pending.get()) is not None:
                 try:
                     yield await fut
-                except (SpotexError, GatewayError) as err:
+                except (SpotexError, HostError) as err:
                     await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
         finally:
             reader.cancel()
@@ -623,10 +502,10 @@ class OperatorService(AccountsService):
                         f"at most {self.s.limits.max_products_per_call} products per call")
         if r.gate_closure_lead_micros < 0:
             await _fail(context, "INVALID_SCHEDULE", "gate closure lead must not be negative")
-        gw = self.s.gw
+        host = self.s.host
 
         def products() -> dict[str, Any]:
-            listed = pb.ListProductsResponse.FromString(gw.ex.list_products()).products
+            listed = pb.ListProductsResponse.FromString(host.ex.list_products()).products
             return {p.product_id: p for p in listed}
 
         def go() -> tuple[list[Any], list[Any]]:
@@ -640,7 +519,7 @@ class OperatorService(AccountsService):
                         if pid in existing:
                             before.append(pid)  # listing again is harmless: reported
                             continue
-                        gw.create_product(pid, r.tick_micros, r.lot,
+                        host.create_product(pid, r.tick_micros, r.lot,
                                           h * HOUR - r.gate_closure_lead_micros,
                                           r.open_at_micros or None)
                         created.append(pid)
@@ -655,11 +534,11 @@ class OperatorService(AccountsService):
     async def _state(self, context: Any, request: Any, what: str) -> Any:
         await self.s.auth(context, OPERATOR)
         await self.s.bounded(context, (request.product_id,))
-        gw = self.s.gw
+        host = self.s.host
 
         def go() -> Any:
-            gw.set_state(what, request.product_id)
-            listed = pb.ListProductsResponse.FromString(gw.ex.list_products()).products
+            host.set_state(what, request.product_id)
+            listed = pb.ListProductsResponse.FromString(host.ex.list_products()).products
             return next(p for p in listed if p.product_id == request.product_id)
         product = await self.s.command(context, go)
         log.warning("product %s: %s by the operator", request.product_id,
@@ -683,7 +562,7 @@ class OperatorService(AccountsService):
         a = await self._account_change(
             context, lambda: self.s.accounts.set_enabled(request.account_id, False))
         try:
-            cancelled = await self.s.gw.command_async(
+            cancelled = await self.s.host.command_async(
                 "cancel_all", a.account_id, pb.CancelAllRequest().SerializeToString())
         except SpotexError as err:
             await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
@@ -695,17 +574,17 @@ class OperatorService(AccountsService):
 
     async def TakeSnapshot(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
-        gw = self.s.gw
-        if gw.data_dir is None:
+        host = self.s.host
+        if host.data_dir is None:
             await _fail(context, "NO_DATA_DIR", "the server runs without a data directory",
                         grpc.StatusCode.FAILED_PRECONDITION)
-        seq, h = await self.s.writer(gw.take_snapshot)
+        seq, h = await self.s.writer(host.take_snapshot)
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
 
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
-        gw = self.s.gw
-        seq, h = await self.s.writer(lambda: (gw.sequence, gw.state_hash()))
+        host = self.s.host
+        seq, h = await self.s.writer(lambda: (host.sequence, host.state_hash()))
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
 
 
@@ -748,10 +627,10 @@ def _check_listen(listen: str) -> None:
                 raise ListenError(f"cannot listen on {listen}: {e.strerror}") from None
 
 
-def _listen(listen: str, gateway: Gateway, accounts: Accounts, hub: Hub, limits: Limits,
+def _listen(listen: str, host: EngineHost, accounts: Accounts, hub: Hub, limits: Limits,
             tls: TlsConfig | None, observe: Observe, gateway_token: str | None = None
             ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
-    s = Service(gateway, accounts, hub, limits, gateway_token)
+    s = Service(host, accounts, hub, limits, gateway_token)
     return grpc_server(listen, limits, tls, observe, market_handlers(MarketService(s)),
                        OperatorService(s))
 
@@ -795,13 +674,13 @@ def grpc_server(listen: str, limits: Limits, tls: TlsConfig | None, observe: Any
 class Server:
     """A running spotex server: ``await Server.start(...)``, then ``await stop()``."""
 
-    def __init__(self, grpc_server: grpc.aio.Server, port: int, gateway: Gateway,
+    def __init__(self, grpc_server: grpc.aio.Server, port: int, host: EngineHost,
                  ticker: asyncio.Task[None], metrics: Metrics | None = None,
                  metrics_port: int | None = None, web: Web | None = None,
                  web_port: int | None = None) -> None:
         self.grpc = grpc_server
         self.port = port
-        self.gateway = gateway
+        self.host = host
         self._ticker = ticker
         self.metrics = metrics
         # where /metrics is served, when it is
@@ -834,36 +713,36 @@ class Server:
             # the standbys' refusals name the leader by its address
             replicated = dataclasses.replace(replicated,
                                              holder=f"{listen} (pid {os.getpid()})")
-        # the gateway locks the data directory before it reads it (DataDirInUse)
-        gateway = await asyncio.to_thread(Gateway, publish, None, data_dir, fsync,
+        # the host locks the data directory before it reads it (DataDirInUse)
+        host = await asyncio.to_thread(EngineHost, publish, None, data_dir, fsync,
                                           snapshot_every, limits.max_open_orders_per_account,
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended, resale_fee_bps=resale_fee_bps,
                                           replicated=replicated, shard_index=shard_index)
-        metrics = Metrics.of_engine(gateway, hub) if metrics_listen else None
+        metrics = Metrics.of_engine(host, hub) if metrics_listen else None
         web, web_port = None, None
         try:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
             server, port, health_servicer, names = _listen(
-                listen, gateway, accounts, hub, limits, tls, Observe(metrics, access_log),
+                listen, host, accounts, hub, limits, tls, Observe(metrics, access_log),
                 gateway_token)
         except BaseException:
-            gateway.close()
+            host.close()
             raise
         where = metrics_listen
         try:
             metrics_port = metrics.serve(metrics_listen) if metrics and metrics_listen else None
             if web_listen:
                 where = web_listen
-                web = Web(gateway, hub, accounts, data_dir, limits.subscriber_queue)
+                web = Web(host, hub, accounts, data_dir, limits.subscriber_queue)
                 web_port = await web.start(web_listen)
         except OSError as err:
             if metrics is not None:
                 metrics.close()
-            gateway.close()
+            host.close()
             raise ListenError(f"cannot listen on {where}: {err.strerror or err}") from None
         except BaseException:
-            gateway.close()
+            host.close()
             raise
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -871,8 +750,8 @@ class Server:
 
         async def say_health() -> None:
             # the services serve while commands are accepted: a standby, or a server whose
-            # journal fails, says NOT_SERVING (a gateway or balancer finds the leader so)
-            now = gateway.unavailable is None
+            # journal fails, says NOT_SERVING (a host or balancer finds the leader so)
+            now = host.unavailable is None
             if serving[0] is not now:
                 serving[0] = now
                 status = (health_pb2.HealthCheckResponse.SERVING if now
@@ -886,46 +765,46 @@ class Server:
             while True:
                 await asyncio.sleep(tick_seconds)
                 try:
-                    if gateway.unavailable is not None:
-                        if await gateway.submit_async(gateway.try_resume):
+                    if host.unavailable is not None:
+                        if await host.submit_async(host.try_resume):
                             hub.drop_all()
                         continue
-                    if gateway.replicated is not None:
-                        await gateway.submit_async(gateway.keep_lease)
-                    await gateway.submit_async(gateway.advance_time)
-                except (SpotexError, GatewayError):
+                    if host.replicated is not None:
+                        await host.submit_async(host.keep_lease)
+                    await host.submit_async(host.advance_time)
+                except (SpotexError, HostError):
                     pass  # the journal failed under it; the next tick tries to resume
                 finally:
                     await say_health()
         ticker = asyncio.create_task(tick())
-        host = listen.rsplit(":", 1)[0]
-        if tls is None and not _loopback(host):
+        bind = listen.rsplit(":", 1)[0]
+        if tls is None and not _loopback(bind):
             log.warning("listening on %s without TLS: tokens and orders cross the network in "
-                        "the clear; give --tls-cert and --tls-key", host)
+                        "the clear; give --tls-cert and --tls-key", bind)
         if metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", metrics_listen.rsplit(":", 1)[0]
-                     if metrics_listen else host, metrics_port)
+                     if metrics_listen else bind, metrics_port)
         if web_port is not None:
             log.info("web page on http://%s:%d/", web_listen.rsplit(":", 1)[0]
-                     if web_listen else host, web_port)
-        log.info("spotex listening on %s", host + f":{port}")
-        return cls(server, port, gateway, ticker, metrics, metrics_port, web, web_port)
+                     if web_listen else bind, web_port)
+        log.info("spotex listening on %s", bind + f":{port}")
+        return cls(server, port, host, ticker, metrics, metrics_port, web, web_port)
 
     async def stop(self, grace: float = 2.0) -> None:
         self._ticker.cancel()
         if self.web is not None:
             await self.web.close()
         await self.grpc.stop(grace)
-        gw = self.gateway
-        seq, h = await gw.submit_async(lambda: (gw.sequence, gw.state_hash()))
-        if gw.data_dir is not None and gw.unavailable is None and seq > gw.snapshot_seq:
+        host = self.host
+        seq, h = await host.submit_async(lambda: (host.sequence, host.state_hash()))
+        if host.data_dir is not None and host.unavailable is None and seq > host.snapshot_seq:
             # the next start recovers from here without replaying the journal
             try:
-                await gw.submit_async(gw.take_snapshot)
+                await host.submit_async(host.take_snapshot)
                 log.info("snapshot at sequence %d", seq)
             except Exception as err:  # noqa: BLE001 - the journal still holds everything
                 log.error("no snapshot on stop (%s); the next start replays the journal", err)
-        gw.close()
+        host.close()
         if self.metrics is not None:
             self.metrics.close()
         log.info("stopped at sequence %d, state hash %s", seq, h,

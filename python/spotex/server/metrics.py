@@ -30,9 +30,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from spotex.gateway import Gateway
-    from spotex.server import Hub
-    from spotex.shards import Front
+    from spotex.server.host import EngineHost
+    from spotex.server.streams import Hub
 
 access = logging.getLogger("spotex.access")
 
@@ -54,12 +53,12 @@ def _histogram(name: str, doc: str, data: tuple[list[float], list[int], float]
 class _State(Collector):
     """Read at each scrape, from the thread that serves it."""
 
-    def __init__(self, gateway: Gateway, hub: Hub) -> None:
-        self.gw = gateway
+    def __init__(self, host: EngineHost, hub: Hub) -> None:
+        self.host = host
         self.hub = hub
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.gw.writer_stats()
+        stats = self.host.writer_stats()
         orders = CounterMetricFamily(
             "spotex_orders", "Orders placed (command place: by order type, time in force "
             "and outcome: accepted or the refusal reason), cancels and amends.",
@@ -79,14 +78,14 @@ class _State(Collector):
                                 "Jobs submitted to the writer and not yet taken.",
                                 value=stats["pending"])
         yield GaugeMetricFamily("spotex_resting_orders", "Orders resting in the books.",
-                                value=self.gw.ex.resting_orders)
+                                value=self.host.ex.resting_orders)
         depth = GaugeMetricFamily("spotex_book_gpus",
                                   "GPUs resting in a product's book, by side.",
                                   labels=["product", "side"])
         orders_ = GaugeMetricFamily("spotex_book_orders",
                                     "Orders resting in a product's book, by side.",
                                     labels=["product", "side"])
-        for product, bid_q, ask_q, bid_n, ask_n in self.gw.ex.depth_totals():
+        for product, bid_q, ask_q, bid_n, ask_n in self.host.ex.depth_totals():
             if bid_n or ask_n:  # empty books stay out: a venue lists many hours ahead
                 depth.add_metric([product, "buy"], bid_q)
                 depth.add_metric([product, "sell"], ask_q)
@@ -104,7 +103,7 @@ class _State(Collector):
             "spotex_traded_notional_dollars", "What the GPU-hours traded since the server "
             "started cost their buyers, in dollars, by product family.",
             labels=["sku", "region"])
-        for sku, region, n, q, micros in self.gw.ex.trade_totals():
+        for sku, region, n, q, micros in self.host.ex.trade_totals():
             trades.add_metric([sku, region], n)
             gpu_hours.add_metric([sku, region], q)
             notional.add_metric([sku, region], micros / 1_000_000)
@@ -112,11 +111,11 @@ class _State(Collector):
         yield gpu_hours
         yield notional
         yield GaugeMetricFamily("spotex_sequence", "Commands applied since the venue began.",
-                                value=self.gw.sequence)
+                                value=self.host.sequence)
         yield GaugeMetricFamily("spotex_journal_available",
                                 "1 while the journal takes writes; 0 while commands are "
                                 "refused (JOURNAL_UNAVAILABLE).",
-                                value=0 if self.gw.unavailable else 1)
+                                value=0 if self.host.unavailable else 1)
         subs = GaugeMetricFamily("spotex_subscribers", "Open stream subscriptions.",
                                  labels=["stream"])
         backlog = GaugeMetricFamily("spotex_subscriber_backlog_updates",
@@ -129,7 +128,7 @@ class _State(Collector):
             backlog.add_metric([name], max((q.size for q in queues), default=0))
         yield subs
         yield backlog
-        recovery = self.gw.recovery
+        recovery = self.host.recovery
         yield GaugeMetricFamily("spotex_recovery_seconds",
                                 "How long the last start took to recover its state.",
                                 value=recovery.get("seconds", 0.0))
@@ -138,38 +137,10 @@ class _State(Collector):
                                 value=recovery.get("replayed", 0))
 
 
-class _Shards(Collector):
-    """A shard gateway's view of its shards, read at each scrape."""
-
-    def __init__(self, front: Front) -> None:
-        self.front = front
-
-    def collect(self) -> Iterator[Metric]:
-        leader = GaugeMetricFamily(
-            "spotex_gateway_shard_leader", "1 for the engine the gateway calls as its "
-            "shard's leader, 0 for the others.", labels=["shard", "engine"])
-        changes = CounterMetricFamily(
-            "spotex_gateway_leader_changes", "Times the gateway found another engine "
-            "leading the shard (a standby took over).", labels=["shard"])
-        lost = CounterMetricFamily(
-            "spotex_gateway_shard_unavailable", "Calls refused SHARD_UNAVAILABLE: no engine "
-            "of the shard served in time, or its engine was lost during the call.",
-            labels=["shard"])
-        for index, engines in sorted(self.front.engines.items()):
-            for k, address in enumerate(engines.spec.addresses):
-                leader.add_metric([str(index), address], 1 if k == engines.leader else 0)
-            changes.add_metric([str(index)], engines.leader_changes)
-            lost.add_metric([str(index)], engines.refused)
-        yield leader
-        yield changes
-        yield lost
-        yield GaugeMetricFamily("spotex_gateway_accounts", "Accounts the gateway knows.",
-                                value=len(self.front.accounts.all()))
-
-
 class Metrics:
     """A server's registry (RPC latency, and what ``state`` reads at each scrape);
-    ``serve`` exposes it over HTTP."""
+    ``serve`` exposes it over HTTP. A shard gateway brings a ``state`` of its own
+    (``spotex.cluster.gateway``)."""
 
     def __init__(self, state: Collector) -> None:
         self.registry = CollectorRegistry()
@@ -180,19 +151,14 @@ class Metrics:
         self._http: Any = None
 
     @classmethod
-    def of_engine(cls, gateway: Gateway, hub: Hub) -> Metrics:
+    def of_engine(cls, host: EngineHost, hub: Hub) -> Metrics:
         """An engine's: its writer, books, journal, streams and recovery."""
-        return cls(_State(gateway, hub))
-
-    @classmethod
-    def of_gateway(cls, front: Front) -> Metrics:
-        """A shard gateway's: its shards' leaders, failovers and refusals."""
-        return cls(_Shards(front))
+        return cls(_State(host, hub))
 
     def serve(self, listen: str) -> int:
         """Starts the HTTP endpoint (``/metrics``) on ``host:port``; returns the port."""
-        host, _, port = listen.rpartition(":")
-        self._http, _ = start_http_server(int(port), host.strip("[]") or "127.0.0.1",
+        bind, _, port = listen.rpartition(":")
+        self._http, _ = start_http_server(int(port), bind.strip("[]") or "127.0.0.1",
                                           registry=self.registry)
         return int(self._http.server_port)
 

@@ -39,7 +39,7 @@ from hdrh.histogram import HdrHistogram
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
-from spotex.testing import ServerProcess
+from spotex.tools.testing import ServerProcess
 
 TICK = 10_000
 MID = 2_000_000

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 
 # what every LogRecord has: everything else on a record came from ``extra=``
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message",
@@ -27,6 +28,10 @@ class JsonFormatter(logging.Formatter):
 
 
 FORMATS = ("text", "json")
+
+# the line a server logs once it serves ("spotex listening on HOST:PORT"), in either
+# format: how a process that started one learns its address
+LISTENING = re.compile(r"listening on ([^\s\"]+)")
 
 
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:

@@ -1,0 +1,5 @@
+"""``python -m spotex.cli``: the ``spotex`` command without its script."""
+
+from spotex.cli.main import main
+
+main(prog_name="spotex")

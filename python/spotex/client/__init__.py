@@ -1,0 +1,50 @@
+"""The spotex SDK: ``Client`` (blocking) and ``AsyncClient`` (asyncio), pure Python over
+the generated gRPC stubs; it never loads the engine extension or the server.
+
+Prices go in as ``Decimal`` or strings of dollars per GPU-hour and come back as
+``Decimal``; they travel as exact integer micro-dollars. Calls raise ``RpcError`` (a
+``SpotexError``) with the gRPC status code and spotex's machine-readable reason.
+Users never see a protobuf message: every call is described once (``calls``) as a
+request and a converter (``convert``), and the two clients (``sync``, ``aio``) only
+differ in how they send it. What they return is in ``types``.
+"""
+
+from spotex.client.aio import AsyncClient
+from spotex.client.errors import RpcError
+from spotex.client.sync import Client
+from spotex.client.types import (
+    Account,
+    AccountInfo,
+    Allocation,
+    BlockAllocation,
+    Book,
+    Execution,
+    Fill,
+    Level,
+    MarketEvent,
+    NodeArg,
+    Order,
+    Product,
+    Side,
+    SlotArg,
+)
+
+__all__ = [
+    "Account",
+    "AccountInfo",
+    "Allocation",
+    "AsyncClient",
+    "BlockAllocation",
+    "Book",
+    "Client",
+    "Execution",
+    "Fill",
+    "Level",
+    "MarketEvent",
+    "NodeArg",
+    "Order",
+    "Product",
+    "RpcError",
+    "Side",
+    "SlotArg",
+]

@@ -1,0 +1,219 @@
+"""``AsyncClient``: the asyncio SDK, with the same calls as ``Client``, each awaited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.client.calls import (
+    T,
+    _aupdates,
+    _Book,
+    _Call,
+    _Calls,
+    _credentials,
+    _order_request,
+    _resell_request,
+)
+from spotex.client.convert import _execution, _market_event
+from spotex.client.errors import RpcError, _resubscribable, _rpc_error
+from spotex.client.types import (
+    Account,
+    AccountInfo,
+    Allocation,
+    Book,
+    Execution,
+    MarketEvent,
+    NodeArg,
+    Order,
+    Product,
+    Side,
+)
+
+
+class AsyncClient:
+    """asyncio client with the same calls as ``Client``, each awaited."""
+
+    def __init__(self, target: str, token: str, *, timeout: float = 10.0,
+                 tls_ca: bytes | None = None, tls_cert: bytes | None = None,
+                 tls_key: bytes | None = None) -> None:
+        if tls_ca is None and tls_cert is None:
+            self._channel = grpc.aio.insecure_channel(target)
+        else:
+            self._channel = grpc.aio.secure_channel(
+                target, _credentials(tls_ca, tls_cert, tls_key))
+        self._md = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout
+        self._stubs: dict[str, Any] = {"market": pb_grpc.MarketStub(self._channel),
+                       "operator": pb_grpc.OperatorStub(self._channel)}
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, c: _Call[T]) -> T:
+        try:
+            reply = await getattr(self._stubs[c.service], c.method)(
+                c.request, metadata=self._md, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise _rpc_error(err) from None
+        return c.convert(reply)
+
+    async def _all(self, page: Callable[[str], _Call[tuple[list[T], str]]]) -> list[T]:
+        """Every item of a list call, page by page."""
+        items: list[T] = []
+        token = ""
+        while True:
+            got, token = await self._call(page(token))
+            items += got
+            if not token:
+                return items
+
+    async def list_products(self) -> list[Product]:
+        return await self._all(_Calls.list_products)
+
+    async def register_capacity(self, cluster_id: str, *, sku: str, region: str,
+                                nodes: Iterable[NodeArg], from_hour: int,
+                                to_hour: int) -> str:
+        return await self._call(_Calls.register_capacity(cluster_id, sku, region, nodes,
+                                                         from_hour, to_hour))
+
+    async def withdraw_capacity(self, cluster_id: str, *, from_hour: int, to_hour: int,
+                                node_ids: Iterable[str] = ()) -> int:
+        return await self._call(_Calls.withdraw_capacity(cluster_id, from_hour, to_hour,
+                                                         node_ids))
+
+    async def create_products(self, *, skus: Iterable[str], regions: Iterable[str],
+                              from_hour: int, to_hour: int, tick: Decimal | str | int = "0.01",
+                              lot: int = 1,
+                              gate_closure_lead: dt.timedelta = dt.timedelta(hours=1)
+                              ) -> list[Product]:
+        return await self._call(_Calls.create_products(skus, regions, from_hour, to_hour, tick,
+                                                       lot, gate_closure_lead))
+
+    async def create_account(self, name: str, roles: Iterable[str]) -> Account:
+        return await self._call(_Calls.create_account(name, roles))
+
+    async def cancel_all(self, product_id: str = "", *, range_id: int = 0) -> list[Order]:
+        return await self._call(_Calls.cancel_all(product_id, range_id))
+
+    async def place_basket(self, legs: Iterable[dict[str, Any]]) -> list[Order]:
+        return await self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
+
+    async def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
+                           client_order_id: str = "") -> Order:
+        alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
+        return await self._call(_Calls.place_one_of(alts, client_order_id))
+
+    async def place_ask_range(self, product_id: str, price: Decimal | str | int,
+                              quantity: int, *, hours: int, cluster_id: str,
+                              **terms: Any) -> list[Order | RpcError]:
+        ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
+                             **terms)
+        return await self._call(_Calls.place_ask_range(ask, hours))
+
+    async def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
+                     ) -> list[Order | RpcError]:
+        return await self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
+
+    async def list_accounts(self) -> list[AccountInfo]:
+        return await self._all(_Calls.list_accounts)
+
+    async def disable_account(self, account_id: int) -> tuple[AccountInfo, list[Order]]:
+        return await self._call(_Calls.disable_account(account_id))
+
+    async def enable_account(self, account_id: int) -> AccountInfo:
+        return await self._call(_Calls.account_change("EnableAccount", account_id))
+
+    async def rotate_token(self, account_id: int) -> Account:
+        return await self._call(_Calls.rotate_token(account_id))
+
+    async def revoke_token(self, account_id: int) -> AccountInfo:
+        return await self._call(_Calls.account_change("RevokeToken", account_id))
+
+    async def halt(self, product_id: str) -> Product:
+        return await self._call(_Calls.product_state("Halt", product_id))
+
+    async def resume(self, product_id: str) -> Product:
+        return await self._call(_Calls.product_state("Resume", product_id))
+
+    async def close_product(self, product_id: str) -> Product:
+        return await self._call(_Calls.product_state("CloseProduct", product_id))
+
+    async def state_hash(self) -> tuple[int, str]:
+        return await self._call(_Calls.state_hash())
+
+    async def take_snapshot(self) -> tuple[int, str]:
+        return await self._call(_Calls.take_snapshot())
+
+    async def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
+                          quantity: int, **terms: Any) -> Order:
+        return await self._call(_Calls.place_order(
+            _order_request(product_id, side, price, quantity, **terms)))
+
+    async def cancel_order(self, order_id: int) -> Order:
+        return await self._call(_Calls.cancel_order(order_id))
+
+    async def amend_order(self, order_id: int, *, price: Decimal | str | int | None = None,
+                          quantity: int | None = None) -> Order:
+        return await self._call(_Calls.amend_order(order_id, price, quantity))
+
+    async def get_order(self, order_id: int) -> Order:
+        return await self._call(_Calls.get_order(order_id))
+
+    async def list_orders(self, product_id: str = "", *, open_only: bool = False
+                          ) -> list[Order]:
+        return await self._all(lambda t: _Calls.list_orders(product_id, open_only, t))
+
+    async def get_book(self, product_id: str, depth: int = 20) -> Book:
+        return await self._call(_Calls.get_book(product_id, depth))
+
+    async def list_allocations(self, product_id: str = "") -> list[Allocation]:
+        return await self._all(lambda t: _Calls.list_allocations(product_id, t))
+
+    async def market_data(self, product_ids: Iterable[str] = ()) -> AsyncIterator[MarketEvent]:
+        """As ``Client.market_data``: resubscribes from a snapshot after a gap, a drop or
+        a shard's failover."""
+        ids = list(product_ids)
+        lost = 0
+        while True:
+            call = self._stubs["market"].StreamMarketData(
+                pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
+            seen = _Book()
+            try:
+                async for m in _aupdates(call):
+                    e = _market_event(m)
+                    if seen.gap(e):
+                        break
+                    lost = 0
+                    yield e
+                else:
+                    return
+            except grpc.RpcError as err:
+                lost += 1
+                if not _resubscribable(err, lost):
+                    raise _rpc_error(err) from None
+            finally:
+                call.cancel()
+
+    async def executions(self) -> AsyncIterator[Execution]:
+        call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
+                                                      metadata=self._md)
+        try:
+            async for batch in call:
+                for m in batch.executions:
+                    yield _execution(m)
+        finally:
+            call.cancel()

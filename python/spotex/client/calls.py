@@ -1,0 +1,270 @@
+"""Every call described once, as a request and a converter of its answer
+(``_Calls``), with what both clients share: order and resale requests, the gap check
+of a market-data stream, TLS credentials. The two clients only differ in how they send."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import grpc
+import grpc.aio
+
+from spotex import wire
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex.client.convert import (
+    _account_info,
+    _allocation,
+    _book,
+    _order,
+    _product,
+    _range,
+    _result,
+)
+from spotex.client.errors import RpcError
+from spotex.client.types import (
+    Account,
+    AccountInfo,
+    Allocation,
+    Book,
+    MarketEvent,
+    NodeArg,
+    Order,
+    Product,
+    Side,
+    SlotArg,
+)
+from spotex.money import parse_price
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    service: Literal["market", "operator"]
+    method: str
+    request: Any
+    convert: Callable[[Any], T]
+
+
+def _node(n: NodeArg) -> Any:
+    if len(n) == 5:
+        node, gpus, block, rack, domain = n
+        return pb.Node(node_id=node, gpus=gpus, block=block, rack=rack, nvlink_domain=domain)
+    node, gpus = n[0], n[1]
+    return pb.Node(node_id=node, gpus=gpus)
+
+
+def _order_request(product_id: str, side: Side, price: Decimal | str | int, quantity: int, *,
+                   client_order_id: str = "", order_type: str = "limit", tif: str = "gtc",
+                   expire_at: dt.datetime | None = None, post_only: bool = False,
+                   stp: str = "cancel_newest", cluster_id: str | None = None,
+                   gang: int = 1, hours: int = 1, window_hours: int = 0,
+                   min_quantity: int = 0, display_quantity: int = 0, locality: str = "",
+                   locality_preferred: bool = False, colocate_with: int = 0,
+                   resell_trade_id: int = 0, resell_gpus: Iterable[SlotArg] = ()) -> Any:
+    if locality not in wire.LOCALITY_TO_PB:
+        raise ValueError("locality must be one of node, nvlink_domain, rack, block, cluster")
+    if side not in wire.SIDE_TO_PB:
+        raise ValueError("side must be 'buy' or 'sell'")
+    return pb.PlaceOrderRequest(
+        client_order_id=client_order_id, product_id=product_id, side=wire.SIDE_TO_PB[side],
+        order_type=wire.TYPE_TO_PB[order_type], price_micros=parse_price(price),
+        quantity=quantity, time_in_force=wire.TIF_TO_PB[tif],
+        expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
+        post_only=post_only, stp=wire.STP_TO_PB[stp], cluster_id=cluster_id or "", gang=gang,
+        hours=hours, window_hours=window_hours, min_quantity=min_quantity,
+        display_quantity=display_quantity, locality=wire.LOCALITY_TO_PB[locality],
+        locality_preferred=locality_preferred, colocate_with=colocate_with,
+        resell_trade_id=resell_trade_id, resell_gpus=_slots(resell_gpus))
+
+
+def _slots(gpus: Iterable[SlotArg]) -> list[Any]:
+    return [pb.Slot(node_id=node, gpu_indices=list(idx)) for node, idx in gpus]
+
+
+def _resell_request(order_id: int, price: Decimal | str | int, *, from_hour: int = 0,
+                    to_hour: int = 0, gpus: Iterable[SlotArg] = (), tif: str = "gtc",
+                    expire_at: dt.datetime | None = None, client_order_id: str = "") -> Any:
+    return pb.ResellRequest(
+        order_id=order_id, from_hour=from_hour, to_hour=to_hour, gpus=_slots(gpus),
+        price_micros=parse_price(price), time_in_force=wire.TIF_TO_PB[tif],
+        expire_at_micros=int(expire_at.timestamp() * 1_000_000) if expire_at else 0,
+        client_order_id=client_order_id)
+
+
+class _Calls:
+    """Every unary call, described once."""
+
+    @staticmethod
+    def list_products(page_token: str) -> _Call[tuple[list[Product], str]]:
+        return _Call("market", "ListProducts", pb.ListProductsRequest(page_token=page_token),
+                     lambda r: ([_product(p) for p in r.products], r.next_page_token))
+
+    @staticmethod
+    def register_capacity(cluster_id: str, sku: str, region: str, nodes: Iterable[NodeArg],
+                          from_hour: int, to_hour: int) -> _Call[str]:
+        return _Call("market", "RegisterCapacity", pb.RegisterCapacityRequest(
+            cluster_id=cluster_id, sku=sku, region=region, nodes=[_node(n) for n in nodes],
+            from_hour=from_hour, to_hour=to_hour), lambda r: r.cluster_id)
+
+    @staticmethod
+    def withdraw_capacity(cluster_id: str, from_hour: int, to_hour: int,
+                          node_ids: Iterable[str] = ()) -> _Call[int]:
+        return _Call("market", "WithdrawCapacity", pb.WithdrawCapacityRequest(
+            cluster_id=cluster_id, from_hour=from_hour, to_hour=to_hour,
+            node_ids=list(node_ids)), lambda r: r.gpu_hours_withdrawn)
+
+    @staticmethod
+    def place_order(request: Any) -> _Call[Order]:
+        return _Call("market", "PlaceOrder", request, lambda r: _order(r.order))
+
+    @staticmethod
+    def cancel_order(order_id: int) -> _Call[Order]:
+        return _Call("market", "CancelOrder", pb.CancelOrderRequest(order_id=order_id),
+                     lambda r: _order(r.order))
+
+    @staticmethod
+    def amend_order(order_id: int, price: Decimal | str | int | None,
+                    quantity: int | None) -> _Call[Order]:
+        return _Call("market", "AmendOrder", pb.AmendOrderRequest(
+            order_id=order_id, price_micros=parse_price(price) if price is not None else 0,
+            quantity=quantity or 0), lambda r: _order(r.order))
+
+    @staticmethod
+    def get_order(order_id: int) -> _Call[Order]:
+        return _Call("market", "GetOrder", pb.GetOrderRequest(order_id=order_id),
+                     lambda r: _order(r.order))
+
+    @staticmethod
+    def list_orders(product_id: str, open_only: bool,
+                    page_token: str) -> _Call[tuple[list[Order], str]]:
+        return _Call("market", "ListOrders", pb.ListOrdersRequest(
+            product_id=product_id, open_only=open_only, page_token=page_token),
+            lambda r: ([_order(o) for o in r.orders], r.next_page_token))
+
+    @staticmethod
+    def get_book(product_id: str, depth: int = 20) -> _Call[Book]:
+        return _Call("market", "GetBook", pb.GetBookRequest(product_id=product_id, depth=depth),
+                     lambda r: _book(r.book))
+
+    @staticmethod
+    def list_allocations(product_id: str,
+                         page_token: str) -> _Call[tuple[list[Allocation], str]]:
+        return _Call("market", "ListAllocations", pb.ListAllocationsRequest(
+            product_id=product_id, page_token=page_token),
+            lambda r: ([_allocation(a) for a in r.allocations], r.next_page_token))
+
+    @staticmethod
+    def create_products(skus: Iterable[str], regions: Iterable[str], from_hour: int,
+                        to_hour: int, tick: Decimal | str | int, lot: int,
+                        gate_closure_lead: dt.timedelta) -> _Call[list[Product]]:
+        skus, regions = list(skus), list(regions)
+        return _Call("operator", "CreateProducts", pb.CreateProductsRequest(
+            skus=skus, regions=regions, from_hour=from_hour, to_hour=to_hour,
+            tick_micros=parse_price(tick), lot=lot,
+            gate_closure_lead_micros=int(gate_closure_lead.total_seconds() * 1_000_000)),
+            lambda r: _range(skus, regions, r))
+
+    @staticmethod
+    def create_account(name: str, roles: Iterable[str]) -> _Call[Account]:
+        return _Call("operator", "CreateAccount", pb.CreateAccountRequest(
+            name=name, roles=[wire.ROLE_TO_PB[x] for x in roles]),
+            lambda r: Account(r.account_id, r.token))
+
+    @staticmethod
+    def cancel_all(product_id: str, range_id: int) -> _Call[list[Order]]:
+        return _Call("market", "CancelAll", pb.CancelAllRequest(product_id=product_id,
+                                                                range_id=range_id),
+                     lambda r: [_order(o) for o in r.orders])
+
+    @staticmethod
+    def place_basket(legs: list[Any]) -> _Call[list[Order]]:
+        return _Call("market", "PlaceBasket", pb.PlaceBasketRequest(legs=legs),
+                     lambda r: [_order(x.order) for x in r.results])
+
+    @staticmethod
+    def place_one_of(alternatives: list[Any], client_order_id: str) -> _Call[Order]:
+        return _Call("market", "PlaceOneOf", pb.PlaceOneOfRequest(
+            alternatives=alternatives, client_order_id=client_order_id),
+            lambda r: _order(r.order))
+
+    @staticmethod
+    def place_ask_range(ask: Any, hours: int) -> _Call[list[Order | RpcError]]:
+        return _Call("market", "PlaceAskRange", pb.PlaceAskRangeRequest(ask=ask, hours=hours),
+                     lambda r: [_result(x) for x in r.results])
+
+    @staticmethod
+    def resell(request: Any) -> _Call[list[Order | RpcError]]:
+        return _Call("market", "Resell", request, lambda r: [_result(x) for x in r.results])
+
+    @staticmethod
+    def list_accounts(page_token: str) -> _Call[tuple[list[AccountInfo], str]]:
+        return _Call("operator", "ListAccounts", pb.ListAccountsRequest(page_token=page_token),
+                     lambda r: ([_account_info(a) for a in r.accounts], r.next_page_token))
+
+    @staticmethod
+    def disable_account(account_id: int) -> _Call[tuple[AccountInfo, list[Order]]]:
+        return _Call("operator", "DisableAccount", pb.AccountRequest(account_id=account_id),
+                     lambda r: (_account_info(r.account), [_order(o) for o in r.cancelled]))
+
+    @staticmethod
+    def account_change(method: str, account_id: int) -> _Call[AccountInfo]:
+        return _Call("operator", method, pb.AccountRequest(account_id=account_id),
+                     lambda r: _account_info(r.account))
+
+    @staticmethod
+    def rotate_token(account_id: int) -> _Call[Account]:
+        return _Call("operator", "RotateToken", pb.AccountRequest(account_id=account_id),
+                     lambda r: Account(r.account.account_id, r.token))
+
+    @staticmethod
+    def product_state(method: str, product_id: str) -> _Call[Product]:
+        return _Call("operator", method, pb.ProductRequest(product_id=product_id),
+                     lambda r: _product(r.product))
+
+    @staticmethod
+    def state_hash() -> _Call[tuple[int, str]]:
+        return _Call("operator", "GetStateHash", pb.GetStateHashRequest(),
+                     lambda r: (r.sequence, r.state_hash))
+
+    @staticmethod
+    def take_snapshot() -> _Call[tuple[int, str]]:
+        return _Call("operator", "TakeSnapshot", pb.TakeSnapshotRequest(),
+                     lambda r: (r.sequence, r.state_hash))
+
+
+class _Book:
+    """Tracks per-product sequences of a market-data stream to spot a gap."""
+
+    def __init__(self) -> None:
+        self.seq: dict[str, int] = {}
+
+    def gap(self, e: MarketEvent) -> bool:
+        if e.kind == "snapshot":
+            self.seq[e.product_id] = e.sequence
+            return False
+        last = self.seq.get(e.product_id)
+        self.seq[e.product_id] = e.sequence
+        return last is None or e.sequence != last + 1
+
+
+def _credentials(ca: bytes | None, cert: bytes | None, key: bytes | None) -> Any:
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                        certificate_chain=cert)
+
+
+def _updates(call: Any) -> Iterator[Any]:
+    """The market-data updates of a stream of batches, one at a time."""
+    for batch in call:
+        yield from batch.updates
+
+
+async def _aupdates(call: Any) -> AsyncIterator[Any]:
+    """As ``_updates``, for the asyncio client."""
+    async for batch in call:
+        for m in batch.updates:
+            yield m

@@ -1,0 +1,122 @@
+"""The one boundary between protobuf messages and the SDK's types: every
+message a call returns becomes a dataclass here, and nowhere else."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from spotex import wire
+from spotex.client.errors import RpcError, _code
+from spotex.client.types import (
+    AccountInfo,
+    Allocation,
+    BlockAllocation,
+    Book,
+    Execution,
+    Fill,
+    Level,
+    MarketEvent,
+    Order,
+    Product,
+    _price,
+)
+
+
+def _account_info(a: Any) -> AccountInfo:
+    return AccountInfo(a.account_id, a.name, tuple(wire.ROLE_FROM_PB.get(r, "") for r in a.roles),
+                       a.enabled, a.has_token)
+
+
+def _ts(micros: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC)
+
+
+def _fill(f: Any, product_id: str = "") -> Fill:
+    """A fill names its product: a block's fill the hour it traded in, any other the
+    order's own product (which the wire leaves out)."""
+    return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker,
+                f.product_id or product_id, _price(f.fee_micros))
+
+
+def _order(o: Any) -> Order:
+    return Order(o.order_id, o.client_order_id, o.product_id, wire.SIDE_FROM_PB[o.side],  # type: ignore[arg-type]
+                 wire.TYPE_FROM_PB[o.order_type], _price(o.price_micros), o.quantity,
+                 o.filled_quantity, o.remaining_quantity, wire.STATE_FROM_PB[o.state],
+                 wire.TIF_FROM_PB[o.time_in_force], o.cluster_id or None, o.gang,
+                 tuple(_fill(f, o.product_id) for f in o.fills), o.reason, max(1, o.hours),
+                 o.window_hours,
+                 o.min_quantity, o.range_id, o.display_quantity,
+                 wire.LOCALITY_FROM_PB.get(o.locality, ""), o.locality_preferred,
+                 o.colocate_with, wire.LOCALITY_FROM_PB.get(o.placed_level, ""),
+                 o.placed_domain, o.resell_trade_id, o.resale_fee_bps, _price(o.fees_micros))
+
+
+def _allocation(a: Any) -> Allocation:
+    return Allocation(a.trade_id, a.product_id, a.cluster_id, a.hour, _price(a.price_micros),
+                      a.quantity, tuple((s.node_id, tuple(s.gpu_indices)) for s in a.slots),
+                      a.as_buyer,
+                      tuple((s.node_id, s.block, s.rack, s.nvlink_domain) for s in a.slots),
+                      a.buy_order_id, a.buyer_account, a.parent_trade_id, _price(a.fee_micros),
+                      a.seller_account, a.as_provider, a.provider_account)
+
+
+def _book(b: Any) -> Book:
+    def levels(xs: Any) -> tuple[Level, ...]:
+        return tuple(Level(_price(x.price_micros), x.quantity, x.orders) for x in xs)
+    return Book(b.product_id, b.sequence, levels(b.bids), levels(b.asks))
+
+
+def _product(p: Any, listed_before: bool = False) -> Product:
+    return Product(p.product_id, p.state, _price(p.tick_micros), p.lot, _ts(p.open_at_micros),
+                   _ts(p.close_at_micros), listed_before)
+
+
+def _range(skus: Iterable[str], regions: Iterable[str], r: Any) -> list[Product]:
+    """Every product of a CreateProducts range, new or listed before, in the order asked
+    for (SKU, then region, then hour): a caller indexes it by hour whatever was listed."""
+    sku_at = {s: i for i, s in enumerate(skus)}
+    region_at = {g: i for i, g in enumerate(regions)}
+
+    def key(p: Product) -> tuple[int, int, str]:
+        sku, region, hour = p.product_id.split("/", 2)
+        return sku_at.get(sku, len(sku_at)), region_at.get(region, len(region_at)), hour
+    return sorted([*(_product(p) for p in r.products),
+                   *(_product(p, True) for p in r.existing)], key=key)
+
+
+def _market_event(m: Any) -> MarketEvent:
+    which = m.WhichOneof("payload")
+    if which == "snapshot":
+        return MarketEvent("snapshot", m.product_id, m.sequence, book=_book(m.snapshot))
+    if which == "level":
+        x = m.level
+        return MarketEvent("level", m.product_id, m.sequence, side=wire.SIDE_FROM_PB[x.side],  # type: ignore[arg-type]
+                           price=_price(x.price_micros), quantity=x.quantity, orders=x.orders)
+    if which == "trade":
+        x = m.trade
+        return MarketEvent("trade", m.product_id, m.sequence,
+                           side=wire.SIDE_FROM_PB[x.aggressor], price=_price(x.price_micros),  # type: ignore[arg-type]
+                           quantity=x.quantity, trade_id=x.trade_id)
+    return MarketEvent("state", m.product_id, m.sequence, state=m.state)
+
+
+def _result(x: Any) -> Order | RpcError:
+    """One result of a bulk answer: the order, or why it was refused."""
+    if x.code:
+        return RpcError(_code(x.code), x.reason, x.message)
+    return _order(x.order)
+
+
+def _execution(e: Any) -> Execution:
+    return Execution(e.sequence, e.kind, _order(e.order) if e.HasField("order") else None,
+                     _fill(e.fill, e.order.product_id) if e.HasField("fill") else None,
+                     _allocation(e.allocation) if e.HasField("allocation") else None,
+                     _block(e.block) if e.HasField("block") else None)
+
+
+def _block(b: Any) -> BlockAllocation:
+    return BlockAllocation(b.order_id, b.cluster_id, b.first_hour, b.hours,
+                           tuple((s.node_id, tuple(s.gpu_indices)) for s in b.slots),
+                           _price(b.cost_micros), tuple(b.trade_ids), b.provider_account)

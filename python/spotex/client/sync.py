@@ -1,0 +1,294 @@
+"""``Client``: the blocking SDK."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.client.calls import (
+    T,
+    _Book,
+    _Call,
+    _Calls,
+    _credentials,
+    _order_request,
+    _resell_request,
+    _updates,
+)
+from spotex.client.convert import _execution, _market_event, _order
+from spotex.client.errors import RpcError, _code, _resubscribable, _rpc_error
+from spotex.client.types import (
+    Account,
+    AccountInfo,
+    Allocation,
+    Book,
+    Execution,
+    MarketEvent,
+    NodeArg,
+    Order,
+    Product,
+    Side,
+)
+
+
+class Client:
+    """Blocking client. ``Client("127.0.0.1:50551", token)``; use as a context manager.
+    For a TLS server pass ``tls_ca`` (PEM bytes of the CA that signed it), and
+    ``tls_cert``/``tls_key`` when the server asks for client certificates."""
+
+    def __init__(self, target: str, token: str, *, timeout: float = 10.0,
+                 tls_ca: bytes | None = None, tls_cert: bytes | None = None,
+                 tls_key: bytes | None = None) -> None:
+        if tls_ca is None and tls_cert is None:
+            self._channel = grpc.insecure_channel(target)
+        else:
+            self._channel = grpc.secure_channel(target, _credentials(tls_ca, tls_cert, tls_key))
+        self._md = (("authorization", f"Bearer {token}"),)
+        self._timeout = timeout
+        self._stubs: dict[str, Any] = {"market": pb_grpc.MarketStub(self._channel),
+                       "operator": pb_grpc.OperatorStub(self._channel)}
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, c: _Call[T]) -> T:
+        try:
+            reply = getattr(self._stubs[c.service], c.method)(
+                c.request, metadata=self._md, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise _rpc_error(err) from None
+        return c.convert(reply)
+
+    def _all(self, page: Callable[[str], _Call[tuple[list[T], str]]]) -> list[T]:
+        """Every item of a list call, page by page."""
+        items: list[T] = []
+        token = ""
+        while True:
+            got, token = self._call(page(token))
+            items += got
+            if not token:
+                return items
+
+    def list_products(self) -> list[Product]:
+        return self._all(_Calls.list_products)
+
+    def register_capacity(self, cluster_id: str, *, sku: str, region: str,
+                          nodes: Iterable[NodeArg], from_hour: int,
+                          to_hour: int) -> str:
+        """`nodes`: (node id, GPUs), or (node id, GPUs, block, rack, NVLink domain) with
+        the node's place as the site labels it (an empty label: shared with no other)."""
+        return self._call(_Calls.register_capacity(cluster_id, sku, region, nodes, from_hour,
+                                                   to_hour))
+
+    def withdraw_capacity(self, cluster_id: str, *, from_hour: int, to_hour: int,
+                          node_ids: Iterable[str] = ()) -> int:
+        return self._call(_Calls.withdraw_capacity(cluster_id, from_hour, to_hour, node_ids))
+
+    def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
+                    quantity: int, **terms: Any) -> Order:
+        """Terms: client_order_id, order_type, tif, expire_at, post_only, stp,
+        cluster_id (asks), gang (bids), hours (bids: 2 to 168 makes a block: the same
+        GPUs for that many consecutive hours from the product's, all or none: at once
+        with IOC or FOK, or waiting whole with GTC or GTD until asks let it fill; the
+        price is the limit per GPU-hour over the whole block), window_hours (a
+        block may start anywhere inside this many hours from the product's: the cheapest
+        start wins, ties to the earliest), min_quantity (bids of one hour: fill at least
+        this many GPUs on entry or nothing; the rest goes on as tif says),
+        locality (bids: "node", "nvlink_domain", "rack", "block" or "cluster": all the
+        GPUs in one domain at that level, or none; the order is placed as a block),
+        locality_preferred (the tightest level from there out that can be had instead),
+        colocate_with (the trade id of an allocation the buyer holds: the same cluster,
+        and domain at `locality`),
+        display_quantity (resting asks: an iceberg showing at most this many GPUs at a
+        time; each refill takes a new time priority), resell_trade_id (a resale ask: GPUs
+        of an allocation this account holds; product_id and cluster_id may be "", and
+        quantity 0 offers all of resell_gpus), resell_gpus (which of its GPUs, as
+        (node id, GPU indices); empty: all not on offer already)."""
+        return self._call(_Calls.place_order(
+            _order_request(product_id, side, price, quantity, **terms)))
+
+    def cancel_order(self, order_id: int) -> Order:
+        return self._call(_Calls.cancel_order(order_id))
+
+    def amend_order(self, order_id: int, *, price: Decimal | str | int | None = None,
+                    quantity: int | None = None) -> Order:
+        return self._call(_Calls.amend_order(order_id, price, quantity))
+
+    def get_order(self, order_id: int) -> Order:
+        return self._call(_Calls.get_order(order_id))
+
+    def list_orders(self, product_id: str = "", *, open_only: bool = False) -> list[Order]:
+        """The account's orders, oldest first (every page)."""
+        return self._all(lambda t: _Calls.list_orders(product_id, open_only, t))
+
+    def get_book(self, product_id: str, depth: int = 20) -> Book:
+        return self._call(_Calls.get_book(product_id, depth))
+
+    def list_allocations(self, product_id: str = "") -> list[Allocation]:
+        """The account's allocations, oldest first (every page)."""
+        return self._all(lambda t: _Calls.list_allocations(product_id, t))
+
+    def create_products(self, *, skus: Iterable[str], regions: Iterable[str], from_hour: int,
+                        to_hour: int, tick: Decimal | str | int = "0.01", lot: int = 1,
+                        gate_closure_lead: dt.timedelta = dt.timedelta(hours=1)
+                        ) -> list[Product]:
+        return self._call(_Calls.create_products(skus, regions, from_hour, to_hour, tick, lot,
+                                                 gate_closure_lead))
+
+    def create_account(self, name: str, roles: Iterable[str]) -> Account:
+        return self._call(_Calls.create_account(name, roles))
+
+    def cancel_all(self, product_id: str = "", *, range_id: int = 0) -> list[Order]:
+        """Mass cancel: every open order of this account (of one product, or of one
+        range, if given)."""
+        return self._call(_Calls.cancel_all(product_id, range_id))
+
+    def place_basket(self, legs: Iterable[dict[str, Any]]) -> list[Order]:
+        """A linked basket: up to 100 one-hour orders (each a dict of place_order's
+        arguments) across products, all filled completely or none, at once. Returns the
+        legs' orders: all filled, or all cancelled (fill_or_kill)."""
+        return self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
+
+    def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
+                     client_order_id: str = "") -> Order:
+        """One-of: up to 16 block (or window) bids, each a dict of place_order's
+        arguments (side buy, hours, and one tif for all); at most one fills. With ioc or
+        fok, at once: the cheapest that can, ties to the first. With gtc (or gtd at one
+        time), when none can fill now the group waits, and the first alternative that
+        can fill as asks arrive does, cancelling the others in the same step. Returns
+        the order the group became (the first alternative while it waits)."""
+        alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
+        return self._call(_Calls.place_one_of(alts, client_order_id))
+
+    def place_ask_range(self, product_id: str, price: Decimal | str | int, quantity: int,
+                        *, hours: int, cluster_id: str, **terms: Any) -> list[Order | RpcError]:
+        """A seller's range: one ask per hour for ``hours`` hours from ``product_id``'s,
+        each placed or refused on its own (the results in hour order); the placed ones
+        share a ``range_id`` that ``cancel_all(range_id=...)`` withdraws at once."""
+        ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
+                             **terms)
+        return self._call(_Calls.place_ask_range(ask, hours))
+
+    def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
+               ) -> list[Order | RpcError]:
+        """Resale of a buy order's GPUs (a block, or a one-hour bid): one resale ask per
+        allocation of it this account still holds in the hours asked, each placed or
+        refused on its own, sharing a range_id. Terms: from_hour and to_hour (hours
+        since the epoch, [from, to); 0: from the first, to the last), gpus (which, as
+        (node id, GPU indices); empty: all still held), tif, expire_at, client_order_id.
+        Each fill splits the allocation: the buyer's names it as parent, this account
+        keeps the rest and pays the venue's resale fee."""
+        return self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
+
+    def list_accounts(self) -> list[AccountInfo]:
+        return self._all(_Calls.list_accounts)
+
+    def disable_account(self, account_id: int) -> tuple[AccountInfo, list[Order]]:
+        """The kill switch: refuses the account's calls and cancels its open orders."""
+        return self._call(_Calls.disable_account(account_id))
+
+    def enable_account(self, account_id: int) -> AccountInfo:
+        return self._call(_Calls.account_change("EnableAccount", account_id))
+
+    def rotate_token(self, account_id: int) -> Account:
+        """A new token (shown once); the old one stops working at once."""
+        return self._call(_Calls.rotate_token(account_id))
+
+    def revoke_token(self, account_id: int) -> AccountInfo:
+        return self._call(_Calls.account_change("RevokeToken", account_id))
+
+    def halt(self, product_id: str) -> Product:
+        return self._call(_Calls.product_state("Halt", product_id))
+
+    def resume(self, product_id: str) -> Product:
+        return self._call(_Calls.product_state("Resume", product_id))
+
+    def close_product(self, product_id: str) -> Product:
+        return self._call(_Calls.product_state("CloseProduct", product_id))
+
+    def state_hash(self) -> tuple[int, str]:
+        return self._call(_Calls.state_hash())
+
+    def take_snapshot(self) -> tuple[int, str]:
+        """Writes a snapshot now; returns its sequence and state hash."""
+        return self._call(_Calls.take_snapshot())
+
+    def market_data(self, product_ids: Iterable[str] = (), *,
+                    resubscribe: bool = True) -> Iterator[MarketEvent]:
+        """Snapshot, then changes, per product. On a sequence gap, when the server drops
+        a lagging stream, or when a shard behind a gateway fails over to its standby,
+        resubscribes and starts again from a fresh snapshot."""
+        ids = list(product_ids)
+        lost = 0  # failovers in a row without an update since
+        while True:
+            call = self._stubs["market"].StreamMarketData(
+                pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
+            seen = _Book()
+            try:
+                for m in _updates(call):
+                    e = _market_event(m)
+                    if seen.gap(e):
+                        call.cancel()
+                        break
+                    lost = 0
+                    yield e
+                else:
+                    return
+            except grpc.RpcError as err:
+                lost += 1
+                if not resubscribe or not _resubscribable(err, lost):
+                    raise _rpc_error(err) from None
+            finally:
+                call.cancel()
+            if not resubscribe:
+                return
+
+    def executions(self) -> Iterator[Execution]:
+        """The caller's own order events, fills and allocations, as they happen."""
+        call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
+                                                      metadata=self._md)
+        try:
+            for batch in call:
+                for m in batch.executions:
+                    yield _execution(m)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                raise _rpc_error(err) from None
+        finally:
+            call.cancel()
+
+    def submit_orders(self, orders: Iterable[dict[str, Any]], *, per_message: int = 100
+                      ) -> Iterator[Order | RpcError]:
+        """Bulk entry over one stream: each dict holds place_order's arguments; they travel
+        ``per_message`` to a message. Yields, in order, the order or the error for each."""
+        def requests() -> Iterator[Any]:
+            batch: list[Any] = []
+            for o in orders:
+                batch.append(_order_request(**o))
+                if len(batch) == per_message:
+                    yield pb.SubmitOrdersRequest(orders=batch)
+                    batch = []
+            if batch:
+                yield pb.SubmitOrdersRequest(orders=batch)
+        try:
+            for r in self._stubs["market"].SubmitOrders(requests(), metadata=self._md):
+                for x in r.results:
+                    if x.code:
+                        yield RpcError(_code(x.code), x.reason, x.message)
+                    else:
+                        yield _order(x.order)
+        except grpc.RpcError as err:
+            raise _rpc_error(err) from None

@@ -1,0 +1,173 @@
+"""What the SDK hands its users: plain frozen dataclasses (orders, fills,
+allocations, books, market events, executions, accounts), prices as ``Decimal``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+Side = Literal["buy", "sell"]
+
+# A node to register: (node id, GPUs), or with its place (block, rack, NVLink domain).
+NodeArg = tuple[str, int] | tuple[str, int, str, str, str]
+
+# GPUs named by a seller: (node id, GPU indices)
+SlotArg = tuple[str, Iterable[int]]
+
+
+def _price(micros: int) -> Decimal:
+    return Decimal(micros) / 1_000_000
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    state: str
+    tick: Decimal
+    lot: int
+    open_at: dt.datetime
+    close_at: dt.datetime
+    # create_products: True for a product of the range that was listed before the call
+    # (left as it was, with its own tick, lot and times)
+    listed_before: bool = False
+
+
+@dataclass(frozen=True)
+class Fill:
+    trade_id: int
+    price: Decimal
+    quantity: int
+    maker: bool
+    product_id: str = ""  # the product it traded in (a block's fill: that hour's)
+    fee: Decimal = Decimal(0)  # a resale's fill: the fee its seller paid
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: int
+    client_order_id: str
+    product_id: str
+    side: Side
+    order_type: str
+    price: Decimal
+    quantity: int
+    filled: int
+    remaining: int
+    state: str  # open, partially_filled, filled, cancelled, expired
+    time_in_force: str
+    cluster_id: str | None
+    gang: int
+    fills: tuple[Fill, ...]
+    reason: str
+    hours: int = 1  # a block's consecutive hours (its quantities: GPUs in every hour)
+    window_hours: int = 0  # a block's window from product_id's hour (0: none)
+    min_quantity: int = 0  # the minimum it had to fill on entry (0: none)
+    range_id: int = 0  # the range (place_ask_range) or group it belongs to (0: none)
+    display_quantity: int = 0  # an iceberg ask's clip: at most this much shows (0: none)
+    locality: str = ""  # placement asked: node, nvlink_domain, rack, block, cluster ("": none)
+    locality_preferred: bool = False
+    colocate_with: int = 0  # the trade id of an allocation to sit next to (0: none)
+    placed_level: str = ""  # once filled with placement terms: the level it got
+    placed_domain: str = ""  # and the domain, its labels joined by '/'
+    resell_trade_id: int = 0  # a resale ask: the allocation its GPUs come from (0: none)
+    resale_fee_bps: int = 0  # and the venue's fee on each fill, in basis points
+    fees: Decimal = Decimal(0)  # fees paid so far
+
+
+@dataclass(frozen=True)
+class Allocation:
+    trade_id: int
+    product_id: str
+    cluster_id: str
+    hour: int
+    price: Decimal
+    quantity: int
+    slots: tuple[tuple[str, tuple[int, ...]], ...]  # (node id, GPU indices)
+    as_buyer: bool
+    # each slot's node and where it sits: (node id, block, rack, NVLink domain)
+    places: tuple[tuple[str, str, str, str], ...] = ()
+    buy_order_id: int = 0
+    buyer_account: int = 0  # whom the seller provisions these GPUs for
+    parent_trade_id: int = 0  # a resale's: the allocation its GPUs came from (0: none)
+    fee: Decimal = Decimal(0)  # a resale's fee, paid by its seller
+    seller_account: int = 0  # the cluster's owner, or a reseller
+    as_provider: bool = False  # the GPUs are on the caller's cluster (its schedule)
+    # the cluster's owner: cluster ids are each seller's own, so (provider_account,
+    # cluster_id) names the cluster
+    provider_account: int = 0
+
+
+@dataclass(frozen=True)
+class Level:
+    price: Decimal
+    quantity: int
+    orders: int
+
+
+@dataclass(frozen=True)
+class Book:
+    product_id: str
+    sequence: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+@dataclass(frozen=True)
+class MarketEvent:
+    """One market-data message. ``kind``: snapshot (``book``), level (``side``, ``price``,
+    ``quantity`` 0 = level gone), trade (``price``, ``quantity``, ``side`` = aggressor),
+    or state (``state``)."""
+
+    kind: str
+    product_id: str
+    sequence: int
+    book: Book | None = None
+    side: Side | None = None
+    price: Decimal | None = None
+    quantity: int | None = None
+    orders: int | None = None
+    trade_id: int | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class BlockAllocation:
+    """A filled block's GPUs in one record: the same slots in each of its hours."""
+    order_id: int
+    cluster_id: str
+    first_hour: int  # hours since the Unix epoch
+    hours: int
+    slots: tuple[tuple[str, tuple[int, ...]], ...]  # (node id, GPU indices)
+    cost: Decimal  # what the whole block paid
+    trade_ids: tuple[int, ...]
+    provider_account: int = 0  # the cluster's owner
+
+
+@dataclass(frozen=True)
+class Execution:
+    sequence: int
+    kind: str  # accepted, trade, allocated, cancelled, expired, amended, block_allocated
+    order: Order | None
+    fill: Fill | None
+    allocation: Allocation | None
+    block: BlockAllocation | None = None  # block_allocated: the whole block
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: int
+    token: str
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """An account as the operator sees it (never its token)."""
+
+    account_id: int
+    name: str
+    roles: tuple[str, ...]
+    enabled: bool  # False: the kill switch is on
+    has_token: bool  # False once revoked, until rotated
