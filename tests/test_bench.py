@@ -7,9 +7,9 @@ from pathlib import Path
 
 from conftest import OPERATOR_TOKEN, serving
 
-from spotex.tools import loadgen
 from spotex.client import Client
 from spotex.server.limits import Limits
+from spotex.tools import loadgen
 
 
 def test_load_generator_runs_every_phase_within_its_bounds(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import OPERATOR_TOKEN, Collector, Running, serving
 
-from spotex.cli.main import main
+from spotex.cli import main
 from spotex.client import Client, RpcError
 
 

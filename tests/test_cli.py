@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import OPERATOR_TOKEN, Running
 
-from spotex.cli.main import main
+from spotex.cli import main
 from spotex.client import Client
 
 
@@ -316,7 +316,7 @@ def test_piped_tables_keep_one_row_per_line(trader: dict[str, Any]) -> None:
 def test_narrow_terminals_drop_columns_not_ids() -> None:
     from rich.console import Console
 
-    from spotex.cli.market import _table, print_table
+    from spotex.cli.output import _table, print_table
 
     pid = "H100-SXM/us-east/2026-12-06T04 +24h in 48h"
     for width in (200, 80, 50):

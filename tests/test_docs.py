@@ -128,3 +128,45 @@ def test_the_readme_and_guide_examples_run_in_order_on_one_server(tmp_path: Path
                 assert "filled" in done.stdout, done.stdout
             if line.startswith("spotex allocations"):
                 assert "n0[0,1,2,3,4,5,6,7]" in done.stdout, done.stdout
+
+
+ROOMS = ("client", "server", "cluster", "tools", "cli")
+
+
+def test_every_documented_public_name_imports_from_its_documented_place() -> None:
+    import importlib
+
+    # the face, the SDK and the command: every name each exports
+    for place in ("spotex", "spotex.client", "spotex.cli"):
+        module = importlib.import_module(place)
+        for name in module.__all__:
+            assert getattr(module, name, None) is not None, f"{place}.{name}"
+    # every import the README and the guides show, as they show it
+    shown = []
+    for doc in DOCS:
+        for block in re.findall(r"```python\n(.*?)```", doc.read_text(), re.S):
+            shown += [line.strip() for line in block.splitlines()
+                      if re.fullmatch(r"from spotex[\w.]* import [\w, ]+|import spotex[\w.]*",
+                                      line.strip())]
+    assert len(shown) >= 3
+    for line in shown:
+        exec(line, {})  # noqa: S102 - the documents' own import lines
+
+
+def test_the_layout_in_the_readme_and_the_architecture_page_matches_the_tree() -> None:
+    package = ROOT / "python" / "spotex"
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    for room in ROOMS:
+        modules = {p.stem for p in (package / room).glob("*.py")} - {"__init__", "__main__"}
+        row = next(line for line in architecture.splitlines()
+                   if line.startswith(f"| `python/spotex/{room}/`"))
+        assert {m for m in modules if f"`{m}`" not in row} == set(), room
+        # the README's entry for the room: up to the next room or top-level folder
+        block = layout.split(f"\n  {room}/", 1)[1]
+        block = block[:re.search(r"\n  [a-z]+/ |\n[a-z]", block).start()]  # type: ignore[union-attr]
+        assert {m for m in modules if not re.search(rf"\b{m}\b", block)} == set(), room
+    # and nothing flat is left at the top but the face
+    top = {p.stem for p in package.glob("*.py")}
+    assert top == {"__init__", "errors", "exceptions", "money", "wire", "extras", "batch"}

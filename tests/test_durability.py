@@ -275,7 +275,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
 def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from spotex.cli.main import main
+    from spotex.cli import main
 
     d = tmp_path / "data"
     gw = EngineHost(clock=Clock(), data_dir=d, fsync="none", snapshot_every=40,

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import OPERATOR_TOKEN, Running
 
-from spotex.cli.main import main
+from spotex.cli import main
 from spotex.client import Allocation, Client
 from spotex.tools import export
 

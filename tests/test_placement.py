@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import OPERATOR_TOKEN, Running
 
-from spotex.cli.main import main
+from spotex.cli import main
 from spotex.client import Client, RpcError
 
 

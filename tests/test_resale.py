@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from spotex._core import Exchange, SpotexError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex.cli.main import main
+from spotex.cli import main
 from spotex.client import Client
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -92,7 +92,7 @@ def test_training_runs_beside_hourly_buyers_through_the_sdk(tmp_path: Path) -> N
 def test_simulate_refuses_hours_too_few_for_a_training_run() -> None:
     from click.testing import CliRunner
 
-    from spotex.cli.main import main
+    from spotex.cli import main
 
     r = CliRunner().invoke(main, ["simulate", "--hours", "2"])
     assert r.exit_code == 2 and "--hours is 1 (one delivery hour) or 4 to 168" in r.output

@@ -1,7 +1,10 @@
-"""The ``spotex`` command (entry point ``spotex.cli:main``): ``main`` holds the root
-group and the commands that run things (serve, gateway, cluster, demo, bench, replay,
-simulate, config); ``market`` the trading, seller and operator commands over the SDK."""
+"""The ``spotex`` command (entry point ``spotex.cli:main``), one module per group of
+commands: ``root`` (the group, its shared options and its errors, ``login``),
+``trading``, ``seller``, ``operator``, and ``run`` (serve, gateway, cluster up, config,
+demo, bench, simulate, replay); ``output`` prints tables or JSON, ``params`` parses
+prices, quantities, hours and the like, ``profiles`` keeps ``spotex login``'s profiles."""
 
-from spotex.cli.main import main
+from spotex.cli import operator, run, seller, trading  # noqa: F401 - they add their commands
+from spotex.cli.root import main
 
 __all__ = ["main"]

@@ -1,5 +1,5 @@
 """``python -m spotex.cli``: the ``spotex`` command without its script."""
 
-from spotex.cli.main import main
+from spotex.cli import main
 
 main(prog_name="spotex")

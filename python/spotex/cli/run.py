@@ -1,228 +1,26 @@
-"""The ``spotex`` command: run the server or a demo market, and trade from a terminal.
-
-The server address comes from ``--server`` or ``SPOTEX_SERVER`` (default
-127.0.0.1:50551) and the token from ``--token`` or ``SPOTEX_TOKEN``, or else from the
-profile ``spotex login`` saved. The trading, seller and operator commands live in
-``spotex.cli.market``.
-"""
+"""The commands that run something: ``serve`` (one engine), ``gateway`` (the shard
+gateway), ``cluster up``, ``config``, ``demo``, ``bench``, ``simulate``, ``replay``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import json
 import os
 import re
-import sys
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import grpc
-from rich.console import Console
 from rich.table import Table
 
-from spotex.cli.market import load_profiles, register
-from spotex.client import Client, RpcError
-from spotex.extras import MissingExtra, available, require
+from spotex.cli.root import _require, console, main
+from spotex.extras import available
 from spotex.server.config import effective, load, resolve, show
 from spotex.server.config import options as config_options
 from spotex.server.limits import Limits, TlsConfig
-
-console = Console()
-DEFAULT_SERVER = "127.0.0.1:50551"
-
-
-def _require(module: str, extra: str, feature: str) -> None:
-    try:
-        require(module, extra, feature)
-    except MissingExtra as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _rpc_message(err: RpcError) -> str:
-    head = err.code.name if err.reason in ("", err.code.name) else f"{err.code.name} {err.reason}"
-    return f"{head}: {err.message}" if err.message else head
-
-
-def _error_json(err: Exception) -> str:
-    """A failure as one JSON object, for ``--json`` callers that parse what they get."""
-    if isinstance(err, RpcError):
-        body = {"code": err.code.name, "reason": err.reason, "message": err.message}
-    else:
-        body = {"code": "USAGE" if isinstance(err, click.UsageError) else "ERROR",
-                "reason": "", "message": err.format_message()
-                if isinstance(err, click.ClickException) else str(err)}
-    return json.dumps({"error": body})
-
-
-class _JsonError(click.ClickException):
-    """A ClickException shown as one JSON line on stderr, with the same exit code."""
-
-    def __init__(self, err: Exception) -> None:
-        super().__init__(_error_json(err))
-
-    def show(self, file: Any = None) -> None:
-        click.echo(self.message, err=True)
-
-
-class _JsonUsageError(_JsonError):
-    exit_code = 2
-
-
-def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value and ctx.obj is not None:
-        ctx.obj["json"] = True
-
-
-_NEGATIVE = re.compile(r"-\d[\d.]*")
-
-
-class _Command(click.Command):
-    """Every command takes ``--json`` after its name as well as before it, and reads a
-    negative number where an argument goes as that argument (its type refuses it, saying
-    why), not as an unknown option."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.params.append(click.Option(
-            ["--json"], is_flag=True, expose_value=False, is_eager=True,
-            help="print JSON instead of tables (also before the command)",
-            callback=_json_flag))
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, list(args))  # the parser consumes its list
-        except click.NoSuchOption as e:
-            if not _NEGATIVE.fullmatch(e.option_name):
-                raise
-        # a negative number: parse again with it as an argument, so that the argument's
-        # own type says what is wrong with it ("prices are positive")
-        ctx.ignore_unknown_options = True
-        return super().parse_args(ctx, args)
-
-
-class _Spotex(click.Group):
-    """Every command's errors as one line and a non-zero exit, never a traceback: a call
-    the server refused (with its code and reason), a server that cannot be reached, an
-    extra that is not installed. Under ``--json`` the line is a JSON object."""
-
-    command_class = _Command
-    group_class = type  # subgroups (seller, operator) behave the same
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        # asked for JSON anywhere: a usage error found before --json is parsed says so too
-        ctx.meta["spotex.json"] = "--json" in (args[:args.index("--")] if "--" in args
-                                               else args)
-        return super().parse_args(ctx, args)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            try:
-                return super().invoke(ctx)
-            except RpcError as err:
-                raise click.ClickException(_rpc_message(err)) from err
-            except grpc.RpcError as err:  # a stream that broke off, and the like
-                code = err.code() if hasattr(err, "code") else None
-                details = err.details() if hasattr(err, "details") else str(err)
-                raise click.ClickException(
-                    f"{code.name if code else 'ERROR'}: {details}") from None
-            except MissingExtra as err:
-                raise click.ClickException(str(err)) from None
-        except click.ClickException as err:
-            if isinstance(err, _JsonError) or not (
-                    ctx.meta.get("spotex.json") or (ctx.obj or {}).get("json")):
-                raise
-            cause = err.__cause__ if isinstance(err.__cause__, RpcError) else err
-            raise (_JsonUsageError if err.exit_code == 2 else _JsonError)(cause) from None
-
-
-class _Price(click.ParamType[Decimal]):
-    """Dollars per GPU-hour, written plainly: 2, 2.1, 2.10. No exponent, sign, currency
-    symbol, thousands separator or more than six decimals (a micro-dollar)."""
-
-    name = "price"
-    _FORM = re.compile(r"\d{1,7}(\.\d{1,6})?")
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> Decimal:
-        if isinstance(value, Decimal):
-            return value
-        text = str(value).strip()
-        if text.startswith("-"):
-            self.fail(f"{value!r}: prices are positive", param, ctx)
-        if not self._FORM.fullmatch(text):
-            self.fail(f"{value!r} is not a price in dollars like 2.10 (at most six decimals)",
-                      param, ctx)
-        return Decimal(text)
-
-
-class _Quantity(click.ParamType[int]):
-    """Whole GPUs (GPU-hours per hour), 1 to 10,000,000."""
-
-    name = "quantity"
-    MAX = 10_000_000
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            n = value
-        else:
-            text = str(value).strip()
-            if not re.fullmatch(r"-?\d+", text):
-                self.fail(f"{value!r} is not a whole number of GPUs", param, ctx)
-            n = int(text)
-        if not 1 <= n <= self.MAX:
-            self.fail(f"{value!r}: a quantity is 1 to {self.MAX:,} GPUs", param, ctx)
-        return n
-
-
-PRICE = _Price()
-QUANTITY = _Quantity()
-
-
-def _client(ctx: click.Context) -> Client:
-    token = ctx.obj["token"]
-    if not token:
-        raise click.UsageError("give --token, set SPOTEX_TOKEN, or save a profile with "
-                               "`spotex --server HOST:PORT --token T login`")
-    return Client(ctx.obj["server"], token)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("spotex")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-@click.group(cls=_Spotex)
-@click.option("--server", envvar="SPOTEX_SERVER", default=DEFAULT_SERVER, show_default=True,
-              help="host:port of the spotex server (or SPOTEX_SERVER, or the profile's)")
-@click.option("--token", envvar="SPOTEX_TOKEN", default="",
-              help="bearer token (or SPOTEX_TOKEN, or the profile's)")
-@click.option("--profile", envvar="SPOTEX_PROFILE", default="default", show_default=True,
-              help="the saved profile (`spotex login`) to take server and token from")
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
-@click.version_option(_version(), "--version", prog_name="spotex", message="%(prog)s %(version)s")
-@click.pass_context
-def main(ctx: click.Context, server: str, token: str, profile: str, as_json: bool) -> None:
-    """spotex: an exchange for GPU-hours.
-
-    Shell completion: eval "$(_SPOTEX_COMPLETE=bash_source spotex)" (zsh_source,
-    fish_source for the others)."""
-    saved = load_profiles().get(profile, {})
-    source = ctx.get_parameter_source
-    if source("server") == click.core.ParameterSource.DEFAULT and saved.get("server"):
-        server = saved["server"]
-    if source("token") == click.core.ParameterSource.DEFAULT and saved.get("token"):
-        token = saved["token"]
-    # piped or redirected: one row per line, never wrapped, so that grep finds an id whole
-    ctx.obj = {"server": server, "token": token, "profile": profile, "json": as_json,
-               "console": console if sys.stdout.isatty() else Console(width=100_000)}
 
 
 @main.command()
@@ -472,7 +270,6 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
           max_orders: int, per_message: int, md_subscribers: int, exec_subscribers: int,
           phases: tuple[str, ...], fsync: str, out: Path) -> None:
     """Load a server with N concurrent clients and report throughput and latency."""
-    import contextlib
     import json
 
     _require("hdrh", "bench", "spotex bench")
@@ -546,7 +343,6 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
     efficiency, volume, prices, utilisation), or with --hours N a market of N hours with
     training-run buyers (block demand served, prices and utilisation per hour, surplus);
     prints and draws them."""
-    import json
 
     from spotex.tools import simulate as sim
 
@@ -617,7 +413,6 @@ def _simulate_runs(target: str | None, operator_token: str | None, steps: int, b
                    sellers: int, seed: int, hours: int, training_buyers: int,
                    out_dir: Path) -> None:
     """``simulate --hours N``: training runs beside hourly buyers over N hours."""
-    import json
 
     from spotex.tools import simulate_runs as runs
 
@@ -655,7 +450,6 @@ def _simulate_runs(target: str | None, operator_token: str | None, steps: int, b
 def replay(data_dir: Path, until_seq: int | None, until: str | None, product: str | None,
            verify: bool, trades_csv: Path | None, charts: Path | None) -> None:
     """Rebuild the books from a data directory's journal (never changes it)."""
-    import datetime as dt
 
     from spotex.server import replay as rp
     from spotex.tools.demo import book_rows
@@ -718,6 +512,3 @@ def replay(data_dir: Path, until_seq: int | None, until: str | None, product: st
             (charts / "prices.png").write_bytes(prices)
             (charts / "report.html").write_text(rp.html_report(r, product, depth, prices))
             console.print(f"wrote depth.png, prices.png and report.html to {charts}")
-
-
-register(main, _client, PRICE, QUANTITY)
