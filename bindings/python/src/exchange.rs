@@ -12,20 +12,7 @@ use pyo3::types::PyBytes;
 
 use spotex_exchange::{pb, Caller, Exchange as CoreExchange, Refusal};
 
-use crate::{JournalError, SpotexError};
-
-pyo3::create_exception!(
-    _core,
-    RefusedError,
-    SpotexError,
-    "The exchange refused a request; `reason` is the machine-readable code."
-);
-
-pub(crate) fn refused(py: Python<'_>, r: Refusal) -> PyErr {
-    let err = RefusedError::new_err(r.message);
-    let _ = err.value(py).setattr("reason", r.reason);
-    err
-}
+use crate::errors::{refused, JournalError};
 
 fn decode<M: Message + Default>(py: Python<'_>, bytes: &[u8]) -> PyResult<M> {
     M::decode(bytes).map_err(|e| {

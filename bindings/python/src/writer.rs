@@ -32,8 +32,9 @@ use pyo3::types::{PyBool, PyBytes, PyList, PyTuple};
 use spotex_core::journal::Journal;
 use spotex_exchange::{pb, status_code, Caller, Refusal};
 
-use crate::exchange::{lock, refused, Exchange, Shared};
-use crate::{lock_journal, JournalWriter, SharedJournal};
+use crate::errors::refused;
+use crate::exchange::{lock, Exchange, Shared};
+use crate::journal::{lock_journal, JournalWriter, SharedJournal};
 
 /// The most jobs one round takes from the queue.
 const MAX_ROUND: usize = 1024;
