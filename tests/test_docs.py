@@ -167,6 +167,13 @@ def test_the_layout_in_the_readme_and_the_architecture_page_matches_the_tree() -
         block = layout.split(f"\n  {room}/", 1)[1]
         block = block[:re.search(r"\n  [a-z]+/ |\n[a-z]", block).start()]  # type: ignore[union-attr]
         assert {m for m in modules if not re.search(rf"\b{m}\b", block)} == set(), room
+    # the Rust rooms: every module of the two big types and of the binding is named
+    for folder, row_start in (("rust_core/src/engine", "| `rust_core/`"),
+                              ("rust_exchange/src/exchange", "| `rust_exchange/`"),
+                              ("bindings/python/src", "| `bindings/python/src/`")):
+        row = next(line for line in architecture.splitlines() if line.startswith(row_start))
+        stems = {p.stem for p in (ROOT / folder).glob("*.rs")} - {"mod", "lib"}
+        assert {m for m in stems if m not in row and m.replace("_", " ") not in row} == set()
     # and nothing flat is left at the top but the face
     top = {p.stem for p in package.glob("*.py")}
     assert top == {"__init__", "errors", "exceptions", "money", "wire", "extras", "batch"}

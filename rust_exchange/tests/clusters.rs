@@ -65,17 +65,6 @@ fn allocations(ex: &Exchange, who: Caller) -> Vec<pb::Allocation> {
     ex.list_allocations(who, &r).unwrap().allocations
 }
 
-/// The journal and the snapshot give back the same exchange.
-fn assert_recovers(ex: &mut Exchange) {
-    let back = Exchange::restore(&ex.snapshot(), 10_000).unwrap();
-    assert_eq!(back.state_hash(), ex.state_hash(), "snapshot");
-    let mut again = Exchange::new(10_000);
-    for e in ex.take_journal() {
-        again.replay(e.seq, e.ts, &e.command).unwrap();
-    }
-    assert_eq!(again.state_hash(), ex.state_hash(), "journal replay");
-}
-
 fn no_other_seller(r: &spotex_exchange::Refusal) {
     let m = r.message.to_lowercase();
     assert!(

@@ -80,17 +80,6 @@ fn gpus(a: &pb::Allocation) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
-/// The snapshot and the journal give back the same exchange.
-fn assert_recovers(ex: &mut Exchange) {
-    let back = Exchange::restore(&ex.snapshot(), 10_000).unwrap();
-    assert_eq!(back.state_hash(), ex.state_hash(), "snapshot");
-    let mut again = Exchange::new(10_000);
-    for e in ex.take_journal() {
-        again.replay(e.seq, e.ts, &e.command).unwrap();
-    }
-    assert_eq!(again.state_hash(), ex.state_hash(), "journal replay");
-}
-
 #[test]
 fn a_block_s_last_hours_resold_split_its_allocations_and_follow_the_new_owner() {
     let mut ex = market(24, 2);

@@ -14,7 +14,7 @@ use crate::errors::journal_error;
 use crate::replicated::jetstream_config;
 
 /// The journal behind a `JournalWriter`, shared with the writer thread
-/// ([`writer::Writer`]), which appends the hot commands' records and syncs them without
+/// ([`crate::writer::Writer`]), which appends the hot commands' records and syncs them without
 /// the GIL. None once closed.
 pub(crate) type SharedJournal = Arc<Mutex<Option<Log>>>;
 
@@ -119,8 +119,6 @@ impl JournalWriter {
             .map_err(|e| journal_error(format!("sync: {e}")))
     }
 
-    /// The newest segment and the length up to which it is durable (cut it back to this
-    /// after a failure; older segments are durable whole), or None before any record.
     /// A JetStream journal: the stream's last message sequence it appends after (None for
     /// files).
     #[getter]
@@ -145,6 +143,8 @@ impl JournalWriter {
         }
     }
 
+    /// The newest segment and the length up to which it is durable (cut it back to this
+    /// after a failure; older segments are durable whole), or None before any record.
     fn durable_point(&self) -> Option<(std::path::PathBuf, u64)> {
         match lock_journal(&self.shared).as_ref() {
             Some(Log::Files(j)) => j.durable_point(),

@@ -15,6 +15,7 @@ import grpc.aio
 
 from spotex import wire
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.client.convert import (
     _account_info,
     _allocation,
@@ -252,9 +253,17 @@ class _Book:
         return last is None or e.sequence != last + 1
 
 
-def _credentials(ca: bytes | None, cert: bytes | None, key: bytes | None) -> Any:
-    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
-                                        certificate_chain=cert)
+def _connect(channels: Any, target: str, token: str, ca: bytes | None, cert: bytes | None,
+             key: bytes | None) -> tuple[Any, tuple[tuple[str, str], ...], dict[str, Any]]:
+    """A channel from ``channels`` (``grpc`` or ``grpc.aio``), TLS when given a CA or a
+    client certificate; the call metadata carrying the token; the two services' stubs."""
+    if ca is None and cert is None:
+        channel = channels.insecure_channel(target)
+    else:
+        channel = channels.secure_channel(target, grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert))
+    return (channel, (("authorization", f"Bearer {token}"),),
+            {"market": pb_grpc.MarketStub(channel), "operator": pb_grpc.OperatorStub(channel)})
 
 
 def _updates(call: Any) -> Iterator[Any]:

@@ -11,13 +11,12 @@ import grpc
 import grpc.aio
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
-from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.client.calls import (
     T,
     _Book,
     _Call,
     _Calls,
-    _credentials,
+    _connect,
     _order_request,
     _resell_request,
     _updates,
@@ -46,14 +45,9 @@ class Client:
     def __init__(self, target: str, token: str, *, timeout: float = 10.0,
                  tls_ca: bytes | None = None, tls_cert: bytes | None = None,
                  tls_key: bytes | None = None) -> None:
-        if tls_ca is None and tls_cert is None:
-            self._channel = grpc.insecure_channel(target)
-        else:
-            self._channel = grpc.secure_channel(target, _credentials(tls_ca, tls_cert, tls_key))
-        self._md = (("authorization", f"Bearer {token}"),)
+        self._channel, self._md, self._stubs = _connect(grpc, target, token, tls_ca,
+                                                        tls_cert, tls_key)
         self._timeout = timeout
-        self._stubs: dict[str, Any] = {"market": pb_grpc.MarketStub(self._channel),
-                       "operator": pb_grpc.OperatorStub(self._channel)}
 
     def __enter__(self) -> Client:
         return self

@@ -10,7 +10,6 @@ use crate::store::{self, command::Kind};
 use super::journal::{journaled, NOBODY};
 use super::{Caller, Exchange};
 
-/// GPUs of one node, with the node's place, as the contract gives them.
 /// Which rule of a product's schedule is broken, for people (the engine refuses them all
 /// as INVALID_SCHEDULE): the delivery hour or the gate closure already past, opening
 /// after the gate closure, or the gate closure after delivery starts.

@@ -10,6 +10,7 @@ use crate::records::{locality_to_pb, FillRecord};
 
 use super::Exchange;
 
+/// GPUs of one node, with the node's place, as the contract gives them.
 pub(super) fn slot_pb(cluster: &spotex_core::Cluster, node: u32, gpus: u64) -> pb::Slot {
     let n = &cluster.spec.nodes[node as usize];
     pb::Slot {

@@ -60,7 +60,6 @@ impl Exchange {
         Ok(rec.to_pb(true))
     }
 
-    /// The caller's orders, oldest first.
     /// One page of the caller's orders in memory, oldest first. Scans the records in
     /// memory after the token (open orders and the `keep_ended` most recent ended ones):
     /// older ended orders are the caller's to merge in (the gateway's history).

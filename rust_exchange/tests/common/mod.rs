@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
-use spotex_exchange::{pb, Caller};
+use spotex_exchange::{pb, Caller, Exchange};
 
 pub const HOUR: i64 = 3_600_000_000;
 /// The first delivery hour.
@@ -48,4 +48,15 @@ pub fn capacity(
         from_hour: from,
         to_hour: to,
     }
+}
+
+/// The snapshot and the journal give back the same exchange.
+pub fn assert_recovers(ex: &mut Exchange) {
+    let back = Exchange::restore(&ex.snapshot(), 10_000).unwrap();
+    assert_eq!(back.state_hash(), ex.state_hash(), "snapshot");
+    let mut again = Exchange::new(10_000);
+    for e in ex.take_journal() {
+        again.replay(e.seq, e.ts, &e.command).unwrap();
+    }
+    assert_eq!(again.state_hash(), ex.state_hash(), "journal replay");
 }
