@@ -6,6 +6,7 @@ the load generator bring their own libraries.
     pip install 'spotex[batch]'    # numpy: spotex.batch, bulk records for the engine
     pip install 'spotex[bench]'    # hdrhistogram: spotex bench; and the peer engines
     pip install 'spotex[export]'   # pyyaml: spotex export --format k8s
+    pip install 'spotex[auction]'  # highspy: the block auction's optimiser
 """
 
 from __future__ import annotations
