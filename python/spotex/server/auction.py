@@ -179,10 +179,15 @@ class _Model:
             h.setSolution(len(cols), np.array(cols, dtype=np.int32),
                           np.array([start[c] for c in cols], dtype=np.float64))
         h.run()
+        info = h.getInfo()
         values = list(h.getSolution().col_value)
-        if len(values) != n:  # no solution at all within the limit: nothing trades
-            return [0.0] * n, 1.0
-        gap = h.getInfo().mip_gap
+        if info.primal_solution_status != 2 or len(values) != n:
+            # no solution of its own within the limit: the start, else nothing trades
+            values = [0.0] * n
+            for col, v in (start or {}).items():
+                values[col] = v
+            return values, 1.0
+        gap = info.mip_gap
         return values, float(gap) if gap == gap and gap < 1e30 else 0.0
 
 
