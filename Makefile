@@ -48,7 +48,7 @@ $(VENV)/.bench: $(VENV)/.installed
 	$(PIP) install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service load and floor, fan-out, durability, simulation
+bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service load and floor, fan-out, durability, simulation, block auctions
 	$(PY) bench/bench_peers.py
 	$(PY) bench/bench_core.py
 	$(PY) bench/fragmentation.py
@@ -59,6 +59,7 @@ bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service lo
 	cargo run --release -q -p spotex-exchange --example recovery -- 1000000
 	cargo run --release -q -p spotex-exchange --example blocks -- 300
 	$(VENV)/bin/spotex simulate
+	$(PY) bench/bench_auction.py --big
 
 bench-rs: ## criterion benchmark of the engine
 	cargo bench -p spotex-core
