@@ -501,7 +501,8 @@ def test_two_shards_with_standbys_lose_a_leader_and_a_nats_server_and_nothing_ac
 
     from conftest import Collector, on_thread
 
-    from spotex.cluster.gateway import Routes, ShardGateway
+    from spotex.cluster.gateway import ShardGateway
+    from spotex.cluster.routes import Routes
     from spotex.server.limits import Limits
 
     rng = random.Random()

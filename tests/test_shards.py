@@ -17,14 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spotex.client import Client, Order, RpcError
-from spotex.cluster.gateway import (
-    RouteError,
-    Routes,
-    ShardGateway,
-    ShardSpec,
-    parse_route,
-    parse_shard,
-)
+from spotex.cluster.gateway import ShardGateway
+from spotex.cluster.routes import RouteError, Routes, ShardSpec, parse_route, parse_shard
 from spotex.server.limits import Limits
 
 GATEWAY_TOKEN = "test-gateway-token"

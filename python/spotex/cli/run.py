@@ -116,7 +116,8 @@ def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_
             orders_per_second: float, order_burst: int, metrics_listen: str) -> None:
     """Serve one venue over several engines, each owning some SKUs and regions: calls are
     routed to their shard's leader; views, mass cancels and streams fan out and merge."""
-    from spotex.cluster.gateway import RouteError, Routes, parse_route, parse_shard, run_gateway
+    from spotex.cluster.gateway import run_gateway
+    from spotex.cluster.routes import RouteError, Routes, parse_route, parse_shard
     from spotex.server.datadir import DataDirInUse
     from spotex.server.logs import configure
     from spotex.server.service import ListenError
@@ -169,8 +170,9 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     shard's leader, until Ctrl-C or SIGTERM, which stops them all."""
     import secrets
 
-    from spotex.cluster.gateway import RouteError, Routes, ShardGateway, parse_route, run_gateway
+    from spotex.cluster.gateway import ShardGateway, run_gateway
     from spotex.cluster.nats import NatsCluster, NatsError
+    from spotex.cluster.routes import RouteError, Routes, parse_route
     from spotex.cluster.up import EngineError, Shards
     from spotex.server.datadir import DataDirInUse
     from spotex.server.logs import configure

@@ -29,26 +29,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import signal
-import time
-import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from spotex._core import page_size
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex.cluster.engines import MARKET, Engines, ShardError, _reason
+from spotex.cluster.routes import Routes
 from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.server.datadir import DataDirLock
-from spotex.server.host import MAX_SHARDS, SHARD_BITS
+from spotex.server.host import SHARD_BITS
 from spotex.server.limits import Limits, TlsConfig
 from spotex.server.metrics import Metrics, Observe
 from spotex.server.service import (
@@ -61,211 +59,9 @@ from spotex.server.service import (
 )
 
 log = logging.getLogger(__name__)
-MARKET = "spotex.v1.Market"
 OPERATOR_SERVICE = "spotex.v1.Operator"
 # what an engine's answer keeps when the gateway passes it on
 _PASSED = ("grpc-status-details-bin", "spotex-reason", "retry-after-ms")
-
-
-class RouteError(ValueError):
-    """A shard list or route that cannot be used."""
-
-
-@dataclass(frozen=True)
-class ShardSpec:
-    index: int  # 1 to 31: the shard's ids are numbered from index << 48
-    addresses: tuple[str, ...]  # its engines (leader and standbys), host:port
-
-
-def parse_shard(text: str) -> ShardSpec:
-    """``INDEX=HOST:PORT[,HOST:PORT...]``."""
-    index, sep, rest = text.partition("=")
-    addresses = tuple(a.strip() for a in rest.split(",") if a.strip())
-    if not sep or not index.strip().isdigit() or not addresses:
-        raise RouteError(f"{text!r}: a shard is INDEX=HOST:PORT[,HOST:PORT...]")
-    for a in addresses:
-        if not re.fullmatch(r"\S+:\d{1,5}", a):
-            raise RouteError(f"{text!r}: {a!r} is not HOST:PORT")
-    n = int(index)
-    if not 1 <= n <= MAX_SHARDS:
-        raise RouteError(f"{text!r}: a shard's index is 1 to {MAX_SHARDS}")
-    return ShardSpec(n, addresses)
-
-
-def parse_route(text: str) -> tuple[str, int]:
-    """``SKU/REGION=INDEX``."""
-    market, sep, index = text.partition("=")
-    if not sep or market.count("/") != 1 or not index.strip().isdigit():
-        raise RouteError(f"{text!r}: a route is SKU/REGION=INDEX")
-    return market.strip(), int(index)
-
-
-class Routes:
-    """Which shard owns what: (SKU, region) pairs by an explicit route, else by a
-    stable hash (CRC-32 of ``SKU/region``) over the shards in index order; ids by their
-    top bits. Every gateway given the same shards and routes routes the same."""
-
-    def __init__(self, shards: list[ShardSpec], routes: dict[str, int] | None = None) -> None:
-        if not shards:
-            raise RouteError("a gateway needs at least one shard (--shard)")
-        indices = [s.index for s in shards]
-        if len(set(indices)) != len(indices):
-            raise RouteError("two shards with one index")
-        self.shards = sorted(shards, key=lambda s: s.index)
-        self.indices = [s.index for s in self.shards]
-        self.routes = dict(routes or {})
-        for market, index in self.routes.items():
-            if index not in self.indices:
-                raise RouteError(f"route {market}={index}: no shard {index}")
-
-    def of_market(self, sku: str, region: str) -> int:
-        key = f"{sku}/{region}"
-        if key in self.routes:
-            return self.routes[key]
-        return self.indices[zlib.crc32(key.encode()) % len(self.indices)]
-
-    def of_product(self, product_id: str) -> int:
-        """A malformed id goes to the first shard, which refuses it as the engine does."""
-        parts = product_id.split("/")
-        if len(parts) != 3:
-            return self.indices[0]
-        return self.of_market(parts[0], parts[1])
-
-    def of_id(self, id_: int) -> int:
-        """The shard that numbered an order or trade id (an id of no shard: the first,
-        which answers that it knows no such order)."""
-        index = id_ >> SHARD_BITS
-        return index if index in self.indices else self.indices[0]
-
-    def of_order(self, o: Any) -> int:
-        """A PlaceOrderRequest's shard: its product's, or a resale's allocation's."""
-        if not o.product_id and o.resell_trade_id:
-            return self.of_id(o.resell_trade_id)
-        return self.of_product(o.product_id)
-
-
-class ShardError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def _reason(err: grpc.aio.AioRpcError) -> str:
-    for key, value in err.trailing_metadata() or ():
-        if key == "spotex-reason":
-            return str(value)
-    return ""
-
-
-class Engines:
-    """One shard's engines: the channels to each, and which one leads."""
-
-    def __init__(self, spec: ShardSpec, token: str, failover_seconds: float,
-                 max_message_bytes: int) -> None:
-        self.spec = spec
-        self.index = spec.index
-        self._token = token
-        self.failover_seconds = failover_seconds
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
-        self.channels = [grpc.aio.insecure_channel(a, options=options)
-                         for a in spec.addresses]
-        self.leader = 0
-        self._methods: dict[tuple[int, str], Any] = {}  # (engine, path): its callable
-        self._generation = 0  # changes each time the leader is looked up
-        self._finding = asyncio.Lock()
-        self.leader_changes = 0  # for metrics: another engine found leading
-        self.refused = 0  # for metrics: calls refused SHARD_UNAVAILABLE
-
-    def metadata(self, account: Account) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self._token}"),
-                ("spotex-account", str(account.account_id)),
-                ("spotex-roles", ",".join(account.roles)))
-
-    async def close(self) -> None:
-        for ch in self.channels:
-            await ch.close()
-
-    async def _serving(self, i: int, timeout: float) -> bool:
-        stub = health_pb2_grpc.HealthStub(self.channels[i])
-        try:
-            r = await stub.Check(health_pb2.HealthCheckRequest(service=MARKET),
-                                 timeout=timeout)
-        except grpc.aio.AioRpcError:
-            return False
-        return bool(r.status == health_pb2.HealthCheckResponse.SERVING)
-
-    async def find_leader(self, seen: int, deadline: float) -> bool:
-        """Looks for the engine that serves the Market (health SERVING), until
-        ``deadline``; a caller that saw generation ``seen`` and finds it changed uses the
-        leader another call found."""
-        async with self._finding:
-            if self._generation != seen:
-                return True
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                order = [(self.leader + k) % len(self.channels)
-                         for k in range(len(self.channels))]
-                found = await asyncio.gather(*(self._serving(i, min(1.0, left))
-                                               for i in order))
-                for i, ok in zip(order, found, strict=True):
-                    if ok:
-                        if i != self.leader:
-                            log.warning("shard %d: now led by %s", self.index,
-                                        self.spec.addresses[i])
-                            self.leader_changes += 1
-                        self.leader = i
-                        self._generation += 1
-                        return True
-                await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-
-    async def unary(self, service: str, method: str, body: bytes, account: Account,
-                    timeout: float | None, *, command: bool) -> bytes:
-        """One call to the shard's leader, the request and answer as bytes. ``command``:
-        it changes the venue, so it is sent again only when it surely was not applied."""
-        start = time.monotonic()
-        wait = self.failover_seconds if timeout is None else min(timeout,
-                                                                 self.failover_seconds)
-        deadline = start + wait  # for finding a leader; each try has the caller's time
-        md = self.metadata(account)
-        while True:
-            seen, ch = self._generation, self.channels[self.leader]
-            ready = ch.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY
-            left = None if timeout is None else max(0.001,
-                                                    start + timeout - time.monotonic())
-            path = f"/{service}/{method}"
-            call = self._methods.get((self.leader, path))
-            if call is None:
-                call = self._methods[self.leader, path] = ch.unary_unary(path)
-            try:
-                out: bytes = await call(body, metadata=md, timeout=left)
-                return out
-            except grpc.aio.AioRpcError as err:
-                if err.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                reason = _reason(err)
-                if reason not in ("", "JOURNAL_UNAVAILABLE"):
-                    raise
-                if reason == "" and ready and command:
-                    self.refused += 1
-                    raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index}'s engine was "
-                                     "lost during the call; it may have been applied: look "
-                                     "the order up, or send it again with the same client "
-                                     "order id") from None
-                if not await self.find_leader(seen, deadline):
-                    self.refused += 1
-                    raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} has no "
-                                     f"engine serving after {wait:g} s "
-                                     f"({err.details()})") from None
-
-    async def leader_channel(self) -> grpc.aio.Channel:
-        """The leader's channel for a stream (looked up first when it is not serving)."""
-        seen, i = self._generation, self.leader
-        if not await self._serving(i, 1.0):
-            await self.find_leader(seen, time.monotonic() + self.failover_seconds)
-        return self.channels[self.leader]
 
 
 class Front(Edge):

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spotex.cluster.gateway import ShardSpec
 from spotex.cluster.nats import free_port
+from spotex.cluster.routes import ShardSpec
 from spotex.server.logs import LISTENING
 
 
