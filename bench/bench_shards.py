@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from spotex.tools import loadgen
 from spotex.client import Client, RpcError
 from spotex.cluster.nats import NatsCluster, free_port
 from spotex.cluster.up import Shards
+from spotex.tools import loadgen
 
 OUT = Path(__file__).resolve().parent / "results" / "shards.json"
 SKUS = ("H100-SXM", "B200")
