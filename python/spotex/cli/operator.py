@@ -18,6 +18,7 @@ from spotex.cli.root import client, main
 def operator() -> None:
     """Run the venue: products, accounts, halts, snapshots (needs the operator token)."""
 
+
 @operator.command("create-products")
 @click.option("--sku", "skus", multiple=True, required=True)
 @click.option("--region", "regions", multiple=True, required=True)
@@ -27,6 +28,8 @@ def operator() -> None:
 @click.option("--lot", type=click.IntRange(1, 10_000), default=1, show_default=True)
 @click.option("--gate-closure-minutes", type=click.IntRange(0, 7 * 24 * 60), default=60,
               show_default=True, help="trading stops this long before delivery")
+
+
 @click.pass_context
 def create_products(ctx: click.Context, skus: tuple[str, ...], regions: tuple[str, ...],
                     from_hour: int, to_hour: int, tick: Decimal, lot: int,
@@ -46,6 +49,7 @@ def create_products(ctx: click.Context, skus: tuple[str, ...], regions: tuple[st
         return t
     emit(ctx, made, table)
 
+
 def state_command(name: str, method: str, doc: str) -> None:
     @operator.command(name, help=doc)
     @click.argument("product_id")
@@ -57,6 +61,7 @@ state_command("halt", "halt", "Halt trading in a product (resting orders stay)."
 state_command("resume", "resume", "Resume trading in a halted product.")
 state_command("close", "close_product", "Close a product for good (orders cancelled).")
 
+
 @operator.command("accounts")
 @click.pass_context
 def accounts(ctx: click.Context) -> None:
@@ -64,10 +69,13 @@ def accounts(ctx: click.Context) -> None:
     al = client(ctx).list_accounts()
     emit(ctx, al, lambda: accounts_table(al))
 
+
 @operator.command("create-account")
 @click.argument("name")
 @click.option("--role", "roles", type=click.Choice(["buyer", "seller", "operator"]),
               multiple=True, required=True)
+
+
 @click.pass_context
 def create_account(ctx: click.Context, name: str, roles: tuple[str, ...]) -> None:
     """Create an account; its token is shown once. A name is a label for people, not
@@ -80,6 +88,7 @@ def create_account(ctx: click.Context, name: str, roles: tuple[str, ...]) -> Non
         click.echo(f"note: accounts {', '.join(map(str, twins))} are all named {name!r}; "
                    "their ids tell them apart", err=True)
 
+
 @operator.command("disable")
 @click.argument("account_id", type=ACCOUNT_ID)
 @click.pass_context
@@ -89,6 +98,7 @@ def disable(ctx: click.Context, account_id: int) -> None:
     emit(ctx, {"account": a, "cancelled": cancelled},
          lambda: f"account {a.account_id} disabled; {len(cancelled)} open orders cancelled")
 
+
 @operator.command("enable")
 @click.argument("account_id", type=ACCOUNT_ID)
 @click.pass_context
@@ -96,6 +106,7 @@ def enable(ctx: click.Context, account_id: int) -> None:
     """Let a disabled account trade again."""
     a = client(ctx).enable_account(account_id)
     emit(ctx, a, lambda: accounts_table([a]))
+
 
 @operator.command("rotate-token")
 @click.argument("account_id", type=ACCOUNT_ID)
@@ -105,6 +116,7 @@ def rotate_token(ctx: click.Context, account_id: int) -> None:
     a = client(ctx).rotate_token(account_id)
     emit(ctx, a, lambda: f"account {a.account_id}: new token {a.token}  (shown once)")
 
+
 @operator.command("revoke-token")
 @click.argument("account_id", type=ACCOUNT_ID)
 @click.pass_context
@@ -113,6 +125,7 @@ def revoke_token(ctx: click.Context, account_id: int) -> None:
     a = client(ctx).revoke_token(account_id)
     emit(ctx, a, lambda: accounts_table([a]))
 
+
 @operator.command("snapshot")
 @click.pass_context
 def snapshot(ctx: click.Context) -> None:
@@ -120,6 +133,7 @@ def snapshot(ctx: click.Context) -> None:
     seq, h = client(ctx).take_snapshot()
     emit(ctx, {"sequence": seq, "state_hash": h},
          lambda: f"snapshot at sequence {seq}, state hash {h}")
+
 
 @operator.command("state-hash")
 @click.pass_context

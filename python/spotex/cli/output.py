@@ -26,19 +26,19 @@ from spotex.client import (
 )
 
 
-def _plain(x: Any) -> Any:
+def plain(x: Any) -> Any:
     """SDK values as JSON: dataclasses as objects, Decimal as a string (exact), times in
     ISO 8601."""
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
     if isinstance(x, Decimal):
         return str(x)
     if isinstance(x, dt.datetime):
         return x.isoformat().replace("+00:00", "Z")
     if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
+        return [plain(v) for v in x]
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): plain(v) for k, v in x.items()}
     return x
 
 
@@ -86,7 +86,7 @@ def _table(*headers: str, drop: tuple[str, ...] = (), **kw: Any) -> _Table:
 def emit(ctx: click.Context, data: Any, table: Callable[[], Any]) -> None:
     """``data`` as JSON with ``--json``, else ``table()`` for a person."""
     if ctx.obj.get("json"):
-        click.echo(json.dumps(_plain(data)))
+        click.echo(json.dumps(plain(data)))
         return
     shown = table()
     console = ctx.obj["console"]
@@ -106,9 +106,8 @@ def print_table(console: Any, table: _Table) -> None:
         console.width = width
 
 
-
 @contextlib.contextmanager
-def _until_interrupted() -> Iterator[None]:
+def until_interrupted() -> Iterator[None]:
     """Ctrl-C is how a person ends a live view: it ends the command, exit 0, no
     ``Aborted!``."""
     try:
@@ -117,9 +116,8 @@ def _until_interrupted() -> Iterator[None]:
         pass
 
 
-
-class _NoLive:
-    def __enter__(self) -> _NoLive:
+class NoLive:
+    def __enter__(self) -> NoLive:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,7 +125,6 @@ class _NoLive:
 
     def update(self, *a: Any, **k: Any) -> None:
         return None
-
 
 
 def orders_table(orders: Iterable[Order]) -> Table:
@@ -142,6 +139,7 @@ def orders_table(orders: Iterable[Order]) -> Table:
                   f"{o.price:.2f}", str(o.quantity), str(o.filled), avg, o.state, o.reason)
     return t
 
+
 def products_table(products: Iterable[Product]) -> Table:
     t = _table("product", "state", "tick $", "lot", "gate closure (UTC)",
                drop=("lot", "tick $"))
@@ -150,12 +148,14 @@ def products_table(products: Iterable[Product]) -> Table:
                   str(p.tick), str(p.lot), f"{p.close_at:%Y-%m-%d %H:%M}")
     return t
 
+
 def accounts_table(accounts: Iterable[AccountInfo]) -> Table:
     t = _table("account", "name", "roles", "enabled", "token")
     for a in accounts:
         t.add_row(str(a.account_id), a.name, ",".join(a.roles), "yes" if a.enabled else "NO",
                   "yes" if a.has_token else "revoked")
     return t
+
 
 def allocations_table(allocations: Iterable[Allocation]) -> Table:
     t = _table("trade", "product", "cluster", "role", "GPUs", "$/GPU-h", "where",

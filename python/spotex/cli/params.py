@@ -60,7 +60,6 @@ PRICE = _Price()
 QUANTITY = _Quantity()
 
 
-
 class _Hour(click.ParamType[int]):
     """A delivery hour: hours since the epoch (490000), or a UTC time on the hour
     (2026-11-30T18, 2026-11-30T18:00Z)."""
@@ -107,7 +106,6 @@ class _Node(click.ParamType[NodeArg]):
             self.fail(f"{value!r}: the place is BLOCK/RACK/DOMAIN, like n0:8@pod1/r3/nvl2",
                       param, ctx)
         return node, int(gpus), labels[0], labels[1], labels[2]
-
 
 
 class _When(click.ParamType[dt.datetime]):

@@ -129,7 +129,6 @@ class _Spotex(click.Group):
             raise (_JsonUsageError if err.exit_code == 2 else _JsonError)(cause) from None
 
 
-
 def client(ctx: click.Context) -> Client:
     """The SDK, for the server and token the command was given."""
     token = ctx.obj["token"]
@@ -151,10 +150,16 @@ def _version() -> str:
 @click.group(cls=_Spotex)
 @click.option("--server", envvar="SPOTEX_SERVER", default=DEFAULT_SERVER, show_default=True,
               help="host:port of the spotex server (or SPOTEX_SERVER, or the profile's)")
+
+
 @click.option("--token", envvar="SPOTEX_TOKEN", default="",
               help="bearer token (or SPOTEX_TOKEN, or the profile's)")
+
+
 @click.option("--profile", envvar="SPOTEX_PROFILE", default="default", show_default=True,
               help="the saved profile (`spotex login`) to take server and token from")
+
+
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
 @click.version_option(_version(), "--version", prog_name="spotex", message="%(prog)s %(version)s")
 @click.pass_context
@@ -174,11 +179,11 @@ def main(ctx: click.Context, server: str, token: str, profile: str, as_json: boo
                "console": console if sys.stdout.isatty() else Console(width=100_000)}
 
 
-
-
 @main.command()
 @click.option("--profile", "name", default=None,
               help="the profile to write (default: the one in use, or 'default')")
+
+
 @click.pass_context
 def login(ctx: click.Context, name: str | None) -> None:
     """Check --server and --token against the server and save them as a profile, so

@@ -90,27 +90,45 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
 @click.option("--shard", "shards", multiple=True, required=True, metavar="INDEX=HOST:PORT,...",
               help="a shard (repeat for each): its index (its engines' --shard-index) and "
               "the addresses of its engines, leader and standbys, in any order")
+
+
 @click.option("--route", "routes", multiple=True, metavar="SKU/REGION=INDEX",
               help="the shard of a SKU and region (repeatable); others go by a stable hash "
               "of SKU/REGION over the shards")
+
+
 @click.option("--data-dir", type=click.Path(path_type=Path), default="spotex-gateway",
               show_default=True, help="the accounts (the gateway owns them)")
+
+
 @click.option("--gateway-token", envvar="SPOTEX_GATEWAY_TOKEN", default="",
               help="the token the engines trust (their --gateway-token; or "
               "SPOTEX_GATEWAY_TOKEN)")
+
+
 @click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default="",
               help="or SPOTEX_OPERATOR_TOKEN")
+
+
 @click.option("--failover-seconds", type=click.FloatRange(0.1, 600), default=15.0,
               show_default=True, help="how long a call waits for its shard's leader "
               "(a standby taking over) before it is refused")
+
+
 @click.option("--orders-per-second", type=click.FloatRange(0, None, min_open=True),
               default=Limits.orders_per_second, show_default=True,
               help="sustained order-entry rate per account")
+
+
 @click.option("--order-burst", type=click.IntRange(1, None), default=Limits.order_burst,
               show_default=True, help="orders per account at once above that rate")
+
+
 @click.option("--metrics-listen", default="", metavar="HOST:PORT",
               help="serve Prometheus metrics at http://HOST:PORT/metrics: calls by method "
               "and code, each shard's leader, failovers (empty: off)")
+
+
 def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_dir: Path,
             gateway_token: str, operator_token: str, failover_seconds: float,
             orders_per_second: float, order_burst: int, metrics_listen: str) -> None:
@@ -143,24 +161,42 @@ def cluster() -> None:
 @click.option("--dir", "base", type=click.Path(path_type=Path), default="spotex-cluster",
               show_default=True, help="the NATS servers' stores, the engines' data and logs, "
               "the gateway's accounts")
+
+
 @click.option("--nats", "n", type=click.IntRange(1, 5), default=3, show_default=True,
               help="NATS servers (3: the streams' quorum survives one lost)")
+
+
 @click.option("--nats-port", type=click.IntRange(0, 65000), default=4222,
               show_default=True, help="server i takes clients on this + i (peers + 100, "
               "monitoring + 200); 0: free ports")
+
+
 @click.option("--shards", type=click.IntRange(1, 31), default=2, show_default=True,
               help="engines' shards; SKUs and regions are spread over them (--route)")
+
+
 @click.option("--standbys", type=click.IntRange(0, 4), default=1, show_default=True,
               help="standby engines per shard, following its stream, taking over")
+
+
 @click.option("--route", "routes", multiple=True, metavar="SKU/REGION=INDEX",
               help="the shard of a SKU and region (repeatable); others by a stable hash")
+
+
 @click.option("--listen", default="127.0.0.1:50551", show_default=True,
               help="the gateway's address; engine k of shard i listens on its port + 10 i "
               "+ k")
+
+
 @click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default="",
               help="or SPOTEX_OPERATOR_TOKEN")
+
+
 @click.option("--metrics-listen", default="", metavar="HOST:PORT",
               help="the gateway's Prometheus metrics at http://HOST:PORT/metrics (empty: off)")
+
+
 def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
                routes: tuple[str, ...], listen: str, operator_token: str,
                metrics_listen: str) -> None:
@@ -231,6 +267,8 @@ def config_check(file: Path) -> None:
 @config.command("show")
 @click.option("--config", "file", type=click.Path(path_type=Path), envvar="SPOTEX_CONFIG",
               default=None, help="a TOML file of settings")
+
+
 def config_show(file: Path | None) -> None:
     """The effective settings (defaults, then FILE, then SPOTEX_* variables), as TOML,
     with secrets masked."""
@@ -243,6 +281,8 @@ def config_show(file: Path | None) -> None:
 @click.option("--seed", default=7, show_default=True)
 @click.option("--linger", default=0.0, show_default=True,
               help="seconds to keep the server up afterwards, with tokens printed")
+
+
 def demo(listen: str, rounds: int, seed: int, linger: float) -> None:
     """Start a server with demo sellers and buyers trading, and show the result."""
     from spotex.tools.demo import run_demo
@@ -254,20 +294,30 @@ def demo(listen: str, rounds: int, seed: int, linger: float) -> None:
 @click.option("--target", default=None,
               help="host:port of a running server to load (with --operator-token); "
                    "default: start one on loopback with a fresh data directory")
+
+
 @click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default=None)
 @click.option("--clients", default=8, show_default=True, help="concurrent clients")
 @click.option("--duration", default=10.0, show_default=True, help="seconds per phase, at most")
 @click.option("--max-orders", default=200_000, show_default=True, help="orders per phase, at most")
 @click.option("--per-message", default=100, show_default=True,
               help="orders per SubmitOrders message")
+
+
 @click.option("--md-subscribers", default=2, show_default=True)
 @click.option("--exec-subscribers", default=2, show_default=True)
 @click.option("--phase", "phases", multiple=True, type=click.Choice(["unary-latency", "unary",
               "stream"]), help="run only these phases (repeatable); default: all")
+
+
 @click.option("--fsync", type=click.Choice(["batch", "none"]), default="batch",
               show_default=True, help="the started server's fsync policy")
+
+
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench/results/loadgen.json"), show_default=True)
+
+
 def bench(target: str | None, operator_token: str | None, clients: int, duration: float,
           max_orders: int, per_message: int, md_subscribers: int, exec_subscribers: int,
           phases: tuple[str, ...], fsync: str, out: Path) -> None:
@@ -325,6 +375,8 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
 @click.option("--target", default=None,
               help="host:port of a running server (with --operator-token); default: start "
                    "one on loopback")
+
+
 @click.option("--operator-token", envvar="SPOTEX_OPERATOR_TOKEN", default=None)
 @click.option("--steps", default=3_000, show_default=True, help="agent actions")
 @click.option("--buyers", default=24, show_default=True)
@@ -332,12 +384,18 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
 @click.option("--seed", default=7, show_default=True)
 @click.option("--hours", default=1, show_default=True, type=click.IntRange(1, 168),
               help="delivery hours; from 4, training-run buyers bid blocks across them")
+
+
 @click.option("--training-buyers", default=16, show_default=True, type=click.IntRange(0, 1000),
               help="with --hours: buyers of whole nodes for 4 to 72 hours")
+
+
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench/results"), show_default=True,
               help="simulate.json, simulate_prices.png and simulate_supply_demand.png "
                    "(with --hours: simulate_hours.json and simulate_hours.png)")
+
+
 def simulate(target: str | None, operator_token: str | None, steps: int, buyers: int,
              sellers: int, seed: int, hours: int, training_buyers: int,
              out_dir: Path) -> None:
@@ -444,11 +502,15 @@ def _simulate_runs(target: str | None, operator_token: str | None, steps: int, b
 @click.option("--time", "until", default=None,
               help="replay up to this time: ISO 8601, UTC unless it says otherwise "
                    "(2026-11-30T13:05, 2026-11-30T13:05:00Z, ...+01:00)")
+
+
 @click.option("--product", default=None, help="show this product's book, trades, allocations")
 @click.option("--verify", is_flag=True, help="check every snapshot's hash against a replay")
 @click.option("--trades-csv", type=click.Path(path_type=Path), default=None)
 @click.option("--charts", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="write depth.png, prices.png and report.html for --product here")
+
+
 def replay(data_dir: Path, until_seq: int | None, until: str | None, product: str | None,
            verify: bool, trades_csv: Path | None, charts: Path | None) -> None:
     """Rebuild the books from a data directory's journal (never changes it)."""

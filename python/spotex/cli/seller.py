@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import click
 
-from spotex.cli.output import _plain, emit, emit_range
+from spotex.cli.output import emit, emit_range, plain
 from spotex.cli.params import HOUR, NODE, PRICE, QUANTITY
 from spotex.cli.root import client, main
 from spotex.client import (
@@ -21,6 +21,7 @@ from spotex.client import (
 def seller() -> None:
     """Register and withdraw capacity (asks are `spotex order sell ... --cluster`)."""
 
+
 @seller.command("register")
 @click.argument("cluster_id")
 @click.option("--sku", required=True)
@@ -28,6 +29,8 @@ def seller() -> None:
 @click.option("--node", "nodes", type=NODE, multiple=True, required=True,
               help="NODE:GPUS, once per node (n0:8), with its place if the site has "
                    "one: n0:8@pod1/rack3/nvl2 (block/rack/NVLink domain)")
+
+
 @click.option("--from-hour", type=HOUR, required=True, help="first hour, inclusive")
 @click.option("--to-hour", type=HOUR, required=True, help="last hour, exclusive")
 @click.pass_context
@@ -43,11 +46,16 @@ def register_capacity(ctx: click.Context, cluster_id: str, sku: str, region: str
     emit(ctx, data, lambda: f"registered {cid}: {len(nodes)} nodes, {gpus} GPUs, "
                             f"{to_hour - from_hour} hours")
 
+
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["slurm", "k8s"]), default="slurm",
               show_default=True)
+
+
 @click.option("--at", "at_hour", type=HOUR, default=None,
               help="k8s: the nodes reserved at this hour (default: this hour)")
+
+
 @click.option("--cluster", default=None, help="only this cluster")
 @click.pass_context
 def export(ctx: click.Context, fmt: str, at_hour: int | None, cluster: str | None) -> None:
@@ -62,7 +70,7 @@ def export(ctx: click.Context, fmt: str, at_hour: int | None, cluster: str | Non
             and (cluster is None or a.cluster_id == cluster)]
     runs = ex.reservations(sold)
     if ctx.obj.get("json"):
-        click.echo(json.dumps([_plain(r) for r in runs]))
+        click.echo(json.dumps([plain(r) for r in runs]))
         return
     if fmt == "slurm":
         click.echo(ex.slurm(runs), nl=False)
@@ -78,6 +86,8 @@ def export(ctx: click.Context, fmt: str, at_hour: int | None, cluster: str | Non
 @click.option("--cluster", required=True, help="the cluster the GPUs come from")
 @click.option("--hours", required=True, type=click.IntRange(1, 168),
               help="one ask per hour for this many hours from PRODUCT's")
+
+
 @click.option("--client-order-id", default="", help="each ask gets it with #hour")
 @click.pass_context
 def ask_range(ctx: click.Context, product_id: str, quantity: int, price: Decimal,
@@ -87,6 +97,7 @@ def ask_range(ctx: click.Context, product_id: str, quantity: int, price: Decimal
     got = client(ctx).place_ask_range(product_id, price, quantity, hours=hours,
                                       cluster_id=cluster, client_order_id=client_order_id)
     emit_range(ctx, got)
+
 
 @seller.command("withdraw")
 @click.argument("cluster_id")

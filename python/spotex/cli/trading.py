@@ -17,15 +17,15 @@ from rich.live import Live
 from rich.table import Table
 
 from spotex.cli.output import (
-    _NoLive,
-    _plain,
-    _until_interrupted,
+    NoLive,
     allocations_table,
     book_table,
     emit,
     emit_range,
     orders_table,
+    plain,
     products_table,
+    until_interrupted,
 )
 from spotex.cli.params import HOUR, NODE_GPUS, ORDER_ID, PRICE, QUANTITY, WHEN
 from spotex.cli.root import client, main
@@ -42,6 +42,7 @@ def products(ctx: click.Context) -> None:
     ps = client(ctx).list_products()
     emit(ctx, ps, lambda: products_table(ps))
 
+
 @main.command()
 @click.argument("product_id")
 @click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 10_000))
@@ -57,6 +58,8 @@ def book(ctx: click.Context, product_id: str, depth: int) -> None:
 @click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seconds", default=0.0, type=click.FloatRange(0, None),
               help="stop after this long (0: until Ctrl-C)")
+
+
 @click.pass_context
 def watch(ctx: click.Context, product_id: str, depth: int, seconds: float) -> None:
     """A live book and the last trades of a product (with --json: every market-data
@@ -85,8 +88,8 @@ def watch(ctx: click.Context, product_id: str, depth: int, seconds: float) -> No
         return book_table(b, trades)
     deadline = time.monotonic() + seconds if seconds else None
     as_json = ctx.obj.get("json")
-    with _until_interrupted(), Live(view(), console=ctx.obj["console"], auto_refresh=False,
-              transient=False) if not as_json else _NoLive() as live:
+    with until_interrupted(), Live(view(), console=ctx.obj["console"], auto_refresh=False,
+              transient=False) if not as_json else NoLive() as live:
         while deadline is None or time.monotonic() < deadline:
             try:
                 e = events.get(timeout=0.2 if deadline is None else
@@ -97,7 +100,7 @@ def watch(ctx: click.Context, product_id: str, depth: int, seconds: float) -> No
                 raise e
             sequence = e.sequence
             if as_json:
-                click.echo(json.dumps(_plain(e)))
+                click.echo(json.dumps(plain(e)))
                 continue
             if e.kind == "snapshot" and e.book is not None:
                 levels["buy"] = {x.price: x.quantity for x in e.book.bids}
@@ -110,6 +113,7 @@ def watch(ctx: click.Context, product_id: str, depth: int, seconds: float) -> No
             elif e.kind == "trade":
                 trades.append(e)
             live.update(view(), refresh=True)
+
 
 @main.command()
 @click.argument("file", type=click.File("r"))
@@ -124,9 +128,12 @@ def basket(ctx: click.Context, file: Any) -> None:
         raise click.BadParameter(str(err), param_hint="FILE") from None
     emit(ctx, got, lambda: orders_table(got))
 
+
 @main.command()
 @click.option("--seconds", default=0.0, type=click.FloatRange(0, None),
               help="stop after this long (0: until Ctrl-C)")
+
+
 @click.pass_context
 def executions(ctx: click.Context, seconds: float) -> None:
     """Your executions as they happen: accepted, trades, allocations, cancels (a
@@ -143,8 +150,9 @@ def executions(ctx: click.Context, seconds: float) -> None:
             events.put(err)
     threading.Thread(target=read, daemon=True, name="spotex-executions").start()
     deadline = time.monotonic() + seconds if seconds else None
-    with _until_interrupted():
+    with until_interrupted():
         show_executions(ctx, events, deadline)
+
 
 def show_executions(ctx: click.Context, events: queue.Queue[Any],
                     deadline: float | None) -> None:
@@ -156,7 +164,7 @@ def show_executions(ctx: click.Context, events: queue.Queue[Any],
         if isinstance(e, BaseException):
             raise e
         if ctx.obj.get("json"):
-            click.echo(json.dumps(_plain(e)))
+            click.echo(json.dumps(plain(e)))
             continue
         what = f"#{e.sequence} {e.kind}"
         if e.order is not None:
@@ -173,10 +181,13 @@ def show_executions(ctx: click.Context, events: queue.Queue[Any],
                      f"${b.cost:,.2f} in all")
         click.echo(what)
 
+
 @main.command()
 @click.argument("file", type=click.File("r"))
 @click.option("--per-message", default=100, show_default=True,
               type=click.IntRange(1, 1000), help="orders per stream message")
+
+
 @click.pass_context
 def submit(ctx: click.Context, file: Any, per_message: int) -> None:
     """Bulk entry: FILE (or - for stdin) holds one order a line as JSON, with
@@ -197,6 +208,7 @@ def submit(ctx: click.Context, file: Any, per_message: int) -> None:
         return t
     emit(ctx, rows, table)
 
+
 @main.command()
 @click.argument("side", type=click.Choice(["buy", "sell"]))
 @click.argument("product_id")
@@ -205,38 +217,60 @@ def submit(ctx: click.Context, file: Any, per_message: int) -> None:
 @click.option("--type", "order_type", type=click.Choice(["limit", "market"]),
               default="limit", show_default=True,
               help="market: PRICE is the protection price (the worst it may trade at)")
+
+
 @click.option("--tif", type=click.Choice(["gtc", "gtd", "ioc", "fok"]), default="gtc",
               show_default=True, help="gtc: good till gate closure; gtd: till --expire-at")
+
+
 @click.option("--expire-at", type=WHEN, default=None, help="gtd: when the order expires")
 @click.option("--cluster", default=None, help="asks: the cluster the GPUs come from")
 @click.option("--gang", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="bids: GPUs that must sit on one node together")
+
+
 @click.option("--post-only", is_flag=True, help="refuse instead of trading at once")
 @click.option("--stp", type=click.Choice(["cancel_newest", "cancel_oldest", "cancel_both"]),
               default="cancel_newest", show_default=True, help="self-trade prevention")
+
+
 @click.option("--client-order-id", default="", help="your id for it (at most 64 chars)")
 @click.option("--hours", default=1, show_default=True, type=click.IntRange(1, 168),
               help="bids: a block of the same GPUs for this many consecutive hours from "
                    "PRODUCT's, all or none; with --tif gtc or gtd it waits whole until "
                    "it can fill; PRICE is per GPU-hour")
+
+
 @click.option("--window", default=0, show_default=True, type=click.IntRange(0, 336),
               help="bids: the block may start anywhere inside this many hours from "
                    "PRODUCT's; the cheapest start wins, ties to the earliest")
+
+
 @click.option("--min", "min_quantity", default=0, show_default=True,
               type=click.IntRange(0, 10_000_000),
               help="bids: fill at least this many GPUs at once or nothing; the rest "
                    "goes on as --tif says")
+
+
 @click.option("--display", "display_quantity", default=0, show_default=True,
               type=click.IntRange(0, 10_000_000),
               help="asks: an iceberg showing at most this many GPUs at a time (0: all)")
+
+
 @click.option("--locality", type=click.Choice(["node", "nvlink_domain", "rack", "block",
                                                "cluster"]), default=None,
               help="bids: all the GPUs in one domain at this level, or none")
+
+
 @click.option("--prefer", is_flag=True,
               help="with --locality: the tightest level from there out that can be had")
+
+
 @click.option("--near", "colocate_with", type=click.IntRange(0), default=0,
               help="bids: next to your allocation of this trade id (same cluster, and "
                    "domain at --locality)")
+
+
 @click.pass_context
 def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
           order_type: str, tif: str, expire_at: dt.datetime | None, cluster: str | None,
@@ -258,15 +292,20 @@ def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: 
                                 colocate_with=colocate_with)
     emit(ctx, o, lambda: orders_table([o]))
 
+
 @main.command("one-of")
 @click.option("--alt", "alts", multiple=True, required=True,
               metavar="PRODUCT:QTY:PRICE:HOURS[:WINDOW]",
               help="an alternative: a block bid (up to 16 of them)")
+
+
 @click.option("--gang", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--tif", type=click.Choice(["ioc", "fok", "gtc"]), default="fok",
               show_default=True,
               help="gtc: when none can fill now, the group waits; the first "
                    "alternative to fill cancels the others")
+
+
 @click.option("--client-order-id", default="")
 @click.pass_context
 def one_of(ctx: click.Context, alts: tuple[str, ...], gang: int, tif: str,
@@ -292,6 +331,7 @@ def one_of(ctx: click.Context, alts: tuple[str, ...], gang: int, tif: str,
     o = client(ctx).place_one_of(parsed, client_order_id=client_order_id)
     emit(ctx, o, lambda: orders_table([o]))
 
+
 @main.command()
 @click.argument("order_id", type=ORDER_ID)
 @click.option("--price", type=PRICE, default=None, help="the new limit price")
@@ -305,6 +345,7 @@ def amend(ctx: click.Context, order_id: int, price: Decimal | None,
     o = client(ctx).amend_order(order_id, price=price, quantity=quantity)
     emit(ctx, o, lambda: orders_table([o]))
 
+
 @main.command()
 @click.argument("order_id", type=ORDER_ID)
 @click.pass_context
@@ -313,15 +354,19 @@ def cancel(ctx: click.Context, order_id: int) -> None:
     o = client(ctx).cancel_order(order_id)
     emit(ctx, o, lambda: orders_table([o]))
 
+
 @main.command("cancel-all")
 @click.option("--product", default="", help="only this product's orders")
 @click.option("--range", "range_id", default=0, type=click.IntRange(0, (1 << 64) - 1),
               help="only the orders of this range (`seller range`)")
+
+
 @click.pass_context
 def cancel_all(ctx: click.Context, product: str, range_id: int) -> None:
     """Cancel every open order of yours (mass cancel)."""
     os_ = client(ctx).cancel_all(product, range_id=range_id)
     emit(ctx, os_, lambda: orders_table(os_))
+
 
 @main.command()
 @click.argument("order_id", type=ORDER_ID)
@@ -339,6 +384,7 @@ def get(ctx: click.Context, order_id: int) -> None:
         return t
     emit(ctx, o, table)
 
+
 @main.command()
 @click.option("--product", default="")
 @click.option("--open", "open_only", is_flag=True)
@@ -347,6 +393,7 @@ def orders(ctx: click.Context, product: str, open_only: bool) -> None:
     """List your orders."""
     os_ = client(ctx).list_orders(product, open_only=open_only)
     emit(ctx, os_, lambda: orders_table(os_))
+
 
 @main.command()
 @click.option("--product", default="")
@@ -362,12 +409,20 @@ def allocations(ctx: click.Context, product: str) -> None:
 @click.argument("price", type=PRICE)
 @click.option("--from-hour", type=HOUR, default=0,
               help="first hour to resell, inclusive (default: the order's first)")
+
+
 @click.option("--to-hour", type=HOUR, default=0,
               help="last hour, exclusive (default: to the order's last)")
+
+
 @click.option("--gpu", "gpus", type=NODE_GPUS, multiple=True,
               help="NODE:I,J,... GPUs of that node only, once per node (default: all)")
+
+
 @click.option("--tif", type=click.Choice(["gtc", "ioc", "fok"]), default="gtc",
               show_default=True)
+
+
 @click.option("--client-order-id", default="", help="each ask gets it with #index")
 @click.pass_context
 def resell(ctx: click.Context, order_id: int, price: Decimal, from_hour: int, to_hour: int,
