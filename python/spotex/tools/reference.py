@@ -780,6 +780,8 @@ class ReferenceEngine:
         """Matches `t` against the book, always the best resting order it can still trade
         with next (an iceberg's refilled clip goes behind its level, and is met again);
         False if self-trade prevention cancelled it."""
+        if t.side == "buy" and t.gang > 1:
+            return self._match_gang(t)
         p = self.products[t.product]
         passed: set[int] = set()  # orders that could place nothing for `t`
         while t.remaining > 0:
@@ -824,6 +826,70 @@ class ReferenceEngine:
             t.remaining -= qty
             t.filled += qty
             self._filled(m, qty)
+        return True
+
+    def _match_gang(self, t: RefOrder) -> bool:
+        """A gang bid: the asks met so far of each cluster, in price-time order, wait
+        together; at the first ask whose cluster's asks so far hold a gang that cluster can
+        place, they fill as many gangs as they, the cluster and the bid allow, each ask at
+        its own price, the gangs placed best fit and their GPUs handed to the asks in turn.
+        Then the walk starts again from the best ask. False if self-trade prevention
+        cancelled the bid."""
+        p = self.products[t.product]
+        while t.remaining > 0:
+            waiting: dict[str, list[RefOrder]] = {}
+            for m in self._side(t.product, "sell"):
+                if m.price > t.price:
+                    return True
+                if m.account == t.account:
+                    if t.stp in ("cancel_oldest", "cancel_both"):
+                        self._remove(m)
+                        self._emit("cancelled", order_id=m.order_id, account=m.account,
+                                   product=m.product, qty=m.remaining + m.hidden,
+                                   reason="self_trade")
+                    if t.stp in ("cancel_newest", "cancel_both"):
+                        self._emit("cancelled", order_id=t.order_id, account=t.account,
+                                   product=t.product, qty=t.remaining, reason="self_trade")
+                        t.remaining = 0
+                        return False
+                    break  # walk again
+                assert m.cluster is not None
+                c = self.clusters[m.cluster]
+                group = waiting.setdefault(m.cluster, [])
+                group.append(m)
+                held = sum(o.remaining for o in group)
+                qty = self._placeable(c.hour_free(p.hour), t.gang, min(t.remaining, held))
+                if qty == 0:
+                    continue
+                gpus = [(n, g) for n, gs in self._allocate(c, p.hour, t.gang, qty) for g in gs]
+                for o in group:
+                    take = min(o.remaining, qty)
+                    if take == 0:
+                        break
+                    mine, gpus, qty = gpus[:take], gpus[take:], qty - take
+                    slots: list[tuple[str, list[int]]] = []
+                    for n, g in mine:
+                        if slots and slots[-1][0] == n:
+                            slots[-1][1].append(g)
+                        else:
+                            slots.append((n, [g]))
+                    trade_id = self.next_trade_id
+                    self.next_trade_id += 1
+                    self._emit("trade", trade_id=trade_id, product=t.product, price=o.price,
+                               qty=take, side="buy", maker_order=o.order_id,
+                               maker_account=o.account, order_id=t.order_id, account=t.account)
+                    a = RefAllocation(trade_id, t.product, c.id, p.hour, t.account, o.account,
+                                      t.order_id, o.order_id, o.price, take, slots)
+                    self.allocations.append(a)
+                    self._emit("allocated", trade_id=trade_id, product=t.product,
+                               order_id=t.order_id, account=t.account, price=o.price, qty=take,
+                               cluster=c.id, allocation=a)
+                    t.remaining -= take
+                    t.filled += take
+                    self._filled(o, take)
+                break  # walk again
+            else:
+                return True
         return True
 
     def _owned(self, account: int, order_id: int) -> RefOrder:

@@ -2,8 +2,10 @@
 //! applies commands one at a time and emits their events in a deterministic order.
 //!
 //! Matching rule: price-time priority, trades at the resting order's price. A bid's gang
-//! constraint limits what it takes from each ask to what the ask's cluster can place in
-//! whole gangs; an ask that can place nothing is passed over and keeps its priority.
+//! constraint limits what it takes to what the asks' cluster-hours can place in whole
+//! gangs, each on one node; the asks of one cluster-hour, in price-time order, may
+//! together supply a gang (`gangs`). An ask that can supply nothing is passed over and
+//! keeps its priority.
 //!
 //! One type, [`Engine`], its `impl` spread over the modules below by concern: this one
 //! holds the state, the limits and the command dispatch (`apply`) with the clock.
@@ -23,6 +25,7 @@ use crate::types::*;
 mod amend;
 mod blocks;
 mod clusters;
+mod gangs;
 mod matching;
 mod orders;
 mod placement;

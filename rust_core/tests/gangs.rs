@@ -1,0 +1,180 @@
+//! Gangs from several asks of one cluster.
+
+use spotex_core::*;
+
+const HOUR: i64 = MICROS_PER_HOUR;
+const T0: i64 = 1_000 * HOUR;
+const H0: i64 = 1_100; // the first delivery hour
+const SELLER: AccountId = 10;
+const SELLER2: AccountId = 11;
+const BUYER: AccountId = 20;
+const BUYER2: AccountId = 21;
+const USD: Price = 1_000_000;
+
+struct Market {
+    e: Engine,
+    ts: i64,
+}
+
+impl Market {
+    /// `hours` products from `H0`, and one cluster of one 8-GPU node per seller given.
+    fn new(hours: i64, sellers: &[AccountId]) -> Market {
+        let mut m = Market {
+            e: Engine::new(),
+            ts: T0,
+        };
+        for h in 0..hours {
+            m.ok(Command::CreateProduct(ProductSpec {
+                id: format!(
+                    "H100-SXM/us-east/{}",
+                    spotex_core::product::format_hour(H0 + h)
+                ),
+                tick: 10_000,
+                lot: 1,
+                open_at: T0,
+                close_at: (H0 + h - 1) * HOUR,
+            }));
+        }
+        for (k, &seller) in sellers.iter().enumerate() {
+            m.ok(Command::RegisterCapacity {
+                account: seller,
+                spec: ClusterSpec {
+                    id: format!("c{k}"),
+                    sku: "H100-SXM".into(),
+                    region: "us-east".into(),
+                    nodes: vec![NodeSpec {
+                        id: format!("n{k}"),
+                        gpus: 8,
+                        place: Default::default(),
+                    }],
+                    from_hour: H0,
+                    to_hour: H0 + hours,
+                },
+            });
+        }
+        m
+    }
+
+    fn ok(&mut self, cmd: Command) -> Vec<Event> {
+        self.ts += 1;
+        let mut out = Vec::new();
+        let r = self.e.apply(self.ts, &cmd, &mut out);
+        assert_eq!(r, Ok(()), "{out:?}");
+        out
+    }
+
+    fn ask(
+        &mut self,
+        seller: AccountId,
+        cluster: ClusterHandle,
+        hour: i64,
+        price: Price,
+        qty: Qty,
+    ) {
+        let o = NewOrder {
+            cluster: Some(cluster),
+            ..NewOrder::limit(seller, hour as ProductHandle, Side::Sell, price, qty)
+        };
+        self.ok(Command::Place(o));
+    }
+
+    fn gang_bid(&mut self, buyer: AccountId, price: Price, qty: Qty, gang: u32) -> Vec<Event> {
+        let o = NewOrder {
+            gang,
+            tif: TimeInForce::ImmediateOrCancel,
+            ..NewOrder::limit(buyer, 0, Side::Buy, price, qty)
+        };
+        self.ok(Command::Place(o))
+    }
+
+    /// The trades in `out`: (price, quantity, the ask's order id).
+    fn trades(out: &[Event]) -> Vec<(Price, Qty, OrderId)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Event::Trade {
+                    price,
+                    qty,
+                    maker_order,
+                    ..
+                } => Some((*price, *qty, *maker_order)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The allocations `out` made: (cluster, hour, slots).
+    fn allocated(&self, out: &[Event]) -> Vec<(ClusterHandle, i64, Vec<Slot>)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Event::Allocated { allocation } => {
+                    let a = &self.e.allocations()[*allocation as usize];
+                    Some((a.cluster, a.hour, a.slots.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn asks(&self, product: ProductHandle) -> Vec<(Price, Qty, u32)> {
+        self.e.l2(product, Side::Sell, 100)
+    }
+}
+
+/// The example: one 8-GPU node, asks 3 @ $1.00 and 5 @ $2.00 of one cluster; a
+/// bid for 4 GPUs in a gang of 4 at $2.00 takes the $1.00 ask's 3 and 1 of the $2.00
+/// ask, one gang on one node, each ask at its own price.
+#[test]
+fn a_gang_takes_the_cheaper_ask_with_the_next_of_its_cluster() {
+    let mut m = Market::new(1, &[SELLER]);
+    m.ask(SELLER, 0, 0, USD, 3);
+    m.ask(SELLER, 0, 0, 2 * USD, 5);
+    let out = m.gang_bid(BUYER, 2 * USD, 4, 4);
+    assert_eq!(Market::trades(&out), vec![(USD, 3, 1), (2 * USD, 1, 2)]);
+    let got = m.allocated(&out);
+    assert_eq!(got.len(), 2);
+    let gpus: u64 = got.iter().flat_map(|a| &a.2).map(|s| s.gpus).sum();
+    assert!(got.iter().all(|a| a.2.len() == 1 && a.2[0].node == 0));
+    assert_eq!(gpus.count_ones(), 4, "one gang of 4, on node 0");
+    assert_eq!(got[0].2[0].gpus, 0b0111, "the first ask's share first");
+    assert_eq!(got[1].2[0].gpus, 0b1000);
+    // the $1.00 ask is gone, the $2.00 one offers its other 4
+    assert_eq!(m.asks(0), vec![(2 * USD, 4, 1)]);
+}
+
+/// Price-time priority across clusters: the first gang complete in price-time order
+/// fills; an ask waiting for a partner of its own cluster keeps its priority.
+#[test]
+fn an_ask_waiting_for_its_cluster_keeps_its_priority() {
+    let mut m = Market::new(1, &[SELLER, SELLER2]);
+    m.ask(SELLER, 0, 0, USD, 3); // order 1, cluster 0
+    m.ask(SELLER2, 1, 0, 150 * USD / 100, 4); // order 2, cluster 1: a gang by itself
+    m.ask(SELLER, 0, 0, 2 * USD, 5); // order 3, cluster 0
+    let out = m.gang_bid(BUYER, 2 * USD, 4, 4);
+    assert_eq!(Market::trades(&out), vec![(150 * USD / 100, 4, 2)]);
+    assert_eq!(m.allocated(&out)[0].0, 1);
+    // the next gang is cluster 0's: 3 @ $1.00 and 1 @ $2.00
+    let out = m.gang_bid(BUYER2, 2 * USD, 4, 4);
+    assert_eq!(Market::trades(&out), vec![(USD, 3, 1), (2 * USD, 1, 3)]);
+    assert_eq!(m.asks(0), vec![(2 * USD, 4, 1)]);
+}
+
+/// Fill-or-kill decides by the same rule: 8 in gangs of 4 from 3 + 5 of one cluster.
+#[test]
+fn fill_or_kill_sees_gangs_from_several_asks() {
+    let mut m = Market::new(1, &[SELLER]);
+    m.ask(SELLER, 0, 0, USD, 3);
+    m.ask(SELLER, 0, 0, 2 * USD, 5);
+    let fok = |qty| NewOrder {
+        gang: 4,
+        tif: TimeInForce::FillOrKill,
+        ..NewOrder::limit(BUYER, 0, Side::Buy, 2 * USD, qty)
+    };
+    // more than the cluster holds: killed, nothing changes
+    let out = m.ok(Command::Place(fok(12)));
+    assert!(Market::trades(&out).is_empty());
+    let out = m.ok(Command::Place(fok(8)));
+    assert_eq!(Market::trades(&out), vec![(USD, 3, 1), (2 * USD, 5, 2)]);
+    let got = m.allocated(&out);
+    let mask = got.iter().flat_map(|a| &a.2).fold(0, |m, s| m | s.gpus);
+    assert_eq!(mask, 0xff, "two gangs of 4 on the one node");
+}
