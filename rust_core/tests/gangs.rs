@@ -1,4 +1,5 @@
-//! Gangs from several asks of one cluster.
+//! Gangs from several asks of one cluster, and resting blocks tried again as a fresh
+//! block would be planned (every cluster, the cheapest plan within the limit).
 
 use spotex_core::*;
 
@@ -177,4 +178,42 @@ fn fill_or_kill_sees_gangs_from_several_asks() {
     let got = m.allocated(&out);
     let mask = got.iter().flat_map(|a| &a.2).fold(0, |m, s| m | s.gpus);
     assert_eq!(mask, 0xff, "two gangs of 4 on the one node");
+}
+
+/// A resting block tried again on an arriving ask is planned as a fresh block: every
+/// cluster, the cheapest within its limit, even from asks other than the one arriving.
+#[test]
+fn a_resting_block_fills_from_the_cheapest_cluster_not_only_the_arriving_asks() {
+    let mut m = Market::new(2, &[SELLER, SELLER2]);
+    let block = NewBlock {
+        account: BUYER,
+        product: 0,
+        hours: 2,
+        price: 2 * USD,
+        qty: 8,
+        gang: 8,
+        tif: TimeInForce::GoodTillClose,
+        window: 0,
+        place: Placement::default(),
+    };
+    m.ok(Command::PlaceBlock(block)); // order 1: nothing to take, it rests
+    m.ask(SELLER, 0, 0, 150 * USD / 100, 8); // order 2
+                                             // cluster 0 completes the block while its second hour is halted: it cannot fill
+    m.ok(Command::Halt { product: 0 });
+    m.ask(SELLER, 0, 1, 150 * USD / 100, 8); // order 3
+    m.ok(Command::Resume { product: 0 });
+    assert!(m.e.resting_block(1).is_some());
+    // an ask on cluster 1 arrives: the block now fills, from cluster 0's asks at $1.50
+    let o = NewOrder {
+        cluster: Some(1),
+        ..NewOrder::limit(SELLER2, 0, Side::Sell, 190 * USD / 100, 8)
+    };
+    let out = m.ok(Command::Place(o)); // order 4
+    assert_eq!(
+        Market::trades(&out),
+        vec![(150 * USD / 100, 8, 2), (150 * USD / 100, 8, 3)]
+    );
+    assert!(m.allocated(&out).iter().all(|a| a.0 == 0));
+    assert!(m.e.resting_block(1).is_none());
+    assert_eq!(m.asks(0), vec![(190 * USD / 100, 8, 1)]);
 }

@@ -291,7 +291,7 @@ class ReferenceEngine:
         self.orders[o.order_id] = o
         if o.side == "sell":
             assert o.cluster is not None
-            self._retry_blocks(o.product, o.cluster)
+            self._retry_blocks(o.product)
 
     def _filled(self, m: RefOrder, qty: int) -> None:
         """A resting order traded `qty`: an iceberg's next clip shows at the back of its
@@ -583,7 +583,7 @@ class ReferenceEngine:
             self._emit("accepted", order_id=oid, account=account, product=product_id,
                        side="buy", price=price, qty=qty)
             terms = (locality, preferred, near)
-            plan = self._best_plan(account, hours, price, qty, gang, products, None, range(
+            plan = self._best_plan(account, hours, price, qty, gang, products, range(
                 span - hours + 1), terms)
             if plan is not None:
                 self._take(oid, account, plan)
@@ -607,18 +607,18 @@ class ReferenceEngine:
             raise Rejected("INVALID_EXPIRY")
 
     def _best_plan(self, account: int, hours: int, price: int, qty: int, gang: int,
-                   products: list[str], only: str | None, starts: range,
+                   products: list[str], starts: list[int] | range,
                    terms: tuple[str | None, bool, int | None]) -> BlockPlan | None:
         """Every start in turn; the cheapest plan wins, ties to the earliest."""
         best: BlockPlan | None = None
         for s in starts:
-            plan = self._plan(account, price, qty, gang, products[s:s + hours], only, terms)
+            plan = self._plan(account, price, qty, gang, products[s:s + hours], terms)
             if plan is not None and (best is None or plan.cost < best.cost):
                 best = plan
         return best
 
     def _plan(self, account: int, price: int, qty: int, gang: int, products: list[str],
-              only: str | None, terms: tuple[str | None, bool, int | None] = (None, False, None)
+              terms: tuple[str | None, bool, int | None] = (None, False, None)
               ) -> BlockPlan | None:
         """The block over exactly these hours: every cluster that has the GPUs in asks
         (never the buyer's own, cheapest first) in every hour within the limit on the
@@ -633,8 +633,6 @@ class ReferenceEngine:
         budget = price * qty * len(products)
         ranked = []
         for index, c in enumerate(self.clusters.values()):
-            if only is not None and c.id != only:
-                continue
             if c.sku != first.sku or c.region != first.region:
                 continue
             if not all(c.from_hour <= h < c.to_hour for h in hours):
@@ -730,11 +728,11 @@ class ReferenceEngine:
                            account=buyer, price=o.price, qty=qty, cluster=c.id, allocation=a)
                 self._filled(o, qty)
 
-    def _retry_blocks(self, product_id: str, cluster_id: str) -> None:
-        """An ask now rests in `product_id` on `cluster_id`: the resting blocks spanning
-        the hour are examined, the best RETRY_TOP (highest limit, then oldest), then
-        RETRY_TURN more in turn after a cursor; each that can now fill whole from that
-        cluster, at a start through this hour with every hour open, does."""
+    def _retry_blocks(self, product_id: str) -> None:
+        """An ask now rests in `product_id`: the resting blocks spanning the hour are
+        examined, the best RETRY_TOP (highest limit, then oldest), then RETRY_TURN more in
+        turn after a cursor; each is planned as a fresh block would be (every cluster,
+        every start of its span with every hour open, the cheapest), and fills if it can."""
         spanning = sorted((-b.price, b.order_id) for b in self.blocks.values()
                           if product_id in b.products)
         keys = spanning[:RETRY_TOP]
@@ -751,18 +749,11 @@ class ReferenceEngine:
             b = self.blocks.get(oid)
             if b is None:
                 continue
-            k = b.products.index(product_id)
-            starts = [s for s in range(max(0, k - b.hours + 1), k + 1)
-                      if s + b.hours <= len(b.products)
-                      and all(self.products[q].state == "open"
-                              for q in b.products[s:s + b.hours])]
-            plan = None
-            for s in starts:
-                found = self._plan(b.account, b.price, b.qty, b.gang,
-                                   b.products[s:s + b.hours], cluster_id,
-                                   (b.level, b.preferred, b.near))
-                if found is not None and (plan is None or found.cost < plan.cost):
-                    plan = found
+            starts = [s for s in range(len(b.products) - b.hours + 1)
+                      if all(self.products[q].state == "open"
+                             for q in b.products[s:s + b.hours])]
+            plan = self._best_plan(b.account, b.hours, b.price, b.qty, b.gang, b.products,
+                                   starts, (b.level, b.preferred, b.near))
             if plan is not None:
                 del self.blocks[oid]
                 self._take(oid, b.account, plan)

@@ -173,18 +173,37 @@ impl Engine {
     /// The cheapest way to fill `b` over its span now: the cheapest start, ties to the
     /// earliest.
     fn best_plan(&self, b: &NewBlock, products: &[ProductHandle]) -> Option<BlockPlan> {
-        // each hour's asks that the block may take, by cluster-hour, in price-time
-        // order: one pass over each book of the span
+        // each hour's asks by cluster-hour, in price-time order: one pass over each book
+        // of the span
         let asks: Vec<AsksByClusterHour> = products
             .iter()
-            .map(|&p| self.asks_by_cluster_hour(p, b.account))
+            .map(|&p| self.asks_by_cluster_hour(p))
             .collect();
+        let asks: Vec<&AsksByClusterHour> = asks.iter().collect();
+        self.cheapest_start(b, products, &asks, |_| true)
+    }
+
+    /// The cheapest plan for `b` over the starts of its span (`products`, with `asks`
+    /// their asks hour by hour) that `usable` allows: every cluster of every start is
+    /// weighed (see `plan_block`); the lowest cost wins, ties to the earliest start, and
+    /// within a start to the lowest cluster (the first registered). A fresh block and a
+    /// resting one tried again are planned by this one function.
+    pub(super) fn cheapest_start(
+        &self,
+        b: &NewBlock,
+        products: &[ProductHandle],
+        asks: &[&AsksByClusterHour],
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<BlockPlan> {
         let mut plan: Option<BlockPlan> = None;
         for start in 0..=products.len() - b.hours as usize {
+            if !usable(start) {
+                continue;
+            }
             let end = start + b.hours as usize;
             let bound = plan.as_ref().map(|q| q.cost);
             let (span, asks) = (&products[start..end], &asks[start..end]);
-            if let Some(p) = self.plan_block(b, span, asks, bound, None) {
+            if let Some(p) = self.plan_block(b, span, asks, bound) {
                 plan = Some(p);
             }
         }
@@ -267,16 +286,15 @@ impl Engine {
         }
     }
 
-    /// The asks of `product` that `buyer` may take, by cluster-hour, each list in
-    /// price-time order: `(slab index, price, quantity)`.
-    fn asks_by_cluster_hour(&self, product: ProductHandle, buyer: AccountId) -> AsksByClusterHour {
+    /// The asks of `product` a block may take, by cluster-hour, each list in price-time
+    /// order: `(slab index, price, quantity, seller)`; the buyer's own are skipped where
+    /// they are used (`plan_block`), so one walk serves every buyer.
+    pub(super) fn asks_by_cluster_hour(&self, product: ProductHandle) -> AsksByClusterHour {
         let mut by = AsksByClusterHour::default();
         self.each_ask(product, |i, m| {
-            if m.account != buyer {
-                by.entry(m.cluster_hour)
-                    .or_default()
-                    .push((i, m.price, m.remaining));
-            }
+            by.entry(m.cluster_hour)
+                .or_default()
+                .push((i, m.price, m.remaining, m.account));
         });
         by
     }
@@ -300,16 +318,15 @@ impl Engine {
     }
 
     /// The cheapest way to fill a block over `products` now, if there is one costing
-    /// less than `bound` (see `place_block`), from cluster `only` if given. Clusters are
+    /// less than `bound` (see `place_block`). Clusters are
     /// ranked by what their asks would cost; only then are GPUs looked for, cheapest
     /// cluster first, so the work is the asks' lists plus the nodes of the clusters tried.
     pub(super) fn plan_block(
         &self,
         b: &NewBlock,
         products: &[ProductHandle],
-        asks: &[AsksByClusterHour],
+        asks: &[&AsksByClusterHour],
         bound: Option<i128>,
-        only: Option<ClusterHandle>,
     ) -> Option<BlockPlan> {
         let first = &self.products[products[0] as usize];
         let hours: Vec<i64> = products
@@ -322,8 +339,7 @@ impl Engine {
         // every cluster whose asks could carry the block, with their cost
         let mut ranked: Vec<Candidate> = Vec::new();
         for (c, cluster) in self.clusters.iter().enumerate() {
-            if only.is_some_and(|o| o as usize != c)
-                || cluster.spec.sku != first.sku
+            if cluster.spec.sku != first.sku
                 || cluster.spec.region != first.region
                 || !hours.iter().all(|&h| cluster.covers(h))
             {
@@ -346,7 +362,10 @@ impl Engine {
             for (k, &ch) in chs.iter().enumerate() {
                 let mut need = b.qty;
                 let mut taken = Vec::new();
-                for &(i, px, q) in asks[k].get(&ch).unwrap_or(&none) {
+                for &(i, px, q, seller) in asks[k].get(&ch).unwrap_or(&none) {
+                    if seller == b.account {
+                        continue; // never the buyer's own
+                    }
                     let take = need.min(q);
                     taken.push((i, px, take));
                     cost += px as i128 * take as i128;

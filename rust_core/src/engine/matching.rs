@@ -93,7 +93,7 @@ impl Engine {
         self.books[t.product as usize].push_back(&mut self.slab, i);
         if t.side == Side::Sell && t.cluster_hour != NIL && pool_of(t.cluster_hour).is_none() {
             // a new or moved ask: the resting blocks of its hour may fill now
-            self.retry_blocks(t.product, t.cluster_hour, out);
+            self.retry_blocks(t.product, out);
         }
     }
 

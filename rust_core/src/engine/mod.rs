@@ -39,9 +39,10 @@ pub use side_book::{RestingBlock, RETRY_TOP, RETRY_TURN};
 pub use snapshot::SNAPSHOT_VERSION;
 pub use views::Utilisation;
 
-/// One hour's asks a block may take, by cluster-hour, each list in price-time order:
-/// `(slab index, price, quantity)`.
-type AsksByClusterHour = FxHashMap<u32, Vec<(u32, Price, Qty)>>;
+/// One hour's asks, by cluster-hour, each list in price-time order:
+/// `(slab index, price, quantity, seller)` (a block skips its buyer's own). Only ever
+/// looked up by cluster-hour, never iterated.
+type AsksByClusterHour = FxHashMap<u32, Vec<(u32, Price, Qty, AccountId)>>;
 
 /// The most consecutive hours one block bid may cover (a week).
 pub const MAX_BLOCK_HOURS: u32 = 168;
