@@ -93,7 +93,8 @@ impl Engine {
         self.books[t.product as usize].push_back(&mut self.slab, i);
         if t.side == Side::Sell && t.cluster_hour != NIL && pool_of(t.cluster_hour).is_none() {
             // a new or moved ask: the resting blocks of its hour may fill now
-            self.retry_blocks(t.product, out);
+            let cluster = self.cluster_hours[t.cluster_hour as usize].cluster;
+            self.retry_blocks(t.product, cluster, out);
         }
     }
 
@@ -336,7 +337,10 @@ impl Engine {
         let m = self.slab.get_mut(i);
         m.filled += qty;
         if m.remaining == 0 && m.hidden > 0 {
-            // an iceberg's next clip shows, behind every order already at its price
+            // an iceberg's next clip shows, behind every order already at its price: more
+            // than was left may be offered, with no ask arriving
+            self.side.changed();
+            let m = self.slab.get_mut(i);
             let next = m.clip.min(m.hidden);
             m.hidden -= next;
             book.unlink(&mut self.slab, i);

@@ -15,15 +15,19 @@
 //! whose hours are all open meet its limit?) and, only if so, the plan a fresh block
 //! would get now: every cluster, every such start, the cheapest within its limit, from
 //! the asks of its hours (each hour's book walked once per arriving ask, until a fill)
-//! and the nodes of the clusters whose asks could carry it.
+//! and the nodes of the clusters whose asks could carry it. A block that found no plan
+//! anywhere when last planned, with nothing but asks arriving since, is planned on only
+//! the clusters of the asks that arrived in its span since (whether it was examined for
+//! them or passed over): the same plan, since no other cluster can have gained one.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use rustc_hash::FxHashMap;
 
 use super::{AsksByClusterHour, Engine};
+use crate::capacity::ClusterHandle;
 use crate::codec::{self, CodecError, Dec, Enc};
 use crate::command::{CancelReason, Event, ExpireReason, NewBlock};
 use crate::reject::Reject;
@@ -33,6 +37,9 @@ use crate::types::*;
 pub const RETRY_TOP: usize = 16;
 /// The further resting blocks of an hour examined in turn for each ask arriving in it.
 pub const RETRY_TURN: usize = 16;
+/// The latest arriving asks remembered per product (their clusters), for planning a
+/// resting block on only the clusters whose asks changed since it was last planned.
+const ARRIVALS_KEPT: usize = 32;
 
 /// A block's place among the resting blocks of an hour: highest limit first, then
 /// oldest, then (for a one-of group) the alternative listed first.
@@ -60,17 +67,84 @@ impl RestingBlock {
 
 /// The side book: resting blocks (and group alternatives) by id and alternative, the
 /// keys of those spanning each product, and each product's turn cursor.
+///
+/// And what spares work, never changing a result (kept out of the snapshot and the state
+/// hash; a restored engine starts with every block unplanned): when each resting block
+/// was last planned over every cluster that could hold it and found none, and the asks
+/// that arrived since, per product. Only an arriving ask adds to a cluster's supply in
+/// an hour, except for what `changed` records (a halt or resume, capacity registered or
+/// withdrawn, a cancel, an amend, an expiry or gate closure, an iceberg's next clip);
+/// everything else only takes away (trades, fills). So a block with no plan anywhere
+/// when last planned, with nothing `changed` since, can now have one only on the clusters
+/// of the asks that arrived in its span since, and those are all it needs planning on.
 #[derive(Clone, Default)]
 pub(super) struct SideBook {
     pub blocks: BTreeMap<(OrderId, u32), RestingBlock>,
     pub by_product: Vec<BTreeSet<BlockKey>>,
     pub cursor: Vec<Option<BlockKey>>,
+    /// Bumped by whatever other than an arriving ask may open a plan.
+    epoch: u64,
+    /// Arriving asks counted, all products.
+    seq: u64,
+    /// Per product, the latest arrivals `(seq, cluster)`, oldest first, and the `seq` of
+    /// the last one forgotten.
+    arrivals: Vec<(VecDeque<(u64, ClusterHandle)>, u64)>,
+    /// Per resting block (id, alternative): the `(epoch, seq)` at which it was last
+    /// planned on every cluster that could hold it and found none. Only looked up.
+    planned: FxHashMap<(OrderId, u32), (u64, u64)>,
 }
 
 impl SideBook {
     pub fn add_product(&mut self) {
         self.by_product.push(BTreeSet::new());
         self.cursor.push(None);
+        self.arrivals.push((VecDeque::new(), 0));
+    }
+
+    /// Something other than an arriving ask may have opened a plan for any block.
+    pub fn changed(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// An ask arrived in `p` on `cluster`.
+    fn arrived(&mut self, p: usize, cluster: ClusterHandle) {
+        self.seq += 1;
+        let (log, forgot) = &mut self.arrivals[p];
+        if log.len() == ARRIVALS_KEPT {
+            *forgot = log.pop_front().expect("full").0;
+        }
+        log.push_back((self.seq, cluster));
+    }
+
+    /// Block `key` was planned everywhere now and found nothing.
+    fn mark_planned(&mut self, key: (OrderId, u32)) {
+        self.planned.insert(key, (self.epoch, self.seq));
+    }
+
+    /// The clusters block `key` (over `span`) need be planned on, ascending: those of
+    /// the asks that arrived in its span since it was last planned everywhere, when
+    /// nothing else changed since and every such arrival is remembered; `None`: every
+    /// cluster.
+    fn clusters_to_plan(
+        &self,
+        key: (OrderId, u32),
+        span: &[ProductHandle],
+    ) -> Option<Vec<ClusterHandle>> {
+        let &(epoch, seq) = self.planned.get(&key)?;
+        if epoch != self.epoch {
+            return None;
+        }
+        let mut clusters = Vec::new();
+        for &q in span {
+            let (log, forgot) = &self.arrivals[q as usize];
+            if *forgot > seq {
+                return None;
+            }
+            clusters.extend(log.iter().rev().take_while(|a| a.0 > seq).map(|a| a.1));
+        }
+        clusters.sort_unstable();
+        clusters.dedup();
+        Some(clusters)
     }
 
     fn insert(&mut self, rb: RestingBlock) {
@@ -84,6 +158,7 @@ impl SideBook {
     /// Takes one alternative out.
     fn remove_one(&mut self, id: OrderId, alternative: u32) -> Option<RestingBlock> {
         let rb = self.blocks.remove(&(id, alternative))?;
+        self.planned.remove(&(id, alternative));
         let key = rb.key();
         for &p in &rb.products {
             self.by_product[p as usize].remove(&key);
@@ -267,6 +342,8 @@ impl Engine {
             block: b.clone(),
             products,
         });
+        // it was just planned on every cluster, and could not fill
+        self.side.mark_planned((id, alternative));
     }
 
     /// The resting block `id` (a group's first alternative still waiting), if it is one.
@@ -350,7 +427,17 @@ impl Engine {
     /// whose hours are all open, the cheapest plan within its limit, ties to the earliest
     /// start, then the first registered cluster). One that can fill whole does, at once,
     /// whichever asks its plan takes (the one that arrived or not).
-    pub(super) fn retry_blocks(&mut self, product: ProductHandle, out: &mut Vec<Event>) {
+    ///
+    /// A block with no plan anywhere when last planned is planned again on only the
+    /// clusters whose asks in its span changed since (`SideBook::clusters_to_plan`):
+    /// the others still have none, so the plan is the one every cluster would give.
+    pub(super) fn retry_blocks(
+        &mut self,
+        product: ProductHandle,
+        cluster: ClusterHandle,
+        out: &mut Vec<Event>,
+    ) {
+        self.side.arrived(product as usize, cluster);
         if self.side.by_product[product as usize].is_empty() {
             return;
         }
@@ -368,7 +455,18 @@ impl Engine {
                 .map(|&p| self.products[p as usize].state == ProductState::Open)
                 .collect();
             let usable = |s: usize| open[s..s + hours].iter().all(|&o| o);
+            // a block next to an allocation: that allocation may have changed (resold)
+            let only = if b.place.near.is_some() {
+                None
+            } else {
+                self.side.clusters_to_plan((id, alternative), &span)
+            };
             if !self.within_reach(&b, &span, usable) {
+                // not even at each hour's best ask: no plan on any cluster
+                self.side.mark_planned((id, alternative));
+                continue;
+            }
+            if only.as_ref().is_some_and(|cs| cs.is_empty()) {
                 continue;
             }
             for &q in &span {
@@ -377,7 +475,10 @@ impl Engine {
                     .or_insert_with(|| self.asks_by_cluster_hour(q));
             }
             let asks: Vec<&AsksByClusterHour> = span.iter().map(|q| &cache[q]).collect();
-            let plan = self.cheapest_start(&b, &span, &asks, usable);
+            let plan = self.cheapest_start(&b, &span, &asks, usable, only.as_deref());
+            if plan.is_none() {
+                self.side.mark_planned((id, alternative));
+            }
             if let Some(plan) = plan {
                 // the block, or the group with every alternative, at once
                 self.side.remove(id);
