@@ -139,6 +139,9 @@ class EngineVersusModel(RuleBasedStateMachine):
         limit on the whole, all in the one command."""
         # block id -> hour -> (GPUs, cost, slots)
         legs: dict[int, dict[int, list[Any]]] = {}
+        # (bid, product, cluster, node) -> GPUs this command gave the bid there; its gang
+        on_node: dict[tuple[Any, ...], int] = {}
+        gangs: dict[tuple[Any, ...], int] = {}
         for e in events:
             if e.kind == "accepted":
                 self.order_ids.append(e.order_id)
@@ -184,7 +187,13 @@ class EngineVersusModel(RuleBasedStateMachine):
                     held = legs[a.buy_order][a.product][2]
                     held |= {(a.cluster, n, g) for n, gpus in a.slots for g in gpus}
                 else:
-                    assert all(len(g) % gang == 0 for _, g in a.slots), "gang split across nodes"
+                    # a gang may take GPUs from several asks of its cluster (several
+                    # allocations): what the command gave the bid on each node is whole gangs
+                    for n, g in a.slots:
+                        key = (a.buy_order, a.product, a.cluster, n)
+                        on_node[key] = on_node.get(key, 0) + len(g)
+                        gangs[key] = gang
+        assert all(q % gangs[k] == 0 for k, q in on_node.items()), "gang split across nodes"
         for oid, hours in legs.items():
             n, qty, limit = self.blocks[oid]
             assert len(hours) == n, "a block filled in some of its hours"

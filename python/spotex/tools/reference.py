@@ -291,7 +291,7 @@ class ReferenceEngine:
         self.orders[o.order_id] = o
         if o.side == "sell":
             assert o.cluster is not None
-            self._retry_blocks(o.product, o.cluster)
+            self._retry_blocks(o.product)
 
     def _filled(self, m: RefOrder, qty: int) -> None:
         """A resting order traded `qty`: an iceberg's next clip shows at the back of its
@@ -583,7 +583,7 @@ class ReferenceEngine:
             self._emit("accepted", order_id=oid, account=account, product=product_id,
                        side="buy", price=price, qty=qty)
             terms = (locality, preferred, near)
-            plan = self._best_plan(account, hours, price, qty, gang, products, None, range(
+            plan = self._best_plan(account, hours, price, qty, gang, products, range(
                 span - hours + 1), terms)
             if plan is not None:
                 self._take(oid, account, plan)
@@ -607,18 +607,18 @@ class ReferenceEngine:
             raise Rejected("INVALID_EXPIRY")
 
     def _best_plan(self, account: int, hours: int, price: int, qty: int, gang: int,
-                   products: list[str], only: str | None, starts: range,
+                   products: list[str], starts: list[int] | range,
                    terms: tuple[str | None, bool, int | None]) -> BlockPlan | None:
         """Every start in turn; the cheapest plan wins, ties to the earliest."""
         best: BlockPlan | None = None
         for s in starts:
-            plan = self._plan(account, price, qty, gang, products[s:s + hours], only, terms)
+            plan = self._plan(account, price, qty, gang, products[s:s + hours], terms)
             if plan is not None and (best is None or plan.cost < best.cost):
                 best = plan
         return best
 
     def _plan(self, account: int, price: int, qty: int, gang: int, products: list[str],
-              only: str | None, terms: tuple[str | None, bool, int | None] = (None, False, None)
+              terms: tuple[str | None, bool, int | None] = (None, False, None)
               ) -> BlockPlan | None:
         """The block over exactly these hours: every cluster that has the GPUs in asks
         (never the buyer's own, cheapest first) in every hour within the limit on the
@@ -633,8 +633,6 @@ class ReferenceEngine:
         budget = price * qty * len(products)
         ranked = []
         for index, c in enumerate(self.clusters.values()):
-            if only is not None and c.id != only:
-                continue
             if c.sku != first.sku or c.region != first.region:
                 continue
             if not all(c.from_hour <= h < c.to_hour for h in hours):
@@ -730,11 +728,11 @@ class ReferenceEngine:
                            account=buyer, price=o.price, qty=qty, cluster=c.id, allocation=a)
                 self._filled(o, qty)
 
-    def _retry_blocks(self, product_id: str, cluster_id: str) -> None:
-        """An ask now rests in `product_id` on `cluster_id`: the resting blocks spanning
-        the hour are examined, the best RETRY_TOP (highest limit, then oldest), then
-        RETRY_TURN more in turn after a cursor; each that can now fill whole from that
-        cluster, at a start through this hour with every hour open, does."""
+    def _retry_blocks(self, product_id: str) -> None:
+        """An ask now rests in `product_id`: the resting blocks spanning the hour are
+        examined, the best RETRY_TOP (highest limit, then oldest), then RETRY_TURN more in
+        turn after a cursor; each is planned as a fresh block would be (every cluster,
+        every start of its span with every hour open, the cheapest), and fills if it can."""
         spanning = sorted((-b.price, b.order_id) for b in self.blocks.values()
                           if product_id in b.products)
         keys = spanning[:RETRY_TOP]
@@ -751,18 +749,11 @@ class ReferenceEngine:
             b = self.blocks.get(oid)
             if b is None:
                 continue
-            k = b.products.index(product_id)
-            starts = [s for s in range(max(0, k - b.hours + 1), k + 1)
-                      if s + b.hours <= len(b.products)
-                      and all(self.products[q].state == "open"
-                              for q in b.products[s:s + b.hours])]
-            plan = None
-            for s in starts:
-                found = self._plan(b.account, b.price, b.qty, b.gang,
-                                   b.products[s:s + b.hours], cluster_id,
-                                   (b.level, b.preferred, b.near))
-                if found is not None and (plan is None or found.cost < plan.cost):
-                    plan = found
+            starts = [s for s in range(len(b.products) - b.hours + 1)
+                      if all(self.products[q].state == "open"
+                             for q in b.products[s:s + b.hours])]
+            plan = self._best_plan(b.account, b.hours, b.price, b.qty, b.gang, b.products,
+                                   starts, (b.level, b.preferred, b.near))
             if plan is not None:
                 del self.blocks[oid]
                 self._take(oid, b.account, plan)
@@ -780,6 +771,8 @@ class ReferenceEngine:
         """Matches `t` against the book, always the best resting order it can still trade
         with next (an iceberg's refilled clip goes behind its level, and is met again);
         False if self-trade prevention cancelled it."""
+        if t.side == "buy" and t.gang > 1:
+            return self._match_gang(t)
         p = self.products[t.product]
         passed: set[int] = set()  # orders that could place nothing for `t`
         while t.remaining > 0:
@@ -824,6 +817,70 @@ class ReferenceEngine:
             t.remaining -= qty
             t.filled += qty
             self._filled(m, qty)
+        return True
+
+    def _match_gang(self, t: RefOrder) -> bool:
+        """A gang bid: the asks met so far of each cluster, in price-time order, wait
+        together; at the first ask whose cluster's asks so far hold a gang that cluster can
+        place, they fill as many gangs as they, the cluster and the bid allow, each ask at
+        its own price, the gangs placed best fit and their GPUs handed to the asks in turn.
+        Then the walk starts again from the best ask. False if self-trade prevention
+        cancelled the bid."""
+        p = self.products[t.product]
+        while t.remaining > 0:
+            waiting: dict[str, list[RefOrder]] = {}
+            for m in self._side(t.product, "sell"):
+                if m.price > t.price:
+                    return True
+                if m.account == t.account:
+                    if t.stp in ("cancel_oldest", "cancel_both"):
+                        self._remove(m)
+                        self._emit("cancelled", order_id=m.order_id, account=m.account,
+                                   product=m.product, qty=m.remaining + m.hidden,
+                                   reason="self_trade")
+                    if t.stp in ("cancel_newest", "cancel_both"):
+                        self._emit("cancelled", order_id=t.order_id, account=t.account,
+                                   product=t.product, qty=t.remaining, reason="self_trade")
+                        t.remaining = 0
+                        return False
+                    break  # walk again
+                assert m.cluster is not None
+                c = self.clusters[m.cluster]
+                group = waiting.setdefault(m.cluster, [])
+                group.append(m)
+                held = sum(o.remaining for o in group)
+                qty = self._placeable(c.hour_free(p.hour), t.gang, min(t.remaining, held))
+                if qty == 0:
+                    continue
+                gpus = [(n, g) for n, gs in self._allocate(c, p.hour, t.gang, qty) for g in gs]
+                for o in group:
+                    take = min(o.remaining, qty)
+                    if take == 0:
+                        break
+                    mine, gpus, qty = gpus[:take], gpus[take:], qty - take
+                    slots: list[tuple[str, list[int]]] = []
+                    for n, g in mine:
+                        if slots and slots[-1][0] == n:
+                            slots[-1][1].append(g)
+                        else:
+                            slots.append((n, [g]))
+                    trade_id = self.next_trade_id
+                    self.next_trade_id += 1
+                    self._emit("trade", trade_id=trade_id, product=t.product, price=o.price,
+                               qty=take, side="buy", maker_order=o.order_id,
+                               maker_account=o.account, order_id=t.order_id, account=t.account)
+                    a = RefAllocation(trade_id, t.product, c.id, p.hour, t.account, o.account,
+                                      t.order_id, o.order_id, o.price, take, slots)
+                    self.allocations.append(a)
+                    self._emit("allocated", trade_id=trade_id, product=t.product,
+                               order_id=t.order_id, account=t.account, price=o.price, qty=take,
+                               cluster=c.id, allocation=a)
+                    t.remaining -= take
+                    t.filled += take
+                    self._filled(o, take)
+                break  # walk again
+            else:
+                return True
         return True
 
     def _owned(self, account: int, order_id: int) -> RefOrder:

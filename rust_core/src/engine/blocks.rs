@@ -173,18 +173,41 @@ impl Engine {
     /// The cheapest way to fill `b` over its span now: the cheapest start, ties to the
     /// earliest.
     fn best_plan(&self, b: &NewBlock, products: &[ProductHandle]) -> Option<BlockPlan> {
-        // each hour's asks that the block may take, by cluster-hour, in price-time
-        // order: one pass over each book of the span
+        // each hour's asks by cluster-hour, in price-time order: one pass over each book
+        // of the span
         let asks: Vec<AsksByClusterHour> = products
             .iter()
-            .map(|&p| self.asks_by_cluster_hour(p, b.account))
+            .map(|&p| self.asks_by_cluster_hour(p))
             .collect();
+        let asks: Vec<&AsksByClusterHour> = asks.iter().collect();
+        self.cheapest_start(b, products, &asks, |_| true, None)
+    }
+
+    /// The cheapest plan for `b` over the starts of its span (`products`, with `asks`
+    /// their asks hour by hour) that `usable` allows: every cluster of every start is
+    /// weighed (see `plan_block`); the lowest cost wins, ties to the earliest start, and
+    /// within a start to the lowest cluster (the first registered). A fresh block and a
+    /// resting one tried again are planned by this one function. `only` (ascending), when
+    /// given, limits the clusters weighed: a resting block tried again passes the
+    /// clusters whose asks in its span changed since it was last planned, when none
+    /// of the others can have gained a plan (see `side_book`).
+    pub(super) fn cheapest_start(
+        &self,
+        b: &NewBlock,
+        products: &[ProductHandle],
+        asks: &[&AsksByClusterHour],
+        usable: impl Fn(usize) -> bool,
+        only: Option<&[ClusterHandle]>,
+    ) -> Option<BlockPlan> {
         let mut plan: Option<BlockPlan> = None;
         for start in 0..=products.len() - b.hours as usize {
+            if !usable(start) {
+                continue;
+            }
             let end = start + b.hours as usize;
             let bound = plan.as_ref().map(|q| q.cost);
             let (span, asks) = (&products[start..end], &asks[start..end]);
-            if let Some(p) = self.plan_block(b, span, asks, bound, None) {
+            if let Some(p) = self.plan_block(b, span, asks, bound, only) {
                 plan = Some(p);
             }
         }
@@ -267,18 +290,21 @@ impl Engine {
         }
     }
 
-    /// The asks of `product` that `buyer` may take, by cluster-hour, each list in
-    /// price-time order: `(slab index, price, quantity)`.
-    fn asks_by_cluster_hour(&self, product: ProductHandle, buyer: AccountId) -> AsksByClusterHour {
-        let mut by = AsksByClusterHour::default();
+    /// The asks of `product` a block may take, by cluster-hour, each list in price-time
+    /// order: `(slab index, price, quantity, seller)`; the buyer's own are skipped where
+    /// they are used (`plan_block`), so one walk serves every buyer.
+    pub(super) fn asks_by_cluster_hour(&self, product: ProductHandle) -> AsksByClusterHour {
+        let mut by = Vec::new();
         self.each_ask(product, |i, m| {
-            if m.account != buyer {
-                by.entry(m.cluster_hour)
-                    .or_default()
-                    .push((i, m.price, m.remaining));
-            }
+            by.push((m.cluster_hour, i, m.price, m.remaining, m.account));
         });
-        by
+        // price-time order (the walk's) within each cluster-hour
+        let mut order: Vec<(u32, u32)> = (by.iter().enumerate())
+            .map(|(n, a)| (a.0, n as u32))
+            .collect();
+        order.sort_unstable();
+        let by = order.into_iter().map(|(_, n)| by[n as usize]).collect();
+        AsksByClusterHour(by)
     }
 
     /// Every ask of `product` that a block may take, in price-time order, with its slab
@@ -300,16 +326,17 @@ impl Engine {
     }
 
     /// The cheapest way to fill a block over `products` now, if there is one costing
-    /// less than `bound` (see `place_block`), from cluster `only` if given. Clusters are
+    /// less than `bound` (see `place_block`), on the clusters `only` names (ascending;
+    /// `None`: every cluster). Clusters are
     /// ranked by what their asks would cost; only then are GPUs looked for, cheapest
     /// cluster first, so the work is the asks' lists plus the nodes of the clusters tried.
     pub(super) fn plan_block(
         &self,
         b: &NewBlock,
         products: &[ProductHandle],
-        asks: &[AsksByClusterHour],
+        asks: &[&AsksByClusterHour],
         bound: Option<i128>,
-        only: Option<ClusterHandle>,
+        only: Option<&[ClusterHandle]>,
     ) -> Option<BlockPlan> {
         let first = &self.products[products[0] as usize];
         let hours: Vec<i64> = products
@@ -318,12 +345,16 @@ impl Engine {
             .collect();
         let budget = b.price as i128 * b.qty as i128 * b.hours as i128;
         let g = b.gang.max(1);
-        let none = Vec::new();
         // every cluster whose asks could carry the block, with their cost
         let mut ranked: Vec<Candidate> = Vec::new();
-        for (c, cluster) in self.clusters.iter().enumerate() {
-            if only.is_some_and(|o| o as usize != c)
-                || cluster.spec.sku != first.sku
+        let all = 0..self.clusters.len() as ClusterHandle;
+        let chosen: Box<dyn Iterator<Item = ClusterHandle>> = match only {
+            Some(cs) => Box::new(cs.iter().copied()),
+            None => Box::new(all),
+        };
+        for c in chosen {
+            let (c, cluster) = (c as usize, &self.clusters[c as usize]);
+            if cluster.spec.sku != first.sku
                 || cluster.spec.region != first.region
                 || !hours.iter().all(|&h| cluster.covers(h))
             {
@@ -341,26 +372,35 @@ impl Engine {
             else {
                 continue;
             };
-            let mut cost: i128 = 0;
-            let mut legs = Vec::with_capacity(hours.len());
-            for (k, &ch) in chs.iter().enumerate() {
+            // what it would cost (no lists built for a cluster that cannot carry it)
+            let take = |ch: u32, k: usize, mut f: Box<dyn FnMut(u32, Price, Qty) + '_>| {
                 let mut need = b.qty;
-                let mut taken = Vec::new();
-                for &(i, px, q) in asks[k].get(&ch).unwrap_or(&none) {
+                for &(_, i, px, q, seller) in asks[k].get(ch) {
+                    if seller == b.account {
+                        continue; // never the buyer's own
+                    }
                     let take = need.min(q);
-                    taken.push((i, px, take));
-                    cost += px as i128 * take as i128;
+                    f(i, px, take);
                     need -= take;
                     if need == 0 {
                         break;
                     }
                 }
-                if need > 0 {
-                    break;
-                }
-                legs.push(taken);
-            }
-            if legs.len() == hours.len() && cost <= budget && bound.is_none_or(|x| cost < x) {
+                need == 0
+            };
+            let mut cost: i128 = 0;
+            let carries = chs
+                .iter()
+                .enumerate()
+                .all(|(k, &ch)| take(ch, k, Box::new(|_, px, q| cost += px as i128 * q as i128)));
+            if carries && cost <= budget && bound.is_none_or(|x| cost < x) {
+                let legs = (chs.iter().enumerate())
+                    .map(|(k, &ch)| {
+                        let mut taken = Vec::new();
+                        take(ch, k, Box::new(|i, px, q| taken.push((i, px, q))));
+                        taken
+                    })
+                    .collect();
                 ranked.push((cost, c, chs, legs));
             }
         }

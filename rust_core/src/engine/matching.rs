@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 
 use super::{pool_of, Engine, Taker, MAX_FEE_BPS};
 use crate::book::{RestingOrder, NIL};
-use crate::capacity::{ClusterHour, ResalePool};
+use crate::capacity::{ClusterHour, ResalePool, Slot};
 use crate::command::*;
 use crate::types::*;
 
@@ -93,7 +93,8 @@ impl Engine {
         self.books[t.product as usize].push_back(&mut self.slab, i);
         if t.side == Side::Sell && t.cluster_hour != NIL && pool_of(t.cluster_hour).is_none() {
             // a new or moved ask: the resting blocks of its hour may fill now
-            self.retry_blocks(t.product, t.cluster_hour, out);
+            let cluster = self.cluster_hours[t.cluster_hour as usize].cluster;
+            self.retry_blocks(t.product, cluster, out);
         }
     }
 
@@ -117,6 +118,10 @@ impl Engine {
 
     /// The matching loop. Returns false when self-trade prevention cancelled the taker.
     fn match_taker(&mut self, t: &mut Taker, out: &mut Vec<Event>) -> bool {
+        if t.side == Side::Buy && t.gang > 1 {
+            // the asks of one cluster-hour may together supply a gang (see `gangs`)
+            return self.match_gang_bid(t, out);
+        }
         let book_side = t.side.opposite();
         let mut from: Option<Price> = None;
         'levels: while t.remaining > 0 {
@@ -203,6 +208,32 @@ impl Engine {
         gang: u32,
         out: &mut Vec<Event>,
     ) {
+        let slots = self.allocate_at(ch, gang, qty);
+        self.trade_slots(t, i, price, qty, ch, slots, out);
+    }
+
+    /// Places `qty` GPUs in whole gangs of `gang` on what `ch` names: a cluster-hour's
+    /// free GPUs or a resale pool's.
+    pub(super) fn allocate_at(&mut self, ch: u32, gang: u32, qty: Qty) -> Vec<Slot> {
+        match pool_of(ch) {
+            None => self.cluster_hours[ch as usize].allocate(gang, qty),
+            Some(p) => self.pools[p].allocate(gang, qty),
+        }
+    }
+
+    /// One fill between the taker and the resting order in slot `i`, on the GPUs `slots`
+    /// (already placed) of `ch`, with its allocation.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn trade_slots(
+        &mut self,
+        t: &mut Taker,
+        i: u32,
+        price: Price,
+        qty: Qty,
+        ch: u32,
+        slots: Vec<Slot>,
+        out: &mut Vec<Event>,
+    ) {
         let trade_id = self.next_trade_id;
         self.next_trade_id += 1;
         let (maker_order, maker_account, product) = {
@@ -238,23 +269,21 @@ impl Engine {
             buy_order,
             sell_order,
             price,
-            slots: Vec::new(),
+            slots,
             parent: None,
             fee: 0,
         };
         match pool_of(ch) {
             None => {
-                let cluster_hour = &mut self.cluster_hours[ch as usize];
+                let cluster_hour = &self.cluster_hours[ch as usize];
                 allocation.cluster = cluster_hour.cluster;
                 allocation.hour = cluster_hour.hour;
-                allocation.slots = cluster_hour.allocate(gang, qty);
             }
             Some(p) => {
                 // a resale: the GPUs leave the allocation they came from
-                let pool = &mut self.pools[p];
+                let pool = &self.pools[p];
                 allocation.cluster = pool.cluster;
                 allocation.hour = pool.hour;
-                allocation.slots = pool.allocate(gang, qty);
                 let value = price as i128 * qty as i128 * pool.fee_bps as i128;
                 allocation.fee = (value / MAX_FEE_BPS as i128) as Price;
                 let parent = &mut self.allocations[pool.parent as usize];
@@ -308,7 +337,10 @@ impl Engine {
         let m = self.slab.get_mut(i);
         m.filled += qty;
         if m.remaining == 0 && m.hidden > 0 {
-            // an iceberg's next clip shows, behind every order already at its price
+            // an iceberg's next clip shows, behind every order already at its price: more
+            // than was left may be offered, with no ask arriving
+            self.side.changed();
+            let m = self.slab.get_mut(i);
             let next = m.clip.min(m.hidden);
             m.hidden -= next;
             book.unlink(&mut self.slab, i);
@@ -324,19 +356,20 @@ impl Engine {
 
     /// Dry run of `match_taker` for fill-or-kill: could the taker fill completely now?
     /// Mirrors the matching loop without changing anything; placement is simulated on
-    /// private copies of the cluster-hours it would draw on.
+    /// private copies of the cluster-hours it would draw on. A gang bid's dry run is its
+    /// plan (`gangs`), the very walk it would take.
     pub(super) fn fills_completely(&self, t: &Taker) -> bool {
         self.fills_at_least(t, t.remaining)
     }
 
     /// As `fills_completely`, for `need` of the taker's quantity.
     pub(super) fn fills_at_least(&self, t: &Taker, need: Qty) -> bool {
+        if t.side == Side::Buy && t.gang > 1 {
+            return self.gang_bid_fills(t, need);
+        }
         let book = &self.books[t.product as usize];
         let book_side = t.side.opposite();
         let mut need = need;
-        // Bids draw on many cluster-hours, all with the taker's gang: each gang placed
-        // lowers that cluster-hour's gang count by exactly one, so a count suffices.
-        let mut gangs_used: Vec<(u32, Qty)> = Vec::new();
         // Asks draw on one cluster-hour for bids of any gang: simulate on a copy, made
         // when the first gang bid is met; single-GPU fills before that are replayed.
         let mut copy: Option<Stock> = None;
@@ -361,20 +394,8 @@ impl Engine {
                 loop {
                     let want = need.min(shown);
                     let qty = match t.side {
-                        Side::Buy if t.gang == 1 => want,
-                        Side::Buy => {
-                            let g = t.gang as Qty;
-                            let pos = gangs_used.iter().position(|(c, _)| *c == m.cluster_hour);
-                            let used = pos.map_or(0, |p| gangs_used[p].1);
-                            let free_gangs =
-                                self.placeable_at(m.cluster_hour, t.gang, Qty::MAX) / g - used;
-                            let take = (want / g).min(free_gangs);
-                            match pos {
-                                Some(p) => gangs_used[p].1 += take,
-                                None => gangs_used.push((m.cluster_hour, take)),
-                            }
-                            take * g
-                        }
+                        // a gang bid is planned by `gangs`, above
+                        Side::Buy => want,
                         Side::Sell => match (&mut copy, m.gang) {
                             (None, 1) => {
                                 singles += want;

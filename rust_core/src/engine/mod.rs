@@ -2,8 +2,10 @@
 //! applies commands one at a time and emits their events in a deterministic order.
 //!
 //! Matching rule: price-time priority, trades at the resting order's price. A bid's gang
-//! constraint limits what it takes from each ask to what the ask's cluster can place in
-//! whole gangs; an ask that can place nothing is passed over and keeps its priority.
+//! constraint limits what it takes to what the asks' cluster-hours can place in whole
+//! gangs, each on one node; the asks of one cluster-hour, in price-time order, may
+//! together supply a gang (`gangs`). An ask that can supply nothing is passed over and
+//! keeps its priority.
 //!
 //! One type, [`Engine`], its `impl` spread over the modules below by concern: this one
 //! holds the state, the limits and the command dispatch (`apply`) with the clock.
@@ -23,6 +25,7 @@ use crate::types::*;
 mod amend;
 mod blocks;
 mod clusters;
+mod gangs;
 mod matching;
 mod orders;
 mod placement;
@@ -36,9 +39,21 @@ pub use side_book::{RestingBlock, RETRY_TOP, RETRY_TURN};
 pub use snapshot::SNAPSHOT_VERSION;
 pub use views::Utilisation;
 
-/// One hour's asks a block may take, by cluster-hour, each list in price-time order:
-/// `(slab index, price, quantity)`.
-type AsksByClusterHour = FxHashMap<u32, Vec<(u32, Price, Qty)>>;
+/// One hour's asks, by cluster-hour, each cluster-hour's in price-time order:
+/// `(cluster-hour, slab index, price, quantity, seller)` (a block skips its buyer's own),
+/// sorted by cluster-hour (one list, looked up by cluster-hour: few allocations however
+/// many clusters offer).
+#[derive(Default)]
+struct AsksByClusterHour(Vec<(u32, u32, Price, Qty, AccountId)>);
+
+impl AsksByClusterHour {
+    /// The asks of cluster-hour `ch`, in price-time order.
+    fn get(&self, ch: u32) -> &[(u32, u32, Price, Qty, AccountId)] {
+        let lo = self.0.partition_point(|a| a.0 < ch);
+        let hi = lo + self.0[lo..].partition_point(|a| a.0 == ch);
+        &self.0[lo..hi]
+    }
+}
 
 /// The most consecutive hours one block bid may cover (a week).
 pub const MAX_BLOCK_HOURS: u32 = 168;
@@ -156,6 +171,19 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
         self.advance(ts, out);
+        if matches!(
+            cmd,
+            Command::Halt { .. }
+                | Command::Resume { .. }
+                | Command::Close { .. }
+                | Command::RegisterCapacity { .. }
+                | Command::WithdrawCapacity { .. }
+                | Command::Cancel { .. }
+                | Command::Amend { .. }
+        ) {
+            // what may open a resting block's plan other than an arriving ask
+            self.side.changed();
+        }
         let result = match cmd {
             Command::CreateProduct(spec) => self.create_product(spec, out),
             Command::Halt { product } => self.set_state(*product, ProductState::Halted, out),
@@ -217,6 +245,9 @@ impl Engine {
         loop {
             let expiry = self.expiries.peek().map(|r| r.0).filter(|(t, _)| *t <= ts);
             let closure = self.closures.peek().map(|r| r.0).filter(|(t, _)| *t <= ts);
+            if expiry.is_some() || closure.is_some() {
+                self.side.changed();
+            }
             match (expiry, closure) {
                 (Some((te, id)), c) if c.is_none_or(|(tc, _)| te <= tc) => {
                     self.expiries.pop();

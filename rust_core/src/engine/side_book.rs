@@ -11,19 +11,22 @@
 //! the best `RETRY_TOP` in price-time order (highest limit first, then oldest) are
 //! examined, then `RETRY_TURN` more taking turns (a cursor per hour goes round the rest),
 //! so a block `n` deep in its hour is examined within `n / RETRY_TURN` arriving asks
-//! there. Examining a block is a walk over its hours (is the ask's cluster open and
-//! offering enough in each, and could the best asks there meet its limit?) and, only if
-//! so, a plan on that one cluster: its asks in those hours (each hour's book walked once
-//! per arriving ask) and its nodes.
+//! there. Examining a block is a look at its hours (could the best asks of some start
+//! whose hours are all open meet its limit?) and, only if so, the plan a fresh block
+//! would get now: every cluster, every such start, the cheapest within its limit, from
+//! the asks of its hours (each hour's book walked once per arriving ask, until a fill)
+//! and the nodes of the clusters whose asks could carry it. A block that found no plan
+//! anywhere when last planned, with nothing but asks arriving since, is planned on only
+//! the clusters of the asks that arrived in its span since (whether it was examined for
+//! them or passed over): the same plan, since no other cluster can have gained one.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound::{Excluded, Included, Unbounded};
-use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
-use super::{AsksByClusterHour, BlockPlan, Engine};
+use super::{AsksByClusterHour, Engine};
 use crate::capacity::ClusterHandle;
 use crate::codec::{self, CodecError, Dec, Enc};
 use crate::command::{CancelReason, Event, ExpireReason, NewBlock};
@@ -34,6 +37,9 @@ use crate::types::*;
 pub const RETRY_TOP: usize = 16;
 /// The further resting blocks of an hour examined in turn for each ask arriving in it.
 pub const RETRY_TURN: usize = 16;
+/// The latest arriving asks remembered per product (their clusters), for planning a
+/// resting block on only the clusters whose asks changed since it was last planned.
+const ARRIVALS_KEPT: usize = 32;
 
 /// A block's place among the resting blocks of an hour: highest limit first, then
 /// oldest, then (for a one-of group) the alternative listed first.
@@ -61,17 +67,84 @@ impl RestingBlock {
 
 /// The side book: resting blocks (and group alternatives) by id and alternative, the
 /// keys of those spanning each product, and each product's turn cursor.
+///
+/// And what spares work, never changing a result (kept out of the snapshot and the state
+/// hash; a restored engine starts with every block unplanned): when each resting block
+/// was last planned over every cluster that could hold it and found none, and the asks
+/// that arrived since, per product. Only an arriving ask adds to a cluster's supply in
+/// an hour, except for what `changed` records (a halt or resume, capacity registered or
+/// withdrawn, a cancel, an amend, an expiry or gate closure, an iceberg's next clip);
+/// everything else only takes away (trades, fills). So a block with no plan anywhere
+/// when last planned, with nothing `changed` since, can now have one only on the clusters
+/// of the asks that arrived in its span since, and those are all it needs planning on.
 #[derive(Clone, Default)]
 pub(super) struct SideBook {
     pub blocks: BTreeMap<(OrderId, u32), RestingBlock>,
     pub by_product: Vec<BTreeSet<BlockKey>>,
     pub cursor: Vec<Option<BlockKey>>,
+    /// Bumped by whatever other than an arriving ask may open a plan.
+    epoch: u64,
+    /// Arriving asks counted, all products.
+    seq: u64,
+    /// Per product, the latest arrivals `(seq, cluster)`, oldest first, and the `seq` of
+    /// the last one forgotten.
+    arrivals: Vec<(VecDeque<(u64, ClusterHandle)>, u64)>,
+    /// Per resting block (id, alternative): the `(epoch, seq)` at which it was last
+    /// planned on every cluster that could hold it and found none. Only looked up.
+    planned: FxHashMap<(OrderId, u32), (u64, u64)>,
 }
 
 impl SideBook {
     pub fn add_product(&mut self) {
         self.by_product.push(BTreeSet::new());
         self.cursor.push(None);
+        self.arrivals.push((VecDeque::new(), 0));
+    }
+
+    /// Something other than an arriving ask may have opened a plan for any block.
+    pub fn changed(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// An ask arrived in `p` on `cluster`.
+    fn arrived(&mut self, p: usize, cluster: ClusterHandle) {
+        self.seq += 1;
+        let (log, forgot) = &mut self.arrivals[p];
+        if log.len() == ARRIVALS_KEPT {
+            *forgot = log.pop_front().expect("full").0;
+        }
+        log.push_back((self.seq, cluster));
+    }
+
+    /// Block `key` was planned everywhere now and found nothing.
+    fn mark_planned(&mut self, key: (OrderId, u32)) {
+        self.planned.insert(key, (self.epoch, self.seq));
+    }
+
+    /// The clusters block `key` (over `span`) need be planned on, ascending: those of
+    /// the asks that arrived in its span since it was last planned everywhere, when
+    /// nothing else changed since and every such arrival is remembered; `None`: every
+    /// cluster.
+    fn clusters_to_plan(
+        &self,
+        key: (OrderId, u32),
+        span: &[ProductHandle],
+    ) -> Option<Vec<ClusterHandle>> {
+        let &(epoch, seq) = self.planned.get(&key)?;
+        if epoch != self.epoch {
+            return None;
+        }
+        let mut clusters = Vec::new();
+        for &q in span {
+            let (log, forgot) = &self.arrivals[q as usize];
+            if *forgot > seq {
+                return None;
+            }
+            clusters.extend(log.iter().rev().take_while(|a| a.0 > seq).map(|a| a.1));
+        }
+        clusters.sort_unstable();
+        clusters.dedup();
+        Some(clusters)
     }
 
     fn insert(&mut self, rb: RestingBlock) {
@@ -85,6 +158,7 @@ impl SideBook {
     /// Takes one alternative out.
     fn remove_one(&mut self, id: OrderId, alternative: u32) -> Option<RestingBlock> {
         let rb = self.blocks.remove(&(id, alternative))?;
+        self.planned.remove(&(id, alternative));
         let key = rb.key();
         for &p in &rb.products {
             self.by_product[p as usize].remove(&key);
@@ -268,6 +342,8 @@ impl Engine {
             block: b.clone(),
             products,
         });
+        // it was just planned on every cluster, and could not fill
+        self.side.mark_planned((id, alternative));
     }
 
     /// The resting block `id` (a group's first alternative still waiting), if it is one.
@@ -345,74 +421,63 @@ impl Engine {
         }
     }
 
-    /// An ask now rests in `product` on cluster-hour `ch`: the resting blocks that span
-    /// the hour are examined (see the module's bound), best first; each that can now
-    /// fill whole from that cluster does, at once.
-    pub(super) fn retry_blocks(&mut self, product: ProductHandle, ch: u32, out: &mut Vec<Event>) {
+    /// An ask now rests in `product`: the resting blocks that span the hour are examined
+    /// (see the module's bound), best first, and each is planned exactly as a fresh block
+    /// entering now would be (`cheapest_start`: every cluster, every start of its span
+    /// whose hours are all open, the cheapest plan within its limit, ties to the earliest
+    /// start, then the first registered cluster). One that can fill whole does, at once,
+    /// whichever asks its plan takes (the one that arrived or not).
+    ///
+    /// A block with no plan anywhere when last planned is planned again on only the
+    /// clusters whose asks in its span changed since (`SideBook::clusters_to_plan`):
+    /// the others still have none, so the plan is the one every cluster would give.
+    pub(super) fn retry_blocks(
+        &mut self,
+        product: ProductHandle,
+        cluster: ClusterHandle,
+        out: &mut Vec<Event>,
+    ) {
+        self.side.arrived(product as usize, cluster);
         if self.side.by_product[product as usize].is_empty() {
             return;
         }
         let keys = self.side.next_to_examine(product as usize);
-        let cluster = self.cluster_hours[ch as usize].cluster;
-        // this cluster's asks per product, walked once per arriving ask (until a fill)
-        let mut cache: FxHashMap<ProductHandle, Vec<(u32, Price, Qty, AccountId)>> =
-            FxHashMap::default();
+        // each hour's asks by cluster-hour, walked once per arriving ask (until a fill)
+        let mut cache: FxHashMap<ProductHandle, AsksByClusterHour> = FxHashMap::default();
         for (_, id, alternative) in keys {
             let Some(rb) = self.side.blocks.get(&(id, alternative)) else {
                 continue;
             };
-            let Some(starts) = self.starts_through(rb, product, cluster) else {
-                continue;
+            let (b, span, group) = (rb.block.clone(), rb.products.clone(), rb.group);
+            let hours = b.hours as usize;
+            let open: Vec<bool> = span
+                .iter()
+                .map(|&p| self.products[p as usize].state == ProductState::Open)
+                .collect();
+            let usable = |s: usize| open[s..s + hours].iter().all(|&o| o);
+            // a block next to an allocation: that allocation may have changed (resold)
+            let only = if b.place.near.is_some() {
+                None
+            } else {
+                self.side.clusters_to_plan((id, alternative), &span)
             };
-            let (b, all, group) = (rb.block.clone(), rb.products.clone(), rb.group);
-            let span = &all[starts.start..starts.end - 1 + b.hours as usize];
-            if !self.within_reach(&b, span) {
+            if !self.within_reach(&b, &span, usable) {
+                // not even at each hour's best ask: no plan on any cluster
+                self.side.mark_planned((id, alternative));
                 continue;
             }
-            for &q in span {
+            if only.as_ref().is_some_and(|cs| cs.is_empty()) {
+                continue;
+            }
+            for &q in &span {
                 cache
                     .entry(q)
-                    .or_insert_with(|| self.cluster_asks(q, cluster));
+                    .or_insert_with(|| self.asks_by_cluster_hour(q));
             }
-            // what each hour would cost on this cluster, before anything is built
-            let budget = b.price as i128 * b.qty as i128 * b.hours as i128;
-            let cost: Vec<Option<i128>> = span
-                .iter()
-                .map(|q| Self::cost_of(&cache[q], b.qty, b.account))
-                .collect();
-            let affordable = cost.windows(b.hours as usize).any(|w| {
-                w.iter()
-                    .try_fold(0i128, |sum, c| c.map(|c| sum + c))
-                    .is_some_and(|total| total <= budget)
-            });
-            if !affordable {
-                continue;
-            }
-            let asks: Vec<AsksByClusterHour> = span
-                .iter()
-                .map(|&q| {
-                    let list = &cache[&q];
-                    let hour = self.products[q as usize].hour;
-                    let key = self.cluster_hour_index[&(cluster, hour)];
-                    let mut by = AsksByClusterHour::default();
-                    by.insert(
-                        key,
-                        list.iter()
-                            .filter(|a| a.3 != b.account)
-                            .map(|a| (a.0, a.1, a.2))
-                            .collect(),
-                    );
-                    by
-                })
-                .collect();
-            let mut plan: Option<BlockPlan> = None;
-            for s in 0..starts.len() {
-                let end = s + b.hours as usize;
-                let bound = plan.as_ref().map(|q| q.cost);
-                let found = self.plan_block(&b, &span[s..end], &asks[s..end], bound, Some(cluster));
-                if found.is_some() {
-                    plan = found;
-                }
+            let asks: Vec<&AsksByClusterHour> = span.iter().map(|q| &cache[q]).collect();
+            let plan = self.cheapest_start(&b, &span, &asks, usable, only.as_deref());
+            if plan.is_none() {
+                self.side.mark_planned((id, alternative));
             }
             if let Some(plan) = plan {
                 // the block, or the group with every alternative, at once
@@ -430,46 +495,16 @@ impl Engine {
         }
     }
 
-    /// The starts (indices into the block's span) whose hours all hold `product` and are
-    /// open with `cluster` offering at least the block's GPUs: a quick test before a
-    /// plan. `None` when there is none.
-    fn starts_through(
+    /// Whether some start over `span` that `usable` allows could cost at most the
+    /// block's limit, priced at each hour's best ask (a floor: nothing it could take is
+    /// cheaper). The common reason to wait is the price; this sees it without walking a
+    /// book.
+    fn within_reach(
         &self,
-        rb: &RestingBlock,
-        product: ProductHandle,
-        cluster: ClusterHandle,
-    ) -> Option<Range<usize>> {
-        let first = self.products[rb.products[0] as usize].hour;
-        let k = (self.products[product as usize].hour - first) as usize;
-        let ok = |i: usize| {
-            let p = &self.products[rb.products[i] as usize];
-            p.state == ProductState::Open
-                && self
-                    .cluster_hour_index
-                    .get(&(cluster, p.hour))
-                    .is_some_and(|&ch| self.cluster_hours[ch as usize].offered >= rb.block.qty)
-        };
-        if !ok(k) {
-            return None;
-        }
-        let hours = rb.block.hours as usize;
-        let (mut lo, mut hi) = (k, k);
-        while lo > 0 && k - (lo - 1) < hours && ok(lo - 1) {
-            lo -= 1;
-        }
-        while hi + 1 < rb.products.len() && hi + 1 - k < hours && ok(hi + 1) {
-            hi += 1;
-        }
-        if hi + 1 - lo < hours {
-            return None;
-        }
-        Some(lo..hi + 2 - hours)
-    }
-
-    /// Whether some start over `span` could cost at most the block's limit, priced at
-    /// each hour's best ask (a floor: nothing it could take is cheaper). The common
-    /// reason to wait is the price; this sees it without walking a book.
-    fn within_reach(&self, b: &NewBlock, span: &[ProductHandle]) -> bool {
+        b: &NewBlock,
+        span: &[ProductHandle],
+        usable: impl Fn(usize) -> bool,
+    ) -> bool {
         let budget = b.price as i128 * b.qty as i128 * b.hours as i128;
         let floor: Vec<i128> = span
             .iter()
@@ -481,39 +516,7 @@ impl Engine {
             .collect();
         floor
             .windows(b.hours as usize)
-            .any(|w| w.iter().sum::<i128>() <= budget)
-    }
-
-    /// What `qty` GPUs cost from `asks` (never `buyer`'s own), cheapest first; `None`
-    /// when they hold fewer.
-    fn cost_of(asks: &[(u32, Price, Qty, AccountId)], qty: Qty, buyer: AccountId) -> Option<i128> {
-        let (mut need, mut cost) = (qty, 0i128);
-        for &(_, px, q, seller) in asks {
-            if seller != buyer {
-                let take = need.min(q);
-                cost += px as i128 * take as i128;
-                need -= take;
-                if need == 0 {
-                    return Some(cost);
-                }
-            }
-        }
-        None
-    }
-
-    /// The asks of `product` on `cluster`, in price-time order:
-    /// `(slab index, price, quantity, seller)`.
-    fn cluster_asks(
-        &self,
-        product: ProductHandle,
-        cluster: ClusterHandle,
-    ) -> Vec<(u32, Price, Qty, AccountId)> {
-        let mut asks = Vec::new();
-        self.each_ask(product, |i, m| {
-            if m.cluster == Some(cluster) {
-                asks.push((i, m.price, m.remaining, m.account));
-            }
-        });
-        asks
+            .enumerate()
+            .any(|(s, w)| usable(s) && w.iter().sum::<i128>() <= budget)
     }
 }
