@@ -158,8 +158,12 @@ def serving_again(call: Callable[[], T], within: float = 30) -> T:
 def orders(target: str) -> tuple[Client, str]:
     op = Client(target, OPERATOR_TOKEN)
     hour = 500_000
-    pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=hour,
-                             to_hour=hour + 1)[0].product_id
+    # a server on a new stream may start as a standby (JetStream still electing the
+    # stream's leader after an earlier test's restart of a NATS server): it refuses until
+    # it takes the lease
+    pid = serving_again(lambda: op.create_products(
+        skus=["H100-SXM"], regions=["us-east"], from_hour=hour, to_hour=hour + 1),
+        within=60)[0].product_id
     seller = Client(target, op.create_account("s", ["seller"]).token)
     seller.register_capacity("c", sku="H100-SXM", region="us-east", nodes=[("n0", 8)],
                              from_hour=hour, to_hour=hour + 1)
