@@ -133,6 +133,9 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "operator revoke-token": ["operator", "revoke-token", "2"],
         "operator snapshot": ["operator", "snapshot"],
         "operator state-hash": ["operator", "state-hash"],
+        "operator auction run": ["operator", "auction", "run", "--from-hour", h,
+                                 "--to-hour", str(int(h) + 1)],
+        "auctions": ["auctions"], "auction": ["auction"],
     }
 
 

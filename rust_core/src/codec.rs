@@ -7,7 +7,7 @@
 use std::fmt;
 
 use crate::capacity::{ClusterSpec, Level, NodeSpec, Slot, Topology};
-use crate::command::{Allocation, Command, NewBlock, NewOrder, Placement};
+use crate::command::{Allocation, AuctionFill, Command, NewBlock, NewOrder, Placement};
 use crate::product::ProductSpec;
 use crate::types::*;
 
@@ -314,8 +314,45 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.u32(*fee_bps);
         }
         Command::PlaceBlock(b) => {
-            e.u8(17); // 11 before blocks had placement terms
+            // 11 before blocks had placement terms; 20 an auction order
+            e.u8(if b.auction { 20 } else { 17 });
             put_block(&mut e, b);
+        }
+        Command::AuctionStart {
+            auction,
+            from_hour,
+            to_hour,
+        } => {
+            e.u8(21);
+            e.u64(*auction);
+            e.i64(*from_hour);
+            e.i64(*to_hour);
+        }
+        Command::AuctionClear {
+            auction,
+            fills,
+            prices,
+        } => {
+            e.u8(22);
+            e.u64(*auction);
+            e.u32(fills.len() as u32);
+            for f in fills {
+                e.u64(f.order_id);
+                e.u32(f.alternative);
+                e.u32(f.cluster);
+                e.u32(f.start);
+                e.i64(f.qty);
+                e.u32(f.slots.len() as u32);
+                for &(node, mask) in &f.slots {
+                    e.u32(node);
+                    e.u64(mask);
+                }
+            }
+            e.u32(prices.len() as u32);
+            for &(p, px) in prices {
+                e.u32(p);
+                e.i64(px);
+            }
         }
         Command::Cancel { account, order_id } => {
             e.u8(8);
@@ -409,6 +446,7 @@ pub fn get_block(d: &mut Dec, placed: bool) -> Result<NewBlock, CodecError> {
         tif,
         window,
         place,
+        auction: false,
     })
 }
 
@@ -465,6 +503,44 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             }
         }
         11 | 17 => Command::PlaceBlock(get_block(&mut d, tag == 17)?),
+        20 => Command::PlaceBlock(NewBlock {
+            auction: true,
+            ..get_block(&mut d, true)?
+        }),
+        21 => Command::AuctionStart {
+            auction: d.u64()?,
+            from_hour: d.i64()?,
+            to_hour: d.i64()?,
+        },
+        22 => {
+            let auction = d.u64()?;
+            let mut fills = Vec::new();
+            for _ in 0..d.count(32)? {
+                let (order_id, alternative, cluster, start, qty) =
+                    (d.u64()?, d.u32()?, d.u32()?, d.u32()?, d.i64()?);
+                let mut slots = Vec::new();
+                for _ in 0..d.count(12)? {
+                    slots.push((d.u32()?, d.u64()?));
+                }
+                fills.push(AuctionFill {
+                    order_id,
+                    alternative,
+                    cluster,
+                    start,
+                    qty,
+                    slots,
+                });
+            }
+            let mut prices = Vec::new();
+            for _ in 0..d.count(12)? {
+                prices.push((d.u32()?, d.i64()?));
+            }
+            Command::AuctionClear {
+                auction,
+                fills,
+                prices,
+            }
+        }
         15 => {
             if d.u8()? != 7 {
                 return Err(CodecError("iceberg of a non-order"));
@@ -507,10 +583,12 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             let mut alts = Vec::with_capacity(n);
             for _ in 0..n {
                 let inner = d.u8()?;
-                if inner != 11 && inner != 17 {
+                if inner != 11 && inner != 17 && inner != 20 {
                     return Err(CodecError("one-of alternative"));
                 }
-                alts.push(get_block(&mut d, inner == 17)?);
+                let mut b = get_block(&mut d, inner != 11)?;
+                b.auction = inner == 20;
+                alts.push(b);
             }
             Command::PlaceOneOf(alts)
         }

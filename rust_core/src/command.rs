@@ -71,6 +71,11 @@ pub struct NewBlock {
     pub window: u32,
     /// Where its GPUs must (or should) sit.
     pub place: Placement,
+    /// An auction order: it never matches continuously; it rests (good-till only) until
+    /// an auction whose window holds its first hour fills it (see `engine::auction`).
+    /// A one-hour auction bid (1 hour, no window, not in a one-of group) may fill in
+    /// part there, in whole gangs; a block fills whole or not at all.
+    pub auction: bool,
 }
 
 /// A bid's placement terms: all its GPUs in one domain at `level` (the cluster's tree:
@@ -164,11 +169,39 @@ pub enum Command {
     },
     /// Only moves time forward (expiring orders and closing products whose time has come).
     AdvanceTime,
+    /// An auction begins: every resting auction order whose first hour lies in
+    /// `[from_hour, to_hour)` is frozen (no cancel or amend) until it clears.
+    AuctionStart {
+        auction: u64,
+        from_hour: i64,
+        to_hour: i64,
+    },
+    /// An auction's result, decided outside the engine: each fill checked against the
+    /// state now and applied, or dropped whole; then every frozen order is live again.
+    AuctionClear {
+        auction: u64,
+        fills: Vec<AuctionFill>,
+        /// The clearing price of each product the fills trade in.
+        prices: Vec<(ProductHandle, Price)>,
+    },
     /// Numbers orders and trades from `base` on: a shard's ids (`index << 48`) never
     /// meet another shard's. Only before the first order or trade id is given.
     IdBase {
         base: u64,
     },
+}
+
+/// One order's part of an auction's result: `qty` GPUs in every hour of `hours` from
+/// product `start` on, on cluster `cluster`'s GPUs `slots` (node index, GPU mask), the
+/// same in each hour. `alternative` names a one-of group's alternative (0 otherwise).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuctionFill {
+    pub order_id: OrderId,
+    pub alternative: u32,
+    pub cluster: ClusterHandle,
+    pub start: ProductHandle,
+    pub qty: Qty,
+    pub slots: Vec<(u32, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -314,6 +347,14 @@ pub enum Event {
         price: Price,
         qty: Qty,
         priority_kept: bool,
+    },
+    /// An auction cleared: the orders it filled and those whose fill was dropped (the
+    /// resources gone, or the order no longer there), in the order given; after every
+    /// trade of it.
+    AuctionCleared {
+        auction: u64,
+        filled: Vec<OrderId>,
+        dropped: Vec<OrderId>,
     },
     /// A block with placement terms is about to fill: the level it got and the domain
     /// (its labels joined by '/'), just before its trades.

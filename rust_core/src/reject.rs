@@ -58,10 +58,18 @@ pub enum Reject {
     InvalidResale,
     /// An id base after ids were given, or one that does not fit.
     IdsInUse,
+    /// An auction order's terms: a good-till limit bid (or one-of group) without
+    /// placement terms.
+    InvalidAuction,
+    /// Cancel or amend of an order frozen in an auction being cleared; or an auction
+    /// started while one runs.
+    AuctionInProgress,
+    /// An auction's result for an auction that is not running.
+    AuctionNotRunning,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 40] = [
+    pub const ALL: [Reject; 43] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -102,6 +110,9 @@ impl Reject {
         Reject::InvalidPlacement,
         Reject::InvalidResale,
         Reject::IdsInUse,
+        Reject::InvalidAuction,
+        Reject::AuctionInProgress,
+        Reject::AuctionNotRunning,
     ];
 
     /// Stable machine-readable code.
@@ -147,6 +158,9 @@ impl Reject {
             Reject::InvalidPlacement => "INVALID_PLACEMENT",
             Reject::InvalidResale => "INVALID_RESALE",
             Reject::IdsInUse => "IDS_IN_USE",
+            Reject::InvalidAuction => "INVALID_AUCTION",
+            Reject::AuctionInProgress => "AUCTION_IN_PROGRESS",
+            Reject::AuctionNotRunning => "AUCTION_NOT_RUNNING",
         }
     }
 
@@ -222,6 +236,15 @@ impl Reject {
             Reject::IdsInUse => {
                 "a shard's id base is set once, before any order or trade id is given"
             }
+            Reject::InvalidAuction => {
+                "an auction order is a good-till (GTC or GTD) limit bid: one hour, a block, \
+                 a window or a one-of group, without locality or colocation"
+            }
+            Reject::AuctionInProgress => {
+                "an auction is being cleared: its orders cannot be cancelled or amended, \
+                 and no other auction starts, until it has cleared"
+            }
+            Reject::AuctionNotRunning => "no such auction is running",
         }
     }
 }

@@ -195,6 +195,7 @@ fn a_resting_block_fills_from_the_cheapest_cluster_not_only_the_arriving_asks() 
         tif: TimeInForce::GoodTillClose,
         window: 0,
         place: Placement::default(),
+        auction: false,
     };
     m.ok(Command::PlaceBlock(block)); // order 1: nothing to take, it rests
     m.ask(SELLER, 0, 0, 150 * USD / 100, 8); // order 2
@@ -235,6 +236,7 @@ fn a_resting_block_skipped_by_the_bound_fills_on_the_cluster_it_missed() {
         tif: TimeInForce::GoodTillClose,
         window: 0,
         place: Placement::default(),
+        auction: false,
     };
     m.ok(Command::PlaceBlock(block(BUYER, 2, 2 * USD, 8))); // order 1
                                                             // ahead of it in hour 0, as many blocks as one arriving ask examines, none of which
@@ -335,6 +337,7 @@ fn planning_only_the_changed_clusters_changes_no_result() {
                 tif: TimeInForce::GoodTillClose,
                 window,
                 place: Placement::default(),
+                auction: false,
             })
         } else if r < 186 {
             let o = NewOrder {

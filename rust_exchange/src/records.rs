@@ -15,6 +15,8 @@ pub struct FillRecord {
     pub product: String,
     /// A resale's fill: the fee its seller paid.
     pub fee: i64,
+    /// An auction's fill: its id (0: continuous trading).
+    pub auction: u64,
 }
 
 impl FillRecord {
@@ -27,6 +29,7 @@ impl FillRecord {
             time_micros: self.ts,
             product_id: self.product.clone(),
             fee_micros: self.fee,
+            auction_id: self.auction,
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct OrderRecord {
     /// A resale: the allocation (trade id) its GPUs come from, and its fee in basis
     /// points; `None` otherwise.
     pub resale: Option<(u64, u32)>,
+    /// An auction order.
+    pub auction: bool,
 }
 
 /// A level as the contract names it.
@@ -182,6 +187,7 @@ impl OrderRecord {
             resell_trade_id: self.resale.map_or(0, |r| r.0),
             resale_fee_bps: self.resale.map_or(0, |r| r.1),
             fees_micros: self.fills.iter().map(|f| f.fee).sum(),
+            auction: self.auction,
         }
     }
 }
@@ -242,6 +248,7 @@ impl OrderRecord {
                     ts: f.time_micros,
                     product: f.product_id.clone(),
                     fee: f.fee_micros,
+                    auction: f.auction_id,
                 })
                 .collect(),
             hours: o.hours.max(1),
@@ -261,6 +268,7 @@ impl OrderRecord {
             )
             .map(|l| (l, o.placed_domain.clone())),
             resale: (o.resell_trade_id != 0).then_some((o.resell_trade_id, o.resale_fee_bps)),
+            auction: o.auction,
         })
     }
 }

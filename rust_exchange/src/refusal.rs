@@ -38,6 +38,7 @@ impl std::error::Error for Refusal {}
 pub const STATUS_CODES: &[(&str, i32)] = &[
     ("UNKNOWN_PRODUCT", 5),
     ("UNKNOWN_ORDER", 5),
+    ("UNKNOWN_AUCTION", 5),
     ("UNKNOWN_CLUSTER", 5),
     ("DUPLICATE_PRODUCT", 6),
     ("DUPLICATE_CLUSTER", 6),
@@ -48,6 +49,8 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     ("POST_ONLY_WOULD_CROSS", 9),
     ("INSUFFICIENT_CAPACITY", 9),
     ("IDS_IN_USE", 9),
+    ("AUCTION_IN_PROGRESS", 9),
+    ("AUCTION_NOT_RUNNING", 9),
     ("NOT_OWNER", 7),
     ("ROLE_REQUIRED", 7),
     ("ACCOUNT_DISABLED", 7),

@@ -595,6 +595,7 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                             Vec::new()
                         },
                         resale_fee_bps: pick(&mut rng, &[0u32, 50, u32::MAX]),
+                        auction: pick(&mut rng, &[false, false, false, true]),
                     };
                     if rng.next() % 2 == 0 {
                         // half of them sane but for one hostile field at most

@@ -377,6 +377,9 @@ impl Engine {
                 ev.state = Some(level.as_str());
                 ev.cluster = Some(domain.clone());
             }
+            CoreEvent::AuctionCleared { .. } => {
+                ev.kind = "auction_cleared";
+            }
         }
         Ok(ev)
     }

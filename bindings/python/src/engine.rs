@@ -437,6 +437,7 @@ impl Engine {
                 preferred,
                 near,
             },
+            auction: false,
         };
         Engine::run_lazy(slf, ts, Command::PlaceBlock(block))
     }

@@ -98,7 +98,9 @@ pub(crate) fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         | InvalidDisplayQuantity
         | InvalidPlacement
         | InvalidResale
-        | IdsInUse => InvalidOrderError::new_err(msg),
+        | IdsInUse
+        | InvalidAuction => InvalidOrderError::new_err(msg),
+        AuctionInProgress | AuctionNotRunning => ProductStateError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster

@@ -51,6 +51,56 @@ fn wrap(inner: CoreExchange) -> Exchange {
     }
 }
 
+/// An auction's view as Python tuples: `(first_hour, hours, bids, asks, clusters)`.
+type ViewTuple = (
+    i64,
+    u32,
+    Vec<(
+        u64,
+        u32,
+        bool,
+        u64,
+        String,
+        i64,
+        u32,
+        u32,
+        i64,
+        i64,
+        u32,
+        bool,
+    )>,
+    Vec<(u64, u64, u32, i64, i64, i64)>,
+    Vec<(u32, u64, String, String, Vec<(String, u32, Vec<u64>)>)>,
+);
+
+fn view_tuple(v: spotex_core::AuctionView) -> ViewTuple {
+    let bids = (v.bids.into_iter())
+        .map(|b| {
+            (
+                b.order_id,
+                b.alternative,
+                b.group,
+                b.account,
+                b.family,
+                b.span_from,
+                b.span_hours,
+                b.hours,
+                b.qty,
+                b.price,
+                b.gang,
+                b.whole,
+            )
+        })
+        .collect();
+    let asks = (v.asks.into_iter())
+        .map(|a| (a.order_id, a.account, a.cluster, a.hour, a.qty, a.price))
+        .collect();
+    let clusters = (v.clusters.into_iter())
+        .map(|c| (c.handle, c.seller, c.id, c.family, c.nodes))
+        .collect();
+    (v.first_hour, v.hours, bids, asks, clusters)
+}
+
 fn caller(account: u64, buyer: bool, seller: bool) -> Caller {
     Caller {
         account,
@@ -313,6 +363,114 @@ impl Exchange {
             .amend_order(ts, caller(account, false, false), &r)
             .map_err(|e| refused(py, e))?;
         Ok(encode(py, &o))
+    }
+
+    /// Starts the next block auction over the delivery window `[from_hour, to_hour)`
+    /// (freezing its orders): its id.
+    fn start_auction(
+        &mut self,
+        py: Python<'_>,
+        ts: i64,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> PyResult<u64> {
+        let mut ex = lock(&self.shared);
+        let id = ex.next_auction();
+        ex.start_auction(ts, id, from_hour, to_hour)
+            .map_err(|e| refused(py, e))
+    }
+
+    /// The running auction: `(id, from_hour, to_hour)`, or None.
+    fn open_auction(&self) -> Option<(u64, i64, i64)> {
+        lock(&self.shared).open_auction()
+    }
+
+    /// What the running auction decides over (see `spotex.server.auctions`), or None:
+    /// `(first_hour, hours, bids, asks, clusters)`.
+    fn auction_view(&self) -> Option<ViewTuple> {
+        lock(&self.shared)
+            .auction_view()
+            .map(|(_, v)| view_tuple(v))
+    }
+
+    /// What an auction over `[from_hour, to_hour)` would decide over now.
+    fn auction_view_of(&self, from_hour: i64, to_hour: i64) -> ViewTuple {
+        view_tuple(lock(&self.shared).auction_view_of(from_hour, to_hour))
+    }
+
+    /// Applies the running auction's result; `AuctionResult` bytes out. `fills`:
+    /// `(order_id, alternative, seller, cluster_id, start_product_id, quantity,
+    /// [(node_id, [gpu index])])`; `prices`: `(product_id, price)`; `report`: an
+    /// `AuctionResult` with what the solver said.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn clear_auction<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts: i64,
+        auction_id: u64,
+        fills: Vec<(u64, u32, u64, String, String, i64, Vec<(String, Vec<u32>)>)>,
+        prices: Vec<(String, i64)>,
+        report: &[u8],
+        abandoned: bool,
+    ) -> Outcome<'py> {
+        let report: pb::AuctionResult = decode(py, report)?;
+        let clear = spotex_exchange::store::AuctionClear {
+            auction_id,
+            fills: fills
+                .into_iter()
+                .map(
+                    |(order_id, alternative, seller, cluster_id, start, quantity, gpus)| {
+                        spotex_exchange::store::AuctionFill {
+                            order_id,
+                            alternative,
+                            seller,
+                            cluster_id,
+                            start_product_id: start,
+                            quantity,
+                            gpus: gpus
+                                .into_iter()
+                                .map(|(node_id, gpu_indices)| pb::Slot {
+                                    node_id,
+                                    gpu_indices,
+                                    ..Default::default()
+                                })
+                                .collect(),
+                        }
+                    },
+                )
+                .collect(),
+            prices: prices
+                .into_iter()
+                .map(|(product_id, price_micros)| pb::AuctionPrice {
+                    product_id,
+                    price_micros,
+                    quantity: 0,
+                })
+                .collect(),
+            report: Some(report),
+            abandoned,
+        };
+        let result = lock(&self.shared)
+            .clear_auction(ts, &clear)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &result))
+    }
+
+    /// An auction's `AuctionResult` bytes (0: the latest).
+    fn auction_result<'py>(&self, py: Python<'py>, auction_id: u64) -> Outcome<'py> {
+        let r = lock(&self.shared)
+            .auction_result(auction_id)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &r))
+    }
+
+    /// `ListAuctionsRequest` bytes in, `ListAuctionsResponse` bytes out.
+    fn list_auctions<'py>(&self, py: Python<'py>, request: &[u8]) -> Outcome<'py> {
+        let r: pb::ListAuctionsRequest = decode(py, request)?;
+        let page = lock(&self.shared)
+            .list_auctions(&r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &page))
     }
 
     /// `GetOrderRequest` bytes in, `Order` bytes out.

@@ -9,7 +9,7 @@ from decimal import Decimal
 import click
 from rich.table import Table
 
-from spotex.cli.output import accounts_table, emit, products_table
+from spotex.cli.output import accounts_table, auction_prices_table, emit, products_table
 from spotex.cli.params import ACCOUNT_ID, HOUR, PRICE
 from spotex.cli.root import client, main
 
@@ -133,6 +133,27 @@ def snapshot(ctx: click.Context) -> None:
     seq, h = client(ctx).take_snapshot()
     emit(ctx, {"sequence": seq, "state_hash": h},
          lambda: f"snapshot at sequence {seq}, state hash {h}")
+
+
+@operator.group("auction")
+def auction_group() -> None:
+    """Block auctions: run one now over a delivery window."""
+
+
+@auction_group.command("run")
+@click.option("--from-hour", type=HOUR, required=True,
+              help="the window's first delivery hour")
+@click.option("--to-hour", type=HOUR, required=True, help="the hour after its last")
+@click.option("--time-limit", type=click.FloatRange(0.1, 3600), default=None,
+              help="the optimiser's limit in seconds (default: the venue's)")
+@click.pass_context
+def run_auction(ctx: click.Context, from_hour: int, to_hour: int,
+                time_limit: float | None) -> None:
+    """Clear every auction order whose first hour is in [from, to) now."""
+    if to_hour <= from_hour:
+        raise click.BadParameter("the window ends after it begins", param_hint="--to-hour")
+    a = client(ctx).run_auction(from_hour, to_hour, time_limit=time_limit)
+    emit(ctx, a, lambda: auction_prices_table(a))
 
 
 @operator.command("state-hash")

@@ -140,6 +140,31 @@ def orders_table(orders: Iterable[Order]) -> Table:
     return t
 
 
+def auctions_table(auctions: Iterable[Any]) -> Table:
+    """Auction results: one row each, its prices summed up."""
+    t = _table("auction", "window (UTC)", "state", "filled", "dropped", "GPU-hours",
+               "welfare $", "gap", "solve s", drop=("gap", "solve s", "dropped"))
+    for a in auctions:
+        span = (f"{dt.datetime.fromtimestamp(a.from_hour * 3600, dt.UTC):%Y-%m-%dT%H}"
+                f"+{a.to_hour - a.from_hour}h")
+        t.add_row(str(a.auction_id), span, a.state, str(len(a.filled_orders)),
+                  str(len(a.dropped_orders)), str(sum(p.quantity for p in a.prices)),
+                  f"{a.welfare:.2f}", f"{a.gap:.4f}", f"{a.solve_seconds:.2f}")
+    return t
+
+
+def auction_prices_table(a: Any) -> Table:
+    """An auction's clearing price and volume per product."""
+    t = _table("product", "clearing $", "GPUs")
+    for p in a.prices:
+        t.add_row(p.product_id, f"{p.price:.2f}", str(p.quantity))
+    t.caption = (f"auction {a.auction_id} {a.state}: {len(a.filled_orders)} orders "
+                 f"filled, {len(a.dropped_orders)} dropped, "
+                 f"{len(a.paradoxically_rejected)} paradoxically rejected; welfare "
+                 f"${a.welfare:.2f}, gap {a.gap:.4f}, {a.solve_seconds:.2f} s")
+    return t
+
+
 def products_table(products: Iterable[Product]) -> Table:
     t = _table("product", "state", "tick $", "lot", "gate closure (UTC)",
                drop=("lot", "tick $"))

@@ -19,6 +19,8 @@ from rich.table import Table
 from spotex.cli.output import (
     NoLive,
     allocations_table,
+    auction_prices_table,
+    auctions_table,
     book_table,
     emit,
     emit_range,
@@ -41,6 +43,23 @@ def products(ctx: click.Context) -> None:
     """List products."""
     ps = client(ctx).list_products()
     emit(ctx, ps, lambda: products_table(ps))
+
+
+@main.command()
+@click.pass_context
+def auctions(ctx: click.Context) -> None:
+    """The block auctions' results, newest first."""
+    got = client(ctx).list_auctions()
+    emit(ctx, got, lambda: auctions_table(got))
+
+
+@main.command()
+@click.argument("auction_id", type=click.IntRange(0), default=0)
+@click.pass_context
+def auction(ctx: click.Context, auction_id: int) -> None:
+    """One auction's clearing prices and volumes (default: the latest)."""
+    a = client(ctx).auction_result(auction_id)
+    emit(ctx, a, lambda: auction_prices_table(a))
 
 
 @main.command()
@@ -271,12 +290,17 @@ def submit(ctx: click.Context, file: Any, per_message: int) -> None:
                    "domain at --locality)")
 
 
+@click.option("--auction", is_flag=True,
+              help="bids: wait for the block auction of PRODUCT's hour instead of "
+                   "trading continuously (gtc or gtd)")
+
+
 @click.pass_context
 def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: Decimal,
           order_type: str, tif: str, expire_at: dt.datetime | None, cluster: str | None,
           gang: int, post_only: bool, stp: str, client_order_id: str, hours: int,
           window: int, min_quantity: int, display_quantity: int, locality: str | None,
-          prefer: bool, colocate_with: int) -> None:
+          prefer: bool, colocate_with: int, auction: bool) -> None:
     """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
     if tif == "gtd" and expire_at is None:
         raise click.UsageError("--tif gtd needs --expire-at")
@@ -289,7 +313,7 @@ def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: 
                                 window_hours=window, min_quantity=min_quantity,
                                 display_quantity=display_quantity,
                                 locality=locality or "", locality_preferred=prefer,
-                                colocate_with=colocate_with)
+                                colocate_with=colocate_with, auction=auction)
     emit(ctx, o, lambda: orders_table([o]))
 
 
@@ -307,9 +331,11 @@ def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: 
 
 
 @click.option("--client-order-id", default="")
+@click.option("--auction", is_flag=True,
+              help="every alternative waits for the block auction (with --tif gtc)")
 @click.pass_context
 def one_of(ctx: click.Context, alts: tuple[str, ...], gang: int, tif: str,
-           client_order_id: str) -> None:
+           client_order_id: str, auction: bool) -> None:
     """Bid for one of several blocks: at most one fills, the cheapest that can
     (now, or with --tif gtc the first that can as asks arrive)."""
     if len(alts) > 16:
@@ -324,7 +350,7 @@ def one_of(ctx: click.Context, alts: tuple[str, ...], gang: int, tif: str,
             parsed.append(dict(product_id=pid_, quantity=QUANTITY.convert(qty, None, ctx),
                                price=PRICE.convert(px, None, ctx), hours=int(hours),
                                window_hours=int(parts[4]) if len(parts) == 5 else 0,
-                               gang=gang, tif=tif))
+                               gang=gang, tif=tif, auction=auction))
         except (click.BadParameter, ValueError):
             raise click.BadParameter(f"{a!r} is not PRODUCT:QTY:PRICE:HOURS[:WINDOW]",
                                      param_hint="--alt") from None

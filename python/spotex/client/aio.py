@@ -27,6 +27,7 @@ from spotex.client.types import (
     Account,
     AccountInfo,
     Allocation,
+    AuctionResult,
     Book,
     Execution,
     MarketEvent,
@@ -147,6 +148,16 @@ class AsyncClient:
 
     async def state_hash(self) -> tuple[int, str]:
         return await self._call(_Calls.state_hash())
+
+    async def run_auction(self, from_hour: int, to_hour: int, *,
+                          time_limit: float | None = None) -> AuctionResult:
+        return await self._call(_Calls.run_auction(from_hour, to_hour, time_limit))
+
+    async def auction_result(self, auction_id: int = 0) -> AuctionResult:
+        return await self._call(_Calls.auction_result(auction_id))
+
+    async def list_auctions(self) -> list[AuctionResult]:
+        return await self._all(_Calls.list_auctions)
 
     async def take_snapshot(self) -> tuple[int, str]:
         return await self._call(_Calls.take_snapshot())

@@ -19,6 +19,7 @@ from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.client.convert import (
     _account_info,
     _allocation,
+    _auction,
     _book,
     _order,
     _product,
@@ -30,6 +31,7 @@ from spotex.client.types import (
     Account,
     AccountInfo,
     Allocation,
+    AuctionResult,
     Book,
     MarketEvent,
     NodeArg,
@@ -66,7 +68,8 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
                    gang: int = 1, hours: int = 1, window_hours: int = 0,
                    min_quantity: int = 0, display_quantity: int = 0, locality: str = "",
                    locality_preferred: bool = False, colocate_with: int = 0,
-                   resell_trade_id: int = 0, resell_gpus: Iterable[SlotArg] = ()) -> Any:
+                   resell_trade_id: int = 0, resell_gpus: Iterable[SlotArg] = (),
+                   auction: bool = False) -> Any:
     if locality not in wire.LOCALITY_TO_PB:
         raise ValueError("locality must be one of node, nvlink_domain, rack, block, cluster")
     if side not in wire.SIDE_TO_PB:
@@ -80,7 +83,7 @@ def _order_request(product_id: str, side: Side, price: Decimal | str | int, quan
         hours=hours, window_hours=window_hours, min_quantity=min_quantity,
         display_quantity=display_quantity, locality=wire.LOCALITY_TO_PB[locality],
         locality_preferred=locality_preferred, colocate_with=colocate_with,
-        resell_trade_id=resell_trade_id, resell_gpus=_slots(resell_gpus))
+        resell_trade_id=resell_trade_id, resell_gpus=_slots(resell_gpus), auction=auction)
 
 
 def _slots(gpus: Iterable[SlotArg]) -> list[Any]:
@@ -231,6 +234,24 @@ class _Calls:
     def state_hash() -> _Call[tuple[int, str]]:
         return _Call("operator", "GetStateHash", pb.GetStateHashRequest(),
                      lambda r: (r.sequence, r.state_hash))
+
+    @staticmethod
+    def run_auction(from_hour: int, to_hour: int, time_limit: float | None
+                    ) -> _Call[AuctionResult]:
+        ms = 0 if time_limit is None else max(1, round(time_limit * 1000))
+        return _Call("operator", "RunAuction",
+                     pb.RunAuctionRequest(from_hour=from_hour, to_hour=to_hour,
+                                          time_limit_ms=ms), _auction)
+
+    @staticmethod
+    def auction_result(auction_id: int) -> _Call[AuctionResult]:
+        return _Call("market", "GetAuctionResult",
+                     pb.GetAuctionResultRequest(auction_id=auction_id), _auction)
+
+    @staticmethod
+    def list_auctions(page_token: str) -> _Call[tuple[list[AuctionResult], str]]:
+        return _Call("market", "ListAuctions", pb.ListAuctionsRequest(page_token=page_token),
+                     lambda r: ([_auction(a) for a in r.auctions], r.next_page_token))
 
     @staticmethod
     def take_snapshot() -> _Call[tuple[int, str]]:

@@ -12,6 +12,8 @@ from spotex.client.errors import RpcError, _code
 from spotex.client.types import (
     AccountInfo,
     Allocation,
+    AuctionPrice,
+    AuctionResult,
     BlockAllocation,
     Book,
     Execution,
@@ -37,7 +39,7 @@ def _fill(f: Any, product_id: str = "") -> Fill:
     """A fill names its product: a block's fill the hour it traded in, any other the
     order's own product (which the wire leaves out)."""
     return Fill(f.trade_id, _price(f.price_micros), f.quantity, f.maker,
-                f.product_id or product_id, _price(f.fee_micros))
+                f.product_id or product_id, _price(f.fee_micros), f.auction_id)
 
 
 def _order(o: Any) -> Order:
@@ -50,7 +52,8 @@ def _order(o: Any) -> Order:
                  o.min_quantity, o.range_id, o.display_quantity,
                  wire.LOCALITY_FROM_PB.get(o.locality, ""), o.locality_preferred,
                  o.colocate_with, wire.LOCALITY_FROM_PB.get(o.placed_level, ""),
-                 o.placed_domain, o.resell_trade_id, o.resale_fee_bps, _price(o.fees_micros))
+                 o.placed_domain, o.resell_trade_id, o.resale_fee_bps, _price(o.fees_micros),
+                 o.auction)
 
 
 def _allocation(a: Any) -> Allocation:
@@ -113,7 +116,19 @@ def _execution(e: Any) -> Execution:
     return Execution(e.sequence, e.kind, _order(e.order) if e.HasField("order") else None,
                      _fill(e.fill, e.order.product_id) if e.HasField("fill") else None,
                      _allocation(e.allocation) if e.HasField("allocation") else None,
-                     _block(e.block) if e.HasField("block") else None)
+                     _block(e.block) if e.HasField("block") else None, e.auction_id)
+
+
+def _auction(r: Any) -> AuctionResult:
+    return AuctionResult(
+        r.auction_id, r.from_hour, r.to_hour, r.state,
+        _ts(r.started_at_micros) if r.started_at_micros else None,
+        _ts(r.cleared_at_micros) if r.cleared_at_micros else None,
+        tuple(AuctionPrice(p.product_id, _price(p.price_micros), p.quantity)
+              for p in r.prices),
+        _price(r.welfare_micros), r.gap, r.solve_micros / 1_000_000, r.bids,
+        tuple(r.filled_orders), tuple(r.dropped_orders), tuple(r.paradoxically_rejected),
+        _price(r.rejected_welfare_micros))
 
 
 def _block(b: Any) -> BlockAllocation:

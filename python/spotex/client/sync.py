@@ -27,6 +27,7 @@ from spotex.client.types import (
     Account,
     AccountInfo,
     Allocation,
+    AuctionResult,
     Book,
     Execution,
     MarketEvent,
@@ -215,6 +216,21 @@ class Client:
 
     def state_hash(self) -> tuple[int, str]:
         return self._call(_Calls.state_hash())
+
+    def run_auction(self, from_hour: int, to_hour: int, *,
+                    time_limit: float | None = None) -> AuctionResult:
+        """Operator: a block auction now over the delivery window ``[from_hour,
+        to_hour)`` (hours since the epoch): every auction order whose first hour lies in
+        it. ``time_limit``: the optimiser's, in seconds (default: the venue's)."""
+        return self._call(_Calls.run_auction(from_hour, to_hour, time_limit))
+
+    def auction_result(self, auction_id: int = 0) -> AuctionResult:
+        """An auction's public result (0: the latest)."""
+        return self._call(_Calls.auction_result(auction_id))
+
+    def list_auctions(self) -> list[AuctionResult]:
+        """Every auction's result the venue keeps, newest first."""
+        return self._all(_Calls.list_auctions)
 
     def take_snapshot(self) -> tuple[int, str]:
         """Writes a snapshot now; returns its sequence and state hash."""

@@ -43,6 +43,7 @@ class Fill:
     maker: bool
     product_id: str = ""  # the product it traded in (a block's fill: that hour's)
     fee: Decimal = Decimal(0)  # a resale's fill: the fee its seller paid
+    auction_id: int = 0  # a fill in an auction: which one (0: continuous trading)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Order:
     resell_trade_id: int = 0  # a resale ask: the allocation its GPUs come from (0: none)
     resale_fee_bps: int = 0  # and the venue's fee on each fill, in basis points
     fees: Decimal = Decimal(0)  # fees paid so far
+    auction: bool = False  # an auction order: it waits for the auction of its hours
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,34 @@ class Execution:
     fill: Fill | None
     allocation: Allocation | None
     block: BlockAllocation | None = None  # block_allocated: the whole block
+    auction_id: int = 0  # what an auction did: which one
+
+
+@dataclass(frozen=True)
+class AuctionPrice:
+    product_id: str
+    price: Decimal  # the clearing price: every trade of the auction in the product
+    quantity: int  # GPUs traded there
+
+
+@dataclass(frozen=True)
+class AuctionResult:
+    """An auction's public result (see docs/trading.md, "Block auctions")."""
+    auction_id: int
+    from_hour: int  # its delivery window, hours since the epoch: [from_hour, to_hour)
+    to_hour: int
+    state: str  # cleared; abandoned (a restart between its start and its clear)
+    started_at: dt.datetime | None
+    cleared_at: dt.datetime | None
+    prices: tuple[AuctionPrice, ...]
+    welfare: Decimal  # the filled bids' limits minus the asks' prices
+    gap: float  # the solver's relative gap to its bound (0: proven optimal)
+    solve_seconds: float
+    bids: int  # the bids it decided over
+    filled_orders: tuple[int, ...]
+    dropped_orders: tuple[int, ...]  # fills continuous trading made impossible meanwhile
+    paradoxically_rejected: tuple[int, ...]  # blocks in the money left out
+    rejected_welfare: Decimal
 
 
 @dataclass(frozen=True)

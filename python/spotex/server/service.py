@@ -43,6 +43,7 @@ from spotex.server.accounts import (
     Accounts,
     token_hash,
 )
+from spotex.server.auctions import DEFAULT_TIME_LIMIT, AuctionRunner
 from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
 from spotex.server.limits import Limits, TlsConfig, TokenBucket
 from spotex.server.metrics import Metrics, Observe, account_of_call
@@ -180,10 +181,12 @@ class Service(Edge):
     """The edge with the engine behind it (the engine host's writer) and its streams."""
 
     def __init__(self, host: EngineHost, accounts: Accounts, hub: Hub, limits: Limits,
-                 gateway_token: str | None = None) -> None:
+                 gateway_token: str | None = None,
+                 auctions: AuctionRunner | None = None) -> None:
         super().__init__(accounts, limits, gateway_token)
         self.host = host
         self.hub = hub
+        self.auctions = auctions or AuctionRunner(host)
 
     async def writer(self, fn: Callable[[], T]) -> T:
         return await self.host.submit_async(fn)
@@ -322,6 +325,18 @@ class MarketService:
         ex, body = self.s.host.ex, request.SerializeToString()
         return pb.ListAllocationsResponse.FromString(
             await self.s.command(context, lambda: ex.list_allocations(a.account_id, body)))
+
+    async def GetAuctionResult(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context)
+        ex, auction_id = self.s.host.ex, request.auction_id
+        return pb.AuctionResult.FromString(
+            await self.s.command(context, lambda: ex.auction_result(auction_id)))
+
+    async def ListAuctions(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context)
+        ex, body = self.s.host.ex, request.SerializeToString()
+        return pb.ListAuctionsResponse.FromString(
+            await self.s.command(context, lambda: ex.list_auctions(body)))
 
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         await self.s.auth(context)
@@ -581,6 +596,20 @@ class OperatorService(AccountsService):
         seq, h = await self.s.writer(host.take_snapshot)
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
 
+    async def RunAuction(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        if request.to_hour <= request.from_hour:
+            await _fail(context, "INVALID_ARGUMENT", "an auction's window ends after it "
+                        "begins: to_hour must be above from_hour")
+        if request.to_hour - request.from_hour > 24 * 14:
+            await _fail(context, "INVALID_ARGUMENT", "an auction's window is at most two "
+                        "weeks (336 hours)")
+        limit = request.time_limit_ms / 1000 if request.time_limit_ms else None
+        try:
+            return await self.s.auctions.run(request.from_hour, request.to_hour, limit)
+        except (SpotexError, HostError) as err:
+            await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
+
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
         host = self.s.host
@@ -628,9 +657,10 @@ def _check_listen(listen: str) -> None:
 
 
 def _listen(listen: str, host: EngineHost, accounts: Accounts, hub: Hub, limits: Limits,
-            tls: TlsConfig | None, observe: Observe, gateway_token: str | None = None
+            tls: TlsConfig | None, observe: Observe, gateway_token: str | None = None,
+            auctions: AuctionRunner | None = None
             ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
-    s = Service(host, accounts, hub, limits, gateway_token)
+    s = Service(host, accounts, hub, limits, gateway_token, auctions)
     return grpc_server(listen, limits, tls, observe, market_handlers(MarketService(s)),
                        OperatorService(s))
 
@@ -677,7 +707,8 @@ class Server:
     def __init__(self, grpc_server: grpc.aio.Server, port: int, host: EngineHost,
                  ticker: asyncio.Task[None], metrics: Metrics | None = None,
                  metrics_port: int | None = None, web: Web | None = None,
-                 web_port: int | None = None) -> None:
+                 web_port: int | None = None, auctions: AuctionRunner | None = None
+                 ) -> None:
         self.grpc = grpc_server
         self.port = port
         self.host = host
@@ -687,6 +718,7 @@ class Server:
         self.metrics_port = metrics_port
         self.web = web
         self.web_port = web_port
+        self.auctions = auctions or AuctionRunner(host)
 
     @classmethod
     async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
@@ -697,7 +729,8 @@ class Server:
                     keep_ended: int = 100_000, metrics_listen: str | None = None,
                     access_log: bool = True, web_listen: str | None = None,
                     resale_fee_bps: int = 0, replicated: Replicated | None = None,
-                    shard_index: int = 0, gateway_token: str | None = None) -> Server:
+                    shard_index: int = 0, gateway_token: str | None = None,
+                    auction_time_limit: float = DEFAULT_TIME_LIMIT) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too. A shard of a
         venue behind ``spotex gateway`` numbers its ids from ``shard_index << 48`` and
@@ -720,12 +753,13 @@ class Server:
                                           keep_ended, resale_fee_bps=resale_fee_bps,
                                           replicated=replicated, shard_index=shard_index)
         metrics = Metrics.of_engine(host, hub) if metrics_listen else None
+        auctions = AuctionRunner(host, auction_time_limit)
         web, web_port = None, None
         try:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
             server, port, health_servicer, names = _listen(
                 listen, host, accounts, hub, limits, tls, Observe(metrics, access_log),
-                gateway_token)
+                gateway_token, auctions)
         except BaseException:
             host.close()
             raise
@@ -744,6 +778,9 @@ class Server:
         except BaseException:
             host.close()
             raise
+        if host.unavailable is None:
+            # an auction a crash left between its start and its clear
+            await auctions.abandon_open()
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         serving: list[bool | None] = [None]
@@ -788,7 +825,8 @@ class Server:
             log.info("web page on http://%s:%d/", web_listen.rsplit(":", 1)[0]
                      if web_listen else bind, web_port)
         log.info("spotex listening on %s", bind + f":{port}")
-        return cls(server, port, host, ticker, metrics, metrics_port, web, web_port)
+        return cls(server, port, host, ticker, metrics, metrics_port, web, web_port,
+                   auctions)
 
     async def stop(self, grace: float = 2.0) -> None:
         self._ticker.cancel()
@@ -804,6 +842,7 @@ class Server:
                 log.info("snapshot at sequence %d", seq)
             except Exception as err:  # noqa: BLE001 - the journal still holds everything
                 log.error("no snapshot on stop (%s); the next start replays the journal", err)
+        self.auctions.close()
         host.close()
         if self.metrics is not None:
             self.metrics.close()

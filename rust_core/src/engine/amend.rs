@@ -49,7 +49,9 @@ impl Engine {
     ) -> Result<(), Reject> {
         if let Some(rb) = self.side.first(order_id) {
             // a block is all or none as placed: cancel it and place another
-            return Err(if rb.block.account == account {
+            return Err(if rb.block.account == account && rb.frozen {
+                Reject::AuctionInProgress
+            } else if rb.block.account == account {
                 Reject::InvalidBlock
             } else {
                 Reject::NotOwner

@@ -31,6 +31,9 @@ impl Engine {
     /// `side_book`) until it fills, is cancelled, or expires (its time, or the gate
     /// closure of any of its hours: the first hour of its span closes first).
     pub(super) fn place_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> Result<(), Reject> {
+        if b.auction {
+            return self.place_auction_block(b, out);
+        }
         let products = self.block_products(b)?;
         let plan = self.best_plan(b, &products);
         if plan.is_none() && b.tif.rests() {
@@ -53,6 +56,9 @@ impl Engine {
         alts: &[NewBlock],
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
+        if alts.iter().any(|b| b.auction) {
+            return self.place_auction_one_of(alts, out);
+        }
         let rests = alts.first().is_some_and(|b| b.tif.rests());
         if alts.is_empty()
             || alts.len() > MAX_ALTERNATIVES
@@ -136,7 +142,7 @@ impl Engine {
 
     /// The products of a block's span (its hours, or its window), each listed, open and
     /// taking the bid's terms; the refusal otherwise.
-    fn block_products(&self, b: &NewBlock) -> Result<Vec<ProductHandle>, Reject> {
+    pub(super) fn block_products(&self, b: &NewBlock) -> Result<Vec<ProductHandle>, Reject> {
         let span = if b.window == 0 { b.hours } else { b.window };
         if b.hours == 0 || b.hours > MAX_BLOCK_HOURS || span < b.hours || span > MAX_WINDOW_HOURS {
             return Err(Reject::InvalidBlock);
@@ -215,7 +221,7 @@ impl Engine {
     }
 
     /// Accepts a block: its id.
-    fn accept_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> OrderId {
+    pub(super) fn accept_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> OrderId {
         let id = self.next_order_id;
         self.next_order_id += 1;
         out.push(Event::Accepted {

@@ -23,6 +23,7 @@ use crate::reject::Reject;
 use crate::types::*;
 
 mod amend;
+mod auction;
 mod blocks;
 mod clusters;
 mod gangs;
@@ -35,6 +36,7 @@ mod side_book;
 mod snapshot;
 mod views;
 
+pub use auction::{AuctionView, OpenAuction, ViewAsk, ViewBid, ViewCluster};
 pub use side_book::{RestingBlock, RETRY_TOP, RETRY_TURN};
 pub use snapshot::SNAPSHOT_VERSION;
 pub use views::Utilisation;
@@ -131,6 +133,9 @@ pub struct Engine {
     offers: FxHashMap<u32, Vec<u32>>,
     /// Block bids waiting whole, beside the hourly books.
     side: side_book::SideBook,
+    /// The auction being cleared, and the id of the last one started.
+    auction: Option<OpenAuction>,
+    last_auction: u64,
 }
 
 impl Engine {
@@ -228,6 +233,16 @@ impl Engine {
             } => self.amend(*account, *order_id, *price, *qty, out),
             Command::AdvanceTime => Ok(()),
             Command::IdBase { base } => self.set_id_base(*base),
+            Command::AuctionStart {
+                auction,
+                from_hour,
+                to_hour,
+            } => self.start_auction(*auction, *from_hour, *to_hour),
+            Command::AuctionClear {
+                auction,
+                fills,
+                prices,
+            } => self.clear_auction(*auction, fills, prices, out),
         };
         if let Err(reason) = result {
             out.push(Event::Rejected { reason });

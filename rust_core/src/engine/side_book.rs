@@ -57,6 +57,8 @@ pub struct RestingBlock {
     pub block: NewBlock,
     /// The products of its span (its hours, or its window), hour by hour.
     pub products: Vec<ProductHandle>,
+    /// An auction order in an auction being cleared: no cancel or amend until it clears.
+    pub frozen: bool,
 }
 
 impl RestingBlock {
@@ -81,6 +83,9 @@ impl RestingBlock {
 pub(super) struct SideBook {
     pub blocks: BTreeMap<(OrderId, u32), RestingBlock>,
     pub by_product: Vec<BTreeSet<BlockKey>>,
+    /// Auction orders spanning each product: never tried by arriving asks, only expired
+    /// with them (by gate closure).
+    pub auction_by_product: Vec<BTreeSet<BlockKey>>,
     pub cursor: Vec<Option<BlockKey>>,
     /// Bumped by whatever other than an arriving ask may open a plan.
     epoch: u64,
@@ -97,6 +102,7 @@ pub(super) struct SideBook {
 impl SideBook {
     pub fn add_product(&mut self) {
         self.by_product.push(BTreeSet::new());
+        self.auction_by_product.push(BTreeSet::new());
         self.cursor.push(None);
         self.arrivals.push((VecDeque::new(), 0));
     }
@@ -147,10 +153,19 @@ impl SideBook {
         Some(clusters)
     }
 
+    fn index(&mut self, auction: bool) -> &mut Vec<BTreeSet<BlockKey>> {
+        if auction {
+            &mut self.auction_by_product
+        } else {
+            &mut self.by_product
+        }
+    }
+
     fn insert(&mut self, rb: RestingBlock) {
         let key = rb.key();
+        let index = self.index(rb.block.auction);
         for &p in &rb.products {
-            self.by_product[p as usize].insert(key);
+            index[p as usize].insert(key);
         }
         self.blocks.insert((rb.id, rb.alternative), rb);
     }
@@ -160,14 +175,15 @@ impl SideBook {
         let rb = self.blocks.remove(&(id, alternative))?;
         self.planned.remove(&(id, alternative));
         let key = rb.key();
+        let index = self.index(rb.block.auction);
         for &p in &rb.products {
-            self.by_product[p as usize].remove(&key);
+            index[p as usize].remove(&key);
         }
         Some(rb)
     }
 
     /// Takes the block `id` out, every alternative of it, at once; the first listed.
-    fn remove(&mut self, id: OrderId) -> Option<RestingBlock> {
+    pub(super) fn remove(&mut self, id: OrderId) -> Option<RestingBlock> {
         let alternatives: Vec<u32> = self.alternatives(id).map(|rb| rb.alternative).collect();
         let mut first = None;
         for k in alternatives {
@@ -230,7 +246,8 @@ impl SideBook {
         for rb in self.blocks.values() {
             e.u64(rb.id);
             e.u32(rb.alternative);
-            e.u8(rb.group as u8);
+            // flags: a group's alternative, an auction order, frozen in an auction
+            e.u8(rb.group as u8 | (rb.block.auction as u8) << 1 | (rb.frozen as u8) << 2);
             codec::put_block(e, &rb.block);
             e.u32(rb.products.len() as u32);
             for &p in &rb.products {
@@ -255,8 +272,10 @@ impl SideBook {
     /// Reads what `snapshot` wrote, for an engine whose products are already restored.
     pub fn restore(&mut self, d: &mut Dec, products: usize) -> Result<(), CodecError> {
         for _ in 0..d.count(45)? {
-            let (id, alternative, group) = (d.u64()?, d.u32()?, d.u8()? != 0);
-            let block = codec::get_block(d, true)?;
+            let (id, alternative, flags) = (d.u64()?, d.u32()?, d.u8()?);
+            let mut block = codec::get_block(d, true)?;
+            block.auction = flags & 2 != 0;
+            let (group, frozen) = (flags & 1 != 0, flags & 4 != 0);
             let n = d.count(4)?;
             let mut span = Vec::with_capacity(n);
             for _ in 0..n {
@@ -272,6 +291,7 @@ impl SideBook {
                 group,
                 block,
                 products: span,
+                frozen,
             });
         }
         for _ in 0..d.count(20)? {
@@ -307,6 +327,11 @@ impl SideBook {
             ] {
                 put(x);
             }
+            if b.auction {
+                // only auction orders add to what older states hashed
+                put(-3);
+                put(rb.frozen as i64);
+            }
         }
         for (p, c) in self.cursor.iter().enumerate() {
             if let Some((Reverse(price), id, alternative)) = c {
@@ -341,6 +366,7 @@ impl Engine {
             group,
             block: b.clone(),
             products,
+            frozen: false,
         });
         // it was just planned on every cluster, and could not fill
         self.side.mark_planned((id, alternative));
@@ -363,9 +389,12 @@ impl Engine {
         id: OrderId,
         out: &mut Vec<Event>,
     ) -> Option<Result<(), Reject>> {
-        let owner = self.side.first(id)?.block.account;
-        if owner != account {
+        let first = self.side.first(id)?;
+        if first.block.account != account {
             return Some(Err(Reject::NotOwner));
+        }
+        if first.frozen {
+            return Some(Err(Reject::AuctionInProgress));
         }
         let rb = self.side.remove(id).expect("the block rests");
         out.push(Event::Cancelled {
@@ -395,8 +424,8 @@ impl Engine {
     /// longer fill whole), in order-id order; a group's alternatives spanning it drop
     /// out, and the group expires with its last.
     pub(super) fn close_blocks(&mut self, product: ProductHandle, out: &mut Vec<Event>) {
-        let mut keys: Vec<(OrderId, u32)> = self.side.by_product[product as usize]
-            .iter()
+        let mut keys: Vec<(OrderId, u32)> = (self.side.by_product[product as usize].iter())
+            .chain(&self.side.auction_by_product[product as usize])
             .map(|k| (k.1, k.2))
             .collect();
         keys.sort_unstable();

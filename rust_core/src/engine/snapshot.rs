@@ -13,7 +13,7 @@ use crate::product::Product;
 use crate::types::*;
 
 /// Bumped whenever the snapshot layout changes.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 impl Engine {
     /// The whole engine state as bytes; `restore` gives back an engine with the same
@@ -78,6 +78,17 @@ impl Engine {
             codec::put_slots(&mut e, &p.free);
         }
         self.side.snapshot(&mut e);
+        // version 4: the auctions
+        e.u64(self.last_auction);
+        match self.auction {
+            Some(a) => {
+                e.u8(1);
+                e.u64(a.id);
+                e.i64(a.from_hour);
+                e.i64(a.to_hour);
+            }
+            None => e.u8(0),
+        }
         e.0
     }
 
@@ -201,6 +212,16 @@ impl Engine {
         }
         if version >= 2 {
             en.side.restore(&mut d, en.products.len())?;
+        }
+        if version >= 4 {
+            en.last_auction = d.u64()?;
+            if d.u8()? != 0 {
+                en.auction = Some(super::OpenAuction {
+                    id: d.u64()?,
+                    from_hour: d.i64()?,
+                    to_hour: d.i64()?,
+                });
+            }
         }
         for rb in en.side.orders() {
             if let TimeInForce::GoodTillTime(at) = rb.block.tif {
@@ -342,6 +363,17 @@ impl Engine {
             }
         }
         self.side.hash_into(&mut put);
+        if self.last_auction != 0 {
+            // only auctions add to what older states hashed
+            put(-4);
+            put(self.last_auction as i64);
+            let a = self
+                .auction
+                .map_or((0, 0, 0), |a| (a.id, a.from_hour, a.to_hour));
+            put(a.0 as i64);
+            put(a.1);
+            put(a.2);
+        }
         for s in text {
             h.update((s.len() as u64).to_le_bytes());
             h.update(s.as_bytes());

@@ -143,6 +143,7 @@ impl Exchange {
                                 String::new()
                             },
                             fee: 0,
+                            auction: self.clearing.unwrap_or(0),
                         };
                         rec.fills.push(fill.clone());
                         // a block's legs come hour by hour: its first hour counts the GPUs
@@ -166,6 +167,9 @@ impl Exchange {
                         }
                         self.execution(account, "trade", Some(oid), Some(fill), None);
                     }
+                    if self.clearing.is_some() {
+                        *self.cleared.volume.entry(*product).or_default() += *qty;
+                    }
                     if !self.replaying {
                         let t = self.traded.entry(*product).or_default();
                         t.trades += 1;
@@ -178,6 +182,7 @@ impl Exchange {
                         quantity: *qty,
                         aggressor: side_to_pb(*aggressor) as i32,
                         time_micros: ts,
+                        auction_id: self.clearing.unwrap_or(0),
                     };
                     self.market(*product, pb::market_data::Payload::Trade(trade));
                 }
@@ -249,6 +254,12 @@ impl Exchange {
                 } => {
                     let rec = self.orders.get_mut(order_id).expect("a record per order");
                     rec.placed = Some((*level, domain.clone()));
+                }
+                Event::AuctionCleared {
+                    filled, dropped, ..
+                } => {
+                    self.cleared.filled = filled.clone();
+                    self.cleared.dropped = dropped.clone();
                 }
                 Event::ProductCreated { .. }
                 | Event::CapacityRegistered { .. }

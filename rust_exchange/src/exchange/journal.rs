@@ -124,6 +124,10 @@ impl Exchange {
             ),
             Some(Kind::SetState(s)) => self.set_state(ts, &s.what, &s.product_id),
             Some(Kind::IdBase(b)) => self.set_id_base(ts, b.base),
+            Some(Kind::AuctionStart(a)) => self
+                .start_auction(ts, a.auction_id, a.from_hour, a.to_hour)
+                .map(drop),
+            Some(Kind::AuctionClear(c)) => self.clear_auction(ts, &c).map(drop),
             // a time step always counts, whether or not something falls due again
             Some(Kind::AdvanceTime(_)) => self
                 .run(ts, &Command::AdvanceTime, None, time_step)
@@ -164,6 +168,7 @@ impl Exchange {
             execution_sequence,
             state_hash: self.engine.state_hash(),
             ended: self.ended.iter().copied().collect(),
+            auctions: self.auctions.iter().cloned().collect(),
         }
         .encode_to_vec()
     }
@@ -183,6 +188,7 @@ impl Exchange {
         }
         let mut ex = Exchange::new(max_open_orders);
         ex.ended = s.ended.iter().copied().collect();
+        ex.auctions = s.auctions.into_iter().collect();
         ex.engine = engine;
         ex.sequence = s.sequence;
         ex.md_sequence = s.market_sequence;

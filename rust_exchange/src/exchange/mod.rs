@@ -23,6 +23,7 @@ use crate::refusal::Refusal;
 use crate::store;
 
 mod amend;
+mod auctions;
 mod commands;
 mod events;
 mod journal;
@@ -31,6 +32,7 @@ mod outputs;
 mod resale;
 mod views;
 
+pub use auctions::KEEP_AUCTIONS;
 pub use journal::{JournalEntry, StoreError};
 pub use orders::dollars;
 pub use views::{page_size, page_token, DEFAULT_PAGE, MAX_PAGE};
@@ -89,6 +91,11 @@ pub struct Exchange {
     /// Trades made since this process started (not replayed ones), per product: count,
     /// GPU-hours, notional in micro-dollars. Operators' counters, outside the state hash.
     traded: FxHashMap<ProductHandle, TradeTotals>,
+    /// The auctions' results, oldest first (the latest `KEEP_AUCTIONS`).
+    auctions: VecDeque<pb::AuctionResult>,
+    /// While an auction's result is applied: its id, and what it traded per product.
+    clearing: Option<u64>,
+    cleared: auctions::Cleared,
 }
 
 /// What traded in one product: trades, GPU-hours and notional (micro-dollars).
@@ -132,6 +139,9 @@ impl Exchange {
             quiet: false,
             scratch: Vec::new(),
             traded: FxHashMap::default(),
+            auctions: VecDeque::new(),
+            clearing: None,
+            cleared: auctions::Cleared::default(),
         }
     }
 

@@ -26,6 +26,36 @@ pub(super) fn check_client_order_id(id: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// An auction order's terms, each broken one named: a good-till limit bid without
+/// minimum, iceberg, placement or resale terms.
+fn auction_terms(
+    r: &pb::PlaceOrderRequest,
+    side: Side,
+    order_type: OrderType,
+    tif: TimeInForce,
+) -> Result<(), Refusal> {
+    let broken = if side != Side::Buy {
+        "an auction order is a bid (asks resting in its hours take part as they are)"
+    } else if order_type != OrderType::Limit {
+        "an auction order is a limit order, not a market order"
+    } else if !tif.rests() {
+        "an auction order waits for its auction: GTC or GTD, not IOC or FOK"
+    } else if r.post_only {
+        "an auction order is not post-only (it never rests in a continuous book)"
+    } else if r.min_quantity != 0 {
+        "an auction order has no minimum fill (a block is all or none already)"
+    } else if r.display_quantity != 0 {
+        "an auction order has no display quantity"
+    } else if r.locality != pb::Locality::Unspecified as i32 || r.colocate_with != 0 {
+        "the auction does not take locality or colocation terms yet"
+    } else if r.resell_trade_id != 0 {
+        "a resale ask trades continuously, not in an auction"
+    } else {
+        return Ok(());
+    };
+    Err(Refusal::new("INVALID_AUCTION", broken))
+}
+
 /// Micro-dollars as a person types dollars: `$0.01`, `$2.50`, `$0.000001`.
 pub fn dollars(micros: i64) -> String {
     let sign = if micros < 0 { "-" } else { "" };
@@ -189,6 +219,7 @@ impl Exchange {
                 tif,
                 window: a.window_hours,
                 place: place.clone(),
+                auction: a.auction,
             });
             let record = OrderRecord {
                 order_id: 0,
@@ -216,6 +247,7 @@ impl Exchange {
                 place,
                 placed: None,
                 resale: None,
+                auction: a.auction,
             };
             alternatives.push((record, product));
         }
@@ -465,8 +497,12 @@ impl Exchange {
                 place: place.clone(),
                 placed: None,
                 resale: (r.resell_trade_id != 0).then_some((r.resell_trade_id, r.resale_fee_bps)),
+                auction: r.auction,
             },
         };
+        if r.auction {
+            auction_terms(r, side, order_type, tif)?;
+        }
         if r.resell_trade_id != 0 {
             // a resale is a plain ask: one hour, all of it shown, no placement terms
             let plain = r.display_quantity == 0
@@ -498,8 +534,8 @@ impl Exchange {
                 order,
                 clip: r.display_quantity,
             }
-        } else if r.hours > 1 || r.window_hours > 0 || place.is_set() {
-            if r.min_quantity != 0 {
+        } else if r.hours > 1 || r.window_hours > 0 || place.is_set() || r.auction {
+            if r.min_quantity != 0 && !r.auction {
                 // a block is all or none already
                 return Err(spotex_core::Reject::InvalidMinimumFill.into());
             }
@@ -534,6 +570,7 @@ impl Exchange {
                 tif,
                 window: r.window_hours,
                 place,
+                auction: r.auction,
             })
         } else if r.min_quantity != 0 {
             Command::PlaceMinFill {

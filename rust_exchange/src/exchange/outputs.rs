@@ -82,6 +82,7 @@ impl Exchange {
                 fill: fill.as_ref().map(FillRecord::to_pb),
                 allocation,
                 block,
+                auction_id: self.clearing.unwrap_or(0),
             },
         ));
     }

@@ -173,7 +173,7 @@ class WithdrawCapacityResponse(_message.Message):
     def __init__(self, gpu_hours_withdrawn: _Optional[int] = ...) -> None: ...
 
 class PlaceOrderRequest(_message.Message):
-    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "resell_trade_id", "resell_gpus", "resale_fee_bps")
+    __slots__ = ("client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "time_in_force", "expire_at_micros", "post_only", "stp", "cluster_id", "gang", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "resell_trade_id", "resell_gpus", "resale_fee_bps", "auction")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +197,7 @@ class PlaceOrderRequest(_message.Message):
     RESELL_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     RESELL_GPUS_FIELD_NUMBER: _ClassVar[int]
     RESALE_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     product_id: str
     side: Side
@@ -220,10 +221,11 @@ class PlaceOrderRequest(_message.Message):
     resell_trade_id: int
     resell_gpus: _containers.RepeatedCompositeFieldContainer[Slot]
     resale_fee_bps: int
-    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., resell_trade_id: _Optional[int] = ..., resell_gpus: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., resale_fee_bps: _Optional[int] = ...) -> None: ...
+    auction: bool
+    def __init__(self, client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., post_only: _Optional[bool] = ..., stp: _Optional[_Union[SelfTradePrevention, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., resell_trade_id: _Optional[int] = ..., resell_gpus: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., resale_fee_bps: _Optional[int] = ..., auction: _Optional[bool] = ...) -> None: ...
 
 class Fill(_message.Message):
-    __slots__ = ("trade_id", "price_micros", "quantity", "maker", "time_micros", "product_id", "fee_micros")
+    __slots__ = ("trade_id", "price_micros", "quantity", "maker", "time_micros", "product_id", "fee_micros", "auction_id")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +233,7 @@ class Fill(_message.Message):
     TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     FEE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
     trade_id: int
     price_micros: int
     quantity: int
@@ -238,10 +241,11 @@ class Fill(_message.Message):
     time_micros: int
     product_id: str
     fee_micros: int
-    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., maker: _Optional[bool] = ..., time_micros: _Optional[int] = ..., product_id: _Optional[str] = ..., fee_micros: _Optional[int] = ...) -> None: ...
+    auction_id: int
+    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., maker: _Optional[bool] = ..., time_micros: _Optional[int] = ..., product_id: _Optional[str] = ..., fee_micros: _Optional[int] = ..., auction_id: _Optional[int] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "placed_level", "placed_domain", "resell_trade_id", "resale_fee_bps", "fees_micros")
+    __slots__ = ("order_id", "client_order_id", "product_id", "side", "order_type", "price_micros", "quantity", "filled_quantity", "remaining_quantity", "state", "time_in_force", "cluster_id", "gang", "fills", "created_at_micros", "reason", "hours", "window_hours", "min_quantity", "range_id", "display_quantity", "locality", "locality_preferred", "colocate_with", "placed_level", "placed_domain", "resell_trade_id", "resale_fee_bps", "fees_micros", "auction")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +275,7 @@ class Order(_message.Message):
     RESELL_TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     RESALE_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
     FEES_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_FIELD_NUMBER: _ClassVar[int]
     order_id: int
     client_order_id: str
     product_id: str
@@ -300,7 +305,8 @@ class Order(_message.Message):
     resell_trade_id: int
     resale_fee_bps: int
     fees_micros: int
-    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ..., resell_trade_id: _Optional[int] = ..., resale_fee_bps: _Optional[int] = ..., fees_micros: _Optional[int] = ...) -> None: ...
+    auction: bool
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., filled_quantity: _Optional[int] = ..., remaining_quantity: _Optional[int] = ..., state: _Optional[_Union[OrderState, str]] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., cluster_id: _Optional[str] = ..., gang: _Optional[int] = ..., fills: _Optional[_Iterable[_Union[Fill, _Mapping]]] = ..., created_at_micros: _Optional[int] = ..., reason: _Optional[str] = ..., hours: _Optional[int] = ..., window_hours: _Optional[int] = ..., min_quantity: _Optional[int] = ..., range_id: _Optional[int] = ..., display_quantity: _Optional[int] = ..., locality: _Optional[_Union[Locality, str]] = ..., locality_preferred: _Optional[bool] = ..., colocate_with: _Optional[int] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ..., resell_trade_id: _Optional[int] = ..., resale_fee_bps: _Optional[int] = ..., fees_micros: _Optional[int] = ..., auction: _Optional[bool] = ...) -> None: ...
 
 class PlaceOrderResponse(_message.Message):
     __slots__ = ("order",)
@@ -491,18 +497,20 @@ class LevelUpdate(_message.Message):
     def __init__(self, side: _Optional[_Union[Side, str]] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., orders: _Optional[int] = ...) -> None: ...
 
 class Trade(_message.Message):
-    __slots__ = ("trade_id", "price_micros", "quantity", "aggressor", "time_micros")
+    __slots__ = ("trade_id", "price_micros", "quantity", "aggressor", "time_micros", "auction_id")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     AGGRESSOR_FIELD_NUMBER: _ClassVar[int]
     TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
     trade_id: int
     price_micros: int
     quantity: int
     aggressor: Side
     time_micros: int
-    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., aggressor: _Optional[_Union[Side, str]] = ..., time_micros: _Optional[int] = ...) -> None: ...
+    auction_id: int
+    def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., aggressor: _Optional[_Union[Side, str]] = ..., time_micros: _Optional[int] = ..., auction_id: _Optional[int] = ...) -> None: ...
 
 class MarketData(_message.Message):
     __slots__ = ("product_id", "sequence", "snapshot", "level", "trade", "state")
@@ -531,20 +539,22 @@ class StreamExecutionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Execution(_message.Message):
-    __slots__ = ("sequence", "kind", "order", "fill", "allocation", "block")
+    __slots__ = ("sequence", "kind", "order", "fill", "allocation", "block", "auction_id")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     FILL_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     kind: str
     order: Order
     fill: Fill
     allocation: Allocation
     block: BlockAllocation
-    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, _Mapping]] = ..., block: _Optional[_Union[BlockAllocation, _Mapping]] = ...) -> None: ...
+    auction_id: int
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ..., fill: _Optional[_Union[Fill, _Mapping]] = ..., allocation: _Optional[_Union[Allocation, _Mapping]] = ..., block: _Optional[_Union[BlockAllocation, _Mapping]] = ..., auction_id: _Optional[int] = ...) -> None: ...
 
 class BlockAllocation(_message.Message):
     __slots__ = ("order_id", "cluster_id", "first_hour", "hours", "slots", "cost_micros", "trade_ids", "placed_level", "placed_domain", "provider_account")
@@ -656,6 +666,74 @@ class ResellRequest(_message.Message):
     client_order_id: str
     def __init__(self, order_id: _Optional[int] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., price_micros: _Optional[int] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., expire_at_micros: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
+class AuctionPrice(_message.Message):
+    __slots__ = ("product_id", "price_micros", "quantity")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    price_micros: int
+    quantity: int
+    def __init__(self, product_id: _Optional[str] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class AuctionResult(_message.Message):
+    __slots__ = ("auction_id", "from_hour", "to_hour", "started_at_micros", "cleared_at_micros", "state", "prices", "welfare_micros", "gap", "solve_micros", "bids", "filled_orders", "dropped_orders", "paradoxically_rejected", "rejected_welfare_micros", "first_come_welfare_micros")
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    WELFARE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    SOLVE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    FILLED_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    PARADOXICALLY_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_WELFARE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_COME_WELFARE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    auction_id: int
+    from_hour: int
+    to_hour: int
+    started_at_micros: int
+    cleared_at_micros: int
+    state: str
+    prices: _containers.RepeatedCompositeFieldContainer[AuctionPrice]
+    welfare_micros: int
+    gap: float
+    solve_micros: int
+    bids: int
+    filled_orders: _containers.RepeatedScalarFieldContainer[int]
+    dropped_orders: _containers.RepeatedScalarFieldContainer[int]
+    paradoxically_rejected: _containers.RepeatedScalarFieldContainer[int]
+    rejected_welfare_micros: int
+    first_come_welfare_micros: int
+    def __init__(self, auction_id: _Optional[int] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., started_at_micros: _Optional[int] = ..., cleared_at_micros: _Optional[int] = ..., state: _Optional[str] = ..., prices: _Optional[_Iterable[_Union[AuctionPrice, _Mapping]]] = ..., welfare_micros: _Optional[int] = ..., gap: _Optional[float] = ..., solve_micros: _Optional[int] = ..., bids: _Optional[int] = ..., filled_orders: _Optional[_Iterable[int]] = ..., dropped_orders: _Optional[_Iterable[int]] = ..., paradoxically_rejected: _Optional[_Iterable[int]] = ..., rejected_welfare_micros: _Optional[int] = ..., first_come_welfare_micros: _Optional[int] = ...) -> None: ...
+
+class GetAuctionResultRequest(_message.Message):
+    __slots__ = ("auction_id",)
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    auction_id: int
+    def __init__(self, auction_id: _Optional[int] = ...) -> None: ...
+
+class ListAuctionsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuctionsResponse(_message.Message):
+    __slots__ = ("auctions", "next_page_token")
+    AUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    auctions: _containers.RepeatedCompositeFieldContainer[AuctionResult]
+    next_page_token: str
+    def __init__(self, auctions: _Optional[_Iterable[_Union[AuctionResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class CreateProductsRequest(_message.Message):
     __slots__ = ("skus", "regions", "from_hour", "to_hour", "tick_micros", "lot", "gate_closure_lead_micros", "open_at_micros")
     SKUS_FIELD_NUMBER: _ClassVar[int]
@@ -763,6 +841,16 @@ class ProductResponse(_message.Message):
     PRODUCT_FIELD_NUMBER: _ClassVar[int]
     product: Product
     def __init__(self, product: _Optional[_Union[Product, _Mapping]] = ...) -> None: ...
+
+class RunAuctionRequest(_message.Message):
+    __slots__ = ("from_hour", "to_hour", "time_limit_ms")
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_MS_FIELD_NUMBER: _ClassVar[int]
+    from_hour: int
+    to_hour: int
+    time_limit_ms: int
+    def __init__(self, from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., time_limit_ms: _Optional[int] = ...) -> None: ...
 
 class GetStateHashRequest(_message.Message):
     __slots__ = ()

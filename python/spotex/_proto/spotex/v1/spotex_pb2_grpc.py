@@ -124,6 +124,16 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.ResellRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.FromString,
                 _registered_method=True)
+        self.GetAuctionResult = channel.unary_unary(
+                '/spotex.v1.Market/GetAuctionResult',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.GetAuctionResultRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.AuctionResult.FromString,
+                _registered_method=True)
+        self.ListAuctions = channel.unary_unary(
+                '/spotex.v1.Market/ListAuctions',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsResponse.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -239,6 +249,19 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAuctionResult(self, request, context):
+        """An auction's result (0: the latest), and every auction's, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuctions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -331,6 +354,16 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.Resell,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.ResellRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.SubmitOrdersResponse.SerializeToString,
+            ),
+            'GetAuctionResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuctionResult,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.GetAuctionResultRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.AuctionResult.SerializeToString,
+            ),
+            'ListAuctions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuctions,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -829,6 +862,60 @@ class Market:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetAuctionResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/GetAuctionResult',
+            spotex_dot_v1_dot_spotex__pb2.GetAuctionResultRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.AuctionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuctions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/ListAuctions',
+            spotex_dot_v1_dot_spotex__pb2.ListAuctionsRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.ListAuctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class OperatorStub:
     """Missing associated documentation comment in .proto file."""
@@ -898,6 +985,11 @@ class OperatorStub:
                 '/spotex.v1.Operator/TakeSnapshot',
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.TakeSnapshotRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.GetStateHashResponse.FromString,
+                _registered_method=True)
+        self.RunAuction = channel.unary_unary(
+                '/spotex.v1.Operator/RunAuction',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.RunAuctionRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.AuctionResult.FromString,
                 _registered_method=True)
 
 
@@ -980,6 +1072,13 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunAuction(self, request, context):
+        """A block auction now; AUCTION_IN_PROGRESS while another runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1042,6 +1141,11 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.TakeSnapshot,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.TakeSnapshotRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.GetStateHashResponse.SerializeToString,
+            ),
+            'RunAuction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunAuction,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.RunAuctionRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.AuctionResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1368,6 +1472,33 @@ class Operator:
             '/spotex.v1.Operator/TakeSnapshot',
             spotex_dot_v1_dot_spotex__pb2.TakeSnapshotRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.GetStateHashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunAuction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/RunAuction',
+            spotex_dot_v1_dot_spotex__pb2.RunAuctionRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.AuctionResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,230 @@
+"""Block auctions at the venue: one auction run from start to clear on an engine host.
+
+1. ``AuctionStart`` on the writer (journaled): the auction's id; its orders are frozen.
+2. The exchange's view of it (its bids, every ask of the hours they span, each node's
+   free GPUs), read on the writer right after, so it is the state the start fixed.
+3. The optimiser (``spotex.server.auction``) in a worker process of its own (``python -m
+   spotex.server.auctions``, the problem in on stdin, the decision out on stdout), within
+   the time limit: the writer and the event loop go on serving continuous trading
+   meanwhile, and nothing of the server's process (its threads, its ``__main__``) is
+   copied or run again.
+4. ``AuctionClear`` on the writer (journaled), carrying the result: the exchange checks
+   each fill against the state at that moment and applies it, or drops it whole.
+
+A restart between 1 and 4 leaves the auction open in the journal; the server abandons it
+when it starts (an empty ``AuctionClear``), so every order it froze is live again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex.server import auction
+from spotex.server.host import EngineHost, HostError
+
+if TYPE_CHECKING:
+    from spotex._core import _AuctionView
+
+log = logging.getLogger("spotex.server.auctions")
+
+# the optimiser's time limit unless the venue or the request sets one
+DEFAULT_TIME_LIMIT = 10.0
+
+
+def hour_id(hour: int) -> str:
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An exchange view as the optimiser's ``View``, and the way back to the exchange's
+    names: per optimiser bid, its (order id, alternative); per cluster, (seller, id)."""
+    view: auction.View
+    first_hour: int
+    bids: tuple[tuple[int, int], ...]
+    clusters: tuple[tuple[int, str], ...]
+
+
+def problem(v: _AuctionView, tick: int = 10_000) -> Problem:
+    first_hour, hours, bids, asks, clusters = v
+    index = {c[0]: k for k, c in enumerate(clusters)}
+    view = auction.View(
+        hours=hours,
+        clusters=tuple(auction.Cluster(name=f"{seller}:{cid}", family=family,
+                                       nodes=tuple((n, g, tuple(m)) for n, g, m in nodes))
+                       for _, seller, cid, family, nodes in clusters),
+        asks=tuple(auction.Ask(order_id=oid, cluster=index[c], hour=h - first_hour,
+                               quantity=q, price=px)
+                   for oid, _, c, h, q, px in asks),
+        bids=tuple(auction.Bid(order_id=k + 1, family=family, hours=n,
+                               starts=tuple(range(start - first_hour,
+                                                  start - first_hour + span - n + 1)),
+                               quantity=q, price=px, gang=gang,
+                               group=oid if group else 0, whole=whole)
+                   for k, (oid, _, group, _, family, start, span, n, q, px, gang, whole)
+                   in enumerate(bids)),
+        tick=tick)
+    return Problem(view, first_hour, tuple((b[0], b[1]) for b in bids),
+                   tuple((c[1], c[2]) for c in clusters))
+
+
+Fills = list[tuple[int, int, int, str, str, int, list[tuple[str, list[int]]]]]
+
+
+def decide(p: Problem, time_limit: float) -> tuple[Fills, list[tuple[str, int]], bytes]:
+    """The optimiser on ``p``: the fills and prices in the exchange's names, and the
+    report (an ``AuctionResult`` with what the solver said). Runs in a worker process."""
+    began = time.monotonic()
+    if p.view.bids:
+        c = auction.optimise(p.view, time_limit=time_limit)
+    else:
+        c = auction.Clearing([], {}, {}, 0, 0.0, 0.0)
+    fills: Fills = []
+    for f in c.fills:
+        order_id, alternative = p.bids[f.order_id - 1]
+        seller, cluster_id = p.clusters[f.cluster]
+        family = p.view.clusters[f.cluster].family
+        start = f"{family}/{hour_id(p.first_hour + f.start)}"
+        fills.append((order_id, alternative, seller, cluster_id, start, f.quantity,
+                      [(node, list(gpus)) for node, gpus in f.gpus]))
+    prices = sorted((f"{family}/{hour_id(p.first_hour + h)}", px)
+                    for (family, h), px in c.prices.items())
+    rejected = sorted({p.bids[k - 1][0] for k in c.rejected_in_money})
+    report = pb.AuctionResult(
+        welfare_micros=c.welfare, gap=c.gap,
+        solve_micros=int((time.monotonic() - began) * 1_000_000), bids=len(p.view.bids),
+        paradoxically_rejected=rejected, rejected_welfare_micros=c.rejected_welfare)
+    return fills, prices, report.SerializeToString()
+
+
+Decision = tuple[Fills, list[tuple[str, int]], bytes]
+
+
+async def decide_in_worker(p: Problem, time_limit: float) -> Decision:
+    """``decide`` in a worker process; it is killed when it overruns its time limit well
+    past what the optimiser's own limit allows."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "spotex.server.auctions", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(pickle.dumps((p, time_limit))), timeout=3 * time_limit + 30)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"the optimiser's worker exited {proc.returncode}: {tail[0]}")
+    decision: Decision = pickle.loads(out)
+    return decision
+
+
+class AuctionRunner:
+    """Runs a server's auctions, one at a time, each solved in a worker process."""
+
+    def __init__(self, host: EngineHost, time_limit: float = DEFAULT_TIME_LIMIT) -> None:
+        self.host = host
+        self.time_limit = time_limit
+        self._lock = asyncio.Lock()
+
+    def close(self) -> None:
+        """Nothing outlives a run (its worker ends with it)."""
+
+    async def abandon_open(self) -> Any:
+        """An auction a restart left open: cleared with nothing, its orders live again."""
+        host = self.host
+
+        def go() -> bytes | None:
+            open_ = host.ex.open_auction()
+            if open_ is None:
+                return None
+            return host.run(lambda ts: host.ex.clear_auction(
+                ts, open_[0], [], [], pb.AuctionResult().SerializeToString(), True))
+        out = await host.submit_async(go)
+        if out is None:
+            return None
+        result = pb.AuctionResult.FromString(out)
+        log.warning("auction %d was left open by a restart: abandoned, its orders are "
+                    "live again", result.auction_id)
+        return result
+
+    async def run(self, from_hour: int, to_hour: int, time_limit: float | None = None
+                  ) -> Any:
+        """One auction over ``[from_hour, to_hour)``, start to clear. HostError or the
+        exchange's refusal (AUCTION_IN_PROGRESS while another runs) when it cannot."""
+        if self._lock.locked():
+            raise HostError("AUCTION_IN_PROGRESS", "another auction is being cleared; "
+                            "run this one once it has (GetAuctionResult)")
+        async with self._lock:
+            host = self.host
+            started = time.time()
+
+            def start() -> tuple[int, _AuctionView | None]:
+                auction_id = host.run(lambda ts: host.ex.start_auction(ts, from_hour,
+                                                                         to_hour))
+                return auction_id, host.ex.auction_view()
+            auction_id, v = await host.submit_async(start)
+            assert v is not None
+            limit = self.time_limit if time_limit is None else time_limit
+            try:
+                fills, prices, report = await decide_in_worker(problem(v), limit)
+            except Exception as err:  # noqa: BLE001 - the auction must still clear
+                log.error("auction %d: the optimiser failed (%s); cleared with nothing",
+                          auction_id, err)
+                fills, prices, report = [], [], pb.AuctionResult().SerializeToString()
+            r = pb.AuctionResult.FromString(report)
+            r.started_at_micros = int(started * 1_000_000)
+            report = r.SerializeToString()
+            out = await host.submit_async(lambda: host.run(lambda ts: host.ex.clear_auction(
+                ts, auction_id, fills, prices, report, False)))
+            result = pb.AuctionResult.FromString(out)
+            log.info("auction %d cleared: %d filled, %d dropped, welfare $%.2f, gap %.4f, "
+                     "%.2f s", result.auction_id, len(result.filled_orders),
+                     len(result.dropped_orders), result.welfare_micros / 1e6, result.gap,
+                     result.solve_micros / 1e6)
+            return result
+
+
+def result_json(r: Any) -> dict[str, Any]:
+    """An AuctionResult for people and the web page: dollars as decimal strings."""
+    def usd(m: int) -> str:
+        return f"{m / 1_000_000:.6f}".rstrip("0").rstrip(".")
+    return {
+        "auction_id": r.auction_id, "from_hour": hour_id(r.from_hour),
+        "to_hour": hour_id(r.to_hour), "state": r.state,
+        "cleared_at_micros": r.cleared_at_micros,
+        "prices": [{"product_id": p.product_id, "price": usd(p.price_micros),
+                    "quantity": p.quantity} for p in r.prices],
+        "welfare": usd(r.welfare_micros), "gap": r.gap,
+        "solve_seconds": r.solve_micros / 1e6, "bids": r.bids,
+        "filled_orders": list(r.filled_orders), "dropped_orders": list(r.dropped_orders),
+        "paradoxically_rejected": list(r.paradoxically_rejected),
+        "rejected_welfare": usd(r.rejected_welfare_micros),
+    }
+
+
+def _worker() -> None:
+    """The worker: a pickled ``(Problem, time_limit)`` on stdin, the pickled decision on
+    stdout (the server's own pickle, between its own processes)."""
+    p, limit = pickle.loads(sys.stdin.buffer.read())
+    # the decision alone on stdout: what the solver prints goes to stderr
+    result = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    decision = decide(p, limit)
+    result.write(pickle.dumps(decision))
+    result.close()
+
+
+if __name__ == "__main__":
+    _worker()

@@ -1,0 +1,402 @@
+//! Auction orders and the auction's two commands: orders rest untried, `AuctionStart`
+//! freezes those of its window, `AuctionClear` applies each fill checked against the
+//! state at that moment (at one price per product) or drops it whole, and a snapshot or
+//! a replay of the same commands gives the same state.
+
+use spotex_core::*;
+
+const HOUR: i64 = MICROS_PER_HOUR;
+const T0: i64 = 1_000 * HOUR;
+const H0: i64 = 1_100; // the first delivery hour
+const SELLER: AccountId = 10;
+const BUYER: AccountId = 20;
+const BUYER2: AccountId = 21;
+const USD: Price = 1_000_000;
+
+struct Market {
+    e: Engine,
+    ts: i64,
+    log: Vec<(i64, Command)>,
+}
+
+impl Market {
+    /// `hours` products from `H0`; one cluster `c0` of two 8-GPU nodes.
+    fn new(hours: i64) -> Market {
+        let mut m = Market {
+            e: Engine::new(),
+            ts: T0,
+            log: Vec::new(),
+        };
+        for h in 0..hours {
+            m.ok(Command::CreateProduct(ProductSpec {
+                id: format!(
+                    "H100-SXM/us-east/{}",
+                    spotex_core::product::format_hour(H0 + h)
+                ),
+                tick: 10_000,
+                lot: 1,
+                open_at: T0,
+                close_at: (H0 + h - 1) * HOUR,
+            }));
+        }
+        m.ok(Command::RegisterCapacity {
+            account: SELLER,
+            spec: ClusterSpec {
+                id: "c0".into(),
+                sku: "H100-SXM".into(),
+                region: "us-east".into(),
+                nodes: (0..2)
+                    .map(|k| NodeSpec {
+                        id: format!("n{k}"),
+                        gpus: 8,
+                        place: Default::default(),
+                    })
+                    .collect(),
+                from_hour: H0,
+                to_hour: H0 + hours,
+            },
+        });
+        m
+    }
+
+    fn apply(&mut self, cmd: Command) -> (Result<(), Reject>, Vec<Event>) {
+        self.ts += 1;
+        let mut out = Vec::new();
+        let r = self.e.apply(self.ts, &cmd, &mut out);
+        self.log.push((self.ts, cmd));
+        (r, out)
+    }
+
+    fn ok(&mut self, cmd: Command) -> Vec<Event> {
+        let (r, out) = self.apply(cmd);
+        assert_eq!(r, Ok(()), "{out:?}");
+        out
+    }
+
+    fn ask(&mut self, hour: i64, price: Price, qty: Qty) -> OrderId {
+        let o = NewOrder {
+            cluster: Some(0),
+            ..NewOrder::limit(SELLER, hour as ProductHandle, Side::Sell, price, qty)
+        };
+        accepted(&self.ok(Command::Place(o)))
+    }
+
+    fn bid(&mut self, buyer: AccountId, hour: i64, hours: u32, price: Price, qty: Qty) -> OrderId {
+        let b = NewBlock {
+            account: buyer,
+            product: hour as ProductHandle,
+            hours,
+            price,
+            qty,
+            gang: 8,
+            tif: TimeInForce::GoodTillClose,
+            window: 0,
+            place: Placement::default(),
+            auction: true,
+        };
+        accepted(&self.ok(Command::PlaceBlock(b)))
+    }
+}
+
+fn accepted(out: &[Event]) -> OrderId {
+    out.iter()
+        .find_map(|e| match e {
+            Event::Accepted { order_id, .. } => Some(*order_id),
+            _ => None,
+        })
+        .expect("accepted")
+}
+
+fn trades(out: &[Event]) -> Vec<(ProductHandle, Price, Qty, OrderId)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Event::Trade {
+                product,
+                price,
+                qty,
+                taker_order,
+                ..
+            } => Some((*product, *price, *qty, *taker_order)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cleared(out: &[Event]) -> (Vec<OrderId>, Vec<OrderId>) {
+    out.iter()
+        .find_map(|e| match e {
+            Event::AuctionCleared {
+                filled, dropped, ..
+            } => Some((filled.clone(), dropped.clone())),
+            _ => None,
+        })
+        .expect("cleared")
+}
+
+fn fill(order_id: OrderId, start: ProductHandle, qty: Qty, node: u32) -> AuctionFill {
+    AuctionFill {
+        order_id,
+        alternative: 0,
+        cluster: 0,
+        start,
+        qty,
+        slots: vec![(node, (1u64 << qty) - 1)],
+    }
+}
+
+#[test]
+fn an_auction_bid_rests_untried_and_fills_at_the_clearing_price_when_it_clears() {
+    let mut m = Market::new(2);
+    m.ask(0, USD, 8);
+    m.ask(1, 2 * USD, 8);
+    // a continuous block would fill at once; an auction one waits
+    let b = m.bid(BUYER, 0, 2, 3 * USD, 8);
+    assert!(m.e.resting_block(b).is_some());
+    assert_eq!(m.e.l2(0, Side::Sell, 10), vec![(USD, 8, 1)]);
+    // frozen once its auction starts: no cancel, no amend, no second auction
+    m.ok(Command::AuctionStart {
+        auction: 1,
+        from_hour: H0,
+        to_hour: H0 + 1,
+    });
+    let cancel = Command::Cancel {
+        account: BUYER,
+        order_id: b,
+    };
+    assert_eq!(m.apply(cancel.clone()).0, Err(Reject::AuctionInProgress));
+    let again = Command::AuctionStart {
+        auction: 2,
+        from_hour: H0,
+        to_hour: H0 + 1,
+    };
+    assert_eq!(m.apply(again).0, Err(Reject::AuctionInProgress));
+    let view = m.e.auction_view(H0, H0 + 1);
+    assert_eq!((view.first_hour, view.hours), (H0, 2), "the block's span");
+    assert_eq!(view.bids.len(), 1);
+    assert_eq!(view.asks.len(), 2);
+    assert_eq!(view.clusters[0].nodes[0].2, vec![0xff, 0xff]);
+    // the clearing: one price per product, above the asks' own
+    let out = m.ok(Command::AuctionClear {
+        auction: 1,
+        fills: vec![fill(b, 0, 8, 1)],
+        prices: vec![(0, USD + 10_000), (1, 2 * USD)],
+    });
+    assert_eq!(
+        trades(&out),
+        vec![(0, USD + 10_000, 8, b), (1, 2 * USD, 8, b)]
+    );
+    assert_eq!(cleared(&out), (vec![b], vec![]));
+    assert!(m.e.resting_block(b).is_none());
+    assert_eq!(m.e.open_auction(), None);
+    // the GPUs are the ones the result named, in both hours
+    let a = &m.e.allocations()[0];
+    assert_eq!((a.slots[0].node, a.slots[0].gpus), (1, 0xff));
+    // cancel works again on what was not filled; the auction is over
+    assert_eq!(m.apply(cancel).0, Err(Reject::UnknownOrder));
+}
+
+#[test]
+fn a_fill_whose_gpus_or_asks_went_meanwhile_is_dropped_whole_and_its_order_waits() {
+    let mut m = Market::new(2);
+    m.ask(0, USD, 8);
+    m.ask(1, USD, 8);
+    let b = m.bid(BUYER, 0, 2, 2 * USD, 8);
+    let over = m.bid(BUYER2, 0, 2, USD, 8);
+    m.ok(Command::AuctionStart {
+        auction: 1,
+        from_hour: H0,
+        to_hour: H0 + 2,
+    });
+    // continuous trading goes on: a one-hour bid takes hour 1's ask meanwhile
+    m.ok(Command::Place(NewOrder {
+        tif: TimeInForce::ImmediateOrCancel,
+        ..NewOrder::limit(BUYER2, 1, Side::Buy, USD, 8)
+    }));
+    let before = m.e.state_hash();
+    let out = m.ok(Command::AuctionClear {
+        auction: 1,
+        fills: vec![
+            fill(b, 0, 8, 0),
+            // over its limit at these prices
+            fill(over, 0, 8, 1),
+        ],
+        prices: vec![(0, USD), (1, USD + 10_000)],
+    });
+    assert!(trades(&out).is_empty(), "nothing half-filled");
+    assert_eq!(cleared(&out), (vec![], vec![b, over]));
+    assert_ne!(m.e.state_hash(), before, "the orders are live again");
+    // still resting, for the next auction, and cancellable again
+    assert!(m.e.resting_block(b).is_some());
+    m.ok(Command::Cancel {
+        account: BUYER,
+        order_id: b,
+    });
+}
+
+#[test]
+fn a_one_hour_auction_bid_fills_in_part_and_waits_with_the_rest() {
+    let mut m = Market::new(1);
+    m.ask(0, USD, 8);
+    let b = m.bid(BUYER, 0, 1, 2 * USD, 16);
+    m.ok(Command::AuctionStart {
+        auction: 1,
+        from_hour: H0,
+        to_hour: H0 + 1,
+    });
+    let out = m.ok(Command::AuctionClear {
+        auction: 1,
+        fills: vec![fill(b, 0, 8, 0)],
+        prices: vec![(0, USD)],
+    });
+    assert_eq!(trades(&out), vec![(0, USD, 8, b)]);
+    assert_eq!(m.e.resting_block(b).map(|rb| rb.block.qty), Some(8));
+}
+
+#[test]
+fn a_gpu_is_never_given_twice_in_one_clearing() {
+    let mut m = Market::new(1);
+    m.ask(0, USD, 16);
+    let a = m.bid(BUYER, 0, 1, 2 * USD, 8);
+    let b = m.bid(BUYER2, 0, 1, 2 * USD, 8);
+    m.ok(Command::AuctionStart {
+        auction: 1,
+        from_hour: H0,
+        to_hour: H0 + 1,
+    });
+    let out = m.ok(Command::AuctionClear {
+        auction: 1,
+        fills: vec![fill(a, 0, 8, 0), fill(b, 0, 8, 0)],
+        prices: vec![(0, USD)],
+    });
+    assert_eq!(cleared(&out), (vec![a], vec![b]));
+}
+
+#[test]
+fn orders_placed_after_the_start_wait_for_the_next_auction() {
+    let mut m = Market::new(1);
+    m.ask(0, USD, 8);
+    m.ok(Command::AuctionStart {
+        auction: 1,
+        from_hour: H0,
+        to_hour: H0 + 1,
+    });
+    let late = m.bid(BUYER, 0, 1, 2 * USD, 8);
+    assert!(m.e.auction_view(H0, H0 + 1).bids.is_empty());
+    let out = m.ok(Command::AuctionClear {
+        auction: 1,
+        fills: vec![fill(late, 0, 8, 0)],
+        prices: vec![(0, USD)],
+    });
+    assert_eq!(cleared(&out), (vec![], vec![late]));
+    // a result for an auction not running is refused, and changes nothing
+    let stale = Command::AuctionClear {
+        auction: 1,
+        fills: vec![],
+        prices: vec![],
+    };
+    assert_eq!(m.apply(stale).0, Err(Reject::AuctionNotRunning));
+}
+
+#[test]
+fn auction_terms_are_good_till_and_without_placement() {
+    let mut m = Market::new(1);
+    let b = NewBlock {
+        account: BUYER,
+        product: 0,
+        hours: 1,
+        price: USD,
+        qty: 8,
+        gang: 8,
+        tif: TimeInForce::ImmediateOrCancel,
+        window: 0,
+        place: Placement::default(),
+        auction: true,
+    };
+    assert_eq!(
+        m.apply(Command::PlaceBlock(b.clone())).0,
+        Err(Reject::InvalidAuction)
+    );
+    let placed = NewBlock {
+        tif: TimeInForce::GoodTillClose,
+        place: Placement {
+            level: Some(Level::Node),
+            ..Placement::default()
+        },
+        ..b.clone()
+    };
+    assert_eq!(
+        m.apply(Command::PlaceBlock(placed)).0,
+        Err(Reject::InvalidAuction)
+    );
+    let mixed = vec![
+        NewBlock {
+            tif: TimeInForce::GoodTillClose,
+            ..b.clone()
+        },
+        NewBlock {
+            tif: TimeInForce::GoodTillClose,
+            auction: false,
+            ..b
+        },
+    ];
+    assert_eq!(
+        m.apply(Command::PlaceOneOf(mixed)).0,
+        Err(Reject::InvalidAuction)
+    );
+}
+
+#[test]
+fn a_snapshot_mid_auction_and_a_replay_give_the_same_state() {
+    let mut m = Market::new(2);
+    m.ask(0, USD, 16);
+    m.ask(1, USD, 8);
+    let b = m.bid(BUYER, 0, 2, 2 * USD, 8);
+    let g = {
+        let alt = |hours| NewBlock {
+            account: BUYER2,
+            product: 0,
+            hours,
+            price: 2 * USD,
+            qty: 8,
+            gang: 8,
+            tif: TimeInForce::GoodTillClose,
+            window: 0,
+            place: Placement::default(),
+            auction: true,
+        };
+        accepted(&m.ok(Command::PlaceOneOf(vec![alt(2), alt(1)])))
+    };
+    m.ok(Command::AuctionStart {
+        auction: 7,
+        from_hour: H0,
+        to_hour: H0 + 1,
+    });
+    let restored = Engine::restore(&m.e.snapshot()).expect("restores");
+    assert_eq!(restored.state_hash(), m.e.state_hash());
+    assert_eq!(restored.open_auction(), m.e.open_auction());
+    let clear = Command::AuctionClear {
+        auction: 7,
+        fills: vec![
+            fill(b, 0, 8, 0),
+            AuctionFill {
+                alternative: 1,
+                ..fill(g, 0, 8, 1)
+            },
+        ],
+        prices: vec![(0, USD), (1, USD)],
+    };
+    let mut r = restored;
+    let mut out = Vec::new();
+    r.apply(m.ts + 1, &clear, &mut out).expect("clears");
+    let live = m.ok(clear);
+    assert_eq!(out, live);
+    assert_eq!(cleared(&live), (vec![b, g], vec![]));
+    assert_eq!(r.state_hash(), m.e.state_hash());
+    // the same commands from the start, through their own encoding
+    let mut replayed = Engine::new();
+    for (ts, cmd) in &m.log {
+        let cmd = codec::decode_command(&codec::encode_command(cmd)).expect("decodes");
+        let _ = replayed.apply(*ts, &cmd, &mut Vec::new());
+    }
+    assert_eq!(replayed.state_hash(), m.e.state_hash());
+}

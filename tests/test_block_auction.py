@@ -1,0 +1,137 @@
+"""Block auctions through a real server: auction orders wait while continuous asks rest
+beside them, `RunAuction` clears them at one price per product on concrete GPUs, the
+results are public and survive a restart, an auction a restart left open is abandoned
+with every order it froze live again, and bad input is refused naming the term."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import OPERATOR_TOKEN, Collector, serving
+
+from spotex.client import Client, RpcError
+
+
+def market(target: str, hours: int = 4) -> tuple[Client, Client, list[str], int]:
+    """A seller with two 8-GPU nodes offering all 16 GPUs at $1.00 in every hour."""
+    op = Client(target, OPERATOR_TOKEN)
+    h = int(time.time()) // 3600 + 40
+    ids = [p.product_id for p in op.create_products(
+        skus=["H100-SXM"], regions=["us-east"], from_hour=h, to_hour=h + hours)]
+    seller = Client(target, op.create_account("auction-seller", ["seller"]).token)
+    seller.register_capacity("iad-9", sku="H100-SXM", region="us-east",
+                             nodes=[("n0", 8), ("n1", 8)], from_hour=h, to_hour=h + hours)
+    for pid in ids:
+        seller.place_order(pid, "sell", "1.00", 16, cluster_id="iad-9")
+    return op, seller, ids, h
+
+
+def buyer(op: Client, target: str, name: str) -> Client:
+    return Client(target, op.create_account(name, ["buyer"]).token)
+
+
+def test_an_auction_clears_what_first_come_would_have_given_away(tmp_path: Path) -> None:
+    with serving(tmp_path) as r:
+        op, seller, ids, h = market(r.target)
+        lab, small = buyer(op, r.target, "lab"), buyer(op, r.target, "small")
+        # first come, the small block would take one node for 3 hours and leave the lab
+        # (all 16 GPUs for 2 hours, worth more) without; the auction sees both
+        early = small.place_order(ids[0], "buy", "1.50", 8, gang=8, hours=3, auction=True)
+        late = lab.place_order(ids[0], "buy", "2.00", 16, gang=8, hours=2, auction=True)
+        assert (early.state, early.auction, late.state) == ("open", True, "open")
+        assert small.get_book(ids[0]).bids == (), "an auction order is in no book"
+        execs = Collector(lab.executions())
+        time.sleep(0.3)  # the stream's subscription registers
+        result = op.run_auction(h, h + 1, time_limit=5)
+        assert result.state == "cleared" and result.bids == 2
+        assert result.filled_orders == (late.order_id,)
+        assert result.welfare == Decimal(32)  # ($2.00 - $1.00) x 16 GPUs x 2 hours
+        # one price per product, every auction trade in it at that price
+        prices = {p.product_id: p.price for p in result.prices}
+        assert set(prices) == set(ids[:2]) and {p.quantity for p in result.prices} == {16}
+        filled = lab.get_order(late.order_id)
+        assert filled.state == "filled"
+        assert {(f.product_id, f.price, f.auction_id) for f in filled.fills} == {
+            (pid, prices[pid], result.auction_id) for pid in ids[:2]}
+        assert small.get_order(early.order_id).state == "open", "it waits for the next"
+        # concrete GPUs, never one twice in an hour
+        got = lab.list_allocations()
+        assert sum(a.quantity for a in got) == 32
+        seen = [(a.hour, node, g) for a in got for node, gpus in a.slots for g in gpus]
+        assert len(seen) == len(set(seen))
+        execs.wait_for(lambda xs: any(x.kind == "block_allocated" for x in xs))
+        assert {x.auction_id for x in execs.items if x.kind == "trade"} == {result.auction_id}
+        # public: the latest, and the list
+        assert small.auction_result() == result == small.auction_result(result.auction_id)
+        assert [a.auction_id for a in small.list_auctions()] == [result.auction_id]
+        before = op.state_hash()
+    with serving(tmp_path) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        assert op.state_hash() == before, "a restart recovers to the same state"
+        assert op.auction_result(result.auction_id) == result
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_an_auction_a_restart_left_open_is_abandoned_and_its_orders_live_again(
+        tmp_path: Path, snapshot: bool) -> None:
+    with serving(tmp_path) as r:
+        op, seller, ids, h = market(r.target)
+        lab_token = op.create_account("lab", ["buyer"]).token
+        lab = Client(r.target, lab_token)
+        o = lab.place_order(ids[0], "buy", "2.00", 16, gang=8, hours=2, auction=True)
+        host = r.server.host
+        # the auction starts (journaled) and the process goes before its result
+        auction_id = host.call(lambda: host.run(lambda ts: host.ex.start_auction(
+            ts, h, h + 1)))
+        with pytest.raises(RpcError) as frozen:
+            lab.cancel_order(o.order_id)
+        assert frozen.value.reason == "AUCTION_IN_PROGRESS"
+        with pytest.raises(RpcError) as busy:
+            op.run_auction(h, h + 1)
+        assert busy.value.reason == "AUCTION_IN_PROGRESS"
+        if not snapshot:
+            # recovery from the journal alone
+            host.take_snapshot = lambda: (host.sequence, "")  # type: ignore[method-assign]
+    with serving(tmp_path) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        lab_again = Client(r.target, lab_token)
+        abandoned = op.auction_result()
+        assert (abandoned.auction_id, abandoned.state) == (auction_id, "abandoned")
+        assert abandoned.filled_orders == ()
+        # live again: the next auction fills it, or its owner cancels it
+        result = op.run_auction(h, h + 1, time_limit=5)
+        assert result.auction_id == auction_id + 1
+        assert result.filled_orders == (o.order_id,)
+        assert lab_again.get_order(o.order_id).state == "filled"
+
+
+def test_bad_auction_terms_are_refused_naming_the_term(running: object) -> None:
+    r = running
+    op, seller, ids, h = market(r.target)  # type: ignore[attr-defined]
+    lab = buyer(op, r.target, "terms-lab")  # type: ignore[attr-defined]
+    cases = {
+        "IOC": dict(tif="ioc"),
+        "market": dict(order_type="market"),
+        "post-only": dict(post_only=True),
+        "minimum": dict(min_quantity=8),
+        "locality": dict(locality="node"),
+    }
+    for word, terms in cases.items():
+        with pytest.raises(RpcError) as err:
+            lab.place_order(ids[0], "buy", "2.00", 8, auction=True, **terms)  # type: ignore[arg-type]
+        assert err.value.reason == "INVALID_AUCTION", word
+        assert word in err.value.message, (word, err.value.message)
+    with pytest.raises(RpcError) as ask:
+        seller.place_order(ids[0], "sell", "1.00", 8, cluster_id="iad-9", auction=True)
+    assert (ask.value.reason, "bid") == ("INVALID_AUCTION", "bid") and "bid" in ask.value.message
+    with pytest.raises(RpcError) as window:
+        op.run_auction(h + 1, h)
+    assert window.value.reason == "INVALID_ARGUMENT"
+    with pytest.raises(RpcError) as nobody:
+        lab.run_auction(h, h + 1)
+    assert nobody.value.reason == "ROLE_REQUIRED"
+    # nothing changed: the seller's asks all rest as placed
+    assert [lvl.quantity for lvl in lab.get_book(ids[0]).asks] == [16]
