@@ -388,6 +388,11 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
 
 @click.option("--training-buyers", default=16, show_default=True, type=click.IntRange(0, 1000),
               help="with --hours: buyers of whole nodes for 4 to 72 hours")
+@click.option("--auctions", is_flag=True,
+              help="with --hours: seeded training-run markets played first come and by "
+                   "block auction, each against the offline optimum")
+@click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 100),
+              help="with --auctions: markets, seeds from --seed on")
 
 
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -397,8 +402,8 @@ def bench(target: str | None, operator_token: str | None, clients: int, duration
 
 
 def simulate(target: str | None, operator_token: str | None, steps: int, buyers: int,
-             sellers: int, seed: int, hours: int, training_buyers: int,
-             out_dir: Path) -> None:
+             sellers: int, seed: int, hours: int, training_buyers: int, auctions: bool,
+             runs: int, out_dir: Path) -> None:
     """Zero-intelligence agents trade through the SDK: one delivery hour (allocative
     efficiency, volume, prices, utilisation), or with --hours N a market of N hours with
     training-run buyers (block demand served, prices and utilisation per hour, surplus);
@@ -410,6 +415,11 @@ def simulate(target: str | None, operator_token: str | None, steps: int, buyers:
         raise click.UsageError("--target needs --operator-token (or SPOTEX_OPERATOR_TOKEN)")
     if 1 < hours < 4:
         raise click.UsageError("--hours is 1 (one delivery hour) or 4 to 168")
+    if auctions:
+        if hours < 4:
+            raise click.UsageError("--auctions needs --hours (4 to 168)")
+        _simulate_auctions(target, operator_token, hours, seed, runs, out_dir)
+        return
     if hours > 1:
         _simulate_runs(target, operator_token, steps, buyers, sellers, seed, hours,
                        training_buyers, out_dir)
@@ -467,6 +477,30 @@ def _print_summary(title: str, summary: dict[str, Any]) -> None:
     for k, v in summary.items():
         t.add_row(k.replace("_", " "), str(v))
     console.print(t)
+
+
+def _simulate_auctions(target: str | None, operator_token: str | None, hours: int,
+                       seed: int, runs: int, out_dir: Path) -> None:
+    """``simulate --hours N --auctions``: first come and by auction, against the optimum."""
+
+    from spotex.tools import simulate_auctions as sa
+
+    rows = _on_a_server(target, operator_token,
+                        f"{runs} training-run markets over {hours} hours, first come and "
+                        "by auction", lambda t, token: sa.run(t, token, hours=hours,
+                                                              seed=seed, runs=runs))
+    t = Table("seed", "nodes", "optimum $", "first come", "auction", "blocks", "gap",
+              "solve s", title=f"welfare against the offline optimum, {hours} hours",
+              caption="blocks: filled first come / by auction / bid")
+    for r in rows:
+        t.add_row(str(r["seed"]), str(r["nodes"]), f"{r['optimum_usd']:.0f}",
+                  f"{r['first_come']:.3f}", f"{r['auction']:.3f}",
+                  f"{r['blocks_filled_first_come']}/{r['blocks_filled_auction']}/"
+                  f"{r['blocks']}", f"{r['gap']:.4f}", f"{r['solve_seconds']:.2f}")
+    console.print(t)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "simulate_auctions.json").write_text(json.dumps(rows, indent=2))
+    console.print(f"wrote simulate_auctions.json to {out_dir}")
 
 
 def _simulate_runs(target: str | None, operator_token: str | None, steps: int, buyers: int,

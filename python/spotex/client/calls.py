@@ -51,6 +51,8 @@ class _Call(Generic[T]):
     method: str
     request: Any
     convert: Callable[[Any], T]
+    # the least deadline this call needs, seconds (an auction solves for a while)
+    timeout: float = 0.0
 
 
 def _node(n: NodeArg) -> Any:
@@ -239,9 +241,11 @@ class _Calls:
     def run_auction(from_hour: int, to_hour: int, time_limit: float | None
                     ) -> _Call[AuctionResult]:
         ms = 0 if time_limit is None else max(1, round(time_limit * 1000))
+        # the server's own limit may be longer than the caller's: up to an hour
+        wait = 3 * (time_limit or 3600) + 30
         return _Call("operator", "RunAuction",
                      pb.RunAuctionRequest(from_hour=from_hour, to_hour=to_hour,
-                                          time_limit_ms=ms), _auction)
+                                          time_limit_ms=ms), _auction, wait)
 
     @staticmethod
     def auction_result(auction_id: int) -> _Call[AuctionResult]:

@@ -62,7 +62,7 @@ class Client:
     def _call(self, c: _Call[T]) -> T:
         try:
             reply = getattr(self._stubs[c.service], c.method)(
-                c.request, metadata=self._md, timeout=self._timeout)
+                c.request, metadata=self._md, timeout=max(self._timeout, c.timeout))
         except grpc.RpcError as err:
             raise _rpc_error(err) from None
         return c.convert(reply)
