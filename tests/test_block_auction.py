@@ -135,3 +135,40 @@ def test_bad_auction_terms_are_refused_naming_the_term(running: object) -> None:
     assert nobody.value.reason == "ROLE_REQUIRED"
     # nothing changed: the seller's asks all rest as placed
     assert [lvl.quantity for lvl in lab.get_book(ids[0]).asks] == [16]
+
+
+def test_hours_held_for_their_auction_open_when_it_clears(tmp_path: Path) -> None:
+    from spotex.server.auctions import AuctionSettings
+
+    with serving(tmp_path, auction=AuctionSettings(hold=True)) as r:
+        op, seller, ids, h = market(r.target, hours=2)
+        assert {p.state for p in op.list_products()} == {"auction"}
+        lab = buyer(op, r.target, "held-lab")
+        with pytest.raises(RpcError) as first:
+            lab.place_order(ids[0], "buy", "2.00", 8)
+        assert first.value.reason == "AUCTION_FIRST" and "--auction" in first.value.message
+        o = lab.place_order(ids[0], "buy", "2.00", 8, auction=True)
+        result = op.run_auction(h, h + 1, time_limit=5)
+        assert result.filled_orders == (o.order_id,)
+        assert {p.product_id: p.state for p in op.list_products()} == {
+            ids[0]: "open", ids[1]: "auction"}
+        assert lab.place_order(ids[0], "buy", "2.00", 8).state == "filled"
+
+
+def test_the_daily_gate_and_its_window() -> None:
+    import datetime as dt
+
+    from click.testing import CliRunner
+
+    from spotex.cli import main
+    from spotex.server.auctions import next_gate
+
+    def hour(s: str) -> int:
+        return int(dt.datetime.fromisoformat(s + ":00+00:00").timestamp()) // 3600
+    at = dt.datetime(2026, 12, 6, 11, 0, tzinfo=dt.UTC)
+    assert next_gate("12:00", at) == (at.replace(hour=12), hour("2026-12-07T00"))
+    later = at.replace(hour=12, minute=30)
+    assert next_gate("12:00", later) == (dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC),
+                                         hour("2026-12-08T00"))
+    bad = CliRunner().invoke(main, ["serve", "--auction-schedule", "25:00"])
+    assert bad.exit_code == 2 and "is not a time of day HH:MM (UTC)" in bad.output

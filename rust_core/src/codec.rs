@@ -153,6 +153,7 @@ pub fn state_of(x: u8) -> Result<ProductState, CodecError> {
         0 => Ok(ProductState::Open),
         1 => Ok(ProductState::Halted),
         2 => Ok(ProductState::Closed),
+        3 => Ok(ProductState::Auction),
         _ => Err(CodecError("product state")),
     }
 }
@@ -318,6 +319,10 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.u8(if b.auction { 20 } else { 17 });
             put_block(&mut e, b);
         }
+        Command::HoldForAuction { product } => {
+            e.u8(23);
+            e.u32(*product);
+        }
         Command::AuctionStart {
             auction,
             from_hour,
@@ -332,9 +337,11 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             auction,
             fills,
             prices,
+            abandoned,
         } => {
             e.u8(22);
             e.u64(*auction);
+            e.u8(*abandoned as u8);
             e.u32(fills.len() as u32);
             for f in fills {
                 e.u64(f.order_id);
@@ -507,13 +514,14 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
             auction: true,
             ..get_block(&mut d, true)?
         }),
+        23 => Command::HoldForAuction { product: d.u32()? },
         21 => Command::AuctionStart {
             auction: d.u64()?,
             from_hour: d.i64()?,
             to_hour: d.i64()?,
         },
         22 => {
-            let auction = d.u64()?;
+            let (auction, abandoned) = (d.u64()?, d.u8()? != 0);
             let mut fills = Vec::new();
             for _ in 0..d.count(32)? {
                 let (order_id, alternative, cluster, start, qty) =
@@ -539,6 +547,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 auction,
                 fills,
                 prices,
+                abandoned,
             }
         }
         15 => {

@@ -169,6 +169,10 @@ pub enum Command {
     },
     /// Only moves time forward (expiring orders and closing products whose time has come).
     AdvanceTime,
+    /// A product just listed is held for its block auction (see `ProductState::Auction`).
+    HoldForAuction {
+        product: ProductHandle,
+    },
     /// An auction begins: every resting auction order whose first hour lies in
     /// `[from_hour, to_hour)` is frozen (no cancel or amend) until it clears.
     AuctionStart {
@@ -183,6 +187,9 @@ pub enum Command {
         fills: Vec<AuctionFill>,
         /// The clearing price of each product the fills trade in.
         prices: Vec<(ProductHandle, Price)>,
+        /// Cleared with nothing because its result was lost (a restart): the hours of
+        /// its window stay held for the next auction.
+        abandoned: bool,
     },
     /// Numbers orders and trades from `base` on: a shard's ids (`index << 48`) never
     /// meet another shard's. Only before the first order or trade id is given.

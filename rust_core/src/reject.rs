@@ -66,10 +66,12 @@ pub enum Reject {
     AuctionInProgress,
     /// An auction's result for an auction that is not running.
     AuctionNotRunning,
+    /// A continuous bid in an hour held for its block auction.
+    AuctionFirst,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 43] = [
+    pub const ALL: [Reject; 44] = [
         Reject::InvalidProductId,
         Reject::DuplicateProduct,
         Reject::InvalidTickSize,
@@ -113,6 +115,7 @@ impl Reject {
         Reject::InvalidAuction,
         Reject::AuctionInProgress,
         Reject::AuctionNotRunning,
+        Reject::AuctionFirst,
     ];
 
     /// Stable machine-readable code.
@@ -161,6 +164,7 @@ impl Reject {
             Reject::InvalidAuction => "INVALID_AUCTION",
             Reject::AuctionInProgress => "AUCTION_IN_PROGRESS",
             Reject::AuctionNotRunning => "AUCTION_NOT_RUNNING",
+            Reject::AuctionFirst => "AUCTION_FIRST",
         }
     }
 
@@ -245,6 +249,10 @@ impl Reject {
                  and no other auction starts, until it has cleared"
             }
             Reject::AuctionNotRunning => "no such auction is running",
+            Reject::AuctionFirst => {
+                "this hour trades in its block auction first: bid with auction (--auction), \
+                 or continuously once its auction has cleared"
+            }
         }
     }
 }

@@ -92,6 +92,9 @@ pub enum ProductState {
     Open,
     Halted,
     Closed,
+    /// Held for its block auction: asks and auction bids rest, no other bid is taken,
+    /// nothing trades continuously; open once the auction whose window holds it clears.
+    Auction,
 }
 
 impl ProductState {
@@ -100,6 +103,7 @@ impl ProductState {
             ProductState::Open => "open",
             ProductState::Halted => "halted",
             ProductState::Closed => "closed",
+            ProductState::Auction => "auction",
         }
     }
 }

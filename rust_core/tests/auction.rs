@@ -180,6 +180,7 @@ fn an_auction_bid_rests_untried_and_fills_at_the_clearing_price_when_it_clears()
         auction: 1,
         fills: vec![fill(b, 0, 8, 1)],
         prices: vec![(0, USD + 10_000), (1, 2 * USD)],
+        abandoned: false,
     });
     assert_eq!(
         trades(&out),
@@ -221,6 +222,7 @@ fn a_fill_whose_gpus_or_asks_went_meanwhile_is_dropped_whole_and_its_order_waits
             fill(over, 0, 8, 1),
         ],
         prices: vec![(0, USD), (1, USD + 10_000)],
+        abandoned: false,
     });
     assert!(trades(&out).is_empty(), "nothing half-filled");
     assert_eq!(cleared(&out), (vec![], vec![b, over]));
@@ -247,6 +249,7 @@ fn a_one_hour_auction_bid_fills_in_part_and_waits_with_the_rest() {
         auction: 1,
         fills: vec![fill(b, 0, 8, 0)],
         prices: vec![(0, USD)],
+        abandoned: false,
     });
     assert_eq!(trades(&out), vec![(0, USD, 8, b)]);
     assert_eq!(m.e.resting_block(b).map(|rb| rb.block.qty), Some(8));
@@ -267,6 +270,7 @@ fn a_gpu_is_never_given_twice_in_one_clearing() {
         auction: 1,
         fills: vec![fill(a, 0, 8, 0), fill(b, 0, 8, 0)],
         prices: vec![(0, USD)],
+        abandoned: false,
     });
     assert_eq!(cleared(&out), (vec![a], vec![b]));
 }
@@ -286,6 +290,7 @@ fn orders_placed_after_the_start_wait_for_the_next_auction() {
         auction: 1,
         fills: vec![fill(late, 0, 8, 0)],
         prices: vec![(0, USD)],
+        abandoned: false,
     });
     assert_eq!(cleared(&out), (vec![], vec![late]));
     // a result for an auction not running is refused, and changes nothing
@@ -293,6 +298,7 @@ fn orders_placed_after_the_start_wait_for_the_next_auction() {
         auction: 1,
         fills: vec![],
         prices: vec![],
+        abandoned: false,
     };
     assert_eq!(m.apply(stale).0, Err(Reject::AuctionNotRunning));
 }
@@ -384,6 +390,7 @@ fn a_snapshot_mid_auction_and_a_replay_give_the_same_state() {
             },
         ],
         prices: vec![(0, USD), (1, USD)],
+        abandoned: false,
     };
     let mut r = restored;
     let mut out = Vec::new();
@@ -399,4 +406,46 @@ fn a_snapshot_mid_auction_and_a_replay_give_the_same_state() {
         let _ = replayed.apply(*ts, &cmd, &mut Vec::new());
     }
     assert_eq!(replayed.state_hash(), m.e.state_hash());
+}
+
+#[test]
+fn an_hour_held_for_its_auction_takes_no_continuous_bid_until_the_auction_clears_it() {
+    let mut m = Market::new(2);
+    for p in 0..2 {
+        m.ok(Command::HoldForAuction { product: p });
+    }
+    assert_eq!(m.e.products()[0].state, ProductState::Auction);
+    m.ask(0, USD, 8);
+    let bid = NewOrder::limit(BUYER2, 0, Side::Buy, 2 * USD, 8);
+    assert_eq!(
+        m.apply(Command::Place(bid.clone())).0,
+        Err(Reject::AuctionFirst)
+    );
+    let b = m.bid(BUYER, 0, 1, 2 * USD, 8);
+    // an auction lost to a restart leaves its hours held
+    let start = |id| Command::AuctionStart {
+        auction: id,
+        from_hour: H0,
+        to_hour: H0 + 1,
+    };
+    m.ok(start(1));
+    m.ok(Command::AuctionClear {
+        auction: 1,
+        fills: vec![],
+        prices: vec![],
+        abandoned: true,
+    });
+    assert_eq!(m.e.products()[0].state, ProductState::Auction);
+    m.ok(start(2));
+    let out = m.ok(Command::AuctionClear {
+        auction: 2,
+        fills: vec![fill(b, 0, 8, 0)],
+        prices: vec![(0, USD)],
+        abandoned: false,
+    });
+    assert_eq!(cleared(&out), (vec![b], vec![]));
+    // its window's hour opens; the next hour waits for its own auction
+    assert_eq!(m.e.products()[0].state, ProductState::Open);
+    assert_eq!(m.e.products()[1].state, ProductState::Auction);
+    assert_eq!(m.apply(Command::Place(bid)).0, Ok(()));
 }

@@ -91,8 +91,16 @@ fn main() {
     let mut ex = Exchange::new(u32::MAX);
     let built = Instant::now();
     for h in 0..HOURS {
-        ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
-            .unwrap();
+        ex.create_product(
+            T0,
+            &pid(H0 + h),
+            10_000,
+            1,
+            (H0 + h) * HOUR - HOUR,
+            None,
+            false,
+        )
+        .unwrap();
     }
     let seller = |c: u64| Caller {
         account: 100 + c,

@@ -35,7 +35,7 @@ fn main() {
             seller: true,
         })
         .collect();
-    ex.create_product(T0, PID, 10_000, 1, T0 + 47 * HOUR, None)
+    ex.create_product(T0, PID, 10_000, 1, T0 + 47 * HOUR, None, false)
         .unwrap();
     for t in &traders {
         let nodes = (0..40_000)

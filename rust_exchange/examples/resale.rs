@@ -60,7 +60,7 @@ fn main() {
     let pid = format!("H100-SXM/us-east/{}", format_hour(H0));
     let mut ex = Exchange::new(u32::MAX);
     ex.set_resale_fee_bps(50);
-    ex.create_product(T0, &pid, 10_000, 1, H0 * HOUR - HOUR, None)
+    ex.create_product(T0, &pid, 10_000, 1, H0 * HOUR - HOUR, None, false)
         .unwrap();
     let cap = common::capacity("c", "H100-SXM", nodes, H0, H0 + 1);
     ex.register_capacity(T0, caller(OWNER), &cap).unwrap();

@@ -51,6 +51,7 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     ("IDS_IN_USE", 9),
     ("AUCTION_IN_PROGRESS", 9),
     ("AUCTION_NOT_RUNNING", 9),
+    ("AUCTION_FIRST", 9),
     ("NOT_OWNER", 7),
     ("ROLE_REQUIRED", 7),
     ("ACCOUNT_DISABLED", 7),

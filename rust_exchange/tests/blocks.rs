@@ -29,8 +29,16 @@ fn pid(hour: i64) -> String {
 fn market(hours: i64, clusters: &[usize]) -> Exchange {
     let mut ex = Exchange::new(10_000);
     for h in 0..hours {
-        ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
-            .unwrap();
+        ex.create_product(
+            T0,
+            &pid(H0 + h),
+            10_000,
+            1,
+            (H0 + h) * HOUR - HOUR,
+            None,
+            false,
+        )
+        .unwrap();
     }
     for (c, &nodes) in clusters.iter().enumerate() {
         let cap = capacity(&format!("c{c}"), "H100-SXM", nodes, H0, H0 + hours);

@@ -51,8 +51,16 @@ fn market(hours: i64) -> Exchange {
     let mut ex = Exchange::new(10_000);
     ex.set_resale_fee_bps(100);
     for h in 0..hours {
-        ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
-            .unwrap();
+        ex.create_product(
+            T0,
+            &pid(H0 + h),
+            10_000,
+            1,
+            (H0 + h) * HOUR - HOUR,
+            None,
+            false,
+        )
+        .unwrap();
     }
     ex
 }
@@ -170,7 +178,7 @@ fn refusals_name_no_other_seller_s_cluster() {
     assert_eq!((ex.sequence(), ex.state_hash()), (seq, hash));
     // A's own mismatch says what differs, nothing about owners
     let h200 = format!("H200/us-east/{}", format_hour(H0));
-    ex.create_product(T0, &h200, 10_000, 1, H0 * HOUR - HOUR, None)
+    ex.create_product(T0, &h200, 10_000, 1, H0 * HOUR - HOUR, None, false)
         .unwrap();
     let wrong = pb::PlaceOrderRequest {
         product_id: h200,
@@ -403,7 +411,7 @@ fn products_in_the_past_and_prices_off_tick_say_so() {
     let mut ex = market(1);
     let past = pid(H0 - 20); // T0 is ten hours before H0
     let e = ex
-        .create_product(T0, &past, 10_000, 1, (H0 - 20) * HOUR - HOUR, None)
+        .create_product(T0, &past, 10_000, 1, (H0 - 20) * HOUR - HOUR, None, false)
         .unwrap_err();
     assert_eq!(e.reason, "INVALID_SCHEDULE");
     assert_eq!(
@@ -413,21 +421,21 @@ fn products_in_the_past_and_prices_off_tick_say_so() {
     // its delivery is ahead, its gate closure behind
     let soon = pid(H0 - 9);
     let e = ex
-        .create_product(T0, &soon, 10_000, 1, T0 - HOUR, Some(T0 - 2 * HOUR))
+        .create_product(T0, &soon, 10_000, 1, T0 - HOUR, Some(T0 - 2 * HOUR), false)
         .unwrap_err();
     assert_eq!(
         e.message,
         format!("{soon}'s gate closure is in the past: it could not trade")
     );
     let e = ex
-        .create_product(T0, &soon, 10_000, 1, (H0 - 9) * HOUR + 1, None)
+        .create_product(T0, &soon, 10_000, 1, (H0 - 9) * HOUR + 1, None, false)
         .unwrap_err();
     assert_eq!(
         e.message,
         format!("{soon}'s gate closure must be no later than the start of its delivery hour")
     );
     let e = ex
-        .create_product(T0, &soon, 10_000, 1, T0 + HOUR, Some(T0 + 2 * HOUR))
+        .create_product(T0, &soon, 10_000, 1, T0 + HOUR, Some(T0 + 2 * HOUR), false)
         .unwrap_err();
     assert_eq!(
         e.message,

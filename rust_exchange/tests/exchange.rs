@@ -23,7 +23,7 @@ const BUYER: Caller = Caller {
 
 fn market() -> Exchange {
     let mut ex = Exchange::new(3);
-    ex.create_product(T0, PID, 10_000, 1, T0 + 2 * HOUR, None)
+    ex.create_product(T0, PID, 10_000, 1, T0 + 2 * HOUR, None, false)
         .unwrap();
     let cap = pb::RegisterCapacityRequest {
         cluster_id: "c1".into(),
@@ -666,7 +666,7 @@ fn cancel_all_cancels_the_callers_open_orders_each_as_a_command_of_its_own() {
     let mut ex = Exchange::new(10);
     let other = "H100-SXM/us-east/2025-11-26T17";
     for p in [PID, other] {
-        ex.create_product(T0, p, 10_000, 1, T0 + 2 * HOUR, None)
+        ex.create_product(T0, p, 10_000, 1, T0 + 2 * HOUR, None, false)
             .unwrap();
     }
     let mut ids = Vec::new();

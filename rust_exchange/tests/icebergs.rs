@@ -19,7 +19,7 @@ fn pid() -> String {
 /// One product, and clusters `c0` (seller 10) and `c1` (seller 11) of `nodes` 8-GPU nodes.
 fn market(nodes: usize) -> Exchange {
     let mut ex = Exchange::new(10_000);
-    ex.create_product(T0, &pid(), 10_000, 1, H0 * HOUR - HOUR, None)
+    ex.create_product(T0, &pid(), 10_000, 1, H0 * HOUR - HOUR, None, false)
         .unwrap();
     for c in 0..2u64 {
         let cap = capacity(&format!("c{c}"), "H100-SXM", nodes, H0, H0 + 1);

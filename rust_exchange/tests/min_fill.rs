@@ -24,7 +24,7 @@ fn pid() -> String {
 
 fn market(nodes: usize) -> Exchange {
     let mut ex = Exchange::new(10_000);
-    ex.create_product(T0, &pid(), 10_000, 1, H0 * HOUR - HOUR, None)
+    ex.create_product(T0, &pid(), 10_000, 1, H0 * HOUR - HOUR, None, false)
         .unwrap();
     let cap = capacity("c", "H100-SXM", nodes, H0, H0 + 1);
     ex.register_capacity(T0, who(10, false), &cap).unwrap();

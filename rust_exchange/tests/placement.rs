@@ -27,8 +27,16 @@ fn node(id: &str, block: &str, rack: &str, domain: &str) -> pb::Node {
 fn market(hours: i64, nodes: Vec<pb::Node>) -> Exchange {
     let mut ex = Exchange::new(10_000);
     for h in 0..hours {
-        ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
-            .unwrap();
+        ex.create_product(
+            T0,
+            &pid(H0 + h),
+            10_000,
+            1,
+            (H0 + h) * HOUR - HOUR,
+            None,
+            false,
+        )
+        .unwrap();
     }
     let cap = pb::RegisterCapacityRequest {
         cluster_id: "c0".into(),
@@ -345,8 +353,16 @@ fn random_required_locality_is_never_violated_and_never_missed() {
         let hours = 2i64;
         let mut ex = Exchange::new(10_000);
         for h in 0..hours {
-            ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
-                .unwrap();
+            ex.create_product(
+                T0,
+                &pid(H0 + h),
+                10_000,
+                1,
+                (H0 + h) * HOUR - HOUR,
+                None,
+                false,
+            )
+            .unwrap();
         }
         let pick =
             |rng: &mut Rng, xs: &[&str]| xs[(rng.next() % xs.len() as u64) as usize].to_string();

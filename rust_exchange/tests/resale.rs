@@ -31,8 +31,16 @@ fn market(hours: i64, nodes: usize) -> Exchange {
     let mut ex = Exchange::new(10_000);
     ex.set_resale_fee_bps(150);
     for h in 0..hours {
-        ex.create_product(T0, &pid(H0 + h), 10_000, 1, (H0 + h) * HOUR - HOUR, None)
-            .unwrap();
+        ex.create_product(
+            T0,
+            &pid(H0 + h),
+            10_000,
+            1,
+            (H0 + h) * HOUR - HOUR,
+            None,
+            false,
+        )
+        .unwrap();
     }
     let cap = capacity("c0", "H100", nodes, H0, H0 + hours);
     ex.register_capacity(T0, seller(OWNER), &cap).unwrap();

@@ -33,7 +33,7 @@ fn market(base: Option<u64>) -> Exchange {
     if let Some(base) = base {
         ex.set_id_base(T0, base).unwrap();
     }
-    ex.create_product(T0, &pid(H0), 10_000, 1, H0 * HOUR - HOUR, None)
+    ex.create_product(T0, &pid(H0), 10_000, 1, H0 * HOUR - HOUR, None, false)
         .unwrap();
     ex.register_capacity(T0, seller(1), &capacity("c0", "H100", 2, H0, H0 + 1))
         .unwrap();

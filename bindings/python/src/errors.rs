@@ -100,7 +100,7 @@ pub(crate) fn reject_to_pyerr(py: Python<'_>, r: Reject) -> PyErr {
         | InvalidResale
         | IdsInUse
         | InvalidAuction => InvalidOrderError::new_err(msg),
-        AuctionInProgress | AuctionNotRunning => ProductStateError::new_err(msg),
+        AuctionInProgress | AuctionNotRunning | AuctionFirst => ProductStateError::new_err(msg),
         UnknownOrder => UnknownOrderError::new_err(msg),
         NotOwner => NotOwnerError::new_err(msg),
         ClusterRequired | ClusterNotAllowed | UnknownCluster | DuplicateCluster

@@ -221,7 +221,7 @@ impl Exchange {
         py.detach(|| inner.state_hash())
     }
 
-    #[pyo3(signature = (ts, product_id, tick, lot, close_at, open_at=None))]
+    #[pyo3(signature = (ts, product_id, tick, lot, close_at, open_at=None, auction_first=false))]
     #[allow(clippy::too_many_arguments)]
     fn create_product(
         &mut self,
@@ -232,9 +232,10 @@ impl Exchange {
         lot: i64,
         close_at: i64,
         open_at: Option<i64>,
+        auction_first: bool,
     ) -> PyResult<()> {
         lock(&self.shared)
-            .create_product(ts, product_id, tick, lot, close_at, open_at)
+            .create_product(ts, product_id, tick, lot, close_at, open_at, auction_first)
             .map_err(|r| refused(py, r))
     }
 

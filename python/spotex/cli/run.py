@@ -62,6 +62,7 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                     subscriber_queue=c["limits.subscriber_queue"])
     tls = TlsConfig(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
     from spotex._core import JournalError
+    from spotex.server.auctions import AuctionSettings
     from spotex.server.datadir import DataDirInUse
     from spotex.server.service import ListenError
     try:
@@ -79,7 +80,11 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         shard_index=c["journal.shard_index"],
                         gateway_token=c["server.gateway_token"] or None,
                         metrics_listen=metrics_listen, access_log=c["server.access_log"],
-                        web_listen=c["server.web_listen"] or None))
+                        web_listen=c["server.web_listen"] or None,
+                        auction=AuctionSettings(
+                            c["auction.schedule"], c["auction.time_limit"],
+                            c["auction.hold"] == "on" or (c["auction.hold"] == "auto"
+                                                          and bool(c["auction.schedule"])))))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
         raise click.ClickException(str(e)) from None

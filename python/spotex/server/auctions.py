@@ -38,6 +38,30 @@ log = logging.getLogger("spotex.server.auctions")
 
 # the optimiser's time limit unless the venue or the request sets one
 DEFAULT_TIME_LIMIT = 10.0
+DAY = 24
+
+
+@dataclass(frozen=True)
+class AuctionSettings:
+    """The venue's auctions: a daily ``schedule`` ("HH:MM", UTC: at that time every day,
+    one auction over the hours of the next UTC day; empty: none), the optimiser's
+    ``time_limit`` in seconds, and whether hours listed are ``hold``-ed for their
+    auction (no continuous bid until it clears them)."""
+    schedule: str = ""
+    time_limit: float = DEFAULT_TIME_LIMIT
+    hold: bool = False
+
+
+def next_gate(schedule: str, now: dt.datetime) -> tuple[dt.datetime, int]:
+    """The next time ``schedule`` ("HH:MM" UTC) comes after ``now``, and the first hour
+    (hours since the epoch) of the UTC day after that: the auction's window starts
+    there."""
+    hh, mm = (int(x) for x in schedule.split(":"))
+    gate = now.astimezone(dt.UTC).replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if gate <= now:
+        gate += dt.timedelta(days=1)
+    day = gate.replace(hour=0, minute=0) + dt.timedelta(days=1)
+    return gate, int(day.timestamp()) // 3600
 
 
 def hour_id(hour: int) -> str:
@@ -133,10 +157,24 @@ async def decide_in_worker(p: Problem, time_limit: float) -> Decision:
 class AuctionRunner:
     """Runs a server's auctions, one at a time, each solved in a worker process."""
 
-    def __init__(self, host: EngineHost, time_limit: float = DEFAULT_TIME_LIMIT) -> None:
+    def __init__(self, host: EngineHost, settings: AuctionSettings | None = None) -> None:
         self.host = host
-        self.time_limit = time_limit
+        self.settings = settings or AuctionSettings()
+        self.time_limit = self.settings.time_limit
         self._lock = asyncio.Lock()
+
+    async def on_schedule(self) -> None:
+        """Runs the venue's daily auction at its gate, for ever (a task the server
+        cancels when it stops); a run that fails is logged, and the next day's runs."""
+        while True:
+            gate, first = next_gate(self.settings.schedule, dt.datetime.now(dt.UTC))
+            await asyncio.sleep(max(0.0, (gate - dt.datetime.now(dt.UTC)).total_seconds()))
+            log.info("the auction gate at %s: clearing the hours from %s", gate,
+                     hour_id(first))
+            try:
+                await self.run(first, first + DAY)
+            except Exception as err:  # noqa: BLE001 - the next gate tries again
+                log.error("the scheduled auction at %s did not run: %s", gate, err)
 
     def close(self) -> None:
         """Nothing outlives a run (its worker ends with it)."""

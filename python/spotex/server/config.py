@@ -44,6 +44,26 @@ def _choice(*words: str) -> click.Choice[str]:
     return click.Choice(words)
 
 
+class _Clock(click.ParamType[str]):
+    """A time of day, HH:MM in UTC; empty: none."""
+    name = "HH:MM"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip()
+        if not text:
+            return ""
+        try:
+            hh, mm = text.split(":")
+            if len(mm) != 2 or not (0 <= int(hh) < 24 and 0 <= int(mm) < 60):
+                raise ValueError
+        except ValueError:
+            self.fail(f"{text!r} is not a time of day HH:MM (UTC), like 12:00", param, ctx)
+        return f"{int(hh):02d}:{mm}"
+
+
+_CLOCK = _Clock()
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("server.listen", "--listen", "127.0.0.1:50551", click.STRING,
             "host:port to listen on (loopback by default)"),
@@ -98,6 +118,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("market.resale_fee_bps", "--resale-fee-bps", 0, click.IntRange(0, 10_000),
             "fee a resale's seller pays on each fill, in basis points of its value; each "
             "resale ask keeps the fee it was accepted with"),
+    Setting("auction.schedule", "--auction-schedule", "", _CLOCK,
+            "run a block auction every day at HH:MM UTC over the hours of the next UTC "
+            "day (empty: none; an operator's RunAuction runs one at any time)"),
+    Setting("auction.time_limit", "--auction-time-limit", 10.0, click.FloatRange(0.1, 3600),
+            "seconds the auction's optimiser may take; its best solution by then is used"),
+    Setting("auction.hold", "--auction-hold", "auto", _choice("auto", "on", "off"),
+            "hours listed are held for their block auction (asks and auction bids only, "
+            "nothing trades continuously until it clears them): on, off, or auto (on "
+            "when --auction-schedule is set)"),
     Setting("limits.max_open_orders", "--max-open-orders",
             Limits.max_open_orders_per_account, click.IntRange(1, None),
             "resting orders per account"),

@@ -420,9 +420,9 @@ class EngineHost:
     # ---- commands (call on the writer); requests and answers serialized ---------------
 
     def create_product(self, product_id: str, tick: int, lot: int, close_at: int,
-                       open_at: int | None = None) -> None:
+                       open_at: int | None = None, auction_first: bool = False) -> None:
         self.run(lambda ts: self.ex.create_product(ts, product_id, tick, lot, close_at,
-                                                   open_at))
+                                                   open_at, auction_first))
 
     def set_state(self, what: str, product_id: str) -> None:
         """``what``: halt, resume or close."""

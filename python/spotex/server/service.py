@@ -43,7 +43,7 @@ from spotex.server.accounts import (
     Accounts,
     token_hash,
 )
-from spotex.server.auctions import DEFAULT_TIME_LIMIT, AuctionRunner
+from spotex.server.auctions import AuctionRunner, AuctionSettings
 from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
 from spotex.server.limits import Limits, TlsConfig, TokenBucket
 from spotex.server.metrics import Metrics, Observe, account_of_call
@@ -535,8 +535,9 @@ class OperatorService(AccountsService):
                             before.append(pid)  # listing again is harmless: reported
                             continue
                         host.create_product(pid, r.tick_micros, r.lot,
-                                          h * HOUR - r.gate_closure_lead_micros,
-                                          r.open_at_micros or None)
+                                            h * HOUR - r.gate_closure_lead_micros,
+                                            r.open_at_micros or None,
+                                            self.s.auctions.settings.hold)
                         created.append(pid)
             rows = products()
             return [rows[p] for p in created], [rows[p] for p in before]
@@ -730,7 +731,7 @@ class Server:
                     access_log: bool = True, web_listen: str | None = None,
                     resale_fee_bps: int = 0, replicated: Replicated | None = None,
                     shard_index: int = 0, gateway_token: str | None = None,
-                    auction_time_limit: float = DEFAULT_TIME_LIMIT) -> Server:
+                    auction: AuctionSettings | None = None) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too. A shard of a
         venue behind ``spotex gateway`` numbers its ids from ``shard_index << 48`` and
@@ -753,7 +754,7 @@ class Server:
                                           keep_ended, resale_fee_bps=resale_fee_bps,
                                           replicated=replicated, shard_index=shard_index)
         metrics = Metrics.of_engine(host, hub) if metrics_listen else None
-        auctions = AuctionRunner(host, auction_time_limit)
+        auctions = AuctionRunner(host, auction)
         web, web_port = None, None
         try:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
@@ -814,6 +815,12 @@ class Server:
                 finally:
                     await say_health()
         ticker = asyncio.create_task(tick())
+        if auctions.settings.schedule:
+            scheduled = asyncio.create_task(auctions.on_schedule())
+            ticker.add_done_callback(lambda _: scheduled.cancel())
+            log.info("block auctions every day at %s UTC for the next day's hours%s",
+                     auctions.settings.schedule,
+                     " (held for them until they clear)" if auctions.settings.hold else "")
         bind = listen.rsplit(":", 1)[0]
         if tls is None and not _loopback(bind):
             log.warning("listening on %s without TLS: tokens and orders cross the network in "
@@ -858,7 +865,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 metrics_listen: str | None = None, access_log: bool = True,
                 web_listen: str | None = None, resale_fee_bps: int = 0,
                 replicated: Replicated | None = None, shard_index: int = 0,
-                gateway_token: str | None = None) -> None:
+                gateway_token: str | None = None,
+                auction: AuctionSettings | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -871,7 +879,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 keep_ended=keep_ended, metrics_listen=metrics_listen,
                                 access_log=access_log, web_listen=web_listen,
                                 resale_fee_bps=resale_fee_bps, replicated=replicated,
-                                shard_index=shard_index, gateway_token=gateway_token)
+                                shard_index=shard_index, gateway_token=gateway_token,
+                                auction=auction)
     if ready:
         ready(server)
     await stop.wait()

@@ -148,6 +148,20 @@ impl Engine {
         Ok(())
     }
 
+    /// A product just listed, with nothing resting in it yet, is held for its auction.
+    pub(super) fn hold_for_auction(
+        &mut self,
+        h: ProductHandle,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Reject> {
+        let p = self.product(h)?;
+        let book = &self.books[h as usize];
+        if p.state != ProductState::Open || book.best_bid().is_some() || book.best_ask().is_some() {
+            return Err(Reject::ProductNotOpen);
+        }
+        self.set_state(h, ProductState::Auction, out)
+    }
+
     /// The auction being cleared, if any.
     pub fn open_auction(&self) -> Option<OpenAuction> {
         self.auction
@@ -195,6 +209,7 @@ impl Engine {
         id: u64,
         fills: &[AuctionFill],
         prices: &[(ProductHandle, Price)],
+        abandoned: bool,
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
         if self.auction.is_none_or(|a| a.id != id) {
@@ -213,6 +228,17 @@ impl Engine {
         }
         for rb in self.side.blocks.values_mut() {
             rb.frozen = false;
+        }
+        // the hours of its window open for continuous trading (an abandoned one's wait)
+        let window = self
+            .auction
+            .map(|a| a.from_hour..a.to_hour)
+            .expect("running");
+        for p in (0..self.products.len()).filter(|_| !abandoned) {
+            let product = &self.products[p];
+            if product.state == ProductState::Auction && window.contains(&product.hour) {
+                self.set_state(p as ProductHandle, ProductState::Open, out)?;
+            }
         }
         self.auction = None;
         self.side.changed();
@@ -255,7 +281,7 @@ impl Engine {
         for &p in span {
             let product = &self.products[p as usize];
             let px = *prices.get(&p)?;
-            if product.state != ProductState::Open {
+            if !matches!(product.state, ProductState::Open | ProductState::Auction) {
                 return None;
             }
             cost += px as i128 * f.qty as i128;

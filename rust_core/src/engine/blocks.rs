@@ -170,7 +170,7 @@ impl Engine {
             let mut leg = NewOrder::limit(b.account, p, Side::Buy, b.price, b.qty);
             leg.gang = b.gang;
             leg.tif = b.tif;
-            self.validate(&leg)?;
+            self.validate_in(&leg, false, b.auction)?;
             products.push(p);
         }
         Ok(products)

@@ -233,6 +233,7 @@ impl Engine {
             } => self.amend(*account, *order_id, *price, *qty, out),
             Command::AdvanceTime => Ok(()),
             Command::IdBase { base } => self.set_id_base(*base),
+            Command::HoldForAuction { product } => self.hold_for_auction(*product, out),
             Command::AuctionStart {
                 auction,
                 from_hour,
@@ -242,7 +243,8 @@ impl Engine {
                 auction,
                 fills,
                 prices,
-            } => self.clear_auction(*auction, fills, prices, out),
+                abandoned,
+            } => self.clear_auction(*auction, fills, prices, *abandoned, out),
         };
         if let Err(reason) = result {
             out.push(Event::Rejected { reason });

@@ -53,12 +53,29 @@ impl Engine {
     /// As `validate`; a resale ask (`resale`) offers GPUs already sold, so neither the
     /// cluster's owner nor its unsold capacity is checked (`place_resale` checks its own).
     pub(super) fn validate_as(&self, o: &NewOrder, resale: bool) -> Result<(), Reject> {
+        self.validate_in(o, resale, false)
+    }
+
+    /// As `validate_as`; an auction bid (`auction`) may also rest in an hour held for
+    /// its auction, where every other bid is refused.
+    pub(super) fn validate_in(
+        &self,
+        o: &NewOrder,
+        resale: bool,
+        auction: bool,
+    ) -> Result<(), Reject> {
         let p = self.product(o.product)?;
+        let held = p.state == ProductState::Auction;
+        if held && o.side == Side::Buy && !auction {
+            return Err(Reject::AuctionFirst);
+        }
         match p.state {
             ProductState::Closed => return Err(Reject::ProductClosed),
             ProductState::Halted => return Err(Reject::ProductHalted),
-            ProductState::Open if self.now < p.spec.open_at => return Err(Reject::ProductNotOpen),
-            ProductState::Open => {}
+            ProductState::Open | ProductState::Auction if self.now < p.spec.open_at => {
+                return Err(Reject::ProductNotOpen)
+            }
+            ProductState::Open | ProductState::Auction => {}
         }
         self.check_price(p, o.price)?;
         if !o.gang.is_power_of_two()

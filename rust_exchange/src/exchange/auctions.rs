@@ -97,6 +97,7 @@ impl Exchange {
             auction: c.auction_id,
             fills,
             prices,
+            abandoned: c.abandoned,
         };
         self.clearing = Some(c.auction_id);
         self.cleared = Cleared::default();

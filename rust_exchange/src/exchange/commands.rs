@@ -38,6 +38,7 @@ impl Exchange {
         lot: i64,
         close_at: i64,
         open_at: Option<i64>,
+        auction_first: bool,
     ) -> Result<(), Refusal> {
         let open_at = open_at.unwrap_or(ts);
         let spec = ProductSpec {
@@ -57,6 +58,7 @@ impl Exchange {
                     lot,
                     close_at_micros: close_at,
                     open_at_micros: open_at,
+                    auction_first,
                 }),
             )
         };
@@ -68,8 +70,17 @@ impl Exchange {
                     }
                 }
                 e
-            })
-            .map(drop)
+            })?;
+        if auction_first {
+            // part of the same journaled command: replay holds it again
+            let product = self.product(id)?;
+            let mut out = Vec::new();
+            self.engine
+                .apply(ts, &Command::HoldForAuction { product }, &mut out)
+                .expect("a product just listed can be held");
+            self.absorb(&out, ts, None);
+        }
+        Ok(())
     }
 
     /// A shard's ids: orders and trades are numbered from `base` on. Only before the

@@ -121,6 +121,7 @@ impl Exchange {
                 p.lot,
                 p.close_at_micros,
                 Some(p.open_at_micros),
+                p.auction_first,
             ),
             Some(Kind::SetState(s)) => self.set_state(ts, &s.what, &s.product_id),
             Some(Kind::IdBase(b)) => self.set_id_base(ts, b.base),
