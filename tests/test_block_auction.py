@@ -5,7 +5,9 @@ with every order it froze live again, and bad input is refused naming the term."
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +36,7 @@ def buyer(op: Client, target: str, name: str) -> Client:
 
 
 def test_an_auction_clears_what_first_come_would_have_given_away(tmp_path: Path) -> None:
-    with serving(tmp_path) as r:
+    with serving(tmp_path, web_listen="127.0.0.1:0") as r:
         op, seller, ids, h = market(r.target)
         lab, small = buyer(op, r.target, "lab"), buyer(op, r.target, "small")
         # first come, the small block would take one node for 3 hours and leave the lab
@@ -44,7 +46,8 @@ def test_an_auction_clears_what_first_come_would_have_given_away(tmp_path: Path)
         assert (early.state, early.auction, late.state) == ("open", True, "open")
         assert small.get_book(ids[0]).bids == (), "an auction order is in no book"
         execs = Collector(lab.executions())
-        time.sleep(0.3)  # the stream's subscription registers
+        prints = Collector(small.market_data([ids[0]]))
+        time.sleep(0.3)  # the streams' subscriptions register
         result = op.run_auction(h, h + 1, time_limit=5)
         assert result.state == "cleared" and result.bids == 2
         assert result.filled_orders == (late.order_id,)
@@ -64,9 +67,19 @@ def test_an_auction_clears_what_first_come_would_have_given_away(tmp_path: Path)
         assert len(seen) == len(set(seen))
         execs.wait_for(lambda xs: any(x.kind == "block_allocated" for x in xs))
         assert {x.auction_id for x in execs.items if x.kind == "trade"} == {result.auction_id}
-        # public: the latest, and the list
+        # public: the latest, and the list; on the market data stream; on the web page
         assert small.auction_result() == result == small.auction_result(result.auction_id)
         assert [a.auction_id for a in small.list_auctions()] == [result.auction_id]
+        prints.wait_for(lambda xs: any(x.kind == "auction" for x in xs))
+        (p,) = [x for x in prints.items if x.kind == "auction"]
+        assert (p.auction_id, p.price, p.quantity) == (result.auction_id, prices[ids[0]], 16)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{r.server.web_port}/api/auctions",
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            page = json.loads(resp.read())
+        assert [a["auction_id"] for a in page["auctions"]] == [result.auction_id]
+        assert page["auctions"][0]["filled_orders"] == [late.order_id]
         before = op.state_hash()
     with serving(tmp_path) as r:
         op = Client(r.target, OPERATOR_TOKEN)

@@ -101,7 +101,12 @@ def _market_event(m: Any) -> MarketEvent:
         x = m.trade
         return MarketEvent("trade", m.product_id, m.sequence,
                            side=wire.SIDE_FROM_PB[x.aggressor], price=_price(x.price_micros),  # type: ignore[arg-type]
-                           quantity=x.quantity, trade_id=x.trade_id)
+                           quantity=x.quantity, trade_id=x.trade_id,
+                           auction_id=x.auction_id or None)
+    if which == "auction":
+        x = m.auction
+        return MarketEvent("auction", m.product_id, m.sequence, price=_price(x.price_micros),
+                           quantity=x.quantity, auction_id=x.auction_id)
     return MarketEvent("state", m.product_id, m.sequence, state=m.state)
 
 

@@ -120,8 +120,10 @@ class Book:
 @dataclass(frozen=True)
 class MarketEvent:
     """One market-data message. ``kind``: snapshot (``book``), level (``side``, ``price``,
-    ``quantity`` 0 = level gone), trade (``price``, ``quantity``, ``side`` = aggressor),
-    or state (``state``)."""
+    ``quantity`` 0 = level gone), trade (``price``, ``quantity``, ``side`` = aggressor,
+    ``auction_id`` when an auction's), state (``state``), or auction (a block auction
+    priced the product: ``price`` its clearing price, ``quantity`` the GPUs it traded,
+    ``auction_id``)."""
 
     kind: str
     product_id: str
@@ -133,6 +135,7 @@ class MarketEvent:
     orders: int | None = None
     trade_id: int | None = None
     state: str | None = None
+    auction_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ class Web:
         get = [("/", self._page), ("/index.html", self._page),
                ("/api/products", self._products), ("/api/book", self._book),
                ("/api/trades", self._trades), ("/api/stream", self._stream),
-               ("/api/utilisation", self._utilisation), ("/api/report", self._report)]
+               ("/api/utilisation", self._utilisation), ("/api/report", self._report),
+               ("/api/auctions", self._auctions)]
         # GET only, as before: a HEAD of the stream would subscribe and send nothing
         app.add_routes([web.get(path, fn, allow_head=False) for path, fn in get])
         app.on_response_prepare.append(_no_store)
@@ -242,6 +243,17 @@ class Web:
         await self._view(lambda: host.ex.get_book(body))
         return web.json_response({"product_id": product, "trades": [
             _json(t) for t in self.tape.recent(product, limit)]})
+
+    async def _auctions(self, request: web.Request) -> web.Response:
+        """The latest block auctions' results (newest first), prices in dollars."""
+        from spotex.server.auctions import result_json
+        self._auth(request)
+        limit = _int(request.query, "limit", 10, 1, 100)
+        body = pb.ListAuctionsRequest(page_size=limit).SerializeToString()
+        host = self.host
+        page = pb.ListAuctionsResponse.FromString(
+            await self._view(lambda: host.ex.list_auctions(body)))
+        return web.json_response({"auctions": [result_json(a) for a in page.auctions]})
 
     async def _utilisation(self, request: web.Request) -> web.Response:
         self._auth(request, OPERATOR)

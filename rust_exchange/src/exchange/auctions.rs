@@ -121,6 +121,17 @@ impl Exchange {
                     .unwrap_or(0),
             })
             .collect();
+        for p in &result.prices {
+            if let Ok(h) = self.product(&p.product_id) {
+                let print = pb::AuctionPrint {
+                    auction_id: c.auction_id,
+                    price_micros: p.price_micros,
+                    quantity: p.quantity,
+                    time_micros: ts,
+                };
+                self.market(h, pb::market_data::Payload::Auction(print));
+            }
+        }
         result.filled_orders = cleared.filled;
         result.dropped_orders = cleared.dropped;
         self.auctions.push_back(result.clone());

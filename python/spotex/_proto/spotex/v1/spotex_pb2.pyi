@@ -513,20 +513,34 @@ class Trade(_message.Message):
     def __init__(self, trade_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., aggressor: _Optional[_Union[Side, str]] = ..., time_micros: _Optional[int] = ..., auction_id: _Optional[int] = ...) -> None: ...
 
 class MarketData(_message.Message):
-    __slots__ = ("product_id", "sequence", "snapshot", "level", "trade", "state")
+    __slots__ = ("product_id", "sequence", "snapshot", "level", "trade", "state", "auction")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     TRADE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     sequence: int
     snapshot: Book
     level: LevelUpdate
     trade: Trade
     state: str
-    def __init__(self, product_id: _Optional[str] = ..., sequence: _Optional[int] = ..., snapshot: _Optional[_Union[Book, _Mapping]] = ..., level: _Optional[_Union[LevelUpdate, _Mapping]] = ..., trade: _Optional[_Union[Trade, _Mapping]] = ..., state: _Optional[str] = ...) -> None: ...
+    auction: AuctionPrint
+    def __init__(self, product_id: _Optional[str] = ..., sequence: _Optional[int] = ..., snapshot: _Optional[_Union[Book, _Mapping]] = ..., level: _Optional[_Union[LevelUpdate, _Mapping]] = ..., trade: _Optional[_Union[Trade, _Mapping]] = ..., state: _Optional[str] = ..., auction: _Optional[_Union[AuctionPrint, _Mapping]] = ...) -> None: ...
+
+class AuctionPrint(_message.Message):
+    __slots__ = ("auction_id", "price_micros", "quantity", "time_micros")
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    auction_id: int
+    price_micros: int
+    quantity: int
+    time_micros: int
+    def __init__(self, auction_id: _Optional[int] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., time_micros: _Optional[int] = ...) -> None: ...
 
 class MarketDataBatch(_message.Message):
     __slots__ = ("updates",)
