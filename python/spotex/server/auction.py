@@ -29,6 +29,7 @@ ask's). When a filled bid cannot pay them, it is cut and the model solved again
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 from collections.abc import Iterable, Sequence
@@ -191,39 +192,72 @@ class _Model:
         return values, float(gap) if gap == gap and gap < 1e30 else 0.0
 
 
-def _place(cluster: Cluster, taken: list[list[int]], start: int, hours: int, quantity: int,
-           gang: int) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
-    """Best fit: each gang on the node with the fewest GPUs free through ``hours`` from
-    ``start`` that still holds it (ties: the first node), on the lowest GPU indices free
-    in every one of those hours. ``taken[n][h]`` is the bit mask of the node's GPUs the
-    auction has given out (updated). None, and nothing taken, when not every gang fits."""
-    span = range(start, start + hours)
-    chosen: dict[int, list[int]] = {}
-    masks = [list(m) for m in taken]
+class _Nodes:
+    """One cluster's GPUs still free per node and hour, for placement. Nodes in the same
+    state (as many GPUs, the same free masks in every hour) are interchangeable: they
+    form one class, looked at once however many nodes it holds (at venue scale most of
+    a cluster's nodes are untouched and one class)."""
 
-    def free(n: int) -> int:
-        mask = (1 << cluster.nodes[n][1]) - 1
-        for h in span:
-            mask &= cluster.nodes[n][2][h] & ~masks[n][h]
-        return mask
-    for _ in range(quantity // gang):
-        best: tuple[int, int] | None = None
-        for n in range(len(cluster.nodes)):
-            room = bin(free(n)).count("1")
-            if room >= gang and (best is None or room < best[0]):
-                best = (room, n)
-        if best is None:
-            return None
-        n = best[1]
-        mask = free(n)
-        picked = [i for i in range(cluster.nodes[n][1]) if mask >> i & 1][:gang]
-        for h in span:
-            for i in picked:
-                masks[n][h] |= 1 << i
-        chosen.setdefault(n, []).extend(picked)
-    for n, row in enumerate(masks):
-        taken[n][:] = row
-    return tuple((cluster.nodes[n][0], tuple(sorted(g))) for n, g in sorted(chosen.items()))
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.free = [[m & ((1 << g) - 1) for m in masks] for _, g, masks in cluster.nodes]
+        # (GPUs, free masks by hour) -> the nodes in that state, in index order
+        self.classes: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+        for n, (_, g, _) in enumerate(cluster.nodes):
+            self.classes.setdefault((g, tuple(self.free[n])), []).append(n)
+
+    def place(self, start: int, hours: int, quantity: int, gang: int
+              ) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
+        """Best fit: each gang on the node with the fewest GPUs free through ``hours``
+        from ``start`` that still holds it (ties: the first node), on the lowest GPU
+        indices free in every one of those hours. None, and nothing taken, when not
+        every gang fits."""
+        span = range(start, start + hours)
+        # per class: [GPUs free through the span, its nodes, how many of them this
+        # block has touched (always its first ones: ties go to the first node)]
+        classes: list[tuple[int, int, list[int], list[int]]] = []
+        for (gpus, masks), members in self.classes.items():
+            mask = (1 << gpus) - 1
+            for h in span:
+                mask &= masks[h]
+            if mask.bit_count() >= gang:
+                classes.append((mask.bit_count(), mask, members, [0]))
+        touched: dict[int, int] = {}  # node -> GPUs free through the span now
+        chosen: dict[int, list[int]] = {}
+        for _ in range(quantity // gang):
+            best: tuple[int, int] | None = None
+            for room, _, members, used in classes:
+                if used[0] < len(members) and room >= gang and (
+                        best is None or (room, members[used[0]]) < best):
+                    best = (room, members[used[0]])
+            for n, mask in touched.items():
+                room = mask.bit_count()
+                if room >= gang and (best is None or (room, n) < best):
+                    best = (room, n)
+            if best is None:
+                return None
+            n = best[1]
+            if n not in touched:
+                cls = next(c for c in classes if c[3][0] < len(c[2]) and c[2][c[3][0]] == n)
+                cls[3][0] += 1
+                touched[n] = cls[1]
+            mask = touched[n]
+            picked = [i for i in range(self.cluster.nodes[n][1]) if mask >> i & 1][:gang]
+            touched[n] = mask & ~sum(1 << i for i in picked)
+            chosen.setdefault(n, []).extend(picked)
+        for n, picks in chosen.items():
+            node = self.cluster.nodes[n]
+            key = (node[1], tuple(self.free[n]))
+            self.classes[key].remove(n)
+            if not self.classes[key]:
+                del self.classes[key]
+            bits = sum(1 << i for i in picks)
+            for h in span:
+                self.free[n][h] &= ~bits
+            members = self.classes.setdefault((node[1], tuple(self.free[n])), [])
+            bisect.insort(members, n)
+        return tuple((self.cluster.nodes[n][0], tuple(sorted(g)))
+                     for n, g in sorted(chosen.items()))
 
 
 def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Clearing:
@@ -399,7 +433,7 @@ def _place_all(view: View, result: dict[str, Any]
     """Concrete GPUs for every filled bid, by start hour; the (bid, cluster) pairs a
     block could not be placed on."""
     values = result["values"]
-    taken = [[[0] * view.hours for _ in c.nodes] for c in view.clusters]
+    nodes = [_Nodes(c) for c in view.clusters]
     chosen: list[tuple[Bid, int, int, int]] = []  # (bid, cluster, start, gangs or 1)
     rank = {b.order_id: i for i, b in enumerate(view.bids)}
     by_id = {b.order_id: b for b in view.bids}
@@ -415,7 +449,7 @@ def _place_all(view: View, result: dict[str, Any]
     unplaced: set[tuple[int, int]] = set()
     for b, c, s, n in chosen:
         quantity = b.quantity if b.block else n * b.gang
-        gpus = _place(view.clusters[c], taken[c], s, b.hours, quantity, b.gang)
+        gpus = nodes[c].place(s, b.hours, quantity, b.gang)
         if gpus is None:
             if b.block:
                 unplaced.add((b.order_id, c))
@@ -523,12 +557,12 @@ def brute_force(view: View) -> int:
 
 def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, tuple[int, int, int]]]
                       ) -> int | None:
-    taken = [[[0] * view.hours for _ in c.nodes] for c in view.clusters]
+    nodes = [_Nodes(c) for c in view.clusters]
     need: dict[tuple[int, int], int] = {}
     value = 0
     order = sorted(picked, key=lambda x: (x[1][1], -x[0].hours, -x[1][2]))
     for b, (c, s, q) in order:
-        if _place(view.clusters[c], taken[c], s, b.hours, q, b.gang) is None:
+        if nodes[c].place(s, b.hours, q, b.gang) is None:
             return None
         for h in range(s, s + b.hours):
             need[c, h] = need.get((c, h), 0) + q
