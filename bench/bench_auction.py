@@ -146,7 +146,7 @@ def big(seed: int = 1) -> None:
     c = optimise(view, time_limit=10.0)
     print(f"venue scale: 10,000 nodes, 168 hours, 1,000 blocks: cleared in "
           f"{time.monotonic() - began:.1f} s ({c.solves} solves), gap {c.gap:.4f}, "
-          f"{len(c.fills)} blocks filled, {len(c.cut)} cut, "
+          f"welfare ${c.welfare / 1e6:,.0f}, {len(c.fills)} blocks filled, {len(c.cut)} cut, "
           f"{len(c.rejected_in_money)} paradoxically rejected")
 
 

@@ -148,3 +148,21 @@ def test_a_block_the_prices_do_not_pay_is_cut_and_the_rest_clears_again() -> Non
     assert clearing.welfare == 16 * 1_000_000
     assert clearing.rejected_in_money == [11]
     assert clearing.rejected_welfare == (2_500_000 - 1_000_000) * 8
+
+
+def test_a_gang_the_nodes_cannot_hold_is_capped_and_the_auction_solved_again() -> None:
+    # cluster 1 offers 8 GPUs in hour 0, but as 4 free on each of two nodes: the one-hour
+    # bid for a gang of 8 (worth more) cannot be placed there; it is kept off that
+    # cluster and the 1-GPU block for both hours fills instead (found by hypothesis: it
+    # used to be dropped after the solve, and nothing filled)
+    nodes = (("c1n0", 8, (0x0F, FULL)), ("c1n1", 8, (0x0F, FULL)))
+    view = View(2, (Cluster("c0", "H100/us", (("c0n0", 8, (FULL, FULL)),)),
+                    Cluster("c1", "H100/us", nodes)),
+                (Ask(1, 1, 0, 2, 1_000_000), Ask(2, 1, 0, 6, 1_000_000),
+                 Ask(3, 1, 1, 1, 1_000_000)),
+                (Bid(100, "H100/us", 2, (0,), 1, 1_010_000, whole=True),
+                 Bid(101, "H100/us", 1, (0,), 8, 1_010_000, gang=8)))
+    best = optimise(view, priced=False)
+    assert best.welfare == brute_force(view) == 2 * 10_000
+    assert [(f.order_id, f.cluster, f.gpus) for f in best.fills] == [(100, 1, (("c1n0", (0,)),))]
+    check_rules(view, optimise(view))
