@@ -133,15 +133,16 @@ def decide(p: Problem, time_limit: float) -> tuple[Fills, list[tuple[str, int]],
 Decision = tuple[Fills, list[tuple[str, int]], bytes]
 
 
-async def decide_in_worker(p: Problem, time_limit: float) -> Decision:
-    """``decide`` in a worker process; it is killed when it overruns its time limit well
-    past what the optimiser's own limit allows."""
+async def decide_in_worker(v: _AuctionView, time_limit: float) -> Decision:
+    """``decide`` on the exchange's view ``v`` in a worker process (the view turned into
+    the optimiser's problem there too: nothing of it on the server's event loop); it is
+    killed when it overruns its time limit well past what the optimiser's own allows."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "spotex.server.auctions", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(
-            proc.communicate(pickle.dumps((p, time_limit))), timeout=3 * time_limit + 30)
+            proc.communicate(pickle.dumps((v, time_limit))), timeout=3 * time_limit + 30)
     except BaseException:
         if proc.returncode is None:
             proc.kill()
@@ -216,7 +217,7 @@ class AuctionRunner:
             assert v is not None
             limit = self.time_limit if time_limit is None else time_limit
             try:
-                fills, prices, report = await decide_in_worker(problem(v), limit)
+                fills, prices, report = await decide_in_worker(v, limit)
             except Exception as err:  # noqa: BLE001 - the auction must still clear
                 log.error("auction %d: the optimiser failed (%s); cleared with nothing",
                           auction_id, err)
@@ -253,13 +254,15 @@ def result_json(r: Any) -> dict[str, Any]:
 
 
 def _worker() -> None:
-    """The worker: a pickled ``(Problem, time_limit)`` on stdin, the pickled decision on
+    """The worker: a pickled ``(view, time_limit)`` on stdin, the pickled decision on
     stdout (the server's own pickle, between its own processes)."""
-    p, limit = pickle.loads(sys.stdin.buffer.read())
+    # background work: the order path (the server, its clients) goes first for the CPU
+    os.nice(10)
+    v, limit = pickle.loads(sys.stdin.buffer.read())
     # the decision alone on stdout: what the solver prints goes to stderr
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    decision = decide(p, limit)
+    decision = decide(problem(v), limit)
     result.write(pickle.dumps(decision))
     result.close()
 
