@@ -5,6 +5,7 @@ with every order it froze live again, and bad input is refused naming the term."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.request
@@ -185,3 +186,75 @@ def test_the_daily_gate_and_its_window() -> None:
                                          hour("2026-12-08T00"))
     bad = CliRunner().invoke(main, ["serve", "--auction-schedule", "25:00"])
     assert bad.exit_code == 2 and "is not a time of day HH:MM (UTC)" in bad.output
+
+
+def _worker_of(pid: int) -> int | None:
+    """The auction worker the server ``pid`` started, if one runs."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spotex.server.auctions" in cmd:
+            return int(proc.name)
+    return None
+
+
+def test_a_kill_9_between_an_auctions_start_and_its_clear_loses_nothing(
+        tmp_path: Path) -> None:
+    """The server is killed while its worker solves (the worker held still with SIGSTOP,
+    so the moment is certain): after a restart the auction is abandoned, every order it
+    froze is live again, the journal replays to the same state, and the next auction
+    clears them."""
+    import os
+    import signal
+    import threading
+
+    from spotex.tools.testing import ServerProcess
+
+    server = ServerProcess(tmp_path, OPERATOR_TOKEN)
+    worker = None
+    try:
+        op, seller, ids, h = market(server.target)
+        lab_token = op.create_account("lab", ["buyer"]).token
+        lab = Client(server.target, lab_token)
+        o = lab.place_order(ids[0], "buy", "2.00", 16, gang=8, hours=2, auction=True)
+        def run() -> None:
+            with contextlib.suppress(RpcError):  # the server dies under it
+                op.run_auction(h, h + 1)
+        threading.Thread(target=run, daemon=True).start()
+        end = time.monotonic() + 30
+        while (worker := _worker_of(server.pid)) is None:
+            assert time.monotonic() < end, "no auction worker started"
+            time.sleep(0.005)
+        os.kill(worker, signal.SIGSTOP)
+        with pytest.raises(RpcError) as frozen:
+            lab.cancel_order(o.order_id)
+        assert frozen.value.reason == "AUCTION_IN_PROGRESS"
+        server.kill()
+    finally:
+        server.kill()
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+    again = ServerProcess(tmp_path, OPERATOR_TOKEN)
+    try:
+        op = Client(again.target, OPERATOR_TOKEN)
+        abandoned = op.auction_result()
+        assert (abandoned.state, abandoned.filled_orders) == ("abandoned", ())
+        lab = Client(again.target, lab_token)
+        assert lab.get_order(o.order_id).state == "open"
+        result = op.run_auction(h, h + 1, time_limit=5)
+        assert result.filled_orders == (o.order_id,)
+        assert lab.get_order(o.order_id).state == "filled"
+        seq, state = op.state_hash()
+    finally:
+        again.stop()
+    # the journal alone, replayed from its first command, gives the same state
+    from spotex.server.replay import rebuild
+    replayed = rebuild(tmp_path)
+    assert (replayed.sequence, replayed.engine.state_hash()) == (seq, state)
