@@ -60,6 +60,8 @@ bench: $(VENV)/.bench ## every benchmark: peers, core, fragmentation, service lo
 	cargo run --release -q -p spotex-exchange --example blocks -- 300
 	$(VENV)/bin/spotex simulate
 	$(PY) bench/bench_auction.py --big
+	$(VENV)/bin/spotex simulate --hours 24 --auctions --runs 5
+	$(PY) bench/bench_auction_load.py
 
 bench-rs: ## criterion benchmark of the engine
 	cargo bench -p spotex-core
