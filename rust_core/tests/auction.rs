@@ -449,3 +449,150 @@ fn an_hour_held_for_its_auction_takes_no_continuous_bid_until_the_auction_clears
     assert_eq!(m.e.products()[1].state, ProductState::Auction);
     assert_eq!(m.apply(Command::Place(bid)).0, Ok(()));
 }
+
+/// A small generator (xorshift) for the randomised test below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random markets and random, mostly hostile results: a clear never panics, never sells
+/// a GPU-hour twice or trades off its product's clearing price or over a bid's limit;
+/// every fill is applied or dropped; a snapshot and a replay of the commands give the
+/// same state.
+#[test]
+fn random_results_never_sell_a_gpu_twice_nor_trade_off_the_clearing_price() {
+    let mut applied = 0;
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+        let hours = 4;
+        let mut m = Market::new(hours);
+        let mut tops = Vec::new();
+        for h in 0..hours {
+            // half the hour's GPUs cheap, maybe the rest dearer
+            let mut top = USD + 10_000 * rng.below(20) as i64;
+            m.ask(h, top, 8);
+            if rng.below(2) == 0 {
+                top += 10_000 * rng.below(50) as i64;
+                m.ask(h, top, 8);
+            }
+            tops.push(top);
+        }
+        let mut bids = Vec::new();
+        for k in 0..1 + rng.below(6) {
+            let n = 1 + rng.below(hours as u64) as u32;
+            let start = rng.below(hours as u64 - n as u64 + 1) as i64;
+            let gang = [1, 2, 8][rng.below(3) as usize];
+            let qty = gang as i64 * (1 + rng.below(2) as i64);
+            let b = NewBlock {
+                account: BUYER + k % 2,
+                product: start as ProductHandle,
+                hours: n,
+                price: USD + 50 * 10_000 + 10_000 * rng.below(150) as i64,
+                qty,
+                gang,
+                tif: TimeInForce::GoodTillClose,
+                window: 0,
+                place: Placement::default(),
+                auction: true,
+            };
+            bids.push((accepted(&m.ok(Command::PlaceBlock(b.clone()))), b));
+        }
+        m.ok(Command::AuctionStart {
+            auction: 1,
+            from_hour: H0,
+            to_hour: H0 + hours,
+        });
+        let mut fills = Vec::new();
+        for _ in 0..rng.below(8) {
+            let (id, b) = &bids[rng.below(bids.len() as u64) as usize];
+            fills.push(AuctionFill {
+                order_id: if rng.below(10) == 0 { 999 } else { *id },
+                alternative: (rng.below(8) == 0) as u32,
+                cluster: rng.below(3) as u32, // 1 and 2 are no cluster
+                start: if rng.below(4) == 0 {
+                    rng.below(hours as u64 + 1) as u32
+                } else {
+                    b.product
+                },
+                qty: if rng.below(4) == 0 {
+                    rng.below(20) as i64
+                } else {
+                    b.qty
+                },
+                slots: if rng.below(2) == 0 {
+                    // the GPUs a fill of the whole would name: full nodes from a random one
+                    let first = rng.below(2) as u32;
+                    match b.qty {
+                        16 => vec![(0, 0xff), (1, 0xff)],
+                        q => vec![(first, ((1u64 << q) - 1) << (8 - q))],
+                    }
+                } else {
+                    (0..rng.below(3))
+                        .map(|_| (rng.below(3) as u32, rng.next() & 0x1ff))
+                        .collect()
+                },
+            });
+        }
+        let mut prices: Vec<(ProductHandle, Price)> = Vec::new();
+        for p in 0..hours as u32 {
+            if rng.below(8) != 0 {
+                let px = tops[p as usize] + 10_000 * rng.below(30) as i64 - 100_000;
+                prices.push((p, px.max(10_000)));
+            }
+        }
+        let before = m.e.allocations().len();
+        let out = m.ok(Command::AuctionClear {
+            auction: 1,
+            fills: fills.clone(),
+            prices: prices.clone(),
+            abandoned: false,
+        });
+        let (filled, dropped) = cleared(&out);
+        assert_eq!(filled.len() + dropped.len(), fills.len(), "seed {seed}");
+        applied += filled.len();
+        // every trade at its product's clearing price; each block within its limit
+        let price_of: std::collections::HashMap<_, _> = prices.iter().copied().collect();
+        let mut cost: std::collections::HashMap<OrderId, i128> = Default::default();
+        for (p, px, q, taker) in trades(&out) {
+            assert_eq!(Some(&px), price_of.get(&p), "seed {seed}");
+            *cost.entry(taker).or_default() += px as i128 * q as i128;
+        }
+        for (id, b) in &bids {
+            let paid = cost.get(id).copied().unwrap_or(0);
+            assert!(
+                paid <= b.price as i128 * b.qty as i128 * b.hours as i128,
+                "seed {seed}"
+            );
+        }
+        // no GPU-hour sold twice (the allocations of one cluster and hour are disjoint)
+        let mut held: std::collections::HashMap<(ClusterHandle, i64, u32), u64> =
+            Default::default();
+        for a in &m.e.allocations()[before..] {
+            for s in &a.slots {
+                let mask = held.entry((a.cluster, a.hour, s.node)).or_default();
+                assert_eq!(*mask & s.gpus, 0, "seed {seed}: a GPU sold twice");
+                *mask |= s.gpus;
+            }
+        }
+        let restored = Engine::restore(&m.e.snapshot()).expect("restores");
+        assert_eq!(restored.state_hash(), m.e.state_hash(), "seed {seed}");
+        let mut replayed = Engine::new();
+        for (ts, cmd) in &m.log {
+            let cmd = codec::decode_command(&codec::encode_command(cmd)).expect("decodes");
+            let _ = replayed.apply(*ts, &cmd, &mut Vec::new());
+        }
+        assert_eq!(replayed.state_hash(), m.e.state_hash(), "seed {seed}");
+    }
+    // the sane fills among the hostile ones were applied
+    assert!(applied >= 20, "only {applied} fills applied");
+}
