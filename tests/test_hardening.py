@@ -160,6 +160,12 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("market", "Resell", lambda: pb.ResellRequest(order_id=w.fresh_order(),
                                                       price_micros=9_000_000),
          (UN, BAD, BAD, NO, BAD)),
+        # no auction has run in this world yet: none to show, whoever asks
+        ("market", "GetAuctionResult", pb.GetAuctionResultRequest,
+         (UN, C.NOT_FOUND, C.NOT_FOUND, C.NOT_FOUND, C.NOT_FOUND)),
+        ("market", "ListAuctions", pb.ListAuctionsRequest, everyone),
+        ("operator", "RunAuction", lambda: pb.RunAuctionRequest(
+            from_hour=NOW_HOUR + 30, to_hour=NOW_HOUR + 31, time_limit_ms=1000), ops),
         ("operator", "ListAccounts", pb.ListAccountsRequest, ops),
         ("operator", "DisableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),
          ops),
@@ -237,7 +243,7 @@ UNARY = [(svc, m) for svc, sd in (("market", "Market"), ("operator", "Operator")
 # what may change the venue when it succeeds (DisableAccount cancels the account's orders)
 MUTATING = {"RegisterCapacity", "WithdrawCapacity", "PlaceOrder", "CancelOrder", "AmendOrder",
             "CreateProducts", "Halt", "Resume", "CloseProduct", "CancelAll", "PlaceAskRange",
-            "PlaceOneOf", "PlaceBasket", "Resell", "DisableAccount"}
+            "PlaceOneOf", "PlaceBasket", "Resell", "DisableAccount", "RunAuction"}
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
