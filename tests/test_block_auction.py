@@ -46,6 +46,13 @@ def test_an_auction_clears_what_first_come_would_have_given_away(tmp_path: Path)
         late = lab.place_order(ids[0], "buy", "2.00", 16, gang=8, hours=2, auction=True)
         assert (early.state, early.auction, late.state) == ("open", True, "open")
         assert small.get_book(ids[0]).bids == (), "an auction order is in no book"
+        # before the gate: what would clear, each sees its own orders, nothing changes
+        hash_before = op.state_hash()
+        seen = lab.indicative_auction(h, h + 1)
+        assert seen.your_orders == ((late.order_id, 16),) and seen.bids == 2
+        assert small.indicative_auction(h, h + 1).your_orders == ((early.order_id, 0),)
+        assert {p.product_id: p.quantity for p in seen.prices} == {ids[0]: 16, ids[1]: 16}
+        assert op.state_hash() == hash_before
         execs = Collector(lab.executions())
         prints = Collector(small.market_data([ids[0]]))
         time.sleep(0.3)  # the streams' subscriptions register

@@ -136,6 +136,7 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "operator auction run": ["operator", "auction", "run", "--from-hour", h,
                                  "--to-hour", str(int(h) + 1)],
         "auctions": ["auctions"], "auction": ["auction"],
+        "indicative": ["indicative", "--from-hour", h, "--to-hour", str(int(h) + 1)],
     }
 
 

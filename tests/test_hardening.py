@@ -164,6 +164,8 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("market", "GetAuctionResult", pb.GetAuctionResultRequest,
          (UN, C.NOT_FOUND, C.NOT_FOUND, C.NOT_FOUND, C.NOT_FOUND)),
         ("market", "ListAuctions", pb.ListAuctionsRequest, everyone),
+        ("market", "GetIndicativeAuction", lambda: pb.GetIndicativeAuctionRequest(
+            from_hour=NOW_HOUR + 30, to_hour=NOW_HOUR + 31), everyone),
         ("operator", "RunAuction", lambda: pb.RunAuctionRequest(
             from_hour=NOW_HOUR + 30, to_hour=NOW_HOUR + 31, time_limit_ms=1000), ops),
         ("operator", "ListAccounts", pb.ListAccountsRequest, ops),

@@ -153,11 +153,17 @@ def auctions_table(auctions: Iterable[Any]) -> Table:
     return t
 
 
+def prices_table(prices: Iterable[Any]) -> Table:
+    """Clearing prices and GPUs per product."""
+    t = _table("product", "clearing $", "GPUs")
+    for p in prices:
+        t.add_row(p.product_id, f"{p.price:.2f}", str(p.quantity))
+    return t
+
+
 def auction_prices_table(a: Any) -> Table:
     """An auction's clearing price and volume per product."""
-    t = _table("product", "clearing $", "GPUs")
-    for p in a.prices:
-        t.add_row(p.product_id, f"{p.price:.2f}", str(p.quantity))
+    t = prices_table(a.prices)
     t.caption = (f"auction {a.auction_id} {a.state}: {len(a.filled_orders)} orders "
                  f"filled, {len(a.dropped_orders)} dropped, "
                  f"{len(a.paradoxically_rejected)} paradoxically rejected; welfare "

@@ -26,6 +26,7 @@ from spotex.cli.output import (
     emit_range,
     orders_table,
     plain,
+    prices_table,
     products_table,
     until_interrupted,
 )
@@ -51,6 +52,27 @@ def auctions(ctx: click.Context) -> None:
     """The block auctions' results, newest first."""
     got = client(ctx).list_auctions()
     emit(ctx, got, lambda: auctions_table(got))
+
+
+@main.command()
+@click.option("--from-hour", type=HOUR, required=True, help="the window's first hour")
+@click.option("--to-hour", type=HOUR, required=True, help="the hour after its last")
+@click.pass_context
+def indicative(ctx: click.Context, from_hour: int, to_hour: int) -> None:
+    """What an auction over [from, to) would clear now, and which of your auction orders
+    would fill (nothing is committed; solved at most once a minute)."""
+    if to_hour <= from_hour:
+        raise click.BadParameter("the window ends after it begins", param_hint="--to-hour")
+    a = client(ctx).indicative_auction(from_hour, to_hour)
+
+    def table() -> Any:
+        t = prices_table(a.prices)
+        mine = ", ".join(f"{o} {'gets ' + str(q) + ' GPUs' if q else 'would not fill'}"
+                         for o, q in a.your_orders) or "none"
+        t.caption = (f"indicative at {a.computed_at:%H:%M:%S} UTC, {a.bids} bids, welfare "
+                     f"${a.welfare:.2f}; your auction orders: {mine}")
+        return t
+    emit(ctx, a, table)
 
 
 @main.command()

@@ -30,6 +30,7 @@ from spotex.client.types import (
     AuctionResult,
     Book,
     Execution,
+    IndicativeAuction,
     MarketEvent,
     NodeArg,
     Order,
@@ -155,6 +156,9 @@ class AsyncClient:
 
     async def auction_result(self, auction_id: int = 0) -> AuctionResult:
         return await self._call(_Calls.auction_result(auction_id))
+
+    async def indicative_auction(self, from_hour: int, to_hour: int) -> IndicativeAuction:
+        return await self._call(_Calls.indicative_auction(from_hour, to_hour))
 
     async def list_auctions(self) -> list[AuctionResult]:
         return await self._all(_Calls.list_auctions)

@@ -21,6 +21,7 @@ from spotex.client.convert import (
     _allocation,
     _auction,
     _book,
+    _indicative,
     _order,
     _product,
     _range,
@@ -33,6 +34,7 @@ from spotex.client.types import (
     Allocation,
     AuctionResult,
     Book,
+    IndicativeAuction,
     MarketEvent,
     NodeArg,
     Order,
@@ -251,6 +253,12 @@ class _Calls:
     def auction_result(auction_id: int) -> _Call[AuctionResult]:
         return _Call("market", "GetAuctionResult",
                      pb.GetAuctionResultRequest(auction_id=auction_id), _auction)
+
+    @staticmethod
+    def indicative_auction(from_hour: int, to_hour: int) -> _Call[IndicativeAuction]:
+        return _Call("market", "GetIndicativeAuction",
+                     pb.GetIndicativeAuctionRequest(from_hour=from_hour, to_hour=to_hour),
+                     _indicative, 60.0)
 
     @staticmethod
     def list_auctions(page_token: str) -> _Call[tuple[list[AuctionResult], str]]:

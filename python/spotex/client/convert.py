@@ -18,6 +18,7 @@ from spotex.client.types import (
     Book,
     Execution,
     Fill,
+    IndicativeAuction,
     Level,
     MarketEvent,
     Order,
@@ -122,6 +123,15 @@ def _execution(e: Any) -> Execution:
                      _fill(e.fill, e.order.product_id) if e.HasField("fill") else None,
                      _allocation(e.allocation) if e.HasField("allocation") else None,
                      _block(e.block) if e.HasField("block") else None, e.auction_id)
+
+
+def _indicative(r: Any) -> IndicativeAuction:
+    return IndicativeAuction(
+        r.from_hour, r.to_hour, _ts(r.computed_at_micros),
+        tuple(AuctionPrice(p.product_id, _price(p.price_micros), p.quantity)
+              for p in r.prices),
+        _price(r.welfare_micros), r.gap, r.bids,
+        tuple((o.order_id, o.quantity) for o in r.your_orders))
 
 
 def _auction(r: Any) -> AuctionResult:

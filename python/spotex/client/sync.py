@@ -30,6 +30,7 @@ from spotex.client.types import (
     AuctionResult,
     Book,
     Execution,
+    IndicativeAuction,
     MarketEvent,
     NodeArg,
     Order,
@@ -227,6 +228,12 @@ class Client:
     def auction_result(self, auction_id: int = 0) -> AuctionResult:
         """An auction's public result (0: the latest)."""
         return self._call(_Calls.auction_result(auction_id))
+
+    def indicative_auction(self, from_hour: int, to_hour: int) -> IndicativeAuction:
+        """What an auction over ``[from_hour, to_hour)`` would clear now (nothing is
+        committed): indicative prices, and which of your auction orders would fill. The
+        venue solves it at most once a minute per window."""
+        return self._call(_Calls.indicative_auction(from_hour, to_hour))
 
     def list_auctions(self) -> list[AuctionResult]:
         """Every auction's result the venue keeps, newest first."""

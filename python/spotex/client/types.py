@@ -190,6 +190,19 @@ class AuctionResult:
 
 
 @dataclass(frozen=True)
+class IndicativeAuction:
+    """What an auction over the window would clear if it ran now; nothing committed."""
+    from_hour: int
+    to_hour: int
+    computed_at: dt.datetime
+    prices: tuple[AuctionPrice, ...]  # indicative clearing price and GPUs per product
+    welfare: Decimal
+    gap: float
+    bids: int
+    your_orders: tuple[tuple[int, int], ...]  # (order id, GPUs it would get; 0: none)
+
+
+@dataclass(frozen=True)
 class Account:
     account_id: int
     token: str

@@ -123,10 +123,18 @@ def decide(p: Problem, time_limit: float) -> tuple[Fills, list[tuple[str, int]],
     prices = sorted((f"{family}/{hour_id(p.first_hour + h)}", px)
                     for (family, h), px in c.prices.items())
     rejected = sorted({p.bids[k - 1][0] for k in c.rejected_in_money})
+    volume: dict[str, int] = {}
+    for f in c.fills:
+        family = p.view.clusters[f.cluster].family
+        for h in range(f.start, f.start + f.hours):
+            pid = f"{family}/{hour_id(p.first_hour + h)}"
+            volume[pid] = volume.get(pid, 0) + f.quantity
     report = pb.AuctionResult(
         welfare_micros=c.welfare, gap=c.gap,
         solve_micros=int((time.monotonic() - began) * 1_000_000), bids=len(p.view.bids),
-        paradoxically_rejected=rejected, rejected_welfare_micros=c.rejected_welfare)
+        paradoxically_rejected=rejected, rejected_welfare_micros=c.rejected_welfare,
+        prices=[pb.AuctionPrice(product_id=pid, price_micros=px, quantity=volume.get(pid, 0))
+                for pid, px in prices])
     return fills, prices, report.SerializeToString()
 
 
@@ -155,6 +163,20 @@ async def decide_in_worker(v: _AuctionView, time_limit: float) -> Decision:
     return decision
 
 
+# an indicative result is solved at most this often per window (seconds)
+INDICATIVE_EVERY = 60.0
+# and within at most this time limit
+INDICATIVE_LIMIT = 5.0
+
+
+@dataclass(frozen=True)
+class Indicative:
+    """What an auction would clear now: the public part, and per account its orders."""
+    public: Any  # IndicativeAuction without your_orders
+    mine: dict[int, list[tuple[int, int]]]  # account -> [(order id, GPUs it would get)]
+    at: float  # time.monotonic() when solved
+
+
 class AuctionRunner:
     """Runs a server's auctions, one at a time, each solved in a worker process."""
 
@@ -163,6 +185,50 @@ class AuctionRunner:
         self.settings = settings or AuctionSettings()
         self.time_limit = self.settings.time_limit
         self._lock = asyncio.Lock()
+        self._indicative: dict[tuple[int, int], Indicative] = {}
+        self._solving = asyncio.Lock()
+
+    async def indicative(self, from_hour: int, to_hour: int, account: int) -> Any:
+        """``IndicativeAuction``: what an auction over the window would clear now, with
+        ``account``'s own orders; solved at most every ``INDICATIVE_EVERY`` seconds per
+        window (the last answer serves until then), nothing committed."""
+        if self._lock.locked():
+            raise HostError("AUCTION_IN_PROGRESS", "an auction is being cleared; its "
+                            "result will be there shortly (GetAuctionResult)")
+        key = (from_hour, to_hour)
+        async with self._solving:
+            got = self._indicative.get(key)
+            if got is None or time.monotonic() - got.at >= INDICATIVE_EVERY:
+                got = await self._solve_indicative(from_hour, to_hour)
+                self._indicative = {k: v for k, v in self._indicative.items()
+                                    if time.monotonic() - v.at < INDICATIVE_EVERY}
+                self._indicative[key] = got
+        out = pb.IndicativeAuction()
+        out.CopyFrom(got.public)
+        out.your_orders.extend(pb.IndicativeOrder(order_id=o, quantity=q)
+                               for o, q in got.mine.get(account, []))
+        return out
+
+    async def _solve_indicative(self, from_hour: int, to_hour: int) -> Indicative:
+        host = self.host
+        v = await host.submit_async(lambda: host.ex.auction_view_of(from_hour, to_hour))
+        fills, _, report = await decide_in_worker(
+            v, min(self.time_limit, INDICATIVE_LIMIT))
+        r = pb.AuctionResult.FromString(report)
+        got: dict[int, int] = {}
+        for order_id, *_, quantity, _gpus in fills:
+            got[order_id] = got.get(order_id, 0) + quantity
+        mine: dict[int, list[tuple[int, int]]] = {}
+        seen: set[int] = set()
+        for order_id, _, _, account, *_ in v[2]:
+            if order_id not in seen:  # a group's alternatives: one order
+                seen.add(order_id)
+                mine.setdefault(account, []).append((order_id, got.get(order_id, 0)))
+        public = pb.IndicativeAuction(
+            from_hour=from_hour, to_hour=to_hour,
+            computed_at_micros=int(time.time() * 1_000_000), prices=r.prices,
+            welfare_micros=r.welfare_micros, gap=r.gap, bids=r.bids)
+        return Indicative(public, mine, time.monotonic())
 
     async def on_schedule(self) -> None:
         """Runs the venue's daily auction at its gate, for ever (a task the server

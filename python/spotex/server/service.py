@@ -332,6 +332,17 @@ class MarketService:
         return pb.AuctionResult.FromString(
             await self.s.command(context, lambda: ex.auction_result(auction_id)))
 
+    async def GetIndicativeAuction(self, request: Any, context: Any) -> Any:
+        a = await self.s.auth(context)
+        if not 0 < request.to_hour - request.from_hour <= 24 * 14:
+            await _fail(context, "INVALID_ARGUMENT", "an auction's window is 1 to 336 hours: "
+                        "to_hour above from_hour")
+        try:
+            return await self.s.auctions.indicative(request.from_hour, request.to_hour,
+                                                    a.account_id)
+        except (SpotexError, HostError) as err:
+            await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
+
     async def ListAuctions(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
         ex, body = self.s.host.ex, request.SerializeToString()

@@ -732,6 +732,42 @@ class GetAuctionResultRequest(_message.Message):
     auction_id: int
     def __init__(self, auction_id: _Optional[int] = ...) -> None: ...
 
+class GetIndicativeAuctionRequest(_message.Message):
+    __slots__ = ("from_hour", "to_hour")
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    from_hour: int
+    to_hour: int
+    def __init__(self, from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ...) -> None: ...
+
+class IndicativeOrder(_message.Message):
+    __slots__ = ("order_id", "quantity")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    order_id: int
+    quantity: int
+    def __init__(self, order_id: _Optional[int] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class IndicativeAuction(_message.Message):
+    __slots__ = ("from_hour", "to_hour", "computed_at_micros", "prices", "welfare_micros", "gap", "bids", "your_orders")
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    WELFARE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    YOUR_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    from_hour: int
+    to_hour: int
+    computed_at_micros: int
+    prices: _containers.RepeatedCompositeFieldContainer[AuctionPrice]
+    welfare_micros: int
+    gap: float
+    bids: int
+    your_orders: _containers.RepeatedCompositeFieldContainer[IndicativeOrder]
+    def __init__(self, from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., computed_at_micros: _Optional[int] = ..., prices: _Optional[_Iterable[_Union[AuctionPrice, _Mapping]]] = ..., welfare_micros: _Optional[int] = ..., gap: _Optional[float] = ..., bids: _Optional[int] = ..., your_orders: _Optional[_Iterable[_Union[IndicativeOrder, _Mapping]]] = ...) -> None: ...
+
 class ListAuctionsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]

@@ -134,6 +134,11 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsResponse.FromString,
                 _registered_method=True)
+        self.GetIndicativeAuction = channel.unary_unary(
+                '/spotex.v1.Market/GetIndicativeAuction',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.GetIndicativeAuctionRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.IndicativeAuction.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -262,6 +267,13 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetIndicativeAuction(self, request, context):
+        """What an auction would clear now, before its gate; nothing is committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -364,6 +376,11 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.ListAuctions,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.ListAuctionsResponse.SerializeToString,
+            ),
+            'GetIndicativeAuction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIndicativeAuction,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.GetIndicativeAuctionRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.IndicativeAuction.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -906,6 +923,33 @@ class Market:
             '/spotex.v1.Market/ListAuctions',
             spotex_dot_v1_dot_spotex__pb2.ListAuctionsRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.ListAuctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIndicativeAuction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/GetIndicativeAuction',
+            spotex_dot_v1_dot_spotex__pb2.GetIndicativeAuctionRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.IndicativeAuction.FromString,
             options,
             channel_credentials,
             insecure,
