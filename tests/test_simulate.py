@@ -113,6 +113,7 @@ def test_auctions_reach_the_optimum_where_first_come_falls_short(tmp_path: Path)
         for x in rows:
             assert x["auction"] >= 0.9, x
             assert x["auction"] >= x["first_come"] - 1e-9, x
+            assert 0 < x["auction_hourly_continuous"] <= x["auction"] + 0.01, x
             assert x["dropped"] == 0 and x["blocks_filled_auction"] <= x["blocks"]
         out = CliRunner().invoke(main, ["simulate", "--target", r.target, "--operator-token",
                                         OPERATOR_TOKEN, "--hours", "6", "--auctions",

@@ -494,15 +494,22 @@ def _simulate_auctions(target: str | None, operator_token: str | None, hours: in
                         f"{runs} training-run markets over {hours} hours, first come and "
                         "by auction", lambda t, token: sa.run(t, token, hours=hours,
                                                               seed=seed, runs=runs))
-    t = Table("seed", "nodes", "optimum $", "first come", "auction", "blocks", "gap",
-              "solve s", title=f"welfare against the offline optimum, {hours} hours",
-              caption="blocks: filled first come / by auction / bid")
+    t = Table("seed", "nodes", "optimum $", "first come", "auction", "mixed", "blocks",
+              "gap", "solve s", title=f"welfare against the offline optimum, {hours} hours",
+              caption="mixed: one-hour bids continuous, blocks by auction; blocks: filled "
+                      "first come / by auction / bid")
     for r in rows:
         t.add_row(str(r["seed"]), str(r["nodes"]), f"{r['optimum_usd']:.0f}",
                   f"{r['first_come']:.3f}", f"{r['auction']:.3f}",
+                  f"{r['auction_hourly_continuous']:.3f}",
                   f"{r['blocks_filled_first_come']}/{r['blocks_filled_auction']}/"
                   f"{r['blocks']}", f"{r['gap']:.4f}", f"{r['solve_seconds']:.2f}")
-    console.print(t)
+    width = console.width  # the figures whole, never folded (rich clamps to the console's)
+    console.width = max(width, 100)
+    try:
+        console.print(t)
+    finally:
+        console.width = width
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "simulate_auctions.json").write_text(json.dumps(rows, indent=2))
     console.print(f"wrote simulate_auctions.json to {out_dir}")

@@ -10,11 +10,15 @@ good-till, and they arrive shuffled into one order.
   that complete it, or rests until some do).
 * Auction: the asks as they arrive (resting in the continuous book), every bid an
   auction order; then one auction over the N hours, after the gate.
+* Mixed: as the auction, but the one-hour bids trade continuously as they arrive (only
+  the blocks wait for the auction): what letting one-hour orders trade before the gate
+  costs.
 
 Welfare (both, and the optimum): the limits of what filled (per GPU-hour) minus the
 prices of the asks that sold, in micro-dollars. The optimum is the exact program over the
 same orders with no prices imposed (HiGHS, ``spotex.server.auction``). Each run uses its
-own SKUs (``SIMC<seed>``, ``SIMA<seed>``), so runs on one server never meet.
+own SKUs (``SIMC<seed>``, ``SIMA<seed>``, ``SIMM<seed>``), so runs on one server never
+meet.
 """
 
 from __future__ import annotations
@@ -108,7 +112,8 @@ def _welfare(orders: list[Order]) -> int:
 
 
 def _play(op: Client, target: str, sku: str, per: int, wants: list[Want], hours: int,
-          first_hour: int, by_auction: bool, time_limit: float) -> Outcome:
+          first_hour: int, by_auction: bool, time_limit: float,
+          hourly_by_auction: bool = True) -> Outcome:
     pids = [p.product_id for p in op.create_products(
         skus=[sku], regions=[REGION], from_hour=first_hour, to_hour=first_hour + hours)]
     sellers = []
@@ -126,7 +131,8 @@ def _play(op: Client, target: str, sku: str, per: int, wants: list[Want], hours:
                                            cluster_id=f"c{w.cluster}")
         else:
             desk.place_order(pids[w.start], "buy", price, w.quantity, gang=w.gang,
-                             hours=w.hours, auction=by_auction)
+                             hours=w.hours,
+                             auction=by_auction and (w.hours > 1 or hourly_by_auction))
     report = None
     if by_auction:
         r = op.run_auction(first_hour, first_hour + hours, time_limit=time_limit)
@@ -153,10 +159,13 @@ def run(target: str, operator_token: str, *, hours: int = 24, seed: int = 7, run
                      time_limit)
         auct = _play(op, target, f"SIMA{s}", per, wants, hours, first_hour, True,
                      time_limit)
+        mixed = _play(op, target, f"SIMM{s}", per, wants, hours, first_hour, True,
+                      time_limit, hourly_by_auction=False)
         rows.append({
             "seed": s, "nodes": 4 * per, "orders": len(wants), "optimum_usd": best / 1e6,
             "first_come": cont.welfare / best if best else 1.0,
             "auction": auct.welfare / best if best else 1.0,
+            "auction_hourly_continuous": mixed.welfare / best if best else 1.0,
             "blocks": cont.blocks, "blocks_filled_first_come": cont.filled_blocks,
             "blocks_filled_auction": auct.filled_blocks, **(auct.auction or {})})
     return rows
