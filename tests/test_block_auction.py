@@ -147,7 +147,11 @@ def test_bad_auction_terms_are_refused_naming_the_term(running: object) -> None:
         assert word in err.value.message, (word, err.value.message)
     with pytest.raises(RpcError) as ask:
         seller.place_order(ids[0], "sell", "1.00", 8, cluster_id="iad-9", auction=True)
-    assert (ask.value.reason, "bid") == ("INVALID_AUCTION", "bid") and "bid" in ask.value.message
+    assert ask.value.reason == "INVALID_AUCTION" and "one-hour ask" in ask.value.message
+    with pytest.raises(RpcError) as ganged:
+        seller.place_order(ids[0], "sell", "1.00", 8, cluster_id="iad-9", auction=True,
+                           hours=2, gang=8)
+    assert ganged.value.reason == "INVALID_AUCTION" and "gang" in ganged.value.message
     with pytest.raises(RpcError) as window:
         op.run_auction(h + 1, h)
     assert window.value.reason == "INVALID_ARGUMENT"
@@ -265,3 +269,38 @@ def test_a_kill_9_between_an_auctions_start_and_its_clear_loses_nothing(
     from spotex.server.replay import rebuild
     replayed = rebuild(tmp_path)
     assert (replayed.sequence, replayed.engine.state_hash()) == (seq, state)
+
+
+def test_a_seller_block_is_sold_whole_to_two_buyers_or_not_at_all(tmp_path: Path) -> None:
+    with serving(tmp_path) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        h = int(time.time()) // 3600 + 40
+        ids = [p.product_id for p in op.create_products(
+            skus=["H200"], regions=["us-east"], from_hour=h, to_hour=h + 2)]
+        seller = Client(r.target, op.create_account("block-seller", ["seller"]).token)
+        seller.register_capacity("one", sku="H200", region="us-east", nodes=[("n0", 8)],
+                                 from_hour=h, to_hour=h + 2)
+        block = seller.place_order(ids[0], "sell", "1.00", 8, cluster_id="one", hours=2,
+                                   auction=True)
+        assert (block.state, block.hours, block.auction) == ("open", 2, True)
+        with pytest.raises(RpcError) as taken:  # its GPUs are reserved in both hours
+            seller.place_order(ids[1], "sell", "1.00", 1, cluster_id="one")
+        assert taken.value.reason == "INSUFFICIENT_CAPACITY"
+        a, b = buyer(op, r.target, "hour-a"), buyer(op, r.target, "hour-b")
+        first = a.place_order(ids[0], "buy", "2.00", 8, gang=8, auction=True)
+        # one hour of it wanted: a lone hour is never sold
+        lone = op.run_auction(h, h + 2, time_limit=5)
+        assert lone.filled_orders == () and seller.get_order(block.order_id).state == "open"
+        second = b.place_order(ids[1], "buy", "2.00", 8, gang=8, auction=True)
+        both = op.run_auction(h, h + 2, time_limit=5)
+        assert set(both.filled_orders) == {first.order_id, second.order_id}
+        sold = seller.get_order(block.order_id)
+        assert (sold.state, sold.filled) == ("filled", 8)
+        assert sorted((f.product_id, f.quantity) for f in sold.fills) == [
+            (ids[0], 8), (ids[1], 8)]
+        assert all(f.auction_id == both.auction_id for f in sold.fills)
+        assert [x.state for x in (a.get_order(first.order_id), b.get_order(second.order_id))] \
+            == ["filled", "filled"]
+        before = op.state_hash()
+    with serving(tmp_path) as r:
+        assert Client(r.target, OPERATOR_TOKEN).state_hash() == before

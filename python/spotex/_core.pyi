@@ -309,7 +309,7 @@ def status_codes() -> list[tuple[str, int]]: ...
 _AuctionView = tuple[
     int, int,
     list[tuple[int, int, bool, int, str, int, int, int, int, int, int, bool]],
-    list[tuple[int, int, int, int, int, int]],
+    list[tuple[int, int, int, int, int, int, int, bool]],
     list[tuple[int, int, str, str, list[tuple[str, int, list[int]]]]],
 ]
 
@@ -359,7 +359,7 @@ class Exchange:
     # block auctions: the view is (first_hour, hours, bids, asks, clusters);
     # bids: (order_id, alternative, group, account, family, span_from, span_hours, hours,
     # quantity, price, gang, whole); asks: (order_id, account, cluster, hour, quantity,
-    # price); clusters: (handle, seller, cluster_id, family, [(node_id, gpus, free masks)])
+    # price, hours, whole: a seller block); clusters: (handle, seller, cluster_id, family, [(node_id, gpus, free masks)])
     def start_auction(self, ts: int, from_hour: int, to_hour: int) -> int: ...
     def open_auction(self) -> tuple[int, int, int] | None: ...
     def auction_view(self) -> _AuctionView | None: ...
@@ -367,7 +367,7 @@ class Exchange:
     def clear_auction(
         self, ts: int, auction_id: int,
         fills: list[tuple[int, int, int, str, str, int, list[tuple[str, list[int]]]]],
-        prices: list[tuple[str, int]], report: bytes, abandoned: bool,
+        prices: list[tuple[str, int]], report: bytes, abandoned: bool, sold: list[int],
     ) -> bytes: ...
     def auction_result(self, auction_id: int) -> bytes: ...
     def list_auctions(self, request: bytes) -> bytes: ...

@@ -7,7 +7,9 @@
 use std::fmt;
 
 use crate::capacity::{ClusterSpec, Level, NodeSpec, Slot, Topology};
-use crate::command::{Allocation, AuctionFill, Command, NewBlock, NewOrder, Placement};
+use crate::command::{
+    Allocation, AuctionFill, Command, NewBlock, NewOrder, NewSellerBlock, Placement,
+};
 use crate::product::ProductSpec;
 use crate::types::*;
 
@@ -319,6 +321,16 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             e.u8(if b.auction { 20 } else { 17 });
             put_block(&mut e, b);
         }
+        Command::PlaceSellerBlock(b) => {
+            e.u8(24);
+            e.u64(b.account);
+            e.u32(b.cluster);
+            e.u32(b.product);
+            e.u32(b.hours);
+            e.i64(b.price);
+            e.i64(b.qty);
+            put_tif(&mut e, b.tif);
+        }
         Command::HoldForAuction { product } => {
             e.u8(23);
             e.u32(*product);
@@ -338,10 +350,15 @@ pub fn encode_command(cmd: &Command) -> Vec<u8> {
             fills,
             prices,
             abandoned,
+            sold,
         } => {
             e.u8(22);
             e.u64(*auction);
             e.u8(*abandoned as u8);
+            e.u32(sold.len() as u32);
+            for id in sold {
+                e.u64(*id);
+            }
             e.u32(fills.len() as u32);
             for f in fills {
                 e.u64(f.order_id);
@@ -522,6 +539,10 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
         },
         22 => {
             let (auction, abandoned) = (d.u64()?, d.u8()? != 0);
+            let mut sold = Vec::new();
+            for _ in 0..d.count(8)? {
+                sold.push(d.u64()?);
+            }
             let mut fills = Vec::new();
             for _ in 0..d.count(32)? {
                 let (order_id, alternative, cluster, start, qty) =
@@ -548,8 +569,18 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
                 fills,
                 prices,
                 abandoned,
+                sold,
             }
         }
+        24 => Command::PlaceSellerBlock(NewSellerBlock {
+            account: d.u64()?,
+            cluster: d.u32()?,
+            product: d.u32()?,
+            hours: d.u32()?,
+            price: d.i64()?,
+            qty: d.i64()?,
+            tif: get_tif(&mut d)?,
+        }),
         15 => {
             if d.u8()? != 7 {
                 return Err(CodecError("iceberg of a non-order"));

@@ -78,6 +78,22 @@ pub struct NewBlock {
     pub auction: bool,
 }
 
+/// A seller block: `qty` GPUs of `cluster` in each of `hours` consecutive hours from
+/// `product`'s, at `price` per GPU-hour, offered to block auctions only and sold whole or
+/// not at all (possibly to several bids together: every GPU-hour of it sold). It rests
+/// (good-till) reserving its GPUs in every hour until an auction sells it, it expires or
+/// is cancelled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSellerBlock {
+    pub account: AccountId,
+    pub cluster: ClusterHandle,
+    pub product: ProductHandle,
+    pub hours: u32,
+    pub price: Price,
+    pub qty: Qty,
+    pub tif: TimeInForce,
+}
+
 /// A bid's placement terms: all its GPUs in one domain at `level` (the cluster's tree:
 /// node, NVLink domain, rack, block, cluster), required or, when `preferred`, the
 /// tightest level from there out that can be had; `near` an allocation (trade id) the
@@ -169,6 +185,7 @@ pub enum Command {
     },
     /// Only moves time forward (expiring orders and closing products whose time has come).
     AdvanceTime,
+    PlaceSellerBlock(NewSellerBlock),
     /// A product just listed is held for its block auction (see `ProductState::Auction`).
     HoldForAuction {
         product: ProductHandle,
@@ -190,6 +207,9 @@ pub enum Command {
         /// Cleared with nothing because its result was lost (a restart): the hours of
         /// its window stay held for the next auction.
         abandoned: bool,
+        /// The seller blocks it sold: each must be used whole by the fills that are
+        /// applied (the fills of one that would not be are dropped).
+        sold: Vec<OrderId>,
     },
     /// Numbers orders and trades from `base` on: a shard's ids (`index << 48`) never
     /// meet another shard's. Only before the first order or trade id is given.

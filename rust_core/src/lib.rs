@@ -20,11 +20,12 @@ pub use book::RestingOrder;
 pub use capacity::{Cluster, ClusterHandle, ClusterSpec, Level, NodeSpec, Slot, Topology};
 pub use command::{
     Allocation, AuctionFill, CancelReason, Command, Event, ExpireReason, NewBlock, NewOrder,
-    Placement,
+    NewSellerBlock, Placement,
 };
 pub use engine::{
-    AuctionView, Engine, OpenAuction, RestingBlock, Utilisation, ViewAsk, ViewBid, ViewCluster,
-    MAX_ALTERNATIVES, MAX_BASKET_LEGS, MAX_BLOCK_HOURS, MAX_FEE_BPS, RETRY_TOP, RETRY_TURN,
+    AuctionView, Engine, OpenAuction, RestingBlock, SellerBlock, Utilisation, ViewAsk, ViewBid,
+    ViewCluster, MAX_ALTERNATIVES, MAX_BASKET_LEGS, MAX_BLOCK_HOURS, MAX_FEE_BPS, RETRY_TOP,
+    RETRY_TURN,
 };
 pub use product::{Product, ProductSpec};
 pub use reject::Reject;

@@ -181,6 +181,7 @@ fn an_auction_bid_rests_untried_and_fills_at_the_clearing_price_when_it_clears()
         fills: vec![fill(b, 0, 8, 1)],
         prices: vec![(0, USD + 10_000), (1, 2 * USD)],
         abandoned: false,
+        sold: vec![],
     });
     assert_eq!(
         trades(&out),
@@ -223,6 +224,7 @@ fn a_fill_whose_gpus_or_asks_went_meanwhile_is_dropped_whole_and_its_order_waits
         ],
         prices: vec![(0, USD), (1, USD + 10_000)],
         abandoned: false,
+        sold: vec![],
     });
     assert!(trades(&out).is_empty(), "nothing half-filled");
     assert_eq!(cleared(&out), (vec![], vec![b, over]));
@@ -250,6 +252,7 @@ fn a_one_hour_auction_bid_fills_in_part_and_waits_with_the_rest() {
         fills: vec![fill(b, 0, 8, 0)],
         prices: vec![(0, USD)],
         abandoned: false,
+        sold: vec![],
     });
     assert_eq!(trades(&out), vec![(0, USD, 8, b)]);
     assert_eq!(m.e.resting_block(b).map(|rb| rb.block.qty), Some(8));
@@ -271,6 +274,7 @@ fn a_gpu_is_never_given_twice_in_one_clearing() {
         fills: vec![fill(a, 0, 8, 0), fill(b, 0, 8, 0)],
         prices: vec![(0, USD)],
         abandoned: false,
+        sold: vec![],
     });
     assert_eq!(cleared(&out), (vec![a], vec![b]));
 }
@@ -291,6 +295,7 @@ fn orders_placed_after_the_start_wait_for_the_next_auction() {
         fills: vec![fill(late, 0, 8, 0)],
         prices: vec![(0, USD)],
         abandoned: false,
+        sold: vec![],
     });
     assert_eq!(cleared(&out), (vec![], vec![late]));
     // a result for an auction not running is refused, and changes nothing
@@ -299,6 +304,7 @@ fn orders_placed_after_the_start_wait_for_the_next_auction() {
         fills: vec![],
         prices: vec![],
         abandoned: false,
+        sold: vec![],
     };
     assert_eq!(m.apply(stale).0, Err(Reject::AuctionNotRunning));
 }
@@ -391,6 +397,7 @@ fn a_snapshot_mid_auction_and_a_replay_give_the_same_state() {
         ],
         prices: vec![(0, USD), (1, USD)],
         abandoned: false,
+        sold: vec![],
     };
     let mut r = restored;
     let mut out = Vec::new();
@@ -434,6 +441,7 @@ fn an_hour_held_for_its_auction_takes_no_continuous_bid_until_the_auction_clears
         fills: vec![],
         prices: vec![],
         abandoned: true,
+        sold: vec![],
     });
     assert_eq!(m.e.products()[0].state, ProductState::Auction);
     m.ok(start(2));
@@ -442,6 +450,7 @@ fn an_hour_held_for_its_auction_takes_no_continuous_bid_until_the_auction_clears
         fills: vec![fill(b, 0, 8, 0)],
         prices: vec![(0, USD)],
         abandoned: false,
+        sold: vec![],
     });
     assert_eq!(cleared(&out), (vec![b], vec![]));
     // its window's hour opens; the next hour waits for its own auction
@@ -556,6 +565,7 @@ fn random_results_never_sell_a_gpu_twice_nor_trade_off_the_clearing_price() {
             fills: fills.clone(),
             prices: prices.clone(),
             abandoned: false,
+            sold: vec![],
         });
         let (filled, dropped) = cleared(&out);
         assert_eq!(filled.len() + dropped.len(), fills.len(), "seed {seed}");
@@ -595,4 +605,236 @@ fn random_results_never_sell_a_gpu_twice_nor_trade_off_the_clearing_price() {
     }
     // the sane fills among the hostile ones were applied
     assert!(applied >= 20, "only {applied} fills applied");
+}
+
+impl Market {
+    fn seller_block(&mut self, hour: i64, hours: u32, price: Price, qty: Qty) -> OrderId {
+        let b = NewSellerBlock {
+            account: SELLER,
+            cluster: 0,
+            product: hour as ProductHandle,
+            hours,
+            price,
+            qty,
+            tif: TimeInForce::GoodTillClose,
+        };
+        accepted(&self.ok(Command::PlaceSellerBlock(b)))
+    }
+}
+
+fn makers(out: &[Event]) -> Vec<OrderId> {
+    out.iter()
+        .filter_map(|e| match e {
+            Event::Trade { maker_order, .. } => Some(*maker_order),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_seller_block_is_sold_whole_to_several_bids_or_not_at_all() {
+    let mut m = Market::new(2);
+    let sb = m.seller_block(0, 2, USD, 8);
+    // its GPUs are reserved in both hours: only 8 more may be offered in each
+    let over = NewOrder {
+        cluster: Some(0),
+        ..NewOrder::limit(SELLER, 0, Side::Sell, USD, 9)
+    };
+    assert_eq!(
+        m.apply(Command::Place(over)).0,
+        Err(Reject::InsufficientCapacity)
+    );
+    let first = m.bid(BUYER, 0, 1, 2 * USD, 8);
+    let second = m.bid(BUYER2, 1, 1, 2 * USD, 8);
+    let start = |id| Command::AuctionStart {
+        auction: id,
+        from_hour: H0,
+        to_hour: H0 + 2,
+    };
+    m.ok(start(1));
+    assert_eq!(
+        m.apply(Command::Cancel {
+            account: SELLER,
+            order_id: sb
+        })
+        .0,
+        Err(Reject::AuctionInProgress)
+    );
+    let view = m.e.auction_view(H0, H0 + 2);
+    assert_eq!(
+        view.asks
+            .iter()
+            .map(|a| (a.order_id, a.hours, a.whole))
+            .collect::<Vec<_>>(),
+        vec![(sb, 2, true)]
+    );
+    // a lone hour of it is never sold: its one fill is dropped, and it waits
+    let out = m.ok(Command::AuctionClear {
+        auction: 1,
+        fills: vec![fill(first, 0, 8, 0)],
+        prices: vec![(0, USD), (1, USD)],
+        abandoned: false,
+        sold: vec![sb],
+    });
+    assert_eq!(cleared(&out), (vec![], vec![first]));
+    assert!(trades(&out).is_empty());
+    assert!(m.e.seller_block(sb).is_some_and(|s| !s.frozen));
+    // both hours bought, by two buyers: sold whole, at the clearing prices
+    m.ok(start(2));
+    let out = m.ok(Command::AuctionClear {
+        auction: 2,
+        fills: vec![fill(first, 0, 8, 0), fill(second, 1, 8, 1)],
+        prices: vec![(0, USD + 10_000), (1, USD)],
+        abandoned: false,
+        sold: vec![sb],
+    });
+    assert_eq!(cleared(&out), (vec![first, second], vec![]));
+    assert_eq!(
+        trades(&out),
+        vec![(0, USD + 10_000, 8, first), (1, USD, 8, second)]
+    );
+    assert_eq!(makers(&out), vec![sb, sb]);
+    assert!(m.e.seller_block(sb).is_none(), "sold: gone");
+    let restored = Engine::restore(&m.e.snapshot()).expect("restores");
+    assert_eq!(restored.state_hash(), m.e.state_hash());
+}
+
+#[test]
+fn a_seller_block_rests_reserving_its_gpus_until_cancelled_or_its_gate_closes() {
+    let mut m = Market::new(2);
+    let sb = m.seller_block(0, 2, USD, 16);
+    let again = Engine::restore(&m.e.snapshot()).expect("restores");
+    assert_eq!(again.state_hash(), m.e.state_hash());
+    assert_eq!(
+        again.seller_block(sb).map(|s| s.products.clone()),
+        Some(vec![0, 1])
+    );
+    let out = m.ok(Command::Cancel {
+        account: SELLER,
+        order_id: sb,
+    });
+    assert!(matches!(out[0], Event::Cancelled { order_id, .. } if order_id == sb));
+    m.ask(0, USD, 16); // its GPUs are free to offer again
+    let sb = m.seller_block(1, 1, USD, 16);
+    // the gate of its hour closes: it expires
+    m.ts = H0 * HOUR + 1;
+    let out = m.ok(Command::AdvanceTime);
+    assert!(out.iter().any(
+        |e| matches!(e, Event::Expired { order_id, reason: ExpireReason::GateClosure, .. } if *order_id == sb)
+    ));
+}
+
+/// Random seller blocks, bids and results: a seller block named sold is either sold
+/// whole (every GPU-hour of it traded, then gone) or not traded at all and still there.
+#[test]
+fn random_results_sell_a_seller_block_whole_or_not_at_all() {
+    let mut sold_whole = 0;
+    for seed in 1..=300u64 {
+        let mut rng = Rng(seed * 0x2545_F491_4F6C_DD1D);
+        let hours = 3;
+        let mut m = Market::new(hours);
+        let mut blocks = Vec::new();
+        for _ in 0..1 + rng.below(2) {
+            let n = 2 + rng.below(2) as u32;
+            let start = rng.below(hours as u64 - n as u64 + 1) as i64;
+            let qty = [4, 8][rng.below(2) as usize];
+            let px = USD + 10_000 * rng.below(30) as i64;
+            let b = NewSellerBlock {
+                account: SELLER,
+                cluster: 0,
+                product: start as ProductHandle,
+                hours: n,
+                price: px,
+                qty,
+                tif: TimeInForce::GoodTillClose,
+            };
+            if let (Ok(()), out) = m.apply(Command::PlaceSellerBlock(b.clone())) {
+                blocks.push((accepted(&out), b));
+            }
+        }
+        let mut bids = Vec::new();
+        for k in 0..1 + rng.below(5) {
+            let h = rng.below(hours as u64) as i64;
+            let qty = [4, 8][rng.below(2) as usize];
+            let b = NewBlock {
+                account: BUYER + k % 2,
+                product: h as ProductHandle,
+                hours: 1,
+                price: 2 * USD,
+                qty,
+                gang: 4,
+                tif: TimeInForce::GoodTillClose,
+                window: 0,
+                place: Placement::default(),
+                auction: true,
+            };
+            bids.push((accepted(&m.ok(Command::PlaceBlock(b.clone()))), b));
+        }
+        m.ok(Command::AuctionStart {
+            auction: 1,
+            from_hour: H0,
+            to_hour: H0 + hours,
+        });
+        let mut fills = Vec::new();
+        for (id, b) in &bids {
+            if rng.below(4) == 0 {
+                continue;
+            }
+            let node = rng.below(2) as u32;
+            let mask = if b.qty == 8 {
+                0xff
+            } else {
+                0x0f << (4 * rng.below(2))
+            };
+            fills.push(AuctionFill {
+                order_id: *id,
+                alternative: 0,
+                cluster: 0,
+                start: b.product,
+                qty: b.qty,
+                slots: vec![(node, mask)],
+            });
+        }
+        let sold: Vec<OrderId> = blocks.iter().map(|(id, _)| *id).collect();
+        let prices = (0..hours as u32).map(|p| (p, 2 * USD)).collect();
+        let out = m.ok(Command::AuctionClear {
+            auction: 1,
+            fills,
+            prices,
+            abandoned: false,
+            sold,
+        });
+        for (id, b) in &blocks {
+            let mut per_hour = vec![0; hours as usize];
+            for e in &out {
+                if let Event::Trade {
+                    maker_order,
+                    product,
+                    qty,
+                    ..
+                } = e
+                {
+                    if maker_order == id {
+                        per_hour[*product as usize] += qty;
+                    }
+                }
+            }
+            let span = b.product as usize..(b.product + b.hours) as usize;
+            let traded: Qty = per_hour.iter().sum();
+            if traded == 0 {
+                let left = m.e.seller_block(*id).map(|s| s.left.clone());
+                assert_eq!(left, Some(vec![b.qty; b.hours as usize]), "seed {seed}");
+            } else {
+                sold_whole += 1;
+                assert!(m.e.seller_block(*id).is_none(), "seed {seed}");
+                for (h, &q) in per_hour.iter().enumerate() {
+                    let want = if span.contains(&h) { b.qty } else { 0 };
+                    assert_eq!(q, want, "seed {seed}: hour {h} of {id}");
+                }
+            }
+        }
+        let restored = Engine::restore(&m.e.snapshot()).expect("restores");
+        assert_eq!(restored.state_hash(), m.e.state_hash(), "seed {seed}");
+    }
+    assert!(sold_whole >= 20, "only {sold_whole} seller blocks sold");
 }

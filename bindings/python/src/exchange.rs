@@ -69,7 +69,7 @@ type ViewTuple = (
         u32,
         bool,
     )>,
-    Vec<(u64, u64, u32, i64, i64, i64)>,
+    Vec<(u64, u64, u32, i64, i64, i64, u32, bool)>,
     Vec<(u32, u64, String, String, Vec<(String, u32, Vec<u64>)>)>,
 );
 
@@ -93,7 +93,12 @@ fn view_tuple(v: spotex_core::AuctionView) -> ViewTuple {
         })
         .collect();
     let asks = (v.asks.into_iter())
-        .map(|a| (a.order_id, a.account, a.cluster, a.hour, a.qty, a.price))
+        .map(|a| {
+            let (hours, whole) = (a.hours, a.whole);
+            (
+                a.order_id, a.account, a.cluster, a.hour, a.qty, a.price, hours, whole,
+            )
+        })
         .collect();
     let clusters = (v.clusters.into_iter())
         .map(|c| (c.handle, c.seller, c.id, c.family, c.nodes))
@@ -413,6 +418,7 @@ impl Exchange {
         prices: Vec<(String, i64)>,
         report: &[u8],
         abandoned: bool,
+        sold: Vec<u64>,
     ) -> Outcome<'py> {
         let report: pb::AuctionResult = decode(py, report)?;
         let clear = spotex_exchange::store::AuctionClear {
@@ -450,6 +456,7 @@ impl Exchange {
                 .collect(),
             report: Some(report),
             abandoned,
+            sold_blocks: sold,
         };
         let result = lock(&self.shared)
             .clear_auction(ts, &clear)

@@ -314,7 +314,8 @@ def submit(ctx: click.Context, file: Any, per_message: int) -> None:
 
 @click.option("--auction", is_flag=True,
               help="bids: wait for the block auction of PRODUCT's hour instead of "
-                   "trading continuously (gtc or gtd)")
+                   "trading continuously (gtc or gtd); asks with --hours 2 or more: a "
+                   "seller block, offered to the auction only and sold whole or not at all")
 
 
 @click.pass_context

@@ -87,8 +87,8 @@ def problem(v: _AuctionView, tick: int = 10_000) -> Problem:
                                        nodes=tuple((n, g, tuple(m)) for n, g, m in nodes))
                        for _, seller, cid, family, nodes in clusters),
         asks=tuple(auction.Ask(order_id=oid, cluster=index[c], hour=h - first_hour,
-                               quantity=q, price=px)
-                   for oid, _, c, h, q, px in asks),
+                               quantity=q, price=px, hours=n, whole=whole)
+                   for oid, _, c, h, q, px, n, whole in asks),
         bids=tuple(auction.Bid(order_id=k + 1, family=family, hours=n,
                                starts=tuple(range(start - first_hour,
                                                   start - first_hour + span - n + 1)),
@@ -104,7 +104,11 @@ def problem(v: _AuctionView, tick: int = 10_000) -> Problem:
 Fills = list[tuple[int, int, int, str, str, int, list[tuple[str, list[int]]]]]
 
 
-def decide(p: Problem, time_limit: float) -> tuple[Fills, list[tuple[str, int]], bytes]:
+# the fills, the prices, the report (AuctionResult bytes), the seller blocks sold
+Decision = tuple[Fills, list[tuple[str, int]], bytes, list[int]]
+
+
+def decide(p: Problem, time_limit: float) -> Decision:
     """The optimiser on ``p``: the fills and prices in the exchange's names, and the
     report (an ``AuctionResult`` with what the solver said). Runs in a worker process."""
     began = time.monotonic()
@@ -135,10 +139,9 @@ def decide(p: Problem, time_limit: float) -> tuple[Fills, list[tuple[str, int]],
         paradoxically_rejected=rejected, rejected_welfare_micros=c.rejected_welfare,
         prices=[pb.AuctionPrice(product_id=pid, price_micros=px, quantity=volume.get(pid, 0))
                 for pid, px in prices])
-    return fills, prices, report.SerializeToString()
+    return fills, prices, report.SerializeToString(), sorted(c.sold_blocks)
 
 
-Decision = tuple[Fills, list[tuple[str, int]], bytes]
 
 
 async def decide_in_worker(v: _AuctionView, time_limit: float) -> Decision:
@@ -212,7 +215,7 @@ class AuctionRunner:
     async def _solve_indicative(self, from_hour: int, to_hour: int) -> Indicative:
         host = self.host
         v = await host.submit_async(lambda: host.ex.auction_view_of(from_hour, to_hour))
-        fills, _, report = await decide_in_worker(
+        fills, _, report, _ = await decide_in_worker(
             v, min(self.time_limit, INDICATIVE_LIMIT))
         r = pb.AuctionResult.FromString(report)
         got: dict[int, int] = {}
@@ -255,7 +258,7 @@ class AuctionRunner:
             if open_ is None:
                 return None
             return host.run(lambda ts: host.ex.clear_auction(
-                ts, open_[0], [], [], pb.AuctionResult().SerializeToString(), True))
+                ts, open_[0], [], [], pb.AuctionResult().SerializeToString(), True, []))
         out = await host.submit_async(go)
         if out is None:
             return None
@@ -283,16 +286,16 @@ class AuctionRunner:
             assert v is not None
             limit = self.time_limit if time_limit is None else time_limit
             try:
-                fills, prices, report = await decide_in_worker(v, limit)
+                fills, prices, report, sold = await decide_in_worker(v, limit)
             except Exception as err:  # noqa: BLE001 - the auction must still clear
                 log.error("auction %d: the optimiser failed (%s); cleared with nothing",
                           auction_id, err)
-                fills, prices, report = [], [], pb.AuctionResult().SerializeToString()
+                fills, prices, report, sold = [], [], pb.AuctionResult().SerializeToString(), []
             r = pb.AuctionResult.FromString(report)
             r.started_at_micros = int(started * 1_000_000)
             report = r.SerializeToString()
             out = await host.submit_async(lambda: host.run(lambda ts: host.ex.clear_auction(
-                ts, auction_id, fills, prices, report, False)))
+                ts, auction_id, fills, prices, report, False, sold)))
             result = pb.AuctionResult.FromString(out)
             log.info("auction %d cleared: %d filled, %d dropped, welfare $%.2f, gap %.4f, "
                      "%.2f s", result.auction_id, len(result.filled_orders),

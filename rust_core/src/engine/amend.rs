@@ -28,6 +28,9 @@ impl Engine {
         if let Some(done) = self.cancel_block(account, order_id, out) {
             return done;
         }
+        if let Some(done) = self.cancel_seller_block(account, order_id, out) {
+            return done;
+        }
         let i = self.owned(account, order_id)?;
         self.remove_resting(i, out, |o| Event::Cancelled {
             order_id: o.id,
@@ -55,6 +58,14 @@ impl Engine {
                 Reject::InvalidBlock
             } else {
                 Reject::NotOwner
+            });
+        }
+        if let Some(sb) = self.seller_block(order_id) {
+            // sold whole as placed: cancel it and place another
+            return Err(match (sb.block.account == account, sb.frozen) {
+                (false, _) => Reject::NotOwner,
+                (true, true) => Reject::AuctionInProgress,
+                (true, false) => Reject::InvalidBlock,
             });
         }
         let i = self.owned(account, order_id)?;

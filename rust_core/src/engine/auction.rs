@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
+use super::seller_blocks::{seller_leg, SELLER_LEG};
 use super::{BlockPlan, Engine, MAX_ALTERNATIVES};
 use crate::capacity::ClusterHandle;
 use crate::command::*;
@@ -77,9 +78,12 @@ pub struct ViewAsk {
     pub order_id: OrderId,
     pub account: AccountId,
     pub cluster: ClusterHandle,
+    /// Its first hour, and its hours: 1 for an ask; a seller block's, sold whole.
     pub hour: i64,
     pub qty: Qty,
     pub price: Price,
+    pub hours: u32,
+    pub whole: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +199,12 @@ impl Engine {
                 rb.frozen = true;
             }
         }
+        let products = &self.products;
+        for sb in self.seller_blocks.values_mut() {
+            if (from_hour..to_hour).contains(&products[sb.products[0] as usize].hour) {
+                sb.frozen = true;
+            }
+        }
         self.last_auction = id;
         self.auction = Some(OpenAuction {
             id,
@@ -210,24 +220,56 @@ impl Engine {
         fills: &[AuctionFill],
         prices: &[(ProductHandle, Price)],
         abandoned: bool,
+        sold: &[OrderId],
         out: &mut Vec<Event>,
     ) -> Result<(), Reject> {
         if self.auction.is_none_or(|a| a.id != id) {
             return Err(Reject::AuctionNotRunning);
         }
         let prices: FxHashMap<ProductHandle, Price> = prices.iter().copied().collect();
-        let (mut filled, mut dropped) = (Vec::new(), Vec::new());
-        for f in fills {
-            match self.auction_plan(f, &prices) {
-                Some((b, plan, group)) => {
-                    self.take_auction_fill(f, b, plan, group, out);
-                    filled.push(f.order_id);
+        // the seller blocks it sold that it may sell: frozen by it, cheapest first
+        let mut selling: Vec<OrderId> = sold
+            .iter()
+            .copied()
+            .filter(|s| self.seller_blocks.get(s).is_some_and(|sb| sb.frozen))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        selling.sort_by_key(|s| (self.seller_blocks[s].block.price, *s));
+        let (filled, dropped) = if selling.is_empty() {
+            self.apply_fills(fills, &prices, &BTreeSet::new(), out).0
+        } else {
+            // each sold seller block used whole, or not sold and the fills that used it
+            // dropped: tried on a copy until every one left is used whole
+            let mut skip: BTreeSet<usize> = BTreeSet::new();
+            loop {
+                let mut trial = self.clone();
+                trial.selling = selling.clone();
+                let mut events = Vec::new();
+                let (result, used) = trial.apply_fills(fills, &prices, &skip, &mut events);
+                let short: BTreeSet<OrderId> = (selling.iter().copied())
+                    .filter(|s| trial.seller_blocks[s].left.iter().any(|&l| l > 0))
+                    .collect();
+                if short.is_empty() {
+                    trial.settle_seller_blocks(&selling);
+                    trial.selling.clear();
+                    *self = trial;
+                    out.extend(events);
+                    break result;
                 }
-                None => dropped.push(f.order_id),
+                for (k, u) in used.iter().enumerate() {
+                    if u.iter().any(|s| short.contains(s)) {
+                        skip.insert(k);
+                    }
+                }
+                selling.retain(|s| !short.contains(s));
             }
-        }
+        };
         for rb in self.side.blocks.values_mut() {
             rb.frozen = false;
+        }
+        for sb in self.seller_blocks.values_mut() {
+            sb.frozen = false;
         }
         // the hours of its window open for continuous trading (an abandoned one's wait)
         let window = self
@@ -248,6 +290,42 @@ impl Engine {
             dropped,
         });
         Ok(())
+    }
+
+    /// Applies each fill that fits now, in order (those in `skip`, by index, dropped):
+    /// the orders filled and dropped, and per fill the seller blocks it took from.
+    #[allow(clippy::type_complexity)]
+    fn apply_fills(
+        &mut self,
+        fills: &[AuctionFill],
+        prices: &FxHashMap<ProductHandle, Price>,
+        skip: &BTreeSet<usize>,
+        out: &mut Vec<Event>,
+    ) -> ((Vec<OrderId>, Vec<OrderId>), Vec<BTreeSet<OrderId>>) {
+        let (mut filled, mut dropped) = (Vec::new(), Vec::new());
+        let mut used = vec![BTreeSet::new(); fills.len()];
+        for (k, f) in fills.iter().enumerate() {
+            let plan = if skip.contains(&k) {
+                None
+            } else {
+                self.auction_plan(f, prices)
+            };
+            match plan {
+                Some((b, plan, group)) => {
+                    for legs in &plan.legs {
+                        for &(i, _, _) in legs {
+                            if let Some(s) = seller_leg(i) {
+                                used[k].insert(self.selling[s]);
+                            }
+                        }
+                    }
+                    self.take_auction_fill(f, b, plan, group, out);
+                    filled.push(f.order_id);
+                }
+                None => dropped.push(f.order_id),
+            }
+        }
+        ((filled, dropped), used)
     }
 
     /// How fill `f` would be applied now: the order's terms, the plan (asks per hour at
@@ -322,9 +400,26 @@ impl Engine {
         let mut legs = Vec::with_capacity(span.len());
         for (&p, &ch) in span.iter().zip(&chs) {
             let px = prices[&p];
-            let asks = self.asks_by_cluster_hour(p);
             let mut need = f.qty;
             let mut taken = Vec::new();
+            // the sold seller blocks of this cluster-hour first, cheapest first
+            for (s, id) in self.selling.iter().enumerate() {
+                let sb = &self.seller_blocks[id];
+                let Some(j) = sb.products.iter().position(|&q| q == p) else {
+                    continue;
+                };
+                if need == 0 || sb.block.price > px {
+                    break;
+                }
+                if sb.block.cluster != f.cluster || sb.block.account == b.account || sb.left[j] == 0
+                {
+                    continue;
+                }
+                let take = need.min(sb.left[j]);
+                taken.push((SELLER_LEG | s as u32, px, take));
+                need -= take;
+            }
+            let asks = self.asks_by_cluster_hour(p);
             for &(_, i, ask_px, q, seller) in asks.get(ch) {
                 if need == 0 || ask_px > px {
                     break;
@@ -414,6 +509,19 @@ impl Engine {
                 whole: !b.auction || b.hours > 1 || b.window > 0 || rb.group,
             });
         }
+        // the seller blocks it sees (frozen by it, or any while none runs) sell whole
+        let sellers: Vec<&super::SellerBlock> = (self.seller_blocks.values())
+            .filter(|sb| {
+                let first = &self.products[sb.products[0] as usize];
+                (from_hour..to_hour).contains(&first.hour)
+                    && (sb.frozen || self.auction.is_none())
+                    && families.contains(&(first.sku.clone(), first.region.clone()))
+            })
+            .collect();
+        for sb in &sellers {
+            let first = self.products[sb.products[0] as usize].hour;
+            end = end.max(first + sb.products.len() as i64);
+        }
         view.hours = (end - from_hour) as u32;
         let mut clusters: BTreeSet<ClusterHandle> = BTreeSet::new();
         for (p, product) in self.products.iter().enumerate() {
@@ -432,7 +540,22 @@ impl Engine {
                     hour: product.hour,
                     qty: m.remaining,
                     price: m.price,
+                    hours: 1,
+                    whole: false,
                 });
+            });
+        }
+        for sb in sellers {
+            clusters.insert(sb.block.cluster);
+            view.asks.push(ViewAsk {
+                order_id: sb.id,
+                account: sb.block.account,
+                cluster: sb.block.cluster,
+                hour: self.products[sb.products[0] as usize].hour,
+                qty: sb.block.qty,
+                price: sb.block.price,
+                hours: sb.products.len() as u32,
+                whole: true,
             });
         }
         for c in clusters {

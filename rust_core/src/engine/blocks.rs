@@ -2,6 +2,7 @@
 //! cheapest plan over the clusters found, and the plan taken hour by hour. What cannot
 //! fill now and may rest goes to the side book (`side_book`).
 
+use super::seller_blocks::seller_leg;
 use super::{
     pool_of, AsksByClusterHour, BlockPlan, Engine, MAX_ALTERNATIVES, MAX_BLOCK_HOURS,
     MAX_WINDOW_HOURS,
@@ -474,9 +475,22 @@ impl Engine {
     ) {
         let trade_id = self.next_trade_id;
         self.next_trade_id += 1;
-        let (sell_order, seller, product) = {
-            let m = self.slab.get(i);
-            (m.id, m.account, m.product)
+        let hour = self.cluster_hours[ch as usize].hour;
+        let seller_block = seller_leg(i).map(|s| self.selling[s]);
+        let (sell_order, seller, product) = match seller_block {
+            Some(id) => {
+                // an auction's sold seller block: this hour's GPUs of it
+                let sb = self.seller_blocks.get_mut(&id).expect("it is sold");
+                let k = (sb.products.iter())
+                    .position(|&p| self.products[p as usize].hour == hour)
+                    .expect("it spans the hour");
+                sb.left[k] -= qty;
+                (id, sb.block.account, sb.products[k])
+            }
+            None => {
+                let m = self.slab.get(i);
+                (m.id, m.account, m.product)
+            }
         };
         out.push(Event::Trade {
             trade_id,
@@ -509,6 +523,8 @@ impl Engine {
             fee: 0,
         };
         self.keep_allocation(allocation, out);
-        self.fill_resting(product, i, qty);
+        if seller_block.is_none() {
+            self.fill_resting(product, i, qty);
+        }
     }
 }

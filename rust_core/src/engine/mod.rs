@@ -32,11 +32,13 @@ mod orders;
 mod placement;
 mod products;
 mod resale;
+mod seller_blocks;
 mod side_book;
 mod snapshot;
 mod views;
 
 pub use auction::{AuctionView, OpenAuction, ViewAsk, ViewBid, ViewCluster};
+pub use seller_blocks::SellerBlock;
 pub use side_book::{RestingBlock, RETRY_TOP, RETRY_TURN};
 pub use snapshot::SNAPSHOT_VERSION;
 pub use views::Utilisation;
@@ -136,6 +138,10 @@ pub struct Engine {
     /// The auction being cleared, and the id of the last one started.
     auction: Option<OpenAuction>,
     last_auction: u64,
+    /// Seller blocks at rest, by id; and while an auction's result is applied, the ones
+    /// it sold, cheapest first (a seller-block leg names its place here).
+    seller_blocks: std::collections::BTreeMap<OrderId, SellerBlock>,
+    selling: Vec<OrderId>,
 }
 
 impl Engine {
@@ -214,6 +220,7 @@ impl Engine {
             } => self.withdraw_capacity(*account, *cluster, *from_hour, *to_hour, nodes, out),
             Command::Place(order) => self.place(order, out),
             Command::PlaceBlock(block) => self.place_block(block, out),
+            Command::PlaceSellerBlock(block) => self.place_seller_block(block, out),
             Command::PlaceIceberg { order, clip } => self.place_iceberg(order, *clip, out),
             Command::PlaceOneOf(alts) => self.place_one_of(alts, out),
             Command::PlaceBasket(legs) => self.place_basket(legs, out),
@@ -244,7 +251,8 @@ impl Engine {
                 fills,
                 prices,
                 abandoned,
-            } => self.clear_auction(*auction, fills, prices, *abandoned, out),
+                sold,
+            } => self.clear_auction(*auction, fills, prices, *abandoned, sold, out),
         };
         if let Err(reason) = result {
             out.push(Event::Rejected { reason });
@@ -269,6 +277,7 @@ impl Engine {
                 (Some((te, id)), c) if c.is_none_or(|(tc, _)| te <= tc) => {
                     self.expiries.pop();
                     self.expire_block(id, te, out);
+                    self.expire_seller_block(id, te, out);
                     if let Some(&i) = self.order_index.get(&id) {
                         if self.slab.get(i).tif == TimeInForce::GoodTillTime(te) {
                             self.remove_resting(i, out, |o| Event::Expired {

@@ -83,5 +83,6 @@ impl Engine {
             });
         }
         self.close_blocks(h, out);
+        self.close_seller_blocks(h, out);
     }
 }

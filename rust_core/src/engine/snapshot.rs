@@ -89,6 +89,7 @@ impl Engine {
             }
             None => e.u8(0),
         }
+        self.snapshot_seller_blocks(&mut e);
         e.0
     }
 
@@ -222,6 +223,7 @@ impl Engine {
                     to_hour: d.i64()?,
                 });
             }
+            en.restore_seller_blocks(&mut d)?;
         }
         for rb in en.side.orders() {
             if let TimeInForce::GoodTillTime(at) = rb.block.tif {
@@ -363,6 +365,7 @@ impl Engine {
             }
         }
         self.side.hash_into(&mut put);
+        self.hash_seller_blocks(&mut put);
         if self.last_auction != 0 {
             // only auctions add to what older states hashed
             put(-4);

@@ -98,6 +98,7 @@ impl Exchange {
             fills,
             prices,
             abandoned: c.abandoned,
+            sold: c.sold_blocks.clone(),
         };
         self.clearing = Some(c.auction_id);
         self.cleared = Cleared::default();

@@ -128,8 +128,39 @@ impl Exchange {
                     } else {
                         String::new()
                     };
+                    // a seller block (a maker of several hours) names each fill's hour too
+                    let hour_id = self.engine.products()[*product as usize].spec.id.clone();
                     for (oid, is_maker) in [(*maker_order, true), (*taker_order, false)] {
                         let rec = self.orders.get_mut(&oid).expect("a record per order");
+                        if is_maker && rec.hours > 1 {
+                            let fill = FillRecord {
+                                trade_id: *trade_id,
+                                price: *price,
+                                qty: *qty,
+                                maker: true,
+                                ts,
+                                product: hour_id.clone(),
+                                fee: 0,
+                                auction: self.clearing.unwrap_or(0),
+                            };
+                            rec.fills.push(fill.clone());
+                            // its first hour counts its GPUs; the others are the same
+                            if hour_id == rec.product {
+                                rec.filled += qty;
+                                rec.remaining -= qty;
+                                rec.state = if rec.remaining == 0 {
+                                    OrderState::Filled
+                                } else {
+                                    OrderState::PartiallyFilled
+                                };
+                            }
+                            let account = rec.account;
+                            if rec.remaining == 0 && hour_id == rec.product {
+                                self.close_one(account, oid);
+                            }
+                            self.execution(account, "trade", Some(oid), Some(fill), None);
+                            continue;
+                        }
                         let block = !is_maker && !product_id.is_empty();
                         let fill = FillRecord {
                             trade_id: *trade_id,

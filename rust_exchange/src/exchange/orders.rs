@@ -27,15 +27,26 @@ pub(super) fn check_client_order_id(id: &str) -> Result<(), Refusal> {
 }
 
 /// An auction order's terms, each broken one named: a good-till limit bid without
-/// minimum, iceberg, placement or resale terms.
+/// minimum, iceberg, placement or resale terms; or a seller block (an ask of 2 hours or
+/// more, sold whole) without gang, window, iceberg, placement or resale terms.
 fn auction_terms(
     r: &pb::PlaceOrderRequest,
     side: Side,
     order_type: OrderType,
     tif: TimeInForce,
 ) -> Result<(), Refusal> {
-    let broken = if side != Side::Buy {
-        "an auction order is a bid (asks resting in its hours take part as they are)"
+    let seller = side == Side::Sell;
+    let broken = if seller && r.hours <= 1 {
+        "a one-hour ask takes part in the auction as it rests: place it without auction \
+         (an auction ask is a seller block, of 2 hours or more, sold whole)"
+    } else if seller && r.gang > 1 {
+        "a seller block has no gang: the auction places the buyers' gangs on its cluster"
+    } else if seller && r.window_hours > 0 {
+        "a seller block has no window: it is for its hours from its product's"
+    } else if seller && r.display_quantity != 0 {
+        "a seller block has no display quantity: it is never in a book to show"
+    } else if seller && (r.locality != pb::Locality::Unspecified as i32 || r.colocate_with != 0) {
+        "a seller block has no locality or colocation: those are a bid's terms"
     } else if order_type != OrderType::Limit {
         "an auction order is a limit order, not a market order"
     } else if !tif.rests() {
@@ -502,6 +513,19 @@ impl Exchange {
         };
         if r.auction {
             auction_terms(r, side, order_type, tif)?;
+            if side == Side::Sell {
+                let cluster = cluster.ok_or(spotex_core::Reject::ClusterRequired)?;
+                let command = Command::PlaceSellerBlock(spotex_core::NewSellerBlock {
+                    account: caller.account,
+                    cluster,
+                    product,
+                    hours: r.hours,
+                    price: r.price_micros,
+                    qty: r.quantity,
+                    tif,
+                });
+                return Ok((command, pending));
+            }
         }
         if r.resell_trade_id != 0 {
             // a resale is a plain ask: one hour, all of it shown, no placement terms
