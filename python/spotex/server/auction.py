@@ -33,7 +33,8 @@ GPUs free in every hour. Money is integer micro-dollars in and out; HiGHS works 
 dollars. Nodes are never variables: a block is placed on a cluster, and the GPUs are
 chosen after the solve (best fit, the same GPUs in every hour, nodes in the same state
 looked at once as a class); a block the cluster cannot hold that way is cut from that
-cluster (a one-hour bid's gangs capped at what fits) and the model solved again.
+cluster at that start (a one-hour bid's gangs capped at what fits) and the model solved
+again.
 
 How it is solved (``_Program``): the program is built once per clearing. Its LP
 relaxation is solved (interior point at scale) and rounded: the bids the LP fills most
@@ -177,7 +178,7 @@ class _Program:
     in two rows, where it starts and after it ends (a network matrix). Same polytope,
     a tenth of the nonzeros: its LP solves in about a second at venue scale."""
 
-    def __init__(self, view: View, banned: dict[tuple[int, int], int]) -> None:
+    def __init__(self, view: View, banned: dict[tuple[int, int, int], int]) -> None:
         self.view = view
         families = _families(view)
         n_bids = max(1, len(view.bids))
@@ -248,7 +249,8 @@ class _Program:
                         continue
                     value = _dollars((b.price - cheapest[c, s]) * b.gang) + tie
                     col = self._column(value, min(room, b.quantity // b.gang,
-                                                  banned.get((b.order_id, c), room)), True)
+                                                  banned.get((b.order_id, c, s), room)),
+                                       True)
                     per = b.gang
                 spans.setdefault(c, []).append((col, s, s + b.hours, per))
                 self.col_of[col] = (b, c, s, per)
@@ -506,35 +508,44 @@ class _Program:
                 for c in range(self.n_bid_cols):
                     if abs(x[c] - best[1].get(c, 0.0)) < 1e-6:
                         fix[c] = best[1].get(c, 0.0)
-            h = self._highs(left, integer=True, fix=fix)
-            if not self.block_of:
-                # the best solution so far as the MIP's start. Not with seller blocks:
-                # HiGHS 1.16 maps a start wrongly through presolve's substitutions there
-                # (a block bid's column and the seller block's it alone uses whole are
-                # merged) and reports an objective and bound that solution does not have
-                full = self._complete(best[1])
-                cols = sorted(full)
-                import numpy as np
-                h.setSolution(len(cols), np.array(cols, dtype=np.int32),
-                              np.array([full[c] for c in cols], dtype=np.float64))
-            h.run()
-            info = h.getInfo()
-            solution = list(h.getSolution().col_value)
-            if info.primal_solution_status == 2 and len(solution) == len(self.cost):
-                objective = info.objective_function_value
+            import numpy as np
+            # the best solution so far as the MIP's start. HiGHS 1.16 can map a start
+            # wrongly through presolve's substitutions (it then reports an objective and
+            # bound that its solution does not have: 0.76 for one worth 0.56 under an LP
+            # bound of 0.64): its solution is valued here, and on a mismatch its bound is
+            # dropped and the MIP run again without the start. With seller blocks (whose
+            # columns presolve merges with the bids that alone use them) never a start
+            start = not self.block_of
+            while True:
+                h = self._highs(left, integer=True, fix=fix)
+                if start:
+                    full = self._complete(best[1])
+                    cols = sorted(full)
+                    h.setSolution(len(cols), np.array(cols, dtype=np.int32),
+                                  np.array([full[c] for c in cols], dtype=np.float64))
+                h.run()
+                info = h.getInfo()
+                solution = list(h.getSolution().col_value)
+                if info.primal_solution_status != 2 or len(solution) != len(self.cost):
+                    break
                 found = {c: solution[c] for c in itertools.chain(
                     range(self.n_bid_cols), self.block_of) if round(solution[c]) > 0}
-                if self.block_of:
-                    # with seller blocks, only what the solution itself keeps and earns
-                    objective = sum(self.cost[c] * v for c, v in
-                                    self._complete(found).items()) if self._holds(found) \
-                        else float("-inf")
+                objective = sum(self.cost[c] * v for c, v in self._complete(found).items()) \
+                    if self._holds(found) else float("-inf")
+                if abs(objective - info.objective_function_value) > 1e-6 * max(
+                        1.0, abs(objective)):
+                    left = time_limit - (time.monotonic() - began)
+                    if start and left > 0.05:
+                        start = False
+                        continue
+                    break
                 if objective > best[0] + 1e-9:
                     best = (objective, found)
                 mip_bound = info.mip_dual_bound
                 if mip_bound == mip_bound and abs(mip_bound) < 1e30:
                     bound = min(bound, mip_bound)
-                gap = _gap(best[0], bound)
+                break
+            gap = _gap(best[0], bound)
         self.best = {c: v for c, v in best[1].items() if round(v) > 0 and c not in self.block_of}
         column = [0.0] * len(self.cost)
         for c, v in self.best.items():
@@ -797,8 +808,9 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
     # with seller blocks every solve is fresh: repairing the last solution where a cut
     # bid freed GPUs could leave a seller block it sold partly unused
     blocks = any(a.whole for a in view.asks)
-    # (bid, cluster) -> the most gangs placement fits there (a block: 0, kept off it)
-    banned: dict[tuple[int, int], int] = {}
+    # (bid, cluster, start) -> the most gangs placement fits there (a block: 0, kept off
+    # that cluster at that start; a window's other starts there are still offered)
+    banned: dict[tuple[int, int, int], int] = {}
     cut: set[int] = set()  # bids cut as paradoxically accepted
     solves = 0
     program = _Program(view, banned)
@@ -853,12 +865,12 @@ CANDIDATES = 24
 
 
 def _candidates(view: View, b: Bid, clusters: list[int], cheapest: dict[tuple[int, int], int],
-                banned: dict[tuple[int, int], int],
+                banned: dict[tuple[int, int, int], int],
                 least: dict[tuple[int, int], int] | None = None) -> list[tuple[int, int]]:
     """``cheapest``: the least price of a GPU per cluster's hour, to rank by; ``least``
     (default ``cheapest``): what a block must be able to pay there to be offered."""
-    options = [(c, s) for c in clusters if banned.get((b.order_id, c), 1) > 0
-               for s in b.starts if 0 <= s and s + b.hours <= view.hours]
+    options = [(c, s) for c in clusters for s in b.starts
+               if 0 <= s and s + b.hours <= view.hours and banned.get((b.order_id, c, s), 1) > 0]
     if not b.block:
         return options
     least = cheapest if least is None else least
@@ -904,13 +916,13 @@ def _plans(view: View, result: dict[str, Any]) -> list[_Plan]:
 
 
 def _place_all(view: View, plans: list[_Plan]
-               ) -> tuple[list[Fill], dict[tuple[int, int], int]]:
-    """Concrete GPUs for every plan, in order; where a plan did not fit, (bid, cluster)
-    -> the gangs that did (a block: 0)."""
+               ) -> tuple[list[Fill], dict[tuple[int, int, int], int]]:
+    """Concrete GPUs for every plan, in order; where a plan did not fit, (bid, cluster,
+    start) -> the gangs that did (a block: 0)."""
     nodes = [_Nodes(c) for c in view.clusters]
     by_id = {b.order_id: b for b in view.bids}
     fills: list[Fill] = []
-    unplaced: dict[tuple[int, int], int] = {}
+    unplaced: dict[tuple[int, int, int], int] = {}
     for p in plans:
         b = by_id[p.order_id]
         gpus = nodes[p.cluster].place(p.start, p.hours, p.quantity, b.gang)
@@ -919,7 +931,7 @@ def _place_all(view: View, plans: list[_Plan]
             while not b.block and fit + 1 < p.quantity // b.gang and nodes[p.cluster].place(
                     p.start, p.hours, b.gang, b.gang) is not None:
                 fit += 1
-            unplaced[b.order_id, p.cluster] = fit
+            unplaced[b.order_id, p.cluster, p.start] = fit
             continue
         fills.append(Fill(b.order_id, p.cluster, p.start, p.hours, gpus))
     return fills, unplaced
