@@ -1,11 +1,14 @@
 """The block auction's optimiser against its rules (docs/trading.md, "Block auctions"):
-on random tiny markets (hypothesis) the offline optimum equals a brute force over every
-choice, and every clearing sells no GPU-hour twice, keeps each block whole on the same
-GPUs in every hour, prices each product once on the tick, and accepts no order that
+on random tiny markets (hypothesis, seller blocks among the asks) the offline optimum
+equals a brute force over every choice, and every clearing sells no GPU-hour twice,
+keeps each block whole on the same GPUs in every hour, sells each seller block whole
+(all its GPUs used in every hour of it, before the ordinary asks, cheapest first),
+prices each product once on the tick at its dearest ask sold, and accepts no order that
 its prices do not pay."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,9 +33,20 @@ def markets(draw: st.DrawFn, max_bids: int = 4) -> View:
         clusters.append(Cluster(f"c{c}", "H100/us", nodes))
     asks = []
     for c, cl in enumerate(clusters):
+        free = [sum(bin(n[2][h]).count("1") for n in cl.nodes) for h in range(hours)]
+        # a seller block now and then: some GPUs in each of 2 or more hours, whole
+        if hours >= 2 and draw(st.booleans()):
+            length = draw(st.integers(2, hours))
+            first = draw(st.integers(0, hours - length))
+            room = min(free[first:first + length])
+            if room > 0:
+                q = draw(st.sampled_from(sorted({1, min(4, room), min(8, room), room})))
+                asks.append(Ask(len(asks) + 1, c, first, q, draw(prices(100, 300)),
+                                hours=length, whole=True))
+                for h in range(first, first + length):
+                    free[h] -= q
         for h in range(hours):
-            free = sum(bin(n[2][h]).count("1") for n in cl.nodes)
-            left = free
+            left = free[h]
             for _ in range(draw(st.integers(0, 2))):
                 if left <= 0:
                     break
@@ -82,14 +96,45 @@ def check_rules(view: View, clearing: object, priced: bool = True) -> None:
     for f in clearing.fills:
         for h in range(f.start, f.start + f.hours):
             used[f.cluster, h] = used.get((f.cluster, h), 0) + f.quantity
+    # (a seller block: all its GPUs in every one of its hours, at or below each hour's
+    # price; the GPUs used there come from the seller blocks sold first, then from the
+    # ordinary asks cheapest first)
     sold: dict[tuple[int, int], int] = {}
+    blocks: dict[tuple[int, int], int] = {}
     asks = {a.order_id: a for a in view.asks}
     for ask_id, (h, q) in clearing.asks.items():
         a = asks[ask_id]
         assert 0 < q <= a.quantity and a.hour == h
-        assert a.price <= clearing.prices[view.clusters[a.cluster].family, h]
-        sold[a.cluster, h] = sold.get((a.cluster, h), 0) + q
+        assert (ask_id in clearing.sold_blocks) == a.whole
+        if a.whole:
+            assert q == a.quantity, "a seller block sold whole"
+        for hour in range(a.hour, a.hour + a.hours):
+            assert a.price <= clearing.prices[view.clusters[a.cluster].family, hour]
+            sold[a.cluster, hour] = sold.get((a.cluster, hour), 0) + q
+            if a.whole:
+                blocks[a.cluster, hour] = blocks.get((a.cluster, hour), 0) + q
+    assert clearing.sold_blocks == sorted(clearing.sold_blocks)
+    assert set(clearing.sold_blocks) <= set(clearing.asks)
     assert used == sold
+    for (c, h), q in blocks.items():
+        assert used[c, h] >= q, "every GPU-hour of a seller block sold is used"
+        # the ordinary asks sold there are the cheapest (price, then id) for the rest
+        ordinary = sorted((a for a in view.asks if a.cluster == c and a.hour == h
+                           and not a.whole), key=lambda a: (a.price, a.order_id))
+        rest = used[c, h] - q
+        for a in ordinary:
+            take = min(rest, a.quantity)
+            assert clearing.asks.get(a.order_id, (h, 0))[1] == take
+            rest -= take
+    for key, price in clearing.prices.items():
+        dearest = max(asks[i].price for i in clearing.asks
+                      if view.clusters[asks[i].cluster].family == key[0]
+                      and asks[i].hour <= key[1] < asks[i].hour + asks[i].hours)
+        assert price == dearest, "the price is the dearest ask's sold in the product"
+    # welfare: the filled bids' limits minus the asks' prices
+    value = sum(by_id[f.order_id].price * f.quantity * f.hours for f in clearing.fills)
+    cost = sum(asks[i].price * q * asks[i].hours for i, (_, q) in clearing.asks.items())
+    assert clearing.welfare == value - cost
     assert all(p % view.tick == 0 for p in clearing.prices.values())
 
 
@@ -166,3 +211,62 @@ def test_a_gang_the_nodes_cannot_hold_is_capped_and_the_auction_solved_again() -
     assert best.welfare == brute_force(view) == 2 * 10_000
     assert [(f.order_id, f.cluster, f.gpus) for f in best.fills] == [(100, 1, (("c1n0", (0,)),))]
     check_rules(view, optimise(view))
+
+
+def seller_block_market(*bids: Bid) -> View:
+    # one 8-GPU node for two hours, all of it offered as one seller block at $1.00
+    node = (("n0", 8, (FULL, FULL)),)
+    return View(2, (Cluster("c", "H100/us", node),),
+                (Ask(1, 0, 0, 8, 1_000_000, hours=2, whole=True),), bids)
+
+
+def test_a_seller_block_is_sold_whole_to_bids_that_together_use_every_gpu_hour() -> None:
+    # a one-hour bid for the 8 GPUs in each hour: together they buy the block whole
+    view = seller_block_market(Bid(10, "H100/us", 1, (0,), 8, 2_000_000),
+                               Bid(11, "H100/us", 1, (1,), 8, 1_500_000))
+    assert brute_force(view) == (2_000_000 + 1_500_000 - 2 * 1_000_000) * 8
+    for priced in (False, True):
+        clearing = optimise(view, priced=priced)
+        check_rules(view, clearing, priced)
+        assert clearing.sold_blocks == [1]
+        assert clearing.asks == {1: (0, 8)}
+        assert [(f.order_id, f.start, f.quantity) for f in clearing.fills] == [
+            (10, 0, 8), (11, 1, 8)]
+        assert clearing.prices == {("H100/us", 0): 1_000_000, ("H100/us", 1): 1_000_000}
+        assert clearing.welfare == brute_force(view)
+
+
+def test_a_lone_hour_of_a_seller_block_is_never_sold() -> None:
+    # only the bid of the first hour: the block would be half used, so nothing trades
+    view = seller_block_market(Bid(10, "H100/us", 1, (0,), 8, 2_000_000))
+    assert brute_force(view) == 0
+    for priced in (False, True):
+        clearing = optimise(view, priced=priced)
+        assert clearing.sold_blocks == [] and clearing.fills == [] and clearing.asks == {}
+        assert clearing.welfare == 0
+
+
+def test_a_seller_block_is_used_before_cheaper_ordinary_asks_and_sets_the_price() -> None:
+    # hour 0: a 4-GPU block over both hours at $2.00 and an ordinary ask of 4 at $1.00;
+    # hour 1: only the block. Bids: 8 GPUs in hour 0 at $3.00, 4 in hour 1 at $3.00.
+    # Selling the block (its GPUs first) and the $1.00 ask for the rest is best; the
+    # block's $2.00 is the price in both hours
+    node = (("n0", 8, (FULL, FULL)),)
+    view = View(2, (Cluster("c", "H100/us", node),),
+                (Ask(1, 0, 0, 4, 1_000_000), Ask(2, 0, 0, 4, 2_000_000, hours=2, whole=True)),
+                (Bid(10, "H100/us", 1, (0,), 8, 3_000_000),
+                 Bid(11, "H100/us", 1, (1,), 4, 3_000_000)))
+    clearing = optimise(view)
+    check_rules(view, clearing)
+    assert clearing.sold_blocks == [2]
+    assert clearing.asks == {1: (0, 4), 2: (0, 4)}
+    assert clearing.prices == {("H100/us", 0): 2_000_000, ("H100/us", 1): 2_000_000}
+    assert clearing.welfare == 3_000_000 * 12 - 1_000_000 * 4 - 2_000_000 * 8 == \
+        brute_force(view)
+
+
+def test_an_ask_of_several_hours_that_is_not_whole_is_refused() -> None:
+    view = seller_block_market(Bid(10, "H100/us", 1, (0,), 8, 2_000_000))
+    view = View(2, view.clusters, (Ask(1, 0, 0, 8, 1_000_000, hours=2),), view.bids)
+    with pytest.raises(ValueError, match="several hours"):
+        optimise(view)

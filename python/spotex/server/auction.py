@@ -14,14 +14,27 @@ auctions"):
    would have added;
 5. ties go to the earlier order (a preference far below a micro-dollar per GPU-hour).
 
+Seller blocks: an ask ``whole`` (``hours`` consecutive hours from ``hour``, ``quantity``
+GPUs in each) is sold whole or not at all: in every one of its hours all its GPUs are
+used by the bids filled in that cluster's hour (one bid or several, splitting its GPUs
+and hours). The GPUs used in a cluster's hour come from the seller blocks sold there
+first, then from the ordinary asks cheapest first (price, then order id), as the engine
+assigns them; a seller block's price counts in each of its hours' clearing price (rule
+3), and welfare counts it over all its GPU-hours. In the program each is a binary
+column: it adds its GPUs to its hours' capacity, costs its price less the cheapest
+ordinary asks' it saves, and one more row per segment of it keeps the bids' GPUs there
+at least the seller blocks'. The heuristics never sell one (they are feasible without);
+the MIP does, and with seller blocks every cut solves afresh.
+
 The model sees what the exchange gives it (``View``): asks (resting and auction ones,
-each of one cluster and hour), bids (one-hour bids may fill in part and across
+each of one cluster and hour; seller blocks), bids (one-hour bids may fill in part and across
 clusters; blocks and windows whole, in one cluster), and each cluster's nodes with the
 GPUs free in every hour. Money is integer micro-dollars in and out; HiGHS works in
 dollars. Nodes are never variables: a block is placed on a cluster, and the GPUs are
 chosen after the solve (best fit, the same GPUs in every hour, nodes in the same state
 looked at once as a class); a block the cluster cannot hold that way is cut from that
-cluster (a one-hour bid's gangs capped at what fits) and the model solved again.
+cluster at that start (a one-hour bid's gangs capped at what fits) and the model solved
+again.
 
 How it is solved (``_Program``): the program is built once per clearing. Its LP
 relaxation is solved (interior point at scale) and rounded: the bids the LP fills most
@@ -68,9 +81,13 @@ class Cluster:
 class Ask:
     order_id: int
     cluster: int  # index into View.clusters
-    hour: int  # index into the window
-    quantity: int
+    hour: int  # index into the window (a seller block: its first hour)
+    quantity: int  # GPUs (a seller block: in each of its hours)
     price: int  # micro-dollars per GPU-hour
+    hours: int = 1  # a seller block: its consecutive hours from ``hour``
+    # sold whole or not at all: every one of its GPUs in every one of its hours (a
+    # seller block; the only kind of ask of several hours)
+    whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,9 @@ class Clearing:
     rejected_in_money: list[int] = field(default_factory=list)  # paradoxically rejected
     rejected_welfare: int = 0  # what those would have added at the clearing prices
     solves: int = 0
+    # the whole asks (seller blocks) sold, by order id; each is in ``asks`` too, at its
+    # first hour with its quantity (it sells that many GPUs in each of its hours)
+    sold_blocks: list[int] = field(default_factory=list)
 
 
 def _dollars(micros: int) -> float:
@@ -158,20 +178,46 @@ class _Program:
     in two rows, where it starts and after it ends (a network matrix). Same polytope,
     a tenth of the nonzeros: its LP solves in about a second at venue scale."""
 
-    def __init__(self, view: View, banned: dict[tuple[int, int], int]) -> None:
+    def __init__(self, view: View, banned: dict[tuple[int, int, int], int]) -> None:
         self.view = view
         families = _families(view)
         n_bids = max(1, len(view.bids))
         # (cluster, hour) -> [(price, GPUs)] by price, equal prices merged
         self.ladder: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for a in sorted(view.asks, key=lambda a: (a.price, a.order_id)):
+            if a.whole:
+                continue
             steps = self.ladder.setdefault((a.cluster, a.hour), [])
             if steps and steps[-1][0] == a.price:
                 steps[-1] = (a.price, steps[-1][1] + a.quantity)
             else:
                 steps.append((a.price, a.quantity))
+        # the ordinary asks' GPUs (all the heuristics use: they never sell a seller block)
         self.offered = {k: sum(q for _, q in v) for k, v in self.ladder.items()}
+        # the cheapest ordinary ask's price, in the bid columns' values (0 where only
+        # seller blocks offer: a seller block's column pays back this price per GPU-hour,
+        # as its GPUs are used before any ordinary ask's)
         cheapest = {k: v[0][0] for k, v in self.ladder.items()}
+        # seller blocks within the window, by order id
+        self.blocks = sorted((a for a in view.asks if a.whole and a.quantity > 0
+                              and 0 <= a.hour and a.hour + a.hours <= view.hours),
+                             key=lambda a: a.order_id)
+        # every GPU any ask offers, and the least price of one, per cluster's hour (for
+        # which bid columns exist and where a block is offered first)
+        supply = dict(self.offered)
+        floor = dict(cheapest)
+        # what a block must pay at least per GPU-hour there to be offered: nothing where
+        # a seller block offers (one below its price may still help use it whole with a
+        # dearer bid: the offline optimum may take it; prices then cut it)
+        least = floor
+        if self.blocks:
+            least = dict(cheapest)
+            for a in self.blocks:
+                for h in range(a.hour, a.hour + a.hours):
+                    supply[a.cluster, h] = supply.get((a.cluster, h), 0) + a.quantity
+                    cheapest.setdefault((a.cluster, h), 0)
+                    floor[a.cluster, h] = min(floor.get((a.cluster, h), a.price), a.price)
+                    least[a.cluster, h] = 0
         self.cheapest = cheapest
         self.cost: list[float] = []
         self.upper: list[float] = []
@@ -187,22 +233,24 @@ class _Program:
                 continue
             tie = _TIE * (n_bids - rank)
             cols: list[tuple[int, int, int]] = []
-            for c, s in _candidates(view, b, families.get(b.family, []), cheapest, banned):
+            for c, s in _candidates(view, b, families.get(b.family, []), floor, banned,
+                                    least):
                 span = range(s, s + b.hours)
                 if b.block:
-                    if any(self.offered.get((c, h), 0) < b.quantity for h in span):
+                    if any(supply.get((c, h), 0) < b.quantity for h in span):
                         continue  # the cluster offers too few GPUs in some hour
                     value = _dollars((b.price * b.hours - sum(cheapest[c, h] for h in span))
                                      * b.quantity) + tie
                     col = self._column(value, 1, True)
                     per = b.quantity
                 else:
-                    room = self.offered.get((c, s), 0) // b.gang
+                    room = supply.get((c, s), 0) // b.gang
                     if room <= 0:
                         continue
                     value = _dollars((b.price - cheapest[c, s]) * b.gang) + tie
                     col = self._column(value, min(room, b.quantity // b.gang,
-                                                  banned.get((b.order_id, c), room)), True)
+                                                  banned.get((b.order_id, c, s), room)),
+                                       True)
                     per = b.gang
                 spans.setdefault(c, []).append((col, s, s + b.hours, per))
                 self.col_of[col] = (b, c, s, per)
@@ -220,8 +268,17 @@ class _Program:
         self.segments: dict[int, list[tuple[int, int, int, int, int]]] = {}
         # extra ask columns: col -> (cluster, hour, price step)
         self.extra: dict[tuple[int, int], list[int]] = {}
+        # seller blocks' columns (binary): col -> the ask
+        self.block_of: dict[int, Ask] = {}
+        rank_of = {a.order_id: i for i, a in enumerate(self.blocks)}
         for c, cs in sorted(spans.items()):
             cuts = {s for _, s, _, _ in cs} | {e for _, _, e, _ in cs}
+            # its seller blocks that bids could use whole: some bid column in every hour
+            mine = [a for a in self.blocks if a.cluster == c]
+            if mine:
+                covered = {h for _, s, e, _ in cs for h in range(s, e)}
+                mine = [a for a in mine if covered.issuperset(range(a.hour, a.hour + a.hours))]
+            cuts |= {a.hour for a in mine} | {a.hour + a.hours for a in mine}
             lo, hi = min(cuts), max(cuts)
             several = [h for h in range(lo, hi) if len(self.ladder.get((c, h), ())) > 1]
             cuts |= set(several) | {h + 1 for h in several}
@@ -256,6 +313,28 @@ class _Program:
                 self.rows[first + index[s]][2][col] = float(per)
                 if index[e] < len(segs):
                     self.rows[first + index[e]][2][col] = -float(per)
+            # a seller block sold adds its GPUs to the capacity of its hours (its column
+            # in the rows as a bid's, negated), pays its price less the cheapest ordinary
+            # asks' it saves, and is used whole: in each segment of it the bids' GPUs at
+            # least the seller blocks' there (one more row per such segment)
+            floors: dict[int, dict[int, float]] = {}
+            for a in mine:
+                span = range(a.hour, a.hour + a.hours)
+                value = _dollars((sum(cheapest[c, h] for h in span) - a.price * a.hours)
+                                 * a.quantity) + _TIE * (len(self.blocks) - rank_of[a.order_id])
+                col = self._column(value, 1, True)
+                self.block_of[col] = a
+                self.rows[first + index[a.hour]][2][col] = -float(a.quantity)
+                if index[a.hour + a.hours] < len(segs):
+                    self.rows[first + index[a.hour + a.hours]][2][col] = float(a.quantity)
+                for i in range(index[a.hour], index[a.hour + a.hours]):
+                    floors.setdefault(i, {})[col] = -float(a.quantity)
+            for i, terms in sorted(floors.items()):
+                first_h, end_h = segs[i]
+                for col, s, e, per in cs:
+                    if s <= first_h and end_h <= e:
+                        terms[col] = float(per)
+                self.rows.append((0.0, float("inf"), terms))
         self.cut: set[int] = set()  # the bids cut (their columns' bounds 0)
         self.lp_cut: set[int] = set()  # those the LP has been told of
         self.lp: Any = None
@@ -429,29 +508,51 @@ class _Program:
                 for c in range(self.n_bid_cols):
                     if abs(x[c] - best[1].get(c, 0.0)) < 1e-6:
                         fix[c] = best[1].get(c, 0.0)
-            h = self._highs(left, integer=True, fix=fix)
-            full = self._complete(best[1])
-            cols = sorted(full)
             import numpy as np
-            h.setSolution(len(cols), np.array(cols, dtype=np.int32),
-                          np.array([full[c] for c in cols], dtype=np.float64))
-            h.run()
-            info = h.getInfo()
-            solution = list(h.getSolution().col_value)
-            if info.primal_solution_status == 2 and len(solution) == len(self.cost):
-                objective = info.objective_function_value
+            # the best solution so far as the MIP's start. HiGHS 1.16 can map a start
+            # wrongly through presolve's substitutions (it then reports an objective and
+            # bound that its solution does not have: 0.76 for one worth 0.56 under an LP
+            # bound of 0.64): its solution is valued here, and on a mismatch its bound is
+            # dropped and the MIP run again without the start. With seller blocks (whose
+            # columns presolve merges with the bids that alone use them) never a start
+            start = not self.block_of
+            while True:
+                h = self._highs(left, integer=True, fix=fix)
+                if start:
+                    full = self._complete(best[1])
+                    cols = sorted(full)
+                    h.setSolution(len(cols), np.array(cols, dtype=np.int32),
+                                  np.array([full[c] for c in cols], dtype=np.float64))
+                h.run()
+                info = h.getInfo()
+                solution = list(h.getSolution().col_value)
+                if info.primal_solution_status != 2 or len(solution) != len(self.cost):
+                    break
+                found = {c: solution[c] for c in itertools.chain(
+                    range(self.n_bid_cols), self.block_of) if round(solution[c]) > 0}
+                objective = sum(self.cost[c] * v for c, v in self._complete(found).items()) \
+                    if self._holds(found) else float("-inf")
+                if abs(objective - info.objective_function_value) > 1e-6 * max(
+                        1.0, abs(objective)):
+                    left = time_limit - (time.monotonic() - began)
+                    if start and left > 0.05:
+                        start = False
+                        continue
+                    break
                 if objective > best[0] + 1e-9:
-                    best = (objective, {c: solution[c] for c in range(self.n_bid_cols)
-                                        if round(solution[c]) > 0})
+                    best = (objective, found)
                 mip_bound = info.mip_dual_bound
                 if mip_bound == mip_bound and abs(mip_bound) < 1e30:
                     bound = min(bound, mip_bound)
-                gap = _gap(best[0], bound)
-        self.best = {c: v for c, v in best[1].items() if round(v) > 0}
+                break
+            gap = _gap(best[0], bound)
+        self.best = {c: v for c, v in best[1].items() if round(v) > 0 and c not in self.block_of}
         column = [0.0] * len(self.cost)
         for c, v in self.best.items():
             column[c] = v
-        return {"values": column, "bid_cols": live, "gap": gap}
+        blocks = sorted(self.block_of[c].order_id for c, v in best[1].items()
+                        if c in self.block_of and round(v) > 0)
+        return {"values": column, "bid_cols": live, "gap": gap, "blocks": blocks}
 
     def _step_cost(self, c: int, h: int, used: int, more: int) -> int:
         """Micro-dollars the next ``more`` GPUs of a cluster's hour cost above its
@@ -488,7 +589,7 @@ class _Program:
             for col, c, s in cols:
                 span = range(s, s + b.hours)
                 if b.block:
-                    if any(self.offered[c, h] - used.get((c, h), 0) < b.quantity
+                    if any(self.offered.get((c, h), 0) - used.get((c, h), 0) < b.quantity
                            for h in span):
                         continue
                     if positive and self.cost[col] <= _dollars(sum(
@@ -498,7 +599,7 @@ class _Program:
                     n = 1
                 else:
                     n = min(int(self.upper[col]), b.quantity // b.gang - got,
-                            (self.offered[c, s] - used.get((c, s), 0)) // b.gang)
+                            (self.offered.get((c, s), 0) - used.get((c, s), 0)) // b.gang)
                     while positive and n > 0 and self.cost[col] * n <= _dollars(
                             self._step_cost(c, s, used.get((c, s), 0), n * b.gang)):
                         n -= 1
@@ -534,7 +635,7 @@ class _Program:
 
         def fits(col: int) -> bool:
             b, c, s, per = self.col_of[col]
-            return all(self.offered[c, h] - used.get((c, h), 0) >= per
+            return all(self.offered.get((c, h), 0) - used.get((c, h), 0) >= per
                        for h in range(s, s + b.hours))
 
         def move(col: int, by: int) -> None:
@@ -570,16 +671,45 @@ class _Program:
                 break
         return values
 
+    def _holds(self, values: dict[int, float]) -> bool:
+        """Whether bid and seller block columns ``values`` keep the capacity rows: in
+        each cluster's hour the bids use at least the seller blocks' GPUs sold there
+        and at most those and the ordinary asks' together."""
+        used: dict[tuple[int, int], int] = {}
+        blocks: dict[tuple[int, int], int] = {}
+        for col, v in values.items():
+            if col in self.block_of:
+                a = self.block_of[col]
+                for h in range(a.hour, a.hour + a.hours):
+                    blocks[a.cluster, h] = blocks.get((a.cluster, h), 0) + round(v) * a.quantity
+                continue
+            b, c, s, per = self.col_of[col]
+            for h in range(s, s + b.hours):
+                used[c, h] = used.get((c, h), 0) + round(v) * per
+        return all(blocks.get(k, 0) <= used.get(k, 0)
+                   <= blocks.get(k, 0) + self.offered.get(k, 0)
+                   for k in used.keys() | blocks.keys())
+
     def _complete(self, values: dict[int, float]) -> dict[int, float]:
-        """Every column's value for bid columns ``values``: the dearer asks' GPUs each
-        hour needs (cheapest first) and the segments' slacks."""
+        """Every column's value for bid (and seller block) columns ``values``: the
+        dearer asks' GPUs each hour needs (cheapest first, after the seller blocks') and
+        the segments' slacks."""
         out = dict(values)
         used: dict[tuple[int, int], int] = {}
         for col, v in values.items():
+            if col in self.block_of:
+                # a seller block sold: its GPUs come first, as if the bids used fewer
+                ask = self.block_of[col]
+                for h in range(ask.hour, ask.hour + ask.hours):
+                    key = (ask.cluster, h)
+                    used[key] = used.get(key, 0) - round(v) * ask.quantity
+                continue
             _, c, s, per = self.col_of[col]
             b = self.col_of[col][0]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + round(v) * per
+        for col in self.block_of:
+            out.setdefault(col, 0.0)
         for (c, h), cols in self.extra.items():
             over = used.get((c, h), 0) - self.ladder[c, h][0][1]
             for col, (_, q) in zip(cols, self.ladder[c, h][1:], strict=True):
@@ -671,8 +801,16 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
     """The auction's clearing of ``view``; with ``priced=False`` the offline optimum
     (welfare only, no clearing prices imposed: the benchmark's yardstick)."""
     began = time.monotonic()
-    # (bid, cluster) -> the most gangs placement fits there (a block: 0, kept off it)
-    banned: dict[tuple[int, int], int] = {}
+    for a in view.asks:
+        if a.hours < 1 or a.hours > 1 and not a.whole:
+            raise ValueError(f"ask {a.order_id}: {a.hours} hours; an ask of several hours "
+                             "is a seller block (whole=True)")
+    # with seller blocks every solve is fresh: repairing the last solution where a cut
+    # bid freed GPUs could leave a seller block it sold partly unused
+    blocks = any(a.whole for a in view.asks)
+    # (bid, cluster, start) -> the most gangs placement fits there (a block: 0, kept off
+    # that cluster at that start; a window's other starts there are still offered)
+    banned: dict[tuple[int, int, int], int] = {}
     cut: set[int] = set()  # bids cut as paradoxically accepted
     solves = 0
     program = _Program(view, banned)
@@ -682,7 +820,7 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
         left = time_limit - (time.monotonic() - began)
         result = program.solve(cut, left, fresh)
         plans = _plans(view, result)
-        clearing = _price(view, plans)
+        clearing = _price(view, plans, result["blocks"])
         paradox = _paradoxically_accepted(view, clearing, plans) if priced else []
         if not paradox and result["gap"] > GAP and not fresh and \
                 time.monotonic() - began < time_limit:
@@ -697,9 +835,9 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
                 program = _Program(view, banned)
                 fresh = True
                 continue
-            clearing = _price(view, fills)
+            clearing = _price(view, fills, result["blocks"])
             paradox = _paradoxically_accepted(view, clearing, fills) if priced else []
-        fresh = False
+        fresh = blocks
         clearing.gap, clearing.solves = result["gap"], solves
         if not paradox:
             if priced:
@@ -727,17 +865,22 @@ CANDIDATES = 24
 
 
 def _candidates(view: View, b: Bid, clusters: list[int], cheapest: dict[tuple[int, int], int],
-                banned: dict[tuple[int, int], int]) -> list[tuple[int, int]]:
-    options = [(c, s) for c in clusters if banned.get((b.order_id, c), 1) > 0
-               for s in b.starts if 0 <= s and s + b.hours <= view.hours]
+                banned: dict[tuple[int, int, int], int],
+                least: dict[tuple[int, int], int] | None = None) -> list[tuple[int, int]]:
+    """``cheapest``: the least price of a GPU per cluster's hour, to rank by; ``least``
+    (default ``cheapest``): what a block must be able to pay there to be offered."""
+    options = [(c, s) for c in clusters for s in b.starts
+               if 0 <= s and s + b.hours <= view.hours and banned.get((b.order_id, c, s), 1) > 0]
     if not b.block:
         return options
+    least = cheapest if least is None else least
     priced = []
     for c, s in options:
         hours = range(s, s + b.hours)
         if all((c, h) in cheapest for h in hours):
             cost = sum(cheapest[c, h] for h in hours)
-            if cost <= b.price * b.hours:  # its cheapest asks alone it can pay
+            # its cheapest asks alone it can pay (``least`` is at most ``cheapest``)
+            if sum(least[c, h] for h in hours) <= b.price * b.hours:
                 priced.append((cost, c, s))
     priced.sort()
     return [(c, s) for _, c, s in priced[:CANDIDATES]]
@@ -773,13 +916,13 @@ def _plans(view: View, result: dict[str, Any]) -> list[_Plan]:
 
 
 def _place_all(view: View, plans: list[_Plan]
-               ) -> tuple[list[Fill], dict[tuple[int, int], int]]:
-    """Concrete GPUs for every plan, in order; where a plan did not fit, (bid, cluster)
-    -> the gangs that did (a block: 0)."""
+               ) -> tuple[list[Fill], dict[tuple[int, int, int], int]]:
+    """Concrete GPUs for every plan, in order; where a plan did not fit, (bid, cluster,
+    start) -> the gangs that did (a block: 0)."""
     nodes = [_Nodes(c) for c in view.clusters]
     by_id = {b.order_id: b for b in view.bids}
     fills: list[Fill] = []
-    unplaced: dict[tuple[int, int], int] = {}
+    unplaced: dict[tuple[int, int, int], int] = {}
     for p in plans:
         b = by_id[p.order_id]
         gpus = nodes[p.cluster].place(p.start, p.hours, p.quantity, b.gang)
@@ -788,14 +931,17 @@ def _place_all(view: View, plans: list[_Plan]
             while not b.block and fit + 1 < p.quantity // b.gang and nodes[p.cluster].place(
                     p.start, p.hours, b.gang, b.gang) is not None:
                 fit += 1
-            unplaced[b.order_id, p.cluster] = fit
+            unplaced[b.order_id, p.cluster, p.start] = fit
             continue
         fills.append(Fill(b.order_id, p.cluster, p.start, p.hours, gpus))
     return fills, unplaced
 
 
-def _price(view: View, fills: Sequence[Fill | _Plan]) -> Clearing:
-    """The asks each cluster's hour needs (cheapest first) and the products' prices."""
+def _price(view: View, fills: Sequence[Fill | _Plan], blocks: Sequence[int] = ()
+           ) -> Clearing:
+    """The asks each cluster's hour needs and the products' prices: the seller blocks
+    sold (``blocks``, order ids) first, whole, then the ordinary asks cheapest first
+    (price, then order id), as the engine assigns them."""
     need: dict[tuple[int, int], int] = {}
     for f in fills:
         for h in range(f.start, f.start + f.hours):
@@ -803,7 +949,16 @@ def _price(view: View, fills: Sequence[Fill | _Plan]) -> Clearing:
     sold: dict[int, tuple[int, int]] = {}
     prices: dict[tuple[str, int], int] = {}
     cost = 0
-    asks = sorted(view.asks, key=lambda a: (a.price, a.order_id))
+    chosen = set(blocks)
+    whole = sorted((a for a in view.asks if a.order_id in chosen), key=lambda a: a.order_id)
+    asks = sorted((a for a in view.asks if not a.whole), key=lambda a: (a.price, a.order_id))
+    for a in whole:
+        sold[a.order_id] = (a.hour, a.quantity)
+        cost += a.quantity * a.hours * a.price
+        for h in range(a.hour, a.hour + a.hours):
+            need[a.cluster, h] = need.get((a.cluster, h), 0) - a.quantity
+            key = (view.clusters[a.cluster].family, h)
+            prices[key] = max(prices.get(key, 0), a.price)
     for a in asks:
         want = need.get((a.cluster, a.hour), 0)
         if want <= 0:
@@ -817,7 +972,7 @@ def _price(view: View, fills: Sequence[Fill | _Plan]) -> Clearing:
     by_id = {b.order_id: b for b in view.bids}
     value = sum(by_id[f.order_id].price * f.quantity * f.hours for f in fills)
     return Clearing([f for f in fills if isinstance(f, Fill)], sold, prices, value - cost,
-                    0.0, 0.0)
+                    0.0, 0.0, sold_blocks=[a.order_id for a in whole])
 
 
 def _cost(view: View, clearing: Clearing, fill: Fill | _Plan) -> int:
@@ -878,6 +1033,8 @@ def brute_force(view: View) -> int:
                     opts.append(tuple((c, b.starts[0], k * b.gang)
                                       for c, k in zip(mine, gangs, strict=True) if k))
         options.append(opts)
+    # each seller block sold or not
+    whole = [a for a in view.asks if a.whole]
     best = 0
     for choice in itertools.product(*options):
         picked = [(b, part) for b, parts in zip(view.bids, choice, strict=True)
@@ -887,14 +1044,19 @@ def brute_force(view: View) -> int:
         if len(groups) < len([1 for b, parts in zip(view.bids, choice, strict=True)
                               if parts and b.group]):
             continue  # two alternatives of one group
-        welfare = _feasible_welfare(view, picked)
-        if welfare is not None:
-            best = max(best, welfare)
+        for sold in itertools.product((False, True), repeat=len(whole)):
+            welfare = _feasible_welfare(view, picked,
+                                        [a for a, s in zip(whole, sold, strict=True) if s])
+            if welfare is not None:
+                best = max(best, welfare)
     return best
 
 
-def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, tuple[int, int, int]]]
-                      ) -> int | None:
+def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, tuple[int, int, int]]],
+                      blocks: Sequence[Ask] = ()) -> int | None:
+    """The welfare of filling ``picked`` and selling the seller blocks ``blocks``; None
+    when the GPUs cannot be placed, the asks do not cover them, or a seller block sold
+    is not used whole."""
     nodes = [_Nodes(c) for c in view.clusters]
     need: dict[tuple[int, int], int] = {}
     value = 0
@@ -905,9 +1067,17 @@ def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, tuple[int, int, in
         for h in range(s, s + b.hours):
             need[c, h] = need.get((c, h), 0) + q
         value += b.price * q * b.hours
+    for a in blocks:
+        if not (0 <= a.hour and a.hour + a.hours <= view.hours):
+            return None
+        for h in range(a.hour, a.hour + a.hours):
+            need[a.cluster, h] = need.get((a.cluster, h), 0) - a.quantity
+            if need[a.cluster, h] < 0:
+                return None  # not sold whole
+        value -= a.price * a.quantity * a.hours
     for (c, h), q in need.items():
-        for a in sorted((a for a in view.asks if a.cluster == c and a.hour == h),
-                        key=lambda a: a.price):
+        for a in sorted((a for a in view.asks if a.cluster == c and a.hour == h
+                         and not a.whole), key=lambda a: a.price):
             take = min(q, a.quantity)
             value -= take * a.price
             q -= take
