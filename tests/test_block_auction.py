@@ -129,6 +129,23 @@ def test_an_auction_a_restart_left_open_is_abandoned_and_its_orders_live_again(
         assert lab_again.get_order(o.order_id).state == "filled"
 
 
+def test_a_server_without_the_optimiser_refuses_auctions_before_starting_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "highspy" else real(name, *a))
+    with serving(tmp_path) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        before = op.state_hash()
+        with pytest.raises(RpcError) as err:
+            op.run_auction(1000, 1001)
+        assert (err.value.reason, err.value.code.name) == ("AUCTION_UNAVAILABLE",
+                                                           "FAILED_PRECONDITION")
+        assert "spotex[auction]" in err.value.message
+        assert op.state_hash() == before
+
+
 def test_bad_auction_terms_are_refused_naming_the_term(running: object) -> None:
     r = running
     op, seller, ids, h = market(r.target)  # type: ignore[attr-defined]

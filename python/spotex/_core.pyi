@@ -359,7 +359,8 @@ class Exchange:
     # block auctions: the view is (first_hour, hours, bids, asks, clusters);
     # bids: (order_id, alternative, group, account, family, span_from, span_hours, hours,
     # quantity, price, gang, whole); asks: (order_id, account, cluster, hour, quantity,
-    # price, hours, whole: a seller block); clusters: (handle, seller, cluster_id, family, [(node_id, gpus, free masks)])
+    # price, hours, whole: a seller block); clusters: (handle, seller, cluster_id,
+    # family, [(node_id, gpus, free masks)])
     def start_auction(self, ts: int, from_hour: int, to_hour: int) -> int: ...
     def open_auction(self) -> tuple[int, int, int] | None: ...
     def auction_view(self) -> _AuctionView | None: ...

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib.util
 import logging
 import os
 import pickle
@@ -191,6 +192,14 @@ class AuctionRunner:
         self._indicative: dict[tuple[int, int], Indicative] = {}
         self._solving = asyncio.Lock()
 
+    @staticmethod
+    def check_optimiser() -> None:
+        """HostError AUCTION_UNAVAILABLE when the optimiser (HiGHS) is not installed: an
+        auction is refused before it starts, rather than cleared with nothing."""
+        if importlib.util.find_spec("highspy") is None:
+            raise HostError("AUCTION_UNAVAILABLE", "block auctions need the optimiser, "
+                            "which this server lacks: pip install 'spotex[auction]'")
+
     async def indicative(self, from_hour: int, to_hour: int, account: int) -> Any:
         """``IndicativeAuction``: what an auction over the window would clear now, with
         ``account``'s own orders; solved at most every ``INDICATIVE_EVERY`` seconds per
@@ -198,6 +207,7 @@ class AuctionRunner:
         if self._lock.locked():
             raise HostError("AUCTION_IN_PROGRESS", "an auction is being cleared; its "
                             "result will be there shortly (GetAuctionResult)")
+        self.check_optimiser()
         key = (from_hour, to_hour)
         async with self._solving:
             got = self._indicative.get(key)
@@ -274,6 +284,7 @@ class AuctionRunner:
         if self._lock.locked():
             raise HostError("AUCTION_IN_PROGRESS", "another auction is being cleared; "
                             "run this one once it has (GetAuctionResult)")
+        self.check_optimiser()
         async with self._lock:
             host = self.host
             started = time.time()

@@ -86,6 +86,11 @@ async def _fail(context: grpc.aio.ServicerContext, reason: str, message: str,
     raise AssertionError("unreachable")  # abort_with_status raises
 
 
+def _auction_code(err: Any) -> grpc.StatusCode | None:
+    """An auction refused for want of the optimiser is a precondition of the server."""
+    return grpc.StatusCode.FAILED_PRECONDITION if err.reason == "AUCTION_UNAVAILABLE" else None
+
+
 async def _drain(q: Backlog, context: Any, hint: str) -> AsyncIterator[bytes]:
     """A subscriber's messages until it falls too far behind, then a clear status.
     Batches waiting in its backlog go out together, as one message."""
@@ -341,7 +346,7 @@ class MarketService:
             return await self.s.auctions.indicative(request.from_hour, request.to_hour,
                                                     a.account_id)
         except (SpotexError, HostError) as err:
-            await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
+            await _fail(context, err.reason, str(err), _auction_code(err))
 
     async def ListAuctions(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)
@@ -620,7 +625,7 @@ class OperatorService(AccountsService):
         try:
             return await self.s.auctions.run(request.from_hour, request.to_hour, limit)
         except (SpotexError, HostError) as err:
-            await _fail(context, err.reason, str(err))  # type: ignore[attr-defined]
+            await _fail(context, err.reason, str(err), _auction_code(err))
 
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
