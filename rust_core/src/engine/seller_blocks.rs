@@ -40,6 +40,23 @@ pub struct SellerBlock {
 }
 
 impl Engine {
+    /// The products of `hours` consecutive hours from `first`'s, of its SKU and region,
+    /// each listed; `None` when one is not.
+    fn products_from(&self, first: ProductHandle, hours: u32) -> Option<Vec<ProductHandle>> {
+        let p = self.products.get(first as usize)?;
+        (0..hours as i64)
+            .map(|k| {
+                let id = format!(
+                    "{}/{}/{}",
+                    p.sku,
+                    p.region,
+                    crate::product::format_hour(p.hour + k)
+                );
+                self.product_index.get(&id).copied()
+            })
+            .collect()
+    }
+
     pub(super) fn place_seller_block(
         &mut self,
         b: &NewSellerBlock,
@@ -48,19 +65,15 @@ impl Engine {
         if !b.tif.rests() || b.hours == 0 || b.hours > MAX_BLOCK_HOURS {
             return Err(Reject::InvalidAuction);
         }
-        let first = self.product(b.product)?;
-        let (sku, region, hour) = (first.sku.clone(), first.region.clone(), first.hour);
-        let mut products = Vec::with_capacity(b.hours as usize);
-        for k in 0..b.hours as i64 {
-            let id = format!("{sku}/{region}/{}", crate::product::format_hour(hour + k));
-            let p = *self.product_index.get(&id).ok_or(Reject::InvalidBlock)?;
+        self.product(b.product)?;
+        let products = (self.products_from(b.product, b.hours)).ok_or(Reject::InvalidBlock)?;
+        for &p in &products {
             let leg = NewOrder {
                 cluster: Some(b.cluster),
                 tif: b.tif,
                 ..NewOrder::limit(b.account, p, Side::Sell, b.price, b.qty)
             };
             self.validate_in(&leg, false, true)?;
-            products.push(p);
         }
         let id = self.next_order_id;
         self.next_order_id += 1;
@@ -201,16 +214,8 @@ impl Engine {
             let (id, account, cluster, product) = (d.u64()?, d.u64()?, d.u32()?, d.u32()?);
             let (hours, price, qty) = (d.u32()?, d.i64()?, d.i64()?);
             let (tif, frozen) = (codec::get_tif(d)?, d.u8()? != 0);
-            let first = (self.products.get(product as usize))
-                .ok_or(CodecError("seller block's product"))?;
-            let (sku, region, hour) = (first.sku.clone(), first.region.clone(), first.hour);
-            let products = (0..hours as i64)
-                .map(|k| {
-                    let pid = format!("{sku}/{region}/{}", crate::product::format_hour(hour + k));
-                    self.product_index.get(&pid).copied()
-                })
-                .collect::<Option<Vec<_>>>()
-                .ok_or(CodecError("seller block's hours"))?;
+            let products = (self.products_from(product, hours))
+                .ok_or(CodecError("seller block's product or hours"))?;
             if cluster as usize >= self.clusters.len() {
                 return Err(CodecError("seller block's cluster"));
             }
