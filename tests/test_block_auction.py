@@ -321,3 +321,19 @@ def test_a_seller_block_is_sold_whole_to_two_buyers_or_not_at_all(tmp_path: Path
         before = op.state_hash()
     with serving(tmp_path) as r:
         assert Client(r.target, OPERATOR_TOKEN).state_hash() == before
+
+
+def test_the_demo_ends_with_a_day_ahead_block_auction() -> None:
+    import io
+
+    from rich.console import Console
+
+    from spotex.tools.demo import run_demo
+
+    out = io.StringIO()
+    run_demo("127.0.0.1:0", rounds=20, console=Console(file=out, width=120))
+    text = out.getvalue()
+    assert "day-ahead block auction 1" in text and "clearing prices (one per hour)" in text
+    rows = [line for line in text.splitlines() if line.startswith("│ ") and "H100" not in line
+            and line.rstrip(" │").endswith(("yes", "no"))]
+    assert len(rows) == 4 and any(r.rstrip(" │").endswith("yes") for r in rows), text

@@ -1,6 +1,8 @@
 """A demo market: a real server on loopback, two sellers listing H100 and H200 capacity,
 three buyers bidding (some for whole 8-GPU nodes), all through the SDK. Prints the book,
-the trades and the GPUs each buyer got, and the tokens to connect with while it runs."""
+the trades and the GPUs each buyer got, and the tokens to connect with while it runs.
+Then a day-ahead block auction over later hours: training runs bid blocks as auction
+orders against the sellers' asks, and one auction clears them at one price per hour."""
 
 from __future__ import annotations
 
@@ -71,6 +73,43 @@ def book_table(client: Client, product_id: str, depth: int = 8) -> Table:
     return t
 
 
+def auction_demo(op: Client, sellers: dict[str, Client], buyers: dict[str, Client],
+                 now_hour: int, console: Console) -> None:
+    """Eight later hours of H100s, held for their auction: the sellers' asks rest, the
+    training runs bid blocks, one auction clears them; prints what it decided."""
+    from spotex.extras import available
+
+    if not available("highspy"):
+        console.print("[dim]block auctions need the optimiser: pip install "
+                      "'spotex[auction]'[/dim]")
+        return
+    first = now_hour + 12
+    ids = [p.product_id for p in op.create_products(
+        skus=["H100-SXM"], regions=["us-east"], from_hour=first, to_hour=first + 8)]
+    for name, (cluster, nodes) in SELLERS.items():
+        for k, pid in enumerate(ids):
+            sellers[name].place_order(pid, "sell", f"{1.90 + 0.05 * (k % 3):.2f}", 8 * nodes // 2,
+                                      cluster_id=f"{cluster}-h100-sxm")
+    runs = [("startup", 0, 6, 8, "2.30"), ("lab", 1, 6, 64, "2.60"),
+            ("enterprise", 2, 4, 32, "2.45"), ("startup", 4, 4, 48, "2.20")]
+    placed = {}
+    for name, start, hours, gpus, price in runs:
+        o = buyers[name].place_order(ids[start], "buy", price, gpus, gang=8, hours=hours,
+                                     auction=True)
+        placed[o.order_id] = (name, ids[start], hours, gpus, price)
+    r = op.run_auction(first, first + 8, time_limit=5)
+    t = Table(title=f"day-ahead block auction {r.auction_id}: training runs, decided together")
+    for col in ("buyer", "from (UTC)", "hours", "GPUs", "limit $", "filled"):
+        t.add_column(col, overflow="fold")
+    for oid, (name, pid, hours, gpus, price) in placed.items():
+        t.add_row(name, pid.rsplit("/", 1)[1], str(hours), str(gpus), price,
+                  "yes" if oid in r.filled_orders else "no")
+    console.print(t)
+    prices = ", ".join(f"{p.product_id[-2:]}h ${p.price:.2f}" for p in r.prices)
+    console.print(f"clearing prices (one per hour): {prices or 'none'}; welfare "
+                  f"${r.welfare:.2f}, solved in {r.solve_seconds:.2f} s (gap {r.gap:.4f})")
+
+
 def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
              linger: float = 0.0, console: Console | None = None) -> None:
     console = console or Console()
@@ -132,6 +171,7 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
         where = ", ".join(f"{node}[{','.join(map(str, g))}]" for node, g in a.slots)
         t.add_row(name, a.product_id, a.cluster_id, str(a.quantity), f"{a.price:.2f}", where)
     console.print(t)
+    auction_demo(op, sellers, buyers, now_hour, console)
     seq, h = op.state_hash()
     why = ", ".join(f"{n} {reason}" for reason, n in refused.most_common())
     console.print(f"{len(rows)} trades, {sum(refused.values())} orders refused"
