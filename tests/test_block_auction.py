@@ -337,3 +337,17 @@ def test_the_demo_ends_with_a_day_ahead_block_auction() -> None:
     rows = [line for line in text.splitlines() if line.startswith("│ ") and "H100" not in line
             and line.rstrip(" │").endswith(("yes", "no"))]
     assert len(rows) == 4 and any(r.rstrip(" │").endswith("yes") for r in rows), text
+
+
+def test_the_demo_without_the_optimiser_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import spotex.extras
+    from spotex.tools.demo import auction_demo
+
+    monkeypatch.setattr(spotex.extras, "available", lambda module: module != "highspy")
+    out = io.StringIO()
+    auction_demo(None, {}, {}, 0, Console(file=out, width=120))  # type: ignore[arg-type]
+    assert "pip install 'spotex[auction]'" in out.getvalue()

@@ -81,7 +81,7 @@ def auction_demo(op: Client, sellers: dict[str, Client], buyers: dict[str, Clien
 
     if not available("highspy"):
         console.print("[dim]block auctions need the optimiser: pip install "
-                      "'spotex[auction]'[/dim]")
+                      "'spotex\\[auction]'[/dim]")  # an escaped bracket, not markup
         return
     first = now_hour + 12
     ids = [p.product_id for p in op.create_products(
