@@ -94,9 +94,8 @@ fn view_tuple(v: spotex_core::AuctionView) -> ViewTuple {
         .collect();
     let asks = (v.asks.into_iter())
         .map(|a| {
-            let (hours, whole) = (a.hours, a.whole);
             (
-                a.order_id, a.account, a.cluster, a.hour, a.qty, a.price, hours, whole,
+                a.order_id, a.account, a.cluster, a.hour, a.qty, a.price, a.hours, a.whole,
             )
         })
         .collect();

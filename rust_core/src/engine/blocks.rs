@@ -223,15 +223,28 @@ impl Engine {
 
     /// Accepts a block: its id.
     pub(super) fn accept_block(&mut self, b: &NewBlock, out: &mut Vec<Event>) -> OrderId {
+        self.accept_whole(b.account, b.product, Side::Buy, b.price, b.qty, out)
+    }
+
+    /// Accepts an order that lives beside the books (a block, a seller block): its id.
+    pub(super) fn accept_whole(
+        &mut self,
+        account: AccountId,
+        product: ProductHandle,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        out: &mut Vec<Event>,
+    ) -> OrderId {
         let id = self.next_order_id;
         self.next_order_id += 1;
         out.push(Event::Accepted {
             order_id: id,
-            account: b.account,
-            product: b.product,
-            side: Side::Buy,
-            price: b.price,
-            qty: b.qty,
+            account,
+            product,
+            side,
+            price,
+            qty,
         });
         id
     }

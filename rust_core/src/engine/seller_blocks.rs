@@ -75,16 +75,7 @@ impl Engine {
             };
             self.validate_in(&leg, false, true)?;
         }
-        let id = self.next_order_id;
-        self.next_order_id += 1;
-        out.push(Event::Accepted {
-            order_id: id,
-            account: b.account,
-            product: b.product,
-            side: Side::Sell,
-            price: b.price,
-            qty: b.qty,
-        });
+        let id = self.accept_whole(b.account, b.product, Side::Sell, b.price, b.qty, out);
         for &p in &products {
             let ch = self.cluster_hour(b.cluster, self.products[p as usize].hour);
             self.cluster_hours[ch as usize].offered += b.qty;
