@@ -155,7 +155,7 @@ def test_bad_auction_terms_are_refused_naming_the_term(running: object) -> None:
         "market": dict(order_type="market"),
         "post-only": dict(post_only=True),
         "minimum": dict(min_quantity=8),
-        "locality": dict(locality="node"),
+        "display quantity": dict(display_quantity=4),
     }
     for word, terms in cases.items():
         with pytest.raises(RpcError) as err:

@@ -308,9 +308,11 @@ def status_codes() -> list[tuple[str, int]]: ...
 
 _AuctionView = tuple[
     int, int,
-    list[tuple[int, int, bool, int, str, int, int, int, int, int, int, bool]],
+    list[tuple[int, int, bool, int, str, int, int, int, int, int, int,
+               tuple[bool, str, tuple[int, int] | None]]],
     list[tuple[int, int, int, int, int, int, int, bool]],
-    list[tuple[int, int, str, str, list[tuple[str, int, list[int]]]]],
+    list[tuple[int, int, str, str, list[tuple[str, int, list[int]]],
+               list[tuple[str, str, str]]]],
 ]
 
 
@@ -358,10 +360,12 @@ class Exchange:
     def amend_order(self, ts: int, account: int, request: bytes) -> bytes: ...
     # block auctions: the view is (first_hour, hours, bids, asks, clusters);
     # bids: (order_id, alternative, group, account, family, span_from, span_hours, hours,
-    # quantity, price, gang, whole); asks: (order_id, account, cluster, hour, quantity,
-    # price, hours, whole: a seller block); clusters: (handle, seller, cluster_id,
-    # family, [(node_id, gpus, free masks)])
-    def start_auction(self, ts: int, from_hour: int, to_hour: int) -> int: ...
+    # quantity, price, gang, (whole, level required ("" none), near: (cluster handle,
+    # node index) or None)); asks: (order_id, account, cluster, hour, quantity, price,
+    # hours, whole: a seller block); clusters: (handle, seller, cluster_id, family,
+    # [(node_id, gpus, free masks)], [(block, rack, nvlink domain) per node])
+    def start_auction(self, ts: int, from_hour: int, to_hour: int,
+                      auction_id: int = 0) -> int: ...
     def open_auction(self) -> tuple[int, int, int] | None: ...
     def auction_view(self) -> _AuctionView | None: ...
     def auction_view_of(self, from_hour: int, to_hour: int) -> _AuctionView: ...

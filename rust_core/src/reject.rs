@@ -242,7 +242,7 @@ impl Reject {
             }
             Reject::InvalidAuction => {
                 "an auction order is a good-till (GTC or GTD) limit bid: one hour, a block, \
-                 a window or a one-of group, without locality or colocation"
+                 a window or a one-of group, without minimum, iceberg or resale terms"
             }
             Reject::AuctionInProgress => {
                 "an auction is being cleared: its orders cannot be cancelled or amended, \

@@ -310,7 +310,7 @@ fn orders_placed_after_the_start_wait_for_the_next_auction() {
 }
 
 #[test]
-fn auction_terms_are_good_till_and_without_placement() {
+fn auction_terms_are_good_till() {
     let mut m = Market::new(1);
     let b = NewBlock {
         account: BUYER,
@@ -328,18 +328,6 @@ fn auction_terms_are_good_till_and_without_placement() {
         m.apply(Command::PlaceBlock(b.clone())).0,
         Err(Reject::InvalidAuction)
     );
-    let placed = NewBlock {
-        tif: TimeInForce::GoodTillClose,
-        place: Placement {
-            level: Some(Level::Node),
-            ..Placement::default()
-        },
-        ..b.clone()
-    };
-    assert_eq!(
-        m.apply(Command::PlaceBlock(placed)).0,
-        Err(Reject::InvalidAuction)
-    );
     let mixed = vec![
         NewBlock {
             tif: TimeInForce::GoodTillClose,
@@ -355,6 +343,99 @@ fn auction_terms_are_good_till_and_without_placement() {
         m.apply(Command::PlaceOneOf(mixed)).0,
         Err(Reject::InvalidAuction)
     );
+}
+
+fn placed(out: &[Event]) -> Option<(Level, String)> {
+    out.iter().find_map(|e| match e {
+        Event::Placed { level, domain, .. } => Some((*level, domain.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_fill_that_breaks_its_placement_terms_is_dropped_whole() {
+    // two unlabelled 8-GPU nodes: they share the cluster and no rack
+    let mut m = Market::new(2);
+    let run = |m: &mut Market, auction: u64, fills: Vec<AuctionFill>, hour: i64| {
+        m.ok(Command::AuctionStart {
+            auction,
+            from_hour: H0 + hour,
+            to_hour: H0 + hour + 1,
+        });
+        m.ok(Command::AuctionClear {
+            auction,
+            fills,
+            prices: vec![(hour as ProductHandle, USD)],
+            abandoned: false,
+            sold: vec![],
+        })
+    };
+    let block = |account, qty, place| NewBlock {
+        account,
+        product: 0,
+        hours: 1,
+        price: 2 * USD,
+        qty,
+        gang: 8,
+        tif: TimeInForce::GoodTillClose,
+        window: 0,
+        place,
+        auction: true,
+    };
+    let across = |order_id| AuctionFill {
+        slots: vec![(0, 0xff), (1, 0xff)],
+        ..fill(order_id, 0, 16, 0)
+    };
+    m.ask(0, USD, 16);
+    // one rack required: 16 GPUs on two nodes are not in one rack
+    let rack = Placement {
+        level: Some(Level::Rack),
+        ..Placement::default()
+    };
+    let required = accepted(&m.ok(Command::PlaceBlock(block(BUYER, 16, rack.clone()))));
+    let out = run(&mut m, 1, vec![across(required)], 0);
+    assert_eq!(cleared(&out), (vec![], vec![required]));
+    assert!(trades(&out).is_empty());
+    m.ok(Command::Cancel {
+        account: BUYER,
+        order_id: required,
+    });
+    // only preferred: the tightest level they share, here the cluster
+    let preferred = Placement {
+        preferred: true,
+        ..rack
+    };
+    let loose = accepted(&m.ok(Command::PlaceBlock(block(BUYER2, 16, preferred))));
+    let out = run(&mut m, 2, vec![across(loose)], 0);
+    assert_eq!(cleared(&out), (vec![loose], vec![]));
+    assert_eq!(placed(&out), Some((Level::Cluster, String::new())));
+    let allocation = match out.iter().find(|e| matches!(e, Event::Trade { .. })) {
+        Some(Event::Trade { trade_id, .. }) => *trade_id,
+        _ => panic!("traded"),
+    };
+    // next to that allocation (its first node is n0), on one node: n1 breaks it, n0 fits
+    m.ask(1, USD, 8);
+    let near = Placement {
+        level: Some(Level::Node),
+        near: Some(allocation),
+        ..Placement::default()
+    };
+    let next = accepted(&m.ok(Command::PlaceBlock(NewBlock {
+        product: 1,
+        ..block(BUYER2, 8, near)
+    })));
+    // the view tells the optimiser the terms and where the nodes sit
+    let view = m.e.auction_view(H0 + 1, H0 + 2);
+    assert_eq!(
+        (view.bids[0].level, view.bids[0].near),
+        (Some(Level::Node), Some((0, 0)))
+    );
+    assert_eq!(view.clusters[0].places.len(), 2);
+    let out = run(&mut m, 3, vec![fill(next, 1, 8, 1)], 1);
+    assert_eq!(cleared(&out), (vec![], vec![next]));
+    let out = run(&mut m, 4, vec![fill(next, 1, 8, 0)], 1);
+    assert_eq!(cleared(&out), (vec![next], vec![]));
+    assert_eq!(placed(&out), Some((Level::Node, "node:n0".to_string())));
 }
 
 #[test]

@@ -67,10 +67,17 @@ type ViewTuple = (
         i64,
         i64,
         u32,
-        bool,
+        (bool, &'static str, Option<(u32, u32)>),
     )>,
     Vec<(u64, u64, u32, i64, i64, i64, u32, bool)>,
-    Vec<(u32, u64, String, String, Vec<(String, u32, Vec<u64>)>)>,
+    Vec<(
+        u32,
+        u64,
+        String,
+        String,
+        Vec<(String, u32, Vec<u64>)>,
+        Vec<(String, String, String)>,
+    )>,
 );
 
 fn view_tuple(v: spotex_core::AuctionView) -> ViewTuple {
@@ -88,7 +95,7 @@ fn view_tuple(v: spotex_core::AuctionView) -> ViewTuple {
                 b.qty,
                 b.price,
                 b.gang,
-                b.whole,
+                (b.whole, b.level.map_or("", |l| l.as_str()), b.near),
             )
         })
         .collect();
@@ -100,7 +107,12 @@ fn view_tuple(v: spotex_core::AuctionView) -> ViewTuple {
         })
         .collect();
     let clusters = (v.clusters.into_iter())
-        .map(|c| (c.handle, c.seller, c.id, c.family, c.nodes))
+        .map(|c| {
+            let places = (c.places.into_iter())
+                .map(|p| (p.block, p.rack, p.domain))
+                .collect();
+            (c.handle, c.seller, c.id, c.family, c.nodes, places)
+        })
         .collect();
     (v.first_hour, v.hours, bids, asks, clusters)
 }
@@ -370,17 +382,25 @@ impl Exchange {
         Ok(encode(py, &o))
     }
 
-    /// Starts the next block auction over the delivery window `[from_hour, to_hour)`
-    /// (freezing its orders): its id.
+    /// Starts a block auction over the delivery window `[from_hour, to_hour)`
+    /// (freezing its orders): its id, `auction_id` when given (a sharded venue's
+    /// gateway numbers its auctions the same on every shard; it must be above the last),
+    /// else the next.
+    #[pyo3(signature = (ts, from_hour, to_hour, auction_id=0))]
     fn start_auction(
         &mut self,
         py: Python<'_>,
         ts: i64,
         from_hour: i64,
         to_hour: i64,
+        auction_id: u64,
     ) -> PyResult<u64> {
         let mut ex = lock(&self.shared);
-        let id = ex.next_auction();
+        let id = if auction_id == 0 {
+            ex.next_auction()
+        } else {
+            auction_id
+        };
         ex.start_auction(ts, id, from_hour, to_hour)
             .map_err(|e| refused(py, e))
     }

@@ -75,6 +75,8 @@ class Cluster:
     family: str  # SKU/region: the products it sells
     # (node id, GPUs, the bit mask of its GPUs free in each hour of the window)
     nodes: tuple[tuple[str, int, tuple[int, ...]], ...]
+    # per node: its (block, rack, NVLink domain) labels ("": none); () = no labels
+    places: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ class Bid:
     gang: int = 1
     group: int = 0  # a one-of group (0: none): at most one of its bids fills
     whole: bool = False  # a one-hour bid that fills completely or not at all
+    # placement: the level its GPUs must share a domain at ("": none) and the node it
+    # must be next to, (cluster index, node index)
+    level: str = ""
+    near: tuple[int, int] | None = None
 
     @property
     def block(self) -> bool:

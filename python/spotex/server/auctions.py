@@ -82,11 +82,16 @@ class Problem:
 def problem(v: _AuctionView, tick: int = 10_000) -> Problem:
     first_hour, hours, bids, asks, clusters = v
     index = {c[0]: k for k, c in enumerate(clusters)}
+
+    def near(at: tuple[int, int] | None) -> tuple[int, int] | None:
+        # the allocation's cluster has no asks here: nowhere it could fill (-1)
+        return None if at is None else (index.get(at[0], -1), at[1])
     view = auction.View(
         hours=hours,
         clusters=tuple(auction.Cluster(name=f"{seller}:{cid}", family=family,
-                                       nodes=tuple((n, g, tuple(m)) for n, g, m in nodes))
-                       for _, seller, cid, family, nodes in clusters),
+                                       nodes=tuple((n, g, tuple(m)) for n, g, m in nodes),
+                                       places=tuple(places))
+                       for _, seller, cid, family, nodes, places in clusters),
         asks=tuple(auction.Ask(order_id=oid, cluster=index[c], hour=h - first_hour,
                                quantity=q, price=px, hours=n, whole=whole)
                    for oid, _, c, h, q, px, n, whole in asks),
@@ -94,9 +99,10 @@ def problem(v: _AuctionView, tick: int = 10_000) -> Problem:
                                starts=tuple(range(start - first_hour,
                                                   start - first_hour + span - n + 1)),
                                quantity=q, price=px, gang=gang,
-                               group=oid if group else 0, whole=whole)
-                   for k, (oid, _, group, _, family, start, span, n, q, px, gang, whole)
-                   in enumerate(bids)),
+                               group=oid if group else 0, whole=whole, level=level,
+                               near=near(at))
+                   for k, (oid, _, group, _, family, start, span, n, q, px, gang,
+                           (whole, level, at)) in enumerate(bids)),
         tick=tick)
     return Problem(view, first_hour, tuple((b[0], b[1]) for b in bids),
                    tuple((c[1], c[2]) for c in clusters))
@@ -277,10 +283,11 @@ class AuctionRunner:
                     "live again", result.auction_id)
         return result
 
-    async def run(self, from_hour: int, to_hour: int, time_limit: float | None = None
-                  ) -> Any:
-        """One auction over ``[from_hour, to_hour)``, start to clear. HostError or the
-        exchange's refusal (AUCTION_IN_PROGRESS while another runs) when it cannot."""
+    async def run(self, from_hour: int, to_hour: int, time_limit: float | None = None,
+                  auction_id: int = 0) -> Any:
+        """One auction over ``[from_hour, to_hour)``, start to clear, numbered
+        ``auction_id`` (0: the engine's next). HostError or the exchange's refusal
+        (AUCTION_IN_PROGRESS while another runs) when it cannot."""
         if self._lock.locked():
             raise HostError("AUCTION_IN_PROGRESS", "another auction is being cleared; "
                             "run this one once it has (GetAuctionResult)")
@@ -290,23 +297,23 @@ class AuctionRunner:
             started = time.time()
 
             def start() -> tuple[int, _AuctionView | None]:
-                auction_id = host.run(lambda ts: host.ex.start_auction(ts, from_hour,
-                                                                         to_hour))
-                return auction_id, host.ex.auction_view()
-            auction_id, v = await host.submit_async(start)
+                started_id = host.run(lambda ts: host.ex.start_auction(
+                    ts, from_hour, to_hour, auction_id))
+                return started_id, host.ex.auction_view()
+            started_id, v = await host.submit_async(start)
             assert v is not None
             limit = self.time_limit if time_limit is None else time_limit
             try:
                 fills, prices, report, sold = await decide_in_worker(v, limit)
             except Exception as err:  # noqa: BLE001 - the auction must still clear
                 log.error("auction %d: the optimiser failed (%s); cleared with nothing",
-                          auction_id, err)
+                          started_id, err)
                 fills, prices, report, sold = [], [], pb.AuctionResult().SerializeToString(), []
             r = pb.AuctionResult.FromString(report)
             r.started_at_micros = int(started * 1_000_000)
             report = r.SerializeToString()
             out = await host.submit_async(lambda: host.run(lambda ts: host.ex.clear_auction(
-                ts, auction_id, fills, prices, report, False, sold)))
+                ts, started_id, fills, prices, report, False, sold)))
             result = pb.AuctionResult.FromString(out)
             log.info("auction %d cleared: %d filled, %d dropped, welfare $%.2f, gap %.4f, "
                      "%.2f s", result.auction_id, len(result.filled_orders),

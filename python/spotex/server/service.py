@@ -623,7 +623,8 @@ class OperatorService(AccountsService):
                         "weeks (336 hours)")
         limit = request.time_limit_ms / 1000 if request.time_limit_ms else None
         try:
-            return await self.s.auctions.run(request.from_hour, request.to_hour, limit)
+            return await self.s.auctions.run(request.from_hour, request.to_hour, limit,
+                                             request.auction_id)
         except (SpotexError, HostError) as err:
             await _fail(context, err.reason, str(err), _auction_code(err))
 

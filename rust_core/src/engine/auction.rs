@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 
 use super::seller_blocks::{seller_leg, SELLER_LEG};
 use super::{BlockPlan, Engine, MAX_ALTERNATIVES};
-use crate::capacity::ClusterHandle;
+use crate::capacity::{ClusterHandle, Level, Topology};
 use crate::command::*;
 use crate::reject::Reject;
 use crate::types::*;
@@ -71,6 +71,12 @@ pub struct ViewBid {
     /// All or none (a block, a window, a group's alternative, a continuous block);
     /// otherwise a one-hour auction bid that may fill in part, in whole gangs.
     pub whole: bool,
+    /// Placement: the level all its GPUs must share a domain at (`None`: no such term,
+    /// or only a preferred one, which any placement satisfies) and the allocation it
+    /// must be next to, as its cluster and first node: it fills on that cluster only,
+    /// and with a level in the domain there that holds that node.
+    pub level: Option<Level>,
+    pub near: Option<(ClusterHandle, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,12 +101,14 @@ pub struct ViewCluster {
     /// Per node: its id, GPUs, and the mask of its GPUs free in each hour of the view
     /// (0 where the cluster does not sell the hour).
     pub nodes: Vec<(String, u32, Vec<u64>)>,
+    /// Per node: where it sits (block, rack, NVLink domain), for placement terms.
+    pub places: Vec<Topology>,
 }
 
 impl Engine {
-    /// An auction order's terms: good-till, no placement terms.
+    /// An auction order's terms: good-till.
     fn auction_terms(b: &NewBlock) -> Result<(), Reject> {
-        if !b.tif.rests() || b.place.is_set() {
+        if !b.tif.rests() {
             return Err(Reject::InvalidAuction);
         }
         Ok(())
@@ -395,6 +403,7 @@ impl Engine {
         if count != f.qty {
             return None;
         }
+        let placed = self.auction_placement(b, f)?;
         // each hour's asks at or below the clearing price, price-time order, never the
         // buyer's own; every leg trades at the clearing price
         let mut legs = Vec::with_capacity(span.len());
@@ -441,9 +450,42 @@ impl Engine {
             cluster_hours: chs,
             legs,
             slots: f.slots.clone(),
-            placed: None,
+            placed,
         };
         Some((b.clone(), plan, rb.group))
+    }
+
+    /// Where fill `f`'s GPUs sit against its bid's placement terms: `Some(None)` without
+    /// terms; `Some(Some((level, domain)))`, the tightest level from the one it names
+    /// (out to the cluster, when only preferred) at which they share a domain (the one
+    /// holding the allocation it must be next to, when it names one); `None` when they
+    /// break a term.
+    fn auction_placement(&self, b: &NewBlock, f: &AuctionFill) -> Option<Option<(Level, String)>> {
+        let near = match b.place.near {
+            None => None,
+            Some(t) => {
+                let a = self.allocation_by_trade(t)?;
+                let slot = a.slots.first()?;
+                if a.cluster != f.cluster {
+                    return None;
+                }
+                Some(slot.node)
+            }
+        };
+        let Some(first) = b.place.level.or(near.map(|_| Level::Cluster)) else {
+            return Some(None);
+        };
+        let nodes = &self.clusters[f.cluster as usize].spec.nodes;
+        let mut level = Some(first);
+        while let Some(l) = level {
+            let domain = nodes[f.slots.first()?.0 as usize].domain_at(l);
+            let here = |n: u32| nodes[n as usize].domain_at(l) == domain;
+            if f.slots.iter().all(|&(n, _)| here(n)) && near.is_none_or(here) {
+                return Some(Some((l, domain)));
+            }
+            level = if b.place.preferred { l.up() } else { None };
+        }
+        None
     }
 
     /// Applies a fill `auction_plan` found good: the order leaves the side book (a
@@ -492,6 +534,14 @@ impl Engine {
                 continue;
             }
             let b = &rb.block;
+            // next to an allocation resold whole since: nowhere it could fill
+            let near = match b.place.near.map(|t| self.allocation_by_trade(t)) {
+                None => None,
+                Some(a) => match a.and_then(|a| Some((a.cluster, a.slots.first()?.node))) {
+                    None => continue,
+                    near => near,
+                },
+            };
             end = end.max(first.hour + rb.products.len() as i64);
             families.insert((first.sku.clone(), first.region.clone()));
             view.bids.push(ViewBid {
@@ -507,6 +557,8 @@ impl Engine {
                 price: b.price,
                 gang: b.gang.max(1),
                 whole: !b.auction || b.hours > 1 || b.window > 0 || rb.group,
+                level: b.place.level.filter(|_| !b.place.preferred),
+                near,
             });
         }
         // the seller blocks it sees (frozen by it, or any while none runs) sell whole
@@ -578,6 +630,7 @@ impl Engine {
                 id: cluster.spec.id.clone(),
                 family: format!("{}/{}", cluster.spec.sku, cluster.spec.region),
                 nodes,
+                places: cluster.spec.nodes.iter().map(|n| n.place.clone()).collect(),
             });
         }
         view

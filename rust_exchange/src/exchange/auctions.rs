@@ -46,6 +46,13 @@ impl Exchange {
                 "an auction's window ends after it begins (to_hour > from_hour)",
             ));
         }
+        let last = self.engine.last_auction();
+        if id <= last && self.engine.open_auction().is_none() {
+            return Err(Refusal::new(
+                "INVALID_ARGUMENT",
+                format!("auction id {id} is taken: ids rise, and the last was {last}"),
+            ));
+        }
         let cmd = Command::AuctionStart {
             auction: id,
             from_hour,

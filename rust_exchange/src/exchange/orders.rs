@@ -27,7 +27,7 @@ pub(super) fn check_client_order_id(id: &str) -> Result<(), Refusal> {
 }
 
 /// An auction order's terms, each broken one named: a good-till limit bid without
-/// minimum, iceberg, placement or resale terms; or a seller block (an ask of 2 hours or
+/// minimum, iceberg or resale terms (placement terms it keeps); or a seller block (an ask of 2 hours or
 /// more, sold whole) without gang, window, iceberg, placement or resale terms.
 fn auction_terms(
     r: &pb::PlaceOrderRequest,
@@ -57,8 +57,6 @@ fn auction_terms(
         "an auction order has no minimum fill (a block is all or none already)"
     } else if r.display_quantity != 0 {
         "an auction order has no display quantity"
-    } else if r.locality != pb::Locality::Unspecified as i32 || r.colocate_with != 0 {
-        "the auction does not take locality or colocation terms yet"
     } else if r.resell_trade_id != 0 {
         "a resale ask trades continuously, not in an auction"
     } else {

@@ -893,14 +893,16 @@ class ProductResponse(_message.Message):
     def __init__(self, product: _Optional[_Union[Product, _Mapping]] = ...) -> None: ...
 
 class RunAuctionRequest(_message.Message):
-    __slots__ = ("from_hour", "to_hour", "time_limit_ms")
+    __slots__ = ("from_hour", "to_hour", "time_limit_ms", "auction_id")
     FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
     TO_HOUR_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_MS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
     from_hour: int
     to_hour: int
     time_limit_ms: int
-    def __init__(self, from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., time_limit_ms: _Optional[int] = ...) -> None: ...
+    auction_id: int
+    def __init__(self, from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., auction_id: _Optional[int] = ...) -> None: ...
 
 class GetStateHashRequest(_message.Message):
     __slots__ = ()
