@@ -25,6 +25,7 @@ import spotex.server.host as host_module
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
 from spotex.client import Client, RpcError
+from spotex.client.calls import _Calls, _order_request
 from spotex.server.limits import Limits, TlsConfig
 from spotex.tools.testing import ServerProcess
 
@@ -367,9 +368,16 @@ def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path) -> None:
         limit = _newest_segment(tmp_path).stat().st_size
         old = resource.prlimit(server.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (limit, old[1]))  # soft limit
+        # the order whose write fails: sent to the journal, never confirmed; the orders
+        # after it are refused before anything is applied
+        body = _order_request(pid, "buy", "1.10", 1, client_order_id="lost")
+        with pytest.raises(RpcError) as info:
+            b._call(_Calls.place_order(body))
+        assert (info.value.code, info.value.reason) == (C.UNKNOWN, "OUTCOME_UNKNOWN")
         for _ in range(3):
             with pytest.raises(RpcError) as info:
-                b.place_order(pid, "buy", "1.10", 1, client_order_id="lost")
+                b._call(_Calls.place_order(
+                    _order_request(pid, "buy", "1.10", 1, client_order_id="refused")))
             assert info.value.code == C.UNAVAILABLE
             assert info.value.reason == "JOURNAL_UNAVAILABLE"
             time.sleep(0.6)  # the ticker tries to resume: still full
@@ -385,6 +393,10 @@ def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path) -> None:
         orders = b.list_orders(pid)
         assert kept.order_id in {o.order_id for o in orders}
         assert "lost" not in {o.client_order_id for o in orders}, "an unacked order survived"
+        # and the venue says so when asked by the client order id
+        with pytest.raises(RpcError) as info:
+            b._call(_Calls.get_order_by_client_id("lost"))
+        assert info.value.reason == "UNKNOWN_ORDER"
         seq, h = Client(server.target, OPERATOR_TOKEN).state_hash()
     finally:
         assert server.stop() == 0, server.text()

@@ -256,9 +256,9 @@ def test_a_command_in_the_round_that_lost_the_lease_is_refused_and_never_stored(
         assert queued.wait(10)
         gw.submit(lambda: setattr(gw, "unavailable", "lost the lease of the shard (test)"))
         busy.result(10)
-        with pytest.raises(SpotexError, match="could not make the command durable") as e:
+        with pytest.raises(SpotexError, match="did not confirm") as e:
             placing.result(10)
-        assert e.value.reason == "JOURNAL_UNAVAILABLE"
+        assert e.value.reason == "OUTCOME_UNKNOWN"
         # the next ticks rebuild from the stream (the lease still held): the refused order
         # is neither in the venue nor in the stream, the one acknowledged is
         serving_again(lambda: seller.get_order(kept.order_id))

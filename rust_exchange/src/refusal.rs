@@ -65,6 +65,9 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     ("SUBSCRIBER_LAGGED", 8),
     ("DEADLINE_EXCEEDED", 4),
     ("JOURNAL_UNAVAILABLE", 14),
+    // published to the journal, never confirmed: maybe applied (gRPC UNKNOWN, which no
+    // client retries by itself); resolved by looking the order up by client order id
+    ("OUTCOME_UNKNOWN", 2),
     ("SHARD_UNAVAILABLE", 14),
     ("INTERNAL", 13),
 ];

@@ -502,8 +502,12 @@ impl Thread {
                         refused(
                             py,
                             Refusal::new(
-                                "JOURNAL_UNAVAILABLE",
-                                format!("could not make the command durable: {why}"),
+                                "OUTCOME_UNKNOWN",
+                                format!(
+                                    "the journal did not confirm the command ({why}): it \
+                                     may or may not have been applied; look it up by its \
+                                     client order id once the venue serves again"
+                                ),
                             ),
                         )
                         .into_value(py)

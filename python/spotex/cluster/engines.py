@@ -124,10 +124,10 @@ class Engines:
                     raise
                 if reason == "" and ready and command:
                     self.refused += 1
-                    raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index}'s engine was "
-                                     "lost during the call; it may have been applied: look "
-                                     "the order up, or send it again with the same client "
-                                     "order id") from None
+                    raise ShardError("OUTCOME_UNKNOWN", f"shard {self.index}'s engine was "
+                                     "lost during the call; it may or may not have been "
+                                     "applied: look the order up by its client order id "
+                                     "once the shard serves again") from None
                 if not await self.find_leader(seen, deadline):
                     self.refused += 1
                     raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} has no "

@@ -361,7 +361,9 @@ class EngineHost:
         except Exception as err:
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
             log.error("journal write failed, refusing commands until it recovers: %s", err)
-            raise HostError("JOURNAL_UNAVAILABLE", "the journal cannot be written") from err
+            raise HostError("OUTCOME_UNKNOWN", "the journal did not confirm the command: "
+                            "it may or may not have been applied; look it up once the "
+                            "venue serves again") from err
 
     def _check_available(self) -> None:
         if self.unavailable is not None:

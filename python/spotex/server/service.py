@@ -308,6 +308,10 @@ class MarketService:
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         host, body = self.s.host, request.SerializeToString()
+        if request.client_order_id and not request.order_id and \
+                (why := host.unavailable) is not None:
+            # memory may still hold what the journal did not confirm: no answer yet
+            await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
         order = await self.s.command(context, lambda: host.get_order(a.account_id, body))
         return pb.GetOrderResponse(order=pb.Order.FromString(order))
 

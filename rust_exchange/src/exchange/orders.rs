@@ -157,10 +157,14 @@ impl Exchange {
             ));
         }
         let key = (caller.account, client_order_id.to_string());
-        if !client_order_id.is_empty() && self.by_client_id.contains_key(&key) {
+        if let Some(id) = self
+            .by_client_id
+            .get(&key)
+            .filter(|_| !client_order_id.is_empty())
+        {
             return Err(Refusal::new(
                 "DUPLICATE_CLIENT_ORDER_ID",
-                format!("client_order_id {client_order_id:?} was used before"),
+                format!("client_order_id {client_order_id:?} was used before (order {id})"),
             ));
         }
         Ok(())

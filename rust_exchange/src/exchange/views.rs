@@ -46,10 +46,26 @@ pub(super) fn next_token<T>(items: &mut Vec<T>, size: usize, key: impl Fn(&T) ->
 }
 
 impl Exchange {
+    /// An order by id, or (`order_id` 0) the caller's by its client order id.
     pub fn get_order(&self, caller: Caller, r: &pb::GetOrderRequest) -> Result<pb::Order, Refusal> {
+        let id = if r.order_id == 0 && !r.client_order_id.is_empty() {
+            let key = (caller.account, r.client_order_id.clone());
+            *self.by_client_id.get(&key).ok_or_else(|| {
+                Refusal::new(
+                    "UNKNOWN_ORDER",
+                    format!(
+                        "no order of yours has client_order_id {:?} (one that ended long \
+                         ago may have left memory: ListOrders finds it)",
+                        r.client_order_id
+                    ),
+                )
+            })?
+        } else {
+            r.order_id
+        };
         let rec = self
             .orders
-            .get(&r.order_id)
+            .get(&id)
             .ok_or_else(|| Refusal::new("UNKNOWN_ORDER", "no such order"))?;
         if rec.account != caller.account {
             return Err(Refusal::new(

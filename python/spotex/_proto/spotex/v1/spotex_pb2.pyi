@@ -343,10 +343,12 @@ class AmendOrderResponse(_message.Message):
     def __init__(self, order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
 
 class GetOrderRequest(_message.Message):
-    __slots__ = ("order_id",)
+    __slots__ = ("order_id", "client_order_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: int
-    def __init__(self, order_id: _Optional[int] = ...) -> None: ...
+    client_order_id: str
+    def __init__(self, order_id: _Optional[int] = ..., client_order_id: _Optional[str] = ...) -> None: ...
 
 class GetOrderResponse(_message.Message):
     __slots__ = ("order",)
