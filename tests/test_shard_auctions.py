@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
 from spotex.client import Client, RpcError
 from spotex.cluster.gateway import ShardGateway
 from spotex.cluster.routes import Routes, ShardSpec
+from spotex.cluster.up import auction_options
 
 pytest.importorskip("highspy")
 SKUS = ("H100", "B200")
@@ -241,3 +245,22 @@ def test_the_gateway_s_daily_gate_runs_the_venue_s_auction(
         assert (result.auction_id, result.from_hour, result.to_hour, result.state) == (
             1, first, first + 24, "cleared")
         assert [on_engine(s, i).auction_result().auction_id for i in (1, 2)] == [1, 1]
+
+
+def test_cluster_up_gives_its_engines_no_schedule_and_the_venue_s_hold() -> None:
+    assert auction_options("12:00", "auto") == ("--auction-schedule", "",
+                                                "--auction-hold", "on")
+    assert auction_options("", "auto")[-1] == "off"
+    assert auction_options("12:00", "off")[-1] == "off"
+    assert auction_options("", "on")[-1] == "on"
+
+
+def test_spotex_gateway_refuses_a_schedule_that_is_no_time_of_day(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items()
+                                       if k == "PYTHONPATH"}}
+    for command in (["gateway", "--shard", "1=127.0.0.1:1"], ["cluster", "up"]):
+        out = subprocess.run([sys.executable, "-m", "spotex.cli", *command,
+                              "--auction-schedule", "25:00"], capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path, env=env)
+        assert out.returncode == 2 and "is not a time of day" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
