@@ -148,7 +148,8 @@ def test_the_venue_numbers_above_every_shard_and_a_partial_run_names_the_shards(
         tmp_path: Path) -> None:
     with shards(tmp_path) as s:
         op, _, buyer = market(s.venue)
-        stub = pb_grpc.OperatorStub(grpc.insecure_channel(s.venue.target))
+        channel = grpc.insecure_channel(s.venue.target)
+        stub = pb_grpc.OperatorStub(channel)
         md = (("authorization", f"Bearer {OPERATOR_TOKEN}"),)
         # none yet: NOT_FOUND as an engine answers
         with pytest.raises(RpcError) as err:
@@ -210,7 +211,7 @@ def test_the_venue_numbers_above_every_shard_and_a_partial_run_names_the_shards(
         # the venue's list, newest first, exact page by page
         everything = [a.auction_id for a in buyer.list_auctions()]
         assert everything == [7, 6, 5, 2, 1]
-        market_stub = pb_grpc.MarketStub(grpc.insecure_channel(s.venue.target))
+        market_stub = pb_grpc.MarketStub(channel)
         for size in (1, 2, 3):
             ids, token = [], ""
             while True:
@@ -221,6 +222,7 @@ def test_the_venue_numbers_above_every_shard_and_a_partial_run_names_the_shards(
                 if not (token := page.next_page_token):
                     break
             assert ids == everything, size
+        channel.close()
 
 
 def test_the_gateway_s_daily_gate_runs_the_venue_s_auction(

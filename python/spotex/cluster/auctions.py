@@ -129,14 +129,16 @@ class ShardAuctions:
             body = pb.RunAuctionRequest(from_hour=from_hour, to_hour=to_hour,
                                         time_limit_ms=time_limit_ms,
                                         auction_id=number).SerializeToString()
+            # the next auction is numbered above this one, even if this call is cancelled
+            # while the shards clear it (they go on), unless no shard started it
+            before, self.last_sent = self.last_sent, number
             answers = await self._each(OPERATOR_SERVICE, "RunAuction", body, account,
                                        timeout, command=True)
             ran = {i: pb.AuctionResult.FromString(a) for i, a in answers.items()
                    if isinstance(a, bytes)}
             failed = {i: a for i, a in answers.items() if not isinstance(a, bytes)}
-            if ran or any(_why(a)[0] not in _BEFORE_START for a in failed.values()):
-                # a shard used the id, or may have: the next auction is numbered above it
-                self.last_sent = max(self.last_sent, number)
+            if not ran and all(_why(a)[0] in _BEFORE_START for a in failed.values()):
+                self.last_sent = before
             if failed:
                 self.outcomes["partial" if ran else "refused"] += 1
                 raise self._refusal(number, from_hour, to_hour, ran, failed)
