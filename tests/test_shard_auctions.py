@@ -228,10 +228,16 @@ def test_the_venue_numbers_above_every_shard_and_a_partial_run_names_the_shards(
 def test_the_gateway_s_daily_gate_runs_the_venue_s_auction(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from spotex.server import auctions
-    # the gateway's clock: a moment before 12:00 UTC on 2027-01-14, running on
+    # the gateway's clock: half a second before 12:00 UTC on 2027-01-14 when the gate is
+    # first reckoned (however long the venue took to start), running on from there
     gate = dt.datetime(2027, 1, 14, 12, 0, tzinfo=dt.UTC)
-    shift = gate - dt.timedelta(seconds=0.5) - dt.datetime.now(dt.UTC)
-    monkeypatch.setattr(auctions, "now", lambda: dt.datetime.now(dt.UTC) + shift)
+    first_asked: list[dt.datetime] = []
+
+    def clock() -> dt.datetime:
+        real = dt.datetime.now(dt.UTC)
+        first_asked[:] = first_asked or [real]
+        return gate - dt.timedelta(seconds=0.5) + (real - first_asked[0])
+    monkeypatch.setattr(auctions, "now", clock)
     with shards(tmp_path, schedule="12:00") as s:
         _, _, buyer = market(s.venue)
         end = time.monotonic() + 60
