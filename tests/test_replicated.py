@@ -296,7 +296,9 @@ def test_cluster_up_runs_two_shards_with_standbys_behind_a_gateway_and_stops_the
     spotex = str(Path(sys.executable).parent / "spotex")
     proc = subprocess.Popen([spotex, "cluster", "up", "--dir", str(tmp_path), "--nats-port",
                              "0", "--listen", "127.0.0.1:0", "--operator-token", "tok",
-                             "--route", "H100-SXM/us-east=1", "--route", "B200/us-east=2"],
+                             "--route", "H100-SXM/us-east=1", "--route", "B200/us-east=2",
+                             # the gateway's gate: the engines have none, and hold hours
+                             "--auction-schedule", "12:00"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     said: list[str] = []
     try:
@@ -316,9 +318,12 @@ def test_cluster_up_runs_two_shards_with_standbys_behind_a_gateway_and_stops_the
         made = op.create_products(skus=["H100-SXM", "B200"], regions=["us-east"],
                                   from_hour=500_000, to_hour=500_002)
         assert len(made) == 4
+        assert {p.state for p in made} == {"auction"}, "held for the gateway's auction"
+        auction = op.run_auction(500_000, 500_001, time_limit=1)
         for index, sku in ((1, "H100-SXM"), (2, "B200")):
             leader = Client(engines[index][0], "tok")
             assert {p.product_id.split("/")[0] for p in leader.list_products()} == {sku}
+            assert leader.auction_result(auction.auction_id).from_hour == 500_000
             # the standby follows the shard's stream
             standby = Client(engines[index][1], "tok")
             end = time.monotonic() + 30
@@ -334,6 +339,9 @@ def test_cluster_up_runs_two_shards_with_standbys_behind_a_gateway_and_stops_the
     out = "".join(said)
     assert proc.returncode == 0, out
     assert "NATS JetStream: nats://127.0.0.1:" in out
+    logs = sorted(tmp_path.glob("shard*.log"))
+    assert len(logs) == 4 and not [x for x in logs if "every day at" in x.read_text()], (
+        "an engine under the gateway runs no schedule of its own")
     # the engines and the NATS servers went with it
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
                 if str(tmp_path).encode() in _read(p)]

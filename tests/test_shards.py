@@ -428,3 +428,6 @@ def test_the_gateway_s_metrics_show_calls_leaders_failovers_and_shards_lost(
     assert _total(m, "spotex_gateway_shard_unavailable_total", shard="2") == 1
     assert _total(m, "spotex_gateway_shard_unavailable_total", shard="1") == 0
     assert _total(m, "spotex_gateway_accounts") == accounts >= 2
+    # none run here (tests/test_shard_auctions.py counts them)
+    assert [v for lab, v in m["spotex_gateway_auctions_total"]
+            if lab.get("outcome") == "cleared"] == [0]

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from spotex.cli.root import _require, console, main
 from spotex.extras import available
-from spotex.server.config import effective, load, resolve, show
+from spotex.server.config import BY_KEY, effective, load, resolve, show
 from spotex.server.config import options as config_options
 from spotex.server.limits import Limits, TlsConfig
 
@@ -134,9 +134,17 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
               "and code, each shard's leader, failovers (empty: off)")
 
 
+@click.option("--auction-schedule", type=BY_KEY["auction.schedule"].kind, default="",
+              envvar="SPOTEX_AUCTION_SCHEDULE",
+              help="run the venue's block auction every day at HH:MM UTC over the hours of "
+              "the next UTC day, on every shard under one id (give the engines no "
+              "schedule of their own; empty: none)")
+
+
 def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_dir: Path,
             gateway_token: str, operator_token: str, failover_seconds: float,
-            orders_per_second: float, order_burst: int, metrics_listen: str) -> None:
+            orders_per_second: float, order_burst: int, metrics_listen: str,
+            auction_schedule: str) -> None:
     """Serve one venue over several engines, each owning some SKUs and regions: calls are
     routed to their shard's leader; views, mass cancels and streams fan out and merge."""
     from spotex.cluster.gateway import run_gateway
@@ -151,7 +159,8 @@ def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_
         limits = Limits(orders_per_second=orders_per_second, order_burst=order_burst)
         asyncio.run(run_gateway(listen, table, gateway_token, data_dir, operator_token or None,
                                 failover_seconds=failover_seconds, limits=limits,
-                                metrics_listen=metrics_listen or None))
+                                metrics_listen=metrics_listen or None,
+                                auction_schedule=auction_schedule))
     except (RouteError, DataDirInUse, ListenError) as e:
         raise click.ClickException(str(e)) from None
 
@@ -202,9 +211,21 @@ def cluster() -> None:
               help="the gateway's Prometheus metrics at http://HOST:PORT/metrics (empty: off)")
 
 
+@click.option("--auction-schedule", type=BY_KEY["auction.schedule"].kind, default="",
+              envvar="SPOTEX_AUCTION_SCHEDULE",
+              help="the gateway runs the venue's block auction every day at HH:MM UTC over "
+              "the next UTC day's hours, on every shard under one id (empty: none)")
+
+
+@click.option("--auction-hold", type=BY_KEY["auction.hold"].kind, default="auto",
+              envvar="SPOTEX_AUCTION_HOLD", show_default=True,
+              help="the engines hold hours listed for their auction: on, off, or auto (on "
+              "when --auction-schedule is set)")
+
+
 def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
                routes: tuple[str, ...], listen: str, operator_token: str,
-               metrics_listen: str) -> None:
+               metrics_listen: str, auction_schedule: str, auction_hold: str) -> None:
     """Start N NATS JetStream servers on loopback (fsync on every write), SHARDS shards
     of engines (a leader and STANDBYS standbys each, journaling to the shard's stream,
     replicated min(3, N) times) and a gateway at --listen that routes every call to its
@@ -214,7 +235,7 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     from spotex.cluster.gateway import ShardGateway, run_gateway
     from spotex.cluster.nats import NatsCluster, NatsError
     from spotex.cluster.routes import RouteError, Routes, parse_route
-    from spotex.cluster.up import EngineError, Shards
+    from spotex.cluster.up import EngineError, Shards, auction_options
     from spotex.server.datadir import DataDirInUse
     from spotex.server.logs import configure
     from spotex.server.service import ListenError
@@ -235,7 +256,8 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
         raise click.ClickException(str(e)) from None
     # the engines trust the gateway by this token; it lives as long as the cluster
     engines = Shards(base, nats.urls, secrets.token_urlsafe(24), operator_token, shards,
-                     standbys, port, min(3, n))
+                     standbys, port, min(3, n),
+                     options=auction_options(auction_schedule, auction_hold))
     try:
         click.echo(f"NATS JetStream: {','.join(nats.urls)} (logs under {base / 'nats'})")
         engines.start()
@@ -248,7 +270,8 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
                        f"(accounts under {base / 'gateway'})")
         asyncio.run(run_gateway(listen, Routes(engines.specs(), table), engines.gateway_token,
                                 base / "gateway", operator_token or None, ready=ready,
-                                metrics_listen=metrics_listen or None))
+                                metrics_listen=metrics_listen or None,
+                                auction_schedule=auction_schedule))
     except (DataDirInUse, ListenError, EngineError, RouteError) as e:
         raise click.ClickException(str(e)) from None
     finally:

@@ -15,7 +15,9 @@ the gateway's token):
 
 Views without a product, mass cancels and the streams fan out to every shard and
 merge, so a client sees one venue. Request bytes pass through unchanged; the gateway
-parses only what it routes by.
+parses only what it routes by. Block auctions are the venue's: one auction on every
+shard under one id (``spotex.cluster.auctions``), run by an operator's ``RunAuction``
+or at the gateway's daily gate (``--auction-schedule``).
 
 A shard's engines are tried in turn: the gateway calls the one whose health says it
 serves the Market (the leader); when a call finds a standby or no engine it looks for the
@@ -30,9 +32,9 @@ import asyncio
 import hashlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -42,6 +44,7 @@ from prometheus_client.registry import Collector
 
 from spotex._core import page_size
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex.cluster.auctions import OPERATOR_SERVICE, AuctionRefused, ShardAuctions
 from spotex.cluster.engines import MARKET, Engines, ShardError, _reason
 from spotex.cluster.routes import Routes
 from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
@@ -59,7 +62,7 @@ from spotex.server.service import (
 )
 
 log = logging.getLogger(__name__)
-OPERATOR_SERVICE = "spotex.v1.Operator"
+T = TypeVar("T")
 # what an engine's answer keeps when the gateway passes it on
 _PASSED = ("grpc-status-details-bin", "spotex-reason", "retry-after-ms")
 
@@ -73,6 +76,7 @@ class Front(Edge):
         self.routes = routes
         self.engines = {s.index: Engines(s, token, failover_seconds,
                                          limits.max_message_bytes) for s in routes.shards}
+        self.auctions = ShardAuctions(self.engines)
 
     async def call(self, context: Any, index: int, service: str, method: str, body: bytes,
                    account: Account, *, command: bool = True) -> bytes:
@@ -102,6 +106,19 @@ async def pass_on(context: Any, err: grpc.aio.AioRpcError) -> NoReturn:
     trailing = tuple((k, v) for k, v in err.trailing_metadata() or () if k in _PASSED)
     await context.abort(err.code(), err.details() or "", trailing)
     raise AssertionError("abort returns only by raising")
+
+
+async def _answered(context: Any, work: Awaitable[T]) -> T:
+    """An auction call's answer: a shard's refusal passed on as the engine gave it, the
+    gateway's own (naming the shard) as it says."""
+    try:
+        return await work
+    except grpc.aio.AioRpcError as err:
+        await pass_on(context, err)
+    except ShardError as err:
+        await _fail(context, err.reason, str(err))
+    except AuctionRefused as err:
+        await _fail(context, err.reason, str(err), err.code)
 
 
 async def _parse(context: Any, cls: Any, body: bytes) -> Any:
@@ -282,6 +299,29 @@ class ShardMarket:
                                                      next_page_token=token)
                              .SerializeToString())
             k, inner = (k if got.next_page_token else k + 1), token.partition(".")[2]
+
+    async def get_auction_result(self, body: bytes, context: Any) -> bytes:
+        """The venue's auction (0: the latest): every shard's part of it, merged."""
+        a = await self.f.auth(context)
+        r = await _parse(context, pb.GetAuctionResultRequest, body)
+        got = await _answered(context, self.f.auctions.result(r.auction_id, a,
+                                                              context.time_remaining()))
+        return bytes(got.SerializeToString())
+
+    async def list_auctions(self, body: bytes, context: Any) -> bytes:
+        a = await self.f.auth(context)
+        await _parse(context, pb.ListAuctionsRequest, body)
+        got = await _answered(context, self.f.auctions.listed(body, a,
+                                                              context.time_remaining()))
+        return bytes(got.SerializeToString())
+
+    async def get_indicative_auction(self, body: bytes, context: Any) -> bytes:
+        """Every shard's indicative auction, as the caller (its own orders on each)."""
+        a = await self.f.auth(context)
+        await _parse(context, pb.GetIndicativeAuctionRequest, body)
+        got = await _answered(context, self.f.auctions.indicative(body, a,
+                                                                  context.time_remaining()))
+        return bytes(got.SerializeToString())
 
     async def submit_orders(self, requests: AsyncIterator[bytes],
                             context: Any) -> AsyncIterator[bytes]:
@@ -490,7 +530,9 @@ def market_handlers(m: ShardMarket) -> grpc.GenericRpcHandler:
         "SubmitOrders": grpc.stream_stream_rpc_method_handler(m.submit_orders),
         "CancelAll": uu(m.cancel_all), "PlaceAskRange": uu(m.place_ask_range),
         "PlaceOneOf": uu(m.place_one_of), "PlaceBasket": uu(m.place_basket),
-        "Resell": uu(m.resell)}
+        "Resell": uu(m.resell), "GetAuctionResult": uu(m.get_auction_result),
+        "ListAuctions": uu(m.list_auctions),
+        "GetIndicativeAuction": uu(m.get_indicative_auction)}
     return grpc.method_handlers_generic_handler(MARKET, handlers)
 
 
@@ -575,6 +617,14 @@ class ShardOperator(AccountsService):
     async def TakeSnapshot(self, request: Any, context: Any) -> Any:
         return await self._hashes(context, "TakeSnapshot")
 
+    async def RunAuction(self, request: Any, context: Any) -> Any:
+        """The venue's auction: one on every shard under one id, the results merged."""
+        a = await self.s.auth(context, OPERATOR)
+        r = request
+        return await _answered(context, self.s.auctions.run(
+            r.from_hour, r.to_hour, r.time_limit_ms, r.auction_id, a,
+            context.time_remaining()))
+
 
 def venue_hash(indices: list[int], answers: list[Any]) -> Any:
     """The venue's sequence (the sum of the shards') and hash: SHA-256 of each shard's
@@ -607,9 +657,16 @@ class _Shards(Collector):
                 leader.add_metric([str(index), address], 1 if k == engines.leader else 0)
             changes.add_metric([str(index)], engines.leader_changes)
             lost.add_metric([str(index)], engines.refused)
+        auctions = CounterMetricFamily(
+            "spotex_gateway_auctions", "Block auctions the gateway ran, by outcome: "
+            "cleared (on every shard), partial (some shards ran it, one refused), refused "
+            "(no shard ran it).", labels=["outcome"])
+        for outcome, n in self.front.auctions.outcomes.items():
+            auctions.add_metric([outcome], n)
         yield leader
         yield changes
         yield lost
+        yield auctions
         yield GaugeMetricFamily("spotex_gateway_accounts", "Accounts the gateway knows.",
                                 value=len(self.front.accounts.all()))
 
@@ -620,20 +677,26 @@ class ShardGateway:
 
     def __init__(self, server: grpc.aio.Server, port: int, front: Front,
                  lock: DataDirLock | None, metrics: Metrics | None = None,
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None,
+                 scheduled: asyncio.Task[None] | None = None) -> None:
         self.grpc = server
         self.port = port
         self.front = front
         self._lock = lock
         self.metrics = metrics
         self.metrics_port = metrics_port
+        self._scheduled = scheduled  # the daily auction, with --auction-schedule
 
     @classmethod
     async def start(cls, listen: str, routes: Routes, gateway_token: str,
                     data_dir: Path | None = None, operator_token: str | None = None,
                     limits: Limits | None = None, failover_seconds: float = 15.0,
                     tls: TlsConfig | None = None, access_log: bool = True,
-                    metrics_listen: str | None = None) -> ShardGateway:
+                    metrics_listen: str | None = None, auction_schedule: str = ""
+                    ) -> ShardGateway:
+        """``auction_schedule`` ("HH:MM" UTC): the venue's block auction every day then,
+        over the hours of the next UTC day, on every shard under one id (the engines must
+        have no schedule of their own)."""
         if not gateway_token:
             raise ListenError("a gateway needs the token its engines trust (--gateway-token)")
         _check_listen(listen)
@@ -671,9 +734,16 @@ class ShardGateway:
         if metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", metrics_listen.rsplit(":", 1)[0]
                      if metrics_listen else "", metrics_port)
-        return cls(server, port, front, lock, metrics, metrics_port)
+        scheduled = None
+        if auction_schedule:
+            scheduled = asyncio.create_task(front.auctions.on_schedule(auction_schedule))
+            log.info("block auctions every day at %s UTC for the next day's hours, on "
+                     "every shard", auction_schedule)
+        return cls(server, port, front, lock, metrics, metrics_port, scheduled)
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
         if self.metrics is not None:
             self.metrics.close()
         await self.grpc.stop(grace)
@@ -686,15 +756,16 @@ class ShardGateway:
 async def run_gateway(listen: str, routes: Routes, gateway_token: str, data_dir: Path | None,
                       operator_token: str | None, failover_seconds: float = 15.0,
                       ready: Callable[[ShardGateway], None] | None = None,
-                      limits: Limits | None = None, metrics_listen: str | None = None
-                      ) -> None:
+                      limits: Limits | None = None, metrics_listen: str | None = None,
+                      auction_schedule: str = "") -> None:
     """Runs until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     gw = await ShardGateway.start(listen, routes, gateway_token, data_dir, operator_token,
-                                  limits, failover_seconds, metrics_listen=metrics_listen)
+                                  limits, failover_seconds, metrics_listen=metrics_listen,
+                                  auction_schedule=auction_schedule)
     if ready:
         ready(gw)
     await stop.wait()

@@ -78,6 +78,15 @@ class Engine:
                 self.kill()
 
 
+def auction_options(schedule: str, hold: str) -> tuple[str, ...]:
+    """The engines' auction settings under a gateway: no schedule of their own (the
+    gateway's gate runs every shard's auction under one id: set here, whatever the
+    environment says), and the hold of the venue (``auto``: on when the gateway has a
+    schedule, as an engine's own auto is with its own)."""
+    held = hold == "on" or (hold == "auto" and bool(schedule))
+    return ("--auction-schedule", "", "--auction-hold", "on" if held else "off")
+
+
 @dataclass
 class Shards:
     """``shards`` shards of ``1 + standbys`` engines each on the NATS servers ``urls``:

@@ -25,6 +25,7 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,26 @@ def next_gate(schedule: str, now: dt.datetime) -> tuple[dt.datetime, int]:
         gate += dt.timedelta(days=1)
     day = gate.replace(hour=0, minute=0) + dt.timedelta(days=1)
     return gate, int(day.timestamp()) // 3600
+
+
+def now() -> dt.datetime:
+    """The time the gates are reckoned by (UTC)."""
+    return dt.datetime.now(dt.UTC)
+
+
+async def daily(schedule: str, run: Callable[[int, int], Awaitable[Any]]) -> None:
+    """At each gate of ``schedule`` ("HH:MM" UTC), for ever: ``run(first, first + 24)``
+    over the hours of the next UTC day. A run that fails is logged, and the next day's
+    runs. An engine's schedule runs its own auctions; a shard gateway's runs the venue's
+    (every shard's under one id)."""
+    while True:
+        gate, first = next_gate(schedule, now())
+        await asyncio.sleep(max(0.0, (gate - now()).total_seconds()))
+        log.info("the auction gate at %s: clearing the hours from %s", gate, hour_id(first))
+        try:
+            await run(first, first + DAY)
+        except Exception as err:  # noqa: BLE001 - the next gate tries again
+            log.error("the scheduled auction at %s did not run: %s", gate, err)
 
 
 def hour_id(hour: int) -> str:
@@ -251,16 +272,8 @@ class AuctionRunner:
 
     async def on_schedule(self) -> None:
         """Runs the venue's daily auction at its gate, for ever (a task the server
-        cancels when it stops); a run that fails is logged, and the next day's runs."""
-        while True:
-            gate, first = next_gate(self.settings.schedule, dt.datetime.now(dt.UTC))
-            await asyncio.sleep(max(0.0, (gate - dt.datetime.now(dt.UTC)).total_seconds()))
-            log.info("the auction gate at %s: clearing the hours from %s", gate,
-                     hour_id(first))
-            try:
-                await self.run(first, first + DAY)
-            except Exception as err:  # noqa: BLE001 - the next gate tries again
-                log.error("the scheduled auction at %s did not run: %s", gate, err)
+        cancels when it stops)."""
+        await daily(self.settings.schedule, self.run)
 
     def close(self) -> None:
         """Nothing outlives a run (its worker ends with it)."""
