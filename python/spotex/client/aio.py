@@ -178,8 +178,8 @@ class AsyncClient:
                           quantity: int | None = None) -> Order:
         return await self._call(_Calls.amend_order(order_id, price, quantity))
 
-    async def get_order(self, order_id: int) -> Order:
-        return await self._call(_Calls.get_order(order_id))
+    async def get_order(self, order_id: int = 0, *, client_order_id: str = "") -> Order:
+        return await self._call(_Calls.find_order(order_id, client_order_id))
 
     async def list_orders(self, product_id: str = "", *, open_only: bool = False
                           ) -> list[Order]:

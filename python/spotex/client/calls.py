@@ -148,6 +148,22 @@ class _Calls:
                      lambda r: _order(r.order))
 
     @staticmethod
+    def get_order_by_client_id(client_order_id: str) -> _Call[Order]:
+        """The caller's order of this client order id: UNKNOWN_ORDER when there is none,
+        JOURNAL_UNAVAILABLE while the venue cannot say yet."""
+        return _Call("market", "GetOrder", pb.GetOrderRequest(client_order_id=client_order_id),
+                     lambda r: _order(r.order))
+
+    @staticmethod
+    def find_order(order_id: int, client_order_id: str) -> _Call[Order]:
+        """``get_order``'s call: by id, or (``order_id`` 0) by client order id."""
+        if order_id:
+            return _Calls.get_order(order_id)
+        if client_order_id:
+            return _Calls.get_order_by_client_id(client_order_id)
+        raise ValueError("give an order_id or a client_order_id")
+
+    @staticmethod
     def list_orders(product_id: str, open_only: bool,
                     page_token: str) -> _Call[tuple[list[Order], str]]:
         return _Call("market", "ListOrders", pb.ListOrdersRequest(

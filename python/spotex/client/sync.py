@@ -123,8 +123,12 @@ class Client:
                     quantity: int | None = None) -> Order:
         return self._call(_Calls.amend_order(order_id, price, quantity))
 
-    def get_order(self, order_id: int) -> Order:
-        return self._call(_Calls.get_order(order_id))
+    def get_order(self, order_id: int = 0, *, client_order_id: str = "") -> Order:
+        """One of the account's orders, by id or (without one) by its client order id:
+        how a caller learns whether a command whose outcome was unknown was applied
+        (``UNKNOWN_ORDER``: it was not; ``JOURNAL_UNAVAILABLE``: the venue cannot say
+        yet)."""
+        return self._call(_Calls.find_order(order_id, client_order_id))
 
     def list_orders(self, product_id: str = "", *, open_only: bool = False) -> list[Order]:
         """The account's orders, oldest first (every page)."""
