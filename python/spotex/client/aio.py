@@ -18,8 +18,10 @@ from spotex.client.calls import (
     _Call,
     _Calls,
     _connect,
+    _new_client_order_id,
     _order_request,
     _resell_request,
+    _with_id,
 )
 from spotex.client.convert import _execution, _market_event
 from spotex.client.errors import RpcError, _resubscribable, _rpc_error
@@ -105,23 +107,26 @@ class AsyncClient:
         return await self._call(_Calls.cancel_all(product_id, range_id))
 
     async def place_basket(self, legs: Iterable[dict[str, Any]]) -> list[Order]:
-        return await self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
+        return await self._call(_Calls.place_basket([_order_request(**_with_id(o))
+                                                  for o in legs]))
 
     async def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
                            client_order_id: str = "") -> Order:
         alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
-        return await self._call(_Calls.place_one_of(alts, client_order_id))
+        return await self._call(_Calls.place_one_of(
+            alts, client_order_id or _new_client_order_id()))
 
     async def place_ask_range(self, product_id: str, price: Decimal | str | int,
                               quantity: int, *, hours: int, cluster_id: str,
                               **terms: Any) -> list[Order | RpcError]:
         ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
-                             **terms)
+                             **_with_id(terms))
         return await self._call(_Calls.place_ask_range(ask, hours))
 
     async def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
                      ) -> list[Order | RpcError]:
-        return await self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
+        return await self._call(_Calls.resell(_resell_request(order_id, price,
+                                                           **_with_id(terms))))
 
     async def list_accounts(self) -> list[AccountInfo]:
         return await self._all(_Calls.list_accounts)
@@ -169,7 +174,7 @@ class AsyncClient:
     async def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
                           quantity: int, **terms: Any) -> Order:
         return await self._call(_Calls.place_order(
-            _order_request(product_id, side, price, quantity, **terms)))
+            _order_request(product_id, side, price, quantity, **_with_id(terms))))
 
     async def cancel_order(self, order_id: int) -> Order:
         return await self._call(_Calls.cancel_order(order_id))

@@ -17,9 +17,11 @@ from spotex.client.calls import (
     _Call,
     _Calls,
     _connect,
+    _new_client_order_id,
     _order_request,
     _resell_request,
     _updates,
+    _with_id,
 )
 from spotex.client.convert import _execution, _market_event, _order
 from spotex.client.errors import RpcError, _code, _resubscribable, _rpc_error
@@ -114,7 +116,7 @@ class Client:
         quantity 0 offers all of resell_gpus), resell_gpus (which of its GPUs, as
         (node id, GPU indices); empty: all not on offer already)."""
         return self._call(_Calls.place_order(
-            _order_request(product_id, side, price, quantity, **terms)))
+            _order_request(product_id, side, price, quantity, **_with_id(terms))))
 
     def cancel_order(self, order_id: int) -> Order:
         return self._call(_Calls.cancel_order(order_id))
@@ -160,7 +162,8 @@ class Client:
         """A linked basket: up to 100 one-hour orders (each a dict of place_order's
         arguments) across products, all filled completely or none, at once. Returns the
         legs' orders: all filled, or all cancelled (fill_or_kill)."""
-        return self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
+        return self._call(_Calls.place_basket([_order_request(**_with_id(o))
+                                                  for o in legs]))
 
     def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
                      client_order_id: str = "") -> Order:
@@ -171,7 +174,8 @@ class Client:
         can fill as asks arrive does, cancelling the others in the same step. Returns
         the order the group became (the first alternative while it waits)."""
         alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
-        return self._call(_Calls.place_one_of(alts, client_order_id))
+        return self._call(_Calls.place_one_of(
+            alts, client_order_id or _new_client_order_id()))
 
     def place_ask_range(self, product_id: str, price: Decimal | str | int, quantity: int,
                         *, hours: int, cluster_id: str, **terms: Any) -> list[Order | RpcError]:
@@ -179,7 +183,7 @@ class Client:
         each placed or refused on its own (the results in hour order); the placed ones
         share a ``range_id`` that ``cancel_all(range_id=...)`` withdraws at once."""
         ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
-                             **terms)
+                             **_with_id(terms))
         return self._call(_Calls.place_ask_range(ask, hours))
 
     def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
@@ -191,7 +195,8 @@ class Client:
         (node id, GPU indices); empty: all still held), tif, expire_at, client_order_id.
         Each fill splits the allocation: the buyer's names it as parent, this account
         keeps the rest and pays the venue's resale fee."""
-        return self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
+        return self._call(_Calls.resell(_resell_request(order_id, price,
+                                                           **_with_id(terms))))
 
     def list_accounts(self) -> list[AccountInfo]:
         return self._all(_Calls.list_accounts)
@@ -298,7 +303,7 @@ class Client:
         def requests() -> Iterator[Any]:
             batch: list[Any] = []
             for o in orders:
-                batch.append(_order_request(**o))
+                batch.append(_order_request(**_with_id(o)))
                 if len(batch) == per_message:
                     yield pb.SubmitOrdersRequest(orders=batch)
                     batch = []
