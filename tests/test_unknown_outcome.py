@@ -189,6 +189,15 @@ def test_an_outcome_the_venue_cannot_tell_in_time_stays_unknown(
     assert "still unknown after" in e.message and "client order id limbo" in e.message
     assert e.outcome_unknown and seen == ["client order id limbo"]
     assert lookups.calls >= 2 and time.monotonic() - started < 10
+    # a lookup answered otherwise: no more lookups, the outcome stays unknown
+    c, seen = buyer(market)
+    losing(c, "PlaceOrder", UNKNOWN, send=False)
+    lookups = losing(c, "GetOrder", Lost(grpc.StatusCode.INTERNAL, "INTERNAL"), send=False)
+    with pytest.raises(RpcError) as info:
+        c.place_order(market["pids"][0], "buy", "0.40", 1)
+    assert info.value.reason == "OUTCOME_UNKNOWN" and "the last answered INTERNAL" in (
+        info.value.message)
+    assert lookups.calls == 1 and len(seen) == 1
     # resolution off: the error at once, saying how to resolve it
     c, seen = buyer(market, resolve_timeout=0)
     losing(c, "PlaceOrder", UNKNOWN, send=False)

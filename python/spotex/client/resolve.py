@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from spotex.client.calls import _Call, _Calls, _new_client_order_id
-from spotex.client.errors import RpcError
+from spotex.client.errors import _LOST, RpcError
 from spotex.client.types import Order
 
 T = TypeVar("T")
@@ -30,7 +30,8 @@ Lookup = Callable[[], Steps[T]]
 
 FIRST_WAIT = 0.1
 LONGEST_WAIT = 2.0
-# answers of a lookup that say nothing yet: ask again
+# answers of a lookup that say nothing yet: ask again (and gRPC's own failures of the
+# connection or the deadline, a connection never made included: the venue may be back)
 _CANNOT_SAY = frozenset({"JOURNAL_UNAVAILABLE", "SHARD_UNAVAILABLE", "OUTCOME_UNKNOWN"})
 _OPEN = ("open", "partially_filled")
 
@@ -85,7 +86,7 @@ class Resolving:
         assert isinstance(answer, RpcError)
         if answer.reason == "UNKNOWN_ORDER" and not answer.transport:
             raise self.not_applied("") from None
-        if not (answer.transport or answer.reason in _CANNOT_SAY):
+        if not (answer.reason in _CANNOT_SAY or (answer.transport and answer.code in _LOST)):
             raise self.unresolved(answer) from None
         wait = min(self.wait, self.left())
         if wait <= 0:
