@@ -299,3 +299,41 @@ def test_an_order_whose_journal_write_failed_resolves_to_not_applied(tmp_path: P
         resource.prlimit(server.pid, resource.RLIMIT_FSIZE, old)
         assert server.stop() == 0, server.text()
     assert "journal writable again" in server.text()
+
+
+def test_a_lookup_queued_behind_a_failed_round_waits_for_the_rebuild(tmp_path: Path) -> None:
+    """A lookup by client order id that reached the server before a round failed, and
+    waited behind it on the writer, is refused JOURNAL_UNAVAILABLE: the failed round's
+    command is still in memory until the exchange is rebuilt from its journal, so
+    finding it there would call applied what may not be."""
+    from conftest import serving
+
+    from spotex.client.calls import _Calls
+
+    with serving(tmp_path, tick_seconds=0.2) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        pid = op.create_products(skus=["H100-SXM"], regions=["us-east"],
+                                 from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 4)[0].product_id
+        b = Client(r.target, op.create_account("b", ["buyer"]).token)
+        b.place_order(pid, "buy", "1.00", 1, client_order_id="here")
+        host = r.server.host
+
+        def round_fails() -> None:
+            time.sleep(1.0)  # the lookup arrives meanwhile, passes the first check, waits
+            host.unavailable = "a round failed (test)"
+        failing = host.submit(round_fails)
+        with pytest.raises(RpcError) as info:
+            b._call(_Calls.get_order_by_client_id("here"))
+        assert info.value.reason == "JOURNAL_UNAVAILABLE"
+        with pytest.raises(Exception, match="did not confirm"):
+            failing.result(10)  # the round it failed in acknowledges nothing
+        # the next ticks rebuild the exchange from the journal: found again
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert b.get_order(client_order_id="here").client_order_id == "here"
+                break
+            except RpcError as err:
+                assert err.reason == "JOURNAL_UNAVAILABLE"
+                assert time.monotonic() < deadline, "never rebuilt"
+                time.sleep(0.1)
