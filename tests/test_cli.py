@@ -414,7 +414,8 @@ def test_an_order_whose_answer_was_lost_says_it_checks_then_tells_the_truth(
     assert r.stderr.splitlines() == [checking("cli-lost-1")]
     assert "open" in r.stdout
     # not applied: one line, safe to send again
-    monkeypatch.setattr(root, "Client", losing_client(("PlaceOrder", UNKNOWN, False)))
+    monkeypatch.setattr(root, "Client", losing_client(("PlaceOrder", UNKNOWN, False),
+                                                      timeout=1))
     r = order("cli-lost-2")
     line = one_line_error(r, 1)
     assert line.startswith("Error: UNAVAILABLE NOT_APPLIED: the venue did not apply it "

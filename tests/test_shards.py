@@ -464,7 +464,7 @@ def test_an_order_is_found_by_its_client_order_id_on_any_shard(tmp_path: Path) -
             assert (err.value.code, err.value.reason) == (grpc.StatusCode.NOT_FOUND,
                                                           "UNKNOWN_ORDER")
         # an answer lost after the venue applied the order: found on its shard
-        c = Client(v.target, TOKENS["buyer"])
+        c = Client(v.target, TOKENS["buyer"], timeout=1)
         c._stubs["market"] = Losing(c._stubs["market"], "PlaceOrder", UNKNOWN, send=True)
         found = c.place_order(pid("B200", 1), "buy", "1.00", 1)
         assert found.order_id >> 48 == 2 and found.state == "open"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,14 @@ UNKNOWN = Lost(grpc.StatusCode.UNKNOWN, "OUTCOME_UNKNOWN", "the journal did not 
 class Losing:
     """A stub whose ``method`` fails as ``err`` for the next ``times`` calls, after
     really sending the request when ``send`` (the venue applied it, the answer was lost)
-    or without sending it; every other call goes through."""
+    or without sending it; every other call goes through. ``late``: the request is sent
+    that many seconds after the failure, from a thread (it was still on its way)."""
 
     def __init__(self, real: Any, method: str, err: grpc.RpcError, *, send: bool,
-                 times: float = 1, aio: bool = False) -> None:
+                 times: float = 1, aio: bool = False, late: float = 0.0) -> None:
         self.real, self.method, self.err, self.send = real, method, err, send
-        self.left, self.aio, self.calls = times, aio, 0
+        self.left, self.aio, self.calls, self.late = times, aio, 0, late
+        self.sent: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         real = getattr(self.real, name)
@@ -105,7 +108,12 @@ class Losing:
             if self.left <= 0:
                 return real(request, **kw)
             self.left -= 1
-            if self.send:
+            if self.late:
+                def later() -> None:
+                    time.sleep(self.late)
+                    self.sent.append(real(request, **kw))
+                threading.Thread(target=later, daemon=True).start()
+            elif self.send:
                 real(request, **kw)
             raise self.err
 
@@ -120,10 +128,10 @@ class Losing:
         return acall if self.aio else call
 
 
-def losing(c: Any, method: str, err: grpc.RpcError, *, send: bool, times: float = 1
-           ) -> Losing:
+def losing(c: Any, method: str, err: grpc.RpcError, *, send: bool, times: float = 1,
+           late: float = 0.0) -> Losing:
     stub = Losing(c._stubs["market"], method, err, send=send, times=times,
-                  aio=isinstance(c, AsyncClient))
+                  aio=isinstance(c, AsyncClient), late=late)
     c._stubs["market"] = stub
     return stub
 
@@ -160,7 +168,9 @@ def test_an_applied_order_whose_answer_was_lost_is_found(market: dict[str, Any])
 
 
 def test_an_order_never_applied_is_not_applied(market: dict[str, Any]) -> None:
-    c, seen = buyer(market)
+    # not there is believed once the command's deadline (1 s here) has passed: a command
+    # still on its way is refused by the engine after it
+    c, seen = buyer(market, timeout=1)
     losing(c, "PlaceOrder", UNKNOWN, send=False)
     with pytest.raises(RpcError) as info:
         c.place_order(market["pids"][0], "buy", "0.40", 1, client_order_id="never")
@@ -172,6 +182,19 @@ def test_an_order_never_applied_is_not_applied(market: dict[str, Any]) -> None:
     # and it is: the same id again
     assert c.place_order(market["pids"][0], "buy", "0.40", 1,
                          client_order_id="never").client_order_id == "never"
+
+
+def test_an_order_still_on_its_way_when_first_looked_up_is_found(
+        market: dict[str, Any]) -> None:
+    """The connection lost with the request still on its way: the first lookups do not
+    find it, and the SDK does not call it not applied before the command's own deadline
+    has passed (after which the engine would refuse it); then it is found."""
+    c, seen = buyer(market, timeout=2)
+    stub = losing(c, "PlaceOrder", Lost(grpc.StatusCode.UNAVAILABLE, details="Socket closed"),
+                  send=False, late=0.3)
+    o = c.place_order(market["pids"][0], "buy", "0.35", 1)
+    assert o.state == "open" and stub.sent[0].order.order_id == o.order_id
+    assert seen == [f"client order id {o.client_order_id}"]
 
 
 def test_an_outcome_the_venue_cannot_tell_in_time_stays_unknown(
@@ -224,7 +247,7 @@ def test_failures_that_say_nothing_was_applied_are_not_looked_up(
 
 def test_a_cancel_is_looked_up_by_its_order_and_an_amend_is_not(
         market: dict[str, Any]) -> None:
-    c, seen = buyer(market)
+    c, seen = buyer(market, timeout=1)
     o = c.place_order(market["pids"][0], "buy", "0.30", 1)
     losing(c, "CancelOrder", UNKNOWN, send=False)
     with pytest.raises(RpcError) as info:
@@ -244,7 +267,7 @@ def test_a_cancel_is_looked_up_by_its_order_and_an_amend_is_not(
 def test_the_async_client_resolves_the_same(market: dict[str, Any]) -> None:
     async def go() -> None:
         seen: list[str] = []
-        async with AsyncClient(market["target"], market["buyer_token"],
+        async with AsyncClient(market["target"], market["buyer_token"], timeout=1,
                                on_unknown=seen.append) as c:
             losing(c, "PlaceOrder", UNKNOWN, send=True)
             o = await c.place_order(market["pids"][0], "buy", "0.20", 1)
@@ -283,7 +306,7 @@ def test_an_order_whose_journal_write_failed_resolves_to_not_applied(tmp_path: P
         def disk_back(what: str) -> None:
             seen.append(what)
             resource.prlimit(server.pid, resource.RLIMIT_FSIZE, old)
-        c = Client(server.target, token, on_unknown=disk_back)
+        c = Client(server.target, token, on_unknown=disk_back, timeout=2)
         with pytest.raises(RpcError) as info:
             c.place_order(pid, "buy", "1.10", 1)
         e = info.value

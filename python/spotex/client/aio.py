@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,7 @@ from spotex.client.calls import (
 from spotex.client.convert import _execution, _market_event
 from spotex.client.errors import RpcError, _resubscribable, _rpc_error
 from spotex.client.resolve import (
+    SETTLE,
     Lookup,
     NotApplied,
     Recovery,
@@ -103,12 +105,13 @@ class AsyncClient:
 
     async def _command(self, c: _Call[T], how: Recovery[T]) -> T:
         """As ``Client._command``."""
+        deadline = time.monotonic() + max(self._timeout, c.timeout)
         try:
             return await self._call(c)
         except RpcError as err:
             if not err.outcome_unknown:
                 raise
-            r = Resolving(err, how, self.resolve_timeout)
+            r = Resolving(err, how, self.resolve_timeout, deadline + SETTLE)
         look: Lookup[T] | None = how.look
         if look is None or r.bound <= 0:
             raise r.unresolved()

@@ -30,6 +30,9 @@ Lookup = Callable[[], Steps[T]]
 
 FIRST_WAIT = 0.1
 LONGEST_WAIT = 2.0
+# how long after a command's deadline it may still reach the engine: the venue's clock for
+# it starts when the request arrives, later than the client's by the network's delay
+SETTLE = 1.0
 # answers of a lookup that say nothing yet: ask again (and gRPC's own failures of the
 # connection or the deadline, a connection never made included: the venue may be back)
 _CANNOT_SAY = frozenset({"JOURNAL_UNAVAILABLE", "SHARD_UNAVAILABLE", "OUTCOME_UNKNOWN"})
@@ -58,15 +61,21 @@ class Recovery(Generic[T]):
 
 class Resolving:
     """One command whose outcome is unknown: ``err`` as it came, looked up as ``how``
-    says for at most ``bound`` seconds (0: not at all)."""
+    says for at most ``bound`` seconds (0: not at all). ``settled``: the monotonic time
+    after which the command can no longer be applied (its deadline, plus ``SETTLE`` for
+    the venue's clock starting later): until then a "not there" may only mean "not yet"
+    (a command whose connection was lost may still be on its way to the engine, which
+    refuses it once its deadline has passed), so it is asked again after it."""
 
-    def __init__(self, err: RpcError, how: Recovery[Any], bound: float) -> None:
+    def __init__(self, err: RpcError, how: Recovery[Any], bound: float,
+                 settled: float) -> None:
         self.err = err
         self.what = how.what
         self.later = how.later
         self.client_order_id = how.client_order_id
         self.bound = max(0.0, bound) if how.look is not None else 0.0
         self.started = time.monotonic()
+        self.settled = settled
         self.wait = FIRST_WAIT
         self.tries = 0
 
@@ -81,16 +90,22 @@ class Resolving:
     def after(self, answer: Exception) -> float:
         """A lookup failed with ``answer``: the seconds to wait before the next one, or
         raises what the caller is told (``NOT_APPLIED``, or the outcome still unknown)."""
-        if isinstance(answer, NotApplied):
-            raise self.not_applied(answer.detail) from None
+        if isinstance(answer, NotApplied) or (isinstance(answer, RpcError) and
+                                              answer.reason == "UNKNOWN_ORDER" and
+                                              not answer.transport):
+            early = self.settled - time.monotonic()
+            if early <= 0:
+                raise self.not_applied(getattr(answer, "detail", "")) from None
+            if early > self.left():
+                raise self.unresolved("not there yet, but the command's deadline had not "
+                                      "passed") from None
+            return early
         assert isinstance(answer, RpcError)
-        if answer.reason == "UNKNOWN_ORDER" and not answer.transport:
-            raise self.not_applied("") from None
         if not (answer.reason in _CANNOT_SAY or (answer.transport and answer.code in _LOST)):
-            raise self.unresolved(answer) from None
+            raise self.unresolved(answer.reason) from None
         wait = min(self.wait, self.left())
         if wait <= 0:
-            raise self.unresolved(answer) from None
+            raise self.unresolved(answer.reason) from None
         self.wait = min(2 * self.wait, LONGEST_WAIT)
         return wait
 
@@ -100,13 +115,13 @@ class Resolving:
                         f"after {self.err.reason}); it is safe to send it again",
                         client_order_id=self.client_order_id)
 
-    def unresolved(self, last: RpcError | None = None) -> RpcError:
+    def unresolved(self, last: str | None = None) -> RpcError:
         """The command's own error, its message saying what the SDK looked up (and for
         how long) and how to learn the outcome."""
         e = self.err
         looked = "" if last is None else (
             f"; still unknown after {self.tries} lookups by {self.what} in "
-            f"{time.monotonic() - self.started:.1f} s (the last answered {last.reason})")
+            f"{time.monotonic() - self.started:.1f} s (the last answered {last})")
         return RpcError(e.code, e.reason, f"{e.message}{looked}; {self.later}", e.retry_after,
                         transport=e.transport, client_order_id=self.client_order_id)
 

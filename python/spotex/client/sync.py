@@ -27,6 +27,7 @@ from spotex.client.calls import (
 from spotex.client.convert import _execution, _market_event, _order
 from spotex.client.errors import RpcError, _code, _resubscribable, _rpc_error
 from spotex.client.resolve import (
+    SETTLE,
     Lookup,
     NotApplied,
     Recovery,
@@ -65,9 +66,11 @@ class Client:
     order ids (the SDK gives every order one), a cancel by its order. For up to
     ``resolve_timeout`` seconds (0: never) the SDK asks again, waiting 0.1 s doubling to
     2 s, while the venue cannot say yet; then the call answers as if acknowledged (the
-    order as it is now), raises ``NOT_APPLIED`` (safe to send again), or raises the
-    unknown outcome, its message naming the client order id. ``on_unknown(what)`` is
-    called as a lookup starts (``what``: "client order id X", or "order N")."""
+    order as it is now), raises ``NOT_APPLIED`` (safe to send again; only once the
+    command's own deadline, ``timeout``, has passed: until then it may still be on its
+    way to the engine), or raises the unknown outcome, its message naming the client
+    order id. ``on_unknown(what)`` is called as a lookup starts (``what``: "client order
+    id X", or "order N")."""
 
     def __init__(self, target: str, token: str, *, timeout: float = 10.0,
                  tls_ca: bytes | None = None, tls_cert: bytes | None = None,
@@ -114,12 +117,13 @@ class Client:
 
     def _command(self, c: _Call[T], how: Recovery[T]) -> T:
         """A command; when its outcome is unknown, looked up as ``how`` says."""
+        deadline = time.monotonic() + max(self._timeout, c.timeout)
         try:
             return self._call(c)
         except RpcError as err:
             if not err.outcome_unknown:
                 raise
-            r = Resolving(err, how, self.resolve_timeout)
+            r = Resolving(err, how, self.resolve_timeout, deadline + SETTLE)
         look: Lookup[T] | None = how.look
         if look is None or r.bound <= 0:
             raise r.unresolved()
