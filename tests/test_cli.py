@@ -358,3 +358,77 @@ def test_creating_products_listed_before_says_so(trader: dict[str, Any]) -> None
     # every product of the range, in hour order, whichever were listed before
     assert [p.listed_before for p in made] == [False, True, True, True]
     assert [p.product_id for p in made] == sorted(p.product_id for p in made)
+
+
+# ---- orders whose outcome is unknown ---------------------------------------------------
+
+def test_get_finds_an_order_by_its_client_order_id(trader: dict[str, Any]) -> None:
+    base = ("--server", trader["target"], "--token", trader["token"])
+    placed = spotex(*base, "--json", "order", "buy", trader["pid"], "1", "1.00",
+                    "--client-order-id", "cli-mine")
+    assert placed.exit_code == 0, placed.output
+    got = spotex(*base, "--json", "get", "--client-order-id", "cli-mine")
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output) == json.loads(placed.output)
+    line = one_line_error(spotex(*base, "get", "--client-order-id", "cli-never"), 1)
+    assert line.startswith("Error: NOT_FOUND UNKNOWN_ORDER")
+    assert "ORDER_ID or --client-order-id" in one_line_error(spotex(*base, "get"), 2)
+    # the SDK names an order it gave no id to
+    made = spotex(*base, "--json", "order", "buy", trader["pid"], "1", "1.00")
+    assert json.loads(made.output)["client_order_id"].startswith("sdk-")
+
+
+def losing_client(*losses: tuple[str, Any, bool], **options: Any) -> type[Client]:
+    """The SDK's client over a stub losing answers as ``losses`` say (method, error,
+    whether the request still reached the venue); see tests/test_unknown_outcome.py."""
+    from test_unknown_outcome import Losing
+
+    class LosingClient(Client):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, **options})
+            for method, err, send in losses:
+                self._stubs["market"] = Losing(self._stubs["market"], method, err, send=send,
+                                               times=1 if method != "GetOrder" else 1e9)
+    return LosingClient
+
+
+def test_an_order_whose_answer_was_lost_says_it_checks_then_tells_the_truth(
+        trader: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import grpc
+    from test_unknown_outcome import UNKNOWN, Lost
+
+    from spotex.cli import root
+
+    base = ("--server", trader["target"], "--token", trader["token"])
+
+    def order(cid: str, *extra: str) -> Result:
+        return spotex(*base, *extra, "order", "buy", trader["pid"], "1", "1.00",
+                      "--client-order-id", cid)
+
+    def checking(cid: str) -> str:
+        return f"the venue may have applied this; checking (client order id {cid})..."
+    # applied: the order, as if acknowledged
+    monkeypatch.setattr(root, "Client", losing_client(("PlaceOrder", UNKNOWN, True)))
+    r = order("cli-lost-1")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == [checking("cli-lost-1")]
+    assert "open" in r.stdout
+    # not applied: one line, safe to send again
+    monkeypatch.setattr(root, "Client", losing_client(("PlaceOrder", UNKNOWN, False),
+                                                      timeout=1))
+    r = order("cli-lost-2")
+    line = one_line_error(r, 1)
+    assert line.startswith("Error: UNAVAILABLE NOT_APPLIED: the venue did not apply it "
+                           "(looked up by client order id cli-lost-2")
+    assert "safe to send it again" in line and r.stderr.startswith(checking("cli-lost-2"))
+    # the venue cannot say in time: still unknown, the id named
+    monkeypatch.setattr(root, "Client", losing_client(
+        ("PlaceOrder", UNKNOWN, False),
+        ("GetOrder", Lost(grpc.StatusCode.UNAVAILABLE, "JOURNAL_UNAVAILABLE"), False),
+        resolve_timeout=0.3))
+    line = one_line_error(order("cli-lost-3"), 1)
+    assert line.startswith("Error: UNKNOWN OUTCOME_UNKNOWN") and "cli-lost-3" in line
+    # under --json: the error as JSON, the line on stderr as well
+    r = order("cli-lost-4", "--json")
+    assert r.exit_code == 1 and r.stderr.splitlines()[0] == checking("cli-lost-4")
+    assert json.loads(r.stderr.splitlines()[-1])["error"]["reason"] == "OUTCOME_UNKNOWN"

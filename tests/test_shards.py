@@ -431,3 +431,125 @@ def test_the_gateway_s_metrics_show_calls_leaders_failovers_and_shards_lost(
     # none run here (tests/test_shard_auctions.py counts them)
     assert [v for lab, v in m["spotex_gateway_auctions_total"]
             if lab.get("outcome") == "cleared"] == [0]
+
+
+# ---- client order ids and unknown outcomes ------------------------------------------------
+
+def test_an_order_is_found_by_its_client_order_id_on_any_shard(tmp_path: Path) -> None:
+    """Shards number their orders apart, so a lookup by client order id asks every one:
+    the shard that has it answers; UNKNOWN_ORDER only when none has it and all could
+    say. The SDK's resolution of an unknown outcome works through the gateway."""
+    from test_unknown_outcome import UNKNOWN, Losing
+
+    with contextlib.ExitStack() as stack:
+        one = stack.enter_context(serving(tmp_path / "e1", shard_index=1,
+                                          gateway_token=GATEWAY_TOKEN, limits=LIMITS))
+        lose = contextlib.ExitStack()
+        stack.callback(lose.close)
+        two = lose.enter_context(serving(tmp_path / "e2", shard_index=2,
+                                         gateway_token=GATEWAY_TOKEN, limits=LIMITS))
+        table = Routes([ShardSpec(1, (one.target,)), ShardSpec(2, (two.target,))], ROUTES)
+        gw, _ = stack.enter_context(on_thread(
+            lambda: ShardGateway.start("127.0.0.1:0", table, GATEWAY_TOKEN,
+                                       tmp_path / "gateway", OPERATOR_TOKEN, limits=LIMITS,
+                                       failover_seconds=1.0, access_log=False),
+            lambda g: g.stop(0.5)))
+        v = Venue(f"127.0.0.1:{gw.port}", {1: one.target, 2: two.target})
+        _, seller, buyer = market(v)
+        placed = {s: buyer.place_order(pid(s), "buy", "1.00", 1, client_order_id=f"mine-{s}")
+                  for s in ("H100", "B200")}
+        for s, o in placed.items():
+            assert o.order_id >> 48 == ROUTES[f"{s}/us-east"]
+            assert buyer.get_order(client_order_id=f"mine-{s}") == o
+        for who, cid in ((buyer, "nowhere"), (seller, "mine-H100")):  # ids are each account's
+            with pytest.raises(RpcError) as err:
+                who.get_order(client_order_id=cid)
+            assert (err.value.code, err.value.reason) == (grpc.StatusCode.NOT_FOUND,
+                                                          "UNKNOWN_ORDER")
+        # an answer lost after the venue applied the order: found on its shard
+        c = Client(v.target, TOKENS["buyer"], timeout=1)
+        c._stubs["market"] = Losing(c._stubs["market"], "PlaceOrder", UNKNOWN, send=True)
+        found = c.place_order(pid("B200", 1), "buy", "1.00", 1)
+        assert found.order_id >> 48 == 2 and found.state == "open"
+        c._stubs["market"] = Losing(c._stubs["market"], "PlaceOrder", UNKNOWN, send=False)
+        with pytest.raises(RpcError) as err:
+            c.place_order(pid("H100", 1), "buy", "1.00", 1)
+        assert err.value.reason == "NOT_APPLIED"
+        # shard 2's engine lost: shard 1's orders are still found, and a miss is not
+        # UNKNOWN_ORDER (shard 2 could not say)
+        lose.close()
+        assert buyer.get_order(client_order_id="mine-H100") == placed["H100"]
+        with pytest.raises(RpcError) as err:
+            buyer.get_order(client_order_id="nowhere")
+        assert err.value.reason == "SHARD_UNAVAILABLE"
+
+
+class FakeEngine:
+    """An engine on loopback that answers each Market method as ``answers`` says, in
+    turn (the last one again after): response bytes, or (code, reason) to refuse. It
+    counts the calls, and its health says it serves."""
+
+    def __init__(self, answers: dict[str, list[bytes | tuple[grpc.StatusCode, str]]]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+        self.calls: dict[str, int] = dict.fromkeys(answers, 0)
+
+        def handler(method: str) -> grpc.RpcMethodHandler:
+            def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
+                self.calls[method] += 1
+                todo = answers[method]
+                got = todo.pop(0) if len(todo) > 1 else todo[0]
+                if isinstance(got, tuple):
+                    context.set_trailing_metadata((("spotex-reason", got[1]),))
+                    context.abort(got[0], f"refused {got[1]}")
+                return got
+            return grpc.unary_unary_rpc_method_handler(answer)
+        self.server = grpc.server(ThreadPoolExecutor(4))
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "spotex.v1.Market", {m: handler(m) for m in answers}),))
+        serving_ = health.HealthServicer()
+        serving_.set("spotex.v1.Market", health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(serving_, self.server)
+        self.target = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+
+def test_the_gateway_never_resends_a_command_whose_outcome_is_unknown(tmp_path: Path) -> None:
+    """OUTCOME_UNKNOWN (status UNKNOWN) goes to the caller as the engine gave it, the
+    command sent once; JOURNAL_UNAVAILABLE (surely not applied) is sent again."""
+    from spotex._proto.spotex.v1 import spotex_pb2 as pb
+    from spotex.client.calls import _Calls, _order_request
+
+    order = pb.PlaceOrderResponse(order=pb.Order(
+        order_id=(1 << 48) + 1, client_order_id="once", product_id=pid("H100"),
+        side=pb.SIDE_BUY, order_type=pb.ORDER_TYPE_LIMIT, price_micros=1_000_000, quantity=1,
+        remaining_quantity=1, state=pb.ORDER_STATE_OPEN, time_in_force=pb.TIME_IN_FORCE_GTC)
+    ).SerializeToString()
+    unknown = (grpc.StatusCode.UNKNOWN, "OUTCOME_UNKNOWN")
+    refused = (grpc.StatusCode.UNAVAILABLE, "JOURNAL_UNAVAILABLE")
+    engine = FakeEngine({"PlaceOrder": [unknown, refused, order]})
+    try:
+        table = Routes([ShardSpec(1, (engine.target,))], {"H100/us-east": 1})
+        with on_thread(lambda: ShardGateway.start("127.0.0.1:0", table, GATEWAY_TOKEN, None,
+                                                  OPERATOR_TOKEN, limits=LIMITS,
+                                                  failover_seconds=5.0, access_log=False),
+                       lambda g: g.stop(0.5)) as (gw, _):
+            target = f"127.0.0.1:{gw.port}"
+            token = Client(target, OPERATOR_TOKEN).create_account("b", ["buyer"]).token
+            b = Client(target, token)
+            body = _order_request(pid("H100"), "buy", "1.00", 1, client_order_id="once")
+            with pytest.raises(RpcError) as err:
+                b._call(_Calls.place_order(body))
+            assert (err.value.code, err.value.reason) == (grpc.StatusCode.UNKNOWN,
+                                                          "OUTCOME_UNKNOWN")
+            assert engine.calls["PlaceOrder"] == 1
+            # refused before it was applied: the gateway sends it again, and answers
+            assert b._call(_Calls.place_order(body)).order_id == (1 << 48) + 1
+            assert engine.calls["PlaceOrder"] == 3
+    finally:
+        engine.stop()

@@ -129,13 +129,20 @@ class _Spotex(click.Group):
             raise (_JsonUsageError if err.exit_code == 2 else _JsonError)(cause) from None
 
 
+def _checking(what: str) -> None:
+    """The SDK looks up a command whose outcome is unknown: a person waiting is told why
+    (on stderr: the output stays the order, or the one-line error)."""
+    click.echo(f"the venue may have applied this; checking ({what})...", err=True)
+
+
 def client(ctx: click.Context) -> Client:
-    """The SDK, for the server and token the command was given."""
+    """The SDK, for the server and token the command was given. A command whose outcome
+    is unknown is looked up before it answers, saying so on stderr."""
     token = ctx.obj["token"]
     if not token:
         raise click.UsageError("give --token, set SPOTEX_TOKEN, or save a profile with "
                                "`spotex --server HOST:PORT --token T login`")
-    return Client(ctx.obj["server"], token)
+    return Client(ctx.obj["server"], token, on_unknown=_checking)
 
 
 def _version() -> str:

@@ -275,7 +275,8 @@ def submit(ctx: click.Context, file: Any, per_message: int) -> None:
               default="cancel_newest", show_default=True, help="self-trade prevention")
 
 
-@click.option("--client-order-id", default="", help="your id for it (at most 64 chars)")
+@click.option("--client-order-id", default="",
+              help="your id for it (at most 64 chars; default: one the SDK makes)")
 @click.option("--hours", default=1, show_default=True, type=click.IntRange(1, 168),
               help="bids: a block of the same GPUs for this many consecutive hours from "
                    "PRODUCT's, all or none; with --tif gtc or gtd it waits whole until "
@@ -324,7 +325,11 @@ def order(ctx: click.Context, side: str, product_id: str, quantity: int, price: 
           gang: int, post_only: bool, stp: str, client_order_id: str, hours: int,
           window: int, min_quantity: int, display_quantity: int, locality: str | None,
           prefer: bool, colocate_with: int, auction: bool) -> None:
-    """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8"""
+    """Place an order: spotex order buy PRODUCT 8 2.10 --gang 8
+
+    When its answer is lost (the venue may have applied it), the order is looked up by
+    its client order id first: the order, or an error saying it was not applied (safe
+    to send again) or is still unknown (`spotex get --client-order-id ID` later)."""
     if tif == "gtd" and expire_at is None:
         raise click.UsageError("--tif gtd needs --expire-at")
     if expire_at is not None and tif != "gtd":
@@ -418,11 +423,16 @@ def cancel_all(ctx: click.Context, product: str, range_id: int) -> None:
 
 
 @main.command()
-@click.argument("order_id", type=ORDER_ID)
+@click.argument("order_id", type=ORDER_ID, required=False)
+@click.option("--client-order-id", default="",
+              help="the order of this client order id instead (whether an order whose "
+                   "outcome was unknown was applied: NOT_FOUND UNKNOWN_ORDER if not)")
 @click.pass_context
-def get(ctx: click.Context, order_id: int) -> None:
-    """Show one of your orders, with its fills."""
-    o = client(ctx).get_order(order_id)
+def get(ctx: click.Context, order_id: int | None, client_order_id: str) -> None:
+    """Show one of your orders, with its fills: by ORDER_ID, or by --client-order-id."""
+    if (order_id is None) == (not client_order_id):
+        raise click.UsageError("give ORDER_ID or --client-order-id (one of them)")
+    o = client(ctx).get_order(order_id or 0, client_order_id=client_order_id)
 
     def table() -> Table:
         t = orders_table([o])

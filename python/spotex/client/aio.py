@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -18,11 +20,26 @@ from spotex.client.calls import (
     _Call,
     _Calls,
     _connect,
+    _new_client_order_id,
     _order_request,
     _resell_request,
+    _with_id,
 )
 from spotex.client.convert import _execution, _market_event
 from spotex.client.errors import RpcError, _resubscribable, _rpc_error
+from spotex.client.resolve import (
+    SETTLE,
+    Lookup,
+    NotApplied,
+    Recovery,
+    Resolving,
+    Steps,
+    of_amend,
+    of_asks,
+    of_basket,
+    of_cancel,
+    of_order,
+)
 from spotex.client.types import (
     Account,
     AccountInfo,
@@ -40,14 +57,18 @@ from spotex.client.types import (
 
 
 class AsyncClient:
-    """asyncio client with the same calls as ``Client``, each awaited."""
+    """asyncio client with the same calls as ``Client``, each awaited, and the same
+    resolution of unknown outcomes (``resolve_timeout``, ``on_unknown``)."""
 
     def __init__(self, target: str, token: str, *, timeout: float = 10.0,
                  tls_ca: bytes | None = None, tls_cert: bytes | None = None,
-                 tls_key: bytes | None = None) -> None:
+                 tls_key: bytes | None = None, resolve_timeout: float = 30.0,
+                 on_unknown: Callable[[str], None] | None = None) -> None:
         self._channel, self._md, self._stubs = _connect(grpc.aio, target, token, tls_ca,
                                                         tls_cert, tls_key)
         self._timeout = timeout
+        self.resolve_timeout = resolve_timeout
+        self.on_unknown = on_unknown
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -58,13 +79,50 @@ class AsyncClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, c: _Call[T]) -> T:
+    async def _call(self, c: _Call[T], timeout: float | None = None) -> T:
         try:
             reply = await getattr(self._stubs[c.service], c.method)(
-                c.request, metadata=self._md, timeout=max(self._timeout, c.timeout))
+                c.request, metadata=self._md,
+                timeout=max(self._timeout, c.timeout) if timeout is None else timeout)
         except grpc.RpcError as err:
             raise _rpc_error(err) from None
         return c.convert(reply)
+
+    async def _steps(self, steps: Steps[T], timeout: float) -> T:
+        """As ``Client._steps``."""
+        try:
+            c = next(steps)
+            while True:
+                try:
+                    answer = await self._call(c, timeout)
+                except RpcError as err:
+                    c = steps.throw(err)
+                else:
+                    c = steps.send(answer)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def _command(self, c: _Call[T], how: Recovery[T]) -> T:
+        """As ``Client._command``."""
+        deadline = time.monotonic() + max(self._timeout, c.timeout)
+        try:
+            return await self._call(c)
+        except RpcError as err:
+            if not err.outcome_unknown:
+                raise
+            r = Resolving(err, how, self.resolve_timeout, deadline + SETTLE)
+        look: Lookup[T] | None = how.look
+        if look is None or r.bound <= 0:
+            raise r.unresolved()
+        if self.on_unknown is not None:
+            self.on_unknown(how.what)
+        while True:
+            try:
+                return await self._steps(look(), r.timeout(self._timeout))
+            except (RpcError, NotApplied) as answer:
+                wait = r.after(answer)
+            await asyncio.sleep(wait)
 
     async def _all(self, page: Callable[[str], _Call[tuple[list[T], str]]]) -> list[T]:
         """Every item of a list call, page by page."""
@@ -105,23 +163,31 @@ class AsyncClient:
         return await self._call(_Calls.cancel_all(product_id, range_id))
 
     async def place_basket(self, legs: Iterable[dict[str, Any]]) -> list[Order]:
-        return await self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
+        orders = [_with_id(o) for o in legs]
+        return await self._command(
+            _Calls.place_basket([_order_request(**o) for o in orders]),
+            of_basket([o["client_order_id"] for o in orders]))
 
     async def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
                            client_order_id: str = "") -> Order:
         alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
-        return await self._call(_Calls.place_one_of(alts, client_order_id))
+        cid = client_order_id or _new_client_order_id()
+        return await self._command(_Calls.place_one_of(alts, cid), of_order(cid))
 
     async def place_ask_range(self, product_id: str, price: Decimal | str | int,
                               quantity: int, *, hours: int, cluster_id: str,
                               **terms: Any) -> list[Order | RpcError]:
+        terms = _with_id(terms)
         ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
                              **terms)
-        return await self._call(_Calls.place_ask_range(ask, hours))
+        return await self._command(_Calls.place_ask_range(ask, hours),
+                                   of_asks(terms["client_order_id"]))
 
     async def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
                      ) -> list[Order | RpcError]:
-        return await self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
+        terms = _with_id(terms)
+        return await self._command(_Calls.resell(_resell_request(order_id, price, **terms)),
+                                   of_asks(terms["client_order_id"]))
 
     async def list_accounts(self) -> list[AccountInfo]:
         return await self._all(_Calls.list_accounts)
@@ -168,18 +234,21 @@ class AsyncClient:
 
     async def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
                           quantity: int, **terms: Any) -> Order:
-        return await self._call(_Calls.place_order(
-            _order_request(product_id, side, price, quantity, **terms)))
+        terms = _with_id(terms)
+        return await self._command(_Calls.place_order(
+            _order_request(product_id, side, price, quantity, **terms)),
+            of_order(terms["client_order_id"]))
 
     async def cancel_order(self, order_id: int) -> Order:
-        return await self._call(_Calls.cancel_order(order_id))
+        return await self._command(_Calls.cancel_order(order_id), of_cancel(order_id))
 
     async def amend_order(self, order_id: int, *, price: Decimal | str | int | None = None,
                           quantity: int | None = None) -> Order:
-        return await self._call(_Calls.amend_order(order_id, price, quantity))
+        return await self._command(_Calls.amend_order(order_id, price, quantity),
+                                   of_amend(order_id))
 
-    async def get_order(self, order_id: int) -> Order:
-        return await self._call(_Calls.get_order(order_id))
+    async def get_order(self, order_id: int = 0, *, client_order_id: str = "") -> Order:
+        return await self._call(_Calls.find_order(order_id, client_order_id))
 
     async def list_orders(self, product_id: str = "", *, open_only: bool = False
                           ) -> list[Order]:

@@ -5,6 +5,7 @@ of a market-data stream, TLS credentials. The two clients only differ in how the
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -55,6 +56,19 @@ class _Call(Generic[T]):
     convert: Callable[[Any], T]
     # the least deadline this call needs, seconds (an auction solves for a while)
     timeout: float = 0.0
+
+
+def _new_client_order_id() -> str:
+    """An id for an order the caller gave none: ``sdk-`` and 64 random bits, unique per
+    order, and short enough (20 chars) that a range's ``#index`` stays within the venue's
+    64."""
+    return "sdk-" + secrets.token_hex(8)
+
+
+def _with_id(terms: dict[str, Any]) -> dict[str, Any]:
+    """``terms`` with a client order id: the caller's, or a new one. Every order the SDK
+    places carries one, so that an unknown outcome can be looked up."""
+    return {**terms, "client_order_id": terms.get("client_order_id") or _new_client_order_id()}
 
 
 def _node(n: NodeArg) -> Any:
@@ -146,6 +160,22 @@ class _Calls:
     def get_order(order_id: int) -> _Call[Order]:
         return _Call("market", "GetOrder", pb.GetOrderRequest(order_id=order_id),
                      lambda r: _order(r.order))
+
+    @staticmethod
+    def get_order_by_client_id(client_order_id: str) -> _Call[Order]:
+        """The caller's order of this client order id: UNKNOWN_ORDER when there is none,
+        JOURNAL_UNAVAILABLE while the venue cannot say yet."""
+        return _Call("market", "GetOrder", pb.GetOrderRequest(client_order_id=client_order_id),
+                     lambda r: _order(r.order))
+
+    @staticmethod
+    def find_order(order_id: int, client_order_id: str) -> _Call[Order]:
+        """``get_order``'s call: by id, or (``order_id`` 0) by client order id."""
+        if order_id:
+            return _Calls.get_order(order_id)
+        if client_order_id:
+            return _Calls.get_order_by_client_id(client_order_id)
+        raise ValueError("give an order_id or a client_order_id")
 
     @staticmethod
     def list_orders(product_id: str, open_only: bool,

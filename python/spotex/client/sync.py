@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -17,12 +18,27 @@ from spotex.client.calls import (
     _Call,
     _Calls,
     _connect,
+    _new_client_order_id,
     _order_request,
     _resell_request,
     _updates,
+    _with_id,
 )
 from spotex.client.convert import _execution, _market_event, _order
 from spotex.client.errors import RpcError, _code, _resubscribable, _rpc_error
+from spotex.client.resolve import (
+    SETTLE,
+    Lookup,
+    NotApplied,
+    Recovery,
+    Resolving,
+    Steps,
+    of_amend,
+    of_asks,
+    of_basket,
+    of_cancel,
+    of_order,
+)
 from spotex.client.types import (
     Account,
     AccountInfo,
@@ -42,14 +58,29 @@ from spotex.client.types import (
 class Client:
     """Blocking client. ``Client("127.0.0.1:50551", token)``; use as a context manager.
     For a TLS server pass ``tls_ca`` (PEM bytes of the CA that signed it), and
-    ``tls_cert``/``tls_key`` when the server asks for client certificates."""
+    ``tls_cert``/``tls_key`` when the server asks for client certificates.
+
+    A command whose outcome is unknown (``RpcError.outcome_unknown``: the venue sent it to
+    its journal and got no confirmation, or the connection failed once it was sent) is
+    looked up before the call answers: orders, one-of groups and baskets by their client
+    order ids (the SDK gives every order one), a cancel by its order. For up to
+    ``resolve_timeout`` seconds (0: never) the SDK asks again, waiting 0.1 s doubling to
+    2 s, while the venue cannot say yet; then the call answers as if acknowledged (the
+    order as it is now), raises ``NOT_APPLIED`` (safe to send again; only once the
+    command's own deadline, ``timeout``, has passed: until then it may still be on its
+    way to the engine), or raises the unknown outcome, its message naming the client
+    order id. ``on_unknown(what)`` is called as a lookup starts (``what``: "client order
+    id X", or "order N")."""
 
     def __init__(self, target: str, token: str, *, timeout: float = 10.0,
                  tls_ca: bytes | None = None, tls_cert: bytes | None = None,
-                 tls_key: bytes | None = None) -> None:
+                 tls_key: bytes | None = None, resolve_timeout: float = 30.0,
+                 on_unknown: Callable[[str], None] | None = None) -> None:
         self._channel, self._md, self._stubs = _connect(grpc, target, token, tls_ca,
                                                         tls_cert, tls_key)
         self._timeout = timeout
+        self.resolve_timeout = resolve_timeout
+        self.on_unknown = on_unknown
 
     def __enter__(self) -> Client:
         return self
@@ -60,13 +91,50 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, c: _Call[T]) -> T:
+    def _call(self, c: _Call[T], timeout: float | None = None) -> T:
         try:
             reply = getattr(self._stubs[c.service], c.method)(
-                c.request, metadata=self._md, timeout=max(self._timeout, c.timeout))
+                c.request, metadata=self._md,
+                timeout=max(self._timeout, c.timeout) if timeout is None else timeout)
         except grpc.RpcError as err:
             raise _rpc_error(err) from None
         return c.convert(reply)
+
+    def _steps(self, steps: Steps[T], timeout: float) -> T:
+        """A lookup's calls, each answer (or refusal) handed back to its steps."""
+        try:
+            c = next(steps)
+            while True:
+                try:
+                    answer = self._call(c, timeout)
+                except RpcError as err:
+                    c = steps.throw(err)
+                else:
+                    c = steps.send(answer)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    def _command(self, c: _Call[T], how: Recovery[T]) -> T:
+        """A command; when its outcome is unknown, looked up as ``how`` says."""
+        deadline = time.monotonic() + max(self._timeout, c.timeout)
+        try:
+            return self._call(c)
+        except RpcError as err:
+            if not err.outcome_unknown:
+                raise
+            r = Resolving(err, how, self.resolve_timeout, deadline + SETTLE)
+        look: Lookup[T] | None = how.look
+        if look is None or r.bound <= 0:
+            raise r.unresolved()
+        if self.on_unknown is not None:
+            self.on_unknown(how.what)
+        while True:
+            try:
+                return self._steps(look(), r.timeout(self._timeout))
+            except (RpcError, NotApplied) as answer:
+                wait = r.after(answer)
+            time.sleep(wait)
 
     def _all(self, page: Callable[[str], _Call[tuple[list[T], str]]]) -> list[T]:
         """Every item of a list call, page by page."""
@@ -95,7 +163,8 @@ class Client:
 
     def place_order(self, product_id: str, side: Side, price: Decimal | str | int,
                     quantity: int, **terms: Any) -> Order:
-        """Terms: client_order_id, order_type, tif, expire_at, post_only, stp,
+        """Terms: client_order_id (yours, at most 64 chars; without one the SDK gives it
+        ``sdk-`` and 16 hex digits, shown in the order), order_type, tif, expire_at, post_only, stp,
         cluster_id (asks), gang (bids), hours (bids: 2 to 168 makes a block: the same
         GPUs for that many consecutive hours from the product's, all or none: at once
         with IOC or FOK, or waiting whole with GTC or GTD until asks let it fill; the
@@ -113,18 +182,29 @@ class Client:
         of an allocation this account holds; product_id and cluster_id may be "", and
         quantity 0 offers all of resell_gpus), resell_gpus (which of its GPUs, as
         (node id, GPU indices); empty: all not on offer already)."""
-        return self._call(_Calls.place_order(
-            _order_request(product_id, side, price, quantity, **terms)))
+        terms = _with_id(terms)
+        return self._command(_Calls.place_order(
+            _order_request(product_id, side, price, quantity, **terms)),
+            of_order(terms["client_order_id"]))
 
     def cancel_order(self, order_id: int) -> Order:
-        return self._call(_Calls.cancel_order(order_id))
+        """The order, cancelled. An unknown outcome is looked up by the order: still open,
+        ``NOT_APPLIED``; ended (cancelled, or filled first), the order as it is."""
+        return self._command(_Calls.cancel_order(order_id), of_cancel(order_id))
 
     def amend_order(self, order_id: int, *, price: Decimal | str | int | None = None,
                     quantity: int | None = None) -> Order:
-        return self._call(_Calls.amend_order(order_id, price, quantity))
+        """An unknown outcome is not looked up (the order does not say whether this
+        amend changed it): the error says so."""
+        return self._command(_Calls.amend_order(order_id, price, quantity),
+                             of_amend(order_id))
 
-    def get_order(self, order_id: int) -> Order:
-        return self._call(_Calls.get_order(order_id))
+    def get_order(self, order_id: int = 0, *, client_order_id: str = "") -> Order:
+        """One of the account's orders, by id or (without one) by its client order id:
+        how a caller learns whether a command whose outcome was unknown was applied
+        (``UNKNOWN_ORDER``: it was not; ``JOURNAL_UNAVAILABLE``: the venue cannot say
+        yet)."""
+        return self._call(_Calls.find_order(order_id, client_order_id))
 
     def list_orders(self, product_id: str = "", *, open_only: bool = False) -> list[Order]:
         """The account's orders, oldest first (every page)."""
@@ -156,7 +236,9 @@ class Client:
         """A linked basket: up to 100 one-hour orders (each a dict of place_order's
         arguments) across products, all filled completely or none, at once. Returns the
         legs' orders: all filled, or all cancelled (fill_or_kill)."""
-        return self._call(_Calls.place_basket([_order_request(**o) for o in legs]))
+        orders = [_with_id(o) for o in legs]
+        return self._command(_Calls.place_basket([_order_request(**o) for o in orders]),
+                             of_basket([o["client_order_id"] for o in orders]))
 
     def place_one_of(self, alternatives: Iterable[dict[str, Any]], *,
                      client_order_id: str = "") -> Order:
@@ -167,16 +249,19 @@ class Client:
         can fill as asks arrive does, cancelling the others in the same step. Returns
         the order the group became (the first alternative while it waits)."""
         alts = [_order_request(**{"side": "buy", **a}) for a in alternatives]
-        return self._call(_Calls.place_one_of(alts, client_order_id))
+        cid = client_order_id or _new_client_order_id()
+        return self._command(_Calls.place_one_of(alts, cid), of_order(cid))
 
     def place_ask_range(self, product_id: str, price: Decimal | str | int, quantity: int,
                         *, hours: int, cluster_id: str, **terms: Any) -> list[Order | RpcError]:
         """A seller's range: one ask per hour for ``hours`` hours from ``product_id``'s,
         each placed or refused on its own (the results in hour order); the placed ones
         share a ``range_id`` that ``cancel_all(range_id=...)`` withdraws at once."""
+        terms = _with_id(terms)
         ask = _order_request(product_id, "sell", price, quantity, cluster_id=cluster_id,
                              **terms)
-        return self._call(_Calls.place_ask_range(ask, hours))
+        return self._command(_Calls.place_ask_range(ask, hours),
+                             of_asks(terms["client_order_id"]))
 
     def resell(self, order_id: int, price: Decimal | str | int, **terms: Any
                ) -> list[Order | RpcError]:
@@ -187,7 +272,9 @@ class Client:
         (node id, GPU indices); empty: all still held), tif, expire_at, client_order_id.
         Each fill splits the allocation: the buyer's names it as parent, this account
         keeps the rest and pays the venue's resale fee."""
-        return self._call(_Calls.resell(_resell_request(order_id, price, **terms)))
+        terms = _with_id(terms)
+        return self._command(_Calls.resell(_resell_request(order_id, price, **terms)),
+                             of_asks(terms["client_order_id"]))
 
     def list_accounts(self) -> list[AccountInfo]:
         return self._all(_Calls.list_accounts)
@@ -294,7 +381,7 @@ class Client:
         def requests() -> Iterator[Any]:
             batch: list[Any] = []
             for o in orders:
-                batch.append(_order_request(**o))
+                batch.append(_order_request(**_with_id(o)))
                 if len(batch) == per_message:
                     yield pb.SubmitOrdersRequest(orders=batch)
                     batch = []

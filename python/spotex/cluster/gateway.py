@@ -23,7 +23,8 @@ A shard's engines are tried in turn: the gateway calls the one whose health says
 serves the Market (the leader); when a call finds a standby or no engine it looks for the
 leader again until ``failover_seconds`` pass. A command is never sent twice unless it
 surely was not applied (refused by a standby, or no connection); a connection lost during
-a command is reported as ``SHARD_UNAVAILABLE``, saying it may have been applied.
+a command is reported as ``OUTCOME_UNKNOWN``, as is an engine's own (never sent again).
+A lookup by client order id asks every shard, so that the caller can resolve it.
 """
 
 from __future__ import annotations
@@ -178,8 +179,46 @@ class ShardMarket:
                                        BUYER, SELLER)
 
     async def get_order(self, body: bytes, context: Any) -> bytes:
-        return await self._by_order_id(context, "GetOrder", pb.GetOrderRequest, body,
-                                       command=False)
+        a = await self.f.auth(context)
+        r = await _parse(context, pb.GetOrderRequest, body)
+        if r.order_id or not r.client_order_id:
+            return await self._routed(context, "GetOrder", body,
+                                      self.f.routes.of_id(r.order_id), a, command=False)
+        return await self._by_client_order_id(context, body, a)
+
+    async def _by_client_order_id(self, context: Any, body: bytes, a: Account) -> bytes:
+        """An order by its client order id: an account's orders may be on any shard (each
+        numbers its own), so every shard is asked and the first that has it answers.
+        UNKNOWN_ORDER only when every shard says so; else the refusal of a shard that
+        could not say (JOURNAL_UNAVAILABLE, SHARD_UNAVAILABLE), so that a caller
+        resolving an unknown outcome asks again rather than take it as not applied."""
+        async def ask(index: int) -> bytes | grpc.aio.AioRpcError | ShardError:
+            try:
+                return await self.f.engines[index].unary(
+                    MARKET, "GetOrder", body, a, context.time_remaining(), command=False)
+            except (grpc.aio.AioRpcError, ShardError) as err:
+                return err
+        asking = {asyncio.ensure_future(ask(i)): i for i in self.f.routes.indices}
+        refused: dict[int, grpc.aio.AioRpcError | ShardError] = {}
+        try:
+            waiting = set(asking)
+            while waiting:
+                done, waiting = await asyncio.wait(waiting,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    got = t.result()
+                    if isinstance(got, bytes):
+                        return got
+                    refused[asking[t]] = got
+        finally:
+            for t in asking:
+                t.cancel()
+        unsure = [e for _, e in sorted(refused.items())
+                  if isinstance(e, ShardError) or _reason(e) != "UNKNOWN_ORDER"]
+        err = unsure[0] if unsure else refused[min(refused)]
+        if isinstance(err, ShardError):
+            await _fail(context, err.reason, str(err))
+        await pass_on(context, err)
 
     async def cancel_all(self, body: bytes, context: Any) -> bytes:
         a = await self.f.auth(context, BUYER, SELLER)

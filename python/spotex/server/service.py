@@ -308,11 +308,18 @@ class MarketService:
     async def GetOrder(self, request: Any, context: Any) -> Any:
         a = await self.s.auth(context)
         host, body = self.s.host, request.SerializeToString()
-        if request.client_order_id and not request.order_id and \
-                (why := host.unavailable) is not None:
+        by_client_id = bool(request.client_order_id and not request.order_id)
+        if by_client_id and (why := host.unavailable) is not None:
             # memory may still hold what the journal did not confirm: no answer yet
             await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
-        order = await self.s.command(context, lambda: host.get_order(a.account_id, body))
+
+        def look() -> bytes:
+            # again on the writer: a round may have failed since the check above (the
+            # lookup queued behind it), its command still in memory until the rebuild
+            if by_client_id and (why := host.unavailable) is not None:
+                raise HostError("JOURNAL_UNAVAILABLE", unavailable_message(why))
+            return host.get_order(a.account_id, body)
+        order = await self.s.command(context, look)
         return pb.GetOrderResponse(order=pb.Order.FromString(order))
 
     async def ListOrders(self, request: Any, context: Any) -> Any:
