@@ -117,6 +117,26 @@ def read_snapshot(path: Path) -> tuple[int, bytes, bytes]:
     return seq, engine, body[32 + n:32 + n + m]
 
 
+# what the probe writes before the server calls its journal writable again: more than
+# most rounds, so that a disk with room for an empty file and no more is not taken for
+# one that works
+PROBE_BYTES = 64 * 1024
+
+
+def _probe(directory: Path) -> None:
+    """Writes, fsyncs and removes ``PROBE_BYTES`` in ``directory``: raises OSError while
+    the disk (or the process's file-size limit) still refuses writes. An fsync of a
+    freshly opened journal succeeds on a full disk, so it is no probe alone."""
+    probe = directory / ".write-probe"
+    try:
+        with open(probe, "wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def unavailable_message(why: str) -> str:
     """The refusal of a command while the journal cannot be written, and why."""
     return f"the journal cannot be written ({why}); nothing is accepted until it can"
@@ -410,7 +430,8 @@ class EngineHost:
             if durable is not None:
                 truncate_journal(*durable)
             self.journal = JournalWriter(self.data_dir / JOURNAL, self._segment_bytes)
-            self.journal.sync()  # the probe: raises while the disk still fails
+            self.journal.sync()
+            _probe(self.data_dir)  # raises while the disk still fails
         except Exception as err:  # noqa: BLE001 - still failing: stay unavailable
             self.unavailable = f"{type(err).__name__}: {err}"[:200]
             return False
