@@ -32,6 +32,9 @@ RECONNECT_MS = (("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2000))
 
 
+RECENT = 0.5  # seconds a round of health checks that reached no engine is believed
+
+
 class ShardError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -74,6 +77,7 @@ class Engines:
         self._search_until = 0.0  # it goes on until then unless it finds the leader
         self._round = asyncio.Event()  # set (and replaced) as each round of checks ends
         self.reachable = True  # the last round reached an engine (a leader or a standby)
+        self._checked_at = -1.0  # when the last round ended
         self.leader_changes = 0  # for metrics: another engine found leading
         self.refused = 0  # for metrics: calls refused SHARD_UNAVAILABLE
 
@@ -111,6 +115,7 @@ class Engines:
                 found = await asyncio.gather(*(self._health(i, min(1.0, max(0.05, left)))
                                                for i in order))
                 self.reachable = any(h is not None for h in found)
+                self._checked_at = time.monotonic()
                 serving = [i for i, h in zip(order, found, strict=True)
                            if h == health_pb2.HealthCheckResponse.SERVING]
                 if serving:
@@ -137,7 +142,11 @@ class Engines:
         """Waits for the search to find the engine that serves the Market (health
         SERVING), until ``deadline``; a caller that saw generation ``seen`` and finds it
         changed uses the leader another call found. ``dead_fast``: gives up as soon as a
-        round reaches none of the shard's engines."""
+        round reaches none of the shard's engines (one that ended in the last
+        ``RECENT`` seconds will do: the caller's own call has just failed too)."""
+        if (dead_fast and not self.reachable and self._generation == seen
+                and time.monotonic() - self._checked_at < RECENT):
+            return False
         while self._generation == seen:
             left = deadline - time.monotonic()
             if left <= 0:
