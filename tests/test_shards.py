@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -553,3 +554,128 @@ def test_the_gateway_never_resends_a_command_whose_outcome_is_unknown(tmp_path: 
             assert engine.calls["PlaceOrder"] == 3
     finally:
         engine.stop()
+
+
+def _refused_soon(call: Callable[[], object], within: float = 5.0) -> RpcError:
+    """The refusal of ``call`` (SHARD_UNAVAILABLE), answered within ``within`` seconds:
+    well before the SDK's deadline (10 s) and the gateway's failover time (15 s)."""
+    start = time.monotonic()
+    with pytest.raises(RpcError) as err:
+        call()
+    took = time.monotonic() - start
+    assert err.value.reason == "SHARD_UNAVAILABLE", err.value
+    assert took < within, (took, err.value)
+    return err.value
+
+
+def test_a_shard_with_no_engine_running_is_named_at_once_by_the_venue_s_views(
+        tmp_path: Path) -> None:
+    """Every engine of shard 2 gone (its leader stopped, its standby's address served
+    by no one): the views of the whole venue are refused at once naming shard 2, not at
+    the caller's deadline; a mass cancel and the kill switch cancel on shard 1 and say
+    shard 2's orders are not cancelled; shard 1 trades on, and its views by product
+    answer."""
+    from spotex.cluster.nats import free_port
+    gone = f"127.0.0.1:{free_port()}"  # shard 2's standby: no one serves there
+    with contextlib.ExitStack() as stack:
+        one = stack.enter_context(serving(tmp_path / "e1", shard_index=1,
+                                          gateway_token=GATEWAY_TOKEN, limits=LIMITS))
+        lose = contextlib.ExitStack()
+        stack.callback(lose.close)
+        two = lose.enter_context(serving(tmp_path / "e2", shard_index=2,
+                                         gateway_token=GATEWAY_TOKEN, limits=LIMITS))
+        table = Routes([ShardSpec(1, (one.target,)), ShardSpec(2, (two.target, gone))],
+                       ROUTES)
+        gw, _ = stack.enter_context(on_thread(  # the default failover time: 15 s
+            lambda: ShardGateway.start("127.0.0.1:0", table, GATEWAY_TOKEN,
+                                       tmp_path / "gateway", OPERATOR_TOKEN, limits=LIMITS,
+                                       access_log=False),
+            lambda g: g.stop(0.5)))
+        v = Venue(f"127.0.0.1:{gw.port}", {1: one.target, 2: two.target})
+        op, seller, buyer = market(v)
+        seller.place_order(pid("H100", 2), "sell", "2.00", 8, cluster_id="H100-c")
+        buyer.place_order(pid("H100", 2), "buy", "2.00", 8, gang=8)  # an allocation
+        mine = [buyer.place_order(pid(s, 1), "buy", "1", 1) for s in ("H100", "B200")]
+        lose.close()  # shard 2 has no engine left
+
+        for call in (buyer.list_orders, buyer.list_allocations, op.state_hash):
+            err = _refused_soon(call)
+            assert f"shard 2 has no engine running: none of {two.target}, {gone} answers" \
+                in err.message, err.message
+        assert "ask with a product_id" in _refused_soon(buyer.list_orders).message
+        err = _refused_soon(buyer.cancel_all)
+        assert "1 open order cancelled, on shard 1 only; call CancelAll again" in err.message
+        assert buyer.get_order(mine[0].order_id).state == "cancelled"
+        # shard 1 serves on: its views by product, new orders
+        assert [o.order_id for o in buyer.list_orders(pid("H100", 1))] == [mine[0].order_id]
+        assert [a.product_id for a in buyer.list_allocations(pid("H100", 2))] == [
+            pid("H100", 2)]
+        again = buyer.place_order(pid("H100", 1), "buy", "1", 1)
+        # the kill switch: disabled at the gateway, cancelled where a shard serves
+        buyer_id = next(a.account_id for a in op.list_accounts() if a.name == "buyer")
+        err = _refused_soon(lambda: op.disable_account(buyer_id))
+        assert (f"account {buyer_id} is disabled" in err.message
+                and "1 open order cancelled, on shard 1 only" in err.message), err.message
+        with pytest.raises(RpcError) as refused:
+            buyer.place_order(pid("H100"), "buy", "1", 1)
+        assert refused.value.reason == "ACCOUNT_DISABLED"
+        op.enable_account(buyer_id)
+        assert buyer.get_order(again.order_id).state == "cancelled"
+
+
+class _Standby:
+    """An engine that never takes over: its health says NOT_SERVING and it refuses every
+    Market call as a standby does (JOURNAL_UNAVAILABLE)."""
+
+    def __init__(self, server: grpc.aio.Server, port: int) -> None:
+        self.server, self.target = server, f"127.0.0.1:{port}"
+
+    @classmethod
+    async def start(cls) -> _Standby:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+        async def refuse(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "a standby",
+                                (("spotex-reason", "JOURNAL_UNAVAILABLE"),))
+            raise AssertionError("abort raises")
+
+        class Market(grpc.GenericRpcHandler):
+            def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+                return grpc.unary_unary_rpc_method_handler(refuse)
+
+        server = grpc.aio.server()
+        checks = health.aio.HealthServicer()
+        await checks.set("spotex.v1.Market", health_pb2.HealthCheckResponse.NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+        server.add_generic_rpc_handlers([Market()])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return cls(server, port)
+
+
+def test_a_shard_whose_standby_never_takes_over_is_named_before_the_caller_s_deadline(
+        tmp_path: Path) -> None:
+    """A shard whose engine answers but never leads (a standby, the NATS quorum lost):
+    the gateway waits for a failover, but answers SHARD_UNAVAILABLE naming the shard
+    before the caller's deadline passes, not DEADLINE_EXCEEDED."""
+    with contextlib.ExitStack() as stack:
+        one = stack.enter_context(serving(tmp_path / "e1", shard_index=1,
+                                          gateway_token=GATEWAY_TOKEN, limits=LIMITS))
+        standby, _ = stack.enter_context(on_thread(_Standby.start,
+                                                   lambda s: s.server.stop(0)))
+        table = Routes([ShardSpec(1, (one.target,)), ShardSpec(2, (standby.target,))],
+                       ROUTES)
+        gw, _ = stack.enter_context(on_thread(  # failover time 15 s: the deadline is first
+            lambda: ShardGateway.start("127.0.0.1:0", table, GATEWAY_TOKEN,
+                                       tmp_path / "gateway", OPERATOR_TOKEN, limits=LIMITS,
+                                       access_log=False),
+            lambda g: g.stop(0.5)))
+        op = Client(f"127.0.0.1:{gw.port}", OPERATOR_TOKEN, timeout=5)
+        token = op.create_account("b", ["buyer"]).token
+        buyer = Client(f"127.0.0.1:{gw.port}", token, timeout=5)
+        for call in (buyer.list_orders,
+                     lambda: buyer.place_order(pid("B200"), "buy", "1", 1)):
+            with pytest.raises(RpcError) as err:
+                call()
+            assert err.value.reason == "SHARD_UNAVAILABLE", err.value
+            assert "shard 2 has no engine serving after" in err.value.message

@@ -229,12 +229,14 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     """Start N NATS JetStream servers on loopback (fsync on every write), SHARDS shards
     of engines (a leader and STANDBYS standbys each, journaling to the shard's stream,
     replicated min(3, N) times) and a gateway at --listen that routes every call to its
-    shard's leader, until Ctrl-C or SIGTERM, which stops them all."""
+    shard's leader, until Ctrl-C or SIGTERM, which stops them all. A NATS server or an
+    engine that dies is logged and started again as it was (an engine as a standby)."""
     import secrets
 
     from spotex.cluster.gateway import ShardGateway, run_gateway
     from spotex.cluster.nats import NatsCluster, NatsError
     from spotex.cluster.routes import RouteError, Routes, parse_route
+    from spotex.cluster.supervise import Supervisor
     from spotex.cluster.up import EngineError, Shards, auction_options
     from spotex.server.datadir import DataDirInUse
     from spotex.server.logs import configure
@@ -258,14 +260,19 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     engines = Shards(base, nats.urls, secrets.token_urlsafe(24), operator_token, shards,
                      standbys, port, min(3, n),
                      options=auction_options(auction_schedule, auction_hold))
+    supervisor: Supervisor | None = None
     try:
         click.echo(f"NATS JetStream: {','.join(nats.urls)} (logs under {base / 'nats'})")
         engines.start()
         for s in engines.specs():
             click.echo(f"shard {s.index}: stream spotex-s{s.index}, engines "
                        f"{', '.join(s.addresses)} (logs under {base})")
+        # every process started is watched: a dead one is started again
+        supervisor = Supervisor.of(nats, engines).start()
 
         def ready(gw: ShardGateway) -> None:
+            if gw.metrics is not None and supervisor is not None:
+                gw.metrics.registry.register(supervisor)
             click.echo(f"gateway: {listen.rsplit(':', 1)[0]}:{gw.port} "
                        f"(accounts under {base / 'gateway'})")
         asyncio.run(run_gateway(listen, Routes(engines.specs(), table), engines.gateway_token,
@@ -275,6 +282,8 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     except (DataDirInUse, ListenError, EngineError, RouteError) as e:
         raise click.ClickException(str(e)) from None
     finally:
+        if supervisor is not None:  # first: nothing is started again while stopping
+            supervisor.stop()
         engines.stop()
         nats.stop()
 

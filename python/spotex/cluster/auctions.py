@@ -75,7 +75,8 @@ class ShardAuctions:
         async def one(index: int) -> Answer:
             try:
                 return await self.engines[index].unary(service, method, body, account,
-                                                       timeout, command=command)
+                                                       timeout, command=command,
+                                                       dead_fast=True)
             except (grpc.aio.AioRpcError, ShardError) as err:
                 return err
         answers = await asyncio.gather(*(one(i) for i in self.indices))

@@ -14,7 +14,11 @@ the gateway's token):
 - by cluster (WithdrawCapacity): the shard that knows it.
 
 Views without a product, mass cancels and the streams fan out to every shard and
-merge, so a client sees one venue. Request bytes pass through unchanged; the gateway
+merge, so a client sees one venue. A fan-out never waits on a shard none of whose
+engines can be reached: it is refused at once with ``SHARD_UNAVAILABLE`` naming that
+shard (a mass cancel after cancelling on the others, saying so), and one waiting for a
+failover is refused before the caller's deadline; never a part of the venue passed
+off as the whole. Request bytes pass through unchanged; the gateway
 parses only what it routes by. Block auctions are the venue's: one auction on every
 shard under one id (``spotex.cluster.auctions``), run by an operator's ``RunAuction``
 or at the gateway's daily gate (``--auction-schedule``).
@@ -89,12 +93,56 @@ class Front(Edge):
         except ShardError as err:
             await _fail(context, err.reason, str(err))
 
+    async def fan_out(self, context: Any, service: str, method: str, body: bytes,
+                      account: Account, *, command: bool = True
+                      ) -> tuple[dict[int, bytes], dict[int, ShardError]]:
+        """The same call to every shard at once: the answers by shard, and the shards
+        that gave none (``SHARD_UNAVAILABLE``: refused at once when none of the shard's
+        engines can be reached, else after its failover or shortly before the caller's
+        deadline; ``OUTCOME_UNKNOWN``: its engine was lost during the call). An engine's
+        own refusal is passed on to the caller (the first, in shard order)."""
+        timeout = context.time_remaining()
+
+        async def one(index: int) -> bytes | grpc.aio.AioRpcError | ShardError:
+            try:
+                return await self.engines[index].unary(service, method, body, account,
+                                                       timeout, command=command,
+                                                       dead_fast=True)
+            except (grpc.aio.AioRpcError, ShardError) as err:
+                return err
+        got = await asyncio.gather(*(one(i) for i in self.routes.indices))
+        answers: dict[int, bytes] = {}
+        missing: dict[int, ShardError] = {}
+        for index, a in zip(self.routes.indices, got, strict=True):
+            if isinstance(a, grpc.aio.AioRpcError):
+                await pass_on(context, a)
+            elif isinstance(a, ShardError):
+                missing[index] = a
+            else:
+                answers[index] = a
+        return answers, missing
+
     async def each(self, context: Any, service: str, method: str, body: bytes,
-                   account: Account, *, command: bool = True) -> list[bytes]:
-        """The same call to every shard, answers in shard order."""
-        return list(await asyncio.gather(*(
-            self.call(context, i, service, method, body, account, command=command)
-            for i in self.routes.indices)))
+                   account: Account, *, command: bool = True, what: str = "") -> list[bytes]:
+        """The same call to every shard, answers in shard order; refused, naming the
+        shards that gave none, unless every shard answered (``what``: what the
+        refusal says was or was not done)."""
+        answers, missing = await self.fan_out(context, service, method, body, account,
+                                              command=command)
+        if missing:
+            await self.missing(context, missing, what)
+        return list(answers.values())
+
+    async def missing(self, context: Any, missing: dict[int, ShardError], what: str
+                      ) -> NoReturn:
+        """The refusal of a fan-out that lacks ``missing``'s shards: each shard's own
+        error (``OUTCOME_UNKNOWN`` if any is, else ``SHARD_UNAVAILABLE``), then ``what``."""
+        said = "; ".join(str(e) for e in missing.values())
+        unknown = any(e.reason == "OUTCOME_UNKNOWN" for e in missing.values())
+        log.warning("a call to every shard lacks shard %s: %s",
+                    ", ".join(map(str, missing)), said)
+        await _fail(context, "OUTCOME_UNKNOWN" if unknown else "SHARD_UNAVAILABLE",
+                    f"{said}; {what}" if what else said)
 
 
 async def pass_on(context: Any, err: grpc.aio.AioRpcError) -> NoReturn:
@@ -227,7 +275,13 @@ class ShardMarket:
             index = (self.f.routes.of_product(r.product_id) if r.product_id
                      else self.f.routes.of_id(r.range_id))
             return await self._routed(context, "CancelAll", body, index, a)
-        return _cancelled(await self.f.each(context, MARKET, "CancelAll", body, a))
+        answers, missing = await self.f.fan_out(context, MARKET, "CancelAll", body, a)
+        if missing:
+            # what could be cancelled is (a mass cancel is a trader's brake); the refusal
+            # says it was not cancelled everywhere, and the call can be made again
+            await self.f.missing(context, missing, _partly_cancelled(
+                answers, "call CancelAll again once every shard serves"))
+        return _cancelled(list(answers.values()))
 
     async def _one_shard(self, context: Any, orders: Any, what: str) -> int:
         """The one shard of a basket's legs or a group's alternatives."""
@@ -297,8 +351,10 @@ class ShardMarket:
         if r.product_id:
             return await self._routed(context, method, body,
                                       self.f.routes.of_product(r.product_id), a, command=False)
-        parts = [response.FromString(b) for b in
-                 await self.f.each(context, MARKET, method, body, a, command=False)]
+        parts = [response.FromString(b) for b in await self.f.each(
+            context, MARKET, method, body, a, command=False,
+            what=f"the venue's {rows} are not listed without every shard: ask with a "
+            f"product_id for another shard's")]
         page, token = _merge_by(key, [getattr(p, rows) for p in parts], page_size(r.page_size),
                                 any(p.next_page_token for p in parts))
         return bytes(response(**{rows: page}, next_page_token=token).SerializeToString())
@@ -494,6 +550,15 @@ def _executions_of_shard(index: int, batch: bytes) -> bytes:
     return bytes(b.SerializeToString())
 
 
+def _partly_cancelled(answers: dict[int, bytes], then: str) -> str:
+    """What a mass cancel that lacks some shards did on the others (their open orders
+    are cancelled, the missing shards' are not), then ``then``."""
+    n = sum(len(pb.CancelAllResponse.FromString(b).orders) for b in answers.values())
+    where = (f", on shard{'s' if len(answers) > 1 else ''} "
+             f"{', '.join(map(str, answers))} only" if answers else "")
+    return f"{n} open order{'s' if n != 1 else ''} cancelled{where}; {then}"
+
+
 def _cancelled(answers: list[bytes]) -> bytes:
     orders = [o for b in answers for o in pb.CancelAllResponse.FromString(b).orders]
     orders.sort(key=lambda o: o.order_id)
@@ -637,8 +702,12 @@ class ShardOperator(AccountsService):
         a = await self._account_change(
             context, lambda: self.s.accounts.set_enabled(request.account_id, False))
         acting = Account(a.account_id, a.name, [BUYER, SELLER], "")
-        cancelled = pb.CancelAllResponse.FromString(_cancelled(await self.s.each(
-            context, MARKET, "CancelAll", b"", acting)))
+        answers, missing = await self.s.fan_out(context, MARKET, "CancelAll", b"", acting)
+        if missing:
+            await self.s.missing(context, missing, f"account {a.account_id} is disabled "
+                                 "(every call of it refused from now); " + _partly_cancelled(
+                                     answers, "disable it again once every shard serves"))
+        cancelled = pb.CancelAllResponse.FromString(_cancelled(list(answers.values())))
         log.warning("account %d disabled; %d open orders cancelled", a.account_id,
                     len(cancelled.orders), extra={"account": a.account_id})
         from spotex.server.service import _account
@@ -647,7 +716,10 @@ class ShardOperator(AccountsService):
     async def _hashes(self, context: Any, method: str) -> Any:
         a = await self.s.auth(context, OPERATOR)
         answers = [pb.GetStateHashResponse.FromString(b) for b in await self.s.each(
-            context, OPERATOR_SERVICE, method, b"", a, command=method == "TakeSnapshot")]
+            context, OPERATOR_SERVICE, method, b"", a, command=method == "TakeSnapshot",
+            what="the venue's hash needs every shard's" + (
+                " (the other shards took their snapshots)" if method == "TakeSnapshot"
+                else ""))]
         return venue_hash(self.s.routes.indices, answers)
 
     async def GetStateHash(self, request: Any, context: Any) -> Any:
