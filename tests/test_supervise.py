@@ -236,7 +236,7 @@ def test_cluster_up_starts_a_killed_leader_and_nats_server_again_so_a_second_kil
                 return True
             except RpcError as err:
                 assert err.reason in ("SHARD_UNAVAILABLE", "JOURNAL_UNAVAILABLE",
-                                      "OUTCOME_UNKNOWN"), err
+                                      "OUTCOME_UNKNOWN", "NOT_APPLIED"), err
                 return False
         wait.until("an order before the kills", order, within=30)
         print(f"up and trading after {time.monotonic() - began:.1f} s")
