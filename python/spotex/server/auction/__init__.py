@@ -43,14 +43,15 @@ from __future__ import annotations
 
 import time
 
-from .model import MICROS, Ask, Bid, Clearing, Cluster, Fill, View
+from .locality import _Places, check_levels
+from .model import LEVELS, MICROS, Ask, Bid, Clearing, Cluster, Fill, View
 from .placement import _place_all, _plans
 from .pricing import _paradoxically_accepted, _price, _report_rejected
 from .program import GAP, _Program
 from .reference import brute_force, uses
 
-__all__ = ["MICROS", "Ask", "Bid", "Clearing", "Cluster", "Fill", "View", "brute_force",
-           "optimise", "uses"]
+__all__ = ["LEVELS", "MICROS", "Ask", "Bid", "Clearing", "Cluster", "Fill", "View",
+           "brute_force", "optimise", "uses"]
 
 
 def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Clearing:
@@ -61,6 +62,8 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
         if a.hours < 1 or a.hours > 1 and not a.whole:
             raise ValueError(f"ask {a.order_id}: {a.hours} hours; an ask of several hours "
                              "is a seller block (whole=True)")
+    check_levels(view)
+    places = _Places(view)  # the domains bids with a level may fill in
     # with seller blocks every solve is fresh: repairing the last solution where a cut
     # bid freed GPUs could leave a seller block it sold partly unused
     blocks = any(a.whole for a in view.asks)
@@ -69,7 +72,7 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
     banned: dict[tuple[int, int, int], int] = {}
     cut: set[int] = set()  # bids cut as paradoxically accepted
     solves = 0
-    program = _Program(view, banned)
+    program = _Program(view, banned, places)
     fresh = True  # solve the LP (else repair the last solution, against the last bound)
     while True:
         solves += 1
@@ -85,10 +88,10 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
         if not paradox:
             # the GPUs, now that the set is settled (placement may still fail for a block
             # on fragmented nodes: it is kept off that cluster and the auction solved again)
-            fills, unplaced = _place_all(view, plans)
+            fills, unplaced = _place_all(view, plans, places)
             if unplaced:
                 banned.update(unplaced)
-                program = _Program(view, banned)
+                program = _Program(view, banned, places)
                 fresh = True
                 continue
             clearing = _price(view, fills, result["blocks"])

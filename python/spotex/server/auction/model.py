@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MICROS = 1_000_000
+# a bid's placement levels, tightest first (docs/trading.md, "Locality")
+LEVELS = ("node", "nvlink_domain", "rack", "block", "cluster")
 # the first-come preference: a dollar-millionth of a micro-dollar per GPU-hour and place
 _TIE = 1e-12
 
@@ -18,6 +20,8 @@ class Cluster:
     family: str  # SKU/region: the products it sells
     # (node id, GPUs, the bit mask of its GPUs free in each hour of the window)
     nodes: tuple[tuple[str, int, tuple[int, ...]], ...]
+    # per node: its (block, rack, NVLink domain) labels ("": none); () = no labels
+    places: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ class Bid:
     gang: int = 1
     group: int = 0  # a one-of group (0: none): at most one of its bids fills
     whole: bool = False  # a one-hour bid that fills completely or not at all
+    # placement: the level its GPUs must share a domain at ("": none; one of LEVELS) and
+    # the node it must be next to, (cluster index, node index): that cluster only, and
+    # with a level the domain there that holds that node
+    level: str = ""
+    near: tuple[int, int] | None = None
 
     @property
     def block(self) -> bool:

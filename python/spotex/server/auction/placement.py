@@ -7,10 +7,12 @@ what fits) and the model solved again."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Bid, Cluster, Fill, View
+from .locality import _Places
+from .model import LEVELS, Bid, Cluster, Fill, View
 
 
 class _Nodes:
@@ -26,18 +28,45 @@ class _Nodes:
         self.classes: dict[tuple[int, tuple[int, ...]], list[int]] = {}
         for n, (_, g, _) in enumerate(cluster.nodes):
             self.classes.setdefault((g, tuple(self.free[n])), []).append(n)
+        self._spare: dict[int, int] = {}  # node -> GPU-hours free (``spare``, as asked)
 
-    def place(self, start: int, hours: int, quantity: int, gang: int
+    def room(self, nodes: Iterable[int], start: int, hours: int, gang: int) -> int:
+        """How many gangs of ``gang`` GPUs ``nodes`` hold free through ``hours`` from
+        ``start`` (each on one node: best fit places that many, never more)."""
+        span = range(start, start + hours)
+        total = 0
+        for n in nodes:
+            mask = -1
+            for h in span:
+                mask &= self.free[n][h]
+            total += mask.bit_count() // gang
+        return total
+
+    def spare(self, nodes: Iterable[int]) -> int:
+        """GPU-hours free on ``nodes`` over the whole window."""
+        total = 0
+        for n in nodes:
+            if n not in self._spare:
+                self._spare[n] = sum(m.bit_count() for m in self.free[n])
+            total += self._spare[n]
+        return total
+
+    def place(self, start: int, hours: int, quantity: int, gang: int,
+              within: Collection[int] | None = None
               ) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
         """Best fit: each gang on the node with the fewest GPUs free through ``hours``
         from ``start`` that still holds it (ties: the first node), on the lowest GPU
-        indices free in every one of those hours. None, and nothing taken, when not
-        every gang fits."""
+        indices free in every one of those hours; only on the nodes ``within`` when
+        given. None, and nothing taken, when not every gang fits."""
         span = range(start, start + hours)
         # per class: [GPUs free through the span, its nodes, how many of them this
         # block has touched (always its first ones: ties go to the first node)]
         classes: list[tuple[int, int, list[int], list[int]]] = []
         for (gpus, masks), members in self.classes.items():
+            if within is not None:
+                members = [n for n in members if n in within]
+                if not members:
+                    continue
             mask = (1 << gpus) - 1
             for h in span:
                 mask &= masks[h]
@@ -75,60 +104,132 @@ class _Nodes:
             bits = sum(1 << i for i in picks)
             for h in span:
                 self.free[n][h] &= ~bits
+            if n in self._spare:
+                self._spare[n] -= len(picks) * hours
             members = self.classes.setdefault((node[1], tuple(self.free[n])), [])
             bisect.insort(members, n)
         return tuple((self.cluster.nodes[n][0], tuple(sorted(g)))
                      for n, g in sorted(chosen.items()))
 
 
-
 @dataclass(frozen=True)
 class _Plan:
-    """A filled bid before its GPUs are chosen."""
+    """A filled bid before its GPUs are chosen; ``domains``: the domains (at its bid's
+    level) to place it in first, by name (none: any its bid allows)."""
     order_id: int
     cluster: int
     start: int
     hours: int
     quantity: int
+    domains: tuple[str, ...] = ()
 
 
 def _plans(view: View, result: dict[str, Any]) -> list[_Plan]:
-    """The solution's fills, in the order GPUs are chosen: by start hour, as interval
-    colouring goes (then whole-node gangs always fit when every hour has the GPUs),
-    longer, larger, earlier first among equal starts."""
+    """The solution's fills, in the order GPUs are chosen (``_order``), each with the
+    domains its column names (``result["domains"]``: column -> domain names)."""
     values = result["values"]
-    rank = {b.order_id: i for i, b in enumerate(view.bids)}
     by_id = {b.order_id: b for b in view.bids}
-    chosen: list[tuple[Bid, _Plan]] = []
+    hints = result.get("domains", {})
+    chosen: list[_Plan] = []
     for bid_id, cols in result["bid_cols"].items():
         b = by_id[bid_id]
         for col, c, s in cols:
             n = round(values[col])
             if n > 0:
-                chosen.append((b, _Plan(bid_id, c, s, b.hours,
-                                        b.quantity if b.block else n * b.gang)))
-    chosen.sort(key=lambda x: (x[1].start, -x[0].hours, -x[0].quantity, rank[x[0].order_id]))
-    return [p for _, p in chosen]
+                chosen.append(_Plan(bid_id, c, s, b.hours, b.quantity if b.block else n * b.gang,
+                                    hints.get(col, ())))
+    return _order(view, chosen)
 
 
-def _place_all(view: View, plans: list[_Plan]
-               ) -> tuple[list[Fill], dict[tuple[int, int, int], int]]:
-    """Concrete GPUs for every plan, in order; where a plan did not fit, (bid, cluster,
-    start) -> the gangs that did (a block: 0)."""
+def _order(view: View, plans: list[_Plan]) -> list[_Plan]:
+    """Plans in the order GPUs are chosen: by start hour, as interval colouring goes
+    (then whole-node gangs always fit when every hour has the GPUs), longer, larger (the
+    bid's quantity), earlier first among equal starts."""
+    rank = {b.order_id: i for i, b in enumerate(view.bids)}
+    by_id = {b.order_id: b for b in view.bids}
+
+    def key(p: _Plan) -> tuple[int, int, int, int, int]:
+        b = by_id[p.order_id]
+        return p.start, -b.hours, -b.quantity, rank[p.order_id], p.cluster
+    return sorted(plans, key=key)
+
+
+def _tightness(b: Bid) -> int:
+    """How few places a bid's fill may take: near a node with a level, then by level
+    (node first), then the rest."""
+    if not b.level:
+        return len(LEVELS) + 1
+    return 0 if b.near is not None else 1 + LEVELS.index(b.level)
+
+
+def _place_all(view: View, plans: list[_Plan], places: _Places | None = None,
+               fallback: bool = True) -> tuple[list[Fill], dict[tuple[int, int, int], int]]:
+    """Concrete GPUs for every plan (in ``_order``); where a plan did not fit, (bid,
+    cluster, start) -> the gangs that did (a block: 0).
+
+    A plan whose bid has a level goes whole into one domain: of those it may use (its
+    ``domains``, else every one its bid allows) the one with the fewest free gangs
+    through its hours that still holds it (as the engine chooses), then the fewest
+    GPU-hours free over the window (the one other fills can least use), then the lowest
+    name. With such plans, when not all fit, the plans with a level are placed first
+    instead, the tightest first (near a node, then node, NVLink domain, rack, block,
+    cluster); and with ``fallback``, both orders again with any domain their bids allow.
+    The first way that places every plan is kept; if none does, what could not be placed
+    the way that left the fewest out (the first of those)."""
+    places = places or _Places(view)
+    by_id = {b.order_id: b for b in view.bids}
+    first = _order(view, plans)
+    orders = [first]
+    if any(by_id[p.order_id].level for p in plans):
+        orders.append(sorted(first, key=lambda p: _tightness(by_id[p.order_id])))
+    tries = [(o, True) for o in orders]
+    if fallback and any(p.domains for p in plans):
+        tries += [(o, False) for o in orders]
+    where = {id(p): i for i, p in enumerate(first)}
+    best: tuple[list[Fill], dict[tuple[int, int, int], int]] | None = None
+    for order, hinted in tries:
+        placed, unplaced = _place_in_order(view, order, places, hinted)
+        if not unplaced:
+            # the fills in the first order, whichever placed them
+            return [f for _, f in sorted(placed, key=lambda x: where[id(x[0])])], {}
+        if best is None or len(unplaced) < len(best[1]):
+            best = ([f for _, f in placed], unplaced)
+    assert best is not None
+    return best
+
+
+def _place_in_order(view: View, plans: list[_Plan], places: _Places, hinted: bool
+                    ) -> tuple[list[tuple[_Plan, Fill]], dict[tuple[int, int, int], int]]:
     nodes = [_Nodes(c) for c in view.clusters]
     by_id = {b.order_id: b for b in view.bids}
-    fills: list[Fill] = []
+    fills: list[tuple[_Plan, Fill]] = []
     unplaced: dict[tuple[int, int, int], int] = {}
     for p in plans:
         b = by_id[p.order_id]
-        gpus = nodes[p.cluster].place(p.start, p.hours, p.quantity, b.gang)
-        if gpus is None:
-            fit = 0
-            while not b.block and fit + 1 < p.quantity // b.gang and nodes[p.cluster].place(
-                    p.start, p.hours, b.gang, b.gang) is not None:
-                fit += 1
-            unplaced[b.order_id, p.cluster, p.start] = fit
-            continue
-        fills.append(Fill(b.order_id, p.cluster, p.start, p.hours, gpus))
+        on = nodes[p.cluster]
+        allowed = places.allowed(b, p.cluster)
+        if allowed is None:
+            gpus = on.place(p.start, p.hours, p.quantity, b.gang)
+            if gpus is None:
+                fit = 0
+                while not b.block and fit + 1 < p.quantity // b.gang and on.place(
+                        p.start, p.hours, b.gang, b.gang) is not None:
+                    fit += 1
+                unplaced[b.order_id, p.cluster, p.start] = fit
+                continue
+        else:
+            if hinted and p.domains:
+                allowed = {d: allowed[d] for d in p.domains if d in allowed}
+            need = p.quantity // b.gang
+            rooms = [(on.room(members, p.start, p.hours, b.gang), name)
+                     for name, members in allowed.items()]
+            fitting = [(room, on.spare(allowed[name]), name) for room, name in rooms
+                       if room >= need]
+            if not fitting:
+                most = max((room for room, _ in rooms), default=0)
+                unplaced[b.order_id, p.cluster, p.start] = 0 if b.block else min(most, need - 1)
+                continue
+            gpus = on.place(p.start, p.hours, p.quantity, b.gang, set(allowed[min(fitting)[2]]))
+            assert gpus is not None  # the domain holds that many gangs
+        fills.append((p, Fill(b.order_id, p.cluster, p.start, p.hours, gpus)))
     return fills, unplaced
-

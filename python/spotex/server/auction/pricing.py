@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .locality import _Places
 from .model import Clearing, Fill, View, _families
 from .placement import _Plan
 
@@ -77,11 +78,12 @@ def _report_rejected(view: View, clearing: Clearing, fills: list[Fill]) -> None:
     filled = {f.order_id for f in fills}
     groups_filled = {b.group for b in view.bids if b.group and b.order_id in filled}
     families = _families(view)
+    places = _Places(view)
     for b in view.bids:
         if not b.block or b.order_id in filled or (b.group and b.group in groups_filled):
             continue
-        if not families.get(b.family):
-            continue
+        if not places.clusters(b, families.get(b.family, [])):
+            continue  # nowhere it could fill (a cluster of its family; near: that one)
         costs = [sum(clearing.prices.get((b.family, h), 0) for h in range(s, s + b.hours))
                  for s in b.starts if 0 <= s and s + b.hours <= view.hours
                  and all((b.family, h) in clearing.prices for h in range(s, s + b.hours))]

@@ -30,6 +30,7 @@ from typing import Any
 
 from spotex.extras import require
 
+from .locality import _Places, _Zones
 from .model import _TIE, Ask, Bid, View, _dollars, _families
 
 # a solution the solver has not proved within this of its bound goes to the MIP
@@ -58,9 +59,12 @@ class _Program:
     in two rows, where it starts and after it ends (a network matrix). Same polytope,
     a tenth of the nonzeros: its LP solves in about a second at venue scale."""
 
-    def __init__(self, view: View, banned: dict[tuple[int, int, int], int]) -> None:
+    def __init__(self, view: View, banned: dict[tuple[int, int, int], int],
+                 places: _Places | None = None) -> None:
         self.view = view
         families = _families(view)
+        places = places or _Places(view)
+        zones = _Zones(view, places)
         n_bids = max(1, len(view.bids))
         # (cluster, hour) -> [(price, GPUs)] by price, equal prices merged
         self.ladder: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -108,42 +112,101 @@ class _Program:
         self.col_of: dict[int, tuple[Bid, int, int, int]] = {}
         spans: dict[int, list[tuple[int, int, int, int]]] = {}  # cluster -> (col, s, e, per)
         groups: dict[int, dict[int, float]] = {}
+        # a bid with a level: a column per zone (domains alike, _Zones) that could hold
+        # it alone, in every cluster and start; col -> zone, zone -> its columns
+        self.zone_of: dict[int, int] = {}
+        self.zones: list[tuple[int, str, tuple[str, ...]]] = []  # (cluster, level, names)
+        zone_index: dict[tuple[int, str, tuple[str, ...]], int] = {}
+        zone_cols: dict[int, list[tuple[int, int, int, int]]] = {}  # zone -> (col, s, e, per)
+        # one-hour bids with a level on more than one column: they fill on one of them
+        switched: list[list[int]] = []
         for rank, b in enumerate(view.bids):
             if b.quantity % b.gang:
                 continue
             tie = _TIE * (n_bids - rank)
             cols: list[tuple[int, int, int]] = []
-            for c, s in _candidates(view, b, families.get(b.family, []), floor, banned,
-                                    least):
+            for c, s in _candidates(view, b, places.clusters(b, families.get(b.family, [])),
+                                    floor, banned, least):
                 span = range(s, s + b.hours)
                 if b.block:
                     if any(supply.get((c, h), 0) < b.quantity for h in span):
                         continue  # the cluster offers too few GPUs in some hour
                     value = _dollars((b.price * b.hours - sum(cheapest[c, h] for h in span))
                                      * b.quantity) + tie
-                    col = self._column(value, 1, True)
                     per = b.quantity
+                    upper = 1
                 else:
                     room = supply.get((c, s), 0) // b.gang
                     if room <= 0:
                         continue
                     value = _dollars((b.price - cheapest[c, s]) * b.gang) + tie
-                    col = self._column(value, min(room, b.quantity // b.gang,
-                                                  banned.get((b.order_id, c, s), room)),
-                                       True)
+                    upper = min(room, b.quantity // b.gang, banned.get((b.order_id, c, s), room))
                     per = b.gang
-                spans.setdefault(c, []).append((col, s, s + b.hours, per))
-                self.col_of[col] = (b, c, s, per)
-                cols.append((col, c, s))
+                for zone in zones.for_bid(b, c) if b.level else [None]:
+                    bound = upper
+                    if zone is not None:
+                        fit = zones.room(c, b.level, zone[0], s, b.hours, b.gang)
+                        if fit < (b.quantity // b.gang if b.block else 1):
+                            continue  # no domain of the zone holds it
+                        bound = upper if b.block else min(upper, fit)
+                    col = self._column(value, bound, True)
+                    if zone is not None:
+                        z = zone_index.setdefault((c, b.level, zone), len(zone_index))
+                        if z == len(self.zones):
+                            self.zones.append((c, b.level, zone))
+                        self.zone_of[col] = z
+                        zone_cols.setdefault(z, []).append((col, s, s + b.hours, per))
+                    spans.setdefault(c, []).append((col, s, s + b.hours, per))
+                    self.col_of[col] = (b, c, s, per)
+                    cols.append((col, c, s))
             if not cols:
                 continue
             self.bid_cols[b.order_id] = cols
             self._row(0, 1 if b.block else b.quantity // b.gang, {c: 1.0 for c, _, _ in cols})
             if b.group:
                 groups.setdefault(b.group, {}).update({c: 1.0 for c, _, _ in cols})
+            if b.level and not b.block and len(cols) > 1:
+                switched.append([col for col, _, _ in cols])
         for terms in groups.values():
             self._row(0, 1, terms)
         self.n_bid_cols = len(self.cost)
+        # a zone's columns, and those of the zones (of other levels) whose nodes are all
+        # its own, use at most the GPUs free in its domains, per segment of hours where
+        # the same columns run (at the segment's least)
+        nodes = [frozenset(n for name in names for n in places.domains(c, level)[name])
+                 for c, level, names in self.zones]
+        # zone -> the zones whose rows count its columns: its own first
+        self.zone_in: dict[int, tuple[int, ...]] = {}
+        for z, (c, level, _) in enumerate(self.zones):
+            self.zone_in[z] = (z, *(o for o, (oc, olevel, _) in enumerate(self.zones)
+                                    if o != z and oc == c and olevel != level
+                                    and nodes[z] <= nodes[o]))
+        counted: dict[int, list[tuple[int, int, int, int]]] = {}
+        for z, zcols in zone_cols.items():
+            for o in self.zone_in[z]:
+                counted.setdefault(o, []).extend(zcols)
+        self.zone_cap: dict[tuple[int, int], int] = {}
+        for z, zcols in sorted(counted.items()):
+            c, level, names = self.zones[z]
+            bounds = sorted({s for _, s, _, _ in zcols} | {e for _, _, e, _ in zcols})
+            for first_h, end_h in itertools.pairwise(bounds):
+                terms = {col: float(per) for col, s, e, per in zcols
+                         if s <= first_h and end_h <= e}
+                if not terms:
+                    continue
+                cap = min(zones.capacity(c, level, names, h) for h in range(first_h, end_h))
+                for h in range(first_h, end_h):
+                    self.zone_cap[z, h] = cap
+                self.rows.append((0.0, float(cap), terms))
+        # a one-hour bid with a level fills on one column: a switch per column (binary),
+        # the column's gangs at most its bound times its switch, one switch on
+        self.switch_of: dict[int, int] = {}
+        for xs in switched:
+            for col in xs:
+                y = self._column(0.0, 1, True)
+                self.switch_of[col] = y
+                self.rows.append((-self.upper[col], 0.0, {col: 1.0, y: -self.upper[col]}))
+            self.rows.append((0.0, 1.0, {self.switch_of[col]: 1.0 for col in xs}))
         # per cluster: segments [(first hour, end hour, capacity, slack col, row)]
         self.segments: dict[int, list[tuple[int, int, int, int, int]]] = {}
         # extra ask columns: col -> (cluster, hour, price step)
@@ -432,7 +495,10 @@ class _Program:
             column[c] = v
         blocks = sorted(self.block_of[c].order_id for c, v in best[1].items()
                         if c in self.block_of and round(v) > 0)
-        return {"values": column, "bid_cols": live, "gap": gap, "blocks": blocks}
+        # the domains a bid's column with a level names, to place it in first
+        domains = {col: self.zones[z][2] for col, z in self.zone_of.items()}
+        return {"values": column, "bid_cols": live, "gap": gap, "blocks": blocks,
+                "domains": domains}
 
     def _step_cost(self, c: int, h: int, used: int, more: int) -> int:
         """Micro-dollars the next ``more`` GPUs of a cluster's hour cost above its
@@ -454,12 +520,14 @@ class _Program:
         adds welfare (the dearer asks it needs cost less than it brings); after the
         columns ``prior`` (taken as they are)."""
         used: dict[tuple[int, int], int] = {}
+        zused: dict[tuple[int, int], int] = {}  # (zone, hour) -> GPUs its columns use
         values: dict[int, float] = dict(prior or {})
         groups: set[int] = set()
         for col, v in values.items():
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + round(v) * per
+            self._zone_use(col, zused, round(v))
             if b.group:
                 groups.add(b.group)
         for b, cols in order:
@@ -472,6 +540,8 @@ class _Program:
                     if any(self.offered.get((c, h), 0) - used.get((c, h), 0) < b.quantity
                            for h in span):
                         continue
+                    if self.zone_of and self._zone_left(col, zused) < b.quantity:
+                        continue
                     if positive and self.cost[col] <= _dollars(sum(
                             self._step_cost(c, h, used.get((c, h), 0), b.quantity)
                             for h in span)):
@@ -480,6 +550,8 @@ class _Program:
                 else:
                     n = min(int(self.upper[col]), b.quantity // b.gang - got,
                             (self.offered.get((c, s), 0) - used.get((c, s), 0)) // b.gang)
+                    if self.zone_of:
+                        n = min(n, self._zone_left(col, zused) // b.gang)
                     while positive and n > 0 and self.cost[col] * n <= _dollars(
                             self._step_cost(c, s, used.get((c, s), 0), n * b.gang)):
                         n -= 1
@@ -487,13 +559,33 @@ class _Program:
                         continue
                 for h in span:
                     used[c, h] = used.get((c, h), 0) + n * self.col_of[col][3]
+                self._zone_use(col, zused, n)
                 values[col] = float(n)
                 got += n
                 if b.group:
                     groups.add(b.group)
-                if b.block or got >= b.quantity // b.gang:
+                if b.block or got >= b.quantity // b.gang or col in self.switch_of:
                     break
         return values
+
+    def _zone_use(self, col: int, zused: dict[tuple[int, int], int], n: int) -> None:
+        """Counts ``n`` units of column ``col`` in the zones that count it (if any)."""
+        z = self.zone_of.get(col)
+        if z is not None:
+            b, _, s, per = self.col_of[col]
+            for o in self.zone_in[z]:
+                for h in range(s, s + b.hours):
+                    zused[o, h] = zused.get((o, h), 0) + n * per
+
+    def _zone_left(self, col: int, zused: dict[tuple[int, int], int]) -> int:
+        """GPUs left through column ``col``'s hours in the zones that count it (none:
+        plenty)."""
+        z = self.zone_of.get(col)
+        if z is None:
+            return 1 << 62
+        b, _, s, _ = self.col_of[col]
+        return min(self.zone_cap[o, h] - zused.get((o, h), 0) for o in self.zone_in[z]
+                   for h in range(s, s + b.hours))
 
     def _improve(self, values: dict[int, float], live: dict[int, list[tuple[int, int, int]]],
                  until: float, focus: dict[int, set[int]] | None = None) -> dict[int, float]:
@@ -503,10 +595,12 @@ class _Program:
         were freed (cluster -> hours; a move frees its old place in turn)."""
         values = dict(values)
         used: dict[tuple[int, int], int] = {}
+        zused: dict[tuple[int, int], int] = {}
         for col, v in values.items():
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + round(v) * per
+            self._zone_use(col, zused, round(v))
 
         def gain(col: int) -> float:
             b, c, s, per = self.col_of[col]
@@ -516,12 +610,14 @@ class _Program:
         def fits(col: int) -> bool:
             b, c, s, per = self.col_of[col]
             return all(self.offered.get((c, h), 0) - used.get((c, h), 0) >= per
-                       for h in range(s, s + b.hours))
+                       for h in range(s, s + b.hours)) and (
+                not self.zone_of or self._zone_left(col, zused) >= per)
 
         def move(col: int, by: int) -> None:
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + by * per
+            self._zone_use(col, zused, by)
         for _ in range(5):
             changed = False
             for col in sorted(values):
@@ -554,9 +650,12 @@ class _Program:
     def _holds(self, values: dict[int, float]) -> bool:
         """Whether bid and seller block columns ``values`` keep the capacity rows: in
         each cluster's hour the bids use at least the seller blocks' GPUs sold there
-        and at most those and the ordinary asks' together."""
+        and at most those and the ordinary asks' together; and the zones' rows and a
+        one-hour bid with a level on one column."""
         used: dict[tuple[int, int], int] = {}
         blocks: dict[tuple[int, int], int] = {}
+        zused: dict[tuple[int, int], int] = {}
+        switched: set[int] = set()
         for col, v in values.items():
             if col in self.block_of:
                 a = self.block_of[col]
@@ -566,6 +665,13 @@ class _Program:
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + round(v) * per
+            self._zone_use(col, zused, round(v))
+            if col in self.switch_of and round(v) > 0:
+                if b.order_id in switched:
+                    return False
+                switched.add(b.order_id)
+        if any(q > self.zone_cap[k] for k, q in zused.items()):
+            return False
         return all(blocks.get(k, 0) <= used.get(k, 0)
                    <= blocks.get(k, 0) + self.offered.get(k, 0)
                    for k in used.keys() | blocks.keys())
@@ -590,6 +696,8 @@ class _Program:
                 used[c, h] = used.get((c, h), 0) + round(v) * per
         for col in self.block_of:
             out.setdefault(col, 0.0)
+        for col, y in self.switch_of.items():
+            out[y] = 1.0 if round(values.get(col, 0.0)) > 0 else 0.0
         for (c, h), cols in self.extra.items():
             over = used.get((c, h), 0) - self.ladder[c, h][0][1]
             for col, (_, q) in zip(cols, self.ladder[c, h][1:], strict=True):

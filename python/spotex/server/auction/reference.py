@@ -6,25 +6,40 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 
+from .locality import _Places
 from .model import Ask, Bid, Fill, View, _families
-from .placement import _Nodes
+from .placement import _place_all, _Plan
+
+# a part of a choice: (cluster, start, GPUs, the domain it must lie in or None)
+_Part = tuple[int, int, int, str | None]
 
 
 def brute_force(view: View) -> int:
     """The offline optimum's welfare by trying every choice (tiny markets only): each
-    block on each cluster and start or out; each one-hour bid's gangs in each cluster."""
+    block on each cluster and start (with a level: and each domain there it may use) or
+    out; each one-hour bid's gangs in each cluster (with a level: in one domain of one
+    cluster). A choice counts when the asks cover it and its GPUs can be placed as the
+    optimiser places them (``_place_all``), each part with a level in its domain."""
     families = _families(view)
-    options: list[list[tuple[tuple[int, int, int], ...]]] = []
+    places = _Places(view)
+    options: list[list[tuple[_Part, ...]]] = []
     for b in view.bids:
-        mine = families.get(b.family, [])
-        opts: list[tuple[tuple[int, int, int], ...]] = [()]
+        mine = places.clusters(b, families.get(b.family, []))
+        opts: list[tuple[_Part, ...]] = [()]
+
+        def where(c: int, b: Bid = b) -> list[str | None]:
+            allowed = places.allowed(b, c)
+            return [None] if allowed is None else list(allowed)
         if b.block:
-            opts += [((c, s, b.quantity),) for c in mine for s in b.starts
-                     if 0 <= s and s + b.hours <= view.hours]
+            opts += [((c, s, b.quantity, d),) for c in mine for s in b.starts
+                     if 0 <= s and s + b.hours <= view.hours for d in where(c)]
+        elif 0 <= b.starts[0] < view.hours and b.level:
+            opts += [((c, b.starts[0], k * b.gang, d),) for c in mine for d in where(c)
+                     for k in range(1, b.quantity // b.gang + 1)]
         elif 0 <= b.starts[0] < view.hours:
             for gangs in itertools.product(range(b.quantity // b.gang + 1), repeat=len(mine)):
                 if 0 < sum(gangs) <= b.quantity // b.gang:
-                    opts.append(tuple((c, b.starts[0], k * b.gang)
+                    opts.append(tuple((c, b.starts[0], k * b.gang, None)
                                       for c, k in zip(mine, gangs, strict=True) if k))
         options.append(opts)
     # each seller block sold or not
@@ -40,24 +55,22 @@ def brute_force(view: View) -> int:
             continue  # two alternatives of one group
         for sold in itertools.product((False, True), repeat=len(whole)):
             welfare = _feasible_welfare(view, picked,
-                                        [a for a, s in zip(whole, sold, strict=True) if s])
+                                        [a for a, s in zip(whole, sold, strict=True) if s],
+                                        places)
             if welfare is not None:
                 best = max(best, welfare)
     return best
 
 
-def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, tuple[int, int, int]]],
-                      blocks: Sequence[Ask] = ()) -> int | None:
+def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, _Part]],
+                      blocks: Sequence[Ask] = (), places: _Places | None = None
+                      ) -> int | None:
     """The welfare of filling ``picked`` and selling the seller blocks ``blocks``; None
-    when the GPUs cannot be placed, the asks do not cover them, or a seller block sold
-    is not used whole."""
-    nodes = [_Nodes(c) for c in view.clusters]
+    when the asks do not cover them, a seller block sold is not used whole, or the GPUs
+    cannot be placed (each part with a domain in that domain)."""
     need: dict[tuple[int, int], int] = {}
     value = 0
-    order = sorted(picked, key=lambda x: (x[1][1], -x[0].hours, -x[1][2]))
-    for b, (c, s, q) in order:
-        if nodes[c].place(s, b.hours, q, b.gang) is None:
-            return None
+    for b, (c, s, q, _) in picked:
         for h in range(s, s + b.hours):
             need[c, h] = need.get((c, h), 0) + q
         value += b.price * q * b.hours
@@ -77,6 +90,11 @@ def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, tuple[int, int, in
             q -= take
         if q > 0:
             return None
+    plans = [_Plan(b.order_id, c, s, b.hours, q, () if d is None else (d,))
+             for b, (c, s, q, d) in picked]
+    _, unplaced = _place_all(view, plans, places, fallback=False)
+    if unplaced:
+        return None
     return value
 
 
