@@ -5,7 +5,10 @@ auctions"):
 1. maximise welfare: the limits of the filled bids minus the prices of the asks used;
 2. every block whole or not at all, on the same GPUs (node and indices) in every hour
    of it, its gangs on one node each, all of it in one cluster; at most one
-   alternative of a one-of group; no GPU-hour sold twice;
+   alternative of a one-of group; no GPU-hour sold twice; placement terms kept: a bid
+   with a level (``Bid.level``) fills once, all in one domain at that level, one
+   ``near`` a node (``Bid.near``) on that node's cluster only and, with a level, in
+   that node's domain (named as the engine names them, ``locality``);
 3. one clearing price per product (family x hour), on the tick, for every trade in it;
 4. no paradoxically accepted order: every filled bid's limit covers its cost at the
    clearing prices (a block: summed over its hours), every filled ask's price is at or
@@ -16,20 +19,24 @@ auctions"):
 
 The model sees what the exchange gives it (``View``): asks (resting and auction ones,
 each of one cluster and hour; seller blocks), bids (one-hour bids may fill in part and across
-clusters; blocks and windows whole, in one cluster), and each cluster's nodes with the
-GPUs free in every hour.
+clusters; blocks and windows whole, in one cluster; with placement terms), and each
+cluster's nodes with the GPUs free in every hour and their places (block, rack, NVLink
+domain).
 
 Where each part lives:
 
 - ``model``: the terms in and out (``View``, ``Cluster``, ``Ask``, ``Bid``, ``Fill``,
   ``Clearing``), money in micro-dollars;
-- ``program``: the program (``_Program``: its columns and rows, seller blocks among them),
-  its LP relaxation, rounding, local search and the MIP;
-- ``placement``: the GPUs chosen after the solve (``_Nodes``), and what could not be
-  placed;
+- ``locality``: placement terms: the domains of a cluster at a level, those a bid may
+  fill in, and zones (domains alike, one row each in the program);
+- ``program``: the program (``_Program``: its columns and rows, seller blocks among them,
+  zones for bids with a level), its LP relaxation, rounding, local search and the MIP;
+- ``placement``: the GPUs chosen after the solve (``_Nodes``; a bid with a level in one
+  domain), and what to keep off where they could not be placed;
 - ``pricing``: the clearing prices, the paradoxically accepted and rejected bids;
 - ``reference``: ``brute_force`` and the other checks tests compare against;
-- here, ``optimise``: solve, price, cut, place, and solve again until nothing is cut.
+- here, ``optimise``: solve, price, cut, place, and solve again until nothing is cut
+  and everything is placed.
 
 Prices: the lowest price per product that every filled ask accepts (the dearest filled
 ask's). When a filled bid cannot pay them, it is cut and the model solved again
@@ -45,7 +52,7 @@ import time
 
 from .locality import _Places, check_levels
 from .model import LEVELS, MICROS, Ask, Bid, Clearing, Cluster, Fill, View
-from .placement import _place_all, _plans
+from .placement import _blame, _place_all, _plans
 from .pricing import _paradoxically_accepted, _price, _report_rejected
 from .program import GAP, _Program
 from .reference import brute_force, uses
@@ -67,12 +74,9 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
     # with seller blocks every solve is fresh: repairing the last solution where a cut
     # bid freed GPUs could leave a seller block it sold partly unused
     blocks = any(a.whole for a in view.asks)
-    # (bid, cluster, start) -> the most gangs placement fits there (a block: 0, kept off
-    # that cluster at that start; a window's other starts there are still offered)
-    banned: dict[tuple[int, int, int], int] = {}
     cut: set[int] = set()  # bids cut as paradoxically accepted
     solves = 0
-    program = _Program(view, banned, places)
+    program = _Program(view, {}, places)
     fresh = True  # solve the LP (else repair the last solution, against the last bound)
     while True:
         solves += 1
@@ -87,11 +91,19 @@ def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Cl
             continue
         if not paradox:
             # the GPUs, now that the set is settled (placement may still fail for a block
-            # on fragmented nodes: it is kept off that cluster and the auction solved again)
+            # on fragmented nodes, or one domain too full: it, or an earlier cheaper block
+            # that took its GPUs, is kept off that cluster and start and the auction
+            # solved again; past the time limit, without seller blocks sold, the fills
+            # that could be placed are kept as they are)
             fills, unplaced = _place_all(view, plans, places)
-            if unplaced:
-                banned.update(unplaced)
-                program = _Program(view, banned, places)
+            late = time.monotonic() - began > time_limit
+            if unplaced and not (late and not result["blocks"]):
+                # each plan's part of the objective, to keep off the cheaper one
+                worth = {(bid, c, s): program.cost[col] * result["values"][col]
+                         for bid, cols in result["bid_cols"].items()
+                         for col, c, s in cols if result["values"][col] > 0}
+                program.ban(_blame(view, plans, unplaced, places, worth,
+                                   until=began + time_limit))
                 fresh = True
                 continue
             clearing = _price(view, fills, result["blocks"])

@@ -1,13 +1,16 @@
 """The GPUs of a solution. Nodes are never variables of the program: a block is placed
 on a cluster, and the GPUs are chosen after the solve (best fit, the same GPUs in every
-hour, nodes in the same state looked at once as a class); a block the cluster cannot
-hold that way is cut from that cluster at that start (a one-hour bid's gangs capped at
-what fits) and the model solved again."""
+hour, nodes in the same state looked at once as a class; a bid with a level all in one
+domain, ``_place_all``); a block the cluster cannot hold that way is cut from that
+cluster at that start (a one-hour bid's gangs capped at what fits), or rather an
+earlier, cheaper block in its hours whose GPUs it needed (``_blame``), and the model
+solved again."""
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Iterable
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,28 +31,34 @@ class _Nodes:
         self.classes: dict[tuple[int, tuple[int, ...]], list[int]] = {}
         for n, (_, g, _) in enumerate(cluster.nodes):
             self.classes.setdefault((g, tuple(self.free[n])), []).append(n)
-        self._spare: dict[int, int] = {}  # node -> GPU-hours free (``spare``, as asked)
+        # node -> the list of its class's nodes (the same object as in ``classes``)
+        self.class_of: list[list[int]] = [[] for _ in cluster.nodes]
+        for members in self.classes.values():
+            for n in members:
+                self.class_of[n] = members
 
-    def room(self, nodes: Iterable[int], start: int, hours: int, gang: int) -> int:
-        """How many gangs of ``gang`` GPUs ``nodes`` hold free through ``hours`` from
-        ``start`` (each on one node: best fit places that many, never more)."""
+    def measure(self, domains: dict[str, tuple[int, ...]], start: int, hours: int,
+                gang: int) -> dict[str, tuple[int, int]]:
+        """Per domain (its nodes): how many gangs of ``gang`` GPUs it holds free
+        through ``hours`` from ``start`` (each on one node: best fit places that many,
+        never more), and its GPU-hours free over the window. Each class once."""
         span = range(start, start + hours)
-        total = 0
-        for n in nodes:
-            mask = -1
-            for h in span:
-                mask &= self.free[n][h]
-            total += mask.bit_count() // gang
-        return total
-
-    def spare(self, nodes: Iterable[int]) -> int:
-        """GPU-hours free on ``nodes`` over the whole window."""
-        total = 0
-        for n in nodes:
-            if n not in self._spare:
-                self._spare[n] = sum(m.bit_count() for m in self.free[n])
-            total += self._spare[n]
-        return total
+        seen: dict[int, tuple[int, int]] = {}  # id of a class's list -> its node's two
+        out = {}
+        for name, nodes in domains.items():
+            room = spare = 0
+            for n in nodes:
+                got = seen.get(id(self.class_of[n]))
+                if got is None:
+                    mask = -1
+                    for h in span:
+                        mask &= self.free[n][h]
+                    got = (mask.bit_count() // gang, sum(m.bit_count() for m in self.free[n]))
+                    seen[id(self.class_of[n])] = got
+                room += got[0]
+                spare += got[1]
+            out[name] = (room, spare)
+        return out
 
     def place(self, start: int, hours: int, quantity: int, gang: int,
               within: Collection[int] | None = None
@@ -104,10 +113,9 @@ class _Nodes:
             bits = sum(1 << i for i in picks)
             for h in span:
                 self.free[n][h] &= ~bits
-            if n in self._spare:
-                self._spare[n] -= len(picks) * hours
             members = self.classes.setdefault((node[1], tuple(self.free[n])), [])
             bisect.insort(members, n)
+            self.class_of[n] = members
         return tuple((self.cluster.nodes[n][0], tuple(sorted(g)))
                      for n, g in sorted(chosen.items()))
 
@@ -200,12 +208,14 @@ def _place_all(view: View, plans: list[_Plan], places: _Places | None = None,
 
 def _place_in_order(view: View, plans: list[_Plan], places: _Places, hinted: bool
                     ) -> tuple[list[tuple[_Plan, Fill]], dict[tuple[int, int, int], int]]:
-    nodes = [_Nodes(c) for c in view.clusters]
+    nodes: dict[int, _Nodes] = {}  # the clusters plans use
     by_id = {b.order_id: b for b in view.bids}
     fills: list[tuple[_Plan, Fill]] = []
     unplaced: dict[tuple[int, int, int], int] = {}
     for p in plans:
         b = by_id[p.order_id]
+        if p.cluster not in nodes:
+            nodes[p.cluster] = _Nodes(view.clusters[p.cluster])
         on = nodes[p.cluster]
         allowed = places.allowed(b, p.cluster)
         if allowed is None:
@@ -221,15 +231,52 @@ def _place_in_order(view: View, plans: list[_Plan], places: _Places, hinted: boo
             if hinted and p.domains:
                 allowed = {d: allowed[d] for d in p.domains if d in allowed}
             need = p.quantity // b.gang
-            rooms = [(on.room(members, p.start, p.hours, b.gang), name)
-                     for name, members in allowed.items()]
-            fitting = [(room, on.spare(allowed[name]), name) for room, name in rooms
+            rooms = on.measure(allowed, p.start, p.hours, b.gang)
+            fitting = [(room, spare, name) for name, (room, spare) in rooms.items()
                        if room >= need]
             if not fitting:
-                most = max((room for room, _ in rooms), default=0)
+                most = max((room for room, _ in rooms.values()), default=0)
                 unplaced[b.order_id, p.cluster, p.start] = 0 if b.block else min(most, need - 1)
                 continue
             gpus = on.place(p.start, p.hours, p.quantity, b.gang, set(allowed[min(fitting)[2]]))
             assert gpus is not None  # the domain holds that many gangs
         fills.append((p, Fill(b.order_id, p.cluster, p.start, p.hours, gpus)))
     return fills, unplaced
+
+
+# how many blocks placed before one that did not fit are tried in its stead
+BLAME = 8
+
+
+def _blame(view: View, plans: list[_Plan], unplaced: dict[tuple[int, int, int], int],
+           places: _Places, worth: dict[tuple[int, int, int], float],
+           until: float = float("inf")) -> dict[tuple[int, int, int], int]:
+    """What to keep off where ``plans`` did not all fit (``unplaced``, from
+    ``_place_all``): for each plan that did not, a block on its cluster in its hours
+    worth less (``worth``: by (bid, cluster, start)) without which every plan of that
+    cluster fits, the least worth first (up to BLAME of them, and none tried after
+    ``until``, a ``time.monotonic()``); else the plan itself, as ``unplaced`` says.
+    Keeping off the plan that came last would lose the better one where an earlier,
+    cheaper block took the GPUs it needed."""
+    by_id = {b.order_id: b for b in view.bids}
+    rank = {b.order_id: i for i, b in enumerate(view.bids)}
+    out: dict[tuple[int, int, int], int] = {}
+
+    def key(p: _Plan) -> tuple[int, int, int]:
+        return p.order_id, p.cluster, p.start
+    for failed, fit in unplaced.items():
+        plan = next(p for p in plans if key(p) == failed)
+        mine = [p for p in plans if p.cluster == plan.cluster]
+        cheaper = sorted((p for p in mine if p is not plan and by_id[p.order_id].block
+                          and p.start < plan.start + plan.hours
+                          and plan.start < p.start + p.hours
+                          and worth.get(key(p), 0.0) < worth.get(failed, 0.0)),
+                         key=lambda p: (worth.get(key(p), 0.0), -rank[p.order_id]))
+        instead = next((other for other in cheaper[:BLAME] if time.monotonic() <= until
+                        and not _place_all(view, [p for p in mine if p is not other],
+                                           places)[1]), None)
+        if instead is None:
+            out[failed] = fit
+        else:
+            out[key(instead)] = 0
+    return out

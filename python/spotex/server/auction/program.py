@@ -185,19 +185,41 @@ class _Program:
         for z, zcols in zone_cols.items():
             for o in self.zone_in[z]:
                 counted.setdefault(o, []).extend(zcols)
+        # (zone, hour) -> its GPUs (the least of its segment); per zone with rows, its
+        # segments [(first hour, end hour, GPUs, slack col)]. As the clusters' rows: one
+        # row per segment, each minus the one before (a slack per segment), so a column
+        # is in two rows. A zone with at least the GPUs its cluster's asks offer in every
+        # hour needs no rows (those of its cluster hold it)
         self.zone_cap: dict[tuple[int, int], int] = {}
+        self.zone_segments: dict[int, list[tuple[int, int, int, int]]] = {}
         for z, zcols in sorted(counted.items()):
             c, level, names = self.zones[z]
             bounds = sorted({s for _, s, _, _ in zcols} | {e for _, _, e, _ in zcols})
-            for first_h, end_h in itertools.pairwise(bounds):
-                terms = {col: float(per) for col, s, e, per in zcols
-                         if s <= first_h and end_h <= e}
-                if not terms:
-                    continue
-                cap = min(zones.capacity(c, level, names, h) for h in range(first_h, end_h))
+            segs = list(itertools.pairwise(bounds))
+            free = {h: zones.capacity(c, level, names, h) for h in range(bounds[0], bounds[-1])}
+            caps = [min(free[h] for h in range(first_h, end_h)) for first_h, end_h in segs]
+            for (first_h, end_h), cap in zip(segs, caps, strict=True):
                 for h in range(first_h, end_h):
                     self.zone_cap[z, h] = cap
-                self.rows.append((0.0, float(cap), terms))
+            if all(free[h] >= supply.get((c, h), 0) for h in free):
+                continue
+            first = len(self.rows)
+            index = {h: i for i, h in enumerate(bounds)}
+            info: list[tuple[int, int, int, int]] = []
+            for i in range(len(segs)):
+                rhs = float(caps[i] - (caps[i - 1] if i else 0))
+                self.rows.append((rhs, rhs, {}))
+            for i, (first_h, end_h) in enumerate(segs):
+                slack = self._column(0.0, float("inf"), False)
+                self.rows[first + i][2][slack] = 1.0
+                if i + 1 < len(segs):
+                    self.rows[first + i + 1][2][slack] = -1.0
+                info.append((first_h, end_h, caps[i], slack))
+            for col, s, e, per in zcols:
+                self.rows[first + index[s]][2][col] = float(per)
+                if index[e] < len(segs):
+                    self.rows[first + index[e]][2][col] = -float(per)
+            self.zone_segments[z] = info
         # a one-hour bid with a level fills on one column: a switch per column (binary),
         # the column's gangs at most its bound times its switch, one switch on
         self.switch_of: dict[int, int] = {}
@@ -287,6 +309,30 @@ class _Program:
         # the orders bids are tried in: arrival (first come), and by the LP's solution
         self.first_come: list[tuple[int, list[tuple[int, int, int]]]] | None = None
         self.rounding: list[tuple[int, list[tuple[int, int, int]]]] | None = None
+
+    def ban(self, limits: dict[tuple[int, int, int], int]) -> None:
+        """Keeps bids off where placement could not give them the GPUs: (bid, cluster,
+        start) -> the most units its columns there may take from now on (a block: 0),
+        in the LP too (warm from its basis) and in the last solution."""
+        changed = []
+        for (bid, c, s), most in sorted(limits.items()):
+            for col, cc, ss in self.bid_cols.get(bid, ()):
+                if (cc, ss) == (c, s) and self.upper[col] > most:
+                    self.upper[col] = float(most)
+                    changed.append(col)
+        for col in changed:
+            if col in self.best:
+                if self.upper[col] >= 1:
+                    self.best[col] = min(self.best[col], self.upper[col])
+                else:
+                    del self.best[col]
+        live = [col for col in changed if self.col_of[col][0].order_id not in self.lp_cut]
+        if self.lp is not None and live:
+            import numpy as np
+
+            self.lp.changeColsBounds(len(live), np.array(live, dtype=np.int32),
+                                     np.zeros(len(live)),
+                                     np.array([self.upper[col] for col in live]))
 
     def _column(self, cost: float, upper: float, integer: bool) -> int:
         self.cost.append(cost)
@@ -537,8 +583,9 @@ class _Program:
             for col, c, s in cols:
                 span = range(s, s + b.hours)
                 if b.block:
-                    if any(self.offered.get((c, h), 0) - used.get((c, h), 0) < b.quantity
-                           for h in span):
+                    if self.upper[col] < 1 or any(
+                            self.offered.get((c, h), 0) - used.get((c, h), 0) < b.quantity
+                            for h in span):
                         continue
                     if self.zone_of and self._zone_left(col, zused) < b.quantity:
                         continue
@@ -624,8 +671,9 @@ class _Program:
                 b = self.col_of[col][0]
                 if not b.block or time.monotonic() > until:
                     continue
-                targets = [o for o, c, s in live[b.order_id] if focus is None or c in focus
-                           and not focus[c].isdisjoint(range(s, s + b.hours))]
+                targets = [o for o, c, s in live[b.order_id] if self.upper[o] >= 1 and (
+                    focus is None or c in focus
+                    and not focus[c].isdisjoint(range(s, s + b.hours)))]
                 if not targets:
                     continue
                 move(col, -1)
@@ -698,6 +746,14 @@ class _Program:
             out.setdefault(col, 0.0)
         for col, y in self.switch_of.items():
             out[y] = 1.0 if round(values.get(col, 0.0)) > 0 else 0.0
+        if self.zone_segments:
+            zused: dict[tuple[int, int], int] = {}
+            for col, v in values.items():
+                if col not in self.block_of:
+                    self._zone_use(col, zused, round(v))
+            for z, zsegs in self.zone_segments.items():
+                for a, _, cap, slack in zsegs:
+                    out[slack] = float(cap - zused.get((z, a), 0))
         for (c, h), cols in self.extra.items():
             over = used.get((c, h), 0) - self.ladder[c, h][0][1]
             for col, (_, q) in zip(cols, self.ladder[c, h][1:], strict=True):
