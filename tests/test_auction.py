@@ -265,6 +265,22 @@ def test_a_block_no_rack_holds_does_not_fill_at_rack_level_but_does_at_cluster_l
     assert clearing.welfare == brute_force(view) == 8 * 1_000_000
 
 
+def test_a_block_with_a_level_is_offered_where_a_domain_holds_it_past_the_cheapest() -> None:
+    # 25 cheap clusters of two 8-GPU nodes in two racks, then a dearer one with both
+    # nodes in one rack: a rack-level block of 16 GPUs fits only there
+    split = racks(FULL, FULL)
+    whole = Cluster("one", "H100/us", split.nodes, (("b0", "r0", ""), ("b0", "r0", "")))
+    clusters = (split,) * 25 + (whole,)
+    asks = tuple(Ask(i + 1, i, 0, 16, 1_000_000 if i < 25 else 1_500_000)
+                 for i in range(len(clusters)))
+    view = View(1, clusters, asks, (Bid(10, "H100/us", 1, (0,), 16, 2_000_000, gang=8,
+                                        whole=True, level="rack"),))
+    clearing = optimise(view)
+    check_rules(view, clearing)
+    check_places(view, clearing)
+    assert [(f.order_id, f.cluster) for f in clearing.fills] == [(10, 25)]
+
+
 def test_a_near_bid_fills_only_on_the_near_cluster_in_the_near_rack() -> None:
     # cluster 0 is cheaper; on cluster 1, rack r0's node has 4 GPUs free (best fit's
     # choice), rack r1's all 8. Near node 1 of cluster 1 at rack level: rack r1 there

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from spotex.extras import require
@@ -125,8 +126,13 @@ class _Program:
                 continue
             tie = _TIE * (n_bids - rank)
             cols: list[tuple[int, int, int]] = []
+            holds = None
+            if b.level and b.block:
+                def holds(c: int, s: int, b: Bid = b) -> bool:
+                    return any(zones.room(c, b.level, zone[0], s, b.hours, b.gang)
+                               >= b.quantity // b.gang for zone in zones.for_bid(b, c))
             for c, s in _candidates(view, b, places.clusters(b, families.get(b.family, [])),
-                                    floor, banned, least):
+                                    floor, banned, least, holds):
                 span = range(s, s + b.hours)
                 if b.block:
                     if any(supply.get((c, h), 0) < b.quantity for h in span):
@@ -783,9 +789,12 @@ CANDIDATES = 24
 
 def _candidates(view: View, b: Bid, clusters: list[int], cheapest: dict[tuple[int, int], int],
                 banned: dict[tuple[int, int, int], int],
-                least: dict[tuple[int, int], int] | None = None) -> list[tuple[int, int]]:
+                least: dict[tuple[int, int], int] | None = None,
+                holds: Callable[[int, int], bool] | None = None) -> list[tuple[int, int]]:
     """``cheapest``: the least price of a GPU per cluster's hour, to rank by; ``least``
-    (default ``cheapest``): what a block must be able to pay there to be offered."""
+    (default ``cheapest``): what a block must be able to pay there to be offered;
+    ``holds``: whether a cluster and start could hold it at all (a block with a level:
+    some domain there alone), asked before the cheapest are kept."""
     options = [(c, s) for c in clusters for s in b.starts
                if 0 <= s and s + b.hours <= view.hours and banned.get((b.order_id, c, s), 1) > 0]
     if not b.block:
@@ -800,5 +809,8 @@ def _candidates(view: View, b: Bid, clusters: list[int], cheapest: dict[tuple[in
             if sum(least[c, h] for h in hours) <= b.price * b.hours:
                 priced.append((cost, c, s))
     priced.sort()
+    if holds is not None:
+        kept = (x for x in priced if holds(x[1], x[2]))
+        return [(c, s) for _, c, s in itertools.islice(kept, CANDIDATES)]
     return [(c, s) for _, c, s in priced[:CANDIDATES]]
 
