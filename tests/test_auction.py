@@ -4,7 +4,9 @@ equals a brute force over every choice, and every clearing sells no GPU-hour twi
 keeps each block whole on the same GPUs in every hour, sells each seller block whole
 (all its GPUs used in every hour of it, before the ordinary asks, cheapest first),
 prices each product once on the tick at its dearest ask sold, and accepts no order that
-its prices do not pay."""
+its prices do not pay. With nodes labelled by block, rack and NVLink domain and bids
+with placement terms (a level, a node to be next to), the same, and every fill of such
+a bid in one domain at its level (the near node's, on its cluster)."""
 
 from __future__ import annotations
 
