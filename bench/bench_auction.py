@@ -12,7 +12,10 @@ with no prices imposed). Welfare: the limits of what filled minus the asks' pric
     python bench/bench_auction.py [--seeds 8] [--big]
 
 ``--big`` also times one solve at venue scale: 10,000 nodes in 100 clusters, 168
-hourly products, every cluster offering every hour, 1,000 resting blocks.
+hourly products, every cluster offering every hour, 1,000 resting blocks; with
+``--locality`` the nodes are labelled (blocks of 50 nodes, racks of 10, NVLink domains of
+5) and a third of the blocks need one rack, a tenth one NVLink domain, one in twenty
+its nodes next to a node of a cluster (in its rack).
 """
 
 from __future__ import annotations
@@ -124,13 +127,16 @@ def view_of(per: int, orders: list[Order], hours: int = 24) -> View:
     return View(hours, clusters, asks, bids, TICK)
 
 
-def big(seed: int = 1) -> None:
+def big(seed: int = 1, locality: bool = False) -> None:
     """One solve at venue scale."""
     rng = random.Random(seed)
     hours, clusters, per = 168, 100, 100
     full = (1 << 8) - 1
+    places = tuple((f"b{n // 50}", f"r{n // 10}", f"d{n // 5}") for n in range(per)) \
+        if locality else ()
     cl = tuple(Cluster(f"c{c}", FAMILY, tuple((f"c{c}n{n}", 8, (full,) * hours)
-                                              for n in range(per))) for c in range(clusters))
+                                              for n in range(per)), places)
+               for c in range(clusters))
     asks = []
     for c in range(clusters):
         base = rng.uniform(1.6, 2.4)
@@ -139,12 +145,25 @@ def big(seed: int = 1) -> None:
     bids = []
     for i in range(1000):
         length = rng.randint(4, 48)
-        bids.append(Bid(10**6 + i, FAMILY, length, (rng.randint(0, hours - length),),
-                        8 * rng.randint(1, 16), _price(rng, 2.0, 3.6), gang=8))
+        start, quantity, price = (rng.randint(0, hours - length), 8 * rng.randint(1, 16),
+                                  _price(rng, 2.0, 3.6))
+        level, near = "", None
+        if locality:
+            pick = rng.random()
+            if pick < 0.05:
+                level, near = "rack", (rng.randrange(clusters), rng.randrange(per))
+                quantity = 8 * rng.randint(1, 10)
+            elif pick < 0.15:
+                level, quantity = "nvlink_domain", 8 * rng.randint(1, 5)
+            elif pick < 0.48:
+                level, quantity = "rack", 8 * rng.randint(1, 10)
+        bids.append(Bid(10**6 + i, FAMILY, length, (start,), quantity, price, gang=8,
+                        level=level, near=near))
     view = View(hours, cl, tuple(asks), tuple(bids), TICK)
     began = time.monotonic()
     c = optimise(view, time_limit=10.0)
-    print(f"venue scale: 10,000 nodes, 168 hours, 1,000 blocks: cleared in "
+    print(f"venue scale{' with locality' if locality else ''}: 10,000 nodes, 168 hours, "
+          f"1,000 blocks: cleared in "
           f"{time.monotonic() - began:.1f} s ({c.solves} solves), gap {c.gap:.4f}, "
           f"welfare ${c.welfare / 1e6:,.0f}, {len(c.fills)} blocks filled, {len(c.cut)} cut, "
           f"{len(c.rejected_in_money)} paradoxically rejected")
@@ -154,6 +173,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--big", action="store_true")
+    ap.add_argument("--locality", action="store_true",
+                    help="with --big: labelled nodes, blocks that need one rack or domain")
     args = ap.parse_args()
     print(f"{'seed':>4} {'nodes':>5} {'orders':>6} {'optimum $':>10} {'continuous':>10} "
           f"{'auction':>8} {'cut':>4} {'PRB':>4} {'solve s':>7}")
@@ -176,7 +197,7 @@ def main() -> None:
         print(f"{name}: {xs[0]:.2f}-{xs[-1]:.2f} of the optimum (median "
               f"{xs[len(xs) // 2]:.2f})")
     if args.big:
-        big()
+        big(locality=args.locality)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,4 @@
-"""The block auction's optimiser: one call auction over a delivery window, solved as a
-mixed-integer program with HiGHS (``highspy``), with the rules of docs/trading.md ("Block
-auctions"):
-
-1. maximise welfare: the limits of the filled bids minus the prices of the asks used;
-2. every block whole or not at all, on the same GPUs (node and indices) in every hour
-   of it, its gangs on one node each, all of it in one cluster; at most one
-   alternative of a one-of group; no GPU-hour sold twice;
-3. one clearing price per product (family x hour), on the tick, for every trade in it;
-4. no paradoxically accepted order: every filled bid's limit covers its cost at the
-   clearing prices (a block: summed over its hours), every filled ask's price is at or
-   below the clearing price. Blocks in the money at those prices but left out
-   (paradoxically rejected) are allowed, counted and reported with the welfare they
-   would have added;
-5. ties go to the earlier order (a preference far below a micro-dollar per GPU-hour).
+"""The auction as one mixed-integer program (``_Program``), solved with HiGHS.
 
 Seller blocks: an ask ``whole`` (``hours`` consecutive hours from ``hour``, ``quantity``
 GPUs in each) is sold whole or not at all: in every one of its hours all its GPUs are
@@ -26,16 +12,6 @@ ordinary asks' it saves, and one more row per segment of it keeps the bids' GPUs
 at least the seller blocks'. The heuristics never sell one (they are feasible without);
 the MIP does, and with seller blocks every cut solves afresh.
 
-The model sees what the exchange gives it (``View``): asks (resting and auction ones,
-each of one cluster and hour; seller blocks), bids (one-hour bids may fill in part and across
-clusters; blocks and windows whole, in one cluster), and each cluster's nodes with the
-GPUs free in every hour. Money is integer micro-dollars in and out; HiGHS works in
-dollars. Nodes are never variables: a block is placed on a cluster, and the GPUs are
-chosen after the solve (best fit, the same GPUs in every hour, nodes in the same state
-looked at once as a class); a block the cluster cannot hold that way is cut from that
-cluster at that start (a one-hour bid's gangs capped at what fits) and the model solved
-again.
-
 How it is solved (``_Program``): the program is built once per clearing. Its LP
 relaxation is solved (interior point at scale) and rounded: the bids the LP fills most
 first, each on its LP columns first, then blocks moved to better columns where the
@@ -44,119 +20,19 @@ result is never worse than it. Small programs then go to the MIP whole (to 0.5% 
 its bound); large ones only where the LP and the rounding disagree, and only when
 rounding is more than 0.5% from the LP bound. The gap reported is against the best
 bound known.
-
-Prices: the lowest price per product that every filled ask accepts (the dearest filled
-ask's). When a filled bid cannot pay them, it is cut and the model solved again
-(EUPHEMIA's way with paradoxically accepted blocks), until none is left: the last
-solution without it, repaired where it freed GPUs, against the last LP bound (cutting
-bids only lowers the optimum); the LP is solved again at the end if that leaves the
-gap over 0.5%.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from spotex.extras import require
 
-MICROS = 1_000_000
-# the first-come preference: a dollar-millionth of a micro-dollar per GPU-hour and place
-_TIE = 1e-12
-
-
-@dataclass(frozen=True)
-class Cluster:
-    name: str
-    family: str  # SKU/region: the products it sells
-    # (node id, GPUs, the bit mask of its GPUs free in each hour of the window)
-    nodes: tuple[tuple[str, int, tuple[int, ...]], ...]
-    # per node: its (block, rack, NVLink domain) labels ("": none); () = no labels
-    places: tuple[tuple[str, str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Ask:
-    order_id: int
-    cluster: int  # index into View.clusters
-    hour: int  # index into the window (a seller block: its first hour)
-    quantity: int  # GPUs (a seller block: in each of its hours)
-    price: int  # micro-dollars per GPU-hour
-    hours: int = 1  # a seller block: its consecutive hours from ``hour``
-    # sold whole or not at all: every one of its GPUs in every one of its hours (a
-    # seller block; the only kind of ask of several hours)
-    whole: bool = False
-
-
-@dataclass(frozen=True)
-class Bid:
-    order_id: int
-    family: str
-    hours: int  # 1: a one-hour bid (fills in part); more: a block, whole or nothing
-    starts: tuple[int, ...]  # the first hours it may take (a window: several)
-    quantity: int  # GPUs
-    price: int  # limit, micro-dollars per GPU-hour (a block: over its hours)
-    gang: int = 1
-    group: int = 0  # a one-of group (0: none): at most one of its bids fills
-    whole: bool = False  # a one-hour bid that fills completely or not at all
-    # placement: the level its GPUs must share a domain at ("": none) and the node it
-    # must be next to, (cluster index, node index)
-    level: str = ""
-    near: tuple[int, int] | None = None
-
-    @property
-    def block(self) -> bool:
-        return self.hours > 1 or self.whole or len(self.starts) > 1
-
-
-@dataclass(frozen=True)
-class View:
-    """What the auction decides: a window of ``hours`` delivery hours."""
-    hours: int
-    clusters: tuple[Cluster, ...]
-    asks: tuple[Ask, ...]
-    bids: tuple[Bid, ...]  # in arrival order: earlier ones win ties
-    tick: int = 10_000
-
-
-@dataclass(frozen=True)
-class Fill:
-    """A bid's part of the clearing: ``gpus`` per node, the same in each of its hours."""
-    order_id: int
-    cluster: int
-    start: int
-    hours: int
-    gpus: tuple[tuple[str, tuple[int, ...]], ...]
-
-    @property
-    def quantity(self) -> int:
-        return sum(len(g) for _, g in self.gpus)
-
-
-@dataclass
-class Clearing:
-    fills: list[Fill]
-    asks: dict[int, tuple[int, int]]  # ask id -> (hour, GPUs sold)
-    prices: dict[tuple[str, int], int]  # (family, hour) -> micro-dollars per GPU-hour
-    welfare: int  # micro-dollars: filled bids' limits minus the asks' prices
-    gap: float  # the solver's relative gap on the last solve
-    seconds: float
-    cut: list[int] = field(default_factory=list)  # bids cut as paradoxically accepted
-    rejected_in_money: list[int] = field(default_factory=list)  # paradoxically rejected
-    rejected_welfare: int = 0  # what those would have added at the clearing prices
-    solves: int = 0
-    # the whole asks (seller blocks) sold, by order id; each is in ``asks`` too, at its
-    # first hour with its quantity (it sells that many GPUs in each of its hours)
-    sold_blocks: list[int] = field(default_factory=list)
-
-
-def _dollars(micros: int) -> float:
-    return micros / MICROS
-
+from .locality import _Places, _Zones
+from .model import _TIE, Ask, Bid, View, _dollars, _families
 
 # a solution the solver has not proved within this of its bound goes to the MIP
 GAP = 0.005
@@ -184,9 +60,12 @@ class _Program:
     in two rows, where it starts and after it ends (a network matrix). Same polytope,
     a tenth of the nonzeros: its LP solves in about a second at venue scale."""
 
-    def __init__(self, view: View, banned: dict[tuple[int, int, int], int]) -> None:
+    def __init__(self, view: View, banned: dict[tuple[int, int, int], int],
+                 places: _Places | None = None) -> None:
         self.view = view
         families = _families(view)
+        places = places or _Places(view)
+        zones = _Zones(view, places)
         n_bids = max(1, len(view.bids))
         # (cluster, hour) -> [(price, GPUs)] by price, equal prices merged
         self.ladder: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -234,42 +113,128 @@ class _Program:
         self.col_of: dict[int, tuple[Bid, int, int, int]] = {}
         spans: dict[int, list[tuple[int, int, int, int]]] = {}  # cluster -> (col, s, e, per)
         groups: dict[int, dict[int, float]] = {}
+        # a bid with a level: a column per zone (domains alike, _Zones) that could hold
+        # it alone, in every cluster and start; col -> zone, zone -> its columns
+        self.zone_of: dict[int, int] = {}
+        self.zones: list[tuple[int, str, tuple[str, ...]]] = []  # (cluster, level, names)
+        zone_index: dict[tuple[int, str, tuple[str, ...]], int] = {}
+        zone_cols: dict[int, list[tuple[int, int, int, int]]] = {}  # zone -> (col, s, e, per)
+        # one-hour bids with a level on more than one column: they fill on one of them
+        switched: list[list[int]] = []
         for rank, b in enumerate(view.bids):
             if b.quantity % b.gang:
                 continue
             tie = _TIE * (n_bids - rank)
             cols: list[tuple[int, int, int]] = []
-            for c, s in _candidates(view, b, families.get(b.family, []), floor, banned,
-                                    least):
+            holds = None
+            if b.level and b.block:
+                def holds(c: int, s: int, b: Bid = b) -> bool:
+                    return any(zones.room(c, b.level, zone[0], s, b.hours, b.gang)
+                               >= b.quantity // b.gang for zone in zones.for_bid(b, c))
+            for c, s in _candidates(view, b, places.clusters(b, families.get(b.family, [])),
+                                    floor, banned, least, holds):
                 span = range(s, s + b.hours)
                 if b.block:
                     if any(supply.get((c, h), 0) < b.quantity for h in span):
                         continue  # the cluster offers too few GPUs in some hour
                     value = _dollars((b.price * b.hours - sum(cheapest[c, h] for h in span))
                                      * b.quantity) + tie
-                    col = self._column(value, 1, True)
                     per = b.quantity
+                    upper = 1
                 else:
                     room = supply.get((c, s), 0) // b.gang
                     if room <= 0:
                         continue
                     value = _dollars((b.price - cheapest[c, s]) * b.gang) + tie
-                    col = self._column(value, min(room, b.quantity // b.gang,
-                                                  banned.get((b.order_id, c, s), room)),
-                                       True)
+                    upper = min(room, b.quantity // b.gang, banned.get((b.order_id, c, s), room))
                     per = b.gang
-                spans.setdefault(c, []).append((col, s, s + b.hours, per))
-                self.col_of[col] = (b, c, s, per)
-                cols.append((col, c, s))
+                for zone in zones.for_bid(b, c) if b.level else [None]:
+                    bound = upper
+                    if zone is not None:
+                        fit = zones.room(c, b.level, zone[0], s, b.hours, b.gang)
+                        if fit < (b.quantity // b.gang if b.block else 1):
+                            continue  # no domain of the zone holds it
+                        bound = upper if b.block else min(upper, fit)
+                    col = self._column(value, bound, True)
+                    if zone is not None:
+                        z = zone_index.setdefault((c, b.level, zone), len(zone_index))
+                        if z == len(self.zones):
+                            self.zones.append((c, b.level, zone))
+                        self.zone_of[col] = z
+                        zone_cols.setdefault(z, []).append((col, s, s + b.hours, per))
+                    spans.setdefault(c, []).append((col, s, s + b.hours, per))
+                    self.col_of[col] = (b, c, s, per)
+                    cols.append((col, c, s))
             if not cols:
                 continue
             self.bid_cols[b.order_id] = cols
             self._row(0, 1 if b.block else b.quantity // b.gang, {c: 1.0 for c, _, _ in cols})
             if b.group:
                 groups.setdefault(b.group, {}).update({c: 1.0 for c, _, _ in cols})
+            if b.level and not b.block and len(cols) > 1:
+                switched.append([col for col, _, _ in cols])
         for terms in groups.values():
             self._row(0, 1, terms)
         self.n_bid_cols = len(self.cost)
+        # a zone's columns, and those of the zones (of other levels) whose nodes are all
+        # its own, use at most the GPUs free in its domains, per segment of hours where
+        # the same columns run (at the segment's least)
+        nodes = [frozenset(n for name in names for n in places.domains(c, level)[name])
+                 for c, level, names in self.zones]
+        # zone -> the zones whose rows count its columns: its own first
+        self.zone_in: dict[int, tuple[int, ...]] = {}
+        for z, (c, level, _) in enumerate(self.zones):
+            self.zone_in[z] = (z, *(o for o, (oc, olevel, _) in enumerate(self.zones)
+                                    if o != z and oc == c and olevel != level
+                                    and nodes[z] <= nodes[o]))
+        counted: dict[int, list[tuple[int, int, int, int]]] = {}
+        for z, zcols in zone_cols.items():
+            for o in self.zone_in[z]:
+                counted.setdefault(o, []).extend(zcols)
+        # (zone, hour) -> its GPUs (the least of its segment); per zone with rows, its
+        # segments [(first hour, end hour, GPUs, slack col)]. As the clusters' rows: one
+        # row per segment, each minus the one before (a slack per segment), so a column
+        # is in two rows. A zone with at least the GPUs its cluster's asks offer in every
+        # hour needs no rows (those of its cluster hold it)
+        self.zone_cap: dict[tuple[int, int], int] = {}
+        self.zone_segments: dict[int, list[tuple[int, int, int, int]]] = {}
+        for z, zcols in sorted(counted.items()):
+            c, level, names = self.zones[z]
+            bounds = sorted({s for _, s, _, _ in zcols} | {e for _, _, e, _ in zcols})
+            segs = list(itertools.pairwise(bounds))
+            free = {h: zones.capacity(c, level, names, h) for h in range(bounds[0], bounds[-1])}
+            caps = [min(free[h] for h in range(first_h, end_h)) for first_h, end_h in segs]
+            for (first_h, end_h), cap in zip(segs, caps, strict=True):
+                for h in range(first_h, end_h):
+                    self.zone_cap[z, h] = cap
+            if all(free[h] >= supply.get((c, h), 0) for h in free):
+                continue
+            first = len(self.rows)
+            index = {h: i for i, h in enumerate(bounds)}
+            info: list[tuple[int, int, int, int]] = []
+            for i in range(len(segs)):
+                rhs = float(caps[i] - (caps[i - 1] if i else 0))
+                self.rows.append((rhs, rhs, {}))
+            for i, (first_h, end_h) in enumerate(segs):
+                slack = self._column(0.0, float("inf"), False)
+                self.rows[first + i][2][slack] = 1.0
+                if i + 1 < len(segs):
+                    self.rows[first + i + 1][2][slack] = -1.0
+                info.append((first_h, end_h, caps[i], slack))
+            for col, s, e, per in zcols:
+                self.rows[first + index[s]][2][col] = float(per)
+                if index[e] < len(segs):
+                    self.rows[first + index[e]][2][col] = -float(per)
+            self.zone_segments[z] = info
+        # a one-hour bid with a level fills on one column: a switch per column (binary),
+        # the column's gangs at most its bound times its switch, one switch on
+        self.switch_of: dict[int, int] = {}
+        for xs in switched:
+            for col in xs:
+                y = self._column(0.0, 1, True)
+                self.switch_of[col] = y
+                self.rows.append((-self.upper[col], 0.0, {col: 1.0, y: -self.upper[col]}))
+            self.rows.append((0.0, 1.0, {self.switch_of[col]: 1.0 for col in xs}))
         # per cluster: segments [(first hour, end hour, capacity, slack col, row)]
         self.segments: dict[int, list[tuple[int, int, int, int, int]]] = {}
         # extra ask columns: col -> (cluster, hour, price step)
@@ -350,6 +315,30 @@ class _Program:
         # the orders bids are tried in: arrival (first come), and by the LP's solution
         self.first_come: list[tuple[int, list[tuple[int, int, int]]]] | None = None
         self.rounding: list[tuple[int, list[tuple[int, int, int]]]] | None = None
+
+    def ban(self, limits: dict[tuple[int, int, int], int]) -> None:
+        """Keeps bids off where placement could not give them the GPUs: (bid, cluster,
+        start) -> the most units its columns there may take from now on (a block: 0),
+        in the LP too (warm from its basis) and in the last solution."""
+        changed = []
+        for (bid, c, s), most in sorted(limits.items()):
+            for col, cc, ss in self.bid_cols.get(bid, ()):
+                if (cc, ss) == (c, s) and self.upper[col] > most:
+                    self.upper[col] = float(most)
+                    changed.append(col)
+        for col in changed:
+            if col in self.best:
+                if self.upper[col] >= 1:
+                    self.best[col] = min(self.best[col], self.upper[col])
+                else:
+                    del self.best[col]
+        live = [col for col in changed if self.col_of[col][0].order_id not in self.lp_cut]
+        if self.lp is not None and live:
+            import numpy as np
+
+            self.lp.changeColsBounds(len(live), np.array(live, dtype=np.int32),
+                                     np.zeros(len(live)),
+                                     np.array([self.upper[col] for col in live]))
 
     def _column(self, cost: float, upper: float, integer: bool) -> int:
         self.cost.append(cost)
@@ -558,7 +547,10 @@ class _Program:
             column[c] = v
         blocks = sorted(self.block_of[c].order_id for c, v in best[1].items()
                         if c in self.block_of and round(v) > 0)
-        return {"values": column, "bid_cols": live, "gap": gap, "blocks": blocks}
+        # the domains a bid's column with a level names, to place it in first
+        domains = {col: self.zones[z][2] for col, z in self.zone_of.items()}
+        return {"values": column, "bid_cols": live, "gap": gap, "blocks": blocks,
+                "domains": domains}
 
     def _step_cost(self, c: int, h: int, used: int, more: int) -> int:
         """Micro-dollars the next ``more`` GPUs of a cluster's hour cost above its
@@ -580,12 +572,14 @@ class _Program:
         adds welfare (the dearer asks it needs cost less than it brings); after the
         columns ``prior`` (taken as they are)."""
         used: dict[tuple[int, int], int] = {}
+        zused: dict[tuple[int, int], int] = {}  # (zone, hour) -> GPUs its columns use
         values: dict[int, float] = dict(prior or {})
         groups: set[int] = set()
         for col, v in values.items():
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + round(v) * per
+            self._zone_use(col, zused, round(v))
             if b.group:
                 groups.add(b.group)
         for b, cols in order:
@@ -595,8 +589,11 @@ class _Program:
             for col, c, s in cols:
                 span = range(s, s + b.hours)
                 if b.block:
-                    if any(self.offered.get((c, h), 0) - used.get((c, h), 0) < b.quantity
-                           for h in span):
+                    if self.upper[col] < 1 or any(
+                            self.offered.get((c, h), 0) - used.get((c, h), 0) < b.quantity
+                            for h in span):
+                        continue
+                    if self.zone_of and self._zone_left(col, zused) < b.quantity:
                         continue
                     if positive and self.cost[col] <= _dollars(sum(
                             self._step_cost(c, h, used.get((c, h), 0), b.quantity)
@@ -606,6 +603,8 @@ class _Program:
                 else:
                     n = min(int(self.upper[col]), b.quantity // b.gang - got,
                             (self.offered.get((c, s), 0) - used.get((c, s), 0)) // b.gang)
+                    if self.zone_of:
+                        n = min(n, self._zone_left(col, zused) // b.gang)
                     while positive and n > 0 and self.cost[col] * n <= _dollars(
                             self._step_cost(c, s, used.get((c, s), 0), n * b.gang)):
                         n -= 1
@@ -613,13 +612,33 @@ class _Program:
                         continue
                 for h in span:
                     used[c, h] = used.get((c, h), 0) + n * self.col_of[col][3]
+                self._zone_use(col, zused, n)
                 values[col] = float(n)
                 got += n
                 if b.group:
                     groups.add(b.group)
-                if b.block or got >= b.quantity // b.gang:
+                if b.block or got >= b.quantity // b.gang or col in self.switch_of:
                     break
         return values
+
+    def _zone_use(self, col: int, zused: dict[tuple[int, int], int], n: int) -> None:
+        """Counts ``n`` units of column ``col`` in the zones that count it (if any)."""
+        z = self.zone_of.get(col)
+        if z is not None:
+            b, _, s, per = self.col_of[col]
+            for o in self.zone_in[z]:
+                for h in range(s, s + b.hours):
+                    zused[o, h] = zused.get((o, h), 0) + n * per
+
+    def _zone_left(self, col: int, zused: dict[tuple[int, int], int]) -> int:
+        """GPUs left through column ``col``'s hours in the zones that count it (none:
+        plenty)."""
+        z = self.zone_of.get(col)
+        if z is None:
+            return 1 << 62
+        b, _, s, _ = self.col_of[col]
+        return min(self.zone_cap[o, h] - zused.get((o, h), 0) for o in self.zone_in[z]
+                   for h in range(s, s + b.hours))
 
     def _improve(self, values: dict[int, float], live: dict[int, list[tuple[int, int, int]]],
                  until: float, focus: dict[int, set[int]] | None = None) -> dict[int, float]:
@@ -629,10 +648,12 @@ class _Program:
         were freed (cluster -> hours; a move frees its old place in turn)."""
         values = dict(values)
         used: dict[tuple[int, int], int] = {}
+        zused: dict[tuple[int, int], int] = {}
         for col, v in values.items():
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + round(v) * per
+            self._zone_use(col, zused, round(v))
 
         def gain(col: int) -> float:
             b, c, s, per = self.col_of[col]
@@ -642,20 +663,23 @@ class _Program:
         def fits(col: int) -> bool:
             b, c, s, per = self.col_of[col]
             return all(self.offered.get((c, h), 0) - used.get((c, h), 0) >= per
-                       for h in range(s, s + b.hours))
+                       for h in range(s, s + b.hours)) and (
+                not self.zone_of or self._zone_left(col, zused) >= per)
 
         def move(col: int, by: int) -> None:
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + by * per
+            self._zone_use(col, zused, by)
         for _ in range(5):
             changed = False
             for col in sorted(values):
                 b = self.col_of[col][0]
                 if not b.block or time.monotonic() > until:
                     continue
-                targets = [o for o, c, s in live[b.order_id] if focus is None or c in focus
-                           and not focus[c].isdisjoint(range(s, s + b.hours))]
+                targets = [o for o, c, s in live[b.order_id] if self.upper[o] >= 1 and (
+                    focus is None or c in focus
+                    and not focus[c].isdisjoint(range(s, s + b.hours)))]
                 if not targets:
                     continue
                 move(col, -1)
@@ -680,9 +704,12 @@ class _Program:
     def _holds(self, values: dict[int, float]) -> bool:
         """Whether bid and seller block columns ``values`` keep the capacity rows: in
         each cluster's hour the bids use at least the seller blocks' GPUs sold there
-        and at most those and the ordinary asks' together."""
+        and at most those and the ordinary asks' together; and the zones' rows and a
+        one-hour bid with a level on one column."""
         used: dict[tuple[int, int], int] = {}
         blocks: dict[tuple[int, int], int] = {}
+        zused: dict[tuple[int, int], int] = {}
+        switched: set[int] = set()
         for col, v in values.items():
             if col in self.block_of:
                 a = self.block_of[col]
@@ -692,6 +719,13 @@ class _Program:
             b, c, s, per = self.col_of[col]
             for h in range(s, s + b.hours):
                 used[c, h] = used.get((c, h), 0) + round(v) * per
+            self._zone_use(col, zused, round(v))
+            if col in self.switch_of and round(v) > 0:
+                if b.order_id in switched:
+                    return False
+                switched.add(b.order_id)
+        if any(q > self.zone_cap[k] for k, q in zused.items()):
+            return False
         return all(blocks.get(k, 0) <= used.get(k, 0)
                    <= blocks.get(k, 0) + self.offered.get(k, 0)
                    for k in used.keys() | blocks.keys())
@@ -716,6 +750,16 @@ class _Program:
                 used[c, h] = used.get((c, h), 0) + round(v) * per
         for col in self.block_of:
             out.setdefault(col, 0.0)
+        for col, y in self.switch_of.items():
+            out[y] = 1.0 if round(values.get(col, 0.0)) > 0 else 0.0
+        if self.zone_segments:
+            zused: dict[tuple[int, int], int] = {}
+            for col, v in values.items():
+                if col not in self.block_of:
+                    self._zone_use(col, zused, round(v))
+            for z, zsegs in self.zone_segments.items():
+                for a, _, cap, slack in zsegs:
+                    out[slack] = float(cap - zused.get((z, a), 0))
         for (c, h), cols in self.extra.items():
             over = used.get((c, h), 0) - self.ladder[c, h][0][1]
             for col, (_, q) in zip(cols, self.ladder[c, h][1:], strict=True):
@@ -735,133 +779,6 @@ def _gap(objective: float, bound: float) -> float:
     return max(0.0, bound - objective) / max(abs(bound), 1e-9)
 
 
-class _Nodes:
-    """One cluster's GPUs still free per node and hour, for placement. Nodes in the same
-    state (as many GPUs, the same free masks in every hour) are interchangeable: they
-    form one class, looked at once however many nodes it holds (at venue scale most of
-    a cluster's nodes are untouched and one class)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.free = [[m & ((1 << g) - 1) for m in masks] for _, g, masks in cluster.nodes]
-        # (GPUs, free masks by hour) -> the nodes in that state, in index order
-        self.classes: dict[tuple[int, tuple[int, ...]], list[int]] = {}
-        for n, (_, g, _) in enumerate(cluster.nodes):
-            self.classes.setdefault((g, tuple(self.free[n])), []).append(n)
-
-    def place(self, start: int, hours: int, quantity: int, gang: int
-              ) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
-        """Best fit: each gang on the node with the fewest GPUs free through ``hours``
-        from ``start`` that still holds it (ties: the first node), on the lowest GPU
-        indices free in every one of those hours. None, and nothing taken, when not
-        every gang fits."""
-        span = range(start, start + hours)
-        # per class: [GPUs free through the span, its nodes, how many of them this
-        # block has touched (always its first ones: ties go to the first node)]
-        classes: list[tuple[int, int, list[int], list[int]]] = []
-        for (gpus, masks), members in self.classes.items():
-            mask = (1 << gpus) - 1
-            for h in span:
-                mask &= masks[h]
-            if mask.bit_count() >= gang:
-                classes.append((mask.bit_count(), mask, members, [0]))
-        touched: dict[int, int] = {}  # node -> GPUs free through the span now
-        chosen: dict[int, list[int]] = {}
-        for _ in range(quantity // gang):
-            best: tuple[int, int] | None = None
-            for room, _, members, used in classes:
-                if used[0] < len(members) and room >= gang and (
-                        best is None or (room, members[used[0]]) < best):
-                    best = (room, members[used[0]])
-            for n, mask in touched.items():
-                room = mask.bit_count()
-                if room >= gang and (best is None or (room, n) < best):
-                    best = (room, n)
-            if best is None:
-                return None
-            n = best[1]
-            if n not in touched:
-                cls = next(c for c in classes if c[3][0] < len(c[2]) and c[2][c[3][0]] == n)
-                cls[3][0] += 1
-                touched[n] = cls[1]
-            mask = touched[n]
-            picked = [i for i in range(self.cluster.nodes[n][1]) if mask >> i & 1][:gang]
-            touched[n] = mask & ~sum(1 << i for i in picked)
-            chosen.setdefault(n, []).extend(picked)
-        for n, picks in chosen.items():
-            node = self.cluster.nodes[n]
-            key = (node[1], tuple(self.free[n]))
-            self.classes[key].remove(n)
-            if not self.classes[key]:
-                del self.classes[key]
-            bits = sum(1 << i for i in picks)
-            for h in span:
-                self.free[n][h] &= ~bits
-            members = self.classes.setdefault((node[1], tuple(self.free[n])), [])
-            bisect.insort(members, n)
-        return tuple((self.cluster.nodes[n][0], tuple(sorted(g)))
-                     for n, g in sorted(chosen.items()))
-
-
-def optimise(view: View, *, time_limit: float = 10.0, priced: bool = True) -> Clearing:
-    """The auction's clearing of ``view``; with ``priced=False`` the offline optimum
-    (welfare only, no clearing prices imposed: the benchmark's yardstick)."""
-    began = time.monotonic()
-    for a in view.asks:
-        if a.hours < 1 or a.hours > 1 and not a.whole:
-            raise ValueError(f"ask {a.order_id}: {a.hours} hours; an ask of several hours "
-                             "is a seller block (whole=True)")
-    # with seller blocks every solve is fresh: repairing the last solution where a cut
-    # bid freed GPUs could leave a seller block it sold partly unused
-    blocks = any(a.whole for a in view.asks)
-    # (bid, cluster, start) -> the most gangs placement fits there (a block: 0, kept off
-    # that cluster at that start; a window's other starts there are still offered)
-    banned: dict[tuple[int, int, int], int] = {}
-    cut: set[int] = set()  # bids cut as paradoxically accepted
-    solves = 0
-    program = _Program(view, banned)
-    fresh = True  # solve the LP (else repair the last solution, against the last bound)
-    while True:
-        solves += 1
-        left = time_limit - (time.monotonic() - began)
-        result = program.solve(cut, left, fresh)
-        plans = _plans(view, result)
-        clearing = _price(view, plans, result["blocks"])
-        paradox = _paradoxically_accepted(view, clearing, plans) if priced else []
-        if not paradox and result["gap"] > GAP and not fresh and \
-                time.monotonic() - began < time_limit:
-            fresh = True  # the last bound is stale: tighten it (and round again) once
-            continue
-        if not paradox:
-            # the GPUs, now that the set is settled (placement may still fail for a block
-            # on fragmented nodes: it is kept off that cluster and the auction solved again)
-            fills, unplaced = _place_all(view, plans)
-            if unplaced:
-                banned.update(unplaced)
-                program = _Program(view, banned)
-                fresh = True
-                continue
-            clearing = _price(view, fills, result["blocks"])
-            paradox = _paradoxically_accepted(view, clearing, fills) if priced else []
-        fresh = blocks
-        clearing.gap, clearing.solves = result["gap"], solves
-        if not paradox:
-            if priced:
-                clearing.cut = sorted(cut)
-                _report_rejected(view, clearing, clearing.fills)
-            clearing.seconds = time.monotonic() - began
-            return clearing
-        # one at a time, the one furthest short first; past the time limit, all at once
-        cut |= set(paradox if time.monotonic() - began > time_limit else paradox[:1])
-
-
-def _families(view: View) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for i, c in enumerate(view.clusters):
-        out.setdefault(c.family, []).append(i)
-    return out
-
-
 # the clusters and starts a block is offered to the solver at: the cheapest few by the
 # sum of their cheapest asks over its hours (a block on a dearer one gives less welfare
 # for the same GPUs; the choice among the cheapest is the solver's). 12 was too few at
@@ -872,9 +789,12 @@ CANDIDATES = 24
 
 def _candidates(view: View, b: Bid, clusters: list[int], cheapest: dict[tuple[int, int], int],
                 banned: dict[tuple[int, int, int], int],
-                least: dict[tuple[int, int], int] | None = None) -> list[tuple[int, int]]:
+                least: dict[tuple[int, int], int] | None = None,
+                holds: Callable[[int, int], bool] | None = None) -> list[tuple[int, int]]:
     """``cheapest``: the least price of a GPU per cluster's hour, to rank by; ``least``
-    (default ``cheapest``): what a block must be able to pay there to be offered."""
+    (default ``cheapest``): what a block must be able to pay there to be offered;
+    ``holds``: whether a cluster and start could hold it at all (a block with a level:
+    some domain there alone), asked before the cheapest are kept."""
     options = [(c, s) for c in clusters for s in b.starts
                if 0 <= s and s + b.hours <= view.hours and banned.get((b.order_id, c, s), 1) > 0]
     if not b.block:
@@ -889,218 +809,8 @@ def _candidates(view: View, b: Bid, clusters: list[int], cheapest: dict[tuple[in
             if sum(least[c, h] for h in hours) <= b.price * b.hours:
                 priced.append((cost, c, s))
     priced.sort()
+    if holds is not None:
+        kept = (x for x in priced if holds(x[1], x[2]))
+        return [(c, s) for _, c, s in itertools.islice(kept, CANDIDATES)]
     return [(c, s) for _, c, s in priced[:CANDIDATES]]
 
-
-@dataclass(frozen=True)
-class _Plan:
-    """A filled bid before its GPUs are chosen."""
-    order_id: int
-    cluster: int
-    start: int
-    hours: int
-    quantity: int
-
-
-def _plans(view: View, result: dict[str, Any]) -> list[_Plan]:
-    """The solution's fills, in the order GPUs are chosen: by start hour, as interval
-    colouring goes (then whole-node gangs always fit when every hour has the GPUs),
-    longer, larger, earlier first among equal starts."""
-    values = result["values"]
-    rank = {b.order_id: i for i, b in enumerate(view.bids)}
-    by_id = {b.order_id: b for b in view.bids}
-    chosen: list[tuple[Bid, _Plan]] = []
-    for bid_id, cols in result["bid_cols"].items():
-        b = by_id[bid_id]
-        for col, c, s in cols:
-            n = round(values[col])
-            if n > 0:
-                chosen.append((b, _Plan(bid_id, c, s, b.hours,
-                                        b.quantity if b.block else n * b.gang)))
-    chosen.sort(key=lambda x: (x[1].start, -x[0].hours, -x[0].quantity, rank[x[0].order_id]))
-    return [p for _, p in chosen]
-
-
-def _place_all(view: View, plans: list[_Plan]
-               ) -> tuple[list[Fill], dict[tuple[int, int, int], int]]:
-    """Concrete GPUs for every plan, in order; where a plan did not fit, (bid, cluster,
-    start) -> the gangs that did (a block: 0)."""
-    nodes = [_Nodes(c) for c in view.clusters]
-    by_id = {b.order_id: b for b in view.bids}
-    fills: list[Fill] = []
-    unplaced: dict[tuple[int, int, int], int] = {}
-    for p in plans:
-        b = by_id[p.order_id]
-        gpus = nodes[p.cluster].place(p.start, p.hours, p.quantity, b.gang)
-        if gpus is None:
-            fit = 0
-            while not b.block and fit + 1 < p.quantity // b.gang and nodes[p.cluster].place(
-                    p.start, p.hours, b.gang, b.gang) is not None:
-                fit += 1
-            unplaced[b.order_id, p.cluster, p.start] = fit
-            continue
-        fills.append(Fill(b.order_id, p.cluster, p.start, p.hours, gpus))
-    return fills, unplaced
-
-
-def _price(view: View, fills: Sequence[Fill | _Plan], blocks: Sequence[int] = ()
-           ) -> Clearing:
-    """The asks each cluster's hour needs and the products' prices: the seller blocks
-    sold (``blocks``, order ids) first, whole, then the ordinary asks cheapest first
-    (price, then order id), as the engine assigns them."""
-    need: dict[tuple[int, int], int] = {}
-    for f in fills:
-        for h in range(f.start, f.start + f.hours):
-            need[f.cluster, h] = need.get((f.cluster, h), 0) + f.quantity
-    sold: dict[int, tuple[int, int]] = {}
-    prices: dict[tuple[str, int], int] = {}
-    cost = 0
-    chosen = set(blocks)
-    whole = sorted((a for a in view.asks if a.order_id in chosen), key=lambda a: a.order_id)
-    asks = sorted((a for a in view.asks if not a.whole), key=lambda a: (a.price, a.order_id))
-    for a in whole:
-        sold[a.order_id] = (a.hour, a.quantity)
-        cost += a.quantity * a.hours * a.price
-        for h in range(a.hour, a.hour + a.hours):
-            need[a.cluster, h] = need.get((a.cluster, h), 0) - a.quantity
-            key = (view.clusters[a.cluster].family, h)
-            prices[key] = max(prices.get(key, 0), a.price)
-    for a in asks:
-        want = need.get((a.cluster, a.hour), 0)
-        if want <= 0:
-            continue
-        q = min(want, a.quantity)
-        need[a.cluster, a.hour] = want - q
-        sold[a.order_id] = (a.hour, q)
-        cost += q * a.price
-        key = (view.clusters[a.cluster].family, a.hour)
-        prices[key] = max(prices.get(key, 0), a.price)
-    by_id = {b.order_id: b for b in view.bids}
-    value = sum(by_id[f.order_id].price * f.quantity * f.hours for f in fills)
-    return Clearing([f for f in fills if isinstance(f, Fill)], sold, prices, value - cost,
-                    0.0, 0.0, sold_blocks=[a.order_id for a in whole])
-
-
-def _cost(view: View, clearing: Clearing, fill: Fill | _Plan) -> int:
-    family = view.clusters[fill.cluster].family
-    return sum(clearing.prices.get((family, h), 0)
-               for h in range(fill.start, fill.start + fill.hours))
-
-
-def _paradoxically_accepted(view: View, clearing: Clearing,
-                            fills: Sequence[Fill | _Plan]) -> list[int]:
-    """The filled bids the clearing prices do not pay, the furthest short first (ties:
-    the later order first)."""
-    by_id = {b.order_id: b for b in view.bids}
-    rank = {b.order_id: i for i, b in enumerate(view.bids)}
-    short: dict[int, int] = {}
-    for f in fills:
-        b = by_id[f.order_id]
-        gap = _cost(view, clearing, f) - b.price * f.hours
-        if gap > 0:
-            short[b.order_id] = max(short.get(b.order_id, 0), gap)
-    return sorted(short, key=lambda i: (-short[i], -rank[i]))
-
-
-def _report_rejected(view: View, clearing: Clearing, fills: list[Fill]) -> None:
-    """Blocks left out that the clearing prices would have paid: paradoxically
-    rejected, counted with the welfare each would have added (its limit minus the
-    prices, over its GPU-hours; the cheapest start of a window)."""
-    filled = {f.order_id for f in fills}
-    groups_filled = {b.group for b in view.bids if b.group and b.order_id in filled}
-    families = _families(view)
-    for b in view.bids:
-        if not b.block or b.order_id in filled or (b.group and b.group in groups_filled):
-            continue
-        if not families.get(b.family):
-            continue
-        costs = [sum(clearing.prices.get((b.family, h), 0) for h in range(s, s + b.hours))
-                 for s in b.starts if 0 <= s and s + b.hours <= view.hours
-                 and all((b.family, h) in clearing.prices for h in range(s, s + b.hours))]
-        if costs and min(costs) < b.price * b.hours:
-            clearing.rejected_in_money.append(b.order_id)
-            clearing.rejected_welfare += (b.price * b.hours - min(costs)) * b.quantity
-
-
-def brute_force(view: View) -> int:
-    """The offline optimum's welfare by trying every choice (tiny markets only): each
-    block on each cluster and start or out; each one-hour bid's gangs in each cluster."""
-    families = _families(view)
-    options: list[list[tuple[tuple[int, int, int], ...]]] = []
-    for b in view.bids:
-        mine = families.get(b.family, [])
-        opts: list[tuple[tuple[int, int, int], ...]] = [()]
-        if b.block:
-            opts += [((c, s, b.quantity),) for c in mine for s in b.starts
-                     if 0 <= s and s + b.hours <= view.hours]
-        elif 0 <= b.starts[0] < view.hours:
-            for gangs in itertools.product(range(b.quantity // b.gang + 1), repeat=len(mine)):
-                if 0 < sum(gangs) <= b.quantity // b.gang:
-                    opts.append(tuple((c, b.starts[0], k * b.gang)
-                                      for c, k in zip(mine, gangs, strict=True) if k))
-        options.append(opts)
-    # each seller block sold or not
-    whole = [a for a in view.asks if a.whole]
-    best = 0
-    for choice in itertools.product(*options):
-        picked = [(b, part) for b, parts in zip(view.bids, choice, strict=True)
-                  for part in parts]
-        groups = {b.group for b, parts in zip(view.bids, choice, strict=True)
-                  if parts and b.group}
-        if len(groups) < len([1 for b, parts in zip(view.bids, choice, strict=True)
-                              if parts and b.group]):
-            continue  # two alternatives of one group
-        for sold in itertools.product((False, True), repeat=len(whole)):
-            welfare = _feasible_welfare(view, picked,
-                                        [a for a, s in zip(whole, sold, strict=True) if s])
-            if welfare is not None:
-                best = max(best, welfare)
-    return best
-
-
-def _feasible_welfare(view: View, picked: Sequence[tuple[Bid, tuple[int, int, int]]],
-                      blocks: Sequence[Ask] = ()) -> int | None:
-    """The welfare of filling ``picked`` and selling the seller blocks ``blocks``; None
-    when the GPUs cannot be placed, the asks do not cover them, or a seller block sold
-    is not used whole."""
-    nodes = [_Nodes(c) for c in view.clusters]
-    need: dict[tuple[int, int], int] = {}
-    value = 0
-    order = sorted(picked, key=lambda x: (x[1][1], -x[0].hours, -x[1][2]))
-    for b, (c, s, q) in order:
-        if nodes[c].place(s, b.hours, q, b.gang) is None:
-            return None
-        for h in range(s, s + b.hours):
-            need[c, h] = need.get((c, h), 0) + q
-        value += b.price * q * b.hours
-    for a in blocks:
-        if not (0 <= a.hour and a.hour + a.hours <= view.hours):
-            return None
-        for h in range(a.hour, a.hour + a.hours):
-            need[a.cluster, h] = need.get((a.cluster, h), 0) - a.quantity
-            if need[a.cluster, h] < 0:
-                return None  # not sold whole
-        value -= a.price * a.quantity * a.hours
-    for (c, h), q in need.items():
-        for a in sorted((a for a in view.asks if a.cluster == c and a.hour == h
-                         and not a.whole), key=lambda a: a.price):
-            take = min(q, a.quantity)
-            value -= take * a.price
-            q -= take
-        if q > 0:
-            return None
-    return value
-
-
-def uses(view: View, fills: Iterable[Fill]) -> dict[tuple[int, str, int], int]:
-    """GPU masks in use per (cluster, node, hour), for checks: a GPU twice raises."""
-    out: dict[tuple[int, str, int], int] = {}
-    for f in fills:
-        for node, gpus in f.gpus:
-            mask = sum(1 << i for i in gpus)
-            for h in range(f.start, f.start + f.hours):
-                key = (f.cluster, node, h)
-                if out.get(key, 0) & mask:
-                    raise AssertionError(f"GPU sold twice: {key}")
-                out[key] = out.get(key, 0) | mask
-    return out
