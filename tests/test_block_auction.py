@@ -146,6 +146,47 @@ def test_a_server_without_the_optimiser_refuses_auctions_before_starting_one(
         assert op.state_hash() == before
 
 
+def test_auction_bids_get_their_locality_and_colocation(running: object) -> None:
+    """Three 8-GPU nodes, one in rack r1 and two in rack r2. A lab bids 16 GPUs in one
+    rack and a trader 8 GPUs anywhere: only with the trader on r1 do both fill, and the
+    auction finds that. Then the lab's next block, next to what it holds in one rack,
+    lands in r2 although r1's node is free too."""
+    r = running
+    op = Client(r.target, OPERATOR_TOKEN)  # type: ignore[attr-defined]
+    h = int(time.time()) // 3600 + 60
+    ids = [p.product_id for p in op.create_products(
+        skus=["B200"], regions=["us-west"], from_hour=h, to_hour=h + 2)]
+    seller = Client(r.target, op.create_account("rack-seller", ["seller"]).token)  # type: ignore[attr-defined]
+    seller.register_capacity("sjc-1", sku="B200", region="us-west",
+                             nodes=[("a0", 8, "b", "r1", ""), ("b0", 8, "b", "r2", ""),
+                                    ("b1", 8, "b", "r2", "")],
+                             from_hour=h, to_hour=h + 2)
+    seller.place_order(ids[0], "sell", "1.00", 24, cluster_id="sjc-1")
+    lab = buyer(op, r.target, "rack-lab")  # type: ignore[attr-defined]
+    trader = buyer(op, r.target, "rack-trader")  # type: ignore[attr-defined]
+    racked = lab.place_order(ids[0], "buy", "3.00", 16, gang=8, locality="rack", auction=True)
+    loose = trader.place_order(ids[0], "buy", "2.00", 8, gang=8, auction=True)
+    result = op.run_auction(h, h + 1, time_limit=5)
+    assert set(result.filled_orders) == {racked.order_id, loose.order_id}
+    assert result.dropped_orders == ()
+    got = lab.get_order(racked.order_id)
+    assert (got.placed_level, got.placed_domain) == ("rack", "b/r2")
+    held = lab.list_allocations()
+    assert {node for a in held for node, _ in a.slots} == {"b0", "b1"}
+    assert {node for a in trader.list_allocations() for node, _ in a.slots} == {"a0"}
+    # next to the lab's allocation, in one rack: r2, though r1's node is free too
+    seller.place_order(ids[1], "sell", "1.00", 24, cluster_id="sjc-1")
+    near = lab.place_order(ids[1], "buy", "3.00", 8, gang=8, locality="rack",
+                           colocate_with=held[0].trade_id, auction=True)
+    second = op.run_auction(h + 1, h + 2, time_limit=5)
+    assert second.filled_orders == (near.order_id,)
+    placed = lab.get_order(near.order_id)
+    assert (placed.placed_level, placed.placed_domain) == ("rack", "b/r2")
+    nodes = {node for a in lab.list_allocations() if a.product_id == ids[1]
+             for node, _ in a.slots}
+    assert nodes <= {"b0", "b1"} and len(nodes) == 1
+
+
 def test_bad_auction_terms_are_refused_naming_the_term(running: object) -> None:
     r = running
     op, seller, ids, h = market(r.target)  # type: ignore[attr-defined]
