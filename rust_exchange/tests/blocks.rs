@@ -815,7 +815,13 @@ fn resting(first: i64, hours: u32, price: i64, qty: i64) -> pb::PlaceOrderReques
 
 fn state_of(ex: &Exchange, account: u64, order_id: u64) -> pb::OrderState {
     let o = ex
-        .get_order(buyer(account), &pb::GetOrderRequest { order_id })
+        .get_order(
+            buyer(account),
+            &pb::GetOrderRequest {
+                order_id,
+                ..Default::default()
+            },
+        )
         .unwrap();
     pb::OrderState::try_from(o.state).unwrap()
 }
@@ -846,9 +852,15 @@ fn a_resting_block_waits_whole_and_fills_when_its_last_hour_is_offered() {
     let last = ask(&mut ex, 0, H0 + 2, 1_100_000, 8);
     assert_eq!(state_of(&ex, 2, b.order_id), pb::OrderState::Filled);
     assert_eq!(
-        ex.get_order(seller(10), &pb::GetOrderRequest { order_id: last })
-            .unwrap()
-            .state,
+        ex.get_order(
+            seller(10),
+            &pb::GetOrderRequest {
+                order_id: last,
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .state,
         pb::OrderState::Filled as i32
     );
     let got = held(&ex, b.order_id);
@@ -861,6 +873,7 @@ fn a_resting_block_waits_whole_and_fills_when_its_last_hour_is_offered() {
             buyer(2),
             &pb::GetOrderRequest {
                 order_id: b.order_id,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -1006,6 +1019,7 @@ fn a_resting_block_is_cancelled_expires_or_closes_whole() {
             buyer(2),
             &pb::GetOrderRequest {
                 order_id: gtc.order_id,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -1178,7 +1192,13 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
                         open.remove(&id);
                         // the alternative it became; it alone traded
                         let o = ex
-                            .get_order(buyer(2), &pb::GetOrderRequest { order_id: id })
+                            .get_order(
+                                buyer(2),
+                                &pb::GetOrderRequest {
+                                    order_id: id,
+                                    ..Default::default()
+                                },
+                            )
                             .unwrap();
                         let (r, first) = alts
                             .iter()
@@ -1203,7 +1223,13 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
                         let total: u32 = one.1.iter().map(|s| s.1.count_ones()).sum();
                         assert_eq!(total as i64, r.quantity);
                         let o = ex
-                            .get_order(buyer(2), &pb::GetOrderRequest { order_id: id })
+                            .get_order(
+                                buyer(2),
+                                &pb::GetOrderRequest {
+                                    order_id: id,
+                                    ..Default::default()
+                                },
+                            )
                             .unwrap();
                         let paid: i128 = o
                             .fills
@@ -1215,7 +1241,13 @@ fn random_resting_blocks_never_wait_when_they_could_fill() {
                     }
                     other => panic!(
                         "seed {seed}: block {id} is {other:?}: {:?} {alts:?}",
-                        ex.get_order(buyer(2), &pb::GetOrderRequest { order_id: id })
+                        ex.get_order(
+                            buyer(2),
+                            &pb::GetOrderRequest {
+                                order_id: id,
+                                ..Default::default()
+                            }
+                        )
                     ),
                 }
             }
@@ -1420,6 +1452,7 @@ fn a_resting_one_of_group_fills_one_alternative_and_the_others_go_with_it() {
             buyer(2),
             &pb::GetOrderRequest {
                 order_id: g.order_id,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -314,6 +314,7 @@ fn responses_are_the_contract_s_messages() {
             BUYER,
             &pb::GetOrderRequest {
                 order_id: back.order.as_ref().unwrap().order_id,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -426,7 +427,10 @@ fn ended_orders_leave_memory_oldest_first_and_the_market_does_not_notice() {
         ["c4", "c5"]
     );
     // a record that left is not in memory; its client order id may be used again
-    let gone = pb::GetOrderRequest { order_id: 1 };
+    let gone = pb::GetOrderRequest {
+        order_id: 1,
+        ..Default::default()
+    };
     assert_eq!(
         small.get_order(BUYER, &gone).unwrap_err().reason,
         "UNKNOWN_ORDER"
@@ -640,6 +644,7 @@ fn hostile_requests_are_refused_or_applied_never_a_panic_and_the_journal_still_r
                         who,
                         &pb::GetOrderRequest {
                             order_id: pick(&mut rng, &placed),
+                            ..Default::default()
                         },
                     );
                 }

@@ -68,12 +68,18 @@ fn asks(ex: &Exchange) -> Vec<(i64, i64, u32)> {
 
 /// `(maker order, quantity)` of each fill of `order`, in order.
 fn fills(ex: &Exchange, account: u64, order: u64) -> Vec<i64> {
-    ex.get_order(buyer(account), &pb::GetOrderRequest { order_id: order })
-        .unwrap()
-        .fills
-        .iter()
-        .map(|f| f.quantity)
-        .collect()
+    ex.get_order(
+        buyer(account),
+        &pb::GetOrderRequest {
+            order_id: order,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .fills
+    .iter()
+    .map(|f| f.quantity)
+    .collect()
 }
 
 #[test]
@@ -110,6 +116,7 @@ fn the_book_shows_the_clip_and_each_refill_goes_to_the_back() {
             seller(10),
             &pb::GetOrderRequest {
                 order_id: ice.order_id,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -230,7 +237,13 @@ fn random_flows_never_show_more_than_the_clip_and_conserve_quantity() {
                     assert!(o.remaining > 0, "seed {seed}: an empty clip rests");
                     // what the owner sees is all of it, and adds up
                     let rec = ex
-                        .get_order(seller(owner), &pb::GetOrderRequest { order_id: id })
+                        .get_order(
+                            seller(owner),
+                            &pb::GetOrderRequest {
+                                order_id: id,
+                                ..Default::default()
+                            },
+                        )
                         .unwrap();
                     assert_eq!(o.open_qty(), rec.remaining_quantity, "seed {seed}");
                     assert_eq!(o.filled, rec.filled_quantity, "seed {seed}");

@@ -171,7 +171,13 @@ fn a_block_s_last_hours_resold_split_its_allocations_and_follow_the_new_owner() 
         .map(|r| {
             let id = r.order.as_ref().unwrap().order_id;
             let got = ex
-                .get_order(trader(2), &pb::GetOrderRequest { order_id: id })
+                .get_order(
+                    trader(2),
+                    &pb::GetOrderRequest {
+                        order_id: id,
+                        ..Default::default()
+                    },
+                )
                 .unwrap();
             assert_eq!(got.fills.len(), 1);
             assert_eq!(got.fills[0].fee_micros, got.fees_micros);
