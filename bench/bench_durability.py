@@ -85,7 +85,7 @@ def main() -> None:
         results["journal"] = {"records": n, "bytes": size,
                               "build_seconds": time.perf_counter() - t}
         t = time.perf_counter()
-        engine, last, trades = replay_journal(d / JOURNAL)
+        engine, last, trades, _ = replay_journal(d / JOURNAL)
         secs = time.perf_counter() - t
         assert last == n
         results["replay_rust"] = {"records_per_sec": n / secs, "seconds": secs,

@@ -326,7 +326,7 @@ def test_a_kill_9_between_an_auctions_start_and_its_clear_loses_nothing(
     # the journal alone, replayed from its first command, gives the same state
     from spotex.server.replay import rebuild
     replayed = rebuild(tmp_path)
-    assert (replayed.sequence, replayed.engine.state_hash()) == (seq, state)
+    assert (replayed.sequence, replayed.state_hash) == (seq, state)
 
 
 def test_a_seller_block_is_sold_whole_to_two_buyers_or_not_at_all(tmp_path: Path) -> None:

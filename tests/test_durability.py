@@ -125,15 +125,15 @@ def test_live_replay_snapshot_and_recovery_agree(tmp_path: Path, plan: Any) -> N
     seq = gw.sequence
     gw.close()
 
-    engine, last, _ = replay_journal(d / JOURNAL)
-    assert (last, engine.state_hash()) == (seq, live_hash), "full replay differs"
+    engine, last, _, replayed_hash = replay_journal(d / JOURNAL)
+    assert (last, replayed_hash) == (seq, live_hash), "full replay differs"
 
     snaps = sorted((d / SNAPSHOTS).glob("snapshot-*.bin"))
     if snaps:
         snap_seq, exchange, _ = read_snapshot(snaps[-1])
-        engine, last, _ = replay_journal(d / JOURNAL, snapshot=exchange,
+        engine, last, _, replayed_hash = replay_journal(d / JOURNAL, snapshot=exchange,
                                          snapshot_seq=snap_seq)
-        assert engine.state_hash() == live_hash, "snapshot + tail differs"
+        assert replayed_hash == live_hash, "snapshot + tail differs"
 
     back = EngineHost(clock=Clock(), data_dir=d, fsync="none")
     assert back.call(back.state_hash) == live_hash, "recovery differs"
@@ -150,8 +150,8 @@ def test_refusals_that_move_the_clock_are_journaled_as_time_steps(tmp_path: Path
     assert gw.sequence == before + 1
     live, seq = gw.call(gw.state_hash), gw.sequence
     gw.close()
-    engine, last, _ = replay_journal(tmp_path / JOURNAL)
-    assert (last, engine.state_hash()) == (seq, live)
+    engine, last, _, replayed_hash = replay_journal(tmp_path / JOURNAL)
+    assert (last, replayed_hash) == (seq, live)
 
 
 def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
@@ -261,8 +261,8 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     assert proc.stop(20) == 0
     m = re.search(r"stopped at sequence (\d+), state hash (\w+)", proc.text())
     assert m, proc.text()
-    engine, last, _ = replay_journal(data / JOURNAL)
-    assert (last, engine.state_hash()) == (int(m.group(1)), m.group(2))
+    engine, last, _, replayed_hash = replay_journal(data / JOURNAL)
+    assert (last, replayed_hash) == (int(m.group(1)), m.group(2))
     # two recoveries of the same data agree with each other and with the stopped server
     seen = []
     for _ in range(2):
@@ -315,7 +315,7 @@ def test_replay_tool_rebuilds_verifies_exports_and_draws(tmp_path: Path) -> None
     # replaying to an earlier point gives that point's state
     early = CliRunner().invoke(main, ["replay", str(d), "--seq", "5"])
     assert "replayed to sequence 5 (" in early.output
-    assert replay_journal(d / JOURNAL, until_seq=5)[0].state_hash() in early.output
+    assert replay_journal(d / JOURNAL, until_seq=5)[3] in early.output
     # --time takes ISO 8601 with a zone, or UTC without one; a bad one is one clear line
     for when in ("2025-11-24T16:00:00Z", "2025-11-24T17:00+01:00", "2025-11-24T16:00"):
         at = CliRunner().invoke(main, ["replay", str(d), "--time", when])

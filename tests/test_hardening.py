@@ -405,8 +405,8 @@ def test_journal_failure_stops_acceptance_then_resumes(tmp_path: Path) -> None:
     # after the failure the journal on disk replays to exactly the live state
     from spotex._core import replay_journal
 
-    engine, last, _ = replay_journal(tmp_path / host_module.JOURNAL)
-    assert engine.state_hash() == h and last >= seq
+    engine, last, _, replayed_hash = replay_journal(tmp_path / host_module.JOURNAL)
+    assert replayed_hash == h and last >= seq
 
 
 # ---- TLS ---------------------------------------------------------------------------------

@@ -32,6 +32,6 @@ pub use generated::spotex::store::v1 as store;
 /// The contract's messages (`spotex.v1`), generated from `protos/` by the build.
 pub use generated::spotex::v1 as pb;
 
-pub use exchange::{Caller, Exchange, JournalEntry, Round, StoreError};
+pub use exchange::{Caller, Exchange, JournalEntry, Round, StoreError, FEE_ACCOUNT, OUTSIDE};
 pub use recovery::{recover, Recovery};
 pub use refusal::{status_code, Refusal, STATUS_CODES};

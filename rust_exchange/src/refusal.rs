@@ -52,6 +52,10 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     ("AUCTION_IN_PROGRESS", 9),
     ("AUCTION_NOT_RUNNING", 9),
     ("AUCTION_FIRST", 9),
+    // money: a buy (or amend, withdrawal) that its account cannot cover; a credit limit
+    // below what its holds use
+    ("INSUFFICIENT_FUNDS", 9),
+    ("CREDIT_IN_USE", 9),
     ("NOT_OWNER", 7),
     ("ROLE_REQUIRED", 7),
     ("ACCOUNT_DISABLED", 7),

@@ -500,6 +500,78 @@ impl Exchange {
         Ok(encode(py, &page))
     }
 
+    /// The credit limit (micro-dollars) of accounts without their own; `None`: money is
+    /// not checked (a policy of the venue: not journaled, not checked on replay).
+    #[pyo3(signature = (limit))]
+    fn set_default_credit_limit(&mut self, limit: Option<i64>) {
+        lock(&self.shared).set_default_credit_limit(limit);
+    }
+
+    /// How many transfers stay in memory (older ones leave it: `take_left_transfers`).
+    fn set_keep_transfers(&mut self, n: usize) {
+        lock(&self.shared).set_keep_transfers(n);
+    }
+
+    /// The transfers that left memory since the last call, oldest first, as
+    /// `(transfer_id, debit, credit, time, Transfer bytes)`: for the caller to keep.
+    fn take_left_transfers<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> Vec<(u64, u64, u64, i64, Bound<'py, PyBytes>)> {
+        lock(&self.shared)
+            .take_left_transfers()
+            .into_iter()
+            .map(|t| {
+                let (id, d, c, ts) = (
+                    t.transfer_id,
+                    t.debit_account_id,
+                    t.credit_account_id,
+                    t.time_micros,
+                );
+                (id, d, c, ts, encode(py, &t))
+            })
+            .collect()
+    }
+
+    /// A money command of the operator, journaled: `what` is deposit, withdraw,
+    /// credit_limit or fees; the request's bytes in, `BalanceResponse` bytes out.
+    fn money<'py>(&mut self, py: Python<'py>, ts: i64, what: &str, request: &[u8]) -> Outcome<'py> {
+        let mut ex = lock(&self.shared);
+        let answer = match what {
+            "deposit" => ex.deposit(ts, &decode(py, request)?),
+            "withdraw" => ex.withdraw(ts, &decode(py, request)?),
+            "credit_limit" => ex.set_credit_limit(ts, &decode(py, request)?),
+            "fees" => ex.set_fees(ts, &decode(py, request)?),
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown money command {what:?}: deposit, withdraw, credit_limit or fees"
+                )))
+            }
+        }
+        .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &answer))
+    }
+
+    /// An account's `Balance` bytes.
+    fn balance<'py>(&self, py: Python<'py>, account: u64) -> Bound<'py, PyBytes> {
+        encode(py, &lock(&self.shared).balance(account))
+    }
+
+    /// `ListTransfersRequest` bytes in (its account already settled by the caller),
+    /// `ListTransfersResponse` bytes out: the transfers still in memory.
+    fn list_transfers<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
+        let r: pb::ListTransfersRequest = decode(py, request)?;
+        let page = lock(&self.shared)
+            .list_transfers(account, &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &page))
+    }
+
+    /// The ledger's invariants (for tests): `None` when they hold, else what broke.
+    fn check_ledger(&self) -> Option<String> {
+        lock(&self.shared).check_ledger().err()
+    }
+
     /// `GetOrderRequest` bytes in, `Order` bytes out.
     fn get_order<'py>(&self, py: Python<'py>, account: u64, request: &[u8]) -> Outcome<'py> {
         let r = decode(py, request)?;

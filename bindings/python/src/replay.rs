@@ -14,8 +14,9 @@ pub(crate) type TradeRow = (u64, i64, u64, String, i64, i64, &'static str);
 /// Rebuilds the exchange from its journal in Rust: from `snapshot` (an exchange snapshot,
 /// taken at `snapshot_seq`) or from nothing, applying records up to `until_seq` /
 /// `until_ts`. Returns the engine (for views of the books), the last sequence applied,
-/// and the trades seen on the way as `(seq, ts, trade_id, product, price, qty,
-/// aggressor)`.
+/// the trades seen on the way as `(seq, ts, trade_id, product, price, qty, aggressor)`,
+/// and the exchange's state hash there (the books' and, once there is money, the
+/// ledger's).
 #[pyfunction]
 #[pyo3(signature = (path, *, until_seq=None, until_ts=None, snapshot=None, snapshot_seq=0))]
 pub(crate) fn replay_journal(
@@ -25,9 +26,10 @@ pub(crate) fn replay_journal(
     until_ts: Option<i64>,
     snapshot: Option<&[u8]>,
     snapshot_seq: u64,
-) -> PyResult<(Engine, u64, Vec<TradeRow>)> {
+) -> PyResult<(Engine, u64, Vec<TradeRow>, String)> {
     use spotex_exchange::pb::market_data::Payload;
-    let result = py.detach(|| -> Result<(CoreEngine, u64, Vec<TradeRow>), String> {
+    type Replayed = (CoreEngine, u64, Vec<TradeRow>, String);
+    let result = py.detach(|| -> Result<Replayed, String> {
         let mut ex = match snapshot {
             Some(b) => spotex_exchange::Exchange::restore(b, u32::MAX).map_err(|e| e.0)?,
             None => spotex_exchange::Exchange::new(u32::MAX),
@@ -67,8 +69,9 @@ pub(crate) fn replay_journal(
             }
             last = r.seq;
         }
-        Ok((ex.into_engine(), last, trades))
+        let hash = ex.state_hash();
+        Ok((ex.into_engine(), last, trades, hash))
     });
-    let (inner, last, trades) = result.map_err(journal_error)?;
-    Ok((Engine::wrap(inner), last, trades))
+    let (inner, last, trades, hash) = result.map_err(journal_error)?;
+    Ok((Engine::wrap(inner), last, trades, hash))
 }

@@ -620,7 +620,7 @@ def replay(data_dir: Path, until_seq: int | None, until: str | None, product: st
                       f"of {segment.name} (ignored)[/yellow]")
     began = f" from the snapshot at {r.start}" if r.start else ""
     console.print(f"replayed to sequence {r.sequence}{began} ({r.records} journal records "
-                  f"kept); state hash {r.engine.state_hash()}")
+                  f"kept); state hash {r.state_hash}")
     if verify:
         t = Table("snapshot seq", "recorded hash", "replayed hash", "ok")
         results = rp.verify(data_dir)

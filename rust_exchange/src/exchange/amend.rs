@@ -88,6 +88,8 @@ impl Exchange {
         r: &pb::AmendOrderRequest,
     ) -> Result<(), Refusal> {
         self.check_owner(caller, r.order_id)?;
+        let extra = self.amend_extra(r.order_id, r.price_micros, r.quantity);
+        self.check_funds(caller.account, extra)?;
         let cmd = Command::Amend {
             account: caller.account,
             order_id: r.order_id,

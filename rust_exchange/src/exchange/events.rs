@@ -67,6 +67,8 @@ impl Exchange {
                         let (record, product) = p.alternatives[*alternative as usize].clone();
                         p.record = record;
                         p.product = product;
+                        // chosen on entry: it holds as the alternative it became
+                        p.alternatives.clear();
                     }
                     _ => {
                         // a resting group fills from the side book: its order becomes the
@@ -83,6 +85,7 @@ impl Exchange {
                         rec.gang = block.gang;
                         rec.hours = block.hours;
                         rec.window = block.window;
+                        self.group_chosen(*order_id);
                     }
                 },
                 Event::Accepted { order_id, .. } => {
@@ -90,8 +93,18 @@ impl Exchange {
                         mut record,
                         product,
                         mut rest,
-                        ..
+                        alternatives,
                     } = pending.take().expect("an accepted order was pending");
+                    if !alternatives.is_empty() {
+                        // a group resting unchosen holds its dearest alternative
+                        let need = alternatives
+                            .iter()
+                            .map(|(r, p)| self.entry_need(r, *p))
+                            .max()
+                            .unwrap_or(0);
+                        self.hold_group(*order_id, need);
+                    }
+                    self.ledger.touched.push(*order_id);
                     if let Some(mut next) = rest.pop() {
                         next.rest = rest;
                         pending = Some(next);
@@ -118,6 +131,8 @@ impl Exchange {
                     taker_order,
                     ..
                 } => {
+                    let (buyer_fee, seller_fee) =
+                        self.settle_trade(ts, *trade_id, *maker_order, *taker_order, *price, *qty);
                     let maker = &self.orders[maker_order];
                     touch((*product, maker.side, maker.price));
                     // a block (always the taker: it takes asks, on entry or from the side
@@ -132,6 +147,11 @@ impl Exchange {
                     let hour_id = self.engine.products()[*product as usize].spec.id.clone();
                     for (oid, is_maker) in [(*maker_order, true), (*taker_order, false)] {
                         let rec = self.orders.get_mut(&oid).expect("a record per order");
+                        let fee = if rec.side == Side::Buy {
+                            buyer_fee
+                        } else {
+                            seller_fee
+                        };
                         if is_maker && rec.hours > 1 {
                             let fill = FillRecord {
                                 trade_id: *trade_id,
@@ -140,7 +160,7 @@ impl Exchange {
                                 maker: true,
                                 ts,
                                 product: hour_id.clone(),
-                                fee: 0,
+                                fee,
                                 auction: self.clearing.unwrap_or(0),
                             };
                             rec.fills.push(fill.clone());
@@ -173,7 +193,7 @@ impl Exchange {
                             } else {
                                 String::new()
                             },
-                            fee: 0,
+                            fee,
                             auction: self.clearing.unwrap_or(0),
                         };
                         rec.fills.push(fill.clone());
@@ -265,6 +285,7 @@ impl Exchange {
                     qty,
                     ..
                 } => {
+                    self.ledger.touched.push(*order_id);
                     let rec = self.orders.get_mut(order_id).expect("a record per order");
                     touch((*product, rec.side, rec.price));
                     touch((*product, rec.side, *price));
@@ -329,12 +350,15 @@ impl Exchange {
                 self.market(product, pb::market_data::Payload::Level(update));
             }
         }
+        // every order these events touched holds what it needs now
+        self.settle_holds(ts);
         accepted
     }
 
     /// An order's end (cancelled or expired); returns its side and price, whose level
     /// changed.
     fn end(&mut self, order_id: u64, state: OrderState, reason: &'static str) -> (Side, i64) {
+        self.ledger.touched.push(order_id);
         let rec = self.orders.get_mut(&order_id).expect("a record per order");
         rec.remaining = 0;
         rec.state = state;

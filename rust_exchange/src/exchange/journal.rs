@@ -129,6 +129,10 @@ impl Exchange {
                 .start_auction(ts, a.auction_id, a.from_hour, a.to_hour)
                 .map(drop),
             Some(Kind::AuctionClear(c)) => self.clear_auction(ts, &c).map(drop),
+            Some(Kind::Deposit(r)) => self.deposit(ts, &r).map(drop),
+            Some(Kind::Withdraw(r)) => self.withdraw(ts, &r).map(drop),
+            Some(Kind::CreditLimit(r)) => self.set_credit_limit(ts, &r).map(drop),
+            Some(Kind::Fees(r)) => self.set_fees(ts, &r).map(drop),
             // a time step always counts, whether or not something falls due again
             Some(Kind::AdvanceTime(_)) => self
                 .run(ts, &Command::AdvanceTime, None, time_step)
@@ -167,9 +171,10 @@ impl Exchange {
             orders: self.orders.values().map(OrderRecord::to_store).collect(),
             market_sequence,
             execution_sequence,
-            state_hash: self.engine.state_hash(),
+            state_hash: self.state_hash(),
             ended: self.ended.iter().copied().collect(),
             auctions: self.auctions.iter().cloned().collect(),
+            ledger: self.ledger_snapshot(),
         }
         .encode_to_vec()
     }
@@ -182,11 +187,6 @@ impl Exchange {
             .map_err(|e| StoreError(format!("snapshot does not decode: {e}")))?;
         let engine =
             Engine::restore(&s.engine).map_err(|e| StoreError(format!("snapshot engine: {e}")))?;
-        if engine.state_hash() != s.state_hash {
-            return Err(StoreError(
-                "snapshot: state hash does not match its record".into(),
-            ));
-        }
         let mut ex = Exchange::new(max_open_orders);
         ex.ended = s.ended.iter().copied().collect();
         ex.auctions = s.auctions.into_iter().collect();
@@ -209,6 +209,12 @@ impl Exchange {
                     .insert((rec.account, rec.client_order_id.clone()), rec.order_id);
             }
             ex.orders.insert(rec.order_id, rec);
+        }
+        ex.ledger_restore(s.ledger);
+        if ex.state_hash() != s.state_hash {
+            return Err(StoreError(
+                "snapshot: state hash does not match its record".into(),
+            ));
         }
         for h in 0..ex.engine.products().len() as ProductHandle {
             for side in [Side::Buy, Side::Sell] {

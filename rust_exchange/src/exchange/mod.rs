@@ -27,6 +27,7 @@ mod auctions;
 mod commands;
 mod events;
 mod journal;
+mod ledger;
 mod orders;
 mod outputs;
 mod resale;
@@ -34,6 +35,7 @@ mod views;
 
 pub use auctions::KEEP_AUCTIONS;
 pub use journal::{JournalEntry, StoreError};
+pub use ledger::{fee_of, FEE_ACCOUNT, KEEP_TRANSFERS, OUTSIDE};
 pub use orders::dollars;
 pub use views::{page_size, page_token, DEFAULT_PAGE, MAX_PAGE};
 
@@ -96,6 +98,8 @@ pub struct Exchange {
     /// While an auction's result is applied: its id, and what it traded per product.
     clearing: Option<u64>,
     cleared: auctions::Cleared,
+    /// The money: balances, holds, fees, transfers.
+    ledger: ledger::Ledger,
 }
 
 /// What traded in one product: trades, GPU-hours and notional (micro-dollars).
@@ -142,6 +146,7 @@ impl Exchange {
             auctions: VecDeque::new(),
             clearing: None,
             cleared: auctions::Cleared::default(),
+            ledger: ledger::Ledger::new(),
         }
     }
 
@@ -187,10 +192,6 @@ impl Exchange {
 
     pub fn sequence(&self) -> u64 {
         self.sequence
-    }
-
-    pub fn state_hash(&self) -> String {
-        self.engine.state_hash()
     }
 
     /// What the round so far produced for the streams; starts a new round.

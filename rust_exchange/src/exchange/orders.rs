@@ -264,6 +264,12 @@ impl Exchange {
             };
             alternatives.push((record, product));
         }
+        let need = alternatives
+            .iter()
+            .map(|(r, p)| self.entry_need(r, *p))
+            .max()
+            .unwrap_or(0);
+        self.check_funds(caller.account, need)?;
         let (record, product) = alternatives[0].clone();
         let pending = Pending {
             record,
@@ -337,6 +343,10 @@ impl Exchange {
             r
         };
         let (command, pending) = self.prepare(ts, caller, r)?;
+        self.check_funds(
+            caller.account,
+            self.entry_need(&pending.record, pending.product),
+        )?;
         let product = pending.product;
         let journal = || journaled(caller, Kind::Place(r.clone()));
         let accepted = self
@@ -642,6 +652,11 @@ impl Exchange {
             orders.push(order);
             pendings.push(pending);
         }
+        let need = pendings
+            .iter()
+            .map(|p| self.entry_need(&p.record, p.product))
+            .sum();
+        self.check_funds(caller.account, need)?;
         // the legs' records wait in order: each accepted leg takes the next
         let mut first = pendings.remove(0);
         pendings.reverse();

@@ -56,6 +56,16 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_BUYER: _ClassVar[Role]
     ROLE_SELLER: _ClassVar[Role]
     ROLE_OPERATOR: _ClassVar[Role]
+
+class TransferKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSFER_KIND_UNSPECIFIED: _ClassVar[TransferKind]
+    DEPOSIT: _ClassVar[TransferKind]
+    WITHDRAWAL: _ClassVar[TransferKind]
+    TRADE: _ClassVar[TransferKind]
+    FEE: _ClassVar[TransferKind]
+    HOLD: _ClassVar[TransferKind]
+    RELEASE: _ClassVar[TransferKind]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -85,6 +95,13 @@ ROLE_UNSPECIFIED: Role
 ROLE_BUYER: Role
 ROLE_SELLER: Role
 ROLE_OPERATOR: Role
+TRANSFER_KIND_UNSPECIFIED: TransferKind
+DEPOSIT: TransferKind
+WITHDRAWAL: TransferKind
+TRADE: TransferKind
+FEE: TransferKind
+HOLD: TransferKind
+RELEASE: TransferKind
 
 class Product(_message.Message):
     __slots__ = ("product_id", "state", "tick_micros", "lot", "open_at_micros", "close_at_micros")
@@ -881,6 +898,122 @@ class ListAccountsResponse(_message.Message):
     accounts: _containers.RepeatedCompositeFieldContainer[Account]
     next_page_token: str
     def __init__(self, accounts: _Optional[_Iterable[_Union[Account, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Balance(_message.Message):
+    __slots__ = ("account_id", "current_micros", "holds_micros", "available_micros", "credit_limit_micros", "maker_fee_bps", "taker_fee_bps")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    current_micros: int
+    holds_micros: int
+    available_micros: int
+    credit_limit_micros: int
+    maker_fee_bps: int
+    taker_fee_bps: int
+    def __init__(self, account_id: _Optional[int] = ..., current_micros: _Optional[int] = ..., holds_micros: _Optional[int] = ..., available_micros: _Optional[int] = ..., credit_limit_micros: _Optional[int] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ...) -> None: ...
+
+class Transfer(_message.Message):
+    __slots__ = ("transfer_id", "debit_account_id", "credit_account_id", "amount_micros", "kind", "order_id", "trade_id", "time_micros", "reference")
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    transfer_id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount_micros: int
+    kind: TransferKind
+    order_id: int
+    trade_id: int
+    time_micros: int
+    reference: str
+    def __init__(self, transfer_id: _Optional[int] = ..., debit_account_id: _Optional[int] = ..., credit_account_id: _Optional[int] = ..., amount_micros: _Optional[int] = ..., kind: _Optional[_Union[TransferKind, str]] = ..., order_id: _Optional[int] = ..., trade_id: _Optional[int] = ..., time_micros: _Optional[int] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class DepositRequest(_message.Message):
+    __slots__ = ("account_id", "amount_micros", "reference")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    amount_micros: int
+    reference: str
+    def __init__(self, account_id: _Optional[int] = ..., amount_micros: _Optional[int] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class WithdrawRequest(_message.Message):
+    __slots__ = ("account_id", "amount_micros", "reference")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    amount_micros: int
+    reference: str
+    def __init__(self, account_id: _Optional[int] = ..., amount_micros: _Optional[int] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class SetCreditLimitRequest(_message.Message):
+    __slots__ = ("account_id", "credit_limit_micros")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    credit_limit_micros: int
+    def __init__(self, account_id: _Optional[int] = ..., credit_limit_micros: _Optional[int] = ...) -> None: ...
+
+class SetFeesRequest(_message.Message):
+    __slots__ = ("account_id", "maker_fee_bps", "taker_fee_bps", "clear")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    maker_fee_bps: int
+    taker_fee_bps: int
+    clear: bool
+    def __init__(self, account_id: _Optional[int] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ..., clear: _Optional[bool] = ...) -> None: ...
+
+class BalanceResponse(_message.Message):
+    __slots__ = ("balance", "transfer")
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    balance: Balance
+    transfer: Transfer
+    def __init__(self, balance: _Optional[_Union[Balance, _Mapping]] = ..., transfer: _Optional[_Union[Transfer, _Mapping]] = ...) -> None: ...
+
+class GetBalanceRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    def __init__(self, account_id: _Optional[int] = ...) -> None: ...
+
+class ListTransfersRequest(_message.Message):
+    __slots__ = ("account_id", "from_micros", "to_micros", "page_size", "page_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TO_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: int
+    from_micros: int
+    to_micros: int
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[int] = ..., from_micros: _Optional[int] = ..., to_micros: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTransfersResponse(_message.Message):
+    __slots__ = ("transfers", "next_page_token")
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    transfers: _containers.RepeatedCompositeFieldContainer[Transfer]
+    next_page_token: str
+    def __init__(self, transfers: _Optional[_Iterable[_Union[Transfer, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ProductRequest(_message.Message):
     __slots__ = ("product_id",)

@@ -84,6 +84,16 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.ListAllocationsRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAllocationsResponse.FromString,
                 _registered_method=True)
+        self.GetBalance = channel.unary_unary(
+                '/spotex.v1.Market/GetBalance',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.Balance.FromString,
+                _registered_method=True)
+        self.ListTransfers = channel.unary_unary(
+                '/spotex.v1.Market/ListTransfers',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ListTransfersRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListTransfersResponse.FromString,
+                _registered_method=True)
         self.StreamMarketData = channel.unary_stream(
                 '/spotex.v1.Market/StreamMarketData',
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.StreamMarketDataRequest.SerializeToString,
@@ -200,6 +210,20 @@ class MarketServicer:
 
     def ListAllocations(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBalance(self, request, context):
+        """The caller's balance (an operator may ask for any account's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTransfers(self, request, context):
+        """The caller's transfers, oldest first, paged (an operator may name any account).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -326,6 +350,16 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.ListAllocations,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListAllocationsRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.ListAllocationsResponse.SerializeToString,
+            ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.GetBalanceRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.Balance.SerializeToString,
+            ),
+            'ListTransfers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransfers,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListTransfersRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.ListTransfersResponse.SerializeToString,
             ),
             'StreamMarketData': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamMarketData,
@@ -653,6 +687,60 @@ class Market:
             '/spotex.v1.Market/ListAllocations',
             spotex_dot_v1_dot_spotex__pb2.ListAllocationsRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.ListAllocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/GetBalance',
+            spotex_dot_v1_dot_spotex__pb2.GetBalanceRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.Balance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransfers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/ListTransfers',
+            spotex_dot_v1_dot_spotex__pb2.ListTransfersRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.ListTransfersResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1035,6 +1123,26 @@ class OperatorStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.RunAuctionRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.AuctionResult.FromString,
                 _registered_method=True)
+        self.Deposit = channel.unary_unary(
+                '/spotex.v1.Operator/Deposit',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.DepositRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+                _registered_method=True)
+        self.Withdraw = channel.unary_unary(
+                '/spotex.v1.Operator/Withdraw',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.WithdrawRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+                _registered_method=True)
+        self.SetCreditLimit = channel.unary_unary(
+                '/spotex.v1.Operator/SetCreditLimit',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.SetCreditLimitRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+                _registered_method=True)
+        self.SetFees = channel.unary_unary(
+                '/spotex.v1.Operator/SetFees',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.SetFeesRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -1123,6 +1231,32 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Deposit(self, request, context):
+        """Money in and out of an account; a withdrawal never below what its holds need.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Withdraw(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCreditLimit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetFees(self, request, context):
+        """The venue's maker and taker fees, or one account's own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1190,6 +1324,26 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.RunAuction,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.RunAuctionRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.AuctionResult.SerializeToString,
+            ),
+            'Deposit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deposit,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.DepositRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.SerializeToString,
+            ),
+            'Withdraw': grpc.unary_unary_rpc_method_handler(
+                    servicer.Withdraw,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.WithdrawRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.SerializeToString,
+            ),
+            'SetCreditLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCreditLimit,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.SetCreditLimitRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.SerializeToString,
+            ),
+            'SetFees': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFees,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.SetFeesRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1543,6 +1697,114 @@ class Operator:
             '/spotex.v1.Operator/RunAuction',
             spotex_dot_v1_dot_spotex__pb2.RunAuctionRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.AuctionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deposit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/Deposit',
+            spotex_dot_v1_dot_spotex__pb2.DepositRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Withdraw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/Withdraw',
+            spotex_dot_v1_dot_spotex__pb2.WithdrawRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCreditLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/SetCreditLimit',
+            spotex_dot_v1_dot_spotex__pb2.SetCreditLimitRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFees(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/SetFees',
+            spotex_dot_v1_dot_spotex__pb2.SetFeesRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,
