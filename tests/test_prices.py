@@ -473,3 +473,27 @@ def test_a_correction_is_a_new_revision_that_names_what_it_replaced(tmp_path: Pa
     assert row[10:12] == (0, "no_index")
     got = pr.index_row("H100", "us-east", D0, row)
     assert (got.revision, got.previous_status) == (2, "no_index")
+
+
+def test_the_cli_shows_curve_candles_trades_and_index(running: Running,
+                                                       venue: dict[str, Any]) -> None:
+    from spotex.cli import main
+
+    base = ["--server", running.target, "--token", OPERATOR_TOKEN]
+    runner = CliRunner()
+    curve = runner.invoke(main, [*base, "curve", SKU, REGION])
+    assert curve.exit_code == 0, curve.output
+    assert venue["products"][0] in curve.output and "2.20" in curve.output
+    got = runner.invoke(main, [*base, "--json", "candles", SKU, REGION, "--interval", "1d"])
+    assert got.exit_code == 0, got.output
+    assert '"volume": 128' in got.output
+    trades = runner.invoke(main, [*base, "trades", venue["products"][0], "--limit", "2"])
+    assert trades.exit_code == 0 and trades.output.count("2.20") + trades.output.count(
+        "2.00") == 2, trades.output
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    got = runner.invoke(main, [*base, "index", SKU, REGION, "--to-day", today, "--csv"])
+    assert got.exit_code == 0, got.output
+    assert got.output.splitlines()[-1].startswith(f"{SKU},{REGION},{today},provisional,2.0125,128,4")
+    bad = runner.invoke(main, [*base, "candles", SKU, REGION, "--interval", "5m"])
+    assert bad.exit_code != 0
+    assert "INTERVAL_NOT_KEPT" in bad.output and "1m, 1h, 1d" in bad.output
