@@ -493,7 +493,8 @@ def test_the_cli_shows_curve_candles_trades_and_index(running: Running,
     today = dt.datetime.now(dt.UTC).date().isoformat()
     got = runner.invoke(main, [*base, "index", SKU, REGION, "--to-day", today, "--csv"])
     assert got.exit_code == 0, got.output
-    assert got.output.splitlines()[-1].startswith(f"{SKU},{REGION},{today},provisional,2.0125,128,4")
+    last = got.output.splitlines()[-1]
+    assert last.startswith(f"{SKU},{REGION},{today},provisional,2.0125,128,4")
     bad = runner.invoke(main, [*base, "candles", SKU, REGION, "--interval", "5m"])
     assert bad.exit_code != 0
     assert "INTERVAL_NOT_KEPT" in bad.output and "1m, 1h, 1d" in bad.output
