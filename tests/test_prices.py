@@ -498,3 +498,28 @@ def test_the_cli_shows_curve_candles_trades_and_index(running: Running,
     bad = runner.invoke(main, [*base, "candles", SKU, REGION, "--interval", "5m"])
     assert bad.exit_code != 0
     assert "INTERVAL_NOT_KEPT" in bad.output and "1m, 1h, 1d" in bad.output
+
+
+def test_a_shard_gateway_routes_the_price_calls_to_the_family_s_shard(tmp_path: Path
+                                                                       ) -> None:
+    from test_shards import market, pid, venue
+
+    with venue(tmp_path) as v:
+        _, seller, buyer = market(v)
+        for sku in ("H100", "B200"):
+            seller.place_order(pid(sku), "sell", "2.00", 16, cluster_id=f"{sku}-c")
+            buyer.place_order(pid(sku), "buy", "2.50", 8, gang=8)
+        for sku, shard in (("H100", 1), ("B200", 2)):
+            tape = buyer.list_trades(sku=sku, region="us-east")
+            assert [(t.price, t.quantity, t.trade_id >> 48) for t in tape] == [
+                (Decimal("2.00"), 8, shard)]
+            assert buyer.list_trades(pid(sku)) == tape
+            curve = buyer.curve(sku, "us-east")
+            assert [p.product_id for p in curve.points] == [pid(sku, h) for h in range(3)]
+            assert (curve.points[0].last, curve.points[0].ask) == (Decimal("2.00"),
+                                                                 Decimal("2.00"))
+            assert [c.volume for c in buyer.list_candles(sku=sku, region="us-east")] == [8]
+            assert buyer.index(sku, "us-east").status == "no_index"
+        with pytest.raises(RpcError) as e:
+            buyer.list_candles(pid("H100"), interval="2h")
+        assert e.value.reason == "INTERVAL_NOT_KEPT"
