@@ -137,6 +137,8 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
                                  "--to-hour", str(int(h) + 1)],
         "auctions": ["auctions"], "auction": ["auction"],
         "indicative": ["indicative", "--from-hour", h, "--to-hour", str(int(h) + 1)],
+        "curve": ["curve", "H100", "us-east"], "candles": ["candles", pid],
+        "trades": ["trades", pid], "index": ["index", "H100", "us-east"],
     }
 
 

@@ -258,6 +258,13 @@ def test_the_page_s_api_checks_tokens_and_input(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert [(t["quantity"], t["price_micros"], t["aggressor"]) for t in trades] == [
             ("2", "2100000", "SIDE_BUY"), ("8", "2100000", "SIDE_BUY")]
+        # the forward curve of the product's SKU and region, for the chart
+        sku, region, _ = pid.split("/")
+        status, curve = _get(port, f"/api/curve?sku={sku}&region={region}", OPERATOR_TOKEN)
+        assert status == 200 and curve["points"][0]["product_id"] == pid
+        assert (curve["points"][0]["last_price_micros"], curve["points"][0]["volume"]) == (
+            "2100000", "10")
+        assert _get(port, f"/api/curve?sku=nope&region={region}", OPERATOR_TOKEN)[0] == 404
         assert int(trades[0]["trade_id"]) > int(trades[1]["trade_id"])
         status, one = _get(port, f"/api/trades?product={q}&limit=1", buyer._md[0][1][7:])
         assert status == 200 and one["trades"] == trades[:1]

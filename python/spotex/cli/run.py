@@ -574,6 +574,36 @@ def _simulate_runs(target: str | None, operator_token: str | None, steps: int, b
     console.print(f"wrote simulate_hours.json and simulate_hours.png to {out_dir}")
 
 
+def _replay_index(data_dir: Path, as_csv: bool) -> None:
+    """The daily index from the journal's trades alone: the audit any user can run."""
+    import csv
+    import sys
+    import time
+
+    from spotex._core import JournalError
+    from spotex.server import prices as px
+
+    try:
+        trades, _ = px.journal_trades(data_dir, whole=True)
+    except JournalError as e:
+        raise click.ClickException(str(e)) from None
+    today = time.time_ns() // 1000 // px.DAY
+    rows = px.index_days([t.trade for t in trades], today)
+    if as_csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(px.INDEX_CSV_HEADER)
+        for row in rows:
+            w.writerow(px.index_csv_row(*row))
+        return
+    t = Table("SKU", "region", "day", "status", "index $", "GPU-h", "trades", "outliers",
+              title=f"daily index ({px.METHODOLOGY}) from {len(trades)} trades of the journal")
+    for fam, day, status, v in rows:
+        t.add_row(*fam.split("/"), px.day_name(day), status,
+                  px.dollars(v.price) if v.price else "", str(v.volume), str(v.trades),
+                  f"{v.excluded_trades} ({v.excluded_volume} GPU-h)")
+    console.print(t if rows else "no trades in the journal")
+
+
 @main.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--seq", "until_seq", type=int, default=None, help="replay up to this sequence")
@@ -587,11 +617,19 @@ def _simulate_runs(target: str | None, operator_token: str | None, steps: int, b
 @click.option("--trades-csv", type=click.Path(path_type=Path), default=None)
 @click.option("--charts", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="write depth.png, prices.png and report.html for --product here")
-
-
+@click.option("--index", "index", is_flag=True,
+              help="recompute the daily index of every SKU and region from the journal "
+                   "alone (docs/index.md), to compare with what the venue published")
+@click.option("--csv", "as_csv", is_flag=True, help="with --index: CSV on stdout")
 def replay(data_dir: Path, until_seq: int | None, until: str | None, product: str | None,
-           verify: bool, trades_csv: Path | None, charts: Path | None) -> None:
+           verify: bool, trades_csv: Path | None, charts: Path | None, index: bool,
+           as_csv: bool) -> None:
     """Rebuild the books from a data directory's journal (never changes it)."""
+    if index:
+        _replay_index(data_dir, as_csv)
+        return
+    if as_csv:
+        raise click.UsageError("--csv goes with --index")
 
     from spotex.server import replay as rp
     from spotex.tools.demo import book_rows

@@ -23,6 +23,10 @@ from spotex.client.types import (
     AuctionResult,
     BlockAllocation,
     Book,
+    Candle,
+    Curve,
+    CurvePoint,
+    DailyIndex,
     Execution,
     Fill,
     IndicativeAuction,
@@ -33,6 +37,7 @@ from spotex.client.types import (
     Product,
     Side,
     SlotArg,
+    TapeTrade,
 )
 
 __all__ = [
@@ -44,7 +49,11 @@ __all__ = [
     "AuctionResult",
     "BlockAllocation",
     "Book",
+    "Candle",
     "Client",
+    "Curve",
+    "CurvePoint",
+    "DailyIndex",
     "Execution",
     "Fill",
     "IndicativeAuction",
@@ -56,4 +65,5 @@ __all__ = [
     "RpcError",
     "Side",
     "SlotArg",
+    "TapeTrade",
 ]

@@ -22,11 +22,15 @@ from spotex.client.convert import (
     _allocation,
     _auction,
     _book,
+    _candle,
+    _curve,
+    _daily_index,
     _indicative,
     _order,
     _product,
     _range,
     _result,
+    _tape_trade,
 )
 from spotex.client.errors import RpcError
 from spotex.client.types import (
@@ -35,6 +39,9 @@ from spotex.client.types import (
     Allocation,
     AuctionResult,
     Book,
+    Candle,
+    Curve,
+    DailyIndex,
     IndicativeAuction,
     MarketEvent,
     NodeArg,
@@ -42,6 +49,7 @@ from spotex.client.types import (
     Product,
     Side,
     SlotArg,
+    TapeTrade,
 )
 from spotex.money import parse_price
 
@@ -56,6 +64,15 @@ class _Call(Generic[T]):
     convert: Callable[[Any], T]
     # the least deadline this call needs, seconds (an auction solves for a while)
     timeout: float = 0.0
+
+
+def _micros(when: dt.datetime | None) -> int:
+    """A time as microseconds since the epoch (naive: UTC); None: 0."""
+    if when is None:
+        return 0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1_000_000)
 
 
 def _new_client_order_id() -> str:
@@ -294,6 +311,46 @@ class _Calls:
     def list_auctions(page_token: str) -> _Call[tuple[list[AuctionResult], str]]:
         return _Call("market", "ListAuctions", pb.ListAuctionsRequest(page_token=page_token),
                      lambda r: ([_auction(a) for a in r.auctions], r.next_page_token))
+
+    # ---- price discovery ------------------------------------------------------------
+
+    @staticmethod
+    def list_trades(product_id: str, sku: str, region: str, since: dt.datetime | None,
+                    until: dt.datetime | None, page_size: int, page_token: str
+                    ) -> _Call[tuple[list[TapeTrade], str]]:
+        return _Call("market", "ListTrades", pb.ListTradesRequest(
+            product_id=product_id, sku=sku, region=region, from_micros=_micros(since),
+            to_micros=_micros(until), page_size=page_size, page_token=page_token),
+            lambda r: ([_tape_trade(t) for t in r.trades], r.next_page_token))
+
+    @staticmethod
+    def list_candles(product_id: str, sku: str, region: str, interval: str,
+                     since: dt.datetime | None, until: dt.datetime | None, page_token: str
+                     ) -> _Call[tuple[list[Candle], str]]:
+        return _Call("market", "ListCandles", pb.ListCandlesRequest(
+            product_id=product_id, sku=sku, region=region, interval=interval,
+            from_micros=_micros(since), to_micros=_micros(until), page_size=1000,
+            page_token=page_token),
+            lambda r: ([_candle(c) for c in r.candles], r.next_page_token))
+
+    @staticmethod
+    def curve(sku: str, region: str, from_hour: int, to_hour: int) -> _Call[Curve]:
+        return _Call("market", "GetCurve", pb.GetCurveRequest(
+            sku=sku, region=region, from_hour=from_hour, to_hour=to_hour), _curve)
+
+    @staticmethod
+    def index(sku: str, region: str, day: dt.date | str | None) -> _Call[DailyIndex]:
+        return _Call("market", "GetIndex", pb.GetIndexRequest(
+            sku=sku, region=region, day=str(day or "")), _daily_index)
+
+    @staticmethod
+    def list_index(sku: str, region: str, from_day: dt.date | str | None,
+                   to_day: dt.date | str | None, page_token: str
+                   ) -> _Call[tuple[list[DailyIndex], str]]:
+        return _Call("market", "ListIndex", pb.ListIndexRequest(
+            sku=sku, region=region, from_day=str(from_day or ""), to_day=str(to_day or ""),
+            page_size=1000, page_token=page_token),
+            lambda r: ([_daily_index(d) for d in r.days], r.next_page_token))
 
     @staticmethod
     def take_snapshot() -> _Call[tuple[int, str]]:

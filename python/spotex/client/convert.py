@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from spotex import wire
@@ -16,6 +17,10 @@ from spotex.client.types import (
     AuctionResult,
     BlockAllocation,
     Book,
+    Candle,
+    Curve,
+    CurvePoint,
+    DailyIndex,
     Execution,
     Fill,
     IndicativeAuction,
@@ -23,6 +28,7 @@ from spotex.client.types import (
     MarketEvent,
     Order,
     Product,
+    TapeTrade,
     _price,
 )
 
@@ -150,3 +156,40 @@ def _block(b: Any) -> BlockAllocation:
     return BlockAllocation(b.order_id, b.cluster_id, b.first_hour, b.hours,
                            tuple((s.node_id, tuple(s.gpu_indices)) for s in b.slots),
                            _price(b.cost_micros), tuple(b.trade_ids), b.provider_account)
+
+
+def _maybe_price(micros: int) -> Decimal | None:
+    return _price(micros) if micros else None
+
+
+def _tape_trade(t: Any) -> TapeTrade:
+    side = {1: "buy", 2: "sell"}.get(t.aggressor)
+    return TapeTrade(t.trade_id, t.product_id, _price(t.price_micros), t.quantity,
+                     side,  # type: ignore[arg-type]
+                     _ts(t.time_micros), t.auction_id)
+
+
+def _candle(c: Any) -> Candle:
+    return Candle(_ts(c.start_micros), _price(c.open_price_micros),
+                  _price(c.high_price_micros), _price(c.low_price_micros),
+                  _price(c.close_price_micros), c.volume, c.trades, _price(c.vwap_micros))
+
+
+def _curve(c: Any) -> Curve:
+    return Curve(c.sku, c.region, _ts(c.as_of_micros), tuple(
+        CurvePoint(p.product_id, p.hour, p.state, _maybe_price(p.best_bid_micros),
+                   p.bid_quantity, _maybe_price(p.best_ask_micros), p.ask_quantity,
+                   _maybe_price(p.last_price_micros), p.last_quantity,
+                   _ts(p.last_time_micros) if p.last_time_micros else None, p.auction_id,
+                   _maybe_price(p.auction_price_micros), p.auction_quantity, p.volume,
+                   p.trades)
+        for p in c.points))
+
+
+def _daily_index(d: Any) -> DailyIndex:
+    return DailyIndex(d.sku, d.region, dt.date.fromisoformat(d.day), d.status,
+                      _maybe_price(d.price_micros), d.volume, d.trades, d.excluded_volume,
+                      d.excluded_trades, _maybe_price(d.median_micros),
+                      _ts(d.published_at_micros) if d.published_at_micros else None,
+                      d.revision, _maybe_price(d.previous_price_micros), d.previous_status,
+                      d.methodology)

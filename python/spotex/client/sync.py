@@ -45,6 +45,9 @@ from spotex.client.types import (
     Allocation,
     AuctionResult,
     Book,
+    Candle,
+    Curve,
+    DailyIndex,
     Execution,
     IndicativeAuction,
     MarketEvent,
@@ -52,6 +55,7 @@ from spotex.client.types import (
     Order,
     Product,
     Side,
+    TapeTrade,
 )
 
 
@@ -325,6 +329,47 @@ class Client:
     def list_auctions(self) -> list[AuctionResult]:
         """Every auction's result the venue keeps, newest first."""
         return self._all(_Calls.list_auctions)
+
+    # ---- price discovery (docs/trading.md, "Prices") ----------------------------------
+
+    def list_trades(self, product_id: str = "", *, sku: str = "", region: str = "",
+                    since: dt.datetime | None = None, until: dt.datetime | None = None,
+                    limit: int | None = 100) -> list[TapeTrade]:
+        """The public tape of one product, or of a SKU and region (every hour of them),
+        newest first: trades in [since, until), at most ``limit`` (None: all)."""
+        out: list[TapeTrade] = []
+        token = ""
+        while True:
+            size = 1000 if limit is None else max(1, min(1000, limit - len(out)))
+            got, token = self._call(_Calls.list_trades(product_id, sku, region, since,
+                                                              until, size, token))
+            out += got
+            if not token or (limit is not None and len(out) >= limit):
+                return out if limit is None else out[:limit]
+
+    def list_candles(self, product_id: str = "", *, sku: str = "", region: str = "",
+                     interval: str = "1h", since: dt.datetime | None = None,
+                     until: dt.datetime | None = None) -> list[Candle]:
+        """OHLCV at ``interval`` (1m, 1h or 1d), oldest first; intervals without trades
+        are left out."""
+        return self._all(lambda t: _Calls.list_candles(product_id, sku, region, interval,
+                                                          since, until, t))
+
+    def curve(self, sku: str, region: str, *, from_hour: int = 0, to_hour: int = 0
+              ) -> Curve:
+        """The forward curve: every listed hour's best bid and ask, last trade, last
+        auction price and volume, in one call."""
+        return self._call(_Calls.curve(sku, region, from_hour, to_hour))
+
+    def index(self, sku: str, region: str, day: dt.date | str | None = None
+              ) -> DailyIndex:
+        """The daily index of a day (None: the latest day that ended)."""
+        return self._call(_Calls.index(sku, region, day))
+
+    def list_index(self, sku: str, region: str, *, from_day: dt.date | str | None = None,
+                   to_day: dt.date | str | None = None) -> list[DailyIndex]:
+        """Every day's index, newest first (no_index days included)."""
+        return self._all(lambda t: _Calls.list_index(sku, region, from_day, to_day, t))
 
     def take_snapshot(self) -> tuple[int, str]:
         """Writes a snapshot now; returns its sequence and state hash."""

@@ -217,3 +217,79 @@ class AccountInfo:
     roles: tuple[str, ...]
     enabled: bool  # False: the kill switch is on
     has_token: bool  # False once revoked, until rotated
+
+
+# ---- price discovery -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TapeTrade:
+    """A trade on the public tape (no accounts, no orders)."""
+    trade_id: int
+    product_id: str
+    price: Decimal
+    quantity: int
+    aggressor: Side | None  # the side that took liquidity
+    time: dt.datetime
+    auction_id: int = 0  # an auction's trade (0: continuous trading)
+
+
+@dataclass(frozen=True)
+class Candle:
+    """OHLCV of one interval (its trades' time in [start, start + interval))."""
+    start: dt.datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int  # GPU-hours
+    trades: int
+    vwap: Decimal
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One delivery hour of a forward curve; None where there is nothing."""
+    product_id: str
+    hour: int  # hours since the epoch
+    state: str
+    bid: Decimal | None
+    bid_quantity: int
+    ask: Decimal | None
+    ask_quantity: int
+    last: Decimal | None  # the last trade's price
+    last_quantity: int
+    last_time: dt.datetime | None
+    auction_id: int  # the last auction that traded the hour (0: none)
+    auction_price: Decimal | None
+    auction_quantity: int
+    volume: int  # GPUs traded in the hour so far
+    trades: int
+
+
+@dataclass(frozen=True)
+class Curve:
+    sku: str
+    region: str
+    as_of: dt.datetime
+    points: tuple[CurvePoint, ...]  # by hour
+
+
+@dataclass(frozen=True)
+class DailyIndex:
+    """One UTC day's transaction-based index of a SKU and region (docs/index.md)."""
+    sku: str
+    region: str
+    day: dt.date
+    status: str  # published, no_index, provisional (the day has not ended)
+    price: Decimal | None  # None: no number (no_index, or provisional under the minimum)
+    volume: int  # GPU-hours that counted
+    trades: int
+    excluded_volume: int  # outliers left out
+    excluded_trades: int
+    median: Decimal | None
+    published_at: dt.datetime | None
+    revision: int  # 1 as first published; each correction adds one
+    previous_price: Decimal | None  # a correction: the value it replaced
+    previous_status: str
+    methodology: str

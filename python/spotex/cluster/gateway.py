@@ -34,6 +34,7 @@ A lookup by client order id asks every shard, so that the caller can resolve it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import signal
@@ -343,6 +344,18 @@ class ShardMarket:
         return await self._routed(context, "GetBook", body,
                                   self.f.routes.of_product(r.product_id), a, command=False)
 
+    async def priced(self, context: Any, method: str, cls: Any, body: bytes) -> bytes:
+        """A price call (ListTrades, ListCandles, GetCurve, GetIndex, ListIndex): one
+        product, or one SKU-region family, and so one shard, which holds its every trade
+        and book (the gateway routes markets by SKU and region). Nothing to merge; the
+        shard's page tokens pass through as they are."""
+        a = await self.f.auth(context)
+        r = await _parse(context, cls, body)
+        product = getattr(r, "product_id", "")
+        index = (self.f.routes.of_product(product) if product
+                 else self.f.routes.of_market(r.sku, r.region))
+        return await self._routed(context, method, body, index, a, command=False)
+
     async def _listed(self, context: Any, body: bytes, method: str, request: Any,
                       response: Any, rows: str, key: Callable[[Any], int]) -> bytes:
         """A list call: one shard's with a product, else every shard's pages merged."""
@@ -637,7 +650,16 @@ def market_handlers(m: ShardMarket) -> grpc.GenericRpcHandler:
         "Resell": uu(m.resell), "GetAuctionResult": uu(m.get_auction_result),
         "ListAuctions": uu(m.list_auctions),
         "GetIndicativeAuction": uu(m.get_indicative_auction)}
+    for method, cls in (("ListTrades", pb.ListTradesRequest),
+                        ("ListCandles", pb.ListCandlesRequest),
+                        ("GetCurve", pb.GetCurveRequest), ("GetIndex", pb.GetIndexRequest),
+                        ("ListIndex", pb.ListIndexRequest)):
+        handlers[method] = uu(functools.partial(_priced, m, method, cls))
     return grpc.method_handlers_generic_handler(MARKET, handlers)
+
+
+async def _priced(m: ShardMarket, method: str, cls: Any, body: bytes, context: Any) -> bytes:
+    return await m.priced(context, method, cls, body)
 
 
 class ShardOperator(AccountsService):

@@ -45,6 +45,8 @@ from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.server.datadir import DataDirLock
 from spotex.server.history import FILE as HISTORY
 from spotex.server.history import History
+from spotex.server.tape import FILE as TAPE
+from spotex.server.tape import Tape
 
 T = TypeVar("T")
 
@@ -229,6 +231,9 @@ class EngineHost:
         self.ex.set_resale_fee_bps(resale_fee_bps)
         # ended orders that left the exchange's memory (with a data directory)
         self.history: History | None = None
+        # every trade, and the prices derived from it (a temporary file without a
+        # data directory)
+        self.tape: Tape | None = None
         self.snapshot_seq = 0
         self.journal: JournalWriter | None = None
         self.recovery: dict[str, Any] = {}
@@ -250,10 +255,16 @@ class EngineHost:
                     self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
                 self.recovery["seconds"] = time.perf_counter() - started
             self._writer.attach(self.ex, self.journal)
+            self.tape = Tape(data_dir / TAPE if data_dir is not None else None, self._clock)
+            if data_dir is not None and replicated is None:
+                self._fill_tape(data_dir)
+            self.tape.start()
             if self.journal is not None:
                 self.call(self._claim_ids)
         except BaseException:
             self._writer.stop()
+            if self.tape is not None:
+                self.tape.close()
             if self.history is not None:
                 self.history.close()
             if self._lock is not None:
@@ -268,6 +279,11 @@ class EngineHost:
     def last_ts(self) -> int:
         """The exchange's clock (microseconds since the epoch): never steps back."""
         return self._writer.last_ts
+
+    def now(self) -> int:
+        """The venue's time now (its clock, or later): what the daily index's days are
+        counted by."""
+        return max(self.last_ts, self._clock())
 
     @property
     def unavailable(self) -> str | None:
@@ -315,8 +331,11 @@ class EngineHost:
         return f
 
     def flush(self) -> None:
-        """On the writer: hands what the round published to the publisher."""
+        """On the writer: hands what the round published to the tape and the
+        publisher."""
         market, executions = self.ex.take_round()
+        if market and self.tape is not None:
+            self.tape.offer(self.sequence, self.last_ts, market)
         if market or executions:
             self._publish(Published(market, executions))
 
@@ -342,10 +361,35 @@ class EngineHost:
                 self._lease.release()  # a standby need not wait for it to expire
             except JournalError as err:
                 log.warning("could not release the lease: %s", err)
+        if self.tape is not None:
+            self.tape.close()
         if self.history is not None:
             self.history.close()
         if self._lock is not None:
             self._lock.release()
+
+    def _fill_tape(self, data_dir: Path) -> None:
+        """The tape behind the journal (a crash between a round's journal write and its
+        tape write, or a tape new to this data directory): filled from the journal."""
+        from spotex.server.prices import journal_trades
+
+        assert self.tape is not None
+        if self.tape.seq >= self.sequence:
+            if self.tape.seq > self.sequence:
+                log.warning("the trade tape is at sequence %d, past the journal's %d",
+                            self.tape.seq, self.sequence)
+            return
+        started = time.perf_counter()
+        try:
+            trades, seq = journal_trades(data_dir, self.tape.seq)
+        except JournalError as err:
+            log.warning("the trade tape (at sequence %d) cannot be filled from the "
+                        "journal: %s", self.tape.seq, err)
+            return
+        n = self.tape.fill(trades, seq)
+        if n:
+            log.info("trade tape filled from the journal: %d trades after sequence %d "
+                     "(%.2f s)", n, self.tape.seq, time.perf_counter() - started)
 
     def writer_stats(self) -> dict[str, Any]:
         """What the writer counted (see ``spotex._core.Writer.stats``): for metrics."""
@@ -493,6 +537,10 @@ class EngineHost:
             # the snapshot no longer holds what left memory: it must be on disk first
             self._keep_history()
             self.history.make_durable()
+        if self.tape is not None:
+            # the journal before the snapshot may be retired: the tape holds it first
+            self.flush()
+            self.tape.wait()
         state_hash = self.ex.state_hash()
         meta = {"sequence": self.sequence, "last_ts": self.last_ts, "state_hash": state_hash,
                 "format": FORMAT}

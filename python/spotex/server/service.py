@@ -33,6 +33,7 @@ from spotex import wire
 from spotex._core import RefusedError, SpotexError, count_orders, page_size, status_codes
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.server import prices_rpc as pr
 from spotex.server.accounts import (
     BUYER,
     OPERATOR,
@@ -47,7 +48,9 @@ from spotex.server.auctions import AuctionRunner, AuctionSettings
 from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
 from spotex.server.limits import Limits, TlsConfig, TokenBucket
 from spotex.server.metrics import Metrics, Observe, account_of_call
+from spotex.server.prices import DAY
 from spotex.server.streams import MAX_UPDATES_PER_MESSAGE, Backlog, Hub, MarketSubscription
+from spotex.server.tape import query_stats
 from spotex.server.web import Web
 
 log = logging.getLogger(__name__)
@@ -192,6 +195,7 @@ class Service(Edge):
         self.host = host
         self.hub = hub
         self.auctions = auctions or AuctionRunner(host)
+        self.listing = pr.Listing()
 
     async def writer(self, fn: Callable[[], T]) -> T:
         return await self.host.submit_async(fn)
@@ -364,6 +368,106 @@ class MarketService:
         ex, body = self.s.host.ex, request.SerializeToString()
         return pb.ListAuctionsResponse.FromString(
             await self.s.command(context, lambda: ex.list_auctions(body)))
+
+    # ---- price discovery (spotex.server.prices_rpc; the tape: spotex.server.tape) ----
+
+    async def _listing(self, context: Any, product_id: str = "", sku: str = "",
+                       refresh: bool = False) -> pr.Listing:
+        """The listed products, read again when the query may need newer ones."""
+        if refresh or pr.needs_refresh(self.s.listing, product_id, sku):
+            ex = self.s.host.ex
+            products = await self.s.command(context, lambda: pr.all_products(ex))
+            self.s.listing = pr.Listing.of(products)
+        return self.s.listing
+
+    async def _priced(self, context: Any, work: Any) -> Any:
+        try:
+            return await work
+        except pr.Refusal as err:
+            await _fail(context, err.reason, str(err), err.code)
+
+    async def _scope(self, context: Any, r: Any) -> tuple[str, str]:
+        await self.s.bounded(context, (r.product_id, r.sku, r.region))
+        listing = await self._listing(context, r.product_id, r.sku)
+        try:
+            return pr.scope_of(listing, r.product_id, r.sku, r.region)
+        except pr.Refusal as err:
+            await _fail(context, err.reason, str(err), err.code)
+
+    async def ListTrades(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context)
+        product, fam = await self._scope(context, request)
+        size = page_size(request.page_size)
+        tape = self.s.host.tape
+        assert tape is not None
+        return await self._priced(context, tape.read(
+            lambda db: pr.list_trades(db, request, product, fam, size)))
+
+    async def ListCandles(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context)
+        product, fam = await self._scope(context, request)
+        size = page_size(request.page_size)
+        tape = self.s.host.tape
+        assert tape is not None
+        return await self._priced(context, tape.read(
+            lambda db: pr.list_candles(db, request, product, fam, size)))
+
+    async def GetCurve(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context)
+        await self.s.bounded(context, (request.sku, request.region))
+        listing = await self._listing(context, sku=request.sku)
+        try:
+            fam = pr.family_of(listing, request.sku, request.region)
+        except pr.Refusal as err:
+            await _fail(context, err.reason, str(err), err.code)
+        lo, hi = request.from_hour, request.to_hour or pr.FAR
+        prefix = fam + "/"
+        listed = sorted((h, p, st) for p, (st, h) in listing.products.items()
+                        if p.startswith(prefix) and lo <= h < hi)
+        rows = [(p, st, h) for h, p, st in listed]
+        host = self.s.host
+        tape = host.tape
+        assert tape is not None
+        stats = tape.read(lambda db: query_stats(db, fam))
+
+        def books() -> tuple[int, list[bytes]]:
+            return host.last_ts, [host.ex.get_book(pb.GetBookRequest(
+                product_id=p, depth=1).SerializeToString()) for p, _, _ in rows]
+        as_of, raw = await self.s.command(context, books)
+        return pr.curve(request.sku, request.region, as_of, rows, raw, await stats)
+
+    async def _index_scope(self, context: Any, r: Any) -> tuple[str, int, int]:
+        await self.s.auth(context)
+        await self.s.bounded(context, (r.sku, r.region))
+        listing = await self._listing(context, sku=r.sku)
+        try:
+            fam = pr.family_of(listing, r.sku, r.region)
+        except pr.Refusal as err:
+            await _fail(context, err.reason, str(err), err.code)
+        host = self.s.host
+        assert host.tape is not None
+        now = host.now()
+        # the tape publishes every day that ended first
+        return fam, now // DAY, host.tape.tick(now)
+
+    async def GetIndex(self, request: Any, context: Any) -> Any:
+        fam, today, mark = await self._index_scope(context, request)
+        try:
+            day = pr.day_of(request.day, today) if request.day else today - 1
+        except pr.Refusal as err:
+            await _fail(context, err.reason, str(err), err.code)
+        tape = self.s.host.tape
+        assert tape is not None
+        return await self._priced(context, tape.read(
+            lambda db: pr.get_index(db, fam, day, today), mark))
+
+    async def ListIndex(self, request: Any, context: Any) -> Any:
+        fam, today, mark = await self._index_scope(context, request)
+        size = page_size(request.page_size)
+        tape = self.s.host.tape
+        assert tape is not None
+        return await self._priced(context, tape.read(
+            lambda db: pr.list_index(db, request, fam, today, size), mark))
 
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[bytes]:
         await self.s.auth(context)

@@ -143,7 +143,7 @@ class Web:
                ("/api/products", self._products), ("/api/book", self._book),
                ("/api/trades", self._trades), ("/api/stream", self._stream),
                ("/api/utilisation", self._utilisation), ("/api/report", self._report),
-               ("/api/auctions", self._auctions)]
+               ("/api/auctions", self._auctions), ("/api/curve", self._curve)]
         # GET only, as before: a HEAD of the stream would subscribe and send nothing
         app.add_routes([web.get(path, fn, allow_head=False) for path, fn in get])
         app.on_response_prepare.append(_no_store)
@@ -254,6 +254,30 @@ class Web:
         page = pb.ListAuctionsResponse.FromString(
             await self._view(lambda: host.ex.list_auctions(body)))
         return web.json_response({"auctions": [result_json(a) for a in page.auctions]})
+
+    async def _curve(self, request: web.Request) -> web.Response:
+        """A SKU and region's forward curve (as GetCurve answers it), for the chart."""
+        from spotex.server import prices_rpc as pr
+        from spotex.server.tape import query_stats
+
+        self._auth(request)
+        sku, region = request.query.get("sku", ""), request.query.get("region", "")
+        host = self.host
+        listing = pr.Listing.of(await host.submit_async(lambda: pr.all_products(host.ex)))
+        try:
+            fam = pr.family_of(listing, sku, region)
+        except pr.Refusal as err:
+            raise _Fail(404 if err.code == pr.NOT_FOUND else 400, str(err)) from None
+        rows = sorted(((p, st, h) for p, (st, h) in listing.products.items()
+                       if p.startswith(fam + "/")), key=lambda r: r[2])
+        assert host.tape is not None
+        stats = host.tape.read(lambda db: query_stats(db, fam))
+
+        def books() -> tuple[int, list[bytes]]:
+            return host.last_ts, [host.ex.get_book(pb.GetBookRequest(
+                product_id=p, depth=1).SerializeToString()) for p, _, _ in rows]
+        as_of, raw = await host.submit_async(books)
+        return web.json_response(_json(pr.curve(sku, region, as_of, rows, raw, await stats)))
 
     async def _utilisation(self, request: web.Request) -> web.Response:
         self._auth(request, OPERATOR)

@@ -803,6 +803,224 @@ class ListAuctionsResponse(_message.Message):
     next_page_token: str
     def __init__(self, auctions: _Optional[_Iterable[_Union[AuctionResult, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class TapeTrade(_message.Message):
+    __slots__ = ("trade_id", "product_id", "price_micros", "quantity", "aggressor", "time_micros", "auction_id")
+    TRADE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AGGRESSOR_FIELD_NUMBER: _ClassVar[int]
+    TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    trade_id: int
+    product_id: str
+    price_micros: int
+    quantity: int
+    aggressor: Side
+    time_micros: int
+    auction_id: int
+    def __init__(self, trade_id: _Optional[int] = ..., product_id: _Optional[str] = ..., price_micros: _Optional[int] = ..., quantity: _Optional[int] = ..., aggressor: _Optional[_Union[Side, str]] = ..., time_micros: _Optional[int] = ..., auction_id: _Optional[int] = ...) -> None: ...
+
+class ListTradesRequest(_message.Message):
+    __slots__ = ("product_id", "sku", "region", "from_micros", "to_micros", "page_size", "page_token")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    FROM_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TO_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    sku: str
+    region: str
+    from_micros: int
+    to_micros: int
+    page_size: int
+    page_token: str
+    def __init__(self, product_id: _Optional[str] = ..., sku: _Optional[str] = ..., region: _Optional[str] = ..., from_micros: _Optional[int] = ..., to_micros: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTradesResponse(_message.Message):
+    __slots__ = ("trades", "next_page_token")
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trades: _containers.RepeatedCompositeFieldContainer[TapeTrade]
+    next_page_token: str
+    def __init__(self, trades: _Optional[_Iterable[_Union[TapeTrade, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Candle(_message.Message):
+    __slots__ = ("start_micros", "open_price_micros", "high_price_micros", "low_price_micros", "close_price_micros", "volume", "trades", "vwap_micros")
+    START_MICROS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    HIGH_PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LOW_PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    VWAP_MICROS_FIELD_NUMBER: _ClassVar[int]
+    start_micros: int
+    open_price_micros: int
+    high_price_micros: int
+    low_price_micros: int
+    close_price_micros: int
+    volume: int
+    trades: int
+    vwap_micros: int
+    def __init__(self, start_micros: _Optional[int] = ..., open_price_micros: _Optional[int] = ..., high_price_micros: _Optional[int] = ..., low_price_micros: _Optional[int] = ..., close_price_micros: _Optional[int] = ..., volume: _Optional[int] = ..., trades: _Optional[int] = ..., vwap_micros: _Optional[int] = ...) -> None: ...
+
+class ListCandlesRequest(_message.Message):
+    __slots__ = ("product_id", "sku", "region", "interval", "from_micros", "to_micros", "page_size", "page_token")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    FROM_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TO_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    sku: str
+    region: str
+    interval: str
+    from_micros: int
+    to_micros: int
+    page_size: int
+    page_token: str
+    def __init__(self, product_id: _Optional[str] = ..., sku: _Optional[str] = ..., region: _Optional[str] = ..., interval: _Optional[str] = ..., from_micros: _Optional[int] = ..., to_micros: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCandlesResponse(_message.Message):
+    __slots__ = ("candles", "next_page_token")
+    CANDLES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    candles: _containers.RepeatedCompositeFieldContainer[Candle]
+    next_page_token: str
+    def __init__(self, candles: _Optional[_Iterable[_Union[Candle, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetCurveRequest(_message.Message):
+    __slots__ = ("sku", "region", "from_hour", "to_hour")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    FROM_HOUR_FIELD_NUMBER: _ClassVar[int]
+    TO_HOUR_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    region: str
+    from_hour: int
+    to_hour: int
+    def __init__(self, sku: _Optional[str] = ..., region: _Optional[str] = ..., from_hour: _Optional[int] = ..., to_hour: _Optional[int] = ...) -> None: ...
+
+class CurvePoint(_message.Message):
+    __slots__ = ("product_id", "hour", "state", "best_bid_micros", "bid_quantity", "best_ask_micros", "ask_quantity", "last_price_micros", "last_quantity", "last_time_micros", "auction_id", "auction_price_micros", "auction_quantity", "volume", "trades")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BEST_BID_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BID_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    BEST_ASK_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ASK_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LAST_PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LAST_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AUCTION_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    hour: int
+    state: str
+    best_bid_micros: int
+    bid_quantity: int
+    best_ask_micros: int
+    ask_quantity: int
+    last_price_micros: int
+    last_quantity: int
+    last_time_micros: int
+    auction_id: int
+    auction_price_micros: int
+    auction_quantity: int
+    volume: int
+    trades: int
+    def __init__(self, product_id: _Optional[str] = ..., hour: _Optional[int] = ..., state: _Optional[str] = ..., best_bid_micros: _Optional[int] = ..., bid_quantity: _Optional[int] = ..., best_ask_micros: _Optional[int] = ..., ask_quantity: _Optional[int] = ..., last_price_micros: _Optional[int] = ..., last_quantity: _Optional[int] = ..., last_time_micros: _Optional[int] = ..., auction_id: _Optional[int] = ..., auction_price_micros: _Optional[int] = ..., auction_quantity: _Optional[int] = ..., volume: _Optional[int] = ..., trades: _Optional[int] = ...) -> None: ...
+
+class Curve(_message.Message):
+    __slots__ = ("sku", "region", "as_of_micros", "points")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_MICROS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    region: str
+    as_of_micros: int
+    points: _containers.RepeatedCompositeFieldContainer[CurvePoint]
+    def __init__(self, sku: _Optional[str] = ..., region: _Optional[str] = ..., as_of_micros: _Optional[int] = ..., points: _Optional[_Iterable[_Union[CurvePoint, _Mapping]]] = ...) -> None: ...
+
+class DailyIndex(_message.Message):
+    __slots__ = ("sku", "region", "day", "status", "price_micros", "volume", "trades", "excluded_volume", "excluded_trades", "median_micros", "published_at_micros", "revision", "previous_price_micros", "previous_status", "methodology")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_VOLUME_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_TRADES_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_PRICE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STATUS_FIELD_NUMBER: _ClassVar[int]
+    METHODOLOGY_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    region: str
+    day: str
+    status: str
+    price_micros: int
+    volume: int
+    trades: int
+    excluded_volume: int
+    excluded_trades: int
+    median_micros: int
+    published_at_micros: int
+    revision: int
+    previous_price_micros: int
+    previous_status: str
+    methodology: str
+    def __init__(self, sku: _Optional[str] = ..., region: _Optional[str] = ..., day: _Optional[str] = ..., status: _Optional[str] = ..., price_micros: _Optional[int] = ..., volume: _Optional[int] = ..., trades: _Optional[int] = ..., excluded_volume: _Optional[int] = ..., excluded_trades: _Optional[int] = ..., median_micros: _Optional[int] = ..., published_at_micros: _Optional[int] = ..., revision: _Optional[int] = ..., previous_price_micros: _Optional[int] = ..., previous_status: _Optional[str] = ..., methodology: _Optional[str] = ...) -> None: ...
+
+class GetIndexRequest(_message.Message):
+    __slots__ = ("sku", "region", "day")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    region: str
+    day: str
+    def __init__(self, sku: _Optional[str] = ..., region: _Optional[str] = ..., day: _Optional[str] = ...) -> None: ...
+
+class ListIndexRequest(_message.Message):
+    __slots__ = ("sku", "region", "from_day", "to_day", "page_size", "page_token")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    FROM_DAY_FIELD_NUMBER: _ClassVar[int]
+    TO_DAY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    region: str
+    from_day: str
+    to_day: str
+    page_size: int
+    page_token: str
+    def __init__(self, sku: _Optional[str] = ..., region: _Optional[str] = ..., from_day: _Optional[str] = ..., to_day: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListIndexResponse(_message.Message):
+    __slots__ = ("days", "next_page_token")
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    days: _containers.RepeatedCompositeFieldContainer[DailyIndex]
+    next_page_token: str
+    def __init__(self, days: _Optional[_Iterable[_Union[DailyIndex, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class CreateProductsRequest(_message.Message):
     __slots__ = ("skus", "regions", "from_hour", "to_hour", "tick_micros", "lot", "gate_closure_lead_micros", "open_at_micros")
     SKUS_FIELD_NUMBER: _ClassVar[int]

@@ -149,6 +149,31 @@ class MarketStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.GetIndicativeAuctionRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.IndicativeAuction.FromString,
                 _registered_method=True)
+        self.ListTrades = channel.unary_unary(
+                '/spotex.v1.Market/ListTrades',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ListTradesRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListTradesResponse.FromString,
+                _registered_method=True)
+        self.ListCandles = channel.unary_unary(
+                '/spotex.v1.Market/ListCandles',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ListCandlesRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListCandlesResponse.FromString,
+                _registered_method=True)
+        self.GetCurve = channel.unary_unary(
+                '/spotex.v1.Market/GetCurve',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.GetCurveRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.Curve.FromString,
+                _registered_method=True)
+        self.GetIndex = channel.unary_unary(
+                '/spotex.v1.Market/GetIndex',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.GetIndexRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.DailyIndex.FromString,
+                _registered_method=True)
+        self.ListIndex = channel.unary_unary(
+                '/spotex.v1.Market/ListIndex',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ListIndexRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListIndexResponse.FromString,
+                _registered_method=True)
 
 
 class MarketServicer:
@@ -298,6 +323,38 @@ class MarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTrades(self, request, context):
+        """Price discovery (see the messages above): the public trade tape, OHLCV candles, a
+        SKU and region's forward curve, and the daily index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCandles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCurve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIndex(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIndex(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -415,6 +472,31 @@ def add_MarketServicer_to_server(servicer, server):
                     servicer.GetIndicativeAuction,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.GetIndicativeAuctionRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.IndicativeAuction.SerializeToString,
+            ),
+            'ListTrades': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrades,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListTradesRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.ListTradesResponse.SerializeToString,
+            ),
+            'ListCandles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCandles,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListCandlesRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.ListCandlesResponse.SerializeToString,
+            ),
+            'GetCurve': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurve,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.GetCurveRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.Curve.SerializeToString,
+            ),
+            'GetIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIndex,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.GetIndexRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.DailyIndex.SerializeToString,
+            ),
+            'ListIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIndex,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListIndexRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.ListIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1038,6 +1120,141 @@ class Market:
             '/spotex.v1.Market/GetIndicativeAuction',
             spotex_dot_v1_dot_spotex__pb2.GetIndicativeAuctionRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.IndicativeAuction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrades(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/ListTrades',
+            spotex_dot_v1_dot_spotex__pb2.ListTradesRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.ListTradesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCandles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/ListCandles',
+            spotex_dot_v1_dot_spotex__pb2.ListCandlesRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.ListCandlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/GetCurve',
+            spotex_dot_v1_dot_spotex__pb2.GetCurveRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.Curve.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/GetIndex',
+            spotex_dot_v1_dot_spotex__pb2.GetIndexRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.DailyIndex.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Market/ListIndex',
+            spotex_dot_v1_dot_spotex__pb2.ListIndexRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.ListIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,
