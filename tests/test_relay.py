@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import OPERATOR_TOKEN, on_thread, serving
+from conftest import OPERATOR_TOKEN, Collector, on_thread, serving
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.client import Client
@@ -314,24 +314,39 @@ def test_a_relay_that_dies_is_started_again_and_relays_stop_with_the_server(
         with pytest.raises(Exception, match="UNAUTHENTICATED"):
             Client(server.target, relay_token).list_products()
 
-        os.kill(pids[0], signal.SIGKILL)
+        seller = op.create_account("seller", ["seller"])
+        s = Client(server.target, seller.token)
+        s.register_capacity("c1", sku="H100-SXM", region="us-east", nodes=[("n1", 8)],
+                            from_hour=HOUR, to_hour=HOUR + 24)
+        # the SDK, its market data from the relays, follows them through their deaths
+        sdk = Collector(Client(server.target, watcher.token,
+                               market_data_target=address).market_data([pid]))
+        sdk.wait_for(lambda xs: [x.kind for x in xs] == ["snapshot"])
+
+        for p in pids:
+            os.kill(p, signal.SIGKILL)
         end = time.monotonic() + 30
-        while "started again" not in server.text() and time.monotonic() < end:
+        while server.text().count("started again") < 2 and time.monotonic() < end:
             time.sleep(0.05)
         assert f"market-data relay 0 (pid {pids[0]}) killed by SIGKILL" in server.text()
-        restarted = int(re.search(r"market-data relay 0 started again \(pid (\d+)",
-                                  server.text()).group(1))
+        restarted = [int(re.search(rf"market-data relay {i} started again \(pid (\d+)",
+                                   server.text()).group(1)) for i in (0, 1)]
         end = time.monotonic() + 30
-        while server.text().count("spotex relay serving market data") < 3:
+        while server.text().count("spotex relay serving market data") < 4:
             assert time.monotonic() < end, server.text()
             time.sleep(0.05)
+        s.place_order(pid, "sell", "2.00", 1, cluster_id="c1")
+        # it subscribed again (a fresh snapshot), and has the ask, as a delta after that
+        # snapshot or in it (it may have subscribed again after the ask)
+        sdk.wait_for(lambda xs: any(x.sequence >= 1 for x in xs), timeout=20)
+        assert [x.kind for x in sdk.items][:2] == ["snapshot", "snapshot"]
         # every relay serves on the shared address: subscriptions land on both
         streams = [Updates(address, watcher.token, [pid]) for _ in range(8)]
         for u in streams:
             u.wait_for_seq(pid, 0)
             u.close()
         assert server.stop() == 0
-        assert _gone([restarted, pids[1]]), "a relay outlived the server"
+        assert _gone(restarted), "a relay outlived the server"
     finally:
         server.kill()
 
