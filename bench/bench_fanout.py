@@ -153,7 +153,7 @@ def run(subscribers: int, processes: int, n_pairs: int, seconds: float,
             for p in subs:
                 assert p.stdout is not None
                 assert p.stdout.readline().strip() == "ready", "a subscriber did not start"
-            cpu0 = sum(cpu_seconds(p)[0] for p in pids)
+            cpu0 = [cpu_seconds(p)[0] for p in pids]
             latency = asyncio.run(pairs(server.target,
                                         (("authorization", f"Bearer {s.token}"),),
                                         (("authorization", f"Bearer {b.token}"),),
@@ -165,7 +165,8 @@ def run(subscribers: int, processes: int, n_pairs: int, seconds: float,
                 r = json.loads(out.strip().splitlines()[-1])
                 seen += r["seen"]
                 delivered += r["updates"]
-            cpu = sum(cpu_seconds(p)[0] for p in pids) - cpu0
+            cpus = [cpu_seconds(p)[0] - c0 for p, c0 in zip(pids, cpu0, strict=True)]
+            cpu = sum(cpus)
         finally:
             for p in subs:
                 if p.poll() is None:
@@ -175,7 +176,8 @@ def run(subscribers: int, processes: int, n_pairs: int, seconds: float,
             "pair_latency_ms": latency,
             "every_subscriber_saw_every_trade": all(x >= n_pairs for x in seen),
             "fewest_trades_seen": min(seen), "updates_delivered": delivered,
-            "server_cpu_s": cpu,
+            "server_cpu_s": cpu, "of_which_server_process_s": cpus[0],
+            "of_which_relays_s": cpu - cpus[0],
             "server_cpu_us_per_update": cpu / max(1, delivered) * 1e6}
 
 
@@ -206,7 +208,8 @@ def main() -> None:
               f"{r['every_subscriber_saw_every_trade']} (fewest {r['fewest_trades_seen']} "
               f"of {r['pairs']}); {r['updates_delivered']:,} updates delivered, "
               f"server CPU (with {r['relays']} relays) "
-              f"{r['server_cpu_us_per_update']:.1f} us per update")
+              f"{r['server_cpu_us_per_update']:.1f} us per update (server process "
+              f"{r['of_which_server_process_s'] / max(1, r['updates_delivered']) * 1e6:.1f})")
     print(f"pair p50 with {cfg.subscribers} subscribers / with 1: {ratio:.2f}x (target <= 3x)")
     result = {"one": one, "many": many, "p50_ratio": ratio, "machine": machine(),
               "processes": cfg.processes}
