@@ -117,7 +117,7 @@ class relay_on_thread:
         (_, _, port), _ = self._cm.__enter__()
         return port
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._cm.__exit__(*exc)
 
 
@@ -329,8 +329,9 @@ def test_a_relay_that_dies_is_started_again_and_relays_stop_with_the_server(
         while server.text().count("started again") < 2 and time.monotonic() < end:
             time.sleep(0.05)
         assert f"market-data relay 0 (pid {pids[0]}) killed by SIGKILL" in server.text()
-        restarted = [int(re.search(rf"market-data relay {i} started again \(pid (\d+)",
-                                   server.text()).group(1)) for i in (0, 1)]
+        restarted = [int(m.group(1)) for i in (0, 1) if (m := re.search(
+            rf"market-data relay {i} started again \(pid (\d+)", server.text()))]
+        assert len(restarted) == 2, server.text()
         end = time.monotonic() + 30
         while server.text().count("spotex relay serving market data") < 4:
             assert time.monotonic() < end, server.text()

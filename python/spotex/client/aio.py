@@ -68,6 +68,7 @@ class AsyncClient:
         self._channel, self._md, self._stubs = _connect(grpc.aio, target, token, tls_ca,
                                                         tls_cert, tls_key)
         # market_data() from the venue's market-data relays (docs/scaling.md), when given
+        self._md_channel: Any
         self._md_channel, _, self._md_stubs = (
             _connect(grpc.aio, market_data_target, token, tls_ca, tls_cert, tls_key)
             if market_data_target else (None, None, self._stubs))

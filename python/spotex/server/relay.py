@@ -128,9 +128,7 @@ class Books:
             changed = (old is None or old.seq != b.seq or old.bids != b.bids
                        or old.asks != b.asks)
             return changed
-        b = self.products.get(pid)
-        if b is None:
-            b = self.products[pid] = _Book()
+        b = self.products.setdefault(pid, _Book())
         if u.sequence != b.seq + 1:
             raise UpstreamGap(f"{pid}: sequence {u.sequence} after {b.seq}")
         b.seq = u.sequence
@@ -171,7 +169,8 @@ class Books:
                     bids=[pb.Level(price_micros=p, quantity=q, orders=n) for p, q, n in bids],
                     asks=[pb.Level(price_micros=p, quantity=q, orders=n)
                           for p, q, n in asks])))
-        return batch.SerializeToString()
+        out: bytes = batch.SerializeToString()
+        return out
 
 
 # ---- one subscriber ------------------------------------------------------------------------------
@@ -292,7 +291,7 @@ class Relay:
         call = self._stream(pb.StreamMarketDataRequest(), metadata=self._md)
         try:
             first = await asyncio.wait_for(call.read(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             call.cancel()
             raise RelayError(f"cannot reach the upstream {self.upstream} "
                              f"(no answer in {timeout:g} s)") from None
@@ -379,12 +378,11 @@ class Relay:
             if f.products is None:
                 f.offer(raw, len(updates), products)
                 continue
-            cut = self._cut.get(f.products, False)
-            if cut is False:
-                cut = self._cut_for(f.products, updates)
-                self._cut[f.products] = cut
+            if f.products not in self._cut:
+                self._cut[f.products] = self._cut_for(f.products, updates)
+            cut = self._cut[f.products]
             if cut is not None:
-                f.offer(*cut)
+                f.offer(cut[0], cut[1], cut[2])
 
     @staticmethod
     def _cut_for(products: frozenset[str], updates: Any
@@ -571,9 +569,10 @@ class RelayProcesses:
 
         for i in range(self.n):
             self._start(i)
-        self._supervisor = Supervisor([
-            Watched(f"market-data relay {i}", lambda i=i: self.procs[i],
-                    lambda i=i: self._start(i)) for i in range(self.n)]).start()
+        def watched(i: int) -> Watched:
+            return Watched(f"market-data relay {i}", lambda: self.procs[i],
+                           lambda: self._start(i))
+        self._supervisor = Supervisor([watched(i) for i in range(self.n)]).start()
         return self
 
     @property
