@@ -85,7 +85,7 @@ def test_a_refusal_names_its_reason_and_a_good_order_goes_through(
 # commands with tests of their own (a server, a data directory, a configuration file)
 # cluster up: tests/test_replicated.py; gateway: tests/test_shards.py
 ELSEWHERE = {"serve", "demo", "bench", "simulate", "replay", "config check", "config show",
-             "cluster up", "gateway"}
+             "cluster up", "gateway", "relay"}  # relay: tests/test_relay.py
 
 
 def leaves(group: click.Group, prefix: str = "") -> set[str]:

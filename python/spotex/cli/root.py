@@ -135,14 +135,16 @@ def _checking(what: str) -> None:
     click.echo(f"the venue may have applied this; checking ({what})...", err=True)
 
 
-def client(ctx: click.Context) -> Client:
-    """The SDK, for the server and token the command was given. A command whose outcome
-    is unknown is looked up before it answers, saying so on stderr."""
+def client(ctx: click.Context, market_data: str | None = None) -> Client:
+    """The SDK, for the server and token the command was given (its market data from
+    ``market_data``, the venue's relays, when given). A command whose outcome is unknown
+    is looked up before it answers, saying so on stderr."""
     token = ctx.obj["token"]
     if not token:
         raise click.UsageError("give --token, set SPOTEX_TOKEN, or save a profile with "
                                "`spotex --server HOST:PORT --token T login`")
-    return Client(ctx.obj["server"], token, on_unknown=_checking)
+    return Client(ctx.obj["server"], token, on_unknown=_checking,
+                  market_data_target=market_data or None)
 
 
 def _version() -> str:

@@ -39,7 +39,8 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
     configure(c["server.log_format"])
     metrics_listen = c["server.metrics_listen"] or None
     for key, flag in (("server.metrics_listen", "--metrics-listen"),
-                      ("server.web_listen", "--web-listen")):
+                      ("server.web_listen", "--web-listen"),
+                      ("server.market_data_listen", "--market-data-listen")):
         if c[key] and not re.fullmatch(r"\S*:\d{1,5}", c[key]):
             raise click.BadParameter(f"{c[key]!r} is not HOST:PORT", param_hint=f"{flag} / {key}")
     operator_token = c["server.operator_token"] or None
@@ -81,12 +82,69 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         gateway_token=c["server.gateway_token"] or None,
                         metrics_listen=metrics_listen, access_log=c["server.access_log"],
                         web_listen=c["server.web_listen"] or None,
+                        market_data_relays=c["server.market_data_relays"],
+                        market_data_listen=c["server.market_data_listen"] or None,
+                        relay_nice=c["server.relay_nice"],
+                        log_format=c["server.log_format"],
                         auction=AuctionSettings(
                             c["auction.schedule"], c["auction.time_limit"],
                             c["auction.hold"] == "on" or (c["auction.hold"] == "auto"
                                                           and bool(c["auction.schedule"])))))
     except (DataDirInUse, ListenError, JournalError) as e:
         # an operator's mistake or a damaged journal: one line, not a traceback
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.option("--upstream", required=True, metavar="HOST:PORT",
+              help="the spotex server (or gateway) whose market data it relays")
+@click.option("--listen", default="127.0.0.1:50552", show_default=True, metavar="HOST:PORT",
+              help="where subscribers connect (several relays may share it: SO_REUSEPORT)")
+@click.option("--token", envvar="SPOTEX_RELAY_TOKEN", default="",
+              help="a token the upstream accepts for StreamMarketData, any role (or "
+              "SPOTEX_RELAY_TOKEN); subscribers use their own tokens, checked upstream")
+@click.option("--subscriber-queue", type=click.IntRange(1, None), default=10_000,
+              show_default=True, help="updates a subscriber may fall behind before it "
+              "is conflated (its next message a fresh snapshot instead of the deltas)")
+@click.option("--connect-timeout", type=click.FloatRange(0.1, 600), default=10.0,
+              show_default=True, help="seconds to reach the upstream at start")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="require subscribers' client certificates signed by this CA")
+@click.option("--upstream-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="reach the upstream over TLS, trusting this CA")
+@click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="CPU niceness to run at")
+@click.option("--log-format", type=click.Choice(("text", "json")), default="text")
+@click.option("--exit-with", type=int, default=None, hidden=True)
+def relay(upstream: str, listen: str, token: str, subscriber_queue: int,
+          connect_timeout: float, tls_cert: Path | None, tls_key: Path | None,
+          tls_client_ca: Path | None, upstream_ca: Path | None, nice: int, log_format: str,
+          exit_with: int | None) -> None:
+    """Serve market data (StreamMarketData) to many subscribers from ONE stream of the
+    upstream's: snapshot then deltas with the upstream's sequences, a slow subscriber
+    conflated to a fresh snapshot. Run it off the order path (docs/scaling.md)."""
+    from spotex.server.logs import configure
+    from spotex.server.relay import RelayError, RelayTls, run_relay
+    from spotex.server.service import ListenError
+
+    configure(log_format)
+    for value, flag in ((upstream, "--upstream"), (listen, "--listen")):
+        if not re.fullmatch(r"\S*:\d{1,5}", value):
+            raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint=flag)
+    if not token:
+        raise click.UsageError("the relay needs a token for its upstream (--token or "
+                               "SPOTEX_RELAY_TOKEN)")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("the TLS certificate and key go together (--tls-cert, --tls-key)")
+    if nice:
+        os.nice(nice)
+    try:
+        asyncio.run(run_relay(upstream, listen, token, subscriber_queue=subscriber_queue,
+                              tls=RelayTls(tls_cert, tls_key, tls_client_ca, upstream_ca),
+                              connect_timeout=connect_timeout, exit_with=exit_with))
+    except (RelayError, ListenError) as e:
         raise click.ClickException(str(e)) from None
 
 

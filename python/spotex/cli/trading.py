@@ -99,13 +99,15 @@ def book(ctx: click.Context, product_id: str, depth: int) -> None:
 @click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seconds", default=0.0, type=click.FloatRange(0, None),
               help="stop after this long (0: until Ctrl-C)")
-
-
+@click.option("--market-data", envvar="SPOTEX_MARKET_DATA", default="", metavar="HOST:PORT",
+              help="stream from the venue's market-data relays at this address (or "
+              "SPOTEX_MARKET_DATA; empty: from the server)")
 @click.pass_context
-def watch(ctx: click.Context, product_id: str, depth: int, seconds: float) -> None:
+def watch(ctx: click.Context, product_id: str, depth: int, seconds: float,
+          market_data: str) -> None:
     """A live book and the last trades of a product (with --json: every market-data
     event as a JSON line)."""
-    c = client(ctx)
+    c = client(ctx, market_data)
     c.get_book(product_id, 1)  # an unknown product fails here, with its reason
     events: queue.Queue[MarketEvent | BaseException] = queue.Queue()
 

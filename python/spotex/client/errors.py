@@ -62,11 +62,15 @@ def _rpc_error(err: grpc.RpcError) -> RpcError:
                     transport=not reason)
 
 
-def _resubscribable(err: grpc.RpcError, lost: int) -> bool:
+def _resubscribable(err: grpc.RpcError, lost: int, relayed: bool = False) -> bool:
     """A market-data stream worth opening again: dropped for lagging, or ended by a
     gateway because its shard's engine was lost (a few times in a row at most: the
-    gateway waits for the standby before it answers)."""
+    gateway waits for the standby before it answers), or, from market-data relays, a
+    relay gone or cut from its upstream (a few times: another relay of the address, or
+    the same one started again, takes the subscription)."""
     if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return True
+    if relayed and err.code() == grpc.StatusCode.UNAVAILABLE and lost <= 5:
         return True
     return _rpc_error(err).reason == "SHARD_UNAVAILABLE" and lost <= 3
 

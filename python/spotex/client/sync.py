@@ -79,9 +79,15 @@ class Client:
     def __init__(self, target: str, token: str, *, timeout: float = 10.0,
                  tls_ca: bytes | None = None, tls_cert: bytes | None = None,
                  tls_key: bytes | None = None, resolve_timeout: float = 30.0,
-                 on_unknown: Callable[[str], None] | None = None) -> None:
+                 on_unknown: Callable[[str], None] | None = None,
+                 market_data_target: str | None = None) -> None:
         self._channel, self._md, self._stubs = _connect(grpc, target, token, tls_ca,
                                                         tls_cert, tls_key)
+        # market_data() from the venue's market-data relays (docs/scaling.md), when given
+        self._md_channel: Any
+        self._md_channel, _, self._md_stubs = (
+            _connect(grpc, market_data_target, token, tls_ca, tls_cert, tls_key)
+            if market_data_target else (None, None, self._stubs))
         self._timeout = timeout
         self.resolve_timeout = resolve_timeout
         self.on_unknown = on_unknown
@@ -94,6 +100,8 @@ class Client:
 
     def close(self) -> None:
         self._channel.close()
+        if self._md_channel is not None:
+            self._md_channel.close()
 
     def _call(self, c: _Call[T], timeout: float | None = None) -> T:
         try:
@@ -383,7 +391,7 @@ class Client:
         ids = list(product_ids)
         lost = 0  # failovers in a row without an update since
         while True:
-            call = self._stubs["market"].StreamMarketData(
+            call = self._md_stubs["market"].StreamMarketData(
                 pb.StreamMarketDataRequest(product_ids=ids), metadata=self._md)
             seen = _Book()
             try:
@@ -398,8 +406,11 @@ class Client:
                     return
             except grpc.RpcError as err:
                 lost += 1
-                if not resubscribe or not _resubscribable(err, lost):
+                if not resubscribe or not _resubscribable(err, lost,
+                                                          self._md_channel is not None):
                     raise _rpc_error(err) from None
+                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    time.sleep(0.5 * lost)  # a relay being started again
             finally:
                 call.cancel()
             if not resubscribe:

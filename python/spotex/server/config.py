@@ -78,6 +78,15 @@ SETTINGS: tuple[Setting, ...] = (
             "serve Prometheus metrics at http://HOST:PORT/metrics (empty: off)"),
     Setting("server.web_listen", "--web-listen", "", click.STRING,
             "serve the venue's web page at http://HOST:PORT/ (empty: off)"),
+    Setting("server.market_data_relays", "--market-data-relays", 0, click.IntRange(0, 64),
+            "market-data relay processes to start and supervise: they serve "
+            "StreamMarketData to many subscribers, off the order path (0: none; "
+            "docs/scaling.md)"),
+    Setting("server.market_data_listen", "--market-data-listen", "", click.STRING,
+            "host:port the relays share (empty: the server's host, its port + 1)"),
+    Setting("server.relay_nice", "--relay-nice", 10, click.IntRange(0, 19),
+            "the relays' CPU niceness: on the server's machine order entry comes first, "
+            "and a relay short of CPU conflates its slow subscribers"),
     Setting("server.log_format", "--log-format", "text", _choice("text", "json"),
             "json: one JSON object a line, for a log pipeline"),
     Setting("server.access_log", "--access-log/--no-access-log", True, bool,

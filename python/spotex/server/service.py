@@ -49,6 +49,7 @@ from spotex.server.host import EngineHost, HostError, Published, Replicated, una
 from spotex.server.limits import Limits, TlsConfig, TokenBucket
 from spotex.server.metrics import Metrics, Observe, account_of_call
 from spotex.server.prices import DAY
+from spotex.server.relay import RelayProcesses, _upstream_of
 from spotex.server.streams import MAX_UPDATES_PER_MESSAGE, Backlog, Hub, MarketSubscription
 from spotex.server.tape import query_stats
 from spotex.server.web import Web
@@ -112,11 +113,22 @@ class Edge:
     ``spotex-roles``); the gateway authenticated it and owns the accounts."""
 
     def __init__(self, accounts: Accounts, limits: Limits,
-                 gateway_token: str | None = None) -> None:
+                 gateway_token: str | None = None, relay_token: str | None = None) -> None:
         self.accounts = accounts
         self.limits = limits
         self.bucket = TokenBucket(limits.orders_per_second, limits.order_burst)
         self._gateway = token_hash(gateway_token) if gateway_token else None
+        # the token of the market-data relays this server started: StreamMarketData only
+        self._relay = token_hash(relay_token) if relay_token else None
+
+    async def auth_market_data(self, context: grpc.aio.ServicerContext) -> Account:
+        """As ``auth`` (any role), or the server's own market-data relays."""
+        if self._relay is not None:
+            value = dict(context.invocation_metadata() or ()).get("authorization")
+            if (isinstance(value, str) and value.startswith("Bearer ")
+                    and token_hash(value[len("Bearer "):]) == self._relay):
+                return Account(0, "market-data relay", [], "")
+        return await self.auth(context)
 
     async def throttle(self, context: Any, account: Account, n: int = 1) -> None:
         wait = self.bucket.take(account.account_id, n, time.monotonic())
@@ -190,8 +202,9 @@ class Service(Edge):
 
     def __init__(self, host: EngineHost, accounts: Accounts, hub: Hub, limits: Limits,
                  gateway_token: str | None = None,
-                 auctions: AuctionRunner | None = None) -> None:
-        super().__init__(accounts, limits, gateway_token)
+                 auctions: AuctionRunner | None = None,
+                 relay_token: str | None = None) -> None:
+        super().__init__(accounts, limits, gateway_token, relay_token)
         self.host = host
         self.hub = hub
         self.auctions = auctions or AuctionRunner(host)
@@ -470,7 +483,7 @@ class MarketService:
             lambda db: pr.list_index(db, request, fam, today, size), mark))
 
     async def StreamMarketData(self, request: Any, context: Any) -> AsyncIterator[bytes]:
-        await self.s.auth(context)
+        await self.s.auth_market_data(context)
         await self.s.bounded(context, tuple(request.product_ids), (request.product_ids,))
         sub = MarketSubscription(self.s.hub, self.s.host, request.SerializeToString(),
                                  set(request.product_ids) or None,
@@ -789,11 +802,24 @@ def _check_listen(listen: str) -> None:
                 raise ListenError(f"cannot listen on {listen}: {e.strerror}") from None
 
 
+def _market_data_listen(listen: str, given: str | None) -> str:
+    """Where the relays serve: as given, else the server's host at its port + 1 (a free
+    port when the server's is 0)."""
+    if given:
+        return given
+    host, _, port = listen.rpartition(":")
+    if port.isdigit() and int(port) != 0:
+        return f"{host}:{int(port) + 1}"
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
+        s.bind((host.strip("[]") or "0.0.0.0", 0))
+        return f"{host}:{s.getsockname()[1]}"
+
+
 def _listen(listen: str, host: EngineHost, accounts: Accounts, hub: Hub, limits: Limits,
             tls: TlsConfig | None, observe: Observe, gateway_token: str | None = None,
-            auctions: AuctionRunner | None = None
+            auctions: AuctionRunner | None = None, relay_token: str | None = None
             ) -> tuple[grpc.aio.Server, int, Any, tuple[str, ...]]:
-    s = Service(host, accounts, hub, limits, gateway_token, auctions)
+    s = Service(host, accounts, hub, limits, gateway_token, auctions, relay_token)
     return grpc_server(listen, limits, tls, observe, market_handlers(MarketService(s)),
                        OperatorService(s))
 
@@ -840,8 +866,8 @@ class Server:
     def __init__(self, grpc_server: grpc.aio.Server, port: int, host: EngineHost,
                  ticker: asyncio.Task[None], metrics: Metrics | None = None,
                  metrics_port: int | None = None, web: Web | None = None,
-                 web_port: int | None = None, auctions: AuctionRunner | None = None
-                 ) -> None:
+                 web_port: int | None = None, auctions: AuctionRunner | None = None,
+                 relays: RelayProcesses | None = None) -> None:
         self.grpc = grpc_server
         self.port = port
         self.host = host
@@ -852,6 +878,8 @@ class Server:
         self.web = web
         self.web_port = web_port
         self.auctions = auctions or AuctionRunner(host)
+        # the market-data relays it started, if any
+        self.relays = relays
 
     @classmethod
     async def start(cls, listen: str = "127.0.0.1:50551", data_dir: Path | None = None,
@@ -863,17 +891,30 @@ class Server:
                     access_log: bool = True, web_listen: str | None = None,
                     resale_fee_bps: int = 0, replicated: Replicated | None = None,
                     shard_index: int = 0, gateway_token: str | None = None,
-                    auction: AuctionSettings | None = None) -> Server:
+                    auction: AuctionSettings | None = None, market_data_relays: int = 0,
+                    market_data_listen: str | None = None, relay_nice: int = 10,
+                    log_format: str = "text") -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too. A shard of a
         venue behind ``spotex gateway`` numbers its ids from ``shard_index << 48`` and
-        takes calls the gateway makes with ``gateway_token`` for its accounts."""
+        takes calls the gateway makes with ``gateway_token`` for its accounts. With
+        ``market_data_relays``, starts that many market-data relays serving on
+        ``market_data_listen`` (default: the server's host, its port + 1; a free port when
+        the server's is 0) and supervises them."""
         loop = asyncio.get_running_loop()
         hub = Hub()
 
         def publish(out: Published) -> None:
             loop.call_soon_threadsafe(hub.dispatch, out)
         _check_listen(listen)  # before recovery, which may take a while
+        relays: RelayProcesses | None = None
+        if market_data_relays:
+            if tls is not None:
+                raise ListenError("--market-data-relays does not work with TLS yet: run "
+                                  "`spotex relay` with --tls-cert, --tls-key and "
+                                  "--upstream-ca instead")
+            market_data_listen = _market_data_listen(listen, market_data_listen)
+            _check_listen(market_data_listen)
         limits = limits or Limits()
         if replicated is not None and not replicated.holder:
             # the standbys' refusals name the leader by its address
@@ -890,9 +931,15 @@ class Server:
         web, web_port = None, None
         try:
             accounts = Accounts(data_dir / "accounts.json" if data_dir else None, operator_token)
+            relay_token = None
+            if market_data_relays and market_data_listen:
+                relays = RelayProcesses(market_data_relays, "", market_data_listen,
+                                        subscriber_queue=limits.subscriber_queue,
+                                        nice=relay_nice, log_format=log_format)
+                relay_token = relays.token
             server, port, health_servicer, names = _listen(
                 listen, host, accounts, hub, limits, tls, Observe(metrics, access_log),
-                gateway_token, auctions)
+                gateway_token, auctions, relay_token)
         except BaseException:
             host.close()
             raise
@@ -964,11 +1011,18 @@ class Server:
             log.info("web page on http://%s:%d/", web_listen.rsplit(":", 1)[0]
                      if web_listen else bind, web_port)
         log.info("spotex listening on %s", bind + f":{port}")
+        if relays is not None:
+            relays.upstream = _upstream_of(listen, port)
+            relays.start()
+            log.info("market data: %d relays at %s (pids %s)", relays.n, relays.listen,
+                     " ".join(map(str, relays.pids)))
         return cls(server, port, host, ticker, metrics, metrics_port, web, web_port,
-                   auctions)
+                   auctions, relays)
 
     async def stop(self, grace: float = 2.0) -> None:
         self._ticker.cancel()
+        if self.relays is not None:
+            await asyncio.to_thread(self.relays.stop)
         if self.web is not None:
             await self.web.close()
         await self.grpc.stop(grace)
@@ -998,7 +1052,9 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 web_listen: str | None = None, resale_fee_bps: int = 0,
                 replicated: Replicated | None = None, shard_index: int = 0,
                 gateway_token: str | None = None,
-                auction: AuctionSettings | None = None) -> None:
+                auction: AuctionSettings | None = None, market_data_relays: int = 0,
+                market_data_listen: str | None = None, relay_nice: int = 10,
+                log_format: str = "text") -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -1012,7 +1068,9 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 access_log=access_log, web_listen=web_listen,
                                 resale_fee_bps=resale_fee_bps, replicated=replicated,
                                 shard_index=shard_index, gateway_token=gateway_token,
-                                auction=auction)
+                                auction=auction, market_data_relays=market_data_relays,
+                                market_data_listen=market_data_listen,
+                                relay_nice=relay_nice, log_format=log_format)
     if ready:
         ready(server)
     await stop.wait()
