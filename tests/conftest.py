@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from spotex.server.ledger import UNCHECKED
 from spotex.server.service import Server
 
 OPERATOR_TOKEN = "test-operator-token"
@@ -65,7 +66,9 @@ def on_thread(start: Callable[[], Awaitable[S]], stop: Callable[[S], Awaitable[N
 
 @contextlib.contextmanager
 def serving(data_dir: Path, **options: Any) -> Iterator[Running]:
-    """``Server.start`` on 127.0.0.1:0 in a thread; stops it on exit."""
+    """``Server.start`` on 127.0.0.1:0 in a thread; stops it on exit. Money is not checked
+    (no deposits needed to buy) unless the test passes ``money``."""
+    options.setdefault("money", UNCHECKED)
     with on_thread(lambda: Server.start("127.0.0.1:0", data_dir, OPERATOR_TOKEN, **options),
                    lambda s: s.stop(0.5)) as (server, loop):
         yield Running(server, f"127.0.0.1:{server.port}", loop)

@@ -57,6 +57,16 @@ class _Quantity(click.ParamType[int]):
 
 
 PRICE = _Price()
+
+
+class _Amount(_Price):
+    """An amount of money in dollars: up to a trillion, to the micro-dollar."""
+
+    name = "dollars"
+    _FORM = re.compile(r"\d{1,13}(\.\d{1,6})?")
+
+
+AMOUNT = _Amount()
 QUANTITY = _Quantity()
 
 

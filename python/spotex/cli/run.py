@@ -18,8 +18,9 @@ from rich.table import Table
 
 from spotex.cli.root import _require, console, main
 from spotex.extras import available
-from spotex.server.config import BY_KEY, effective, load, resolve, show
+from spotex.server.config import BY_KEY, credit_micros, effective, load, resolve, show
 from spotex.server.config import options as config_options
+from spotex.server.ledger import MoneySettings
 from spotex.server.limits import Limits, TlsConfig
 
 
@@ -73,6 +74,9 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         retention=c["journal.retention"],
                         keep_ended=c["journal.keep_ended_orders"],
                         resale_fee_bps=c["market.resale_fee_bps"],
+                        money=MoneySettings(credit_micros(c["market.default_credit_limit"]),
+                                            c["market.maker_fee_bps"],
+                                            c["market.taker_fee_bps"]),
                         replicated=Replicated(
                             tuple(u.strip() for u in c["journal.nats"].split(",") if u.strip()),
                             c["journal.shard"], c["journal.replicas"],

@@ -21,6 +21,7 @@ from spotex.client.types import (
     Allocation,
     AuctionPrice,
     AuctionResult,
+    Balance,
     BlockAllocation,
     Book,
     Candle,
@@ -38,6 +39,7 @@ from spotex.client.types import (
     Side,
     SlotArg,
     TapeTrade,
+    Transfer,
 )
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "AsyncClient",
     "AuctionPrice",
     "AuctionResult",
+    "Balance",
     "BlockAllocation",
     "Book",
     "Candle",
@@ -66,4 +69,5 @@ __all__ = [
     "Side",
     "SlotArg",
     "TapeTrade",
+    "Transfer",
 ]

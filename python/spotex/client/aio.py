@@ -45,6 +45,7 @@ from spotex.client.types import (
     AccountInfo,
     Allocation,
     AuctionResult,
+    Balance,
     Book,
     Candle,
     Curve,
@@ -57,6 +58,7 @@ from spotex.client.types import (
     Product,
     Side,
     TapeTrade,
+    Transfer,
 )
 
 
@@ -240,6 +242,39 @@ class AsyncClient:
 
     async def list_auctions(self) -> list[AuctionResult]:
         return await self._all(_Calls.list_auctions)
+
+    # ---- money (docs/trading.md, "Money") --------------------------------------------
+
+    async def balance(self, account_id: int = 0) -> Balance:
+        """The caller's balance (0: its own); an operator may name any account, and its
+        own is the venue's fee account, which every fee is paid to."""
+        return await self._call(_Calls.balance(account_id))
+
+    async def transfers(self, account_id: int = 0, *, since: dt.datetime | None = None,
+                  until: dt.datetime | None = None) -> list[Transfer]:
+        """The caller's transfers (an operator may name any account), oldest first."""
+        return await self._all(lambda t: _Calls.list_transfers(account_id, since, until, t))
+
+    async def deposit(self, account_id: int, amount: Decimal | str | int,
+                reference: str = "") -> tuple[Balance, Transfer | None]:
+        """Operator: money into an account (dollars, exactly)."""
+        return await self._call(_Calls.deposit(account_id, amount, reference))
+
+    async def withdraw(self, account_id: int, amount: Decimal | str | int,
+                 reference: str = "") -> tuple[Balance, Transfer | None]:
+        """Operator: money out of an account, never more than current less holds."""
+        return await self._call(_Calls.withdraw(account_id, amount, reference))
+
+    async def set_credit_limit(self, account_id: int, limit: Decimal | str | int
+                         ) -> tuple[Balance, Transfer | None]:
+        """Operator: how far below zero the account's buys may take it."""
+        return await self._call(_Calls.set_credit_limit(account_id, limit))
+
+    async def set_fees(self, account_id: int, maker_bps: int, taker_bps: int, *,
+                 clear: bool = False) -> tuple[Balance, Transfer | None]:
+        """Operator: the venue's fees (account 0) or one account's own (``clear``: the
+        venue's again)."""
+        return await self._call(_Calls.set_fees(account_id, maker_bps, taker_bps, clear))
 
     # ---- price discovery (docs/trading.md, "Prices") ----------------------------------
 

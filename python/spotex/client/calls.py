@@ -21,6 +21,7 @@ from spotex.client.convert import (
     _account_info,
     _allocation,
     _auction,
+    _balance,
     _book,
     _candle,
     _curve,
@@ -31,6 +32,7 @@ from spotex.client.convert import (
     _range,
     _result,
     _tape_trade,
+    _transfer,
 )
 from spotex.client.errors import RpcError
 from spotex.client.types import (
@@ -38,6 +40,7 @@ from spotex.client.types import (
     AccountInfo,
     Allocation,
     AuctionResult,
+    Balance,
     Book,
     Candle,
     Curve,
@@ -50,6 +53,7 @@ from spotex.client.types import (
     Side,
     SlotArg,
     TapeTrade,
+    Transfer,
 )
 from spotex.money import parse_price
 
@@ -311,6 +315,51 @@ class _Calls:
     def list_auctions(page_token: str) -> _Call[tuple[list[AuctionResult], str]]:
         return _Call("market", "ListAuctions", pb.ListAuctionsRequest(page_token=page_token),
                      lambda r: ([_auction(a) for a in r.auctions], r.next_page_token))
+
+    # ---- money ------------------------------------------------------------------------
+
+    @staticmethod
+    def balance(account_id: int) -> _Call[Balance]:
+        return _Call("market", "GetBalance", pb.GetBalanceRequest(account_id=account_id),
+                     _balance)
+
+    @staticmethod
+    def list_transfers(account_id: int, since: dt.datetime | None, until: dt.datetime | None,
+                       page_token: str) -> _Call[tuple[list[Transfer], str]]:
+        return _Call("market", "ListTransfers", pb.ListTransfersRequest(
+            account_id=account_id, from_micros=_micros(since), to_micros=_micros(until),
+            page_size=1000, page_token=page_token),
+            lambda r: ([_transfer(t) for t in r.transfers], r.next_page_token))
+
+    @staticmethod
+    def money(method: str, request: Any) -> _Call[tuple[Balance, Transfer | None]]:
+        return _Call("operator", method, request, lambda r: (
+            _balance(r.balance), _transfer(r.transfer) if r.HasField("transfer") else None))
+
+    @staticmethod
+    def deposit(account_id: int, amount: Decimal | str | int, reference: str
+                ) -> _Call[tuple[Balance, Transfer | None]]:
+        return _Calls.money("Deposit", pb.DepositRequest(
+            account_id=account_id, amount_micros=parse_price(amount), reference=reference))
+
+    @staticmethod
+    def withdraw(account_id: int, amount: Decimal | str | int, reference: str
+                 ) -> _Call[tuple[Balance, Transfer | None]]:
+        return _Calls.money("Withdraw", pb.WithdrawRequest(
+            account_id=account_id, amount_micros=parse_price(amount), reference=reference))
+
+    @staticmethod
+    def set_credit_limit(account_id: int, limit: Decimal | str | int
+                         ) -> _Call[tuple[Balance, Transfer | None]]:
+        return _Calls.money("SetCreditLimit", pb.SetCreditLimitRequest(
+            account_id=account_id, credit_limit_micros=parse_price(limit)))
+
+    @staticmethod
+    def set_fees(account_id: int, maker_bps: int, taker_bps: int, clear: bool
+                 ) -> _Call[tuple[Balance, Transfer | None]]:
+        return _Calls.money("SetFees", pb.SetFeesRequest(
+            account_id=account_id, maker_fee_bps=maker_bps, taker_fee_bps=taker_bps,
+            clear=clear))
 
     # ---- price discovery ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from spotex.client.types import (
     Allocation,
     AuctionPrice,
     AuctionResult,
+    Balance,
     BlockAllocation,
     Book,
     Candle,
@@ -29,8 +30,27 @@ from spotex.client.types import (
     Order,
     Product,
     TapeTrade,
+    Transfer,
     _price,
 )
+
+# what the exchange says of a limit that is not there (money is not checked)
+_UNLIMITED = 2**63 - 1
+_TRANSFER_KINDS = {1: "deposit", 2: "withdrawal", 3: "trade", 4: "fee", 5: "hold", 6: "release"}
+
+
+def _balance(b: Any) -> Balance:
+    unlimited = b.credit_limit_micros == _UNLIMITED
+    return Balance(b.account_id, _price(b.current_micros), _price(b.holds_micros),
+                   None if unlimited else _price(b.available_micros),
+                   None if unlimited else _price(b.credit_limit_micros),
+                   b.maker_fee_bps, b.taker_fee_bps)
+
+
+def _transfer(t: Any) -> Transfer:
+    return Transfer(t.transfer_id, t.debit_account_id, t.credit_account_id,
+                    _price(t.amount_micros), _TRANSFER_KINDS.get(t.kind, "unknown"),
+                    t.order_id, t.trade_id, _ts(t.time_micros), t.reference)
 
 
 def _account_info(a: Any) -> AccountInfo:

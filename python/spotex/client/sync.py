@@ -44,6 +44,7 @@ from spotex.client.types import (
     AccountInfo,
     Allocation,
     AuctionResult,
+    Balance,
     Book,
     Candle,
     Curve,
@@ -56,6 +57,7 @@ from spotex.client.types import (
     Product,
     Side,
     TapeTrade,
+    Transfer,
 )
 
 
@@ -337,6 +339,39 @@ class Client:
     def list_auctions(self) -> list[AuctionResult]:
         """Every auction's result the venue keeps, newest first."""
         return self._all(_Calls.list_auctions)
+
+    # ---- money (docs/trading.md, "Money") --------------------------------------------
+
+    def balance(self, account_id: int = 0) -> Balance:
+        """The caller's balance (0: its own); an operator may name any account, and its
+        own is the venue's fee account, which every fee is paid to."""
+        return self._call(_Calls.balance(account_id))
+
+    def transfers(self, account_id: int = 0, *, since: dt.datetime | None = None,
+                  until: dt.datetime | None = None) -> list[Transfer]:
+        """The caller's transfers (an operator may name any account), oldest first."""
+        return self._all(lambda t: _Calls.list_transfers(account_id, since, until, t))
+
+    def deposit(self, account_id: int, amount: Decimal | str | int,
+                reference: str = "") -> tuple[Balance, Transfer | None]:
+        """Operator: money into an account (dollars, exactly)."""
+        return self._call(_Calls.deposit(account_id, amount, reference))
+
+    def withdraw(self, account_id: int, amount: Decimal | str | int,
+                 reference: str = "") -> tuple[Balance, Transfer | None]:
+        """Operator: money out of an account, never more than current less holds."""
+        return self._call(_Calls.withdraw(account_id, amount, reference))
+
+    def set_credit_limit(self, account_id: int, limit: Decimal | str | int
+                         ) -> tuple[Balance, Transfer | None]:
+        """Operator: how far below zero the account's buys may take it."""
+        return self._call(_Calls.set_credit_limit(account_id, limit))
+
+    def set_fees(self, account_id: int, maker_bps: int, taker_bps: int, *,
+                 clear: bool = False) -> tuple[Balance, Transfer | None]:
+        """Operator: the venue's fees (account 0) or one account's own (``clear``: the
+        venue's again)."""
+        return self._call(_Calls.set_fees(account_id, maker_bps, taker_bps, clear))
 
     # ---- price discovery (docs/trading.md, "Prices") ----------------------------------
 

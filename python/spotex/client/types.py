@@ -293,3 +293,37 @@ class DailyIndex:
     previous_price: Decimal | None  # a correction: the value it replaced
     previous_status: str
     methodology: str
+
+
+@dataclass(frozen=True)
+class Balance:
+    """An account's money (see docs/trading.md, "Money"). ``available`` is what a new buy
+    may hold: current - holds + credit limit; None (with ``credit_limit`` None) when the
+    venue does not check money."""
+    account_id: int
+    current: Decimal  # credits minus debits
+    holds: Decimal  # reserved by its live buy orders
+    available: Decimal | None
+    credit_limit: Decimal | None
+    maker_fee_bps: int
+    taker_fee_bps: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One movement of money. ``kind``: deposit, withdrawal, trade, fee, hold or release.
+    Deposits come from and withdrawals go to ``OUTSIDE``; fees go to account 0 (the
+    venue's); a hold or release names the account twice."""
+    transfer_id: int
+    debit_account_id: int
+    credit_account_id: int
+    amount: Decimal
+    kind: str
+    order_id: int
+    trade_id: int
+    time: dt.datetime
+    reference: str
+
+
+# the account deposits come from and withdrawals go to: outside the venue
+OUTSIDE = 2**64 - 1

@@ -30,8 +30,11 @@ class Engine:
         self.target = listen
         self.log = data.with_suffix(".log")
         data.parent.mkdir(parents=True, exist_ok=True)
+        # money is not kept across shards yet (the gateway refuses its calls): an engine
+        # behind the gateway does not check it
         self.options = (sys.executable, "-m", "spotex.cli", "serve", "--listen", listen,
-                        "--data-dir", str(data), "--no-access-log", *options)
+                        "--data-dir", str(data), "--no-access-log",
+                        "--default-credit-limit", "unlimited", *options)
         self.env = {**os.environ, **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()

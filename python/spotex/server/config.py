@@ -64,6 +64,33 @@ class _Clock(click.ParamType[str]):
 _CLOCK = _Clock()
 
 
+class _Credit(click.ParamType[str]):
+    """Dollars (0 or more), or "unlimited"."""
+    name = "DOLLARS|unlimited"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip().lower()
+        if text == "unlimited":
+            return text
+        from spotex.money import parse_price
+        try:
+            if parse_price(text) < 0:
+                raise ValueError
+        except (ValueError, TypeError):
+            self.fail(f"{value!r} is not an amount in dollars like 500 or 0.50 (0 or more), "
+                      "nor 'unlimited'", param, ctx)
+        return text
+
+
+_CREDIT = _Credit()
+
+
+def credit_micros(text: str) -> int | None:
+    """A checked ``--default-credit-limit`` in micro-dollars; None: unlimited."""
+    from spotex.money import parse_price
+    return None if text == "unlimited" else parse_price(text)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("server.listen", "--listen", "127.0.0.1:50551", click.STRING,
             "host:port to listen on (loopback by default)"),
@@ -127,6 +154,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("market.resale_fee_bps", "--resale-fee-bps", 0, click.IntRange(0, 10_000),
             "fee a resale's seller pays on each fill, in basis points of its value; each "
             "resale ask keeps the fee it was accepted with"),
+    Setting("market.maker_fee_bps", "--maker-fee-bps", 0, click.IntRange(0, 10_000),
+            "fee the resting side of a trade pays, in basis points of its value (the "
+            "venue's; the operator may give an account its own: `spotex operator fees`)"),
+    Setting("market.taker_fee_bps", "--taker-fee-bps", 0, click.IntRange(0, 10_000),
+            "fee the arriving side of a trade pays (an auction's bids pay it too), in "
+            "basis points of its value"),
+    Setting("market.default_credit_limit", "--default-credit-limit", "0", _CREDIT,
+            "dollars an account may spend beyond its balance unless the operator set its "
+            "own (0: buyers need money deposited first; unlimited: money is not checked, "
+            "a venue without a ledger's limits)"),
     Setting("auction.schedule", "--auction-schedule", "", _CLOCK,
             "run a block auction every day at HH:MM UTC over the hours of the next UTC "
             "day (empty: none; an operator's RunAuction runs one at any time)"),

@@ -200,7 +200,7 @@ class EngineHost:
                  retention: str = "delete", max_id_length: int = 128,
                  keep_ended: int = 100_000, snapshot_per_resting: int = 5,
                  resale_fee_bps: int = 0, replicated: Replicated | None = None,
-                 shard_index: int = 0) -> None:
+                 shard_index: int = 0, default_credit: int | None = None) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -217,6 +217,8 @@ class EngineHost:
         self.max_id_length = max_id_length
         self.keep_ended = keep_ended
         self.resale_fee_bps = resale_fee_bps
+        # the credit limit of accounts without their own (None: money is not checked)
+        self.default_credit = default_credit
         if not 0 <= shard_index <= MAX_SHARDS:
             raise ValueError(f"a shard index is 0 to {MAX_SHARDS}")
         self.shard_index = shard_index
@@ -229,6 +231,7 @@ class EngineHost:
         self.ex = Exchange(max_open_orders, max_id_length)
         self.ex.set_keep_ended(keep_ended)
         self.ex.set_resale_fee_bps(resale_fee_bps)
+        self.ex.set_default_credit_limit(default_credit)
         # ended orders that left the exchange's memory (with a data directory)
         self.history: History | None = None
         # every trade, and the prices derived from it (a temporary file without a
@@ -779,6 +782,7 @@ class EngineHost:
             start = message + 1
         ex.set_keep_ended(self.keep_ended)
         ex.set_resale_fee_bps(self.resale_fee_bps)
+        ex.set_default_credit_limit(self.default_credit)
         return ex, start
 
     def _recover(self, data_dir: Path) -> None:
@@ -805,6 +809,7 @@ class EngineHost:
             truncate_journal(segment, offset)
         ex.set_max_id_length(self.max_id_length)
         ex.set_resale_fee_bps(self.resale_fee_bps)
+        ex.set_default_credit_limit(self.default_credit)
         self.ex = ex
         self._writer.attach(ex, self.journal)
         self._keep_history()  # what left memory again on the way (writing twice is harmless)

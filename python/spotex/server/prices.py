@@ -326,7 +326,7 @@ def journal_trades(data_dir: Path, after: int = 0,
             raise JournalError(f"the journal before sequence {first} was retired: its trades "
                                "are no longer in it (serve with --journal-retention keep to "
                                "keep the whole journal)")
-    engine, seq, rows = replay_journal(journal, snapshot=base, snapshot_seq=start)
+    engine, seq, rows, _ = replay_journal(journal, snapshot=base, snapshot_seq=start)
     del engine
     auctions: dict[int, int] = {}
     if rows:

@@ -46,6 +46,7 @@ from spotex.server.accounts import (
 )
 from spotex.server.auctions import AuctionRunner, AuctionSettings
 from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
+from spotex.server.ledger import FEE_ACCOUNT, MoneySettings, apply_fees
 from spotex.server.limits import Limits, TlsConfig, TokenBucket
 from spotex.server.metrics import Metrics, Observe, account_of_call
 from spotex.server.prices import DAY
@@ -381,6 +382,32 @@ class MarketService:
         ex, body = self.s.host.ex, request.SerializeToString()
         return pb.ListAuctionsResponse.FromString(
             await self.s.command(context, lambda: ex.list_auctions(body)))
+
+    # ---- money: an account's balance and transfers ----
+
+    async def _whose(self, context: Any, account_id: int) -> int:
+        """The account a money view is about: the caller's own (0), or another's for an
+        operator, whose own is the venue's fee account."""
+        a = await self.s.auth(context)
+        if account_id in (0, a.account_id):
+            return FEE_ACCOUNT if a.has(OPERATOR) else int(a.account_id)
+        if not a.has(OPERATOR):
+            await _fail(context, "NOT_OWNER", "another account's money needs the role operator")
+        if account_id != FEE_ACCOUNT and self.s.accounts.get(account_id) is None:
+            await _fail(context, "UNKNOWN_ACCOUNT", f"no account {account_id}")
+        return account_id
+
+    async def GetBalance(self, request: Any, context: Any) -> Any:
+        account = await self._whose(context, request.account_id)
+        ex = self.s.host.ex
+        return pb.Balance.FromString(
+            await self.s.command(context, lambda: ex.balance(account)))
+
+    async def ListTransfers(self, request: Any, context: Any) -> Any:
+        account = await self._whose(context, request.account_id)
+        ex, body = self.s.host.ex, request.SerializeToString()
+        return pb.ListTransfersResponse.FromString(
+            await self.s.command(context, lambda: ex.list_transfers(account, body)))
 
     # ---- price discovery (spotex.server.prices_rpc; the tape: spotex.server.tape) ----
 
@@ -756,6 +783,38 @@ class OperatorService(AccountsService):
         except (SpotexError, HostError) as err:
             await _fail(context, err.reason, str(err), _auction_code(err))
 
+    # ---- money (the ledger is the exchange's: spotex-exchange's ledger module) ----
+
+    async def _money(self, context: Any, what: str, request: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        await self.s.bounded(context, (request.reference,) if what in ("deposit", "withdraw")
+                             else ())
+        aid = request.account_id
+        if not (what == "fees" and aid == FEE_ACCOUNT):
+            a = self.s.accounts.get(aid)
+            if a is None or a.has(OPERATOR):
+                await _fail(context, "UNKNOWN_ACCOUNT", f"no trading account {aid} (0 is the "
+                            "venue's fee account: it takes fees, not deposits)")
+        host = self.s.host
+        body = request.SerializeToString()
+        answer = pb.BalanceResponse.FromString(await self.s.command(
+            context, lambda: host.run(lambda ts: host.ex.money(ts, what, body))))
+        log.warning("money: %s for account %d: %s", what, aid,
+                    " ".join(str(request).split()), extra={"account": aid, "action": what})
+        return answer
+
+    async def Deposit(self, request: Any, context: Any) -> Any:
+        return await self._money(context, "deposit", request)
+
+    async def Withdraw(self, request: Any, context: Any) -> Any:
+        return await self._money(context, "withdraw", request)
+
+    async def SetCreditLimit(self, request: Any, context: Any) -> Any:
+        return await self._money(context, "credit_limit", request)
+
+    async def SetFees(self, request: Any, context: Any) -> Any:
+        return await self._money(context, "fees", request)
+
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
         host = self.s.host
@@ -893,7 +952,7 @@ class Server:
                     shard_index: int = 0, gateway_token: str | None = None,
                     auction: AuctionSettings | None = None, market_data_relays: int = 0,
                     market_data_listen: str | None = None, relay_nice: int = 10,
-                    log_format: str = "text") -> Server:
+                    log_format: str = "text", money: MoneySettings | None = None) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too. A shard of a
         venue behind ``spotex gateway`` numbers its ids from ``shard_index << 48`` and
@@ -915,6 +974,7 @@ class Server:
                                   "--upstream-ca instead")
             market_data_listen = _market_data_listen(listen, market_data_listen)
             _check_listen(market_data_listen)
+        money = money or MoneySettings()
         limits = limits or Limits()
         if replicated is not None and not replicated.holder:
             # the standbys' refusals name the leader by its address
@@ -925,7 +985,8 @@ class Server:
                                           snapshot_every, limits.max_open_orders_per_account,
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended, resale_fee_bps=resale_fee_bps,
-                                          replicated=replicated, shard_index=shard_index)
+                                          replicated=replicated, shard_index=shard_index,
+                                          default_credit=money.default_credit)
         metrics = Metrics.of_engine(host, hub) if metrics_listen else None
         auctions = AuctionRunner(host, auction)
         web, web_port = None, None
@@ -961,6 +1022,8 @@ class Server:
         if host.unavailable is None:
             # an auction a crash left between its start and its clear
             await auctions.abandon_open()
+            if replicated is None:
+                await host.submit_async(lambda: apply_fees(host, money))
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         serving: list[bool | None] = [None]
@@ -1054,7 +1117,7 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 gateway_token: str | None = None,
                 auction: AuctionSettings | None = None, market_data_relays: int = 0,
                 market_data_listen: str | None = None, relay_nice: int = 10,
-                log_format: str = "text") -> None:
+                log_format: str = "text", money: MoneySettings | None = None) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -1070,7 +1133,7 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 shard_index=shard_index, gateway_token=gateway_token,
                                 auction=auction, market_data_relays=market_data_relays,
                                 market_data_listen=market_data_listen,
-                                relay_nice=relay_nice, log_format=log_format)
+                                relay_nice=relay_nice, log_format=log_format, money=money)
     if ready:
         ready(server)
     await stop.wait()

@@ -17,14 +17,18 @@ from spotex.server.logs import LISTENING
 class ServerProcess:
     """``spotex serve --listen 127.0.0.1:0`` with ``options``; ``target`` is where it
     listens once started. Its log (stderr) is drained by a thread into ``log``, so the
-    server never blocks on a full pipe and a test can read what it said when it stopped."""
+    server never blocks on a full pipe and a test can read what it said when it stopped.
+    Money is not checked (buyers need no deposit) unless ``options`` set
+    ``--default-credit-limit``."""
 
     def __init__(self, data_dir: Path | str, operator_token: str, *options: str,
                  python: str = sys.executable, timeout: float = 60.0,
                  env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [python, "-m", "spotex.cli", "serve", "--listen", "127.0.0.1:0",
-             "--data-dir", str(data_dir), "--operator-token", operator_token, *options],
+             "--data-dir", str(data_dir), "--operator-token", operator_token,
+             *(() if "--default-credit-limit" in options
+               else ("--default-credit-limit", "unlimited")), *options],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env=None if env is None else {**os.environ, **env})
         self.log: list[str] = []
