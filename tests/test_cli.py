@@ -53,6 +53,15 @@ def test_a_wrong_token_and_a_server_that_is_down(trader: dict[str, Any]) -> None
     line = one_line_error(spotex("--server", f"127.0.0.1:{free}", "--token", "t",
                                  "products"), 1)
     assert "UNAVAILABLE" in line
+    # gRPC's words, then what to check, on the same line
+    assert line.endswith(f"; is `spotex serve` running at 127.0.0.1:{free}? (--server, "
+                         "SPOTEX_SERVER, or the profile)"), line
+    err = json.loads(spotex("--server", f"127.0.0.1:{free}", "--token", "t", "products",
+                            "--json").output)["error"]
+    assert err["code"] == "UNAVAILABLE" and f"127.0.0.1:{free}" in err["hint"], err
+    # a server that answered, however it refused, gets no hint
+    assert "hint" not in json.loads(spotex("--server", trader["target"], "--token", "wrong",
+                                           "--json", "products").output)["error"]
 
 
 @pytest.mark.parametrize("price", ["abc", "$2.10", "2,10", "2.1234567", "NaN", "Infinity",
@@ -152,7 +161,7 @@ def test_every_command_says_in_one_line_when_the_token_is_wrong_or_the_server_do
         line = one_line_error(spotex("--server", trader["target"], "--token", "wrong", *args), 1)
         assert "UNAUTHENTICATED" in line, (name, line)
         line = one_line_error(spotex("--server", f"127.0.0.1:{free}", "--token", "t", *args), 1)
-        assert "UNAVAILABLE" in line, (name, line)
+        assert "UNAVAILABLE" in line and "is `spotex serve` running" in line, (name, line)
         line = one_line_error(spotex("--server", trader["target"], *args), 2)
         assert "--token" in line, (name, line)
 
