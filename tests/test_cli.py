@@ -344,6 +344,32 @@ def test_narrow_terminals_drop_columns_not_ids() -> None:
         assert widest <= width or [str(c.header) for c in t.columns] == ["id", "product"]
 
 
+def test_narrow_terminals_split_no_header_or_word() -> None:
+    from rich.console import Console
+
+    from spotex.cli.output import _table, print_table
+
+    for width in (100, 80, 66, 60, 50):
+        t = _table("id", "product", "side", "type", "tif", "$", "qty", "filled", "avg $",
+                   "state", "reason", drop=("type", "tif", "avg $", "reason", "filled"))
+        t.add_row("562949953421312", "H100-SXM/us-east/2026-12-06T04", "buy", "limit", "gtc",
+                  "2.20", "8", "8", "2.10", "partially_filled", "INSUFFICIENT_CAPACITY")
+        console = Console(width=width, record=True)
+        print_table(console, t)
+        text = console.export_text()
+        lines = text.splitlines()
+        kept = [str(c.header) for c in t.columns]
+        assert len(kept) >= 2, text
+        # the header on one line, every column's header and word in it whole
+        header = next(line for line in lines if " id " in f"{line} ")
+        row = next(line for line in lines if "562949953421312" in line)
+        for name in kept:
+            assert name in header, (width, text)
+        for word in ("buy", "limit", "gtc", "partially_filled", "INSUFFICIENT_CAPACITY"):
+            assert (word in row) == any(word in line for line in lines), (width, text)
+        assert max(len(line.rstrip()) for line in lines) <= width, text
+
+
 def test_export_to_kubernetes_without_pyyaml_says_which_extra(
         trader: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
