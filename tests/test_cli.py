@@ -370,6 +370,52 @@ def test_narrow_terminals_split_no_header_or_word() -> None:
         assert max(len(line.rstrip()) for line in lines) <= width, text
 
 
+@pytest.mark.parametrize("command", [["executions"], ["watch", "PID"]])
+def test_ctrl_c_ends_a_live_view_quietly_with_exit_0(trader: dict[str, Any],
+                                                     command: list[str]) -> None:
+    """Ctrl-C is the documented way to end ``watch`` and ``executions``: a real SIGINT to
+    a real process, once it shows an event, ends it with exit 0 and no ``Aborted!``."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    args = [trader["pid"] if a == "PID" else a for a in command]
+    view = subprocess.Popen(
+        [sys.executable, "-m", "spotex.cli", "--server", trader["target"], "--token",
+         trader["token"], "--json", *args], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in view.stdout:  # type: ignore[union-attr]
+            lines.put(line)
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        # an event of the buyer's own (for executions) on the product (for watch), until
+        # the view shows one: it is then inside its loop
+        buyer = Client(trader["target"], trader["token"])
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline and view.poll() is None, "nothing shown"
+            buyer.place_order(trader["pid"], "buy", "1.00", 1, tif="ioc")
+            try:
+                assert json.loads(lines.get(timeout=1.0))
+                break
+            except queue.Empty:
+                continue
+        view.send_signal(signal.SIGINT)
+        view.wait(timeout=30)
+        err = view.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if view.poll() is None:
+            view.kill()
+    assert view.returncode == 0, err
+    assert "Aborted" not in err and "Traceback" not in err, err
+
+
 def test_export_to_kubernetes_without_pyyaml_says_which_extra(
         trader: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
