@@ -416,6 +416,28 @@ def test_ctrl_c_ends_a_live_view_quietly_with_exit_0(trader: dict[str, Any],
     assert "Aborted" not in err and "Traceback" not in err, err
 
 
+def test_a_one_hour_order_s_fills_name_its_product(trader: dict[str, Any]) -> None:
+    """The wire leaves a one-hour fill's product out (it is the order's); the SDK and
+    ``--json`` give it, as they do a block's fills."""
+    op = Client(trader["target"], OPERATOR_TOKEN)
+    hour = int(time.time()) // 3600 + 40  # a product of its own: no other bid takes the ask
+    pid = op.create_products(skus=["B300"], regions=["us-west"], from_hour=hour,
+                             to_hour=hour + 1, tick="0.01")[0].product_id
+    seller = Client(trader["target"], op.create_account("cli-fill-seller", ["seller"]).token)
+    seller.register_capacity("fills-1", sku="B300", region="us-west", nodes=[("n0", 8)],
+                             from_hour=hour, to_hour=hour + 1)
+    seller.place_order(pid, "sell", "2.00", 1, cluster_id="fills-1")
+    r = spotex("--server", trader["target"], "--token", trader["token"], "order", "buy",
+               pid, "1", "2.10", "--tif", "ioc", "--json")
+    assert r.exit_code == 0, r.output
+    placed = json.loads(r.output)
+    assert placed["state"] == "filled", placed
+    assert [f["product_id"] for f in placed["fills"]] == [pid]
+    listed = Client(trader["target"], trader["token"]).list_orders()
+    got = next(o for o in listed if o.order_id == placed["order_id"])
+    assert [f.product_id for f in got.fills] == [pid]
+
+
 def test_export_to_kubernetes_without_pyyaml_says_which_extra(
         trader: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
