@@ -53,6 +53,15 @@ def test_a_wrong_token_and_a_server_that_is_down(trader: dict[str, Any]) -> None
     line = one_line_error(spotex("--server", f"127.0.0.1:{free}", "--token", "t",
                                  "products"), 1)
     assert "UNAVAILABLE" in line
+    # gRPC's words, then what to check, on the same line
+    assert line.endswith(f"; is `spotex serve` running at 127.0.0.1:{free}? (--server, "
+                         "SPOTEX_SERVER, or the profile)"), line
+    err = json.loads(spotex("--server", f"127.0.0.1:{free}", "--token", "t", "products",
+                            "--json").output)["error"]
+    assert err["code"] == "UNAVAILABLE" and f"127.0.0.1:{free}" in err["hint"], err
+    # a server that answered, however it refused, gets no hint
+    assert "hint" not in json.loads(spotex("--server", trader["target"], "--token", "wrong",
+                                           "--json", "products").output)["error"]
 
 
 @pytest.mark.parametrize("price", ["abc", "$2.10", "2,10", "2.1234567", "NaN", "Infinity",
@@ -154,7 +163,7 @@ def test_every_command_says_in_one_line_when_the_token_is_wrong_or_the_server_do
         line = one_line_error(spotex("--server", trader["target"], "--token", "wrong", *args), 1)
         assert "UNAUTHENTICATED" in line, (name, line)
         line = one_line_error(spotex("--server", f"127.0.0.1:{free}", "--token", "t", *args), 1)
-        assert "UNAVAILABLE" in line, (name, line)
+        assert "UNAVAILABLE" in line and "is `spotex serve` running" in line, (name, line)
         line = one_line_error(spotex("--server", trader["target"], *args), 2)
         assert "--token" in line, (name, line)
 
@@ -335,6 +344,100 @@ def test_narrow_terminals_drop_columns_not_ids() -> None:
         widest = max(len(line.rstrip()) for line in text.splitlines())
         # the other columns go first; only the ids alone may be wider than the terminal
         assert widest <= width or [str(c.header) for c in t.columns] == ["id", "product"]
+
+
+def test_narrow_terminals_split_no_header_or_word() -> None:
+    from rich.console import Console
+
+    from spotex.cli.output import _table, print_table
+
+    for width in (100, 80, 66, 60, 50):
+        t = _table("id", "product", "side", "type", "tif", "$", "qty", "filled", "avg $",
+                   "state", "reason", drop=("type", "tif", "avg $", "reason", "filled"))
+        t.add_row("562949953421312", "H100-SXM/us-east/2026-12-06T04", "buy", "limit", "gtc",
+                  "2.20", "8", "8", "2.10", "partially_filled", "INSUFFICIENT_CAPACITY")
+        console = Console(width=width, record=True)
+        print_table(console, t)
+        text = console.export_text()
+        lines = text.splitlines()
+        kept = [str(c.header) for c in t.columns]
+        assert len(kept) >= 2, text
+        # the header on one line, every column's header and word in it whole
+        header = next(line for line in lines if " id " in f"{line} ")
+        row = next(line for line in lines if "562949953421312" in line)
+        for name in kept:
+            assert name in header, (width, text)
+        for word in ("buy", "limit", "gtc", "partially_filled", "INSUFFICIENT_CAPACITY"):
+            assert (word in row) == any(word in line for line in lines), (width, text)
+        assert max(len(line.rstrip()) for line in lines) <= width, text
+
+
+@pytest.mark.parametrize("command", [["executions"], ["watch", "PID"]])
+def test_ctrl_c_ends_a_live_view_quietly_with_exit_0(trader: dict[str, Any],
+                                                     command: list[str]) -> None:
+    """Ctrl-C is the documented way to end ``watch`` and ``executions``: a real SIGINT to
+    a real process, once it shows an event, ends it with exit 0 and no ``Aborted!``."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    args = [trader["pid"] if a == "PID" else a for a in command]
+    view = subprocess.Popen(
+        [sys.executable, "-m", "spotex.cli", "--server", trader["target"], "--token",
+         trader["token"], "--json", *args], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in view.stdout:  # type: ignore[union-attr]
+            lines.put(line)
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        # an event of the buyer's own (for executions) on the product (for watch), until
+        # the view shows one: it is then inside its loop
+        buyer = Client(trader["target"], trader["token"])
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline and view.poll() is None, "nothing shown"
+            buyer.place_order(trader["pid"], "buy", "1.00", 1, tif="ioc")
+            try:
+                assert json.loads(lines.get(timeout=1.0))
+                break
+            except queue.Empty:
+                continue
+        view.send_signal(signal.SIGINT)
+        view.wait(timeout=30)
+        err = view.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if view.poll() is None:
+            view.kill()
+    assert view.returncode == 0, err
+    assert "Aborted" not in err and "Traceback" not in err, err
+
+
+def test_a_one_hour_order_s_fills_name_its_product(trader: dict[str, Any]) -> None:
+    """The wire leaves a one-hour fill's product out (it is the order's); the SDK and
+    ``--json`` give it, as they do a block's fills."""
+    op = Client(trader["target"], OPERATOR_TOKEN)
+    hour = int(time.time()) // 3600 + 40  # a product of its own: no other bid takes the ask
+    pid = op.create_products(skus=["B300"], regions=["us-west"], from_hour=hour,
+                             to_hour=hour + 1, tick="0.01")[0].product_id
+    seller = Client(trader["target"], op.create_account("cli-fill-seller", ["seller"]).token)
+    seller.register_capacity("fills-1", sku="B300", region="us-west", nodes=[("n0", 8)],
+                             from_hour=hour, to_hour=hour + 1)
+    seller.place_order(pid, "sell", "2.00", 1, cluster_id="fills-1")
+    r = spotex("--server", trader["target"], "--token", trader["token"], "order", "buy",
+               pid, "1", "2.10", "--tif", "ioc", "--json")
+    assert r.exit_code == 0, r.output
+    placed = json.loads(r.output)
+    assert placed["state"] == "filled", placed
+    assert [f["product_id"] for f in placed["fills"]] == [pid]
+    listed = Client(trader["target"], trader["token"]).list_orders()
+    got = next(o for o in listed if o.order_id == placed["order_id"])
+    assert [f.product_id for f in got.fills] == [pid]
 
 
 def test_export_to_kubernetes_without_pyyaml_says_which_extra(

@@ -40,6 +40,18 @@ def test_the_readme_keeps_its_two_set_up_commands() -> None:
     assert [c for c in commands if c] == ["make demo", "make test"]
 
 
+def test_the_readme_names_every_extra() -> None:
+    """Each extra users install (all but the test tools) is named the way pip takes it."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    assert {"charts", "batch", "bench", "export", "cluster", "auction"} <= set(extras)
+    missing = [e for e in extras if e != "test" and f"`spotex[{e}]`" not in readme]
+    assert not missing, f"README.md does not name the extras {missing}"
+
+
 def _block(doc: Path, after: str, lang: str) -> str:
     """The first ``lang`` code block of ``doc`` after the text ``after``."""
     text = doc.read_text()

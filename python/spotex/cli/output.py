@@ -48,8 +48,9 @@ _IDS = frozenset({"id", "product", "trade", "account", "cluster", "resold from"}
 
 class _Table(Table):
     """A table whose identifiers stay whole on one line (``grep`` finds them, a reader
-    copies them), and whose other cells wrap. On a terminal too narrow for all of it, the
-    columns named in ``drop`` go first, in that order."""
+    copies them), and whose other cells wrap between words (a header or a word is never
+    split). On a terminal too narrow for all of it, the columns named in ``drop`` go
+    first, in that order."""
 
     def __init__(self, *headers: str, drop: tuple[str, ...] = (), **kw: Any) -> None:
         # no vertical rules, one space between columns: 80 columns go further
@@ -69,10 +70,15 @@ class _Table(Table):
         for c in self.columns:
             if c.no_wrap:
                 c.min_width = max([len(str(x)) for x in c.cells] + [len(str(c.header))])
+            else:  # other cells wrap between words, never inside one ("fille" / "d")
+                c.min_width = max(len(w) for x in [c.header, *c.cells] for w in
+                                  [*str(x).split(), ""])
         optional = [*self.drop, *(str(c.header) for c in reversed(self.columns)
                                   if not c.no_wrap and str(c.header) not in self.drop)]
         for name in ["", *optional]:
             self.columns = [c for c in self.columns if str(c.header) != name]
+            for i, c in enumerate(self.columns):
+                c._index = i  # rich pads a column by its place: the last has no right pad
             need = self.__rich_measure__(console, console.options.update_width(1 << 16)).maximum
             if need <= console.width:
                 break

@@ -32,15 +32,29 @@ def _require(module: str, extra: str, feature: str) -> None:
         raise click.ClickException(str(e)) from None
 
 
-def _rpc_message(err: RpcError) -> str:
+def _unreachable(code: grpc.StatusCode | None, transport: bool, server: str) -> str:
+    """What to check when gRPC itself could not reach the server (no spotex reason came
+    back, so no spotex server answered): empty for any other failure."""
+    if code != grpc.StatusCode.UNAVAILABLE or not transport:
+        return ""
+    return f"is `spotex serve` running at {server}? (--server, SPOTEX_SERVER, or the profile)"
+
+
+def _rpc_message(err: RpcError, server: str = "") -> str:
     head = err.code.name if err.reason in ("", err.code.name) else f"{err.code.name} {err.reason}"
-    return f"{head}: {err.message}" if err.message else head
+    line = f"{head}: {err.message}" if err.message else head
+    hint = _unreachable(err.code, err.transport, server)
+    return f"{line}; {hint}" if hint else line
 
 
-def _error_json(err: Exception) -> str:
-    """A failure as one JSON object, for ``--json`` callers that parse what they get."""
+def _error_json(err: Exception, server: str = "") -> str:
+    """A failure as one JSON object, for ``--json`` callers that parse what they get
+    (``hint`` only when the server could not be reached)."""
     if isinstance(err, RpcError):
         body = {"code": err.code.name, "reason": err.reason, "message": err.message}
+        hint = _unreachable(err.code, err.transport, server)
+        if hint:
+            body["hint"] = hint
     else:
         body = {"code": "USAGE" if isinstance(err, click.UsageError) else "ERROR",
                 "reason": "", "message": err.format_message()
@@ -51,8 +65,8 @@ def _error_json(err: Exception) -> str:
 class _JsonError(click.ClickException):
     """A ClickException shown as one JSON line on stderr, with the same exit code."""
 
-    def __init__(self, err: Exception) -> None:
-        super().__init__(_error_json(err))
+    def __init__(self, err: Exception, server: str = "") -> None:
+        super().__init__(_error_json(err, server))
 
     def show(self, file: Any = None) -> None:
         click.echo(self.message, err=True)
@@ -113,12 +127,15 @@ class _Spotex(click.Group):
             try:
                 return super().invoke(ctx)
             except RpcError as err:
-                raise click.ClickException(_rpc_message(err)) from err
+                raise click.ClickException(_rpc_message(err, ctx.obj["server"])) from err
             except grpc.RpcError as err:  # a stream that broke off, and the like
                 code = err.code() if hasattr(err, "code") else None
                 details = err.details() if hasattr(err, "details") else str(err)
-                raise click.ClickException(
-                    f"{code.name if code else 'ERROR'}: {details}") from None
+                trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else ()
+                hint = _unreachable(code, "spotex-reason" not in dict(trailers or ()),
+                                    ctx.obj["server"])
+                raise click.ClickException(f"{code.name if code else 'ERROR'}: {details}"
+                                           + (f"; {hint}" if hint else "")) from None
             except MissingExtra as err:
                 raise click.ClickException(str(err)) from None
         except click.ClickException as err:
@@ -126,7 +143,8 @@ class _Spotex(click.Group):
                     ctx.meta.get("spotex.json") or (ctx.obj or {}).get("json")):
                 raise
             cause = err.__cause__ if isinstance(err.__cause__, RpcError) else err
-            raise (_JsonUsageError if err.exit_code == 2 else _JsonError)(cause) from None
+            raise (_JsonUsageError if err.exit_code == 2 else _JsonError)(
+                cause, (ctx.obj or {}).get("server", "")) from None
 
 
 def _checking(what: str) -> None:
