@@ -148,6 +148,12 @@ def calls(pid: str, order_id: int) -> dict[str, list[str]]:
         "indicative": ["indicative", "--from-hour", h, "--to-hour", str(int(h) + 1)],
         "curve": ["curve", "H100", "us-east"], "candles": ["candles", pid],
         "trades": ["trades", pid], "index": ["index", "H100", "us-east"],
+        "balance": ["balance"], "statement": ["statement", "--from", "2026-01-01"],
+        "operator deposit": ["operator", "deposit", "2", "10"],
+        "operator withdraw": ["operator", "withdraw", "2", "10"],
+        "operator credit-limit": ["operator", "credit-limit", "2", "10"],
+        "operator fees": ["operator", "fees", "--maker", "1"],
+        "operator settlement": ["operator", "settlement", "--from", "2026-01-01"],
     }
 
 

@@ -115,10 +115,12 @@ def test_the_readme_and_guide_examples_run_in_order_on_one_server(tmp_path: Path
 
         # and its CLI tour: tokens taken from what create-account printed
         tokens: dict[str, str] = {}
+        ids: dict[str, str] = {}
         for line in _shell_lines(_block(guide, "The same from a terminal", "sh")):
             line = line.replace("127.0.0.1:50551", target)
             for who, name in (("seller", "neocloud"), ("buyer", "startup")):
                 line = line.replace(f"<{who} token>", tokens.get(name, ""))
+                line = line.replace(f"<{who} id>", ids.get(name, ""))
             assign = re.fullmatch(r"(?:export )?(\w+)=(.+?)(?:\s+#.*)?", line)
             if assign:
                 env[assign.group(1)] = sh(f"echo {assign.group(2)}").stdout.strip()
@@ -136,10 +138,13 @@ def test_the_readme_and_guide_examples_run_in_order_on_one_server(tmp_path: Path
             made = re.search(r"create-account (\w+).*", line)
             if made:
                 tokens[made.group(1)] = re.search(r"token (\S+)", done.stdout).group(1)  # type: ignore[union-attr]
+                ids[made.group(1)] = re.search(r"account (\d+)", done.stdout).group(1)  # type: ignore[union-attr]
             if line.startswith("spotex order buy"):
                 assert "filled" in done.stdout, done.stdout
             if line.startswith("spotex allocations"):
                 assert "n0[0,1,2,3,4,5,6,7]" in done.stdout, done.stdout
+            if line.startswith("spotex balance"):
+                assert "$83.20" in done.stdout, done.stdout
 
 
 ROOMS = ("client", "server", "cluster", "tools", "cli")

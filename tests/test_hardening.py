@@ -170,6 +170,18 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("operator", "RunAuction", lambda: pb.RunAuctionRequest(
             from_hour=NOW_HOUR + 30, to_hour=NOW_HOUR + 31, time_limit_ms=1000), ops),
         ("operator", "ListAccounts", pb.ListAccountsRequest, ops),
+        # money: anyone's own balance and transfers; the operator moves money
+        ("market", "GetBalance", pb.GetBalanceRequest, everyone),
+        ("market", "ListTransfers", pb.ListTransfersRequest, everyone),
+        ("operator", "Deposit", lambda: pb.DepositRequest(account_id=w.spare_account(),
+                                                          amount_micros=1_000_000), ops),
+        # the spare account has no money to withdraw: refused for want of it
+        ("operator", "Withdraw", lambda: pb.WithdrawRequest(account_id=w.spare_account(),
+                                                            amount_micros=10**15),
+         (UN, NO, NO, C.FAILED_PRECONDITION, NO)),
+        ("operator", "SetCreditLimit", lambda: pb.SetCreditLimitRequest(
+            account_id=w.spare_account(), credit_limit_micros=5_000_000), ops),
+        ("operator", "SetFees", lambda: pb.SetFeesRequest(account_id=0), ops),
         ("operator", "DisableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),
          ops),
         ("operator", "EnableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),

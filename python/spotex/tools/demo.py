@@ -20,6 +20,7 @@ from rich.progress import track
 from rich.table import Table
 
 from spotex.client import Client, RpcError
+from spotex.server.ledger import MoneySettings
 from spotex.server.service import Server
 
 SELLERS = {"hyperscaler": ("iad-1", 16), "neocloud": ("iad-7", 6)}
@@ -38,7 +39,9 @@ def start_server(listen: str, operator_token: str) -> tuple[Server, asyncio.Abst
         asyncio.set_event_loop(loop)
 
         async def boot() -> None:
-            box["s"] = await Server.start(listen, None, operator_token)
+            # a venue with fees: the maker pays 5 bps, the taker 10
+            box["s"] = await Server.start(listen, None, operator_token,
+                                          money=MoneySettings(0, 5, 10))
             ready.set()
         loop.run_until_complete(boot())
         loop.run_forever()
@@ -136,6 +139,8 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
         acct = op.create_account(name, ["buyer"])
         buyers[name] = Client(target, acct.token)
         tokens[name] = acct.token
+        # a buyer's bids need money behind them: the operator deposits some
+        op.deposit(acct.account_id, "20000", f"demo-{name}")
 
     refused: collections.Counter[str] = collections.Counter()
     for _ in track(range(rounds), description="trading", console=console):
@@ -172,6 +177,18 @@ def run_demo(listen: str = "127.0.0.1:50551", rounds: int = 300, seed: int = 7,
         t.add_row(name, a.product_id, a.cluster_id, str(a.quantity), f"{a.price:.2f}", where)
     console.print(t)
     auction_demo(op, sellers, buyers, now_hour, console)
+    money = Table(title="money (current balance; the venue's fee account first)")
+    for col in ("account", "current", "held by live bids", "available"):
+        money.add_column(col)
+    fees = op.balance()
+    money.add_row("venue fees", f"{fees.current:.2f}", "", "")
+    for name, c in buyers.items():
+        b = c.balance()
+        money.add_row(name, f"{b.current:.2f}", f"{b.holds:.2f}", f"{b.available:.2f}")
+    for name, c in sellers.items():
+        b = c.balance()
+        money.add_row(name, f"{b.current:.2f}", "", "")
+    console.print(money)
     seq, h = op.state_hash()
     why = ", ".join(f"{n} {reason}" for reason, n in refused.most_common())
     console.print(f"{len(rows)} trades, {sum(refused.values())} orders refused"

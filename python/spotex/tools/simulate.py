@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from spotex.client import Client, Order, RpcError
+from spotex.tools.funding import fund
 
 MICROS = 1_000_000
 TICK = 10_000  # $0.01
@@ -188,6 +189,7 @@ def run(target: str, operator_token: str, cfg: SimConfig) -> SimResult:
         # budgets bind for some: enough for 60% to 150% of the demand at the value
         budget = int(value * want * rng.uniform(0.6, 1.5))
         acct = op.create_account(f"{tag}-buyer-{i}", ["buyer"])
+        fund(op, acct.account_id)
         agents.append(Agent(f"buyer-{i}", "buy", value, want, Client(target, acct.token),
                             gang=gang, budget=budget))
     sellers: list[Agent] = []

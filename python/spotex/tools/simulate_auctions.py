@@ -30,6 +30,7 @@ from typing import Any
 
 from spotex.client import Client, Order
 from spotex.extras import require
+from spotex.tools.funding import fund
 
 GPUS = 8
 TICK = 10_000
@@ -123,7 +124,9 @@ def _play(op: Client, target: str, sku: str, per: int, wants: list[Want], hours:
                             nodes=[(f"n{n}", GPUS) for n in range(per)],
                             from_hour=first_hour, to_hour=first_hour + hours)
         sellers.append(s)
-    desk = Client(target, op.create_account(f"{sku}-desk", ["buyer"]).token)
+    made = op.create_account(f"{sku}-desk", ["buyer"])
+    fund(op, made.account_id)
+    desk = Client(target, made.token)
     for w in wants:
         price = f"{w.price / 1_000_000:.2f}"
         if w.side == "sell":

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spotex.client import Client, Order, RpcError
+from spotex.tools.funding import fund
 from spotex.tools.simulate import GPUS_PER_NODE, MICROS, TICK, _dollars, _png, _tick
 
 
@@ -174,7 +175,10 @@ def run(target: str, operator_token: str, cfg: RunsConfig) -> RunsResult:
     tag = f"runs{cfg.seed}-{rng.randrange(1 << 30):x}"
 
     def account(name: str, role: str) -> Client:
-        return Client(target, op.create_account(f"{tag}-{name}", [role]).token)
+        made = op.create_account(f"{tag}-{name}", [role])
+        if role == "buyer":
+            fund(op, made.account_id)
+        return Client(target, made.token)
 
     traders: list[Trader] = []
     for i in range(cfg.sellers):
