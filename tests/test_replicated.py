@@ -232,6 +232,117 @@ def test_a_leader_cut_off_from_the_nats_quorum_stops_serving_and_serves_again_af
                                                                           "quorum")
 
 
+class HealthProbe:
+    """Checks the Market's health every 50 ms with a deadline of a second, on a thread of
+    this process (so a server that holds the GIL while it waits stalls it too): every
+    answer, or the error, with when it was asked and how long it took."""
+
+    def __init__(self, target: str) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        self.samples: list[tuple[float, float, object]] = []
+        self._stop = threading.Event()
+        self._channel = grpc.insecure_channel(target)
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        request = health_pb2.HealthCheckRequest(service="spotex.v1.Market")
+
+        def run() -> None:
+            while not self._stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    status: object = stub.Check(request, timeout=1.0).status
+                except grpc.RpcError as err:
+                    status = err.code().name
+                self.samples.append((t0, time.monotonic() - t0, status))
+                time.sleep(0.05)
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def first(self, status: int, after: float, within: float) -> float:
+        """When the first check asked after ``after`` answered ``status``."""
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            for t0, took, s in list(self.samples):
+                if t0 >= after and s == status:
+                    return t0 + took
+            time.sleep(0.01)
+        raise AssertionError(f"no health check said {status} within {within} s")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._channel.close()
+
+
+def test_health_says_not_serving_as_the_engine_refuses_and_answers_during_an_election(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    """Health follows the engine's state when it changes, not at its next tick (3 s
+    here), and answers within its deadline while the NATS quorum is lost with a round
+    waiting on it (the writer then holds its state: read from the event loop, the whole
+    process stalled until the round timed out, 10 s)."""
+    from grpc_health.v1 import health_pb2
+    serving_, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                             health_pb2.HealthCheckResponse.NOT_SERVING)
+    log = Replicated(tuple(cluster.urls), "health", 3, lease_seconds=20)
+    with serving(tmp_path / "a", replicated=log, tick_seconds=3) as r:
+        seller, pid = orders(r.target)
+        op = Client(r.target, OPERATOR_TOKEN)
+        buyer = Client(r.target, op.create_account("b", ["buyer"]).token, timeout=15,
+                       resolve_timeout=1)
+        gw = r.server.host
+        probe = HealthProbe(r.target)
+        stop = threading.Event()
+        try:
+            # the engine starts refusing (here: told so on the writer), and accepts again
+            probe.first(serving_, 0, 10)
+            t = time.monotonic()
+            # (the round it happens in fails: its callers hear OUTCOME_UNKNOWN)
+            gw.submit(lambda: setattr(gw, "unavailable", "a test")).exception(5)
+            assert probe.first(not_serving, t, 5) - t < 0.5
+            t = time.monotonic()
+            gw.submit(lambda: setattr(gw, "unavailable", None)).result(5)
+            assert probe.first(serving_, t, 5) - t < 0.5
+
+            def trade() -> None:
+                while not stop.is_set():
+                    try:
+                        buyer.place_order(pid, "buy", "1.00", 1)
+                    except (RpcError, SpotexError):
+                        pass
+                    time.sleep(0.02)
+            trader = threading.Thread(target=trade, daemon=True)
+            trader.start()
+            time.sleep(0.5)
+            # the quorum lost with orders in flight: a round waits 10 s for its
+            # acknowledgement, then fails; the engine refuses from then on
+            t_lost = time.monotonic()
+            cluster.kill(1)
+            cluster.kill(2)
+            try:
+                end = time.monotonic() + 40
+                while not gw.refusing:
+                    assert time.monotonic() < end, "still serving without a quorum"
+                    time.sleep(0.005)
+                refusing = time.monotonic()
+                said = probe.first(not_serving, refusing - 0.1, 5)
+            finally:
+                cluster.restart(1)
+                cluster.restart(2)
+            probe.first(serving_, said, 60)
+            stop.set()
+            trader.join(20)
+        finally:
+            stop.set()
+            probe.close()
+        assert said - refusing < 0.5, f"NOT_SERVING {said - refusing:.2f} s after refusing"
+        during = [x for x in probe.samples if x[0] >= t_lost]
+        failed = [x for x in during if not isinstance(x[2], int)]
+        assert not failed, f"health checks not answered in time: {failed[:5]}"
+        answered = [t0 + took for t0, took, _ in during]
+        gap = max(b - a for a, b in zip([t_lost, *answered], answered, strict=False))
+        assert gap < 1.0, f"no health answer for {gap:.2f} s during the election"
+
+
 def test_a_command_in_the_round_that_lost_the_lease_is_refused_and_never_stored(
         tmp_path: Path, cluster: NatsCluster) -> None:
     from spotex.client.calls import _order_request

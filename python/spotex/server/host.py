@@ -222,6 +222,11 @@ class EngineHost:
             raise ValueError("a replicated journal needs a data directory for the rest")
         self.replicated = replicated
         self._lease: Lease | None = None
+        # why commands are refused, as Python last heard it (the writer holds its own
+        # copy locked while a round is made durable: see ``refusal``)
+        self._why: str | None = None
+        self._said: str | None = None  # what the listeners last heard
+        self._listeners: list[Callable[[str | None], None]] = []
         self._holder = ""  # this server's name in the lease
         self._next_message = 1  # the stream message a standby reads from next
         self.ex = Exchange(max_open_orders, max_id_length)
@@ -272,18 +277,50 @@ class EngineHost:
     @property
     def unavailable(self) -> str | None:
         """Why commands are refused right now (the journal could not be written), or
-        None."""
+        None. Read it on the writer: elsewhere it waits for the writer's round, which
+        holds it while the round is made durable (up to the journal's timeout, with the
+        GIL held by the reader: the whole process stalls). Off the writer, read
+        ``refusal``."""
         return self._writer.unavailable
 
     @unavailable.setter
     def unavailable(self, why: str | None) -> None:
         self._writer.unavailable = why
+        self._why = why
+        self._changed()
 
     @property
     def refusing(self) -> bool:
         """Whether commands are refused now, read without waiting for the writer's
         round (``unavailable`` says why)."""
         return self._writer.refusing
+
+    @property
+    def refusal(self) -> str | None:
+        """Why commands are refused now, or None: read without waiting for the writer
+        (for the event loop, health and metrics). The reason is the last one the writer
+        told Python of."""
+        if not self._writer.refusing:
+            return None
+        return self._why or "the journal failed"
+
+    def on_change(self, listener: Callable[[str | None], None]) -> None:
+        """``listener(refusal)`` is called, on the thread that made the change (usually
+        the writer), each time the engine starts or stops refusing commands: a standby,
+        a journal that failed, a lease lost, and back. It must not block."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        """Tells the listeners if refusing commands changed since they last heard."""
+        now = self.refusal
+        if now == self._said:
+            return
+        self._said = now
+        for listener in list(self._listeners):
+            try:
+                listener(now)
+            except Exception as err:  # noqa: BLE001 - a listener's failure is its own
+                log.warning("a listener of the engine's state failed: %s", err)
 
     # ---- the writer ----------------------------------------------------------------
 
@@ -396,6 +433,8 @@ class EngineHost:
         ``failed``: the journal failed during the round (why); nothing of it leaves."""
         if failed is not None:
             log.error("journal write failed, refusing commands until it recovers: %s", failed)
+            self._why = failed
+            self._changed()  # health says so now, not at the next tick
             return
         if self.journal is not None and self.unavailable is None:
             self._keep_history()
