@@ -343,6 +343,67 @@ def test_health_says_not_serving_as_the_engine_refuses_and_answers_during_an_ele
         assert gap < 1.0, f"no health answer for {gap:.2f} s during the election"
 
 
+def _spotex_serve(data: Path, *args: str, timeout: float = 60
+                  ) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``spotex serve`` with ``args`` to its end (it is expected to refuse to start), and
+    how long it took."""
+    import os
+    spotex = str(Path(sys.executable).parent / "spotex")
+    env = {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items()
+                                       if k == "PYTHONPATH"}}
+    started = time.monotonic()
+    out = subprocess.run([spotex, "serve", "--listen", f"127.0.0.1:{free_port()}",
+                          "--data-dir", str(data), *args], capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    return out, time.monotonic() - started
+
+
+def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode != 0, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    errors = [x for x in out.stderr.splitlines() if x.startswith("Error: ")]
+    assert len(errors) == 1, out.stderr
+    return errors[0]
+
+
+def test_an_engine_given_another_shard_s_stream_refuses_in_one_line_writing_nothing(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    log = Replicated(tuple(cluster.urls), "ident", 3)
+    with serving(tmp_path / "one", replicated=log, shard_index=1) as r:
+        serving_again(lambda: Client(r.target, OPERATOR_TOKEN).create_products(
+            skus=["H100-SXM"], regions=["us-east"], from_hour=500_000, to_hour=500_001),
+            within=60)
+        seq, before = Client(r.target, OPERATOR_TOKEN).state_hash()
+        # shard 2's engine, or an engine of no shard, given shard 1's stream: refused
+        # before it writes anything (its data directory, the lease, a fence)
+        from spotex.server.host import EngineHost
+        with pytest.raises(JournalError, match="holds shard 1's records"):
+            EngineHost(data_dir=tmp_path / "two", replicated=log, shard_index=2)
+        assert not (tmp_path / "two").exists()
+        out, _ = _spotex_serve(tmp_path / "three", "--journal-nats", ",".join(cluster.urls),
+                               "--shard", "ident")
+        assert "holds shard 1's records" in _one_error_line(out)
+        assert "not shard 0's" in out.stderr
+        assert not (tmp_path / "three").exists()
+        # the shard's own leader went on undisturbed
+        assert Client(r.target, OPERATOR_TOKEN).state_hash() == (seq, before)
+        assert r.server.host.refusal is None
+
+
+def test_an_engine_whose_nats_never_answers_refuses_in_one_line_writing_nothing(
+        tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as hole:  # takes connections, never says a word
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        url = f"nats://127.0.0.1:{hole.getsockname()[1]}"
+        out, took = _spotex_serve(tmp_path / "data", "--journal-nats", url, "--shard", "s1")
+    line = _one_error_line(out)
+    assert f"no NATS server answers at {url}" in line and "nothing was written" in line
+    assert took < 30
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_command_in_the_round_that_lost_the_lease_is_refused_and_never_stored(
         tmp_path: Path, cluster: NatsCluster) -> None:
     from spotex.client.calls import _order_request

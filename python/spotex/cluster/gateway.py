@@ -783,6 +783,26 @@ class _Shards(Collector):
 
 
 
+class TokenRefused(ListenError):
+    """The engines refuse the gateway's token (another than their --gateway-token)."""
+
+
+async def check_token(routes: Routes, token: str, timeout: float = 2.0) -> None:
+    """Every engine that answers within ``timeout`` takes ``token``; else TokenRefused,
+    naming them. Engines not started yet are not judged: a call they refuse later is
+    refused SHARD_UNAVAILABLE, saying the same."""
+    shards = [Engines(s, token, timeout, Limits().max_message_bytes) for s in routes.shards]
+    try:
+        said = [x for found in await asyncio.gather(*(e.token_check(timeout) for e in shards))
+                for x in found]
+    finally:
+        for e in shards:
+            await e.close()
+    if said:
+        raise TokenRefused(said[0] + (f" (and {len(said) - 1} more engines)"
+                                      if len(said) > 1 else ""))
+
+
 class ShardGateway:
     """A running shard gateway: ``await ShardGateway.start(...)``, then ``stop()``."""
 
@@ -813,6 +833,8 @@ class ShardGateway:
         _check_listen(listen)
         if metrics_listen:
             _check_listen(metrics_listen)
+        # before anything is written: the engines that answer take the gateway's token
+        await check_token(routes, gateway_token)
         limits = limits or Limits()
         lock = DataDirLock(data_dir) if data_dir is not None else None
         metrics: Metrics | None = None

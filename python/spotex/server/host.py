@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import struct
 import time
 import zlib
@@ -38,6 +39,7 @@ from spotex._core import (
     journal_segments,
     page_size,
     put_jetstream_snapshot,
+    read_jetstream,
     retire_journal,
     truncate_journal,
 )
@@ -242,6 +244,9 @@ class EngineHost:
         # the writer thread, in Rust: the hot commands run there without the GIL
         self._writer = Writer(_deliver, self._after_round, fsync == "batch")
         try:
+            if replicated is not None:
+                # before anything is written: NATS answers, and the stream is this shard's
+                check_stream(replicated, shard_index)
             if data_dir is not None:
                 # before anything is read: a second owner would interleave the journal
                 self._lock = DataDirLock(data_dir)
@@ -850,6 +855,59 @@ class EngineHost:
         return bytes(pb.ListOrdersResponse(
             orders=[pb.Order.FromString(orders[i]) for i in ids],
             next_page_token=str(ids[-1]) if more else "").SerializeToString())
+
+
+# how many of a stream's first messages are read for its first record (the first are
+# fences, one per leader that took the lease before the first command)
+FIRST_MESSAGES = 16
+
+
+def stream_shard(servers: list[str], shard: str, timeout_seconds: float) -> int | None:
+    """The shard index whose ids a shard's stream numbers (a shard's first command sets
+    its id base, ``index << 48``; a stream that begins otherwise numbers from 1: index
+    0), or None when the stream holds no record yet. JournalError when it cannot be
+    read."""
+    try:
+        rows = read_jetstream(servers, shard, 0, FIRST_MESSAGES, timeout_seconds)
+    except JournalError as err:  # a shorter stream: read to its end
+        end = re.search(r"it ends at (\d+), before", str(err))
+        if end is None:
+            raise
+        rows = (read_jetstream(servers, shard, 0, int(end.group(1)), timeout_seconds)
+                if int(end.group(1)) else [])
+    if not rows:
+        return None
+    seq, ts, command, _ = rows[0]
+    ex = Exchange()
+    try:
+        ex.replay(seq, ts, command)
+    except Exception:  # noqa: BLE001 - the start was retired: nothing to tell by
+        return None
+    return ex.next_ids()[0] >> SHARD_BITS
+
+
+def check_stream(r: Replicated, shard_index: int) -> None:
+    """Before an engine writes anything (its data directory, the lease, a fence): NATS
+    answers within the journal's timeout, and the shard's stream, if it holds records,
+    numbers the ids of ``shard_index``. Anything else read from JetStream (no stream yet,
+    a stream electing its leader) is left to the engine, which starts as a standby and
+    waits."""
+    servers = ", ".join(r.servers)
+    try:
+        found = stream_shard(list(r.servers), r.shard, r.timeout_seconds)
+    except JournalError as err:
+        if "connecting to NATS" in str(err):
+            raise JournalError(f"no NATS server answers at {servers} within "
+                               f"{r.timeout_seconds:g} s ({err}); nothing was written"
+                               ) from None
+        log.info("stream spotex-%s not read before start (%s)", r.shard, err)
+        return
+    if found is not None and found != shard_index:
+        raise JournalError(
+            f"the stream spotex-{r.shard} holds shard {found}'s records (ids from "
+            f"{found} << {SHARD_BITS}), not shard {shard_index}'s (--shard-index "
+            f"{shard_index}): give the engine its own shard's stream (--shard) or that "
+            "shard's index; nothing was written")
 
 
 def check_format(data_dir: Path, mark: bool = True) -> None:
