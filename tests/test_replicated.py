@@ -404,6 +404,42 @@ def test_an_engine_whose_nats_never_answers_refuses_in_one_line_writing_nothing(
     assert not (tmp_path / "data").exists()
 
 
+def test_replay_reads_a_replicated_shard_from_its_stream_or_an_engine_s_data_directory(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    from click.testing import CliRunner
+
+    from spotex.cli import main
+    log = Replicated(tuple(cluster.urls), "rp", 3)
+    with serving(tmp_path / "a", replicated=log) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        seller, pid = orders(r.target)
+        buyer = Client(r.target, op.create_account("b", ["buyer"]).token)
+        for k in range(4):
+            seller.place_order(pid, "sell", f"2.{k:02d}", 1, cluster_id="c")
+        buyer.place_order(pid, "buy", "2.01", 3)  # trades twice, rests one
+        op.take_snapshot()
+        seller.place_order(pid, "sell", "2.50", 1, cluster_id="c")
+        seq, state = op.state_hash()
+        said = f"replayed to sequence {seq} ({seq} journal records kept); state hash {state}"
+        for args in (["--nats", ",".join(cluster.urls), "--stream", "spotex-rp"],
+                     ["--nats", cluster.urls[0], "--stream", "rp"],
+                     [str(tmp_path / "a")]):
+            out = CliRunner().invoke(main, ["replay", *args, "--product", pid, "--verify"])
+            assert out.exit_code == 0, out.output
+            assert said in " ".join(out.output.split()), out.output
+            assert "2 trades" in out.output
+        # the local snapshot, checked against the stream
+        assert "yes" in out.output and "NO" not in out.output
+        # a sequence before the end
+        out = CliRunner().invoke(main, ["replay", str(tmp_path / "a"), "--seq", "2"])
+        assert out.exit_code == 0 and "replayed to sequence 2" in out.output, out.output
+    bad = CliRunner().invoke(main, ["replay", "--nats", cluster.urls[0]])
+    assert bad.exit_code != 0 and "--nats and --stream go together" in bad.output
+    bad = CliRunner().invoke(main, ["replay", "--nats", cluster.urls[0], "--stream", "none"])
+    assert bad.exit_code == 1 and "stream not found" in bad.output, bad.output
+    assert not bad.exception or isinstance(bad.exception, SystemExit)
+
+
 def test_a_command_in_the_round_that_lost_the_lease_is_refused_and_never_stored(
         tmp_path: Path, cluster: NatsCluster) -> None:
     from spotex.client.calls import _order_request

@@ -59,6 +59,8 @@ RETENTION = ("delete", "archive", "keep")
 SNAPSHOTS = "snapshots"
 # the data directory's format: journal entries and snapshots of the Rust exchange
 FORMAT_FILE = "FORMAT"
+# a replicated engine's note of where its journal is (for ``spotex replay DATA_DIR``)
+REPLICATED_FILE = "replicated.json"
 FORMAT = "spotex-data 2"
 _SNAP_MAGIC = b"SPXSNAP2"
 _OLD_SNAP_MAGIC = b"SPXSNAP1"
@@ -254,6 +256,11 @@ class EngineHost:
                 self.history = History(data_dir / HISTORY)
                 started = time.perf_counter()
                 if replicated is not None:
+                    note = data_dir / REPLICATED_FILE
+                    tmp = note.with_suffix(".tmp")
+                    tmp.write_text(json.dumps({"servers": list(replicated.servers),
+                                               "shard": replicated.shard}) + "\n")
+                    os.replace(tmp, note)
                     self._start_replicated(replicated)
                 else:
                     self._recover(data_dir)
