@@ -653,6 +653,16 @@ def test_a_shard_with_no_engine_running_is_named_at_once_by_the_venue_s_views(
             assert f"shard 2 has no engine running: none of {two.target}, {gone} answers" \
                 in err.message, err.message
         assert "ask with a product_id" in _refused_soon(buyer.list_orders).message
+        # the products: shard 1's page, then shard 2 named at once (with the token that
+        # lists the shards after it); the streams over every shard end at once naming it
+        err = _refused_soon(op.list_products)
+        assert f"shard 2 has no engine running: none of {two.target}, {gone}" in err.message
+        err = _refused_soon(lambda: next(iter(buyer.executions())))
+        assert "shard 2 has no engine running" in err.message, err.message
+        err = _refused_soon(lambda: next(iter(buyer.market_data(resubscribe=False))))
+        assert "shard 2 has no engine running" in err.message, err.message
+        # a stream of shard 1's products alone is served
+        assert next(iter(buyer.market_data([pid("H100", 1)]))).product_id == pid("H100", 1)
         err = _refused_soon(buyer.cancel_all)
         assert "1 open order cancelled, on shard 1 only; call CancelAll again" in err.message
         assert buyer.get_order(mine[0].order_id).state == "cancelled"

@@ -238,9 +238,17 @@ class Engines:
                                      f"engine serving after {wait:.3g} s "
                                      f"({err.details()})") from None
 
-    async def leader_channel(self) -> grpc.aio.Channel:
-        """The leader's channel for a stream (looked up first when it is not serving)."""
+    async def leader_channel(self, *, dead_fast: bool = False) -> grpc.aio.Channel:
+        """The leader's channel for a stream (looked up first when it is not serving).
+        ``dead_fast``: ShardError (``SHARD_UNAVAILABLE``) at once when none of the shard's
+        engines can be reached, rather than after the failover time."""
         seen, i = self._generation, self.leader
         if not await self._serving(i, 1.0):
-            await self.find_leader(seen, time.monotonic() + self.failover_seconds)
+            found = await self.find_leader(seen, time.monotonic() + self.failover_seconds,
+                                           dead_fast=dead_fast)
+            if dead_fast and not found and not self.reachable:
+                self.refused += 1
+                raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} has no engine "
+                                 f"running: none of {', '.join(self.spec.addresses)} "
+                                 "answers")
         return self.channels[self.leader]

@@ -84,14 +84,18 @@ class Front(Edge):
         self.auctions = ShardAuctions(self.engines)
 
     async def call(self, context: Any, index: int, service: str, method: str, body: bytes,
-                   account: Account, *, command: bool = True) -> bytes:
+                   account: Account, *, command: bool = True, dead_fast: bool = False,
+                   then: str = "") -> bytes:
+        """One call to shard ``index``'s leader; ``dead_fast``: refused at once when none
+        of its engines can be reached (``then`` added to what the refusal says)."""
         try:
             return await self.engines[index].unary(service, method, body, account,
-                                                   context.time_remaining(), command=command)
+                                                   context.time_remaining(), command=command,
+                                                   dead_fast=dead_fast)
         except grpc.aio.AioRpcError as err:
             await pass_on(context, err)
         except ShardError as err:
-            await _fail(context, err.reason, str(err))
+            await _fail(context, err.reason, f"{err}; {then}" if then else str(err))
 
     async def fan_out(self, context: Any, service: str, method: str, body: bytes,
                       account: Account, *, command: bool = True
@@ -195,9 +199,10 @@ class ShardMarket:
         self.f = f
 
     async def _routed(self, context: Any, method: str, body: bytes, index: int,
-                      account: Account, *, command: bool = True) -> bytes:
+                      account: Account, *, command: bool = True, dead_fast: bool = False,
+                      then: str = "") -> bytes:
         return await self.f.call(context, index, MARKET, method, body, account,
-                                 command=command)
+                                 command=command, dead_fast=dead_fast, then=then)
 
     async def place_order(self, body: bytes, context: Any) -> bytes:
         a = await self.f.auth(context, BUYER, SELLER)
@@ -380,9 +385,13 @@ class ShardMarket:
         k = indices.index(int(at)) if r.page_token else 0
         while True:
             ask = pb.ListProductsRequest(page_size=r.page_size, page_token=inner)
+            # a shard with no engine running is named at once, with the page token that
+            # lists the shards after it (as the views over every shard are refused)
+            then = (f"page_token \"{indices[k + 1]}.\" lists the products of the shards "
+                    "after it" if k + 1 < len(indices) else "")
             got = pb.ListProductsResponse.FromString(await self._routed(
                 context, "ListProducts", ask.SerializeToString(), indices[k], a,
-                command=False))
+                command=False, dead_fast=True, then=then))
             if got.next_page_token:
                 token = f"{indices[k]}.{got.next_page_token}"
             elif k + 1 < len(indices):
@@ -489,13 +498,14 @@ class ShardMarket:
         async def pump(index: int, body: bytes) -> None:
             e = self.f.engines[index]
             try:
-                ch = await e.leader_channel()
+                # a shard with no engine running ends the stream at once, naming it
+                ch = await e.leader_channel(dead_fast=True)
                 call = ch.unary_stream(f"/{MARKET}/{method}")(body, metadata=e.metadata(account))
                 async for batch in call:
                     q.put_nowait(batch if recast is None else recast(index, batch))
                 q.put_nowait(ShardError("SHARD_UNAVAILABLE",
                                         f"shard {index}'s stream ended; subscribe again"))
-            except grpc.aio.AioRpcError as err:
+            except (grpc.aio.AioRpcError, ShardError) as err:
                 q.put_nowait(err)
             except asyncio.QueueFull:
                 lagged.set()  # the caller fell behind: its stream ends
