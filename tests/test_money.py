@@ -61,8 +61,9 @@ class Venue:
         out: list[pb.Order] = []
         token = ""
         while True:
-            page = pb.ListOrdersResponse.FromString(self.ex.list_orders(account, pb.ListOrdersRequest(
-                page_size=1000, page_token=token).SerializeToString()))
+            request = pb.ListOrdersRequest(page_size=1000, page_token=token)
+            page = pb.ListOrdersResponse.FromString(
+                self.ex.list_orders(account, request.SerializeToString()))
             out += page.orders
             token = page.next_page_token
             if not token:

@@ -232,6 +232,216 @@ def test_a_leader_cut_off_from_the_nats_quorum_stops_serving_and_serves_again_af
                                                                           "quorum")
 
 
+class HealthProbe:
+    """Checks the Market's health every 50 ms with a deadline of a second, on a thread of
+    this process (so a server that holds the GIL while it waits stalls it too): every
+    answer, or the error, with when it was asked and how long it took."""
+
+    def __init__(self, target: str) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        self.samples: list[tuple[float, float, object]] = []
+        self._stop = threading.Event()
+        self._channel = grpc.insecure_channel(target)
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        request = health_pb2.HealthCheckRequest(service="spotex.v1.Market")
+
+        def run() -> None:
+            while not self._stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    status: object = stub.Check(request, timeout=1.0).status
+                except grpc.RpcError as err:
+                    status = err.code().name
+                self.samples.append((t0, time.monotonic() - t0, status))
+                time.sleep(0.05)
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def first(self, status: int, after: float, within: float) -> float:
+        """When the first check asked after ``after`` answered ``status``."""
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            for t0, took, s in list(self.samples):
+                if t0 >= after and s == status:
+                    return t0 + took
+            time.sleep(0.01)
+        raise AssertionError(f"no health check said {status} within {within} s")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._channel.close()
+
+
+def test_health_says_not_serving_as_the_engine_refuses_and_answers_during_an_election(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    """Health follows the engine's state when it changes, not at its next tick (2 s
+    here), and answers within its deadline while the NATS quorum is lost with a round
+    waiting on it (the writer then holds its state: read from the event loop, the whole
+    process stalled until the round timed out, 10 s)."""
+    from grpc_health.v1 import health_pb2
+    serving_, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                             health_pb2.HealthCheckResponse.NOT_SERVING)
+    # (the lease's life is the bucket's, the same for every shard: the default, 3 s;
+    # renewed every tick, 2 s here)
+    log = Replicated(tuple(cluster.urls), "health", 3)
+    with serving(tmp_path / "a", replicated=log, tick_seconds=2) as r:
+        seller, pid = orders(r.target)
+        op = Client(r.target, OPERATOR_TOKEN)
+        buyer = Client(r.target, op.create_account("b", ["buyer"]).token, timeout=15,
+                       resolve_timeout=1)
+        gw = r.server.host
+        probe = HealthProbe(r.target)
+        stop = threading.Event()
+        try:
+            # the engine starts refusing (here: told so on the writer), and accepts again
+            probe.first(serving_, 0, 10)
+            t = time.monotonic()
+            # (the round it happens in fails: its callers hear OUTCOME_UNKNOWN)
+            gw.submit(lambda: setattr(gw, "unavailable", "a test")).exception(5)
+            assert probe.first(not_serving, t, 5) - t < 0.5
+            t = time.monotonic()
+            gw.submit(lambda: setattr(gw, "unavailable", None)).result(5)
+            assert probe.first(serving_, t, 5) - t < 0.5
+
+            def trade() -> None:
+                while not stop.is_set():
+                    try:
+                        buyer.place_order(pid, "buy", "1.00", 1)
+                    except (RpcError, SpotexError):
+                        pass
+                    time.sleep(0.02)
+            trader = threading.Thread(target=trade, daemon=True)
+            trader.start()
+            time.sleep(0.5)
+            # the quorum lost with orders in flight: a round waits 10 s for its
+            # acknowledgement, then fails; the engine refuses from then on
+            t_lost = time.monotonic()
+            cluster.kill(1)
+            cluster.kill(2)
+            try:
+                end = time.monotonic() + 40
+                while not gw.refusing:
+                    assert time.monotonic() < end, "still serving without a quorum"
+                    time.sleep(0.005)
+                refusing = time.monotonic()
+                said = probe.first(not_serving, refusing - 0.1, 5)
+            finally:
+                cluster.restart(1)
+                cluster.restart(2)
+            probe.first(serving_, said, 60)
+            stop.set()
+            trader.join(20)
+        finally:
+            stop.set()
+            probe.close()
+        assert said - refusing < 0.5, f"NOT_SERVING {said - refusing:.2f} s after refusing"
+        during = [x for x in probe.samples if x[0] >= t_lost]
+        failed = [x for x in during if not isinstance(x[2], int)]
+        assert not failed, f"health checks not answered in time: {failed[:5]}"
+        answered = [t0 + took for t0, took, _ in during]
+        gap = max(b - a for a, b in zip([t_lost, *answered], answered, strict=False))
+        assert gap < 1.0, f"no health answer for {gap:.2f} s during the election"
+
+
+def _spotex_serve(data: Path, *args: str, timeout: float = 60
+                  ) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``spotex serve`` with ``args`` to its end (it is expected to refuse to start), and
+    how long it took."""
+    import os
+    spotex = str(Path(sys.executable).parent / "spotex")
+    env = {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items()
+                                       if k == "PYTHONPATH"}}
+    started = time.monotonic()
+    out = subprocess.run([spotex, "serve", "--listen", f"127.0.0.1:{free_port()}",
+                          "--data-dir", str(data), *args], capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    return out, time.monotonic() - started
+
+
+def _one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    assert out.returncode != 0, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    errors = [x for x in out.stderr.splitlines() if x.startswith("Error: ")]
+    assert len(errors) == 1, out.stderr
+    return errors[0]
+
+
+def test_an_engine_given_another_shard_s_stream_refuses_in_one_line_writing_nothing(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    log = Replicated(tuple(cluster.urls), "ident", 3)
+    with serving(tmp_path / "one", replicated=log, shard_index=1) as r:
+        serving_again(lambda: Client(r.target, OPERATOR_TOKEN).create_products(
+            skus=["H100-SXM"], regions=["us-east"], from_hour=500_000, to_hour=500_001),
+            within=60)
+        seq, before = Client(r.target, OPERATOR_TOKEN).state_hash()
+        # shard 2's engine, or an engine of no shard, given shard 1's stream: refused
+        # before it writes anything (its data directory, the lease, a fence)
+        from spotex.server.host import EngineHost
+        with pytest.raises(JournalError, match="holds shard 1's records"):
+            EngineHost(data_dir=tmp_path / "two", replicated=log, shard_index=2)
+        assert not (tmp_path / "two").exists()
+        out, _ = _spotex_serve(tmp_path / "three", "--journal-nats", ",".join(cluster.urls),
+                               "--shard", "ident")
+        assert "holds shard 1's records" in _one_error_line(out)
+        assert "not shard 0's" in out.stderr
+        assert not (tmp_path / "three").exists()
+        # the shard's own leader went on undisturbed
+        assert Client(r.target, OPERATOR_TOKEN).state_hash() == (seq, before)
+        assert r.server.host.refusal is None
+
+
+def test_an_engine_whose_nats_never_answers_refuses_in_one_line_writing_nothing(
+        tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as hole:  # takes connections, never says a word
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        url = f"nats://127.0.0.1:{hole.getsockname()[1]}"
+        out, took = _spotex_serve(tmp_path / "data", "--journal-nats", url, "--shard", "s1")
+    line = _one_error_line(out)
+    assert f"no NATS server answers at {url}" in line and "nothing was written" in line
+    assert took < 30
+    assert not (tmp_path / "data").exists()
+
+
+def test_replay_reads_a_replicated_shard_from_its_stream_or_an_engine_s_data_directory(
+        tmp_path: Path, cluster: NatsCluster) -> None:
+    from click.testing import CliRunner
+
+    from spotex.cli import main
+    log = Replicated(tuple(cluster.urls), "rp", 3)
+    with serving(tmp_path / "a", replicated=log) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        seller, pid = orders(r.target)
+        buyer = Client(r.target, op.create_account("b", ["buyer"]).token)
+        for k in range(4):
+            seller.place_order(pid, "sell", f"2.{k:02d}", 1, cluster_id="c")
+        buyer.place_order(pid, "buy", "2.01", 3)  # trades twice, rests one
+        op.take_snapshot()
+        seller.place_order(pid, "sell", "2.50", 1, cluster_id="c")
+        seq, state = op.state_hash()
+        said = f"replayed to sequence {seq} ({seq} journal records kept); state hash {state}"
+        for args in (["--nats", ",".join(cluster.urls), "--stream", "spotex-rp"],
+                     ["--nats", cluster.urls[0], "--stream", "rp"],
+                     [str(tmp_path / "a")]):
+            out = CliRunner().invoke(main, ["replay", *args, "--product", pid, "--verify"])
+            assert out.exit_code == 0, out.output
+            assert said in " ".join(out.output.split()), out.output
+            assert "2 trades" in out.output
+        # the local snapshot, checked against the stream
+        assert "yes" in out.output and "NO" not in out.output
+        # a sequence before the end
+        out = CliRunner().invoke(main, ["replay", str(tmp_path / "a"), "--seq", "2"])
+        assert out.exit_code == 0 and "replayed to sequence 2" in out.output, out.output
+    bad = CliRunner().invoke(main, ["replay", "--nats", cluster.urls[0]])
+    assert bad.exit_code != 0 and "--nats and --stream go together" in bad.output
+    bad = CliRunner().invoke(main, ["replay", "--nats", cluster.urls[0], "--stream", "none"])
+    assert bad.exit_code == 1 and "stream not found" in bad.output, bad.output
+    assert not bad.exception or isinstance(bad.exception, SystemExit)
+
+
 def test_a_command_in_the_round_that_lost_the_lease_is_refused_and_never_stored(
         tmp_path: Path, cluster: NatsCluster) -> None:
     from spotex.client.calls import _order_request

@@ -386,6 +386,56 @@ def test_spotex_gateway_serves_until_sigterm_and_says_what_is_wrong_in_one_line(
         assert proc.returncode == 0, out
 
 
+def _env() -> dict[str, str]:
+    """A bare environment, but the spotex under test (PYTHONPATH, when the tests run
+    with one)."""
+    import os
+    return {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items()
+                                        if k == "PYTHONPATH"}}
+
+
+def test_a_gateway_with_another_token_than_its_engines_says_so_in_one_line(
+        tmp_path: Path) -> None:
+    """At start, when its engines answer: one line naming the engine, exit non-zero, and
+    nothing written. An engine that refuses it later (started after the gateway): the
+    call is refused SHARD_UNAVAILABLE saying so, not passed off as the caller's token."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from spotex.cluster.engines import Engines, ShardError
+    from spotex.server.accounts import Account
+    spotex = str(Path(sys.executable).parent / "spotex")
+    with contextlib.ExitStack() as stack:
+        engines = [stack.enter_context(serving(tmp_path / f"e{i}", shard_index=i,
+                                               gateway_token=GATEWAY_TOKEN))
+                   for i in (1, 2)]
+        started = time.monotonic()
+        out = subprocess.run(
+            [spotex, "gateway", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "g"),
+             "--shard", f"1={engines[0].target}", "--shard", f"2={engines[1].target}",
+             "--gateway-token", "not-the-engines-token"],
+            capture_output=True, text=True, timeout=60, env=_env())
+        assert time.monotonic() - started < 20
+        assert out.returncode != 0, out.stderr
+        assert "refuses the gateway's token" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert not (tmp_path / "g").exists()
+
+        async def call() -> bytes:
+            shard = Engines(ShardSpec(1, (engines[0].target,)), "not-the-engines-token",
+                            2.0, 1 << 20)
+            try:
+                return await shard.unary("spotex.v1.Market", "ListOrders", b"",
+                                         Account(7, "", ["buyer"], ""), 5.0, command=False)
+            finally:
+                await shard.close()
+        with pytest.raises(ShardError, match="refuses the gateway's token") as e:
+            asyncio.run(call())
+        assert e.value.reason == "SHARD_UNAVAILABLE"
+
+
 def test_the_gateway_s_metrics_show_calls_leaders_failovers_and_shards_lost(
         tmp_path: Path) -> None:
     from test_metrics import _scrape, _total
@@ -603,6 +653,16 @@ def test_a_shard_with_no_engine_running_is_named_at_once_by_the_venue_s_views(
             assert f"shard 2 has no engine running: none of {two.target}, {gone} answers" \
                 in err.message, err.message
         assert "ask with a product_id" in _refused_soon(buyer.list_orders).message
+        # the products: shard 1's page, then shard 2 named at once (with the token that
+        # lists the shards after it); the streams over every shard end at once naming it
+        err = _refused_soon(op.list_products)
+        assert f"shard 2 has no engine running: none of {two.target}, {gone}" in err.message
+        err = _refused_soon(lambda: next(iter(buyer.executions())))
+        assert "shard 2 has no engine running" in err.message, err.message
+        err = _refused_soon(lambda: next(iter(buyer.market_data(resubscribe=False))))
+        assert "shard 2 has no engine running" in err.message, err.message
+        # a stream of shard 1's products alone is served
+        assert next(iter(buyer.market_data([pid("H100", 1)]))).product_id == pid("H100", 1)
         err = _refused_soon(buyer.cancel_all)
         assert "1 open order cancelled, on shard 1 only; call CancelAll again" in err.message
         assert buyer.get_order(mine[0].order_id).state == "cancelled"

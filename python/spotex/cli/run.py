@@ -667,7 +667,13 @@ def _replay_index(data_dir: Path, as_csv: bool) -> None:
 
 
 @main.command()
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                required=False)
+@click.option("--nats", default="", metavar="URLS",
+              help="read a replicated shard's stream from these NATS servers (comma "
+              "separated) instead of a data directory's journal")
+@click.option("--stream", default="", metavar="NAME",
+              help="with --nats: the shard's stream (spotex-SHARD, or SHARD)")
 @click.option("--seq", "until_seq", type=int, default=None, help="replay up to this sequence")
 @click.option("--time", "until", default=None,
               help="replay up to this time: ISO 8601, UTC unless it says otherwise "
@@ -683,18 +689,21 @@ def _replay_index(data_dir: Path, as_csv: bool) -> None:
               help="recompute the daily index of every SKU and region from the journal "
                    "alone (docs/index.md), to compare with what the venue published")
 @click.option("--csv", "as_csv", is_flag=True, help="with --index: CSV on stdout")
-def replay(data_dir: Path, until_seq: int | None, until: str | None, product: str | None,
-           verify: bool, trades_csv: Path | None, charts: Path | None, index: bool,
-           as_csv: bool) -> None:
-    """Rebuild the books from a data directory's journal (never changes it)."""
+def replay(data_dir: Path | None, nats: str, stream: str, until_seq: int | None,
+           until: str | None, product: str | None, verify: bool, trades_csv: Path | None,
+           charts: Path | None, index: bool, as_csv: bool) -> None:
+    """Rebuild the books from a data directory's journal, or a replicated shard's stream
+    (--nats URLS --stream NAME; or the data directory of one of its engines), never
+    changing either."""
     if index:
+        if data_dir is None:
+            raise click.UsageError("--index reads a data directory's journal")
         _replay_index(data_dir, as_csv)
         return
     if as_csv:
         raise click.UsageError("--csv goes with --index")
 
     from spotex.server import replay as rp
-    from spotex.tools.demo import book_rows
 
     if charts is not None:
         _require("matplotlib", "charts", "--charts")
@@ -709,11 +718,38 @@ def replay(data_dir: Path, until_seq: int | None, until: str | None, product: st
             when = when.replace(tzinfo=dt.UTC)
     from spotex._core import JournalError
 
-    try:
-        with console.status("replaying the journal"):
-            r = rp.rebuild(data_dir, until_seq, when)
-    except JournalError as e:
-        raise click.ClickException(str(e)) from None
+    if bool(nats) != bool(stream):
+        raise click.UsageError("--nats and --stream go together")
+    if data_dir is None and not nats:
+        raise click.UsageError("give a data directory, or --nats URLS --stream NAME")
+    where: tuple[list[str], str] | None = None
+    if nats:
+        where = ([u.strip() for u in nats.split(",") if u.strip()],
+                 rp.stream_shard_name(stream))
+    elif data_dir is not None:
+        try:
+            where = rp.replicated_of(data_dir)
+        except (OSError, ValueError, KeyError) as e:
+            raise click.ClickException(f"{data_dir}: unreadable {e}") from None
+    with contextlib.ExitStack() as stack:
+        try:
+            if where is not None:
+                servers, shard = where
+                with console.status(f"reading the stream spotex-{shard}"):
+                    data_dir = stack.enter_context(rp.from_stream(servers, shard, data_dir))
+            assert data_dir is not None
+            with console.status("replaying the journal"):
+                r = rp.rebuild(data_dir, until_seq, when)
+        except JournalError as e:
+            raise click.ClickException(str(e)) from None
+        _replayed(r, data_dir, verify, trades_csv, product, charts)
+
+
+def _replayed(r: Any, data_dir: Path, verify: bool, trades_csv: Path | None,
+              product: str | None, charts: Path | None) -> None:
+    """What ``replay`` shows of a replay ``r`` of ``data_dir``."""
+    from spotex.server import replay as rp
+    from spotex.tools.demo import book_rows
     if r.torn_tail:
         segment, offset, nbytes = r.torn_tail
         console.print(f"[yellow]journal has a torn tail: {nbytes} bytes at offset {offset} "

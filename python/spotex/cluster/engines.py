@@ -86,6 +86,28 @@ class Engines:
                 ("spotex-account", str(account.account_id)),
                 ("spotex-roles", ",".join(account.roles)))
 
+    def token_refused(self, i: int) -> str:
+        """What is said when engine ``i`` refuses the gateway's token."""
+        return (f"shard {self.index}'s engine at {self.spec.addresses[i]} refuses the "
+                "gateway's token: the gateway's --gateway-token (SPOTEX_GATEWAY_TOKEN) is "
+                "not its engines' --gateway-token; nothing was applied")
+
+    async def token_check(self, timeout: float) -> list[str]:
+        """Asks every engine of the shard, with the gateway's token, for a view that
+        changes nothing: what is said of each that refuses the token. An engine that does
+        not answer within ``timeout`` (not started yet) is not judged."""
+        async def one(i: int) -> str | None:
+            call = self.channels[i].unary_unary(f"/{MARKET}/ListProducts")
+            try:
+                await call(b"", metadata=self.metadata(Account(0, "", [], "gateway")),
+                           timeout=timeout)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    return self.token_refused(i)
+            return None
+        found = await asyncio.gather(*(one(i) for i in range(len(self.channels))))
+        return [x for x in found if x is not None]
+
     async def close(self) -> None:
         for ch in self.channels:
             await ch.close()
@@ -187,6 +209,13 @@ class Engines:
                 out: bytes = await call(body, metadata=md, timeout=left)
                 return out
             except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    # the gateway authenticated the caller: the engine refused the
+                    # gateway itself, before applying anything
+                    self.refused += 1
+                    said = self.token_refused(self.leader)
+                    log.error("%s", said)
+                    raise ShardError("SHARD_UNAVAILABLE", said) from None
                 if err.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
                 reason = _reason(err)
@@ -209,9 +238,17 @@ class Engines:
                                      f"engine serving after {wait:.3g} s "
                                      f"({err.details()})") from None
 
-    async def leader_channel(self) -> grpc.aio.Channel:
-        """The leader's channel for a stream (looked up first when it is not serving)."""
+    async def leader_channel(self, *, dead_fast: bool = False) -> grpc.aio.Channel:
+        """The leader's channel for a stream (looked up first when it is not serving).
+        ``dead_fast``: ShardError (``SHARD_UNAVAILABLE``) at once when none of the shard's
+        engines can be reached, rather than after the failover time."""
         seen, i = self._generation, self.leader
         if not await self._serving(i, 1.0):
-            await self.find_leader(seen, time.monotonic() + self.failover_seconds)
+            found = await self.find_leader(seen, time.monotonic() + self.failover_seconds,
+                                           dead_fast=dead_fast)
+            if dead_fast and not found and not self.reachable:
+                self.refused += 1
+                raise ShardError("SHARD_UNAVAILABLE", f"shard {self.index} has no engine "
+                                 f"running: none of {', '.join(self.spec.addresses)} "
+                                 "answers")
         return self.channels[self.leader]

@@ -85,14 +85,18 @@ class Front(Edge):
         self.auctions = ShardAuctions(self.engines)
 
     async def call(self, context: Any, index: int, service: str, method: str, body: bytes,
-                   account: Account, *, command: bool = True) -> bytes:
+                   account: Account, *, command: bool = True, dead_fast: bool = False,
+                   then: str = "") -> bytes:
+        """One call to shard ``index``'s leader; ``dead_fast``: refused at once when none
+        of its engines can be reached (``then`` added to what the refusal says)."""
         try:
             return await self.engines[index].unary(service, method, body, account,
-                                                   context.time_remaining(), command=command)
+                                                   context.time_remaining(), command=command,
+                                                   dead_fast=dead_fast)
         except grpc.aio.AioRpcError as err:
             await pass_on(context, err)
         except ShardError as err:
-            await _fail(context, err.reason, str(err))
+            await _fail(context, err.reason, f"{err}; {then}" if then else str(err))
 
     async def fan_out(self, context: Any, service: str, method: str, body: bytes,
                       account: Account, *, command: bool = True
@@ -213,9 +217,10 @@ class ShardMarket:
         await _no_money(context)
 
     async def _routed(self, context: Any, method: str, body: bytes, index: int,
-                      account: Account, *, command: bool = True) -> bytes:
+                      account: Account, *, command: bool = True, dead_fast: bool = False,
+                      then: str = "") -> bytes:
         return await self.f.call(context, index, MARKET, method, body, account,
-                                 command=command)
+                                 command=command, dead_fast=dead_fast, then=then)
 
     async def place_order(self, body: bytes, context: Any) -> bytes:
         a = await self.f.auth(context, BUYER, SELLER)
@@ -410,9 +415,13 @@ class ShardMarket:
         k = indices.index(int(at)) if r.page_token else 0
         while True:
             ask = pb.ListProductsRequest(page_size=r.page_size, page_token=inner)
+            # a shard with no engine running is named at once, with the page token that
+            # lists the shards after it (as the views over every shard are refused)
+            then = (f"page_token \"{indices[k + 1]}.\" lists the products of the shards "
+                    "after it" if k + 1 < len(indices) else "")
             got = pb.ListProductsResponse.FromString(await self._routed(
                 context, "ListProducts", ask.SerializeToString(), indices[k], a,
-                command=False))
+                command=False, dead_fast=True, then=then))
             if got.next_page_token:
                 token = f"{indices[k]}.{got.next_page_token}"
             elif k + 1 < len(indices):
@@ -519,13 +528,14 @@ class ShardMarket:
         async def pump(index: int, body: bytes) -> None:
             e = self.f.engines[index]
             try:
-                ch = await e.leader_channel()
+                # a shard with no engine running ends the stream at once, naming it
+                ch = await e.leader_channel(dead_fast=True)
                 call = ch.unary_stream(f"/{MARKET}/{method}")(body, metadata=e.metadata(account))
                 async for batch in call:
                     q.put_nowait(batch if recast is None else recast(index, batch))
                 q.put_nowait(ShardError("SHARD_UNAVAILABLE",
                                         f"shard {index}'s stream ended; subscribe again"))
-            except grpc.aio.AioRpcError as err:
+            except (grpc.aio.AioRpcError, ShardError) as err:
                 q.put_nowait(err)
             except asyncio.QueueFull:
                 lagged.set()  # the caller fell behind: its stream ends
@@ -838,6 +848,26 @@ class _Shards(Collector):
 
 
 
+class TokenRefused(ListenError):
+    """The engines refuse the gateway's token (another than their --gateway-token)."""
+
+
+async def check_token(routes: Routes, token: str, timeout: float = 2.0) -> None:
+    """Every engine that answers within ``timeout`` takes ``token``; else TokenRefused,
+    naming them. Engines not started yet are not judged: a call they refuse later is
+    refused SHARD_UNAVAILABLE, saying the same."""
+    shards = [Engines(s, token, timeout, Limits().max_message_bytes) for s in routes.shards]
+    try:
+        said = [x for found in await asyncio.gather(*(e.token_check(timeout) for e in shards))
+                for x in found]
+    finally:
+        for e in shards:
+            await e.close()
+    if said:
+        raise TokenRefused(said[0] + (f" (and {len(said) - 1} more engines)"
+                                      if len(said) > 1 else ""))
+
+
 class ShardGateway:
     """A running shard gateway: ``await ShardGateway.start(...)``, then ``stop()``."""
 
@@ -868,6 +898,8 @@ class ShardGateway:
         _check_listen(listen)
         if metrics_listen:
             _check_listen(metrics_listen)
+        # before anything is written: the engines that answer take the gateway's token
+        await check_token(routes, gateway_token)
         limits = limits or Limits()
         lock = DataDirLock(data_dir) if data_dir is not None else None
         metrics: Metrics | None = None

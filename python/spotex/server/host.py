@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import struct
 import time
 import zlib
@@ -38,6 +39,7 @@ from spotex._core import (
     journal_segments,
     page_size,
     put_jetstream_snapshot,
+    read_jetstream,
     retire_journal,
     truncate_journal,
 )
@@ -59,6 +61,8 @@ RETENTION = ("delete", "archive", "keep")
 SNAPSHOTS = "snapshots"
 # the data directory's format: journal entries and snapshots of the Rust exchange
 FORMAT_FILE = "FORMAT"
+# a replicated engine's note of where its journal is (for ``spotex replay DATA_DIR``)
+REPLICATED_FILE = "replicated.json"
 FORMAT = "spotex-data 2"
 _SNAP_MAGIC = b"SPXSNAP2"
 _OLD_SNAP_MAGIC = b"SPXSNAP1"
@@ -226,6 +230,11 @@ class EngineHost:
             raise ValueError("a replicated journal needs a data directory for the rest")
         self.replicated = replicated
         self._lease: Lease | None = None
+        # why commands are refused, as Python last heard it (the writer holds its own
+        # copy locked while a round is made durable: see ``refusal``)
+        self._why: str | None = None
+        self._said: str | None = None  # what the listeners last heard
+        self._listeners: list[Callable[[str | None], None]] = []
         self._holder = ""  # this server's name in the lease
         self._next_message = 1  # the stream message a standby reads from next
         self.ex = Exchange(max_open_orders, max_id_length)
@@ -245,6 +254,9 @@ class EngineHost:
         # the writer thread, in Rust: the hot commands run there without the GIL
         self._writer = Writer(_deliver, self._after_round, fsync == "batch")
         try:
+            if replicated is not None:
+                # before anything is written: NATS answers, and the stream is this shard's
+                check_stream(replicated, shard_index)
             if data_dir is not None:
                 # before anything is read: a second owner would interleave the journal
                 self._lock = DataDirLock(data_dir)
@@ -252,6 +264,11 @@ class EngineHost:
                 self.history = History(data_dir / HISTORY)
                 started = time.perf_counter()
                 if replicated is not None:
+                    note = data_dir / REPLICATED_FILE
+                    tmp = note.with_suffix(".tmp")
+                    tmp.write_text(json.dumps({"servers": list(replicated.servers),
+                                               "shard": replicated.shard}) + "\n")
+                    os.replace(tmp, note)
                     self._start_replicated(replicated)
                 else:
                     self._recover(data_dir)
@@ -291,18 +308,50 @@ class EngineHost:
     @property
     def unavailable(self) -> str | None:
         """Why commands are refused right now (the journal could not be written), or
-        None."""
+        None. Read it on the writer: elsewhere it waits for the writer's round, which
+        holds it while the round is made durable (up to the journal's timeout, with the
+        GIL held by the reader: the whole process stalls). Off the writer, read
+        ``refusal``."""
         return self._writer.unavailable
 
     @unavailable.setter
     def unavailable(self, why: str | None) -> None:
         self._writer.unavailable = why
+        self._why = why
+        self._changed()
 
     @property
     def refusing(self) -> bool:
         """Whether commands are refused now, read without waiting for the writer's
         round (``unavailable`` says why)."""
         return self._writer.refusing
+
+    @property
+    def refusal(self) -> str | None:
+        """Why commands are refused now, or None: read without waiting for the writer
+        (for the event loop, health and metrics). The reason is the last one the writer
+        told Python of."""
+        if not self._writer.refusing:
+            return None
+        return self._why or "the journal failed"
+
+    def on_change(self, listener: Callable[[str | None], None]) -> None:
+        """``listener(refusal)`` is called, on the thread that made the change (usually
+        the writer), each time the engine starts or stops refusing commands: a standby,
+        a journal that failed, a lease lost, and back. It must not block."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        """Tells the listeners if refusing commands changed since they last heard."""
+        now = self.refusal
+        if now == self._said:
+            return
+        self._said = now
+        for listener in list(self._listeners):
+            try:
+                listener(now)
+            except Exception as err:  # noqa: BLE001 - a listener's failure is its own
+                log.warning("a listener of the engine's state failed: %s", err)
 
     # ---- the writer ----------------------------------------------------------------
 
@@ -443,6 +492,8 @@ class EngineHost:
         ``failed``: the journal failed during the round (why); nothing of it leaves."""
         if failed is not None:
             log.error("journal write failed, refusing commands until it recovers: %s", failed)
+            self._why = failed
+            self._changed()  # health says so now, not at the next tick
             return
         if self.journal is not None and self.unavailable is None:
             self._keep_history()
@@ -864,6 +915,59 @@ class EngineHost:
         return bytes(pb.ListOrdersResponse(
             orders=[pb.Order.FromString(orders[i]) for i in ids],
             next_page_token=str(ids[-1]) if more else "").SerializeToString())
+
+
+# how many of a stream's first messages are read for its first record (the first are
+# fences, one per leader that took the lease before the first command)
+FIRST_MESSAGES = 16
+
+
+def stream_shard(servers: list[str], shard: str, timeout_seconds: float) -> int | None:
+    """The shard index whose ids a shard's stream numbers (a shard's first command sets
+    its id base, ``index << 48``; a stream that begins otherwise numbers from 1: index
+    0), or None when the stream holds no record yet. JournalError when it cannot be
+    read."""
+    try:
+        rows = read_jetstream(servers, shard, 0, FIRST_MESSAGES, timeout_seconds)
+    except JournalError as err:  # a shorter stream: read to its end
+        end = re.search(r"it ends at (\d+), before", str(err))
+        if end is None:
+            raise
+        rows = (read_jetstream(servers, shard, 0, int(end.group(1)), timeout_seconds)
+                if int(end.group(1)) else [])
+    if not rows:
+        return None
+    seq, ts, command, _ = rows[0]
+    ex = Exchange()
+    try:
+        ex.replay(seq, ts, command)
+    except Exception:  # noqa: BLE001 - the start was retired: nothing to tell by
+        return None
+    return ex.next_ids()[0] >> SHARD_BITS
+
+
+def check_stream(r: Replicated, shard_index: int) -> None:
+    """Before an engine writes anything (its data directory, the lease, a fence): NATS
+    answers within the journal's timeout, and the shard's stream, if it holds records,
+    numbers the ids of ``shard_index``. Anything else read from JetStream (no stream yet,
+    a stream electing its leader) is left to the engine, which starts as a standby and
+    waits."""
+    servers = ", ".join(r.servers)
+    try:
+        found = stream_shard(list(r.servers), r.shard, r.timeout_seconds)
+    except JournalError as err:
+        if "connecting to NATS" in str(err):
+            raise JournalError(f"no NATS server answers at {servers} within "
+                               f"{r.timeout_seconds:g} s ({err}); nothing was written"
+                               ) from None
+        log.info("stream spotex-%s not read before start (%s)", r.shard, err)
+        return
+    if found is not None and found != shard_index:
+        raise JournalError(
+            f"the stream spotex-{r.shard} holds shard {found}'s records (ids from "
+            f"{found} << {SHARD_BITS}), not shard {shard_index}'s (--shard-index "
+            f"{shard_index}): give the engine its own shard's stream (--shard) or that "
+            "shard's index; nothing was written")
 
 
 def check_format(data_dir: Path, mark: bool = True) -> None:

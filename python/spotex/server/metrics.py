@@ -56,9 +56,22 @@ class _State(Collector):
     def __init__(self, host: EngineHost, hub: Hub) -> None:
         self.host = host
         self.hub = hub
+        self._stats: dict[str, Any] | None = None  # the writer's counts, last read
+
+    def writer_stats(self) -> dict[str, Any]:
+        """The writer's counts, read on the writer between its rounds: read from here
+        they would wait, holding the GIL, for a round that NATS holds up (the whole
+        process stalled). A writer that does not get to it within a second: the counts
+        of the last scrape."""
+        try:
+            self._stats = self.host.submit(self.host.writer_stats).result(timeout=1.0)
+        except Exception:  # noqa: BLE001 - busy (NATS electing) or stopped
+            if self._stats is None:
+                self._stats = self.host.writer_stats()
+        return self._stats
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.host.writer_stats()
+        stats = self.writer_stats()
         orders = CounterMetricFamily(
             "spotex_orders", "Orders placed (command place: by order type, time in force "
             "and outcome: accepted or the refusal reason), cancels and amends.",
@@ -115,7 +128,7 @@ class _State(Collector):
         yield GaugeMetricFamily("spotex_journal_available",
                                 "1 while the journal takes writes; 0 while commands are "
                                 "refused (JOURNAL_UNAVAILABLE).",
-                                value=0 if self.host.unavailable else 1)
+                                value=0 if self.host.refusal else 1)
         subs = GaugeMetricFamily("spotex_subscribers", "Open stream subscriptions.",
                                  labels=["stream"])
         backlog = GaugeMetricFamily("spotex_subscriber_backlog_updates",

@@ -6,11 +6,15 @@ history as PNG, with an HTML report that holds them."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import html
 import io
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,11 +24,21 @@ from spotex._core import (
     Engine,
     Exchange,
     JournalError,
+    JournalWriter,
     journal_bounds,
     journal_segments,
+    read_jetstream,
     replay_journal,
 )
-from spotex.server.host import JOURNAL, SNAPSHOTS, check_format, read_snapshot
+from spotex.server.host import (
+    FORMAT,
+    FORMAT_FILE,
+    JOURNAL,
+    REPLICATED_FILE,
+    SNAPSHOTS,
+    check_format,
+    read_snapshot,
+)
 
 Trade = tuple[int, int, int, str, int, int, str]
 
@@ -235,3 +249,43 @@ state hash <code>{r.state_hash}</code></p>
 <th>$</th><th>GPUs</th><th>aggressor</th></tr>{trades}</table>
 <h2>allocations</h2><table><tr><th>trade</th><th>cluster</th><th>buyer</th><th>seller</th>
 <th>GPUs</th><th>$/GPU-h</th><th>where</th></tr>{allocations}</table></body></html>"""
+
+
+def stream_shard_name(stream: str) -> str:
+    """The shard of a stream's name: ``spotex-s1`` (or ``s1``) is shard ``s1``."""
+    return stream.removeprefix("spotex-")
+
+
+def replicated_of(data_dir: Path) -> tuple[list[str], str] | None:
+    """The NATS servers and shard a replicated engine's data directory journals to (it
+    notes them when it starts), or None for a file journal."""
+    path = data_dir / REPLICATED_FILE
+    if not path.exists():
+        return None
+    noted = json.loads(path.read_text())
+    return list(noted["servers"]), str(noted["shard"])
+
+
+@contextlib.contextmanager
+def from_stream(servers: list[str], shard: str, data_dir: Path | None = None,
+                timeout_seconds: float = 10.0) -> Iterator[Path]:
+    """A temporary data directory holding the shard's stream as a file journal (every
+    record as the stream holds it, its checksum verified on the way) and the local
+    snapshots of ``data_dir`` if given: ``rebuild`` and ``verify`` read it as they read
+    any. Nothing is written to the stream or to ``data_dir``."""
+    rows = read_jetstream(servers, shard, timeout_seconds=timeout_seconds)
+    if rows and rows[0][0] != 1:
+        raise JournalError(f"the stream spotex-{shard} begins at sequence {rows[0][0]}: "
+                           "its start was removed, so it cannot be replayed from the start")
+    tmp = Path(tempfile.mkdtemp(prefix="spotex-replay-"))
+    try:
+        (tmp / FORMAT_FILE).write_text(FORMAT + "\n")
+        journal = JournalWriter(tmp / JOURNAL)
+        for seq, ts, command, meta in rows:
+            journal.append(seq, ts, command, meta)
+        journal.close()
+        if data_dir is not None and (data_dir / SNAPSHOTS).is_dir():
+            shutil.copytree(data_dir / SNAPSHOTS, tmp / SNAPSHOTS)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

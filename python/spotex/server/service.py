@@ -236,7 +236,7 @@ class Service(Edge):
         unless the caller's deadline passes first. Refused at once while the journal is
         known unavailable (a standby; NATS electing), rather than queued behind the
         writer's attempts to recover."""
-        if self.host.refusing and (why := self.host.unavailable) is not None:
+        if (why := self.host.refusal) is not None:
             await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
         try:
             return await self.host.command_async(
@@ -327,7 +327,7 @@ class MarketService:
         a = await self.s.auth(context)
         host, body = self.s.host, request.SerializeToString()
         by_client_id = bool(request.client_order_id and not request.order_id)
-        if by_client_id and (why := host.unavailable) is not None:
+        if by_client_id and (why := host.refusal) is not None:
             # memory may still hold what the journal did not confirm: no answer yet
             await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
 
@@ -1019,7 +1019,7 @@ class Server:
         except BaseException:
             host.close()
             raise
-        if host.unavailable is None:
+        if host.refusal is None:
             # an auction a crash left between its start and its clear
             await auctions.abandon_open()
             if replicated is None:
@@ -1027,17 +1027,27 @@ class Server:
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         serving: list[bool | None] = [None]
+        saying = asyncio.Lock()  # one change at a time: both services say the same
 
         async def say_health() -> None:
             # the services serve while commands are accepted: a standby, or a server whose
-            # journal fails, says NOT_SERVING (a host or balancer finds the leader so)
-            now = host.unavailable is None
-            if serving[0] is not now:
-                serving[0] = now
-                status = (health_pb2.HealthCheckResponse.SERVING if now
-                          else health_pb2.HealthCheckResponse.NOT_SERVING)
-                for name in names[:2]:
-                    await health_servicer.set(name, status)
+            # journal fails, says NOT_SERVING (a host or balancer finds the leader so).
+            # ``refusal`` is read without waiting for the writer: the event loop never
+            # waits on a round that NATS holds up
+            async with saying:
+                now = host.refusal is None
+                if serving[0] is not now:
+                    serving[0] = now
+                    status = (health_pb2.HealthCheckResponse.SERVING if now
+                              else health_pb2.HealthCheckResponse.NOT_SERVING)
+                    for name in names[:2]:
+                        await health_servicer.set(name, status)
+
+        def changed(_why: str | None) -> None:
+            # on the writer, as the engine starts or stops refusing: health says so now
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(lambda: loop.create_task(say_health()))
+        host.on_change(changed)
         await say_health()
 
         async def tick() -> None:
@@ -1045,7 +1055,7 @@ class Server:
             while True:
                 await asyncio.sleep(tick_seconds)
                 try:
-                    if host.unavailable is not None:
+                    if host.refusal is not None:
                         if await host.submit_async(host.try_resume):
                             hub.drop_all()
                         continue
@@ -1055,7 +1065,7 @@ class Server:
                 except (SpotexError, HostError):
                     pass  # the journal failed under it; the next tick tries to resume
                 finally:
-                    await say_health()
+                    await say_health()  # and a change no listener heard of
         ticker = asyncio.create_task(tick())
         if auctions.settings.schedule:
             scheduled = asyncio.create_task(auctions.on_schedule())
@@ -1091,7 +1101,7 @@ class Server:
         await self.grpc.stop(grace)
         host = self.host
         seq, h = await host.submit_async(lambda: (host.sequence, host.state_hash()))
-        if host.data_dir is not None and host.unavailable is None and seq > host.snapshot_seq:
+        if host.data_dir is not None and host.refusal is None and seq > host.snapshot_seq:
             # the next start recovers from here without replaying the journal
             try:
                 await host.submit_async(host.take_snapshot)
