@@ -170,6 +170,16 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("operator", "RunAuction", lambda: pb.RunAuctionRequest(
             from_hour=NOW_HOUR + 30, to_hour=NOW_HOUR + 31, time_limit_ms=1000), ops),
         ("operator", "ListAccounts", pb.ListAccountsRequest, ops),
+        # prices: public to every account
+        ("market", "ListTrades", lambda: pb.ListTradesRequest(product_id=w.pid), everyone),
+        ("market", "ListCandles", lambda: pb.ListCandlesRequest(product_id=w.pid,
+                                                                interval="1h"), everyone),
+        ("market", "GetCurve", lambda: pb.GetCurveRequest(sku="H100-SXM", region="us-east"),
+         everyone),
+        ("market", "GetIndex", lambda: pb.GetIndexRequest(sku="H100-SXM", region="us-east"),
+         everyone),
+        ("market", "ListIndex", lambda: pb.ListIndexRequest(sku="H100-SXM", region="us-east"),
+         everyone),
         # money: anyone's own balance and transfers; the operator moves money
         ("market", "GetBalance", pb.GetBalanceRequest, everyone),
         ("market", "ListTransfers", pb.ListTransfersRequest, everyone),
@@ -258,7 +268,8 @@ UNARY = [(svc, m) for svc, sd in (("market", "Market"), ("operator", "Operator")
 # what may change the venue when it succeeds (DisableAccount cancels the account's orders)
 MUTATING = {"RegisterCapacity", "WithdrawCapacity", "PlaceOrder", "CancelOrder", "AmendOrder",
             "CreateProducts", "Halt", "Resume", "CloseProduct", "CancelAll", "PlaceAskRange",
-            "PlaceOneOf", "PlaceBasket", "Resell", "DisableAccount", "RunAuction"}
+            "PlaceOneOf", "PlaceBasket", "Resell", "DisableAccount", "RunAuction",
+            "Deposit", "Withdraw", "SetCreditLimit", "SetFees"}
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
