@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,10 @@ def test_torn_tail_is_cut_and_middle_damage_refused(tmp_path: Path) -> None:
 
 
 def _start(data: Path, token: str, fsync: str = "batch") -> tuple[ServerProcess, str]:
+    # money checked, with the venue's fees: a buyer's bids need its deposit
     server = ServerProcess(data, token, "--snapshot-every", "500", "--fsync", fsync,
-                           timeout=30)
+                           "--default-credit-limit", "0", "--maker-fee-bps", "10",
+                           "--taker-fee-bps", "20", timeout=30)
     return server, server.target
 
 
@@ -215,7 +218,10 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     now_hour = int(time.time()) // 3600
     pid = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=now_hour + 3,
                              to_hour=now_hour + 4)[0].product_id
-    tokens = [op.create_account(f"b{i}", ["buyer"]).token for i in range(3)]
+    made = [op.create_account(f"b{i}", ["buyer"]) for i in range(3)]
+    tokens = [a.token for a in made]
+    for a in made:
+        op.deposit(a.account_id, "500")
     acked: dict[int, str] = {}  # order id -> last acknowledged state
     lock = threading.Lock()
     rng = random.Random(11)
@@ -255,6 +261,13 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
                     assert found[oid].state == state or (state, found[oid].state) == (
                         "open", "cancelled"), (oid, state, found[oid].state)
             assert all(o.filled == 0 for o in found.values()), "something filled without a seller"
+            # each buyer's money: its deposit, and holds of exactly its live bids ($1 a GPU
+            # and the dearer fee, 20 bps)
+            for c in owners:
+                live = sum(o.remaining for o in c.list_orders(pid)
+                           if o.state in ("open", "partially_filled"))
+                b = c.balance()
+                assert (b.current, b.holds) == (500, Decimal(live) * Decimal("1.002")), b
     except BaseException:
         proc.kill()  # a failed round leaves no server behind
         raise
@@ -268,6 +281,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     for _ in range(2):
         back = EngineHost(data_dir=data, fsync="none")
         seen.append((back.sequence, back.call(back.state_hash), back.call(back.ex.snapshot)))
+        assert back.call(back.ex.check_ledger) is None
         back.close()
     assert seen[0] == seen[1] and seen[0][:2] == (int(m.group(1)), m.group(2))
     shutil.rmtree(data)

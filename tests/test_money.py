@@ -269,3 +269,31 @@ def test_money_moves_through_a_server_and_survives_a_restart(tmp_path: Path) -> 
         assert op.state_hash() == (seq, state)
         assert op.balance(ba.account_id).current == Decimal("83.96")
         assert [x.kind for x in op.transfers(ba.account_id)] == kinds
+
+
+def test_transfers_that_left_memory_are_listed_from_the_history_on_disk(tmp_path: Path) -> None:
+    h = _hour(0)
+    with serving(tmp_path, money=MoneySettings(default_credit=0)) as r:
+        host = r.server.host
+        host.call(lambda: host.ex.set_keep_transfers(3))  # the latest three stay in memory
+        op = Client(r.target, OPERATOR_TOKEN)
+        pid = op.create_products(skus=["H100"], regions=["us-east"], from_hour=h,
+                                 to_hour=h + 1)[0].product_id
+        b = op.create_account("b", ["buyer"])
+        buyer = Client(r.target, b.token)
+        for k in range(4):
+            op.deposit(b.account_id, str(10 + k), f"wire-{k}")
+        for _ in range(3):  # each a hold, then a release
+            buyer.cancel_order(buyer.place_order(pid, "buy", "1.00", 2).order_id)
+        every = buyer.transfers()
+        assert [t.kind for t in every] == ["deposit"] * 4 + ["hold", "release"] * 3
+        assert [t.transfer_id for t in every] == list(range(1, 11))
+        assert [t.reference for t in every[:4]] == [f"wire-{k}" for k in range(4)]
+        # page by page, across disk and memory, and bounded by time
+        page = pb.ListTransfersResponse.FromString(host.call(lambda: host.list_transfers(
+            b.account_id, pb.ListTransfersRequest(page_size=4).SerializeToString())))
+        assert [t.transfer_id for t in page.transfers] == [1, 2, 3, 4]
+        assert page.next_page_token == "4"
+        since = every[4].time
+        assert [t.transfer_id for t in buyer.transfers(since=since)] == [
+            t.transfer_id for t in every if t.time >= since]

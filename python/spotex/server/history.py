@@ -27,6 +27,14 @@ class History:
                          "account INTEGER NOT NULL, product TEXT NOT NULL, "
                          "record BLOB NOT NULL)")
         self._db.execute("CREATE INDEX IF NOT EXISTS by_account ON orders (account, order_id)")
+        # money's transfers that left the exchange's memory (accounts as SQLite's signed
+        # integers: the outside, 2^64-1, is -1)
+        self._db.execute("CREATE TABLE IF NOT EXISTS transfers (transfer_id INTEGER PRIMARY "
+                         "KEY, debit INTEGER NOT NULL, credit INTEGER NOT NULL, "
+                         "time INTEGER NOT NULL, record BLOB NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_debit ON transfers (debit, transfer_id)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_credit ON transfers "
+                         "(credit, transfer_id)")
 
     def add(self, rows: list[tuple[int, int, str, bytes]]) -> None:
         """``(order_id, account, product_id, Order bytes)``, as the exchange lets go."""
@@ -35,6 +43,27 @@ class History:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?)",
                                      rows)
+
+    def add_transfers(self, rows: list[tuple[int, int, int, int, bytes]]) -> None:
+        """``(transfer_id, debit, credit, time, Transfer bytes)``, as the exchange lets go."""
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO transfers VALUES (?, ?, ?, ?, ?)",
+                                     [(t, _signed(d), _signed(c), ts, b)
+                                      for t, d, c, ts, b in rows])
+
+    def transfers(self, account: int, after: int, since: int, until: int,
+                  limit: int) -> list[tuple[int, bytes]]:
+        """``(transfer_id, Transfer bytes)`` of an account's transfers that left memory,
+        oldest first: ids above ``after``, times in ``[since, until)``, at most
+        ``limit``."""
+        a = _signed(account)
+        rows = self._db.execute(
+            "SELECT transfer_id, record FROM transfers WHERE (debit = ? OR credit = ?) "
+            "AND transfer_id > ? AND time >= ? AND time < ? ORDER BY transfer_id LIMIT ?",
+            (a, a, min(after, (1 << 63) - 1), since, until, limit))
+        return [(int(i), bytes(r)) for i, r in rows]
 
     def make_durable(self) -> None:
         """Everything added is on disk (fsynced) when this returns."""
@@ -62,3 +91,8 @@ class History:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _signed(account: int) -> int:
+    """An account id as SQLite keeps it (a signed 64-bit integer)."""
+    return account - (1 << 64) if account >= 1 << 63 else account

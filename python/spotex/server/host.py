@@ -464,8 +464,38 @@ class EngineHost:
         """The records that left the exchange's memory go to the history on disk (without
         a data directory, nowhere: memory stays bounded either way)."""
         left = self.ex.take_left()
+        transfers = self.ex.take_left_transfers()
         if self.history is not None:
             self.history.add(left)
+            self.history.add_transfers(transfers)
+
+    def list_transfers(self, account: int, body: bytes) -> bytes:
+        """On the writer: an account's transfers, oldest first, from the history on disk
+        and then the exchange's memory, one page (``ListTransfersResponse`` bytes)."""
+        r = pb.ListTransfersRequest.FromString(body)
+        self.ex.list_transfers(account, body)  # the exchange checks the page token
+        size = page_size(r.page_size)
+        after = int(r.page_token or 0)
+        until = r.to_micros or (1 << 63) - 1
+        older = (self.history.transfers(account, after, r.from_micros, until, size + 1)
+                 if self.history is not None else [])
+        if len(older) >= size:
+            page = older[:size]
+            return pb.ListTransfersResponse(
+                transfers=[pb.Transfer.FromString(b) for _, b in page],
+                next_page_token=str(page[-1][0])).SerializeToString()
+        rest = pb.ListTransfersRequest()
+        rest.CopyFrom(r)
+        rest.page_size = size - len(older)
+        if older:
+            rest.page_token = str(older[-1][0])
+        newer = pb.ListTransfersResponse.FromString(
+            self.ex.list_transfers(account, rest.SerializeToString()))
+        out = pb.ListTransfersResponse(
+            transfers=[pb.Transfer.FromString(b) for _, b in older],
+            next_page_token=newer.next_page_token)
+        out.transfers.extend(newer.transfers)
+        return out.SerializeToString()
 
     def _append(self) -> None:
         if self.journal is None:

@@ -405,9 +405,9 @@ class MarketService:
 
     async def ListTransfers(self, request: Any, context: Any) -> Any:
         account = await self._whose(context, request.account_id)
-        ex, body = self.s.host.ex, request.SerializeToString()
+        host, body = self.s.host, request.SerializeToString()
         return pb.ListTransfersResponse.FromString(
-            await self.s.command(context, lambda: ex.list_transfers(account, body)))
+            await self.s.command(context, lambda: host.list_transfers(account, body)))
 
     # ---- price discovery (spotex.server.prices_rpc; the tape: spotex.server.tape) ----
 
