@@ -268,6 +268,12 @@ def test_the_page_s_api_checks_tokens_and_input(tmp_path: Path) -> None:
         assert int(trades[0]["trade_id"]) > int(trades[1]["trade_id"])
         status, one = _get(port, f"/api/trades?product={q}&limit=1", buyer._md[0][1][7:])
         assert status == 200 and one["trades"] == trades[:1]
+        # the money: the buyer's own (this server does not check it: no limit shown), and
+        # the operator's is the venue's fee account
+        status, money = _get(port, "/api/balance", buyer._md[0][1][7:])
+        assert status == 200 and (money["current"], money["available"]) == ("-21.00", None)
+        assert _get(port, "/api/balance", OPERATOR_TOKEN)[1]["account_id"] == 0
+        assert _get(port, "/api/balance", None)[0] == 401
         assert _get(port, f"/api/trades?product={q}", None)[0] == 401
         assert _get(port, f"/api/trades?product={q}&limit=0", OPERATOR_TOKEN)[0] == 400
         assert _get(port, "/api/trades?product=nope", OPERATOR_TOKEN)[0] == 404

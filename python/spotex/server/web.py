@@ -11,7 +11,8 @@ the same event loop as the gRPC service:
 - ``GET /api/stream?product=P``: newline-delimited JSON, a snapshot then every update
   of the product, as the market-data stream sends them (open until either side closes;
   a viewer that goes away is unsubscribed at once);
-- ``GET /api/utilisation?from=H&to=H`` and ``GET /api/report?product=P`` (operators).
+- ``GET /api/utilisation?from=H&to=H`` and ``GET /api/report?product=P`` (operators);
+- ``GET /api/balance``: the caller's money in dollars (an operator's: the venue's fees).
 
 Every API call takes ``Authorization: Bearer <token>`` like the gRPC service; the page
 keeps the token in the browser's session storage and never puts it in a URL. Refusals
@@ -143,7 +144,8 @@ class Web:
                ("/api/products", self._products), ("/api/book", self._book),
                ("/api/trades", self._trades), ("/api/stream", self._stream),
                ("/api/utilisation", self._utilisation), ("/api/report", self._report),
-               ("/api/auctions", self._auctions), ("/api/curve", self._curve)]
+               ("/api/auctions", self._auctions), ("/api/curve", self._curve),
+               ("/api/balance", self._balance)]
         # GET only, as before: a HEAD of the stream would subscribe and send nothing
         app.add_routes([web.get(path, fn, allow_head=False) for path, fn in get])
         app.on_response_prepare.append(_no_store)
@@ -254,6 +256,23 @@ class Web:
         page = pb.ListAuctionsResponse.FromString(
             await self._view(lambda: host.ex.list_auctions(body)))
         return web.json_response({"auctions": [result_json(a) for a in page.auctions]})
+
+    async def _balance(self, request: web.Request) -> web.Response:
+        """The caller's balance (an operator's own is the venue's fee account)."""
+        from spotex.money import format_price
+        from spotex.server.ledger import FEE_ACCOUNT
+
+        a = self._auth(request)
+        account = FEE_ACCOUNT if a.has(OPERATOR) else a.account_id
+        host = self.host
+        b = pb.Balance.FromString(await self._view(lambda: host.ex.balance(account)))
+        unlimited = b.credit_limit_micros == (1 << 63) - 1
+        return web.json_response({
+            "account_id": b.account_id, "current": format_price(b.current_micros),
+            "holds": format_price(b.holds_micros),
+            "available": None if unlimited else format_price(b.available_micros),
+            "credit_limit": None if unlimited else format_price(b.credit_limit_micros),
+            "maker_fee_bps": b.maker_fee_bps, "taker_fee_bps": b.taker_fee_bps})
 
     async def _curve(self, request: web.Request) -> web.Response:
         """A SKU and region's forward curve (as GetCurve answers it), for the chart."""

@@ -393,8 +393,9 @@ impl Exchange {
     }
 
     /// What a new buy order needs held before it reaches the book: as it will rest, or,
-    /// for a market buy, its quantity at the dearest ask resting now (no fill can cost
-    /// more: the book does not change within the command).
+    /// for a market buy, its quantity at the dearest ask resting now or its protection
+    /// price, the lower (no fill can cost more: the book does not change within the
+    /// command).
     pub(super) fn entry_need(
         &self,
         rec: &OrderRecord,
@@ -404,12 +405,18 @@ impl Exchange {
             return 0;
         }
         if rec.order_type == OrderType::Market {
+            // no fill above the dearest ask resting now, nor above its protection price
             let dearest = self
                 .engine
                 .l2(product, Side::Sell, usize::MAX)
                 .last()
                 .map_or(0, |l| l.0);
-            return need(self.fees_of(rec.account), dearest, rec.quantity, rec.hours);
+            let worst = if rec.price > 0 {
+                dearest.min(rec.price)
+            } else {
+                dearest
+            };
+            return need(self.fees_of(rec.account), worst, rec.quantity, rec.hours);
         }
         need(
             self.fees_of(rec.account),
