@@ -481,9 +481,9 @@ class EngineHost:
                  if self.history is not None else [])
         if len(older) >= size:
             page = older[:size]
-            return pb.ListTransfersResponse(
+            return bytes(pb.ListTransfersResponse(
                 transfers=[pb.Transfer.FromString(b) for _, b in page],
-                next_page_token=str(page[-1][0])).SerializeToString()
+                next_page_token=str(page[-1][0])).SerializeToString())
         rest = pb.ListTransfersRequest()
         rest.CopyFrom(r)
         rest.page_size = size - len(older)
@@ -495,7 +495,7 @@ class EngineHost:
             transfers=[pb.Transfer.FromString(b) for _, b in older],
             next_page_token=newer.next_page_token)
         out.transfers.extend(newer.transfers)
-        return out.SerializeToString()
+        return bytes(out.SerializeToString())
 
     def _append(self) -> None:
         if self.journal is None:
