@@ -112,6 +112,8 @@ fn main() {
         }
         if i % ROUND == ROUND - 1 {
             ex.take_round();
+            // the transfers that left memory go to the caller (the server's history)
+            ex.take_left_transfers();
             ex.write_journal(&mut j).unwrap();
             j.sync().unwrap();
         }

@@ -17,6 +17,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use rustc_hash::FxHashMap;
+
 use sha2::{Digest, Sha256};
 use spotex_core::{OrderType, Side, MAX_FEE_BPS};
 
@@ -59,11 +61,12 @@ pub(super) struct Hold {
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct Ledger {
-    accounts: BTreeMap<u64, Money>,
+    /// Looked up by id; never iterated in a result but sorted first (hash, snapshot).
+    accounts: FxHashMap<u64, Money>,
     /// Each live buy order's hold.
-    holds: BTreeMap<u64, Hold>,
+    holds: FxHashMap<u64, Hold>,
     /// One-of groups resting unchosen: what their dearest alternative needs.
-    groups: BTreeMap<u64, i64>,
+    groups: FxHashMap<u64, i64>,
     fees: (u32, u32),
     next_transfer: u64,
     deposited: i64,
@@ -82,6 +85,13 @@ pub(super) struct Ledger {
 fn need((maker, taker): (u32, u32), price: i64, qty: i64, hours: u32) -> i128 {
     let value = i128::from(price) * i128::from(qty) * i128::from(hours.max(1));
     value + fee_of(value, maker.max(taker))
+}
+
+/// A map's entries in key order (a hash map's own order never reaches a result).
+fn sorted<V: Copy>(m: &FxHashMap<u64, V>) -> Vec<(u64, V)> {
+    let mut v: Vec<(u64, V)> = m.iter().map(|(&k, &x)| (k, x)).collect();
+    v.sort_unstable_by_key(|e| e.0);
+    v
 }
 
 fn clamp(x: i128) -> i64 {
@@ -178,10 +188,9 @@ impl Ledger {
 
     fn to_store(&self) -> store::Ledger {
         store::Ledger {
-            accounts: self
-                .accounts
-                .iter()
-                .map(|(&account, m)| store::AccountMoney {
+            accounts: sorted(&self.accounts)
+                .into_iter()
+                .map(|(account, m)| store::AccountMoney {
                     account,
                     current_micros: m.current,
                     holds_micros: m.holds,
@@ -192,10 +201,9 @@ impl Ledger {
                     taker_fee_bps: m.fees.map_or(0, |f| f.1),
                 })
                 .collect(),
-            holds: self
-                .holds
-                .iter()
-                .map(|(&order, h)| store::OrderHold {
+            holds: sorted(&self.holds)
+                .into_iter()
+                .map(|(order, h)| store::OrderHold {
                     order,
                     account: h.account,
                     amount_micros: h.amount,
@@ -256,7 +264,7 @@ impl Ledger {
         put(self.next_transfer as i64);
         put(self.deposited);
         put(self.withdrawn);
-        for (&account, m) in &self.accounts {
+        for (account, m) in sorted(&self.accounts) {
             put(account as i64);
             put(m.current);
             put(m.holds);
@@ -265,7 +273,7 @@ impl Ledger {
             put(m.fees.map_or(-1, |f| f.1 as i64));
         }
         put(-2);
-        for (&order, h) in &self.holds {
+        for (order, h) in sorted(&self.holds) {
             put(order as i64);
             put(h.account as i64);
             put(h.amount);
@@ -564,18 +572,25 @@ impl Exchange {
         touched.sort_unstable();
         touched.dedup();
         for &order in &touched {
-            let need = match self.orders.get(&order) {
-                Some(rec) if rec.is_open() => match self.ledger.groups.get(&order) {
-                    Some(&group) => group,
-                    None => clamp(self.need_of(rec)),
-                },
-                _ => 0,
-            };
-            let Some(account) = self.orders.get(&order).map(|r| r.account) else {
+            let Some(rec) = self.orders.get(&order) else {
                 continue;
             };
-            let fees = self.order_fees(order, account);
-            let held = self.ledger.holds.get(&order).map_or(0, |h| h.amount);
+            let account = rec.account;
+            let held = self.ledger.holds.get(&order).copied();
+            let fees = held.map_or_else(|| self.fees_of(account), |h| h.fees);
+            let need = if !rec.is_open() {
+                0
+            } else if let Some(&group) = self.ledger.groups.get(&order) {
+                group
+            } else if rec.side == Side::Buy && rec.order_type != OrderType::Market {
+                clamp(need(fees, rec.price, rec.remaining, rec.hours))
+            } else {
+                0
+            };
+            let held = held.map_or(0, |h| h.amount);
+            if need == held {
+                continue;
+            }
             if need == 0 {
                 self.ledger.holds.remove(&order);
                 self.ledger.groups.remove(&order);
@@ -592,10 +607,8 @@ impl Exchange {
             } else {
                 (pb::TransferKind::Release, held - need)
             };
-            if amount != 0 {
-                self.ledger
-                    .transfer(ts, kind, account, account, amount, order, 0, "");
-            }
+            self.ledger
+                .transfer(ts, kind, account, account, amount, order, 0, "");
         }
         touched.clear();
         self.ledger.touched = touched;
