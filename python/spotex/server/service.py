@@ -47,6 +47,7 @@ from spotex.server.accounts import (
     token_hash,
 )
 from spotex.server.auctions import AuctionRunner, AuctionSettings
+from spotex.server.executions import KEEP as KEEP_EXECUTIONS
 from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
 from spotex.server.ledger import FEE_ACCOUNT, MoneySettings, apply_fees
 from spotex.server.limits import Limits, TlsConfig, TokenBucket
@@ -1013,7 +1014,8 @@ class Server:
                     shard_index: int = 0, gateway_token: str | None = None,
                     auction: AuctionSettings | None = None, market_data_relays: int = 0,
                     market_data_listen: str | None = None, relay_nice: int = 10,
-                    log_format: str = "text", money: MoneySettings | None = None) -> Server:
+                    log_format: str = "text", money: MoneySettings | None = None,
+                    keep_executions: int = KEEP_EXECUTIONS) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too. A shard of a
         venue behind ``spotex gateway`` numbers its ids from ``shard_index << 48`` and
@@ -1047,7 +1049,8 @@ class Server:
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended, resale_fee_bps=resale_fee_bps,
                                           replicated=replicated, shard_index=shard_index,
-                                          default_credit=money.default_credit)
+                                          default_credit=money.default_credit,
+                                          keep_executions=keep_executions)
         metrics = Metrics.of_engine(host, hub) if metrics_listen else None
         auctions = AuctionRunner(host, auction)
         web, web_port = None, None
@@ -1188,7 +1191,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 gateway_token: str | None = None,
                 auction: AuctionSettings | None = None, market_data_relays: int = 0,
                 market_data_listen: str | None = None, relay_nice: int = 10,
-                log_format: str = "text", money: MoneySettings | None = None) -> None:
+                log_format: str = "text", money: MoneySettings | None = None,
+                keep_executions: int = KEEP_EXECUTIONS) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -1204,7 +1208,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 shard_index=shard_index, gateway_token=gateway_token,
                                 auction=auction, market_data_relays=market_data_relays,
                                 market_data_listen=market_data_listen,
-                                relay_nice=relay_nice, log_format=log_format, money=money)
+                                relay_nice=relay_nice, log_format=log_format, money=money,
+                                keep_executions=keep_executions)
     if ready:
         ready(server)
     await stop.wait()
