@@ -310,3 +310,25 @@ def test_the_asyncio_client_subscribes_live_then_places(running_async: Running) 
 def running_async(tmp_path: Path) -> Any:
     with serving(tmp_path, tick_seconds=0.2) as r:
         yield r
+
+
+def test_the_cli_catches_up_from_a_sequence_and_refuses_one_it_cannot(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from spotex.cli import main
+    with serving(tmp_path, tick_seconds=0.2) as r:
+        seller, buyer, product, tokens = venue(r.target)
+        trade(seller, buyer, product, 2)
+        common = ["--server", r.target, "--token", tokens["buyer"]]
+        got = CliRunner().invoke(main, [*common, "--json", "executions", "--from-sequence",
+                                        "3", "--seconds", "1"])
+        assert got.exit_code == 0, got.output
+        assert [json.loads(x)["sequence"] for x in got.output.splitlines()] == [4, 5, 6]
+        got = CliRunner().invoke(main, [*common, "executions", "--from-sequence", "7",
+                                        "--seconds", "1"])
+        errors = [x for x in got.output.splitlines() if x.startswith("Error")]
+        assert got.exit_code != 0 and len(errors) == 1, got.output
+        assert "OUT_OF_RANGE SEQUENCE_IN_FUTURE" in errors[0], errors
+        assert "from_sequence may be 0 to 6" in errors[0], errors

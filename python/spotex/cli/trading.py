@@ -185,11 +185,11 @@ def executions(ctx: click.Context, seconds: float, from_sequence: int | None) ->
     """Your executions as they happen: accepted, trades, allocations, cancels (a
     line each; with --json, a JSON line each). The stream resumes by itself after a lost
     connection or a restart of the server, from the last execution shown: none twice,
-    none left out. Where it went live goes to stderr."""
+    none left out. Where it went live goes to stderr (not with --json)."""
     c = client(ctx)
     c.list_orders(open_only=True)  # a wrong token or a server that is down fails here
     stream = c.subscribe_executions(from_sequence)  # a sequence not kept fails here
-    if stream.live_from_sequence:
+    if stream.live_from_sequence and not ctx.obj.get("json"):
         click.echo(f"live from #{stream.live_from_sequence}", err=True)
     events: queue.Queue[Any] = queue.Queue()
 
