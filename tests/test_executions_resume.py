@@ -17,8 +17,8 @@ from typing import Any
 
 import grpc
 import pytest
-
 from conftest import OPERATOR_TOKEN, Running, serving
+
 from spotex.client import AsyncClient, Client, ExecutionStream, RpcError
 
 NOW_HOUR = int(time.time()) // 3600

@@ -79,7 +79,29 @@ class _Cursor:
         return pb.StreamExecutionsRequest(from_sequence=self.sequence)  # None: unset
 
 
-class ExecutionStream:
+class _Where:
+    """Where a stream stands, for its reader."""
+
+    _cursor: _Cursor
+
+    @property
+    def sequence(self) -> int | None:
+        return self._cursor.sequence
+
+    @property
+    def live_from_sequence(self) -> int:
+        return self._cursor.live_from_sequence
+
+    @property
+    def oldest_kept(self) -> int:
+        return self._cursor.oldest_kept
+
+    @property
+    def resumes(self) -> int:
+        return self._cursor.resumes
+
+
+class ExecutionStream(_Where):
     """A live executions subscription (``Client.subscribe_executions``): iterate it for
     the account's executions; ``close()`` ends it. ``live_from_sequence``: the first
     execution that came live (those before it, after ``from_sequence``, came from
@@ -97,22 +119,6 @@ class ExecutionStream:
         self._pending: list[Any] = []
         self._call: Any = None
         self._open(retry=False)
-
-    @property
-    def sequence(self) -> int | None:
-        return self._cursor.sequence
-
-    @property
-    def live_from_sequence(self) -> int:
-        return self._cursor.live_from_sequence
-
-    @property
-    def oldest_kept(self) -> int:
-        return self._cursor.oldest_kept
-
-    @property
-    def resumes(self) -> int:
-        return self._cursor.resumes
 
     def _open(self, retry: bool) -> None:
         delay, deadline = 0.1, time.monotonic() + self.reconnect_timeout
@@ -175,7 +181,7 @@ class ExecutionStream:
         self.close()
 
 
-class AsyncExecutionStream:
+class AsyncExecutionStream(_Where):
     """As ``ExecutionStream``, for ``AsyncClient``: ``await
     client.subscribe_executions()``, then ``async for``."""
 
@@ -189,11 +195,6 @@ class AsyncExecutionStream:
         self._closed = False
         self._pending: list[Any] = []
         self._call: Any = None
-
-    sequence = ExecutionStream.sequence
-    live_from_sequence = ExecutionStream.live_from_sequence
-    oldest_kept = ExecutionStream.oldest_kept
-    resumes = ExecutionStream.resumes
 
     async def _open(self, retry: bool) -> None:
         delay, deadline = 0.1, time.monotonic() + self.reconnect_timeout
