@@ -270,7 +270,7 @@ def test_executions_lost_in_a_crash_are_a_hole_a_stream_resumes_only_after(
     # journal has their commands; it cannot give executions back)
     db = sqlite3.connect(tmp_path / "tape.sqlite3")
     with db:
-        db.execute("DELETE FROM executions WHERE sequence > 3")
+        db.execute("DELETE FROM executions WHERE last > 3")
         db.execute("UPDATE exec_accounts SET last = min(last, 3)")
         db.execute("UPDATE meta SET value = 0 WHERE key = 'exec_seq'")
     db.close()

@@ -18,9 +18,13 @@ Per account the file keeps one contiguous run of sequences, ``oldest .. last``
   snapshot's ``execution_sequence``) with the file's, and marks the holes
   (``Tape.fill_executions``).
 
-Executions travel as the exchange encoded them: an ``ExecutionBatch`` is a run of
-field-1 records, so a record's bytes (tag, length, ``Execution``) are stored as they came
-and joined again into a batch; only each record's sequence is read (``records``).
+Executions are stored as the exchange encoded them, one row per account and round: the
+round's ``ExecutionBatch`` for the account, which holds its executions ``first ..
+first + n - 1`` (the exchange numbers each account's executions one by one and puts a
+round's into one batch, in order). Only the first record's sequence is read; the rest is
+never decoded (about a microsecond a round and account on the tape's thread, whatever
+the round holds). An ``ExecutionBatch`` is a run of field-1 records, so batches join
+into one, and one cut at a record boundary is still one (``after``).
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ from spotex._proto.spotex.v1 import spotex_pb2 as pb
 KEEP = 100_000
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS executions (account INTEGER NOT NULL, sequence INTEGER NOT NULL,
-  time INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (account, sequence))
-  WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS executions (account INTEGER NOT NULL, first INTEGER NOT NULL,
+  last INTEGER NOT NULL, time INTEGER NOT NULL, batch BLOB NOT NULL,
+  PRIMARY KEY (account, first)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS exec_accounts (account INTEGER PRIMARY KEY,
   oldest INTEGER NOT NULL, last INTEGER NOT NULL);
 """
@@ -95,6 +99,13 @@ def after(batch: bytes, sequence: int) -> tuple[bytes, int]:
     return b"", 0
 
 
+def first_sequence(batch: bytes) -> int:
+    """The sequence of the first execution in ``ExecutionBatch`` bytes (0: none)."""
+    for seq, _, _ in records(batch):
+        return seq
+    return 0
+
+
 def snapshot_sequences(snapshot: bytes) -> dict[int, int]:
     """Each account's execution sequence in an exchange snapshot
     (``spotex.store.v1.Snapshot.execution_sequence``, field 6), read without decoding the
@@ -151,33 +162,39 @@ class Kept:
         how many executions were stored."""
         stored = 0
         touched: set[int] = set()
-        for account, _, batch in rows:
-            out = []
+        out = []
+        for account, n, batch in rows:
+            first = first_sequence(batch)
+            if not n or not first:
+                continue
+            end = first + n - 1
             r = self.range(account)
             oldest, last = r if r is not None else (0, 0)
-            for seq, start, end in records(batch):
-                if seq <= last:
-                    continue  # written already
-                if r is None or seq > last + 1:
-                    # a new account, or a hole: what is kept begins here
-                    oldest = seq
-                    r = (oldest, seq)
-                    self._db.execute("DELETE FROM executions WHERE account = ?", (account,))
-                last = seq
-                out.append((account, seq, clock, batch[start:end]))
-            if out:
-                self._db.executemany("INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?)",
-                                     out)
-                self._set(account, oldest, last)
-                touched.add(account)
-                stored += len(out)
+            if end <= last:
+                continue  # written already
+            if first <= last:  # partly written already: the rest
+                batch, first = after(batch, last)
+            elif r is None or first > last + 1:
+                # a new account, or a hole: what is kept begins here
+                oldest = first
+                self._db.execute("DELETE FROM executions WHERE account = ?", (account,))
+            out.append((account, first, end, clock, batch))
+            self._range[account] = (oldest, end)
+            touched.add(account)
+            stored += end - first + 1
+        if out:
+            self._db.executemany("INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?)",
+                                 out)
         for account in touched:
             oldest, last = self._range[account]
             if last - oldest + 1 > self.keep + self._slack:
                 oldest = last - self.keep + 1
-                self._db.execute("DELETE FROM executions WHERE account = ? AND sequence < ?",
+                # a round's row that straddles the cut stays whole: more is kept, not less
+                self._db.execute("DELETE FROM executions WHERE account = ? AND last < ?",
                                  (account, oldest))
-                self._set(account, oldest, last)
+                self._range[account] = (oldest, last)
+        self._db.executemany("INSERT OR REPLACE INTO exec_accounts VALUES (?, ?, ?)",
+                             [(a, *self._range[a]) for a in touched])
         return stored
 
     def holes(self, sequences: dict[int, int]) -> list[tuple[int, int, int]]:
@@ -206,9 +223,20 @@ def kept_range(db: sqlite3.Connection, account: int) -> tuple[int, int]:
 
 
 def read(db: sqlite3.Connection, account: int, after_seq: int, upto: int,
-         limit: int) -> list[tuple[int, bytes]]:
-    """``(sequence, record)`` of the account's executions in (after_seq, upto], oldest
-    first, at most ``limit``."""
-    return [(int(s), bytes(r)) for s, r in db.execute(
-        "SELECT sequence, record FROM executions WHERE account = ? AND sequence > ? AND "
-        "sequence <= ? ORDER BY sequence LIMIT ?", (account, after_seq, upto, limit))]
+         limit: int) -> list[tuple[int, int, bytes]]:
+    """``(first, last, ExecutionBatch bytes)`` of the account's executions in
+    (after_seq, upto], oldest first, by rounds, about ``limit`` executions at most (at
+    least one round)."""
+    out: list[tuple[int, int, bytes]] = []
+    taken = 0
+    rows = db.execute("SELECT first, last, batch FROM executions WHERE account = ? AND "
+                      "last > ? AND first <= ? ORDER BY first", (account, after_seq, upto))
+    for first, last, batch in rows:
+        first, last, batch = int(first), int(last), bytes(batch)
+        if first <= after_seq:
+            batch, first = after(batch, after_seq)
+        if out and taken + last - first + 1 > limit:
+            break
+        out.append((first, last, batch))
+        taken += last - first + 1
+    return out

@@ -578,8 +578,8 @@ class MarketService:
                     await _fail(context, "SEQUENCE_NOT_KEPT",
                                 f"executions after {sent} left the history while being "
                                 "sent: resume from a later sequence")
-                yield b"".join(r for _, r in rows)
-                sent = rows[-1][0]
+                yield b"".join(b for _, _, b in rows)
+                sent = rows[-1][1]
             joined = False
             async for m in _drain(q, context, "resume from the last sequence seen"):
                 if not joined:
