@@ -200,7 +200,15 @@ def test_bulk_entry_spanning_shards_answers_in_order_and_a_basket_stays_in_one(
 def test_streams_fan_in_from_every_shard(tmp_path: Path) -> None:
     with venue(tmp_path) as v:
         _, seller, buyer = market(v)
-        execs = Collector(buyer.executions())
+        # live once every shard's stream is; where it stands is per shard, so unsaid
+        live = buyer.subscribe_executions()
+        assert (live.live_from_sequence, live.oldest_kept) == (0, 0)
+        execs = Collector(iter(live))
+        with pytest.raises(RpcError) as err:
+            buyer.subscribe_executions(from_sequence=0)
+        assert (err.value.code, err.value.reason) == (grpc.StatusCode.UNIMPLEMENTED,
+                                                     "RESUME_NOT_SHARDED")
+        assert "each shard numbers them on its own" in err.value.message
         md = Collector(buyer.market_data([pid("H100"), pid("B200")]))
         md.wait_for(lambda xs: {x.product_id for x in xs} == {pid("H100"), pid("B200")})
         for s in ("H100", "B200"):

@@ -73,6 +73,7 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
                         limits=limits, tls=tls, segment_bytes=c["journal.segment_mb"] << 20,
                         retention=c["journal.retention"],
                         keep_ended=c["journal.keep_ended_orders"],
+                        keep_executions=c["journal.keep_executions"],
                         resale_fee_bps=c["market.resale_fee_bps"],
                         money=MoneySettings(credit_micros(c["market.default_credit_limit"]),
                                             c["market.maker_fee_bps"],

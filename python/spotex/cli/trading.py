@@ -175,19 +175,27 @@ def basket(ctx: click.Context, file: Any) -> None:
 @main.command()
 @click.option("--seconds", default=0.0, type=click.FloatRange(0, None),
               help="stop after this long (0: until Ctrl-C)")
+@click.option("--from-sequence", type=click.IntRange(0, None), default=None,
+              help="first every execution after this sequence (the last one you saw; 0: "
+                   "from your first), from the history the venue keeps; then live")
 
 
 @click.pass_context
-def executions(ctx: click.Context, seconds: float) -> None:
+def executions(ctx: click.Context, seconds: float, from_sequence: int | None) -> None:
     """Your executions as they happen: accepted, trades, allocations, cancels (a
-    line each; with --json, a JSON line each)."""
+    line each; with --json, a JSON line each). The stream resumes by itself after a lost
+    connection or a restart of the server, from the last execution shown: none twice,
+    none left out. Where it went live goes to stderr (not with --json)."""
     c = client(ctx)
     c.list_orders(open_only=True)  # a wrong token or a server that is down fails here
+    stream = c.subscribe_executions(from_sequence)  # a sequence not kept fails here
+    if stream.live_from_sequence and not ctx.obj.get("json"):
+        click.echo(f"live from #{stream.live_from_sequence}", err=True)
     events: queue.Queue[Any] = queue.Queue()
 
     def read() -> None:
         try:
-            for e in c.executions():
+            for e in stream:
                 events.put(e)
         except BaseException as err:  # noqa: BLE001 - handed to the main thread
             events.put(err)

@@ -14,6 +14,7 @@ differ in how they send it. What they return is in ``types``.
 
 from spotex.client.aio import AsyncClient
 from spotex.client.errors import RpcError
+from spotex.client.executions import AsyncExecutionStream, ExecutionStream
 from spotex.client.sync import Client
 from spotex.client.types import (
     Account,
@@ -47,6 +48,7 @@ __all__ = [
     "AccountInfo",
     "Allocation",
     "AsyncClient",
+    "AsyncExecutionStream",
     "AuctionPrice",
     "AuctionResult",
     "Balance",
@@ -58,6 +60,7 @@ __all__ = [
     "CurvePoint",
     "DailyIndex",
     "Execution",
+    "ExecutionStream",
     "Fill",
     "IndicativeAuction",
     "Level",

@@ -25,8 +25,9 @@ from spotex.client.calls import (
     _resell_request,
     _with_id,
 )
-from spotex.client.convert import _execution, _market_event
+from spotex.client.convert import _market_event
 from spotex.client.errors import RpcError, _resubscribable, _rpc_error
+from spotex.client.executions import AsyncExecutionStream
 from spotex.client.resolve import (
     SETTLE,
     Lookup,
@@ -375,12 +376,21 @@ class AsyncClient:
             finally:
                 call.cancel()
 
-    async def executions(self) -> AsyncIterator[Execution]:
-        call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
-                                                      metadata=self._md)
+    async def subscribe_executions(self, from_sequence: int | None = None, *, resume: bool = True,
+                                   reconnect_timeout: float = 30.0) -> AsyncExecutionStream:
+        """As ``Client.subscribe_executions``: returns once the subscription is live."""
+        stream = AsyncExecutionStream(self._stubs, self._md, from_sequence, resume,
+                                      reconnect_timeout)
+        await stream._open(retry=False)
+        return stream
+
+    async def executions(self, from_sequence: int | None = None, *, resume: bool = True,
+                         reconnect_timeout: float = 30.0) -> AsyncIterator[Execution]:
+        """As ``Client.executions``: resumed without a hole or a repeat."""
+        stream = await self.subscribe_executions(from_sequence, resume=resume,
+                                                 reconnect_timeout=reconnect_timeout)
         try:
-            async for batch in call:
-                for m in batch.executions:
-                    yield _execution(m)
+            async for e in stream:
+                yield e
         finally:
-            call.cancel()
+            stream.close()

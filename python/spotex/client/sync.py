@@ -24,8 +24,9 @@ from spotex.client.calls import (
     _updates,
     _with_id,
 )
-from spotex.client.convert import _execution, _market_event, _order
+from spotex.client.convert import _market_event, _order
 from spotex.client.errors import RpcError, _code, _resubscribable, _rpc_error
+from spotex.client.executions import ExecutionStream
 from spotex.client.resolve import (
     SETTLE,
     Lookup,
@@ -451,19 +452,30 @@ class Client:
             if not resubscribe:
                 return
 
-    def executions(self) -> Iterator[Execution]:
-        """The caller's own order events, fills and allocations, as they happen."""
-        call = self._stubs["market"].StreamExecutions(pb.StreamExecutionsRequest(),
-                                                      metadata=self._md)
+    def subscribe_executions(self, from_sequence: int | None = None, *, resume: bool = True,
+                             reconnect_timeout: float = 30.0) -> ExecutionStream:
+        """The caller's executions, once the subscription is live: what the account does
+        after this returns reaches it. ``from_sequence``: first every execution after it
+        (the last one seen; 0: from the account's first), from the history the server keeps;
+        None: from now on. With ``resume`` the
+        stream subscribes again after a lost connection, a restart or a lag, from the
+        last sequence it yielded: every execution once, in order (see
+        ``spotex.client.executions``)."""
+        return ExecutionStream(self._stubs, self._md, from_sequence, resume,
+                               reconnect_timeout)
+
+    def executions(self, from_sequence: int | None = None, *, resume: bool = True,
+                   reconnect_timeout: float = 30.0) -> Iterator[Execution]:
+        """The caller's own order events, fills and allocations, as they happen (after
+        ``from_sequence`` when given), resumed after a lost connection without a hole
+        or a repeat. It subscribes at the first ``next()``: to be sure of seeing an
+        order's first events, ``subscribe_executions()`` before placing it."""
+        stream = self.subscribe_executions(from_sequence, resume=resume,
+                                           reconnect_timeout=reconnect_timeout)
         try:
-            for batch in call:
-                for m in batch.executions:
-                    yield _execution(m)
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.CANCELLED:
-                raise _rpc_error(err) from None
+            yield from stream
         finally:
-            call.cancel()
+            stream.close()
 
     def submit_orders(self, orders: Iterable[dict[str, Any]], *, per_message: int = 100
                       ) -> Iterator[Order | RpcError]:

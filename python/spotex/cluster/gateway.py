@@ -575,19 +575,49 @@ class ShardMarket:
     async def stream_executions(self, body: bytes, context: Any) -> AsyncIterator[bytes]:
         """The caller's executions on every shard. Each shard numbers an account's
         executions on its own: here their sequence is the shard's index << 48 plus the
-        shard's, so none repeats and each shard's follow one another (as ids do)."""
+        shard's, so none repeats and each shard's follow one another (as ids do).
+
+        The first message says the stream is live once every shard's stream is (each
+        shard's first message, held until then with what follows it); it gives no
+        sequence (``live_from_sequence`` 0): one number cannot say where each shard
+        stands, so a resume (``from_sequence``) is refused UNIMPLEMENTED
+        ``RESUME_NOT_SHARDED``."""
         a = await self.f.auth(context)
+        r = await _parse(context, pb.StreamExecutionsRequest, body)
+        if r.HasField("from_sequence"):
+            await _fail(context, "RESUME_NOT_SHARDED", RESUME_NOT_SHARDED,
+                        grpc.StatusCode.UNIMPLEMENTED)
+        shards = list(self.f.routes.indices)
+        live: set[int] = set()
+        held: list[bytes] | None = []
+
+        def recast(index: int, batch: bytes) -> bytes:
+            b = pb.ExecutionBatch.FromString(batch)
+            if b.HasField("start"):
+                live.add(index)
+                return b""
+            for e in b.executions:
+                e.sequence |= index << SHARD_BITS
+            return bytes(b.SerializeToString())
+
         async for m in self._fan_in(context, "StreamExecutions",
-                                    dict.fromkeys(self.f.routes.indices, body), a,
-                                    _executions_of_shard):
-            yield m
+                                    dict.fromkeys(shards, body), a, recast):
+            if held is None:
+                if m:
+                    yield m
+                continue
+            if m:
+                held.append(m)
+            if len(live) == len(shards):
+                yield pb.ExecutionBatch(start=pb.ExecutionStreamStart()).SerializeToString()
+                for h in held:
+                    yield h
+                held = None
 
 
-def _executions_of_shard(index: int, batch: bytes) -> bytes:
-    b = pb.ExecutionBatch.FromString(batch)
-    for e in b.executions:
-        e.sequence |= index << SHARD_BITS
-    return bytes(b.SerializeToString())
+RESUME_NOT_SHARDED = ("a venue of shards cannot resume executions: each shard numbers "
+                      "them on its own; subscribe without from_sequence and list your "
+                      "orders to catch up (see docs/scaling.md)")
 
 
 def _partly_cancelled(answers: dict[int, bytes], then: str) -> str:

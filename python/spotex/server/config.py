@@ -133,6 +133,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("journal.keep_ended_orders", "--keep-ended-orders", 100_000,
             click.IntRange(0, None),
             "ended orders kept in memory; older ones are answered from the history on disk"),
+    Setting("journal.keep_executions", "--keep-executions", 100_000,
+            click.IntRange(1, None),
+            "each account's latest executions kept on disk (at least this many, up to an "
+            "eighth more), that an executions stream can resume from (from_sequence)"),
     Setting("journal.nats", "--journal-nats", "", click.STRING,
             "NATS URLs, comma-separated: keep the journal on JetStream (the shard's stream, "
             "replicated, each round acknowledged by a quorum) instead of files; run the "

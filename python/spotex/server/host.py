@@ -45,6 +45,8 @@ from spotex._core import (
 )
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.server.datadir import DataDirLock
+from spotex.server.executions import KEEP as KEEP_EXECUTIONS
+from spotex.server.executions import snapshot_sequences
 from spotex.server.history import FILE as HISTORY
 from spotex.server.history import History
 from spotex.server.tape import FILE as TAPE
@@ -204,7 +206,8 @@ class EngineHost:
                  retention: str = "delete", max_id_length: int = 128,
                  keep_ended: int = 100_000, snapshot_per_resting: int = 5,
                  resale_fee_bps: int = 0, replicated: Replicated | None = None,
-                 shard_index: int = 0, default_credit: int | None = None) -> None:
+                 shard_index: int = 0, default_credit: int | None = None,
+                 keep_executions: int = KEEP_EXECUTIONS) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}")
         if retention not in RETENTION:
@@ -275,9 +278,11 @@ class EngineHost:
                     self.journal = JournalWriter(data_dir / JOURNAL, segment_bytes)
                 self.recovery["seconds"] = time.perf_counter() - started
             self._writer.attach(self.ex, self.journal)
-            self.tape = Tape(data_dir / TAPE if data_dir is not None else None, self._clock)
+            self.tape = Tape(data_dir / TAPE if data_dir is not None else None, self._clock,
+                             keep_executions)
             if data_dir is not None and replicated is None:
                 self._fill_tape(data_dir)
+            self._fill_executions()
             self.tape.start()
             if self.journal is not None:
                 self.call(self._claim_ids)
@@ -386,8 +391,8 @@ class EngineHost:
         """On the writer: hands what the round published to the tape and the
         publisher."""
         market, executions = self.ex.take_round()
-        if market and self.tape is not None:
-            self.tape.offer(self.sequence, self.last_ts, market)
+        if (market or executions) and self.tape is not None:
+            self.tape.offer(self.sequence, self.last_ts, market, executions)
         if market or executions:
             self._publish(Published(market, executions))
 
@@ -419,6 +424,22 @@ class EngineHost:
             self.history.close()
         if self._lock is not None:
             self._lock.release()
+
+    def _fill_executions(self) -> None:
+        """Executions behind the journal (a crash between a round's journal write and
+        its tape write, or a tape from before executions were kept): they cannot be
+        rebuilt (replaying the journal gives trades, not executions), so each account
+        whose sequence in the exchange is past what is written has a hole, and resumes
+        only from after it (see ``spotex.server.executions``)."""
+        assert self.tape is not None
+        if self.tape.exec_seq >= self.sequence:
+            return
+        holes = self.tape.fill_executions(snapshot_sequences(self.ex.snapshot()),
+                                          self.sequence)
+        for account, last, now in holes:
+            log.warning("executions %d..%d of account %d were not written before the "
+                        "journal's sequence %d (a crash): a stream resumes only after "
+                        "them", last + 1, now, account, self.sequence)
 
     def _fill_tape(self, data_dir: Path) -> None:
         """The tape behind the journal (a crash between a round's journal write and its
@@ -820,6 +841,9 @@ class EngineHost:
                 why, fresh = err, False
                 continue
             self._writer.attach(self.ex, self.journal)
+            if self.tape is not None:
+                # what the rounds of the earlier leader numbered was not kept here
+                self.tape.mark_holes(snapshot_sequences(self.ex.snapshot()))
             return
         raise JournalError(f"could not fence the stream: {why}")
 

@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import datetime as dt
 import errno
+import functools
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ from spotex import wire
 from spotex._core import RefusedError, SpotexError, count_orders, page_size, status_codes
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as pb_grpc
+from spotex.server import executions as xs
 from spotex.server import prices_rpc as pr
 from spotex.server.accounts import (
     BUYER,
@@ -45,6 +47,7 @@ from spotex.server.accounts import (
     token_hash,
 )
 from spotex.server.auctions import AuctionRunner, AuctionSettings
+from spotex.server.executions import KEEP as KEEP_EXECUTIONS
 from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
 from spotex.server.ledger import FEE_ACCOUNT, MoneySettings, apply_fees
 from spotex.server.limits import Limits, TlsConfig, TokenBucket
@@ -68,6 +71,11 @@ class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_me
 # every refusal reason's status code, defined once in the exchange (rust_exchange/)
 _BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 STATUS = {reason: _BY_VALUE[code] for reason, code in status_codes()}
+# the server's own reasons (the exchange never sends them)
+STATUS.update({
+    "SEQUENCE_IN_FUTURE": grpc.StatusCode.OUT_OF_RANGE,
+    "SEQUENCE_NOT_KEPT": grpc.StatusCode.OUT_OF_RANGE,
+})
 
 
 def status_for(reason: str) -> grpc.StatusCode:
@@ -94,6 +102,14 @@ async def _fail(context: grpc.aio.ServicerContext, reason: str, message: str,
 def _auction_code(err: Any) -> grpc.StatusCode | None:
     """An auction refused for want of the optimiser is a precondition of the server."""
     return grpc.StatusCode.FAILED_PRECONDITION if err.reason == "AUCTION_UNAVAILABLE" else None
+
+
+def _kept(oldest: int, last: int) -> str:
+    """What a stream can resume from: the sequences kept (an execution's sequence as
+    ``from_sequence`` resumes after it)."""
+    if oldest > last:
+        return f"from_sequence may be {last} (nothing kept after it yet), or unset (live)"
+    return f"from_sequence may be {oldest - 1} to {last}, or unset (live only)"
 
 
 async def _drain(q: Backlog, context: Any, hint: str) -> AsyncIterator[bytes]:
@@ -523,17 +539,63 @@ class MarketService:
             sub.end()
 
     async def StreamExecutions(self, request: Any, context: Any) -> AsyncIterator[bytes]:
+        """The caller's executions after ``from_sequence`` (unset: from now on), none twice
+        and none left out: the live queue registers first, then what is kept on disk up
+        to where it stood is read (the tape folds in every round offered before), sent,
+        and the live queue follows, without what the catch-up sent already. The first
+        message says where the stream stands (``ExecutionBatch.start``)."""
         a = await self.s.auth(context)
-        hub = self.s.hub
+        account, hub = a.account_id, self.s.hub
+        tape = self.s.host.tape
+        assert tape is not None
+        asked = request.from_sequence if request.HasField("from_sequence") else None
         q = Backlog(self.s.limits.subscriber_queue)
-        # registered on the loop, so it sees every execution published after this point
+        # registered on the loop, so it sees every execution published after this point;
+        # every round published before it was offered to the tape first
         await self.s.writer(lambda: None)
-        hub.executions.setdefault(a.account_id, []).append(q)
+        hub.executions.setdefault(account, []).append(q)
+        mark = tape.offered
         try:
-            async for m in _drain(q, context, "list your orders to catch up"):
+            oldest, last = await tape.read(lambda db: xs.kept_range(db, account), mark)
+            if asked is not None and asked > last:
+                await _fail(context, "SEQUENCE_IN_FUTURE",
+                            f"from_sequence {asked} is past your last execution ({last}); "
+                            f"{_kept(oldest, last)}")
+            if asked is not None and asked < oldest - 1:
+                await _fail(context, "SEQUENCE_NOT_KEPT",
+                            f"executions after {asked} are no longer all kept (the oldest "
+                            f"kept is {oldest}); {_kept(oldest, last)} (list your orders "
+                            "to catch up)")
+            yield pb.ExecutionBatch(start=pb.ExecutionStreamStart(
+                from_sequence=asked or 0, live_from_sequence=last + 1,
+                oldest_kept=oldest if oldest <= last else 0)).SerializeToString()
+            sent = last if asked is None else asked
+            while sent < last:
+                rows = await tape.read(functools.partial(
+                    xs.read, account=account, after_seq=sent, upto=last,
+                    limit=MAX_UPDATES_PER_MESSAGE))
+                if not rows or rows[0][0] != sent + 1:  # pruned meanwhile
+                    await _fail(context, "SEQUENCE_NOT_KEPT",
+                                f"executions after {sent} left the history while being "
+                                "sent: resume from a later sequence")
+                yield b"".join(b for _, _, b in rows)
+                sent = rows[-1][1]
+            joined = False
+            async for m in _drain(q, context, "resume from the last sequence seen"):
+                if not joined:
+                    m, first = xs.after(m, sent)
+                    if not m:
+                        continue
+                    if first != sent + 1:
+                        # never by construction; a replicated shard's earlier leader's
+                        # rounds not yet marked as a hole could
+                        await _fail(context, "SEQUENCE_NOT_KEPT",
+                                    f"executions {sent + 1}..{first - 1} were not kept: "
+                                    f"resume from {first - 1}, or 0 for live only")
+                    joined = True
                 yield m
         finally:
-            hub.executions[a.account_id].remove(q)
+            hub.executions[account].remove(q)
 
     async def submit_orders(self, requests: AsyncIterator[bytes],
                             context: Any) -> AsyncIterator[bytes]:
@@ -952,7 +1014,8 @@ class Server:
                     shard_index: int = 0, gateway_token: str | None = None,
                     auction: AuctionSettings | None = None, market_data_relays: int = 0,
                     market_data_listen: str | None = None, relay_nice: int = 10,
-                    log_format: str = "text", money: MoneySettings | None = None) -> Server:
+                    log_format: str = "text", money: MoneySettings | None = None,
+                    keep_executions: int = KEEP_EXECUTIONS) -> Server:
         """Recovers from ``data_dir`` (snapshot + journal), then listens; with
         ``metrics_listen`` (host:port) serves Prometheus metrics there too. A shard of a
         venue behind ``spotex gateway`` numbers its ids from ``shard_index << 48`` and
@@ -986,7 +1049,8 @@ class Server:
                                           segment_bytes, retention, limits.max_string,
                                           keep_ended, resale_fee_bps=resale_fee_bps,
                                           replicated=replicated, shard_index=shard_index,
-                                          default_credit=money.default_credit)
+                                          default_credit=money.default_credit,
+                                          keep_executions=keep_executions)
         metrics = Metrics.of_engine(host, hub) if metrics_listen else None
         auctions = AuctionRunner(host, auction)
         web, web_port = None, None
@@ -1127,7 +1191,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                 gateway_token: str | None = None,
                 auction: AuctionSettings | None = None, market_data_relays: int = 0,
                 market_data_listen: str | None = None, relay_nice: int = 10,
-                log_format: str = "text", money: MoneySettings | None = None) -> None:
+                log_format: str = "text", money: MoneySettings | None = None,
+                keep_executions: int = KEEP_EXECUTIONS) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     # before the server says it listens: a SIGTERM right after that is a graceful stop
     stop = asyncio.Event()
@@ -1143,7 +1208,8 @@ async def serve(listen: str, data_dir: Path | None, operator_token: str | None,
                                 shard_index=shard_index, gateway_token=gateway_token,
                                 auction=auction, market_data_relays=market_data_relays,
                                 market_data_listen=market_data_listen,
-                                relay_nice=relay_nice, log_format=log_format, money=money)
+                                relay_nice=relay_nice, log_format=log_format, money=money,
+                                keep_executions=keep_executions)
     if ready:
         ready(server)
     await stop.wait()

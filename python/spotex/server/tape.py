@@ -11,6 +11,9 @@ write leaves the tape behind the journal: the next start fills it from the journ
 (``fill``), so the tape never lacks a trade the journal holds. Reads run on their own
 connection and thread (``read``), after the tape has caught up with what was offered
 before them (read your own trades).
+
+Each account's executions are kept in the same file, from the same rounds
+(``spotex.server.executions``): what a resumed executions stream catches up from.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex.server import executions as xs
 from spotex.server import prices as px
 from spotex.server.prices import DAY, INTERVALS, Print
 
@@ -106,7 +110,8 @@ class Tape:
     """The tape of one engine. ``path`` None: a temporary file, removed on close (a server
     without a data directory keeps nothing, but memory stays bounded all the same)."""
 
-    def __init__(self, path: Path | None, clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, path: Path | None, clock: Callable[[], int] | None = None,
+                 keep_executions: int = xs.KEEP) -> None:
         self._temp = path is None
         if path is None:
             fd, name = tempfile.mkstemp(prefix="spotex-tape-", suffix=".sqlite3")
@@ -117,12 +122,19 @@ class Tape:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + xs.SCHEMA)
         self.seq = self._meta("seq")
+        # the journal sequence through which every execution is written or marked lost
+        # (behind ``seq`` in a tape from before executions were kept)
+        self.exec_seq = self._meta("exec_seq")
+        self.kept = xs.Kept(self._db, keep_executions)
         # every day before this one is published (for every family then traded)
         self.published_through = self._meta("published_through")
-        self._queue: queue.SimpleQueue[tuple[int, int, list[Any]] | None] = \
-            queue.SimpleQueue()
+        # (journal sequence, clock, market data, executions, the exchange's execution
+        # sequences when holes are to be marked)
+        self._queue: queue.SimpleQueue[
+            tuple[int, int, list[Any], list[tuple[int, int, bytes]], dict[int, int] | None]
+            | None] = queue.SimpleQueue()
         self.offered = 0  # items put (by the writer)
         self._done = 0  # items folded in (by the tape's thread)
         self._cond = threading.Condition()
@@ -144,17 +156,18 @@ class Tape:
         self._thread = threading.Thread(target=self._run, name="spotex-tape", daemon=True)
         self._thread.start()
 
-    def offer(self, seq: int, clock: int, market: list[tuple[str, int, bytes]]) -> None:
-        """On the writer: a round's market data, the journal sequence it reached, and the
-        venue's clock then. Costs a queue put."""
+    def offer(self, seq: int, clock: int, market: list[tuple[str, int, bytes]],
+              executions: list[tuple[int, int, bytes]] | None = None) -> None:
+        """On the writer: a round's market data and executions (``Published``), the
+        journal sequence it reached, and the venue's clock then. Costs a queue put."""
         self.offered += 1
-        self._queue.put((seq, clock, market))
+        self._queue.put((seq, clock, market, executions or [], None))
 
     def tick(self, clock: int | None = None) -> int:
         """Asks the tape to publish what fell due by ``clock`` (the index of each day that
         ended); returns the mark to ``wait`` for."""
         self.offered += 1
-        self._queue.put((0, self._clock() if clock is None else clock, []))
+        self._queue.put((0, self._clock() if clock is None else clock, [], [], None))
         return self.offered
 
     def wait(self, mark: int | None = None, timeout: float = 30.0) -> None:
@@ -193,23 +206,40 @@ class Tape:
             if stop:
                 return
 
-    def _fold(self, items: list[tuple[int, int, list[Any]]]) -> None:
+    def mark_holes(self, sequences: dict[int, int]) -> None:
+        """On the writer, once the exchange moved on without publishing (a standby that
+        now leads): as ``fill_executions``, in turn with the rounds."""
+        self.offered += 1
+        self._queue.put((0, 0, [], [], sequences))
+
+    def _fold(self, items: list[tuple[int, int, list[Any], list[Any], Any]]) -> None:
         trades: list[Print] = []
         seq = self.seq
         clock = 0
-        for s, c, market in items:
-            if market:
-                trades += trades_of(market)
-            seq = max(seq, s)
-            clock = max(clock, c)
+        synced = self.exec_seq >= self.seq
         with self._db:
             self._db.execute("BEGIN")
+            for s, c, market, executions, sequences in items:
+                if sequences is not None:
+                    for account, last, now in self.kept.holes(sequences):
+                        log.warning("executions %d..%d of account %d were not kept (led "
+                                    "by another engine)", last + 1, now, account)
+                if market:
+                    trades += trades_of(market)
+                if executions:
+                    self.kept.add(executions, c)
+                seq = max(seq, s)
+                clock = max(clock, c)
             self._add(trades)
             if seq != self.seq:
                 self._set_meta("seq", seq)
+                if synced:
+                    self._set_meta("exec_seq", seq)
             if clock:
                 self._publish_due(clock)
         self.seq = seq
+        if synced:
+            self.exec_seq = max(self.exec_seq, seq)
 
     def _add(self, trades: list[Print]) -> list[Print]:
         """Inserts the trades the tape lacks (within the caller's transaction) and folds
@@ -297,6 +327,21 @@ class Tape:
             self._set_meta("seq", max(seq, self.seq))
         self.seq = max(seq, self.seq)
         return len(new)
+
+    def fill_executions(self, sequences: dict[int, int], seq: int
+                        ) -> list[tuple[int, int, int]]:
+        """Before the thread starts, when executions were not written through the
+        journal's sequence ``seq`` (a crash, or a tape older than kept executions):
+        each account's execution sequence in the exchange now. Whatever it numbered past
+        what is written is lost (the journal cannot give executions back), and what is
+        kept for the account then begins after it. Returns the holes: ``(account, last
+        written, exchange's)``."""
+        with self._db:
+            self._db.execute("BEGIN")
+            holes = self.kept.holes(sequences)
+            self._set_meta("exec_seq", max(seq, self.exec_seq))
+        self.exec_seq = max(seq, self.exec_seq)
+        return holes
 
     def close(self) -> None:
         if self._thread is not None:

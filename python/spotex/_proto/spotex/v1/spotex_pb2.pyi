@@ -568,8 +568,10 @@ class MarketDataBatch(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[MarketData, _Mapping]]] = ...) -> None: ...
 
 class StreamExecutionsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("from_sequence",)
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    from_sequence: int
+    def __init__(self, from_sequence: _Optional[int] = ...) -> None: ...
 
 class Execution(_message.Message):
     __slots__ = ("sequence", "kind", "order", "fill", "allocation", "block", "auction_id")
@@ -614,10 +616,22 @@ class BlockAllocation(_message.Message):
     def __init__(self, order_id: _Optional[int] = ..., cluster_id: _Optional[str] = ..., first_hour: _Optional[int] = ..., hours: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., cost_micros: _Optional[int] = ..., trade_ids: _Optional[_Iterable[int]] = ..., placed_level: _Optional[_Union[Locality, str]] = ..., placed_domain: _Optional[str] = ..., provider_account: _Optional[int] = ...) -> None: ...
 
 class ExecutionBatch(_message.Message):
-    __slots__ = ("executions",)
+    __slots__ = ("executions", "start")
     EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     executions: _containers.RepeatedCompositeFieldContainer[Execution]
-    def __init__(self, executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ...) -> None: ...
+    start: ExecutionStreamStart
+    def __init__(self, executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., start: _Optional[_Union[ExecutionStreamStart, _Mapping]] = ...) -> None: ...
+
+class ExecutionStreamStart(_message.Message):
+    __slots__ = ("from_sequence", "live_from_sequence", "oldest_kept")
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_KEPT_FIELD_NUMBER: _ClassVar[int]
+    from_sequence: int
+    live_from_sequence: int
+    oldest_kept: int
+    def __init__(self, from_sequence: _Optional[int] = ..., live_from_sequence: _Optional[int] = ..., oldest_kept: _Optional[int] = ...) -> None: ...
 
 class SubmitOrdersRequest(_message.Message):
     __slots__ = ("orders",)
