@@ -745,6 +745,7 @@ impl Exchange {
                     account,
                     pb::ExecutionBatch {
                         executions: vec![e],
+                        ..Default::default()
                     },
                 )),
             }
