@@ -159,6 +159,8 @@ def market(target: str, operator_token: str) -> tuple[str, Any]:
         product = op.create_products(skus=["H100-SXM"], regions=["us-east"], from_hour=hour,
                                      to_hour=hour + 1, tick="0.01")[0].product_id
         buyer = op.create_account("floor-bench", ["buyer"])
+        # money checked as a real venue does: every bid holds its worst case
+        op.deposit(buyer.account_id, "1000000000")
     return product, (("authorization", f"Bearer {buyer.token}"),)
 
 
@@ -247,7 +249,8 @@ def main() -> None:
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory(prefix="spotex-floor-") as data:
         server = ServerProcess(data, token, "--orders-per-second", "1e9",
-                               "--order-burst", "1000000000", "--max-open-orders", "100000000")
+                               "--order-burst", "1000000000", "--max-open-orders", "100000000",
+                               "--default-credit-limit", "0")
         echo = EchoProcess()
         try:
             product, md = market(server.target, token)

@@ -261,7 +261,7 @@ def test_money_moves_through_a_server_and_survives_a_restart(tmp_path: Path) -> 
             op.deposit(999, "5")
         assert err.value.reason == "UNKNOWN_ACCOUNT"
         kinds = [x.kind for x in buyer.transfers()]
-        assert kinds == ["deposit", "hold", "release", "trade", "fee"]
+        assert kinds == ["deposit", "trade", "fee"]
         seq, state = op.state_hash()
     with serving(tmp_path, money=money, resale_fee_bps=RESALE) as r:
         op = Client(r.target, OPERATOR_TOKEN)
@@ -281,19 +281,20 @@ def test_transfers_that_left_memory_are_listed_from_the_history_on_disk(tmp_path
                                  to_hour=h + 1)[0].product_id
         b = op.create_account("b", ["buyer"])
         buyer = Client(r.target, b.token)
-        for k in range(4):
+        for k in range(7):
             op.deposit(b.account_id, str(10 + k), f"wire-{k}")
-        for _ in range(3):  # each a hold, then a release
-            buyer.cancel_order(buyer.place_order(pid, "buy", "1.00", 2).order_id)
+        # a resting bid holds money but moves none: not a transfer
+        buyer.cancel_order(buyer.place_order(pid, "buy", "1.00", 2).order_id)
         every = buyer.transfers()
-        assert [t.kind for t in every] == ["deposit"] * 4 + ["hold", "release"] * 3
-        assert [t.transfer_id for t in every] == list(range(1, 11))
-        assert [t.reference for t in every[:4]] == [f"wire-{k}" for k in range(4)]
+        assert [t.transfer_id for t in every] == list(range(1, 8))
+        assert [(t.kind, t.reference) for t in every] == [("deposit", f"wire-{k}")
+                                                          for k in range(7)]
         # page by page, across disk and memory, and bounded by time
         page = pb.ListTransfersResponse.FromString(host.call(lambda: host.list_transfers(
             b.account_id, pb.ListTransfersRequest(page_size=4).SerializeToString())))
         assert [t.transfer_id for t in page.transfers] == [1, 2, 3, 4]
         assert page.next_page_token == "4"
         since = every[4].time
+        assert buyer.balance().current == sum(range(10, 17))
         assert [t.transfer_id for t in buyer.transfers(since=since)] == [
             t.transfer_id for t in every if t.time >= since]

@@ -396,7 +396,8 @@ class Exchange:
     def market_snapshots(self, request: bytes) -> bytes: ...
     def take_round(
         self,
-    ) -> tuple[list[tuple[str, int, bytes]], list[tuple[int, int, bytes]]]: ...
+    ) -> tuple[list[tuple[str, int, bytes]], list[tuple[int, int, bytes]],
+               list[tuple[str, int, int, int, int, int, int]]]: ...
 
 @final
 class JournalWriter:

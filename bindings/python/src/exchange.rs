@@ -29,6 +29,10 @@ fn encode<'py>(py: Python<'py>, m: &impl Message) -> Bound<'py, PyBytes> {
 
 type Outcome<'py> = PyResult<Bound<'py, PyBytes>>;
 
+/// A trade of a round: (product, trade id, time, price, GPUs, aggressor side as the
+/// contract's enum, auction id).
+type TradeTuple = (String, u64, i64, i64, i64, i32, u64);
+
 /// The exchange behind the Python object, shared with the writer thread
 /// ([`crate::writer::Writer`]), which runs the hot commands on it without the GIL. Only
 /// one thread uses it at a time: the writer runs every command and view.
@@ -725,10 +729,25 @@ impl Exchange {
     ) -> (
         Vec<(String, usize, Bound<'py, PyBytes>)>,
         Vec<(u64, usize, Bound<'py, PyBytes>)>,
+        Vec<TradeTuple>,
     ) {
         let round = lock(&self.shared).take_round();
         let mut products: Vec<(String, pb::MarketDataBatch)> = Vec::new();
+        // the round's trades read here once, so the trade tape need not decode every
+        // level update of the round to find them
+        let mut trades: Vec<TradeTuple> = Vec::new();
         for m in round.market {
+            if let Some(pb::market_data::Payload::Trade(t)) = &m.payload {
+                trades.push((
+                    m.product_id.clone(),
+                    t.trade_id,
+                    t.time_micros,
+                    t.price_micros,
+                    t.quantity,
+                    t.aggressor,
+                    t.auction_id,
+                ));
+            }
             match products.iter_mut().find(|(p, _)| *p == m.product_id) {
                 Some((_, batch)) => batch.updates.push(m),
                 None => products.push((
@@ -759,6 +778,7 @@ impl Exchange {
                 .into_iter()
                 .map(|(a, b)| (a, b.executions.len(), encode(py, &b)))
                 .collect(),
+            trades,
         )
     }
 }

@@ -39,9 +39,7 @@ def balance_table(b: Balance) -> Table:
 
 
 def effect(t: Transfer, account: int) -> Decimal:
-    """What a transfer did to ``account``'s current balance (holds do not move it)."""
-    if t.kind in ("hold", "release"):
-        return Decimal(0)
+    """What a transfer did to ``account``'s current balance."""
     return ((t.amount if t.credit_account_id == account else Decimal(0))
             - (t.amount if t.debit_account_id == account else Decimal(0)))
 

@@ -36,7 +36,7 @@ from spotex.client.types import (
 
 # what the exchange says of a limit that is not there (money is not checked)
 _UNLIMITED = 2**63 - 1
-_TRANSFER_KINDS = {1: "deposit", 2: "withdrawal", 3: "trade", 4: "fee", 5: "hold", 6: "release"}
+_TRANSFER_KINDS = {1: "deposit", 2: "withdrawal", 3: "trade", 4: "fee"}
 
 
 def _balance(b: Any) -> Balance:

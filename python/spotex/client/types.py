@@ -311,9 +311,9 @@ class Balance:
 
 @dataclass(frozen=True)
 class Transfer:
-    """One movement of money. ``kind``: deposit, withdrawal, trade, fee, hold or release.
-    Deposits come from and withdrawals go to ``OUTSIDE``; fees go to account 0 (the
-    venue's); a hold or release names the account twice."""
+    """One movement of money. ``kind``: deposit, withdrawal, trade or fee. Deposits come
+    from and withdrawals go to ``OUTSIDE``; fees go to account 0 (the venue's). A hold
+    moves no money and is not a transfer (``Balance.holds``)."""
     transfer_id: int
     debit_account_id: int
     credit_account_id: int

@@ -49,6 +49,7 @@ from spotex.server.executions import KEEP as KEEP_EXECUTIONS
 from spotex.server.executions import snapshot_sequences
 from spotex.server.history import FILE as HISTORY
 from spotex.server.history import History
+from spotex.server.prices import Print
 from spotex.server.tape import FILE as TAPE
 from spotex.server.tape import Tape
 
@@ -390,9 +391,10 @@ class EngineHost:
     def flush(self) -> None:
         """On the writer: hands what the round published to the tape and the
         publisher."""
-        market, executions = self.ex.take_round()
-        if (market or executions) and self.tape is not None:
-            self.tape.offer(self.sequence, self.last_ts, market, executions)
+        market, executions, trades = self.ex.take_round()
+        if (trades or executions) and self.tape is not None:
+            self.tape.offer(self.sequence, self.last_ts, [Print(t, ts, p, px, q, a, au)
+                            for p, t, ts, px, q, a, au in trades], executions)
         if market or executions:
             self._publish(Published(market, executions))
 

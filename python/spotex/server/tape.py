@@ -106,6 +106,11 @@ def trades_of(market: Iterable[tuple[str, int, bytes]]) -> list[Print]:
     return out
 
 
+# the tape folds what has queued up at least this often, and waits no longer for more
+FOLD_PAUSE = 0.02
+FOLD_BATCH = 64
+
+
 class Tape:
     """The tape of one engine. ``path`` None: a temporary file, removed on close (a server
     without a data directory keeps nothing, but memory stays bounded all the same)."""
@@ -156,12 +161,13 @@ class Tape:
         self._thread = threading.Thread(target=self._run, name="spotex-tape", daemon=True)
         self._thread.start()
 
-    def offer(self, seq: int, clock: int, market: list[tuple[str, int, bytes]],
+    def offer(self, seq: int, clock: int, trades: list[Print],
               executions: list[tuple[int, int, bytes]] | None = None) -> None:
-        """On the writer: a round's market data and executions (``Published``), the
-        journal sequence it reached, and the venue's clock then. Costs a queue put."""
+        """On the writer: a round's trades (read by the exchange: no level update is
+        decoded for them) and executions (``Published``), the journal sequence it reached,
+        and the venue's clock then. Costs a queue put."""
         self.offered += 1
-        self._queue.put((seq, clock, market, executions or [], None))
+        self._queue.put((seq, clock, trades, executions or [], None))
 
     def tick(self, clock: int | None = None) -> int:
         """Asks the tape to publish what fell due by ``clock`` (the index of each day that
@@ -184,6 +190,11 @@ class Tape:
         while True:
             item = self._queue.get()
             items = [item]
+            if item is not None and self._queue.qsize() < FOLD_BATCH:
+                # under load, rounds come faster than folds: one transaction for many
+                # rounds costs the order path (whose GIL this thread takes) far less than
+                # one per round; a reader waits for what it needs at most this long more
+                time.sleep(FOLD_PAUSE)
             while True:
                 try:
                     items.append(self._queue.get_nowait())
@@ -225,7 +236,7 @@ class Tape:
                         log.warning("executions %d..%d of account %d were not kept (led "
                                     "by another engine)", last + 1, now, account)
                 if market:
-                    trades += trades_of(market)
+                    trades += market
                 if executions:
                     self.kept.add(executions, c)
                 seq = max(seq, s)

@@ -351,7 +351,7 @@ impl Exchange {
             }
         }
         // every order these events touched holds what it needs now
-        self.settle_holds(ts);
+        self.settle_holds();
         accepted
     }
 

@@ -145,7 +145,7 @@ impl Ledger {
         }
     }
 
-    /// Records one transfer and moves `current` (holds move `holds` instead).
+    /// Records one transfer and moves `current`.
     #[allow(clippy::too_many_arguments)]
     fn transfer(
         &mut self,
@@ -159,17 +159,11 @@ impl Ledger {
         reference: &str,
     ) -> pb::Transfer {
         self.next_transfer += 1;
-        match kind {
-            pb::TransferKind::Hold => self.accounts.entry(debit).or_default().holds += amount,
-            pb::TransferKind::Release => self.accounts.entry(debit).or_default().holds -= amount,
-            _ => {
-                if debit != OUTSIDE {
-                    self.accounts.entry(debit).or_default().current -= amount;
-                }
-                if credit != OUTSIDE {
-                    self.accounts.entry(credit).or_default().current += amount;
-                }
-            }
+        if debit != OUTSIDE {
+            self.accounts.entry(debit).or_default().current -= amount;
+        }
+        if credit != OUTSIDE {
+            self.accounts.entry(credit).or_default().current += amount;
         }
         let t = pb::Transfer {
             transfer_id: self.next_transfer,
@@ -564,7 +558,7 @@ impl Exchange {
 
     /// After a command: every touched order holds what it needs now (a hold or release
     /// transfer for each change).
-    pub(super) fn settle_holds(&mut self, ts: i64) {
+    pub(super) fn settle_holds(&mut self) {
         if self.ledger.touched.is_empty() {
             return;
         }
@@ -602,13 +596,8 @@ impl Exchange {
                 };
                 self.ledger.holds.insert(order, hold);
             }
-            let (kind, amount) = if need > held {
-                (pb::TransferKind::Hold, need - held)
-            } else {
-                (pb::TransferKind::Release, held - need)
-            };
-            self.ledger
-                .transfer(ts, kind, account, account, amount, order, 0, "");
+            // a hold moves no money: state of the order and its account, not a transfer
+            self.ledger.accounts.entry(account).or_default().holds += need - held;
         }
         touched.clear();
         self.ledger.touched = touched;

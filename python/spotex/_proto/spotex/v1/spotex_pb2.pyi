@@ -64,8 +64,6 @@ class TransferKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WITHDRAWAL: _ClassVar[TransferKind]
     TRADE: _ClassVar[TransferKind]
     FEE: _ClassVar[TransferKind]
-    HOLD: _ClassVar[TransferKind]
-    RELEASE: _ClassVar[TransferKind]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -100,8 +98,6 @@ DEPOSIT: TransferKind
 WITHDRAWAL: TransferKind
 TRADE: TransferKind
 FEE: TransferKind
-HOLD: TransferKind
-RELEASE: TransferKind
 
 class Product(_message.Message):
     __slots__ = ("product_id", "state", "tick_micros", "lot", "open_at_micros", "close_at_micros")
