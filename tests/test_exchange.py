@@ -89,8 +89,14 @@ class Pair:
             assert theirs == ours
 
     def compare_streams(self) -> None:
-        market, executions = self.ex.take_round()
+        market, executions, trades = self.ex.take_round()
         ours, ours_x = self.model.take_round()
+        # the round's trades, read once by the exchange for the tape, are its market
+        # data's trades, in order
+        assert trades == [(m.product_id, m.trade.trade_id, m.trade.time_micros,
+                           m.trade.price_micros, m.trade.quantity, m.trade.aggressor,
+                           m.trade.auction_id)
+                          for m in ours if m.WhichOneof("payload") == "trade"]
         # per product, in order (the exchange groups a round's updates by product)
         theirs_by = {p: list(pb.MarketDataBatch.FromString(b).updates) for p, _, b in market}
         assert all(len(theirs_by[p]) == n for p, n, _ in market)
@@ -348,4 +354,4 @@ def test_malformed_bytes_are_refused_and_change_nothing() -> None:
             else:
                 raise AssertionError("malformed bytes were accepted")
     assert (ex.sequence, ex.state_hash()) == before
-    assert ex.take_round() == ([], [])
+    assert ex.take_round() == ([], [], [])
