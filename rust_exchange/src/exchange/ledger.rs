@@ -180,6 +180,19 @@ impl Ledger {
         t
     }
 
+    /// Money in or out of the venue (no order, no trade).
+    fn outside(
+        &mut self,
+        ts: i64,
+        kind: pb::TransferKind,
+        debit: u64,
+        credit: u64,
+        amount: i64,
+        reference: &str,
+    ) -> pb::Transfer {
+        self.transfer(ts, kind, debit, credit, amount, 0, 0, reference)
+    }
+
     fn to_store(&self) -> store::Ledger {
         store::Ledger {
             accounts: sorted(&self.accounts)
@@ -341,6 +354,15 @@ impl Exchange {
         self.ledger.default_credit = default_credit;
     }
 
+    /// An account's money (nothing yet: all zero, the venue's limit and fees).
+    fn money_of(&self, account: u64) -> Money {
+        self.ledger
+            .accounts
+            .get(&account)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// `(maker, taker)` fees of an account: its own, else the venue's.
     pub fn fees_of(&self, account: u64) -> (u32, u32) {
         self.ledger
@@ -352,12 +374,7 @@ impl Exchange {
 
     /// An account's balance as the contract shows it.
     pub fn balance(&self, account: u64) -> pb::Balance {
-        let m = self
-            .ledger
-            .accounts
-            .get(&account)
-            .copied()
-            .unwrap_or_default();
+        let m = self.money_of(account);
         let credit = self.ledger.credit_of(&m);
         let (maker, taker) = self.fees_of(account);
         pb::Balance {
@@ -449,12 +466,7 @@ impl Exchange {
         if self.replaying || need <= 0 {
             return Ok(());
         }
-        let m = self
-            .ledger
-            .accounts
-            .get(&account)
-            .copied()
-            .unwrap_or_default();
+        let m = self.money_of(account);
         let Some(credit) = self.ledger.credit_of(&m) else {
             return Ok(());
         };
@@ -656,14 +668,13 @@ impl Exchange {
         }
         self.money_command(ts, Kind::Deposit(r.clone()));
         self.ledger.deposited += r.amount_micros;
-        let t = self.ledger.transfer(
+        let (id, amount) = (r.account_id, r.amount_micros);
+        let t = self.ledger.outside(
             ts,
             pb::TransferKind::Deposit,
             OUTSIDE,
-            r.account_id,
-            r.amount_micros,
-            0,
-            0,
+            id,
+            amount,
             &r.reference,
         );
         Ok(self.money_answer(r.account_id, Some(t)))
@@ -678,12 +689,7 @@ impl Exchange {
     ) -> Result<pb::BalanceResponse, Refusal> {
         Self::check_account(r.account_id, "a withdrawal")?;
         Self::check_amount(r.amount_micros, &r.reference)?;
-        let m = self
-            .ledger
-            .accounts
-            .get(&r.account_id)
-            .copied()
-            .unwrap_or_default();
+        let m = self.money_of(r.account_id);
         let free = i128::from(m.current) - i128::from(m.holds);
         if i128::from(r.amount_micros) > free {
             return Err(Refusal::new(
@@ -698,14 +704,13 @@ impl Exchange {
         }
         self.money_command(ts, Kind::Withdraw(r.clone()));
         self.ledger.withdrawn += r.amount_micros;
-        let t = self.ledger.transfer(
+        let (id, amount) = (r.account_id, r.amount_micros);
+        let t = self.ledger.outside(
             ts,
             pb::TransferKind::Withdrawal,
-            r.account_id,
+            id,
             OUTSIDE,
-            r.amount_micros,
-            0,
-            0,
+            amount,
             &r.reference,
         );
         Ok(self.money_answer(r.account_id, Some(t)))
@@ -724,12 +729,7 @@ impl Exchange {
                 "a credit limit is 0 or more (micro-dollars)",
             ));
         }
-        let m = self
-            .ledger
-            .accounts
-            .get(&r.account_id)
-            .copied()
-            .unwrap_or_default();
+        let m = self.money_of(r.account_id);
         let short = i128::from(m.holds) - i128::from(m.current);
         if i128::from(r.credit_limit_micros) < short {
             return Err(Refusal::new(
