@@ -450,23 +450,21 @@ class MarketService:
         except pr.Refusal as err:
             await _fail(context, err.reason, str(err), err.code)
 
-    async def ListTrades(self, request: Any, context: Any) -> Any:
+    async def _tape_page(self, context: Any, request: Any, page: Any) -> Any:
+        """One page of a product's or family's trades or candles, read from the tape."""
         await self.s.auth(context)
         product, fam = await self._scope(context, request)
         size = page_size(request.page_size)
         tape = self.s.host.tape
         assert tape is not None
         return await self._priced(context, tape.read(
-            lambda db: pr.list_trades(db, request, product, fam, size)))
+            lambda db: page(db, request, product, fam, size)))
+
+    async def ListTrades(self, request: Any, context: Any) -> Any:
+        return await self._tape_page(context, request, pr.list_trades)
 
     async def ListCandles(self, request: Any, context: Any) -> Any:
-        await self.s.auth(context)
-        product, fam = await self._scope(context, request)
-        size = page_size(request.page_size)
-        tape = self.s.host.tape
-        assert tape is not None
-        return await self._priced(context, tape.read(
-            lambda db: pr.list_candles(db, request, product, fam, size)))
+        return await self._tape_page(context, request, pr.list_candles)
 
     async def GetCurve(self, request: Any, context: Any) -> Any:
         await self.s.auth(context)

@@ -180,19 +180,6 @@ impl Ledger {
         t
     }
 
-    /// Money in or out of the venue (no order, no trade).
-    fn outside(
-        &mut self,
-        ts: i64,
-        kind: pb::TransferKind,
-        debit: u64,
-        credit: u64,
-        amount: i64,
-        reference: &str,
-    ) -> pb::Transfer {
-        self.transfer(ts, kind, debit, credit, amount, 0, 0, reference)
-    }
-
     fn to_store(&self) -> store::Ledger {
         store::Ledger {
             accounts: sorted(&self.accounts)
@@ -666,18 +653,8 @@ impl Exchange {
         {
             return Err(Refusal::new("INVALID_AMOUNT", "the amount is too large"));
         }
-        self.money_command(ts, Kind::Deposit(r.clone()));
-        self.ledger.deposited += r.amount_micros;
         let (id, amount) = (r.account_id, r.amount_micros);
-        let t = self.ledger.outside(
-            ts,
-            pb::TransferKind::Deposit,
-            OUTSIDE,
-            id,
-            amount,
-            &r.reference,
-        );
-        Ok(self.money_answer(r.account_id, Some(t)))
+        Ok(self.across(ts, Kind::Deposit(r.clone()), id, amount, &r.reference))
     }
 
     /// Money out: never more than the account's current balance less its holds (credit
@@ -702,18 +679,8 @@ impl Exchange {
                 ),
             ));
         }
-        self.money_command(ts, Kind::Withdraw(r.clone()));
-        self.ledger.withdrawn += r.amount_micros;
         let (id, amount) = (r.account_id, r.amount_micros);
-        let t = self.ledger.outside(
-            ts,
-            pb::TransferKind::Withdrawal,
-            id,
-            OUTSIDE,
-            amount,
-            &r.reference,
-        );
-        Ok(self.money_answer(r.account_id, Some(t)))
+        Ok(self.across(ts, Kind::Withdraw(r.clone()), id, -amount, &r.reference))
     }
 
     /// An account's own credit limit (how far below zero its buys may take it).
@@ -784,6 +751,29 @@ impl Exchange {
             }
         }
         Ok(self.money_answer(r.account_id, None))
+    }
+
+    /// Money across the venue's edge, journaled as `kind`: `amount` in (a deposit), or
+    /// `-amount` out (a withdrawal), its reference kept on the transfer.
+    fn across(
+        &mut self,
+        ts: i64,
+        kind: Kind,
+        account: u64,
+        amount: i64,
+        reference: &str,
+    ) -> pb::BalanceResponse {
+        self.money_command(ts, kind);
+        let (tk, debit, credit) = if amount > 0 {
+            self.ledger.deposited += amount;
+            (pb::TransferKind::Deposit, OUTSIDE, account)
+        } else {
+            self.ledger.withdrawn -= amount;
+            (pb::TransferKind::Withdrawal, account, OUTSIDE)
+        };
+        let l = &mut self.ledger;
+        let t = l.transfer(ts, tk, debit, credit, amount.abs(), 0, 0, reference);
+        self.money_answer(account, Some(t))
     }
 
     fn money_answer(&self, account: u64, transfer: Option<pb::Transfer>) -> pb::BalanceResponse {
