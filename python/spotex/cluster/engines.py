@@ -32,6 +32,8 @@ RECONNECT_MS = (("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2000))
 
 
+# what gRPC says when no connection could be made: the request never left
+NEVER_CONNECTED = "failed to connect to all addresses"
 RECENT = 0.5  # seconds a round of health checks that reached no engine is believed
 
 
@@ -221,7 +223,10 @@ class Engines:
                 reason = _reason(err)
                 if reason not in ("", "JOURNAL_UNAVAILABLE"):
                     raise
-                if reason == "" and ready and command:
+                # a call on a channel still connecting is queued and sent once it connects:
+                # only gRPC's "failed to connect" says the request never left
+                sent = ready or NEVER_CONNECTED not in (err.details() or "")
+                if reason == "" and sent and command:
                     self.refused += 1
                     raise ShardError("OUTCOME_UNKNOWN", f"shard {self.index}'s engine was "
                                      "lost during the call; it may or may not have been "

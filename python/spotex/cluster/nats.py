@@ -69,6 +69,7 @@ class NatsCluster:
         if n < 1:
             raise ValueError("a cluster has at least one server")
         self.base = base
+        self._fixed = bool(port)
         self.nodes = []
         for i in range(n):
             d = base / f"n{i + 1}"
@@ -114,10 +115,26 @@ jetstream {{
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self, timeout: float = 30.0) -> NatsCluster:
-        for node in self.nodes:
-            self.start_node(node)
-        self.wait_ready(timeout)
-        return self
+        for attempt in range(3):
+            for node in self.nodes:
+                self.start_node(node)
+            try:
+                self.wait_ready(timeout)
+                return self
+            except NatsError:
+                # a free port chosen here can be taken by another process before the
+                # server binds it: choose again (never when the ports were given)
+                if attempt == 2 or self._fixed or not self._port_taken():
+                    raise
+                self.stop()
+                for node in self.nodes:
+                    node.client_port, node.cluster_port, node.monitor_port = (
+                        free_port(), free_port(), free_port())
+        raise AssertionError("unreachable")
+
+    def _port_taken(self) -> bool:
+        return any("address already in use" in n.log.read_text(errors="replace").lower()
+                   for n in self.nodes if n.log.exists())
 
     def _jsz(self, node: Node) -> dict[str, object]:
         url = f"http://127.0.0.1:{node.monitor_port}/jsz"
