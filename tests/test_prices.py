@@ -32,7 +32,7 @@ from spotex.server import tape as tp
 from spotex.server.host import EngineHost
 from spotex.server.prices import DAY, HOUR, MINUTE, Print
 from spotex.server.tape import FILE as TAPE
-from spotex.server.tape import Tape, trades_of
+from spotex.server.tape import Tape, rows_of, trades_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import OPERATOR_TOKEN, Running  # noqa: E402
@@ -139,7 +139,7 @@ def test_the_tape_agrees_with_a_plain_recomputation(trades: list[Print], cuts: l
     tape.start()
     try:
         for seq, part in enumerate(rounds(trades, cuts), 1):
-            tape.offer(seq, part[-1].time if part else 0, trades_of(market_bytes(part)))
+            tape.offer(seq, part[-1].time if part else 0, rows_of(trades_of(market_bytes(part))))
         end = (trades[-1].time if trades else T0) // DAY * DAY + DAY  # the last day ended
         tape.wait(tape.tick(end))
         families = {px.family(p) for p in PRODUCTS}
@@ -457,7 +457,7 @@ def test_a_correction_is_a_new_revision_that_names_what_it_replaced(tmp_path: Pa
     fam = "H100/us-east"
     trades = [Print(i, T0 + i, f"{fam}/2025-11-10T00", 2_000_000, 50, 1, 0) for i in (1, 2)]
     tape.start()
-    tape.offer(1, T0 + 2, trades_of(market_bytes(trades)))
+    tape.offer(1, T0 + 2, rows_of(trades_of(market_bytes(trades))))
     tape.wait(tape.tick(T0 + DAY))
     first = tape.read_sync(lambda db: tp.query_index(db, fam, D0, D0, 1))[0]
     tape.close()

@@ -66,7 +66,7 @@ def serve(ctx: click.Context, /, **params: Any) -> None:
     from spotex._core import JournalError
     from spotex.server.auctions import AuctionSettings
     from spotex.server.datadir import DataDirInUse
-    from spotex.server.service import ListenError
+    from spotex.server.limits import ListenError
     try:
         asyncio.run(run(c["server.listen"], Path(c["server.data_dir"]), operator_token,
                         fsync=c["journal.fsync"], snapshot_every=c["journal.snapshot_every"],
@@ -130,9 +130,9 @@ def relay(upstream: str, listen: str, token: str, subscriber_queue: int,
     """Serve market data (StreamMarketData) to many subscribers from ONE stream of the
     upstream's: snapshot then deltas with the upstream's sequences, a slow subscriber
     conflated to a fresh snapshot. Run it off the order path (docs/scaling.md)."""
+    from spotex.server.limits import ListenError
     from spotex.server.logs import configure
     from spotex.server.relay import RelayError, RelayTls, run_relay
-    from spotex.server.service import ListenError
 
     configure(log_format)
     for value, flag in ((upstream, "--upstream"), (listen, "--listen")):
@@ -213,8 +213,8 @@ def gateway(listen: str, shards: tuple[str, ...], routes: tuple[str, ...], data_
     from spotex.cluster.gateway import run_gateway
     from spotex.cluster.routes import RouteError, Routes, parse_route, parse_shard
     from spotex.server.datadir import DataDirInUse
+    from spotex.server.limits import ListenError
     from spotex.server.logs import configure
-    from spotex.server.service import ListenError
 
     configure("text")
     try:
@@ -299,11 +299,11 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     from spotex.cluster.gateway import ShardGateway, run_gateway
     from spotex.cluster.nats import NatsCluster, NatsError
     from spotex.cluster.routes import RouteError, Routes, parse_route
-    from spotex.cluster.supervise import Supervisor
+    from spotex.cluster.supervise import Supervisor, supervisor_of
     from spotex.cluster.up import EngineError, Shards, auction_options
     from spotex.server.datadir import DataDirInUse
+    from spotex.server.limits import ListenError
     from spotex.server.logs import configure
-    from spotex.server.service import ListenError
 
     configure("text")
     port = int(listen.rsplit(":", 1)[1]) if re.fullmatch(r"\S+:\d{1,5}", listen) else -1
@@ -331,7 +331,7 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
             click.echo(f"shard {s.index}: stream spotex-s{s.index}, engines "
                        f"{', '.join(s.addresses)} (logs under {base})")
         # every process started is watched: a dead one is started again
-        supervisor = Supervisor.of(nats, engines).start()
+        supervisor = supervisor_of(nats, engines).start()
 
         def ready(gw: ShardGateway) -> None:
             if gw.metrics is not None and supervisor is not None:
@@ -645,9 +645,10 @@ def _replay_index(data_dir: Path, as_csv: bool) -> None:
 
     from spotex._core import JournalError
     from spotex.server import prices as px
+    from spotex.server.host import journal_trades
 
     try:
-        trades, _ = px.journal_trades(data_dir, whole=True)
+        trades, _ = journal_trades(data_dir, whole=True)
     except JournalError as e:
         raise click.ClickException(str(e)) from None
     today = time.time_ns() // 1000 // px.DAY

@@ -56,12 +56,11 @@ from spotex.cluster.routes import Routes
 from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.server.datadir import DataDirLock
 from spotex.server.host import SHARD_BITS
-from spotex.server.limits import Limits, TlsConfig
+from spotex.server.limits import Limits, ListenError, TlsConfig
 from spotex.server.metrics import Metrics, Observe
 from spotex.server.service import (
     AccountsService,
     Edge,
-    ListenError,
     _check_listen,
     _fail,
     grpc_server,

@@ -36,20 +36,23 @@ from spotex._core import (
     Writer,
     follow_jetstream,
     get_jetstream_snapshot,
+    journal_bounds,
     journal_segments,
     page_size,
     put_jetstream_snapshot,
     read_jetstream,
+    read_journal,
+    replay_journal,
     retire_journal,
     truncate_journal,
 )
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
+from spotex.server import prices as px
 from spotex.server.datadir import DataDirLock
 from spotex.server.executions import KEEP as KEEP_EXECUTIONS
 from spotex.server.executions import snapshot_sequences
 from spotex.server.history import FILE as HISTORY
 from spotex.server.history import History
-from spotex.server.prices import Print
 from spotex.server.tape import FILE as TAPE
 from spotex.server.tape import Tape
 
@@ -393,8 +396,7 @@ class EngineHost:
         publisher."""
         market, executions, trades = self.ex.take_round()
         if (trades or executions) and self.tape is not None:
-            self.tape.offer(self.sequence, self.last_ts, [Print(t, ts, p, px, q, a, au)
-                            for p, t, ts, px, q, a, au in trades], executions)
+            self.tape.offer(self.sequence, self.last_ts, trades, executions)
         if market or executions:
             self._publish(Published(market, executions))
 
@@ -446,7 +448,6 @@ class EngineHost:
     def _fill_tape(self, data_dir: Path) -> None:
         """The tape behind the journal (a crash between a round's journal write and its
         tape write, or a tape new to this data directory): filled from the journal."""
-        from spotex.server.prices import journal_trades
 
         assert self.tape is not None
         if self.tape.seq >= self.sequence:
@@ -1064,3 +1065,39 @@ def snapshots(directory: Path) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
+def journal_trades(data_dir: Path, after: int = 0,
+                   whole: bool = False) -> tuple[list[px.JournalTrade], int]:
+    """The trades of the commands after sequence ``after`` in the data directory's
+    journal, each with its command's sequence, and the last sequence read. The replay
+    starts at the newest snapshot at or before ``after`` that the journal continues (or
+    the first command); with ``whole`` it must start at the first command (the index
+    from the journal alone). Raises JournalError when the journal no longer holds them."""
+
+    journal = data_dir / JOURNAL
+    (first, last, count), _ = journal_bounds(journal)
+    if not count:
+        return [], after
+    base, start = None, 0
+    if first > 1 or (after and not whole):
+        for path in sorted((data_dir / SNAPSHOTS).glob("snapshot-*.bin"), reverse=True):
+            seq = int(path.stem.split("-")[1])
+            if seq <= after and seq >= first - 1:
+                start, base = seq, read_snapshot(path)[1]
+                break
+        if first > 1 and (base is None or whole):
+            raise JournalError(f"the journal before sequence {first} was retired: its trades "
+                               "are no longer in it (serve with --journal-retention keep to "
+                               "keep the whole journal)")
+    engine, seq, rows, _ = replay_journal(journal, snapshot=base, snapshot_seq=start)
+    del engine
+    auctions: dict[int, int] = {}
+    if rows:
+        records, _ = read_journal(journal, after=max(after, start))
+        for s, _ts, command, _meta in records:
+            if a := px.auction_of(command):
+                auctions[s] = a
+    out = [px.JournalTrade(s, px.Print(tid, ts, pid, price, qty,
+                                 px.SIDE_SELL if side == "sell" else px.SIDE_BUY,
+                                 auctions.get(s, 0)))
+           for s, ts, tid, pid, price, qty, side in rows if s > after]
+    return out, seq

@@ -54,3 +54,7 @@ class TlsConfig:
     cert: Path
     key: Path
     client_ca: Path | None = None
+
+
+class ListenError(OSError):
+    """The server cannot take its address (in use, or not an address of this host)."""

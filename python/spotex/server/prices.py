@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 MINUTE = 60_000_000
@@ -299,46 +298,6 @@ def auction_of(command: bytes) -> int:
 class JournalTrade(NamedTuple):
     seq: int
     trade: Print
-
-
-def journal_trades(data_dir: Path, after: int = 0,
-                   whole: bool = False) -> tuple[list[JournalTrade], int]:
-    """The trades of the commands after sequence ``after`` in the data directory's
-    journal, each with its command's sequence, and the last sequence read. The replay
-    starts at the newest snapshot at or before ``after`` that the journal continues (or
-    the first command); with ``whole`` it must start at the first command (the index
-    from the journal alone). Raises JournalError when the journal no longer holds them."""
-    from spotex._core import JournalError, journal_bounds, read_journal, replay_journal
-    from spotex.server.host import JOURNAL, SNAPSHOTS, read_snapshot
-
-    journal = data_dir / JOURNAL
-    (first, last, count), _ = journal_bounds(journal)
-    if not count:
-        return [], after
-    base, start = None, 0
-    if first > 1 or (after and not whole):
-        for path in sorted((data_dir / SNAPSHOTS).glob("snapshot-*.bin"), reverse=True):
-            seq = int(path.stem.split("-")[1])
-            if seq <= after and seq >= first - 1:
-                start, base = seq, read_snapshot(path)[1]
-                break
-        if first > 1 and (base is None or whole):
-            raise JournalError(f"the journal before sequence {first} was retired: its trades "
-                               "are no longer in it (serve with --journal-retention keep to "
-                               "keep the whole journal)")
-    engine, seq, rows, _ = replay_journal(journal, snapshot=base, snapshot_seq=start)
-    del engine
-    auctions: dict[int, int] = {}
-    if rows:
-        records, _ = read_journal(journal, after=max(after, start))
-        for s, _ts, command, _meta in records:
-            if a := auction_of(command):
-                auctions[s] = a
-    out = [JournalTrade(s, Print(tid, ts, pid, price, qty,
-                                 SIDE_SELL if side == "sell" else SIDE_BUY,
-                                 auctions.get(s, 0)))
-           for s, ts, tid, pid, price, qty, side in rows if s > after]
-    return out, seq
 
 
 def index_days(trades: Iterable[Print], today: int

@@ -466,7 +466,7 @@ async def run_relay(upstream: str, listen: str, token: str, *,
     process ``exit_with`` is gone (the server that started it)."""
     import signal
 
-    from spotex.server.service import ListenError
+    from spotex.server.limits import ListenError
 
     tls = tls or RelayTls()
     relay = Relay(upstream, token, subscriber_queue=subscriber_queue,
@@ -565,7 +565,7 @@ class RelayProcesses:
             env={**os.environ, "SPOTEX_RELAY_TOKEN": self.token})
 
     def start(self) -> RelayProcesses:
-        from spotex.cluster.supervise import Supervisor, Watched
+        from spotex.server.supervise import Supervisor, Watched
 
         for i in range(self.n):
             self._start(i)

@@ -50,7 +50,7 @@ from spotex.server.auctions import AuctionRunner, AuctionSettings
 from spotex.server.executions import KEEP as KEEP_EXECUTIONS
 from spotex.server.host import EngineHost, HostError, Published, Replicated, unavailable_message
 from spotex.server.ledger import FEE_ACCOUNT, MoneySettings, apply_fees
-from spotex.server.limits import Limits, TlsConfig, TokenBucket
+from spotex.server.limits import Limits, ListenError, TlsConfig, TokenBucket
 from spotex.server.metrics import Metrics, Observe, account_of_call
 from spotex.server.prices import DAY
 from spotex.server.relay import RelayProcesses, _upstream_of
@@ -892,10 +892,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-class ListenError(OSError):
-    """The server cannot take its address (in use, or not an address of this host)."""
 
 
 def _check_listen(listen: str) -> None:

@@ -94,6 +94,17 @@ ON CONFLICT (product) DO UPDATE SET
 """
 
 
+# a trade as the exchange hands it over: (product, trade id, time, price, GPUs,
+# aggressor, auction id)
+TradeRow = tuple[str, int, int, int, int, int, int]
+
+
+def rows_of(trades: Iterable[Print]) -> list[TradeRow]:
+    """Prints as the exchange hands trades over (for tests and tools that feed a tape)."""
+    return [(t.product, t.trade_id, t.time, t.price, t.qty, t.aggressor, t.auction_id)
+            for t in trades]
+
+
 def trades_of(market: Iterable[tuple[str, int, bytes]]) -> list[Print]:
     """The trades in a writer round's market data (``Published.market``)."""
     out = []
@@ -161,11 +172,12 @@ class Tape:
         self._thread = threading.Thread(target=self._run, name="spotex-tape", daemon=True)
         self._thread.start()
 
-    def offer(self, seq: int, clock: int, trades: list[Print],
+    def offer(self, seq: int, clock: int, trades: list[TradeRow],
               executions: list[tuple[int, int, bytes]] | None = None) -> None:
-        """On the writer: a round's trades (read by the exchange: no level update is
-        decoded for them) and executions (``Published``), the journal sequence it reached,
-        and the venue's clock then. Costs a queue put."""
+        """On the writer: a round's trades as the exchange read them out of the round
+        (``(product, trade id, time, price, GPUs, aggressor, auction id)``: no level
+        update is decoded for them) and executions (``Published``), the journal sequence
+        it reached, and the venue's clock then. Costs a queue put."""
         self.offered += 1
         self._queue.put((seq, clock, trades, executions or [], None))
 
@@ -235,8 +247,7 @@ class Tape:
                     for account, last, now in self.kept.holes(sequences):
                         log.warning("executions %d..%d of account %d were not kept (led "
                                     "by another engine)", last + 1, now, account)
-                if market:
-                    trades += market
+                trades += [Print(t, ts, p, px, q, a, au) for p, t, ts, px, q, a, au in market]
                 if executions:
                     self.kept.add(executions, c)
                 seq = max(seq, s)
