@@ -151,6 +151,7 @@ const TYPES: [&str; 2] = ["limit", "market"];
 const TIFS: [&str; 4] = ["gtc", "gtd", "ioc", "fok"];
 
 /// What the writer counted since it started: for metrics, never for results.
+#[derive(Clone)]
 struct Stats {
     round_jobs: Hist,
     round_seconds: Hist,
@@ -683,16 +684,21 @@ impl Writer {
         self.send(Job::Native(native, future, r#loop))
     }
 
-    /// Moves the exchange's clock to at least `now` and returns it.
-    fn stamp(&self, now: i64) -> i64 {
-        let mut st = state(&self.state);
-        st.last_ts = st.last_ts.max(now);
-        st.last_ts
+    /// Moves the exchange's clock to at least `now` and returns it. The writer's state
+    /// is locked with the GIL released (as in every reader here): the writer holds the
+    /// lock while a round is made durable, and a caller holding the GIL meanwhile would
+    /// stall every other Python thread, the event loop included.
+    fn stamp(&self, py: Python<'_>, now: i64) -> i64 {
+        py.detach(|| {
+            let mut st = state(&self.state);
+            st.last_ts = st.last_ts.max(now);
+            st.last_ts
+        })
     }
 
     #[getter]
-    fn last_ts(&self) -> i64 {
-        state(&self.state).last_ts
+    fn last_ts(&self, py: Python<'_>) -> i64 {
+        py.detach(|| state(&self.state).last_ts)
     }
 
     /// Whether commands are refused now: a read without waiting for the writer's round
@@ -704,19 +710,21 @@ impl Writer {
 
     /// Why commands are refused now (the journal could not be written), or None.
     #[getter]
-    fn get_unavailable(&self) -> Option<String> {
-        state(&self.state).unavailable.clone()
+    fn get_unavailable(&self, py: Python<'_>) -> Option<String> {
+        py.detach(|| state(&self.state).unavailable.clone())
     }
 
     /// Set when the Python side's own journal write failed (the round it happened in
     /// acknowledges nothing); cleared once the exchange was rebuilt from disk.
     #[setter]
-    fn set_unavailable(&self, why: Option<String>) {
-        let mut st = state(&self.state);
-        match why {
-            Some(why) => st.fail(why),
-            None => st.accept(),
-        }
+    fn set_unavailable(&self, py: Python<'_>, why: Option<String>) {
+        py.detach(|| {
+            let mut st = state(&self.state);
+            match why {
+                Some(why) => st.fail(why),
+                None => st.accept(),
+            }
+        })
     }
 
     /// What the writer counted, for metrics: `pending` (jobs queued), histograms
@@ -724,21 +732,22 @@ impl Writer {
     /// with +Inf last, sum)`, and `orders` as `(command, type, tif, outcome, count)`
     /// rows (outcome `accepted` or the refusal reason).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-        let st = state(&self.state);
+        // a copy taken with the GIL released (see `stamp`), read with it held
+        let stats = py.detach(|| state(&self.state).stats.clone());
         let d = pyo3::types::PyDict::new(py);
         d.set_item("pending", self.pending.load(Ordering::Relaxed))?;
-        d.set_item("round_jobs", st.stats.round_jobs.export())?;
-        d.set_item("round_seconds", st.stats.round_seconds.export())?;
-        d.set_item("sync_seconds", st.stats.sync_seconds.export())?;
+        d.set_item("round_jobs", stats.round_jobs.export())?;
+        d.set_item("round_seconds", stats.round_seconds.export())?;
+        d.set_item("sync_seconds", stats.sync_seconds.export())?;
         let mut rows: Vec<(&str, &str, &str, String, u64)> = Vec::new();
-        for (t, by_tif) in st.stats.accepted.iter().enumerate() {
+        for (t, by_tif) in stats.accepted.iter().enumerate() {
             for (f, n) in by_tif.iter().enumerate() {
                 if *n > 0 {
                     rows.push(("place", TYPES[t], TIFS[f], "accepted".into(), *n));
                 }
             }
         }
-        for ((c, t, f, r), n) in &st.stats.other {
+        for ((c, t, f, r), n) in &stats.other {
             rows.push((c, t, f, r.clone(), *n));
         }
         d.set_item("orders", rows)?;
