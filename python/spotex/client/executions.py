@@ -36,6 +36,18 @@ _TRANSPORT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
                         grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
+def _give_up_unless(retry: bool, err: grpc.RpcError | None, delay: float,
+                    deadline: float) -> None:
+    """Raises the stream's failure (``err``; None: it ended before its first message)
+    unless it is worth opening again: a retry asked for, a failure that a resume can
+    outlast, and time left for another wait of ``delay``."""
+    if (not retry or (err is not None and not _resumable(err))
+            or time.monotonic() + delay > deadline):
+        if err is None:
+            raise _rpc_error(_Ended()) from None
+        raise _rpc_error(err) from None
+
+
 def _resumable(err: grpc.RpcError) -> bool:
     e = _rpc_error(err)
     return e.code in _TRANSPORT if e.transport else e.reason in RESUMABLE
@@ -137,11 +149,7 @@ class ExecutionStream(_Where):
             call.cancel()
             if self._closed:
                 return
-            if (not retry or (err is not None and not _resumable(err))
-                    or time.monotonic() + delay > deadline):
-                if err is None:
-                    raise _rpc_error(_Ended()) from None
-                raise _rpc_error(err) from None
+            _give_up_unless(retry, err, delay, deadline)
             time.sleep(delay)
             delay = min(2.0, delay * 2)
 
@@ -213,11 +221,7 @@ class AsyncExecutionStream(_Where):
             call.cancel()
             if self._closed:
                 return
-            if (not retry or (err is not None and not _resumable(err))
-                    or time.monotonic() + delay > deadline):
-                if err is None:
-                    raise _rpc_error(_Ended()) from None
-                raise _rpc_error(err) from None
+            _give_up_unless(retry, err, delay, deadline)
             await asyncio.sleep(delay)
             delay = min(2.0, delay * 2)
 
