@@ -55,6 +55,7 @@ pub const STATUS_CODES: &[(&str, i32)] = &[
     // money: a buy (or amend, withdrawal) that its account cannot cover; a credit limit
     // below what its holds use
     ("INSUFFICIENT_FUNDS", 9),
+    ("MOVE_OUT_OF_ORDER", 9),
     ("CREDIT_IN_USE", 9),
     ("NOT_OWNER", 7),
     ("ROLE_REQUIRED", 7),

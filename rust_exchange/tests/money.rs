@@ -365,3 +365,123 @@ fn random_trading_keeps_the_ledger_whole() {
         assert_recovers(&mut ex);
     }
 }
+
+fn step(
+    step: pb::MoveStep,
+    account: u64,
+    amount: i64,
+    other: u32,
+    number: u64,
+) -> pb::MoveMoneyRequest {
+    pb::MoveMoneyRequest {
+        step: step as i32,
+        account_id: account,
+        amount_micros: amount,
+        other_shard: other,
+        number,
+    }
+}
+
+/// Shard 0 and shard 1's exchanges, the buyer's money all on shard 0.
+fn two_shards() -> (Exchange, Exchange) {
+    let mut a = market(2, 1);
+    let b = market(2, 1);
+    deposit(&mut a, BUYER, 100 * D);
+    (a, b)
+}
+
+#[test]
+fn money_moves_between_shards_once_in_order_and_never_sits_in_both() {
+    use pb::MoveStep::{In, Landed, Out};
+    let (mut a, mut b) = two_shards();
+    // a bid on shard 1 has nothing to hold there
+    let refused = b.place_order(T0, buyer(BUYER), &bid(H0, 2, 2 * D));
+    assert_eq!(refused.unwrap_err().reason, "INSUFFICIENT_FUNDS");
+    // out of shard 0: never more than it has available there
+    let too_much = a.move_money(T0, &step(Out, BUYER, 101 * D, 1, 0));
+    assert_eq!(too_much.unwrap_err().reason, "INSUFFICIENT_FUNDS");
+    let before = (a.sequence(), a.state_hash());
+    let out = a.move_money(T0, &step(Out, BUYER, 30 * D, 1, 0)).unwrap();
+    let m = out.r#move.unwrap();
+    assert_eq!((m.to_shard, m.number, m.amount_micros), (1, 1, 30 * D));
+    assert_ne!(a.state_hash(), before.1);
+    assert_eq!(money(&a, BUYER).0, 70 * D);
+    assert_eq!(a.list_moves().pending.len(), 1);
+    // a second move's IN cannot land before the first's
+    let second = a.move_money(T0, &step(Out, BUYER, 5 * D, 1, 0)).unwrap();
+    assert_eq!(second.r#move.unwrap().number, 2);
+    let early = b.move_money(T0, &step(In, BUYER, 5 * D, 0, 2));
+    assert_eq!(early.unwrap_err().reason, "MOVE_OUT_OF_ORDER");
+    // IN lands once: a resent IN changes nothing
+    let landed = b.move_money(T0, &step(In, BUYER, 30 * D, 0, 1)).unwrap();
+    assert!(!landed.already);
+    assert_eq!(landed.balance.unwrap().current_micros, 30 * D);
+    let (seq, hash) = (b.sequence(), b.state_hash());
+    let again = b.move_money(T0, &step(In, BUYER, 30 * D, 0, 1)).unwrap();
+    assert!(again.already);
+    assert_eq!((b.sequence(), b.state_hash()), (seq, hash));
+    b.move_money(T0, &step(In, BUYER, 5 * D, 0, 2)).unwrap();
+    assert_eq!(b.list_moves().landed[0].number, 2);
+    // the bid fits now
+    b.place_order(T0, buyer(BUYER), &bid(H0, 2, 2 * D)).unwrap();
+    // LANDED forgets the pending moves up to the number, and only once
+    a.move_money(T0, &step(Landed, 0, 0, 1, 1)).unwrap();
+    assert_eq!(a.list_moves().pending.len(), 1);
+    let seq = a.sequence();
+    a.move_money(T0, &step(Landed, 0, 0, 1, 1)).unwrap();
+    assert_eq!(a.sequence(), seq, "nothing left to forget: no command");
+    a.move_money(T0, &step(Landed, 0, 0, 1, 2)).unwrap();
+    assert!(a.list_moves().pending.is_empty());
+    // the venue's money: what was deposited, in one shard or the other, never both
+    let total = money(&a, BUYER).0 + money(&b, BUYER).0 + money(&b, SELLER).0
+        + money(&b, FEE_ACCOUNT).0;
+    assert_eq!(total, 100 * D);
+    for ex in [&a, &b] {
+        ex.check_ledger().unwrap();
+    }
+    // bad steps change nothing
+    let seq = b.sequence();
+    for bad in [
+        step(pb::MoveStep::Unspecified, BUYER, D, 0, 1),
+        step(Out, BUYER, 0, 0, 0),
+        step(Out, FEE_ACCOUNT, D, 0, 0),
+        step(In, BUYER, -D, 0, 3),
+    ] {
+        assert!(b.move_money(T0, &bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(b.sequence(), seq);
+    assert_recovers(&mut a);
+    assert_recovers(&mut b);
+}
+
+#[test]
+fn credit_on_the_home_shard_can_be_spent_on_another() {
+    use pb::MoveStep::{In, Out};
+    let mut a = market(1, 1);
+    let mut b = market(1, 1);
+    let credit = pb::SetCreditLimitRequest {
+        account_id: BUYER,
+        credit_limit_micros: 10 * D,
+    };
+    a.set_credit_limit(T0, &credit).unwrap();
+    a.move_money(T0, &step(Out, BUYER, 10 * D, 1, 0)).unwrap();
+    assert_eq!(money(&a, BUYER), (-10 * D, 0, 0));
+    let refused = a.move_money(T0, &step(Out, BUYER, 1, 1, 0));
+    assert_eq!(refused.unwrap_err().reason, "INSUFFICIENT_FUNDS");
+    b.move_money(T0, &step(In, BUYER, 10 * D, 0, 1)).unwrap();
+    assert_eq!(money(&b, BUYER).2, 10 * D);
+    // the credit is in use: it cannot be lowered, and nothing can be withdrawn
+    let lower = pb::SetCreditLimitRequest {
+        account_id: BUYER,
+        credit_limit_micros: 0,
+    };
+    assert_eq!(
+        a.set_credit_limit(T0, &lower).unwrap_err().reason,
+        "CREDIT_IN_USE"
+    );
+    for ex in [&a, &b] {
+        ex.check_ledger().unwrap();
+    }
+    assert_recovers(&mut a);
+    assert_recovers(&mut b);
+}

@@ -556,6 +556,21 @@ impl Exchange {
         Ok(encode(py, &answer))
     }
 
+    /// One step of money moving between shards, journaled: `MoveMoneyRequest` bytes in,
+    /// `MoveMoneyResponse` bytes out.
+    fn move_money<'py>(&mut self, py: Python<'py>, ts: i64, request: &[u8]) -> Outcome<'py> {
+        let r: pb::MoveMoneyRequest = decode(py, request)?;
+        let answer = lock(&self.shared)
+            .move_money(ts, &r)
+            .map_err(|e| refused(py, e))?;
+        Ok(encode(py, &answer))
+    }
+
+    /// `ListMovesResponse` bytes: the moves out not yet landed, the last landed per source.
+    fn list_moves<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        encode(py, &lock(&self.shared).list_moves())
+    }
+
     /// An account's `Balance` bytes.
     fn balance<'py>(&self, py: Python<'py>, account: u64) -> Bound<'py, PyBytes> {
         encode(py, &lock(&self.shared).balance(account))

@@ -133,6 +133,7 @@ impl Exchange {
             Some(Kind::Withdraw(r)) => self.withdraw(ts, &r).map(drop),
             Some(Kind::CreditLimit(r)) => self.set_credit_limit(ts, &r).map(drop),
             Some(Kind::Fees(r)) => self.set_fees(ts, &r).map(drop),
+            Some(Kind::Move(r)) => self.move_money(ts, &r).map(drop),
             // a time step always counts, whether or not something falls due again
             Some(Kind::AdvanceTime(_)) => self
                 .run(ts, &Command::AdvanceTime, None, time_step)

@@ -79,6 +79,45 @@ pub(super) struct Ledger {
     default_credit: Option<i64>,
     /// Orders whose hold may have changed in the command being applied.
     pub(super) touched: Vec<u64>,
+    /// Money between a sharded venue's shards (the gateway's moves).
+    moves: Moves,
+}
+
+/// A shard's side of money moving between shards: what it sent and has not heard has
+/// landed, the last number it gave per destination, and the last it took in per source
+/// (a move lands once, in number order, so a resent IN changes nothing).
+#[derive(Clone, Debug, Default)]
+struct Moves {
+    pending: BTreeMap<(u32, u64), (u64, i64, i64)>,
+    out: BTreeMap<u32, u64>,
+    landed: BTreeMap<u32, u64>,
+    moved_in: i64,
+    moved_out: i64,
+}
+
+impl Moves {
+    fn is_empty(&self) -> bool {
+        self.out.is_empty() && self.landed.is_empty()
+    }
+}
+
+fn marks(m: &BTreeMap<u32, u64>) -> Vec<pb::ShardMark> {
+    m.iter()
+        .map(|(&shard, &number)| pb::ShardMark { shard, number })
+        .collect()
+}
+
+fn pending_move(
+    &(to_shard, number): &(u32, u64),
+    &(account, amount, ts): &(u64, i64, i64),
+) -> pb::Move {
+    pb::Move {
+        to_shard,
+        number,
+        account_id: account,
+        amount_micros: amount,
+        time_micros: ts,
+    }
 }
 
 /// What `qty` GPUs for `hours` at `price` need held, with the dearer of the fees.
@@ -117,6 +156,7 @@ impl Ledger {
             && self.groups.is_empty()
             && self.fees == (0, 0)
             && self.next_transfer == 0
+            && self.moves.is_empty()
     }
 
     /// Whether money is part of the venue's state hash: once any was deposited or a fee
@@ -125,6 +165,7 @@ impl Ledger {
     fn in_hash(&self) -> bool {
         self.deposited != 0
             || self.withdrawn != 0
+            || !self.moves.is_empty()
             || self.fees != (0, 0)
             || self
                 .accounts
@@ -212,6 +253,16 @@ impl Ledger {
             deposited_micros: self.deposited,
             withdrawn_micros: self.withdrawn,
             transfers: self.transfers.iter().cloned().collect(),
+            pending_moves: self
+                .moves
+                .pending
+                .iter()
+                .map(|(k, v)| pending_move(k, v))
+                .collect(),
+            moved_out: marks(&self.moves.out),
+            landed: marks(&self.moves.landed),
+            moved_in_micros: self.moves.moved_in,
+            moved_out_micros: self.moves.moved_out,
         }
     }
 
@@ -246,6 +297,14 @@ impl Ledger {
         l.deposited = s.deposited_micros;
         l.withdrawn = s.withdrawn_micros;
         l.transfers = s.transfers.into_iter().collect();
+        for m in s.pending_moves {
+            let v = (m.account_id, m.amount_micros, m.time_micros);
+            l.moves.pending.insert((m.to_shard, m.number), v);
+        }
+        l.moves.out = s.moved_out.iter().map(|m| (m.shard, m.number)).collect();
+        l.moves.landed = s.landed.iter().map(|m| (m.shard, m.number)).collect();
+        l.moves.moved_in = s.moved_in_micros;
+        l.moves.moved_out = s.moved_out_micros;
         l
     }
 
@@ -274,6 +333,21 @@ impl Ledger {
             put(h.fees.0 as i64);
             put(h.fees.1 as i64);
             put(self.groups.get(&order).copied().unwrap_or(0));
+        }
+        if !self.moves.is_empty() {
+            put(-3);
+            put(self.moves.moved_in);
+            put(self.moves.moved_out);
+            for (&(to, n), &(account, amount, ts)) in &self.moves.pending {
+                for x in [to as i64, n as i64, account as i64, amount, ts] {
+                    put(x);
+                }
+            }
+            put(-4);
+            for (&shard, &n) in self.moves.out.iter().chain(self.moves.landed.iter()) {
+                put(shard as i64);
+                put(n as i64);
+            }
         }
     }
 }
@@ -375,6 +449,7 @@ impl Exchange {
             credit_limit_micros: credit.unwrap_or(i64::MAX),
             maker_fee_bps: maker,
             taker_fee_bps: taker,
+            in_transit_micros: 0,
         }
     }
 
@@ -776,6 +851,115 @@ impl Exchange {
         self.money_answer(account, Some(t))
     }
 
+    /// One step of money moving between a sharded venue's shards (see
+    /// `MoveMoneyRequest`). OUT takes at most what the account has available here (its
+    /// credit too, so credit granted on its home shard can be spent on another); IN
+    /// applies each source's moves once and in order; LANDED forgets what arrived.
+    pub fn move_money(
+        &mut self,
+        ts: i64,
+        r: &pb::MoveMoneyRequest,
+    ) -> Result<pb::MoveMoneyResponse, Refusal> {
+        let step = pb::MoveStep::try_from(r.step).unwrap_or(pb::MoveStep::Unspecified);
+        if step != pb::MoveStep::Landed {
+            Self::check_account(r.account_id, "moving money")?;
+            Self::check_amount(r.amount_micros, "")?;
+        }
+        let (account, amount, other) = (r.account_id, r.amount_micros, r.other_shard);
+        let mut answer = pb::MoveMoneyResponse::default();
+        match step {
+            pb::MoveStep::Out => {
+                if !self.replaying {
+                    let m = self.money_of(account);
+                    let credit = self.ledger.credit_of(&m).unwrap_or(0);
+                    let free = i128::from(m.current) - i128::from(m.holds) + i128::from(credit);
+                    if i128::from(amount) > free {
+                        return Err(Refusal::new(
+                            "INSUFFICIENT_FUNDS",
+                            format!(
+                                "at most {} can move out of this shard",
+                                dollars(clamp(free.max(0)))
+                            ),
+                        ));
+                    }
+                }
+                self.money_command(ts, Kind::Move(*r));
+                let l = &mut self.ledger;
+                let n = l.moves.out.entry(other).or_default();
+                *n += 1;
+                let key = (other, *n);
+                l.moves.pending.insert(key, (account, amount, ts));
+                l.moves.moved_out += amount;
+                let reference = format!("to shard {other}, move {}", key.1);
+                let tk = pb::TransferKind::MoveOut;
+                l.transfer(ts, tk, account, OUTSIDE, amount, 0, 0, &reference);
+                answer.r#move = Some(pending_move(&key, &(account, amount, ts)));
+            }
+            pb::MoveStep::In => {
+                let last = self.ledger.moves.landed.get(&other).copied().unwrap_or(0);
+                if r.number <= last {
+                    answer.already = true;
+                } else if r.number != last + 1 {
+                    return Err(Refusal::new(
+                        "MOVE_OUT_OF_ORDER",
+                        format!(
+                            "shard {other}'s move {} cannot land before its move {}",
+                            r.number,
+                            last + 1
+                        ),
+                    ));
+                } else {
+                    let current = self.money_of(account).current;
+                    if current.checked_add(amount).is_none()
+                        || self.ledger.moves.moved_in.checked_add(amount).is_none()
+                    {
+                        return Err(Refusal::new("INVALID_AMOUNT", "the amount is too large"));
+                    }
+                    self.money_command(ts, Kind::Move(*r));
+                    let l = &mut self.ledger;
+                    l.moves.landed.insert(other, r.number);
+                    l.moves.moved_in += amount;
+                    let reference = format!("from shard {other}, move {}", r.number);
+                    let tk = pb::TransferKind::MoveIn;
+                    l.transfer(ts, tk, OUTSIDE, account, amount, 0, 0, &reference);
+                }
+            }
+            pb::MoveStep::Landed => {
+                let moves = &self.ledger.moves;
+                let any = moves
+                    .pending
+                    .range((other, 0)..=(other, r.number))
+                    .next()
+                    .is_some();
+                if any {
+                    self.money_command(ts, Kind::Move(*r));
+                    let n = r.number;
+                    let p = &mut self.ledger.moves.pending;
+                    p.retain(|&(to, number), _| to != other || number > n);
+                }
+                return Ok(answer);
+            }
+            pb::MoveStep::Unspecified => {
+                return Err(Refusal::new(
+                    "INVALID_ARGUMENT",
+                    "a move's step is OUT, IN or LANDED",
+                ))
+            }
+        }
+        answer.balance = Some(self.balance(account));
+        Ok(answer)
+    }
+
+    /// The moves this shard sent that have not been said to have landed, and the last
+    /// move landed here from each source.
+    pub fn list_moves(&self) -> pb::ListMovesResponse {
+        let m = &self.ledger.moves;
+        pb::ListMovesResponse {
+            pending: m.pending.iter().map(|(k, v)| pending_move(k, v)).collect(),
+            landed: marks(&m.landed),
+        }
+    }
+
     fn money_answer(&self, account: u64, transfer: Option<pb::Transfer>) -> pb::BalanceResponse {
         pb::BalanceResponse {
             balance: Some(self.balance(account)),
@@ -830,10 +1014,12 @@ impl Exchange {
     pub fn check_ledger(&self) -> Result<(), String> {
         let l = &self.ledger;
         let total: i128 = l.accounts.values().map(|m| i128::from(m.current)).sum();
-        if total != i128::from(l.deposited) - i128::from(l.withdrawn) {
+        let net = i128::from(l.deposited) - i128::from(l.withdrawn) + i128::from(l.moves.moved_in)
+            - i128::from(l.moves.moved_out);
+        if total != net {
             return Err(format!(
-                "accounts sum to {total}, deposits less withdrawals are {}",
-                l.deposited - l.withdrawn
+                "accounts sum to {total}, deposits less withdrawals and moves out, plus \
+                 moves in, are {net}"
             ));
         }
         let mut per_account: BTreeMap<u64, i64> = BTreeMap::new();

@@ -64,6 +64,15 @@ class TransferKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WITHDRAWAL: _ClassVar[TransferKind]
     TRADE: _ClassVar[TransferKind]
     FEE: _ClassVar[TransferKind]
+    MOVE_OUT: _ClassVar[TransferKind]
+    MOVE_IN: _ClassVar[TransferKind]
+
+class MoveStep(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MOVE_STEP_UNSPECIFIED: _ClassVar[MoveStep]
+    OUT: _ClassVar[MoveStep]
+    IN: _ClassVar[MoveStep]
+    LANDED: _ClassVar[MoveStep]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -98,6 +107,12 @@ DEPOSIT: TransferKind
 WITHDRAWAL: TransferKind
 TRADE: TransferKind
 FEE: TransferKind
+MOVE_OUT: TransferKind
+MOVE_IN: TransferKind
+MOVE_STEP_UNSPECIFIED: MoveStep
+OUT: MoveStep
+IN: MoveStep
+LANDED: MoveStep
 
 class Product(_message.Message):
     __slots__ = ("product_id", "state", "tick_micros", "lot", "open_at_micros", "close_at_micros")
@@ -1128,7 +1143,7 @@ class ListAccountsResponse(_message.Message):
     def __init__(self, accounts: _Optional[_Iterable[_Union[Account, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Balance(_message.Message):
-    __slots__ = ("account_id", "current_micros", "holds_micros", "available_micros", "credit_limit_micros", "maker_fee_bps", "taker_fee_bps")
+    __slots__ = ("account_id", "current_micros", "holds_micros", "available_micros", "credit_limit_micros", "maker_fee_bps", "taker_fee_bps", "in_transit_micros")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENT_MICROS_FIELD_NUMBER: _ClassVar[int]
     HOLDS_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -1136,6 +1151,7 @@ class Balance(_message.Message):
     CREDIT_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
     MAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
     TAKER_FEE_BPS_FIELD_NUMBER: _ClassVar[int]
+    IN_TRANSIT_MICROS_FIELD_NUMBER: _ClassVar[int]
     account_id: int
     current_micros: int
     holds_micros: int
@@ -1143,7 +1159,8 @@ class Balance(_message.Message):
     credit_limit_micros: int
     maker_fee_bps: int
     taker_fee_bps: int
-    def __init__(self, account_id: _Optional[int] = ..., current_micros: _Optional[int] = ..., holds_micros: _Optional[int] = ..., available_micros: _Optional[int] = ..., credit_limit_micros: _Optional[int] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ...) -> None: ...
+    in_transit_micros: int
+    def __init__(self, account_id: _Optional[int] = ..., current_micros: _Optional[int] = ..., holds_micros: _Optional[int] = ..., available_micros: _Optional[int] = ..., credit_limit_micros: _Optional[int] = ..., maker_fee_bps: _Optional[int] = ..., taker_fee_bps: _Optional[int] = ..., in_transit_micros: _Optional[int] = ...) -> None: ...
 
 class Transfer(_message.Message):
     __slots__ = ("transfer_id", "debit_account_id", "credit_account_id", "amount_micros", "kind", "order_id", "trade_id", "time_micros", "reference")
@@ -1214,6 +1231,64 @@ class BalanceResponse(_message.Message):
     balance: Balance
     transfer: Transfer
     def __init__(self, balance: _Optional[_Union[Balance, _Mapping]] = ..., transfer: _Optional[_Union[Transfer, _Mapping]] = ...) -> None: ...
+
+class MoveMoneyRequest(_message.Message):
+    __slots__ = ("step", "account_id", "amount_micros", "other_shard", "number")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    OTHER_SHARD_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    step: MoveStep
+    account_id: int
+    amount_micros: int
+    other_shard: int
+    number: int
+    def __init__(self, step: _Optional[_Union[MoveStep, str]] = ..., account_id: _Optional[int] = ..., amount_micros: _Optional[int] = ..., other_shard: _Optional[int] = ..., number: _Optional[int] = ...) -> None: ...
+
+class Move(_message.Message):
+    __slots__ = ("to_shard", "number", "account_id", "amount_micros", "time_micros")
+    TO_SHARD_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TIME_MICROS_FIELD_NUMBER: _ClassVar[int]
+    to_shard: int
+    number: int
+    account_id: int
+    amount_micros: int
+    time_micros: int
+    def __init__(self, to_shard: _Optional[int] = ..., number: _Optional[int] = ..., account_id: _Optional[int] = ..., amount_micros: _Optional[int] = ..., time_micros: _Optional[int] = ...) -> None: ...
+
+class MoveMoneyResponse(_message.Message):
+    __slots__ = ("balance", "move", "already")
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_FIELD_NUMBER: _ClassVar[int]
+    balance: Balance
+    move: Move
+    already: bool
+    def __init__(self, balance: _Optional[_Union[Balance, _Mapping]] = ..., move: _Optional[_Union[Move, _Mapping]] = ..., already: _Optional[bool] = ...) -> None: ...
+
+class ListMovesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardMark(_message.Message):
+    __slots__ = ("shard", "number")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    number: int
+    def __init__(self, shard: _Optional[int] = ..., number: _Optional[int] = ...) -> None: ...
+
+class ListMovesResponse(_message.Message):
+    __slots__ = ("pending", "landed")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    LANDED_FIELD_NUMBER: _ClassVar[int]
+    pending: _containers.RepeatedCompositeFieldContainer[Move]
+    landed: _containers.RepeatedCompositeFieldContainer[ShardMark]
+    def __init__(self, pending: _Optional[_Iterable[_Union[Move, _Mapping]]] = ..., landed: _Optional[_Iterable[_Union[ShardMark, _Mapping]]] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("account_id",)

@@ -1360,6 +1360,16 @@ class OperatorStub:
                 request_serializer=spotex_dot_v1_dot_spotex__pb2.SetFeesRequest.SerializeToString,
                 response_deserializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
                 _registered_method=True)
+        self.MoveMoney = channel.unary_unary(
+                '/spotex.v1.Operator/MoveMoney',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.MoveMoneyRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.MoveMoneyResponse.FromString,
+                _registered_method=True)
+        self.ListMoves = channel.unary_unary(
+                '/spotex.v1.Operator/ListMoves',
+                request_serializer=spotex_dot_v1_dot_spotex__pb2.ListMovesRequest.SerializeToString,
+                response_deserializer=spotex_dot_v1_dot_spotex__pb2.ListMovesResponse.FromString,
+                _registered_method=True)
 
 
 class OperatorServicer:
@@ -1474,6 +1484,20 @@ class OperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveMoney(self, request, context):
+        """a sharded venue's gateway moves money between shards (MOVE_OUT_OF_ORDER if an
+        earlier move from the same shard has not landed)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMoves(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1561,6 +1585,16 @@ def add_OperatorServicer_to_server(servicer, server):
                     servicer.SetFees,
                     request_deserializer=spotex_dot_v1_dot_spotex__pb2.SetFeesRequest.FromString,
                     response_serializer=spotex_dot_v1_dot_spotex__pb2.BalanceResponse.SerializeToString,
+            ),
+            'MoveMoney': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveMoney,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.MoveMoneyRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.MoveMoneyResponse.SerializeToString,
+            ),
+            'ListMoves': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMoves,
+                    request_deserializer=spotex_dot_v1_dot_spotex__pb2.ListMovesRequest.FromString,
+                    response_serializer=spotex_dot_v1_dot_spotex__pb2.ListMovesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2022,6 +2056,60 @@ class Operator:
             '/spotex.v1.Operator/SetFees',
             spotex_dot_v1_dot_spotex__pb2.SetFeesRequest.SerializeToString,
             spotex_dot_v1_dot_spotex__pb2.BalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveMoney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/MoveMoney',
+            spotex_dot_v1_dot_spotex__pb2.MoveMoneyRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.MoveMoneyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMoves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spotex.v1.Operator/ListMoves',
+            spotex_dot_v1_dot_spotex__pb2.ListMovesRequest.SerializeToString,
+            spotex_dot_v1_dot_spotex__pb2.ListMovesResponse.FromString,
             options,
             channel_credentials,
             insecure,
