@@ -192,6 +192,11 @@ def matrix(w: World) -> list[tuple[str, str, Callable[[], Any], tuple[C, ...]]]:
         ("operator", "SetCreditLimit", lambda: pb.SetCreditLimitRequest(
             account_id=w.spare_account(), credit_limit_micros=5_000_000), ops),
         ("operator", "SetFees", lambda: pb.SetFeesRequest(account_id=0), ops),
+        # moving money between shards is a shard gateway's alone: even an operator is refused
+        ("operator", "MoveMoney", lambda: pb.MoveMoneyRequest(
+            step=pb.MOVE_STEP_OUT, account_id=w.spare_account(), amount_micros=1,
+            other_shard=2), (UN, NO, NO, NO, NO)),
+        ("operator", "ListMoves", pb.ListMovesRequest, (UN, NO, NO, NO, NO)),
         ("operator", "DisableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),
          ops),
         ("operator", "EnableAccount", lambda: pb.AccountRequest(account_id=w.spare_account()),
@@ -269,7 +274,7 @@ UNARY = [(svc, m) for svc, sd in (("market", "Market"), ("operator", "Operator")
 MUTATING = {"RegisterCapacity", "WithdrawCapacity", "PlaceOrder", "CancelOrder", "AmendOrder",
             "CreateProducts", "Halt", "Resume", "CloseProduct", "CancelAll", "PlaceAskRange",
             "PlaceOneOf", "PlaceBasket", "Resell", "DisableAccount", "RunAuction",
-            "Deposit", "Withdraw", "SetCreditLimit", "SetFees"}
+            "Deposit", "Withdraw", "SetCreditLimit", "SetFees", "MoveMoney"}
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))

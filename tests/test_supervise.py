@@ -227,7 +227,9 @@ def test_cluster_up_starts_a_killed_leader_and_nats_server_again_so_a_second_kil
         seller = Client(target, op.create_account("s", ["seller"]).token, timeout=30)
         seller.register_capacity("c", sku="H100", region="us-east", nodes=[("n0", 8)],
                                  from_hour=500_000, to_hour=500_001)
-        buyer = Client(target, op.create_account("b", ["buyer"]).token, timeout=10)
+        made = op.create_account("b", ["buyer"])
+        op.deposit(made.account_id, "1000")  # cluster up checks money by default
+        buyer = Client(target, made.token, timeout=10)
         acked = []
 
         def order() -> bool:

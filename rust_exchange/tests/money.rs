@@ -433,8 +433,8 @@ fn money_moves_between_shards_once_in_order_and_never_sits_in_both() {
     a.move_money(T0, &step(Landed, 0, 0, 1, 2)).unwrap();
     assert!(a.list_moves().pending.is_empty());
     // the venue's money: what was deposited, in one shard or the other, never both
-    let total = money(&a, BUYER).0 + money(&b, BUYER).0 + money(&b, SELLER).0
-        + money(&b, FEE_ACCOUNT).0;
+    let total =
+        money(&a, BUYER).0 + money(&b, BUYER).0 + money(&b, SELLER).0 + money(&b, FEE_ACCOUNT).0;
     assert_eq!(total, 100 * D);
     for ex in [&a, &b] {
         ex.check_ledger().unwrap();

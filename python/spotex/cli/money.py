@@ -29,12 +29,18 @@ def _dollars(d: Decimal | None) -> str:
     return "unlimited" if d is None else "$" + format_price(int(d * 1_000_000))
 
 
+# a sharded venue's moves between its shards: the account's money stays its own
+MOVES = ("move_out", "move_in")
+
+
 def balance_table(b: Balance) -> Table:
-    t = Table("account", "current", "holds", "available", "credit limit", "maker fee",
-              "taker fee")
+    moving = ("in transit",) if b.in_transit else ()
+    t = Table("account", "current", *moving, "holds", "available", "credit limit",
+              "maker fee", "taker fee")
     t.add_row("venue fees" if b.account_id == FEE_ACCOUNT else str(b.account_id),
-              _dollars(b.current), _dollars(b.holds), _dollars(b.available),
-              _dollars(b.credit_limit), f"{b.maker_fee_bps} bps", f"{b.taker_fee_bps} bps")
+              _dollars(b.current), *(_dollars(b.in_transit) for _ in moving),
+              _dollars(b.holds), _dollars(b.available), _dollars(b.credit_limit),
+              f"{b.maker_fee_bps} bps", f"{b.taker_fee_bps} bps")
     return t
 
 
@@ -64,7 +70,8 @@ def balance(ctx: click.Context, account_id: int | None) -> None:
 @click.pass_context
 def statement(ctx: click.Context, since: dt.datetime, until: dt.datetime | None,
               account_id: int | None, as_csv: bool) -> None:
-    """Your transfers in [--from, --to), with the balance at both ends."""
+    """Your transfers in [--from, --to), with the balance at both ends (in a sharded
+    venue, moves of your money between its shards are left out: they sum to nothing)."""
     c = client(ctx)
     until = until or dt.datetime.now(dt.UTC)
     if until <= since:
@@ -72,9 +79,10 @@ def statement(ctx: click.Context, since: dt.datetime, until: dt.datetime | None,
     b = c.balance(account_id or 0)
     who = b.account_id
     # every transfer from --from on: the ones after --to lead back from today's balance
-    every = c.transfers(account_id or 0, since=since)
+    every = [t for t in c.transfers(account_id or 0, since=since) if t.kind not in MOVES]
     inside = [t for t in every if t.time < until]
-    closing = b.current - sum((effect(t, who) for t in every if t.time >= until), Decimal(0))
+    closing = b.current + b.in_transit - sum((effect(t, who) for t in every
+                                              if t.time >= until), Decimal(0))
     opening = closing - sum((effect(t, who) for t in inside), Decimal(0))
     if as_csv:
         _csv(inside, who)

@@ -286,9 +286,14 @@ def cluster() -> None:
               "when --auction-schedule is set)")
 
 
+@click.option("--default-credit-limit", "credit", type=click.Choice(["0", "unlimited"]),
+              default="0", show_default=True,
+              help="0: buyers need money deposited first (an account's own credit limit is "
+              "set with `spotex operator credit-limit`); unlimited: money is not checked")
 def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
                routes: tuple[str, ...], listen: str, operator_token: str,
-               metrics_listen: str, auction_schedule: str, auction_hold: str) -> None:
+               metrics_listen: str, auction_schedule: str, auction_hold: str,
+               credit: str) -> None:
     """Start N NATS JetStream servers on loopback (fsync on every write), SHARDS shards
     of engines (a leader and STANDBYS standbys each, journaling to the shard's stream,
     replicated min(3, N) times) and a gateway at --listen that routes every call to its
@@ -322,7 +327,7 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
     # the engines trust the gateway by this token; it lives as long as the cluster
     engines = Shards(base, nats.urls, secrets.token_urlsafe(24), operator_token, shards,
                      standbys, port, min(3, n),
-                     options=auction_options(auction_schedule, auction_hold))
+                     options=auction_options(auction_schedule, auction_hold), credit=credit)
     supervisor: Supervisor | None = None
     try:
         click.echo(f"NATS JetStream: {','.join(nats.urls)} (logs under {base / 'nats'})")

@@ -36,7 +36,8 @@ from spotex.client.types import (
 
 # what the exchange says of a limit that is not there (money is not checked)
 _UNLIMITED = 2**63 - 1
-_TRANSFER_KINDS = {1: "deposit", 2: "withdrawal", 3: "trade", 4: "fee"}
+_TRANSFER_KINDS = {1: "deposit", 2: "withdrawal", 3: "trade", 4: "fee", 5: "move_out",
+                   6: "move_in"}
 
 
 def _balance(b: Any) -> Balance:
@@ -44,7 +45,7 @@ def _balance(b: Any) -> Balance:
     return Balance(b.account_id, _price(b.current_micros), _price(b.holds_micros),
                    None if unlimited else _price(b.available_micros),
                    None if unlimited else _price(b.credit_limit_micros),
-                   b.maker_fee_bps, b.taker_fee_bps)
+                   b.maker_fee_bps, b.taker_fee_bps, _price(b.in_transit_micros))
 
 
 def _transfer(t: Any) -> Transfer:

@@ -299,7 +299,8 @@ class DailyIndex:
 class Balance:
     """An account's money (see docs/trading.md, "Money"). ``available`` is what a new buy
     may hold: current - holds + credit limit; None (with ``credit_limit`` None) when the
-    venue does not check money."""
+    venue does not check money. ``in_transit``: a sharded venue's money on its way from
+    one shard to another (the account's whole money is ``current + in_transit``)."""
     account_id: int
     current: Decimal  # credits minus debits
     holds: Decimal  # reserved by its live buy orders
@@ -307,13 +308,16 @@ class Balance:
     credit_limit: Decimal | None
     maker_fee_bps: int
     taker_fee_bps: int
+    in_transit: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """One movement of money. ``kind``: deposit, withdrawal, trade or fee. Deposits come
-    from and withdrawals go to ``OUTSIDE``; fees go to account 0 (the venue's). A hold
-    moves no money and is not a transfer (``Balance.holds``)."""
+    """One movement of money. ``kind``: deposit, withdrawal, trade or fee; in a sharded
+    venue also move_out and move_in (the account's money going from one shard to
+    another: a pair sums to nothing). Deposits come from and withdrawals go to
+    ``OUTSIDE``; fees go to account 0 (the venue's). A hold moves no money and is not a
+    transfer (``Balance.holds``)."""
     transfer_id: int
     debit_account_id: int
     credit_account_id: int

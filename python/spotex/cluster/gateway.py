@@ -52,6 +52,7 @@ from spotex._core import page_size
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.cluster.auctions import OPERATOR_SERVICE, AuctionRefused, ShardAuctions
 from spotex.cluster.engines import MARKET, Engines, ShardError, _reason
+from spotex.cluster.money import MoneyFailed, ShardMoney, shortfall
 from spotex.cluster.routes import Routes
 from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.server.datadir import DataDirLock
@@ -82,16 +83,29 @@ class Front(Edge):
         self.engines = {s.index: Engines(s, token, failover_seconds,
                                          limits.max_message_bytes) for s in routes.shards}
         self.auctions = ShardAuctions(self.engines)
+        self.money = ShardMoney(self.engines)
 
     async def call(self, context: Any, index: int, service: str, method: str, body: bytes,
                    account: Account, *, command: bool = True, dead_fast: bool = False,
-                   then: str = "") -> bytes:
+                   then: str = "", funded: int = 0) -> bytes:
         """One call to shard ``index``'s leader; ``dead_fast``: refused at once when none
-        of its engines can be reached (``then`` added to what the refusal says)."""
+        of its engines can be reached (``then`` added to what the refusal says).
+        ``funded`` (a buy, a withdrawal: the account whose money it needs): refused for
+        want of money on that shard, the account's money on the other shards is moved
+        there (half, then all of it) and the call sent again."""
+        engines = self.engines[index]
         try:
-            return await self.engines[index].unary(service, method, body, account,
-                                                   context.time_remaining(), command=command,
-                                                   dead_fast=dead_fast)
+            for everything in (False, True, None):
+                try:
+                    return await engines.unary(service, method, body, account,
+                                               context.time_remaining(), command=command,
+                                               dead_fast=dead_fast)
+                except grpc.aio.AioRpcError as err:
+                    if (not funded or everything is None or not shortfall(err)
+                            or not await self.money.gather(funded, index,
+                                                           everything=everything)):
+                        raise
+            raise AssertionError("unreachable")
         except grpc.aio.AioRpcError as err:
             await pass_on(context, err)
         except ShardError as err:
@@ -192,13 +206,17 @@ def _merge_by(key: Callable[[Any], int], lists: list[Any], size: int, more: bool
     return rows, (str(key(rows[-1])) if more and rows else "")
 
 
-# money is kept by one engine's exchange: a sharded venue does not keep it yet
-MONEY_NOT_SHARDED = ("a sharded venue does not keep money yet (balances, holds and fees "
-                     "are one engine's): its engines do not check it; see docs/scaling.md")
-
-
-async def _no_money(context: Any) -> NoReturn:
-    await _fail(context, "MONEY_NOT_SHARDED", MONEY_NOT_SHARDED, grpc.StatusCode.UNIMPLEMENTED)
+async def _money_answer(context: Any, work: Awaitable[T]) -> T:
+    """A money call's answer: a shard's refusal passed on, the gateway's own as it
+    says (naming the shard)."""
+    try:
+        return await work
+    except grpc.aio.AioRpcError as err:
+        await pass_on(context, err)
+    except ShardError as err:
+        await _fail(context, err.reason, f"{err}; an account's money is every shard's")
+    except MoneyFailed as err:
+        await _fail(context, err.reason, str(err), err.code)
 
 
 class ShardMarket:
@@ -207,25 +225,45 @@ class ShardMarket:
     def __init__(self, f: Front) -> None:
         self.f = f
 
+    async def _whose(self, context: Any, account_id: int) -> int:
+        """As an engine's: the caller's own (0), or another's for an operator, whose own
+        is the venue's fee account."""
+        a = await self.f.auth(context)
+        if account_id in (0, a.account_id):
+            return 0 if a.has(OPERATOR) else int(a.account_id)
+        if not a.has(OPERATOR):
+            await _fail(context, "NOT_OWNER", "another account's money needs the role operator")
+        if self.f.accounts.get(account_id) is None:
+            await _fail(context, "UNKNOWN_ACCOUNT", f"no account {account_id}")
+        return account_id
+
     async def GetBalance(self, request: Any, context: Any) -> Any:
-        await self.f.auth(context)
-        await _no_money(context)
+        account = await self._whose(context, request.account_id)
+        return await _money_answer(context, self.f.money.balance(
+            account, context.time_remaining()))
 
     async def ListTransfers(self, request: Any, context: Any) -> Any:
-        await self.f.auth(context)
-        await _no_money(context)
+        account = await self._whose(context, request.account_id)
+        r = pb.ListTransfersRequest()
+        r.CopyFrom(request)
+        r.account_id = account
+        return await _money_answer(context, self.f.money.transfers(
+            r, context.time_remaining(), page_size(request.page_size)))
 
     async def _routed(self, context: Any, method: str, body: bytes, index: int,
                       account: Account, *, command: bool = True, dead_fast: bool = False,
-                      then: str = "") -> bytes:
+                      then: str = "", funded: bool = False) -> bytes:
+        """``funded``: a call that may hold the caller's money (see ``Front.call``)."""
         return await self.f.call(context, index, MARKET, method, body, account,
-                                 command=command, dead_fast=dead_fast, then=then)
+                                 command=command, dead_fast=dead_fast, then=then,
+                                 funded=account.account_id if funded else 0)
 
     async def place_order(self, body: bytes, context: Any) -> bytes:
         a = await self.f.auth(context, BUYER, SELLER)
         await self.f.throttle(context, a)
         o = await _parse(context, pb.PlaceOrderRequest, body)
-        return await self._routed(context, "PlaceOrder", body, self.f.routes.of_order(o), a)
+        return await self._routed(context, "PlaceOrder", body, self.f.routes.of_order(o), a,
+                                  funded=o.side == pb.SIDE_BUY)
 
     async def _by_order_id(self, context: Any, method: str, cls: Any, body: bytes,
                            *roles: str, command: bool = True) -> bytes:
@@ -234,7 +272,7 @@ class ShardMarket:
             await self.f.throttle(context, a)
         r = await _parse(context, cls, body)
         return await self._routed(context, method, body, self.f.routes.of_id(r.order_id), a,
-                                  command=command)
+                                  command=command, funded=method == "AmendOrder")
 
     async def cancel_order(self, body: bytes, context: Any) -> bytes:
         return await self._by_order_id(context, "CancelOrder", pb.CancelOrderRequest, body,
@@ -319,14 +357,14 @@ class ShardMarket:
         r = await _parse(context, pb.PlaceBasketRequest, body)
         await self.f.throttle(context, a, max(1, min(len(r.legs), 100)))
         index = await self._one_shard(context, r.legs, "a basket with legs")
-        return await self._routed(context, "PlaceBasket", body, index, a)
+        return await self._routed(context, "PlaceBasket", body, index, a, funded=True)
 
     async def place_one_of(self, body: bytes, context: Any) -> bytes:
         a = await self.f.auth(context, BUYER)
         await self.f.throttle(context, a)
         r = await _parse(context, pb.PlaceOneOfRequest, body)
         index = await self._one_shard(context, r.alternatives, "a group with alternatives")
-        return await self._routed(context, "PlaceOneOf", body, index, a)
+        return await self._routed(context, "PlaceOneOf", body, index, a, funded=True)
 
     async def place_ask_range(self, body: bytes, context: Any) -> bytes:
         a = await self.f.auth(context, SELLER)
@@ -705,7 +743,12 @@ def market_handlers(m: ShardMarket) -> grpc.GenericRpcHandler:
         "PlaceOneOf": uu(m.place_one_of), "PlaceBasket": uu(m.place_basket),
         "Resell": uu(m.resell), "GetAuctionResult": uu(m.get_auction_result),
         "ListAuctions": uu(m.list_auctions),
-        "GetIndicativeAuction": uu(m.get_indicative_auction)}
+        "GetIndicativeAuction": uu(m.get_indicative_auction),
+        "GetBalance": uu(m.GetBalance, request_deserializer=pb.GetBalanceRequest.FromString,
+                         response_serializer=pb.Balance.SerializeToString),
+        "ListTransfers": uu(m.ListTransfers,
+                            request_deserializer=pb.ListTransfersRequest.FromString,
+                            response_serializer=pb.ListTransfersResponse.SerializeToString)}
     for method, cls in (("ListTrades", pb.ListTradesRequest),
                         ("ListCandles", pb.ListCandlesRequest),
                         ("GetCurve", pb.GetCurveRequest), ("GetIndex", pb.GetIndexRequest),
@@ -726,21 +769,64 @@ class ShardOperator(AccountsService):
     def __init__(self, f: Front) -> None:
         super().__init__(f)
 
+    async def _trader(self, context: Any, account_id: int) -> Account:
+        """The operator calling, once ``account_id`` is known to be a trader's."""
+        a = await self.s.auth(context, OPERATOR)
+        t = self.s.accounts.get(account_id)
+        if t is None or t.has(OPERATOR):
+            await _fail(context, "UNKNOWN_ACCOUNT", f"no trading account {account_id} (0 is "
+                        "the venue's fee account: it takes fees, not deposits)")
+        return a
+
+    async def _at_home(self, context: Any, method: str, request: Any, a: Account,
+                       gather: bool = False) -> Any:
+        """A money command on the account's home shard (``gather``: refused for want of
+        money there, the money free on the other shards is moved home first), answered
+        with the account's balance over every shard."""
+        home = self.s.money.home(request.account_id)
+        answer = pb.BalanceResponse.FromString(await self.s.call(
+            context, home, OPERATOR_SERVICE, method, request.SerializeToString(), a,
+            funded=request.account_id if gather else 0))
+        answer.balance.CopyFrom(await _money_answer(context, self.s.money.balance(
+            request.account_id, context.time_remaining())))
+        log.warning("money: %s for account %d on shard %d: %s", method, request.account_id,
+                    home, " ".join(str(request).split()),
+                    extra={"account": request.account_id, "action": method})
+        return answer
+
     async def Deposit(self, request: Any, context: Any) -> Any:
-        await self.s.auth(context, OPERATOR)
-        await _no_money(context)
+        a = await self._trader(context, request.account_id)
+        return await self._at_home(context, "Deposit", request, a)
 
     async def Withdraw(self, request: Any, context: Any) -> Any:
-        await self.s.auth(context, OPERATOR)
-        await _no_money(context)
+        a = await self._trader(context, request.account_id)
+        return await self._at_home(context, "Withdraw", request, a, gather=True)
 
     async def SetCreditLimit(self, request: Any, context: Any) -> Any:
-        await self.s.auth(context, OPERATOR)
-        await _no_money(context)
+        a = await self._trader(context, request.account_id)
+        return await self._at_home(context, "SetCreditLimit", request, a)
 
     async def SetFees(self, request: Any, context: Any) -> Any:
+        """Fees are every shard's: set on each."""
+        if request.account_id == 0:
+            a = await self.s.auth(context, OPERATOR)
+        else:
+            a = await self._trader(context, request.account_id)
+        await self.s.each(context, OPERATOR_SERVICE, "SetFees", request.SerializeToString(),
+                          a, what="fees are set on every shard: set them again once every "
+                          "shard serves")
+        return pb.BalanceResponse(balance=await _money_answer(context, self.s.money.balance(
+            request.account_id, context.time_remaining())))
+
+    async def MoveMoney(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
-        await _no_money(context)
+        await _fail(context, "NOT_GATEWAY", "the gateway moves money between its shards "
+                    "itself (docs/scaling.md)", grpc.StatusCode.PERMISSION_DENIED)
+
+    async def ListMoves(self, request: Any, context: Any) -> Any:
+        await self.s.auth(context, OPERATOR)
+        await _fail(context, "NOT_GATEWAY", "the gateway moves money between its shards "
+                    "itself (docs/scaling.md)", grpc.StatusCode.PERMISSION_DENIED)
 
     async def _forward(self, context: Any, method: str, request: Any, index: int,
                        cls: Any) -> Any:
@@ -868,6 +954,16 @@ class _Shards(Collector):
             "(no shard ran it).", labels=["outcome"])
         for outcome, n in self.front.auctions.outcomes.items():
             auctions.add_metric([outcome], n)
+        money = self.front.money
+        yield CounterMetricFamily("spotex_gateway_money_moves", "Moves of an account's money "
+                                  "between shards this gateway began (a shard short of it "
+                                  "for a buy or a withdrawal).", value=money.moves)
+        yield CounterMetricFamily("spotex_gateway_money_moved_micros", "Micro-dollars those "
+                                  "moves took out of their source shards.",
+                                  value=money.moved_micros)
+        yield CounterMetricFamily("spotex_gateway_money_landed_late", "Moves left in "
+                                  "transit (their mover failed) that the sweep landed.",
+                                  value=money.landed_late)
         yield leader
         yield changes
         yield lost
@@ -905,6 +1001,8 @@ class ShardGateway:
                  metrics_port: int | None = None,
                  scheduled: asyncio.Task[None] | None = None) -> None:
         self.grpc = server
+        # money left in transit between shards (by this gateway or one before it) lands
+        self._sweep = asyncio.create_task(front.money.sweep())
         self.port = port
         self.front = front
         self._lock = lock
@@ -969,6 +1067,7 @@ class ShardGateway:
         return cls(server, port, front, lock, metrics, metrics_port, scheduled)
 
     async def stop(self, grace: float = 2.0) -> None:
+        self._sweep.cancel()
         if self._scheduled is not None:
             self._scheduled.cancel()
         if self.metrics is not None:

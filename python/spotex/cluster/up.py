@@ -25,16 +25,17 @@ class Engine:
     """``spotex serve`` in a process of its own (it can be SIGKILLed), its log in a file,
     its tokens in its environment (not on its command line)."""
 
-    def __init__(self, data: Path, listen: str, env: dict[str, str], *options: str) -> None:
+    def __init__(self, data: Path, listen: str, env: dict[str, str], *options: str,
+                 credit: str = "unlimited") -> None:
         self.data = data
         self.target = listen
         self.log = data.with_suffix(".log")
         data.parent.mkdir(parents=True, exist_ok=True)
-        # money is not kept across shards yet (the gateway refuses its calls): an engine
-        # behind the gateway does not check it
+        # ``credit``: the engine's --default-credit-limit, 0 or unlimited (money not
+        # checked); any other default would give every account credit once per shard
         self.options = (sys.executable, "-m", "spotex.cli", "serve", "--listen", listen,
                         "--data-dir", str(data), "--no-access-log",
-                        "--default-credit-limit", "unlimited", *options)
+                        "--default-credit-limit", credit, *options)
         self.env = {**os.environ, **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
@@ -110,6 +111,9 @@ class Shards:
     lease_seconds: float = 3.0
     stream: str = "s"  # shard i writes the stream spotex-<stream><i>
     options: tuple[str, ...] = ()  # more `spotex serve` options for every engine
+    # the engines' --default-credit-limit: "0" (buyers need money deposited) or
+    # "unlimited" (money not checked); credit per account is set on its home shard
+    credit: str = "unlimited"
     engines: dict[int, list[Engine]] = field(default_factory=dict)
 
     def start(self, timeout: float = 60.0) -> Shards:
@@ -124,7 +128,8 @@ class Shards:
                                "--journal-nats", ",".join(self.urls),
                                "--shard", f"{self.stream}{i}",
                                "--shard-index", str(i), "--replicas", str(self.replicas),
-                               "--lease-seconds", str(self.lease_seconds), *self.options)
+                               "--lease-seconds", str(self.lease_seconds), *self.options,
+                               credit=self.credit)
                     self.engines[i].append(e)
                     e.wait_listening(timeout)
         except BaseException:

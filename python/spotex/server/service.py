@@ -409,7 +409,8 @@ class MarketService:
             return FEE_ACCOUNT if a.has(OPERATOR) else int(a.account_id)
         if not a.has(OPERATOR):
             await _fail(context, "NOT_OWNER", "another account's money needs the role operator")
-        if account_id != FEE_ACCOUNT and self.s.accounts.get(account_id) is None:
+        if (account_id != FEE_ACCOUNT and not _gateways(a)
+                and self.s.accounts.get(account_id) is None):
             await _fail(context, "UNKNOWN_ACCOUNT", f"no account {account_id}")
         return account_id
 
@@ -846,11 +847,12 @@ class OperatorService(AccountsService):
     # ---- money (the ledger is the exchange's: spotex-exchange's ledger module) ----
 
     async def _money(self, context: Any, what: str, request: Any) -> Any:
-        await self.s.auth(context, OPERATOR)
+        caller = await self.s.auth(context, OPERATOR)
         await self.s.bounded(context, (request.reference,) if what in ("deposit", "withdraw")
                              else ())
         aid = request.account_id
-        if not (what == "fees" and aid == FEE_ACCOUNT):
+        # behind a gateway, the gateway keeps the accounts and has checked this one
+        if not (what == "fees" and aid == FEE_ACCOUNT) and not _gateways(caller):
             a = self.s.accounts.get(aid)
             if a is None or a.has(OPERATOR):
                 await _fail(context, "UNKNOWN_ACCOUNT", f"no trading account {aid} (0 is the "
@@ -875,11 +877,41 @@ class OperatorService(AccountsService):
     async def SetFees(self, request: Any, context: Any) -> Any:
         return await self._money(context, "fees", request)
 
+    async def _gateway_only(self, context: Any) -> None:
+        if not _gateways(await self.s.auth(context, OPERATOR)):
+            await _fail(context, "NOT_GATEWAY", "only a shard gateway moves money between "
+                        "shards (docs/scaling.md)", grpc.StatusCode.PERMISSION_DENIED)
+
+    async def MoveMoney(self, request: Any, context: Any) -> Any:
+        await self._gateway_only(context)
+        host, body = self.s.host, request.SerializeToString()
+        answer = pb.MoveMoneyResponse.FromString(await self.s.command(
+            context, lambda: host.run(lambda ts: host.ex.move_money(ts, body))))
+        if not answer.already and request.step != pb.MOVE_STEP_LANDED:
+            log.info("money: %s %d for account %d (shard %d, move %d)",
+                     pb.MoveStep.Name(request.step), request.amount_micros,
+                     request.account_id, request.other_shard,
+                     answer.move.number or request.number,
+                     extra={"account": request.account_id, "action": "move"})
+        return answer
+
+    async def ListMoves(self, request: Any, context: Any) -> Any:
+        await self._gateway_only(context)
+        ex = self.s.host.ex
+        return pb.ListMovesResponse.FromString(
+            await self.s.command(context, lambda: ex.list_moves()))
+
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
         host = self.s.host
         seq, h = await self.s.writer(lambda: (host.sequence, host.state_hash()))
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
+
+
+def _gateways(a: Account) -> bool:
+    """Whether the caller is a shard gateway acting for an account (see
+    ``Edge._gateway``): the gateway owns the accounts and has checked them."""
+    return a.token_sha256 == "gateway"
 
 
 def _loopback(host: str) -> bool:

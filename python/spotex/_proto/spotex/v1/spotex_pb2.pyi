@@ -70,9 +70,9 @@ class TransferKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 class MoveStep(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MOVE_STEP_UNSPECIFIED: _ClassVar[MoveStep]
-    OUT: _ClassVar[MoveStep]
-    IN: _ClassVar[MoveStep]
-    LANDED: _ClassVar[MoveStep]
+    MOVE_STEP_OUT: _ClassVar[MoveStep]
+    MOVE_STEP_IN: _ClassVar[MoveStep]
+    MOVE_STEP_LANDED: _ClassVar[MoveStep]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -110,9 +110,9 @@ FEE: TransferKind
 MOVE_OUT: TransferKind
 MOVE_IN: TransferKind
 MOVE_STEP_UNSPECIFIED: MoveStep
-OUT: MoveStep
-IN: MoveStep
-LANDED: MoveStep
+MOVE_STEP_OUT: MoveStep
+MOVE_STEP_IN: MoveStep
+MOVE_STEP_LANDED: MoveStep
 
 class Product(_message.Message):
     __slots__ = ("product_id", "state", "tick_micros", "lot", "open_at_micros", "close_at_micros")
