@@ -24,6 +24,13 @@ amends applied are the acknowledged ones and any subset of the unknown ones (eac
 sets a price no other amend of the order sets); no client order id is held twice; and
 each shard's leader holds what ``spotex replay`` reads from its stream.
 
+Money is checked (the engines give no credit): each trader has a deposit on its home
+shard that backs only a few bids, and trades on both shards, so the gateway moves money
+between them all along, through the loss too (a move can be cut between its steps). At
+the end nothing is in transit (the gateway's sweep landed it), each account's money is
+its deposit, its holds are exactly its open bids' worth, and every shard's ledger,
+replayed from its stream, keeps its invariants.
+
 The 10 s loss runs in CI; the one-minute loss runs with ``SPOTEX_LONG_FAULTS=1``. The
 figures (commands per class, refusal and recovery times) are printed as one JSON line
 (``FIGURES {...}``) and appended to the file ``SPOTEX_FAULT_FIGURES`` names, if any.
@@ -54,6 +61,7 @@ from spotex.cluster.nats import NatsCluster
 from spotex.cluster.up import Shards
 
 ACKED = "acked"
+DEPOSIT = "12"  # dollars: a few bids' worth (each holds $1.00-1.50 x 1-4)
 RESOLVED = "resolved"
 RESOLVED_NOT = "resolved_not_applied"
 NOT_APPLIED = "not_applied"
@@ -129,7 +137,8 @@ class Trader:
             cls = (RESOLVED_NOT if reason == "NOT_APPLIED" else
                    UNKNOWN if err.outcome_unknown else NOT_APPLIED)
             if cls == NOT_APPLIED and reason not in ("JOURNAL_UNAVAILABLE", "SHARD_UNAVAILABLE",
-                                                     "DEADLINE_EXCEEDED"):
+                                                     "DEADLINE_EXCEEDED",
+                                                     "INSUFFICIENT_FUNDS"):
                 self.problems.append(f"{name} refused {reason}: {err.message}")
         else:
             reason = ""
@@ -266,6 +275,45 @@ def check(trader: Trader, found: dict[str, int]) -> list[str]:
     return bad
 
 
+def money_checks(traders: list[Trader], op: Client, shards: Shards, urls: list[str],
+                 fig: dict[str, Any]) -> list[str]:
+    """Nothing in transit once the sweep ran; each account holds its deposit, and holds
+    its open bids' worth (no fees, one-hour products); every shard's ledger, replayed
+    from its stream, keeps its invariants."""
+    from spotex._core import Exchange, read_jetstream
+
+    bad: list[str] = []
+    end = time.monotonic() + 60
+    while True:
+        moving = [b for t in traders
+                  if (b := retrying(lambda t=t: t.client.balance())).in_transit]
+        if not moving:
+            break
+        if time.monotonic() > end:
+            bad.append(f"money still in transit a minute on: {moving}")
+            break
+        time.sleep(0.5)
+    for t in traders:
+        b = retrying(lambda t=t: t.client.balance())
+        if b.current != Decimal(DEPOSIT):
+            bad.append(f"trader {t.k} has {b.current}, deposited {DEPOSIT}")
+        listed = retrying(lambda t=t: t.client.list_orders())
+        open_worth = sum((o.price * o.remaining for o in listed
+                          if o.state in ("open", "partially_filled")), Decimal(0))
+        if b.holds != open_worth:
+            bad.append(f"trader {t.k} holds {b.holds}, its open bids are worth {open_worth}")
+    fig["insufficient_funds"] = sum(e.reason == "INSUFFICIENT_FUNDS"
+                                    for t in traders for e in t.events)
+    for index in shards.engines:
+        ex = Exchange()
+        for s, ts, command, _ in retrying(lambda index=index: read_jetstream(
+                urls, f"s{index}", timeout_seconds=10)):
+            ex.replay(s, ts, command)
+        if (said := ex.check_ledger()) is not None:
+            bad.append(f"shard {index}'s ledger: {said}")
+    return bad
+
+
 def replay_hash(urls: list[str], stream: str) -> tuple[int, str]:
     """What ``spotex replay --nats ... --stream ...`` says of the shard's stream."""
     from click.testing import CliRunner
@@ -295,7 +343,7 @@ def quorum_loss(tmp_path: Path, loss: float) -> dict[str, Any]:
     started = time.monotonic()
     with NatsCluster(tmp_path / "nats", 3) as cluster:
         shards = Shards(tmp_path, cluster.urls, "gw-token", OPERATOR_TOKEN, shards=2,
-                        standbys=1, replicas=3).start()
+                        standbys=1, replicas=3, credit="0").start()
         routes = Routes(shards.specs(), {"H100/us-east": 1, "B200/us-east": 2})
         stop = threading.Event()
         threads: list[threading.Thread] = []
@@ -310,7 +358,10 @@ def quorum_loss(tmp_path: Path, loss: float) -> dict[str, Any]:
                 pids = [retrying(lambda sku=sku: op.create_products(
                     skus=[sku], regions=["us-east"], from_hour=500_000, to_hour=500_001)
                     )[0].product_id for sku in ("H100", "B200")]
-                traders = [Trader(k, target, op.create_account(f"q{k}", ["buyer"]).token,
+                made = [op.create_account(f"q{k}", ["buyer"]) for k in range(TRADERS)]
+                for a in made:
+                    retrying(lambda a=a: op.deposit(a.account_id, DEPOSIT))
+                traders = [Trader(k, target, made[k].token,
                                   pids, TIMEOUTS[k % len(TIMEOUTS)],
                                   resolve_timeout if k < TRADERS // 2 else SHORT_RESOLVE,
                                   seed + k)
@@ -361,6 +412,9 @@ def quorum_loss(tmp_path: Path, loss: float) -> dict[str, Any]:
                 bad = [p for t in traders for p in t.problems]
                 for t in traders:
                     bad += check(t, found)
+                bad += money_checks(traders, op, shards, cluster.urls, fig)
+                fig["money_moves"] = gw.front.money.moves
+                fig["money_landed_by_sweep"] = gw.front.money.landed_late
                 # each shard's leader holds what its stream replays to
                 for index, es in shards.engines.items():
                     leader = leading(es)
