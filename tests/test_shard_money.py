@@ -280,3 +280,28 @@ def test_in_transit_and_page_tokens_are_read_as_documented() -> None:
     for bad in ("3:1", "1:x", "junk"):
         with pytest.raises(Exception, match="page_token"):
             parse_token(bad, [1, 2])
+
+
+def test_a_streamed_buy_short_of_money_is_refused_and_the_next_one_fits(
+        tmp_path: Path) -> None:
+    """Streaming entry does not send a refused buy again (it would reorder the stream),
+    but the gateway moves the money over in the background."""
+    with money_venue(tmp_path) as (v, servers):
+        op, _, buyer = market(v)
+        me = buyer.balance().account_id
+        op.deposit(me, "20")
+        away = 3 - (1, 2)[me % 2]
+        sku = next(k.split("/")[0] for k, i in ROUTES.items() if i == away)
+        first = list(buyer.submit_orders([dict(product_id=pid(sku), side="buy",
+                                               price="1", quantity=2)]))
+        assert isinstance(first[0], RpcError) and first[0].reason == "INSUFFICIENT_FUNDS"
+        deadline = time.monotonic() + 30
+        while shard_balance(v.engines[away], me).available_micros < 2 * D:
+            assert time.monotonic() < deadline, "the money never moved"
+            time.sleep(0.05)
+        again = list(buyer.submit_orders([dict(product_id=pid(sku), side="buy",
+                                               price="1", quantity=2)]))
+        assert again[0].state == "open"
+        b = buyer.balance()
+        assert (b.current + b.in_transit, b.holds) == (20, Decimal("2.004"))
+        check_ledgers(servers)

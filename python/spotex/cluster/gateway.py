@@ -497,11 +497,15 @@ class ShardMarket:
     async def submit_orders(self, requests: AsyncIterator[bytes],
                             context: Any) -> AsyncIterator[bytes]:
         """Each message's orders go to their shards' streams (split when they span
-        shards); the answers come back in the caller's order."""
+        shards); the answers come back in the caller's order. A buy refused
+        ``INSUFFICIENT_FUNDS`` on a stream stays refused (sending it again later would
+        reorder the stream), and the account's money is moved to that shard in the
+        background, so that the next buy there fits."""
         a = await self.f.auth(context, BUYER, SELLER)
         token_at_auth = a.token_sha256
         upstream: dict[int, Upstream] = {}
-        pending: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(1024)
+        pending: asyncio.Queue[tuple[asyncio.Future[bytes], tuple[int, ...]] | None] = (
+            asyncio.Queue(1024))
         loop = asyncio.get_running_loop()
 
         async def stream_of(index: int) -> Upstream:
@@ -521,28 +525,34 @@ class ShardMarket:
                     if refused is not None:
                         f = loop.create_future()
                         f.set_result(refused)
-                        await pending.put(f)
+                        await pending.put((f, ()))
                         continue
                     groups: dict[int, list[int]] = {}
                     for i, o in enumerate(r.orders):
                         groups.setdefault(self.f.routes.of_order(o), []).append(i)
                     if len(groups) <= 1:
                         index = next(iter(groups), self.f.routes.indices[0])
-                        await pending.put((await stream_of(index)).send(body))
+                        await pending.put(((await stream_of(index)).send(body), (index,)))
                         continue
                     parts = []
                     for index, at in groups.items():
                         sub = pb.SubmitOrdersRequest(orders=[r.orders[i] for i in at])
                         parts.append((at, (await stream_of(index)).send(
                             sub.SerializeToString())))
-                    await pending.put(asyncio.ensure_future(_joined(len(r.orders), parts)))
+                    await pending.put((asyncio.ensure_future(_joined(len(r.orders), parts)),
+                                       tuple(groups)))
             finally:
                 await pending.put(None)
         reader = asyncio.create_task(read())
         try:
-            while (fut := await pending.get()) is not None:
+            while (item := await pending.get()) is not None:
+                fut, indices = item
                 try:
-                    yield await fut
+                    answer = await fut
+                    if b"INSUFFICIENT_FUNDS" in answer:
+                        for index in indices:
+                            self.f.money.gather_later(a.account_id, index)
+                    yield answer
                 except grpc.aio.AioRpcError as err:
                     await pass_on(context, err)
                 except ShardError as err:

@@ -65,6 +65,7 @@ class ShardMoney:
         self.moves = 0  # moves begun by this gateway
         self.moved_micros = 0
         self.landed_late = 0  # moves the sweep landed (their mover did not)
+        self._later: dict[tuple[int, int], asyncio.Task[int]] = {}
 
     def home(self, account_id: int) -> int:
         return self.indices[account_id % len(self.indices)]
@@ -177,6 +178,22 @@ class ShardMoney:
                                 amount / 1e6, account_id, index, to,
                                 _said(err))
             return landed
+
+    def gather_later(self, account_id: int, to: int) -> None:
+        """``gather`` (half) in the background, once at a time per account and shard: a
+        streamed buy was refused there for want of money."""
+        key = (account_id, to)
+        if key in self._later:
+            return
+        task = asyncio.create_task(self.gather(account_id, to, everything=False))
+        self._later[key] = task
+        task.add_done_callback(lambda t: self._done_later(key, t))
+
+    def _done_later(self, key: tuple[int, int], task: asyncio.Task[int]) -> None:
+        self._later.pop(key, None)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            log.warning("moving money of account %d to shard %d failed: %s", key[0], key[1],
+                        _said(err))
 
     async def move(self, account_id: int, source: int, to: int, amount: int) -> int:
         """One move; the micro-dollars that landed on ``to`` (0 when the money is left
