@@ -5,6 +5,7 @@ shards")."""
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
 import time
@@ -137,6 +138,16 @@ def test_an_account_s_money_follows_its_buys_to_either_shard_and_is_never_spent_
                 if not token:
                     break
         assert paged == [t.transfer_id for t in ts]
+        # the statement leaves the moves out and opens and closes where the money was
+        from click.testing import CliRunner
+
+        from spotex.cli import main
+        out = CliRunner().invoke(main, ["--server", v.target, "--token", buyer_token(op, me),
+                                        "--json", "statement", "--from", "2000-01-01"])
+        assert out.exit_code == 0, out.output
+        said = json.loads(out.output)
+        assert Decimal(str(said["opening"])) == 0 and Decimal(str(said["closing"])) == 0
+        assert {t["kind"] for t in said["transfers"]} <= {"deposit", "withdrawal"}
 
 
 def buyer_token(op: Client, account: int) -> str:

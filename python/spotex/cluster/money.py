@@ -157,6 +157,7 @@ class ShardMoney:
         """Moves the account's free money on the other shards to shard ``to``: half of
         each one's (all of it with ``everything``). Returns the micro-dollars that
         landed; a shard that cannot be reached is passed over."""
+        timeout = STEP_SECONDS if timeout is None else min(timeout, STEP_SECONDS)
         async with self._lock(account_id):
             others = [i for i in self.indices if i != to]
             got = await asyncio.gather(*(self._balance(i, account_id, timeout)
@@ -172,7 +173,7 @@ class ShardMoney:
                     continue
                 amount = free if everything else (free + 1) // 2
                 try:
-                    landed += await self.move(account_id, index, to, amount)
+                    landed += await self.move(account_id, index, to, amount, timeout)
                 except (grpc.aio.AioRpcError, ShardError) as err:
                     log.warning("moving $%s of account %d from shard %d to %d failed: %s",
                                 amount / 1e6, account_id, index, to,
@@ -195,12 +196,14 @@ class ShardMoney:
             log.warning("moving money of account %d to shard %d failed: %s", key[0], key[1],
                         _said(err))
 
-    async def move(self, account_id: int, source: int, to: int, amount: int) -> int:
-        """One move; the micro-dollars that landed on ``to`` (0 when the money is left
-        in transit, for the sweep to land)."""
+    async def move(self, account_id: int, source: int, to: int, amount: int,
+                   timeout: float | None = STEP_SECONDS) -> int:
+        """One move, each step within ``timeout``; the micro-dollars that landed on
+        ``to`` (an exception leaves the money in transit, for the sweep to land)."""
+        timeout = STEP_SECONDS if timeout is None else min(timeout, STEP_SECONDS)
         out = await self._op(source, "MoveMoney", pb.MoveMoneyRequest(
             step=pb.MOVE_STEP_OUT, account_id=account_id, amount_micros=amount, other_shard=to),
-            pb.MoveMoneyResponse)
+            pb.MoveMoneyResponse, timeout)
         self.moves += 1
         self.moved_micros += amount
         n = out.move.number
@@ -210,14 +213,18 @@ class ShardMoney:
         try:
             await self._op(to, "MoveMoney", pb.MoveMoneyRequest(
                 step=pb.MOVE_STEP_IN, account_id=account_id, amount_micros=amount,
-                other_shard=source, number=n), pb.MoveMoneyResponse)
+                other_shard=source, number=n), pb.MoveMoneyResponse, timeout)
         except grpc.aio.AioRpcError as err:
             if _reason(err) != "MOVE_OUT_OF_ORDER":
                 raise
             await self.settle(source)  # an earlier move was left in transit: land it first
             return amount
-        await self._op(source, "MoveMoney", pb.MoveMoneyRequest(
-            step=pb.MOVE_STEP_LANDED, other_shard=to, number=n), pb.MoveMoneyResponse)
+        try:  # landed: the source forgetting it can wait for the sweep
+            await self._op(source, "MoveMoney", pb.MoveMoneyRequest(
+                step=pb.MOVE_STEP_LANDED, other_shard=to, number=n), pb.MoveMoneyResponse,
+                timeout)
+        except (grpc.aio.AioRpcError, ShardError) as err:
+            log.info("shard %d not told that move %d landed: %s", source, n, _said(err))
         return amount
 
     async def settle(self, source: int) -> int:

@@ -157,13 +157,15 @@ class Kept:
         self._db.execute("INSERT OR REPLACE INTO exec_accounts VALUES (?, ?, ?)",
                          (account, oldest, last))
 
-    def add(self, rows: list[tuple[int, int, bytes]], clock: int) -> int:
-        """``(account, executions, ExecutionBatch bytes)`` of a round, in order. Returns
-        how many executions were stored."""
+    def add(self, rows: list[tuple[int, int, bytes, int]]) -> int:
+        """``(account, executions, ExecutionBatch bytes, round's clock)`` of one round or
+        many, in order (many rounds in one call write in one statement). Returns how many
+        executions were stored."""
         stored = 0
         touched: set[int] = set()
-        out = []
-        for account, n, batch in rows:
+        out: list[tuple[int, int, int, int, bytes]] = []
+        insert = "INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?)"
+        for account, n, batch, clock in rows:
             first = first_sequence(batch)
             if not n or not first:
                 continue
@@ -175,16 +177,19 @@ class Kept:
             if first <= last:  # partly written already: the rest
                 batch, first = after(batch, last)
             elif r is None or first > last + 1:
-                # a new account, or a hole: what is kept begins here
+                # a new account, or a hole: what is kept begins here (what is pending is
+                # written first, so that the deletion comes after it)
                 oldest = first
+                if out:
+                    self._db.executemany(insert, out)
+                    out = []
                 self._db.execute("DELETE FROM executions WHERE account = ?", (account,))
             out.append((account, first, end, clock, batch))
             self._range[account] = (oldest, end)
             touched.add(account)
             stored += end - first + 1
         if out:
-            self._db.executemany("INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?)",
-                                 out)
+            self._db.executemany(insert, out)
         for account in touched:
             oldest, last = self._range[account]
             if last - oldest + 1 > self.keep + self._slack:

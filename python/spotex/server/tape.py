@@ -242,16 +242,21 @@ class Tape:
         synced = self.exec_seq >= self.seq
         with self._db:
             self._db.execute("BEGIN")
+            rows: list[tuple[int, int, bytes, int]] = []
             for s, c, market, executions, sequences in items:
                 if sequences is not None:
+                    if rows:  # the rounds before the holes are marked, in turn
+                        self.kept.add(rows)
+                        rows = []
                     for account, last, now in self.kept.holes(sequences):
                         log.warning("executions %d..%d of account %d were not kept (led "
                                     "by another engine)", last + 1, now, account)
                 trades += [Print(t, ts, p, px, q, a, au) for p, t, ts, px, q, a, au in market]
-                if executions:
-                    self.kept.add(executions, c)
+                rows += [(a, n, b, c) for a, n, b in executions]
                 seq = max(seq, s)
                 clock = max(clock, c)
+            if rows:
+                self.kept.add(rows)
             self._add(trades)
             if seq != self.seq:
                 self._set_meta("seq", seq)
