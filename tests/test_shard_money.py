@@ -16,8 +16,13 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import OPERATOR_TOKEN, on_thread, serving
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_money import BUYERS, PIDS
+from test_money import Venue as OneShard
 from test_shards import GATEWAY_TOKEN, HOUR, LIMITS, ROUTES, Venue, market, pid
 
+from spotex._core import Exchange, SpotexError
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
 from spotex.client import Client, RpcError
@@ -316,3 +321,135 @@ def test_a_streamed_buy_short_of_money_is_refused_and_the_next_one_fits(
         b = buyer.balance()
         assert (b.current + b.in_transit, b.holds) == (20, Decimal("2.004"))
         check_ledgers(servers)
+
+
+# ---- the engine's side, against a model: moves in any order, resent, cut short ----
+
+Move = tuple[str, int, int, int]
+moves_script = st.lists(st.tuples(
+    st.sampled_from(["deposit", "bid", "cancel", "out", "in", "landed", "withdraw"]),
+    st.integers(0, 2), st.integers(0, 2), st.integers(1, 40)), min_size=1, max_size=50)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(moves_script)
+def test_moves_between_three_shards_never_make_or_lose_a_dollar(script: list[Move]) -> None:
+    """Three shards' exchanges, one buyer whose home is shard 0: deposits, withdrawals,
+    bids and cancels on any shard, and the three steps of moves sent in any order, again,
+    or never. After every step: each shard's ledger keeps its invariants and no account
+    is overdrawn; the buyer's money on the shards plus what is in transit (as the gateway
+    reads it) is what was deposited less withdrawn; a move's IN lands once and only in
+    its number's turn. At the end each shard's journal and snapshot give it back."""
+    buyer = BUYERS[0]
+    shards = [OneShard() for _ in range(3)]
+    journals: list[list[tuple[int, int, bytes]]] = [[] for _ in shards]
+    net = 0
+    sent: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (src, dst): [(number, amount)]
+    landed: dict[tuple[int, int], int] = {}
+    orders: list[tuple[int, int]] = []
+
+    def move(v: OneShard, r: pb.MoveMoneyRequest) -> pb.MoveMoneyResponse:
+        return pb.MoveMoneyResponse.FromString(v.ex.move_money(v.t, r.SerializeToString()))
+
+    for kind, a, b, n in script:
+        src, dst = a, b if b != a else (a + 1) % 3
+        v = shards[src]
+        before = [(x.ex.sequence, x.ex.state_hash()) for x in shards]
+        try:
+            if kind == "deposit":
+                shards[0].money("deposit", pb.DepositRequest(account_id=buyer,
+                                                             amount_micros=n * D))
+                net += n * D
+            elif kind == "withdraw":
+                shards[0].money("withdraw", pb.WithdrawRequest(account_id=buyer,
+                                                               amount_micros=n * D // 4))
+                net -= n * D // 4
+            elif kind == "bid":
+                r = pb.PlaceOrderRequest(product_id=PIDS[b], side=pb.SIDE_BUY,
+                                         price_micros=D, quantity=n % 8 + 1)
+                o = pb.Order.FromString(v.ex.place_order(v.t, buyer, r.SerializeToString(),
+                                                         buyer=True, seller=True))
+                orders.append((src, o.order_id))
+            elif kind == "cancel" and orders:
+                at, oid = orders.pop(n % len(orders))
+                shards[at].ex.cancel_order(shards[at].t, buyer, pb.CancelOrderRequest(
+                    order_id=oid).SerializeToString())
+            elif kind == "out":
+                free = pb.Balance.FromString(v.ex.balance(buyer)).available_micros
+                amount = n * D // 2
+                try:
+                    got = move(v, pb.MoveMoneyRequest(step=pb.MOVE_STEP_OUT, account_id=buyer,
+                                                      amount_micros=amount, other_shard=dst))
+                except SpotexError as err:
+                    assert err.reason == "INSUFFICIENT_FUNDS" and amount > free  # type: ignore[attr-defined]
+                    assert [(x.ex.sequence, x.ex.state_hash()) for x in shards] == before
+                else:
+                    assert amount <= free
+                    mine = sent.setdefault((src, dst), [])
+                    assert got.move.number == len(mine) + 1
+                    mine.append((got.move.number, amount))
+            elif kind == "in" and sent.get((src, dst)):
+                number, amount = sent[(src, dst)][n % len(sent[(src, dst)])]
+                last = landed.get((src, dst), 0)
+                try:
+                    got = move(shards[dst], pb.MoveMoneyRequest(
+                        step=pb.MOVE_STEP_IN, account_id=buyer, amount_micros=amount,
+                        other_shard=src, number=number))
+                except SpotexError as err:
+                    assert err.reason == "MOVE_OUT_OF_ORDER" and number > last + 1  # type: ignore[attr-defined]
+                else:
+                    assert got.already == (number <= last)
+                    if not got.already:
+                        assert number == last + 1
+                        landed[(src, dst)] = number
+            elif kind == "landed" and landed.get((src, dst)):
+                move(v, pb.MoveMoneyRequest(step=pb.MOVE_STEP_LANDED, other_shard=dst,
+                                            number=landed[(src, dst)]))
+        except SpotexError as err:
+            assert err.reason == "INSUFFICIENT_FUNDS", err  # type: ignore[attr-defined]
+            assert [(x.ex.sequence, x.ex.state_hash()) for x in shards] == before
+        for x, j in zip(shards, journals, strict=True):
+            j.extend(x.ex.take_journal())  # type: ignore[attr-defined]
+            assert x.ex.check_ledger() is None, x.ex.check_ledger()
+            assert pb.Balance.FromString(x.ex.balance(buyer)).available_micros >= 0
+        listed = {i: pb.ListMovesResponse.FromString(x.ex.list_moves())
+                  for i, x in enumerate(shards)}
+        on_shards = sum(pb.Balance.FromString(x.ex.balance(buyer)).current_micros
+                        for x in shards)
+        assert on_shards + in_transit(buyer, listed) == net
+        # what is pending on a source is what was sent and not said to have landed
+        for (s, d), mine in sent.items():
+            told = max((m.number for m in listed[s].pending if m.to_shard == d), default=0)
+            assert told in (0, mine[-1][0])
+    for x, j in zip(shards, journals, strict=True):
+        again = Exchange(1_000)
+        again.set_resale_fee_bps(150)
+        for seq, ts, command in j:
+            again.replay(seq, ts, command)
+        assert again.state_hash() == x.ex.state_hash()
+        back = Exchange.restore(x.ex.snapshot(), 1_000)
+        assert back.state_hash() == x.ex.state_hash()
+        assert back.list_moves() == x.ex.list_moves()
+
+
+@pytest.mark.parametrize(("credits", "said"), [
+    ((5 * D, 5 * D), r"shard 1's engine at \S+ gives every account \$5\.00 of credit"),
+    ((0, None), r"shards 1 check money .* and the others do not"),
+])
+def test_a_gateway_refuses_engines_whose_default_credit_would_count_once_per_shard(
+        tmp_path: Path, credits: tuple[int | None, int | None], said: str) -> None:
+    import asyncio
+
+    from spotex.cluster.gateway import CreditRefused
+    with contextlib.ExitStack() as stack:
+        engines = {}
+        for index, credit in zip((1, 2), credits, strict=True):
+            r = stack.enter_context(serving(tmp_path / f"shard{index}", shard_index=index,
+                                            gateway_token=GATEWAY_TOKEN, limits=LIMITS,
+                                            money=MoneySettings(default_credit=credit)))
+            engines[index] = r.target
+        table = Routes([ShardSpec(i, (a,)) for i, a in engines.items()], ROUTES)
+        with pytest.raises(CreditRefused, match=said):
+            asyncio.run(ShardGateway.start("127.0.0.1:0", table, GATEWAY_TOKEN,
+                                           tmp_path / "gateway", OPERATOR_TOKEN))
+        assert not (tmp_path / "gateway").exists(), "nothing is written before it starts"

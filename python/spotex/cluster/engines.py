@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.cluster.routes import ShardSpec
 from spotex.server.accounts import Account
 
@@ -35,6 +36,8 @@ RECONNECT_MS = (("grpc.initial_reconnect_backoff_ms", 200),
 # what gRPC says when no connection could be made: the request never left
 NEVER_CONNECTED = "failed to connect to all addresses"
 RECENT = 0.5  # seconds a round of health checks that reached no engine is believed
+# an account id no one has: its balance says an engine's default credit limit
+PROBE_ACCOUNT = (1 << 63) - 1
 
 
 class ShardError(Exception):
@@ -107,6 +110,24 @@ class Engines:
                 if err.code() == grpc.StatusCode.UNAUTHENTICATED:
                     return self.token_refused(i)
             return None
+        found = await asyncio.gather(*(one(i) for i in range(len(self.channels))))
+        return [x for x in found if x is not None]
+
+    async def default_credit(self, timeout: float) -> list[tuple[str, int]]:
+        """Each engine's credit limit for an account without its own (the engine's
+        ``--default-credit-limit``; 2**63 - 1: money not checked), read as the balance of
+        an account nobody has; engines that do not answer it within ``timeout`` (not
+        started, a standby, an engine before money) are left out."""
+        probe = pb.GetBalanceRequest(account_id=PROBE_ACCOUNT).SerializeToString()
+
+        async def one(i: int) -> tuple[str, int] | None:
+            call = self.channels[i].unary_unary(f"/{MARKET}/GetBalance")
+            try:
+                got = await call(probe, metadata=self.metadata(
+                    Account(0, "", ["operator"], "gateway")), timeout=timeout)
+            except grpc.aio.AioRpcError:
+                return None
+            return self.spec.addresses[i], pb.Balance.FromString(got).credit_limit_micros
         found = await asyncio.gather(*(one(i) for i in range(len(self.channels))))
         return [x for x in found if x is not None]
 

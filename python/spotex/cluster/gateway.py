@@ -52,7 +52,7 @@ from spotex._core import page_size
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.cluster.auctions import OPERATOR_SERVICE, AuctionRefused, ShardAuctions
 from spotex.cluster.engines import MARKET, Engines, ShardError, _reason
-from spotex.cluster.money import MoneyFailed, ShardMoney, shortfall
+from spotex.cluster.money import INT64_MAX, MoneyFailed, ShardMoney, shortfall
 from spotex.cluster.routes import Routes
 from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
 from spotex.server.datadir import DataDirLock
@@ -1007,12 +1007,37 @@ async def check_token(routes: Routes, token: str, timeout: float = 2.0) -> None:
     try:
         said = [x for found in await asyncio.gather(*(e.token_check(timeout) for e in shards))
                 for x in found]
+        credits = [(e.index, *x) for e, found in zip(shards, await asyncio.gather(
+            *(e.default_credit(timeout) for e in shards)), strict=True) for x in found]
     finally:
         for e in shards:
             await e.close()
     if said:
         raise TokenRefused(said[0] + (f" (and {len(said) - 1} more engines)"
                                       if len(said) > 1 else ""))
+    check_credit(credits)
+
+
+class CreditRefused(ListenError):
+    """Engines whose default credit limit would be granted once per shard."""
+
+
+def check_credit(credits: list[tuple[int, str, int]]) -> None:
+    """Behind a gateway an engine's default credit limit is 0 or unlimited (money not
+    checked), the same on every shard: a default credit would be granted once per shard
+    (docs/scaling.md, "Money across shards")."""
+    for index, address, credit in credits:
+        if credit not in (0, INT64_MAX):
+            raise CreditRefused(
+                f"shard {index}'s engine at {address} gives every account "
+                f"${credit / 1e6:,.2f} of credit (--default-credit-limit): behind a gateway "
+                "that would be granted once per shard; start the engines with 0 (set an "
+                "account's own credit through the gateway) or unlimited")
+    if len({c for *_, c in credits}) > 1:
+        checked = sorted({i for i, _, c in credits if c == 0})
+        raise CreditRefused(
+            f"shards {', '.join(map(str, checked))} check money (--default-credit-limit 0) "
+            "and the others do not (unlimited): start every engine with the same setting")
 
 
 class ShardGateway:
