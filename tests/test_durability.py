@@ -210,8 +210,11 @@ def _start(data: Path, token: str, fsync: str = "batch") -> tuple[ServerProcess,
 @pytest.mark.parametrize(("fsync", "rounds"), [("batch", 20), ("none", 6)])
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: str,
                                                        rounds: int) -> None:
-    """Rounds of load from three clients, each ended by SIGKILL at a random moment;
-    each bounded (at most a second of load, a 30 s start)."""
+    """Rounds of load from three buyers and a seller, each ended by SIGKILL at a random
+    moment; each bounded (at most a second of load, a 30 s start). After every kill:
+    every acknowledged order is there, every acknowledged fill has its transfers (its
+    value to the seller, both fees to the venue), each buyer holds exactly its live bids'
+    worth and has its deposit less what it paid, and the accounts sum to the deposits."""
     data, token = tmp_path / "data", "op"
     proc, target = _start(data, token, fsync)
     op = Client(target, token)
@@ -222,28 +225,56 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
     tokens = [a.token for a in made]
     for a in made:
         op.deposit(a.account_id, "500")
+    s = op.create_account("s", ["seller"])
+    Client(target, s.token).register_capacity(
+        "c", sku="H100-SXM", region="us-east", nodes=[(f"n{i}", 8) for i in range(64)],
+        from_hour=now_hour + 3, to_hour=now_hour + 4)
     acked: dict[int, str] = {}  # order id -> last acknowledged state
+    # acknowledged fills, the buyer's or the seller's: trade -> (the buyer's fee, px, qty)
+    fills: dict[int, tuple[int, Decimal, int]] = {}
     lock = threading.Lock()
     rng = random.Random(11)
+    later = {"open": {"open", "partially_filled", "filled", "cancelled"},
+             "partially_filled": {"partially_filled", "filled", "cancelled"},
+             "filled": {"filled"}, "cancelled": {"cancelled"}}
 
     try:
         for _round in range(rounds):
             stop = threading.Event()
 
-            def client(tok: str, target: str = target, stop: threading.Event = stop) -> None:
+            def client(k: int, target: str = target, stop: threading.Event = stop) -> None:
                 # an answer lost to the kill stays unknown: only acknowledgements count here
-                c = Client(target, tok, timeout=5, resolve_timeout=0)
+                c = Client(target, tokens[k], timeout=5, resolve_timeout=0)
                 while not stop.is_set():
                     try:
                         o = c.place_order(pid, "buy", "1.00", 1 + rng.randrange(8))
                         with lock:
                             acked[o.order_id] = o.state
+                            fills.update({f.trade_id: (20, f.price, f.quantity)
+                                          for f in o.fills})
                         if rng.random() < 0.4:
                             with lock:
                                 acked[o.order_id] = c.cancel_order(o.order_id).state
                     except (RpcError, grpc.RpcError):
                         return
-            threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
+
+            def seller(target: str = target, stop: threading.Event = stop) -> None:
+                c = Client(target, s.token, timeout=5, resolve_timeout=0)
+                while not stop.wait(0.05):
+                    try:
+                        o = c.place_order(pid, "sell", "1.00", 1 + rng.randrange(4),
+                                          cluster_id="c")
+                        with lock:  # the bids it hit were resting: their buyers are makers
+                            fills.update({f.trade_id: (10, f.price, f.quantity)
+                                          for f in o.fills})
+                    except RpcError as err:
+                        if err.reason == "INSUFFICIENT_CAPACITY":
+                            continue  # all 512 GPUs offered: the buyers' bids rest
+                        return
+                    except grpc.RpcError:
+                        return
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
+            threads.append(threading.Thread(target=seller))
             for t in threads:
                 t.start()
             time.sleep(0.3 + rng.random() * 0.7)
@@ -254,20 +285,44 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path, fsync: st
             proc, target = _start(data, token, fsync)
             assert acked, "the load produced no acknowledged order"
             owners = [Client(target, t) for t in tokens]
+            op = Client(target, token)
             found = {o.order_id: o for c in owners for o in c.list_orders(pid)}
             with lock:
                 for oid, state in acked.items():
                     assert oid in found, f"acknowledged order {oid} lost"
-                    assert found[oid].state == state or (state, found[oid].state) == (
-                        "open", "cancelled"), (oid, state, found[oid].state)
-            assert all(o.filled == 0 for o in found.values()), "something filled without a seller"
-            # each buyer's money: its deposit, and holds of exactly its live bids ($1 a GPU
-            # and the dearer fee, 20 bps)
+                    assert found[oid].state in later[state], (oid, state, found[oid].state)
+            # every acknowledged fill's money: its value from the buyer to the seller and
+            # each side's fee (buyer taker 20 bps here, seller maker 10) to the venue
+            moved: dict[int, dict[str, tuple[Decimal, int]]] = {}
+            for a in made:
+                for t in op.transfers(a.account_id):
+                    if t.trade_id:
+                        moved.setdefault(t.trade_id, {})[t.kind] = (t.amount,
+                                                                    t.debit_account_id)
+            buyers = {a.account_id for a in made}
+            with lock:
+                for trade, (bps, px, qty) in fills.items():
+                    value = px * qty
+                    got = moved.get(trade, {})
+                    assert {k: v[0] for k, v in got.items()} == {
+                        "trade": value, "fee": value * bps / 10_000}, (trade, got)
+                    assert got["trade"][1] == got["fee"][1] in buyers, (trade, got)
+            # each buyer's money: its deposit less what its fills cost, and holds of
+            # exactly its live bids ($1 a GPU and the dearer fee, 20 bps)
+            total = Decimal(0)
             for c in owners:
-                live = sum(o.remaining for o in c.list_orders(pid)
+                mine = c.list_orders(pid)
+                live = sum(o.remaining for o in mine
                            if o.state in ("open", "partially_filled"))
+                paid = sum((f.price * f.quantity * Decimal("1.002") if not f.maker
+                            else f.price * f.quantity * Decimal("1.001"))
+                           for o in mine for f in o.fills)
                 b = c.balance()
-                assert (b.current, b.holds) == (500, Decimal(live) * Decimal("1.002")), b
+                assert (b.current, b.holds) == (500 - paid, Decimal(live) * Decimal("1.002")), b
+                total += b.current
+            total += op.balance(s.account_id).current + op.balance().current
+            assert total == 1500, "the accounts sum to the deposits"
+            assert fills or _round < rounds - 1, "nothing ever filled"
     except BaseException:
         proc.kill()  # a failed round leaves no server behind
         raise
