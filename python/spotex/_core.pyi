@@ -50,6 +50,7 @@ __all__ = [
     "get_jetstream_snapshot",
     "Lease",
     "reject_codes",
+    "replay_audit",
     "replay_journal",
     "truncate_journal",
     "workload",
@@ -501,3 +502,13 @@ def replay_journal(
     snapshot: bytes | None = None,
     snapshot_seq: int = 0,
 ) -> tuple[Engine, int, list[tuple[int, int, int, str, int, int, str]], str]: ...
+def replay_audit(
+    path: str | os.PathLike[str],
+    *,
+    until_seq: int | None = None,
+    until_ts: int | None = None,
+    snapshot: bytes | None = None,
+    snapshot_seq: int = 0,
+) -> tuple[
+    Engine, int, list[tuple[int, int, int, str, int, int, str]], str, str | None, list[bytes]
+]: ...

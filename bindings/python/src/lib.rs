@@ -49,6 +49,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<replicated::Lease>()?;
     m.add_function(wrap_pyfunction!(journal::truncate_journal, m)?)?;
     m.add_function(wrap_pyfunction!(replay::replay_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(replay::replay_audit, m)?)?;
     m.add_function(wrap_pyfunction!(journal::journal_segments, m)?)?;
     m.add_function(wrap_pyfunction!(journal::journal_bounds, m)?)?;
     m.add_function(wrap_pyfunction!(journal::retire_journal, m)?)?;

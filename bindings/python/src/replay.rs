@@ -4,7 +4,6 @@
 use pyo3::prelude::*;
 
 use spotex_core as core;
-use spotex_core::Engine as CoreEngine;
 
 use crate::engine::Engine;
 use crate::errors::journal_error;
@@ -27,9 +26,63 @@ pub(crate) fn replay_journal(
     snapshot: Option<&[u8]>,
     snapshot_seq: u64,
 ) -> PyResult<(Engine, u64, Vec<TradeRow>, String)> {
+    let (ex, last, trades, hash) = py
+        .detach(|| replayed(path, until_seq, until_ts, snapshot, snapshot_seq))
+        .map_err(journal_error)?;
+    Ok((Engine::wrap(ex.into_engine()), last, trades, hash))
+}
+
+/// `replay_journal`, and the money there for an audit: `None` when the ledger's
+/// invariants hold (else what broke), and every account's `Balance` bytes, by id.
+#[pyfunction]
+#[pyo3(signature = (path, *, until_seq=None, until_ts=None, snapshot=None, snapshot_seq=0))]
+#[allow(clippy::type_complexity)]
+pub(crate) fn replay_audit<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    until_seq: Option<u64>,
+    until_ts: Option<i64>,
+    snapshot: Option<&[u8]>,
+    snapshot_seq: u64,
+) -> PyResult<(
+    Engine,
+    u64,
+    Vec<TradeRow>,
+    String,
+    Option<String>,
+    Vec<Bound<'py, pyo3::types::PyBytes>>,
+)> {
+    use prost::Message;
+    let (ex, last, trades, hash) = py
+        .detach(|| replayed(path, until_seq, until_ts, snapshot, snapshot_seq))
+        .map_err(journal_error)?;
+    let problem = ex.check_ledger().err();
+    let balances = ex
+        .balances()
+        .iter()
+        .map(|b| pyo3::types::PyBytes::new(py, &b.encode_to_vec()))
+        .collect();
+    Ok((
+        Engine::wrap(ex.into_engine()),
+        last,
+        trades,
+        hash,
+        problem,
+        balances,
+    ))
+}
+
+type Replayed = (spotex_exchange::Exchange, u64, Vec<TradeRow>, String);
+
+fn replayed(
+    path: std::path::PathBuf,
+    until_seq: Option<u64>,
+    until_ts: Option<i64>,
+    snapshot: Option<&[u8]>,
+    snapshot_seq: u64,
+) -> Result<Replayed, String> {
     use spotex_exchange::pb::market_data::Payload;
-    type Replayed = (CoreEngine, u64, Vec<TradeRow>, String);
-    let result = py.detach(|| -> Result<Replayed, String> {
+    {
         let mut ex = match snapshot {
             Some(b) => spotex_exchange::Exchange::restore(b, u32::MAX).map_err(|e| e.0)?,
             None => spotex_exchange::Exchange::new(u32::MAX),
@@ -70,8 +123,6 @@ pub(crate) fn replay_journal(
             last = r.seq;
         }
         let hash = ex.state_hash();
-        Ok((ex.into_engine(), last, trades, hash))
-    });
-    let (inner, last, trades, hash) = result.map_err(journal_error)?;
-    Ok((Engine::wrap(inner), last, trades, hash))
+        Ok((ex, last, trades, hash))
+    }
 }

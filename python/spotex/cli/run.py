@@ -695,20 +695,25 @@ def _replay_index(data_dir: Path, as_csv: bool) -> None:
 @click.option("--index", "index", is_flag=True,
               help="recompute the daily index of every SKU and region from the journal "
                    "alone (docs/index.md), to compare with what the venue published")
-@click.option("--csv", "as_csv", is_flag=True, help="with --index: CSV on stdout")
+@click.option("--balances", is_flag=True,
+              help="every account's money at that point: current, holds and, with "
+              "--csv, on stdout")
+@click.option("--csv", "as_csv", is_flag=True, help="with --index or --balances: CSV on "
+              "stdout")
 def replay(data_dir: Path | None, nats: str, stream: str, until_seq: int | None,
            until: str | None, product: str | None, verify: bool, trades_csv: Path | None,
-           charts: Path | None, index: bool, as_csv: bool) -> None:
-    """Rebuild the books from a data directory's journal, or a replicated shard's stream
-    (--nats URLS --stream NAME; or the data directory of one of its engines), never
-    changing either."""
+           charts: Path | None, index: bool, balances: bool, as_csv: bool) -> None:
+    """Rebuild the books and the money from a data directory's journal, or a replicated
+    shard's stream (--nats URLS --stream NAME; or the data directory of one of its
+    engines), never changing either. The ledger's invariants are checked there (exit 1
+    if they do not hold)."""
     if index:
         if data_dir is None:
             raise click.UsageError("--index reads a data directory's journal")
         _replay_index(data_dir, as_csv)
         return
-    if as_csv:
-        raise click.UsageError("--csv goes with --index")
+    if as_csv and not balances:
+        raise click.UsageError("--csv goes with --index or --balances")
 
     from spotex.server import replay as rp
 
@@ -749,7 +754,52 @@ def replay(data_dir: Path | None, nats: str, stream: str, until_seq: int | None,
                 r = rp.rebuild(data_dir, until_seq, when)
         except JournalError as e:
             raise click.ClickException(str(e)) from None
+        if balances and as_csv:
+            _balances_csv(r)
+            return
         _replayed(r, data_dir, verify, trades_csv, product, charts)
+        if balances:
+            _balances_table(r)
+        if r.ledger_problem is not None:
+            raise click.ClickException(f"the ledger's invariants do not hold at sequence "
+                                       f"{r.sequence}: {r.ledger_problem}")
+
+
+def _money_line(r: Any) -> str:
+    """One line of the money at a replay's point."""
+    if not r.balances:
+        return "money: none moved yet"
+    fees = sum(b.current_micros for b in r.balances if b.account_id == 0)
+    held = sum(b.holds_micros for b in r.balances)
+    traders = [b for b in r.balances if b.account_id != 0]
+    net = sum(b.current_micros for b in r.balances)
+    state = ("the ledger's invariants hold" if r.ledger_problem is None
+             else "[red]the ledger's invariants do NOT hold[/red]")
+    return (f"money: {len(traders)} accounts hold ${net / 1e6:,.2f} (venue fees "
+            f"${fees / 1e6:,.2f}), ${held / 1e6:,.2f} held by live buys; {state}")
+
+
+def _balances_table(r: Any) -> None:
+    t = Table("account", "current", "holds", title=f"balances at sequence {r.sequence}")
+    for b in r.balances:
+        t.add_row("venue fees" if b.account_id == 0 else str(b.account_id),
+                  f"${b.current_micros / 1e6:,.6f}", f"${b.holds_micros / 1e6:,.6f}")
+    console.print(t if r.balances else "no account has money yet")
+
+
+def _balances_csv(r: Any) -> None:
+    import csv
+    import sys
+
+    from spotex.money import format_price
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(["sequence", "account_id", "current", "holds"])
+    for b in r.balances:
+        w.writerow([r.sequence, b.account_id, format_price(b.current_micros),
+                    format_price(b.holds_micros)])
+    if r.ledger_problem is not None:
+        raise click.ClickException(f"the ledger's invariants do not hold at sequence "
+                                   f"{r.sequence}: {r.ledger_problem}")
 
 
 def _replayed(r: Any, data_dir: Path, verify: bool, trades_csv: Path | None,
@@ -764,6 +814,7 @@ def _replayed(r: Any, data_dir: Path, verify: bool, trades_csv: Path | None,
     began = f" from the snapshot at {r.start}" if r.start else ""
     console.print(f"replayed to sequence {r.sequence}{began} ({r.records} journal records "
                   f"kept); state hash {r.state_hash}")
+    console.print(_money_line(r))
     if verify:
         t = Table("snapshot seq", "recorded hash", "replayed hash", "ok")
         results = rp.verify(data_dir)

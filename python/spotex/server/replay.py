@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ from spotex._core import (
     journal_bounds,
     journal_segments,
     read_jetstream,
+    replay_audit,
     replay_journal,
 )
+from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex.server.host import (
     FORMAT,
     FORMAT_FILE,
@@ -55,6 +57,10 @@ class Replay:
     start: int = 0
     # the exchange's state hash there: the books', and the ledger's once there is money
     state_hash: str = ""
+    # the money there: None when the ledger's invariants hold (else what broke), and
+    # every account's balance (spotex.v1.Balance), by id
+    ledger_problem: str | None = None
+    balances: list[Any] = field(default_factory=list)
 
 
 # why a book may show bids at or above asks, said wherever one is shown crossed
@@ -112,9 +118,10 @@ def rebuild(data_dir: Path, until_seq: int | None = None,
     last = last_seq if count else start
     if until_seq is not None and until_seq > last:
         raise JournalError(f"sequence {until_seq} is past the end of the journal ({last})")
-    engine, seq, trades, state_hash = replay_journal(
+    engine, seq, trades, state_hash, problem, balances = replay_audit(
         journal, until_seq=until_seq, until_ts=until_ts, snapshot=base, snapshot_seq=start)
-    return Replay(engine, seq, trades, count, torn, start, state_hash)
+    return Replay(engine, seq, trades, count, torn, start, state_hash, problem,
+                  [pb.Balance.FromString(b) for b in balances])
 
 
 def verify(data_dir: Path) -> list[tuple[int, str, str, bool]]:

@@ -453,6 +453,14 @@ impl Exchange {
         }
     }
 
+    /// Every account the ledger knows (the venue's fee account 0 among them), by id.
+    pub fn balances(&self) -> Vec<pb::Balance> {
+        sorted(&self.ledger.accounts)
+            .into_iter()
+            .map(|(account, _)| self.balance(account))
+            .collect()
+    }
+
     /// What a buy order's record needs held while it lives: limit x remaining x hours
     /// plus the dearer fee. Nothing for a sell, an ended order, or a market order (it
     /// never rests).
