@@ -54,7 +54,7 @@ from spotex.cluster.auctions import OPERATOR_SERVICE, AuctionRefused, ShardAucti
 from spotex.cluster.engines import MARKET, Engines, ShardError, _reason
 from spotex.cluster.money import INT64_MAX, MoneyFailed, ShardMoney, shortfall
 from spotex.cluster.routes import Routes
-from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, Accounts
+from spotex.server.accounts import BUYER, OPERATOR, SELLER, Account, AccountError, Accounts
 from spotex.server.datadir import DataDirLock
 from spotex.server.host import SHARD_BITS
 from spotex.server.limits import Limits, ListenError, TlsConfig
@@ -65,6 +65,7 @@ from spotex.server.service import (
     _check_listen,
     _fail,
     grpc_server,
+    whose_money,
 )
 
 log = logging.getLogger(__name__)
@@ -227,16 +228,11 @@ class ShardMarket:
         self.f = f
 
     async def _whose(self, context: Any, account_id: int) -> int:
-        """As an engine's: the caller's own (0), or another's for an operator, whose own
-        is the venue's fee account."""
         a = await self.f.auth(context)
-        if account_id in (0, a.account_id):
-            return 0 if a.has(OPERATOR) else int(a.account_id)
-        if not a.has(OPERATOR):
-            await _fail(context, "NOT_OWNER", "another account's money needs the role operator")
-        if self.f.accounts.get(account_id) is None:
-            await _fail(context, "UNKNOWN_ACCOUNT", f"no account {account_id}")
-        return account_id
+        try:
+            return whose_money(a, account_id, self.f.accounts)
+        except AccountError as err:
+            await _fail(context, err.reason, str(err))
 
     async def GetBalance(self, request: Any, context: Any) -> Any:
         account = await self._whose(context, request.account_id)

@@ -402,17 +402,11 @@ class MarketService:
     # ---- money: an account's balance and transfers ----
 
     async def _whose(self, context: Any, account_id: int) -> int:
-        """The account a money view is about: the caller's own (0), or another's for an
-        operator, whose own is the venue's fee account."""
         a = await self.s.auth(context)
-        if account_id in (0, a.account_id):
-            return FEE_ACCOUNT if a.has(OPERATOR) else int(a.account_id)
-        if not a.has(OPERATOR):
-            await _fail(context, "NOT_OWNER", "another account's money needs the role operator")
-        if (account_id != FEE_ACCOUNT and not _gateways(a)
-                and self.s.accounts.get(account_id) is None):
-            await _fail(context, "UNKNOWN_ACCOUNT", f"no account {account_id}")
-        return account_id
+        try:  # behind a gateway, the gateway keeps the accounts and has checked this one
+            return whose_money(a, account_id, None if _gateways(a) else self.s.accounts)
+        except AccountError as err:
+            await _fail(context, err.reason, str(err))
 
     async def GetBalance(self, request: Any, context: Any) -> Any:
         account = await self._whose(context, request.account_id)
@@ -906,6 +900,20 @@ class OperatorService(AccountsService):
         host = self.s.host
         seq, h = await self.s.writer(lambda: (host.sequence, host.state_hash()))
         return pb.GetStateHashResponse(sequence=seq, state_hash=h)
+
+
+def whose_money(a: Account, account_id: int, accounts: Accounts | None) -> int:
+    """The account a money view by ``a`` is about: its own (0), or another's for an
+    operator, whose own is the venue's fee account; AccountError otherwise (another's
+    money without the role, or an account ``accounts`` does not know; None: not
+    checked)."""
+    if account_id in (0, a.account_id):
+        return FEE_ACCOUNT if a.has(OPERATOR) else int(a.account_id)
+    if not a.has(OPERATOR):
+        raise AccountError("NOT_OWNER", "another account's money needs the role operator")
+    if account_id != FEE_ACCOUNT and accounts is not None and accounts.get(account_id) is None:
+        raise AccountError("UNKNOWN_ACCOUNT", f"no account {account_id}")
+    return account_id
 
 
 def _gateways(a: Account) -> bool:
