@@ -760,9 +760,14 @@ def replay(data_dir: Path | None, nats: str, stream: str, until_seq: int | None,
         _replayed(r, data_dir, verify, trades_csv, product, charts)
         if balances:
             _balances_table(r)
-        if r.ledger_problem is not None:
-            raise click.ClickException(f"the ledger's invariants do not hold at sequence "
-                                       f"{r.sequence}: {r.ledger_problem}")
+        _ledger_holds(r)
+
+
+def _ledger_holds(r: Any) -> None:
+    """Exit 1, saying what broke, when the replayed ledger's invariants do not hold."""
+    if r.ledger_problem is not None:
+        raise click.ClickException(f"the ledger's invariants do not hold at sequence "
+                                   f"{r.sequence}: {r.ledger_problem}")
 
 
 def _money_line(r: Any) -> str:
@@ -797,9 +802,7 @@ def _balances_csv(r: Any) -> None:
     for b in r.balances:
         w.writerow([r.sequence, b.account_id, format_price(b.current_micros),
                     format_price(b.holds_micros)])
-    if r.ledger_problem is not None:
-        raise click.ClickException(f"the ledger's invariants do not hold at sequence "
-                                   f"{r.sequence}: {r.ledger_problem}")
+    _ledger_holds(r)
 
 
 def _replayed(r: Any, data_dir: Path, verify: bool, trades_csv: Path | None,
