@@ -131,3 +131,35 @@ def test_trades_are_counted_per_product_family(tmp_path: Path) -> None:
             3 * 5.00 + 4 * 5.00 + 4 * 6.00)
     finally:
         assert server.stop() == 0
+
+
+def test_the_money_is_in_the_metrics(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, OPERATOR_TOKEN, "--metrics-listen", "127.0.0.1:0",
+                           "--default-credit-limit", "0", "--taker-fee-bps", "20")
+    try:
+        port = int(re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
+                             server.text()).group(1))  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}/metrics"
+        op = Client(server.target, OPERATOR_TOKEN)
+        made = op.create_account("desk", ["buyer"])
+        buyer = Client(server.target, made.token)
+        hours = op.create_products(skus=["B200"], regions=["eu-west"], from_hour=NOW_HOUR + 3,
+                                   to_hour=NOW_HOUR + 4)
+        seller = Client(server.target, op.create_account("dc", ["seller"]).token)
+        seller.register_capacity("c", sku="B200", region="eu-west", nodes=[("n0", 8)],
+                                 from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 4)
+        seller.place_order(hours[0].product_id, "sell", "5.00", 2, cluster_id="c")
+        op.deposit(made.account_id, "100")
+        op.withdraw(made.account_id, "10")
+        buyer.place_order(hours[0].product_id, "buy", "5.00", 2)  # $10 and 20 bps
+        buyer.place_order(hours[0].product_id, "buy", "4.00", 1)  # rests: $4.008 held
+        m = _scrape(url)
+        assert _total(m, "spotex_money_deposited_dollars_total") == 100
+        assert _total(m, "spotex_money_withdrawn_dollars_total") == 10
+        assert _total(m, "spotex_money_balances_dollars") == pytest.approx(90)
+        assert _total(m, "spotex_money_fees_dollars") == pytest.approx(0.02)
+        assert _total(m, "spotex_money_held_dollars") == pytest.approx(4.008)
+        assert _total(m, "spotex_money_accounts") == 2  # the buyer and the seller
+        assert _total(m, "spotex_money_moves_pending") == 0
+    finally:
+        assert server.stop() == 0

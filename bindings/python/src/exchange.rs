@@ -665,6 +665,14 @@ impl Exchange {
             .collect()
     }
 
+    /// The money as a whole (for metrics): `(accounts, current summed, holds, the venue's
+    /// fees, deposited, withdrawn, moved in, moved out, moves pending, their amount)`, in
+    /// micro-dollars.
+    #[allow(clippy::type_complexity)]
+    fn money_totals(&self) -> (usize, i128, i128, i64, i64, i64, i64, i64, usize, i64) {
+        lock(&self.shared).money_totals()
+    }
+
     /// What traded since this process started, per product family: `(sku, region,
     /// trades, GPU-hours, notional in micro-dollars)`, by SKU then region (for metrics).
     fn trade_totals(&self) -> Vec<(String, String, u64, i64, i128)> {

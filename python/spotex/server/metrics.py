@@ -123,6 +123,7 @@ class _State(Collector):
         yield trades
         yield gpu_hours
         yield notional
+        yield from _money(self.host.ex.money_totals())
         yield GaugeMetricFamily("spotex_sequence", "Commands applied since the venue began.",
                                 value=self.host.sequence)
         yield GaugeMetricFamily("spotex_journal_available",
@@ -274,3 +275,33 @@ class Observe(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             finally:
                 self.done(method, context, started, error)
         return observed
+
+
+def _money(totals: tuple[int, int, int, int, int, int, int, int, int, int]) -> Iterator[Metric]:
+    """The ledger as a whole (docs/trading.md, "Money"), in dollars."""
+    (accounts, current, holds, fees, deposited, withdrawn, moved_in, moved_out, pending,
+     in_transit) = totals
+    d = 1_000_000
+    yield GaugeMetricFamily("spotex_money_accounts", "Accounts with money on this engine.",
+                            value=accounts)
+    yield GaugeMetricFamily("spotex_money_balances_dollars", "Every account's current "
+                            "balance summed (the venue's fee account too).", value=current / d)
+    yield GaugeMetricFamily("spotex_money_held_dollars", "Money held by live buy orders.",
+                            value=holds / d)
+    yield GaugeMetricFamily("spotex_money_fees_dollars", "The venue's fee account.",
+                            value=fees / d)
+    yield CounterMetricFamily("spotex_money_deposited_dollars", "Money deposited, ever.",
+                              value=deposited / d)
+    yield CounterMetricFamily("spotex_money_withdrawn_dollars", "Money withdrawn, ever.",
+                              value=withdrawn / d)
+    yield CounterMetricFamily("spotex_money_moved_in_dollars", "Behind a shard gateway: "
+                              "money moved here from other shards, ever.", value=moved_in / d)
+    yield CounterMetricFamily("spotex_money_moved_out_dollars", "Behind a shard gateway: "
+                              "money moved from here to other shards, ever.",
+                              value=moved_out / d)
+    yield GaugeMetricFamily("spotex_money_moves_pending", "Moves sent from here not yet "
+                            "known to have landed (the gateway's sweep lands them within "
+                            "seconds; one that stays says a shard is unreachable).",
+                            value=pending)
+    yield GaugeMetricFamily("spotex_money_in_transit_dollars", "What those moves carry.",
+                            value=in_transit / d)

@@ -453,6 +453,30 @@ impl Exchange {
         }
     }
 
+    /// The money as a whole, for metrics: `(accounts, their current balances summed,
+    /// holds, the venue's fees, deposited, withdrawn, moved in, moved out, moves pending,
+    /// their micro-dollars)`.
+    pub fn money_totals(&self) -> (usize, i128, i128, i64, i64, i64, i64, i64, usize, i64) {
+        let l = &self.ledger;
+        let current = l.accounts.values().map(|m| i128::from(m.current)).sum();
+        let holds = l.accounts.values().map(|m| i128::from(m.holds)).sum();
+        let fees = l.accounts.get(&FEE_ACCOUNT).map_or(0, |m| m.current);
+        let traders = l.accounts.keys().filter(|&&a| a != FEE_ACCOUNT).count();
+        let pending = l.moves.pending.values().map(|&(_, amount, _)| amount).sum();
+        (
+            traders,
+            current,
+            holds,
+            fees,
+            l.deposited,
+            l.withdrawn,
+            l.moves.moved_in,
+            l.moves.moved_out,
+            l.moves.pending.len(),
+            pending,
+        )
+    }
+
     /// Every account the ledger knows (the venue's fee account 0 among them), by id.
     pub fn balances(&self) -> Vec<pb::Balance> {
         sorted(&self.ledger.accounts)
