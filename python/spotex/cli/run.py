@@ -343,6 +343,9 @@ def cluster_up(base: Path, n: int, nats_port: int, shards: int, standbys: int,
                 gw.metrics.registry.register(supervisor)
             click.echo(f"gateway: {listen.rsplit(':', 1)[0]}:{gw.port} "
                        f"(accounts under {base / 'gateway'})")
+            click.echo("money: " + ("checked: a buyer needs a deposit first (spotex operator "
+                                    "deposit ACCOUNT DOLLARS)" if credit == "0" else
+                                    "not checked (--default-credit-limit unlimited)"))
         asyncio.run(run_gateway(listen, Routes(engines.specs(), table), engines.gateway_token,
                                 base / "gateway", operator_token or None, ready=ready,
                                 metrics_listen=metrics_listen or None,
