@@ -12,11 +12,12 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import OPERATOR_TOKEN
+from conftest import OPERATOR_TOKEN, serving
 
 from spotex._proto.spotex.v1 import spotex_pb2 as pb
 from spotex._proto.spotex.v1 import spotex_pb2_grpc as rpc
-from spotex.client import Client
+from spotex.client import Client, RpcError
+from spotex.server.history import History
 from spotex.tools.testing import ServerProcess
 
 NOW_HOUR = int(time.time()) // 3600
@@ -160,3 +161,40 @@ def test_products_and_allocations_page(tmp_path: Path) -> None:
         assert [a.trade_id for a in buyer.list_allocations()] == trades
     finally:
         assert server.stop() == 0
+
+
+def test_an_order_that_left_memory_is_found_by_its_client_order_id(tmp_path: Path) -> None:
+    """The SDK resolves an unknown outcome by client order id: an order that ended and
+    left memory must still be found (else it would be called not applied), in the
+    history on disk, also in a history file from before client order ids were kept."""
+    import sqlite3
+
+    with serving(tmp_path / "data", keep_ended=2) as r:
+        op = Client(r.target, OPERATOR_TOKEN)
+        pid = op.create_products(skus=["H100-SXM"], regions=["us-east"],
+                                 from_hour=NOW_HOUR + 3, to_hour=NOW_HOUR + 4)[0].product_id
+        buyer = Client(r.target, op.create_account("desk", ["buyer"]).token)
+        placed = [buyer.place_order(pid, "buy", "1.00", 1, tif="ioc", client_order_id=f"c{i}")
+                  for i in range(10)]
+        for i in (0, 5, 9):  # the first ones left memory long ago
+            assert buyer.get_order(client_order_id=f"c{i}").order_id == placed[i].order_id
+        with pytest.raises(RpcError) as err:
+            buyer.get_order(client_order_id="never-sent")
+        assert err.value.reason == "UNKNOWN_ORDER"
+        other = Client(r.target, op.create_account("other", ["buyer"]).token)
+        with pytest.raises(RpcError) as err:  # another account's order is not its own
+            other.get_order(client_order_id="c0")
+        assert err.value.reason == "UNKNOWN_ORDER"
+    # a history file written before: the client order ids are read from its records
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, account INTEGER NOT NULL, "
+               "product TEXT NOT NULL, record BLOB NOT NULL)")
+    db.execute("INSERT INTO orders VALUES (7, 3, 'p', ?)",
+               (pb.Order(order_id=7, client_order_id="old-7").SerializeToString(),))
+    db.commit()
+    db.close()
+    h = History(path)
+    found = h.by_client_order_id(3, "old-7")
+    assert found is not None and pb.Order.FromString(found).order_id == 7
+    assert h.by_client_order_id(4, "old-7") is None

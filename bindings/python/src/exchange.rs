@@ -156,14 +156,19 @@ impl Exchange {
     }
 
     /// The records that left memory since the last call, oldest first, as
-    /// `(order_id, account, product_id, Order bytes)`: for the caller to keep on disk.
-    fn take_left<'py>(&mut self, py: Python<'py>) -> Vec<(u64, u64, String, Bound<'py, PyBytes>)> {
+    /// `(order_id, account, product_id, client_order_id, Order bytes)`: for the caller to
+    /// keep on disk.
+    #[allow(clippy::type_complexity)]
+    fn take_left<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> Vec<(u64, u64, String, String, Bound<'py, PyBytes>)> {
         lock(&self.shared)
             .take_left()
             .into_iter()
             .map(|r| {
                 let order = encode(py, &r.to_pb(true));
-                (r.order_id, r.account, r.product, order)
+                (r.order_id, r.account, r.product, r.client_order_id, order)
             })
             .collect()
     }

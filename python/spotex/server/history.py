@@ -25,8 +25,9 @@ class History:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS orders (order_id INTEGER PRIMARY KEY, "
                          "account INTEGER NOT NULL, product TEXT NOT NULL, "
-                         "record BLOB NOT NULL)")
+                         "record BLOB NOT NULL, coid TEXT)")
         self._db.execute("CREATE INDEX IF NOT EXISTS by_account ON orders (account, order_id)")
+        self._client_order_ids()
         # money's transfers that left the exchange's memory (accounts as SQLite's signed
         # integers: the outside, 2^64-1, is -1)
         self._db.execute("CREATE TABLE IF NOT EXISTS transfers (transfer_id INTEGER PRIMARY "
@@ -36,13 +37,33 @@ class History:
         self._db.execute("CREATE INDEX IF NOT EXISTS by_credit ON transfers "
                          "(credit, transfer_id)")
 
-    def add(self, rows: list[tuple[int, int, str, bytes]]) -> None:
-        """``(order_id, account, product_id, Order bytes)``, as the exchange lets go."""
+    def _client_order_ids(self) -> None:
+        """Orders are found by client order id too (``coid``, indexed by account). A file
+        from before that gets the column, filled once from its records."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
+        if "coid" not in columns:
+            self._db.execute("ALTER TABLE orders ADD COLUMN coid TEXT")
+        if self._db.execute("SELECT 1 FROM orders WHERE coid IS NULL LIMIT 1").fetchone():
+            from spotex._proto.spotex.v1 import spotex_pb2 as pb
+            with self._db:
+                self._db.execute("BEGIN")
+                rows = self._db.execute("SELECT order_id, record FROM orders "
+                                        "WHERE coid IS NULL").fetchall()
+                self._db.executemany(
+                    "UPDATE orders SET coid = ? WHERE order_id = ?",
+                    [(pb.Order.FromString(bytes(r)).client_order_id, i) for i, r in rows])
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_coid ON orders (account, coid) "
+                         "WHERE coid != ''")
+
+    def add(self, rows: list[tuple[int, int, str, str, bytes]]) -> None:
+        """``(order_id, account, product_id, client_order_id, Order bytes)``, as the
+        exchange lets go."""
         if rows:
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?)",
-                                     rows)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO orders (order_id, account, product, coid, record) "
+                    "VALUES (?, ?, ?, ?, ?)", rows)
 
     def add_transfers(self, rows: list[tuple[int, int, int, int, bytes]]) -> None:
         """``(transfer_id, debit, credit, time, Transfer bytes)``, as the exchange lets go."""
@@ -76,6 +97,16 @@ class History:
         row = self._db.execute("SELECT account, record FROM orders WHERE order_id = ?",
                                (order_id,)).fetchone()
         return (int(row[0]), bytes(row[1])) if row else None
+
+    def by_client_order_id(self, account: int, client_order_id: str) -> bytes | None:
+        """The Order bytes of the account's latest order with that client order id that
+        left memory, or None."""
+        if not client_order_id:
+            return None
+        row = self._db.execute(
+            "SELECT record FROM orders WHERE account = ? AND coid = ? "
+            "ORDER BY order_id DESC LIMIT 1", (account, client_order_id)).fetchone()
+        return bytes(row[0]) if row else None
 
     def orders(self, account: int, product: str = "", after: int = 0,
                limit: int = -1) -> list[tuple[int, bytes]]:

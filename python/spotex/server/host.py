@@ -940,7 +940,13 @@ class EngineHost:
         except RefusedError as err:
             if err.reason != "UNKNOWN_ORDER" or self.history is None:
                 raise
-            found = self.history.get(pb.GetOrderRequest.FromString(request).order_id)
+            r = pb.GetOrderRequest.FromString(request)
+            if not r.order_id:  # by client order id: the account's own, on disk
+                old = self.history.by_client_order_id(account, r.client_order_id)
+                if old is None:
+                    raise
+                return old
+            found = self.history.get(r.order_id)
             if found is None:
                 raise
         owner, order = found
