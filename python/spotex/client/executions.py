@@ -92,9 +92,18 @@ class _Cursor:
 
 
 class _Where:
-    """Where a stream stands, for its reader."""
+    """Where a stream stands, for its reader, and what both clients' streams hold."""
 
-    _cursor: _Cursor
+    def __init__(self, stubs: dict[str, Any], metadata: Any, from_sequence: int | None = None,
+                 resume: bool = True, reconnect_timeout: float = 30.0) -> None:
+        self._stub = stubs["market"]
+        self._md = metadata
+        self._cursor = _Cursor(from_sequence)
+        self._resume = resume
+        self.reconnect_timeout = reconnect_timeout
+        self._closed = False
+        self._pending: list[Any] = []
+        self._call: Any = None
 
     @property
     def sequence(self) -> int | None:
@@ -122,14 +131,7 @@ class ExecutionStream(_Where):
 
     def __init__(self, stubs: dict[str, Any], metadata: Any, from_sequence: int | None = None,
                  resume: bool = True, reconnect_timeout: float = 30.0) -> None:
-        self._stub = stubs["market"]
-        self._md = metadata
-        self._cursor = _Cursor(from_sequence)
-        self._resume = resume
-        self.reconnect_timeout = reconnect_timeout
-        self._closed = False
-        self._pending: list[Any] = []
-        self._call: Any = None
+        super().__init__(stubs, metadata, from_sequence, resume, reconnect_timeout)
         self._open(retry=False)
 
     def _open(self, retry: bool) -> None:
@@ -192,17 +194,6 @@ class ExecutionStream(_Where):
 class AsyncExecutionStream(_Where):
     """As ``ExecutionStream``, for ``AsyncClient``: ``await
     client.subscribe_executions()``, then ``async for``."""
-
-    def __init__(self, stubs: dict[str, Any], metadata: Any, from_sequence: int | None = None,
-                 resume: bool = True, reconnect_timeout: float = 30.0) -> None:
-        self._stub = stubs["market"]
-        self._md = metadata
-        self._cursor = _Cursor(from_sequence)
-        self._resume = resume
-        self.reconnect_timeout = reconnect_timeout
-        self._closed = False
-        self._pending: list[Any] = []
-        self._call: Any = None
 
     async def _open(self, retry: bool) -> None:
         delay, deadline = 0.1, time.monotonic() + self.reconnect_timeout
