@@ -890,10 +890,20 @@ class OperatorService(AccountsService):
         return answer
 
     async def ListMoves(self, request: Any, context: Any) -> Any:
+        """Only what is durable: a move out whose round failed is still in memory until
+        the rebuild, and landing it elsewhere would make money (its number is given
+        again after the rebuild), so the moves are not listed meanwhile."""
         await self._gateway_only(context)
-        ex = self.s.host.ex
-        return pb.ListMovesResponse.FromString(
-            await self.s.command(context, lambda: ex.list_moves()))
+        host = self.s.host
+        if (why := host.refusal) is not None:
+            await _fail(context, "JOURNAL_UNAVAILABLE", unavailable_message(why))
+
+        def listed() -> bytes:
+            # on the writer: a round may have failed since the check above
+            if (why := host.unavailable) is not None:
+                raise HostError("JOURNAL_UNAVAILABLE", unavailable_message(why))
+            return host.ex.list_moves()
+        return pb.ListMovesResponse.FromString(await self.s.command(context, listed))
 
     async def GetStateHash(self, request: Any, context: Any) -> Any:
         await self.s.auth(context, OPERATOR)
